@@ -1,0 +1,24 @@
+//! raymon: one binary that replaces the Prometheus container in a Ray cluster's
+//! monitoring stack.
+//!
+//! Data flows through the modules in the order they are declared below:
+//! configuration and discovery decide *what* to scrape, the scraper pulls
+//! exposition text and parses it with [`textparse`], samples go through the
+//! [`storage`] seam into [`tsdb`], and [`promql`] plus [`web`] answer queries.
+//!
+//! ```no_run
+//! use raymon::model::Labels;
+//! let labels = Labels::from_pairs([("job", "ray"), ("instance", "10.0.0.1:8080")]);
+//! assert_eq!(labels.get("job"), Some("ray"));
+//! ```
+
+pub mod model;
+pub mod config;
+pub mod discovery;
+pub mod textparse;
+pub mod scrape;
+pub mod storage;
+pub mod tsdb;
+pub mod promql;
+pub mod web;
+pub mod launcher;

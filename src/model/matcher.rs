@@ -1,0 +1,130 @@
+//! Label matchers: `=`, `!=`, `=~`, `!~` with fully anchored regexes.
+
+use std::fmt;
+
+use regex::Regex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MatcherError {
+    #[error("invalid regular expression {pattern:?}: {source}")]
+    Regex {
+        pattern: String,
+        #[source]
+        source: regex::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatchOp {
+    Equal,
+    NotEqual,
+    Regex,
+    NotRegex,
+}
+
+impl fmt::Display for MatchOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MatchOp::Equal => "=",
+            MatchOp::NotEqual => "!=",
+            MatchOp::Regex => "=~",
+            MatchOp::NotRegex => "!~",
+        })
+    }
+}
+
+/// Matches one label's value. A missing label matches as the empty string,
+/// as in Prometheus.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub op: MatchOp,
+    pub name: String,
+    pub value: String,
+    re: Option<Regex>,
+}
+
+impl PartialEq for Matcher {
+    fn eq(&self, other: &Self) -> bool {
+        self.op == other.op && self.name == other.name && self.value == other.value
+    }
+}
+
+impl Matcher {
+    pub fn new(
+        op: MatchOp,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Matcher, MatcherError> {
+        let value = value.into();
+        let re = match op {
+            MatchOp::Regex | MatchOp::NotRegex => Some(anchored(&value)?),
+            MatchOp::Equal | MatchOp::NotEqual => None,
+        };
+        Ok(Matcher {
+            op,
+            name: name.into(),
+            value,
+            re,
+        })
+    }
+
+    /// Shorthand for an equality matcher, which cannot fail.
+    pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Matcher {
+        Matcher {
+            op: MatchOp::Equal,
+            name: name.into(),
+            value: value.into(),
+            re: None,
+        }
+    }
+
+    pub fn matches(&self, v: &str) -> bool {
+        match (self.op, &self.re) {
+            (MatchOp::Equal, _) => v == self.value,
+            (MatchOp::NotEqual, _) => v != self.value,
+            (MatchOp::Regex, Some(re)) => re.is_match(v),
+            (MatchOp::NotRegex, Some(re)) => !re.is_match(v),
+            (MatchOp::Regex | MatchOp::NotRegex, None) => false,
+        }
+    }
+
+    /// Whether this matcher accepts a series that lacks the label.
+    pub fn matches_empty(&self) -> bool {
+        self.matches("")
+    }
+}
+
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}{:?}", self.name, self.op, self.value)
+    }
+}
+
+/// Compiles `pattern` anchored at both ends, as Prometheus does.
+pub fn anchored(pattern: &str) -> Result<Regex, MatcherError> {
+    Regex::new(&format!("^(?:{pattern})$")).map_err(|source| MatcherError::Regex {
+        pattern: pattern.to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regex_is_fully_anchored() {
+        let m = Matcher::new(MatchOp::Regex, "State", "RUNNING*").unwrap();
+        assert!(m.matches("RUNNIN"));
+        assert!(m.matches("RUNNINGG"));
+        assert!(!m.matches("RUNNING_IN_RAY_GET"));
+    }
+
+    #[test]
+    fn missing_label_is_empty() {
+        let m = Matcher::new(MatchOp::Regex, "ray_io_cluster", ".*").unwrap();
+        assert!(m.matches_empty());
+        let m = Matcher::new(MatchOp::NotRegex, "application", "").unwrap();
+        assert!(!m.matches_empty());
+    }
+}

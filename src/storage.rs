@@ -1,0 +1,80 @@
+//! The storage seam: traits only.
+//!
+//! The scraper writes through [`Appendable`]/[`Appender`]; the query engine
+//! and the HTTP API read through [`Queryable`]/[`Querier`]. Nothing here knows
+//! how samples are kept; `tsdb` implements both sides.
+
+use crate::model::{Labels, Matcher, Sample};
+
+/// A handle that the store hands out to refer to a series cheaply.
+/// Zero means "not known yet".
+pub type SeriesRef = u64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("out of order sample")]
+    OutOfOrderSample,
+    #[error("duplicate sample for timestamp")]
+    DuplicateSampleForTimestamp,
+    #[error("out of bounds")]
+    OutOfBounds,
+    #[error("storage is read-only: {reason}")]
+    ReadOnly { reason: String },
+    #[error("storage io error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+impl Error {
+    /// Whether the sample was rejected on its own merits (the scrape goes on)
+    /// rather than because the store cannot take writes.
+    pub fn is_sample_error(&self) -> bool {
+        matches!(
+            self,
+            Error::OutOfOrderSample | Error::DuplicateSampleForTimestamp | Error::OutOfBounds
+        )
+    }
+}
+
+/// Something that accepts writes.
+pub trait Appendable: Send + Sync {
+    fn appender(&self) -> Box<dyn Appender>;
+}
+
+/// A batch of appends that becomes visible atomically on [`Appender::commit`].
+///
+/// `commit` and `rollback` consume the appender: it must not be reused
+/// afterwards (Prometheus `storage.Appender`).
+pub trait Appender: Send {
+    /// Appends a sample. `hint` is the reference an earlier append returned for
+    /// the same labels, or 0. Returns the reference for next time.
+    fn append(&mut self, hint: SeriesRef, labels: &Labels, t: i64, v: f64)
+        -> Result<SeriesRef, Error>;
+    fn commit(self: Box<Self>) -> Result<(), Error>;
+    fn rollback(self: Box<Self>);
+}
+
+/// One series with its samples in a time range, ascending by time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+}
+
+/// Something that can be read from.
+pub trait Queryable: Send + Sync {
+    /// A reader for samples with `mint <= t <= maxt` (milliseconds).
+    fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier + '_>, Error>;
+}
+
+/// A consistent read view over a time range.
+pub trait Querier: Send {
+    /// Series whose labels satisfy every matcher and that have samples in the
+    /// range, sorted by labels. Stale markers are included as samples.
+    fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, Error>;
+    /// Sorted label names of series that match (all series when `matchers` is empty).
+    fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>, Error>;
+    /// Sorted values of `name` among series that match.
+    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, Error>;
+}

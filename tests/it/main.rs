@@ -1,0 +1,1 @@
+//! The one integration-test binary: every module's end-to-end tests live here.
