@@ -1,1 +1,1 @@
-//! Placeholder: filled in by the module's owner.
+//! Placeholder until the head lands: an in-memory store for wiring `serve`.

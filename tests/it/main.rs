@@ -1,1 +1,9 @@
 //! The one integration-test binary: every module's end-to-end tests live here.
+
+// Test helpers panic on failure by design.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+// mod ray;
+mod scrape;
