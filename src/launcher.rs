@@ -3,10 +3,12 @@
 //! with `up`). The only module that uses `anyhow`.
 
 mod cli;
+mod jobs;
 #[cfg(any())]
 mod serve;
 
 pub use cli::{Cli, Command, ServeArgs};
+pub use jobs::jobs_from_config;
 
 use clap::Parser;
 

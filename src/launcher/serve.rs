@@ -16,30 +16,6 @@ use crate::scrape;
 use crate::tsdb::Head;
 use crate::web;
 
-/// Turns a config's discovery sections into discovery jobs.
-pub fn jobs_from_config(cfg: &Config) -> Result<Vec<JobDiscovery>, discovery::Error> {
-    let mut jobs = Vec::with_capacity(cfg.scrape_configs.len());
-    for sc in &cfg.scrape_configs {
-        let static_groups = sc
-            .static_configs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| TargetGroup::new(&s.targets, s.labels.clone(), i.to_string()))
-            .collect();
-        let file_sd = sc
-            .file_sd_configs
-            .iter()
-            .map(|f| FileSd::new(&f.files, f.refresh_interval))
-            .collect::<Result<Vec<_>, _>>()?;
-        jobs.push(JobDiscovery {
-            job: sc.job_name.clone(),
-            static_groups,
-            file_sd,
-        });
-    }
-    Ok(jobs)
-}
-
 /// Runs until SIGINT/SIGTERM or `POST /-/quit`.
 pub async fn serve_until_signal(args: ServeArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();

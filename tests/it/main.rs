@@ -7,3 +7,4 @@ mod support;
 
 // mod ray;
 mod scrape;
+mod scrape_targets;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use raymon::model::{Labels, is_stale_nan};
 use raymon::scrape::append::{Settings, TargetState};
-use raymon::storage::{Appender, Error, SeriesRef};
+use raymon::storage::{Appendable, Appender, Error, SeriesRef};
 
 /// Records every committed append.
 #[derive(Clone, Default)]
@@ -19,15 +19,17 @@ struct RecAppender {
     pending: Vec<(Labels, i64, f64)>,
 }
 
-impl Recorder {
+impl Appendable for Recorder {
     fn appender(&self) -> Box<dyn Appender> {
         Box::new(RecAppender {
             rec: self.clone(),
             pending: Vec::new(),
         })
     }
+}
 
-    fn take(&self) -> Vec<(Labels, i64, f64)> {
+impl Recorder {
+    pub fn take(&self) -> Vec<(Labels, i64, f64)> {
         std::mem::take(&mut *self.committed.lock().unwrap())
     }
 }
