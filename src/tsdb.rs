@@ -8,7 +8,7 @@
 
 pub mod chunkenc;
 // pub mod head;
-// pub mod index;
+pub mod index;
 // mod querier;
 
 // pub use head::{Head, HeadOptions, HeadStats};
