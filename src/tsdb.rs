@@ -7,8 +7,8 @@
 //! module knows nothing of scraping, PromQL or HTTP.
 
 pub mod chunkenc;
-// pub mod head;
+pub mod head;
 pub mod index;
-// mod querier;
+mod querier;
 
-// pub use head::{Head, HeadOptions, HeadStats};
+pub use head::{Head, HeadOptions, HeadStats};

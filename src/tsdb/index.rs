@@ -190,9 +190,10 @@ impl Index {
     /// Whether `syms` spells exactly `labels`.
     pub fn labels_equal(&self, syms: &[Sym], labels: &Labels) -> bool {
         syms.len() == labels.len() * 2
-            && labels.iter().zip(syms.chunks_exact(2)).all(|(l, p)| {
-                self.symbols.get(p[0]) == l.name && self.symbols.get(p[1]) == l.value
-            })
+            && labels
+                .iter()
+                .zip(syms.chunks_exact(2))
+                .all(|(l, p)| self.symbols.get(p[0]) == l.name && self.symbols.get(p[1]) == l.value)
     }
 
     /// Resolves symbol labels back to strings.
@@ -326,10 +327,7 @@ impl Index {
             (MatchOp::Regex, false) | (MatchOp::NotRegex, true) => {
                 if let Some(set) = literal_alternation(&m.value) {
                     let mut seen = FxHashSet::default();
-                    return set
-                        .filter(|v| seen.insert(*v))
-                        .filter_map(lookup)
-                        .collect();
+                    return set.filter(|v| seen.insert(*v)).filter_map(lookup).collect();
                 }
             }
             _ => {}

@@ -47,10 +47,8 @@ impl BitWriter {
             self.buf.push(0);
             self.free = 8;
         }
-        if bit {
-            if let Some(last) = self.buf.last_mut() {
-                *last |= 1 << (self.free - 1);
-            }
+        if bit && let Some(last) = self.buf.last_mut() {
+            *last |= 1 << (self.free - 1);
         }
         self.free -= 1;
     }
@@ -90,6 +88,7 @@ impl BitWriter {
     }
 
     /// Free bits left in the last byte, for [`BitWriter::from_parts`].
+    #[cfg(test)]
     pub(crate) fn free_bits(&self) -> u8 {
         self.free
     }

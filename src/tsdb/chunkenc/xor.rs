@@ -5,8 +5,8 @@
 //! Prometheus's `XORChunk` bit for bit. This file knows nothing of series,
 //! locks or time ranges beyond a single chunk.
 
-use super::bstream::{BitReader, BitWriter};
 use super::Error;
+use super::bstream::{BitReader, BitWriter};
 
 /// Bytes before the bit stream: the big-endian sample count.
 const HEADER: usize = 2;
@@ -394,7 +394,10 @@ mod tests {
         assert_eq!(reopened.bytes(), c.bytes());
         if let Some(&(t, _)) = samples.last().filter(|s| s.0 < i64::MAX / 2) {
             let mut cont = c.clone();
-            for (i, v) in [42.0, 42.0, -1.0, f64::from_bits(STALE_NAN_BITS)].iter().enumerate() {
+            for (i, v) in [42.0, 42.0, -1.0, f64::from_bits(STALE_NAN_BITS)]
+                .iter()
+                .enumerate()
+            {
                 cont.append(t + 1 + i as i64 * 7, *v).unwrap();
                 reopened.append(t + 1 + i as i64 * 7, *v).unwrap();
             }
@@ -472,8 +475,20 @@ mod tests {
         let mut delta = 1_000_000i64;
         let mut t = 1_000_000i64;
         for dod in [
-            8192, -8191, 8193, -8192, 65536, -65535, 65537, -65536, 524_288, -524_287, 524_289,
-            -524_288, 1 << 40, -(1 << 39),
+            8192,
+            -8191,
+            8193,
+            -8192,
+            65536,
+            -65535,
+            65537,
+            -65536,
+            524_288,
+            -524_287,
+            524_289,
+            -524_288,
+            1 << 40,
+            -(1 << 39),
         ] {
             delta += dod;
             t += delta;
@@ -484,15 +499,21 @@ mod tests {
 
     #[test]
     fn negative_and_extreme_timestamps() {
-        round_trip(&[(-1_000_000, 1.0), (-985_000, 2.0), (-970_000, 3.0), (0, 4.0)]);
+        round_trip(&[
+            (-1_000_000, 1.0),
+            (-985_000, 2.0),
+            (-970_000, 3.0),
+            (0, 4.0),
+        ]);
         round_trip(&[(i64::MIN + 1, 1.0), (0, 2.0), (i64::MAX, 3.0)]);
     }
 
     #[test]
     fn sizes_match_prometheus() {
         // A constant series at 15 s: 2 bits per sample after the first two.
-        let samples: Vec<(i64, f64)> =
-            (0..120).map(|i| (1_700_000_000_000 + i * 15_000, 1.0)).collect();
+        let samples: Vec<(i64, f64)> = (0..120)
+            .map(|i| (1_700_000_000_000 + i * 15_000, 1.0))
+            .collect();
         let c = round_trip(&samples);
         // Header 2 + varint t0 6 + v0 8 + uvarint 15000 2 = 18 bytes, then
         // 1 bit (value of sample 1) + 118 * 2 bits = 237 bits = 30 bytes.

@@ -14,7 +14,12 @@ pub fn union(lists: &[&[SeriesRef]]) -> Vec<SeriesRef> {
         [a, b] => merge(a, b),
         _ => {
             let total: usize = lists.iter().map(|l| l.len()).sum();
-            let max = lists.iter().filter_map(|l| l.last()).max().copied().unwrap_or(0);
+            let max = lists
+                .iter()
+                .filter_map(|l| l.last())
+                .max()
+                .copied()
+                .unwrap_or(0);
             let words = (max / 64 + 1) as usize;
             if total < 1024 || words > total.saturating_mul(4) {
                 let mut out = Vec::with_capacity(total);
@@ -210,14 +215,27 @@ mod tests {
 
     #[test]
     fn operations_agree_with_naive_sets() {
-        for (n, len, stride) in [(3, 10, 50), (5, 2000, 5000), (40, 300, 100_000), (2, 5, 1 << 40)] {
+        for (n, len, stride) in [
+            (3, 10, 50),
+            (5, 2000, 5000),
+            (40, 300, 100_000),
+            (2, 5, 1 << 40),
+        ] {
             let ls = lists(n as u64 * 7 + 1, n, len, stride);
             let refs: Vec<&[u64]> = ls.iter().map(Vec::as_slice).collect();
             let u = union(&refs);
             assert_eq!(u, naive_union(&refs));
             for c in [&ls[0][..], &u[..], &ls[1][..ls[1].len() / 3]] {
-                let want_i: Vec<u64> = c.iter().copied().filter(|x| u.binary_search(x).is_ok()).collect();
-                let want_s: Vec<u64> = c.iter().copied().filter(|x| u.binary_search(x).is_err()).collect();
+                let want_i: Vec<u64> = c
+                    .iter()
+                    .copied()
+                    .filter(|x| u.binary_search(x).is_ok())
+                    .collect();
+                let want_s: Vec<u64> = c
+                    .iter()
+                    .copied()
+                    .filter(|x| u.binary_search(x).is_err())
+                    .collect();
                 assert_eq!(intersect_union(c, &refs), want_i);
                 assert_eq!(subtract_union(c, &refs), want_s);
                 assert_eq!(intersect(c, &u), want_i);
