@@ -5,6 +5,7 @@
 
 mod support;
 
-// mod ray;
+mod ray;
 mod scrape;
 mod scrape_targets;
+mod tsdb;

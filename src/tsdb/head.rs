@@ -1,0 +1,779 @@
+//! The head: every series in memory, sharded by label hash, each with closed
+//! chunks and one open chunk, plus the inverted index over them.
+//!
+//! Appends go to `[Mutex<Shard>; SHARDS]` picked by the series reference, so
+//! appenders only contend within a shard; the index sits behind one `RwLock`
+//! that writers take only to create or drop series. Lock order is always
+//! shard, then index; nothing takes a shard lock while holding the index.
+//! This file knows nothing of WAL files, persistence or PromQL.
+
+use std::hash::Hasher;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use rustc_hash::{FxHashMap, FxHasher};
+
+use crate::model::{Labels, Sample};
+use crate::storage::{Appendable, Appender, Error, Querier, Queryable, SeriesRef};
+
+use super::chunkenc::{XorChunk, XorIter};
+use super::index::{Index, SymLabels};
+use super::querier::HeadQuerier;
+
+/// Prometheus's default head chunk range: two hours in milliseconds.
+pub const DEFAULT_CHUNK_RANGE: i64 = 2 * 60 * 60 * 1000;
+
+/// Prometheus's target number of samples per chunk.
+pub const DEFAULT_SAMPLES_PER_CHUNK: usize = 120;
+
+const SHARD_BITS: u32 = 4;
+const SHARDS: usize = 1 << SHARD_BITS;
+
+#[derive(Debug, Clone)]
+pub struct HeadOptions {
+    /// Chunks never span a multiple of this many milliseconds.
+    pub chunk_range: i64,
+    /// The number of samples a chunk aims for; a chunk is cut at twice this
+    /// at the latest.
+    pub samples_per_chunk: usize,
+}
+
+impl Default for HeadOptions {
+    fn default() -> Self {
+        HeadOptions {
+            chunk_range: DEFAULT_CHUNK_RANGE,
+            samples_per_chunk: DEFAULT_SAMPLES_PER_CHUNK,
+        }
+    }
+}
+
+/// Counts and memory of the head at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadStats {
+    pub num_series: usize,
+    pub num_chunks: usize,
+    pub num_symbols: usize,
+    /// Estimated heap bytes of series, chunks and index, from capacities.
+    pub heap_bytes: usize,
+    /// Of `heap_bytes`, the bytes of encoded samples (chunk buffers).
+    pub chunk_bytes: usize,
+}
+
+/// What one [`Head::gc`] call removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcStats {
+    pub removed_chunks: usize,
+    pub removed_series: usize,
+}
+
+/// The in-memory time-series store. Cloning is cheap and shares the store.
+#[derive(Clone, Default)]
+pub struct Head {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Head")
+            .field("opts", &self.inner.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    opts: HeadOptions,
+    shards: [Mutex<Shard>; SHARDS],
+    index: RwLock<Index>,
+    // Bounds of committed samples; `i64::MAX`/`i64::MIN` while empty.
+    min_time: AtomicI64,
+    max_time: AtomicI64,
+    // Samples before this are out of bounds: they were garbage-collected.
+    min_valid_time: AtomicI64,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner::new(HeadOptions::default())
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    series: FxHashMap<SeriesRef, Box<MemSeries>>,
+    // Label hash to the series with that hash; later series with the same
+    // hash (a collision) go to `collisions`.
+    by_hash: FxHashMap<u64, SeriesRef>,
+    collisions: FxHashMap<u64, Vec<SeriesRef>>,
+    next_seq: u64,
+}
+
+struct ClosedChunk {
+    min_t: i64,
+    max_t: i64,
+    data: Box<[u8]>,
+}
+
+struct OpenChunk {
+    min_t: i64,
+    chunk: XorChunk,
+}
+
+pub(crate) struct MemSeries {
+    pub(crate) labels: SymLabels,
+    hash: u64,
+    // Invariant: chunks are in time order and do not overlap; the open chunk
+    // comes after every closed one.
+    closed: Vec<ClosedChunk>,
+    open: Option<OpenChunk>,
+    next_at: i64,
+    last_t: i64,
+    last_v: u64,
+    has_last: bool,
+    // Appenders holding uncommitted samples for this series; gc keeps it.
+    pending: u32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn shard_of(r: SeriesRef) -> usize {
+    (r & (SHARDS as u64 - 1)) as usize
+}
+
+fn hash_labels(labels: &Labels) -> u64 {
+    let mut h = FxHasher::default();
+    for l in labels {
+        h.write(l.name.as_bytes());
+        h.write_u8(0xff);
+        h.write(l.value.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
+/// The end of the chunk range that contains `t` (Prometheus `rangeForTimestamp`).
+fn range_for_timestamp(t: i64, width: i64) -> i64 {
+    let width = width.max(1);
+    ((t / width) as i128 * width as i128 + width as i128).min(i64::MAX as i128) as i64
+}
+
+/// Where to cut a chunk so that the rest of the chunk range is split into
+/// chunks of equal size, assuming samples keep coming at the rate seen from
+/// `start` to `cur` (Prometheus `computeChunkEndTime`, for a chunk 1/4 full).
+fn compute_chunk_end_time(start: i64, cur: i64, max: i64) -> i64 {
+    let span = max as i128 - start as i128;
+    let n = span / ((cur as i128 - start as i128 + 1) * 4);
+    if n <= 1 {
+        return max;
+    }
+    (start as i128 + span / n) as i64
+}
+
+impl MemSeries {
+    fn new(labels: SymLabels, hash: u64) -> MemSeries {
+        MemSeries {
+            labels,
+            hash,
+            closed: Vec::new(),
+            open: None,
+            next_at: i64::MIN,
+            last_t: 0,
+            last_v: 0,
+            has_last: false,
+            pending: 0,
+        }
+    }
+
+    /// Whether a sample may be appended after the committed ones.
+    fn appendable(&self, t: i64, v: u64) -> Result<Appendability, Error> {
+        if !self.has_last || t > self.last_t {
+            Ok(Appendability::Append)
+        } else if t == self.last_t {
+            // An identical sample is accepted and dropped, as in Prometheus;
+            // values compare by bits so that NaNs and stale markers work.
+            if v == self.last_v {
+                Ok(Appendability::Duplicate)
+            } else {
+                Err(Error::DuplicateSampleForTimestamp)
+            }
+        } else {
+            Err(Error::OutOfOrderSample)
+        }
+    }
+
+    /// Appends a committed sample, cutting chunks by Prometheus's rule.
+    /// Returns false (and drops the sample) if it is not after the last one.
+    fn append(&mut self, t: i64, v: f64, opts: &HeadOptions) -> bool {
+        if self.has_last && t <= self.last_t {
+            return false;
+        }
+        let per_chunk = opts.samples_per_chunk.max(4);
+        let cut = match &self.open {
+            None => true,
+            Some(o) => {
+                let n = o.chunk.num_samples();
+                if n == per_chunk / 4 {
+                    self.next_at = compute_chunk_end_time(o.min_t, self.last_t, self.next_at);
+                }
+                t >= self.next_at || n >= per_chunk * 2
+            }
+        };
+        if cut {
+            self.cut(t, opts);
+        }
+        let Some(o) = self.open.as_mut() else {
+            return false;
+        };
+        if o.chunk.append(t, v).is_err() {
+            return false;
+        }
+        self.last_t = t;
+        self.last_v = v.to_bits();
+        self.has_last = true;
+        true
+    }
+
+    fn cut(&mut self, t: i64, opts: &HeadOptions) {
+        if let Some(o) = self.open.take()
+            && o.chunk.num_samples() > 0
+        {
+            self.closed.push(ClosedChunk {
+                min_t: o.min_t,
+                max_t: self.last_t,
+                data: o.chunk.into_bytes().into_boxed_slice(),
+            });
+        }
+        self.open = Some(OpenChunk {
+            min_t: t,
+            chunk: XorChunk::with_capacity(32),
+        });
+        self.next_at = range_for_timestamp(t, opts.chunk_range);
+    }
+
+    /// The time range of the samples held, if any.
+    pub(crate) fn time_range(&self) -> Option<(i64, i64)> {
+        let min = self
+            .closed
+            .first()
+            .map(|c| c.min_t)
+            .or(self.open.as_ref().map(|o| o.min_t))?;
+        Some((min, self.last_t))
+    }
+
+    pub(crate) fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.time_range()
+            .is_some_and(|(a, b)| a <= maxt && b >= mint)
+    }
+
+    /// Appends the samples with `mint <= t <= maxt` to `out`.
+    pub(crate) fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        let mut take = |bytes: &[u8]| {
+            let mut it = XorIter::new(bytes);
+            if let Some((t, v)) = it.seek(mint)
+                && t <= maxt
+            {
+                out.push(Sample { t, v });
+                out.extend(
+                    it.take_while(|&(t, _)| t <= maxt)
+                        .map(|(t, v)| Sample { t, v }),
+                );
+            }
+        };
+        for c in &self.closed {
+            if c.min_t <= maxt && c.max_t >= mint {
+                take(&c.data);
+            }
+        }
+        if let Some(o) = &self.open
+            && o.min_t <= maxt
+            && self.last_t >= mint
+        {
+            take(o.chunk.bytes());
+        }
+    }
+
+    /// Drops chunks that end before `min_time`; returns how many.
+    fn truncate(&mut self, min_time: i64) -> usize {
+        let keep_from = self.closed.partition_point(|c| c.max_t < min_time);
+        self.closed.drain(..keep_from);
+        let mut removed = keep_from;
+        if self.has_last && self.last_t < min_time && self.open.take().is_some() {
+            removed += 1;
+        }
+        removed
+    }
+
+    fn is_empty(&self) -> bool {
+        self.closed.is_empty() && self.open.is_none()
+    }
+
+    fn heap_bytes(&self) -> (usize, usize) {
+        let mut chunks = self.closed.iter().map(|c| c.data.len()).sum::<usize>();
+        chunks += self.open.as_ref().map_or(0, |o| o.chunk.capacity());
+        let other = std::mem::size_of::<MemSeries>()
+            + self.labels.len() * 4
+            + self.closed.capacity() * std::mem::size_of::<ClosedChunk>();
+        (other + chunks, chunks)
+    }
+}
+
+enum Appendability {
+    Append,
+    Duplicate,
+}
+
+impl Inner {
+    fn new(opts: HeadOptions) -> Inner {
+        Inner {
+            opts,
+            shards: Default::default(),
+            index: RwLock::new(Index::new()),
+            min_time: AtomicI64::new(i64::MAX),
+            max_time: AtomicI64::new(i64::MIN),
+            min_valid_time: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    pub(crate) fn index(&self) -> RwLockReadGuard<'_, Index> {
+        read(&self.index)
+    }
+
+    /// Bounds of the committed samples, if any.
+    pub(crate) fn time_bounds(&self) -> Option<(i64, i64)> {
+        let (a, b) = (
+            self.min_time.load(Ordering::Acquire),
+            self.max_time.load(Ordering::Acquire),
+        );
+        (a <= b).then_some((a, b))
+    }
+
+    /// Calls `f` once per shard with the series among `refs` (sorted or not)
+    /// that still exist, holding that shard's lock and the index read lock.
+    pub(crate) fn visit(&self, refs: &[SeriesRef], mut f: impl FnMut(&Index, &[&MemSeries])) {
+        let mut buckets: [Vec<SeriesRef>; SHARDS] = Default::default();
+        for &r in refs {
+            buckets[shard_of(r)].push(r);
+        }
+        for (i, bucket) in buckets.iter().enumerate() {
+            if bucket.is_empty() {
+                continue;
+            }
+            let shard = lock(&self.shards[i]);
+            let ix = read(&self.index);
+            let batch: Vec<&MemSeries> = bucket
+                .iter()
+                .filter_map(|r| shard.series.get(r).map(|s| &**s))
+                .collect();
+            f(&ix, &batch);
+        }
+    }
+
+    /// Finds the series with exactly `labels`, creating it if needed.
+    fn get_or_create(&self, labels: &Labels) -> Result<(SeriesRef, MutexGuard<'_, Shard>), Error> {
+        if labels.is_empty() {
+            return Err(Error::Other("empty label set".to_string()));
+        }
+        let hash = hash_labels(labels);
+        let si = (hash >> (64 - SHARD_BITS)) as usize;
+        let mut shard = lock(&self.shards[si]);
+        {
+            let ix = read(&self.index);
+            let candidates = shard
+                .by_hash
+                .get(&hash)
+                .into_iter()
+                .chain(shard.collisions.get(&hash).into_iter().flatten());
+            for &r in candidates {
+                if shard
+                    .series
+                    .get(&r)
+                    .is_some_and(|s| ix.labels_equal(&s.labels, labels))
+                {
+                    return Ok((r, shard));
+                }
+            }
+        }
+        shard.next_seq += 1;
+        let r = shard.next_seq << SHARD_BITS | si as u64;
+        let syms = write(&self.index).add_series(r, labels);
+        shard.series.insert(r, Box::new(MemSeries::new(syms, hash)));
+        match shard.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                shard.collisions.entry(hash).or_default().push(r);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(r);
+            }
+        }
+        Ok((r, shard))
+    }
+}
+
+impl Head {
+    pub fn new(opts: HeadOptions) -> Head {
+        Head {
+            inner: Arc::new(Inner::new(opts)),
+        }
+    }
+
+    pub fn options(&self) -> &HeadOptions {
+        &self.inner.opts
+    }
+
+    /// The oldest and newest committed sample times, if any.
+    pub fn time_bounds(&self) -> Option<(i64, i64)> {
+        self.inner.time_bounds()
+    }
+
+    /// The labels of a series by reference, if it exists.
+    pub fn series_labels(&self, r: SeriesRef) -> Option<Labels> {
+        let shard = lock(&self.inner.shards[shard_of(r)]);
+        let s = shard.series.get(&r)?;
+        Some(read(&self.inner.index).labels(&s.labels))
+    }
+
+    /// Drops every chunk that ends before `min_time`, then every series left
+    /// without chunks (unless an appender has uncommitted samples for it), and
+    /// removes them from the index. Samples before `min_time` are refused
+    /// afterwards with [`Error::OutOfBounds`].
+    pub fn gc(&self, min_time: i64) -> GcStats {
+        let inner = &*self.inner;
+        inner.min_valid_time.fetch_max(min_time, Ordering::AcqRel);
+        let mut stats = GcStats::default();
+        let mut new_min = i64::MAX;
+        for shard in &inner.shards {
+            let mut removed: Vec<(SeriesRef, SymLabels)> = Vec::new();
+            {
+                let mut shard = lock(shard);
+                let mut dead = Vec::new();
+                for (r, s) in shard.series.iter_mut() {
+                    stats.removed_chunks += s.truncate(min_time);
+                    match s.time_range() {
+                        Some((a, _)) => new_min = new_min.min(a),
+                        None if s.is_empty() && s.pending == 0 => dead.push(*r),
+                        None => {}
+                    }
+                }
+                for r in dead {
+                    let Some(s) = shard.series.remove(&r) else {
+                        continue;
+                    };
+                    shard.unlink_hash(r, s.hash);
+                    removed.push((r, s.labels));
+                }
+            }
+            stats.removed_series += removed.len();
+            if !removed.is_empty() {
+                write(&inner.index).remove_series(&removed);
+            }
+        }
+        if new_min == i64::MAX {
+            inner.min_time.store(i64::MAX, Ordering::Release);
+            inner.max_time.store(i64::MIN, Ordering::Release);
+        } else {
+            inner.min_time.store(new_min, Ordering::Release);
+        }
+        stats
+    }
+
+    /// Counts and estimated memory.
+    pub fn stats(&self) -> HeadStats {
+        let mut st = HeadStats::default();
+        for shard in &self.inner.shards {
+            let shard = lock(shard);
+            st.num_series += shard.series.len();
+            st.heap_bytes += shard.series.capacity() * 17
+                + shard.by_hash.capacity() * 17
+                + shard.collisions.capacity() * 33;
+            for s in shard.series.values() {
+                let (all, chunks) = s.heap_bytes();
+                st.heap_bytes += all;
+                st.chunk_bytes += chunks;
+                st.num_chunks += s.closed.len() + usize::from(s.open.is_some());
+            }
+        }
+        let ix = read(&self.inner.index);
+        st.heap_bytes += ix.heap_bytes();
+        st.num_symbols = ix.symbols().len();
+        st
+    }
+}
+
+impl Shard {
+    fn unlink_hash(&mut self, r: SeriesRef, hash: u64) {
+        if self.by_hash.get(&hash) == Some(&r) {
+            self.by_hash.remove(&hash);
+            if let Some(list) = self.collisions.get_mut(&hash) {
+                if let Some(next) = list.pop() {
+                    self.by_hash.insert(hash, next);
+                }
+                if list.is_empty() {
+                    self.collisions.remove(&hash);
+                }
+            }
+        } else if let Some(list) = self.collisions.get_mut(&hash) {
+            list.retain(|x| *x != r);
+            if list.is_empty() {
+                self.collisions.remove(&hash);
+            }
+        }
+    }
+}
+
+struct Pending {
+    r: SeriesRef,
+    t: i64,
+    v: f64,
+    // This sample took the series' `pending` count, which commit or
+    // rollback gives back.
+    first: bool,
+}
+
+/// Buffers samples and applies them under the shard locks on commit.
+struct HeadAppender {
+    head: Arc<Inner>,
+    pending: [Vec<Pending>; SHARDS],
+    // The last buffered sample of each series, to catch order errors within
+    // the batch.
+    last: FxHashMap<SeriesRef, (i64, u64)>,
+    min_valid: i64,
+    done: bool,
+}
+
+impl Appendable for Head {
+    fn appender(&self) -> Box<dyn Appender> {
+        Box::new(HeadAppender {
+            head: self.inner.clone(),
+            pending: Default::default(),
+            last: FxHashMap::default(),
+            min_valid: self.inner.min_valid_time.load(Ordering::Acquire),
+            done: false,
+        })
+    }
+}
+
+impl Queryable for Head {
+    fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier + '_>, Error> {
+        Ok(Box::new(HeadQuerier::new(&self.inner, mint, maxt)))
+    }
+}
+
+impl HeadAppender {
+    /// Checks the sample against the series' committed samples with the
+    /// shard locked. None if the series does not exist.
+    fn check_committed(
+        shard: &mut Shard,
+        r: SeriesRef,
+        t: i64,
+        vb: u64,
+    ) -> Option<Result<Appendability, Error>> {
+        let s = shard.series.get_mut(&r)?;
+        let res = s.appendable(t, vb);
+        if matches!(res, Ok(Appendability::Append)) {
+            s.pending += 1;
+        }
+        Some(res)
+    }
+
+    /// Appends after a sample this batch already holds for series `r`.
+    fn append_buffered(
+        &mut self,
+        r: SeriesRef,
+        (lt, lv): (i64, u64),
+        t: i64,
+        v: f64,
+    ) -> Result<SeriesRef, Error> {
+        let vb = v.to_bits();
+        match t.cmp(&lt) {
+            std::cmp::Ordering::Greater => {}
+            std::cmp::Ordering::Equal if vb == lv => return Ok(r),
+            std::cmp::Ordering::Equal => return Err(Error::DuplicateSampleForTimestamp),
+            std::cmp::Ordering::Less => return Err(Error::OutOfOrderSample),
+        }
+        self.pending[shard_of(r)].push(Pending {
+            r,
+            t,
+            v,
+            first: false,
+        });
+        self.last.insert(r, (t, vb));
+        Ok(r)
+    }
+
+    fn finish(&mut self, commit: bool) {
+        self.done = true;
+        let inner = &*self.head;
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        for (i, pending) in self.pending.iter_mut().enumerate() {
+            if pending.is_empty() {
+                continue;
+            }
+            let mut shard = lock(&inner.shards[i]);
+            for p in pending.drain(..) {
+                let Some(s) = shard.series.get_mut(&p.r) else {
+                    continue;
+                };
+                if p.first {
+                    s.pending = s.pending.saturating_sub(1);
+                }
+                // A sample that a concurrent appender overtook is dropped, as
+                // Prometheus drops it at commit.
+                if commit && s.append(p.t, p.v, &inner.opts) {
+                    lo = lo.min(p.t);
+                    hi = hi.max(p.t);
+                }
+            }
+        }
+        if lo <= hi {
+            inner.min_time.fetch_min(lo, Ordering::AcqRel);
+            inner.max_time.fetch_max(hi, Ordering::AcqRel);
+        }
+        self.last.clear();
+    }
+}
+
+impl Appender for HeadAppender {
+    fn append(
+        &mut self,
+        hint: SeriesRef,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+    ) -> Result<SeriesRef, Error> {
+        if t < self.min_valid {
+            return Err(Error::OutOfBounds);
+        }
+        let vb = v.to_bits();
+        let mut r = hint;
+        let mut known = None;
+        if r != 0 {
+            if let Some(&last) = self.last.get(&r) {
+                return self.append_buffered(r, last, t, v);
+            }
+            let mut shard = lock(&self.head.shards[shard_of(r)]);
+            known = Self::check_committed(&mut shard, r, t, vb);
+        }
+        let res = match known {
+            Some(res) => res,
+            None => {
+                let (found, mut shard) = self.head.get_or_create(labels)?;
+                r = found;
+                if let Some(&last) = self.last.get(&r) {
+                    // Came by labels for a series that this batch already holds.
+                    drop(shard);
+                    return self.append_buffered(r, last, t, v);
+                }
+                Self::check_committed(&mut shard, r, t, vb).unwrap_or(Ok(Appendability::Append))
+            }
+        };
+        match res? {
+            Appendability::Duplicate => Ok(r),
+            Appendability::Append => {
+                self.pending[shard_of(r)].push(Pending {
+                    r,
+                    t,
+                    v,
+                    first: true,
+                });
+                self.last.insert(r, (t, vb));
+                Ok(r)
+            }
+        }
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), Error> {
+        self.finish(true);
+        Ok(())
+    }
+
+    fn rollback(mut self: Box<Self>) {
+        self.finish(false);
+    }
+}
+
+impl Drop for HeadAppender {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish(false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_end_time_matches_prometheus() {
+        // 15 s scrapes: the 30th sample sits at 29 * 15 s, so the 2 h range
+        // splits into 4 chunks of 120 samples.
+        let start = 0;
+        assert_eq!(
+            compute_chunk_end_time(start, 29 * 15_000, DEFAULT_CHUNK_RANGE),
+            1_800_000
+        );
+        // Sparse samples: never later than the range end.
+        assert_eq!(
+            compute_chunk_end_time(0, 3_000_000, DEFAULT_CHUNK_RANGE),
+            DEFAULT_CHUNK_RANGE
+        );
+        assert_eq!(
+            range_for_timestamp(7_199_999, DEFAULT_CHUNK_RANGE),
+            DEFAULT_CHUNK_RANGE
+        );
+        assert_eq!(
+            range_for_timestamp(7_200_000, DEFAULT_CHUNK_RANGE),
+            2 * DEFAULT_CHUNK_RANGE
+        );
+        // Go's division truncates towards zero, and so does ours.
+        assert_eq!(
+            range_for_timestamp(-1, DEFAULT_CHUNK_RANGE),
+            DEFAULT_CHUNK_RANGE
+        );
+    }
+
+    #[test]
+    fn chunks_are_cut_like_prometheus() {
+        let opts = HeadOptions::default();
+        let mut s = MemSeries::new(Box::new([]), 0);
+        // Six hours at 15 s from an aligned start: 4 chunks of 120 per 2 h.
+        for i in 0..(6 * 240) {
+            assert!(s.append(i * 15_000, i as f64, &opts));
+        }
+        let sizes: Vec<usize> = s
+            .closed
+            .iter()
+            .map(|c| XorIter::new(&c.data).count())
+            .collect();
+        assert_eq!(sizes, vec![120; 11]);
+        assert_eq!(s.open.as_ref().map(|o| o.chunk.num_samples()), Some(120));
+        // No chunk crosses a 2 h boundary.
+        for c in &s.closed {
+            assert_eq!(c.min_t / DEFAULT_CHUNK_RANGE, c.max_t / DEFAULT_CHUNK_RANGE);
+        }
+
+        // A 1 s interval would give 1800 samples per quarter range: cut at 240.
+        let mut s = MemSeries::new(Box::new([]), 0);
+        for i in 0..1000 {
+            assert!(s.append(i * 1000, 1.0, &opts));
+        }
+        assert!(
+            s.closed
+                .iter()
+                .all(|c| XorIter::new(&c.data).count() <= 240)
+        );
+        let mut out = Vec::new();
+        s.samples(i64::MIN, i64::MAX, &mut out);
+        assert_eq!(out.len(), 1000);
+        assert!(!s.append(999_000, 1.0, &opts));
+    }
+}

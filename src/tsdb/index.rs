@@ -1,0 +1,440 @@
+//! The head's inverted index: interned label strings and, per label pair,
+//! the sorted list of series references that carry it (postings).
+//!
+//! Matcher evaluation follows Prometheus's `PostingsForMatchers`
+//! (`tsdb/querier.go`): matchers that accept the empty string select by
+//! subtraction, so series that lack a label behave as if it were empty. This
+//! file knows series only by reference; it does not know about chunks,
+//! samples, time or locking (the head wraps it in one `RwLock`).
+
+mod postings;
+
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::model::{Labels, MatchOp, Matcher};
+use crate::storage::SeriesRef;
+
+pub use postings::{intersect, subtract, union};
+
+/// A symbol id: the index of an interned string.
+pub type Sym = u32;
+
+/// Interned strings with reference counts, so that label names and values
+/// shared by many series are stored once and freed with their last series.
+#[derive(Debug)]
+pub struct Symbols {
+    strings: Vec<Arc<str>>,
+    refs: Vec<u32>,
+    ids: FxHashMap<Arc<str>, Sym>,
+    free: Vec<Sym>,
+    empty: Arc<str>,
+}
+
+impl Default for Symbols {
+    fn default() -> Self {
+        Symbols {
+            strings: Vec::new(),
+            refs: Vec::new(),
+            ids: FxHashMap::default(),
+            free: Vec::new(),
+            empty: Arc::from(""),
+        }
+    }
+}
+
+impl Symbols {
+    /// Interns `s` and takes a reference on it.
+    pub fn intern(&mut self, s: &str) -> Sym {
+        if let Some(&id) = self.ids.get(s) {
+            self.refs[id as usize] += 1;
+            return id;
+        }
+        let arc: Arc<str> = Arc::from(s);
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.strings[id as usize] = arc.clone();
+                self.refs[id as usize] = 1;
+                id
+            }
+            None => {
+                self.strings.push(arc.clone());
+                self.refs.push(1);
+                (self.strings.len() - 1) as Sym
+            }
+        };
+        self.ids.insert(arc, id);
+        id
+    }
+
+    /// Drops a reference taken by [`Symbols::intern`]; the last one frees the id.
+    pub fn release(&mut self, id: Sym) {
+        let Some(r) = self.refs.get_mut(id as usize) else {
+            return;
+        };
+        *r = r.saturating_sub(1);
+        if *r == 0 {
+            let s = std::mem::replace(&mut self.strings[id as usize], self.empty.clone());
+            self.ids.remove(&s);
+            self.free.push(id);
+        }
+    }
+
+    pub fn lookup(&self, s: &str) -> Option<Sym> {
+        self.ids.get(s).copied()
+    }
+
+    pub fn get(&self, id: Sym) -> &str {
+        self.strings.get(id as usize).map_or("", |s| s)
+    }
+
+    /// Live symbols.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let strings: usize = self.ids.keys().map(|s| s.len() + 16).sum();
+        strings
+            + self.strings.capacity() * 16
+            + self.refs.capacity() * 4
+            + self.free.capacity() * 4
+            + self.ids.capacity() * 21
+    }
+}
+
+/// Label pairs of one series as symbol ids: `[name0, value0, name1, value1, ..]`,
+/// sorted by name string.
+pub type SymLabels = Box<[Sym]>;
+
+/// The inverted index over all series of the head.
+#[derive(Debug, Default)]
+pub struct Index {
+    symbols: Symbols,
+    // Invariant: every list is sorted, deduplicated and non-empty.
+    postings: FxHashMap<Sym, FxHashMap<Sym, Vec<SeriesRef>>>,
+    all: Vec<SeriesRef>,
+}
+
+impl Index {
+    pub fn new() -> Index {
+        Index::default()
+    }
+
+    pub fn symbols(&self) -> &Symbols {
+        &self.symbols
+    }
+
+    /// Number of indexed series.
+    pub fn num_series(&self) -> usize {
+        self.all.len()
+    }
+
+    /// Interns `labels` and indexes series `r` under each pair.
+    pub fn add_series(&mut self, r: SeriesRef, labels: &Labels) -> SymLabels {
+        let mut syms = Vec::with_capacity(labels.len() * 2);
+        for l in labels {
+            let n = self.symbols.intern(&l.name);
+            let v = self.symbols.intern(&l.value);
+            syms.push(n);
+            syms.push(v);
+            insert_sorted(self.postings.entry(n).or_default().entry(v).or_default(), r);
+        }
+        insert_sorted(&mut self.all, r);
+        syms.into_boxed_slice()
+    }
+
+    /// Removes series from every list they are in and drops their symbol
+    /// references. Batched so that long lists are rewritten once.
+    pub fn remove_series(&mut self, removed: &[(SeriesRef, SymLabels)]) {
+        if removed.is_empty() {
+            return;
+        }
+        let mut by_pair: FxHashMap<(Sym, Sym), Vec<SeriesRef>> = FxHashMap::default();
+        let mut refs = Vec::with_capacity(removed.len());
+        for (r, syms) in removed {
+            refs.push(*r);
+            for pair in syms.chunks_exact(2) {
+                by_pair.entry((pair[0], pair[1])).or_default().push(*r);
+            }
+        }
+        refs.sort_unstable();
+        self.all = subtract(&self.all, &refs);
+        for ((n, v), mut rs) in by_pair {
+            rs.sort_unstable();
+            let Some(values) = self.postings.get_mut(&n) else {
+                continue;
+            };
+            if let Some(list) = values.get_mut(&v) {
+                *list = subtract(list, &rs);
+                if list.is_empty() {
+                    values.remove(&v);
+                }
+            }
+            if values.is_empty() {
+                self.postings.remove(&n);
+            }
+        }
+        for (_, syms) in removed {
+            for &s in syms.iter() {
+                self.symbols.release(s);
+            }
+        }
+    }
+
+    /// Whether `syms` spells exactly `labels`.
+    pub fn labels_equal(&self, syms: &[Sym], labels: &Labels) -> bool {
+        syms.len() == labels.len() * 2
+            && labels
+                .iter()
+                .zip(syms.chunks_exact(2))
+                .all(|(l, p)| self.symbols.get(p[0]) == l.name && self.symbols.get(p[1]) == l.value)
+    }
+
+    /// Resolves symbol labels back to strings.
+    pub fn labels(&self, syms: &[Sym]) -> Labels {
+        Labels::from_sorted(
+            syms.chunks_exact(2)
+                .map(|p| crate::model::Label {
+                    name: self.symbols.get(p[0]).to_string(),
+                    value: self.symbols.get(p[1]).to_string(),
+                })
+                .collect(),
+        )
+    }
+
+    /// All series references, sorted.
+    pub fn all_postings(&self) -> &[SeriesRef] {
+        &self.all
+    }
+
+    /// Series that have `name="value"`.
+    pub fn postings(&self, name: &str, value: &str) -> &[SeriesRef] {
+        self.lookup_pair(name, value).unwrap_or(&[])
+    }
+
+    fn lookup_pair(&self, name: &str, value: &str) -> Option<&[SeriesRef]> {
+        let n = self.symbols.lookup(name)?;
+        let v = self.symbols.lookup(value)?;
+        self.postings.get(&n)?.get(&v).map(Vec::as_slice)
+    }
+
+    /// Label names present on at least one series, with the postings of each
+    /// of their values. Unsorted.
+    pub fn label_names(&self) -> impl Iterator<Item = (&str, Vec<&[SeriesRef]>)> {
+        self.postings.iter().map(|(n, values)| {
+            (
+                self.symbols.get(*n),
+                values.values().map(Vec::as_slice).collect(),
+            )
+        })
+    }
+
+    /// The values of `name` with their postings. Unsorted.
+    pub fn label_values(&self, name: &str) -> Vec<(&str, &[SeriesRef])> {
+        let Some(values) = self
+            .symbols
+            .lookup(name)
+            .and_then(|n| self.postings.get(&n))
+        else {
+            return Vec::new();
+        };
+        values
+            .iter()
+            .map(|(v, list)| (self.symbols.get(*v), list.as_slice()))
+            .collect()
+    }
+
+    /// The sorted series references selected by `matchers`, exactly as
+    /// Prometheus's `PostingsForMatchers` selects them. No matchers select
+    /// nothing.
+    pub fn postings_for_matchers(&self, matchers: &[Matcher]) -> Vec<SeriesRef> {
+        // Names that some matcher requires to be set (non-empty).
+        let must_be_set: FxHashSet<&str> = matchers
+            .iter()
+            .filter(|m| !m.matches_empty())
+            .map(|m| m.name.as_str())
+            .collect();
+        let mut its: Vec<Vec<&[SeriesRef]>> = Vec::new();
+        let mut nots: Vec<Vec<&[SeriesRef]>> = Vec::new();
+        for m in matchers {
+            let positive = matches!(m.op, MatchOp::Equal | MatchOp::Regex);
+            if !m.matches_empty() || (positive && must_be_set.contains(m.name.as_str())) {
+                // Series with a value the matcher accepts.
+                let group = self.values_where(m, false);
+                if group.is_empty() {
+                    return Vec::new();
+                }
+                its.push(group);
+            } else {
+                // The matcher accepts a missing label, so take every series
+                // and subtract those whose value it rejects.
+                nots.push(self.values_where(m, true));
+            }
+        }
+        if its.is_empty() {
+            if nots.is_empty() {
+                return Vec::new();
+            }
+            its.push(vec![&self.all]);
+        }
+        its.sort_by_key(|g| g.iter().map(|l| l.len()).sum::<usize>());
+        let mut groups = its.into_iter();
+        let mut result = match groups.next() {
+            Some(g) => union(&g),
+            None => return Vec::new(),
+        };
+        for g in groups {
+            if result.is_empty() {
+                return result;
+            }
+            result = postings::intersect_union(&result, &g);
+        }
+        for g in nots {
+            if result.is_empty() {
+                break;
+            }
+            result = postings::subtract_union(&result, &g);
+        }
+        result
+    }
+
+    /// Postings of the values of `m.name` that `m` accepts (or, with
+    /// `negate`, rejects).
+    fn values_where(&self, m: &Matcher, negate: bool) -> Vec<&[SeriesRef]> {
+        let Some(values) = self
+            .symbols
+            .lookup(&m.name)
+            .and_then(|n| self.postings.get(&n))
+        else {
+            return Vec::new();
+        };
+        let lookup = |v: &str| {
+            self.symbols
+                .lookup(v)
+                .and_then(|s| values.get(&s))
+                .map(Vec::as_slice)
+        };
+        match (m.op, negate) {
+            (MatchOp::Equal, false) | (MatchOp::NotEqual, true) => {
+                return lookup(&m.value).into_iter().collect();
+            }
+            (MatchOp::Regex, false) | (MatchOp::NotRegex, true) => {
+                if let Some(set) = literal_alternation(&m.value) {
+                    let mut seen = FxHashSet::default();
+                    return set.filter(|v| seen.insert(*v)).filter_map(lookup).collect();
+                }
+            }
+            _ => {}
+        }
+        let any = match m.op {
+            MatchOp::Regex if m.value == ".*" => Some(true),
+            MatchOp::NotRegex if m.value == ".*" => Some(false),
+            _ => None,
+        };
+        values
+            .iter()
+            .filter(|(v, _)| {
+                let s = self.symbols.get(**v);
+                let accepted = match any {
+                    // Go's `.` does not match a newline either.
+                    Some(a) if !s.contains('\n') => a,
+                    _ => m.matches(s),
+                };
+                accepted != negate
+            })
+            .map(|(_, l)| l.as_slice())
+            .collect()
+    }
+
+    /// Approximate heap bytes held by the index, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        let mut b = self.symbols.heap_bytes() + self.all.capacity() * 8;
+        b += self.postings.capacity() * 45;
+        for values in self.postings.values() {
+            b += values.capacity() * 29;
+            b += values.values().map(|l| l.capacity() * 8).sum::<usize>();
+        }
+        b
+    }
+}
+
+/// The alternatives of a regex that is only literals joined by `|`, such as
+/// Grafana's multi-value variables produce.
+fn literal_alternation(re: &str) -> Option<impl Iterator<Item = &str>> {
+    const META: &[char] = &[
+        '\\', '.', '+', '*', '?', '(', ')', '[', ']', '{', '}', '^', '$',
+    ];
+    if re.contains(META) {
+        return None;
+    }
+    Some(re.split('|'))
+}
+
+fn insert_sorted(list: &mut Vec<SeriesRef>, r: SeriesRef) {
+    match list.last() {
+        None => list.push(r),
+        Some(&last) if last < r => list.push(r),
+        _ => {
+            if let Err(i) = list.binary_search(&r) {
+                list.insert(i, r);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(op: MatchOp, n: &str, v: &str) -> Matcher {
+        Matcher::new(op, n, v).unwrap()
+    }
+
+    #[test]
+    fn symbols_are_shared_and_freed() {
+        let mut ix = Index::new();
+        let a = ix.add_series(1, &Labels::from_pairs([("job", "ray"), ("i", "1")]));
+        let b = ix.add_series(2, &Labels::from_pairs([("job", "ray"), ("i", "2")]));
+        assert_eq!(a[0], b[0]);
+        assert_eq!(ix.symbols().len(), 5);
+        ix.remove_series(&[(1, a)]);
+        assert_eq!(ix.symbols().len(), 4);
+        assert_eq!(ix.postings("job", "ray"), &[2]);
+        assert_eq!(ix.postings("i", "1"), &[] as &[u64]);
+        ix.remove_series(&[(2, b)]);
+        assert!(ix.symbols().is_empty());
+        assert!(ix.all_postings().is_empty());
+        // Freed ids are reused.
+        let c = ix.add_series(3, &Labels::from_pairs([("x", "y")]));
+        assert!(c.iter().all(|&s| s < 5));
+        assert_eq!(ix.labels(&c), Labels::from_pairs([("x", "y")]));
+    }
+
+    #[test]
+    fn literal_alternation_detection() {
+        assert_eq!(
+            literal_alternation("a|b|c").map(|i| i.collect::<Vec<_>>()),
+            Some(vec!["a", "b", "c"])
+        );
+        assert!(literal_alternation("a.*").is_none());
+        assert!(literal_alternation("(head|worker)").is_none());
+        let mut ix = Index::new();
+        ix.add_series(1, &Labels::from_pairs([("s", "a")]));
+        ix.add_series(2, &Labels::from_pairs([("s", "b")]));
+        ix.add_series(3, &Labels::from_pairs([("s", "c")]));
+        assert_eq!(
+            ix.postings_for_matchers(&[m(MatchOp::Regex, "s", "a|c|a|zz")]),
+            vec![1, 3]
+        );
+        assert_eq!(
+            ix.postings_for_matchers(&[m(MatchOp::NotRegex, "s", "a|c")]),
+            vec![2]
+        );
+    }
+}

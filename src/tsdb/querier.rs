@@ -1,0 +1,149 @@
+//! Reads from the head over a time range: series selection by matchers and
+//! label name/value lookups restricted to series with samples in the range.
+//!
+//! This file knows the head's locking only through `Inner::visit`, and
+//! nothing of PromQL or HTTP.
+
+use rustc_hash::FxHashSet;
+
+use crate::model::{Matcher, Sample};
+use crate::storage::{Error, Querier, Series, SeriesRef};
+
+use super::head::Inner;
+use super::index::{Sym, union};
+
+pub(crate) struct HeadQuerier<'a> {
+    head: &'a Inner,
+    mint: i64,
+    maxt: i64,
+}
+
+impl<'a> HeadQuerier<'a> {
+    pub(crate) fn new(head: &'a Inner, mint: i64, maxt: i64) -> HeadQuerier<'a> {
+        HeadQuerier { head, mint, maxt }
+    }
+
+    /// Whether the range covers every committed sample, so that every series
+    /// with samples qualifies without looking at it.
+    fn covers_head(&self) -> bool {
+        self.head
+            .time_bounds()
+            .is_some_and(|(a, b)| self.mint <= a && self.maxt >= b)
+    }
+
+    fn overlaps_head(&self) -> bool {
+        self.head
+            .time_bounds()
+            .is_some_and(|(a, b)| self.mint <= b && self.maxt >= a)
+    }
+
+    /// Series references selected by `matchers`, or all when there are none.
+    fn candidates(&self, matchers: &[Matcher]) -> Vec<SeriesRef> {
+        let ix = self.head.index();
+        if matchers.is_empty() {
+            ix.all_postings().to_vec()
+        } else {
+            ix.postings_for_matchers(matchers)
+        }
+    }
+}
+
+impl Querier for HeadQuerier<'_> {
+    fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, Error> {
+        if matchers.is_empty() || self.mint > self.maxt || !self.overlaps_head() {
+            return Ok(Vec::new());
+        }
+        let refs = self.head.index().postings_for_matchers(matchers);
+        let mut out = Vec::new();
+        let mut samples: Vec<Sample> = Vec::new();
+        self.head.visit(&refs, |ix, batch| {
+            for s in batch {
+                if !s.overlaps(self.mint, self.maxt) {
+                    continue;
+                }
+                s.samples(self.mint, self.maxt, &mut samples);
+                if !samples.is_empty() {
+                    out.push(Series {
+                        labels: ix.labels(&s.labels),
+                        samples: std::mem::take(&mut samples),
+                    });
+                }
+            }
+        });
+        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
+    fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
+        if self.mint > self.maxt || !self.overlaps_head() {
+            return Ok(Vec::new());
+        }
+        let mut names: Vec<String> = if matchers.is_empty() && self.covers_head() {
+            let ix = self.head.index();
+            ix.label_names().map(|(n, _)| n.to_string()).collect()
+        } else {
+            let refs = self.candidates(matchers);
+            let mut found: FxHashSet<String> = FxHashSet::default();
+            let mut syms: FxHashSet<Sym> = FxHashSet::default();
+            self.head.visit(&refs, |ix, batch| {
+                for s in batch.iter().filter(|s| s.overlaps(self.mint, self.maxt)) {
+                    syms.extend(s.labels.chunks_exact(2).map(|p| p[0]));
+                }
+                // Symbols are resolved under the lock that keeps them alive.
+                for sym in syms.drain() {
+                    let name = ix.symbols().get(sym);
+                    if !found.contains(name) {
+                        found.insert(name.to_string());
+                    }
+                }
+            });
+            found.into_iter().collect()
+        };
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
+        if self.mint > self.maxt || !self.overlaps_head() {
+            return Ok(Vec::new());
+        }
+        let refs = {
+            let ix = self.head.index();
+            let values = ix.label_values(name);
+            if matchers.is_empty() && self.covers_head() {
+                let mut out: Vec<String> = values.iter().map(|(v, _)| v.to_string()).collect();
+                out.sort_unstable();
+                return Ok(out);
+            }
+            let lists: Vec<&[SeriesRef]> = values.iter().map(|(_, l)| *l).collect();
+            let with_name = union(&lists);
+            if matchers.is_empty() {
+                with_name
+            } else {
+                super::index::intersect(&ix.postings_for_matchers(matchers), &with_name)
+            }
+        };
+        let mut found: FxHashSet<String> = FxHashSet::default();
+        let mut syms: FxHashSet<Sym> = FxHashSet::default();
+        self.head.visit(&refs, |ix, batch| {
+            // Looked up under this lock: a symbol id is only stable while held.
+            let Some(name_sym) = ix.symbols().lookup(name) else {
+                return;
+            };
+            for s in batch.iter().filter(|s| s.overlaps(self.mint, self.maxt)) {
+                if let Some(p) = s.labels.chunks_exact(2).find(|p| p[0] == name_sym) {
+                    syms.insert(p[1]);
+                }
+            }
+            for sym in syms.drain() {
+                let v = ix.symbols().get(sym);
+                if !found.contains(v) {
+                    found.insert(v.to_string());
+                }
+            }
+        });
+        let mut out: Vec<String> = found.into_iter().collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+}

@@ -1,0 +1,516 @@
+//! End-to-end tests of the in-memory head through the storage seam:
+//! visibility, order errors, concurrency, matcher semantics, time ranges, gc.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+
+use raymon::model::{Labels, MatchOp, Matcher, STALE_NAN_BITS, Sample};
+use raymon::storage::{Appendable, Error, Queryable, Series};
+use raymon::tsdb::{Head, HeadOptions};
+
+fn m(op: MatchOp, n: &str, v: &str) -> Matcher {
+    Matcher::new(op, n, v).unwrap()
+}
+
+fn eq(n: &str, v: &str) -> Matcher {
+    Matcher::equal(n, v)
+}
+
+fn lbls(pairs: &[(&str, &str)]) -> Labels {
+    Labels::from_pairs(pairs.iter().copied())
+}
+
+fn select(head: &Head, mint: i64, maxt: i64, ms: &[Matcher]) -> Vec<Series> {
+    head.querier(mint, maxt).unwrap().select(ms).unwrap()
+}
+
+fn all(head: &Head, ms: &[Matcher]) -> Vec<Series> {
+    select(head, i64::MIN, i64::MAX, ms)
+}
+
+fn samples(pairs: &[(i64, f64)]) -> Vec<Sample> {
+    pairs.iter().map(|&(t, v)| Sample { t, v }).collect()
+}
+
+#[test]
+fn commit_makes_samples_visible_and_rollback_discards() {
+    let head = Head::default();
+    let up = lbls(&[("__name__", "up"), ("job", "ray")]);
+    let mut app = head.appender();
+    let r = app.append(0, &up, 1000, 1.0).unwrap();
+    assert_ne!(r, 0);
+    assert_eq!(app.append(r, &up, 2000, 2.0).unwrap(), r);
+    assert!(
+        all(&head, &[eq("job", "ray")]).is_empty(),
+        "visible before commit"
+    );
+    app.commit().unwrap();
+    let got = all(&head, &[eq("job", "ray")]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].labels, up);
+    assert_eq!(got[0].samples, samples(&[(1000, 1.0), (2000, 2.0)]));
+
+    let mut app = head.appender();
+    app.append(r, &up, 3000, 3.0).unwrap();
+    app.rollback();
+    // A dropped appender rolls back too.
+    let mut app = head.appender();
+    app.append(r, &up, 4000, 4.0).unwrap();
+    drop(app);
+    assert_eq!(all(&head, &[eq("job", "ray")])[0].samples.len(), 2);
+
+    // After a rollback the same timestamps are appendable again.
+    let mut app = head.appender();
+    app.append(r, &up, 3000, 30.0).unwrap();
+    app.commit().unwrap();
+    assert_eq!(
+        all(&head, &[eq("job", "ray")])[0].samples.last(),
+        Some(&Sample { t: 3000, v: 30.0 })
+    );
+}
+
+#[test]
+fn out_of_order_and_duplicate_samples() {
+    let head = Head::default();
+    let s = lbls(&[("__name__", "x")]);
+    let mut app = head.appender();
+    let r = app.append(0, &s, 100, 1.0).unwrap();
+    app.commit().unwrap();
+
+    let mut app = head.appender();
+    assert!(matches!(
+        app.append(r, &s, 50, 1.0),
+        Err(Error::OutOfOrderSample)
+    ));
+    assert!(matches!(
+        app.append(0, &s, 50, 1.0),
+        Err(Error::OutOfOrderSample)
+    ));
+    assert!(matches!(
+        app.append(r, &s, 100, 2.0),
+        Err(Error::DuplicateSampleForTimestamp)
+    ));
+    // The identical sample is accepted and not stored twice.
+    assert_eq!(app.append(r, &s, 100, 1.0).unwrap(), r);
+    // Order errors within one batch.
+    app.append(r, &s, 200, 5.0).unwrap();
+    assert!(matches!(
+        app.append(r, &s, 150, 1.0),
+        Err(Error::OutOfOrderSample)
+    ));
+    assert!(matches!(
+        app.append(0, &s, 200, 6.0),
+        Err(Error::DuplicateSampleForTimestamp)
+    ));
+    app.append(0, &s, 200, 5.0).unwrap();
+    assert!(Error::OutOfOrderSample.is_sample_error());
+    app.commit().unwrap();
+    assert_eq!(
+        all(&head, &[eq("__name__", "x")])[0].samples,
+        samples(&[(100, 1.0), (200, 5.0)])
+    );
+
+    // NaNs compare by bits: the stale marker is not the same as another NaN.
+    let mut app = head.appender();
+    app.append(r, &s, 300, f64::from_bits(STALE_NAN_BITS))
+        .unwrap();
+    app.commit().unwrap();
+    let mut app = head.appender();
+    app.append(r, &s, 300, f64::from_bits(STALE_NAN_BITS))
+        .unwrap();
+    assert!(matches!(
+        app.append(r, &s, 300, f64::NAN),
+        Err(Error::DuplicateSampleForTimestamp)
+    ));
+    app.commit().unwrap();
+    assert_eq!(all(&head, &[eq("__name__", "x")])[0].samples.len(), 3);
+}
+
+#[test]
+fn empty_label_set_is_refused() {
+    let head = Head::default();
+    let mut app = head.appender();
+    assert!(app.append(0, &Labels::new(), 1, 1.0).is_err());
+}
+
+#[test]
+fn stale_nan_and_special_values_round_trip_bit_exactly() {
+    let head = Head::default();
+    let s = lbls(&[("__name__", "g"), ("instance", "a")]);
+    let values = [
+        1.5,
+        f64::from_bits(STALE_NAN_BITS),
+        -0.0,
+        f64::INFINITY,
+        f64::from_bits(STALE_NAN_BITS),
+        f64::NEG_INFINITY,
+        f64::NAN,
+        2.5,
+    ];
+    // Spread over several chunks and a chunk range boundary.
+    let mut r = 0;
+    let mut want = Vec::new();
+    for i in 0..1000i64 {
+        let mut app = head.appender();
+        let v = values[i as usize % values.len()];
+        r = app.append(r, &s, i * 15_000, v).unwrap();
+        app.commit().unwrap();
+        want.push((i * 15_000, v.to_bits()));
+    }
+    assert!(head.stats().num_chunks > 4);
+    let got: Vec<(i64, u64)> = all(&head, &[eq("instance", "a")])[0]
+        .samples
+        .iter()
+        .map(|s| (s.t, s.v.to_bits()))
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn concurrent_appenders() {
+    let head = Head::default();
+    let threads = 4;
+    let per_thread = 500;
+    let scrapes = 20;
+    std::thread::scope(|scope| {
+        for th in 0..threads {
+            let head = head.clone();
+            scope.spawn(move || {
+                let sets: Vec<Labels> = (0..per_thread)
+                    .map(|i| {
+                        Labels::from_pairs([
+                            ("__name__", format!("m{}", i % 7)),
+                            ("thread", th.to_string()),
+                            ("i", i.to_string()),
+                        ])
+                    })
+                    .collect();
+                let mut refs = vec![0; per_thread];
+                for k in 0..scrapes {
+                    let mut app = head.appender();
+                    for (i, l) in sets.iter().enumerate() {
+                        refs[i] = app
+                            .append(refs[i], l, k * 1000, (k + i as i64) as f64)
+                            .unwrap();
+                    }
+                    // Every thread also races to create the same shared series.
+                    app.append(
+                        0,
+                        &Labels::from_pairs([("__name__", "shared"), ("k", &k.to_string())]),
+                        5,
+                        1.0,
+                    )
+                    .unwrap();
+                    app.commit().unwrap();
+                }
+            });
+        }
+    });
+    let got = all(&head, &[m(MatchOp::Regex, "__name__", "m.*")]);
+    assert_eq!(got.len(), threads * per_thread);
+    for s in &got {
+        assert_eq!(s.samples.len(), scrapes as usize);
+        assert!(s.samples.windows(2).all(|w| w[0].t < w[1].t));
+    }
+    let shared = all(&head, &[eq("__name__", "shared")]);
+    assert_eq!(shared.len(), scrapes as usize);
+    assert!(shared.iter().all(|s| s.samples == samples(&[(5, 1.0)])));
+    assert_eq!(
+        head.stats().num_series,
+        threads * per_thread + scrapes as usize
+    );
+}
+
+/// Series for the matcher table: names are `s0`..`s5`.
+fn matcher_head() -> (Head, Vec<Labels>) {
+    let sets = vec![
+        lbls(&[("__name__", "s0"), ("a", "1"), ("b", "x")]),
+        lbls(&[("__name__", "s1"), ("a", "2"), ("b", "x")]),
+        lbls(&[("__name__", "s2"), ("a", "1")]),
+        lbls(&[("__name__", "s3"), ("b", "y")]),
+        lbls(&[("__name__", "s4"), ("a", "10"), ("c", "")]),
+        lbls(&[("__name__", "s5"), ("a", "x|y"), ("b", "foo\nbar")]),
+    ];
+    let head = Head::default();
+    let mut app = head.appender();
+    for l in &sets {
+        app.append(0, l, 1000, 1.0).unwrap();
+    }
+    app.commit().unwrap();
+    (head, sets)
+}
+
+#[test]
+fn matcher_semantics_table() {
+    use MatchOp::*;
+    let (head, sets) = matcher_head();
+    let table: Vec<(Vec<Matcher>, &[&str])> = vec![
+        (vec![eq("a", "1")], &["s0", "s2"]),
+        (vec![eq("a", "1"), eq("b", "x")], &["s0"]),
+        (vec![m(NotEqual, "a", "1")], &["s1", "s3", "s4", "s5"]),
+        (vec![m(NotEqual, "a", "")], &["s0", "s1", "s2", "s4", "s5"]),
+        (vec![eq("a", "")], &["s3"]),
+        (vec![eq("c", "")], &["s0", "s1", "s2", "s3", "s4", "s5"]),
+        (
+            vec![m(Regex, "a", ".*")],
+            &["s0", "s1", "s2", "s3", "s4", "s5"],
+        ),
+        (vec![m(Regex, "a", ".+")], &["s0", "s1", "s2", "s4", "s5"]),
+        (vec![m(Regex, "a", "1|2")], &["s0", "s1", "s2"]),
+        (vec![m(Regex, "a", "1.*")], &["s0", "s2", "s4"]),
+        (vec![m(Regex, "a", "1|")], &["s0", "s2", "s3"]),
+        (vec![m(NotRegex, "a", "1")], &["s1", "s3", "s4", "s5"]),
+        (vec![m(NotRegex, "a", "1|2")], &["s3", "s4", "s5"]),
+        (vec![m(NotRegex, "a", ".+")], &["s3"]),
+        (vec![m(NotRegex, "a", ".*")], &[]),
+        (vec![m(NotRegex, "a", "")], &["s0", "s1", "s2", "s4", "s5"]),
+        (vec![m(Regex, "a", "x\\|y")], &["s5"]),
+        (vec![m(Regex, "b", ".*")], &["s0", "s1", "s2", "s3", "s4"]),
+        (
+            vec![m(Regex, "b", "(?s).*")],
+            &["s0", "s1", "s2", "s3", "s4", "s5"],
+        ),
+        (
+            vec![m(Regex, "a", ".+"), m(NotEqual, "a", "1")],
+            &["s1", "s4", "s5"],
+        ),
+        (
+            vec![m(Regex, "a", ".*"), m(NotEqual, "a", "")],
+            &["s0", "s1", "s2", "s4", "s5"],
+        ),
+        (vec![eq("a", ""), m(Regex, "a", ".+")], &[]),
+        (vec![eq("a", "1"), m(NotRegex, "b", "x")], &["s2"]),
+        (vec![eq("b", ""), m(NotEqual, "a", "1")], &["s4"]),
+        (vec![eq("nope", "")], &["s0", "s1", "s2", "s3", "s4", "s5"]),
+        (vec![eq("nope", "1")], &[]),
+        (
+            vec![m(NotEqual, "nope", "1")],
+            &["s0", "s1", "s2", "s3", "s4", "s5"],
+        ),
+        (vec![eq("a", "3")], &[]),
+    ];
+    for (ms, want) in table {
+        let got: Vec<String> = all(&head, &ms)
+            .iter()
+            .map(|s| s.labels.metric_name().unwrap().to_string())
+            .collect();
+        let mut got_sorted = got.clone();
+        got_sorted.sort();
+        assert_eq!(got_sorted, want, "matchers {ms:?}");
+        // The same as filtering every series, a missing label being "".
+        let brute: Vec<&str> = sets
+            .iter()
+            .filter(|l| ms.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
+            .map(|l| l.metric_name().unwrap())
+            .collect();
+        assert_eq!(brute, want, "brute force {ms:?}");
+    }
+    // No matchers select nothing.
+    assert!(all(&head, &[]).is_empty());
+}
+
+#[test]
+fn results_are_sorted_by_labels() {
+    let head = Head::default();
+    let mut app = head.appender();
+    for i in (0..50).rev() {
+        let l = Labels::from_pairs([("__name__", "z"), ("i", &format!("{i:03}"))]);
+        app.append(0, &l, 1, i as f64).unwrap();
+        let l = Labels::from_pairs([("__name__", "a"), ("i", &format!("{i:03}"))]);
+        app.append(0, &l, 1, i as f64).unwrap();
+    }
+    app.commit().unwrap();
+    let got = all(&head, &[m(MatchOp::Regex, "i", ".+")]);
+    assert_eq!(got.len(), 100);
+    assert!(got.windows(2).all(|w| w[0].labels < w[1].labels));
+    assert_eq!(got[0].labels.metric_name(), Some("a"));
+}
+
+#[test]
+fn time_range_restricts_samples_series_and_labels() {
+    let head = Head::default();
+    let early = lbls(&[("__name__", "m"), ("when", "early"), ("only_early", "1")]);
+    let late = lbls(&[("__name__", "m"), ("when", "late")]);
+    let mut app = head.appender();
+    let (mut re, mut rl) = (0, 0);
+    for i in 0..100 {
+        re = app.append(re, &early, i * 1000, i as f64).unwrap();
+        rl = app.append(rl, &late, 200_000 + i * 1000, i as f64).unwrap();
+    }
+    app.commit().unwrap();
+    assert_eq!(head.time_bounds(), Some((0, 299_000)));
+
+    let got = select(&head, 10_000, 20_000, &[eq("__name__", "m")]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].labels, early);
+    assert_eq!(got[0].samples.len(), 11);
+    assert_eq!(got[0].samples[0], Sample { t: 10_000, v: 10.0 });
+    assert_eq!(got[0].samples[10], Sample { t: 20_000, v: 20.0 });
+
+    // Inclusive at both ends.
+    let got = select(&head, 99_000, 200_000, &[eq("__name__", "m")]);
+    assert_eq!(
+        got.iter().map(|s| s.samples.len()).collect::<Vec<_>>(),
+        vec![1, 1]
+    );
+    assert!(select(&head, 100_000, 199_999, &[eq("__name__", "m")]).is_empty());
+
+    let q = head.querier(250_000, 260_000).unwrap();
+    assert_eq!(q.label_names(&[]).unwrap(), vec!["__name__", "when"]);
+    assert_eq!(q.label_values("when", &[]).unwrap(), vec!["late"]);
+    assert!(q.label_values("only_early", &[]).unwrap().is_empty());
+    let q = head.querier(i64::MIN, i64::MAX).unwrap();
+    assert_eq!(
+        q.label_names(&[]).unwrap(),
+        vec!["__name__", "only_early", "when"]
+    );
+    assert_eq!(q.label_values("when", &[]).unwrap(), vec!["early", "late"]);
+    assert_eq!(
+        q.label_names(&[eq("when", "late")]).unwrap(),
+        vec!["__name__", "when"]
+    );
+    assert_eq!(
+        q.label_values("when", &[eq("only_early", "1")]).unwrap(),
+        vec!["early"]
+    );
+    assert!(q.label_values("missing", &[]).unwrap().is_empty());
+    assert!(
+        head.querier(400_000, 500_000)
+            .unwrap()
+            .label_names(&[])
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn gc_drops_old_chunks_series_and_postings() {
+    let head = Head::new(HeadOptions::default());
+    let old = lbls(&[("__name__", "m"), ("pod", "old"), ("gone", "yes")]);
+    let live = lbls(&[("__name__", "m"), ("pod", "live")]);
+    let hour = 3_600_000;
+    let mut app = head.appender();
+    let mut r_old = 0;
+    for i in 0..240 {
+        r_old = app.append(r_old, &old, i * 15_000, 1.0).unwrap();
+    }
+    let mut r_live = 0;
+    for i in 0..(4 * 240) {
+        r_live = app.append(r_live, &live, i * 15_000, i as f64).unwrap();
+    }
+    app.commit().unwrap();
+    let before = head.stats();
+    assert_eq!(before.num_series, 2);
+
+    let st = head.gc(2 * hour);
+    assert_eq!(st.removed_series, 1);
+    assert!(st.removed_chunks >= 2 + 4);
+    assert_eq!(head.stats().num_series, 1);
+    assert!(head.stats().num_symbols < before.num_symbols);
+    let got = all(&head, &[eq("__name__", "m")]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].labels, live);
+    assert_eq!(got[0].samples[0].t, 2 * hour);
+    assert_eq!(head.time_bounds(), Some((2 * hour, (4 * 240 - 1) * 15_000)));
+    let q = head.querier(i64::MIN, i64::MAX).unwrap();
+    assert_eq!(q.label_values("pod", &[]).unwrap(), vec!["live"]);
+    assert!(!q.label_names(&[]).unwrap().contains(&"gone".to_string()));
+    assert!(all(&head, &[eq("gone", "yes")]).is_empty());
+    assert!(head.series_labels(r_old).is_none());
+    assert_eq!(head.series_labels(r_live), Some(live.clone()));
+
+    // Samples older than the gc bound are out of bounds now.
+    let mut app = head.appender();
+    assert!(matches!(
+        app.append(0, &old, hour, 1.0),
+        Err(Error::OutOfBounds)
+    ));
+    // A stale hint falls back to the labels and makes a new series.
+    let r_new = app.append(r_old, &old, 5 * hour, 1.0).unwrap();
+    assert_ne!(r_new, r_old);
+    app.commit().unwrap();
+    assert_eq!(all(&head, &[eq("gone", "yes")]).len(), 1);
+
+    // A series with only uncommitted samples survives gc.
+    let pending = lbls(&[("__name__", "pending")]);
+    let mut app = head.appender();
+    app.append(0, &pending, 6 * hour, 1.0).unwrap();
+    head.gc(2 * hour);
+    app.commit().unwrap();
+    assert_eq!(all(&head, &[eq("__name__", "pending")]).len(), 1);
+
+    // Everything gone.
+    head.gc(i64::MAX);
+    assert_eq!(head.stats().num_series, 0);
+    assert_eq!(head.stats().num_symbols, 0);
+    assert_eq!(head.time_bounds(), None);
+}
+
+/// Labels shaped like Ray's: 12 labels, values shared across many series.
+fn ray_labels(i: usize) -> Labels {
+    let node = i % 64;
+    Labels::from_pairs([
+        ("__name__", format!("ray_metric_{}", i % 97)),
+        (
+            "Component",
+            ["raylet", "core_worker", "gcs"][i % 3].to_string(),
+        ),
+        ("JobId", format!("{:02}000000", i % 8)),
+        ("NodeAddress", format!("10.0.{}.{}", node / 16, node % 16)),
+        (
+            "SessionName",
+            "session_2026-11-26_03-35-11_178048_5703".to_string(),
+        ),
+        (
+            "State",
+            ["RUNNING", "FINISHED", "PENDING_NODE_ASSIGNMENT", "FAILED"][i % 4].to_string(),
+        ),
+        ("Version", "2.40.0".to_string()),
+        ("WorkerId", format!("{:056x}", i / 24)),
+        ("instance", format!("10.0.{}.{}:8080", node / 16, node % 16)),
+        ("job", "ray".to_string()),
+        ("ray_io_cluster", "raycluster-kuberay".to_string()),
+        (
+            "RayNodeType",
+            if node == 0 { "head" } else { "worker" }.to_string(),
+        ),
+    ])
+}
+
+#[test]
+fn memory_per_series_at_ray_like_labels() {
+    let head = Head::default();
+    let n = 20_000;
+    let sets: Vec<Labels> = (0..n).map(ray_labels).collect();
+    assert_eq!(sets[0].len(), 12);
+    let mut refs = vec![0; n];
+    // Half an hour of 15 s scrapes: one open chunk per series.
+    for k in 0..120 {
+        let mut app = head.appender();
+        for (i, l) in sets.iter().enumerate() {
+            refs[i] = app
+                .append(refs[i], l, k * 15_000, (k as usize * (i % 5)) as f64)
+                .unwrap();
+        }
+        app.commit().unwrap();
+    }
+    let st = head.stats();
+    assert_eq!(st.num_series, n);
+    let per_series = (st.heap_bytes - st.chunk_bytes) / n;
+    let chunk_per_series = st.chunk_bytes / n;
+    eprintln!(
+        "head memory: {per_series} B/series without samples, {chunk_per_series} B/series of chunks (120 samples)"
+    );
+    assert!(per_series <= 1024, "{per_series} bytes per series");
+    assert!(
+        st.heap_bytes / n <= 1024 + 256,
+        "{} bytes per series",
+        st.heap_bytes / n
+    );
+    let distinct: BTreeSet<&str> = sets
+        .iter()
+        .flat_map(|l| l.iter().map(|l| l.value.as_str()))
+        .collect();
+    assert!(st.num_symbols <= distinct.len() + 12);
+}
