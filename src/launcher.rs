@@ -4,11 +4,11 @@
 
 mod cli;
 mod jobs;
-#[cfg(any())]
 mod serve;
 
 pub use cli::{Cli, Command, ServeArgs};
 pub use jobs::jobs_from_config;
+pub use serve::serve;
 
 use clap::Parser;
 
@@ -30,8 +30,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("raymon")
         .build()?;
-    let _ = (rt, args);
-    anyhow::bail!("not wired yet")
+    rt.block_on(serve::serve_until_signal(args))
 }
 
 fn check_config(files: &[std::path::PathBuf]) -> anyhow::Result<()> {

@@ -96,3 +96,35 @@ pub struct ServeArgs {
     #[arg(long = "log.level", default_value = "info")]
     pub log_level: String,
 }
+
+impl ServeArgs {
+    /// The flags as Prometheus names them, for `/api/v1/status/flags`.
+    pub fn prometheus_flags(&self) -> std::collections::BTreeMap<String, String> {
+        [
+            ("config.file", self.config_file.display().to_string()),
+            ("storage.tsdb.path", self.storage_path.display().to_string()),
+            ("storage.tsdb.retention.time", self.retention_time.clone()),
+            ("storage.tsdb.retention.size", self.retention_size.clone()),
+            ("web.listen-address", self.listen_address.to_string()),
+            (
+                "web.config.file",
+                self.web_config_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            ("web.enable-lifecycle", self.enable_lifecycle.to_string()),
+            ("query.lookback-delta", self.lookback_delta.clone()),
+            ("query.timeout", self.query_timeout.clone()),
+            ("query.max-samples", self.query_max_samples.to_string()),
+            (
+                "query.max-concurrency",
+                self.query_max_concurrency.to_string(),
+            ),
+            ("log.level", self.log_level.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}

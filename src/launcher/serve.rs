@@ -10,10 +10,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::ServeArgs;
-use crate::config::{self, Config};
-use crate::discovery::{self, JobDiscovery, TargetGroup, file_sd::FileSd};
+use super::jobs::jobs_from_config;
+use crate::config;
+use crate::discovery;
 use crate::scrape;
-use crate::tsdb::Head;
+use crate::tsdb::{Head, HeadOptions};
 use crate::web;
 
 /// Runs until SIGINT/SIGTERM or `POST /-/quit`.
@@ -32,7 +33,7 @@ pub async fn serve_until_signal(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result<()> {
     let cfg = config::load_file(&args.config_file)
         .with_context(|| format!("cannot load {}", args.config_file.display()))?;
-    let head = Arc::new(Head::new());
+    let head = Arc::new(Head::new(HeadOptions::default()));
     let (mut discovery, targets_rx) = discovery::Manager::new();
     discovery.apply(jobs_from_config(&cfg)?);
 
@@ -43,13 +44,23 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let (cmd_tx, cmd_rx) = mpsc::channel(4);
     let scrape_cancel = cancel.child_token();
     let scrape_task = tokio::spawn(scraper.run(targets_rx, cmd_rx, scrape_cancel.clone()));
-
     let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(4);
-    let state = web::AppState::new(head.clone(), Arc::new(scrape_status))
-        .with_config_yaml(cfg.original_yaml.clone())
-        .with_reload(reload_tx.clone(), args.enable_lifecycle)
-        .with_quit(cancel.clone());
+
+    let mut state = web::AppState::new(head.clone(), Arc::new(scrape_status));
+    *state.config_yaml.write().unwrap_or_else(|e| e.into_inner()) = cfg.original_yaml.clone();
+    if args.enable_lifecycle {
+        state.reload = Some(reload_tx.clone());
+        state.quit = Some(cancel.clone());
+    }
+    state.flags = args.prometheus_flags();
+    state.external_labels = cfg.global.external_labels.clone();
+    state.lookback_delta =
+        config::parse_duration(&args.lookback_delta).context("invalid --query.lookback-delta")?;
+    state.query_timeout =
+        config::parse_duration(&args.query_timeout).context("invalid --query.timeout")?;
+    state.storage_retention = args.retention_time.clone();
     let config_yaml = state.config_yaml.clone();
+    let config_status = state.config_status.clone();
     state
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -83,6 +94,11 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
             };
             if let Err(e) = &result {
                 error!(error = %e, "configuration reload failed, keeping the old one");
+            }
+            {
+                let mut st = config_status.write().unwrap_or_else(|e| e.into_inner());
+                st.success = result.is_ok();
+                st.last_time = std::time::SystemTime::now();
             }
             if let Some(reply) = reply {
                 let _ = reply.send(result);

@@ -52,7 +52,7 @@ impl Drop for RayNode {
 pub struct RayCluster {
     pub temp: TempDir,
     pub gcs_port: u16,
-    pub dashboard_port: u16,
+    /// The head's `--metrics-export-port`.
     pub metrics_port: u16,
     pub nodes: Vec<RayNode>,
 }
@@ -60,8 +60,11 @@ pub struct RayCluster {
 impl RayCluster {
     pub fn start_head(extra_env: &[(&str, String)]) -> RayCluster {
         let temp = TempDir::new("ray");
-        let (gcs_port, dashboard_port, metrics_port) =
-            (support::free_port(), support::free_port(), support::free_port());
+        let (gcs_port, dashboard_port, metrics_port) = (
+            support::free_port(),
+            support::free_port(),
+            support::free_port(),
+        );
         let mut env = vec![
             ("AUTOSCALER_METRIC_PORT", support::free_port().to_string()),
             ("DASHBOARD_METRIC_PORT", support::free_port().to_string()),
@@ -82,7 +85,6 @@ impl RayCluster {
         RayCluster {
             temp,
             gcs_port,
-            dashboard_port,
             metrics_port,
             nodes: vec![head],
         }
@@ -137,7 +139,9 @@ impl Drop for RayCluster {
 fn targets(addr: &str) -> Result<Vec<(String, String, String)>, String> {
     let r = support::get(addr, "/api/v1/targets").map_err(|e| e.to_string())?;
     let v = r.json();
-    let active = v["data"]["activeTargets"].as_array().ok_or("no activeTargets")?;
+    let active = v["data"]["activeTargets"]
+        .as_array()
+        .ok_or("no activeTargets")?;
     Ok(active
         .iter()
         .map(|t| {
@@ -193,13 +197,16 @@ fn issue_2_real_ray_cluster_is_scraped_and_a_leaving_node_goes_stale() {
     let up = support::wait_for(Duration::from_secs(90), "4 targets up", || {
         let t = targets(&addr)?;
         let all_up = t.len() == 4 && t.iter().all(|(_, h, _)| h == "up");
-        if all_up {
-            Ok(t)
-        } else {
-            Err(format!("{t:?}"))
-        }
+        if all_up { Ok(t) } else { Err(format!("{t:?}")) }
     });
-    assert!(up.iter().any(|(i, _, _)| i.ends_with(&worker_instance_suffix)));
+    assert!(
+        up.iter()
+            .any(|(i, _, _)| i.ends_with(&worker_instance_suffix))
+    );
+    assert!(
+        up.iter()
+            .any(|(i, _, _)| i.ends_with(&format!(":{}", ray.metrics_port)))
+    );
     eprintln!("all 4 targets up after {:?}", started.elapsed());
 
     let ray_series = live_series(&addr, r#"{__name__=~"ray_.+"}"#).unwrap();
@@ -211,7 +218,11 @@ fn issue_2_real_ray_cluster_is_scraped_and_a_leaving_node_goes_stale() {
     let worker_sel = format!(r#"{{instance="127.0.0.1:{worker_port}"}}"#);
     let worker_live = support::wait_for(Duration::from_secs(30), "worker series", || {
         let s = live_series(&addr, &worker_sel)?;
-        if s.len() > 10 { Ok(s.len()) } else { Err(format!("{} series", s.len())) }
+        if s.len() > 10 {
+            Ok(s.len())
+        } else {
+            Err(format!("{} series", s.len()))
+        }
     });
     eprintln!("worker node has {worker_live} live series");
 
@@ -222,14 +233,26 @@ fn issue_2_real_ray_cluster_is_scraped_and_a_leaving_node_goes_stale() {
         .status();
     support::wait_for(Duration::from_secs(15), "worker series to go stale", || {
         let s = live_series(&addr, &worker_sel)?;
-        if s.is_empty() { Ok(()) } else { Err(format!("{} live series", s.len())) }
+        if s.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} live series", s.len()))
+        }
     });
-    eprintln!("worker series stale {:?} after its raylet stopped", stopped.elapsed());
+    eprintln!(
+        "worker series stale {:?} after its raylet stopped",
+        stopped.elapsed()
+    );
     let t = targets(&addr).unwrap();
     assert!(
-        !t.iter().any(|(i, _, _)| i.ends_with(&worker_instance_suffix)),
+        !t.iter()
+            .any(|(i, _, _)| i.ends_with(&worker_instance_suffix)),
         "worker target still listed: {t:?}"
     );
     // The head's series are untouched.
-    assert!(!live_series(&addr, r#"{__name__=~"ray_.+"}"#).unwrap().is_empty());
+    assert!(
+        !live_series(&addr, r#"{__name__=~"ray_.+"}"#)
+            .unwrap()
+            .is_empty()
+    );
 }
