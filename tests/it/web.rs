@@ -1355,3 +1355,30 @@ async fn now_reflects_system_clock_by_default() {
     let now = (st.now_ms)();
     assert!(now >= before && now - before < 5_000);
 }
+
+#[tokio::test]
+async fn request_bodies_are_limited() {
+    let engine = FakeEngine::new(Ok(QueryValue::Scalar(0, 1.0)));
+    let mut st = with_engine(&engine);
+    st.max_body_bytes = 64;
+    let big = format!("query={}", "x".repeat(200));
+    let r = post_form(&st, "/api/v1/query", &big).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // A body without a known length hits the same limit while reading.
+    let unsized_body =
+        http_body_util::Full::new(axum::body::Bytes::from(big.clone())).map_frame(|f| f);
+    assert!(
+        axum::body::HttpBody::size_hint(&unsized_body)
+            .exact()
+            .is_none()
+    );
+    let req = Request::post("/api/v1/query")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::new(unsized_body))
+        .unwrap();
+    let r = send(&st, req).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(engine.calls().is_empty());
+    let r = post_form(&st, "/api/v1/query", "query=small").await;
+    assert_eq!(r.status, StatusCode::OK);
+}
