@@ -38,6 +38,7 @@ use crate::scrape::status::TargetsSource;
 use crate::storage::Queryable;
 
 pub use api::router;
+pub use api::v1::{encode_query_value, tsdb_status};
 pub use envelope::{ApiError, ErrorType};
 
 /// The result of evaluating a PromQL expression, as the API encodes it.
