@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod launcher;
 pub mod model;
 pub mod promql;
+pub mod remote;
 pub mod scrape;
 pub mod storage;
 pub mod textparse;

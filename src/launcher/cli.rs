@@ -76,6 +76,23 @@ pub struct ServeArgs {
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
 
+    /// Accept remote write requests on POST /api/v1/write, as in Prometheus.
+    #[arg(long = "web.enable-remote-write-receiver")]
+    pub enable_remote_write_receiver: bool,
+
+    /// Longest a request may take from its first byte to the last of the answer.
+    #[arg(long = "web.read-timeout", default_value = "5m")]
+    pub read_timeout: String,
+
+    /// Longest a client may take to send a request's headers (and TLS
+    /// handshake); idle connections are closed after it too.
+    #[arg(long = "web.read-header-timeout", default_value = "30s")]
+    pub read_header_timeout: String,
+
+    /// Most simultaneous connections.
+    #[arg(long = "web.max-connections", default_value_t = 512)]
+    pub max_connections: usize,
+
     /// How far back an instant selector looks for a sample.
     #[arg(long = "query.lookback-delta", default_value = "5m")]
     pub lookback_delta: String,
@@ -114,6 +131,13 @@ impl ServeArgs {
                     .unwrap_or_default(),
             ),
             ("web.enable-lifecycle", self.enable_lifecycle.to_string()),
+            (
+                "web.enable-remote-write-receiver",
+                self.enable_remote_write_receiver.to_string(),
+            ),
+            ("web.read-timeout", self.read_timeout.clone()),
+            ("web.read-header-timeout", self.read_header_timeout.clone()),
+            ("web.max-connections", self.max_connections.to_string()),
             ("query.lookback-delta", self.lookback_delta.clone()),
             ("query.timeout", self.query_timeout.clone()),
             ("query.max-samples", self.query_max_samples.to_string()),

@@ -33,6 +33,18 @@ pub async fn serve_until_signal(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result<()> {
     let cfg = config::load_file(&args.config_file)
         .with_context(|| format!("cannot load {}", args.config_file.display()))?;
+    let web_config = match &args.web_config_file {
+        Some(p) => web::web_config::WebConfig::load(p)
+            .with_context(|| format!("cannot load web config {}", p.display()))?,
+        None => web::web_config::WebConfig::default(),
+    };
+    let server_opts = web::server::ServerOptions {
+        read_header_timeout: config::parse_duration(&args.read_header_timeout)
+            .context("invalid --web.read-header-timeout")?,
+        max_connections: args.max_connections,
+        web_config,
+        ..Default::default()
+    };
     let head = Arc::new(Head::new(HeadOptions::default()));
     let (mut discovery, targets_rx) = discovery::Manager::new();
     discovery.apply(jobs_from_config(&cfg)?);
@@ -59,6 +71,11 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     state.query_timeout =
         config::parse_duration(&args.query_timeout).context("invalid --query.timeout")?;
     state.storage_retention = args.retention_time.clone();
+    state.request_timeout =
+        config::parse_duration(&args.read_timeout).context("invalid --web.read-timeout")?;
+    if args.enable_remote_write_receiver {
+        state.remote_write = Some(head.clone());
+    }
     let config_yaml = state.config_yaml.clone();
     let config_status = state.config_status.clone();
     state
@@ -109,13 +126,17 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let listener = tokio::net::TcpListener::bind(args.listen_address)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen_address))?;
-    info!(address = %args.listen_address, "serving the Prometheus API");
+    let bound = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    info!(
+        address = %bound,
+        tls = server_opts.web_config.tls.is_some(),
+        basic_auth = server_opts.web_config.users.is_some(),
+        "serving the Prometheus API"
+    );
     let app = web::router(state);
-    let server_cancel = cancel.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        server_cancel.cancelled().await;
-    });
-    if let Err(e) = server.await {
+    if let Err(e) = web::server::serve(listener, app, server_opts, cancel.clone()).await {
         warn!(error = %e, "HTTP server stopped");
     }
     // Scrapers stop before storage closes, so no scrape is cut short.
