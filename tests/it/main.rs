@@ -5,7 +5,9 @@
 
 mod support;
 
+mod prom_diff;
 mod ray;
+mod remote_write;
 mod scrape;
 mod scrape_targets;
 mod tsdb;
