@@ -35,8 +35,8 @@ pub struct ServerOptions {
     /// Most connections open at once (`--web.max-connections`); further
     /// clients wait in the kernel's accept queue.
     pub max_connections: usize,
-    /// Largest request line plus headers (Go's `DefaultMaxHeaderBytes`);
-    /// longer query strings get `431`.
+    /// Largest request head (Go's `DefaultMaxHeaderBytes`); larger ones get
+    /// `431`. URIs are further bounded at 64 KiB by the `http` crate (`414`).
     pub max_header_bytes: usize,
     pub web_config: WebConfig,
 }

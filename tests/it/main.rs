@@ -12,3 +12,4 @@ mod scrape;
 mod scrape_targets;
 mod tsdb;
 mod web;
+mod web_server;
