@@ -5,6 +5,7 @@
 
 mod support;
 
+mod grafana;
 mod prom_diff;
 mod ray;
 mod remote_write;
