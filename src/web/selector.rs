@@ -218,6 +218,36 @@ impl Parser<'_> {
     }
 }
 
+/// Go's `regexp.Compile` message for the common syntax errors, else the
+/// Rust one, in the form ``error parsing regexp: <code>: `<expr>` ``.
+fn go_regex_error(pattern: &str, e: &regex::Error) -> String {
+    let full = format!("^(?:{pattern})$");
+    let text = e.to_string();
+    let kind = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("error: "))
+        .unwrap_or(&text);
+    let (code, arg) = match kind {
+        "unclosed group" => ("missing closing )", full),
+        "unopened group" => ("unexpected )", full),
+        "unclosed character class" => {
+            let from = full.rfind('[').unwrap_or(0);
+            ("missing closing ]", full[from..].to_string())
+        }
+        "repetition operator missing expression" => {
+            let op = pattern
+                .chars()
+                .find(|c| matches!(c, '*' | '+' | '?'))
+                .map(String::from)
+                .unwrap_or_default();
+            ("missing argument to repetition operator", op)
+        }
+        _ => return format!("error parsing regexp: {kind}: `{full}`"),
+    };
+    format!("error parsing regexp: {code}: `{arg}`")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,34 +302,4 @@ mod tests {
         assert!(parse_match_params(["{}"]).is_err());
         assert!(parse_match_params([r#"{__name__=~".+"}"#]).is_ok());
     }
-}
-
-/// Go's `regexp.Compile` message for the common syntax errors, else the
-/// Rust one: `error parsing regexp: <code>: `<expr>``.
-fn go_regex_error(pattern: &str, e: &regex::Error) -> String {
-    let full = format!("^(?:{pattern})$");
-    let text = e.to_string();
-    let kind = text
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("error: "))
-        .unwrap_or(&text);
-    let (code, arg) = match kind {
-        "unclosed group" => ("missing closing )", full),
-        "unopened group" => ("unexpected )", full),
-        "unclosed character class" => {
-            let from = full.rfind('[').unwrap_or(0);
-            ("missing closing ]", full[from..].to_string())
-        }
-        "repetition operator missing expression" => {
-            let op = pattern
-                .chars()
-                .find(|c| matches!(c, '*' | '+' | '?'))
-                .map(String::from)
-                .unwrap_or_default();
-            ("missing argument to repetition operator", op)
-        }
-        _ => return format!("error parsing regexp: {kind}: `{full}`"),
-    };
-    format!("error parsing regexp: {code}: `{arg}`")
 }

@@ -114,7 +114,7 @@ fn parse_basic(v: &str) -> Option<(String, String)> {
 /// Standard base64 with padding, as Go's `base64.StdEncoding`.
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return None;
     }
     let val = |c: u8| -> Option<u32> {

@@ -328,11 +328,12 @@ fn diff(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
                 _ => out.push(format!("{path}: {a} vs {b}")),
             }
         }
-        (Value::Number(x), Value::Number(y)) if x != y => {
-            if !close(x.as_f64().unwrap(), y.as_f64().unwrap()) {
-                out.push(format!("{path}: {a} vs {b}"));
-            }
+        (Value::Number(x), Value::Number(y))
+            if x != y && !close(x.as_f64().unwrap(), y.as_f64().unwrap()) =>
+        {
+            out.push(format!("{path}: {a} vs {b}"));
         }
+        (Value::Number(_), Value::Number(_)) => {}
         _ if a != b => out.push(format!("{path}: {a} vs {b}")),
         _ => {}
     }

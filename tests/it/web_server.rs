@@ -60,10 +60,10 @@ async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     s.write_all(req.as_bytes()).await?;
     let mut raw = Vec::new();
     // A peer that closes without TLS close_notify still sent a full answer.
-    if let Err(e) = s.read_to_end(&mut raw).await {
-        if raw.is_empty() {
-            return Err(e);
-        }
+    if let Err(e) = s.read_to_end(&mut raw).await
+        && raw.is_empty()
+    {
+        return Err(e);
     }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
