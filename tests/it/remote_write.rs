@@ -88,6 +88,8 @@ async fn written_samples_read_back_bit_exact() {
                 &[("job", "ray"), ("__name__", "rw_total"), ("a", "x y,\"z\"")],
                 &[(1000, 1.0), (2000, 2.5), (3000, STALE_NAN)],
             ),
+            // Not -0.0: proto3 omits a double equal to zero, so -0.0 arrives
+            // as +0.0 over remote write, with Prometheus's senders too.
             series(
                 &[("__name__", "rw_gauge")],
                 &[(1000, f64::NAN), (2000, f64::INFINITY), (3000, -0.25)],
