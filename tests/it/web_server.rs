@@ -9,7 +9,7 @@ use raymon::tsdb::{Head, HeadOptions};
 use raymon::web::server::{ServerOptions, serve};
 use raymon::web::web_config::WebConfig;
 use raymon::web::{self};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -99,15 +99,29 @@ async fn tls_get(
     path: &str,
     auth: Option<(&str, &str)>,
 ) -> std::io::Result<(u16, String, String)> {
+    tls_get_as(addr, ca, None, path, auth).await
+}
+
+/// Like `tls_get`, presenting a client certificate if given.
+async fn tls_get_as(
+    addr: std::net::SocketAddr,
+    ca: &CertificateDer<'static>,
+    client: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
+    path: &str,
+    auth: Option<(&str, &str)>,
+) -> std::io::Result<(u16, String, String)> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_root_certificates(roots);
+    let cfg = match client {
+        Some((cert, key)) => b.with_client_auth_cert(vec![cert], key).unwrap(),
+        None => b.with_no_client_auth(),
+    };
     let tcp = TcpStream::connect(addr).await?;
     let s = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
@@ -188,6 +202,59 @@ async fn basic_auth_and_tls_from_web_config() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_verified_against_the_client_ca() {
+    let dir = TempDir::new("mtls");
+    let server = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), server.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("key.pem"),
+        server.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let mut cp = rcgen::CertificateParams::new(vec!["client".to_string()]).unwrap();
+    cp.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = cp.signed_by(&client_key, &ca).unwrap();
+    let client = || {
+        Some((
+            client_cert.der().clone(),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(client_key.serialize_der())),
+        ))
+    };
+    let yaml = "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n";
+    std::fs::write(dir.path().join("web.yml"), yaml).unwrap();
+    let srv = run(ServerOptions {
+        web_config: WebConfig::load(&dir.path().join("web.yml")).unwrap(),
+        ..Default::default()
+    })
+    .await;
+    let ca_der = server.cert.der().clone();
+    let ok = tls_get_as(srv.addr, &ca_der, client(), "/-/healthy", None)
+        .await
+        .unwrap();
+    assert_eq!(ok.0, 200);
+    // Without a certificate the server ends the handshake (TLS 1.3 reports
+    // it on the first read, so no HTTP answer arrives either way).
+    let without = tls_get_as(srv.addr, &ca_der, None, "/-/healthy", None).await;
+    assert!(!matches!(without, Ok((200, _, _))), "{without:?}");
+    // A certificate from another CA is refused too.
+    let stranger = rcgen::generate_simple_self_signed(vec!["client".to_string()]).unwrap();
+    let other = Some((
+        stranger.cert.der().clone(),
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            stranger.signing_key.serialize_der(),
+        )),
+    ));
+    let r = tls_get_as(srv.addr, &ca_der, other, "/-/healthy", None).await;
+    assert!(!matches!(r, Ok((200, _, _))), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
