@@ -43,6 +43,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
             .context("invalid --web.read-header-timeout")?,
         max_connections: args.max_connections,
         web_config,
+        web_config_file: args.web_config_file.clone(),
         ..Default::default()
     };
     let head = Arc::new(Head::new(HeadOptions::default()));

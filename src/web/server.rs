@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::envelope::text;
-use super::web_config::{Users, WebConfig};
+use super::web_config::{Users, Watched, WebConfig};
 
 /// Connection-level limits and the web config.
 #[derive(Debug, Clone)]
@@ -39,6 +39,8 @@ pub struct ServerOptions {
     /// `431`. URIs are further bounded at 64 KiB by the `http` crate (`414`).
     pub max_header_bytes: usize,
     pub web_config: WebConfig,
+    /// The file `web_config` came from: followed for changes if set.
+    pub web_config_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -48,6 +50,7 @@ impl Default for ServerOptions {
             max_connections: 512,
             max_header_bytes: (1 << 20) + 4096,
             web_config: WebConfig::default(),
+            web_config_file: None,
         }
     }
 }
@@ -58,13 +61,15 @@ pub fn protect(app: Router, cfg: &WebConfig) -> Router {
     if cfg.users.is_none() && cfg.headers.is_empty() {
         return app;
     }
-    app.layer(middleware::from_fn_with_state(
-        Arc::new(cfg.clone()),
-        check_auth,
-    ))
+    protect_watched(app, Arc::new(Watched::fixed(cfg.clone())))
 }
 
-async fn check_auth(State(cfg): State<Arc<WebConfig>>, req: Request, next: Next) -> Response {
+fn protect_watched(app: Router, cfg: Arc<Watched>) -> Router {
+    app.layer(middleware::from_fn_with_state(cfg, check_auth))
+}
+
+async fn check_auth(State(watched): State<Arc<Watched>>, req: Request, next: Next) -> Response {
+    let cfg = watched.get();
     let mut resp = match &cfg.users {
         None => next.run(req).await,
         Some(users) => {
@@ -153,12 +158,18 @@ pub async fn serve(
     opts: ServerOptions,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = protect(app, &opts.web_config);
-    let tls = opts
-        .web_config
-        .tls
-        .clone()
-        .map(tokio_rustls::TlsAcceptor::from);
+    let watched = Arc::new(match &opts.web_config_file {
+        Some(p) => Watched::follow(p.clone(), opts.web_config.clone()),
+        None => Watched::fixed(opts.web_config.clone()),
+    });
+    let app = if opts.web_config_file.is_some() {
+        protect_watched(app, watched.clone())
+    } else {
+        protect(app, &opts.web_config)
+    };
+    // Whether to speak TLS is decided at startup, as in the exporter
+    // toolkit; certificates follow the file.
+    let tls_on = opts.web_config.tls.is_some();
     let slots = Arc::new(Semaphore::new(opts.max_connections.max(1)));
     let tracker = TaskTracker::new();
     loop {
@@ -184,8 +195,17 @@ pub async fn serve(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let (app, tls, opts2, shutdown) =
-            (app.clone(), tls.clone(), opts.clone(), shutdown.clone());
+        let tls = if tls_on {
+            watched
+                .get()
+                .tls
+                .clone()
+                .or_else(|| opts.web_config.tls.clone())
+                .map(tokio_rustls::TlsAcceptor::from)
+        } else {
+            None
+        };
+        let (app, opts2, shutdown) = (app.clone(), opts.clone(), shutdown.clone());
         tracker.spawn(async move {
             let _permit = permit;
             match tls {

@@ -7,7 +7,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 
 use axum::http::{HeaderName, HeaderValue};
 use rustls::pki_types::pem::PemObject;
@@ -159,6 +160,66 @@ impl WebConfig {
             headers,
         })
     }
+}
+
+/// A web config that follows its file: Prometheus reads the file on every
+/// request, so new passwords and certificates apply without a restart. Here
+/// the file is re-read when its modification time changes; a file that no
+/// longer parses is logged and the last good config kept.
+pub struct Watched {
+    path: Option<PathBuf>,
+    current: RwLock<(Option<SystemTime>, Arc<WebConfig>)>,
+}
+
+impl Watched {
+    /// A config that never changes.
+    pub fn fixed(cfg: WebConfig) -> Watched {
+        Watched {
+            path: None,
+            current: RwLock::new((None, Arc::new(cfg))),
+        }
+    }
+
+    /// Follows `path`, starting from `initial` (loaded from it).
+    pub fn follow(path: PathBuf, initial: WebConfig) -> Watched {
+        let mtime = modified(&path);
+        Watched {
+            path: Some(path),
+            current: RwLock::new((mtime, Arc::new(initial))),
+        }
+    }
+
+    /// The config to use now.
+    pub fn get(&self) -> Arc<WebConfig> {
+        let (seen, cfg) = match self.current.read() {
+            Ok(g) => (g.0, g.1.clone()),
+            Err(e) => (e.get_ref().0, e.get_ref().1.clone()),
+        };
+        let Some(path) = &self.path else {
+            return cfg;
+        };
+        let now = modified(path);
+        if now == seen {
+            return cfg;
+        }
+        let next = match WebConfig::load(path) {
+            Ok(c) => {
+                tracing::info!(file = %path.display(), "web config reloaded");
+                Arc::new(c)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "web config changed but cannot be used; keeping the last one");
+                cfg
+            }
+        };
+        let mut g = self.current.write().unwrap_or_else(|e| e.into_inner());
+        *g = (now, next.clone());
+        next
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 fn resolve(dir: &Path, file: &str) -> PathBuf {

@@ -258,6 +258,70 @@ async fn client_certificates_are_verified_against_the_client_ca() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_config_changes_apply_without_restart() {
+    let dir = TempDir::new("webreload");
+    let path = dir.path().join("web.yml");
+    let write = |pass: &str, bump: u64| {
+        let hash = bcrypt::hash_with_salt(pass, 4, [3; 16])
+            .unwrap()
+            .to_string();
+        std::fs::write(&path, format!("basic_auth_users:\n  u: {hash}\n")).unwrap();
+        set_mtime(&path, bump);
+    };
+    write("first", 0);
+    let srv = run(ServerOptions {
+        web_config: WebConfig::load(&path).unwrap(),
+        web_config_file: Some(path.clone()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        plain_get(srv.addr, "/-/healthy", Some(("u", "first")))
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    write("second", 10);
+    assert_eq!(
+        plain_get(srv.addr, "/-/healthy", Some(("u", "first")))
+            .await
+            .unwrap()
+            .0,
+        401
+    );
+    assert_eq!(
+        plain_get(srv.addr, "/-/healthy", Some(("u", "second")))
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    // A broken edit keeps the last good config rather than opening up.
+    std::fs::write(&path, "basic_auth_users: [oops\n").unwrap();
+    set_mtime(&path, 20);
+    assert_eq!(
+        plain_get(srv.addr, "/-/healthy", None).await.unwrap().0,
+        401
+    );
+    assert_eq!(
+        plain_get(srv.addr, "/-/healthy", Some(("u", "second")))
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+}
+
+/// Moves a file's modification time `secs` into the future, so a change
+/// is seen even on file systems with coarse timestamps.
+fn set_mtime(path: &std::path::Path, secs: u64) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(secs))
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_without_tls_and_extra_headers() {
     let hash = bcrypt::hash_with_salt("pw", 4, [1; 16])
         .unwrap()
