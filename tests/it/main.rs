@@ -1,1 +1,3 @@
 //! The one integration-test binary: every module's end-to-end tests live here.
+
+mod textparse;
