@@ -2,6 +2,9 @@
 //! fixture parses, counts agree with the fixture summary, tricky label values
 //! survive, golden output for a mixed body, and random mutations never panic.
 
+// Helpers outside `#[test]` functions are test code too.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
