@@ -587,7 +587,7 @@ mod tests {
         );
         assert_eq!(
             fails("foo_total 1 1 #x\n# EOF\n", OM),
-            "1:15: expected exemplar or end of line, got \"#x\""
+            "1:15: expected \"# {\" (an exemplar) after space, got \"#x\""
         );
     }
 
@@ -611,8 +611,22 @@ mod tests {
     }
 
     #[test]
+    fn malformed_prometheus_rejects_too() {
+        // Prometheus keeps the blanks in the name, which then fails checks.
+        assert_eq!(
+            fails("  foo 1\n", T),
+            "1:1: metric name must start the line"
+        );
+        // Prometheus 2.42 takes exemplars on counters and buckets only.
+        assert_eq!(
+            fails("foo_count 1 # {a=\"b\"} 1\n# EOF\n", OM),
+            "1:13: metric name \"foo_count\" does not support exemplars"
+        );
+    }
+
+    #[test]
     fn text_format_whitespace_is_lenient() {
-        let body = "\n  \t\n  foo { a = \"1\" , b=\"2\"c=\"3\", }  7 \t 123 \t\n\
+        let body = "\n  \t\nfoo { a = \"1\" , b=\"2\"c=\"3\", }  7 \t 123 \t\n\
                     bar{}1\nbaz+Inf\n#\n#comment\n# UNIT x y\n#  HELP  m  a\\\\b\\nc\\\"d \n";
         let got = entries(body, T);
         let Entry::Sample(foo) = &got[0] else {

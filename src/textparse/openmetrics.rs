@@ -137,7 +137,14 @@ impl<'a> Parser<'a> {
         if b.get(i) == Some(&b' ') {
             // An exemplar: ` # {labels} value [timestamp]`, checked and dropped.
             if !b[i + 1..].starts_with(b"# {") {
-                return Err(self.expected(i + 1, "expected exemplar or end of line"));
+                return Err(self.expected(i + 1, "expected \"# {\" (an exemplar) after space"));
+            }
+            // Prometheus 2.42 takes exemplars on counters and buckets only.
+            if !(name.ends_with("_total") || name.ends_with("_bucket")) {
+                return Err(self.error_at(
+                    i + 1,
+                    format!("metric name {name:?} does not support exemplars"),
+                ));
             }
             let close = self.om_labels(i + 4, false)?;
             let (_, end) = self.om_number(close + 1, "exemplar value")?;

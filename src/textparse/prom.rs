@@ -29,7 +29,16 @@ impl<'a> Parser<'a> {
                         return Ok(Some(entry));
                     }
                 }
-                c if is_metric_start(c) => return self.prom_sample(i).map(Some),
+                // Prometheus keeps leading blanks in the metric name, which
+                // then fails validation: the scrape fails either way.
+                c if is_metric_start(c) && i == self.pos => {
+                    return self.prom_sample(i).map(Some);
+                }
+                c if is_metric_start(c) => {
+                    return Err(
+                        self.error_at(self.pos, "metric name must start the line".to_string())
+                    );
+                }
                 _ => return Err(self.expected(i, "expected metric name or comment")),
             }
         }
@@ -57,17 +66,9 @@ impl<'a> Parser<'a> {
         }
         let name_end = metric_name_end(line, name_start);
         let metric = self.ascii(name_start, name_end)?;
-        // One separator byte belongs to the keyword; the rest is the text.
-        let text_start = match line.get(name_end) {
-            None => end,
-            Some(b' ' | b'\t') => name_end + 1,
-            Some(_) => {
-                return Err(self.expected(
-                    name_end,
-                    &format!("expected blank after metric name in {keyword}"),
-                ));
-            }
-        };
+        // As in Prometheus, the byte after the name, whatever it is, is the
+        // separator and the rest of the line is the text.
+        let text_start = (name_end + 1).min(end);
         let Some(text) = self.str_at(text_start, end) else {
             return Err(self.error_at(text_start, format!("{keyword} text is not valid UTF-8")));
         };

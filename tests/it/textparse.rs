@@ -320,7 +320,9 @@ acme_http_router_request_seconds_created{path="/api/v1",method="GET"} 1605281325
 # TYPE foo histogram
 foo_bucket{le="0.01"} 0
 foo_bucket{le="+Inf"} 17 1520879607.789 # {trace_id="KOO5S4vxi0o"} 0.67
-foo_count 17 # {trace_id="oHg5SJYRHA0"} 9.8 1520879607.789
+foo_count 17
+# TYPE bar counter
+bar_total 3 # {trace_id="oHg5SJYRHA0"} 9.8 1520879607.789
 # TYPE state stateset
 state{state="a\"b"} 1
 # TYPE build info
@@ -338,6 +340,8 @@ build_info{version="1.2.3"} 1
         SAMPLE foo_bucket {le="0.01"} 0.0 ts=None series="foo_bucket{le=\"0.01\"}"
         SAMPLE foo_bucket {le="+Inf"} 17.0 ts=Some(1520879607789) series="foo_bucket{le=\"+Inf\"}"
         SAMPLE foo_count {} 17.0 ts=None series="foo_count"
+        TYPE bar counter
+        SAMPLE bar_total {} 3.0 ts=None series="bar_total"
         TYPE state stateset
         SAMPLE state {state="a\"b"} 1.0 ts=None series="state{state=\"a\\\"b\"}"
         TYPE build info
@@ -468,4 +472,89 @@ fn random_mutations_never_panic() {
         accepted > 100 && rejected > 100,
         "{accepted} accepted, {rejected} rejected"
     );
+}
+
+/// Each case was served to a real Prometheus 2.42 scraper; the file records
+/// whether the target came up and, if so, what Prometheus stored. Our parser
+/// must accept and reject the same bodies and read the same labels, values
+/// and metadata.
+#[test]
+fn agrees_with_prometheus_2_42_on_edge_cases() {
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{DATA}/prometheus-2.42-verdicts.json")).unwrap(),
+    )
+    .unwrap();
+    let cases = doc["cases"].as_array().unwrap();
+    assert!(cases.len() >= 80);
+    let (mut up, mut down) = (0, 0);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let body = case["body"].as_str().unwrap().as_bytes();
+        let format = match case["format"].as_str().unwrap() {
+            "openmetrics" => Format::OpenMetrics,
+            _ => Format::PromText,
+        };
+        let result: Result<Vec<Entry<'_>>, ParseError> = Parser::new(body, format).collect();
+        if case["prometheus"] == "down" {
+            assert!(
+                result.is_err(),
+                "{name}: Prometheus failed with {}, we accepted it",
+                case["error"]
+            );
+            down += 1;
+            continue;
+        }
+        let entries =
+            result.unwrap_or_else(|e| panic!("{name}: Prometheus accepted it, we say {e}"));
+        up += 1;
+        // Samples, as Prometheus's API prints them.
+        let mut ours = Vec::new();
+        let mut help = BTreeMap::new();
+        let mut kinds = BTreeMap::new();
+        for entry in &entries {
+            match entry {
+                Entry::Sample(s) => {
+                    let mut labels = BTreeMap::new();
+                    labels.insert("__name__".to_string(), s.name.to_string());
+                    for (n, v) in s.labels() {
+                        labels.insert(n.to_string(), v.into_owned());
+                    }
+                    let value = match s.value {
+                        v if v == f64::INFINITY => "+Inf".to_string(),
+                        v if v == f64::NEG_INFINITY => "-Inf".to_string(),
+                        v => v.to_string(),
+                    };
+                    ours.push(serde_json::json!({ "labels": labels, "value": value }));
+                }
+                Entry::Help { metric, text } => {
+                    help.insert(metric.to_string(), text.to_string());
+                }
+                Entry::Type { metric, kind } => {
+                    kinds.insert(metric.to_string(), kind.as_str());
+                }
+                Entry::Unit { .. } => {}
+            }
+        }
+        let theirs = case["samples"].as_array().unwrap();
+        // Prometheus drops samples whose explicit timestamps are too old.
+        if !theirs.is_empty() {
+            ours.sort_by_key(|s| s.to_string());
+            let mut theirs = theirs.clone();
+            theirs.sort_by_key(|s| s.to_string());
+            assert_eq!(ours, theirs, "{name}");
+        }
+        for meta in case["metadata"].as_array().unwrap() {
+            let metric = meta["metric"].as_str().unwrap();
+            let want_help = meta["help"].as_str().unwrap();
+            let got_help = help.get(metric).map_or("", String::as_str);
+            assert_eq!(got_help, want_help, "{name}: help of {metric}");
+            let got_kind = kinds.get(metric).copied().unwrap_or("unknown");
+            assert_eq!(
+                got_kind,
+                meta["type"].as_str().unwrap(),
+                "{name}: type of {metric}"
+            );
+        }
+    }
+    assert!(up >= 20 && down >= 40, "{up} up, {down} down");
 }
