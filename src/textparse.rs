@@ -239,6 +239,11 @@ impl<'a> Parser<'a> {
     ) -> Result<(), ParseError> {
         let buf = self.buf;
         let name = &buf[span.0..span.1];
+        // The metric name is the `__name__` label, so spelling it out again
+        // is a duplicate too.
+        if name == b"__name__" {
+            return Err(self.error_at(span.0, "duplicate label name \"__name__\"".to_string()));
+        }
         if let Some(&(a, b)) = self.names.last() {
             if name <= &buf[a..b] {
                 *sorted = false;
@@ -482,6 +487,10 @@ mod tests {
             fails("foo{b=\"1\",a=\"2\",a=\"3\"} 1\n# EOF\n", OM),
             "1:17: duplicate label name \"a\""
         );
+        assert_eq!(
+            fails("foo{__name__=\"bar\"} 1\n", T),
+            "1:5: duplicate label name \"__name__\""
+        );
         // Names sort the same way in each sample: no false positives.
         assert_eq!(
             samples("foo{b=\"1\",a=\"2\",c=\"3\"} 1\nfoo{a=\"1\"} 2\n", T).len(),
@@ -656,6 +665,32 @@ mod tests {
             }
         );
         assert_eq!(got.len(), 4);
+    }
+
+    #[test]
+    fn text_format_stops_at_a_nul_where_a_line_starts() {
+        let got = samples("foo{a=\"x\0y\"} 1\n  \0bar 2\n", T);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].labels().next().unwrap().1, "x\0y");
+    }
+
+    #[test]
+    fn blank_only_help_text_is_empty() {
+        let got = entries("# HELP foo  \t \n# HELP bar \t x\n", T);
+        assert_eq!(
+            got[0],
+            Entry::Help {
+                metric: "foo",
+                text: Cow::Borrowed("")
+            }
+        );
+        assert_eq!(
+            got[1],
+            Entry::Help {
+                metric: "bar",
+                text: Cow::Borrowed("\t x")
+            }
+        );
     }
 
     #[test]

@@ -24,6 +24,12 @@ impl<'a> Parser<'a> {
             };
             match c {
                 b'\n' => self.pos = i + 1,
+                // Prometheus's lexer reads a NUL where a line may start as
+                // the end of the body.
+                0 => {
+                    self.pos = b.len();
+                    return Ok(None);
+                }
                 b'#' => {
                     if let Some(entry) = self.prom_comment(i)? {
                         return Ok(Some(entry));
@@ -67,8 +73,13 @@ impl<'a> Parser<'a> {
         let name_end = metric_name_end(line, name_start);
         let metric = self.ascii(name_start, name_end)?;
         // As in Prometheus, the byte after the name, whatever it is, is the
-        // separator and the rest of the line is the text.
-        let text_start = (name_end + 1).min(end);
+        // separator and the rest of the line is the text, except that a rest
+        // of only blanks is no text at all.
+        let text_start = if line[name_end..].iter().all(|&c| matches!(c, b' ' | b'\t')) {
+            end
+        } else {
+            name_end + 1
+        };
         let Some(text) = self.str_at(text_start, end) else {
             return Err(self.error_at(text_start, format!("{keyword} text is not valid UTF-8")));
         };
