@@ -1,7 +1,8 @@
 //! OpenMetrics 1.0 text, line by line, as strict as Prometheus 2.42's
 //! `openmetricslex.l`: single spaces, no blank lines or free comments,
 //! commas exactly between labels, float-second timestamps, exemplars
-//! (checked, then dropped), `# UNIT`, and a final `# EOF` with nothing after.
+//! (checked, then dropped; only on `_total` and `_bucket` samples), `# UNIT`
+//! (a suffix of the metric name), and a final `# EOF` with nothing after.
 
 use super::labels::unescape_cow;
 use super::number::parse_float;

@@ -2,10 +2,12 @@
 //! Prometheus 2.42's `promlex.l`: blanks and tabs between any two tokens,
 //! blank lines, free comments, optional (and trailing) commas between
 //! labels, raw newlines inside label values, and an integer millisecond
-//! timestamp.
+//! timestamp. Where Prometheus accepts a line but the scrape then fails
+//! (blanks before a sample's name, `__name__` inside the braces, a repeated
+//! label name) this parser fails at once.
 
 use super::labels::unescape_cow;
-use super::number::{NumberError, parse_float, parse_timestamp_ms};
+use super::number::{parse_float, parse_timestamp_ms};
 use super::scan::{
     QuoteError, is_label_start, is_metric_start, label_name_end, line_end, metric_name_end,
     quoted_end, skip_blanks, token_end,
@@ -189,35 +191,5 @@ impl<'a> Parser<'a> {
                 i += 1;
             }
         }
-    }
-
-    /// `buf[a..b]` known to hold ASCII name characters, as text.
-    #[inline]
-    pub(super) fn ascii(&self, a: usize, b: usize) -> Result<&'a str, ParseError> {
-        self.str_at(a, b)
-            .ok_or_else(|| self.error_at(a, "invalid name".to_string()))
-    }
-
-    /// The checked label text between `a` and `b`, as text.
-    #[inline]
-    pub(super) fn labels_text(&self, a: usize, b: usize) -> Result<&'a str, ParseError> {
-        self.str_at(a, b)
-            .ok_or_else(|| self.error_at(a, "invalid UTF-8 in labels".to_string()))
-    }
-
-    #[cold]
-    pub(super) fn number_error(
-        &self,
-        a: usize,
-        b: usize,
-        what: &str,
-        e: NumberError,
-    ) -> ParseError {
-        let raw = String::from_utf8_lossy(&self.buf[a..b]);
-        let msg = match e {
-            NumberError::Invalid => format!("invalid {what} {raw:?}"),
-            NumberError::OutOfRange => format!("{what} {raw:?} out of range"),
-        };
-        self.error_at(a, msg)
     }
 }
