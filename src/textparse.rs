@@ -282,7 +282,7 @@ impl<'a> Parser<'a> {
             return Err(self.error_at(span.0, "duplicate label name \"__name__\"".to_string()));
         }
         if let Some(&(a, b)) = self.names.last() {
-            if name <= &buf[a..b] {
+            if !ascending(&buf[a..b], name) {
                 *sorted = false;
             }
             if !*sorted && self.names.iter().any(|&(a, b)| &buf[a..b] == name) {
@@ -293,6 +293,18 @@ impl<'a> Parser<'a> {
         self.names.push(span);
         Ok(())
     }
+}
+
+/// Whether `a < b` bytewise. Label names are short and usually differ early,
+/// so a plain loop beats a call to `memcmp`.
+#[inline]
+fn ascending(a: &[u8], b: &[u8]) -> bool {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x < y;
+        }
+    }
+    a.len() < b.len()
 }
 
 impl<'a> Iterator for Parser<'a> {
@@ -790,6 +802,20 @@ mod tests {
             got.iter().map(|s| s.name).collect::<Vec<_>>(),
             ["foo", "bar"]
         );
+    }
+
+    #[test]
+    fn ascending_is_bytewise_less_than() {
+        for (a, b) in [
+            ("a", "b"),
+            ("a", "ab"),
+            ("le", "namespace"),
+            ("otel_a", "otel_b"),
+        ] {
+            assert!(ascending(a.as_bytes(), b.as_bytes()), "{a} < {b}");
+            assert!(!ascending(b.as_bytes(), a.as_bytes()), "{b} > {a}");
+        }
+        assert!(!ascending(b"same", b"same"));
     }
 
     #[test]
