@@ -8,5 +8,6 @@ mod support;
 mod ray;
 mod scrape;
 mod scrape_targets;
+mod textparse;
 mod tsdb;
 mod web;
