@@ -257,17 +257,57 @@ pub(crate) fn translate(err: &serde_norway::Error) -> YamlError {
             .next()
             .filter(|f| !f.is_empty() && !f.ends_with(']'))
             .map(str::to_string);
+        let detail = go_type_error(path, msg).unwrap_or_else(|| msg.to_string());
         return YamlError {
-            message: format!("yaml: unmarshal errors:\n  {line_prefix}{msg}"),
+            message: format!("yaml: unmarshal errors:\n  {line_prefix}{detail}"),
             line,
             field,
         };
     }
+    // Syntax errors: yaml.v2 prints libyaml's problem without its context.
+    let problem = msg.split(", ").next().unwrap_or(msg);
     YamlError {
-        message: format!("yaml: {line_prefix}{msg}"),
+        message: format!("yaml: {line_prefix}{problem}"),
         line,
         field: None,
     }
+}
+
+/// Rewrites serde's `invalid type: string "x", expected u64` as yaml.v2's
+/// ``cannot unmarshal !!str `x` into uint``.
+fn go_type_error(path: &str, msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("invalid type: ")?;
+    let (found, expected) = rest.rsplit_once(", expected ")?;
+    let tagged = |tag: &str, v: &str| {
+        let v = v.trim_matches(|c| c == '`' || c == '"');
+        format!("!!{tag} `{v}`")
+    };
+    let found = if let Some(v) = found.strip_prefix("string ") {
+        tagged("str", v)
+    } else if let Some(v) = found.strip_prefix("integer ") {
+        tagged("int", v)
+    } else if let Some(v) = found.strip_prefix("floating point ") {
+        tagged("float", v)
+    } else if let Some(v) = found.strip_prefix("boolean ") {
+        tagged("bool", v)
+    } else {
+        match found {
+            "sequence" => "!!seq".to_string(),
+            "map" => "!!map".to_string(),
+            "unit value" => "!!null".to_string(),
+            other => other.to_string(),
+        }
+    };
+    let into = match expected {
+        "u64" | "u32" | "usize" => "uint",
+        "a boolean" => "bool",
+        "a string" => "string",
+        "a sequence" => "[]string",
+        "a map" => "map[string]string",
+        e if e.starts_with("struct ") || e == "option" => go_type_for(path),
+        other => other,
+    };
+    Some(format!("cannot unmarshal {found} into {into}"))
 }
 
 /// Splits serde_norway's `path: message` form; the root path is not printed.

@@ -106,8 +106,9 @@ pub struct Regexp {
 
 impl Regexp {
     pub fn new(source: &str) -> Result<Regexp, RelabelError> {
-        let re = regex::Regex::new(&format!("^(?:{source})$"))
-            .map_err(|e| RelabelError::Regex(regex_error_text(&e)))?;
+        let anchored = format!("^(?:{source})$");
+        let re = regex::Regex::new(&anchored)
+            .map_err(|e| RelabelError::Regex(regex_error_text(&e, &anchored)))?;
         Ok(Regexp {
             source: source.to_string(),
             re,
@@ -128,17 +129,16 @@ impl Regexp {
     }
 }
 
-/// The regex crate's multi-line message, squeezed onto one line for logs.
-fn regex_error_text(e: &regex::Error) -> String {
-    match e {
-        regex::Error::Syntax(s) => s
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '^' || c == ' '))
-            .collect::<Vec<_>>()
-            .join(" "),
-        other => other.to_string(),
-    }
+/// The regex crate's message in Go's shape: ``what: `pattern` ``.
+fn regex_error_text(e: &regex::Error, pattern: &str) -> String {
+    let text = e.to_string();
+    let what = text
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .unwrap_or(text.as_str())
+        .to_string();
+    format!("{what}: `{pattern}`")
 }
 
 impl fmt::Debug for Regexp {
