@@ -15,6 +15,40 @@ fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::E
     Ok(Some(v.unwrap_or_default()))
 }
 
+/// A boolean in YAML 1.1's spellings (`yes`, `on`, `False`, ...), which
+/// Prometheus's yaml.v2 accepts; anything else is a type error.
+fn yaml11_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<bool>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a boolean")
+        }
+        fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Self::Value, E> {
+            Ok(Some(b))
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            match s {
+                "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True"
+                | "TRUE" => Ok(Some(true)),
+                "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "false" | "False"
+                | "FALSE" => Ok(Some(false)),
+                _ => Err(E::invalid_type(serde::de::Unexpected::Str(s), &self)),
+            }
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Some(false))
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Some(false))
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(V)
+        }
+    }
+    d.deserialize_option(V)
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
@@ -42,7 +76,9 @@ pub(crate) struct RawGlobal {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawScrape {
     pub job_name: Option<String>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub honor_labels: Option<bool>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub honor_timestamps: Option<bool>,
     pub params: Option<BTreeMap<String, Vec<String>>>,
     pub scrape_interval: Option<String>,
@@ -63,7 +99,9 @@ pub(crate) struct RawScrape {
     pub bearer_token_file: Option<String>,
     pub proxy_url: Option<String>,
     pub tls_config: Option<RawTls>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub follow_redirects: Option<bool>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub enable_http2: Option<bool>,
 
     pub relabel_configs: Option<Vec<Option<RawRelabel>>>,
@@ -81,7 +119,9 @@ pub(crate) struct RawRemoteWrite {
     pub headers: Option<BTreeMap<String, String>>,
     pub write_relabel_configs: Option<Vec<Option<RawRelabel>>>,
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub send_exemplars: Option<bool>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub send_native_histograms: Option<bool>,
 
     pub basic_auth: Option<RawBasicAuth>,
@@ -92,7 +132,9 @@ pub(crate) struct RawRemoteWrite {
     pub bearer_token_file: Option<String>,
     pub proxy_url: Option<String>,
     pub tls_config: Option<RawTls>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub follow_redirects: Option<bool>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub enable_http2: Option<bool>,
 
     pub queue_config: Option<serde_norway::Value>,
@@ -172,6 +214,7 @@ pub(crate) struct RawTls {
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
     pub server_name: Option<String>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub insecure_skip_verify: Option<bool>,
     pub min_version: Option<String>,
 }

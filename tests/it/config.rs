@@ -712,3 +712,21 @@ fn relabel_built_in_code() {
         Some(with(&abc(), &[("rev", "oof")]))
     );
 }
+
+#[test]
+fn yaml_1_1_booleans() {
+    let cfg = config::parse(
+        "scrape_configs:\n- job_name: a\n  honor_labels: yes\n  honor_timestamps: off\n  enable_http2: False\n",
+        "b.yml",
+    )
+    .unwrap();
+    let sc = &cfg.scrape_configs[0];
+    assert!(sc.honor_labels);
+    assert!(!sc.honor_timestamps);
+    assert!(!sc.http_client.enable_http2);
+    assert!(sc.http_client.follow_redirects);
+    assert_eq!(
+        err_text("scrape_configs:\n- job_name: a\n  honor_labels: maybe\n"),
+        "parsing YAML file test.yml: yaml: unmarshal errors:\n  line 3: cannot unmarshal !!str `maybe` into bool"
+    );
+}
