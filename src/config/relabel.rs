@@ -106,7 +106,7 @@ pub struct Regexp {
 
 impl Regexp {
     pub fn new(source: &str) -> Result<Regexp, RelabelError> {
-        let anchored = format!("^(?:{source})$");
+        let anchored = format!("^(?:{})$", go_compat(source));
         let re = regex::Regex::new(&anchored)
             .map_err(|e| RelabelError::Regex(regex_error_text(&e, &anchored)))?;
         Ok(Regexp {
@@ -127,6 +127,95 @@ impl Regexp {
     pub fn regex(&self) -> &regex::Regex {
         &self.re
     }
+}
+
+/// Rewrites RE2 syntax whose meaning differs in the regex crate.
+///
+/// Go's `\d`, `\w`, `\s` and `\b` are ASCII-only, while the regex crate's
+/// are Unicode; and inside a Go character class `[`, `&&` and `~~` are
+/// literal, while the regex crate reads nested classes and set operations.
+fn go_compat(pattern: &str) -> Cow<'_, str> {
+    if !pattern.contains(['\\', '[']) {
+        return Cow::Borrowed(pattern);
+    }
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut chars = pattern.chars().peekable();
+    // Position inside a class: None outside, Some(n) after n characters.
+    let mut class: Option<usize> = None;
+    while let Some(c) = chars.next() {
+        match (c, class) {
+            ('\\', _) => {
+                let Some(e) = chars.next() else {
+                    out.push('\\');
+                    break;
+                };
+                let ascii = match e {
+                    'd' => Some(("0-9", false)),
+                    'D' => Some(("0-9", true)),
+                    'w' => Some(("0-9A-Za-z_", false)),
+                    'W' => Some(("0-9A-Za-z_", true)),
+                    's' => Some(("\\t\\n\\x0C\\r ", false)),
+                    'S' => Some(("\\t\\n\\x0C\\r ", true)),
+                    _ => None,
+                };
+                match (ascii, class) {
+                    (Some((set, false)), Some(_)) => out.push_str(set),
+                    (Some((set, negated)), _) => {
+                        out.push_str(if negated { "[^" } else { "[" });
+                        out.push_str(set);
+                        out.push(']');
+                    }
+                    (None, None) if e == 'b' || e == 'B' => {
+                        out.push_str("(?-u:\\");
+                        out.push(e);
+                        out.push(')');
+                    }
+                    (None, _) => {
+                        out.push('\\');
+                        out.push(e);
+                    }
+                }
+                class = class.map(|n| n + 1);
+            }
+            ('[', None) => {
+                out.push('[');
+                if chars.peek() == Some(&'^') {
+                    chars.next();
+                    out.push('^');
+                }
+                class = Some(0);
+            }
+            ('[', Some(n)) => {
+                if chars.peek() == Some(&':') {
+                    // A POSIX class such as `[:alpha:]`: copy it whole.
+                    out.push('[');
+                    for p in chars.by_ref() {
+                        out.push(p);
+                        if p == ']' {
+                            break;
+                        }
+                    }
+                } else {
+                    out.push_str("\\[");
+                }
+                class = Some(n + 1);
+            }
+            (']', Some(n)) if n > 0 => {
+                out.push(']');
+                class = None;
+            }
+            ('&' | '~', Some(n)) => {
+                out.push('\\');
+                out.push(c);
+                class = Some(n + 1);
+            }
+            (c, _) => {
+                out.push(c);
+                class = class.map(|n| n + 1);
+            }
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// The regex crate's message in Go's shape: ``what: `pattern` ``.
@@ -572,6 +661,27 @@ mod tests {
         assert_eq!(caps_expand(re, "aabb", "$9"), "");
         assert_eq!(caps_expand(re, "aabb", "$01"), "");
         assert_eq!(caps_expand(re, "aabb", "$0"), "aabb");
+    }
+
+    #[test]
+    fn go_character_classes_are_ascii() {
+        let re = |p: &str| Regexp::new(p).unwrap();
+        assert!(re(r"\d+").is_match("123"));
+        assert!(!re(r"\d+").is_match("١٢٣"));
+        assert!(!re(r"\w+").is_match("é"));
+        assert!(re(r"\W").is_match("é"));
+        assert!(re(r"[\w-]+").is_match("a-b_c"));
+        assert!(!re(r"[\w-]+").is_match("a-é"));
+        assert!(re(r"[^\d]").is_match("x"));
+        assert!(re(r"[\D]").is_match("é"));
+        assert!(!re(r"\s").is_match("\u{a0}"));
+        assert!(re(r"[[]").is_match("["));
+        assert!(re(r"[a&&b]+").is_match("a&b"));
+        assert!(re(r"[[:alpha:]]+").is_match("abc"));
+        assert!(re(r"[]a]+").is_match("]a"));
+        assert!(re(r"\bfoo\b.*").is_match("foo bar"));
+        assert!(re(r"a\\d").is_match("a\\d"));
+        assert_eq!(re(r"\d").as_str(), r"\d");
     }
 
     #[test]
