@@ -397,12 +397,12 @@ pub fn process(labels: &Labels, cfgs: &[RelabelConfig]) -> Option<Labels> {
 /// Like [`process`], but borrows `labels` back when no rule changed them, so
 /// the common keep/drop-only case allocates nothing.
 pub fn process_cow<'a>(labels: &'a Labels, cfgs: &[RelabelConfig]) -> Option<Cow<'a, Labels>> {
-    let mut work = Work {
+    let mut work = CopyOnWrite {
         orig: labels,
         built: None,
     };
     for cfg in cfgs {
-        if !work.apply(cfg) {
+        if !apply(&mut work, cfg) {
             return None;
         }
     }
@@ -412,37 +412,48 @@ pub fn process_cow<'a>(labels: &'a Labels, cfgs: &[RelabelConfig]) -> Option<Cow
     })
 }
 
-/// The label set being relabeled: the caller's until the first change.
-struct Work<'a> {
-    orig: &'a Labels,
-    built: Option<LabelsBuilder>,
+/// Applies `cfgs` to a builder in place, for callers that already hold one
+/// (Prometheus's `ProcessBuilder`); false means the label set was dropped,
+/// and the builder is then left part-way.
+pub fn process_builder(builder: &mut LabelsBuilder, cfgs: &[RelabelConfig]) -> bool {
+    let mut work = InPlace(builder);
+    cfgs.iter().all(|cfg| apply(&mut work, cfg))
 }
 
-impl Work<'_> {
-    fn get(&self, name: &str) -> &str {
-        match &self.built {
-            Some(b) => b.get(name),
-            None => self.orig.get(name),
-        }
-        .unwrap_or("")
-    }
-
-    fn builder(&mut self) -> &mut LabelsBuilder {
-        let orig = self.orig;
-        self.built.get_or_insert_with(|| orig.builder())
-    }
+/// The label set a rule reads and edits.
+trait Work {
+    /// The value of `name`, empty when absent.
+    fn get(&self, name: &str) -> &str;
+    fn labels(&self) -> std::slice::Iter<'_, Label>;
+    /// Edits without checking whether anything changes.
+    fn builder(&mut self) -> &mut LabelsBuilder;
 
     fn set(&mut self, name: &str, value: &str) {
-        if self.get(name) == value {
-            return;
+        if self.get(name) != value {
+            self.builder().set(name.to_string(), value.to_string());
         }
-        self.builder().set(name.to_string(), value.to_string());
     }
 
     fn del(&mut self, name: &str) {
         if !self.get(name).is_empty() {
             self.builder().del(name);
         }
+    }
+}
+
+/// The caller's labels until the first change, then a private builder.
+struct CopyOnWrite<'a> {
+    orig: &'a Labels,
+    built: Option<LabelsBuilder>,
+}
+
+impl Work for CopyOnWrite<'_> {
+    fn get(&self, name: &str) -> &str {
+        match &self.built {
+            Some(b) => b.get(name),
+            None => self.orig.get(name),
+        }
+        .unwrap_or("")
     }
 
     fn labels(&self) -> std::slice::Iter<'_, Label> {
@@ -452,69 +463,90 @@ impl Work<'_> {
         }
     }
 
-    /// Applies one rule; false when it drops the label set.
-    fn apply(&mut self, cfg: &RelabelConfig) -> bool {
-        let joined;
-        let val: &str = match cfg.source_labels.as_slice() {
-            [] => "",
-            [one] => self.get(one),
-            many => {
-                let mut s = String::new();
-                for (i, n) in many.iter().enumerate() {
-                    if i > 0 {
-                        s.push_str(&cfg.separator);
-                    }
-                    s.push_str(self.get(n));
+    fn builder(&mut self) -> &mut LabelsBuilder {
+        let orig = self.orig;
+        self.built.get_or_insert_with(|| orig.builder())
+    }
+}
+
+struct InPlace<'a>(&'a mut LabelsBuilder);
+
+impl Work for InPlace<'_> {
+    fn get(&self, name: &str) -> &str {
+        self.0.get(name).unwrap_or("")
+    }
+
+    fn labels(&self) -> std::slice::Iter<'_, Label> {
+        self.0.iter()
+    }
+
+    fn builder(&mut self) -> &mut LabelsBuilder {
+        self.0
+    }
+}
+
+/// Applies one rule; false when it drops the label set.
+fn apply<W: Work>(w: &mut W, cfg: &RelabelConfig) -> bool {
+    let joined;
+    let val: &str = match cfg.source_labels.as_slice() {
+        [] => "",
+        [one] => w.get(one),
+        many => {
+            let mut s = String::new();
+            for (i, n) in many.iter().enumerate() {
+                if i > 0 {
+                    s.push_str(&cfg.separator);
                 }
-                joined = s;
-                &joined
+                s.push_str(w.get(n));
             }
-        };
-        match cfg.action {
-            Action::Drop => return !cfg.regex.is_match(val),
-            Action::Keep => return cfg.regex.is_match(val),
-            Action::DropEqual => return self.get(&cfg.target_label) != val,
-            Action::KeepEqual => return self.get(&cfg.target_label) == val,
-            Action::Replace => match replace_outcome(cfg, val) {
-                Edit::None => {}
-                Edit::Del => self.del(&cfg.target_label),
-                Edit::Set(name, value) => self.set(&name, &value),
-            },
-            Action::Lowercase => {
-                let v = val.to_lowercase();
-                self.set(&cfg.target_label, &v);
-            }
-            Action::Uppercase => {
-                let v = val.to_uppercase();
-                self.set(&cfg.target_label, &v);
-            }
-            Action::HashMod => {
-                let v = hashmod(val, cfg.modulus).to_string();
-                self.set(&cfg.target_label, &v);
-            }
-            Action::LabelMap => {
-                let mut sets: Vec<(String, String)> = Vec::new();
-                for l in self.labels() {
-                    if let Some(caps) = cfg.regex.regex().captures(&l.name) {
-                        let mut name = String::new();
-                        expand(&cfg.replacement, &caps, cfg.regex.regex(), &mut name);
-                        sets.push((name, l.value.clone()));
-                    }
-                }
-                for (n, v) in sets {
-                    self.set(&n, &v);
+            joined = s;
+            &joined
+        }
+    };
+    match cfg.action {
+        Action::Drop => return !cfg.regex.is_match(val),
+        Action::Keep => return cfg.regex.is_match(val),
+        Action::DropEqual => return w.get(&cfg.target_label) != val,
+        Action::KeepEqual => return w.get(&cfg.target_label) == val,
+        Action::Replace => match replace_outcome(cfg, val) {
+            Edit::None => {}
+            Edit::Del => w.del(&cfg.target_label),
+            Edit::Set(name, value) => w.set(&name, &value),
+        },
+        Action::Lowercase => {
+            let v = val.to_lowercase();
+            w.set(&cfg.target_label, &v);
+        }
+        Action::Uppercase => {
+            let v = val.to_uppercase();
+            w.set(&cfg.target_label, &v);
+        }
+        Action::HashMod => {
+            let v = hashmod(val, cfg.modulus).to_string();
+            w.set(&cfg.target_label, &v);
+        }
+        Action::LabelMap => {
+            let mut sets: Vec<(String, String)> = Vec::new();
+            for l in w.labels() {
+                if let Some(caps) = cfg.regex.regex().captures(&l.name) {
+                    let mut name = String::new();
+                    expand(&cfg.replacement, &caps, cfg.regex.regex(), &mut name);
+                    sets.push((name, l.value.clone()));
                 }
             }
-            Action::LabelDrop | Action::LabelKeep => {
-                let drop_matching = cfg.action == Action::LabelDrop;
-                let doomed = |l: &Label| cfg.regex.is_match(&l.name) == drop_matching;
-                if self.labels().any(doomed) {
-                    self.builder().retain(|l| !doomed(l));
-                }
+            for (n, v) in sets {
+                w.set(&n, &v);
             }
         }
-        true
+        Action::LabelDrop | Action::LabelKeep => {
+            let drop_matching = cfg.action == Action::LabelDrop;
+            let doomed = |l: &Label| cfg.regex.is_match(&l.name) == drop_matching;
+            if w.labels().any(doomed) {
+                w.builder().retain(|l| !doomed(l));
+            }
+        }
     }
+    true
 }
 
 /// What a `replace` rule does to the label set.

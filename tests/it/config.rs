@@ -730,3 +730,19 @@ fn yaml_1_1_booleans() {
         "parsing YAML file test.yml: yaml: unmarshal errors:\n  line 3: cannot unmarshal !!str `maybe` into bool"
     );
 }
+
+#[test]
+fn relabel_in_place_on_a_builder() {
+    let cfgs = rule(
+        "  - source_labels: [a]\n    regex: 'f(.*)'\n    target_label: d\n    replacement: 'x$1'\n  - action: labeldrop\n    regex: b\n",
+    );
+    let mut b = abc().builder();
+    assert!(config::process_builder(&mut b, &cfgs));
+    assert_eq!(
+        b.build(),
+        Labels::from_pairs([("a", "foo"), ("c", "baz"), ("d", "xoo")])
+    );
+    let drop = rule("  - source_labels: [c]\n    regex: baz\n    action: drop\n");
+    let mut b = abc().builder();
+    assert!(!config::process_builder(&mut b, &drop));
+}
