@@ -399,16 +399,16 @@ pub fn process(labels: &Labels, cfgs: &[RelabelConfig]) -> Option<Labels> {
 pub fn process_cow<'a>(labels: &'a Labels, cfgs: &[RelabelConfig]) -> Option<Cow<'a, Labels>> {
     let mut work = CopyOnWrite {
         orig: labels,
-        built: None,
+        owned: None,
     };
     for cfg in cfgs {
         if !apply(&mut work, cfg) {
             return None;
         }
     }
-    Some(match work.built {
+    Some(match work.finish() {
         None => Cow::Borrowed(labels),
-        Some(b) => Cow::Owned(b.build()),
+        Some(l) => Cow::Owned(l),
     })
 }
 
@@ -425,47 +425,81 @@ trait Work {
     /// The value of `name`, empty when absent.
     fn get(&self, name: &str) -> &str;
     fn labels(&self) -> std::slice::Iter<'_, Label>;
-    /// Edits without checking whether anything changes.
-    fn builder(&mut self) -> &mut LabelsBuilder;
+    /// Sets a non-empty value, unconditionally.
+    fn put(&mut self, name: &str, value: &str);
+    /// Removes a label known to be present.
+    fn remove(&mut self, name: &str);
+    fn retain(&mut self, keep: &dyn Fn(&Label) -> bool);
 
+    /// Sets `name`; an empty value deletes it, as in Prometheus's builder.
     fn set(&mut self, name: &str, value: &str) {
-        if self.get(name) != value {
-            self.builder().set(name.to_string(), value.to_string());
+        if value.is_empty() {
+            self.del(name);
+        } else if self.get(name) != value {
+            self.put(name, value);
         }
     }
 
     fn del(&mut self, name: &str) {
         if !self.get(name).is_empty() {
-            self.builder().del(name);
+            self.remove(name);
         }
     }
 }
 
-/// The caller's labels until the first change, then a private builder.
+/// The caller's labels until the first change, then a private copy, sorted
+/// once at the end.
 struct CopyOnWrite<'a> {
     orig: &'a Labels,
-    built: Option<LabelsBuilder>,
+    owned: Option<Vec<Label>>,
+}
+
+impl CopyOnWrite<'_> {
+    fn owned(&mut self) -> &mut Vec<Label> {
+        let orig = self.orig;
+        self.owned.get_or_insert_with(|| orig.as_slice().to_vec())
+    }
+
+    fn finish(self) -> Option<Labels> {
+        let mut v = self.owned?;
+        v.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Some(Labels::from_sorted(v))
+    }
 }
 
 impl Work for CopyOnWrite<'_> {
     fn get(&self, name: &str) -> &str {
-        match &self.built {
-            Some(b) => b.get(name),
+        match &self.owned {
+            Some(v) => v.iter().find(|l| l.name == name).map(|l| l.value.as_str()),
             None => self.orig.get(name),
         }
         .unwrap_or("")
     }
 
     fn labels(&self) -> std::slice::Iter<'_, Label> {
-        match &self.built {
-            Some(b) => b.iter(),
+        match &self.owned {
+            Some(v) => v.iter(),
             None => self.orig.iter(),
         }
     }
 
-    fn builder(&mut self) -> &mut LabelsBuilder {
-        let orig = self.orig;
-        self.built.get_or_insert_with(|| orig.builder())
+    fn put(&mut self, name: &str, value: &str) {
+        let v = self.owned();
+        match v.iter_mut().find(|l| l.name == name) {
+            Some(l) => value.clone_into(&mut l.value),
+            None => v.push(Label {
+                name: name.to_string(),
+                value: value.to_string(),
+            }),
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.owned().retain(|l| l.name != name);
+    }
+
+    fn retain(&mut self, keep: &dyn Fn(&Label) -> bool) {
+        self.owned().retain(|l| keep(l));
     }
 }
 
@@ -480,8 +514,16 @@ impl Work for InPlace<'_> {
         self.0.iter()
     }
 
-    fn builder(&mut self) -> &mut LabelsBuilder {
-        self.0
+    fn put(&mut self, name: &str, value: &str) {
+        self.0.set(name.to_string(), value.to_string());
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.0.del(name);
+    }
+
+    fn retain(&mut self, keep: &dyn Fn(&Label) -> bool) {
+        self.0.retain(|l| keep(l));
     }
 }
 
@@ -542,7 +584,7 @@ fn apply<W: Work>(w: &mut W, cfg: &RelabelConfig) -> bool {
             let drop_matching = cfg.action == Action::LabelDrop;
             let doomed = |l: &Label| cfg.regex.is_match(&l.name) == drop_matching;
             if w.labels().any(doomed) {
-                w.builder().retain(|l| !doomed(l));
+                w.retain(&|l| !doomed(l));
             }
         }
     }
