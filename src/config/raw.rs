@@ -272,10 +272,17 @@ pub(crate) fn translate(err: &serde_norway::Error) -> YamlError {
     let (path, msg) = split_path(&text);
     let line_prefix = line.map(|l| format!("line {l}: ")).unwrap_or_default();
     if let Some(field) = backticked_after(msg, "unknown field `") {
+        let go_type = go_type_for(path);
+        // Prometheus knows more discovery mechanisms than raymon; say so
+        // rather than suggest a typo.
+        let note = if go_type == "config.ScrapeConfig" && field.ends_with("_sd_configs") {
+            " (raymon supports only static_configs and file_sd_configs)"
+        } else {
+            ""
+        };
         return YamlError {
             message: format!(
-                "yaml: unmarshal errors:\n  {line_prefix}field {field} not found in type {}",
-                go_type_for(path)
+                "yaml: unmarshal errors:\n  {line_prefix}field {field} not found in type {go_type}{note}"
             ),
             line,
             field: Some(field.to_string()),

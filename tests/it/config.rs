@@ -249,6 +249,10 @@ fn unknown_fields_in_nested_sections() {
         "parsing YAML file test.yml: yaml: unmarshal errors:\n  line 4: field file not found in type file.plain"
     );
     assert_eq!(
+        err_text("scrape_configs:\n- job_name: a\n  kubernetes_sd_configs:\n  - role: pod\n"),
+        "parsing YAML file test.yml: yaml: unmarshal errors:\n  line 3: field kubernetes_sd_configs not found in type config.ScrapeConfig (raymon supports only static_configs and file_sd_configs)"
+    );
+    assert_eq!(
         err_text("scrape_configs:\n- job_name: a\n  sample_limit: lots\n"),
         "parsing YAML file test.yml: yaml: unmarshal errors:\n  line 3: cannot unmarshal !!str `lots` into uint"
     );
