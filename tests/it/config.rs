@@ -206,6 +206,10 @@ fn every_field() {
     assert!(yaml.contains("password: <secret>"), "{yaml}");
     assert!(!yaml.contains("hunter2"));
     assert!(yaml.contains("body_size_limit: 100MiB"), "{yaml}");
+    assert!(
+        yaml.contains("  - source_labels: [__name__, job]\n    separator: '@'\n"),
+        "{yaml}"
+    );
     let back = config::parse(&yaml, "marshalled.yml").unwrap();
     assert_eq!(back.scrape_configs[0].relabel_configs, ray.relabel_configs);
     assert_eq!(back.scrape_configs[0].scrape_timeout, secs(5));
