@@ -1,6 +1,6 @@
 //! Criterion benchmarks on real Ray inputs.
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 
 fn placeholder(_c: &mut Criterion) {}
 

@@ -24,9 +24,9 @@ mod printer;
 mod quote;
 
 pub use ast::{
-    AggOp, Aggregate, AtModifier, BinOp, Binary, Call, Cardinality, Expr, MatrixSelector,
-    Subquery, ValueType, VectorMatching, VectorSelector,
+    AggOp, Aggregate, AtModifier, BinOp, Binary, Call, Cardinality, Expr, MatrixSelector, Subquery,
+    ValueType, VectorMatching, VectorSelector,
 };
-pub use functions::{get_function, Function, FUNCTIONS};
-pub use parse::{parse_expr, parse_metric_selector, ParseError, MAX_DEPTH};
+pub use functions::{FUNCTIONS, Function, get_function};
+pub use parse::{MAX_DEPTH, ParseError, parse_expr, parse_metric_selector};
 pub use quote::{format_duration, go_float, go_quote, parse_duration};

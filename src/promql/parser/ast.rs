@@ -257,7 +257,10 @@ pub enum Expr {
     Binary(Binary),
     /// Unary minus (`neg`) or plus. Minus on a number literal is folded into
     /// the literal by the parser.
-    Unary { neg: bool, expr: Box<Expr> },
+    Unary {
+        neg: bool,
+        expr: Box<Expr>,
+    },
     Paren(Box<Expr>),
 }
 
@@ -271,7 +274,8 @@ impl Expr {
             Expr::MatrixSelector(_) | Expr::Subquery(_) => ValueType::Matrix,
             Expr::Call(c) => c.func.return_type,
             Expr::Binary(b) => {
-                if b.lhs.value_type() == ValueType::Scalar && b.rhs.value_type() == ValueType::Scalar
+                if b.lhs.value_type() == ValueType::Scalar
+                    && b.rhs.value_type() == ValueType::Scalar
                 {
                     ValueType::Scalar
                 } else {

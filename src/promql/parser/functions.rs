@@ -122,7 +122,10 @@ mod tests {
     fn table_is_sorted_for_binary_search() {
         assert!(FUNCTIONS.windows(2).all(|w| w[0].name < w[1].name));
         assert_eq!(FUNCTIONS.len(), 70);
-        assert_eq!(get_function("holt_winters").map(|f| f.arg_types.len()), Some(3));
+        assert_eq!(
+            get_function("holt_winters").map(|f| f.arg_types.len()),
+            Some(3)
+        );
         assert!(get_function("mad_over_time").is_none());
     }
 }

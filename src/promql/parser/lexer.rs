@@ -451,7 +451,9 @@ impl<'a> Lexer<'a> {
                     Kind::Gtr
                 }
             }
-            c if c.is_ascii_digit() || (c == '.' && matches!(self.peek(), Some(d) if d.is_ascii_digit())) => {
+            c if c.is_ascii_digit()
+                || (c == '.' && matches!(self.peek(), Some(d) if d.is_ascii_digit())) =>
+            {
                 self.backup();
                 return Some(self.lex_number_or_duration());
             }
@@ -729,7 +731,10 @@ impl<'a> Lexer<'a> {
             if d >= base {
                 return Some(match ch {
                     None => "escape sequence not terminated".into(),
-                    Some(c) => format!("illegal character {} in escape sequence", go_unicode_point(c)),
+                    Some(c) => format!(
+                        "illegal character {} in escape sequence",
+                        go_unicode_point(c)
+                    ),
                 });
             }
             x = x.saturating_mul(base).saturating_add(d);
@@ -766,9 +771,25 @@ mod tests {
         use Kind::*;
         assert_eq!(
             kinds("foo[5m:1m] offset -1h30m @ 0x1F"),
-            vec![Identifier, LeftBracket, Duration, Colon, Duration, RightBracket, Offset, Sub, Duration, At, Number, Eof]
+            vec![
+                Identifier,
+                LeftBracket,
+                Duration,
+                Colon,
+                Duration,
+                RightBracket,
+                Offset,
+                Sub,
+                Duration,
+                At,
+                Number,
+                Eof
+            ]
         );
-        assert_eq!(kinds("1e3 .5 Inf NaN"), vec![Number, Number, Number, Number, Eof]);
+        assert_eq!(
+            kinds("1e3 .5 Inf NaN"),
+            vec![Number, Number, Number, Number, Eof]
+        );
     }
 
     #[test]
@@ -776,7 +797,10 @@ mod tests {
         use Kind::*;
         assert_eq!(
             kinds("sum{by=\"x\", on!~'y',}"),
-            vec![Sum, LeftBrace, Identifier, Eql, String, Comma, Identifier, NeqRegex, String, Comma, RightBrace, Eof]
+            vec![
+                Sum, LeftBrace, Identifier, Eql, String, Comma, Identifier, NeqRegex, String,
+                Comma, RightBrace, Eof
+            ]
         );
     }
 

@@ -10,14 +10,18 @@
 //!
 //! It knows nothing of evaluation.
 
-use crate::model::{MatchOp, Matcher, MatcherError, METRIC_NAME};
+// Nodes stay boxed on purpose, also where clippy would unbox them: see
+// `PResult`.
+#![allow(clippy::boxed_local, clippy::vec_box)]
+
+use crate::model::{METRIC_NAME, MatchOp, Matcher, MatcherError};
 
 use super::ast::{
-    AggOp, Aggregate, AtModifier, BinOp, Binary, Call, Cardinality, Expr, MatrixSelector,
-    Subquery, ValueType, VectorMatching, VectorSelector,
+    AggOp, Aggregate, AtModifier, BinOp, Binary, Call, Cardinality, Expr, MatrixSelector, Subquery,
+    ValueType, VectorMatching, VectorSelector,
 };
 use super::functions::get_function;
-use super::lexer::{is_label, Kind, Lexer, Token};
+use super::lexer::{Kind, Lexer, Token, is_label};
 use super::quote::{go_quote, parse_duration, unquote};
 
 /// The deepest nesting accepted, counting both parser recursion and tree
@@ -41,7 +45,7 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    fn new(pos_start: usize, pos_end: usize, msg: impl Into<String>) -> ParseError {
+    fn new_unboxed(pos_start: usize, pos_end: usize, msg: impl Into<String>) -> ParseError {
         ParseError {
             pos_start,
             pos_end: pos_end.max(pos_start),
@@ -52,19 +56,26 @@ impl ParseError {
     }
 
     /// Fills in line and column as Prometheus's `ParseErr.Error()` does.
-    fn locate(mut self, input: &str) -> ParseError {
-        let pos = self.pos_start.min(input.len());
+    fn locate(self: Box<Self>, input: &str) -> ParseError {
+        let mut this = *self;
+        let pos = this.pos_start.min(input.len());
         let before = &input.as_bytes()[..pos];
-        self.line = 1 + before.iter().filter(|&&b| b == b'\n').count();
-        self.col = match before.iter().rposition(|&b| b == b'\n') {
+        this.line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+        this.col = match before.iter().rposition(|&b| b == b'\n') {
             Some(i) => pos - i,
             None => pos + 1,
         };
-        self
+        this
     }
 }
 
-type PResult<T> = Result<T, ParseError>;
+// Errors and nodes travel boxed: debug builds give every temporary its own
+// stack slot, and small results keep deep recursion within a 2 MiB stack.
+type PResult<T> = Result<T, Box<ParseError>>;
+
+fn perr(pos_start: usize, pos_end: usize, msg: impl Into<String>) -> Box<ParseError> {
+    Box::new(ParseError::new_unboxed(pos_start, pos_end, msg))
+}
 
 /// Parses a PromQL expression and type-checks it.
 ///
@@ -96,7 +107,7 @@ struct Node {
     end: usize,
     depth: usize,
     /// The first type error in this subtree, in `checkAST` order.
-    check: Option<ParseError>,
+    check: Option<Box<ParseError>>,
 }
 
 /// The modifiers between a binary operator and its right-hand side.
@@ -182,7 +193,12 @@ fn is_maybe_label(kind: Kind) -> bool {
     is_metric_identifier(kind)
         || matches!(
             kind,
-            Kind::Bool | Kind::GroupLeft | Kind::GroupRight | Kind::Ignoring | Kind::On | Kind::Atan2
+            Kind::Bool
+                | Kind::GroupLeft
+                | Kind::GroupRight
+                | Kind::Ignoring
+                | Kind::On
+                | Kind::Atan2
         )
 }
 
@@ -200,7 +216,11 @@ fn go_fixed(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v:.6}")
     }
@@ -209,7 +229,9 @@ fn go_fixed(v: f64) -> String {
 /// Go's `strconv.ParseInt(s, 0, 64)` for the unsigned forms the lexer emits.
 fn go_parse_int(s: &str) -> Option<i64> {
     if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        return i64::from_str_radix(hex, 16).ok().filter(|_| !hex.is_empty());
+        return i64::from_str_radix(hex, 16)
+            .ok()
+            .filter(|_| !hex.is_empty());
     }
     if s.len() > 1 && s.starts_with('0') {
         return i64::from_str_radix(&s[1..], 8).ok();
@@ -222,14 +244,21 @@ fn go_parse_int(s: &str) -> Option<i64> {
 
 /// Go's `strconv.ParseFloat(s, 64)`, with its error text.
 fn go_parse_float(s: &str) -> Result<f64, String> {
-    let syntax = || format!("strconv.ParseFloat: parsing {}: invalid syntax", go_quote(s));
+    let syntax = || {
+        format!(
+            "strconv.ParseFloat: parsing {}: invalid syntax",
+            go_quote(s)
+        )
+    };
     let lower = s.to_ascii_lowercase();
     let body = lower.trim_start_matches(['+', '-']);
     if matches!(body, "inf" | "infinity" | "nan") {
         return s.parse::<f64>().map_err(|_| syntax());
     }
     let plain = !body.is_empty()
-        && body.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'+' | b'-'));
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'+' | b'-'));
     if !plain {
         return Err(syntax());
     }
@@ -272,7 +301,7 @@ impl<'a> Parser<'a> {
     fn lex_one(&mut self) -> PResult<Token> {
         let t = self.lex.next_token();
         if t.kind == Kind::Error {
-            return Err(ParseError::new(t.start, self.input.len(), self.lex.error.clone()));
+            return Err(perr(t.start, self.input.len(), self.lex.error.clone()));
         }
         Ok(t)
     }
@@ -306,7 +335,7 @@ impl<'a> Parser<'a> {
         t.text(self.input)
     }
 
-    fn unexpected(&self, t: Token, context: &str, expected: &str) -> ParseError {
+    fn unexpected(&self, t: Token, context: &str, expected: &str) -> Box<ParseError> {
         let mut msg = format!("unexpected {}", t.describe(self.input));
         if !context.is_empty() {
             msg.push_str(" in ");
@@ -316,12 +345,12 @@ impl<'a> Parser<'a> {
             msg.push_str(", expected ");
             msg.push_str(expected);
         }
-        ParseError::new(t.start, t.end, msg)
+        perr(t.start, t.end, msg)
     }
 
     /// A syntax error with no rule of its own: yacc falls back to the
     /// innermost open aggregation, or to a bare "unexpected ...".
-    fn generic(&self, t: Token) -> ParseError {
+    fn generic(&self, t: Token) -> Box<ParseError> {
         if self.agg_depth > 0 {
             self.unexpected(t, "aggregation", "")
         } else {
@@ -333,7 +362,7 @@ impl<'a> Parser<'a> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             let t = self.peek()?;
-            return Err(ParseError::new(
+            return Err(perr(
                 t.start,
                 t.end,
                 format!("expression nesting exceeds the maximum depth of {MAX_DEPTH}"),
@@ -348,28 +377,28 @@ impl<'a> Parser<'a> {
         start: usize,
         end: usize,
         depth: usize,
-        check: Option<ParseError>,
-    ) -> PResult<Node> {
+        check: Option<Box<ParseError>>,
+    ) -> PResult<Box<Node>> {
         if depth > MAX_DEPTH {
-            return Err(ParseError::new(
+            return Err(perr(
                 start,
                 end,
                 format!("expression nesting exceeds the maximum depth of {MAX_DEPTH}"),
             ));
         }
-        Ok(Node {
+        Ok(Box::new(Node {
             expr,
             start,
             end,
             depth,
             check,
-        })
+        }))
     }
 
     fn parse_top(&mut self) -> PResult<Expr> {
         let t = self.peek()?;
         if t.kind == Kind::Eof {
-            return Err(ParseError::new(0, 0, "no expression found in input"));
+            return Err(perr(0, 0, "no expression found in input"));
         }
         let node = self.parse_binary(0)?;
         let t = self.peek()?;
@@ -398,12 +427,12 @@ impl<'a> Parser<'a> {
         }
         match node.expr {
             Expr::VectorSelector(vs) => Ok(vs.matchers),
-            _ => Err(ParseError::new(0, 0, "expected a vector selector")),
+            _ => Err(perr(0, 0, "expected a vector selector")),
         }
     }
 
     /// Precedence climbing over binary operators.
-    fn parse_binary(&mut self, min_prec: u8) -> PResult<Node> {
+    fn parse_binary(&mut self, min_prec: u8) -> PResult<Box<Node>> {
         self.enter()?;
         let mut lhs = self.parse_unary()?;
         loop {
@@ -423,7 +452,7 @@ impl<'a> Parser<'a> {
         Ok(lhs)
     }
 
-    fn parse_unary(&mut self) -> PResult<Node> {
+    fn parse_unary(&mut self) -> PResult<Box<Node>> {
         let t = self.peek()?;
         if !matches!(t.kind, Kind::Add | Kind::Sub) {
             return self.parse_postfix();
@@ -433,6 +462,11 @@ impl<'a> Parser<'a> {
         // Unary operators bind like `*`: only `^` and postfix modifiers bind
         // tighter, so `-x^2` is `-(x^2)`.
         let operand = self.parse_binary(BinOp::Pow.precedence())?;
+        self.finish_unary(t, neg, operand)
+    }
+
+    #[inline(never)]
+    fn finish_unary(&mut self, t: Token, neg: bool, operand: Box<Node>) -> PResult<Box<Node>> {
         if let Expr::NumberLiteral(v) = operand.expr {
             let v = if neg { -v } else { v };
             return self.node(Expr::NumberLiteral(v), t.start, operand.end, 1, None);
@@ -440,7 +474,7 @@ impl<'a> Parser<'a> {
         let ty = operand.expr.value_type();
         let check = operand.check.or_else(|| {
             (!matches!(ty, ValueType::Scalar | ValueType::Vector)).then(|| {
-                ParseError::new(
+                perr(
                     t.start,
                     operand.end,
                     format!(
@@ -462,7 +496,7 @@ impl<'a> Parser<'a> {
         )
     }
 
-    fn parse_postfix(&mut self) -> PResult<Node> {
+    fn parse_postfix(&mut self) -> PResult<Box<Node>> {
         let mut node = self.parse_primary()?;
         loop {
             let t = self.peek()?;
@@ -484,33 +518,14 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn parse_primary(&mut self) -> PResult<Node> {
+    fn parse_primary(&mut self) -> PResult<Box<Node>> {
         let t = self.peek()?;
         match t.kind {
-            Kind::Number => {
-                self.next()?;
-                let v = self.number(t)?;
-                self.node(Expr::NumberLiteral(v), t.start, t.end, 1, None)
-            }
-            Kind::String => {
-                self.next()?;
-                let s = self.unquote(t)?;
-                self.node(Expr::StringLiteral(s), t.start, t.end, 1, None)
-            }
+            Kind::Number | Kind::String => self.parse_literal(t),
             Kind::LeftParen => {
                 self.next()?;
                 let inner = self.parse_binary(0)?;
-                let close = self.next()?;
-                if close.kind != Kind::RightParen {
-                    return Err(self.generic(close));
-                }
-                self.node(
-                    Expr::Paren(Box::new(inner.expr)),
-                    t.start,
-                    close.end,
-                    inner.depth + 1,
-                    inner.check,
-                )
+                self.finish_paren(t, inner)
             }
             Kind::LeftBrace => self.parse_selector(None),
             Kind::Identifier if self.peek2()?.kind == Kind::LeftParen => {
@@ -537,19 +552,47 @@ impl<'a> Parser<'a> {
         }
     }
 
+    #[inline(never)]
+    fn parse_literal(&mut self, t: Token) -> PResult<Box<Node>> {
+        self.next()?;
+        let expr = if t.kind == Kind::Number {
+            Expr::NumberLiteral(self.number(t)?)
+        } else {
+            Expr::StringLiteral(self.unquote(t)?)
+        };
+        self.node(expr, t.start, t.end, 1, None)
+    }
+
+    #[inline(never)]
+    fn finish_paren(&mut self, open: Token, inner: Box<Node>) -> PResult<Box<Node>> {
+        let close = self.next()?;
+        if close.kind != Kind::RightParen {
+            return Err(self.generic(close));
+        }
+        let Node {
+            expr, depth, check, ..
+        } = *inner;
+        self.node(
+            Expr::Paren(Box::new(expr)),
+            open.start,
+            close.end,
+            depth + 1,
+            check,
+        )
+    }
+
     fn number(&self, t: Token) -> PResult<f64> {
         let s = self.text(t);
         if let Some(v) = go_parse_int(s) {
             return Ok(v as f64);
         }
-        go_parse_float(s)
-            .map_err(|e| ParseError::new(t.start, t.end, format!("error parsing number: {e}")))
+        go_parse_float(s).map_err(|e| perr(t.start, t.end, format!("error parsing number: {e}")))
     }
 
     fn unquote(&self, t: Token) -> PResult<String> {
         let s = self.text(t);
         unquote(s).map_err(|e| {
-            ParseError::new(
+            perr(
                 t.start,
                 t.end,
                 format!("error unquoting string {}: {e}", go_quote(s)),
@@ -559,14 +602,15 @@ impl<'a> Parser<'a> {
 
     fn duration(&self, t: Token) -> PResult<i64> {
         match parse_duration(self.text(t)) {
-            Ok(0) => Err(ParseError::new(t.start, t.end, "duration must be greater than 0")),
+            Ok(0) => Err(perr(t.start, t.end, "duration must be greater than 0")),
             Ok(d) => Ok(d),
-            Err(e) => Err(ParseError::new(t.start, t.end, e)),
+            Err(e) => Err(perr(t.start, t.end, e)),
         }
     }
 
     /// A vector selector; `name` is the already consumed metric name token.
-    fn parse_selector(&mut self, name: Option<Token>) -> PResult<Node> {
+    #[inline(never)]
+    fn parse_selector(&mut self, name: Option<Token>) -> PResult<Box<Node>> {
         let (start, mut end) = match name {
             Some(n) => (n.start, n.end),
             None => {
@@ -585,7 +629,7 @@ impl<'a> Parser<'a> {
         let mut check = None;
         if let Some(name) = &name {
             if let Some(m) = matchers.iter().find(|m| m.name == METRIC_NAME) {
-                check = Some(ParseError::new(
+                check = Some(perr(
                     start,
                     end,
                     format!(
@@ -597,7 +641,7 @@ impl<'a> Parser<'a> {
             }
             matchers.push(Matcher::equal(METRIC_NAME, name.clone()));
         } else if matchers.iter().all(|m| m.matches_empty()) {
-            check = Some(ParseError::new(
+            check = Some(perr(
                 start,
                 end,
                 "vector selector must contain at least one non-empty matcher",
@@ -637,7 +681,7 @@ impl<'a> Parser<'a> {
             }
             let value = self.unquote(v)?;
             let m = Matcher::new(mop, self.text(t), value)
-                .map_err(|e| ParseError::new(t.start, v.end, regex_error(&e)))?;
+                .map_err(|e| perr(t.start, v.end, regex_error(&e)))?;
             out.push(m);
             let sep = self.next()?;
             match sep.kind {
@@ -674,7 +718,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Function call arguments after `(`; returns them and the closing `)`.
-    fn parse_call_args(&mut self) -> PResult<(Vec<Node>, Token)> {
+    fn parse_call_args(&mut self) -> PResult<(Vec<Box<Node>>, Token)> {
         let t = self.peek()?;
         if t.kind == Kind::RightParen {
             self.next()?;
@@ -688,7 +732,7 @@ impl<'a> Parser<'a> {
                 Kind::RightParen => return Ok((args, t)),
                 Kind::Comma => {
                     if !starts_expr(self.peek()?.kind) {
-                        return Err(ParseError::new(
+                        return Err(perr(
                             t.start,
                             t.end,
                             "trailing commas not allowed in function call args",
@@ -700,13 +744,23 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn parse_call(&mut self, name: Token) -> PResult<Node> {
+    fn parse_call(&mut self, name: Token) -> PResult<Box<Node>> {
         // The `(` was checked by the caller.
         self.next()?;
         let (args, close) = self.parse_call_args()?;
+        self.finish_call(name, args, close)
+    }
+
+    #[inline(never)]
+    fn finish_call(
+        &mut self,
+        name: Token,
+        args: Vec<Box<Node>>,
+        close: Token,
+    ) -> PResult<Box<Node>> {
         let fname = self.text(name);
         let Some(func) = get_function(fname) else {
-            return Err(ParseError::new(
+            return Err(perr(
                 name.start,
                 name.end,
                 format!("unknown function with name {}", go_quote(fname)),
@@ -744,7 +798,7 @@ impl<'a> Parser<'a> {
                 })
             }
         };
-        let mut check = count_err.map(|m| ParseError::new(start, end, m));
+        let mut check = count_err.map(|m| perr(start, end, m));
         let context = format!("call to function {}", go_quote(func.name));
         for (i, arg) in args.iter().enumerate() {
             if check.is_some() {
@@ -755,7 +809,10 @@ impl<'a> Parser<'a> {
                 None if func.variadic == 0 || nargs == 0 => break,
                 None => func.arg_types[nargs - 1],
             };
-            check = arg.check.clone().or_else(|| expect_type(arg, want, &context));
+            check = arg
+                .check
+                .clone()
+                .or_else(|| expect_type(arg, want, &context));
         }
         let depth = 1 + args.iter().map(|a| a.depth).max().unwrap_or(0);
         let call = Call {
@@ -765,7 +822,7 @@ impl<'a> Parser<'a> {
         self.node(Expr::Call(call), start, end, depth, check)
     }
 
-    fn parse_aggregate(&mut self, op_tok: Token) -> PResult<Node> {
+    fn parse_aggregate(&mut self, op_tok: Token) -> PResult<Box<Node>> {
         let op = aggop(op_tok.kind).ok_or_else(|| self.generic(op_tok))?;
         let mut grouping = Vec::new();
         let mut without = false;
@@ -778,7 +835,22 @@ impl<'a> Parser<'a> {
         if open.kind != Kind::LeftParen {
             return Err(self.generic(open));
         }
-        let (mut args, close) = self.parse_call_args()?;
+        let (args, close) = self.parse_call_args()?;
+        self.finish_aggregate(op_tok, op, grouping, without, modifier_first, args, close)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn finish_aggregate(
+        &mut self,
+        op_tok: Token,
+        op: AggOp,
+        mut grouping: Vec<String>,
+        mut without: bool,
+        modifier_first: bool,
+        mut args: Vec<Box<Node>>,
+        close: Token,
+    ) -> PResult<Box<Node>> {
         let mut end = close.end;
         if !modifier_first && matches!(self.peek()?.kind, Kind::By | Kind::Without) {
             without = self.next()?.kind == Kind::Without;
@@ -788,7 +860,7 @@ impl<'a> Parser<'a> {
         }
         let start = op_tok.start;
         if args.is_empty() {
-            return Err(ParseError::new(
+            return Err(perr(
                 start,
                 end,
                 "no arguments for aggregate expression provided",
@@ -796,7 +868,7 @@ impl<'a> Parser<'a> {
         }
         let desired = if op.has_param() { 2 } else { 1 };
         if args.len() != desired {
-            return Err(ParseError::new(
+            return Err(perr(
                 start,
                 end,
                 format!(
@@ -818,9 +890,10 @@ impl<'a> Parser<'a> {
                 _ => None,
             };
             if check.is_none() {
-                check = p.check.clone().or_else(|| {
-                    want.and_then(|w| expect_type(p, w, "aggregation parameter"))
-                });
+                check = p
+                    .check
+                    .clone()
+                    .or_else(|| want.and_then(|w| expect_type(p, w, "aggregation parameter")));
             }
         }
         let depth = 1 + expr.depth.max(param.as_ref().map_or(0, |p| p.depth));
@@ -834,6 +907,7 @@ impl<'a> Parser<'a> {
         self.node(Expr::Aggregate(agg), start, end, depth, check)
     }
 
+    #[inline(never)]
     fn parse_bin_modifiers(&mut self) -> PResult<BinMods> {
         let mut mods = BinMods {
             return_bool: false,
@@ -867,7 +941,14 @@ impl<'a> Parser<'a> {
         Ok(mods)
     }
 
-    fn make_binary(&self, lhs: Node, op: BinOp, mods: BinMods, rhs: Node) -> PResult<Node> {
+    #[inline(never)]
+    fn make_binary(
+        &self,
+        lhs: Box<Node>,
+        op: BinOp,
+        mods: BinMods,
+        rhs: Box<Node>,
+    ) -> PResult<Box<Node>> {
         let lt = lhs.expr.value_type();
         let rt = rhs.expr.value_type();
         let start = lhs.start;
@@ -882,21 +963,25 @@ impl<'a> Parser<'a> {
             }
             i
         };
-        let at_op = |msg: String| ParseError::new(op_start, rhs.start, msg);
+        let at_op = |msg: String| perr(op_start, rhs.start, msg);
         let mut card = mods.card;
         if op.is_set() && card == Cardinality::OneToOne {
             card = Cardinality::ManyToMany;
         }
-        let own = || -> Option<ParseError> {
+        let own = || -> Option<Box<ParseError>> {
             if mods.return_bool && !op.is_comparison() {
-                return Some(at_op("bool modifier can only be used on comparison operators".into()));
+                return Some(at_op(
+                    "bool modifier can only be used on comparison operators".into(),
+                ));
             }
             if op.is_comparison()
                 && !mods.return_bool
                 && lt == ValueType::Scalar
                 && rt == ValueType::Scalar
             {
-                return Some(at_op("comparisons between scalars must use BOOL modifier".into()));
+                return Some(at_op(
+                    "comparisons between scalars must use BOOL modifier".into(),
+                ));
             }
             if mods.on {
                 for l1 in &mods.labels {
@@ -910,14 +995,14 @@ impl<'a> Parser<'a> {
             }
             let only = "binary expression must contain only scalar and instant vector types";
             if !matches!(lt, ValueType::Scalar | ValueType::Vector) {
-                return Some(ParseError::new(lhs.start, lhs.end, only));
+                return Some(perr(lhs.start, lhs.end, only));
             }
             if !matches!(rt, ValueType::Scalar | ValueType::Vector) {
-                return Some(ParseError::new(rhs.start, rhs.end, only));
+                return Some(perr(rhs.start, rhs.end, only));
             }
             if lt != ValueType::Vector || rt != ValueType::Vector {
                 if !mods.labels.is_empty() {
-                    return Some(ParseError::new(
+                    return Some(perr(
                         start,
                         end,
                         "vector matching only allowed between instant vectors",
@@ -925,14 +1010,17 @@ impl<'a> Parser<'a> {
                 }
             } else if op.is_set() {
                 if matches!(card, Cardinality::OneToMany | Cardinality::ManyToOne) {
-                    return Some(ParseError::new(
+                    return Some(perr(
                         start,
                         end,
-                        format!("no grouping allowed for {} operation", go_quote(op.as_str())),
+                        format!(
+                            "no grouping allowed for {} operation",
+                            go_quote(op.as_str())
+                        ),
                     ));
                 }
                 if card != Cardinality::ManyToMany {
-                    return Some(ParseError::new(
+                    return Some(perr(
                         start,
                         end,
                         "set operations must always be many-to-many",
@@ -940,7 +1028,7 @@ impl<'a> Parser<'a> {
                 }
             }
             if (lt == ValueType::Scalar || rt == ValueType::Scalar) && op.is_set() {
-                return Some(ParseError::new(
+                return Some(perr(
                     start,
                     end,
                     format!(
@@ -952,12 +1040,13 @@ impl<'a> Parser<'a> {
             None
         };
         let check = lhs.check.clone().or_else(|| rhs.check.clone()).or_else(own);
-        let matching = (lt == ValueType::Vector && rt == ValueType::Vector).then(|| VectorMatching {
-            card,
-            on: mods.on,
-            labels: mods.labels.clone(),
-            include: mods.include.clone(),
-        });
+        let matching =
+            (lt == ValueType::Vector && rt == ValueType::Vector).then(|| VectorMatching {
+                card,
+                on: mods.on,
+                labels: mods.labels.clone(),
+                include: mods.include.clone(),
+            });
         let depth = 1 + lhs.depth.max(rhs.depth);
         let bin = Binary {
             op,
@@ -969,7 +1058,8 @@ impl<'a> Parser<'a> {
         self.node(Expr::Binary(bin), start, end, depth, check)
     }
 
-    fn parse_range_or_subquery(&mut self, node: Node, open: Token) -> PResult<Node> {
+    #[inline(never)]
+    fn parse_range_or_subquery(&mut self, node: Box<Node>, open: Token) -> PResult<Box<Node>> {
         let t = self.next()?;
         if t.kind != Kind::Duration {
             return Err(self.unexpected(t, "subquery selector", "duration"));
@@ -978,7 +1068,7 @@ impl<'a> Parser<'a> {
         let t = self.next()?;
         match t.kind {
             Kind::RightBracket => {
-                let err = |msg: &str| ParseError::new(open.start, t.end, msg);
+                let err = |msg: &str| perr(open.start, t.end, msg);
                 let vs = match node.expr {
                     Expr::VectorSelector(vs) => vs,
                     _ => return Err(err("ranges only allowed for vector selectors")),
@@ -990,7 +1080,13 @@ impl<'a> Parser<'a> {
                     return Err(err("no @ modifiers allowed before range"));
                 }
                 let ms = MatrixSelector { vs, range_ms };
-                self.node(Expr::MatrixSelector(ms), node.start, t.end, node.depth, node.check)
+                self.node(
+                    Expr::MatrixSelector(ms),
+                    node.start,
+                    t.end,
+                    node.depth,
+                    node.check,
+                )
             }
             Kind::Colon => {
                 let t2 = self.next()?;
@@ -1011,7 +1107,7 @@ impl<'a> Parser<'a> {
                 let ty = node.expr.value_type();
                 let check = node.check.or_else(|| {
                     (ty != ValueType::Vector).then(|| {
-                        ParseError::new(
+                        perr(
                             node.start,
                             close.end,
                             format!(
@@ -1028,13 +1124,20 @@ impl<'a> Parser<'a> {
                     offset: 0,
                     at: None,
                 };
-                self.node(Expr::Subquery(sq), node.start, close.end, node.depth + 1, check)
+                self.node(
+                    Expr::Subquery(sq),
+                    node.start,
+                    close.end,
+                    node.depth + 1,
+                    check,
+                )
             }
             _ => Err(self.unexpected(t, "subquery or range", "\":\" or \"]\"")),
         }
     }
 
-    fn parse_offset(&mut self, mut node: Node) -> PResult<Node> {
+    #[inline(never)]
+    fn parse_offset(&mut self, mut node: Box<Node>) -> PResult<Box<Node>> {
         let t = self.next()?;
         let (neg, dt) = match t.kind {
             Kind::Duration => (false, t),
@@ -1049,7 +1152,7 @@ impl<'a> Parser<'a> {
         };
         let d = self.duration(dt)?;
         let offset = if neg { -d } else { d };
-        let err = |msg: &str| ParseError::new(node.start, node.end, msg);
+        let err = |msg: &str| perr(node.start, node.end, msg);
         let slot = match &mut node.expr {
             Expr::VectorSelector(vs) => &mut vs.offset,
             Expr::MatrixSelector(ms) => &mut ms.vs.offset,
@@ -1068,7 +1171,8 @@ impl<'a> Parser<'a> {
         Ok(node)
     }
 
-    fn parse_at(&mut self, mut node: Node) -> PResult<Node> {
+    #[inline(never)]
+    fn parse_at(&mut self, mut node: Box<Node>) -> PResult<Box<Node>> {
         let t = self.next()?;
         let (at, end) = match t.kind {
             Kind::Number => {
@@ -1102,7 +1206,7 @@ impl<'a> Parser<'a> {
             }
             _ => return Err(self.unexpected(t, "@", "timestamp")),
         };
-        let err = |msg: &str| ParseError::new(node.start, node.end, msg);
+        let err = |msg: &str| perr(node.start, node.end, msg);
         let slot = match &mut node.expr {
             Expr::VectorSelector(vs) => &mut vs.at,
             Expr::MatrixSelector(ms) => &mut ms.vs.at,
@@ -1124,7 +1228,7 @@ impl<'a> Parser<'a> {
     /// Checks the bounds of an `@` timestamp in seconds and converts it.
     fn at_timestamp(&self, node: &Node, v: f64) -> PResult<AtModifier> {
         if !v.is_finite() || v >= i64::MAX as f64 || v <= i64::MIN as f64 {
-            return Err(ParseError::new(
+            return Err(perr(
                 node.start,
                 node.end,
                 format!("timestamp out of bounds for @ modifier: {}", go_fixed(v)),
@@ -1135,10 +1239,10 @@ impl<'a> Parser<'a> {
 }
 
 /// `expectType` of `checkAST`: the subtree's own errors come first.
-fn expect_type(node: &Node, want: ValueType, context: &str) -> Option<ParseError> {
+fn expect_type(node: &Node, want: ValueType, context: &str) -> Option<Box<ParseError>> {
     let got = node.expr.value_type();
     (got != want).then(|| {
-        ParseError::new(
+        perr(
             node.start,
             node.end,
             format!(

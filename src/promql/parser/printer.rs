@@ -7,7 +7,7 @@
 
 use std::fmt::{self, Display, Formatter, Write as _};
 
-use crate::model::{Matcher, METRIC_NAME};
+use crate::model::{METRIC_NAME, Matcher};
 
 use super::ast::{
     Aggregate, AtModifier, Binary, Call, Cardinality, Expr, MatrixSelector, Subquery,
@@ -46,9 +46,7 @@ impl VectorSelector {
             .matchers
             .iter()
             .filter(|m| {
-                !(m.name == METRIC_NAME
-                    && m.op == crate::model::MatchOp::Equal
-                    && m.value == name)
+                !(m.name == METRIC_NAME && m.op == crate::model::MatchOp::Equal && m.value == name)
             })
             .map(matcher_string)
             .collect();
@@ -125,17 +123,17 @@ impl Display for Binary {
         if self.return_bool {
             f.write_str(" bool")?;
         }
-        if let Some(vm) = &self.matching {
-            if !vm.labels.is_empty() || vm.on {
-                let tag = if vm.on { "on" } else { "ignoring" };
-                write!(f, " {tag} ({})", vm.labels.join(", "))?;
-                match vm.card {
-                    Cardinality::ManyToOne => write!(f, " group_left ({})", vm.include.join(", "))?,
-                    Cardinality::OneToMany => {
-                        write!(f, " group_right ({})", vm.include.join(", "))?
-                    }
-                    Cardinality::OneToOne | Cardinality::ManyToMany => {}
-                }
+        if let Some(vm) = self
+            .matching
+            .as_ref()
+            .filter(|vm| !vm.labels.is_empty() || vm.on)
+        {
+            let tag = if vm.on { "on" } else { "ignoring" };
+            write!(f, " {tag} ({})", vm.labels.join(", "))?;
+            match vm.card {
+                Cardinality::ManyToOne => write!(f, " group_left ({})", vm.include.join(", "))?,
+                Cardinality::OneToMany => write!(f, " group_right ({})", vm.include.join(", "))?,
+                Cardinality::OneToOne | Cardinality::ManyToMany => {}
             }
         }
         write!(f, " {}", self.rhs)

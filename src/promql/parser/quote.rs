@@ -86,10 +86,18 @@ pub fn go_float(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if v == 0.0 {
-        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if v.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     // Rust's `{:e}` yields the shortest round-trip digits, as Go does.
     let sci = format!("{:e}", v.abs());
@@ -162,7 +170,7 @@ pub fn format_duration(ms: i64) -> String {
     ];
     for (unit, mult, exact) in units {
         let mult = mult as u64;
-        if exact && ms % mult != 0 {
+        if exact && !ms.is_multiple_of(mult) {
             continue;
         }
         let v = ms / mult;
@@ -289,7 +297,11 @@ pub(crate) fn unquote(s: &str) -> Result<String, String> {
             'U' => (8, 16, false),
             _ => return Err(err()),
         };
-        let mut v: u32 = if e.is_ascii_digit() { e as u32 - '0' as u32 } else { 0 };
+        let mut v: u32 = if e.is_ascii_digit() {
+            e as u32 - '0' as u32
+        } else {
+            0
+        };
         for _ in 0..n {
             let d = it.next().and_then(|c| c.to_digit(base)).ok_or_else(err)?;
             v = v * base + d;
