@@ -6,6 +6,7 @@
 mod support;
 
 mod config;
+mod promql_parser;
 mod ray;
 mod scrape;
 mod scrape_targets;
