@@ -10,4 +10,5 @@
 //! assert_eq!(e.to_string(), "-x ^ 2");
 //! ```
 
+pub mod engine;
 pub mod parser;

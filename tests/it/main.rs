@@ -6,7 +6,9 @@
 mod support;
 
 mod config;
+mod promql_golden;
 mod promql_parser;
+mod promql_tests;
 mod ray;
 mod scrape;
 mod scrape_targets;

@@ -215,7 +215,14 @@ fn issue_2_real_ray_cluster_is_scraped_and_a_leaving_node_goes_stale() {
         "expected many ray_* series, got {}",
         ray_series.len()
     );
-    let worker_sel = format!(r#"{{instance="127.0.0.1:{worker_port}"}}"#);
+    // Ray names the node by its address: 127.0.0.1 in the test namespace,
+    // the host's address elsewhere.
+    let worker_instance = up
+        .iter()
+        .map(|(i, _, _)| i.clone())
+        .find(|i| i.ends_with(&worker_instance_suffix))
+        .unwrap();
+    let worker_sel = format!(r#"{{instance="{worker_instance}"}}"#);
     let worker_live = support::wait_for(Duration::from_secs(30), "worker series", || {
         let s = live_series(&addr, &worker_sel)?;
         if s.len() > 10 {
