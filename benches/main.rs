@@ -2,7 +2,8 @@
 
 use criterion::{criterion_group, criterion_main};
 
+mod textparse;
 mod tsdb;
 
-criterion_group!(benches, tsdb::benches);
+criterion_group!(benches, textparse::textparse, tsdb::benches);
 criterion_main!(benches);

@@ -1,1 +1,54 @@
-//! Placeholder: filled in by the module's owner.
+//! Entry point of the binary: command-line flags, the runtime, and the
+//! processes and tasks raymon runs (`serve` today; Ray and Grafana children
+//! with `up`). The only module that uses `anyhow`.
+
+mod cli;
+mod jobs;
+mod serve;
+
+pub use cli::{Cli, Command, ServeArgs};
+pub use jobs::jobs_from_config;
+pub use serve::serve;
+
+use clap::Parser;
+
+/// Parses flags and runs the chosen command.
+pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check(cli::CheckArgs {
+            what: cli::CheckWhat::Config { files },
+        })) => check_config(&files),
+        Some(Command::Serve(args)) => run_serve(*args),
+        None => run_serve(cli.serve),
+    }
+}
+
+fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_level);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("raymon")
+        .build()?;
+    rt.block_on(serve::serve_until_signal(args))
+}
+
+fn check_config(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    let paths: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    let out = crate::config::check(&paths);
+    print!("{}", out.stdout);
+    eprint!("{}", out.stderr);
+    if !out.success {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

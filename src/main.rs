@@ -1,3 +1,5 @@
-//! The `raymon` binary: parses flags and hands over to [`raymon::launcher`].
+//! The `raymon` binary: hands over to [`raymon::launcher::run`].
 
-fn main() {}
+fn main() -> anyhow::Result<()> {
+    raymon::launcher::run()
+}

@@ -1,1 +1,258 @@
-//! Placeholder: filled in by the module's owner.
+//! The HTTP API: Prometheus 2.42's `/api/v1/*`, `/federate`, `/metrics` and
+//! the `/-/` lifecycle endpoints, served by axum.
+//!
+//! This module owns the wire formats (envelopes, number and time encodings,
+//! parameter parsing) and the [`AppState`] that the launcher fills in. It does
+//! not know how samples are stored or how PromQL is evaluated: storage comes in
+//! through [`crate::storage::Queryable`], targets through
+//! [`crate::scrape::status::TargetsSource`], and queries through the
+//! [`QueryEngine`] trait defined here.
+//!
+//! ```no_run
+//! # async fn demo(state: raymon::web::AppState) -> std::io::Result<()> {
+//! let app = raymon::web::router(state);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9090").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+
+mod api;
+mod envelope;
+mod federate;
+mod json;
+pub mod params;
+pub mod selector;
+mod targets;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::model::{Labels, Sample};
+use crate::scrape::status::TargetsSource;
+use crate::storage::Queryable;
+
+pub use api::router;
+pub use api::v1::{encode_query_value, tsdb_status};
+pub use envelope::{ApiError, ErrorType};
+
+/// The result of evaluating a PromQL expression, as the API encodes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryValue {
+    /// `(t_ms, v)`.
+    Scalar(i64, f64),
+    /// `(t_ms, s)`.
+    String(i64, String),
+    /// One sample per series: `(labels, t_ms, v)`.
+    Vector(Vec<(Labels, i64, f64)>),
+    /// Samples per series, ascending by time.
+    Matrix(Vec<(Labels, Vec<Sample>)>),
+}
+
+impl QueryValue {
+    /// The `resultType` Prometheus reports for this value.
+    pub fn result_type(&self) -> &'static str {
+        match self {
+            QueryValue::Scalar(..) => "scalar",
+            QueryValue::String(..) => "string",
+            QueryValue::Vector(_) => "vector",
+            QueryValue::Matrix(_) => "matrix",
+        }
+    }
+}
+
+/// Why a query failed; each kind maps to a Prometheus `errorType` and status.
+///
+/// A [`QueryError::BadData`] from [`QueryEngine::instant`] is reported as
+/// `invalid parameter "query": <message>`; from [`QueryEngine::range`] it is
+/// reported bare, as Prometheus 2.42 does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The expression does not parse or type-check (400).
+    #[error("{0}")]
+    BadData(String),
+    /// Evaluation failed (422).
+    #[error("{0}")]
+    Execution(String),
+    /// The query ran out of time (503).
+    #[error("{0}")]
+    Timeout(String),
+    /// The query was canceled (503).
+    #[error("{0}")]
+    Canceled(String),
+    /// Storage or another internal failure (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Evaluates PromQL. Implementations hold their own storage handle.
+///
+/// Calls may block for a long time; the API runs them on blocking threads.
+pub trait QueryEngine: Send + Sync {
+    fn instant(&self, query: &str, time_ms: i64) -> Result<QueryValue, QueryError>;
+    fn range(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<QueryValue, QueryError>;
+}
+
+/// Build facts for `/api/v1/status/buildinfo` and `/version`.
+///
+/// Field names and order are Prometheus's; `version` should look like a
+/// Prometheus version so that clients enable the right features.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildInfo {
+    pub version: String,
+    pub revision: String,
+    pub branch: String,
+    pub build_user: String,
+    pub build_date: String,
+    pub go_version: String,
+}
+
+impl Default for BuildInfo {
+    fn default() -> BuildInfo {
+        BuildInfo {
+            version: "2.42.0".to_string(),
+            revision: format!("raymon-{}", env!("CARGO_PKG_VERSION")),
+            branch: String::new(),
+            build_user: String::new(),
+            build_date: String::new(),
+            go_version: String::new(),
+        }
+    }
+}
+
+/// Counts for `/api/v1/status/tsdb`, when the store can give them cheaply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TsdbStatus {
+    pub head_stats: HeadStats,
+    pub series_count_by_metric_name: Vec<Stat>,
+    pub label_value_count_by_label_name: Vec<Stat>,
+    pub memory_in_bytes_by_label_name: Vec<Stat>,
+    pub series_count_by_label_value_pair: Vec<Stat>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeadStats {
+    pub num_series: u64,
+    pub num_label_pairs: u64,
+    pub chunk_count: u64,
+    pub min_time: i64,
+    pub max_time: i64,
+}
+
+/// One `{name, value}` entry of a top-10 list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stat {
+    pub name: String,
+    pub value: u64,
+}
+
+/// The outcome of the last configuration load, for `runtimeinfo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigStatus {
+    pub success: bool,
+    pub last_time: SystemTime,
+}
+
+/// Formats a query expression (`/api/v1/format_query`); `Err` is a parse error.
+pub type QueryFormatter = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+/// Renders the process's own metrics in the text exposition format.
+pub type SelfMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+/// Computes `/api/v1/status/tsdb` data directly from the store.
+pub type TsdbStatsSource = Arc<dyn Fn() -> Result<TsdbStatus, String> + Send + Sync>;
+/// A reload request: the receiver answers on the enclosed channel.
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
+
+/// Everything the handlers need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub storage: Arc<dyn Queryable>,
+    pub targets: Arc<dyn TargetsSource>,
+    /// `None` until the PromQL engine is wired in; queries then fail.
+    pub engine: Option<Arc<dyn QueryEngine>>,
+    /// The loaded configuration as YAML, for `/api/v1/status/config`.
+    pub config_yaml: Arc<RwLock<String>>,
+    pub config_status: Arc<RwLock<ConfigStatus>>,
+    /// Command-line flags as Prometheus names them, for `/api/v1/status/flags`.
+    pub flags: BTreeMap<String, String>,
+    /// Until set, the API, `/federate` and `/-/ready` answer 503.
+    pub ready: Arc<AtomicBool>,
+    /// `None` disables `/-/reload` (403), as without `--web.enable-lifecycle`.
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
+    /// Cancelled by `/-/quit`; `None` disables it (403).
+    pub quit: Option<CancellationToken>,
+    pub start_time: SystemTime,
+    pub build_info: BuildInfo,
+    pub formatter: Option<QueryFormatter>,
+    pub self_metrics: Option<SelfMetrics>,
+    pub tsdb_stats: Option<TsdbStatsSource>,
+    /// Added to federated series that lack them (`global.external_labels`).
+    pub external_labels: Labels,
+    /// `--query.lookback-delta`, used by `/federate`.
+    pub lookback_delta: Duration,
+    /// `--query.timeout`: the longest a query may run.
+    pub query_timeout: Duration,
+    /// `--storage.tsdb.retention.time` as shown in `runtimeinfo`.
+    pub storage_retention: String,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Whole-request deadline.
+    pub request_timeout: Duration,
+    /// The clock, in Unix milliseconds; replaceable for tests.
+    pub now_ms: fn() -> i64,
+}
+
+impl AppState {
+    /// A state with Prometheus's defaults, not ready, without engine or
+    /// lifecycle endpoints.
+    pub fn new(storage: Arc<dyn Queryable>, targets: Arc<dyn TargetsSource>) -> AppState {
+        let now = SystemTime::now();
+        AppState {
+            storage,
+            targets,
+            engine: None,
+            config_yaml: Arc::new(RwLock::new(String::new())),
+            config_status: Arc::new(RwLock::new(ConfigStatus {
+                success: true,
+                last_time: now,
+            })),
+            flags: BTreeMap::new(),
+            ready: Arc::new(AtomicBool::new(false)),
+            reload: None,
+            quit: None,
+            start_time: now,
+            build_info: BuildInfo::default(),
+            formatter: None,
+            self_metrics: None,
+            tsdb_stats: None,
+            external_labels: Labels::new(),
+            lookback_delta: Duration::from_secs(5 * 60),
+            query_timeout: Duration::from_secs(2 * 60),
+            storage_retention: "15d".to_string(),
+            max_body_bytes: 10 << 20,
+            request_timeout: Duration::from_secs(5 * 60),
+            now_ms: system_now_ms,
+        }
+    }
+}
+
+/// The system clock in Unix milliseconds.
+pub fn system_now_ms() -> i64 {
+    match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}

@@ -1,0 +1,311 @@
+//! The YAML layer: serde structs that mirror the file as written, and the
+//! translation of serde errors into Prometheus's `yaml: unmarshal errors` text.
+//!
+//! Fields are optional here so that defaults and validation happen in one place
+//! (`config.rs`), after the whole document is read. Knows nothing of defaults.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer};
+
+/// A string field where an explicit YAML `null` means "empty", as in Go,
+/// while a missing field stays `None` so the default applies.
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v: Option<String> = Option::deserialize(d)?;
+    Ok(Some(v.unwrap_or_default()))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub global: Option<RawGlobal>,
+    pub alerting: Option<serde_norway::Value>,
+    pub rule_files: Option<Vec<String>>,
+    pub scrape_configs: Option<Vec<Option<RawScrape>>>,
+    pub storage: Option<serde_norway::Value>,
+    pub tracing: Option<serde_norway::Value>,
+    pub remote_write: Option<Vec<Option<RawRemoteWrite>>>,
+    pub remote_read: Option<serde_norway::Value>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGlobal {
+    pub scrape_interval: Option<String>,
+    pub scrape_timeout: Option<String>,
+    pub evaluation_interval: Option<String>,
+    pub query_log_file: Option<String>,
+    pub external_labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScrape {
+    pub job_name: Option<String>,
+    pub honor_labels: Option<bool>,
+    pub honor_timestamps: Option<bool>,
+    pub params: Option<BTreeMap<String, Vec<String>>>,
+    pub scrape_interval: Option<String>,
+    pub scrape_timeout: Option<String>,
+    pub metrics_path: Option<String>,
+    pub scheme: Option<String>,
+    pub body_size_limit: Option<String>,
+    pub sample_limit: Option<u64>,
+    pub target_limit: Option<u64>,
+    pub label_limit: Option<u64>,
+    pub label_name_length_limit: Option<u64>,
+    pub label_value_length_limit: Option<u64>,
+
+    pub basic_auth: Option<RawBasicAuth>,
+    pub authorization: Option<RawAuthorization>,
+    pub oauth2: Option<serde_norway::Value>,
+    pub bearer_token: Option<String>,
+    pub bearer_token_file: Option<String>,
+    pub proxy_url: Option<String>,
+    pub tls_config: Option<RawTls>,
+    pub follow_redirects: Option<bool>,
+    pub enable_http2: Option<bool>,
+
+    pub relabel_configs: Option<Vec<Option<RawRelabel>>>,
+    pub metric_relabel_configs: Option<Vec<Option<RawRelabel>>>,
+
+    pub static_configs: Option<Vec<Option<RawStatic>>>,
+    pub file_sd_configs: Option<Vec<Option<RawFileSd>>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRemoteWrite {
+    pub url: Option<String>,
+    pub remote_timeout: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub write_relabel_configs: Option<Vec<Option<RawRelabel>>>,
+    pub name: Option<String>,
+    pub send_exemplars: Option<bool>,
+    pub send_native_histograms: Option<bool>,
+
+    pub basic_auth: Option<RawBasicAuth>,
+    pub authorization: Option<RawAuthorization>,
+    pub oauth2: Option<serde_norway::Value>,
+    pub sigv4: Option<serde_norway::Value>,
+    pub bearer_token: Option<String>,
+    pub bearer_token_file: Option<String>,
+    pub proxy_url: Option<String>,
+    pub tls_config: Option<RawTls>,
+    pub follow_redirects: Option<bool>,
+    pub enable_http2: Option<bool>,
+
+    pub queue_config: Option<serde_norway::Value>,
+    pub metadata_config: Option<serde_norway::Value>,
+}
+
+/// The HTTP client fields that scrape and remote-write sections share.
+#[derive(Debug, Default)]
+pub(crate) struct RawHttp {
+    pub basic_auth: Option<RawBasicAuth>,
+    pub authorization: Option<RawAuthorization>,
+    pub oauth2: Option<serde_norway::Value>,
+    pub bearer_token: Option<String>,
+    pub bearer_token_file: Option<String>,
+    pub proxy_url: Option<String>,
+    pub tls_config: Option<RawTls>,
+    pub follow_redirects: Option<bool>,
+    pub enable_http2: Option<bool>,
+}
+
+impl RawScrape {
+    pub fn take_http(&mut self) -> RawHttp {
+        RawHttp {
+            basic_auth: self.basic_auth.take(),
+            authorization: self.authorization.take(),
+            oauth2: self.oauth2.take(),
+            bearer_token: self.bearer_token.take(),
+            bearer_token_file: self.bearer_token_file.take(),
+            proxy_url: self.proxy_url.take(),
+            tls_config: self.tls_config.take(),
+            follow_redirects: self.follow_redirects.take(),
+            enable_http2: self.enable_http2.take(),
+        }
+    }
+}
+
+impl RawRemoteWrite {
+    pub fn take_http(&mut self) -> RawHttp {
+        RawHttp {
+            basic_auth: self.basic_auth.take(),
+            authorization: self.authorization.take(),
+            oauth2: self.oauth2.take(),
+            bearer_token: self.bearer_token.take(),
+            bearer_token_file: self.bearer_token_file.take(),
+            proxy_url: self.proxy_url.take(),
+            tls_config: self.tls_config.take(),
+            follow_redirects: self.follow_redirects.take(),
+            enable_http2: self.enable_http2.take(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBasicAuth {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuthorization {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub credentials: Option<String>,
+    pub credentials_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub ca: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: Option<bool>,
+    pub min_version: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRelabel {
+    pub source_labels: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub separator: Option<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub regex: Option<String>,
+    pub modulus: Option<u64>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub target_label: Option<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub replacement: Option<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub action: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStatic {
+    pub targets: Option<Vec<String>>,
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFileSd {
+    pub files: Option<Vec<String>>,
+    pub refresh_interval: Option<String>,
+}
+
+/// A serde error rendered the way Prometheus's yaml.v2 reports it.
+pub(crate) struct YamlError {
+    pub message: String,
+    pub line: Option<usize>,
+    pub field: Option<String>,
+}
+
+/// Translates a serde_norway error into yaml.v2's wording: syntax errors as
+/// `yaml: line N: ...`, unknown and duplicate fields and type mismatches as
+/// `yaml: unmarshal errors:\n  line N: ...` naming the Go type of the section.
+pub(crate) fn translate(err: &serde_norway::Error) -> YamlError {
+    let line = err.location().map(|l| l.line());
+    let mut text = err.to_string();
+    if let Some(l) = err.location() {
+        let suffix = format!(" at line {} column {}", l.line(), l.column());
+        if let Some(pos) = text.find(&suffix) {
+            text.replace_range(pos..pos + suffix.len(), "");
+        }
+    }
+    let (path, msg) = split_path(&text);
+    let line_prefix = line.map(|l| format!("line {l}: ")).unwrap_or_default();
+    if let Some(field) = backticked_after(msg, "unknown field `") {
+        return YamlError {
+            message: format!(
+                "yaml: unmarshal errors:\n  {line_prefix}field {field} not found in type {}",
+                go_type_for(path)
+            ),
+            line,
+            field: Some(field.to_string()),
+        };
+    }
+    if let Some(field) = backticked_after(msg, "duplicate field `") {
+        return YamlError {
+            message: format!(
+                "yaml: unmarshal errors:\n  {line_prefix}key {field:?} already set in map"
+            ),
+            line,
+            field: Some(field.to_string()),
+        };
+    }
+    let is_type_error = msg.starts_with("invalid type")
+        || msg.starts_with("invalid value")
+        || msg.starts_with("invalid length")
+        || msg.starts_with("missing field");
+    if is_type_error {
+        let field = path
+            .rsplit(['.', '['])
+            .next()
+            .filter(|f| !f.is_empty() && !f.ends_with(']'))
+            .map(str::to_string);
+        return YamlError {
+            message: format!("yaml: unmarshal errors:\n  {line_prefix}{msg}"),
+            line,
+            field,
+        };
+    }
+    YamlError {
+        message: format!("yaml: {line_prefix}{msg}"),
+        line,
+        field: None,
+    }
+}
+
+/// Splits serde_norway's `path: message` form; the root path is not printed.
+fn split_path(text: &str) -> (&str, &str) {
+    match text.split_once(": ") {
+        Some((p, m)) if !p.contains(' ') && !p.is_empty() => (p, m),
+        _ => (".", text),
+    }
+}
+
+fn backticked_after<'a>(msg: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = msg.strip_prefix(prefix)?;
+    let end = rest
+        .find("`, expected")
+        .or_else(|| rest.find("`, there are no fields"))
+        .or_else(|| rest.rfind('`'))?;
+    Some(&rest[..end])
+}
+
+/// The Go type yaml.v2 names for the section at a serde path.
+fn go_type_for(path: &str) -> &'static str {
+    let last = path
+        .rsplit('.')
+        .next()
+        .unwrap_or(path)
+        .split('[')
+        .next()
+        .unwrap_or("");
+    match last {
+        "" | "." | "global" | "remote_write" | "tls_config" => "config.plain",
+        "scrape_configs" => "config.ScrapeConfig",
+        "relabel_configs" | "metric_relabel_configs" | "write_relabel_configs" => "relabel.plain",
+        "file_sd_configs" => "file.plain",
+        "static_configs" => {
+            r#"struct { Targets []string "yaml:\"targets\""; Labels model.LabelSet "yaml:\"labels\"" }"#
+        }
+        "basic_auth" => "config.BasicAuth",
+        "authorization" => "config.Authorization",
+        _ => "config.plain",
+    }
+}

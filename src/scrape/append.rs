@@ -1,0 +1,311 @@
+//! One scrape's body into the store: parse, label, relabel, append, and
+//! write staleness markers for series that went away (Prometheus's
+//! `scrapeLoop.append`). Synchronous and IO-free, so it is tested directly.
+
+use std::collections::BTreeMap;
+
+use crate::config::{RelabelConfig, process as relabel_process};
+use crate::model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
+use crate::scrape::cache::{Cache, Lookup};
+use crate::scrape::status::MetricMetadata;
+use crate::storage::{self, Appender, SeriesRef};
+use crate::textparse::{Entry, Format, Parser};
+
+/// How samples are labeled and limited; from the scrape config.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    /// 0 means no limit.
+    pub sample_limit: usize,
+    pub metric_relabel: Vec<RelabelConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Parse(String),
+    #[error("sample limit exceeded")]
+    SampleLimit,
+    #[error("{0}")]
+    Storage(#[from] storage::Error),
+}
+
+/// Counts that go into the `scrape_*` series.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Samples in the body (`scrape_samples_scraped`).
+    pub scraped: usize,
+    /// Samples left after metric relabeling (`scrape_samples_post_metric_relabeling`).
+    pub post_relabel: usize,
+    /// Series new to this target (`scrape_series_added`).
+    pub series_added: usize,
+    /// Samples the store rejected as out of order or duplicate.
+    pub rejected: usize,
+}
+
+/// Everything a target remembers between scrapes.
+#[derive(Default)]
+pub struct TargetState {
+    pub cache: Cache,
+    /// HELP/TYPE/UNIT by metric family, for `/api/v1/metadata`.
+    pub metadata: BTreeMap<String, MetricMetadata>,
+    metadata_changed: bool,
+    /// Whether `append_body` began a cache iteration that has not ended.
+    attempt_open: bool,
+    report_refs: [SeriesRef; REPORT_NAMES.len()],
+    report_labels: Option<[Labels; REPORT_NAMES.len()]>,
+}
+
+pub const REPORT_NAMES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+impl TargetState {
+    /// Appends a successful fetch's body at time `t` (ms). On error nothing
+    /// of the body is kept: the caller rolls back and calls [`Self::append_failed`].
+    pub fn append_body(
+        &mut self,
+        app: &mut dyn Appender,
+        body: &[u8],
+        content_type: &str,
+        t: i64,
+        target: &Labels,
+        settings: &Settings,
+    ) -> Result<Stats, Error> {
+        self.cache.begin();
+        self.attempt_open = true;
+        let mut stats = Stats::default();
+        let mut builder = LabelsBuilder::with_capacity(16);
+        for entry in Parser::new(body, Format::from_content_type(content_type)) {
+            let entry = entry.map_err(|e| Error::Parse(e.to_string()))?;
+            let sample = match entry {
+                Entry::Sample(s) => s,
+                other => {
+                    self.note_metadata(other);
+                    continue;
+                }
+            };
+            stats.scraped += 1;
+            let ts = match (settings.honor_timestamps, sample.timestamp_ms) {
+                (true, Some(ts)) => ts,
+                _ => t,
+            };
+            match self.cache.lookup(sample.series) {
+                Lookup::Dropped => continue,
+                Lookup::Known(e) => {
+                    stats.post_relabel += 1;
+                    if settings.sample_limit > 0 && stats.post_relabel > settings.sample_limit {
+                        return Err(Error::SampleLimit);
+                    }
+                    match app.append(e.series_ref, &e.labels, ts, sample.value) {
+                        Ok(r) => e.series_ref = r,
+                        Err(err) if err.is_sample_error() => stats.rejected += 1,
+                        Err(err) => return Err(err.into()),
+                    }
+                    continue;
+                }
+                Lookup::Unknown => {}
+            }
+            builder.clear();
+            builder.set(METRIC_NAME.to_string(), sample.name.to_string());
+            for (name, value) in sample.labels() {
+                builder.set(name.to_string(), value.into_owned());
+            }
+            apply_target_labels(&mut builder, target, settings.honor_labels);
+            let labels = builder.build();
+            let labels = if settings.metric_relabel.is_empty() {
+                Some(labels)
+            } else {
+                relabel_process(&labels, &settings.metric_relabel)
+            };
+            let Some(labels) = labels.filter(|l| !l.is_empty()) else {
+                self.cache.insert_dropped(sample.series);
+                continue;
+            };
+            stats.post_relabel += 1;
+            if settings.sample_limit > 0 && stats.post_relabel > settings.sample_limit {
+                return Err(Error::SampleLimit);
+            }
+            stats.series_added += 1;
+            let r = match app.append(0, &labels, ts, sample.value) {
+                Ok(r) => r,
+                Err(err) if err.is_sample_error() => {
+                    stats.rejected += 1;
+                    0
+                }
+                Err(err) => return Err(err.into()),
+            };
+            let track = sample.timestamp_ms.is_none() || !settings.honor_timestamps;
+            self.cache.insert(sample.series, labels, r, track);
+        }
+        self.attempt_open = false;
+        let mut first_err = None;
+        self.cache.commit(|e| mark_stale(app, e, t, &mut first_err));
+        match first_err {
+            Some(err) => Err(err.into()),
+            None => Ok(stats),
+        }
+    }
+
+    /// A failed scrape: every series of the previous scrape goes stale at `t`.
+    pub fn append_failed(&mut self, app: &mut dyn Appender, t: i64) -> Result<(), storage::Error> {
+        // A fetch that failed never began an iteration; a body that failed to
+        // parse did, and its partial sightings are ignored.
+        if !std::mem::take(&mut self.attempt_open) {
+            self.cache.begin();
+        }
+        let mut first_err = None;
+        self.cache.fail(|e| mark_stale(app, e, t, &mut first_err));
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// The target went away: its current series and its report series go stale at `t`.
+    pub fn append_end_of_run(
+        &mut self,
+        app: &mut dyn Appender,
+        t: i64,
+        target: &Labels,
+    ) -> Result<(), storage::Error> {
+        let mut first_err = None;
+        self.cache
+            .current(|e| mark_stale(app, e, t, &mut first_err));
+        if let Some(err) = first_err {
+            return Err(err);
+        }
+        self.append_report_values(app, t, target, [STALE_NAN; 5])
+    }
+
+    /// Appends `up` and the `scrape_*` series.
+    pub fn append_report(
+        &mut self,
+        app: &mut dyn Appender,
+        t: i64,
+        target: &Labels,
+        up: bool,
+        duration_secs: f64,
+        stats: Stats,
+    ) -> Result<(), storage::Error> {
+        let values = [
+            if up { 1.0 } else { 0.0 },
+            duration_secs,
+            stats.scraped as f64,
+            stats.post_relabel as f64,
+            stats.series_added as f64,
+        ];
+        self.append_report_values(app, t, target, values)
+    }
+
+    fn append_report_values(
+        &mut self,
+        app: &mut dyn Appender,
+        t: i64,
+        target: &Labels,
+        values: [f64; 5],
+    ) -> Result<(), storage::Error> {
+        let labels = self.report_labels.get_or_insert_with(|| {
+            REPORT_NAMES.map(|name| {
+                let mut b = target.builder();
+                b.set(METRIC_NAME.to_string(), name.to_string());
+                b.build()
+            })
+        });
+        for (i, v) in values.into_iter().enumerate() {
+            match app.append(self.report_refs[i], &labels[i], t, v) {
+                Ok(r) => self.report_refs[i] = r,
+                Err(err) if err.is_sample_error() => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether metadata changed since the last call.
+    pub fn metadata_changed(&mut self) -> bool {
+        std::mem::take(&mut self.metadata_changed)
+    }
+
+    fn note_metadata(&mut self, entry: Entry<'_>) {
+        let (metric, update): (&str, &dyn Fn(&mut MetricMetadata) -> bool) = match &entry {
+            Entry::Help { metric, text } => (metric, &|m: &mut MetricMetadata| {
+                set_if_changed(&mut m.help, text)
+            }),
+            Entry::Type { metric, kind } => (metric, &|m: &mut MetricMetadata| {
+                set_if_changed(&mut m.kind, kind.as_str())
+            }),
+            Entry::Unit { metric, unit } => (metric, &|m: &mut MetricMetadata| {
+                set_if_changed(&mut m.unit, unit)
+            }),
+            Entry::Sample(_) => return,
+        };
+        match self.metadata.get_mut(metric) {
+            Some(m) => {
+                self.metadata_changed |= update(m);
+            }
+            None => {
+                let mut m = MetricMetadata {
+                    metric: metric.to_string(),
+                    kind: "unknown".to_string(),
+                    help: String::new(),
+                    unit: String::new(),
+                };
+                update(&mut m);
+                self.metadata.insert(metric.to_string(), m);
+                self.metadata_changed = true;
+            }
+        }
+    }
+}
+
+/// Appends a staleness marker for a cached series. A rejected sample (the
+/// series already has a newer one) is fine; the first store failure is kept.
+fn mark_stale(
+    app: &mut dyn Appender,
+    e: &mut crate::scrape::cache::Entry,
+    t: i64,
+    first_err: &mut Option<storage::Error>,
+) {
+    match app.append(e.series_ref, &e.labels, t, STALE_NAN) {
+        Ok(r) => e.series_ref = r,
+        Err(err) if err.is_sample_error() => {}
+        Err(err) => {
+            first_err.get_or_insert(err);
+        }
+    }
+}
+
+fn set_if_changed(slot: &mut String, value: &str) -> bool {
+    if slot != value {
+        slot.clear();
+        slot.push_str(value);
+        true
+    } else {
+        false
+    }
+}
+
+/// Merges the target's labels into a sample's (Prometheus's `mutateSampleLabels`).
+/// Without `honor_labels` the target wins and a clashing exposed label is kept
+/// as `exported_<name>`; with it, the exposed label wins.
+fn apply_target_labels(b: &mut LabelsBuilder, target: &Labels, honor_labels: bool) {
+    for l in target {
+        match b.get(&l.name).map(str::to_string) {
+            None => {
+                b.set(l.name.clone(), l.value.clone());
+            }
+            Some(_) if honor_labels => {}
+            Some(exposed) => {
+                let mut name = format!("exported_{}", l.name);
+                while b.get(&name).is_some() || target.has(&name) {
+                    name = format!("exported_{name}");
+                }
+                b.set(name, exposed);
+                b.set(l.name.clone(), l.value.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! One target's scrape loop: Prometheus's timing (a per-target offset inside
+//! the interval, then a steady ticker), fetch, append, report, and staleness
+//! markers when the target goes away.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::append::{Settings, Stats, TargetState};
+use super::client::Client;
+use super::status::{Health, MetricMetadata};
+use super::target::Target;
+use crate::storage::Appendable;
+
+/// A body buffer above this size is given back after the scrape, so one
+/// huge answer does not pin memory for the life of the target.
+const KEEP_BUFFER_BYTES: usize = 16 << 20;
+
+/// What `/api/v1/targets` shows of a loop.
+#[derive(Debug, Clone)]
+pub struct LoopStatus {
+    pub health: Health,
+    pub last_error: String,
+    pub last_scrape: Option<SystemTime>,
+    pub last_duration: Duration,
+    pub metadata: Arc<Vec<MetricMetadata>>,
+}
+
+impl Default for LoopStatus {
+    fn default() -> Self {
+        LoopStatus {
+            health: Health::Unknown,
+            last_error: String::new(),
+            last_scrape: None,
+            last_duration: Duration::ZERO,
+            metadata: Arc::default(),
+        }
+    }
+}
+
+/// Everything a loop needs besides its target.
+#[derive(Clone)]
+pub struct LoopContext {
+    pub client: Client,
+    pub storage: Arc<dyn Appendable>,
+    pub settings: Arc<Settings>,
+    /// 0 means no limit.
+    pub body_size_limit: u64,
+    /// Mixed into the offset so two raymon instances spread differently.
+    pub offset_seed: u64,
+}
+
+/// Owner's handle on a running loop.
+pub struct LoopHandle {
+    cancel: CancellationToken,
+    stale_on_stop: Arc<AtomicBool>,
+    pub status: Arc<Mutex<LoopStatus>>,
+}
+
+impl LoopHandle {
+    /// Stops the loop. With `stale`, it first waits for its next scheduled
+    /// scrape time and writes staleness markers at that time for every
+    /// series of its last scrape (a target that left).
+    pub fn stop(&self, stale: bool) {
+        self.stale_on_stop.store(stale, Ordering::Relaxed);
+        self.cancel.cancel();
+    }
+}
+
+pub fn spawn(target: Arc<Target>, ctx: LoopContext) -> LoopHandle {
+    let cancel = CancellationToken::new();
+    let stale_on_stop = Arc::new(AtomicBool::new(false));
+    let status = Arc::new(Mutex::new(LoopStatus::default()));
+    let handle = LoopHandle {
+        cancel: cancel.clone(),
+        stale_on_stop: stale_on_stop.clone(),
+        status: status.clone(),
+    };
+    tokio::spawn(run(target, ctx, cancel, stale_on_stop, status));
+    handle
+}
+
+/// Delay before the first scrape: the target's fixed slot within the
+/// interval, measured from wall-clock interval boundaries (Prometheus's
+/// `scrapeLoop.offset`), so restarts keep the same phase.
+pub fn first_delay(hash: u64, seed: u64, interval: Duration, now: SystemTime) -> Duration {
+    let iv = interval.as_nanos().max(1) as u64;
+    let now_ns = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    let base = iv - now_ns % iv;
+    let offset = (hash ^ seed) % iv;
+    let mut next = base + offset;
+    if next > iv {
+        next -= iv;
+    }
+    Duration::from_nanos(next)
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+async fn run(
+    target: Arc<Target>,
+    ctx: LoopContext,
+    cancel: CancellationToken,
+    stale_on_stop: Arc<AtomicBool>,
+    status: Arc<Mutex<LoopStatus>>,
+) {
+    let delay = first_delay(
+        target.hash(),
+        ctx.offset_seed,
+        target.interval,
+        SystemTime::now(),
+    );
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = tokio::time::sleep(delay) => {}
+    }
+    let mut ticker = tokio::time::interval_at(Instant::now(), target.interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut state = TargetState::default();
+    let mut body = Vec::new();
+    let mut metadata_len = 0usize;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let started = SystemTime::now();
+        let clock = Instant::now();
+        let t = unix_ms(started);
+        let fetched = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = ctx.client.scrape(&target.url, target.timeout, ctx.body_size_limit, &mut body) => r,
+        };
+        let duration = clock.elapsed();
+        let error = scrape_once(&mut state, &ctx, &target, fetched, &body, t, duration);
+        if body.capacity() > KEEP_BUFFER_BYTES {
+            body = Vec::new();
+        }
+        let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
+        st.health = if error.is_none() {
+            Health::Up
+        } else {
+            Health::Down
+        };
+        st.last_error = error.unwrap_or_default();
+        st.last_scrape = Some(started);
+        st.last_duration = duration;
+        if state.metadata.len() != metadata_len || state.metadata_changed() {
+            metadata_len = state.metadata.len();
+            st.metadata = Arc::new(state.metadata.values().cloned().collect());
+        }
+    }
+    if stale_on_stop.load(Ordering::Relaxed) {
+        // Stale markers carry the time of the scrape that did not happen.
+        ticker.tick().await;
+        let t = unix_ms(SystemTime::now());
+        let mut app = ctx.storage.appender();
+        match state.append_end_of_run(app.as_mut(), t, &target.public) {
+            Ok(()) => {
+                if let Err(error) = app.commit() {
+                    warn!(%error, target = %target.url, "cannot write staleness markers");
+                }
+            }
+            Err(error) => {
+                app.rollback();
+                warn!(%error, target = %target.url, "cannot write staleness markers");
+            }
+        }
+        debug!(target = %target.url, "target removed, series marked stale");
+    }
+}
+
+/// Appends one scrape's outcome; returns the error to show, if any.
+fn scrape_once(
+    state: &mut TargetState,
+    ctx: &LoopContext,
+    target: &Target,
+    fetched: Result<String, super::client::Error>,
+    body: &[u8],
+    t: i64,
+    duration: Duration,
+) -> Option<String> {
+    let mut app = ctx.storage.appender();
+    let (mut error, stats) = match fetched {
+        Ok(content_type) => {
+            match state.append_body(
+                app.as_mut(),
+                body,
+                &content_type,
+                t,
+                &target.public,
+                &ctx.settings,
+            ) {
+                Ok(stats) => (None, stats),
+                Err(e) => {
+                    app.rollback();
+                    app = ctx.storage.appender();
+                    if let Err(error) = state.append_failed(app.as_mut(), t) {
+                        warn!(%error, "cannot write staleness markers");
+                    }
+                    (Some(e.to_string()), Stats::default())
+                }
+            }
+        }
+        Err(e) => {
+            if let Err(error) = state.append_failed(app.as_mut(), t) {
+                warn!(%error, "cannot write staleness markers");
+            }
+            (Some(e.to_string()), Stats::default())
+        }
+    };
+    if let Err(e) = state.append_report(
+        app.as_mut(),
+        t,
+        &target.public,
+        error.is_none(),
+        duration.as_secs_f64(),
+        stats,
+    ) {
+        error.get_or_insert_with(|| e.to_string());
+    }
+    if let Err(e) = app.commit() {
+        warn!(error = %e, target = %target.url, "cannot commit scrape");
+        error.get_or_insert_with(|| e.to_string());
+    }
+    if let Some(e) = &error {
+        debug!(error = %e, target = %target.url, "scrape failed");
+    }
+    error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_stays_inside_the_interval() {
+        let iv = Duration::from_secs(10);
+        for h in [0u64, 1, 12345, u64::MAX] {
+            for now_s in [0u64, 3, 9, 1_700_000_007] {
+                let now = UNIX_EPOCH + Duration::from_millis(now_s * 1000 + 123);
+                let d = first_delay(h, 7, iv, now);
+                assert!(d <= iv, "{d:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn same_target_same_phase() {
+        let iv = Duration::from_secs(10);
+        let a = UNIX_EPOCH + Duration::from_millis(1_700_000_000_000);
+        let b = a + Duration::from_secs(20);
+        let phase = |now: SystemTime| {
+            let t = now + first_delay(99, 1, iv, now);
+            t.duration_since(UNIX_EPOCH).unwrap().as_millis() % 10_000
+        };
+        assert_eq!(phase(a), phase(b));
+    }
+}

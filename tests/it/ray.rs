@@ -1,0 +1,258 @@
+//! Real Ray: a head node plus a worker node from pip, scraped by `raymon serve`
+//! on Ray's own generated `prometheus.yml` (issue 2).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{self, KillOnDrop, TempDir};
+
+/// A Ray node started with `ray start --block` in its own process group, so
+/// that the whole node (raylet, GCS, agents, workers) can be ended at once.
+pub struct RayNode {
+    child: KillOnDrop,
+}
+
+impl RayNode {
+    pub fn start(args: &[String], env: &[(&str, String)], log: &Path) -> RayNode {
+        let out = std::fs::File::create(log).unwrap();
+        let mut cmd = Command::new(support::ray_bin());
+        cmd.arg("start")
+            .arg("--block")
+            .arg("--disable-usage-stats")
+            .arg("--num-cpus=1")
+            .args(args)
+            .env("RAY_USAGE_STATS_ENABLED", "0")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null())
+            .process_group(0);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        RayNode {
+            child: KillOnDrop(cmd.spawn().unwrap()),
+        }
+    }
+
+    pub fn pgid(&self) -> u32 {
+        self.child.pid()
+    }
+}
+
+impl Drop for RayNode {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.pgid());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    }
+}
+
+/// A head node on free ports; ends every Ray process under `temp` when dropped.
+pub struct RayCluster {
+    pub temp: TempDir,
+    pub gcs_port: u16,
+    /// The head's `--metrics-export-port`.
+    pub metrics_port: u16,
+    pub nodes: Vec<RayNode>,
+}
+
+impl RayCluster {
+    pub fn start_head(extra_env: &[(&str, String)]) -> RayCluster {
+        let temp = TempDir::new("ray");
+        let (gcs_port, dashboard_port, metrics_port) = (
+            support::free_port(),
+            support::free_port(),
+            support::free_port(),
+        );
+        let mut env = vec![
+            ("AUTOSCALER_METRIC_PORT", support::free_port().to_string()),
+            ("DASHBOARD_METRIC_PORT", support::free_port().to_string()),
+        ];
+        env.extend(extra_env.iter().cloned());
+        let head = RayNode::start(
+            &[
+                "--head".into(),
+                format!("--port={gcs_port}"),
+                format!("--metrics-export-port={metrics_port}"),
+                format!("--temp-dir={}", temp.path().display()),
+                "--dashboard-host=127.0.0.1".into(),
+                format!("--dashboard-port={dashboard_port}"),
+            ],
+            &env,
+            &temp.path().join("head.log"),
+        );
+        RayCluster {
+            temp,
+            gcs_port,
+            metrics_port,
+            nodes: vec![head],
+        }
+    }
+
+    /// Ray's generated Prometheus config, once it exists.
+    pub fn prometheus_yml(&self) -> PathBuf {
+        let p = self
+            .temp
+            .path()
+            .join("session_latest/metrics/prometheus/prometheus.yml");
+        support::wait_for(Duration::from_secs(90), "Ray's prometheus.yml", || {
+            if p.exists() {
+                Ok(())
+            } else {
+                Err(self.head_log_tail())
+            }
+        });
+        p
+    }
+
+    pub fn head_log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.temp.path().join("head.log")).unwrap_or_default();
+        log.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+    }
+
+    pub fn add_worker(&mut self, metrics_port: u16) {
+        let log = self.temp.path().join(format!("worker-{metrics_port}.log"));
+        let node = RayNode::start(
+            &[
+                format!("--address=127.0.0.1:{}", self.gcs_port),
+                format!("--metrics-export-port={metrics_port}"),
+            ],
+            &[],
+            &log,
+        );
+        self.nodes.push(node);
+    }
+}
+
+impl Drop for RayCluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        // Stragglers that left the process group still name the temp dir.
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &self.temp.path().display().to_string()])
+            .status();
+    }
+}
+
+/// Targets in `/api/v1/targets` as (scrapeUrl, health, lastError).
+fn targets(addr: &str) -> Result<Vec<(String, String, String)>, String> {
+    let r = support::get(addr, "/api/v1/targets").map_err(|e| e.to_string())?;
+    let v = r.json();
+    let active = v["data"]["activeTargets"]
+        .as_array()
+        .ok_or("no activeTargets")?;
+    Ok(active
+        .iter()
+        .map(|t| {
+            (
+                t["labels"]["instance"].as_str().unwrap_or("").to_string(),
+                t["health"].as_str().unwrap_or("").to_string(),
+                t["lastError"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect())
+}
+
+/// Series with samples in the last 5 minutes whose latest sample is not a
+/// staleness marker, for `selector` (through `/federate`, which skips stale series).
+fn live_series(addr: &str, selector: &str) -> Result<Vec<String>, String> {
+    let path = format!("/federate?match[]={}", support::enc(selector));
+    let r = support::get(addr, &path).map_err(|e| e.to_string())?;
+    if r.status != 200 {
+        return Err(format!("federate answered {}: {}", r.status, r.body));
+    }
+    Ok(r.body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+#[test]
+fn issue_2_real_ray_cluster_is_scraped_and_a_leaving_node_goes_stale() {
+    let _guard = support::RAY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut ray = RayCluster::start_head(&[]);
+    let yml = ray.prometheus_yml();
+
+    let port = support::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let data = TempDir::new("data");
+    let _raymon = support::start_raymon(
+        &[
+            format!("--config.file={}", yml.display()),
+            format!("--storage.tsdb.path={}", data.path().display()),
+            format!("--web.listen-address={addr}"),
+        ],
+        &data.path().join("raymon.log"),
+    );
+
+    let worker_port = support::free_port();
+    ray.add_worker(worker_port);
+    let worker_instance_suffix = format!(":{worker_port}");
+
+    // Head agent, autoscaler, dashboard and the worker's agent: all up
+    // within two scrape intervals (Ray's is 10 s) of appearing.
+    let started = Instant::now();
+    let up = support::wait_for(Duration::from_secs(90), "4 targets up", || {
+        let t = targets(&addr)?;
+        let all_up = t.len() == 4 && t.iter().all(|(_, h, _)| h == "up");
+        if all_up { Ok(t) } else { Err(format!("{t:?}")) }
+    });
+    assert!(
+        up.iter()
+            .any(|(i, _, _)| i.ends_with(&worker_instance_suffix))
+    );
+    assert!(
+        up.iter()
+            .any(|(i, _, _)| i.ends_with(&format!(":{}", ray.metrics_port)))
+    );
+    eprintln!("all 4 targets up after {:?}", started.elapsed());
+
+    let ray_series = live_series(&addr, r#"{__name__=~"ray_.+"}"#).unwrap();
+    assert!(
+        ray_series.len() > 50,
+        "expected many ray_* series, got {}",
+        ray_series.len()
+    );
+    let worker_sel = format!(r#"{{instance="127.0.0.1:{worker_port}"}}"#);
+    let worker_live = support::wait_for(Duration::from_secs(30), "worker series", || {
+        let s = live_series(&addr, &worker_sel)?;
+        if s.len() > 10 {
+            Ok(s.len())
+        } else {
+            Err(format!("{} series", s.len()))
+        }
+    });
+    eprintln!("worker node has {worker_live} live series");
+
+    // Stop the worker node's raylet, as a node leaving does.
+    let stopped = Instant::now();
+    let _ = Command::new("pkill")
+        .args(["-TERM", "-f", &format!("metrics_export_port={worker_port}")])
+        .status();
+    support::wait_for(Duration::from_secs(15), "worker series to go stale", || {
+        let s = live_series(&addr, &worker_sel)?;
+        if s.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} live series", s.len()))
+        }
+    });
+    eprintln!(
+        "worker series stale {:?} after its raylet stopped",
+        stopped.elapsed()
+    );
+    let t = targets(&addr).unwrap();
+    assert!(
+        !t.iter()
+            .any(|(i, _, _)| i.ends_with(&worker_instance_suffix)),
+        "worker target still listed: {t:?}"
+    );
+    // The head's series are untouched.
+    assert!(
+        !live_series(&addr, r#"{__name__=~"ray_.+"}"#)
+            .unwrap()
+            .is_empty()
+    );
+}
