@@ -1,8 +1,6 @@
 //! End-to-end tests of the in-memory head through the storage seam:
 //! visibility, order errors, concurrency, matcher semantics, time ranges, gc.
 
-#![allow(clippy::unwrap_used)]
-
 use std::collections::BTreeSet;
 
 use raymon::model::{Labels, MatchOp, Matcher, STALE_NAN_BITS, Sample};
