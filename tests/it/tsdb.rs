@@ -640,6 +640,23 @@ fn real_ray_samples_round_trip_and_select_like_brute_force() {
         st.heap_bytes / data.len()
     );
 
+    // Encoded size on real values, excluding each chunk's first sample
+    // (header, varint timestamp and raw value).
+    let (mut bytes, mut n) = (0usize, 0usize);
+    for (_, vs) in data.iter().filter(|(_, vs)| vs.len() > 1) {
+        let mut c = raymon::tsdb::chunkenc::XorChunk::new();
+        let mut first = raymon::tsdb::chunkenc::XorChunk::new();
+        first.append(vs[0].0, vs[0].1).unwrap();
+        for &(t, v) in vs {
+            c.append(t, v).unwrap();
+        }
+        bytes += c.bytes().len() - first.bytes().len();
+        n += vs.len() - 1;
+    }
+    let per_sample = bytes as f64 / n as f64;
+    eprintln!("real Ray data: {per_sample:.2} encoded bytes/sample after the first");
+    assert!(per_sample < 2.0, "{per_sample}");
+
     let everything = all(&head, &[m(MatchOp::Regex, "__name__", ".+")]);
     assert_eq!(everything.len(), data.len());
     let mut want: Vec<&(Labels, Vec<(i64, f64)>)> = data.iter().collect();
