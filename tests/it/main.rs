@@ -12,6 +12,7 @@ mod promql_tests;
 mod ray;
 mod scrape;
 mod scrape_targets;
+mod serve;
 mod textparse;
 mod tsdb;
 mod web;
