@@ -61,6 +61,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         max_samples: args.query_max_samples as usize,
         timeout: config::parse_duration(&args.query_timeout).context("invalid --query.timeout")?,
         default_subquery_step_ms: cfg.global.evaluation_interval.as_millis() as i64,
+        max_concurrency: args.query_max_concurrency,
     });
     state.engine = Some(Arc::new(web::promql_engine::PromqlEngine::new(
         engine,

@@ -17,6 +17,7 @@ mod value;
 pub use value::{Value, VectorSample};
 
 use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::model::{Labels, Matcher, Sample, is_stale_nan};
@@ -37,6 +38,8 @@ pub struct EngineOptions {
     /// Step of a subquery written without one (`x[1h:]`): the global
     /// `evaluation_interval`.
     pub default_subquery_step_ms: i64,
+    /// `--query.max-concurrency`: queries beyond it wait for a slot.
+    pub max_concurrency: usize,
 }
 
 impl Default for EngineOptions {
@@ -46,6 +49,7 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
             default_subquery_step_ms: 60 * 1000,
+            max_concurrency: 20,
         }
     }
 }
@@ -71,11 +75,54 @@ pub enum Error {
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
     opts: EngineOptions,
+    slots: Arc<Slots>,
+}
+
+/// A counting semaphore for `max_concurrency`; queries block on it.
+#[derive(Debug, Default)]
+struct Slots {
+    busy: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A held query slot, given back on drop.
+struct Slot<'a>(&'a Slots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.0.busy.lock().unwrap_or_else(|e| e.into_inner());
+        *busy = busy.saturating_sub(1);
+        self.0.freed.notify_one();
+    }
 }
 
 impl Engine {
     pub fn new(opts: EngineOptions) -> Engine {
-        Engine { opts }
+        Engine {
+            opts,
+            slots: Arc::default(),
+        }
+    }
+
+    /// Waits for a free query slot, at most the query timeout.
+    fn slot(&self) -> Result<Slot<'_>, Error> {
+        let max = self.opts.max_concurrency.max(1);
+        let deadline = Instant::now() + self.opts.timeout;
+        let mut busy = self.slots.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy >= max {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout("query queue"));
+            }
+            busy = self
+                .slots
+                .freed
+                .wait_timeout(busy, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *busy += 1;
+        Ok(Slot(&self.slots))
     }
 
     pub fn options(&self) -> &EngineOptions {
@@ -84,6 +131,7 @@ impl Engine {
 
     /// Evaluates `expr` at `t` (ms).
     pub fn instant(&self, storage: &dyn Queryable, expr: &Expr, t: i64) -> Result<Value, Error> {
+        let _slot = self.slot()?;
         let mut ev = Evaluator::new(storage, &self.opts, t, t, 1, t, t);
         let out = ev.eval(expr)?;
         Ok(match out {
@@ -130,6 +178,7 @@ impl Engine {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
             ));
         }
+        let _slot = self.slot()?;
         let mut ev = Evaluator::new(storage, &self.opts, start, end, step, start, end);
         let out = ev.eval(expr)?;
         let mut m = match out {
@@ -219,7 +268,7 @@ impl<'a> Evaluator<'a> {
         self.start + step as i64 * self.interval
     }
 
-    fn check_deadline(&self) -> Result<(), Error> {
+    pub fn check_deadline(&self) -> Result<(), Error> {
         if Instant::now() > self.deadline {
             return Err(Error::Timeout("query execution"));
         }
@@ -370,7 +419,10 @@ impl<'a> Evaluator<'a> {
         let series = self.select(&vs.matchers, lo - lookback, hi)?;
         let steps = self.steps();
         let mut out = Vec::with_capacity(series.len());
-        for s in series {
+        for (n, s) in series.into_iter().enumerate() {
+            if n % 1024 == 1023 {
+                self.check_deadline()?;
+            }
             let mut points = Vec::new();
             let mut cursor = 0usize;
             for step in 0..steps {
@@ -600,5 +652,72 @@ impl StepWalker {
                 *c += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::parser::parse_expr;
+    use crate::storage::Appendable;
+    use crate::tsdb::{Head, HeadOptions};
+
+    fn head() -> Head {
+        let h = Head::new(HeadOptions::default());
+        let mut app = h.appender();
+        for i in 0..100 {
+            let l = Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())]);
+            for t in 0..10 {
+                app.append(0, &l, t * 15_000, t as f64).unwrap();
+            }
+        }
+        app.commit().unwrap();
+        h
+    }
+
+    #[test]
+    fn max_samples_gives_prometheus_error() {
+        let h = head();
+        let e = Engine::new(EngineOptions {
+            max_samples: 50,
+            ..EngineOptions::default()
+        });
+        let err = e
+            .instant(&h, &parse_expr("m").unwrap(), 60_000)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "query processing would load too many samples into memory in query execution"
+        );
+    }
+
+    #[test]
+    fn queries_wait_for_a_slot_and_time_out_in_the_queue() {
+        let h = head();
+        let e = Engine::new(EngineOptions {
+            max_concurrency: 1,
+            timeout: Duration::from_millis(50),
+            ..EngineOptions::default()
+        });
+        let held = e.slot().unwrap();
+        let err = e
+            .instant(&h, &parse_expr("m").unwrap(), 60_000)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "query timed out in query queue");
+        drop(held);
+        assert!(e.instant(&h, &parse_expr("m").unwrap(), 60_000).is_ok());
+    }
+
+    #[test]
+    fn range_queries_reject_range_vectors() {
+        let h = head();
+        let e = Engine::default();
+        let err = e
+            .range(&h, &parse_expr("m[5m]").unwrap(), 0, 60_000, 15_000)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector"
+        );
     }
 }

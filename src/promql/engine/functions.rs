@@ -564,7 +564,10 @@ fn range_function(ev: &mut Evaluator<'_>, c: &Call, idx: usize) -> Result<Val, E
     let mut out: Vec<StepSeries> = Vec::new();
     let mut present = vec![false; steps];
     let mut loaded = 0usize;
-    for (labels, samples) in &input.series {
+    for (n, (labels, samples)) in input.series.iter().enumerate() {
+        if n % 1024 == 1023 {
+            ev.check_deadline()?;
+        }
         let mut points = Vec::new();
         for step in 0..steps {
             let ts = ev.ts(step);
