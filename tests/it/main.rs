@@ -7,6 +7,7 @@ mod support;
 
 mod config;
 mod promql_golden;
+mod promql_latest;
 mod promql_parser;
 mod promql_tests;
 mod ray;

@@ -27,14 +27,14 @@ pub struct Outcome {
 }
 
 /// Prometheus duration (`5m`, `1h30m`, `0`) to milliseconds.
-fn duration_ms(s: &str) -> Result<i64, String> {
+pub(crate) fn duration_ms(s: &str) -> Result<i64, String> {
     raymon::config::parse_duration(s)
         .map(|d| d.as_millis() as i64)
         .map_err(|e| e.to_string())
 }
 
 /// Splits `name{labels} rest` into the series part and the rest.
-fn split_series(line: &str) -> (&str, &str) {
+pub(crate) fn split_series(line: &str) -> (&str, &str) {
     let bytes = line.as_bytes();
     let mut i = 0;
     let mut in_braces = false;
@@ -99,7 +99,7 @@ fn unquote(s: &str) -> Result<String, String> {
 }
 
 /// `name{a="b", c='d'}`, `name`, `{__name__="x"}` or `{}` to labels.
-fn parse_series(s: &str) -> Result<Labels, String> {
+pub(crate) fn parse_series(s: &str) -> Result<Labels, String> {
     let (name, rest) = match s.find('{') {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, ""),
@@ -139,8 +139,9 @@ fn parse_series(s: &str) -> Result<Labels, String> {
     Ok(Labels::from_pairs(pairs))
 }
 
-fn parse_number(s: &str) -> Option<f64> {
-    let t = s.trim();
+pub(crate) fn parse_number(s: &str) -> Option<f64> {
+    let owned = s.trim().replace('_', "");
+    let t = owned.as_str();
     let (sign, body) = match t.as_bytes().first() {
         Some(b'-') => (-1.0, &t[1..]),
         Some(b'+') => (1.0, &t[1..]),
@@ -156,7 +157,7 @@ fn parse_number(s: &str) -> Option<f64> {
 }
 
 /// Expands one value item of a series description into slots.
-fn expand_item(item: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
+pub(crate) fn expand_item(item: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
     if item == "stale" {
         out.push(Some(STALE_NAN));
         return Ok(());
@@ -214,7 +215,7 @@ fn expand_item(item: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
     Ok(())
 }
 
-fn almost_equal(a: f64, b: f64) -> bool {
+pub(crate) fn almost_equal(a: f64, b: f64) -> bool {
     const MIN_NORMAL: f64 = 2.2250738585072014e-308;
     const EPS: f64 = 1e-6;
     if a.is_nan() && b.is_nan() {
