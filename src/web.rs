@@ -21,6 +21,7 @@ mod envelope;
 mod federate;
 mod json;
 pub mod params;
+pub mod promql_engine;
 mod remote_write;
 pub mod selector;
 pub mod server;

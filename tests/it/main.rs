@@ -5,12 +5,19 @@
 
 mod support;
 
+mod config;
 mod grafana;
 mod prom_diff;
+mod promql_golden;
+mod promql_latest;
+mod promql_parser;
+mod promql_tests;
 mod ray;
 mod remote_write;
 mod scrape;
 mod scrape_targets;
+mod serve;
+mod textparse;
 mod tsdb;
 mod web;
 mod web_server;
