@@ -2,8 +2,8 @@
 //! send to a Prometheus datasource (from the project's Grafana research
 //! notes: Save & test, datasource init, metric browser, template variables,
 //! panel queries), sent to `web::router(state).oneshot` over a head filled
-//! from real Ray scrapes, with each answer checked the way Grafana's client
-//! decodes it.
+//! from real Ray scrapes and the PromQL engine, with each answer checked
+//! the way Grafana's client decodes it.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -13,10 +13,12 @@ use axum::body::Body;
 use axum::http::{Request, header};
 use http_body_util::BodyExt;
 use raymon::model::Labels;
+use raymon::promql::engine::{Engine, EngineOptions};
 use raymon::scrape::append::{Settings, TargetState};
 use raymon::scrape::status::{ActiveTarget, DroppedTarget, MetricMetadata, TargetsSource};
 use raymon::storage::Appendable;
 use raymon::tsdb::{Head, HeadOptions};
+use raymon::web::promql_engine::PromqlEngine;
 use raymon::web::{self, AppState};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -78,7 +80,10 @@ fn state() -> AppState {
         app.commit().unwrap();
     }
     let metadata = ts.metadata.values().cloned().collect();
-    let mut st = AppState::new(head, Arc::new(Scraped { target, metadata }));
+    let mut st = AppState::new(head.clone(), Arc::new(Scraped { target, metadata }));
+    let engine = Engine::new(EngineOptions::default());
+    st.engine = Some(Arc::new(PromqlEngine::new(engine, head)));
+    st.formatter = Some(Arc::new(raymon::web::promql_engine::format_query));
     st.ready.store(true, Ordering::Release);
     st.now_ms = now;
     st
@@ -206,21 +211,10 @@ fn assert_series(v: &Value, what: &str) -> Vec<serde_json::Map<String, Value>> {
         .collect()
 }
 
-/// Today's answer to queries that need PromQL.
-fn assert_engine_missing(a: &Answer, what: &str) {
-    // FIXME(engine): once the PromQL engine is in `AppState.engine`, these
-    // become successes; check them with `assert_query_result` instead.
-    assert_eq!(a.status, 422, "{what}: {}", a.body);
-    assert_eq!(a.content_type, "application/json");
-    assert_eq!(a.body["status"], "error");
-    assert_eq!(a.body["errorType"], "execution");
-    assert_eq!(a.body["error"], "query engine not available");
-}
-
-/// How both Grafana clients decode a query result, for when the engine
-/// answers: resultType, string values, plain-decimal timestamps.
-#[allow(dead_code)]
-fn assert_query_result(data: &Value, want_type: &str) {
+/// How both Grafana clients decode a query result: a 200 success envelope,
+/// the resultType, string values, plain-decimal timestamps. Returns `data`.
+fn assert_query_result(a: &Answer, want_type: &str, what: &str) -> Value {
+    let data = success_data(a, what);
     assert_eq!(data["resultType"], want_type);
     let check_point = |p: &Value| {
         let p = p.as_array().unwrap();
@@ -242,6 +236,7 @@ fn assert_query_result(data: &Value, want_type: &str) {
             .iter()
             .for_each(|s| s["values"].as_array().unwrap().iter().for_each(check_point)),
     }
+    data
 }
 
 fn secs(ms: i64) -> String {
@@ -266,7 +261,8 @@ async fn grafana_9_4_session() {
         a.status, 405,
         "a 405 would make client_golang retry with GET"
     );
-    assert_engine_missing(&a, "health check 1+1");
+    let d = assert_query_result(&a, "scalar", "health check 1+1");
+    assert_eq!(d["result"], serde_json::json!([1_795_664_538.123, "2"]));
     // Build info: a Prometheus, not Mimir (no `features`), all strings.
     let bi = success_data(&get(&st, "/api/v1/status/buildinfo").await, "buildinfo");
     assert_eq!(bi["version"], "2.42.0");
@@ -383,7 +379,21 @@ async fn grafana_9_4_session() {
     )
     .await;
     assert_ne!(a.status, 405);
-    assert_engine_missing(&a, "panel range query");
+    let d = assert_query_result(&a, "matrix", "panel range query");
+    let states: Vec<&str> = d["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metric"]["State"].as_str().unwrap())
+        .collect();
+    assert!(states.contains(&"FINISHED"), "{states:?}");
+    // Points sit on the step grid: start + k * step.
+    for s in d["result"].as_array().unwrap() {
+        for p in s["values"].as_array().unwrap() {
+            let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
+            assert_eq!((t - rs) % step, 0);
+        }
+    }
     let uri = format!(
         "/api/v1/query_exemplars?end={}&query={}&start={}",
         secs(re),
@@ -401,13 +411,19 @@ async fn grafana_9_4_session() {
         &[("query", "sum(ray_node_cpu_count)"), ("time", &time)],
     )
     .await;
-    assert_engine_missing(&a, "instant panel");
+    let d = assert_query_result(&a, "vector", "instant panel");
+    assert_eq!(d["result"][0]["metric"], serde_json::json!({}));
+    assert_eq!(d["result"][0]["value"][1], "2");
     // `query_result(...)` variables go out as GET instant queries.
     let uri = format!(
         "/api/v1/query?query={}&time={e}",
         enc("count by (SessionName)(last_over_time(ray_node_cpu_count{}[1800s]))")
     );
-    assert_engine_missing(&get(&st, &uri).await, "query_result variable");
+    let d = assert_query_result(&get(&st, &uri).await, "vector", "query_result variable");
+    assert_eq!(
+        d["result"][0]["metric"],
+        serde_json::json!({"SessionName": SESSION})
+    );
 }
 
 #[tokio::test]
@@ -419,7 +435,8 @@ async fn newest_grafana_session() {
 
     // Health check: `1+1` at time=4 (POST), then buildinfo as GET.
     let a = post(&st, "/api/v1/query", &[("query", "1+1"), ("time", "4")]).await;
-    assert_engine_missing(&a, "health check");
+    let d = assert_query_result(&a, "scalar", "health check");
+    assert_eq!(d["result"], serde_json::json!([4, "2"]));
     success_data(&get(&st, "/api/v1/status/buildinfo").await, "buildinfo");
 
     // Init is the same as 9.4.
@@ -528,12 +545,36 @@ async fn newest_grafana_session() {
         ],
     )
     .await;
-    assert_engine_missing(&a, "panel");
+    let d = assert_query_result(&a, "matrix", "panel");
+    assert_eq!(d["result"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        d["result"][0]["metric"],
+        serde_json::json!({"instance": "127.0.0.1:8080"})
+    );
     let q = format!(
         "max_over_time(sum(ray_data_output_bytes{{SessionName='{SESSION}'}}) by (dataset)[1h:1s])"
     );
     let a = post(&st, "/api/v1/query", &[("query", &q), ("time", &e)]).await;
-    assert_engine_missing(&a, "Ray data page");
+    // No Data workload ran in these scrapes: an empty vector, "No data".
+    let d = assert_query_result(&a, "vector", "Ray data page");
+    assert_eq!(d["result"], serde_json::json!([]));
+    // A PromQL syntax error is a 400 envelope Grafana shows as text.
+    let a = post(
+        &st,
+        "/api/v1/query",
+        &[("query", "sum(rate(x[1m0s])"), ("time", &e)],
+    )
+    .await;
+    assert_eq!(a.status, 400);
+    assert_eq!(a.body["errorType"], "bad_data");
+    assert!(
+        a.body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid parameter \"query\": 1:"),
+        "{}",
+        a.body
+    );
 
     // Errors Grafana shows as text: a 400 envelope for bad input.
     let a = post(

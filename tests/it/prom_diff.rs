@@ -470,6 +470,14 @@ fn metadata_endpoints_and_errors_match_prometheus() {
     );
 }
 
+/// Queries from the list whose answers are known to differ, and why.
+const KNOWN_DIFFS: &[(&str, &str)] = &[(
+    r#"label_replace(rd_temp, "a", "$1", "b", "(")"#,
+    // FIXME(engine): promql/engine/functions.rs appends the Rust regex error;
+    // Prometheus 2.42 says only `invalid regular expression in label_replace(): (`.
+    "label_replace error text",
+)];
+
 /// The query list, without comments and blank lines.
 fn queries() -> Vec<String> {
     let text =
@@ -499,6 +507,7 @@ fn queries_match_prometheus() {
             requests.push((
                 "/api/v1/query",
                 format!("query={}&time={}", enc(&q), secs(t)),
+                q.clone(),
             ));
         }
         for (s, e, step) in ranges {
@@ -510,15 +519,36 @@ fn queries_match_prometheus() {
                     enc(&q),
                     secs(s)
                 ),
+                q.clone(),
             ));
         }
     }
     assert!(requests.len() >= 200, "{} combinations", requests.len());
+    // The comparison itself can fail: answers a minute apart differ.
+    let a = ask(
+        &p.prom,
+        "POST",
+        "/api/v1/query",
+        Some(&format!("query=rd_requests_total&time={}", secs(end))),
+    );
+    let b = ask(
+        &p.raymon,
+        "POST",
+        "/api/v1/query",
+        Some(&format!(
+            "query=rd_requests_total&time={}",
+            secs(end - 60_000)
+        )),
+    );
+    let mut d = Vec::new();
+    diff(&canonical(&a.body), &canonical(&b.body), "", &mut d);
+    assert!(!d.is_empty());
     let mut prom_ok = 0;
     let mut not_yet = Vec::new();
     let mut diffs = Vec::new();
     let mut by_status: BTreeMap<u16, usize> = BTreeMap::new();
-    for (path, form) in &requests {
+    let mut known_seen = BTreeMap::new();
+    for (path, form, q) in &requests {
         let want = ask(&p.prom, "POST", path, Some(form));
         *by_status.entry(want.status).or_default() += 1;
         if want.status == 200 {
@@ -529,9 +559,19 @@ fn queries_match_prometheus() {
             not_yet.push(form.clone());
             continue;
         }
-        if let Some(d) = compare(&p, "POST", path, Some(form)) {
+        let d = compare(&p, "POST", path, Some(form));
+        if KNOWN_DIFFS.iter().any(|(k, _)| k == q) {
+            *known_seen.entry(q.clone()).or_insert(0) += usize::from(d.is_some());
+            continue;
+        }
+        if let Some(d) = d {
             diffs.push(d);
         }
+    }
+    // Known differences must still differ, so that fixing one flags its
+    // entry for removal.
+    for (q, why) in KNOWN_DIFFS {
+        assert_eq!(known_seen.get(*q), Some(&6), "{q}: now matches? ({why})");
     }
     // Every query is meaningful to Prometheus: most succeed, the rest are
     // the deliberate type errors (a range vector in a range query).
@@ -545,14 +585,16 @@ fn queries_match_prometheus() {
         diffs.len(),
         diffs.join("\n")
     );
-    // FIXME(engine): raymon has no PromQL engine in `serve` yet, so every
-    // query answers 422 "query engine not available". When the engine is
-    // wired in, replace this with `assert!(not_yet.is_empty())`: the loop
-    // above then compares all combinations with Prometheus.
-    assert_eq!(
-        not_yet.len(),
-        requests.len(),
-        "engine answered some queries: update this test"
+    // Every combination was compared: none fell back to "no engine".
+    assert!(
+        not_yet.is_empty(),
+        "{} queries had no engine",
+        not_yet.len()
+    );
+    eprintln!(
+        "{} query/time combinations identical to Prometheus 2.42, {} known differences ({by_status:?})",
+        requests.len() - 6 * KNOWN_DIFFS.len(),
+        6 * KNOWN_DIFFS.len()
     );
 }
 
