@@ -24,6 +24,29 @@ pub struct TimeSeries {
     pub exemplars: Vec<Exemplar>,
 }
 
+impl TimeSeries {
+    /// One series from the model's types, labels in their (sorted) order.
+    pub fn from_model(
+        labels: &crate::model::Labels,
+        samples: &[crate::model::Sample],
+    ) -> TimeSeries {
+        TimeSeries {
+            labels: labels
+                .iter()
+                .map(|l| Label::new(l.name.as_str(), l.value.as_str()))
+                .collect(),
+            samples: samples
+                .iter()
+                .map(|s| Sample {
+                    value: s.v,
+                    timestamp: s.t,
+                })
+                .collect(),
+            exemplars: Vec::new(),
+        }
+    }
+}
+
 /// `prometheus.Label`.
 #[derive(Clone, PartialEq, Eq, Hash, prost::Message)]
 pub struct Label {
@@ -82,6 +105,26 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
+
+    #[test]
+    fn from_model_keeps_order_and_bits() {
+        let labels = crate::model::Labels::from_pairs([("b", "2"), ("__name__", "m")]);
+        let ts = TimeSeries::from_model(
+            &labels,
+            &[crate::model::Sample {
+                t: 5,
+                v: crate::model::STALE_NAN,
+            }],
+        );
+        assert_eq!(
+            ts.labels,
+            [Label::new("__name__", "m"), Label::new("b", "2")]
+        );
+        assert_eq!(
+            ts.samples[0].value.to_bits(),
+            crate::model::STALE_NAN.to_bits()
+        );
+    }
 
     #[test]
     fn wire_bytes_match_the_proto_definition() {
