@@ -159,6 +159,24 @@ async fn receiver_errors_match_prometheus() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("exceeds the limit"), "{body}");
 
+    // Bodies are bounded like every other request body.
+    let mut small = st.clone();
+    small.max_body_bytes = 1024;
+    let big = WriteRequest {
+        timeseries: (0..200u64)
+            .map(|i| {
+                let v = format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                series(&[("__name__", "big"), ("i", &v)], &[(1, i as f64)])
+            })
+            .collect(),
+        metadata: Vec::new(),
+    };
+    let body = remote::encode(&big);
+    assert!(body.len() > 1024);
+    let (status, _) = post_write(&small, body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(read_back(&head, "big").is_empty());
+
     // Not ready: 503 as every other API endpoint.
     st.ready.store(false, Ordering::Release);
     let (status, _) = post_write(&st, remote::encode(&WriteRequest::default())).await;
