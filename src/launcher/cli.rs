@@ -85,8 +85,10 @@ pub struct ServeArgs {
     pub read_timeout: String,
 
     /// Longest a client may take to send a request's headers (and TLS
-    /// handshake); idle connections are closed after it too.
-    #[arg(long = "web.read-header-timeout", default_value = "30s")]
+    /// handshake); idle keep-alive connections are closed after it too, so
+    /// it stays above Go clients' 90 s idle timeout (Grafana's), which then
+    /// close first and never reuse a connection the server is closing.
+    #[arg(long = "web.read-header-timeout", default_value = "2m")]
     pub read_header_timeout: String,
 
     /// Most simultaneous connections.

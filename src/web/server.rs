@@ -46,7 +46,7 @@ pub struct ServerOptions {
 impl Default for ServerOptions {
     fn default() -> ServerOptions {
         ServerOptions {
-            read_header_timeout: Duration::from_secs(30),
+            read_header_timeout: Duration::from_secs(120),
             max_connections: 512,
             max_header_bytes: (1 << 20) + 4096,
             web_config: WebConfig::default(),
