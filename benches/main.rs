@@ -2,7 +2,9 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
+mod promql_parser;
+
 fn placeholder(_c: &mut Criterion) {}
 
-criterion_group!(benches, placeholder);
+criterion_group!(benches, placeholder, promql_parser::parse);
 criterion_main!(benches);

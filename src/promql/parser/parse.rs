@@ -1254,3 +1254,47 @@ fn expect_type(node: &Node, want: ValueType, context: &str) -> Option<Box<ParseE
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_parse_like_go() {
+        assert_eq!(go_parse_int("0x1F"), Some(31));
+        assert_eq!(go_parse_int("0755"), Some(493));
+        assert_eq!(go_parse_int("08"), None);
+        assert_eq!(go_parse_float("08"), Ok(8.0));
+        assert_eq!(go_parse_int("0"), Some(0));
+        assert!(go_parse_float("Inf").is_ok_and(|v| v.is_infinite()));
+        assert!(go_parse_float("NaN").is_ok_and(f64::is_nan));
+        assert_eq!(
+            go_parse_float("1e400"),
+            Err("strconv.ParseFloat: parsing \"1e400\": value out of range".into())
+        );
+        assert_eq!(
+            go_parse_float("0x1.8"),
+            Err("strconv.ParseFloat: parsing \"0x1.8\": invalid syntax".into())
+        );
+    }
+
+    #[test]
+    fn first_error_wins_over_later_ones() {
+        // A grammar-action error beats a later syntax error.
+        let e = parse_expr("foo(1) +").unwrap_err();
+        assert_eq!(e.msg, "unknown function with name \"foo\"");
+        // Type errors are only reported when the whole query parsed.
+        let e = parse_expr("1 == 1 +").unwrap_err();
+        assert_eq!(e.msg, "unexpected end of input");
+        // Type errors come in checkAST order: the aggregated expression
+        // before the parameter.
+        let e = parse_expr(r#"topk("a", {})"#).unwrap_err();
+        assert_eq!(
+            e.msg,
+            "vector selector must contain at least one non-empty matcher"
+        );
+        // Call argument counts are checked before argument types.
+        let e = parse_expr("clamp({}, 1)").unwrap_err();
+        assert_eq!(e.msg, "expected 3 argument(s) in call to \"clamp\", got 2");
+    }
+}
