@@ -272,19 +272,44 @@ fn go_parse_float(s: &str) -> Result<f64, String> {
     }
 }
 
-/// A one-line description of a regex compile error.
+/// Describes a regex compile error the way Go's `regexp` words the common
+/// cases (`missing closing )`, ...), quoting the anchored pattern as
+/// Prometheus compiles it.
 fn regex_error(err: &MatcherError) -> String {
-    match err {
-        MatcherError::Regex { pattern, source } => {
-            let text = source.to_string();
-            let reason = text
-                .lines()
-                .rev()
-                .find_map(|l| l.trim().strip_prefix("error: "))
-                .unwrap_or_else(|| text.lines().last().unwrap_or("invalid regular expression"));
-            format!("error parsing regexp: {reason}: `{pattern}`")
+    let MatcherError::Regex { pattern, source } = err;
+    let anchored = format!("^(?:{pattern})$");
+    let text = source.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let reason = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .unwrap_or("invalid regular expression");
+    // The crate prints the pattern on one line and a caret under the error.
+    let caret = lines
+        .iter()
+        .position(|l| !l.trim().is_empty() && l.trim().chars().all(|c| c == '^'))
+        .and_then(|i| {
+            let pat_line = lines.get(i.checked_sub(1)?)?;
+            let pat = pat_line.trim_start();
+            let col = lines[i]
+                .find('^')?
+                .checked_sub(pat_line.len() - pat.len())?;
+            pat.char_indices().nth(col).map(|(b, _)| &pat[b..])
+        });
+    let go = match reason {
+        "unclosed group" => format!("missing closing ): `{anchored}`"),
+        "unopened group" => format!("unexpected ): `{anchored}`"),
+        "unclosed character class" => {
+            format!("missing closing ]: `{}`", caret.unwrap_or(&anchored))
         }
-    }
+        "repetition operator missing expression" => format!(
+            "missing argument to repetition operator: `{}`",
+            caret.and_then(|c| c.chars().next()).unwrap_or('*')
+        ),
+        other => format!("{other}: `{anchored}`"),
+    };
+    format!("error parsing regexp: {go}")
 }
 
 impl<'a> Parser<'a> {
