@@ -705,7 +705,7 @@ impl<'a> Parser<'a> {
                 return Err(self.unexpected(v, "label matching", "string"));
             }
             let value = self.unquote(v)?;
-            let m = Matcher::new(mop, self.text(t), value)
+            let m = super::matcher_cache::matcher(mop, self.text(t), value)
                 .map_err(|e| perr(t.start, v.end, regex_error(&e)))?;
             out.push(m);
             let sep = self.next()?;
