@@ -1,6 +1,6 @@
 //! Criterion benchmarks on real Ray inputs.
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{criterion_group, criterion_main, Criterion};
 
 mod promql_parser;
 

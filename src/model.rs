@@ -8,4 +8,4 @@ mod value;
 
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
-pub use value::{STALE_NAN, STALE_NAN_BITS, Sample, is_stale_nan};
+pub use value::{is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};
