@@ -26,9 +26,11 @@ fn shared() -> std::path::PathBuf {
 
 /// The head agent's series that were alive at the end of the golden window.
 fn node_template() -> Vec<(Labels, Vec<f64>)> {
-    let f = std::fs::File::open(shared().join("golden-prom-2.42/raw-samples.json.gz")).expect("golden samples");
+    let f = std::fs::File::open(shared().join("golden-prom-2.42/raw-samples.json.gz"))
+        .expect("golden samples");
     let v: serde_json::Value =
-        serde_json::from_reader(flate2::read::GzDecoder::new(std::io::BufReader::new(f))).expect("json");
+        serde_json::from_reader(flate2::read::GzDecoder::new(std::io::BufReader::new(f)))
+            .expect("json");
     let mut out = Vec::new();
     let end = v["data"]["result"]
         .as_array()
@@ -62,7 +64,10 @@ fn node_template() -> Vec<(Labels, Vec<f64>)> {
 }
 
 fn is_counter(name: &str) -> bool {
-    name.ends_with("_total") || name.ends_with("_count") || name.ends_with("_sum") || name.ends_with("_bucket")
+    name.ends_with("_total")
+        || name.ends_with("_count")
+        || name.ends_with("_sum")
+        || name.ends_with("_bucket")
 }
 
 /// Fills a head with `nodes` copies of the template over `window_ms`.
@@ -83,11 +88,19 @@ fn simulate(nodes: usize, window_ms: i64, end_ms: i64) -> (Head, usize, usize) {
             let labels = b.build();
             let counter = labels.metric_name().is_some_and(is_counter);
             let first = vals[0];
-            let per_step = if vals.len() > 1 { (vals[vals.len() - 1] - first).max(0.0) / (vals.len() - 1) as f64 } else { 0.0 };
+            let per_step = if vals.len() > 1 {
+                (vals[vals.len() - 1] - first).max(0.0) / (vals.len() - 1) as f64
+            } else {
+                0.0
+            };
             let mut r = 0;
             for i in 0..steps {
                 let t = end_ms - window_ms + i as i64 * 10_000;
-                let v = if counter { first + per_step * i as f64 } else { vals[i % vals.len()] };
+                let v = if counter {
+                    first + per_step * i as f64
+                } else {
+                    vals[i % vals.len()]
+                };
                 r = app.append(r, &labels, t, v).expect("append");
                 samples += 1;
             }
@@ -114,11 +127,16 @@ fn main() {
             .cloned()
             .unwrap_or_else(|| default.to_string())
     };
-    let nodes: usize = arg("--nodes", if full { "1000" } else { "3" }).parse().expect("--nodes");
-    let window_ms = raymon::config::parse_duration(&arg("--window", if full { "1h" } else { "10m" }))
-        .expect("--window")
-        .as_millis() as i64;
-    let repeats: usize = arg("--repeats", if full { "3" } else { "1" }).parse().expect("--repeats");
+    let nodes: usize = arg("--nodes", if full { "1000" } else { "3" })
+        .parse()
+        .expect("--nodes");
+    let window_ms =
+        raymon::config::parse_duration(&arg("--window", if full { "1h" } else { "10m" }))
+            .expect("--window")
+            .as_millis() as i64;
+    let repeats: usize = arg("--repeats", if full { "3" } else { "1" })
+        .parse()
+        .expect("--repeats");
     let end_ms = 1_795_664_595_000;
 
     let t0 = Instant::now();
@@ -128,9 +146,20 @@ fn main() {
         t0.elapsed()
     );
     let text = std::fs::read(shared().join("dashboard-queries-substituted.txt")).expect("queries");
-    let queries: Vec<String> = text.lines().map_while(Result::ok).filter(|l| !l.is_empty()).collect();
-    let queries = if full { queries } else { queries.into_iter().take(25).collect() };
-    let engine = Engine::new(EngineOptions { default_subquery_step_ms: 10_000, ..EngineOptions::default() });
+    let queries: Vec<String> = text
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let queries = if full {
+        queries
+    } else {
+        queries.into_iter().take(25).collect()
+    };
+    let engine = Engine::new(EngineOptions {
+        default_subquery_step_ms: 10_000,
+        ..EngineOptions::default()
+    });
     let mut per_query: Vec<(Duration, Duration, usize, String)> = Vec::new();
     let mut all: Vec<Duration> = Vec::new();
     let total = Instant::now();
@@ -140,7 +169,9 @@ fn main() {
         let mut n = 0;
         for _ in 0..repeats {
             let t = Instant::now();
-            let v = engine.range(&head, &expr, end_ms - window_ms, end_ms, 15_000).expect("query");
+            let v = engine
+                .range(&head, &expr, end_ms - window_ms, end_ms, 15_000)
+                .expect("query");
             times.push(t.elapsed());
             n = match v {
                 Value::Matrix(m) => m.len(),
@@ -149,16 +180,30 @@ fn main() {
         }
         times.sort();
         all.extend(&times);
-        per_query.push((percentile(&times, 0.5), percentile(&times, 0.99), n, q.clone()));
+        per_query.push((
+            percentile(&times, 0.5),
+            percentile(&times, 0.99),
+            n,
+            q.clone(),
+        ));
     }
     let wall = total.elapsed();
     all.sort();
     per_query.sort_by(|a, b| b.0.cmp(&a.0));
     println!("slowest queries (p50, p99, series, query):");
     for (p50, p99, n, q) in per_query.iter().take(if full { 15 } else { 5 }) {
-        println!("{:>10.1?} {:>10.1?} {:>6}  {}", p50, p99, n, &q[..q.len().min(110)]);
+        println!(
+            "{:>10.1?} {:>10.1?} {:>6}  {}",
+            p50,
+            p99,
+            n,
+            &q[..q.len().min(110)]
+        );
     }
-    let p50s: BTreeMap<String, Duration> = per_query.iter().map(|(p, _, _, q)| (q.clone(), *p)).collect();
+    let p50s: BTreeMap<String, Duration> = per_query
+        .iter()
+        .map(|(p, _, _, q)| (q.clone(), *p))
+        .collect();
     let sum_p50: Duration = p50s.values().sum();
     println!(
         "{} queries × {repeats} over {} nodes ({series} series), window {}s step 15s: all runs p50 {:.1?}, p99 {:.1?}; sum of per-query p50 {:.2?}; wall {:.2?}",
@@ -172,7 +217,9 @@ fn main() {
     );
     // The Ray data page's subquery.
     let session = "session_2026-11-26_03-35-11_178048_5703";
-    let sub = format!("max_over_time(sum(ray_node_mem_used{{SessionName='{session}'}}) by (instance)[1h:1s])");
+    let sub = format!(
+        "max_over_time(sum(ray_node_mem_used{{SessionName='{session}'}}) by (instance)[1h:1s])"
+    );
     let expr = parse_expr(&sub).expect("subquery parses");
     let t = Instant::now();
     engine.instant(&head, &expr, end_ms).expect("subquery");

@@ -6,5 +6,10 @@ mod promql_parser;
 mod textparse;
 mod tsdb;
 
-criterion_group!(benches, textparse::textparse, tsdb::benches, promql_parser::parse);
+criterion_group!(
+    benches,
+    textparse::textparse,
+    tsdb::benches,
+    promql_parser::parse
+);
 criterion_main!(benches);

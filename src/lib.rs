@@ -12,13 +12,13 @@
 //! assert_eq!(labels.get("job"), Some("ray"));
 //! ```
 
-pub mod model;
 pub mod config;
 pub mod discovery;
-pub mod textparse;
+pub mod launcher;
+pub mod model;
+pub mod promql;
 pub mod scrape;
 pub mod storage;
+pub mod textparse;
 pub mod tsdb;
-pub mod promql;
 pub mod web;
-pub mod launcher;

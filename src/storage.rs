@@ -49,8 +49,13 @@ pub trait Appendable: Send + Sync {
 pub trait Appender: Send {
     /// Appends a sample. `hint` is the reference an earlier append returned for
     /// the same labels, or 0. Returns the reference for next time.
-    fn append(&mut self, hint: SeriesRef, labels: &Labels, t: i64, v: f64)
-        -> Result<SeriesRef, Error>;
+    fn append(
+        &mut self,
+        hint: SeriesRef,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+    ) -> Result<SeriesRef, Error>;
     fn commit(self: Box<Self>) -> Result<(), Error>;
     fn rollback(self: Box<Self>);
 }
