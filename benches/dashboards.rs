@@ -189,7 +189,7 @@ fn main() {
     }
     let wall = total.elapsed();
     all.sort();
-    per_query.sort_by(|a, b| b.0.cmp(&a.0));
+    per_query.sort_by_key(|q| std::cmp::Reverse(q.0));
     println!("slowest queries (p50, p99, series, query):");
     for (p50, p99, n, q) in per_query.iter().take(if full { 15 } else { 5 }) {
         println!(
