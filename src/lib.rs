@@ -18,6 +18,7 @@ pub mod launcher;
 pub mod model;
 pub mod promql;
 pub mod scrape;
+pub mod selfmetrics;
 pub mod storage;
 pub mod textparse;
 pub mod tsdb;
