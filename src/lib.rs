@@ -12,6 +12,7 @@
 //! assert_eq!(labels.get("job"), Some("ray"));
 //! ```
 
+pub mod backfill;
 pub mod config;
 pub mod discovery;
 pub mod launcher;

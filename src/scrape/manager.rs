@@ -260,6 +260,17 @@ pub struct ScrapeStatus {
     pools: Arc<Mutex<BTreeMap<String, PoolStatus>>>,
 }
 
+impl ScrapeStatus {
+    /// Active targets per scrape job, including jobs with none.
+    pub fn pool_target_counts(&self) -> BTreeMap<String, u64> {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools
+            .iter()
+            .map(|(job, p)| (job.clone(), p.active.len() as u64))
+            .collect()
+    }
+}
+
 impl TargetsSource for ScrapeStatus {
     fn active_targets(&self) -> Vec<ActiveTarget> {
         let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
