@@ -296,7 +296,7 @@ impl Run<'_, '_> {
         match app.append(*r, labels, t, s.value) {
             Ok(nr) => *r = nr,
             Err(e) => {
-                let series = format!("{labels:?}");
+                let series = labels.to_string();
                 return Err(match e {
                     storage::Error::OutOfOrderSample => LineError::OutOfOrder(series, t),
                     storage::Error::DuplicateSampleForTimestamp => LineError::Duplicate(series, t),

@@ -6,6 +6,7 @@
 mod support;
 
 mod config;
+mod ops;
 mod ray;
 mod scrape;
 mod scrape_targets;
