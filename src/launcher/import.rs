@@ -99,7 +99,10 @@ async fn send(
                 reqwest::header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
-            .body(piece.clone())
+            .body(std::mem::replace(
+                &mut piece,
+                Vec::with_capacity(PIECE_BYTES + 4096),
+            ))
             .send()
             .await
             .with_context(|| format!("cannot reach {url}"))?;
