@@ -22,6 +22,7 @@ mod federate;
 mod import_export;
 mod json;
 pub mod params;
+pub mod promql_engine;
 pub mod selector;
 mod targets;
 

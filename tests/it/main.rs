@@ -7,9 +7,14 @@ mod support;
 
 mod config;
 mod ops;
+mod promql_golden;
+mod promql_latest;
+mod promql_parser;
+mod promql_tests;
 mod ray;
 mod scrape;
 mod scrape_targets;
+mod serve;
 mod textparse;
 mod tsdb;
 mod web;
