@@ -19,6 +19,7 @@
 mod api;
 mod envelope;
 mod federate;
+mod import_export;
 mod json;
 pub mod params;
 pub mod promql_engine;
@@ -36,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{Labels, Sample};
 use crate::scrape::status::TargetsSource;
-use crate::storage::Queryable;
+use crate::storage::{Appendable, Queryable};
 
 pub use api::router;
 pub use api::v1::{encode_query_value, tsdb_status};
@@ -181,6 +182,8 @@ pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Arc<dyn Queryable>,
+    /// Where `POST /api/v1/import` writes; `None` answers it with an error.
+    pub appendable: Option<Arc<dyn Appendable>>,
     pub targets: Arc<dyn TargetsSource>,
     /// `None` until the PromQL engine is wired in; queries then fail.
     pub engine: Option<Arc<dyn QueryEngine>>,
@@ -223,6 +226,7 @@ impl AppState {
         let now = SystemTime::now();
         AppState {
             storage,
+            appendable: None,
             targets,
             engine: None,
             config_yaml: Arc::new(RwLock::new(String::new())),

@@ -6,6 +6,7 @@
 mod support;
 
 mod config;
+mod ops;
 mod promql_golden;
 mod promql_latest;
 mod promql_parser;
