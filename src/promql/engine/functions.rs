@@ -72,20 +72,7 @@ pub(super) fn call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
                     present[((p.t - ev.start) / ev.interval) as usize] = true;
                 }
             }
-            let points: Vec<Sample> = present
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| !**p)
-                .map(|(i, _)| Sample {
-                    t: ev.ts(i),
-                    v: 1.0,
-                })
-                .collect();
-            Ok(Val::Vector(if points.is_empty() {
-                vec![]
-            } else {
-                vec![StepSeries { labels, points }]
-            }))
+            Ok(absent_result(ev, &present, labels))
         }
         "sort" | "sort_desc" => {
             let mut m = ev.eval_vector(&c.args[0])?;
@@ -519,6 +506,25 @@ fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
     start + (end - start) * (rank / count)
 }
 
+/// `absent` and `absent_over_time`: 1 at every step where the input had
+/// nothing.
+fn absent_result(ev: &Evaluator<'_>, present: &[bool], labels: Labels) -> Val {
+    let points: Vec<Sample> = present
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !**p)
+        .map(|(i, _)| Sample {
+            t: ev.ts(i),
+            v: 1.0,
+        })
+        .collect();
+    Val::Vector(if points.is_empty() {
+        vec![]
+    } else {
+        vec![StepSeries { labels, points }]
+    })
+}
+
 /// Labels `absent()` gives its result: the selector's equality matchers.
 fn absent_labels(e: &Expr) -> Labels {
     let matchers: &[Matcher] = match e {
@@ -647,20 +653,7 @@ fn range_function(ev: &mut Evaluator<'_>, c: &Call, idx: usize) -> Result<Val, E
             RangeArg::Selector(ms) => absent_labels(&Expr::MatrixSelector((*ms).clone())),
             RangeArg::Subquery(_) => Labels::new(),
         };
-        let points: Vec<Sample> = present
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| !**p)
-            .map(|(i, _)| Sample {
-                t: ev.ts(i),
-                v: 1.0,
-            })
-            .collect();
-        return Ok(Val::Vector(if points.is_empty() {
-            vec![]
-        } else {
-            vec![StepSeries { labels, points }]
-        }));
+        return Ok(absent_result(ev, &present, labels));
     }
     let mut seen = std::collections::HashSet::with_capacity(out.len());
     for s in &out {
