@@ -1,12 +1,14 @@
 //! Entry point of the binary: command-line flags, the runtime, and the
 //! processes and tasks raymon runs (`serve` today; Ray and Grafana children
-//! with `up`). The only module that uses `anyhow`.
+//! with `up`), and the client commands (`import`). The only module that uses
+//! `anyhow`.
 
 mod cli;
+mod import;
 mod jobs;
 mod serve;
 
-pub use cli::{Cli, Command, ServeArgs};
+pub use cli::{Cli, Command, ImportArgs, ServeArgs};
 pub use jobs::jobs_from_config;
 pub use serve::serve;
 
@@ -20,6 +22,7 @@ pub fn run() -> anyhow::Result<()> {
             what: cli::CheckWhat::Config { files },
         })) => check_config(&files),
         Some(Command::Serve(args)) => run_serve(*args),
+        Some(Command::Import(args)) => import::run(&args),
         None => run_serve(cli.serve),
     }
 }

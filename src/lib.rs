@@ -12,6 +12,7 @@
 //! assert_eq!(labels.get("job"), Some("ray"));
 //! ```
 
+pub mod backfill;
 pub mod config;
 pub mod discovery;
 pub mod launcher;
@@ -19,6 +20,7 @@ pub mod model;
 pub mod promql;
 pub mod remote;
 pub mod scrape;
+pub mod selfmetrics;
 pub mod storage;
 pub mod textparse;
 pub mod tsdb;

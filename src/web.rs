@@ -19,6 +19,7 @@
 mod api;
 mod envelope;
 mod federate;
+mod import_export;
 mod json;
 pub mod params;
 pub mod promql_engine;
@@ -185,6 +186,8 @@ pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Arc<dyn Queryable>,
+    /// Where `POST /api/v1/import` writes; `None` answers it with an error.
+    pub appendable: Option<Arc<dyn Appendable>>,
     pub targets: Arc<dyn TargetsSource>,
     /// `None` until the PromQL engine is wired in; queries then fail.
     pub engine: Option<Arc<dyn QueryEngine>>,
@@ -230,6 +233,7 @@ impl AppState {
         let now = SystemTime::now();
         AppState {
             storage,
+            appendable: None,
             targets,
             engine: None,
             remote_write: None,

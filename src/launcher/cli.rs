@@ -27,6 +27,21 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Check files, like promtool.
     Check(CheckArgs),
+    /// Backfill OpenMetrics text with timestamps (as `promtool tsdb
+    /// create-blocks-from openmetrics` takes it) into a running raymon.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The running raymon to send samples to.
+    // FIXME: `--storage.tsdb.path DIR` for an offline import comes with the
+    // durable store; until then samples live in the server's memory.
+    #[arg(long, default_value = "http://127.0.0.1:9090")]
+    pub url: String,
+    /// OpenMetrics text ending in `# EOF`, every sample with a timestamp;
+    /// `-` reads standard input.
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

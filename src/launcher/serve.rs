@@ -15,6 +15,8 @@ use crate::config;
 use crate::discovery;
 use crate::promql::engine::{Engine, EngineOptions};
 use crate::scrape;
+use crate::selfmetrics::{self, Gathered, HeadGauges, counting::CountingAppendable};
+use crate::storage::Appendable;
 use crate::tsdb::{Head, HeadOptions};
 use crate::web;
 
@@ -48,19 +50,26 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         ..Default::default()
     };
     let head = Arc::new(Head::new(HeadOptions::default()));
+    let metrics = selfmetrics::Metrics::new();
+    // Every write (scrapes, imports, remote write) goes through the counting wrapper.
+    let store: Arc<dyn Appendable> =
+        Arc::new(CountingAppendable::new(head.clone(), metrics.tsdb.clone()));
     let (mut discovery, targets_rx) = discovery::Manager::new();
-    discovery.apply(jobs_from_config(&cfg)?);
+    discovery.apply(discovery_jobs(&cfg, &metrics)?);
 
     let seed = offset_seed(&args);
-    let mut scraper = scrape::Manager::new(head.clone(), seed)?;
+    let mut scraper = scrape::Manager::new(store.clone(), seed)?;
+    scraper.set_metrics(metrics.scrape.clone());
     scraper.apply_configs(cfg.scrape_configs.clone());
     let scrape_status = scraper.status();
     let (cmd_tx, cmd_rx) = mpsc::channel(4);
     let scrape_cancel = cancel.child_token();
+    let discovered_rx = targets_rx.clone();
     let scrape_task = tokio::spawn(scraper.run(targets_rx, cmd_rx, scrape_cancel.clone()));
     let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(4);
 
-    let mut state = web::AppState::new(head.clone(), Arc::new(scrape_status));
+    let mut state = web::AppState::new(head.clone(), Arc::new(scrape_status.clone()));
+    state.appendable = Some(store.clone());
     *state.config_yaml.write().unwrap_or_else(|e| e.into_inner()) = cfg.original_yaml.clone();
     if args.enable_lifecycle {
         state.reload = Some(reload_tx.clone());
@@ -90,10 +99,17 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     state.request_timeout =
         config::parse_duration(&args.read_timeout).context("invalid --web.read-timeout")?;
     if args.enable_remote_write_receiver {
-        state.remote_write = Some(head.clone());
+        state.remote_write = Some(store.clone());
     }
     let config_yaml = state.config_yaml.clone();
     let config_status = state.config_status.clone();
+    state.self_metrics = Some(self_metrics(
+        &state,
+        metrics.clone(),
+        head.clone(),
+        scrape_status,
+        discovered_rx,
+    ));
     state
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -101,6 +117,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     // Reloads come from SIGHUP and from the API; both re-read the file.
     let config_path = args.config_file.clone();
     let reload_cancel = cancel.clone();
+    let reload_metrics = metrics.clone();
     tokio::spawn(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
@@ -110,7 +127,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
                 _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => None,
             };
             let result = match config::load_file(&config_path) {
-                Ok(cfg) => match jobs_from_config(&cfg) {
+                Ok(cfg) => match discovery_jobs(&cfg, &reload_metrics) {
                     Ok(jobs) => {
                         discovery.apply(jobs);
                         let _ = cmd_tx
@@ -160,6 +177,59 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let _ = scrape_task.await;
     info!("scraping stopped; storage flushed");
     Ok(())
+}
+
+/// The config's discovery jobs, counting file read errors into `metrics`.
+fn discovery_jobs(
+    cfg: &config::Config,
+    metrics: &selfmetrics::Metrics,
+) -> Result<Vec<discovery::JobDiscovery>, discovery::Error> {
+    let mut jobs = jobs_from_config(cfg)?;
+    for sd in jobs.iter_mut().flat_map(|j| j.file_sd.iter_mut()) {
+        sd.set_metrics(metrics.sd.clone());
+    }
+    Ok(jobs)
+}
+
+/// `/metrics`: the counters plus what the head, scraper, discovery and web
+/// state know at the moment of the request.
+fn self_metrics(
+    state: &web::AppState,
+    metrics: selfmetrics::Metrics,
+    head: Arc<Head>,
+    scrape_status: scrape::ScrapeStatus,
+    targets: tokio::sync::watch::Receiver<discovery::Targets>,
+) -> web::SelfMetrics {
+    let config_status = state.config_status.clone();
+    let ready = state.ready.clone();
+    let version = state.build_info.version.clone();
+    let revision = state.build_info.revision.clone();
+    Arc::new(move || {
+        let stats = head.stats();
+        let discovered = targets
+            .borrow()
+            .iter()
+            .map(|(job, groups)| {
+                let n: usize = groups.iter().map(|g| g.targets.len()).sum();
+                (job.clone(), n as u64)
+            })
+            .collect();
+        let cs = *config_status.read().unwrap_or_else(|e| e.into_inner());
+        metrics.render(&Gathered {
+            head: HeadGauges {
+                series: stats.num_series as u64,
+                chunks: stats.num_chunks as u64,
+                time_bounds: head.time_bounds(),
+            },
+            pool_targets: scrape_status.pool_target_counts(),
+            discovered_targets: discovered,
+            config_reload_success: cs.success,
+            config_reload_time: cs.last_time,
+            ready: ready.load(std::sync::atomic::Ordering::Acquire),
+            version: version.clone(),
+            revision: revision.clone(),
+        })
+    })
 }
 
 fn offset_seed(args: &ServeArgs) -> u64 {

@@ -579,9 +579,13 @@ fn points_from(ev: &Evaluator<'_>, v: &[f64]) -> Vec<Sample> {
 
 /// Collects per-step output samples into series, keyed by label set, in the
 /// order series first appear (Prometheus's instant results keep it).
+///
+/// Callers that know which output series a sample belongs to across steps
+/// resolve its index once with [`Collector::index_of`] and push by index, so
+/// label sets are hashed once per series rather than once per step.
 pub(crate) struct Collector {
     index: HashMap<Labels, usize>,
-    pub series: Vec<StepSeries>,
+    series: Vec<StepSeries>,
 }
 
 impl Collector {
@@ -592,27 +596,61 @@ impl Collector {
         }
     }
 
-    pub fn push(&mut self, labels: Labels, t: i64, v: f64) -> Result<(), Error> {
-        match self.index.get(&labels) {
-            Some(&i) => {
-                let s = &mut self.series[i];
-                if s.points.last().is_some_and(|p| p.t == t) {
-                    return Err(Error::Execution(
-                        "vector cannot contain metrics with the same labelset".into(),
-                    ));
-                }
-                s.points.push(Sample { t, v });
-            }
-            None => {
-                self.index.insert(labels.clone(), self.series.len());
-                self.series.push(StepSeries {
-                    labels,
-                    points: vec![Sample { t, v }],
-                });
-            }
+    /// The index of the output series with `labels`, created if new.
+    pub fn index_of(&mut self, labels: &Labels) -> usize {
+        if let Some(&i) = self.index.get(labels) {
+            return i;
         }
+        self.index.insert(labels.clone(), self.series.len());
+        self.series.push(StepSeries {
+            labels: labels.clone(),
+            points: Vec::new(),
+        });
+        self.series.len() - 1
+    }
+
+    pub fn push_at(&mut self, i: usize, t: i64, v: f64) -> Result<(), Error> {
+        let s = &mut self.series[i];
+        if s.points.last().is_some_and(|p| p.t == t) {
+            return Err(Error::Execution(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
+        }
+        s.points.push(Sample { t, v });
         Ok(())
     }
+
+    pub fn push(&mut self, labels: Labels, t: i64, v: f64) -> Result<(), Error> {
+        let i = self.index_of(&labels);
+        self.push_at(i, t, v)
+    }
+
+    /// The collected series that received at least one sample.
+    pub fn finish(self) -> Vec<StepSeries> {
+        self.series
+            .into_iter()
+            .filter(|s| !s.points.is_empty())
+            .collect()
+    }
+}
+
+/// Gives each distinct label set an id; returns the id of every input and
+/// the distinct sets, in order of first appearance.
+pub(crate) fn intern(keys: impl IntoIterator<Item = Labels>) -> (Vec<usize>, Vec<Labels>) {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut uniques = Vec::new();
+    let ids = keys
+        .into_iter()
+        .map(|k| match index.get(&k) {
+            Some(&i) => i,
+            None => {
+                index.insert(k.clone(), uniques.len());
+                uniques.push(k);
+                uniques.len() - 1
+            }
+        })
+        .collect();
+    (ids, uniques)
 }
 
 fn check_unique_labelsets(m: &[StepSeries]) -> Result<(), Error> {

@@ -7,6 +7,7 @@ mod support;
 
 mod config;
 mod grafana;
+mod ops;
 mod prom_diff;
 mod promql_golden;
 mod promql_latest;

@@ -49,6 +49,11 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/status/flags", get(status_flags))
         .route("/status/tsdb", get(status_tsdb))
         .route("/admin/tsdb/{op}", post(admin_disabled).put(admin_disabled))
+        .route("/import", post(crate::web::import_export::import))
+        .route(
+            "/export",
+            get(crate::web::import_export::export).post(crate::web::import_export::export),
+        )
         .route_layer(middleware::from_fn_with_state(state, super::require_ready))
         .route("/status/walreplay", get(status_walreplay))
         .route("/write", post(crate::web::remote_write::handler))
