@@ -341,9 +341,10 @@ fn label_replace(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
     let repl = string_arg(ev, &c.args[2])?;
     let src = string_arg(ev, &c.args[3])?;
     let re_src = string_arg(ev, &c.args[4])?;
-    let re = crate::model::anchored(&re_src).map_err(|e| {
+    // Prometheus 2.42 names the expression but not the compiler's complaint.
+    let re = crate::model::anchored(&re_src).map_err(|_| {
         Error::Execution(format!(
-            "invalid regular expression in label_replace(): {re_src}: {e}"
+            "invalid regular expression in label_replace(): {re_src}"
         ))
     })?;
     if !crate::config::is_valid_label_name(&dst) {
