@@ -593,7 +593,54 @@ fn issue_4_prometheus_2_42_promql_test_scripts_pass() {
         566,
         "every eval statement must be run"
     );
+    // Every eval that calls no function of the evaluation time (outside
+    // subqueries) runs 5 pinned variants, or 3 when evaluated at 0.
+    assert_eq!(variants, 2519, "every @ variant must be run");
     assert!(failed.is_empty(), "{} of 566 evals failed", failed.len());
+}
+
+/// The `@` rewrite pins what upstream pins and nothing inside subqueries,
+/// and gives up on expressions that call a function of the evaluation time.
+#[test]
+fn at_variants_pin_selectors_like_upstream() {
+    let cases = [
+        (
+            "sum(rate(x[5m])) + y offset 1m",
+            Some("sum(rate(x[5m] @ 3600)) + y @ 3600 offset 1m"),
+        ),
+        (
+            "max_over_time(rate(x[1m])[10m:1m]) / z @ 100",
+            Some("max_over_time(rate(x[1m])[10m:1m] @ 3600) / z @ 100"),
+        ),
+        (
+            "sum_over_time(x[1m:] @ 50) - x @ start() + y @ end()",
+            Some("sum_over_time(x[1m:] @ 50) - x @ 3600 + y @ 3600"),
+        ),
+        // A function of the evaluation time inside a subquery is not looked at.
+        (
+            "sum_over_time(timestamp(x)[5m:1m])",
+            Some("sum_over_time(timestamp(x)[5m:1m] @ 3600)"),
+        ),
+        ("time() - x", None),
+        ("-hour(x)", None),
+        ("vector(1) + predict_linear(x[5m], 60)", None),
+    ];
+    for (query, want) in cases {
+        let mut got = parse_expr(query).unwrap();
+        let safe = pin_at(&mut got, 3_600_000);
+        match want {
+            Some(w) => {
+                assert!(safe, "{query}");
+                assert_eq!(got, parse_expr(w).unwrap(), "{query} pinned to {got}");
+            }
+            None => assert!(!safe, "{query}"),
+        }
+    }
+    assert_eq!(variant_times(0), [-1000, 0, 1000]);
+    assert_eq!(
+        variant_times(50_000),
+        [-500_000, 0, 10_000, 50_000, 500_000]
+    );
 }
 
 /// `RAYMON_PROMQL_SCRIPT=path cargo test --test it promql_tests::one_script`
@@ -609,6 +656,7 @@ fn one_script() {
             std::fs::write(&p, "load 5m\n  a{x=\"1\"} 0+1.5x4 _ stale\n\neval instant at 10m a\n  a{x=\"1\"} 3\n\neval instant at 30m a\n\neval instant at 10m scalar(a)\n  3\n").unwrap();
             let o = run_file(&p);
             assert_eq!((o.passed, o.failed.len()), (3, 0), "{:?}", o.failed);
+            assert_eq!(o.variants, 15);
             return;
         }
     };
