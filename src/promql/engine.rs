@@ -427,9 +427,23 @@ impl<'a> Evaluator<'a> {
             let mut cursor = 0usize;
             for step in 0..steps {
                 let ts = self.ts(step);
-                let refr = self.ref_time(ts, at, vs.offset);
+                let (refr, oldest) = match (times, at) {
+                    // Prometheus 2.42 evaluates `timestamp(x @ T offset o)`
+                    // with the selector's offset replaced by the distance to
+                    // `T` at every step, so it looks up at `T` itself; the
+                    // offset only moves the window storage is asked for,
+                    // `[T - o - lookback, T - o]`.
+                    (true, Some(t)) => {
+                        let cap = t - vs.offset;
+                        (t.min(cap), t.max(cap) - lookback)
+                    }
+                    _ => {
+                        let refr = self.ref_time(ts, at, vs.offset);
+                        (refr, refr - lookback)
+                    }
+                };
                 if let Some(p) = latest_at(&s.samples, &mut cursor, refr)
-                    && p.t >= refr - lookback
+                    && p.t >= oldest
                     && !is_stale_nan(p.v)
                 {
                     let v = if times { p.t as f64 / 1000.0 } else { p.v };
@@ -919,10 +933,25 @@ mod tests {
             range(&h, "timestamp(a @ 55)", 0, 400_000, 200_000),
             series(l, &[(0, 50.0), (200_000, 50.0), (400_000, 50.0)])
         );
-        // Reference time 55s - 10s = 45s: the sample at 40s.
+        // With both `@` and an offset, Prometheus 2.42 looks up at the `@`
+        // time within the window storage was asked for, `[T - o - 5m, T - o]`,
+        // and keeps the lookback from `T`. Here the latest sample at or
+        // before 45s is the one at 40s.
         assert_eq!(
             instant(&h, "timestamp(a @ 55 offset 10s)", 0),
             series(l, &[(0, 40.0)])
+        );
+        // A negative offset does not move the lookup past 55s.
+        assert_eq!(
+            range(&h, "timestamp(a @ 55 offset -20s)", 0, 60_000, 60_000),
+            series(l, &[(0, 50.0), (60_000, 50.0)])
+        );
+        // The latest sample at or before 95s (90s) is older than 395s - 5m.
+        assert_eq!(instant(&h, "timestamp(a @ 395 offset 5m)", 0), Vec::new());
+        // The latest at or before 100s is exactly 400s - 5m old: still in.
+        assert_eq!(
+            instant(&h, "timestamp(a @ 400 offset 5m)", 0),
+            series(l, &[(0, 100.0)])
         );
         // Reference time 30s + 15s = 45s.
         assert_eq!(
