@@ -427,9 +427,23 @@ impl<'a> Evaluator<'a> {
             let mut cursor = 0usize;
             for step in 0..steps {
                 let ts = self.ts(step);
-                let refr = self.ref_time(ts, at, vs.offset);
+                let (refr, oldest) = match (times, at) {
+                    // Prometheus 2.42 evaluates `timestamp(x @ T offset o)`
+                    // with the selector's offset replaced by the distance to
+                    // `T` at every step, so it looks up at `T` itself; the
+                    // offset only moves the window storage is asked for,
+                    // `[T - o - lookback, T - o]`.
+                    (true, Some(t)) => {
+                        let cap = t - vs.offset;
+                        (t.min(cap), t.max(cap) - lookback)
+                    }
+                    _ => {
+                        let refr = self.ref_time(ts, at, vs.offset);
+                        (refr, refr - lookback)
+                    }
+                };
                 if let Some(p) = latest_at(&s.samples, &mut cursor, refr)
-                    && p.t >= refr - lookback
+                    && p.t >= oldest
                     && !is_stale_nan(p.v)
                 {
                     let v = if times { p.t as f64 / 1000.0 } else { p.v };
@@ -756,6 +770,199 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector"
+        );
+    }
+
+    /// `a{x="1"}` with value `k` at `k * 10s` for `k` in `0..=10`.
+    fn ten_second_head() -> Head {
+        let h = Head::new(HeadOptions::default());
+        let mut app = h.appender();
+        let l = Labels::from_pairs([("__name__", "a"), ("x", "1")]);
+        for k in 0..=10 {
+            app.append(0, &l, k * 10_000, k as f64).unwrap();
+        }
+        app.commit().unwrap();
+        h
+    }
+
+    /// Each result series as its labels and `(t, v)` points.
+    fn points(v: Value) -> Vec<(String, Vec<(i64, f64)>)> {
+        match v {
+            Value::Matrix(m) => m
+                .into_iter()
+                .map(|s| {
+                    let pts = s.samples.iter().map(|p| (p.t, p.v)).collect();
+                    (s.labels.to_string(), pts)
+                })
+                .collect(),
+            Value::Vector(vec) => vec
+                .into_iter()
+                .map(|s| (s.labels.to_string(), vec![(s.t, s.v)]))
+                .collect(),
+            Value::Scalar { t, v } => vec![(String::new(), vec![(t, v)])],
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn range(h: &Head, q: &str, start: i64, end: i64, step: i64) -> Vec<(String, Vec<(i64, f64)>)> {
+        let e = Engine::default();
+        points(
+            e.range(h, &parse_expr(q).unwrap(), start, end, step)
+                .unwrap(),
+        )
+    }
+
+    fn instant(h: &Head, q: &str, t: i64) -> Vec<(String, Vec<(i64, f64)>)> {
+        let e = Engine::default();
+        points(e.instant(h, &parse_expr(q).unwrap(), t).unwrap())
+    }
+
+    fn series(labels: &str, pts: &[(i64, f64)]) -> Vec<(String, Vec<(i64, f64)>)> {
+        vec![(labels.to_string(), pts.to_vec())]
+    }
+
+    #[test]
+    fn at_start_and_end_pin_to_the_range_query_bounds() {
+        let h = ten_second_head();
+        let a = r#"a{x="1"}"#;
+        // The query runs 30s..90s; `start()` is 30s (value 3) and `end()`
+        // 90s (value 9) at every step, stamped with the step's own time.
+        assert_eq!(
+            range(&h, "a @ start()", 30_000, 90_000, 30_000),
+            series(a, &[(30_000, 3.0), (60_000, 3.0), (90_000, 3.0)])
+        );
+        assert_eq!(
+            range(&h, "a @ end()", 30_000, 90_000, 30_000),
+            series(a, &[(30_000, 9.0), (60_000, 9.0), (90_000, 9.0)])
+        );
+        // The window [10s, 30s] holds 1, 2 and 3.
+        assert_eq!(
+            range(
+                &h,
+                "sum_over_time(a[20s] @ start())",
+                30_000,
+                90_000,
+                30_000
+            ),
+            series(r#"{x="1"}"#, &[(30_000, 6.0), (60_000, 6.0), (90_000, 6.0)])
+        );
+        // Inside a subquery, `end()` still means the outer query's end: the
+        // window [70s, 90s] holds 7, 8 and 9.
+        assert_eq!(
+            range(
+                &h,
+                "max_over_time(sum_over_time(a[20s] @ end())[30s:10s])",
+                30_000,
+                90_000,
+                30_000
+            ),
+            series(
+                r#"{x="1"}"#,
+                &[(30_000, 24.0), (60_000, 24.0), (90_000, 24.0)]
+            )
+        );
+    }
+
+    #[test]
+    fn subquery_with_at_is_evaluated_at_the_pinned_time() {
+        let h = ten_second_head();
+        let l = r#"{x="1"}"#;
+        // Inner steps 20s, 30s, 40s and 50s (both window ends included).
+        assert_eq!(
+            instant(&h, "sum_over_time(a[30s:10s] @ 50)", 1_000_000),
+            series(l, &[(1_000_000, 14.0)])
+        );
+        assert_eq!(
+            range(&h, "sum_over_time(a[30s:10s] @ 50)", 0, 600_000, 300_000),
+            series(l, &[(0, 14.0), (300_000, 14.0), (600_000, 14.0)])
+        );
+        // The offset applies after `@`: the window is [0s, 30s], 0+1+2+3.
+        assert_eq!(
+            instant(&h, "sum_over_time(a[30s:10s] @ 50 offset 20s)", 5_000),
+            series(l, &[(5_000, 6.0)])
+        );
+        // Inner steps are aligned to multiples of 15s inside [20s, 50s]:
+        // 30s (value 3) and 45s (latest sample 40s, value 4).
+        assert_eq!(
+            range(&h, "sum_over_time(a[30s:15s] @ 50)", 0, 60_000, 60_000),
+            series(l, &[(0, 7.0), (60_000, 7.0)])
+        );
+        // A selector's own `@` wins over the subquery's steps: 10 steps of 5.
+        assert_eq!(
+            instant(&h, "sum_over_time((a @ 55)[90s:10s] @ 100)", 0),
+            series(r#"{x="1"}"#, &[(0, 50.0)])
+        );
+    }
+
+    #[test]
+    fn negative_offsets_look_ahead() {
+        let h = ten_second_head();
+        let a = r#"a{x="1"}"#;
+        assert_eq!(
+            instant(&h, "a offset -20s", 30_000),
+            series(a, &[(30_000, 5.0)])
+        );
+        // At 60s the reference time 120s is past the last sample (100s,
+        // value 10), which is still within the lookback.
+        assert_eq!(
+            range(&h, "a offset -1m", 0, 60_000, 30_000),
+            series(a, &[(0, 6.0), (30_000, 9.0), (60_000, 10.0)])
+        );
+        // The window [30s, 50s] holds 3, 4 and 5.
+        assert_eq!(
+            instant(&h, "sum_over_time(a[20s] offset -20s)", 30_000),
+            series(r#"{x="1"}"#, &[(30_000, 12.0)])
+        );
+        // `@` first, then the negative offset: reference time 40s.
+        assert_eq!(
+            range(&h, "a @ 10 offset -30s", 0, 100_000, 100_000),
+            series(a, &[(0, 4.0), (100_000, 4.0)])
+        );
+    }
+
+    #[test]
+    fn timestamp_of_a_pinned_selector_is_the_sample_time() {
+        let h = ten_second_head();
+        let l = r#"{x="1"}"#;
+        // The latest sample at or before 55s is the one at 50s.
+        assert_eq!(
+            instant(&h, "timestamp(a @ 55)", 600_000),
+            series(l, &[(600_000, 50.0)])
+        );
+        assert_eq!(
+            range(&h, "timestamp(a @ 55)", 0, 400_000, 200_000),
+            series(l, &[(0, 50.0), (200_000, 50.0), (400_000, 50.0)])
+        );
+        // With both `@` and an offset, Prometheus 2.42 looks up at the `@`
+        // time within the window storage was asked for, `[T - o - 5m, T - o]`,
+        // and keeps the lookback from `T`. Here the latest sample at or
+        // before 45s is the one at 40s.
+        assert_eq!(
+            instant(&h, "timestamp(a @ 55 offset 10s)", 0),
+            series(l, &[(0, 40.0)])
+        );
+        // A negative offset does not move the lookup past 55s.
+        assert_eq!(
+            range(&h, "timestamp(a @ 55 offset -20s)", 0, 60_000, 60_000),
+            series(l, &[(0, 50.0), (60_000, 50.0)])
+        );
+        // The latest sample at or before 95s (90s) is older than 395s - 5m.
+        assert_eq!(instant(&h, "timestamp(a @ 395 offset 5m)", 0), Vec::new());
+        // The latest at or before 100s is exactly 400s - 5m old: still in.
+        assert_eq!(
+            instant(&h, "timestamp(a @ 400 offset 5m)", 0),
+            series(l, &[(0, 100.0)])
+        );
+        // Reference time 30s + 15s = 45s.
+        assert_eq!(
+            instant(&h, "timestamp(a offset -15s)", 30_000),
+            series(l, &[(30_000, 40.0)])
+        );
+        // The outer timestamp() sees the inner result stamped with the
+        // evaluation time, as in Prometheus.
+        assert_eq!(
+            instant(&h, "timestamp(timestamp(a @ 55))", 600_000),
+            series(l, &[(600_000, 600.0)])
         );
     }
 }
