@@ -1,0 +1,447 @@
+//! [`Supervisor`]: owns every child process of `raymon up` (each in its own
+//! process group, its output in a log file), tracks the processes they spawn,
+//! records them all in a state file for `raymon down`, and stops them:
+//! SIGTERM to the group, a grace period, then SIGKILL to whatever is left.
+//!
+//! Reads Linux's `/proc` to find descendants and to tell a live process
+//! from a reused PID. Knows nothing of Ray or Grafana beyond a name and an
+//! optional command-line marker per child.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+/// The state file's name under the data dir.
+pub const STATE_FILE: &str = "raymon-up.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot create log file {path}")]
+    Log {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {name} ({program})")]
+    Spawn {
+        name: String,
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write state file {path}")]
+    State {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A process, told apart from a later one with the same PID by its start
+/// time (clock ticks since boot, `/proc/<pid>/stat` field 22).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProcId {
+    pub pid: u32,
+    pub start: u64,
+}
+
+impl ProcId {
+    /// The process `pid` as it is now, if it exists.
+    pub fn of(pid: u32) -> Option<ProcId> {
+        stat(pid).map(|s| ProcId {
+            pid,
+            start: s.start,
+        })
+    }
+
+    /// Still running (not a zombie) and still the same process.
+    pub fn alive(&self) -> bool {
+        stat(self.pid).is_some_and(|s| s.start == self.start && s.state != 'Z')
+    }
+}
+
+/// What `raymon down` reads.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    /// The `raymon up` process itself.
+    pub up: Option<ProcId>,
+    /// Direct children by name, with their process groups.
+    pub children: Vec<(String, ProcId)>,
+    /// Every process known to belong to the stack, children included.
+    pub pids: Vec<ProcId>,
+}
+
+impl State {
+    pub fn read(data_dir: &Path) -> Option<State> {
+        let text = std::fs::read_to_string(data_dir.join(STATE_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+struct Managed {
+    name: String,
+    child: tokio::process::Child,
+    id: ProcId,
+    /// Processes whose command line holds this string belong to the child
+    /// even if they left its process tree (Ray's session dir, say).
+    marker: Option<String>,
+    known: BTreeSet<ProcId>,
+    exited: bool,
+}
+
+/// Owns the children. Dropping it SIGKILLs every group it still owns.
+pub struct Supervisor {
+    data_dir: PathBuf,
+    log_dir: PathBuf,
+    children: Vec<Managed>,
+}
+
+impl Supervisor {
+    pub fn new(data_dir: &Path) -> Supervisor {
+        Supervisor {
+            data_dir: data_dir.to_path_buf(),
+            log_dir: data_dir.join("logs"),
+            children: Vec::new(),
+        }
+    }
+
+    /// Where `name`'s output goes.
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.log_dir.join(format!("{name}.log"))
+    }
+
+    /// Starts `cmd` as `name` in a new process group, output to its log.
+    pub fn spawn(
+        &mut self,
+        name: &str,
+        mut cmd: tokio::process::Command,
+        marker: Option<String>,
+    ) -> Result<ProcId, Error> {
+        let log = self.log_path(name);
+        let open = || {
+            std::fs::create_dir_all(&self.log_dir)?;
+            std::fs::File::create(&log)
+        };
+        let out = open().map_err(|source| Error::Log {
+            path: log.clone(),
+            source,
+        })?;
+        let err = out.try_clone().map_err(|source| Error::Log {
+            path: log.clone(),
+            source,
+        })?;
+        let program = format!("{:?}", cmd.as_std().get_program());
+        cmd.stdout(out)
+            .stderr(err)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true);
+        let child = cmd.spawn().map_err(|source| Error::Spawn {
+            name: name.to_string(),
+            program,
+            source,
+        })?;
+        let pid = child.id().unwrap_or(0);
+        let id = ProcId::of(pid).unwrap_or(ProcId { pid, start: 0 });
+        info!(name, pid, log = %log.display(), "started");
+        let mut known = BTreeSet::new();
+        known.insert(id);
+        self.children.push(Managed {
+            name: name.to_string(),
+            child,
+            id,
+            marker,
+            known,
+            exited: false,
+        });
+        self.write_state()?;
+        Ok(id)
+    }
+
+    /// Sets the command-line marker of `name` (known once Ray picked its
+    /// session dir).
+    pub fn set_marker(&mut self, name: &str, marker: String) {
+        if let Some(m) = self.children.iter_mut().find(|m| m.name == name) {
+            m.marker = Some(marker);
+        }
+    }
+
+    /// The last `n` lines of `name`'s log.
+    pub fn log_tail(&self, name: &str, n: usize) -> String {
+        tail(&self.log_path(name), n)
+    }
+
+    /// The first child that exited since the last call, with its status.
+    pub fn exited_child(&mut self) -> Option<(String, String)> {
+        for m in &mut self.children {
+            if m.exited {
+                continue;
+            }
+            if let Ok(Some(status)) = m.child.try_wait() {
+                m.exited = true;
+                return Some((m.name.clone(), status.to_string()));
+            }
+        }
+        None
+    }
+
+    /// Re-reads `/proc` for the processes each child owns and records them.
+    pub fn refresh(&mut self) -> Result<(), Error> {
+        let table = ProcTable::read();
+        for m in &mut self.children {
+            if m.exited && m.known.iter().all(|p| !p.alive()) {
+                continue;
+            }
+            m.known
+                .extend(table.owned_by(m.id.pid, m.marker.as_deref()));
+            m.known.retain(|p| p.alive() || *p == m.id);
+        }
+        self.write_state()
+    }
+
+    /// Every process the children own, as last seen.
+    pub fn known_pids(&self) -> Vec<ProcId> {
+        self.children
+            .iter()
+            .flat_map(|m| m.known.iter().copied())
+            .collect()
+    }
+
+    fn write_state(&self) -> Result<(), Error> {
+        let state = State {
+            up: ProcId::of(std::process::id()),
+            children: self
+                .children
+                .iter()
+                .map(|m| (m.name.clone(), m.id))
+                .collect(),
+            pids: self.known_pids(),
+        };
+        let path = self.data_dir.join(STATE_FILE);
+        let tmp = self.data_dir.join(format!("{STATE_FILE}.tmp"));
+        let write = || {
+            std::fs::create_dir_all(&self.data_dir)?;
+            std::fs::write(&tmp, serde_json::to_vec_pretty(&state).unwrap_or_default())?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|source| Error::State { path, source })
+    }
+
+    /// Stops every child, the last started first.
+    pub async fn stop_all(&mut self, grace: Duration) {
+        let _ = self.refresh();
+        while let Some(mut m) = self.children.pop() {
+            stop_one(&mut m, grace).await;
+            let _ = self.write_state();
+        }
+        let _ = std::fs::remove_file(self.data_dir.join(STATE_FILE));
+    }
+
+    /// Stops the child called `name` (and everything it owns).
+    pub async fn stop(&mut self, name: &str, grace: Duration) {
+        let _ = self.refresh();
+        if let Some(i) = self.children.iter().position(|m| m.name == name) {
+            let mut m = self.children.remove(i);
+            stop_one(&mut m, grace).await;
+            let _ = self.write_state();
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        for m in &self.children {
+            signal_group(m.id.pid, "KILL");
+            for p in &m.known {
+                if p.alive() {
+                    signal(p.pid, "KILL");
+                }
+            }
+        }
+    }
+}
+
+async fn stop_one(m: &mut Managed, grace: Duration) {
+    let started = Instant::now();
+    // The freshest view of what the child owns, before its tree unravels.
+    let table = ProcTable::read();
+    m.known
+        .extend(table.owned_by(m.id.pid, m.marker.as_deref()));
+    info!(name = %m.name, processes = m.known.len(), "stopping");
+    signal_group(m.id.pid, "TERM");
+    let deadline = started + grace;
+    let _ = tokio::time::timeout(grace, m.child.wait()).await;
+    loop {
+        let left: Vec<ProcId> = m.known.iter().copied().filter(|p| p.alive()).collect();
+        if left.is_empty() {
+            info!(name = %m.name, elapsed = ?started.elapsed(), "stopped");
+            return;
+        }
+        if Instant::now() >= deadline {
+            warn!(name = %m.name, left = left.len(), "did not stop in time, killing");
+            signal_group(m.id.pid, "KILL");
+            for p in &left {
+                signal(p.pid, "KILL");
+            }
+            let _ = m.child.wait().await;
+            wait_gone(&left, Duration::from_secs(5)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls until none of `pids` is alive, or `timeout`.
+pub async fn wait_gone(pids: &[ProcId], timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if pids.iter().all(|p| !p.alive()) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `kill -s SIG -- -PGID`. A helper process rather than `libc::kill`, which
+/// would need `unsafe`.
+pub fn signal_group(pgid: u32, sig: &str) {
+    if pgid > 1 {
+        run_kill(sig, &format!("-{pgid}"));
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    if pid > 1 {
+        run_kill(sig, &pid.to_string());
+    }
+}
+
+fn run_kill(sig: &str, target: &str) {
+    let _ = std::process::Command::new("kill")
+        .args(["-s", sig, "--", target])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The last `n` lines of a file (empty if it cannot be read).
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+struct Stat {
+    state: char,
+    ppid: u32,
+    pgrp: u32,
+    start: u64,
+}
+
+fn stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after
+    // the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(Stat {
+        state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
+        pgrp: f.get(2)?.parse().ok()?,
+        start: f.get(19)?.parse().ok()?,
+    })
+}
+
+/// A snapshot of this user's processes.
+struct ProcTable {
+    procs: Vec<(ProcId, Stat)>,
+}
+
+impl ProcTable {
+    fn read() -> ProcTable {
+        let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+        let mut procs = Vec::new();
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for e in dir.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                    continue;
+                };
+                if uid.is_some() && e.metadata().map(|m| m.uid()).ok() != uid {
+                    continue;
+                }
+                if let Some(s) = stat(pid) {
+                    if s.state != 'Z' {
+                        procs.push((
+                            ProcId {
+                                pid,
+                                start: s.start,
+                            },
+                            s,
+                        ));
+                    }
+                }
+            }
+        }
+        ProcTable { procs }
+    }
+
+    /// The descendants of `root`, the members of its process group, and the
+    /// processes whose command line holds `marker`.
+    fn owned_by(&self, root: u32, marker: Option<&str>) -> Vec<ProcId> {
+        let mut owned: BTreeSet<u32> = BTreeSet::new();
+        owned.insert(root);
+        loop {
+            let before = owned.len();
+            for (id, s) in &self.procs {
+                if owned.contains(&s.ppid) || s.pgrp == root {
+                    owned.insert(id.pid);
+                }
+            }
+            if owned.len() == before {
+                break;
+            }
+        }
+        if let Some(marker) = marker.filter(|m| !m.is_empty()) {
+            for (id, _) in &self.procs {
+                if owned.contains(&id.pid) || id.pid == std::process::id() {
+                    continue;
+                }
+                let cmdline =
+                    std::fs::read(format!("/proc/{}/cmdline", id.pid)).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains(marker) {
+                    owned.insert(id.pid);
+                }
+            }
+        }
+        self.procs
+            .iter()
+            .filter(|(id, _)| owned.contains(&id.pid))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_alive_and_a_made_up_one_is_not() {
+        let me = ProcId::of(std::process::id()).unwrap();
+        assert!(me.alive());
+        let other = ProcId {
+            pid: me.pid,
+            start: me.start + 1,
+        };
+        assert!(!other.alive());
+    }
+}
