@@ -310,6 +310,9 @@ async fn run(
                 if cancel.is_cancelled() {
                     return Ok(());
                 }
+                if e.contains("last lines of") {
+                    anyhow::bail!("{e}");
+                }
                 anyhow::bail!(
                     "{e}\nlast lines of {}:\n{}",
                     sup.log_path("grafana").display(),

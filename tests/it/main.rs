@@ -9,3 +9,4 @@ mod ray;
 mod scrape;
 mod scrape_targets;
 mod tsdb;
+mod up;
