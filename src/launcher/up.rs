@@ -280,7 +280,14 @@ async fn run(
         )
         .await;
         if let Err(e) = waited {
-            return interrupted_or(cancel, e);
+            if e.contains("last lines of") || cancel.is_cancelled() {
+                return interrupted_or(cancel, e);
+            }
+            anyhow::bail!(
+                "{e}\nlast lines of {}:\n{}",
+                sup.log_path("ray").display(),
+                sup.log_tail("ray", 20)
+            );
         }
         if let Some(session) = ray::session_latest(plan.temp_dir) {
             sup.set_marker("ray", session.display().to_string());
