@@ -378,16 +378,14 @@ impl ProcTable {
                 if uid.is_some() && e.metadata().map(|m| m.uid()).ok() != uid {
                     continue;
                 }
-                if let Some(s) = stat(pid) {
-                    if s.state != 'Z' {
-                        procs.push((
-                            ProcId {
-                                pid,
-                                start: s.start,
-                            },
-                            s,
-                        ));
-                    }
+                if let Some(s) = stat(pid).filter(|s| s.state != 'Z') {
+                    procs.push((
+                        ProcId {
+                            pid,
+                            start: s.start,
+                        },
+                        s,
+                    ));
                 }
             }
         }

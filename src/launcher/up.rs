@@ -356,7 +356,7 @@ async fn run(
             anyhow::bail!("{reason}");
         }
         tick += 1;
-        if tick % 5 == 0 {
+        if tick.is_multiple_of(5) {
             if let Some(session) = follower.poll() {
                 eprintln!(
                     "raymon up: new Ray session {}; dashboards updated",

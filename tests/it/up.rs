@@ -229,10 +229,11 @@ fn ini_value(ini: &str, section: &str, key: &str) -> Option<String> {
         }
         if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             cur = s.to_string();
-        } else if let Some((k, v)) = line.split_once('=') {
-            if cur == section && k.trim() == key {
-                return Some(v.trim().to_string());
-            }
+        } else if let Some((k, v)) = line.split_once('=')
+            && cur == section
+            && k.trim() == key
+        {
+            return Some(v.trim().to_string());
         }
     }
     None
@@ -297,7 +298,10 @@ fn issue_6_provisioning_files_point_grafana_at_raymon() {
             "[{section}] {key} in\n{ini}"
         );
     }
-    assert!(!ini.contains("${RAYMON_"), "unfilled template value:\n{ini}");
+    assert!(
+        !ini.contains("${RAYMON_"),
+        "unfilled template value:\n{ini}"
+    );
     for d in ["data", "plugins", "logs", "dashboards"] {
         assert!(g.join(d).is_dir(), "{d}");
     }
@@ -810,14 +814,13 @@ struct Leftovers {
 
 impl Drop for Leftovers {
     fn drop(&mut self) {
-        if let Ok(s) = std::fs::read_to_string(self.data.join("raymon-up.json")) {
-            if let Ok(state) = serde_json::from_str::<raymon::launcher::supervisor::State>(&s) {
-                for p in state.pids.iter().filter(|p| p.alive()) {
-                    let _ = Command::new("kill")
-                        .args(["-KILL", &p.pid.to_string()])
-                        .status();
-                }
-            }
+        let state = std::fs::read_to_string(self.data.join("raymon-up.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str::<raymon::launcher::supervisor::State>(&s).ok());
+        for p in state.iter().flat_map(|s| &s.pids).filter(|p| p.alive()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &p.pid.to_string()])
+                .status();
         }
         let _ = Command::new("pkill")
             .args(["-KILL", "-f", &self.temp.display().to_string()])
