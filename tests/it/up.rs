@@ -969,3 +969,91 @@ fn issue_6_up_starts_real_ray_and_raymon_and_down_leaves_no_process() {
     let status = up.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "{status}: {}", up.stderr());
 }
+
+/// Targets raymon scrapes, as `instance` labels.
+fn target_instances(addr: &str) -> Result<Vec<String>, String> {
+    let r = support::get(addr, "/api/v1/targets").map_err(|e| e.to_string())?;
+    let v = r.json();
+    Ok(v["data"]["activeTargets"]
+        .as_array()
+        .ok_or("no activeTargets")?
+        .iter()
+        .map(|t| t["labels"]["instance"].as_str().unwrap_or("").to_string())
+        .collect())
+}
+
+/// A notebook that restarts Ray gets a new session: `up --attach` scrapes
+/// its targets and hands its dashboards to Grafana.
+#[test]
+fn issue_6_attach_follows_a_new_ray_session() {
+    let tmp = TempDir::new("upa");
+    let data = tmp.path().join("data");
+    let temp = tmp.path().join("ray");
+    let rport = support::free_port();
+    let addr = format!("127.0.0.1:{rport}");
+    // Ray's writer: the session's file, and the temp dir's link to it.
+    let session = |name: &str, target: &str, dashboard: &str| {
+        let s = temp.join(name);
+        let d = s.join("metrics/grafana/dashboards");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(dashboard), r#"{"panels":[]}"#).unwrap();
+        let sd = s.join("prom_metrics_service_discovery.json");
+        std::fs::write(
+            &sd,
+            format!(r#"[{{"labels": {{"job": "ray"}}, "targets": ["{target}"]}}]"#),
+        )
+        .unwrap();
+        for (link, to) in [
+            (temp.join("session_latest"), s.clone()),
+            (temp.join("prom_metrics_service_discovery.json"), sd),
+        ] {
+            let tmp_link = link.with_extension("new");
+            let _ = std::fs::remove_file(&tmp_link);
+            std::os::unix::fs::symlink(&to, &tmp_link).unwrap();
+            std::fs::rename(&tmp_link, &link).unwrap();
+        }
+    };
+    session("session_a", &addr, "a.json");
+    let mut up = Up::start(
+        &[
+            "--attach".into(),
+            "--grafana=none".into(),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", temp.display()),
+            format!("--web.listen-address={addr}"),
+        ],
+        &[],
+        tmp.path(),
+    );
+    up.wait_up(Duration::from_secs(60));
+    let dashboards = data.join("grafana/dashboards");
+    assert!(dashboards.join("a.json").is_file());
+    support::wait_for(Duration::from_secs(20), "session a's target", || {
+        let t = target_instances(&addr)?;
+        if t == [addr.clone()] {
+            Ok(())
+        } else {
+            Err(format!("{t:?}"))
+        }
+    });
+
+    let other = format!("127.0.0.1:{}", support::free_port());
+    session("session_b", &other, "b.json");
+    support::wait_for(Duration::from_secs(30), "session b's target", || {
+        let t = target_instances(&addr)?;
+        if t == [other.clone()] {
+            Ok(())
+        } else {
+            Err(format!("{t:?}"))
+        }
+    });
+    support::wait_for(Duration::from_secs(15), "session b's dashboards", || {
+        if dashboards.join("b.json").is_file() {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
+    });
+    assert!(down(&data).status.success());
+    assert!(up.wait_exit(Duration::from_secs(10)).success());
+}
