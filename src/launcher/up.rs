@@ -474,13 +474,23 @@ pub async fn down(args: DownArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     let mut pids: BTreeSet<ProcId> = state.pids.iter().copied().collect();
-    if let Some(up) = state.up {
-        pids.insert(up);
-        if up.alive() {
+    let groups: Vec<u32> = state.children.iter().map(|(_, p)| p.pid).collect();
+    match state.up {
+        Some(up) if up.alive() => {
+            pids.insert(up);
             supervisor::signal(up.pid, "TERM");
         }
+        _ => {
+            // `up` itself is gone (killed hard): stop what it left directly.
+            eprintln!("raymon down: raymon up is gone; stopping what it left running");
+            for g in &groups {
+                supervisor::signal_group(*g, "TERM");
+            }
+            for p in pids.iter().filter(|p| p.alive()) {
+                supervisor::signal(p.pid, "TERM");
+            }
+        }
     }
-    let groups: Vec<u32> = state.children.iter().map(|(_, p)| p.pid).collect();
     eprintln!(
         "raymon down: stopping raymon up (data dir {}), {} processes",
         data.display(),

@@ -1057,3 +1057,40 @@ fn issue_6_attach_follows_a_new_ray_session() {
     assert!(down(&data).status.success());
     assert!(up.wait_exit(Duration::from_secs(10)).success());
 }
+
+/// `up` killed hard cannot stop its children; `down` does, from the state file.
+#[test]
+fn issue_6_down_stops_children_of_an_up_that_was_killed() {
+    let tmp = TempDir::new("upk");
+    let data = tmp.path().join("data");
+    let record = tmp.path().join("record.json");
+    let mut up = Up::start(
+        &[
+            "--attach".into(),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+            format!("--grafana-bin={}", stand_ins().join("grafana").display()),
+            format!(
+                "--grafana-listen-address=127.0.0.1:{}",
+                support::free_port()
+            ),
+            format!("--web.listen-address=127.0.0.1:{}", support::free_port()),
+        ],
+        &[("RAYMON_STANDIN_RECORD", record.display().to_string())],
+        tmp.path(),
+    );
+    up.wait_up(Duration::from_secs(60));
+    let grafana_pid = recorded(&record)["pid"].as_u64().unwrap() as u32;
+    let _ = up.child.0.kill();
+    let _ = up.child.0.wait();
+    assert!(alive(grafana_pid), "Grafana should outlive a SIGKILLed up");
+    let out = down(&data);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("raymon up is gone"));
+    assert!(!alive(grafana_pid), "Grafana survived raymon down");
+    assert!(!data.join("raymon-up.json").exists());
+}
