@@ -266,6 +266,10 @@ impl Drop for Supervisor {
     }
 }
 
+/// SIGTERM to the child alone first: `ray start --block` then drains the
+/// node and stops its processes in order (a SIGTERM to the whole group ends
+/// the GCS under the raylet, which then hangs). Whatever is left after
+/// `grace` gets SIGTERM as a group, then SIGKILL.
 async fn stop_one(m: &mut Managed, grace: Duration) {
     let started = Instant::now();
     // The freshest view of what the child owns, before its tree unravels.
@@ -273,27 +277,34 @@ async fn stop_one(m: &mut Managed, grace: Duration) {
     m.known
         .extend(table.owned_by(m.id.pid, m.marker.as_deref()));
     info!(name = %m.name, processes = m.known.len(), "stopping");
-    signal_group(m.id.pid, "TERM");
-    let deadline = started + grace;
+    signal(m.id.pid, "TERM");
     let _ = tokio::time::timeout(grace, m.child.wait()).await;
-    loop {
-        let left: Vec<ProcId> = m.known.iter().copied().filter(|p| p.alive()).collect();
-        if left.is_empty() {
-            info!(name = %m.name, elapsed = ?started.elapsed(), "stopped");
-            return;
-        }
-        if Instant::now() >= deadline {
-            warn!(name = %m.name, left = left.len(), "did not stop in time, killing");
-            signal_group(m.id.pid, "KILL");
-            for p in &left {
-                signal(p.pid, "KILL");
-            }
-            let _ = m.child.wait().await;
-            wait_gone(&left, Duration::from_secs(5)).await;
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let remaining = grace.saturating_sub(started.elapsed());
+    if wait_gone_vec(&m.known, remaining).await {
+        info!(name = %m.name, elapsed = ?started.elapsed(), "stopped");
+        return;
     }
+    let left: Vec<ProcId> = m.known.iter().copied().filter(|p| p.alive()).collect();
+    warn!(name = %m.name, left = left.len(), "still running after SIGTERM, terminating the rest");
+    signal_group(m.id.pid, "TERM");
+    for p in &left {
+        signal(p.pid, "TERM");
+    }
+    if wait_gone(&left, Duration::from_secs(5)).await {
+        return;
+    }
+    warn!(name = %m.name, "did not stop in time, killing");
+    signal_group(m.id.pid, "KILL");
+    for p in left.iter().filter(|p| p.alive()) {
+        signal(p.pid, "KILL");
+    }
+    let _ = m.child.wait().await;
+    wait_gone(&left, Duration::from_secs(5)).await;
+}
+
+async fn wait_gone_vec(pids: &BTreeSet<ProcId>, timeout: Duration) -> bool {
+    let pids: Vec<ProcId> = pids.iter().copied().collect();
+    wait_gone(&pids, timeout).await
 }
 
 /// Polls until none of `pids` is alive, or `timeout`.

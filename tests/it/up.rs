@@ -951,6 +951,7 @@ fn issue_6_up_starts_real_ray_and_raymon_and_down_leaves_no_process() {
         state.pids.len() >= 5,
         "Ray's processes not tracked: {state:?}"
     );
+    let stopping = std::time::Instant::now();
     let naming_temp = processes_naming(&temp.display().to_string());
     assert!(!naming_temp.is_empty());
     let out = down(&data);
@@ -958,6 +959,11 @@ fn issue_6_up_starts_real_ray_and_raymon_and_down_leaves_no_process() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "raymon down took {:?}; up's log:\n{}",
+        stopping.elapsed(),
+        up.stderr()
     );
     let left: Vec<_> = state.pids.iter().filter(|p| p.alive()).collect();
     assert!(left.is_empty(), "still running after down: {left:?}");
