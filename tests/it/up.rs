@@ -1100,3 +1100,74 @@ fn issue_6_down_stops_children_of_an_up_that_was_killed() {
     assert!(!alive(grafana_pid), "Grafana survived raymon down");
     assert!(!data.join("raymon-up.json").exists());
 }
+
+/// With Grafana (a stand-in) and behind JupyterHub, Ray's own backend finds
+/// Grafana healthy and hands the browser the proxied Grafana URL.
+#[test]
+fn issue_6_real_ray_reports_grafana_at_the_public_url() {
+    let _guard = support::RAY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = TempDir::new("upg");
+    let data = tmp.path().join("d");
+    let temp = tmp.path().join("r");
+    let _leftovers = Leftovers {
+        data: data.clone(),
+        temp: temp.clone(),
+    };
+    let (rport, dport, gport, gcs) = (
+        support::free_port(),
+        support::free_port(),
+        support::free_port(),
+        support::free_port(),
+    );
+    let mut up = Up::start(
+        &[
+            format!(
+                "--grafana-bin={}",
+                stand_ins().join("grafana-server").display()
+            ),
+            format!("--grafana-listen-address=127.0.0.1:{gport}"),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", temp.display()),
+            format!("--ray-bin={}", support::ray_bin().display()),
+            format!("--web.listen-address=127.0.0.1:{rport}"),
+            format!("--dashboard-port={dport}"),
+            "--ready-timeout=240s".into(),
+            "--".into(),
+            format!("--port={gcs}"),
+            "--num-cpus=1".into(),
+            "--dashboard-host=127.0.0.1".into(),
+            "--disable-usage-stats".into(),
+        ],
+        &[
+            ("AUTOSCALER_METRIC_PORT", support::free_port().to_string()),
+            ("DASHBOARD_METRIC_PORT", support::free_port().to_string()),
+            ("RAY_USAGE_STATS_ENABLED", "0".into()),
+            ("JUPYTERHUB_SERVICE_PREFIX", "/user/bob/shared-node/".into()),
+        ],
+        tmp.path(),
+    );
+    let stdout = up.wait_up(Duration::from_secs(300));
+    let hub = "https://jupyter.nersc.gov/user/bob/shared-node";
+    assert!(
+        stdout.contains(&format!("Ray dashboard:  {hub}/proxy/{dport}/\n")),
+        "{stdout}"
+    );
+    let r = support::get(&format!("127.0.0.1:{dport}"), "/api/grafana_health").unwrap();
+    let v = r.json();
+    assert_eq!(v["result"], true, "{}", r.body);
+    assert_eq!(
+        v["data"]["grafanaHost"],
+        format!("{hub}/proxy/{gport}"),
+        "{}",
+        r.body
+    );
+    assert_eq!(v["data"]["dashboardDatasource"], "raymon");
+    // Grafana got Ray's dashboards of this session.
+    assert!(
+        data.join("grafana/dashboards/default_grafana_dashboard.json")
+            .is_file()
+    );
+    assert!(down(&data).status.success());
+    assert!(up.wait_exit(Duration::from_secs(10)).success());
+    assert!(processes_naming(&temp.display().to_string()).is_empty());
+}
