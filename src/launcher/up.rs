@@ -123,13 +123,22 @@ pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
     let data = data_dir_from_env(args.stack.data_dir.as_deref());
     std::fs::create_dir_all(&data)
         .with_context(|| format!("cannot create data dir {}", data.display()))?;
-    if let Some(up) = State::read(&data).and_then(|s| s.up).filter(|p| p.alive()) {
-        anyhow::bail!(
-            "raymon up is already running (pid {}) with data dir {}; stop it with `raymon down --data-dir {}`",
-            up.pid,
-            data.display(),
-            data.display()
-        );
+    if let Some(state) = State::read(&data) {
+        let alive: Vec<u32> = state
+            .up
+            .iter()
+            .chain(&state.pids)
+            .filter(|p| p.alive())
+            .map(|p| p.pid)
+            .collect();
+        if !alive.is_empty() {
+            anyhow::bail!(
+                "a raymon up with data dir {} is still running (processes {alive:?}); \
+                 stop it with `raymon down --data-dir {}`",
+                data.display(),
+                data.display()
+            );
+        }
     }
     let urls = urls_for(
         &args.stack,
@@ -150,6 +159,19 @@ pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
     } else {
         Some(ray::start_args(&ray_spec)?)
     };
+    // On a shared login node another user's Grafana or Ray may hold a port;
+    // the health checks would then pass against the wrong server.
+    if grafana_cmd_wanted(&args) {
+        ensure_free(
+            args.stack.grafana_listen,
+            "Grafana",
+            "--grafana-listen-address",
+        )?;
+    }
+    if !args.attach {
+        let dashboard: SocketAddr = ([127, 0, 0, 1], args.stack.dashboard_port).into();
+        ensure_free(dashboard, "Ray's dashboard", "--dashboard-port")?;
+    }
     let path_env = std::env::var("PATH").unwrap_or_default();
     let (layout, grafana_cmd) = grafana_plan(&args, &data, &path_env)?;
     grafana::write(&layout, &grafana_settings(&args, &urls))?;
@@ -191,6 +213,17 @@ pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
     match serve_result {
         Ok(r) => r,
         Err(e) => Err(anyhow::anyhow!("collector task failed: {e}")),
+    }
+}
+
+fn grafana_cmd_wanted(args: &UpArgs) -> bool {
+    args.grafana != GrafanaMode::None
+}
+
+fn ensure_free(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<()> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => Ok(()),
+        Err(e) => anyhow::bail!("{addr} is not free for {what} ({e}); choose another with {flag}"),
     }
 }
 

@@ -1090,6 +1090,18 @@ fn issue_6_down_stops_children_of_an_up_that_was_killed() {
     let _ = up.child.0.kill();
     let _ = up.child.0.wait();
     assert!(alive(grafana_pid), "Grafana should outlive a SIGKILLed up");
+    // A new `up` on the same data dir would lose track of it: refused.
+    let again = Command::new(env!("CARGO_BIN_EXE_raymon"))
+        .args([
+            "up",
+            "--attach",
+            "--grafana=none",
+            &format!("--data-dir={}", data.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("raymon down"));
     let out = down(&data);
     assert!(
         out.status.success(),
@@ -1170,4 +1182,31 @@ fn issue_6_real_ray_reports_grafana_at_the_public_url() {
     assert!(down(&data).status.success());
     assert!(up.wait_exit(Duration::from_secs(10)).success());
     assert!(processes_naming(&temp.display().to_string()).is_empty());
+}
+
+/// Another user's Grafana on the port would pass the health check: refuse.
+#[test]
+fn issue_6_a_busy_grafana_port_is_refused() {
+    let tmp = TempDir::new("upp");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let mut up = Up::start(
+        &[
+            "--attach".into(),
+            format!("--data-dir={}", tmp.path().join("data").display()),
+            format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+            format!("--grafana-bin={}", stand_ins().join("grafana").display()),
+            format!("--grafana-listen-address=127.0.0.1:{port}"),
+            format!("--web.listen-address=127.0.0.1:{}", support::free_port()),
+        ],
+        &[],
+        tmp.path(),
+    );
+    let status = up.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    assert!(
+        up.stderr().contains("--grafana-listen-address"),
+        "{}",
+        up.stderr()
+    );
 }
