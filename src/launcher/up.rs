@@ -181,6 +181,12 @@ pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
     ray::write_prometheus_config(&prom, &temp_dir, &args.scrape_interval)?;
 
     let mut serve_args = args.serve.clone();
+    if serve_args.config_file != Path::new("prometheus.yml") {
+        eprintln!(
+            "raymon up: ignoring --config.file: up writes its own ({})",
+            prom.display()
+        );
+    }
     serve_args.config_file = prom;
     if serve_args.storage_path == Path::new("data/") {
         serve_args.storage_path = data.join("tsdb");
