@@ -1,8 +1,9 @@
 //! Criterion benchmarks on real Ray inputs.
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{criterion_group, criterion_main};
 
-fn placeholder(_c: &mut Criterion) {}
+mod textparse;
+mod tsdb;
 
-criterion_group!(benches, placeholder);
+criterion_group!(benches, textparse::textparse, tsdb::benches);
 criterion_main!(benches);

@@ -21,7 +21,7 @@ use std::time::Duration;
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use relabel::{
     Action, DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR, Regexp, RelabelConfig,
-    RelabelError, expand, hashmod, is_valid_label_name, process, process_cow,
+    RelabelError, expand, hashmod, is_valid_label_name, process, process_builder, process_cow,
 };
 pub use units::{SizeError, format_size, parse_size};
 
@@ -121,6 +121,34 @@ pub struct ScrapeConfig {
     pub metric_relabel_configs: Vec<RelabelConfig>,
 }
 
+/// Prometheus's defaults for a job, before any global is inherited; handy
+/// for building jobs in code and tests.
+impl Default for ScrapeConfig {
+    fn default() -> ScrapeConfig {
+        ScrapeConfig {
+            job_name: String::new(),
+            honor_labels: false,
+            honor_timestamps: true,
+            params: BTreeMap::new(),
+            scrape_interval: DEFAULT_SCRAPE_INTERVAL,
+            scrape_timeout: DEFAULT_SCRAPE_TIMEOUT,
+            metrics_path: "/metrics".to_string(),
+            scheme: "http".to_string(),
+            body_size_limit: 0,
+            sample_limit: 0,
+            target_limit: 0,
+            label_limit: 0,
+            label_name_length_limit: 0,
+            label_value_length_limit: 0,
+            http_client: HttpClientConfig::default(),
+            static_configs: Vec::new(),
+            file_sd_configs: Vec::new(),
+            relabel_configs: Vec::new(),
+            metric_relabel_configs: Vec::new(),
+        }
+    }
+}
+
 /// A `static_configs` entry: targets sharing a label set.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StaticConfig {
@@ -134,6 +162,15 @@ pub struct StaticConfig {
 pub struct FileSdConfig {
     pub files: Vec<String>,
     pub refresh_interval: Duration,
+}
+
+impl Default for FileSdConfig {
+    fn default() -> FileSdConfig {
+        FileSdConfig {
+            files: Vec::new(),
+            refresh_interval: DEFAULT_FILE_SD_REFRESH,
+        }
+    }
 }
 
 /// The HTTP client settings of a scrape job or remote-write endpoint.
@@ -801,6 +838,16 @@ mod tests {
         assert!(c.scrape_configs.is_empty());
         let c = parse("global:\n", "g.yml").unwrap();
         assert_eq!(c.global.scrape_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn parsed_minimal_job_equals_default() {
+        let c = parse("scrape_configs:\n- job_name: j\n", "j.yml").unwrap();
+        let want = ScrapeConfig {
+            job_name: "j".into(),
+            ..ScrapeConfig::default()
+        };
+        assert_eq!(c.scrape_configs[0], want);
     }
 
     #[test]

@@ -7,5 +7,5 @@ mod matcher;
 mod value;
 
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
-pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use matcher::{MatchOp, Matcher, MatcherError, anchored};
 pub use value::{STALE_NAN, STALE_NAN_BITS, Sample, is_stale_nan};

@@ -10,6 +10,17 @@
 //! (no escapes in label values) allocates nothing per sample. Label pairs are
 //! checked while parsing and decoded lazily by [`SampleEntry::labels`].
 //!
+//! Choices where the formats leave room, each checked against a real
+//! Prometheus 2.42 scraper (`tests/data/textparse/prometheus-2.42-verdicts.json`):
+//! - Values are Go's `ParseFloat` without hex floats or `_` (Prometheus
+//!   refuses any `p`, `P` or `_`); overflow is an error; `NaN` takes no sign.
+//! - Text-format timestamps are unsigned integer milliseconds; OpenMetrics
+//!   ones are float seconds, truncated to milliseconds.
+//! - An unknown escape such as `\t` is kept as written; a backslash before
+//!   the end of the line is an error.
+//! - What Prometheus only rejects after parsing (blanks before a sample's
+//!   name, `__name__` or a repeated name inside the braces) fails here.
+//!
 //! ```
 //! use raymon::textparse::{Entry, Format, Parser};
 //!
@@ -31,6 +42,8 @@ mod prom;
 mod scan;
 
 use std::borrow::Cow;
+
+use number::NumberError;
 
 pub use labels::LabelIter;
 
@@ -181,6 +194,30 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// `buf[a..b]` known to hold ASCII name characters, as text.
+    #[inline]
+    fn ascii(&self, a: usize, b: usize) -> Result<&'a str, ParseError> {
+        self.str_at(a, b)
+            .ok_or_else(|| self.error_at(a, "invalid name".to_string()))
+    }
+
+    /// The checked label text between `a` and `b`, as text.
+    #[inline]
+    fn labels_text(&self, a: usize, b: usize) -> Result<&'a str, ParseError> {
+        self.str_at(a, b)
+            .ok_or_else(|| self.error_at(a, "invalid UTF-8 in labels".to_string()))
+    }
+
+    #[cold]
+    fn number_error(&self, a: usize, b: usize, what: &str, e: NumberError) -> ParseError {
+        let raw = String::from_utf8_lossy(&self.buf[a..b]);
+        let msg = match e {
+            NumberError::Invalid => format!("invalid {what} {raw:?}"),
+            NumberError::OutOfRange => format!("{what} {raw:?} out of range"),
+        };
+        self.error_at(a, msg)
+    }
+
     /// An error at byte `at`, with its line and column worked out here: the
     /// happy path never counts lines.
     #[cold]
@@ -239,8 +276,13 @@ impl<'a> Parser<'a> {
     ) -> Result<(), ParseError> {
         let buf = self.buf;
         let name = &buf[span.0..span.1];
+        // The metric name is the `__name__` label, so spelling it out again
+        // is a duplicate too.
+        if name == b"__name__" {
+            return Err(self.error_at(span.0, "duplicate label name \"__name__\"".to_string()));
+        }
         if let Some(&(a, b)) = self.names.last() {
-            if name <= &buf[a..b] {
+            if !ascending(&buf[a..b], name) {
                 *sorted = false;
             }
             if !*sorted && self.names.iter().any(|&(a, b)| &buf[a..b] == name) {
@@ -251,6 +293,18 @@ impl<'a> Parser<'a> {
         self.names.push(span);
         Ok(())
     }
+}
+
+/// Whether `a < b` bytewise. Label names are short and usually differ early,
+/// so a plain loop beats a call to `memcmp`.
+#[inline]
+fn ascending(a: &[u8], b: &[u8]) -> bool {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x < y;
+        }
+    }
+    a.len() < b.len()
 }
 
 impl<'a> Iterator for Parser<'a> {
@@ -482,6 +536,10 @@ mod tests {
             fails("foo{b=\"1\",a=\"2\",a=\"3\"} 1\n# EOF\n", OM),
             "1:17: duplicate label name \"a\""
         );
+        assert_eq!(
+            fails("foo{__name__=\"bar\"} 1\n", T),
+            "1:5: duplicate label name \"__name__\""
+        );
         // Names sort the same way in each sample: no false positives.
         assert_eq!(
             samples("foo{b=\"1\",a=\"2\",c=\"3\"} 1\nfoo{a=\"1\"} 2\n", T).len(),
@@ -587,7 +645,7 @@ mod tests {
         );
         assert_eq!(
             fails("foo_total 1 1 #x\n# EOF\n", OM),
-            "1:15: expected exemplar or end of line, got \"#x\""
+            "1:15: expected \"# {\" (an exemplar) after space, got \"#x\""
         );
     }
 
@@ -611,8 +669,22 @@ mod tests {
     }
 
     #[test]
+    fn malformed_prometheus_rejects_too() {
+        // Prometheus keeps the blanks in the name, which then fails checks.
+        assert_eq!(
+            fails("  foo 1\n", T),
+            "1:1: metric name must start the line"
+        );
+        // Prometheus 2.42 takes exemplars on counters and buckets only.
+        assert_eq!(
+            fails("foo_count 1 # {a=\"b\"} 1\n# EOF\n", OM),
+            "1:13: metric name \"foo_count\" does not support exemplars"
+        );
+    }
+
+    #[test]
     fn text_format_whitespace_is_lenient() {
-        let body = "\n  \t\n  foo { a = \"1\" , b=\"2\"c=\"3\", }  7 \t 123 \t\n\
+        let body = "\n  \t\nfoo { a = \"1\" , b=\"2\"c=\"3\", }  7 \t 123 \t\n\
                     bar{}1\nbaz+Inf\n#\n#comment\n# UNIT x y\n#  HELP  m  a\\\\b\\nc\\\"d \n";
         let got = entries(body, T);
         let Entry::Sample(foo) = &got[0] else {
@@ -642,6 +714,32 @@ mod tests {
             }
         );
         assert_eq!(got.len(), 4);
+    }
+
+    #[test]
+    fn text_format_stops_at_a_nul_where_a_line_starts() {
+        let got = samples("foo{a=\"x\0y\"} 1\n  \0bar 2\n", T);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].labels().next().unwrap().1, "x\0y");
+    }
+
+    #[test]
+    fn blank_only_help_text_is_empty() {
+        let got = entries("# HELP foo  \t \n# HELP bar \t x\n", T);
+        assert_eq!(
+            got[0],
+            Entry::Help {
+                metric: "foo",
+                text: Cow::Borrowed("")
+            }
+        );
+        assert_eq!(
+            got[1],
+            Entry::Help {
+                metric: "bar",
+                text: Cow::Borrowed("\t x")
+            }
+        );
     }
 
     #[test]
@@ -704,6 +802,20 @@ mod tests {
             got.iter().map(|s| s.name).collect::<Vec<_>>(),
             ["foo", "bar"]
         );
+    }
+
+    #[test]
+    fn ascending_is_bytewise_less_than() {
+        for (a, b) in [
+            ("a", "b"),
+            ("a", "ab"),
+            ("le", "namespace"),
+            ("otel_a", "otel_b"),
+        ] {
+            assert!(ascending(a.as_bytes(), b.as_bytes()), "{a} < {b}");
+            assert!(!ascending(b.as_bytes(), a.as_bytes()), "{b} > {a}");
+        }
+        assert!(!ascending(b"same", b"same"));
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod envelope;
 mod federate;
 mod json;
 pub mod params;
+pub mod promql_engine;
 pub mod selector;
 mod targets;
 
@@ -38,6 +39,7 @@ use crate::scrape::status::TargetsSource;
 use crate::storage::Queryable;
 
 pub use api::router;
+pub use api::v1::{encode_query_value, tsdb_status};
 pub use envelope::{ApiError, ErrorType};
 
 /// The result of evaluating a PromQL expression, as the API encodes it.

@@ -93,7 +93,49 @@ pub(super) fn to_yaml(c: &Config) -> String {
     if let Some(v) = &c.remote_read {
         top.insert("remote_read".into(), v.clone());
     }
-    serde_norway::to_string(&Value::Mapping(top)).unwrap_or_default()
+    let text = serde_norway::to_string(&Value::Mapping(top)).unwrap_or_default();
+    restore_flow_lists(&text)
+}
+
+/// Marks a list Prometheus prints in flow style (`[a, b]`); label names have
+/// no `-`, so joining with it is unambiguous and stays a plain YAML scalar.
+const FLOW_MARK: &str = "raymon-flow-";
+
+fn flow_list(names: &[String]) -> Value {
+    Value::String(format!("{FLOW_MARK}{}", names.join("-")))
+}
+
+/// Replaces flow markers with `[a, b]`, quoting names YAML would read as
+/// something other than a string.
+fn restore_flow_lists(text: &str) -> String {
+    let needle = format!("source_labels: {FLOW_MARK}");
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let Some(pos) = line.find(&needle) else {
+            out.push_str(line);
+            continue;
+        };
+        let body = line[pos + needle.len()..].trim_end_matches('\n');
+        let names: Vec<String> = body
+            .split('-')
+            .map(|n| {
+                let special = matches!(
+                    n.to_ascii_lowercase().as_str(),
+                    "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null"
+                );
+                if special {
+                    format!("\"{n}\"")
+                } else {
+                    n.to_string()
+                }
+            })
+            .collect();
+        out.push_str(&line[..pos]);
+        out.push_str("source_labels: [");
+        out.push_str(&names.join(", "));
+        out.push_str("]\n");
+    }
+    out
 }
 
 fn put(m: &mut Mapping, key: &str, v: String) {
@@ -261,7 +303,7 @@ fn relabels(list: &[RelabelConfig]) -> Value {
 fn relabel(r: &RelabelConfig) -> Value {
     let mut m = Mapping::new();
     if !r.source_labels.is_empty() {
-        m.insert("source_labels".into(), strings(&r.source_labels));
+        m.insert("source_labels".into(), flow_list(&r.source_labels));
     }
     put_str(&mut m, "separator", &r.separator);
     put_str(&mut m, "regex", r.regex.as_str());

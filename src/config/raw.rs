@@ -15,6 +15,40 @@ fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::E
     Ok(Some(v.unwrap_or_default()))
 }
 
+/// A boolean in YAML 1.1's spellings (`yes`, `on`, `False`, ...), which
+/// Prometheus's yaml.v2 accepts; anything else is a type error.
+fn yaml11_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<bool>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a boolean")
+        }
+        fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Self::Value, E> {
+            Ok(Some(b))
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            match s {
+                "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True"
+                | "TRUE" => Ok(Some(true)),
+                "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "false" | "False"
+                | "FALSE" => Ok(Some(false)),
+                _ => Err(E::invalid_type(serde::de::Unexpected::Str(s), &self)),
+            }
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Some(false))
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Some(false))
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(V)
+        }
+    }
+    d.deserialize_option(V)
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
@@ -42,7 +76,9 @@ pub(crate) struct RawGlobal {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawScrape {
     pub job_name: Option<String>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub honor_labels: Option<bool>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub honor_timestamps: Option<bool>,
     pub params: Option<BTreeMap<String, Vec<String>>>,
     pub scrape_interval: Option<String>,
@@ -63,7 +99,9 @@ pub(crate) struct RawScrape {
     pub bearer_token_file: Option<String>,
     pub proxy_url: Option<String>,
     pub tls_config: Option<RawTls>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub follow_redirects: Option<bool>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub enable_http2: Option<bool>,
 
     pub relabel_configs: Option<Vec<Option<RawRelabel>>>,
@@ -81,7 +119,9 @@ pub(crate) struct RawRemoteWrite {
     pub headers: Option<BTreeMap<String, String>>,
     pub write_relabel_configs: Option<Vec<Option<RawRelabel>>>,
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub send_exemplars: Option<bool>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub send_native_histograms: Option<bool>,
 
     pub basic_auth: Option<RawBasicAuth>,
@@ -92,7 +132,9 @@ pub(crate) struct RawRemoteWrite {
     pub bearer_token_file: Option<String>,
     pub proxy_url: Option<String>,
     pub tls_config: Option<RawTls>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub follow_redirects: Option<bool>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub enable_http2: Option<bool>,
 
     pub queue_config: Option<serde_norway::Value>,
@@ -172,6 +214,7 @@ pub(crate) struct RawTls {
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
     pub server_name: Option<String>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub insecure_skip_verify: Option<bool>,
     pub min_version: Option<String>,
 }
@@ -229,10 +272,17 @@ pub(crate) fn translate(err: &serde_norway::Error) -> YamlError {
     let (path, msg) = split_path(&text);
     let line_prefix = line.map(|l| format!("line {l}: ")).unwrap_or_default();
     if let Some(field) = backticked_after(msg, "unknown field `") {
+        let go_type = go_type_for(path);
+        // Prometheus knows more discovery mechanisms than raymon; say so
+        // rather than suggest a typo.
+        let note = if go_type == "config.ScrapeConfig" && field.ends_with("_sd_configs") {
+            " (raymon supports only static_configs and file_sd_configs)"
+        } else {
+            ""
+        };
         return YamlError {
             message: format!(
-                "yaml: unmarshal errors:\n  {line_prefix}field {field} not found in type {}",
-                go_type_for(path)
+                "yaml: unmarshal errors:\n  {line_prefix}field {field} not found in type {go_type}{note}"
             ),
             line,
             field: Some(field.to_string()),
@@ -257,17 +307,57 @@ pub(crate) fn translate(err: &serde_norway::Error) -> YamlError {
             .next()
             .filter(|f| !f.is_empty() && !f.ends_with(']'))
             .map(str::to_string);
+        let detail = go_type_error(path, msg).unwrap_or_else(|| msg.to_string());
         return YamlError {
-            message: format!("yaml: unmarshal errors:\n  {line_prefix}{msg}"),
+            message: format!("yaml: unmarshal errors:\n  {line_prefix}{detail}"),
             line,
             field,
         };
     }
+    // Syntax errors: yaml.v2 prints libyaml's problem without its context.
+    let problem = msg.split(", ").next().unwrap_or(msg);
     YamlError {
-        message: format!("yaml: {line_prefix}{msg}"),
+        message: format!("yaml: {line_prefix}{problem}"),
         line,
         field: None,
     }
+}
+
+/// Rewrites serde's `invalid type: string "x", expected u64` as yaml.v2's
+/// ``cannot unmarshal !!str `x` into uint``.
+fn go_type_error(path: &str, msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("invalid type: ")?;
+    let (found, expected) = rest.rsplit_once(", expected ")?;
+    let tagged = |tag: &str, v: &str| {
+        let v = v.trim_matches(|c| c == '`' || c == '"');
+        format!("!!{tag} `{v}`")
+    };
+    let found = if let Some(v) = found.strip_prefix("string ") {
+        tagged("str", v)
+    } else if let Some(v) = found.strip_prefix("integer ") {
+        tagged("int", v)
+    } else if let Some(v) = found.strip_prefix("floating point ") {
+        tagged("float", v)
+    } else if let Some(v) = found.strip_prefix("boolean ") {
+        tagged("bool", v)
+    } else {
+        match found {
+            "sequence" => "!!seq".to_string(),
+            "map" => "!!map".to_string(),
+            "unit value" => "!!null".to_string(),
+            other => other.to_string(),
+        }
+    };
+    let into = match expected {
+        "u64" | "u32" | "usize" => "uint",
+        "a boolean" => "bool",
+        "a string" => "string",
+        "a sequence" => "[]string",
+        "a map" => "map[string]string",
+        e if e.starts_with("struct ") || e == "option" => go_type_for(path),
+        other => other,
+    };
+    Some(format!("cannot unmarshal {found} into {into}"))
 }
 
 /// Splits serde_norway's `path: message` form; the root path is not printed.

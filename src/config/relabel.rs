@@ -106,8 +106,9 @@ pub struct Regexp {
 
 impl Regexp {
     pub fn new(source: &str) -> Result<Regexp, RelabelError> {
-        let re = regex::Regex::new(&format!("^(?:{source})$"))
-            .map_err(|e| RelabelError::Regex(regex_error_text(&e)))?;
+        let anchored = format!("^(?:{})$", go_compat(source));
+        let re = regex::Regex::new(&anchored)
+            .map_err(|e| RelabelError::Regex(regex_error_text(&e, &anchored)))?;
         Ok(Regexp {
             source: source.to_string(),
             re,
@@ -128,17 +129,105 @@ impl Regexp {
     }
 }
 
-/// The regex crate's multi-line message, squeezed onto one line for logs.
-fn regex_error_text(e: &regex::Error) -> String {
-    match e {
-        regex::Error::Syntax(s) => s
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '^' || c == ' '))
-            .collect::<Vec<_>>()
-            .join(" "),
-        other => other.to_string(),
+/// Rewrites RE2 syntax whose meaning differs in the regex crate.
+///
+/// Go's `\d`, `\w`, `\s` and `\b` are ASCII-only, while the regex crate's
+/// are Unicode; and inside a Go character class `[`, `&&` and `~~` are
+/// literal, while the regex crate reads nested classes and set operations.
+fn go_compat(pattern: &str) -> Cow<'_, str> {
+    if !pattern.contains(['\\', '[']) {
+        return Cow::Borrowed(pattern);
     }
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut chars = pattern.chars().peekable();
+    // Position inside a class: None outside, Some(n) after n characters.
+    let mut class: Option<usize> = None;
+    while let Some(c) = chars.next() {
+        match (c, class) {
+            ('\\', _) => {
+                let Some(e) = chars.next() else {
+                    out.push('\\');
+                    break;
+                };
+                let ascii = match e {
+                    'd' => Some(("0-9", false)),
+                    'D' => Some(("0-9", true)),
+                    'w' => Some(("0-9A-Za-z_", false)),
+                    'W' => Some(("0-9A-Za-z_", true)),
+                    's' => Some(("\\t\\n\\x0C\\r ", false)),
+                    'S' => Some(("\\t\\n\\x0C\\r ", true)),
+                    _ => None,
+                };
+                match (ascii, class) {
+                    (Some((set, false)), Some(_)) => out.push_str(set),
+                    (Some((set, negated)), _) => {
+                        out.push_str(if negated { "[^" } else { "[" });
+                        out.push_str(set);
+                        out.push(']');
+                    }
+                    (None, None) if e == 'b' || e == 'B' => {
+                        out.push_str("(?-u:\\");
+                        out.push(e);
+                        out.push(')');
+                    }
+                    (None, _) => {
+                        out.push('\\');
+                        out.push(e);
+                    }
+                }
+                class = class.map(|n| n + 1);
+            }
+            ('[', None) => {
+                out.push('[');
+                if chars.peek() == Some(&'^') {
+                    chars.next();
+                    out.push('^');
+                }
+                class = Some(0);
+            }
+            ('[', Some(n)) => {
+                if chars.peek() == Some(&':') {
+                    // A POSIX class such as `[:alpha:]`: copy it whole.
+                    out.push('[');
+                    for p in chars.by_ref() {
+                        out.push(p);
+                        if p == ']' {
+                            break;
+                        }
+                    }
+                } else {
+                    out.push_str("\\[");
+                }
+                class = Some(n + 1);
+            }
+            (']', Some(n)) if n > 0 => {
+                out.push(']');
+                class = None;
+            }
+            ('&' | '~', Some(n)) => {
+                out.push('\\');
+                out.push(c);
+                class = Some(n + 1);
+            }
+            (c, _) => {
+                out.push(c);
+                class = class.map(|n| n + 1);
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The regex crate's message in Go's shape: ``what: `pattern` ``.
+fn regex_error_text(e: &regex::Error, pattern: &str) -> String {
+    let text = e.to_string();
+    let what = text
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .unwrap_or(text.as_str())
+        .to_string();
+    format!("{what}: `{pattern}`")
 }
 
 impl fmt::Debug for Regexp {
@@ -308,124 +397,198 @@ pub fn process(labels: &Labels, cfgs: &[RelabelConfig]) -> Option<Labels> {
 /// Like [`process`], but borrows `labels` back when no rule changed them, so
 /// the common keep/drop-only case allocates nothing.
 pub fn process_cow<'a>(labels: &'a Labels, cfgs: &[RelabelConfig]) -> Option<Cow<'a, Labels>> {
-    let mut work = Work {
+    let mut work = CopyOnWrite {
         orig: labels,
-        built: None,
+        owned: None,
     };
     for cfg in cfgs {
-        if !work.apply(cfg) {
+        if !apply(&mut work, cfg) {
             return None;
         }
     }
-    Some(match work.built {
+    Some(match work.finish() {
         None => Cow::Borrowed(labels),
-        Some(b) => Cow::Owned(b.build()),
+        Some(l) => Cow::Owned(l),
     })
 }
 
-/// The label set being relabeled: the caller's until the first change.
-struct Work<'a> {
-    orig: &'a Labels,
-    built: Option<LabelsBuilder>,
+/// Applies `cfgs` to a builder in place, for callers that already hold one
+/// (Prometheus's `ProcessBuilder`); false means the label set was dropped,
+/// and the builder is then left part-way.
+pub fn process_builder(builder: &mut LabelsBuilder, cfgs: &[RelabelConfig]) -> bool {
+    let mut work = InPlace(builder);
+    cfgs.iter().all(|cfg| apply(&mut work, cfg))
 }
 
-impl Work<'_> {
+/// The label set a rule reads and edits.
+trait Work {
+    /// The value of `name`, empty when absent.
+    fn get(&self, name: &str) -> &str;
+    fn labels(&self) -> std::slice::Iter<'_, Label>;
+    /// Sets a non-empty value, unconditionally.
+    fn put(&mut self, name: &str, value: &str);
+    /// Removes a label known to be present.
+    fn remove(&mut self, name: &str);
+    fn retain(&mut self, keep: &dyn Fn(&Label) -> bool);
+
+    /// Sets `name`; an empty value deletes it, as in Prometheus's builder.
+    fn set(&mut self, name: &str, value: &str) {
+        if value.is_empty() {
+            self.del(name);
+        } else if self.get(name) != value {
+            self.put(name, value);
+        }
+    }
+
+    fn del(&mut self, name: &str) {
+        if !self.get(name).is_empty() {
+            self.remove(name);
+        }
+    }
+}
+
+/// The caller's labels until the first change, then a private copy, sorted
+/// once at the end.
+struct CopyOnWrite<'a> {
+    orig: &'a Labels,
+    owned: Option<Vec<Label>>,
+}
+
+impl CopyOnWrite<'_> {
+    fn owned(&mut self) -> &mut Vec<Label> {
+        let orig = self.orig;
+        self.owned.get_or_insert_with(|| orig.as_slice().to_vec())
+    }
+
+    fn finish(self) -> Option<Labels> {
+        let mut v = self.owned?;
+        v.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Some(Labels::from_sorted(v))
+    }
+}
+
+impl Work for CopyOnWrite<'_> {
     fn get(&self, name: &str) -> &str {
-        match &self.built {
-            Some(b) => b.get(name),
+        match &self.owned {
+            Some(v) => v.iter().find(|l| l.name == name).map(|l| l.value.as_str()),
             None => self.orig.get(name),
         }
         .unwrap_or("")
     }
 
-    fn builder(&mut self) -> &mut LabelsBuilder {
-        let orig = self.orig;
-        self.built.get_or_insert_with(|| orig.builder())
-    }
-
-    fn set(&mut self, name: &str, value: &str) {
-        if self.get(name) == value {
-            return;
-        }
-        self.builder().set(name.to_string(), value.to_string());
-    }
-
-    fn del(&mut self, name: &str) {
-        if !self.get(name).is_empty() {
-            self.builder().del(name);
-        }
-    }
-
     fn labels(&self) -> std::slice::Iter<'_, Label> {
-        match &self.built {
-            Some(b) => b.iter(),
+        match &self.owned {
+            Some(v) => v.iter(),
             None => self.orig.iter(),
         }
     }
 
-    /// Applies one rule; false when it drops the label set.
-    fn apply(&mut self, cfg: &RelabelConfig) -> bool {
-        let joined;
-        let val: &str = match cfg.source_labels.as_slice() {
-            [] => "",
-            [one] => self.get(one),
-            many => {
-                let mut s = String::new();
-                for (i, n) in many.iter().enumerate() {
-                    if i > 0 {
-                        s.push_str(&cfg.separator);
-                    }
-                    s.push_str(self.get(n));
+    fn put(&mut self, name: &str, value: &str) {
+        let v = self.owned();
+        match v.iter_mut().find(|l| l.name == name) {
+            Some(l) => value.clone_into(&mut l.value),
+            None => v.push(Label {
+                name: name.to_string(),
+                value: value.to_string(),
+            }),
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.owned().retain(|l| l.name != name);
+    }
+
+    fn retain(&mut self, keep: &dyn Fn(&Label) -> bool) {
+        self.owned().retain(|l| keep(l));
+    }
+}
+
+struct InPlace<'a>(&'a mut LabelsBuilder);
+
+impl Work for InPlace<'_> {
+    fn get(&self, name: &str) -> &str {
+        self.0.get(name).unwrap_or("")
+    }
+
+    fn labels(&self) -> std::slice::Iter<'_, Label> {
+        self.0.iter()
+    }
+
+    fn put(&mut self, name: &str, value: &str) {
+        self.0.set(name.to_string(), value.to_string());
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.0.del(name);
+    }
+
+    fn retain(&mut self, keep: &dyn Fn(&Label) -> bool) {
+        self.0.retain(|l| keep(l));
+    }
+}
+
+/// Applies one rule; false when it drops the label set.
+fn apply<W: Work>(w: &mut W, cfg: &RelabelConfig) -> bool {
+    let joined;
+    let val: &str = match cfg.source_labels.as_slice() {
+        [] => "",
+        [one] => w.get(one),
+        many => {
+            let mut s = String::new();
+            for (i, n) in many.iter().enumerate() {
+                if i > 0 {
+                    s.push_str(&cfg.separator);
                 }
-                joined = s;
-                &joined
+                s.push_str(w.get(n));
             }
-        };
-        match cfg.action {
-            Action::Drop => return !cfg.regex.is_match(val),
-            Action::Keep => return cfg.regex.is_match(val),
-            Action::DropEqual => return self.get(&cfg.target_label) != val,
-            Action::KeepEqual => return self.get(&cfg.target_label) == val,
-            Action::Replace => match replace_outcome(cfg, val) {
-                Edit::None => {}
-                Edit::Del => self.del(&cfg.target_label),
-                Edit::Set(name, value) => self.set(&name, &value),
-            },
-            Action::Lowercase => {
-                let v = val.to_lowercase();
-                self.set(&cfg.target_label, &v);
-            }
-            Action::Uppercase => {
-                let v = val.to_uppercase();
-                self.set(&cfg.target_label, &v);
-            }
-            Action::HashMod => {
-                let v = hashmod(val, cfg.modulus).to_string();
-                self.set(&cfg.target_label, &v);
-            }
-            Action::LabelMap => {
-                let mut sets: Vec<(String, String)> = Vec::new();
-                for l in self.labels() {
-                    if let Some(caps) = cfg.regex.regex().captures(&l.name) {
-                        let mut name = String::new();
-                        expand(&cfg.replacement, &caps, cfg.regex.regex(), &mut name);
-                        sets.push((name, l.value.clone()));
-                    }
-                }
-                for (n, v) in sets {
-                    self.set(&n, &v);
+            joined = s;
+            &joined
+        }
+    };
+    match cfg.action {
+        Action::Drop => return !cfg.regex.is_match(val),
+        Action::Keep => return cfg.regex.is_match(val),
+        Action::DropEqual => return w.get(&cfg.target_label) != val,
+        Action::KeepEqual => return w.get(&cfg.target_label) == val,
+        Action::Replace => match replace_outcome(cfg, val) {
+            Edit::None => {}
+            Edit::Del => w.del(&cfg.target_label),
+            Edit::Set(name, value) => w.set(&name, &value),
+        },
+        Action::Lowercase => {
+            let v = val.to_lowercase();
+            w.set(&cfg.target_label, &v);
+        }
+        Action::Uppercase => {
+            let v = val.to_uppercase();
+            w.set(&cfg.target_label, &v);
+        }
+        Action::HashMod => {
+            let v = hashmod(val, cfg.modulus).to_string();
+            w.set(&cfg.target_label, &v);
+        }
+        Action::LabelMap => {
+            let mut sets: Vec<(String, String)> = Vec::new();
+            for l in w.labels() {
+                if let Some(caps) = cfg.regex.regex().captures(&l.name) {
+                    let mut name = String::new();
+                    expand(&cfg.replacement, &caps, cfg.regex.regex(), &mut name);
+                    sets.push((name, l.value.clone()));
                 }
             }
-            Action::LabelDrop | Action::LabelKeep => {
-                let drop_matching = cfg.action == Action::LabelDrop;
-                let doomed = |l: &Label| cfg.regex.is_match(&l.name) == drop_matching;
-                if self.labels().any(doomed) {
-                    self.builder().retain(|l| !doomed(l));
-                }
+            for (n, v) in sets {
+                w.set(&n, &v);
             }
         }
-        true
+        Action::LabelDrop | Action::LabelKeep => {
+            let drop_matching = cfg.action == Action::LabelDrop;
+            let doomed = |l: &Label| cfg.regex.is_match(&l.name) == drop_matching;
+            if w.labels().any(doomed) {
+                w.retain(&|l| !doomed(l));
+            }
+        }
     }
+    true
 }
 
 /// What a `replace` rule does to the label set.
@@ -572,6 +735,27 @@ mod tests {
         assert_eq!(caps_expand(re, "aabb", "$9"), "");
         assert_eq!(caps_expand(re, "aabb", "$01"), "");
         assert_eq!(caps_expand(re, "aabb", "$0"), "aabb");
+    }
+
+    #[test]
+    fn go_character_classes_are_ascii() {
+        let re = |p: &str| Regexp::new(p).unwrap();
+        assert!(re(r"\d+").is_match("123"));
+        assert!(!re(r"\d+").is_match("١٢٣"));
+        assert!(!re(r"\w+").is_match("é"));
+        assert!(re(r"\W").is_match("é"));
+        assert!(re(r"[\w-]+").is_match("a-b_c"));
+        assert!(!re(r"[\w-]+").is_match("a-é"));
+        assert!(re(r"[^\d]").is_match("x"));
+        assert!(re(r"[\D]").is_match("é"));
+        assert!(!re(r"\s").is_match("\u{a0}"));
+        assert!(re(r"[[]").is_match("["));
+        assert!(re(r"[a&&b]+").is_match("a&b"));
+        assert!(re(r"[[:alpha:]]+").is_match("abc"));
+        assert!(re(r"[]a]+").is_match("]a"));
+        assert!(re(r"\bfoo\b.*").is_match("foo bar"));
+        assert!(re(r"a\\d").is_match("a\\d"));
+        assert_eq!(re(r"\d").as_str(), r"\d");
     }
 
     #[test]

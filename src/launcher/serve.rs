@@ -13,6 +13,7 @@ use super::ServeArgs;
 use super::jobs::jobs_from_config;
 use crate::config;
 use crate::discovery;
+use crate::promql::engine::{Engine, EngineOptions};
 use crate::scrape;
 use crate::tsdb::{Head, HeadOptions};
 use crate::web;
@@ -53,6 +54,20 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         state.quit = Some(cancel.clone());
     }
     state.flags = args.prometheus_flags();
+    let engine = Engine::new(EngineOptions {
+        lookback_delta_ms: config::parse_duration(&args.lookback_delta)
+            .context("invalid --query.lookback-delta")?
+            .as_millis() as i64,
+        max_samples: args.query_max_samples as usize,
+        timeout: config::parse_duration(&args.query_timeout).context("invalid --query.timeout")?,
+        default_subquery_step_ms: cfg.global.evaluation_interval.as_millis() as i64,
+        max_concurrency: args.query_max_concurrency,
+    });
+    state.engine = Some(Arc::new(web::promql_engine::PromqlEngine::new(
+        engine,
+        head.clone(),
+    )));
+    state.formatter = Some(Arc::new(web::promql_engine::format_query));
     state.external_labels = cfg.global.external_labels.clone();
     state.lookback_delta =
         config::parse_duration(&args.lookback_delta).context("invalid --query.lookback-delta")?;

@@ -109,6 +109,22 @@ impl Labels {
         }
     }
 
+    /// Prometheus's `labels.String()`: every pair, `__name__` included, in
+    /// sorted order inside braces, as its error messages print series.
+    pub fn to_braced_string(&self) -> String {
+        let mut out = String::from("{");
+        for (i, l) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&l.name);
+            out.push('=');
+            out.push_str(&format!("{:?}", l.value));
+        }
+        out.push('}');
+        out
+    }
+
     /// A stable 64-bit hash (FNV-1a over name and value bytes with separators).
     ///
     /// Stable across processes and versions, so it may be used for sharding

@@ -1,7 +1,8 @@
 //! OpenMetrics 1.0 text, line by line, as strict as Prometheus 2.42's
 //! `openmetricslex.l`: single spaces, no blank lines or free comments,
 //! commas exactly between labels, float-second timestamps, exemplars
-//! (checked, then dropped), `# UNIT`, and a final `# EOF` with nothing after.
+//! (checked, then dropped; only on `_total` and `_bucket` samples), `# UNIT`
+//! (a suffix of the metric name), and a final `# EOF` with nothing after.
 
 use super::labels::unescape_cow;
 use super::number::parse_float;
@@ -137,7 +138,14 @@ impl<'a> Parser<'a> {
         if b.get(i) == Some(&b' ') {
             // An exemplar: ` # {labels} value [timestamp]`, checked and dropped.
             if !b[i + 1..].starts_with(b"# {") {
-                return Err(self.expected(i + 1, "expected exemplar or end of line"));
+                return Err(self.expected(i + 1, "expected \"# {\" (an exemplar) after space"));
+            }
+            // Prometheus 2.42 takes exemplars on counters and buckets only.
+            if !(name.ends_with("_total") || name.ends_with("_bucket")) {
+                return Err(self.error_at(
+                    i + 1,
+                    format!("metric name {name:?} does not support exemplars"),
+                ));
             }
             let close = self.om_labels(i + 4, false)?;
             let (_, end) = self.om_number(close + 1, "exemplar value")?;

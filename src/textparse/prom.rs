@@ -2,10 +2,12 @@
 //! Prometheus 2.42's `promlex.l`: blanks and tabs between any two tokens,
 //! blank lines, free comments, optional (and trailing) commas between
 //! labels, raw newlines inside label values, and an integer millisecond
-//! timestamp.
+//! timestamp. Where Prometheus accepts a line but the scrape then fails
+//! (blanks before a sample's name, `__name__` inside the braces, a repeated
+//! label name) this parser fails at once.
 
 use super::labels::unescape_cow;
-use super::number::{NumberError, parse_float, parse_timestamp_ms};
+use super::number::{parse_float, parse_timestamp_ms};
 use super::scan::{
     QuoteError, is_label_start, is_metric_start, label_name_end, line_end, metric_name_end,
     quoted_end, skip_blanks, token_end,
@@ -24,12 +26,27 @@ impl<'a> Parser<'a> {
             };
             match c {
                 b'\n' => self.pos = i + 1,
+                // Prometheus's lexer reads a NUL where a line may start as
+                // the end of the body.
+                0 => {
+                    self.pos = b.len();
+                    return Ok(None);
+                }
                 b'#' => {
                     if let Some(entry) = self.prom_comment(i)? {
                         return Ok(Some(entry));
                     }
                 }
-                c if is_metric_start(c) => return self.prom_sample(i).map(Some),
+                // Prometheus keeps leading blanks in the metric name, which
+                // then fails validation: the scrape fails either way.
+                c if is_metric_start(c) && i == self.pos => {
+                    return self.prom_sample(i).map(Some);
+                }
+                c if is_metric_start(c) => {
+                    return Err(
+                        self.error_at(self.pos, "metric name must start the line".to_string())
+                    );
+                }
                 _ => return Err(self.expected(i, "expected metric name or comment")),
             }
         }
@@ -57,16 +74,13 @@ impl<'a> Parser<'a> {
         }
         let name_end = metric_name_end(line, name_start);
         let metric = self.ascii(name_start, name_end)?;
-        // One separator byte belongs to the keyword; the rest is the text.
-        let text_start = match line.get(name_end) {
-            None => end,
-            Some(b' ' | b'\t') => name_end + 1,
-            Some(_) => {
-                return Err(self.expected(
-                    name_end,
-                    &format!("expected blank after metric name in {keyword}"),
-                ));
-            }
+        // As in Prometheus, the byte after the name, whatever it is, is the
+        // separator and the rest of the line is the text, except that a rest
+        // of only blanks is no text at all.
+        let text_start = if line[name_end..].iter().all(|&c| matches!(c, b' ' | b'\t')) {
+            end
+        } else {
+            name_end + 1
         };
         let Some(text) = self.str_at(text_start, end) else {
             return Err(self.error_at(text_start, format!("{keyword} text is not valid UTF-8")));
@@ -177,35 +191,5 @@ impl<'a> Parser<'a> {
                 i += 1;
             }
         }
-    }
-
-    /// `buf[a..b]` known to hold ASCII name characters, as text.
-    #[inline]
-    pub(super) fn ascii(&self, a: usize, b: usize) -> Result<&'a str, ParseError> {
-        self.str_at(a, b)
-            .ok_or_else(|| self.error_at(a, "invalid name".to_string()))
-    }
-
-    /// The checked label text between `a` and `b`, as text.
-    #[inline]
-    pub(super) fn labels_text(&self, a: usize, b: usize) -> Result<&'a str, ParseError> {
-        self.str_at(a, b)
-            .ok_or_else(|| self.error_at(a, "invalid UTF-8 in labels".to_string()))
-    }
-
-    #[cold]
-    pub(super) fn number_error(
-        &self,
-        a: usize,
-        b: usize,
-        what: &str,
-        e: NumberError,
-    ) -> ParseError {
-        let raw = String::from_utf8_lossy(&self.buf[a..b]);
-        let msg = match e {
-            NumberError::Invalid => format!("invalid {what} {raw:?}"),
-            NumberError::OutOfRange => format!("{what} {raw:?} out of range"),
-        };
-        self.error_at(a, msg)
     }
 }

@@ -110,7 +110,8 @@ struct Shard {
 struct ClosedChunk {
     min_t: i64,
     max_t: i64,
-    data: Box<[u8]>,
+    // Shared so that readers (and later a flusher) take it without copying.
+    data: Arc<[u8]>,
 }
 
 struct OpenChunk {
@@ -249,7 +250,7 @@ impl MemSeries {
             self.closed.push(ClosedChunk {
                 min_t: o.min_t,
                 max_t: self.last_t,
-                data: o.chunk.into_bytes().into_boxed_slice(),
+                data: Arc::from(o.chunk.into_bytes()),
             });
         }
         self.open = Some(OpenChunk {
@@ -275,29 +276,26 @@ impl MemSeries {
     }
 
     /// Appends the samples with `mint <= t <= maxt` to `out`.
+    #[cfg(test)]
     pub(crate) fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
-        let mut take = |bytes: &[u8]| {
-            let mut it = XorIter::new(bytes);
-            if let Some((t, v)) = it.seek(mint)
-                && t <= maxt
-            {
-                out.push(Sample { t, v });
-                out.extend(
-                    it.take_while(|&(t, _)| t <= maxt)
-                        .map(|(t, v)| Sample { t, v }),
-                );
-            }
-        };
+        let mut chunks = Vec::new();
+        self.chunks_in(mint, maxt, &mut chunks);
+        decode_range(&chunks, mint, maxt, out);
+    }
+
+    /// Appends the chunks that overlap `[mint, maxt]` to `out`: closed ones
+    /// shared, the open one copied, so that decoding can happen unlocked.
+    pub(crate) fn chunks_in(&self, mint: i64, maxt: i64, out: &mut Vec<ChunkData>) {
         for c in &self.closed {
             if c.min_t <= maxt && c.max_t >= mint {
-                take(&c.data);
+                out.push(ChunkData::Shared(c.data.clone()));
             }
         }
         if let Some(o) = &self.open
             && o.min_t <= maxt
             && self.last_t >= mint
         {
-            take(o.chunk.bytes());
+            out.push(ChunkData::Copied(o.chunk.bytes().to_vec()));
         }
     }
 
@@ -317,12 +315,44 @@ impl MemSeries {
     }
 
     fn heap_bytes(&self) -> (usize, usize) {
-        let mut chunks = self.closed.iter().map(|c| c.data.len()).sum::<usize>();
+        // An Arc allocation carries two counters before the bytes.
+        let mut chunks = self.closed.iter().map(|c| c.data.len() + 16).sum::<usize>();
         chunks += self.open.as_ref().map_or(0, |o| o.chunk.capacity());
         let other = std::mem::size_of::<MemSeries>()
             + self.labels.len() * 4
             + self.closed.capacity() * std::mem::size_of::<ClosedChunk>();
         (other + chunks, chunks)
+    }
+}
+
+/// Encoded chunk bytes taken out of a series for reading.
+pub(crate) enum ChunkData {
+    Shared(Arc<[u8]>),
+    Copied(Vec<u8>),
+}
+
+impl ChunkData {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            ChunkData::Shared(b) => b,
+            ChunkData::Copied(b) => b,
+        }
+    }
+}
+
+/// Appends the samples of `chunks` (in time order) with `mint <= t <= maxt`.
+pub(crate) fn decode_range(chunks: &[ChunkData], mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+    for c in chunks {
+        let mut it = XorIter::new(c.bytes());
+        if let Some((t, v)) = it.seek(mint)
+            && t <= maxt
+        {
+            out.push(Sample { t, v });
+            out.extend(
+                it.take_while(|&(t, _)| t <= maxt)
+                    .map(|(t, v)| Sample { t, v }),
+            );
+        }
     }
 }
 

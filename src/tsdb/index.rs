@@ -277,8 +277,12 @@ impl Index {
                 nots.push(self.values_where(m, true));
             }
         }
+        // Lists of different values of one name are disjoint, so a group whose
+        // lengths add up to every series selects every series: skip it.
+        let had_its = !its.is_empty();
+        its.retain(|g| g.iter().map(|l| l.len()).sum::<usize>() != self.all.len());
         if its.is_empty() {
-            if nots.is_empty() {
+            if !had_its && nots.is_empty() {
                 return Vec::new();
             }
             its.push(vec![&self.all]);
@@ -414,6 +418,42 @@ mod tests {
         let c = ix.add_series(3, &Labels::from_pairs([("x", "y")]));
         assert!(c.iter().all(|&s| s < 5));
         assert_eq!(ix.labels(&c), Labels::from_pairs([("x", "y")]));
+    }
+
+    #[test]
+    fn groups_covering_every_series_are_skipped_not_lost() {
+        let mut ix = Index::new();
+        for i in 0..100u64 {
+            let l = Labels::from_pairs([
+                ("job", "ray"),
+                ("i", &i.to_string()),
+                ("odd", &(i % 2).to_string()),
+            ]);
+            ix.add_series(i + 1, &l);
+        }
+        let all: Vec<u64> = (1..=100).collect();
+        assert_eq!(
+            ix.postings_for_matchers(&[m(MatchOp::Regex, "job", ".+")]),
+            all
+        );
+        assert_eq!(
+            ix.postings_for_matchers(&[m(MatchOp::Regex, "i", ".+"), Matcher::equal("job", "ray")]),
+            all
+        );
+        assert_eq!(
+            ix.postings_for_matchers(&[
+                m(MatchOp::Regex, "odd", "0|1"),
+                Matcher::equal("odd", "1")
+            ]),
+            (1..=100).filter(|x| x % 2 == 0).collect::<Vec<u64>>()
+        );
+        assert_eq!(
+            ix.postings_for_matchers(&[
+                m(MatchOp::Regex, "job", ".+"),
+                m(MatchOp::NotEqual, "odd", "1")
+            ]),
+            (1..=100).filter(|x| x % 2 == 1).collect::<Vec<u64>>()
+        );
     }
 
     #[test]

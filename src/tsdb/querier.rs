@@ -6,10 +6,10 @@
 
 use rustc_hash::FxHashSet;
 
-use crate::model::{Matcher, Sample};
+use crate::model::{Labels, Matcher, Sample};
 use crate::storage::{Error, Querier, Series, SeriesRef};
 
-use super::head::Inner;
+use super::head::{ChunkData, Inner, decode_range};
 use super::index::{Sym, union};
 
 pub(crate) struct HeadQuerier<'a> {
@@ -54,22 +54,26 @@ impl Querier for HeadQuerier<'_> {
             return Ok(Vec::new());
         }
         let refs = self.head.index().postings_for_matchers(matchers);
-        let mut out = Vec::new();
-        let mut samples: Vec<Sample> = Vec::new();
+        // Take chunk bytes under the locks, decode after releasing them so
+        // that appenders do not wait on decoding.
+        let mut taken: Vec<(Labels, Vec<ChunkData>)> = Vec::new();
         self.head.visit(&refs, |ix, batch| {
             for s in batch {
-                if !s.overlaps(self.mint, self.maxt) {
-                    continue;
-                }
-                s.samples(self.mint, self.maxt, &mut samples);
-                if !samples.is_empty() {
-                    out.push(Series {
-                        labels: ix.labels(&s.labels),
-                        samples: std::mem::take(&mut samples),
-                    });
+                let mut chunks = Vec::new();
+                s.chunks_in(self.mint, self.maxt, &mut chunks);
+                if !chunks.is_empty() {
+                    taken.push((ix.labels(&s.labels), chunks));
                 }
             }
         });
+        let mut out = Vec::with_capacity(taken.len());
+        for (labels, chunks) in taken {
+            let mut samples: Vec<Sample> = Vec::new();
+            decode_range(&chunks, self.mint, self.maxt, &mut samples);
+            if !samples.is_empty() {
+                out.push(Series { labels, samples });
+            }
+        }
         out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)
     }

@@ -62,10 +62,7 @@ pub(crate) async fn require_ready(
 }
 
 fn not_ready() -> Response {
-    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
-    r.headers_mut()
-        .insert("x-prometheus-stopping", HeaderValue::from_static("false"));
-    r
+    text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
 }
 
 /// CORS headers for `/api/v1` requests with an `Origin`, and `204` for

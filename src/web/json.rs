@@ -5,7 +5,7 @@
 //! Knows nothing of HTTP or of which endpoint writes what.
 
 use std::fmt::Write as _;
-use std::io;
+use std::io::{self, Write as _};
 
 use serde::Serialize;
 use serde_json::ser::{CharEscape, Formatter};
@@ -77,18 +77,22 @@ pub fn push_labels(out: &mut Vec<u8>, labels: &Labels) {
 /// Appends a sample timestamp as `jsonutil.MarshalTimestamp` does: whole
 /// seconds, then `.` and exactly three digits when there are milliseconds.
 pub fn push_timestamp(out: &mut Vec<u8>, t_ms: i64) {
-    let mut t = i128::from(t_ms);
-    if t < 0 {
+    // Writing through `io::Write` keeps this free of allocations.
+    let t = t_ms.unsigned_abs();
+    if t_ms < 0 {
         out.push(b'-');
-        t = -t;
     }
-    let mut buf = String::with_capacity(24);
-    let _ = write!(buf, "{}", t / 1000);
+    let _ = write!(out, "{}", t / 1000);
     let frac = t % 1000;
     if frac != 0 {
-        let _ = write!(buf, ".{frac:03}");
+        // The three digits are each below ten, so the casts cannot truncate.
+        out.extend_from_slice(&[
+            b'.',
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ]);
     }
-    out.extend_from_slice(buf.as_bytes());
 }
 
 /// Appends a sample value as `jsonutil.MarshalValue` does: a quoted Go float,
@@ -96,12 +100,16 @@ pub fn push_timestamp(out: &mut Vec<u8>, t_ms: i64) {
 pub fn push_value(out: &mut Vec<u8>, v: f64) {
     out.push(b'"');
     let abs = v.abs();
-    let s = if abs != 0.0 && abs.is_finite() && !(1e-6..1e21).contains(&abs) {
-        format_e(v)
+    if v.is_nan() {
+        out.extend_from_slice(b"NaN");
+    } else if v.is_infinite() {
+        out.extend_from_slice(if v > 0.0 { b"+Inf" } else { b"-Inf" });
+    } else if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        out.extend_from_slice(format_e(v).as_bytes());
     } else {
-        format_f(v)
-    };
-    out.extend_from_slice(s.as_bytes());
+        // `Display` is Go's 'f' with precision -1; no allocation.
+        let _ = write!(out, "{v}");
+    }
     out.push(b'"');
 }
 

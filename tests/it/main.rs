@@ -5,8 +5,16 @@
 
 mod support;
 
+mod config;
+mod promql_golden;
+mod promql_latest;
+mod promql_parser;
+mod promql_tests;
 mod ray;
 mod scrape;
 mod scrape_targets;
+mod serve;
+mod textparse;
 mod tsdb;
 mod up;
+mod web;

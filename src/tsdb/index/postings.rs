@@ -80,19 +80,18 @@ fn for_each_common(a: &[SeriesRef], b: &[SeriesRef], mut hit: impl FnMut(usize))
     if a.is_empty() || b.is_empty() {
         return;
     }
-    if a.len().saturating_mul(16) < b.len() {
-        // Few candidates in a long list: search, never walking back.
+    if a.len().saturating_mul(4) < b.len() {
+        // Few candidates in a long list: gallop forward from the last hit,
+        // which stays in nearby cache lines when candidates are spread evenly.
         let mut lo = 0;
         for (i, x) in a.iter().enumerate() {
-            match b[lo..].binary_search(x) {
-                Ok(k) => {
-                    hit(i);
-                    lo += k + 1;
-                }
-                Err(k) => lo += k,
-            }
+            lo += gallop(&b[lo..], *x);
             if lo >= b.len() {
                 return;
+            }
+            if b[lo] == *x {
+                hit(i);
+                lo += 1;
             }
         }
         return;
@@ -109,6 +108,19 @@ fn for_each_common(a: &[SeriesRef], b: &[SeriesRef], mut hit: impl FnMut(usize))
             }
         }
     }
+}
+
+/// The index of the first element of `b` that is `>= x` (or `b.len()`).
+#[inline]
+fn gallop(b: &[SeriesRef], x: SeriesRef) -> usize {
+    let mut step = 1;
+    let mut prev = 0;
+    while step < b.len() && b[step] < x {
+        prev = step;
+        step *= 2;
+    }
+    let end = (step + 1).min(b.len());
+    prev + b[prev..end].partition_point(|&y| y < x)
 }
 
 /// Elements of `a` that are also in `b`.
@@ -137,8 +149,10 @@ fn filter_is_cheaper(c: &[SeriesRef], group: &[&[SeriesRef]]) -> bool {
     let mut filter = 0usize;
     let mut total = 0usize;
     for l in group {
-        let log = (usize::BITS - l.len().leading_zeros()) as usize;
-        filter = filter.saturating_add((n.saturating_mul(log)).min(n + l.len()));
+        // Galloping costs about log2 of the gap between hits per candidate.
+        let gap = l.len() / n.max(1) + 1;
+        let log = (usize::BITS - gap.leading_zeros()) as usize;
+        filter = filter.saturating_add((n.saturating_mul(log + 1)).min(n + l.len()));
         total += l.len();
     }
     filter <= total.saturating_add(n)

@@ -1,0 +1,723 @@
+//! The PromQL evaluator, with Prometheus 2.42's semantics.
+//!
+//! Like Prometheus, every node is evaluated once over all steps of the query:
+//! an instant-vector node yields a step-aligned matrix, a scalar node one value
+//! per step. Selectors read storage once per query through the
+//! [`Queryable`] seam and walk their samples with a cursor as steps advance,
+//! so a range query never re-reads data per step. An instant query is a range
+//! query with one step.
+//!
+//! This module never touches HTTP or the storage layout.
+
+mod aggregate;
+mod binary;
+mod functions;
+mod value;
+
+pub use value::{Value, VectorSample};
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::model::{Labels, Matcher, Sample, is_stale_nan};
+use crate::promql::parser::{
+    AtModifier, Expr, MatrixSelector, Subquery, ValueType, VectorSelector,
+};
+use crate::storage::{Queryable, Series};
+
+/// Engine limits and defaults, as Prometheus's flags set them.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// `--query.lookback-delta`.
+    pub lookback_delta_ms: i64,
+    /// `--query.max-samples`.
+    pub max_samples: usize,
+    /// `--query.timeout`.
+    pub timeout: Duration,
+    /// Step of a subquery written without one (`x[1h:]`): the global
+    /// `evaluation_interval`.
+    pub default_subquery_step_ms: i64,
+    /// `--query.max-concurrency`: queries beyond it wait for a slot.
+    pub max_concurrency: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta_ms: 5 * 60 * 1000,
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            default_subquery_step_ms: 60 * 1000,
+            max_concurrency: 20,
+        }
+    }
+}
+
+/// Why a query failed, with Prometheus's error types.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// The query is well-formed but cannot be evaluated (`errorType: execution`).
+    #[error("{0}")]
+    Execution(String),
+    /// The query is not acceptable for this kind of request (`bad_data`).
+    #[error("{0}")]
+    BadData(String),
+    #[error("query timed out in {0}")]
+    Timeout(&'static str),
+    #[error("query processing would load too many samples into memory in {0}")]
+    TooManySamples(&'static str),
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// Runs queries against a store.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    opts: EngineOptions,
+    slots: Arc<Slots>,
+}
+
+/// A counting semaphore for `max_concurrency`; queries block on it.
+#[derive(Debug, Default)]
+struct Slots {
+    busy: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A held query slot, given back on drop.
+struct Slot<'a>(&'a Slots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.0.busy.lock().unwrap_or_else(|e| e.into_inner());
+        *busy = busy.saturating_sub(1);
+        self.0.freed.notify_one();
+    }
+}
+
+impl Engine {
+    pub fn new(opts: EngineOptions) -> Engine {
+        Engine {
+            opts,
+            slots: Arc::default(),
+        }
+    }
+
+    /// Waits for a free query slot, at most the query timeout.
+    fn slot(&self) -> Result<Slot<'_>, Error> {
+        let max = self.opts.max_concurrency.max(1);
+        let deadline = Instant::now() + self.opts.timeout;
+        let mut busy = self.slots.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy >= max {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout("query queue"));
+            }
+            busy = self
+                .slots
+                .freed
+                .wait_timeout(busy, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *busy += 1;
+        Ok(Slot(&self.slots))
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Evaluates `expr` at `t` (ms).
+    pub fn instant(&self, storage: &dyn Queryable, expr: &Expr, t: i64) -> Result<Value, Error> {
+        let _slot = self.slot()?;
+        let mut ev = Evaluator::new(storage, &self.opts, t, t, 1, t, t);
+        let out = ev.eval(expr)?;
+        Ok(match out {
+            Val::Scalar(v) => Value::Scalar {
+                t,
+                v: v.first().copied().unwrap_or(f64::NAN),
+            },
+            Val::String(s) => Value::String { t, s },
+            Val::Vector(m) => Value::Vector(
+                m.into_iter()
+                    .filter_map(|s| {
+                        s.points.first().map(|p| VectorSample {
+                            labels: s.labels,
+                            t,
+                            v: p.v,
+                        })
+                    })
+                    .collect(),
+            ),
+            Val::Range(m) => Value::Matrix(m),
+        })
+    }
+
+    /// Evaluates `expr` at every step from `start` to `end` (ms, inclusive).
+    pub fn range(
+        &self,
+        storage: &dyn Queryable,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Value, Error> {
+        match expr.value_type() {
+            ValueType::Scalar | ValueType::Vector => {}
+            other => {
+                return Err(Error::BadData(format!(
+                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                    other.documented()
+                )));
+            }
+        }
+        if step <= 0 {
+            return Err(Error::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        let _slot = self.slot()?;
+        let mut ev = Evaluator::new(storage, &self.opts, start, end, step, start, end);
+        let out = ev.eval(expr)?;
+        let mut m = match out {
+            Val::Scalar(v) => vec![Series {
+                labels: Labels::new(),
+                samples: points_from(&ev, &v),
+            }],
+            Val::Vector(m) => m.into_iter().map(Into::into).collect(),
+            Val::String(_) | Val::Range(_) => Vec::new(),
+        };
+        m.retain(|s: &Series| !s.samples.is_empty());
+        m.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(Value::Matrix(m))
+    }
+}
+
+/// A series of step-aligned points (an instant vector over all steps).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StepSeries {
+    pub labels: Labels,
+    pub points: Vec<Sample>,
+}
+
+impl From<StepSeries> for Series {
+    fn from(s: StepSeries) -> Series {
+        Series {
+            labels: s.labels,
+            samples: s.points,
+        }
+    }
+}
+
+/// What a node evaluates to.
+pub(crate) enum Val {
+    /// One value per step.
+    Scalar(Vec<f64>),
+    /// An instant vector at every step.
+    Vector(Vec<StepSeries>),
+    /// A range vector (raw samples), only at the top of an instant query.
+    Range(Vec<Series>),
+    String(String),
+}
+
+/// Evaluates nodes over the steps `start..=end` by `interval`.
+pub(crate) struct Evaluator<'a> {
+    storage: &'a dyn Queryable,
+    opts: &'a EngineOptions,
+    pub start: i64,
+    pub end: i64,
+    pub interval: i64,
+    /// The query's own start and end, for `@ start()` / `@ end()`.
+    query_start: i64,
+    query_end: i64,
+    deadline: Instant,
+    /// Samples currently held, checked against `max_samples`.
+    samples: usize,
+}
+
+impl<'a> Evaluator<'a> {
+    fn new(
+        storage: &'a dyn Queryable,
+        opts: &'a EngineOptions,
+        start: i64,
+        end: i64,
+        interval: i64,
+        query_start: i64,
+        query_end: i64,
+    ) -> Evaluator<'a> {
+        Evaluator {
+            storage,
+            opts,
+            start,
+            end,
+            interval,
+            query_start,
+            query_end,
+            deadline: Instant::now() + opts.timeout,
+            samples: 0,
+        }
+    }
+
+    pub fn steps(&self) -> usize {
+        ((self.end - self.start) / self.interval + 1).max(0) as usize
+    }
+
+    pub fn ts(&self, step: usize) -> i64 {
+        self.start + step as i64 * self.interval
+    }
+
+    pub fn check_deadline(&self) -> Result<(), Error> {
+        if Instant::now() > self.deadline {
+            return Err(Error::Timeout("query execution"));
+        }
+        Ok(())
+    }
+
+    pub fn add_samples(&mut self, n: usize) -> Result<(), Error> {
+        self.samples += n;
+        if self.samples > self.opts.max_samples {
+            return Err(Error::TooManySamples("query execution"));
+        }
+        Ok(())
+    }
+
+    fn at_time(&self, at: Option<AtModifier>) -> Option<i64> {
+        at.map(|a| match a {
+            AtModifier::Timestamp(t) => t,
+            AtModifier::Start => self.query_start,
+            AtModifier::End => self.query_end,
+        })
+    }
+
+    /// The reference time of a selector at step time `ts`.
+    fn ref_time(&self, ts: i64, at: Option<i64>, offset: i64) -> i64 {
+        at.unwrap_or(ts) - offset
+    }
+
+    pub fn eval(&mut self, expr: &Expr) -> Result<Val, Error> {
+        self.check_deadline()?;
+        match expr {
+            Expr::NumberLiteral(v) => Ok(Val::Scalar(vec![*v; self.steps()])),
+            Expr::StringLiteral(s) => Ok(Val::String(s.clone())),
+            Expr::Paren(e) => self.eval(e),
+            Expr::Unary { neg, expr } => {
+                let v = self.eval(expr)?;
+                if !neg {
+                    return Ok(v);
+                }
+                match v {
+                    Val::Scalar(mut s) => {
+                        s.iter_mut().for_each(|x| *x = -*x);
+                        Ok(Val::Scalar(s))
+                    }
+                    Val::Vector(mut m) => {
+                        for s in &mut m {
+                            s.labels = s.labels.without_name();
+                            s.points.iter_mut().for_each(|p| p.v = -p.v);
+                        }
+                        check_unique_labelsets(&m)?;
+                        Ok(Val::Vector(m))
+                    }
+                    other => Ok(other),
+                }
+            }
+            Expr::VectorSelector(vs) => Ok(Val::Vector(self.vector_selector(vs)?)),
+            Expr::MatrixSelector(ms) => {
+                let r = self.range_input(&RangeArg::Selector(ms))?;
+                let t = self.start;
+                let at = self.at_time(ms.vs.at);
+                let refr = self.ref_time(t, at, ms.vs.offset);
+                let out = r
+                    .series
+                    .into_iter()
+                    .filter_map(|(labels, samples)| {
+                        let w = window(&samples, refr - r.range, refr);
+                        (!w.is_empty()).then(|| Series {
+                            labels,
+                            samples: w.to_vec(),
+                        })
+                    })
+                    .collect();
+                Ok(Val::Range(out))
+            }
+            Expr::Subquery(sq) => {
+                let (series, _) = self.subquery(sq)?;
+                Ok(Val::Range(series))
+            }
+            Expr::Call(c) => functions::call(self, c),
+            Expr::Aggregate(a) => aggregate::eval(self, a),
+            Expr::Binary(b) => binary::eval(self, b),
+        }
+    }
+
+    /// Evaluates a node that must be an instant vector.
+    pub fn eval_vector(&mut self, expr: &Expr) -> Result<Vec<StepSeries>, Error> {
+        match self.eval(expr)? {
+            Val::Vector(m) => Ok(m),
+            _ => Err(Error::Execution(format!(
+                "expected instant vector, got {}",
+                expr.value_type().documented()
+            ))),
+        }
+    }
+
+    /// Evaluates a node that must be a scalar.
+    pub fn eval_scalar(&mut self, expr: &Expr) -> Result<Vec<f64>, Error> {
+        match self.eval(expr)? {
+            Val::Scalar(s) => Ok(s),
+            _ => Err(Error::Execution(format!(
+                "expected scalar, got {}",
+                expr.value_type().documented()
+            ))),
+        }
+    }
+
+    /// Reads the series of `matchers` with samples in `[mint, maxt]`.
+    fn select(&mut self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error> {
+        let q = self
+            .storage
+            .querier(mint, maxt)
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        let series = q
+            .select(matchers)
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        let n: usize = series.iter().map(|s| s.samples.len()).sum();
+        self.add_samples(n)?;
+        Ok(series)
+    }
+
+    /// The time span of reference times over all steps.
+    fn ref_span(&self, at: Option<i64>, offset: i64) -> (i64, i64) {
+        let a = self.ref_time(self.start, at, offset);
+        let b = self.ref_time(self.end, at, offset);
+        (a.min(b), a.max(b))
+    }
+
+    fn vector_selector(&mut self, vs: &VectorSelector) -> Result<Vec<StepSeries>, Error> {
+        self.select_latest(vs, false)
+    }
+
+    /// The latest sample at or before each step, with its own timestamp
+    /// (what `timestamp()` needs), as a step-aligned vector of sample times.
+    pub fn vector_selector_times(&mut self, vs: &VectorSelector) -> Result<Vec<StepSeries>, Error> {
+        self.select_latest(vs, true)
+    }
+
+    /// At every step, each series' latest sample within the lookback window,
+    /// unless it is a staleness marker; its value, or with `times` its
+    /// timestamp in seconds (then without the metric name).
+    fn select_latest(
+        &mut self,
+        vs: &VectorSelector,
+        times: bool,
+    ) -> Result<Vec<StepSeries>, Error> {
+        let at = self.at_time(vs.at);
+        let lookback = self.opts.lookback_delta_ms;
+        let (lo, hi) = self.ref_span(at, vs.offset);
+        let series = self.select(&vs.matchers, lo - lookback, hi)?;
+        let steps = self.steps();
+        let mut out = Vec::with_capacity(series.len());
+        for (n, s) in series.into_iter().enumerate() {
+            if n % 1024 == 1023 {
+                self.check_deadline()?;
+            }
+            let mut points = Vec::new();
+            let mut cursor = 0usize;
+            for step in 0..steps {
+                let ts = self.ts(step);
+                let refr = self.ref_time(ts, at, vs.offset);
+                if let Some(p) = latest_at(&s.samples, &mut cursor, refr)
+                    && p.t >= refr - lookback
+                    && !is_stale_nan(p.v)
+                {
+                    let v = if times { p.t as f64 / 1000.0 } else { p.v };
+                    points.push(Sample { t: ts, v });
+                }
+            }
+            if !points.is_empty() {
+                let labels = if times {
+                    s.labels.without_name()
+                } else {
+                    s.labels
+                };
+                out.push(StepSeries { labels, points });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loads what a range function iterates over: samples of a matrix
+    /// selector (stale markers dropped) or the points of a subquery.
+    pub fn range_input(&mut self, arg: &RangeArg<'_>) -> Result<RangeInput, Error> {
+        match arg {
+            RangeArg::Selector(ms) => {
+                let at = self.at_time(ms.vs.at);
+                let (lo, hi) = self.ref_span(at, ms.vs.offset);
+                let series = self.select(&ms.vs.matchers, lo - ms.range_ms, hi)?;
+                let series = series
+                    .into_iter()
+                    .map(|mut s| {
+                        s.samples.retain(|p| !is_stale_nan(p.v));
+                        (s.labels, s.samples)
+                    })
+                    .collect();
+                Ok(RangeInput {
+                    series,
+                    range: ms.range_ms,
+                    offset: ms.vs.offset,
+                    at,
+                })
+            }
+            RangeArg::Subquery(sq) => {
+                let (series, at) = self.subquery(sq)?;
+                Ok(RangeInput {
+                    series: series.into_iter().map(|s| (s.labels, s.samples)).collect(),
+                    range: sq.range_ms,
+                    offset: sq.offset,
+                    at,
+                })
+            }
+        }
+    }
+
+    /// Evaluates a subquery's inner expression at its own steps, covering every
+    /// window the outer steps will look at.
+    fn subquery(&mut self, sq: &Subquery) -> Result<(Vec<Series>, Option<i64>), Error> {
+        let at = self.at_time(sq.at);
+        let step = if sq.step_ms > 0 {
+            sq.step_ms
+        } else {
+            self.opts.default_subquery_step_ms
+        };
+        let (lo, hi) = self.ref_span(at, sq.offset);
+        let first = lo - sq.range_ms;
+        // The first multiple of the step at or after the window's start.
+        let mut start = step * (first / step);
+        if start < first {
+            start += step;
+        }
+        let mut inner = Evaluator {
+            storage: self.storage,
+            opts: self.opts,
+            start,
+            end: hi,
+            interval: step,
+            query_start: self.query_start,
+            query_end: self.query_end,
+            deadline: self.deadline,
+            samples: self.samples,
+        };
+        if inner.end < inner.start {
+            return Ok((Vec::new(), at));
+        }
+        let out = match inner.eval(&sq.expr)? {
+            Val::Vector(m) => m.into_iter().map(Into::into).collect(),
+            Val::Scalar(v) => vec![Series {
+                labels: Labels::new(),
+                samples: v
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| Sample {
+                        t: inner.ts(i),
+                        v: *v,
+                    })
+                    .collect(),
+            }],
+            _ => Vec::new(),
+        };
+        self.samples = inner.samples;
+        Ok((out, at))
+    }
+}
+
+/// The range argument of a function: `x[5m]` or `expr[1h:1m]`.
+pub enum RangeArg<'e> {
+    Selector(&'e MatrixSelector),
+    Subquery(&'e Subquery),
+}
+
+/// Loaded samples for a range function.
+pub struct RangeInput {
+    pub series: Vec<(Labels, Vec<Sample>)>,
+    pub range: i64,
+    pub offset: i64,
+    pub at: Option<i64>,
+}
+
+/// The latest sample with `t <= refr`, advancing `cursor` (reference times
+/// never decrease across steps, so the walk is linear overall).
+fn latest_at<'s>(samples: &'s [Sample], cursor: &mut usize, refr: i64) -> Option<&'s Sample> {
+    // A constant reference time (`@`) may be behind the cursor: restart.
+    if *cursor > 0 && samples[*cursor - 1].t > refr {
+        *cursor = 0;
+    }
+    while *cursor < samples.len() && samples[*cursor].t <= refr {
+        *cursor += 1;
+    }
+    if *cursor == 0 {
+        None
+    } else {
+        Some(&samples[*cursor - 1])
+    }
+}
+
+/// Samples with `mint <= t <= maxt` (both ends inclusive, as in 2.x).
+pub fn window(samples: &[Sample], mint: i64, maxt: i64) -> &[Sample] {
+    let lo = samples.partition_point(|s| s.t < mint);
+    let hi = samples.partition_point(|s| s.t <= maxt);
+    if lo >= hi { &[] } else { &samples[lo..hi] }
+}
+
+fn points_from(ev: &Evaluator<'_>, v: &[f64]) -> Vec<Sample> {
+    v.iter()
+        .enumerate()
+        .map(|(i, v)| Sample { t: ev.ts(i), v: *v })
+        .collect()
+}
+
+/// Collects per-step output samples into series, keyed by label set, in the
+/// order series first appear (Prometheus's instant results keep it).
+pub(crate) struct Collector {
+    index: HashMap<Labels, usize>,
+    pub series: Vec<StepSeries>,
+}
+
+impl Collector {
+    pub fn new() -> Collector {
+        Collector {
+            index: HashMap::new(),
+            series: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, labels: Labels, t: i64, v: f64) -> Result<(), Error> {
+        match self.index.get(&labels) {
+            Some(&i) => {
+                let s = &mut self.series[i];
+                if s.points.last().is_some_and(|p| p.t == t) {
+                    return Err(Error::Execution(
+                        "vector cannot contain metrics with the same labelset".into(),
+                    ));
+                }
+                s.points.push(Sample { t, v });
+            }
+            None => {
+                self.index.insert(labels.clone(), self.series.len());
+                self.series.push(StepSeries {
+                    labels,
+                    points: vec![Sample { t, v }],
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_unique_labelsets(m: &[StepSeries]) -> Result<(), Error> {
+    let mut seen = std::collections::HashSet::with_capacity(m.len());
+    for s in m {
+        if !seen.insert(&s.labels) {
+            return Err(Error::Execution(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Walks a step-aligned matrix one step at a time, yielding the samples
+/// present at each step.
+pub(crate) struct StepWalker {
+    cursors: Vec<usize>,
+}
+
+impl StepWalker {
+    pub fn new(m: &[StepSeries]) -> StepWalker {
+        StepWalker {
+            cursors: vec![0; m.len()],
+        }
+    }
+
+    /// Indexes into `m` and values of the samples at time `ts`.
+    pub fn at(&mut self, m: &[StepSeries], ts: i64, out: &mut Vec<(usize, f64)>) {
+        out.clear();
+        for (i, s) in m.iter().enumerate() {
+            let c = &mut self.cursors[i];
+            if let Some(p) = s.points.get(*c)
+                && p.t == ts
+            {
+                out.push((i, p.v));
+                *c += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::parser::parse_expr;
+    use crate::storage::Appendable;
+    use crate::tsdb::{Head, HeadOptions};
+
+    fn head() -> Head {
+        let h = Head::new(HeadOptions::default());
+        let mut app = h.appender();
+        for i in 0..100 {
+            let l = Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())]);
+            for t in 0..10 {
+                app.append(0, &l, t * 15_000, t as f64).unwrap();
+            }
+        }
+        app.commit().unwrap();
+        h
+    }
+
+    #[test]
+    fn max_samples_gives_prometheus_error() {
+        let h = head();
+        let e = Engine::new(EngineOptions {
+            max_samples: 50,
+            ..EngineOptions::default()
+        });
+        let err = e
+            .instant(&h, &parse_expr("m").unwrap(), 60_000)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "query processing would load too many samples into memory in query execution"
+        );
+    }
+
+    #[test]
+    fn queries_wait_for_a_slot_and_time_out_in_the_queue() {
+        let h = head();
+        let e = Engine::new(EngineOptions {
+            max_concurrency: 1,
+            timeout: Duration::from_millis(50),
+            ..EngineOptions::default()
+        });
+        let held = e.slot().unwrap();
+        let err = e
+            .instant(&h, &parse_expr("m").unwrap(), 60_000)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "query timed out in query queue");
+        drop(held);
+        assert!(e.instant(&h, &parse_expr("m").unwrap(), 60_000).is_ok());
+    }
+
+    #[test]
+    fn range_queries_reject_range_vectors() {
+        let h = head();
+        let e = Engine::default();
+        let err = e
+            .range(&h, &parse_expr("m[5m]").unwrap(), 0, 60_000, 15_000)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector"
+        );
+    }
+}

@@ -1,0 +1,840 @@
+//! PromQL functions of Prometheus 2.42: range-vector functions (`rate`,
+//! `*_over_time`, ...), per-sample math, label functions, dates, and
+//! `histogram_quantile` over classic buckets.
+
+use std::collections::HashMap;
+
+use super::aggregate::quantile;
+use super::{Collector, Error, Evaluator, RangeArg, StepSeries, StepWalker, Val, window};
+use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample};
+use crate::promql::parser::{Call, Expr};
+
+fn unwrap_parens(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(inner) = e {
+        e = inner;
+    }
+    e
+}
+
+pub(super) fn call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
+    let name = c.func.name;
+    // Range-vector functions take a matrix selector or a subquery.
+    if let Some(idx) = c.args.iter().position(|a| {
+        matches!(
+            unwrap_parens(a),
+            Expr::MatrixSelector(_) | Expr::Subquery(_)
+        )
+    }) {
+        return range_function(ev, c, idx);
+    }
+    match name {
+        "time" => Ok(Val::Scalar(
+            (0..ev.steps()).map(|i| ev.ts(i) as f64 / 1000.0).collect(),
+        )),
+        "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; ev.steps()])),
+        "vector" => {
+            let s = ev.eval_scalar(&c.args[0])?;
+            let points = s
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Sample { t: ev.ts(i), v: *v })
+                .collect();
+            Ok(Val::Vector(vec![StepSeries {
+                labels: Labels::new(),
+                points,
+            }]))
+        }
+        "scalar" => {
+            let m = ev.eval_vector(&c.args[0])?;
+            let mut walker = StepWalker::new(&m);
+            let mut now = Vec::new();
+            let out = (0..ev.steps())
+                .map(|i| {
+                    walker.at(&m, ev.ts(i), &mut now);
+                    if now.len() == 1 { now[0].1 } else { f64::NAN }
+                })
+                .collect();
+            Ok(Val::Scalar(out))
+        }
+        "timestamp" => match unwrap_parens(&c.args[0]) {
+            Expr::VectorSelector(vs) => Ok(Val::Vector(ev.vector_selector_times(vs)?)),
+            other => {
+                let m = ev.eval_vector(other)?;
+                map_samples(m, true, |p| Some(p.t as f64 / 1000.0))
+            }
+        },
+        "absent" => {
+            let m = ev.eval_vector(&c.args[0])?;
+            let labels = absent_labels(unwrap_parens(&c.args[0]));
+            let mut present = vec![false; ev.steps()];
+            for s in &m {
+                for p in &s.points {
+                    present[((p.t - ev.start) / ev.interval) as usize] = true;
+                }
+            }
+            let points: Vec<Sample> = present
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| !**p)
+                .map(|(i, _)| Sample {
+                    t: ev.ts(i),
+                    v: 1.0,
+                })
+                .collect();
+            Ok(Val::Vector(if points.is_empty() {
+                vec![]
+            } else {
+                vec![StepSeries { labels, points }]
+            }))
+        }
+        "sort" | "sort_desc" => {
+            let mut m = ev.eval_vector(&c.args[0])?;
+            if ev.steps() == 1 {
+                let desc = name == "sort_desc";
+                // NaN last either way; stable for ties, as Go's insertion sort
+                // for small inputs.
+                m.sort_by(|a, b| {
+                    let (x, y) = (a.points[0].v, b.points[0].v);
+                    match (x.is_nan(), y.is_nan()) {
+                        (true, true) => std::cmp::Ordering::Equal,
+                        (true, false) => std::cmp::Ordering::Greater,
+                        (false, true) => std::cmp::Ordering::Less,
+                        _ => {
+                            let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
+                            if desc { o.reverse() } else { o }
+                        }
+                    }
+                });
+            }
+            Ok(Val::Vector(m))
+        }
+        "label_replace" => label_replace(ev, c),
+        "label_join" => label_join(ev, c),
+        "histogram_quantile" => histogram_quantile(ev, c),
+        // Native histograms do not exist in raymon's store: no results.
+        "histogram_count" | "histogram_sum" | "histogram_fraction" => {
+            for a in &c.args {
+                ev.eval(a)?;
+            }
+            Ok(Val::Vector(Vec::new()))
+        }
+        "clamp" | "clamp_max" | "clamp_min" | "round" => clamp_round(ev, c),
+        "days_in_month" | "day_of_month" | "day_of_week" | "day_of_year" | "hour" | "minute"
+        | "month" | "year" => date_function(ev, c),
+        _ => {
+            let f = math_function(name)
+                .ok_or_else(|| Error::Execution(format!("function {name} is not implemented")))?;
+            let m = ev.eval_vector(&c.args[0])?;
+            map_samples(m, true, |p| Some(f(p.v)))
+        }
+    }
+}
+
+/// Applies `f` to every sample, dropping the metric name when asked.
+fn map_samples(
+    m: Vec<StepSeries>,
+    drop_name: bool,
+    mut f: impl FnMut(&Sample) -> Option<f64>,
+) -> Result<Val, Error> {
+    let mut out = Vec::with_capacity(m.len());
+    for s in m {
+        let points: Vec<Sample> = s
+            .points
+            .iter()
+            .filter_map(|p| f(p).map(|v| Sample { t: p.t, v }))
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        let labels = if drop_name {
+            s.labels.without_name()
+        } else {
+            s.labels
+        };
+        out.push(StepSeries { labels, points });
+    }
+    Ok(Val::Vector(merge_same_labels(out)?))
+}
+
+/// Series that came to share a label set are merged; two samples at one
+/// step are Prometheus's "same labelset" error.
+fn merge_same_labels(m: Vec<StepSeries>) -> Result<Vec<StepSeries>, Error> {
+    let mut index: HashMap<Labels, usize> = HashMap::with_capacity(m.len());
+    let mut out: Vec<StepSeries> = Vec::with_capacity(m.len());
+    let mut merged = false;
+    for s in m {
+        match index.get(&s.labels) {
+            Some(&i) => {
+                merged = true;
+                let dst = &mut out[i];
+                dst.points.extend(s.points);
+                dst.points.sort_by_key(|p| p.t);
+                if dst.points.windows(2).any(|w| w[0].t == w[1].t) {
+                    return Err(Error::Execution(
+                        "vector cannot contain metrics with the same labelset".into(),
+                    ));
+                }
+            }
+            None => {
+                index.insert(s.labels.clone(), out.len());
+                out.push(s);
+            }
+        }
+    }
+    let _ = merged;
+    Ok(out)
+}
+
+fn math_function(name: &str) -> Option<fn(f64) -> f64> {
+    Some(match name {
+        "abs" => f64::abs,
+        "ceil" => f64::ceil,
+        "floor" => f64::floor,
+        "exp" => f64::exp,
+        "sqrt" => f64::sqrt,
+        "ln" => f64::ln,
+        "log2" => f64::log2,
+        "log10" => f64::log10,
+        "sgn" => |v: f64| {
+            if v < 0.0 {
+                -1.0
+            } else if v > 0.0 {
+                1.0
+            } else {
+                v
+            }
+        },
+        "acos" => f64::acos,
+        "acosh" => f64::acosh,
+        "asin" => f64::asin,
+        "asinh" => f64::asinh,
+        "atan" => f64::atan,
+        "atanh" => f64::atanh,
+        "cos" => f64::cos,
+        "cosh" => f64::cosh,
+        "sin" => f64::sin,
+        "sinh" => f64::sinh,
+        "tan" => f64::tan,
+        "tanh" => f64::tanh,
+        "deg" => |v: f64| v * 180.0 / std::f64::consts::PI,
+        "rad" => |v: f64| v * std::f64::consts::PI / 180.0,
+        _ => return None,
+    })
+}
+
+/// Go's `math.Max`: NaN wins, and +0 beats -0.
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a == 0.0 && b == 0.0 {
+        if a.is_sign_negative() { b } else { a }
+    } else if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Go's `math.Min`: NaN wins, and -0 beats +0.
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a == 0.0 && b == 0.0 {
+        if a.is_sign_negative() { a } else { b }
+    } else if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+fn clamp_round(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
+    let mut scalars = Vec::new();
+    for a in &c.args[1..] {
+        scalars.push(ev.eval_scalar(a)?);
+    }
+    let m = ev.eval_vector(&c.args[0])?;
+    let (start, interval) = (ev.start, ev.interval);
+    let name = c.func.name;
+    map_samples(m, true, |p| {
+        let step = ((p.t - start) / interval) as usize;
+        let arg = |i: usize| scalars.get(i).and_then(|s| s.get(step)).copied();
+        match name {
+            "clamp" => {
+                let (min, max) = (arg(0)?, arg(1)?);
+                if max < min {
+                    return None;
+                }
+                Some(go_max(min, go_min(max, p.v)))
+            }
+            "clamp_max" => Some(go_min(arg(0)?, p.v)),
+            "clamp_min" => Some(go_max(arg(0)?, p.v)),
+            _ => {
+                let to_nearest = arg(0).unwrap_or(1.0);
+                let inv = 1.0 / to_nearest;
+                Some((p.v * inv + 0.5).floor() / inv)
+            }
+        }
+    })
+}
+
+fn date_function(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
+    let f: fn(i64) -> f64 = match c.func.name {
+        "days_in_month" => |t| {
+            let (y, m, _) = civil(t);
+            days_in_month(y, m) as f64
+        },
+        "day_of_month" => |t| civil(t).2 as f64,
+        "day_of_week" => |t| (t.div_euclid(86_400) + 4).rem_euclid(7) as f64,
+        "day_of_year" => |t| {
+            let (y, m, d) = civil(t);
+            (1..m).map(|mm| days_in_month(y, mm)).sum::<i64>() as f64 + d as f64
+        },
+        "hour" => |t| t.rem_euclid(86_400).div_euclid(3600) as f64,
+        "minute" => |t| t.rem_euclid(3600).div_euclid(60) as f64,
+        "month" => |t| civil(t).1 as f64,
+        _ => |t| civil(t).0 as f64,
+    };
+    if c.args.is_empty() {
+        let points = (0..ev.steps())
+            .map(|i| {
+                let ts = ev.ts(i);
+                Sample {
+                    t: ts,
+                    v: f(ts.div_euclid(1000)),
+                }
+            })
+            .collect();
+        return Ok(Val::Vector(vec![StepSeries {
+            labels: Labels::new(),
+            points,
+        }]));
+    }
+    let m = ev.eval_vector(&c.args[0])?;
+    map_samples(m, true, |p| {
+        if p.v.is_nan() || p.v.is_infinite() {
+            return Some(f64::NAN);
+        }
+        Some(f(p.v as i64))
+    })
+}
+
+/// Year, month, day of a Unix time in seconds (UTC).
+fn civil(t: i64) -> (i64, i64, i64) {
+    let z = t.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+fn string_arg(ev: &mut Evaluator<'_>, e: &Expr) -> Result<String, Error> {
+    match ev.eval(e)? {
+        Val::String(s) => Ok(s),
+        _ => Err(Error::Execution("expected a string argument".into())),
+    }
+}
+
+fn label_replace(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
+    let dst = string_arg(ev, &c.args[1])?;
+    let repl = string_arg(ev, &c.args[2])?;
+    let src = string_arg(ev, &c.args[3])?;
+    let re_src = string_arg(ev, &c.args[4])?;
+    let re = crate::model::anchored(&re_src).map_err(|e| {
+        Error::Execution(format!(
+            "invalid regular expression in label_replace(): {re_src}: {e}"
+        ))
+    })?;
+    if !crate::config::is_valid_label_name(&dst) {
+        return Err(Error::Execution(format!(
+            "invalid destination label name in label_replace(): {dst}"
+        )));
+    }
+    let mut m = ev.eval_vector(&c.args[0])?;
+    for s in &mut m {
+        let value = s.labels.get(&src).unwrap_or("");
+        if let Some(caps) = re.captures(value) {
+            let mut res = String::new();
+            crate::config::expand(&repl, &caps, &re, &mut res);
+            let mut b = s.labels.builder();
+            b.set(dst.clone(), res);
+            s.labels = b.build();
+        }
+    }
+    Ok(Val::Vector(merge_same_labels(m)?))
+}
+
+fn label_join(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
+    let dst = string_arg(ev, &c.args[1])?;
+    let sep = string_arg(ev, &c.args[2])?;
+    let mut srcs = Vec::new();
+    for a in &c.args[3..] {
+        let s = string_arg(ev, a)?;
+        if !crate::config::is_valid_label_name(&s) {
+            return Err(Error::Execution(format!(
+                "invalid source label name in label_join(): {s}"
+            )));
+        }
+        srcs.push(s);
+    }
+    if !crate::config::is_valid_label_name(&dst) {
+        return Err(Error::Execution(format!(
+            "invalid destination label name in label_join(): {dst}"
+        )));
+    }
+    let mut m = ev.eval_vector(&c.args[0])?;
+    for s in &mut m {
+        let joined = srcs
+            .iter()
+            .map(|n| s.labels.get(n).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(&sep);
+        let mut b = s.labels.builder();
+        b.set(dst.clone(), joined);
+        s.labels = b.build();
+    }
+    Ok(Val::Vector(merge_same_labels(m)?))
+}
+
+fn histogram_quantile(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
+    let q = ev.eval_scalar(&c.args[0])?;
+    let m = ev.eval_vector(&c.args[1])?;
+    // Each input series' group and upper bound never change across steps.
+    let mut keys: Vec<Option<(Labels, f64)>> = Vec::with_capacity(m.len());
+    for s in &m {
+        let ub = s.labels.get("le").and_then(parse_go_float);
+        // Grouped with the metric name, so two histograms that differ only in
+        // name collide in the output (prometheus/prometheus#9910).
+        keys.push(ub.map(|ub| (s.labels.without(&["le"]), ub)));
+    }
+    let mut out = Collector::new();
+    let mut walker = StepWalker::new(&m);
+    let mut now = Vec::new();
+    for (step, q) in q.iter().enumerate() {
+        let ts = ev.ts(step);
+        walker.at(&m, ts, &mut now);
+        let mut groups: Vec<(&Labels, Vec<(f64, f64)>)> = Vec::new();
+        let mut index: HashMap<&Labels, usize> = HashMap::new();
+        for &(i, v) in &now {
+            let Some((key, ub)) = &keys[i] else { continue };
+            let gi = *index.entry(key).or_insert_with(|| {
+                groups.push((key, Vec::new()));
+                groups.len() - 1
+            });
+            groups[gi].1.push((*ub, v));
+        }
+        for (labels, mut buckets) in groups {
+            out.push(labels.without_name(), ts, bucket_quantile(*q, &mut buckets))?;
+        }
+    }
+    Ok(Val::Vector(out.series))
+}
+
+/// Go's `strconv.ParseFloat` for bucket bounds: decimal, exponents, `+Inf`.
+fn parse_go_float(s: &str) -> Option<f64> {
+    match s.to_ascii_lowercase().as_str() {
+        "+inf" | "inf" | "+infinity" | "infinity" => Some(f64::INFINITY),
+        "-inf" | "-infinity" => Some(f64::NEG_INFINITY),
+        "nan" => Some(f64::NAN),
+        _ => s.parse().ok(),
+    }
+}
+
+/// Prometheus's `bucketQuantile` over (upper bound, cumulative count) pairs.
+fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    match buckets.last() {
+        Some(b) if b.0 == f64::INFINITY => {}
+        _ => return f64::NAN,
+    }
+    // Coalesce buckets with the same bound.
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for &(ub, count) in buckets.iter() {
+        match merged.last_mut() {
+            Some(last) if last.0 == ub => last.1 += count,
+            _ => merged.push((ub, count)),
+        }
+    }
+    // Counts must not decrease with the bound.
+    let mut max = f64::NEG_INFINITY;
+    for b in &mut merged {
+        if b.1 > max {
+            max = b.1;
+        } else if b.1 < max {
+            b.1 = max;
+        }
+    }
+    if merged.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = merged[merged.len() - 1].1;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    let n = merged.len() - 1;
+    let b = merged[..n].partition_point(|b| b.1 < rank);
+    if b == n {
+        return merged[n - 1].0;
+    }
+    if b == 0 && merged[0].0 <= 0.0 {
+        return merged[0].0;
+    }
+    let mut start = 0.0;
+    let end = merged[b].0;
+    let mut count = merged[b].1;
+    if b > 0 {
+        start = merged[b - 1].0;
+        count -= merged[b - 1].1;
+        rank -= merged[b - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}
+
+/// Labels `absent()` gives its result: the selector's equality matchers.
+fn absent_labels(e: &Expr) -> Labels {
+    let matchers: &[Matcher] = match e {
+        Expr::VectorSelector(vs) => &vs.matchers,
+        Expr::MatrixSelector(ms) => &ms.vs.matchers,
+        _ => return Labels::new(),
+    };
+    let mut b = crate::model::LabelsBuilder::default();
+    let mut empty = Vec::new();
+    let mut set: Vec<&str> = Vec::new();
+    for m in matchers {
+        if m.name == METRIC_NAME {
+            continue;
+        }
+        if m.op == MatchOp::Equal && !set.contains(&m.name.as_str()) {
+            b.set(m.name.clone(), m.value.clone());
+            set.push(&m.name);
+        } else {
+            empty.push(m.name.clone());
+        }
+    }
+    for n in empty {
+        b.del(&n);
+    }
+    b.build()
+}
+
+fn range_function(ev: &mut Evaluator<'_>, c: &Call, idx: usize) -> Result<Val, Error> {
+    let name = c.func.name;
+    let mut scalars: Vec<Vec<f64>> = Vec::new();
+    for (i, a) in c.args.iter().enumerate() {
+        if i != idx {
+            scalars.push(ev.eval_scalar(a)?);
+        }
+    }
+    let arg = match unwrap_parens(&c.args[idx]) {
+        Expr::MatrixSelector(ms) => RangeArg::Selector(ms),
+        Expr::Subquery(sq) => RangeArg::Subquery(sq),
+        _ => {
+            return Err(Error::Execution(format!(
+                "expected range vector in call to {name}"
+            )));
+        }
+    };
+    let input = ev.range_input(&arg)?;
+    let steps = ev.steps();
+    let keep_name = name == "last_over_time";
+    let mut out: Vec<StepSeries> = Vec::new();
+    let mut present = vec![false; steps];
+    let mut loaded = 0usize;
+    for (n, (labels, samples)) in input.series.iter().enumerate() {
+        if n % 1024 == 1023 {
+            ev.check_deadline()?;
+        }
+        let mut points = Vec::new();
+        for step in 0..steps {
+            let ts = ev.ts(step);
+            let refr = input.at.unwrap_or(ts) - input.offset;
+            let w = window(samples, refr - input.range, refr);
+            if w.is_empty() {
+                continue;
+            }
+            loaded = loaded.max(w.len());
+            present[step] = true;
+            let arg = |i: usize| scalars.get(i).map_or(f64::NAN, |s| s[step]);
+            let v = match name {
+                "rate" => extrapolated_rate(w, refr - input.range, refr, true, true, input.range),
+                "increase" => {
+                    extrapolated_rate(w, refr - input.range, refr, true, false, input.range)
+                }
+                "delta" => {
+                    extrapolated_rate(w, refr - input.range, refr, false, false, input.range)
+                }
+                "irate" => instant_value(w, true),
+                "idelta" => instant_value(w, false),
+                "changes" => Some(changes(w)),
+                "resets" => Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
+                "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
+                "predict_linear" => (w.len() >= 2).then(|| {
+                    let (slope, intercept) = linear_regression(w, ts);
+                    slope * arg(0) + intercept
+                }),
+                "holt_winters" => holt_winters(w, arg(0), arg(1))?,
+                "avg_over_time" => Some(avg_over_time(w)),
+                "count_over_time" => Some(w.len() as f64),
+                "last_over_time" => w.last().map(|p| p.v),
+                "present_over_time" | "absent_over_time" => Some(1.0),
+                "max_over_time" => Some(
+                    w.iter()
+                        .fold(w[0].v, |m, p| if p.v > m || m.is_nan() { p.v } else { m }),
+                ),
+                "min_over_time" => Some(
+                    w.iter()
+                        .fold(w[0].v, |m, p| if p.v < m || m.is_nan() { p.v } else { m }),
+                ),
+                "sum_over_time" => Some(w.iter().map(|p| p.v).sum()),
+                "quantile_over_time" => {
+                    let mut vals: Vec<f64> = w.iter().map(|p| p.v).collect();
+                    Some(quantile(arg(0), &mut vals))
+                }
+                "stddev_over_time" => Some(variance(w).sqrt()),
+                "stdvar_over_time" => Some(variance(w)),
+                other => {
+                    return Err(Error::Execution(format!(
+                        "function {other} is not implemented"
+                    )));
+                }
+            };
+            if let Some(v) = v {
+                points.push(Sample { t: ts, v });
+            }
+        }
+        if !points.is_empty() {
+            let labels = if keep_name {
+                labels.clone()
+            } else {
+                labels.without_name()
+            };
+            out.push(StepSeries { labels, points });
+        }
+    }
+    ev.add_samples(loaded)?;
+    if name == "absent_over_time" {
+        let labels = match &arg {
+            RangeArg::Selector(ms) => absent_labels(&Expr::MatrixSelector((*ms).clone())),
+            RangeArg::Subquery(_) => Labels::new(),
+        };
+        let points: Vec<Sample> = present
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !**p)
+            .map(|(i, _)| Sample {
+                t: ev.ts(i),
+                v: 1.0,
+            })
+            .collect();
+        return Ok(Val::Vector(if points.is_empty() {
+            vec![]
+        } else {
+            vec![StepSeries { labels, points }]
+        }));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(out.len());
+    for s in &out {
+        if !seen.insert(&s.labels) {
+            return Err(Error::Execution(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
+        }
+    }
+    Ok(Val::Vector(out))
+}
+
+/// `rate`, `increase` and `delta` with Prometheus 2.x's extrapolation.
+fn extrapolated_rate(
+    w: &[Sample],
+    range_start: i64,
+    range_end: i64,
+    counter: bool,
+    rate: bool,
+    range: i64,
+) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let first = w[0];
+    let last = w[w.len() - 1];
+    let mut result = last.v - first.v;
+    if counter {
+        let mut prev = first.v;
+        for p in &w[1..] {
+            if p.v < prev {
+                result += prev;
+            }
+            prev = p.v;
+        }
+    }
+    let mut duration_to_start = (first.t - range_start) as f64 / 1000.0;
+    let duration_to_end = (range_end - last.t) as f64 / 1000.0;
+    let sampled = (last.t - first.t) as f64 / 1000.0;
+    let avg_between = sampled / (w.len() - 1) as f64;
+    if counter && result > 0.0 && first.v >= 0.0 {
+        let to_zero = sampled * (first.v / result);
+        if to_zero < duration_to_start {
+            duration_to_start = to_zero;
+        }
+    }
+    let threshold = avg_between * 1.1;
+    let mut interval = sampled;
+    interval += if duration_to_start < threshold {
+        duration_to_start
+    } else {
+        avg_between / 2.0
+    };
+    interval += if duration_to_end < threshold {
+        duration_to_end
+    } else {
+        avg_between / 2.0
+    };
+    let mut factor = interval / sampled;
+    if rate {
+        factor /= range as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+/// `irate` and `idelta`: the last two samples.
+fn instant_value(w: &[Sample], rate: bool) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let last = w[w.len() - 1];
+    let prev = w[w.len() - 2];
+    let mut v = if rate && last.v < prev.v {
+        last.v
+    } else {
+        last.v - prev.v
+    };
+    let dt = last.t - prev.t;
+    if dt == 0 {
+        return None;
+    }
+    if rate {
+        v /= dt as f64 / 1000.0;
+    }
+    Some(v)
+}
+
+fn changes(w: &[Sample]) -> f64 {
+    let mut n = 0.0;
+    let mut prev = w[0].v;
+    for p in &w[1..] {
+        if p.v != prev && !(p.v.is_nan() && prev.is_nan()) {
+            n += 1.0;
+        }
+        prev = p.v;
+    }
+    n
+}
+
+/// Least squares with x in seconds relative to `intercept_time`.
+fn linear_regression(w: &[Sample], intercept_time: i64) -> (f64, f64) {
+    let (mut n, mut sum_x, mut sum_y, mut sum_xy, mut sum_x2) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let init_y = w[0].v;
+    let mut const_y = true;
+    for (i, p) in w.iter().enumerate() {
+        if const_y && i > 0 && p.v != init_y {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (p.t - intercept_time) as f64 / 1e3;
+        sum_x += x;
+        sum_y += p.v;
+        sum_xy += x * p.v;
+        sum_x2 += x * x;
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    let cov_xy = sum_xy - sum_x * sum_y / n;
+    let var_x = sum_x2 - sum_x * sum_x / n;
+    let slope = cov_xy / var_x;
+    let intercept = sum_y / n - slope * sum_x / n;
+    (slope, intercept)
+}
+
+fn holt_winters(w: &[Sample], sf: f64, tf: f64) -> Result<Option<f64>, Error> {
+    if sf <= 0.0 || sf >= 1.0 {
+        return Err(Error::Execution(format!(
+            "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+        )));
+    }
+    if tf <= 0.0 || tf >= 1.0 {
+        return Err(Error::Execution(format!(
+            "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+        )));
+    }
+    if w.len() < 2 {
+        return Ok(None);
+    }
+    let (mut s0, mut s1) = (0.0, w[0].v);
+    let mut b = w[1].v - w[0].v;
+    for (i, p) in w.iter().enumerate().skip(1) {
+        let x = sf * p.v;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Ok(Some(s1))
+}
+
+fn avg_over_time(w: &[Sample]) -> f64 {
+    let (mut mean, mut count) = (0.0f64, 0.0);
+    for p in w {
+        count += 1.0;
+        if mean.is_infinite() {
+            if p.v.is_infinite() && (mean > 0.0) == (p.v > 0.0) {
+                continue;
+            }
+            if !p.v.is_infinite() && !p.v.is_nan() {
+                continue;
+            }
+        }
+        mean += p.v / count - mean / count;
+    }
+    mean
+}
+
+fn variance(w: &[Sample]) -> f64 {
+    let (mut count, mut mean, mut aux) = (0.0, 0.0, 0.0);
+    for p in w {
+        count += 1.0;
+        let delta = p.v - mean;
+        mean += delta / count;
+        aux += delta * (p.v - mean);
+    }
+    aux / count
+}
