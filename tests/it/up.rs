@@ -335,31 +335,50 @@ fn issue_6_repo_grafana_folder_validates() {
     assert_eq!(filled, "x");
     assert!(grafana::fill("${RAYMON_NOPE}", &[]).is_err());
 
-    // Every dashboard Ray generates parses as JSON and has its targets.
+    // Every dashboard Ray generates parses as JSON, and every expr in it
+    // parses with raymon's PromQL parser once Grafana has substituted its
+    // variables.
     let dir = support::shared_dir().join("fixtures/ray/session_latest/metrics/grafana/dashboards");
-    let mut exprs = 0;
+    let mut exprs = Vec::new();
     for e in std::fs::read_dir(&dir).unwrap() {
         let path = e.unwrap().path();
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        exprs += count_exprs(&v, &path);
+        collect_exprs(&v, &mut exprs);
     }
-    // FIXME(issue 6): parse every expr with raymon's PromQL parser once it is
-    // in this branch (`src/promql.rs` is a placeholder here).
-    assert_eq!(exprs, 403);
+    assert_eq!(exprs.len(), 403);
+    for expr in &exprs {
+        let q = substitute_grafana_variables(expr);
+        if let Err(e) = raymon::promql::parser::parse_expr(&q) {
+            panic!("{expr}\n  as {q}\n  -> {e}");
+        }
+    }
 }
 
-/// Targets in panels and in rows' panels.
-fn count_exprs(v: &serde_json::Value, path: &Path) -> usize {
-    let mut n = 0;
+/// What Grafana sends for Ray's dashboard variables (as in the shared
+/// research notes): range variables become durations, the rest match all.
+fn substitute_grafana_variables(expr: &str) -> String {
+    let mut q = expr.to_string();
+    for (var, value) in [
+        ("$__rate_interval", "1m0s"),
+        ("$__range", "1800s"),
+        ("$interval", "5m"),
+        ("$window", "1m"),
+    ] {
+        q = q.replace(var, value);
+    }
+    let var = regex::Regex::new(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?").unwrap();
+    var.replace_all(&q, ".*").into_owned()
+}
+
+/// The `expr` of every target in panels and in rows' panels.
+fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
     for p in v["panels"].as_array().into_iter().flatten() {
         for t in p["targets"].as_array().into_iter().flatten() {
-            assert!(t["expr"].is_string(), "{}", path.display());
-            n += 1;
+            out.push(t["expr"].as_str().unwrap().to_string());
         }
-        n += count_exprs(p, path);
+        collect_exprs(p, out);
     }
-    n
 }
 
 #[test]
@@ -928,20 +947,22 @@ fn issue_6_up_starts_real_ray_and_raymon_and_down_leaves_no_process() {
     });
     eprintln!("{n} ray_* series scraped");
 
-    // Ray's backend judges raymon healthy exactly when `vector(1)` works.
+    // Ray's backend asks raymon for `vector(1)` and finds it healthy.
     let engine = support::get(&raymon_addr, "/api/v1/query?query=vector(1)").unwrap();
-    let engine_ok = engine.status == 200 && engine.json()["status"] == "success";
+    assert_eq!(engine.json()["status"], "success", "{}", engine.body);
     let health = support::get(&format!("127.0.0.1:{dport}"), "/api/prometheus_health").unwrap();
-    // FIXME(issue 6): the PromQL engine is not in this branch, so today
-    // `vector(1)` fails and the health is false; with the engine both flip.
-    assert_eq!(
-        health.json()["result"],
-        serde_json::Value::Bool(engine_ok),
-        "engine: {} {}; health: {}",
-        engine.status,
-        engine.body,
-        health.body
-    );
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(health.json()["result"], true, "{}", health.body);
+    // And a `ray_*` series answers through PromQL too.
+    let q = support::get(
+        &raymon_addr,
+        &format!(
+            "/api/v1/query?query={}",
+            support::enc("count(ray_node_cpu_count)")
+        ),
+    )
+    .unwrap();
+    assert_eq!(q.json()["data"]["result"][0]["value"][1], "1", "{}", q.body);
 
     // Everything `up` started, Ray's workers included, ends with `down`.
     let state: raymon::launcher::supervisor::State =
