@@ -1231,3 +1231,38 @@ fn issue_6_a_busy_grafana_port_is_refused() {
         up.stderr()
     );
 }
+
+/// A Grafana that never becomes healthy stops `up` after the ready timeout,
+/// with the end of its log, and is not left running.
+#[test]
+fn issue_6_grafana_that_never_answers_times_out_with_its_log() {
+    let tmp = TempDir::new("uph");
+    let data = tmp.path().join("data");
+    let record = tmp.path().join("record.json");
+    let mut up = Up::start(
+        &[
+            "--attach".into(),
+            "--ready-timeout=3s".into(),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+            format!("--grafana-bin={}", stand_ins().join("grafana").display()),
+            format!(
+                "--grafana-listen-address=127.0.0.1:{}",
+                support::free_port()
+            ),
+            format!("--web.listen-address=127.0.0.1:{}", support::free_port()),
+        ],
+        &[
+            ("RAYMON_STANDIN_HANG", "1".into()),
+            ("RAYMON_STANDIN_RECORD", record.display().to_string()),
+        ],
+        tmp.path(),
+    );
+    let status = up.wait_exit(Duration::from_secs(60));
+    assert!(!status.success());
+    let err = up.stderr();
+    assert!(err.contains("Grafana not ready after 3s"), "{err}");
+    assert!(err.contains("stand-in hanging before it listens"), "{err}");
+    let pid = recorded(&record)["pid"].as_u64().unwrap() as u32;
+    assert!(!alive(pid), "Grafana left running");
+}
