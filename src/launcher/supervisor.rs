@@ -404,7 +404,7 @@ impl ProcTable {
     }
 
     /// The descendants of `root`, the members of its process group, and the
-    /// processes whose command line holds `marker`.
+    /// orphaned processes whose command line holds `marker`.
     fn owned_by(&self, root: u32, marker: Option<&str>) -> Vec<ProcId> {
         let mut owned: BTreeSet<u32> = BTreeSet::new();
         owned.insert(root);
@@ -420,8 +420,13 @@ impl ProcTable {
             }
         }
         if let Some(marker) = marker.filter(|m| !m.is_empty()) {
-            for (id, _) in &self.procs {
-                if owned.contains(&id.pid) || id.pid == std::process::id() {
+            // Only orphans (reparented to init, or to a process of another
+            // user): a `tail -f` of a Ray log from the user's shell also
+            // names the session dir, and is not Ray's to stop.
+            let mine: BTreeSet<u32> = self.procs.iter().map(|(id, _)| id.pid).collect();
+            for (id, s) in &self.procs {
+                let orphan = s.ppid <= 1 || !mine.contains(&s.ppid);
+                if !orphan || owned.contains(&id.pid) || id.pid == std::process::id() {
                     continue;
                 }
                 let cmdline =

@@ -425,6 +425,12 @@ fn print_summary(plan: &Plan<'_>) {
     if plan.grafana_cmd.is_some() {
         println!("  Grafana:        {}", u.grafana_public);
     }
+    if plan.grafana_cmd.is_some() {
+        println!(
+            "  Ray's dashboard in Grafana: {}/d/rayDefaultDashboard/?orgId=1",
+            u.grafana_public
+        );
+    }
     println!("  raymon (Prometheus API): {}", u.raymon);
     if let Some(h) = u.hint() {
         println!("{h}");

@@ -953,16 +953,22 @@ fn issue_6_up_starts_real_ray_and_raymon_and_down_leaves_no_process() {
     let health = support::get(&format!("127.0.0.1:{dport}"), "/api/prometheus_health").unwrap();
     assert_eq!(health.status, 200, "{}", health.body);
     assert_eq!(health.json()["result"], true, "{}", health.body);
-    // And a `ray_*` series answers through PromQL too.
-    let q = support::get(
-        &raymon_addr,
-        &format!(
-            "/api/v1/query?query={}",
-            support::enc("count(ray_node_cpu_count)")
-        ),
-    )
-    .unwrap();
-    assert_eq!(q.json()["data"]["result"][0]["value"][1], "1", "{}", q.body);
+    // And the head node's series answer through PromQL.
+    support::wait_for(Duration::from_secs(60), "ray_node_cpu_count", || {
+        let q = support::get(
+            &raymon_addr,
+            &format!(
+                "/api/v1/query?query={}",
+                support::enc("count(ray_node_cpu_count)")
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        if q.json()["data"]["result"][0]["value"][1] == "1" {
+            Ok(())
+        } else {
+            Err(q.body)
+        }
+    });
 
     // Everything `up` started, Ray's workers included, ends with `down`.
     let state: raymon::launcher::supervisor::State =
@@ -973,7 +979,18 @@ fn issue_6_up_starts_real_ray_and_raymon_and_down_leaves_no_process() {
         "Ray's processes not tracked: {state:?}"
     );
     let stopping = std::time::Instant::now();
-    let naming_temp = processes_naming(&temp.display().to_string());
+    // A user's `tail -f` of a Ray log names the session dir but is not Ray's.
+    let session = std::fs::read_link(temp.join("session_latest")).unwrap();
+    let mut bystander = KillOnDrop(
+        Command::new("sh")
+            .args(["-c", "sleep 300", &session.display().to_string()])
+            .spawn()
+            .unwrap(),
+    );
+    let naming_temp: Vec<_> = processes_naming(&temp.display().to_string())
+        .into_iter()
+        .filter(|(pid, _)| *pid != bystander.pid())
+        .collect();
     assert!(!naming_temp.is_empty());
     let out = down(&data);
     assert!(
@@ -988,6 +1005,8 @@ fn issue_6_up_starts_real_ray_and_raymon_and_down_leaves_no_process() {
     );
     let left: Vec<_> = state.pids.iter().filter(|p| p.alive()).collect();
     assert!(left.is_empty(), "still running after down: {left:?}");
+    assert!(alive(bystander.pid()), "raymon down stopped a bystander");
+    bystander.terminate(Duration::from_secs(5));
     let left = processes_naming(&temp.display().to_string());
     assert!(left.is_empty(), "Ray processes left behind: {left:?}");
     for (pid, _) in &naming_temp {
