@@ -1,5 +1,6 @@
-//! [`Supervisor`]: owns every child process of `raymon up` (each in its own
-//! process group, its output in a log file), tracks the processes they spawn,
+//! [`Supervisor`]: owns the in-process tasks of `raymon up` and every child
+//! process (each in its own process group, its output in a log file), and
+//! the token that stops them; tracks the processes the children spawn,
 //! records them all in a state file for `raymon down`, and stops them:
 //! SIGTERM to the group, a grace period, then SIGKILL to whatever is left.
 //!
@@ -14,6 +15,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// The state file's name under the data dir.
@@ -94,20 +97,83 @@ struct Managed {
     exited: bool,
 }
 
-/// Owns the children. Dropping it SIGKILLs every group it still owns.
+/// An in-process task (the collector), stopped through its own token.
+struct Task {
+    name: String,
+    cancel: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Owns the in-process tasks and the children, and the token that says
+/// "stop" (cancelled by a signal, `raymon down`, or a failure). Dropping it
+/// SIGKILLs every group it still owns.
 pub struct Supervisor {
     data_dir: PathBuf,
     log_dir: PathBuf,
+    cancel: CancellationToken,
+    tasks: Vec<Task>,
     children: Vec<Managed>,
 }
 
 impl Supervisor {
-    pub fn new(data_dir: &Path) -> Supervisor {
+    pub fn new(data_dir: &Path, cancel: CancellationToken) -> Supervisor {
         Supervisor {
             data_dir: data_dir.to_path_buf(),
             log_dir: data_dir.join("logs"),
+            cancel,
+            tasks: Vec::new(),
             children: Vec::new(),
         }
+    }
+
+    /// Cancelled when the whole stack should stop.
+    pub fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Runs `f` as a task with its own token, a child of the stack's.
+    pub fn spawn_task<F, Fut>(&mut self, name: &str, f: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(f(cancel.clone()));
+        self.tasks.push(Task {
+            name: name.to_string(),
+            cancel,
+            handle: Some(handle),
+        });
+    }
+
+    /// The first task that ended on its own, if any.
+    pub fn finished_task(&self) -> Option<String> {
+        self.tasks
+            .iter()
+            .find(|t| t.handle.as_ref().is_some_and(|h| h.is_finished()))
+            .map(|t| t.name.clone())
+    }
+
+    /// Stops the tasks in the order they started (each one finishes its own
+    /// shutdown, such as flushing storage), then the children, the last
+    /// started first. Returns the first task's error.
+    pub async fn shutdown(&mut self, grace: Duration) -> anyhow::Result<()> {
+        let mut first_err = None;
+        for t in &mut self.tasks {
+            info!(name = %t.name, "stopping");
+            t.cancel.cancel();
+            if let Some(h) = t.handle.take() {
+                let r = match h.await {
+                    Ok(r) => r,
+                    Err(e) => Err(anyhow::anyhow!("{} task failed: {e}", t.name)),
+                };
+                if let Err(e) = r {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        self.stop_all(grace).await;
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Where `name`'s output goes.

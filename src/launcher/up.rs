@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::cli::{DownArgs, EnvArgs, EnvFormat, GrafanaMode, StackArgs, UpArgs};
@@ -191,10 +190,9 @@ pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
     if serve_args.storage_path == Path::new("data/") {
         serve_args.storage_path = data.join("tsdb");
     }
-    let mut sup = Supervisor::new(&data);
+    let mut sup = Supervisor::new(&data, cancel);
     sup.refresh()?;
-    let serve_cancel = CancellationToken::new();
-    let serve_task = tokio::spawn(super::serve(serve_args, serve_cancel.clone()));
+    sup.spawn_task("collector", |c| super::serve(serve_args, c));
 
     let plan = Plan {
         args: &args,
@@ -205,20 +203,16 @@ pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
         layout: &layout,
         grafana_cmd: grafana_cmd.as_ref(),
     };
-    let result = run(&plan, &mut sup, &serve_task, &cancel).await;
+    let result = run(&plan, &mut sup).await;
 
     // Scraping stops and storage flushes before the children go, so the
     // last scrapes of Ray are not cut short; Grafana goes before Ray.
-    eprintln!("raymon up: stopping the collector");
-    serve_cancel.cancel();
-    let serve_result = serve_task.await;
-    eprintln!("raymon up: stopping Grafana and Ray");
-    sup.stop_all(args.stop_timeout).await;
+    eprintln!("raymon up: stopping the collector, then Grafana and Ray");
+    let stopped = sup.shutdown(args.stop_timeout).await;
     eprintln!("raymon up: stopped");
-    result?;
-    match serve_result {
-        Ok(r) => r,
-        Err(e) => Err(anyhow::anyhow!("collector task failed: {e}")),
+    match (result, stopped) {
+        (Err(why), Err(task)) => Err(task.context(why)),
+        (result, stopped) => result.and(stopped),
     }
 }
 
@@ -244,20 +238,16 @@ struct Plan<'a> {
 }
 
 /// From the collector's start to `cancel`.
-async fn run(
-    plan: &Plan<'_>,
-    sup: &mut Supervisor,
-    serve_task: &JoinHandle<anyhow::Result<()>>,
-    cancel: &CancellationToken,
-) -> anyhow::Result<()> {
+async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
     let args = plan.args;
     let client = reqwest::Client::new();
+    let cancel = &sup.cancel_token().clone();
     let stopped = |sup: &mut Supervisor| -> Option<String> {
         if cancel.is_cancelled() {
             return Some("interrupted".to_string());
         }
-        if serve_task.is_finished() {
-            return Some("the collector stopped (see its error above)".to_string());
+        if let Some(task) = sup.finished_task() {
+            return Some(format!("the {task} stopped"));
         }
         sup.exited_child().map(|(name, status)| {
             format!(

@@ -1285,3 +1285,26 @@ fn issue_6_grafana_that_never_answers_times_out_with_its_log() {
     let pid = recorded(&record)["pid"].as_u64().unwrap() as u32;
     assert!(!alive(pid), "Grafana left running");
 }
+
+/// The collector cannot listen: `up` stops and says why.
+#[test]
+fn issue_6_collector_that_cannot_listen_stops_up() {
+    let tmp = TempDir::new("upl");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut up = Up::start(
+        &[
+            "--attach".into(),
+            "--grafana=none".into(),
+            format!("--data-dir={}", tmp.path().join("data").display()),
+            format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+            format!("--web.listen-address={}", busy.local_addr().unwrap()),
+        ],
+        &[],
+        tmp.path(),
+    );
+    let status = up.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    let err = up.stderr();
+    assert!(err.contains("the collector stopped"), "{err}");
+    assert!(err.contains("cannot listen on"), "{err}");
+}
