@@ -96,15 +96,29 @@ pub fn session_latest(temp_dir: &Path) -> Option<PathBuf> {
     abs.is_dir().then_some(abs)
 }
 
-/// Ray's generated dashboards in a session.
+/// Where Ray writes its generated `grafana/` and `prometheus/` trees:
+/// `RAY_METRICS_OUTPUT_ROOT` when set (Ray reads it from the environment
+/// `ray start` inherits from us), else the session's `metrics/`.
+fn metrics_root(session: &Path) -> PathBuf {
+    match std::env::var_os("RAY_METRICS_OUTPUT_ROOT") {
+        Some(root) if !root.is_empty() => PathBuf::from(root),
+        _ => session.join("metrics"),
+    }
+}
+
+/// Ray's generated dashboards in a session
+/// (`RAY_METRICS_GRAFANA_DASHBOARD_OUTPUT_DIR` overrides, as in Ray).
 pub fn dashboards_dir(session: &Path) -> PathBuf {
-    session.join("metrics/grafana/dashboards")
+    match std::env::var_os("RAY_METRICS_GRAFANA_DASHBOARD_OUTPUT_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => metrics_root(session).join("grafana/dashboards"),
+    }
 }
 
 /// Ray's generated Prometheus config in a session (written with the
 /// dashboards, when Ray's dashboard is up).
 pub fn prometheus_yml(session: &Path) -> PathBuf {
-    session.join("metrics/prometheus/prometheus.yml")
+    metrics_root(session).join("prometheus/prometheus.yml")
 }
 
 /// Copies `*.json` from `from` to `to`, replacing what was there; returns
