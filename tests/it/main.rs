@@ -20,5 +20,6 @@ mod scrape_targets;
 mod serve;
 mod textparse;
 mod tsdb;
+mod up;
 mod web;
 mod web_server;
