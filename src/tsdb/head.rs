@@ -410,7 +410,7 @@ impl Inner {
     /// Finds the series with exactly `labels`, creating it if needed.
     fn get_or_create(&self, labels: &Labels) -> Result<(SeriesRef, MutexGuard<'_, Shard>), Error> {
         if labels.is_empty() {
-            return Err(Error::Other("empty label set".to_string()));
+            return Err(Error::EmptyLabelset);
         }
         let hash = hash_labels(labels);
         let si = (hash >> (64 - SHARD_BITS)) as usize;
