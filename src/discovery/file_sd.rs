@@ -99,8 +99,18 @@ impl FileSd {
         cancel: CancellationToken,
     ) {
         let (ev_tx, mut ev_rx) = mpsc::channel::<()>(1);
+        // Only events about files we read count: the watched directory may
+        // also hold logs or data that change all the time.
+        let names: Vec<String> = self.patterns.iter().map(|(_, p)| p.clone()).collect();
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok() {
+            let Ok(event) = res else { return };
+            let relevant = event.paths.is_empty()
+                || event.paths.iter().any(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| names.iter().any(|pat| glob::matches(pat, n)))
+                });
+            if relevant {
                 // A full channel already means "look again"; dropping is fine.
                 let _ = ev_tx.try_send(());
             }
