@@ -124,6 +124,16 @@ pub fn format_g(v: f64) -> String {
     }
 }
 
+/// Go's `strconv.ParseFloat(s, 64)` for decimal input: optional sign,
+/// digits with an optional point and exponent, and the case-insensitive
+/// specials `Inf`, `Infinity` and `NaN`, which is also Rust's grammar.
+///
+/// Unlike Go, hex floats are not read, and a literal beyond `f64` is an
+/// infinity rather than an error.
+pub fn parse_float(s: &str) -> Option<f64> {
+    s.parse().ok()
+}
+
 /// Shortest mantissa digits (with a point when needed) and decimal exponent.
 fn split_exp(v: f64) -> (String, i32) {
     let e = format!("{v:e}");
@@ -170,6 +180,18 @@ mod tests {
         assert_eq!(format_f(100.0), "100");
         assert_eq!(format_e(1e-7), "1e-07");
         assert_eq!(format_e(-1.5e300), "-1.5e+300");
+    }
+
+    #[test]
+    fn parses_go_decimal_floats() {
+        assert_eq!(parse_float("1e3"), Some(1000.0));
+        assert_eq!(parse_float("-.5"), Some(-0.5));
+        assert_eq!(parse_float("+Inf"), Some(f64::INFINITY));
+        assert_eq!(parse_float("-infinity"), Some(f64::NEG_INFINITY));
+        assert!(parse_float("NaN").is_some_and(f64::is_nan));
+        for bad in ["", "1_000", "0x10", "1.2.3", " 1", "inf1"] {
+            assert_eq!(parse_float(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::envelope::text;
 use crate::model::duration::parse_duration_ms;
-use crate::model::gofmt::go_quote;
+use crate::model::gofmt::{go_quote, parse_float};
 
 /// `minTime` of the API, in milliseconds: the default `start`.
 pub const MIN_TIME_MS: i64 = -9_223_309_901_257_974_000;
@@ -161,7 +161,7 @@ pub fn bad_request(message: &str) -> Response {
 /// float seconds (rounded to milliseconds), RFC 3339, or the two boundary
 /// strings.
 pub fn parse_time(s: &str) -> Result<i64, String> {
-    if let Some(t) = parse_go_float(s) {
+    if let Some(t) = parse_float(s) {
         if t.is_finite() {
             let whole = t.trunc();
             let frac = ((t - whole) * 1000.0).round();
@@ -192,18 +192,10 @@ fn sat_ms(v: f64) -> i64 {
     v as i64
 }
 
-/// Go's `strconv.ParseFloat` for the decimal forms clients send.
-fn parse_go_float(s: &str) -> Option<f64> {
-    if s.is_empty() || s.contains('_') {
-        return None;
-    }
-    s.parse::<f64>().ok()
-}
-
 /// Parses a duration parameter into nanoseconds, as `parseDuration`: float
 /// seconds or a Prometheus duration string.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
-    if let Some(d) = parse_go_float(s) {
+    if let Some(d) = parse_float(s) {
         let ns = d * 1e9;
         if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&ns) {
             return Err(format!(
