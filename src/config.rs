@@ -26,6 +26,7 @@ pub use relabel::{
 pub use units::{SizeError, format_size, parse_size};
 
 use crate::model::Labels;
+use crate::model::gofmt::go_quote as q;
 use raw::{RawConfig, RawFileSd, RawHttp, RawRelabel, RawRemoteWrite, RawScrape, RawStatic};
 
 /// Why a configuration could not be loaded.
@@ -429,11 +430,6 @@ fn dur(field: Option<&str>, default: Duration) -> Result<Duration, String> {
             Ok(if d.is_zero() { default } else { d })
         }
     }
-}
-
-/// Go's `%q`, close enough for names and paths.
-fn q(s: &str) -> String {
-    format!("{s:?}")
 }
 
 fn from_raw(raw: RawConfig) -> Result<Config, String> {

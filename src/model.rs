@@ -1,7 +1,10 @@
-//! The data model shared by every stage: label sets, matchers and samples.
+//! The data model shared by every stage: label sets, matchers, samples,
+//! Prometheus durations and Go's text formats.
 //!
 //! This module does no IO and knows nothing of scraping, storage or HTTP.
 
+pub mod duration;
+pub mod gofmt;
 mod labels;
 mod matcher;
 mod value;

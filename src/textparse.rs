@@ -236,6 +236,31 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Reads the label value whose opening quote is at `open`: where it
+    /// closes, or the error both formats report for it. `raw_newlines` is as
+    /// in [`scan::quoted_end`].
+    #[inline]
+    fn label_value(
+        &self,
+        b: &[u8],
+        open: usize,
+        raw_newlines: bool,
+    ) -> Result<scan::Quoted, ParseError> {
+        let q = match scan::quoted_end(b, open + 1, raw_newlines) {
+            Ok(q) => q,
+            Err((_, scan::QuoteError::Unterminated)) => {
+                return Err(self.error_at(open, "unterminated label value".to_string()));
+            }
+            Err((at, scan::QuoteError::BadEscape)) => {
+                return Err(self.error_at(at, "invalid escape sequence in label value".to_string()));
+            }
+        };
+        if self.text.is_none() && self.str_at(open + 1, q.end).is_none() {
+            return Err(self.error_at(open + 1, "invalid UTF-8 in label value".to_string()));
+        }
+        Ok(q)
+    }
+
     /// "`what`, got `<what is at byte at>`".
     #[cold]
     fn expected(&self, at: usize, what: &str) -> ParseError {

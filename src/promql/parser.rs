@@ -30,4 +30,3 @@ pub use ast::{
 };
 pub use functions::{FUNCTIONS, Function, get_function};
 pub use parse::{MAX_DEPTH, ParseError, parse_expr, parse_metric_selector};
-pub use quote::{format_duration, go_float, go_quote, parse_duration};

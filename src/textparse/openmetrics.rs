@@ -7,8 +7,7 @@
 use super::labels::unescape_cow;
 use super::number::parse_float;
 use super::scan::{
-    QuoteError, is_label_start, is_metric_start, label_name_end, line_end, metric_name_end,
-    quoted_end, token_end,
+    is_label_start, is_metric_start, label_name_end, line_end, metric_name_end, token_end,
 };
 use super::{Entry, MetricType, ParseError, Parser, SampleEntry};
 
@@ -208,20 +207,7 @@ impl<'a> Parser<'a> {
             if b.get(open) != Some(&b'"') {
                 return Err(self.expected(open, "expected label value"));
             }
-            let q = match quoted_end(b, open + 1, false) {
-                Ok(q) => q,
-                Err((_, QuoteError::Unterminated)) => {
-                    return Err(self.error_at(open, "unterminated label value".to_string()));
-                }
-                Err((at, QuoteError::BadEscape)) => {
-                    return Err(
-                        self.error_at(at, "invalid escape sequence in label value".to_string())
-                    );
-                }
-            };
-            if self.text.is_none() && self.str_at(open + 1, q.end).is_none() {
-                return Err(self.error_at(open + 1, "invalid UTF-8 in label value".to_string()));
-            }
+            let q = self.label_value(b, open, false)?;
             i = q.end + 1;
             match b.get(i) {
                 Some(b',') => i += 1,

@@ -9,8 +9,8 @@
 use super::labels::unescape_cow;
 use super::number::{parse_float, parse_timestamp_ms};
 use super::scan::{
-    QuoteError, is_label_start, is_metric_start, label_name_end, line_end, metric_name_end,
-    quoted_end, skip_blanks, token_end,
+    is_label_start, is_metric_start, label_name_end, line_end, metric_name_end, skip_blanks,
+    token_end,
 };
 use super::{Entry, MetricType, ParseError, Parser, SampleEntry};
 
@@ -172,20 +172,7 @@ impl<'a> Parser<'a> {
             if b.get(i) != Some(&b'"') {
                 return Err(self.expected(i, "expected label value"));
             }
-            let q = match quoted_end(b, i + 1, true) {
-                Ok(q) => q,
-                Err((_, QuoteError::Unterminated)) => {
-                    return Err(self.error_at(i, "unterminated label value".to_string()));
-                }
-                Err((at, QuoteError::BadEscape)) => {
-                    return Err(
-                        self.error_at(at, "invalid escape sequence in label value".to_string())
-                    );
-                }
-            };
-            if self.text.is_none() && self.str_at(i + 1, q.end).is_none() {
-                return Err(self.error_at(i + 1, "invalid UTF-8 in label value".to_string()));
-            }
+            let q = self.label_value(b, i, true)?;
             i = skip_blanks(b, q.end + 1);
             if b.get(i) == Some(&b',') {
                 i += 1;

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::QueryError;
 use super::json;
-use super::params::go_quote;
+use crate::model::gofmt::go_quote;
 
 /// Prometheus's `errorType` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

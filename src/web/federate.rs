@@ -10,11 +10,11 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::model::gofmt::format_g;
 use crate::model::{Labels, METRIC_NAME, is_stale_nan};
 use crate::storage::Queryable;
 use crate::web::AppState;
 use crate::web::envelope::text;
-use crate::web::json::format_g;
 use crate::web::params::Form;
 use crate::web::selector::parse_metric_selector;
 

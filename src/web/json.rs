@@ -4,13 +4,13 @@
 //!
 //! Knows nothing of HTTP or of which endpoint writes what.
 
-use std::fmt::Write as _;
 use std::io::{self, Write as _};
 
 use serde::Serialize;
 use serde_json::ser::{CharEscape, Formatter};
 
 use crate::model::Labels;
+use crate::model::gofmt::format_e;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -119,51 +119,6 @@ pub fn push_scalar_time(out: &mut Vec<u8>, t_ms: i64) {
     out.extend_from_slice(go_json_float(t_ms as f64 / 1000.0).as_bytes());
 }
 
-/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: shortest digits, no exponent.
-pub fn format_f(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_string()
-    } else if v == f64::INFINITY {
-        "+Inf".to_string()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".to_string()
-    } else {
-        // Rust's `Display` prints the shortest round-tripping digits without
-        // an exponent, which is exactly Go's 'f' with precision -1.
-        format!("{v}")
-    }
-}
-
-/// Go's `strconv.FormatFloat(v, 'e', -1, 64)`, e.g. `1e-07`, `1.5e+21`.
-pub fn format_e(v: f64) -> String {
-    if !v.is_finite() {
-        return format_f(v);
-    }
-    let (mantissa, exp) = split_exp(v);
-    let mut s = String::with_capacity(mantissa.len() + 5);
-    s.push_str(&mantissa);
-    s.push('e');
-    s.push(if exp < 0 { '-' } else { '+' });
-    let _ = write!(s, "{:02}", exp.unsigned_abs());
-    s
-}
-
-/// Go's `strconv.FormatFloat(v, 'g', -1, 64)`, as the text exposition format
-/// writes values.
-pub fn format_g(v: f64) -> String {
-    if !v.is_finite() || v == 0.0 {
-        return format_f(v);
-    }
-    // With the shortest precision Go switches to the exponent form outside
-    // 1e-4 <= |v| < 1e6.
-    let (_, exp) = split_exp(v);
-    if (-4..6).contains(&exp) {
-        format_f(v)
-    } else {
-        format_e(v)
-    }
-}
-
 /// Go `encoding/json` for a float64: 'f' unless tiny or huge, then 'e' with
 /// a two-digit negative exponent shortened (`1e-07` becomes `1e-7`).
 pub fn go_json_float(v: f64) -> String {
@@ -177,15 +132,6 @@ pub fn go_json_float(v: f64) -> String {
         s
     } else {
         format!("{v}")
-    }
-}
-
-/// Shortest mantissa digits (with a point when needed) and decimal exponent.
-fn split_exp(v: f64) -> (String, i32) {
-    let e = format!("{v:e}");
-    match e.split_once('e') {
-        Some((m, x)) => (m.to_string(), x.parse().unwrap_or(0)),
-        None => (e, 0),
     }
 }
 
@@ -294,22 +240,10 @@ mod tests {
 
     #[test]
     fn scalar_formats() {
-        assert_eq!(format_f(1e-7), "0.0000001");
-        assert_eq!(format_f(100.0), "100");
         assert_eq!(go_json_float(1_795_664_538.312), "1795664538.312");
         assert_eq!(go_json_float(1e-7), "1e-7");
         assert_eq!(go_json_float(1e21), "1e+21");
         assert_eq!(go_json_float(0.097866721), "0.097866721");
-    }
-
-    #[test]
-    fn g_format_like_go() {
-        assert_eq!(format_g(123456.0), "123456");
-        assert_eq!(format_g(1234567.0), "1.234567e+06");
-        assert_eq!(format_g(0.0001), "0.0001");
-        assert_eq!(format_g(0.00001), "1e-05");
-        assert_eq!(format_g(2.5), "2.5");
-        assert_eq!(format_g(-3.0), "-3");
     }
 
     #[test]

@@ -2,11 +2,11 @@
 //! `r.FormValue` over the URL query and a form body, times as Unix seconds or
 //! RFC 3339, durations as seconds or `1h30m`.
 //!
-//! Also the matching output formats (Go's RFC 3339 with nanoseconds,
-//! Prometheus duration strings, Go's `%q`). Knows nothing of endpoints.
+//! Also the matching output format, Go's RFC 3339 with nanoseconds.
+//! Prometheus durations and Go's `%q` come from `model`. Knows nothing of
+//! endpoints.
 
-use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{Method, StatusCode, header};
@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::envelope::text;
+use crate::model::duration::parse_duration_ms;
+use crate::model::gofmt::{go_quote, parse_float};
 
 /// `minTime` of the API, in milliseconds: the default `start`.
 pub const MIN_TIME_MS: i64 = -9_223_309_901_257_974_000;
@@ -159,7 +161,7 @@ pub fn bad_request(message: &str) -> Response {
 /// float seconds (rounded to milliseconds), RFC 3339, or the two boundary
 /// strings.
 pub fn parse_time(s: &str) -> Result<i64, String> {
-    if let Some(t) = parse_go_float(s) {
+    if let Some(t) = parse_float(s) {
         if t.is_finite() {
             let whole = t.trunc();
             let frac = ((t - whole) * 1000.0).round();
@@ -190,18 +192,10 @@ fn sat_ms(v: f64) -> i64 {
     v as i64
 }
 
-/// Go's `strconv.ParseFloat` for the decimal forms clients send.
-fn parse_go_float(s: &str) -> Option<f64> {
-    if s.is_empty() || s.contains('_') {
-        return None;
-    }
-    s.parse::<f64>().ok()
-}
-
 /// Parses a duration parameter into nanoseconds, as `parseDuration`: float
 /// seconds or a Prometheus duration string.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
-    if let Some(d) = parse_go_float(s) {
+    if let Some(d) = parse_float(s) {
         let ns = d * 1e9;
         if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&ns) {
             return Err(format!(
@@ -211,111 +205,10 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         }
         return Ok(ns as i64);
     }
-    match parse_prom_duration(s) {
-        Some(ms) => Ok(ms.saturating_mul(1_000_000)),
-        None => Err(format!("cannot parse {} to a valid duration", go_quote(s))),
+    match parse_duration_ms(s) {
+        Ok(ms) => Ok(ms.saturating_mul(1_000_000)),
+        Err(_) => Err(format!("cannot parse {} to a valid duration", go_quote(s))),
     }
-}
-
-/// Prometheus's `model.ParseDuration`: `[0-9]+(y|w|d|h|m|s|ms)` groups in that
-/// order, each at most once, or `0`. Returns milliseconds.
-pub fn parse_prom_duration(s: &str) -> Option<i64> {
-    if s == "0" {
-        return Some(0);
-    }
-    if s.is_empty() {
-        return None;
-    }
-    const UNITS: [(&str, i64); 7] = [
-        ("y", 365 * 24 * 3_600_000),
-        ("w", 7 * 24 * 3_600_000),
-        ("d", 24 * 3_600_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut next_unit = 0;
-    let mut total: i64 = 0;
-    while i < b.len() {
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        let n: i64 = s[start..i].parse().ok()?;
-        let unit = if b[i..].starts_with(b"ms") {
-            "ms"
-        } else {
-            s.get(i..i + 1)?
-        };
-        let pos = UNITS[next_unit..].iter().position(|(u, _)| *u == unit)? + next_unit;
-        i += unit.len();
-        next_unit = pos + 1;
-        total = total.checked_add(n.checked_mul(UNITS[pos].1)?)?;
-        // Go rejects anything that overflows a nanosecond count.
-        total.checked_mul(1_000_000)?;
-    }
-    Some(total)
-}
-
-/// Prometheus's `model.Duration.String`: `1m30s`, `1d`, `90d`, `0s`.
-pub fn format_duration(d: Duration) -> String {
-    let mut ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    if ms == 0 {
-        return "0s".to_string();
-    }
-    let mut out = String::new();
-    let mut unit = |name: &str, mult: i64, exact: bool| {
-        if exact && ms % mult != 0 {
-            return;
-        }
-        let v = ms / mult;
-        if v > 0 {
-            let _ = write!(out, "{v}{name}");
-            ms -= v * mult;
-        }
-    };
-    unit("y", 365 * 24 * 3_600_000, true);
-    unit("w", 7 * 24 * 3_600_000, true);
-    unit("d", 24 * 3_600_000, false);
-    unit("h", 3_600_000, false);
-    unit("m", 60_000, false);
-    unit("s", 1000, false);
-    unit("ms", 1, false);
-    out
-}
-
-/// Go's `strconv.Quote`, close enough for error messages.
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x80 && c.is_control() => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Days since 1970-01-01 for a proleptic Gregorian date.
@@ -479,6 +372,7 @@ pub fn format_rfc3339_nano(t: Option<SystemTime>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn go_query_parsing() {
@@ -545,17 +439,6 @@ mod tests {
     }
 
     #[test]
-    fn duration_strings() {
-        assert_eq!(format_duration(Duration::from_secs(10)), "10s");
-        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
-        assert_eq!(format_duration(Duration::from_secs(86_400)), "1d");
-        assert_eq!(format_duration(Duration::from_secs(14 * 86_400)), "2w");
-        assert_eq!(format_duration(Duration::from_secs(15 * 86_400)), "15d");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
-        assert_eq!(format_duration(Duration::ZERO), "0s");
-    }
-
-    #[test]
     fn rfc3339_output() {
         let t = UNIX_EPOCH + Duration::new(1_795_664_531, 133_910_241);
         assert_eq!(
@@ -567,10 +450,5 @@ mod tests {
         let t = UNIX_EPOCH + Duration::new(0, 500_000_000);
         assert_eq!(format_rfc3339_nano(Some(t)), "1970-01-01T00:00:00.5Z");
         assert_eq!(format_rfc3339_nano(None), "0001-01-01T00:00:00Z");
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(go_quote("a\"b\n\u{1}é"), r#""a\"b\n\x01é""#);
     }
 }

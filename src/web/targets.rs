@@ -11,9 +11,10 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
 use crate::model::Labels;
+use crate::model::duration::format_duration;
 use crate::web::AppState;
 use crate::web::envelope::{ApiError, ApiResponse, ApiResult};
-use crate::web::params::{Form, format_duration, format_rfc3339_nano};
+use crate::web::params::{Form, format_rfc3339_nano};
 use crate::web::selector::parse_metric_selector;
 
 /// Serializes a label set as a JSON object.

@@ -6,6 +6,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use super::{Collector, Error, Evaluator, StepWalker, Val, intern};
+use crate::model::gofmt::{format_f, format_g};
 use crate::model::{Labels, METRIC_NAME};
 use crate::promql::parser::{AggOp, Aggregate};
 
@@ -92,7 +93,7 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Val, Error> 
                 if !(f > -9.223_372_036_854_776e18 && f < 9.223_372_036_854_776e18) {
                     return Err(Error::Execution(format!(
                         "Scalar value {} overflows int64",
-                        crate::promql::parser::go_float(f)
+                        format_g(f)
                     )));
                 }
                 let k = f as i64;
@@ -255,21 +256,6 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Val, Error> 
         }
     }
     Ok(Val::Vector(out.finish()))
-}
-
-/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
-pub(crate) fn format_f(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        }
-    } else {
-        format!("{v}")
-    }
 }
 
 /// `vectorByValueHeap` (topk) or `vectorByReverseValueHeap` (bottomk) `Less`.

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use super::aggregate::quantile;
 use super::{Collector, Error, Evaluator, RangeArg, StepSeries, StepWalker, Val, intern};
+use crate::model::gofmt::parse_float;
 use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample};
 use crate::promql::parser::{Call, Expr};
 
@@ -406,7 +407,7 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
     // name collide in the output (prometheus/prometheus#9910).
     let bounds: Vec<Option<f64>> = m
         .iter()
-        .map(|s| s.labels.get("le").and_then(parse_go_float))
+        .map(|s| s.labels.get("le").and_then(parse_float))
         .collect();
     let (group_ids, groups) = intern(m.iter().map(|s| s.labels.without(&["le"])));
     let mut out = Collector::new();
@@ -435,16 +436,6 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
         }
     }
     Ok(Val::Vector(out.finish()))
-}
-
-/// Go's `strconv.ParseFloat` for bucket bounds: decimal, exponents, `+Inf`.
-fn parse_go_float(s: &str) -> Option<f64> {
-    match s.to_ascii_lowercase().as_str() {
-        "+inf" | "inf" | "+infinity" | "infinity" => Some(f64::INFINITY),
-        "-inf" | "-infinity" => Some(f64::NEG_INFINITY),
-        "nan" => Some(f64::NAN),
-        _ => s.parse().ok(),
-    }
 }
 
 /// Prometheus's `bucketQuantile` over (upper bound, cumulative count) pairs.

@@ -4,7 +4,7 @@
 //! because the exact token boundaries decide which error message a malformed
 //! query gets. It knows nothing of the grammar beyond bracket and brace state.
 
-use super::quote::{go_quote_rune, go_unicode_point};
+use crate::model::gofmt::{go_quote, go_quote_rune, go_unicode_point};
 
 /// The kind of a token. The groups mirror Prometheus's item types, because the
 /// group decides how a token is described in an error message.
@@ -170,9 +170,9 @@ impl Token {
         let val = self.text(input);
         match self.kind {
             Kind::Eof => "end of input".to_string(),
-            Kind::Identifier => format!("identifier {}", super::quote::go_quote(val)),
+            Kind::Identifier => format!("identifier {}", go_quote(val)),
             Kind::MetricIdentifier => {
-                format!("metric identifier {}", super::quote::go_quote(val))
+                format!("metric identifier {}", go_quote(val))
             }
             Kind::String => format!("string {}", item_string(val)),
             Kind::Number => format!("number {}", item_string(val)),
@@ -197,9 +197,9 @@ impl Token {
 fn item_string(val: &str) -> String {
     if val.chars().count() > 10 {
         let cut: String = val.chars().take(10).collect();
-        format!("{}...", super::quote::go_quote(&cut))
+        format!("{}...", go_quote(&cut))
     } else {
-        super::quote::go_quote(val)
+        go_quote(val)
     }
 }
 
@@ -641,7 +641,7 @@ impl<'a> Lexer<'a> {
         }
         let msg = format!(
             "bad number or duration syntax: {}",
-            super::quote::go_quote(&self.input[self.start..self.pos])
+            go_quote(&self.input[self.start..self.pos])
         );
         self.errorf(msg)
     }
@@ -653,7 +653,7 @@ impl<'a> Lexer<'a> {
         if !self.accept_remaining_duration() {
             let msg = format!(
                 "bad duration syntax: {}",
-                super::quote::go_quote(&self.input[self.start..self.pos])
+                go_quote(&self.input[self.start..self.pos])
             );
             return self.errorf(msg);
         }

@@ -14,6 +14,8 @@
 // `PResult`.
 #![allow(clippy::boxed_local, clippy::vec_box)]
 
+use crate::model::duration::parse_duration_ms;
+use crate::model::gofmt::go_quote;
 use crate::model::{METRIC_NAME, MatchOp, Matcher, MatcherError};
 
 use super::ast::{
@@ -22,7 +24,7 @@ use super::ast::{
 };
 use super::functions::get_function;
 use super::lexer::{Kind, Lexer, Token, is_label};
-use super::quote::{go_quote, parse_duration, unquote};
+use super::quote::unquote;
 
 /// The deepest nesting accepted, counting both parser recursion and tree
 /// depth. Deeper queries get an error instead of risking the stack of a
@@ -626,10 +628,10 @@ impl<'a> Parser<'a> {
     }
 
     fn duration(&self, t: Token) -> PResult<i64> {
-        match parse_duration(self.text(t)) {
+        match parse_duration_ms(self.text(t)) {
             Ok(0) => Err(perr(t.start, t.end, "duration must be greater than 0")),
             Ok(d) => Ok(d),
-            Err(e) => Err(perr(t.start, t.end, e)),
+            Err(e) => Err(perr(t.start, t.end, e.to_string())),
         }
     }
 

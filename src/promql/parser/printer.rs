@@ -13,7 +13,8 @@ use super::ast::{
     Aggregate, AtModifier, Binary, Call, Cardinality, Expr, MatrixSelector, Subquery,
     VectorSelector,
 };
-use super::quote::{format_duration, go_float, go_quote};
+use crate::model::duration::format_duration_ms;
+use crate::model::gofmt::{format_g, go_quote};
 
 fn matcher_string(m: &Matcher) -> String {
     format!("{}{}{}", m.name, m.op, go_quote(&m.value))
@@ -33,8 +34,8 @@ fn write_at(f: &mut Formatter<'_>, at: Option<AtModifier>) -> fmt::Result {
 fn write_offset(f: &mut Formatter<'_>, offset: i64) -> fmt::Result {
     match offset {
         0 => Ok(()),
-        o if o > 0 => write!(f, " offset {}", format_duration(o)),
-        o => write!(f, " offset -{}", format_duration(o)),
+        o if o > 0 => write!(f, " offset {}", format_duration_ms(o.unsigned_abs())),
+        o => write!(f, " offset -{}", format_duration_ms(o.unsigned_abs())),
     }
 }
 
@@ -70,7 +71,7 @@ impl Display for VectorSelector {
 impl Display for MatrixSelector {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         self.vs.write_selector(f)?;
-        write!(f, "[{}]", format_duration(self.range_ms))?;
+        write!(f, "[{}]", format_duration_ms(self.range_ms.unsigned_abs()))?;
         write_at(f, self.vs.at)?;
         write_offset(f, self.vs.offset)
     }
@@ -78,9 +79,14 @@ impl Display for MatrixSelector {
 
 impl Display for Subquery {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(f, "{}[{}:", self.expr, format_duration(self.range_ms))?;
+        write!(
+            f,
+            "{}[{}:",
+            self.expr,
+            format_duration_ms(self.range_ms.unsigned_abs())
+        )?;
         if self.step_ms != 0 {
-            f.write_str(&format_duration(self.step_ms))?;
+            f.write_str(&format_duration_ms(self.step_ms.unsigned_abs()))?;
         }
         f.write_char(']')?;
         write_at(f, self.at)?;
@@ -143,7 +149,7 @@ impl Display for Binary {
 impl Display for Expr {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
-            Expr::NumberLiteral(v) => f.write_str(&go_float(*v)),
+            Expr::NumberLiteral(v) => f.write_str(&format_g(*v)),
             Expr::StringLiteral(s) => f.write_str(&go_quote(s)),
             Expr::VectorSelector(vs) => vs.fmt(f),
             Expr::MatrixSelector(ms) => ms.fmt(f),

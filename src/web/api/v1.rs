@@ -13,6 +13,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 use serde::Serialize;
 
+use crate::model::gofmt::format_f;
 use crate::model::{Labels, Matcher};
 use crate::storage::{Queryable, Series};
 use crate::web::envelope::{ApiError, ApiResponse, ApiResult, ErrorType};
@@ -150,7 +151,7 @@ pub fn encode_query_value(v: &QueryValue) -> Vec<u8> {
             out.push(b'[');
             json::push_scalar_time(&mut out, *t);
             out.push(b',');
-            json::push_str(&mut out, &json::format_f(*v));
+            json::push_str(&mut out, &format_f(*v));
             out.push(b']');
         }
         QueryValue::String(t, s) => {
@@ -319,7 +320,7 @@ async fn label_values(
     if !valid_label_name(&name) {
         return Err(ApiError::bad_data(format!(
             "invalid label name: {}",
-            crate::web::params::go_quote(&name)
+            crate::model::gofmt::go_quote(&name)
         )));
     }
     let sel = selection(&form, false)?;
@@ -400,7 +401,10 @@ async fn rules(form: Form) -> ApiResult {
     if !typ.is_empty() && typ != "alert" && typ != "record" {
         return Err(ApiError::invalid_param(
             "type",
-            format!("not supported value {}", crate::web::params::go_quote(&typ)),
+            format!(
+                "not supported value {}",
+                crate::model::gofmt::go_quote(&typ)
+            ),
         ));
     }
     Ok(ApiResponse::raw(br#"{"groups":[]}"#.to_vec()))
