@@ -20,6 +20,8 @@ pub fn run() -> anyhow::Result<()> {
             what: cli::CheckWhat::Config { files },
         })) => check_config(&files),
         Some(Command::Serve(args)) => run_serve(*args),
+        Some(Command::Bench(args)) => run_bench(*args),
+        Some(Command::BenchTargets(args)) => run_bench_targets(*args),
         None => run_serve(cli.serve),
     }
 }
@@ -31,6 +33,36 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         .thread_name("raymon")
         .build()?;
     rt.block_on(serve::serve_until_signal(args))
+}
+
+fn run_bench(args: crate::bench::BenchArgs) -> anyhow::Result<()> {
+    init_logging("warn");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .thread_name("raymon-bench")
+        .build()?;
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    let out = args.out.clone();
+    let report = rt.block_on(crate::bench::run(args, command_line))?;
+    print!("{}", report.table());
+    if let Some(out) = out {
+        crate::bench::write_json(&report, &out)?;
+    }
+    Ok(())
+}
+
+fn run_bench_targets(args: crate::bench::TargetsArgs) -> anyhow::Result<()> {
+    init_logging("warn");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .thread_name("raymon-targets")
+        .build()?;
+    // The parent ends this process with a signal; nothing needs flushing.
+    let cancel = tokio_util::sync::CancellationToken::new();
+    rt.block_on(crate::bench::serve_targets(args, cancel))?;
+    Ok(())
 }
 
 fn check_config(files: &[std::path::PathBuf]) -> anyhow::Result<()> {

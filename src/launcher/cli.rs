@@ -27,6 +27,11 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Check files, like promtool.
     Check(CheckArgs),
+    /// Measure raymon (and other collectors) on a simulated Ray cluster.
+    Bench(Box<crate::bench::BenchArgs>),
+    /// The simulated cluster of `bench`, run as its own process.
+    #[command(hide = true)]
+    BenchTargets(Box<crate::bench::TargetsArgs>),
 }
 
 #[derive(Debug, Args)]
