@@ -295,9 +295,21 @@ struct Running {
     pid: u32,
 }
 
+/// One progress line on stderr: redrawn in place on a terminal, else
+/// printed for phases and every tenth tick.
 fn progress(name: &str, msg: &str) {
+    use std::io::IsTerminal as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static TICKS: AtomicU64 = AtomicU64::new(0);
     let mut e = std::io::stderr().lock();
-    let _ = write!(e, "\r\x1b[2K[{name}] {msg}");
+    if e.is_terminal() {
+        let _ = write!(e, "\r\x1b[2K[{name}] {msg}");
+    } else {
+        let tick = msg.starts_with(' ') || msg.starts_with("dashboard queries");
+        if !tick || TICKS.fetch_add(1, Ordering::Relaxed).is_multiple_of(10) {
+            let _ = writeln!(e, "[{name}] {}", msg.trim());
+        }
+    }
     let _ = e.flush();
 }
 
@@ -332,6 +344,27 @@ impl Ctx<'_> {
         let mut coll = spawn_logged(&argv, &log)?;
         let ready_in = self.wait_ready(&base, &mut coll, false).await?;
         tracing::debug!(collector = %spec.name, seconds = ready_in, "ready");
+
+        // Measure the steady state: Prometheus applies discovered targets
+        // only every 5 s, and first scrapes create the series.
+        progress(&spec.name, "waiting until every target was scraped twice");
+        let warm = Instant::now();
+        let warm_limit = Duration::from_secs(120) + interval * 3;
+        loop {
+            let st = self.target_stats(&control).await?;
+            if st.targets.iter().all(|t| t.arrivals_us.len() >= 2) {
+                break;
+            }
+            if warm.elapsed() > warm_limit {
+                return Err(Error::Setup(format!(
+                    "{} did not scrape every target twice in {:?}; see {}",
+                    spec.name,
+                    warm_limit,
+                    log.display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
 
         // The measured window.
         let s0 = measure::sample(coll.pid).unwrap_or_default();

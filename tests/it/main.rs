@@ -5,6 +5,7 @@
 
 mod support;
 
+mod bench;
 mod ray;
 mod scrape;
 mod scrape_targets;
