@@ -370,6 +370,7 @@ impl Ctx<'_> {
         let s0 = measure::sample(coll.pid).unwrap_or_default();
         let c0 = self.samples_counter(&base).await;
         let t0 = self.target_stats(&control).await?;
+        let targets_s0 = targets.id().and_then(measure::sample);
         let w0 = unix_us();
         let start = Instant::now();
         let mut peak = s0.peak_rss_bytes;
@@ -404,11 +405,13 @@ impl Ctx<'_> {
 
         let served: u64 = t1.targets.iter().map(|t| t.samples).sum::<u64>()
             - t0.targets.iter().map(|t| t.samples).sum::<u64>();
-        let (samples, samples_source) = match (c0, c1) {
-            (Some((a, name)), Some((b, _))) if b > a => {
-                (b - a, format!("collector /metrics {name}"))
-            }
-            _ => (served, "samples served by the targets".to_string()),
+        // One definition for every collector: the sample lines the targets
+        // served. The collector's own counter (which adds its report series)
+        // is kept beside it as a cross-check.
+        let samples = served;
+        let collector_samples = match (c0, c1) {
+            (Some((a, name)), Some((b, _))) if b >= a => Some((b - a, name)),
+            _ => None,
         };
         let cpu = last.cpu_seconds - s0.cpu_seconds;
         let (active_series, active_series_source) = match self.head_series(&base).await {
@@ -420,16 +423,23 @@ impl Ctx<'_> {
         };
         let disk = measure::disk_usage(&data);
         let scrapes = scrape_stats(&t1, w0, w1, interval);
+        let targets_cpu_seconds = match (targets_s0, targets.id().and_then(measure::sample)) {
+            (Some(a), Some(b)) => Some(b.cpu_seconds - a.cpu_seconds),
+            _ => None,
+        };
 
         let queries = self.run_queries(&spec.name, &base).await;
 
+        let mut series_after_restart = None;
         let restart_ready_seconds = if args.no_restart {
             None
         } else {
             progress(&spec.name, "restarting");
             stop(&mut coll).await;
             coll = spawn_logged(&argv, &log)?;
-            Some(self.wait_ready(&base, &mut coll, true).await?)
+            let ready = self.wait_ready(&base, &mut coll, true).await?;
+            series_after_restart = self.head_series(&base).await;
+            Some(ready)
         };
         stop(&mut coll).await;
         let _ = targets.kill().await;
@@ -440,7 +450,9 @@ impl Ctx<'_> {
             name: spec.name.clone(),
             command: argv.join(" "),
             samples_ingested: samples,
-            samples_source,
+            collector_samples_appended: collector_samples.map(|c| c.0),
+            collector_samples_metric: collector_samples.map(|c| c.1.to_string()),
+            targets_cpu_seconds,
             samples_per_second: samples as f64 / window,
             cpu_seconds: cpu,
             cpu_seconds_per_million_samples: per_million,
@@ -451,9 +463,10 @@ impl Ctx<'_> {
             rss_bytes_per_series: (active_series > 0)
                 .then(|| last.rss_bytes as f64 / active_series as f64),
             disk_bytes: disk,
-            disk_bytes_per_sample: (samples > 0).then(|| disk as f64 / samples as f64),
+            disk_bytes_per_sample: (samples > 0 && disk > 0).then(|| disk as f64 / samples as f64),
             scrapes,
             restart_ready_seconds,
+            series_after_restart,
             queries,
         })
     }

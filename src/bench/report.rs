@@ -39,11 +39,15 @@ pub struct Config {
 pub struct Collector {
     pub name: String,
     pub command: String,
-    /// Samples appended during the measured window.
+    /// Sample lines the targets served to the collector in the window.
     pub samples_ingested: u64,
-    /// Where `samples_ingested` came from: the collector's own counter, or
-    /// the samples the targets served.
-    pub samples_source: String,
+    /// The collector's own count of appended samples in the window (it
+    /// includes its per-scrape report series), when its `/metrics` has one.
+    pub collector_samples_appended: Option<u64>,
+    pub collector_samples_metric: Option<String>,
+    /// CPU of the simulated cluster's process in the window, to show it
+    /// left the collector room.
+    pub targets_cpu_seconds: Option<f64>,
     pub samples_per_second: f64,
     /// User plus system CPU of the collector during the window.
     pub cpu_seconds: f64,
@@ -55,10 +59,13 @@ pub struct Collector {
     pub active_series_source: String,
     pub rss_bytes_per_series: Option<f64>,
     pub disk_bytes: u64,
+    /// `None` when nothing was written.
     pub disk_bytes_per_sample: Option<f64>,
     pub scrapes: Scrapes,
     /// From the restart to `/-/ready` answering 200 and a query answering.
     pub restart_ready_seconds: Option<f64>,
+    /// Head series right after the restart: what survived it.
+    pub series_after_restart: Option<u64>,
     pub queries: Queries,
 }
 
@@ -228,9 +235,31 @@ impl Report {
                     c.name, c.queries.status
                 ));
             }
+            if let (Some(n), Some(m)) = (c.collector_samples_appended, &c.collector_samples_metric)
+            {
+                notes.push(format!(
+                    "{}: its own {m} counted {n} samples against {} served",
+                    c.name, c.samples_ingested
+                ));
+            }
+            if c.disk_bytes == 0 {
+                notes.push(format!("{}: wrote nothing to disk", c.name));
+            }
+            if let Some(n) = c.series_after_restart {
+                notes.push(format!(
+                    "{}: {n} head series right after the restart (of {})",
+                    c.name, c.active_series
+                ));
+            }
+            if let Some(t) = c.targets_cpu_seconds {
+                notes.push(format!(
+                    "{}: the simulated cluster used {t:.1} CPU s in the window",
+                    c.name
+                ));
+            }
             notes.push(format!(
-                "{}: samples from {}, active series from {}",
-                c.name, c.samples_source, c.active_series_source
+                "{}: active series from {}",
+                c.name, c.active_series_source
             ));
         }
         let widths: Vec<usize> = (0..rows[0].len())
@@ -251,8 +280,11 @@ impl Report {
                 out.push('\n');
             }
         }
+        if !notes.is_empty() {
+            out.push('\n');
+        }
         for n in notes {
-            let _ = writeln!(out, "\n- {n}");
+            let _ = writeln!(out, "- {n}");
         }
         out
     }
