@@ -136,9 +136,17 @@ pub struct BenchArgs {
     /// dashboard expressions); a built-in handful when not given.
     #[arg(long)]
     pub queries: Option<PathBuf>,
-    /// Run at most this many of the queries (0: all).
+    /// Run at most this many of the queries, spread evenly over the file so
+    /// every collector runs the same ones (0: all).
     #[arg(long, default_value_t = 0)]
     pub max_queries: usize,
+    /// Give up on one query after this long (it counts as failed).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub query_timeout: Duration,
+    /// Stop running queries after this long in all; the report says how
+    /// many ran.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub query_budget: Duration,
     /// Skip the restart measurement.
     #[arg(long)]
     pub no_restart: bool,
@@ -267,7 +275,7 @@ pub async fn run(args: BenchArgs, command_line: String) -> Result<Report, Error>
 }
 
 fn load_queries(args: &BenchArgs) -> Result<Vec<String>, Error> {
-    let mut q: Vec<String> = match &args.queries {
+    let q: Vec<String> = match &args.queries {
         Some(p) => std::fs::read_to_string(p)
             .map_err(|e| Error::io("read the queries file", e))?
             .lines()
@@ -277,10 +285,20 @@ fn load_queries(args: &BenchArgs) -> Result<Vec<String>, Error> {
             .collect(),
         None => BUILTIN_QUERIES.iter().map(|s| s.to_string()).collect(),
     };
-    if args.max_queries > 0 {
-        q.truncate(args.max_queries);
+    Ok(spread(q, args.max_queries))
+}
+
+/// Keeps `n` of `v` (all when `n` is 0), evenly spaced, in order.
+fn spread<T>(v: Vec<T>, n: usize) -> Vec<T> {
+    if n == 0 || n >= v.len() {
+        return v;
     }
-    Ok(q)
+    let len = v.len();
+    v.into_iter()
+        .enumerate()
+        .filter(|(i, _)| (i * n) % len < n)
+        .map(|(_, x)| x)
+        .collect()
 }
 
 struct Ctx<'a> {
@@ -619,7 +637,16 @@ impl Ctx<'_> {
         let step = self.args.cluster.interval.as_secs_f64().max(1.0);
         let mut times = Vec::new();
         let mut engine_missing = 0;
+        let started = Instant::now();
         for (i, expr) in self.queries.iter().enumerate() {
+            if started.elapsed() > self.args.query_budget {
+                q.count = i;
+                q.status_note = Some(format!(
+                    "stopped after {i} queries: --query-budget {:?} used",
+                    self.args.query_budget
+                ));
+                break;
+            }
             progress(name, &format!("dashboard queries {}/{}", i + 1, q.count));
             let form = format!(
                 "query={}&start={:.3}&end={end:.3}&step={step}",
@@ -632,7 +659,7 @@ impl Ctx<'_> {
                 .post(format!("{base}/api/v1/query_range"))
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(form)
-                .timeout(Duration::from_secs(120))
+                .timeout(self.args.query_timeout)
                 .send()
                 .await;
             let (status, body) = match r {
@@ -854,6 +881,15 @@ pub fn write_json(report: &Report, path: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spread_keeps_evenly_spaced_items() {
+        let v: Vec<usize> = (0..10).collect();
+        assert_eq!(spread(v.clone(), 0), v);
+        assert_eq!(spread(v.clone(), 5), [0, 2, 4, 6, 8]);
+        assert_eq!(spread(v.clone(), 3).len(), 3);
+        assert_eq!(spread(v, 20).len(), 10);
+    }
 
     #[test]
     fn form_values_are_percent_encoded() {

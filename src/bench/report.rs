@@ -89,6 +89,9 @@ pub struct Scrapes {
 pub struct Queries {
     /// `ok`, or why the figures are missing (`n/a: ...`).
     pub status: String,
+    /// Why fewer queries ran than were given, if they did.
+    pub status_note: Option<String>,
+    /// Queries run.
     pub count: usize,
     pub ok: usize,
     pub failed: usize,
