@@ -423,10 +423,12 @@ impl Ctx<'_> {
 
         let served: u64 = t1.targets.iter().map(|t| t.samples).sum::<u64>()
             - t0.targets.iter().map(|t| t.samples).sum::<u64>();
+        let scrapes = scrape_stats(&t1, w0, w1, interval);
         // One definition for every collector: the sample lines the targets
-        // served. The collector's own counter (which adds its report series)
-        // is kept beside it as a cross-check.
-        let samples = served;
+        // served, a fetch of the same target within half an interval of the
+        // previous one not counted again. The collector's own counter (which
+        // adds its report series) is kept beside it as a cross-check.
+        let samples = scrapes.distinct_samples;
         let collector_samples = match (c0, c1) {
             (Some((a, name)), Some((b, _))) if b >= a => Some((b - a, name)),
             _ => None,
@@ -440,7 +442,6 @@ impl Ctx<'_> {
             ),
         };
         let disk = measure::disk_usage(&data);
-        let scrapes = scrape_stats(&t1, w0, w1, interval);
         let targets_cpu_seconds = match (targets_s0, targets.id().and_then(measure::sample)) {
             (Some(a), Some(b)) => Some(b.cpu_seconds - a.cpu_seconds),
             _ => None,
@@ -468,6 +469,7 @@ impl Ctx<'_> {
             name: spec.name.clone(),
             command: argv.join(" "),
             samples_ingested: samples,
+            samples_served: served,
             collector_samples_appended: collector_samples.map(|c| c.0),
             collector_samples_metric: collector_samples.map(|c| c.1.to_string()),
             targets_cpu_seconds,
@@ -813,22 +815,38 @@ fn scrape_stats(stats: &cluster::Stats, w0: u64, w1: u64, interval: Duration) ->
     let iv = interval.as_secs_f64();
     let mut deltas = Vec::new();
     let mut count = 0u64;
+    let mut duplicates = 0u64;
+    let mut distinct_samples = 0u64;
     let mut min_per_target = u64::MAX;
+    let half = (interval.as_micros() / 2) as u64;
     for t in &stats.targets {
         let mut n = 0u64;
+        let mut dup = 0u64;
         let mut prev: Option<u64> = None;
+        let mut before: Option<u64> = None;
         for &a in &t.arrivals_us {
             let at = base + a;
-            if at < w0 || at > w1 {
+            if at < w0 {
+                before = Some(at);
                 continue;
             }
+            if at > w1 {
+                break;
+            }
             n += 1;
+            if let Some(p) = prev.or(before)
+                && at - p < half
+            {
+                dup += 1;
+            }
             if let Some(p) = prev {
                 deltas.push((at - p) as f64 / 1e6);
             }
             prev = Some(at);
         }
         count += n;
+        duplicates += dup;
+        distinct_samples += (n - dup) * t.series as u64;
         min_per_target = min_per_target.min(n);
     }
     let within = deltas
@@ -839,6 +857,8 @@ fn scrape_stats(stats: &cluster::Stats, w0: u64, w1: u64, interval: Duration) ->
         ((w1.saturating_sub(w0)) as f64 / 1e6 / iv).floor() as u64 * stats.targets.len() as u64;
     Scrapes {
         count,
+        duplicates,
+        distinct_samples,
         expected,
         min_per_target: if stats.targets.is_empty() {
             0
@@ -916,5 +936,20 @@ mod tests {
         assert_eq!(s.expected, 3);
         assert_eq!(s.within_1pct, Some(1.0));
         assert_eq!(s.interval_p99_seconds, Some(1.005));
+        assert_eq!(s.duplicates, 0);
+    }
+
+    #[test]
+    fn a_second_fetch_within_half_an_interval_is_a_duplicate() {
+        let stats = cluster::Stats {
+            start_unix_ms: 0,
+            targets: vec![cluster::TargetStats {
+                arrivals_us: vec![0, 1_000_000, 1_004_000, 2_000_000, 2_003_000],
+                samples: 0,
+                series: 10,
+            }],
+        };
+        let s = scrape_stats(&stats, 500_000, 2_500_000, Duration::from_secs(1));
+        assert_eq!((s.count, s.duplicates, s.distinct_samples), (4, 2, 20));
     }
 }

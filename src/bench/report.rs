@@ -39,8 +39,11 @@ pub struct Config {
 pub struct Collector {
     pub name: String,
     pub command: String,
-    /// Sample lines the targets served to the collector in the window.
+    /// Sample lines the targets served to the collector in the window,
+    /// duplicate fetches (see [`Scrapes::duplicates`]) not counted.
     pub samples_ingested: u64,
+    /// All sample lines the targets served in the window.
+    pub samples_served: u64,
     /// The collector's own count of appended samples in the window (it
     /// includes its per-scrape report series), when its `/metrics` has one.
     pub collector_samples_appended: Option<u64>,
@@ -74,6 +77,11 @@ pub struct Collector {
 pub struct Scrapes {
     /// Requests the targets answered in the window.
     pub count: u64,
+    /// Of `count`, requests less than half an interval after the previous
+    /// one to the same target.
+    pub duplicates: u64,
+    /// Sample lines in the requests that were not duplicates.
+    pub distinct_samples: u64,
     /// Whole intervals in the window, times targets.
     pub expected: u64,
     /// Fewest requests any one target answered.
@@ -134,8 +142,10 @@ fn figures(c: &Collector) -> Vec<(&'static str, Option<f64>, Unit)> {
             Unit::Percent,
         ),
         (
-            "scrapes / expected",
-            (c.scrapes.expected > 0).then(|| c.scrapes.count as f64 / c.scrapes.expected as f64),
+            "distinct scrapes / expected",
+            (c.scrapes.expected > 0).then(|| {
+                (c.scrapes.count - c.scrapes.duplicates) as f64 / c.scrapes.expected as f64
+            }),
             Unit::Fixed3,
         ),
         (
@@ -242,7 +252,13 @@ impl Report {
             {
                 notes.push(format!(
                     "{}: its own {m} counted {n} samples against {} served",
-                    c.name, c.samples_ingested
+                    c.name, c.samples_served
+                ));
+            }
+            if c.scrapes.duplicates > 0 {
+                notes.push(format!(
+                    "{}: fetched a target again within half an interval {} times (of {} fetches)",
+                    c.name, c.scrapes.duplicates, c.scrapes.count
                 ));
             }
             if c.disk_bytes == 0 {
