@@ -44,7 +44,16 @@ fn run_bench(args: crate::bench::BenchArgs) -> anyhow::Result<()> {
         .build()?;
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     let out = args.out.clone();
-    let report = rt.block_on(crate::bench::run(args, command_line))?;
+    // On Ctrl-C or SIGTERM the run is dropped, which kills its children
+    // (the collector and the simulated cluster) instead of orphaning them.
+    let report = rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = crate::bench::run(args, command_line) => Ok(r?),
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            _ = term.recv() => Err(anyhow::anyhow!("terminated")),
+        }
+    })?;
     print!("{}", report.table());
     if let Some(out) = out {
         crate::bench::write_json(&report, &out)?;
