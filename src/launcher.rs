@@ -41,6 +41,8 @@ pub fn run() -> anyhow::Result<()> {
             up::print_env(&args);
             Ok(())
         }
+        Some(Command::Bench(args)) => run_bench(*args),
+        Some(Command::BenchTargets(args)) => run_bench_targets(*args),
         None => run_serve(cli.serve),
     }
 }
@@ -55,6 +57,45 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .enable_all()
         .thread_name("raymon")
         .build()
+}
+
+fn run_bench(args: crate::bench::BenchArgs) -> anyhow::Result<()> {
+    init_logging("warn");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .thread_name("raymon-bench")
+        .build()?;
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    let out = args.out.clone();
+    // On Ctrl-C or SIGTERM the run is dropped, which kills its children
+    // (the collector and the simulated cluster) instead of orphaning them.
+    let report = rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = crate::bench::run(args, command_line) => Ok(r?),
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            _ = term.recv() => Err(anyhow::anyhow!("terminated")),
+        }
+    })?;
+    print!("{}", report.table());
+    if let Some(out) = out {
+        crate::bench::write_json(&report, &out)?;
+    }
+    Ok(())
+}
+
+fn run_bench_targets(args: crate::bench::TargetsArgs) -> anyhow::Result<()> {
+    init_logging("warn");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .thread_name("raymon-targets")
+        .build()?;
+    // The parent ends this process with a signal; nothing needs flushing.
+    let cancel = tokio_util::sync::CancellationToken::new();
+    rt.block_on(crate::bench::serve_targets(args, cancel))?;
+    Ok(())
 }
 
 fn check_config(files: &[std::path::PathBuf]) -> anyhow::Result<()> {

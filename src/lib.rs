@@ -25,3 +25,5 @@ pub mod storage;
 pub mod textparse;
 pub mod tsdb;
 pub mod web;
+
+pub mod bench;

@@ -37,6 +37,11 @@ pub enum Command {
     Env(EnvArgs),
     /// Check files, like promtool.
     Check(CheckArgs),
+    /// Measure raymon (and other collectors) on a simulated Ray cluster.
+    Bench(Box<crate::bench::BenchArgs>),
+    /// The simulated cluster of `bench`, run as its own process.
+    #[command(hide = true)]
+    BenchTargets(Box<crate::bench::TargetsArgs>),
     /// Backfill OpenMetrics text with timestamps (as `promtool tsdb
     /// create-blocks-from openmetrics` takes it) into a running raymon.
     Import(ImportArgs),

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod bench;
 mod config;
 mod grafana;
 mod ops;
