@@ -1,0 +1,459 @@
+//! The durable store: a [`Head`] whose commits go through the WAL, opened by
+//! replaying the newest checkpoint and the segments after it, with a
+//! background thread that syncs the WAL, applies retention and writes
+//! checkpoints (which delete the segments they cover).
+//!
+//! This file owns the data directory's life cycle and the order of the steps
+//! above. It knows the WAL and the head only through their APIs, and nothing
+//! of scraping, PromQL or HTTP.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rustc_hash::FxHashMap;
+use tracing::{error, info, warn};
+
+use crate::model::Labels;
+use crate::storage::{self, SeriesRef};
+
+use super::head::{ChunkSnapshot, CommitLog, Head, HeadOptions, SHARD_COUNT};
+use super::wal::{self, CheckpointChunk, CheckpointSeries, Record, ReplayStats, Wal};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot create data directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Wal(#[from] wal::Error),
+    #[error("cannot restore series: {0}")]
+    Restore(#[from] storage::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    pub head: HeadOptions,
+    /// Samples older than this (milliseconds before now) are deleted; 0 keeps
+    /// everything.
+    pub retention_ms: i64,
+    /// The data directory is kept under this many bytes by deleting the
+    /// oldest samples; 0 means no limit.
+    pub retention_bytes: u64,
+    pub segment_size: u64,
+    /// `fdatasync` of the WAL at least this often.
+    pub sync_every: Duration,
+    /// A checkpoint at least this often, or when the WAL grew past
+    /// `checkpoint_bytes` since the last one.
+    pub checkpoint_every: Duration,
+    pub checkpoint_bytes: u64,
+    /// How often retention runs.
+    pub retention_every: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            head: HeadOptions::default(),
+            retention_ms: 15 * 24 * 3600 * 1000,
+            retention_bytes: 0,
+            segment_size: wal::DEFAULT_SEGMENT_SIZE,
+            sync_every: Duration::from_secs(1),
+            checkpoint_every: Duration::from_secs(3600),
+            checkpoint_bytes: 512 << 20,
+            retention_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What [`Db::open`] did.
+#[derive(Debug, Clone, Default)]
+pub struct OpenStats {
+    pub checkpoint: Option<u32>,
+    pub checkpoint_series: u64,
+    pub replay: ReplayStats,
+    pub elapsed: Duration,
+}
+
+struct WalLog(Arc<Wal>);
+
+impl CommitLog for WalLog {
+    fn log_series(&self, r: SeriesRef, labels: &Labels) {
+        self.0.log_series(r, labels);
+    }
+
+    fn log_samples(
+        &self,
+        samples: &mut dyn Iterator<Item = (SeriesRef, i64, f64)>,
+    ) -> Result<(), storage::Error> {
+        self.0.log_samples(samples).map_err(|e| {
+            error!(error = %e, "cannot write the WAL: the batch is refused");
+            match e {
+                wal::Error::Write { source, .. } => storage::Error::Io(source),
+                other => storage::Error::Other(other.to_string()),
+            }
+        })
+    }
+}
+
+/// The durable store. [`Db::head`] is what scrapers and queries use.
+pub struct Db {
+    dir: PathBuf,
+    head: Head,
+    wal: Arc<Wal>,
+    opts: DbOptions,
+    // Serialises checkpoints and retention.
+    maintenance: Mutex<Maintenance>,
+    background: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+}
+
+struct Maintenance {
+    last_checkpoint: Instant,
+    wal_bytes_at_checkpoint: u64,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("dir", &self.dir).finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Db {
+    /// Opens (or creates) the store in `dir`: loads the newest checkpoint,
+    /// replays the WAL after it, applies time retention, then starts a new
+    /// segment that begins with every series, so later records never depend
+    /// on an older process's references.
+    pub fn open(dir: &Path, opts: DbOptions) -> Result<(Db, OpenStats), Error> {
+        let started = Instant::now();
+        std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let wal_dir = dir.join("wal");
+        let head = Head::new(opts.head.clone());
+        let mut st = OpenStats::default();
+        let checkpoints = wal::list_checkpoints(dir)?;
+        let mut map: FxHashMap<SeriesRef, SeriesRef> = FxHashMap::default();
+        // The newest checkpoint that reads cleanly wins; a broken one is
+        // reported and skipped (its segments were kept until it was whole).
+        let mut base = None;
+        for &n in checkpoints.iter().rev() {
+            map.clear();
+            let mut restore_err = None;
+            let res = wal::read_checkpoint(dir, n, &mut |s: CheckpointSeries| match head
+                .series_ref(&s.labels)
+            {
+                Ok(r) => {
+                    map.insert(s.r, r);
+                    let chunks = s
+                        .chunks
+                        .into_iter()
+                        .map(|c| ChunkSnapshot {
+                            min_t: c.min_t,
+                            max_t: c.max_t,
+                            data: c.data,
+                        })
+                        .collect();
+                    head.restore_series(r, s.last_t, s.last_v, chunks);
+                }
+                Err(e) => restore_err = Some(e),
+            });
+            match res {
+                Ok(count) => {
+                    st.checkpoint_series = count;
+                    base = Some(n);
+                    break;
+                }
+                Err(e) => error!(error = %e, "cannot load checkpoint, trying an older one"),
+            }
+            if let Some(e) = restore_err {
+                warn!(error = %e, "a checkpoint series was skipped");
+            }
+        }
+        st.checkpoint = base;
+        let mut dropped = 0u64;
+        st.replay = wal::replay(&wal_dir, base, &mut |rec| match rec {
+            Record::Series(list) => {
+                for (old, labels) in list {
+                    match head.series_ref(labels) {
+                        Ok(r) => {
+                            map.insert(*old, r);
+                        }
+                        Err(_) => dropped += 1,
+                    }
+                }
+            }
+            Record::Samples(list) => {
+                for &(old, t, v) in list {
+                    match map.get(&old) {
+                        Some(&r) => {
+                            head.replay_sample(r, t, v);
+                        }
+                        None => dropped += 1,
+                    }
+                }
+            }
+        })?;
+        if dropped > 0 {
+            warn!(
+                dropped,
+                "WAL samples or series without a known series were skipped"
+            );
+        }
+        if let Some(c) = &st.replay.corruption {
+            error!(corruption = %c, "the WAL was corrupt: samples after the damage are lost; serving what was recovered");
+        }
+        if opts.retention_ms > 0 {
+            head.gc(now_ms().saturating_sub(opts.retention_ms));
+        }
+        // Segments a checkpoint covers may outlive it after a crash.
+        for n in wal::list_segments(&wal_dir)? {
+            if base.is_some_and(|b| n <= b) {
+                let _ = std::fs::remove_file(wal_dir.join(wal::segment_name(n)));
+            }
+        }
+        let next = wal::list_segments(&wal_dir)?
+            .last()
+            .copied()
+            .max(base)
+            .map_or(1, |n| n + 1);
+        let wal = Arc::new(Wal::create(&wal_dir, next, opts.segment_size)?);
+        for (r, labels) in head.all_series() {
+            wal.log_series(r, &labels);
+        }
+        wal.flush_series()?;
+        wal.sync()?;
+        head.set_commit_log(Arc::new(WalLog(wal.clone())));
+        st.elapsed = started.elapsed();
+        info!(
+            series = head.stats().num_series,
+            checkpoint = ?base,
+            wal_samples = st.replay.samples,
+            elapsed_ms = st.elapsed.as_millis() as u64,
+            "storage opened"
+        );
+        let db = Db {
+            dir: dir.to_path_buf(),
+            head,
+            wal,
+            opts,
+            maintenance: Mutex::new(Maintenance {
+                last_checkpoint: Instant::now(),
+                wal_bytes_at_checkpoint: 0,
+            }),
+            background: Mutex::new(None),
+        };
+        Ok((db, st))
+    }
+
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// Bytes of the data directory (checkpoints and WAL).
+    pub fn disk_bytes(&self) -> u64 {
+        wal::dir_bytes(&self.dir) + self.wal.disk_bytes()
+    }
+
+    /// Writes a checkpoint of the whole head and deletes the segments and
+    /// checkpoints it replaces. Returns the checkpoint's size in bytes.
+    pub fn checkpoint(&self) -> Result<u64, Error> {
+        let mut m = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.checkpoint_locked(&mut m)
+    }
+
+    fn checkpoint_locked(&self, m: &mut Maintenance) -> Result<u64, Error> {
+        // After the rotation every batch in the closed segments is in the
+        // head, so a snapshot taken from now on covers them.
+        let closed = self.head.quiesce(|| self.wal.rotate())?;
+        let mut shard = 0;
+        let head = &self.head;
+        let mut snap = Vec::new();
+        let bytes = wal::write_checkpoint(&self.dir, closed, &mut |out| {
+            snap.clear();
+            head.snapshot_shard(shard, &mut snap);
+            out.extend(snap.drain(..).map(|s| {
+                CheckpointSeries {
+                    r: s.r,
+                    labels: s.labels,
+                    last_t: s.last_t,
+                    last_v: s.last_v,
+                    chunks: s
+                        .chunks
+                        .into_iter()
+                        .map(|c| CheckpointChunk {
+                            min_t: c.min_t,
+                            max_t: c.max_t,
+                            data: c.data,
+                        })
+                        .collect(),
+                }
+            }));
+            shard += 1;
+            shard < SHARD_COUNT
+        })?;
+        let wal_dir = self.wal.dir();
+        for n in wal::list_segments(wal_dir)? {
+            if n <= closed {
+                let _ = std::fs::remove_file(wal_dir.join(wal::segment_name(n)));
+            }
+        }
+        for n in wal::list_checkpoints(&self.dir)? {
+            if n < closed {
+                let _ = std::fs::remove_file(self.dir.join(wal::checkpoint_name(n)));
+            }
+        }
+        m.last_checkpoint = Instant::now();
+        m.wal_bytes_at_checkpoint = self.wal.stats.bytes_written.load(Ordering::Relaxed);
+        info!(segment = closed, bytes, "checkpoint written");
+        Ok(bytes)
+    }
+
+    /// Deletes samples older than the retention time, then the oldest ones
+    /// until the directory fits the size limit; writes a checkpoint when
+    /// anything was deleted so that the disk space comes back.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<(), Error> {
+        let mut m = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut removed = 0;
+        if self.opts.retention_ms > 0 {
+            let g = self.head.gc(now_ms.saturating_sub(self.opts.retention_ms));
+            removed += g.removed_chunks;
+        }
+        if removed > 0 {
+            self.checkpoint_locked(&mut m)?;
+        }
+        if self.opts.retention_bytes > 0 {
+            // Each round drops the oldest quarter of the time span held.
+            for _ in 0..8 {
+                if self.disk_bytes() <= self.opts.retention_bytes {
+                    break;
+                }
+                let Some((lo, hi)) = self.head.time_bounds() else {
+                    break;
+                };
+                let cut = lo + (hi - lo) / 4 + 1;
+                let g = self.head.gc(cut);
+                info!(
+                    cut,
+                    chunks = g.removed_chunks,
+                    "size retention deleted old samples"
+                );
+                self.checkpoint_locked(&mut m)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One pass of background work; returns after deciding what was due.
+    fn tick(&self, last_retention: &mut Instant) {
+        if let Err(e) = self.wal.sync() {
+            error!(error = %e, "cannot sync the WAL");
+        }
+        if last_retention.elapsed() >= self.opts.retention_every {
+            *last_retention = Instant::now();
+            if let Err(e) = self.apply_retention(now_ms()) {
+                error!(error = %e, "retention failed");
+            }
+        }
+        let due = {
+            let m = self
+                .maintenance
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let grown = self
+                .wal
+                .stats
+                .bytes_written
+                .load(Ordering::Relaxed)
+                .saturating_sub(m.wal_bytes_at_checkpoint);
+            m.last_checkpoint.elapsed() >= self.opts.checkpoint_every
+                || grown >= self.opts.checkpoint_bytes
+        };
+        if due && let Err(e) = self.checkpoint() {
+            error!(error = %e, "checkpoint failed, the WAL keeps everything");
+            let mut m = self
+                .maintenance
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // Do not retry in a tight loop on a full disk.
+            m.last_checkpoint = Instant::now();
+        }
+    }
+
+    /// Starts the background thread (sync, retention, checkpoints).
+    pub fn start_background(self: &Arc<Self>) {
+        let (tx, rx) = mpsc::channel::<()>();
+        let db = Arc::downgrade(self);
+        let every = self.opts.sync_every;
+        let spawned = std::thread::Builder::new()
+            .name("raymon-tsdb".to_string())
+            .spawn(move || {
+                let mut last_retention = Instant::now();
+                loop {
+                    match rx.recv_timeout(every) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
+                    let Some(db) = db.upgrade() else { return };
+                    db.tick(&mut last_retention);
+                }
+            });
+        match spawned {
+            Ok(h) => {
+                *self
+                    .background
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some((tx, h));
+            }
+            Err(e) => error!(error = %e, "cannot start the storage background thread"),
+        }
+    }
+
+    /// Stops background work, writes a final checkpoint (so the next start
+    /// replays no WAL) and syncs. Call after every appender is done.
+    pub fn close(&self) -> Result<(), Error> {
+        let bg = self
+            .background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((tx, h)) = bg {
+            drop(tx);
+            let _ = h.join();
+        }
+        self.wal.flush_series()?;
+        self.wal.sync()?;
+        self.checkpoint()?;
+        self.wal.sync()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
