@@ -215,9 +215,6 @@ impl Db {
         if let Some(c) = &st.replay.corruption {
             error!(corruption = %c, "the WAL was corrupt: samples after the damage are lost; serving what was recovered");
         }
-        if opts.retention_ms > 0 {
-            head.gc(now_ms().saturating_sub(opts.retention_ms));
-        }
         // Segments a checkpoint covers may outlive it after a crash.
         for n in wal::list_segments(&wal_dir)? {
             if base.is_some_and(|b| n <= b) {
@@ -255,6 +252,8 @@ impl Db {
             }),
             background: Mutex::new(None),
         };
+        // What expired while the process was down goes now, from disk too.
+        db.apply_retention(now_ms())?;
         Ok((db, st))
     }
 
