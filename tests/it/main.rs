@@ -14,4 +14,5 @@ mod scrape;
 mod scrape_targets;
 mod textparse;
 mod tsdb;
+mod tsdb_durable;
 mod web;
