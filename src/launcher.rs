@@ -2,6 +2,7 @@
 //! processes and tasks raymon runs (`serve` today; Ray and Grafana children
 //! with `up`). The only module that uses `anyhow`.
 
+mod bench_tsdb;
 mod cli;
 mod jobs;
 mod serve;
@@ -20,6 +21,10 @@ pub fn run() -> anyhow::Result<()> {
             what: cli::CheckWhat::Config { files },
         })) => check_config(&files),
         Some(Command::Serve(args)) => run_serve(*args),
+        Some(Command::BenchTsdb(args)) => {
+            init_logging("warn");
+            bench_tsdb::run(&args)
+        }
         None => run_serve(cli.serve),
     }
 }

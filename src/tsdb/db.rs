@@ -20,7 +20,9 @@ use tracing::{error, info, warn};
 use crate::model::Labels;
 use crate::storage::{self, SeriesRef};
 
-use super::head::{ChunkSnapshot, CommitLog, Head, HeadOptions, SHARD_COUNT};
+use super::head::{ChunkSnapshot, CommitLog, Head, HeadOptions};
+
+const CHECKPOINT_SLICES: u64 = 64;
 use super::wal::{self, CheckpointChunk, CheckpointSeries, Record, ReplayStats, Wal};
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +80,9 @@ pub struct OpenStats {
     pub checkpoint: Option<u32>,
     pub checkpoint_series: u64,
     pub replay: ReplayStats,
+    /// Time spent loading the checkpoint, replaying the WAL, and logging
+    /// every series into the new segment.
+    pub phases: [Duration; 3],
     pub elapsed: Duration,
 }
 
@@ -132,9 +137,11 @@ fn now_ms() -> i64 {
 
 impl Db {
     /// Opens (or creates) the store in `dir`: loads the newest checkpoint,
-    /// replays the WAL after it, applies time retention, then starts a new
-    /// segment that begins with every series, so later records never depend
-    /// on an older process's references.
+    /// replays the WAL after it, starts a new segment and applies retention.
+    /// Series keep their references across restarts when they can; one that
+    /// cannot (its label hash now picks another shard, after an upgrade) is
+    /// logged again with its new reference, so that later records never
+    /// depend on an older process's references.
     pub fn open(dir: &Path, opts: DbOptions) -> Result<(Db, OpenStats), Error> {
         let started = Instant::now();
         std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
@@ -146,17 +153,24 @@ impl Db {
         let mut st = OpenStats::default();
         let checkpoints = wal::list_checkpoints(dir)?;
         let mut map: FxHashMap<SeriesRef, SeriesRef> = FxHashMap::default();
+        // Series that could not keep their reference: the new segment must
+        // say what their new one is.
+        let mut moved: FxHashMap<SeriesRef, Labels> = FxHashMap::default();
         // The newest checkpoint that reads cleanly wins; a broken one is
         // reported and skipped (its segments were kept until it was whole).
         let mut base = None;
         for &n in checkpoints.iter().rev() {
             map.clear();
+            moved.clear();
             let mut restore_err = None;
             let res = wal::read_checkpoint(dir, n, &mut |s: CheckpointSeries| match head
-                .series_ref(&s.labels)
+                .series_ref(&s.labels, s.r)
             {
                 Ok(r) => {
-                    map.insert(s.r, r);
+                    if r != s.r {
+                        moved.insert(r, s.labels.clone());
+                        map.insert(s.r, r);
+                    }
                     let chunks = s
                         .chunks
                         .into_iter()
@@ -183,29 +197,37 @@ impl Db {
             }
         }
         st.checkpoint = base;
+        st.phases[0] = started.elapsed();
         let mut dropped = 0u64;
+        let mut batch = Vec::new();
         st.replay = wal::replay(&wal_dir, base, &mut |rec| match rec {
             Record::Series(list) => {
                 for (old, labels) in list {
-                    match head.series_ref(labels) {
+                    match head.series_ref(labels, *old) {
                         Ok(r) => {
-                            map.insert(*old, r);
+                            // A later record for the same reference replaces
+                            // the mapping; most keep their reference.
+                            if r != *old {
+                                moved.insert(r, labels.clone());
+                                map.insert(*old, r);
+                            } else {
+                                map.remove(old);
+                            }
                         }
                         Err(_) => dropped += 1,
                     }
                 }
             }
             Record::Samples(list) => {
-                for &(old, t, v) in list {
-                    match map.get(&old) {
-                        Some(&r) => {
-                            head.replay_sample(r, t, v);
-                        }
-                        None => dropped += 1,
-                    }
-                }
+                batch.clear();
+                batch.extend(
+                    list.iter()
+                        .map(|&(old, t, v)| (map.get(&old).copied().unwrap_or(old), t, v)),
+                );
+                dropped += head.replay_samples(&mut batch) as u64;
             }
         })?;
+        st.phases[1] = started.elapsed() - st.phases[0];
         if dropped > 0 {
             warn!(
                 dropped,
@@ -227,13 +249,14 @@ impl Db {
             .max(base)
             .map_or(1, |n| n + 1);
         let wal = Arc::new(Wal::create(&wal_dir, next, opts.segment_size)?);
-        for (r, labels) in head.all_series() {
-            wal.log_series(r, &labels);
+        for (r, labels) in &moved {
+            wal.log_series(*r, labels);
         }
         wal.flush_series()?;
         wal.sync()?;
         head.set_commit_log(Arc::new(WalLog(wal.clone())));
         st.elapsed = started.elapsed();
+        st.phases[2] = st.elapsed - st.phases[0] - st.phases[1];
         info!(
             series = head.stats().num_series,
             checkpoint = ?base,
@@ -288,12 +311,18 @@ impl Db {
         // After the rotation every batch in the closed segments is in the
         // head, so a snapshot taken from now on covers them.
         let closed = self.head.quiesce(|| self.wal.rotate())?;
-        let mut shard = 0;
+        // Written in reference order, in slices of the reference space, so
+        // that loading appends to the postings lists instead of inserting.
         let head = &self.head;
+        let limit = head.ref_limit();
+        let step = (limit / CHECKPOINT_SLICES).max(1);
+        let mut lo: SeriesRef = 0;
         let mut snap = Vec::new();
         let bytes = wal::write_checkpoint(&self.dir, closed, &mut |out| {
             snap.clear();
-            head.snapshot_shard(shard, &mut snap);
+            let hi = lo.saturating_add(step);
+            head.snapshot_range(lo, hi, &mut snap);
+            lo = hi;
             out.extend(snap.drain(..).map(|s| {
                 CheckpointSeries {
                     r: s.r,
@@ -311,8 +340,7 @@ impl Db {
                         .collect(),
                 }
             }));
-            shard += 1;
-            shard < SHARD_COUNT
+            lo < limit
         })?;
         let wal_dir = self.wal.dir();
         for n in wal::list_segments(wal_dir)? {

@@ -11,7 +11,7 @@
 //! and back in.
 
 use std::hash::Hasher;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{
     Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
@@ -128,6 +128,7 @@ pub(crate) struct Inner {
     // Samples before this are out of bounds: they were garbage-collected.
     min_valid_time: AtomicI64,
     log: OnceLock<Arc<dyn CommitLog>>,
+    next_seq: AtomicU64,
     // Commits hold it shared from logging to applying; a checkpoint holds it
     // exclusively to find a moment when the log and the head agree.
     gate: RwLock<()>,
@@ -146,7 +147,6 @@ struct Shard {
     // hash (a collision) go to `collisions`.
     by_hash: FxHashMap<u64, SeriesRef>,
     collisions: FxHashMap<u64, Vec<SeriesRef>>,
-    next_seq: u64,
 }
 
 struct ClosedChunk {
@@ -413,6 +413,7 @@ impl Inner {
             max_time: AtomicI64::new(i64::MIN),
             min_valid_time: AtomicI64::new(i64::MIN),
             log: OnceLock::new(),
+            next_seq: AtomicU64::new(0),
             gate: RwLock::new(()),
         }
     }
@@ -459,7 +460,13 @@ impl Inner {
     }
 
     /// Finds the series with exactly `labels`, creating it if needed.
-    fn get_or_create(&self, labels: &Labels) -> Result<(SeriesRef, MutexGuard<'_, Shard>), Error> {
+    /// A new series takes reference `want` if that is free and in the right
+    /// shard (restoring a checkpoint keeps references stable).
+    fn get_or_create(
+        &self,
+        labels: &Labels,
+        want: SeriesRef,
+    ) -> Result<(SeriesRef, MutexGuard<'_, Shard>), Error> {
         if labels.is_empty() {
             return Err(Error::Other("empty label set".to_string()));
         }
@@ -483,8 +490,17 @@ impl Inner {
                 }
             }
         }
-        shard.next_seq += 1;
-        let r = shard.next_seq << SHARD_BITS | si as u64;
+        // One counter for all shards: references grow in creation order, so
+        // postings lists take new series at their end (a bulk load from a
+        // checkpoint would otherwise insert into the middle, quadratically).
+        let r = if want != 0 && shard_of(want) == si && !shard.series.contains_key(&want) {
+            self.next_seq
+                .fetch_max(want >> SHARD_BITS, Ordering::Relaxed);
+            want
+        } else {
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed) + 1;
+            seq << SHARD_BITS | si as u64
+        };
         let syms = write(&self.index).add_series(r, labels);
         if let Some(log) = self.log.get() {
             log.log_series(r, labels);
@@ -581,15 +597,33 @@ impl Head {
         f()
     }
 
-    /// Every series of shard `i` that holds samples, with its chunks.
-    pub fn snapshot_shard(&self, i: usize, out: &mut Vec<SeriesSnapshot>) {
-        let Some(shard) = self.inner.shards.get(i) else {
-            return;
-        };
-        let shard = lock(shard);
-        let ix = read(&self.inner.index);
+    /// One more than the largest series reference handed out so far.
+    pub fn ref_limit(&self) -> SeriesRef {
+        (self.inner.next_seq.load(Ordering::Relaxed) + 1) << SHARD_BITS
+    }
+
+    /// Every series with `lo <= ref < hi` that holds samples, with its
+    /// chunks, sorted by reference.
+    pub fn snapshot_range(&self, lo: SeriesRef, hi: SeriesRef, out: &mut Vec<SeriesSnapshot>) {
+        let start = out.len();
+        for shard in &self.inner.shards {
+            let shard = lock(shard);
+            let ix = read(&self.inner.index);
+            self.snapshot_locked(&shard, &ix, lo, hi, out);
+        }
+        out[start..].sort_unstable_by_key(|s| s.r);
+    }
+
+    fn snapshot_locked(
+        &self,
+        shard: &Shard,
+        ix: &Index,
+        lo: SeriesRef,
+        hi: SeriesRef,
+        out: &mut Vec<SeriesSnapshot>,
+    ) {
         for (&r, s) in &shard.series {
-            if !s.has_last {
+            if r < lo || r >= hi || !s.has_last {
                 continue;
             }
             let mut chunks: Vec<ChunkSnapshot> = s
@@ -631,9 +665,10 @@ impl Head {
         out
     }
 
-    /// Finds or creates the series with `labels` (replay).
-    pub fn series_ref(&self, labels: &Labels) -> Result<SeriesRef, Error> {
-        Ok(self.inner.get_or_create(labels)?.0)
+    /// Finds or creates the series with `labels` (replay); a new series
+    /// takes reference `want` when it can, else a fresh one.
+    pub fn series_ref(&self, labels: &Labels, want: SeriesRef) -> Result<SeriesRef, Error> {
+        Ok(self.inner.get_or_create(labels, want)?.0)
     }
 
     /// Gives a series created by [`Head::series_ref`] the chunks of a
@@ -686,19 +721,28 @@ impl Head {
         self.inner.note_times(lo, last_t);
     }
 
-    /// Appends a logged sample to series `r` (replay): no order errors, a
-    /// sample not after the series' last one is dropped.
-    pub fn replay_sample(&self, r: SeriesRef, t: i64, v: f64) -> bool {
-        let mut shard = lock(&self.inner.shards[shard_of(r)]);
-        let Some(s) = shard.series.get_mut(&r) else {
-            return false;
-        };
-        let ok = s.append(t, v, &self.inner.opts);
-        drop(shard);
-        if ok {
-            self.inner.note_times(t, t);
+    /// Appends logged samples (replay): no order errors, a sample not after
+    /// its series' last one is dropped. Sorts `batch` by shard to take each
+    /// lock once. Returns how many samples named no series.
+    pub fn replay_samples(&self, batch: &mut [(SeriesRef, i64, f64)]) -> usize {
+        batch.sort_by_key(|&(r, _, _)| shard_of(r));
+        let (mut lo, mut hi, mut unknown) = (i64::MAX, i64::MIN, 0);
+        for group in batch.chunk_by(|a, b| shard_of(a.0) == shard_of(b.0)) {
+            let mut shard = lock(&self.inner.shards[shard_of(group[0].0)]);
+            for &(r, t, v) in group {
+                match shard.series.get_mut(&r) {
+                    Some(s) => {
+                        if s.append(t, v, &self.inner.opts) {
+                            lo = lo.min(t);
+                            hi = hi.max(t);
+                        }
+                    }
+                    None => unknown += 1,
+                }
+            }
         }
-        ok
+        self.inner.note_times(lo, hi);
+        unknown
     }
 
     /// Counts and estimated memory.
@@ -878,7 +922,7 @@ impl Appender for HeadAppender {
         let res = match known {
             Some(res) => res,
             None => {
-                let (found, mut shard) = self.head.get_or_create(labels)?;
+                let (found, mut shard) = self.head.get_or_create(labels, 0)?;
                 r = found;
                 if let Some(&last) = self.last.get(&r) {
                     // Came by labels for a series that this batch already holds.

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::model::Labels;
+use crate::model::{Label, Labels};
 use crate::storage::SeriesRef;
 
 /// One chunk of a series in a checkpoint.
@@ -100,12 +100,25 @@ impl<'a> Dec<'a> {
             return None;
         }
         let mut pairs = Vec::with_capacity(n);
+        let mut sorted = true;
         for _ in 0..n {
             let name = self.str()?;
             let value = self.str()?;
-            pairs.push((name, value));
+            if let Some(last) = pairs.last() {
+                let last: &Label = last;
+                sorted &= last.name.as_str() < name;
+            }
+            pairs.push(Label {
+                name: name.to_string(),
+                value: value.to_string(),
+            });
         }
-        Some(Labels::from_pairs(pairs))
+        // Writers log sorted labels; anything else goes through the builder.
+        Some(if sorted {
+            Labels::from_sorted(pairs)
+        } else {
+            Labels::from_pairs(pairs.into_iter().map(|l| (l.name, l.value)))
+        })
     }
 }
 
