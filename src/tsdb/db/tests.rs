@@ -214,7 +214,7 @@ fn concurrent_appenders_replay_completely() {
         .map(|th| {
             let head = db.head().clone();
             std::thread::spawn(move || {
-                let mut refs = vec![0; 25];
+                let mut refs = [0; 25];
                 for k in 0..200i64 {
                     let mut app = head.appender();
                     for (i, r) in refs.iter_mut().enumerate() {

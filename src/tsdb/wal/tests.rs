@@ -10,13 +10,13 @@ fn tmp(tag: &str) -> PathBuf {
     p
 }
 
-fn collect(
-    dir: &Path,
-) -> (
+type Replayed = (
     ReplayStats,
     Vec<(SeriesRef, Labels)>,
     Vec<(SeriesRef, i64, u64)>,
-) {
+);
+
+fn collect(dir: &Path) -> Replayed {
     let mut series = Vec::new();
     let mut samples = Vec::new();
     let st = replay(dir, None, &mut |r| match r {
