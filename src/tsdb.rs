@@ -43,5 +43,5 @@ pub mod index;
 mod querier;
 pub mod wal;
 
-pub use db::{Db, DbOptions, OpenStats};
+pub use db::{Db, DbOptions, DbStats, OpenStats};
 pub use head::{GcStats, Head, HeadOptions, HeadStats};

@@ -107,6 +107,27 @@ impl CommitLog for WalLog {
     }
 }
 
+/// Counters for self-monitoring (Prometheus's `prometheus_tsdb_*` names in
+/// brackets).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DbStats {
+    /// Bytes written to WAL segments (`prometheus_tsdb_wal_..._bytes`).
+    pub wal_bytes_written: u64,
+    /// Failed WAL writes, each a refused commit
+    /// (`prometheus_tsdb_wal_writes_failed_total`).
+    pub wal_write_failures: u64,
+    pub wal_segments_created: u64,
+    /// Checkpoints written and failed
+    /// (`prometheus_tsdb_checkpoint_creations_total`, `..._failed_total`).
+    pub checkpoints: u64,
+    pub checkpoint_failures: u64,
+    /// Chunks deleted by retention.
+    pub retention_removed_chunks: u64,
+    /// Bytes of the data directory (`prometheus_tsdb_storage_blocks_bytes`
+    /// plus the WAL).
+    pub disk_bytes: u64,
+}
+
 /// The durable store. [`Db::head`] is what scrapers and queries use.
 pub struct Db {
     dir: PathBuf,
@@ -121,6 +142,9 @@ pub struct Db {
 struct Maintenance {
     last_checkpoint: Instant,
     wal_bytes_at_checkpoint: u64,
+    checkpoints: u64,
+    checkpoint_failures: u64,
+    retention_removed_chunks: u64,
 }
 
 impl std::fmt::Debug for Db {
@@ -272,6 +296,9 @@ impl Db {
             maintenance: Mutex::new(Maintenance {
                 last_checkpoint: Instant::now(),
                 wal_bytes_at_checkpoint: 0,
+                checkpoints: 0,
+                checkpoint_failures: 0,
+                retention_removed_chunks: 0,
             }),
             background: Mutex::new(None),
         };
@@ -307,7 +334,34 @@ impl Db {
         self.checkpoint_locked(&mut m)
     }
 
+    /// Counters since open.
+    pub fn stats(&self) -> DbStats {
+        let m = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let w = &self.wal.stats;
+        DbStats {
+            wal_bytes_written: w.bytes_written.load(Ordering::Relaxed),
+            wal_write_failures: w.write_failures.load(Ordering::Relaxed),
+            wal_segments_created: w.segments_created.load(Ordering::Relaxed),
+            checkpoints: m.checkpoints,
+            checkpoint_failures: m.checkpoint_failures,
+            retention_removed_chunks: m.retention_removed_chunks,
+            disk_bytes: self.disk_bytes(),
+        }
+    }
+
     fn checkpoint_locked(&self, m: &mut Maintenance) -> Result<u64, Error> {
+        let res = self.write_checkpoint(m);
+        match &res {
+            Ok(_) => m.checkpoints += 1,
+            Err(_) => m.checkpoint_failures += 1,
+        }
+        res
+    }
+
+    fn write_checkpoint(&self, m: &mut Maintenance) -> Result<u64, Error> {
         // After the rotation every batch in the closed segments is in the
         // head, so a snapshot taken from now on covers them.
         let closed = self.head.quiesce(|| self.wal.rotate())?;
@@ -371,6 +425,7 @@ impl Db {
         if self.opts.retention_ms > 0 {
             let g = self.head.gc(now_ms.saturating_sub(self.opts.retention_ms));
             removed += g.removed_chunks;
+            m.retention_removed_chunks += g.removed_chunks as u64;
         }
         if removed > 0 {
             self.checkpoint_locked(&mut m)?;
@@ -386,6 +441,7 @@ impl Db {
                 };
                 let cut = lo + (hi - lo) / 4 + 1;
                 let g = self.head.gc(cut);
+                m.retention_removed_chunks += g.removed_chunks as u64;
                 info!(
                     cut,
                     chunks = g.removed_chunks,

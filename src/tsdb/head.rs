@@ -86,7 +86,7 @@ pub trait CommitLog: Send + Sync {
 /// Number of shards, for callers that walk the head shard by shard.
 pub const SHARD_COUNT: usize = SHARDS;
 
-/// One chunk of a series as [`Head::snapshot_shard`] hands it out.
+/// One chunk of a series as [`Head::snapshot_range`] hands it out.
 #[derive(Debug, Clone)]
 pub struct ChunkSnapshot {
     pub min_t: i64,

@@ -101,6 +101,7 @@ fn checkpoints_replace_segments_and_reopen_exactly() {
     let before = wal::list_segments(&dir.join("wal")).unwrap();
     assert!(before.len() >= 2);
     db.checkpoint().unwrap();
+    assert_eq!(db.stats().checkpoints, 1);
     let after = wal::list_segments(&dir.join("wal")).unwrap();
     assert_eq!(after, vec![*before.last().unwrap() + 1]);
     // Samples after the checkpoint live in the WAL only.
@@ -133,6 +134,7 @@ fn a_full_disk_fails_commits_loudly_and_ingestion_resumes() {
     app.append(0, &series(0), 10_000, 1.0).unwrap();
     app.append(0, &series(99), 10_000, 1.0).unwrap();
     assert!(app.commit().is_err());
+    assert_eq!(db.stats().wal_write_failures, 1);
     // Nothing of the refused batch is visible; queries keep working.
     assert_eq!(dump(db.head()), expected(5, 10));
     db.wal().set_fail_writes(false);
