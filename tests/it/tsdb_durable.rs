@@ -179,3 +179,115 @@ fn issue_3_kill_9_loses_no_acknowledged_sample() {
     stop.store(true, Ordering::Relaxed);
     target.join().unwrap();
 }
+
+/// Unmounts on drop.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A real full disk (a 2 MiB tmpfs, where the test may mount one) or, where
+/// it may not, a WAL that fails its writes the same way: commits are refused
+/// with an error, nothing of them is visible or replayed, queries keep
+/// answering, and ingestion resumes once space is back.
+#[test]
+fn issue_3_a_full_disk_refuses_commits_and_ingestion_resumes() {
+    use raymon::model::{Labels, Matcher};
+    use raymon::storage::{Appendable, Queryable};
+    use raymon::tsdb::{Db, DbOptions};
+
+    let dir = TempDir::new("full");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&mnt)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let _unmount = mounted.then(|| Mount(mnt.clone()));
+    let data = mnt.join("data");
+    let opts = DbOptions {
+        retention_ms: 0,
+        ..DbOptions::default()
+    };
+    let (db, _) = Db::open(&data, opts.clone()).unwrap();
+    let series =
+        |i: usize| Labels::from_pairs([("__name__", "full"), ("i", i.to_string().as_str())]);
+    let commit = |db: &Db, k: i64| {
+        let mut app = db.head().appender();
+        for i in 0..100 {
+            app.append(0, &series(i), k * 1000, k as f64 + 0.5).unwrap();
+        }
+        app.commit()
+    };
+    for k in 0..10 {
+        commit(&db, k).unwrap();
+    }
+    let filler = mnt.join("filler");
+    if mounted {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.write_all(&[0u8; 1]);
+    } else {
+        db.wal().set_fail_writes(true);
+    }
+    // The last page of the segment may still take a batch or two.
+    let mut acked = 10;
+    let mut k = 10;
+    let err = loop {
+        match commit(&db, k) {
+            Ok(()) => acked += 1,
+            Err(e) => break e,
+        }
+        k += 1;
+        assert!(k < 100, "the disk never filled");
+    };
+    if mounted {
+        assert!(err.to_string().contains("space"), "{err}");
+    }
+    let mut refused = 1;
+    for k in k + 1..k + 10 {
+        assert!(commit(&db, k).is_err());
+        refused += 1;
+    }
+    assert_eq!(db.stats().wal_write_failures, refused);
+    let k = k + 10;
+    let count = |db: &Db| -> usize {
+        db.head()
+            .querier(i64::MIN, i64::MAX)
+            .unwrap()
+            .select(&[Matcher::equal("__name__", "full")])
+            .unwrap()
+            .iter()
+            .map(|s| s.samples.len())
+            .sum()
+    };
+    assert_eq!(
+        count(&db),
+        100 * acked,
+        "queries answer; refused batches are invisible"
+    );
+    if mounted {
+        std::fs::remove_file(&filler).unwrap();
+    } else {
+        db.wal().set_fail_writes(false);
+    }
+    for k in k..k + 5 {
+        commit(&db, k).unwrap();
+    }
+    assert_eq!(count(&db), 100 * (acked + 5));
+    drop(db);
+    let (db, st) = Db::open(&data, opts).unwrap();
+    assert!(st.replay.corruption.is_none());
+    assert_eq!(
+        count(&db),
+        100 * (acked + 5),
+        "every acknowledged sample, nothing refused"
+    );
+    eprintln!("full disk test: real tmpfs = {mounted}, {refused} commits refused");
+}
