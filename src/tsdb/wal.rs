@@ -86,6 +86,8 @@ pub enum Error {
     },
     #[error("writes are failing (injected for tests)")]
     Injected,
+    #[error("the replay thread panicked")]
+    Thread,
 }
 
 impl Error {
