@@ -248,7 +248,7 @@ impl Db {
                 |emit| wal::read_checkpoint(dir, n, &mut |s| emit(s)),
                 restore,
             )
-            .unwrap_or_else(|| Err(wal::Error::Thread));
+            .unwrap_or(Err(wal::Error::Thread));
             match res {
                 Ok(count) => {
                     st.checkpoint_series = count;
@@ -303,7 +303,7 @@ impl Db {
             },
             apply,
         )
-        .unwrap_or_else(|| Err(wal::Error::Thread))?;
+        .unwrap_or(Err(wal::Error::Thread))?;
         st.phases[1] = started.elapsed() - st.phases[0];
         if dropped > 0 {
             warn!(
