@@ -74,10 +74,10 @@ fn next_value(i: usize, prev: f64, rng: &mut Rng) -> f64 {
     }
 }
 
-/// CPU seconds this thread has used (user + system), from procfs: wall time
+/// CPU seconds the process has used (user + system), from procfs: wall time
 /// on a shared machine says more about the neighbours.
 fn cpu_secs() -> f64 {
-    std::fs::read_to_string("/proc/thread-self/stat")
+    std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|s| {
             let rest = s.rsplit_once(')')?.1;
