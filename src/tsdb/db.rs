@@ -153,43 +153,6 @@ impl std::fmt::Debug for Db {
     }
 }
 
-/// Runs `produce` on a second thread and feeds what it emits, in batches of
-/// `batch`, to `consume` on this one: replay decodes files while the head
-/// takes the results. None if the producer panicked.
-fn pipelined<T: Send, R: Send>(
-    batch: usize,
-    produce: impl FnOnce(&mut dyn FnMut(T)) -> R + Send,
-    mut consume: impl FnMut(T),
-) -> Option<R> {
-    std::thread::scope(|sc| {
-        let (tx, rx) = mpsc::sync_channel::<Vec<T>>(4);
-        let producer = sc.spawn(move || {
-            let mut buf = Vec::with_capacity(batch);
-            let r = produce(&mut |x| {
-                buf.push(x);
-                if buf.len() >= batch {
-                    let full = std::mem::replace(&mut buf, Vec::with_capacity(batch));
-                    let _ = tx.send(full);
-                }
-            });
-            if !buf.is_empty() {
-                let _ = tx.send(buf);
-            }
-            r
-        });
-        for b in rx {
-            b.into_iter().for_each(&mut consume);
-        }
-        producer.join().ok()
-    })
-}
-
-/// An owned WAL record, to cross from the decoding thread.
-enum OwnedRecord {
-    Series(Vec<(SeriesRef, Labels)>),
-    Samples(Vec<(SeriesRef, i64, f64)>),
-}
-
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -224,7 +187,9 @@ impl Db {
             map.clear();
             moved.clear();
             let mut restore_err = None;
-            let restore = |s: CheckpointSeries| match head.series_ref(&s.labels, s.r) {
+            let res = wal::read_checkpoint(dir, n, &mut |s: CheckpointSeries| match head
+                .series_ref(&s.labels, s.r)
+            {
                 Ok(r) => {
                     if r != s.r {
                         moved.insert(r, s.labels.clone());
@@ -242,13 +207,7 @@ impl Db {
                     head.restore_series(r, s.last_t, s.last_v, chunks);
                 }
                 Err(e) => restore_err = Some(e),
-            };
-            let res = pipelined(
-                1024,
-                |emit| wal::read_checkpoint(dir, n, &mut |s| emit(s)),
-                restore,
-            )
-            .unwrap_or(Err(wal::Error::Thread));
+            });
             match res {
                 Ok(count) => {
                     st.checkpoint_series = count;
@@ -264,9 +223,10 @@ impl Db {
         st.checkpoint = base;
         st.phases[0] = started.elapsed();
         let mut dropped = 0u64;
-        let apply = |rec: OwnedRecord| match rec {
-            OwnedRecord::Series(list) => {
-                for (old, labels) in &list {
+        let mut batch = Vec::new();
+        st.replay = wal::replay(&wal_dir, base, &mut |rec| match rec {
+            Record::Series(list) => {
+                for (old, labels) in list {
                     match head.series_ref(labels, *old) {
                         Ok(r) => {
                             // A later record for the same reference replaces
@@ -282,28 +242,15 @@ impl Db {
                     }
                 }
             }
-            OwnedRecord::Samples(mut list) => {
-                if !map.is_empty() {
-                    for s in &mut list {
-                        s.0 = map.get(&s.0).copied().unwrap_or(s.0);
-                    }
-                }
-                dropped += head.replay_samples(&mut list) as u64;
+            Record::Samples(list) => {
+                batch.clear();
+                batch.extend(
+                    list.iter()
+                        .map(|&(old, t, v)| (map.get(&old).copied().unwrap_or(old), t, v)),
+                );
+                dropped += head.replay_samples(&mut batch) as u64;
             }
-        };
-        st.replay = pipelined(
-            16,
-            |emit| {
-                wal::replay(&wal_dir, base, &mut |rec| {
-                    emit(match rec {
-                        Record::Series(l) => OwnedRecord::Series(l.to_vec()),
-                        Record::Samples(l) => OwnedRecord::Samples(l.to_vec()),
-                    })
-                })
-            },
-            apply,
-        )
-        .unwrap_or(Err(wal::Error::Thread))?;
+        })?;
         st.phases[1] = started.elapsed() - st.phases[0];
         if dropped > 0 {
             warn!(

@@ -86,8 +86,6 @@ pub enum Error {
     },
     #[error("writes are failing (injected for tests)")]
     Injected,
-    #[error("the replay thread panicked")]
-    Thread,
 }
 
 impl Error {
