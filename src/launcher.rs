@@ -1,13 +1,24 @@
 //! Entry point of the binary: command-line flags, the runtime, and the
-//! processes and tasks raymon runs (`serve` today; Ray and Grafana children
-//! with `up`). The only module that uses `anyhow`.
+//! processes and tasks raymon runs (`serve`; with `up`, Ray and Grafana as
+//! supervised children), and the client commands (`import`). The only module
+//! that uses `anyhow`.
 
 mod bench_tsdb;
 mod cli;
+pub mod env;
+pub mod grafana;
+mod import;
 mod jobs;
+pub mod ray;
 mod serve;
+pub mod supervisor;
+pub mod up;
+pub mod urls;
 
-pub use cli::{Cli, Command, ServeArgs};
+pub use cli::{
+    Cli, Command, DownArgs, EnvArgs, EnvFormat, GrafanaMode, ImportArgs, ServeArgs, StackArgs,
+    UpArgs,
+};
 pub use jobs::jobs_from_config;
 pub use serve::serve;
 
@@ -25,17 +36,30 @@ pub fn run() -> anyhow::Result<()> {
             init_logging("warn");
             bench_tsdb::run(&args)
         }
+        Some(Command::Import(args)) => import::run(&args),
+        Some(Command::Up(args)) => {
+            init_logging(&args.serve.log_level);
+            runtime()?.block_on(up::up_until_signal(*args))
+        }
+        Some(Command::Down(args)) => runtime()?.block_on(up::down(args)),
+        Some(Command::Env(args)) => {
+            up::print_env(&args);
+            Ok(())
+        }
         None => run_serve(cli.serve),
     }
 }
 
 fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.log_level);
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    runtime()?.block_on(serve::serve_until_signal(args))
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("raymon")
-        .build()?;
-    rt.block_on(serve::serve_until_signal(args))
+        .build()
 }
 
 fn check_config(files: &[std::path::PathBuf]) -> anyhow::Result<()> {

@@ -12,12 +12,15 @@
 //! assert_eq!(labels.get("job"), Some("ray"));
 //! ```
 
+pub mod backfill;
 pub mod config;
 pub mod discovery;
 pub mod launcher;
 pub mod model;
 pub mod promql;
+pub mod remote;
 pub mod scrape;
+pub mod selfmetrics;
 pub mod storage;
 pub mod textparse;
 pub mod tsdb;

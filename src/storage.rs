@@ -18,6 +18,10 @@ pub enum Error {
     DuplicateSampleForTimestamp,
     #[error("out of bounds")]
     OutOfBounds,
+    /// A series needs at least one label; also what a store answers for an
+    /// append by a reference it does not know, given no labels to fall back on.
+    #[error("empty labelset")]
+    EmptyLabelset,
     #[error("storage is read-only: {reason}")]
     ReadOnly { reason: String },
     #[error("storage io error: {0}")]
@@ -32,7 +36,10 @@ impl Error {
     pub fn is_sample_error(&self) -> bool {
         matches!(
             self,
-            Error::OutOfOrderSample | Error::DuplicateSampleForTimestamp | Error::OutOfBounds
+            Error::OutOfOrderSample
+                | Error::DuplicateSampleForTimestamp
+                | Error::OutOfBounds
+                | Error::EmptyLabelset
         )
     }
 }

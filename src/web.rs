@@ -19,11 +19,15 @@
 mod api;
 mod envelope;
 mod federate;
+mod import_export;
 mod json;
 pub mod params;
 pub mod promql_engine;
+mod remote_write;
 pub mod selector;
+pub mod server;
 mod targets;
+pub mod web_config;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
@@ -36,11 +40,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{Labels, Sample};
 use crate::scrape::status::TargetsSource;
-use crate::storage::Queryable;
+use crate::storage::{Appendable, Queryable};
 
 pub use api::router;
 pub use api::v1::{encode_query_value, tsdb_status};
 pub use envelope::{ApiError, ErrorType};
+pub use remote_write::{MAX_DECODED_BYTES, write as remote_write_append};
 
 /// The result of evaluating a PromQL expression, as the API encodes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,9 +186,14 @@ pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Arc<dyn Queryable>,
+    /// Where `POST /api/v1/import` writes; `None` answers it with an error.
+    pub appendable: Option<Arc<dyn Appendable>>,
     pub targets: Arc<dyn TargetsSource>,
     /// `None` until the PromQL engine is wired in; queries then fail.
     pub engine: Option<Arc<dyn QueryEngine>>,
+    /// Where `POST /api/v1/write` appends; `None` answers 404 as Prometheus
+    /// without `--web.enable-remote-write-receiver`.
+    pub remote_write: Option<Arc<dyn Appendable>>,
     /// The loaded configuration as YAML, for `/api/v1/status/config`.
     pub config_yaml: Arc<RwLock<String>>,
     pub config_status: Arc<RwLock<ConfigStatus>>,
@@ -223,8 +233,10 @@ impl AppState {
         let now = SystemTime::now();
         AppState {
             storage,
+            appendable: None,
             targets,
             engine: None,
+            remote_write: None,
             config_yaml: Arc::new(RwLock::new(String::new())),
             config_status: Arc::new(RwLock::new(ConfigStatus {
                 success: true,

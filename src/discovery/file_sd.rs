@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use notify::Watcher;
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::{Error, TargetGroup, glob};
+use crate::selfmetrics::SdMetrics;
 
 /// How long to wait after a filesystem event for the writer to finish, so the
 /// temporary write and the rename are read as one change.
@@ -31,6 +33,8 @@ pub struct FileSd {
     last_good: BTreeMap<PathBuf, Vec<TargetGroup>>,
     /// Read or parse failures so far (`prometheus_sd_file_read_errors_total`).
     pub read_errors: u64,
+    /// Also counts read errors here when set, for `/metrics`.
+    metrics: Option<Arc<SdMetrics>>,
 }
 
 impl FileSd {
@@ -44,7 +48,13 @@ impl FileSd {
             refresh,
             last_good: BTreeMap::new(),
             read_errors: 0,
+            metrics: None,
         })
+    }
+
+    /// Counts read errors into `metrics` as well.
+    pub fn set_metrics(&mut self, metrics: Arc<SdMetrics>) {
+        self.metrics = Some(metrics);
     }
 
     /// Re-reads every matching file and returns all groups. A file that cannot
@@ -72,6 +82,9 @@ impl FileSd {
                 }
                 Err(error) => {
                     self.read_errors += 1;
+                    if let Some(m) = &self.metrics {
+                        m.file_read_errors.inc();
+                    }
                     warn!(%error, "keeping the last good targets of this discovery file");
                 }
             }

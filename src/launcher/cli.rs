@@ -4,8 +4,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Watches a Ray cluster: discovers Ray's metrics endpoints, scrapes them,
 /// stores the samples and answers Prometheus's HTTP API and PromQL, so
@@ -25,8 +26,20 @@ pub struct Cli {
 pub enum Command {
     /// Scrape the targets of a Prometheus config and serve the HTTP API.
     Serve(Box<ServeArgs>),
+    /// Start raymon, a Ray head and Grafana, wired together; stop them all on
+    /// Ctrl-C or `raymon down`. Arguments after `--` go to `ray start`.
+    Up(Box<UpArgs>),
+    /// Stop the `raymon up` running with this data dir, and wait until every
+    /// process it started is gone.
+    Down(DownArgs),
+    /// Print the environment a notebook must set before `ray.init()` so that
+    /// Ray's dashboard uses raymon and Grafana.
+    Env(EnvArgs),
     /// Check files, like promtool.
     Check(CheckArgs),
+    /// Backfill OpenMetrics text with timestamps (as `promtool tsdb
+    /// create-blocks-from openmetrics` takes it) into a running raymon.
+    Import(ImportArgs),
     /// Measure the durable store on Ray-like data (append with WAL, memory
     /// per series, restart time, bytes per sample on disk).
     #[command(hide = true)]
@@ -47,6 +60,18 @@ pub struct BenchTsdbArgs {
     /// Data directory; it is emptied first.
     #[arg(long)]
     pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The running raymon to send samples to.
+    // FIXME: `--storage.tsdb.path DIR` for an offline import comes with the
+    // durable store; until then samples live in the server's memory.
+    #[arg(long, default_value = "http://127.0.0.1:9090")]
+    pub url: String,
+    /// OpenMetrics text ending in `# EOF`, every sample with a timestamp;
+    /// `-` reads standard input.
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +121,25 @@ pub struct ServeArgs {
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
 
+    /// Accept remote write requests on POST /api/v1/write, as in Prometheus.
+    #[arg(long = "web.enable-remote-write-receiver")]
+    pub enable_remote_write_receiver: bool,
+
+    /// Longest a request may take from its first byte to the last of the answer.
+    #[arg(long = "web.read-timeout", default_value = "5m")]
+    pub read_timeout: String,
+
+    /// Longest a client may take to send a request's headers (and TLS
+    /// handshake); idle keep-alive connections are closed after it too, so
+    /// it stays above Go clients' 90 s idle timeout (Grafana's), which then
+    /// close first and never reuse a connection the server is closing.
+    #[arg(long = "web.read-header-timeout", default_value = "2m")]
+    pub read_header_timeout: String,
+
+    /// Most simultaneous connections.
+    #[arg(long = "web.max-connections", default_value_t = 512)]
+    pub max_connections: usize,
+
     /// How far back an instant selector looks for a sample.
     #[arg(long = "query.lookback-delta", default_value = "5m")]
     pub lookback_delta: String,
@@ -134,6 +178,13 @@ impl ServeArgs {
                     .unwrap_or_default(),
             ),
             ("web.enable-lifecycle", self.enable_lifecycle.to_string()),
+            (
+                "web.enable-remote-write-receiver",
+                self.enable_remote_write_receiver.to_string(),
+            ),
+            ("web.read-timeout", self.read_timeout.clone()),
+            ("web.read-header-timeout", self.read_header_timeout.clone()),
+            ("web.max-connections", self.max_connections.to_string()),
             ("query.lookback-delta", self.lookback_delta.clone()),
             ("query.timeout", self.query_timeout.clone()),
             ("query.max-samples", self.query_max_samples.to_string()),
@@ -147,4 +198,159 @@ impl ServeArgs {
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }
+}
+
+/// Where `up`, `down` and `env` find things, and how the pieces are reached.
+#[derive(Debug, Clone, Args)]
+pub struct StackArgs {
+    /// Where `up` keeps its state file, logs, samples and Grafana's files.
+    /// Default: `$SCRATCH/raymon` when SCRATCH is set, else `./raymon-data`.
+    #[arg(long = "data-dir", env = "RAYMON_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Ray's temp dir (`ray start --temp-dir`); sessions are found under it.
+    #[arg(long = "ray-temp-dir", default_value = "/tmp/ray")]
+    pub ray_temp_dir: PathBuf,
+
+    /// Port of Ray's dashboard (`ray start --dashboard-port`).
+    #[arg(long = "dashboard-port", default_value_t = 8265)]
+    pub dashboard_port: u16,
+
+    /// Where Grafana listens.
+    #[arg(long = "grafana-listen-address", default_value = "127.0.0.1:3000")]
+    pub grafana_listen: SocketAddr,
+
+    /// The public URL of Grafana, as a browser reaches it. May contain
+    /// `{port}`, then it is a pattern for every service (Ray's dashboard
+    /// too), like `https://host/proxy/{port}`.
+    #[arg(long = "public-url")]
+    pub public_url: Option<String>,
+
+    /// JupyterHub's address; with `JUPYTERHUB_SERVICE_PREFIX` set, services
+    /// are reached at `{hub}{prefix}proxy/{port}`.
+    #[arg(long = "jupyterhub-url", default_value = "https://jupyter.nersc.gov")]
+    pub jupyterhub_url: String,
+
+    /// Name of the Grafana datasource that points at raymon
+    /// (`RAY_PROMETHEUS_NAME`).
+    #[arg(long = "datasource-name", default_value = "raymon")]
+    pub datasource_name: String,
+}
+
+/// How `up` runs Grafana.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GrafanaMode {
+    /// A `grafana` or `grafana-server` binary (PATH or `--grafana-bin`).
+    Native,
+    /// A container image through `shifter`, as on NERSC systems.
+    Shifter,
+    /// No Grafana: provisioning is still written for one you run yourself.
+    None,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+
+    /// Do not start Ray: follow the newest session under `--ray-temp-dir`
+    /// (a notebook calls `ray.init()` itself, after `raymon env`).
+    #[arg(long)]
+    pub attach: bool,
+
+    /// The `ray` executable.
+    #[arg(long = "ray-bin", env = "RAYMON_RAY_BIN", default_value = "ray")]
+    pub ray_bin: PathBuf,
+
+    /// `ray start --metrics-export-port`; unset lets Ray pick a free port
+    /// (discovery finds it either way).
+    #[arg(long = "metrics-export-port")]
+    pub metrics_export_port: Option<u16>,
+
+    /// How Grafana runs.
+    #[arg(long, value_enum, default_value = "native")]
+    pub grafana: GrafanaMode,
+
+    /// The Grafana binary for `--grafana native` (default: `grafana`, then
+    /// `grafana-server`, on PATH).
+    #[arg(long = "grafana-bin")]
+    pub grafana_bin: Option<PathBuf>,
+
+    /// Grafana's home (`--homepath`: holds `conf/defaults.ini` and `public/`);
+    /// found next to the binary or in /usr/share/grafana when unset.
+    #[arg(long = "grafana-home")]
+    pub grafana_home: Option<PathBuf>,
+
+    /// The image for `--grafana shifter`.
+    #[arg(long = "grafana-image", default_value = "grafana/grafana-oss:9.4.3")]
+    pub grafana_image: String,
+
+    /// The `shifter` executable.
+    #[arg(long = "shifter-bin", default_value = "shifter")]
+    pub shifter_bin: PathBuf,
+
+    /// Set Grafana's `serve_from_sub_path`: for a reverse proxy behind
+    /// `--public-url` that does not strip the path (JupyterHub's does).
+    #[arg(long = "grafana-serve-from-sub-path")]
+    pub grafana_serve_from_sub_path: bool,
+
+    /// How often raymon scrapes Ray (Ray's own config says 10s); also the
+    /// datasource's `timeInterval`.
+    #[arg(long = "scrape-interval", default_value = "10s")]
+    pub scrape_interval: String,
+
+    /// How long each child may take to become ready.
+    #[arg(long = "ready-timeout", default_value = "180s", value_parser = parse_secs)]
+    pub ready_timeout: Duration,
+
+    /// How long a child may take to stop after SIGTERM before SIGKILL.
+    #[arg(long = "stop-timeout", default_value = "30s", value_parser = parse_secs)]
+    pub stop_timeout: Duration,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    /// Arguments passed on to `ray start`.
+    #[arg(last = true)]
+    pub ray_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DownArgs {
+    /// The data dir `raymon up` was started with.
+    #[arg(long = "data-dir", env = "RAYMON_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// How long to wait for everything to stop before SIGKILL.
+    #[arg(long, default_value = "120s", value_parser = parse_secs)]
+    pub timeout: Duration,
+}
+
+/// How `raymon env` prints the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EnvFormat {
+    /// `export NAME='value'` lines.
+    Shell,
+    /// One JSON object.
+    Json,
+    /// `os.environ[...] = ...` lines for a notebook cell.
+    Python,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EnvArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+
+    /// Where raymon listens (as given to `up`).
+    #[arg(long = "web.listen-address", default_value = "127.0.0.1:9090")]
+    pub listen_address: SocketAddr,
+
+    #[arg(long, value_enum, default_value = "shell")]
+    pub format: EnvFormat,
+}
+
+/// Durations for launcher flags: Prometheus syntax (`90s`, `2m`).
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    crate::config::parse_duration(s).map_err(|e| e.to_string())
 }

@@ -15,7 +15,9 @@ use crate::config;
 use crate::discovery;
 use crate::promql::engine::{Engine, EngineOptions};
 use crate::scrape;
-use crate::tsdb::{Db, DbOptions};
+use crate::selfmetrics::{self, Gathered, HeadGauges, counting::CountingAppendable};
+use crate::storage::Appendable;
+use crate::tsdb::{Db, DbOptions, Head};
 use crate::web;
 
 /// Runs until SIGINT/SIGTERM or `POST /-/quit`.
@@ -34,22 +36,42 @@ pub async fn serve_until_signal(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result<()> {
     let cfg = config::load_file(&args.config_file)
         .with_context(|| format!("cannot load {}", args.config_file.display()))?;
+    let web_config = match &args.web_config_file {
+        Some(p) => web::web_config::WebConfig::load(p)
+            .with_context(|| format!("cannot load web config {}", p.display()))?,
+        None => web::web_config::WebConfig::default(),
+    };
+    let server_opts = web::server::ServerOptions {
+        read_header_timeout: config::parse_duration(&args.read_header_timeout)
+            .context("invalid --web.read-header-timeout")?,
+        max_connections: args.max_connections,
+        web_config,
+        web_config_file: args.web_config_file.clone(),
+        ..Default::default()
+    };
     let db = Arc::new(open_storage(&args)?);
     db.start_background();
     let head = Arc::new(db.head().clone());
+    let metrics = selfmetrics::Metrics::new();
+    // Every write (scrapes, imports, remote write) goes through the counting wrapper.
+    let store: Arc<dyn Appendable> =
+        Arc::new(CountingAppendable::new(head.clone(), metrics.tsdb.clone()));
     let (mut discovery, targets_rx) = discovery::Manager::new();
-    discovery.apply(jobs_from_config(&cfg)?);
+    discovery.apply(discovery_jobs(&cfg, &metrics)?);
 
     let seed = offset_seed(&args);
-    let mut scraper = scrape::Manager::new(head.clone(), seed)?;
+    let mut scraper = scrape::Manager::new(store.clone(), seed)?;
+    scraper.set_metrics(metrics.scrape.clone());
     scraper.apply_configs(cfg.scrape_configs.clone());
     let scrape_status = scraper.status();
     let (cmd_tx, cmd_rx) = mpsc::channel(4);
     let scrape_cancel = cancel.child_token();
+    let discovered_rx = targets_rx.clone();
     let scrape_task = tokio::spawn(scraper.run(targets_rx, cmd_rx, scrape_cancel.clone()));
     let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(4);
 
-    let mut state = web::AppState::new(head.clone(), Arc::new(scrape_status));
+    let mut state = web::AppState::new(head.clone(), Arc::new(scrape_status.clone()));
+    state.appendable = Some(store.clone());
     *state.config_yaml.write().unwrap_or_else(|e| e.into_inner()) = cfg.original_yaml.clone();
     if args.enable_lifecycle {
         state.reload = Some(reload_tx.clone());
@@ -63,6 +85,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         max_samples: args.query_max_samples as usize,
         timeout: config::parse_duration(&args.query_timeout).context("invalid --query.timeout")?,
         default_subquery_step_ms: cfg.global.evaluation_interval.as_millis() as i64,
+        max_concurrency: args.query_max_concurrency,
     });
     state.engine = Some(Arc::new(web::promql_engine::PromqlEngine::new(
         engine,
@@ -75,8 +98,20 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     state.query_timeout =
         config::parse_duration(&args.query_timeout).context("invalid --query.timeout")?;
     state.storage_retention = args.retention_time.clone();
+    state.request_timeout =
+        config::parse_duration(&args.read_timeout).context("invalid --web.read-timeout")?;
+    if args.enable_remote_write_receiver {
+        state.remote_write = Some(store.clone());
+    }
     let config_yaml = state.config_yaml.clone();
     let config_status = state.config_status.clone();
+    state.self_metrics = Some(self_metrics(
+        &state,
+        metrics.clone(),
+        head.clone(),
+        scrape_status,
+        discovered_rx,
+    ));
     state
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -84,6 +119,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     // Reloads come from SIGHUP and from the API; both re-read the file.
     let config_path = args.config_file.clone();
     let reload_cancel = cancel.clone();
+    let reload_metrics = metrics.clone();
     tokio::spawn(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
@@ -93,7 +129,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
                 _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => None,
             };
             let result = match config::load_file(&config_path) {
-                Ok(cfg) => match jobs_from_config(&cfg) {
+                Ok(cfg) => match discovery_jobs(&cfg, &reload_metrics) {
                     Ok(jobs) => {
                         discovery.apply(jobs);
                         let _ = cmd_tx
@@ -125,13 +161,17 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let listener = tokio::net::TcpListener::bind(args.listen_address)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen_address))?;
-    info!(address = %args.listen_address, "serving the Prometheus API");
+    let bound = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    info!(
+        address = %bound,
+        tls = server_opts.web_config.tls.is_some(),
+        basic_auth = server_opts.web_config.users.is_some(),
+        "serving the Prometheus API"
+    );
     let app = web::router(state);
-    let server_cancel = cancel.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        server_cancel.cancelled().await;
-    });
-    if let Err(e) = server.await {
+    if let Err(e) = web::server::serve(listener, app, server_opts, cancel.clone()).await {
         warn!(error = %e, "HTTP server stopped");
     }
     // Scrapers stop before storage closes, so no scrape is cut short.
@@ -165,6 +205,59 @@ fn open_storage(args: &ServeArgs) -> anyhow::Result<Db> {
     let (db, _) = Db::open(&args.storage_path, opts)
         .with_context(|| format!("cannot open storage at {}", args.storage_path.display()))?;
     Ok(db)
+}
+
+/// The config's discovery jobs, counting file read errors into `metrics`.
+fn discovery_jobs(
+    cfg: &config::Config,
+    metrics: &selfmetrics::Metrics,
+) -> Result<Vec<discovery::JobDiscovery>, discovery::Error> {
+    let mut jobs = jobs_from_config(cfg)?;
+    for sd in jobs.iter_mut().flat_map(|j| j.file_sd.iter_mut()) {
+        sd.set_metrics(metrics.sd.clone());
+    }
+    Ok(jobs)
+}
+
+/// `/metrics`: the counters plus what the head, scraper, discovery and web
+/// state know at the moment of the request.
+fn self_metrics(
+    state: &web::AppState,
+    metrics: selfmetrics::Metrics,
+    head: Arc<Head>,
+    scrape_status: scrape::ScrapeStatus,
+    targets: tokio::sync::watch::Receiver<discovery::Targets>,
+) -> web::SelfMetrics {
+    let config_status = state.config_status.clone();
+    let ready = state.ready.clone();
+    let version = state.build_info.version.clone();
+    let revision = state.build_info.revision.clone();
+    Arc::new(move || {
+        let stats = head.stats();
+        let discovered = targets
+            .borrow()
+            .iter()
+            .map(|(job, groups)| {
+                let n: usize = groups.iter().map(|g| g.targets.len()).sum();
+                (job.clone(), n as u64)
+            })
+            .collect();
+        let cs = *config_status.read().unwrap_or_else(|e| e.into_inner());
+        metrics.render(&Gathered {
+            head: HeadGauges {
+                series: stats.num_series as u64,
+                chunks: stats.num_chunks as u64,
+                time_bounds: head.time_bounds(),
+            },
+            pool_targets: scrape_status.pool_target_counts(),
+            discovered_targets: discovered,
+            config_reload_success: cs.success,
+            config_reload_time: cs.last_time,
+            ready: ready.load(std::sync::atomic::Ordering::Acquire),
+            version: version.clone(),
+            revision: revision.clone(),
+        })
+    })
 }
 
 fn offset_seed(args: &ServeArgs) -> u64 {

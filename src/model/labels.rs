@@ -20,6 +20,9 @@ pub struct Label {
 pub struct Labels(Vec<Label>);
 
 impl Labels {
+    /// The empty label set, usable in statics.
+    pub const EMPTY: Labels = Labels(Vec::new());
+
     pub fn new() -> Labels {
         Labels(Vec::new())
     }

@@ -17,6 +17,7 @@ mod value;
 pub use value::{Value, VectorSample};
 
 use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::model::{Labels, Matcher, Sample, is_stale_nan};
@@ -37,6 +38,8 @@ pub struct EngineOptions {
     /// Step of a subquery written without one (`x[1h:]`): the global
     /// `evaluation_interval`.
     pub default_subquery_step_ms: i64,
+    /// `--query.max-concurrency`: queries beyond it wait for a slot.
+    pub max_concurrency: usize,
 }
 
 impl Default for EngineOptions {
@@ -46,6 +49,7 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
             default_subquery_step_ms: 60 * 1000,
+            max_concurrency: 20,
         }
     }
 }
@@ -71,11 +75,54 @@ pub enum Error {
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
     opts: EngineOptions,
+    slots: Arc<Slots>,
+}
+
+/// A counting semaphore for `max_concurrency`; queries block on it.
+#[derive(Debug, Default)]
+struct Slots {
+    busy: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A held query slot, given back on drop.
+struct Slot<'a>(&'a Slots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.0.busy.lock().unwrap_or_else(|e| e.into_inner());
+        *busy = busy.saturating_sub(1);
+        self.0.freed.notify_one();
+    }
 }
 
 impl Engine {
     pub fn new(opts: EngineOptions) -> Engine {
-        Engine { opts }
+        Engine {
+            opts,
+            slots: Arc::default(),
+        }
+    }
+
+    /// Waits for a free query slot, at most the query timeout.
+    fn slot(&self) -> Result<Slot<'_>, Error> {
+        let max = self.opts.max_concurrency.max(1);
+        let deadline = Instant::now() + self.opts.timeout;
+        let mut busy = self.slots.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy >= max {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout("query queue"));
+            }
+            busy = self
+                .slots
+                .freed
+                .wait_timeout(busy, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *busy += 1;
+        Ok(Slot(&self.slots))
     }
 
     pub fn options(&self) -> &EngineOptions {
@@ -84,6 +131,7 @@ impl Engine {
 
     /// Evaluates `expr` at `t` (ms).
     pub fn instant(&self, storage: &dyn Queryable, expr: &Expr, t: i64) -> Result<Value, Error> {
+        let _slot = self.slot()?;
         let mut ev = Evaluator::new(storage, &self.opts, t, t, 1, t, t);
         let out = ev.eval(expr)?;
         Ok(match out {
@@ -130,6 +178,7 @@ impl Engine {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
             ));
         }
+        let _slot = self.slot()?;
         let mut ev = Evaluator::new(storage, &self.opts, start, end, step, start, end);
         let out = ev.eval(expr)?;
         let mut m = match out {
@@ -219,7 +268,7 @@ impl<'a> Evaluator<'a> {
         self.start + step as i64 * self.interval
     }
 
-    fn check_deadline(&self) -> Result<(), Error> {
+    pub fn check_deadline(&self) -> Result<(), Error> {
         if Instant::now() > self.deadline {
             return Err(Error::Timeout("query execution"));
         }
@@ -370,14 +419,31 @@ impl<'a> Evaluator<'a> {
         let series = self.select(&vs.matchers, lo - lookback, hi)?;
         let steps = self.steps();
         let mut out = Vec::with_capacity(series.len());
-        for s in series {
+        for (n, s) in series.into_iter().enumerate() {
+            if n % 1024 == 1023 {
+                self.check_deadline()?;
+            }
             let mut points = Vec::new();
             let mut cursor = 0usize;
             for step in 0..steps {
                 let ts = self.ts(step);
-                let refr = self.ref_time(ts, at, vs.offset);
+                let (refr, oldest) = match (times, at) {
+                    // Prometheus 2.42 evaluates `timestamp(x @ T offset o)`
+                    // with the selector's offset replaced by the distance to
+                    // `T` at every step, so it looks up at `T` itself; the
+                    // offset only moves the window storage is asked for,
+                    // `[T - o - lookback, T - o]`.
+                    (true, Some(t)) => {
+                        let cap = t - vs.offset;
+                        (t.min(cap), t.max(cap) - lookback)
+                    }
+                    _ => {
+                        let refr = self.ref_time(ts, at, vs.offset);
+                        (refr, refr - lookback)
+                    }
+                };
                 if let Some(p) = latest_at(&s.samples, &mut cursor, refr)
-                    && p.t >= refr - lookback
+                    && p.t >= oldest
                     && !is_stale_nan(p.v)
                 {
                     let v = if times { p.t as f64 / 1000.0 } else { p.v };
@@ -527,9 +593,13 @@ fn points_from(ev: &Evaluator<'_>, v: &[f64]) -> Vec<Sample> {
 
 /// Collects per-step output samples into series, keyed by label set, in the
 /// order series first appear (Prometheus's instant results keep it).
+///
+/// Callers that know which output series a sample belongs to across steps
+/// resolve its index once with [`Collector::index_of`] and push by index, so
+/// label sets are hashed once per series rather than once per step.
 pub(crate) struct Collector {
     index: HashMap<Labels, usize>,
-    pub series: Vec<StepSeries>,
+    series: Vec<StepSeries>,
 }
 
 impl Collector {
@@ -540,27 +610,61 @@ impl Collector {
         }
     }
 
-    pub fn push(&mut self, labels: Labels, t: i64, v: f64) -> Result<(), Error> {
-        match self.index.get(&labels) {
-            Some(&i) => {
-                let s = &mut self.series[i];
-                if s.points.last().is_some_and(|p| p.t == t) {
-                    return Err(Error::Execution(
-                        "vector cannot contain metrics with the same labelset".into(),
-                    ));
-                }
-                s.points.push(Sample { t, v });
-            }
-            None => {
-                self.index.insert(labels.clone(), self.series.len());
-                self.series.push(StepSeries {
-                    labels,
-                    points: vec![Sample { t, v }],
-                });
-            }
+    /// The index of the output series with `labels`, created if new.
+    pub fn index_of(&mut self, labels: &Labels) -> usize {
+        if let Some(&i) = self.index.get(labels) {
+            return i;
         }
+        self.index.insert(labels.clone(), self.series.len());
+        self.series.push(StepSeries {
+            labels: labels.clone(),
+            points: Vec::new(),
+        });
+        self.series.len() - 1
+    }
+
+    pub fn push_at(&mut self, i: usize, t: i64, v: f64) -> Result<(), Error> {
+        let s = &mut self.series[i];
+        if s.points.last().is_some_and(|p| p.t == t) {
+            return Err(Error::Execution(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
+        }
+        s.points.push(Sample { t, v });
         Ok(())
     }
+
+    pub fn push(&mut self, labels: Labels, t: i64, v: f64) -> Result<(), Error> {
+        let i = self.index_of(&labels);
+        self.push_at(i, t, v)
+    }
+
+    /// The collected series that received at least one sample.
+    pub fn finish(self) -> Vec<StepSeries> {
+        self.series
+            .into_iter()
+            .filter(|s| !s.points.is_empty())
+            .collect()
+    }
+}
+
+/// Gives each distinct label set an id; returns the id of every input and
+/// the distinct sets, in order of first appearance.
+pub(crate) fn intern(keys: impl IntoIterator<Item = Labels>) -> (Vec<usize>, Vec<Labels>) {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut uniques = Vec::new();
+    let ids = keys
+        .into_iter()
+        .map(|k| match index.get(&k) {
+            Some(&i) => i,
+            None => {
+                index.insert(k.clone(), uniques.len());
+                uniques.push(k);
+                uniques.len() - 1
+            }
+        })
+        .collect();
+    (ids, uniques)
 }
 
 fn check_unique_labelsets(m: &[StepSeries]) -> Result<(), Error> {
@@ -600,5 +704,265 @@ impl StepWalker {
                 *c += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::parser::parse_expr;
+    use crate::storage::Appendable;
+    use crate::tsdb::{Head, HeadOptions};
+
+    fn head() -> Head {
+        let h = Head::new(HeadOptions::default());
+        let mut app = h.appender();
+        for i in 0..100 {
+            let l = Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())]);
+            for t in 0..10 {
+                app.append(0, &l, t * 15_000, t as f64).unwrap();
+            }
+        }
+        app.commit().unwrap();
+        h
+    }
+
+    #[test]
+    fn max_samples_gives_prometheus_error() {
+        let h = head();
+        let e = Engine::new(EngineOptions {
+            max_samples: 50,
+            ..EngineOptions::default()
+        });
+        let err = e
+            .instant(&h, &parse_expr("m").unwrap(), 60_000)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "query processing would load too many samples into memory in query execution"
+        );
+    }
+
+    #[test]
+    fn queries_wait_for_a_slot_and_time_out_in_the_queue() {
+        let h = head();
+        let e = Engine::new(EngineOptions {
+            max_concurrency: 1,
+            timeout: Duration::from_millis(50),
+            ..EngineOptions::default()
+        });
+        let held = e.slot().unwrap();
+        let err = e
+            .instant(&h, &parse_expr("m").unwrap(), 60_000)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "query timed out in query queue");
+        drop(held);
+        assert!(e.instant(&h, &parse_expr("m").unwrap(), 60_000).is_ok());
+    }
+
+    #[test]
+    fn range_queries_reject_range_vectors() {
+        let h = head();
+        let e = Engine::default();
+        let err = e
+            .range(&h, &parse_expr("m[5m]").unwrap(), 0, 60_000, 15_000)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector"
+        );
+    }
+
+    /// `a{x="1"}` with value `k` at `k * 10s` for `k` in `0..=10`.
+    fn ten_second_head() -> Head {
+        let h = Head::new(HeadOptions::default());
+        let mut app = h.appender();
+        let l = Labels::from_pairs([("__name__", "a"), ("x", "1")]);
+        for k in 0..=10 {
+            app.append(0, &l, k * 10_000, k as f64).unwrap();
+        }
+        app.commit().unwrap();
+        h
+    }
+
+    /// Each result series as its labels and `(t, v)` points.
+    fn points(v: Value) -> Vec<(String, Vec<(i64, f64)>)> {
+        match v {
+            Value::Matrix(m) => m
+                .into_iter()
+                .map(|s| {
+                    let pts = s.samples.iter().map(|p| (p.t, p.v)).collect();
+                    (s.labels.to_string(), pts)
+                })
+                .collect(),
+            Value::Vector(vec) => vec
+                .into_iter()
+                .map(|s| (s.labels.to_string(), vec![(s.t, s.v)]))
+                .collect(),
+            Value::Scalar { t, v } => vec![(String::new(), vec![(t, v)])],
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn range(h: &Head, q: &str, start: i64, end: i64, step: i64) -> Vec<(String, Vec<(i64, f64)>)> {
+        let e = Engine::default();
+        points(
+            e.range(h, &parse_expr(q).unwrap(), start, end, step)
+                .unwrap(),
+        )
+    }
+
+    fn instant(h: &Head, q: &str, t: i64) -> Vec<(String, Vec<(i64, f64)>)> {
+        let e = Engine::default();
+        points(e.instant(h, &parse_expr(q).unwrap(), t).unwrap())
+    }
+
+    fn series(labels: &str, pts: &[(i64, f64)]) -> Vec<(String, Vec<(i64, f64)>)> {
+        vec![(labels.to_string(), pts.to_vec())]
+    }
+
+    #[test]
+    fn at_start_and_end_pin_to_the_range_query_bounds() {
+        let h = ten_second_head();
+        let a = r#"a{x="1"}"#;
+        // The query runs 30s..90s; `start()` is 30s (value 3) and `end()`
+        // 90s (value 9) at every step, stamped with the step's own time.
+        assert_eq!(
+            range(&h, "a @ start()", 30_000, 90_000, 30_000),
+            series(a, &[(30_000, 3.0), (60_000, 3.0), (90_000, 3.0)])
+        );
+        assert_eq!(
+            range(&h, "a @ end()", 30_000, 90_000, 30_000),
+            series(a, &[(30_000, 9.0), (60_000, 9.0), (90_000, 9.0)])
+        );
+        // The window [10s, 30s] holds 1, 2 and 3.
+        assert_eq!(
+            range(
+                &h,
+                "sum_over_time(a[20s] @ start())",
+                30_000,
+                90_000,
+                30_000
+            ),
+            series(r#"{x="1"}"#, &[(30_000, 6.0), (60_000, 6.0), (90_000, 6.0)])
+        );
+        // Inside a subquery, `end()` still means the outer query's end: the
+        // window [70s, 90s] holds 7, 8 and 9.
+        assert_eq!(
+            range(
+                &h,
+                "max_over_time(sum_over_time(a[20s] @ end())[30s:10s])",
+                30_000,
+                90_000,
+                30_000
+            ),
+            series(
+                r#"{x="1"}"#,
+                &[(30_000, 24.0), (60_000, 24.0), (90_000, 24.0)]
+            )
+        );
+    }
+
+    #[test]
+    fn subquery_with_at_is_evaluated_at_the_pinned_time() {
+        let h = ten_second_head();
+        let l = r#"{x="1"}"#;
+        // Inner steps 20s, 30s, 40s and 50s (both window ends included).
+        assert_eq!(
+            instant(&h, "sum_over_time(a[30s:10s] @ 50)", 1_000_000),
+            series(l, &[(1_000_000, 14.0)])
+        );
+        assert_eq!(
+            range(&h, "sum_over_time(a[30s:10s] @ 50)", 0, 600_000, 300_000),
+            series(l, &[(0, 14.0), (300_000, 14.0), (600_000, 14.0)])
+        );
+        // The offset applies after `@`: the window is [0s, 30s], 0+1+2+3.
+        assert_eq!(
+            instant(&h, "sum_over_time(a[30s:10s] @ 50 offset 20s)", 5_000),
+            series(l, &[(5_000, 6.0)])
+        );
+        // Inner steps are aligned to multiples of 15s inside [20s, 50s]:
+        // 30s (value 3) and 45s (latest sample 40s, value 4).
+        assert_eq!(
+            range(&h, "sum_over_time(a[30s:15s] @ 50)", 0, 60_000, 60_000),
+            series(l, &[(0, 7.0), (60_000, 7.0)])
+        );
+        // A selector's own `@` wins over the subquery's steps: 10 steps of 5.
+        assert_eq!(
+            instant(&h, "sum_over_time((a @ 55)[90s:10s] @ 100)", 0),
+            series(r#"{x="1"}"#, &[(0, 50.0)])
+        );
+    }
+
+    #[test]
+    fn negative_offsets_look_ahead() {
+        let h = ten_second_head();
+        let a = r#"a{x="1"}"#;
+        assert_eq!(
+            instant(&h, "a offset -20s", 30_000),
+            series(a, &[(30_000, 5.0)])
+        );
+        // At 60s the reference time 120s is past the last sample (100s,
+        // value 10), which is still within the lookback.
+        assert_eq!(
+            range(&h, "a offset -1m", 0, 60_000, 30_000),
+            series(a, &[(0, 6.0), (30_000, 9.0), (60_000, 10.0)])
+        );
+        // The window [30s, 50s] holds 3, 4 and 5.
+        assert_eq!(
+            instant(&h, "sum_over_time(a[20s] offset -20s)", 30_000),
+            series(r#"{x="1"}"#, &[(30_000, 12.0)])
+        );
+        // `@` first, then the negative offset: reference time 40s.
+        assert_eq!(
+            range(&h, "a @ 10 offset -30s", 0, 100_000, 100_000),
+            series(a, &[(0, 4.0), (100_000, 4.0)])
+        );
+    }
+
+    #[test]
+    fn timestamp_of_a_pinned_selector_is_the_sample_time() {
+        let h = ten_second_head();
+        let l = r#"{x="1"}"#;
+        // The latest sample at or before 55s is the one at 50s.
+        assert_eq!(
+            instant(&h, "timestamp(a @ 55)", 600_000),
+            series(l, &[(600_000, 50.0)])
+        );
+        assert_eq!(
+            range(&h, "timestamp(a @ 55)", 0, 400_000, 200_000),
+            series(l, &[(0, 50.0), (200_000, 50.0), (400_000, 50.0)])
+        );
+        // With both `@` and an offset, Prometheus 2.42 looks up at the `@`
+        // time within the window storage was asked for, `[T - o - 5m, T - o]`,
+        // and keeps the lookback from `T`. Here the latest sample at or
+        // before 45s is the one at 40s.
+        assert_eq!(
+            instant(&h, "timestamp(a @ 55 offset 10s)", 0),
+            series(l, &[(0, 40.0)])
+        );
+        // A negative offset does not move the lookup past 55s.
+        assert_eq!(
+            range(&h, "timestamp(a @ 55 offset -20s)", 0, 60_000, 60_000),
+            series(l, &[(0, 50.0), (60_000, 50.0)])
+        );
+        // The latest sample at or before 95s (90s) is older than 395s - 5m.
+        assert_eq!(instant(&h, "timestamp(a @ 395 offset 5m)", 0), Vec::new());
+        // The latest at or before 100s is exactly 400s - 5m old: still in.
+        assert_eq!(
+            instant(&h, "timestamp(a @ 400 offset 5m)", 0),
+            series(l, &[(0, 100.0)])
+        );
+        // Reference time 30s + 15s = 45s.
+        assert_eq!(
+            instant(&h, "timestamp(a offset -15s)", 30_000),
+            series(l, &[(30_000, 40.0)])
+        );
+        // The outer timestamp() sees the inner result stamped with the
+        // evaluation time, as in Prometheus.
+        assert_eq!(
+            instant(&h, "timestamp(timestamp(a @ 55))", 600_000),
+            series(l, &[(600_000, 600.0)])
+        );
     }
 }

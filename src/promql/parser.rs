@@ -19,6 +19,7 @@
 mod ast;
 mod functions;
 mod lexer;
+mod matcher_cache;
 mod parse;
 mod printer;
 mod quote;

@@ -11,6 +11,9 @@ use crate::scrape::status::MetricMetadata;
 use crate::storage::{self, Appender, SeriesRef};
 use crate::textparse::{Entry, Format, Parser};
 
+/// Appends by reference pass no labels: the store has them.
+static NO_LABELS: Labels = Labels::EMPTY;
+
 /// How samples are labeled and limited; from the scrape config.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -102,12 +105,20 @@ impl TargetState {
                     if settings.sample_limit > 0 && stats.post_relabel > settings.sample_limit {
                         return Err(Error::SampleLimit);
                     }
-                    match app.append(e.series_ref, &e.labels, ts, sample.value) {
-                        Ok(r) => e.series_ref = r,
-                        Err(err) if err.is_sample_error() => stats.rejected += 1,
+                    // The store knows the series by reference; labels are
+                    // only needed if it no longer does (then it says so).
+                    match app.append(e.series_ref, &NO_LABELS, ts, sample.value) {
+                        Ok(r) => {
+                            e.series_ref = r;
+                            continue;
+                        }
+                        Err(storage::Error::EmptyLabelset) => stats.post_relabel -= 1,
+                        Err(err) if err.is_sample_error() => {
+                            stats.rejected += 1;
+                            continue;
+                        }
                         Err(err) => return Err(err.into()),
                     }
-                    continue;
                 }
                 Lookup::Unknown => {}
             }
@@ -141,7 +152,7 @@ impl TargetState {
                 Err(err) => return Err(err.into()),
             };
             let track = sample.timestamp_ms.is_none() || !settings.honor_timestamps;
-            self.cache.insert(sample.series, labels, r, track);
+            self.cache.insert(sample.series, r, track);
         }
         self.attempt_open = false;
         let mut first_err = None;
@@ -269,7 +280,10 @@ fn mark_stale(
     t: i64,
     first_err: &mut Option<storage::Error>,
 ) {
-    match app.append(e.series_ref, &e.labels, t, STALE_NAN) {
+    if e.series_ref == 0 {
+        return;
+    }
+    match app.append(e.series_ref, &NO_LABELS, t, STALE_NAN) {
         Ok(r) => e.series_ref = r,
         Err(err) if err.is_sample_error() => {}
         Err(err) => {

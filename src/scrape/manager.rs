@@ -17,6 +17,7 @@ use super::target::{self, Outcome, Target};
 use crate::config::ScrapeConfig;
 use crate::discovery::{TargetGroup, Targets};
 use crate::model::Labels;
+use crate::selfmetrics::ScrapeMetrics;
 use crate::storage::Appendable;
 
 struct Running {
@@ -37,7 +38,9 @@ impl Pool {
         client: Client,
         storage: Arc<dyn Appendable>,
         offset_seed: u64,
+        metrics: Arc<ScrapeMetrics>,
     ) -> Pool {
+        metrics.pools_created.inc();
         let settings = Settings {
             honor_labels: cfg.honor_labels,
             honor_timestamps: cfg.honor_timestamps,
@@ -50,6 +53,7 @@ impl Pool {
             settings: Arc::new(settings),
             body_size_limit: cfg.body_size_limit,
             offset_seed,
+            metrics,
         };
         Pool {
             cfg: Arc::new(cfg),
@@ -117,6 +121,7 @@ pub struct Manager {
     offset_seed: u64,
     status: ScrapeStatus,
     last_targets: Targets,
+    metrics: Arc<ScrapeMetrics>,
 }
 
 impl Manager {
@@ -131,7 +136,13 @@ impl Manager {
             offset_seed,
             status: ScrapeStatus::default(),
             last_targets: Targets::default(),
+            metrics: Arc::default(),
         })
+    }
+
+    /// Counts into `metrics` from now on (pools created later, and their loops).
+    pub fn set_metrics(&mut self, metrics: Arc<ScrapeMetrics>) {
+        self.metrics = metrics;
     }
 
     /// A handle for the API that stays valid as the manager changes.
@@ -159,6 +170,7 @@ impl Manager {
                         self.client.clone(),
                         self.storage.clone(),
                         self.offset_seed,
+                        self.metrics.clone(),
                     );
                     next.insert(name, pool);
                 }
@@ -246,6 +258,17 @@ struct PoolStatus {
 #[derive(Clone, Default)]
 pub struct ScrapeStatus {
     pools: Arc<Mutex<BTreeMap<String, PoolStatus>>>,
+}
+
+impl ScrapeStatus {
+    /// Active targets per scrape job, including jobs with none.
+    pub fn pool_target_counts(&self) -> BTreeMap<String, u64> {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools
+            .iter()
+            .map(|(job, p)| (job.clone(), p.active.len() as u64))
+            .collect()
+    }
 }
 
 impl TargetsSource for ScrapeStatus {

@@ -10,10 +10,11 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::append::{Settings, Stats, TargetState};
+use super::append::{Error as AppendError, Settings, Stats, TargetState};
 use super::client::Client;
 use super::status::{Health, MetricMetadata};
 use super::target::Target;
+use crate::selfmetrics::ScrapeMetrics;
 use crate::storage::Appendable;
 
 /// A body buffer above this size is given back after the scrape, so one
@@ -52,6 +53,7 @@ pub struct LoopContext {
     pub body_size_limit: u64,
     /// Mixed into the offset so two raymon instances spread differently.
     pub offset_seed: u64,
+    pub metrics: Arc<ScrapeMetrics>,
 }
 
 /// Owner's handle on a running loop.
@@ -130,6 +132,7 @@ async fn run(
     let mut state = TargetState::default();
     let mut body = Vec::new();
     let mut metadata_len = 0usize;
+    let mut last_start: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -137,6 +140,10 @@ async fn run(
         }
         let started = SystemTime::now();
         let clock = Instant::now();
+        if let Some(prev) = last_start.replace(clock) {
+            ctx.metrics
+                .observe_interval(target.interval, clock.duration_since(prev));
+        }
         let t = unix_ms(started);
         let fetched = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -204,6 +211,9 @@ fn scrape_once(
             ) {
                 Ok(stats) => (None, stats),
                 Err(e) => {
+                    if matches!(e, AppendError::SampleLimit) {
+                        ctx.metrics.exceeded_sample_limit.inc();
+                    }
                     app.rollback();
                     app = ctx.storage.appender();
                     if let Err(error) = state.append_failed(app.as_mut(), t) {

@@ -422,8 +422,13 @@ impl Db {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let mut removed = 0;
-        if self.opts.retention_ms > 0 {
-            let g = self.head.gc(now_ms.saturating_sub(self.opts.retention_ms));
+        let cutoff = now_ms.saturating_sub(self.opts.retention_ms);
+        // Only a head that holds expired samples is collected: gc also
+        // refuses later samples before the cutoff, which an empty store has
+        // no reason to do (a backfill goes in, and a later pass expires it).
+        if self.opts.retention_ms > 0 && self.head.time_bounds().is_some_and(|(lo, _)| lo < cutoff)
+        {
+            let g = self.head.gc(cutoff);
             removed += g.removed_chunks;
             m.retention_removed_chunks += g.removed_chunks as u64;
         }

@@ -468,7 +468,7 @@ impl Inner {
         want: SeriesRef,
     ) -> Result<(SeriesRef, MutexGuard<'_, Shard>), Error> {
         if labels.is_empty() {
-            return Err(Error::Other("empty label set".to_string()));
+            return Err(Error::EmptyLabelset);
         }
         let hash = hash_labels(labels);
         let si = (hash >> (64 - SHARD_BITS)) as usize;

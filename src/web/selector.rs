@@ -4,7 +4,7 @@
 //!
 //! Only selectors, never full PromQL; knows nothing of HTTP.
 
-use crate::model::{METRIC_NAME, MatchOp, Matcher};
+use crate::model::{METRIC_NAME, MatchOp, Matcher, MatcherError};
 
 /// Parses one selector into matchers. Errors read like Prometheus's:
 /// `1:5: parse error: …`.
@@ -114,6 +114,7 @@ impl Parser<'_> {
                 self.i += 1;
                 return Ok(());
             }
+            let name_at = self.i;
             let Some(name) = self.ident(false).map(str::to_string) else {
                 return Err(self.unexpected(" inside braces"));
             };
@@ -127,9 +128,14 @@ impl Parser<'_> {
             };
             self.i += if op == MatchOp::Equal { 1 } else { 2 };
             self.ws();
-            let at = self.i;
             let value = self.string()?;
-            let m = Matcher::new(op, name, value).map_err(|e| self.err(at, e))?;
+            // Prometheus reports a bad regex at the matcher's label name, in
+            // Go's `regexp` words.
+            let m = Matcher::new(op, name, value).map_err(|e| match e {
+                MatcherError::Regex { pattern, source } => {
+                    self.err(name_at, go_regex_error(&pattern, &source))
+                }
+            })?;
             out.push(m);
             self.ws();
             match self.s.get(self.i) {
@@ -212,6 +218,36 @@ impl Parser<'_> {
     }
 }
 
+/// Go's `regexp.Compile` message for the common syntax errors, else the
+/// Rust one, in the form ``error parsing regexp: <code>: `<expr>` ``.
+fn go_regex_error(pattern: &str, e: &regex::Error) -> String {
+    let full = format!("^(?:{pattern})$");
+    let text = e.to_string();
+    let kind = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("error: "))
+        .unwrap_or(&text);
+    let (code, arg) = match kind {
+        "unclosed group" => ("missing closing )", full),
+        "unopened group" => ("unexpected )", full),
+        "unclosed character class" => {
+            let from = full.rfind('[').unwrap_or(0);
+            ("missing closing ]", full[from..].to_string())
+        }
+        "repetition operator missing expression" => {
+            let op = pattern
+                .chars()
+                .find(|c| matches!(c, '*' | '+' | '?'))
+                .map(String::from)
+                .unwrap_or_default();
+            ("missing argument to repetition operator", op)
+        }
+        _ => return format!("error parsing regexp: {kind}: `{full}`"),
+    };
+    format!("error parsing regexp: {code}: `{arg}`")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,7 +283,10 @@ mod tests {
         assert!(show("up{").contains("unexpected end of input inside braces"));
         assert!(show("up{a=\"b\"").contains("unexpected end of input inside braces"));
         assert!(show("up[5m]").starts_with("ERR 1:3:"));
-        assert!(show("up{a=~\"(\"}").starts_with("ERR"));
+        assert_eq!(
+            show("{x=~\"(\"}"),
+            "ERR 1:2: parse error: error parsing regexp: missing closing ): `^(?:()$`"
+        );
         assert!(show("up{__name__=\"x\"}").contains("metric name must not be set twice"));
         assert!(show("{a=\"b}").contains("unterminated quoted string"));
         assert!(show("sum(up)").starts_with("ERR"));

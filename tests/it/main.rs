@@ -6,13 +6,21 @@
 mod support;
 
 mod config;
+mod grafana;
+mod ops;
+mod prom_diff;
 mod promql_golden;
+mod promql_latest;
 mod promql_parser;
 mod promql_tests;
 mod ray;
+mod remote_write;
 mod scrape;
 mod scrape_targets;
+mod serve;
 mod textparse;
 mod tsdb;
 mod tsdb_durable;
+mod up;
 mod web;
+mod web_server;

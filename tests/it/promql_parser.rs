@@ -128,6 +128,38 @@ fn error_positions_count_lines() {
 }
 
 #[test]
+fn grafana_template_variable_requests_parse() {
+    let text = read("../shared/fixtures/ray/template-variable-queries-prom242.json");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let (mut selectors, mut queries) = (0, 0);
+    for row in &rows {
+        let request = row[3].as_str().unwrap();
+        let params = request.split_once('?').map_or("", |(_, p)| p);
+        for param in params.split('&') {
+            if let Some(sel) = param.strip_prefix("match[]=") {
+                let m = parse_metric_selector(sel).unwrap_or_else(|e| panic!("{sel}: {e}"));
+                assert_eq!(m.last().map(|m| m.name.as_str()), Some("__name__"));
+                selectors += 1;
+            } else if let Some(q) = param.strip_prefix("query=") {
+                assert_round_trip(q);
+                queries += 1;
+            }
+        }
+    }
+    assert!(selectors > 10 && queries > 2, "{selectors} {queries}");
+}
+
+#[test]
+fn error_text_matches_a_real_prometheus_response() {
+    // A real 2.42 answer to a query that ends inside braces at byte 14.
+    let body = read("../shared/fixtures/prometheus-api-samples/query-error-parse.json");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let real = v["error"].as_str().unwrap();
+    let err = parse_expr("up{job=\"rayx\",").unwrap_err();
+    assert_eq!(format!("invalid parameter \"query\": {err}"), real);
+}
+
+#[test]
 fn metric_selector_for_match_params() {
     let m = parse_metric_selector(r#"up{job="ray", instance=~"10\\..*",}"#).unwrap();
     let shown: Vec<String> = m.iter().map(|m| m.to_string()).collect();

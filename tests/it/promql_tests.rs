@@ -1,15 +1,18 @@
 //! Runs Prometheus's own PromQL test scripts (`../shared/promql-tests/`,
 //! read in place) against raymon's engine (issue 4).
 //!
-//! Each instant `eval` is also run as a range query around the evaluation
-//! time, and the middle step must agree, as Prometheus 2.42's runner does.
+//! As Prometheus 2.42's runner (`promql/test.go`) does, each eval is also run
+//! with every selector and subquery pinned to `@ <eval time>` at other
+//! evaluation times (unless it calls a function of the evaluation time), and
+//! every successful instant query is repeated as a range query around its
+//! time, whose middle step must agree.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use raymon::model::{Labels, STALE_NAN};
 use raymon::promql::engine::{Engine, EngineOptions, Value};
-use raymon::promql::parser::parse_expr;
+use raymon::promql::parser::{AtModifier, Expr, parse_expr};
 use raymon::storage::Appendable;
 use raymon::tsdb::{Head, HeadOptions};
 
@@ -24,17 +27,19 @@ enum Expected {
 pub struct Outcome {
     pub passed: usize,
     pub failed: Vec<String>,
+    /// `@`-pinned variants run (each also in range mode).
+    pub variants: usize,
 }
 
 /// Prometheus duration (`5m`, `1h30m`, `0`) to milliseconds.
-fn duration_ms(s: &str) -> Result<i64, String> {
+pub(crate) fn duration_ms(s: &str) -> Result<i64, String> {
     raymon::config::parse_duration(s)
         .map(|d| d.as_millis() as i64)
         .map_err(|e| e.to_string())
 }
 
 /// Splits `name{labels} rest` into the series part and the rest.
-fn split_series(line: &str) -> (&str, &str) {
+pub(crate) fn split_series(line: &str) -> (&str, &str) {
     let bytes = line.as_bytes();
     let mut i = 0;
     let mut in_braces = false;
@@ -99,7 +104,7 @@ fn unquote(s: &str) -> Result<String, String> {
 }
 
 /// `name{a="b", c='d'}`, `name`, `{__name__="x"}` or `{}` to labels.
-fn parse_series(s: &str) -> Result<Labels, String> {
+pub(crate) fn parse_series(s: &str) -> Result<Labels, String> {
     let (name, rest) = match s.find('{') {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, ""),
@@ -139,8 +144,9 @@ fn parse_series(s: &str) -> Result<Labels, String> {
     Ok(Labels::from_pairs(pairs))
 }
 
-fn parse_number(s: &str) -> Option<f64> {
-    let t = s.trim();
+pub(crate) fn parse_number(s: &str) -> Option<f64> {
+    let owned = s.trim().replace('_', "");
+    let t = owned.as_str();
     let (sign, body) = match t.as_bytes().first() {
         Some(b'-') => (-1.0, &t[1..]),
         Some(b'+') => (1.0, &t[1..]),
@@ -156,7 +162,7 @@ fn parse_number(s: &str) -> Option<f64> {
 }
 
 /// Expands one value item of a series description into slots.
-fn expand_item(item: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
+pub(crate) fn expand_item(item: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
     if item == "stale" {
         out.push(Some(STALE_NAN));
         return Ok(());
@@ -214,7 +220,7 @@ fn expand_item(item: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
     Ok(())
 }
 
-fn almost_equal(a: f64, b: f64) -> bool {
+pub(crate) fn almost_equal(a: f64, b: f64) -> bool {
     const MIN_NORMAL: f64 = 2.2250738585072014e-308;
     const EPS: f64 = 1e-6;
     if a.is_nan() && b.is_nan() {
@@ -379,7 +385,15 @@ pub fn run_file(path: &Path) -> Outcome {
                     }
                 })
                 .collect();
-            let result = check_eval(&engine, head.as_ref(), query, at, kind, &expected);
+            let result = check_eval(
+                &engine,
+                head.as_ref(),
+                query,
+                at,
+                kind,
+                &expected,
+                &mut out.variants,
+            );
             match result {
                 Ok(()) => out.passed += 1,
                 Err(e) => out.failed.push(format!("{name}:{lineno}: {query}: {e}")),
@@ -391,6 +405,85 @@ pub fn run_file(path: &Path) -> Outcome {
     out
 }
 
+/// Functions whose value depends on the evaluation time itself, so pinning
+/// selectors with `@` changes their result (Prometheus 2.42's
+/// `AtModifierUnsafeFunctions`).
+const AT_UNSAFE_FUNCTIONS: &[&str] = &[
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "time",
+    "timestamp",
+];
+
+/// Pins every selector and subquery without an `@` to `@ at` (a written
+/// `@ start()`/`@ end()` counts as none, as upstream resolves those only at
+/// query time). Nothing inside a subquery is touched: upstream pins the
+/// subquery first and then skips everything below a pinned subquery. Returns
+/// false if an at-unsafe function is called outside subqueries.
+fn pin_at(expr: &mut Expr, at: i64) -> bool {
+    fn pin(slot: &mut Option<AtModifier>, at: i64) {
+        if !matches!(slot, Some(AtModifier::Timestamp(_))) {
+            *slot = Some(AtModifier::Timestamp(at));
+        }
+    }
+    match expr {
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => true,
+        Expr::VectorSelector(vs) => {
+            pin(&mut vs.at, at);
+            true
+        }
+        Expr::MatrixSelector(ms) => {
+            pin(&mut ms.vs.at, at);
+            true
+        }
+        Expr::Subquery(sq) => {
+            pin(&mut sq.at, at);
+            true
+        }
+        Expr::Call(c) => {
+            let mut safe = !AT_UNSAFE_FUNCTIONS.contains(&c.func.name);
+            for a in &mut c.args {
+                safe &= pin_at(a, at);
+            }
+            safe
+        }
+        Expr::Aggregate(a) => {
+            let mut safe = pin_at(&mut a.expr, at);
+            if let Some(p) = &mut a.param {
+                safe &= pin_at(p, at);
+            }
+            safe
+        }
+        Expr::Binary(b) => {
+            let l = pin_at(&mut b.lhs, at);
+            let r = pin_at(&mut b.rhs, at);
+            l && r
+        }
+        Expr::Unary { expr, .. } | Expr::Paren(expr) => pin_at(expr, at),
+    }
+}
+
+/// The extra evaluation times of the `@` variants of an eval at `at`.
+fn variant_times(at: i64) -> Vec<i64> {
+    if at == 0 {
+        vec![-1000, 0, 1000]
+    } else {
+        vec![-10 * at, 0, at / 5, at, 10 * at]
+    }
+}
+
+/// Runs one eval as Prometheus 2.42's runner does: the query at its time,
+/// then (unless it calls an at-unsafe function) the query with every
+/// selector pinned to `@ at`, at several other times. Each must give the
+/// expected answer (or fail, for `eval_fail`), and each is cross-checked in
+/// range mode.
 fn check_eval(
     engine: &Engine,
     head: &Head,
@@ -398,9 +491,31 @@ fn check_eval(
     at: i64,
     kind: Option<&str>,
     expected: &[Expected],
+    variants: &mut usize,
 ) -> Result<(), String> {
     let expr = parse_expr(query).map_err(|e| format!("parse error: {e}"))?;
-    let res = engine.instant(head, &expr, at);
+    check_one(engine, head, &expr, at, kind, expected)?;
+    let mut pinned = expr.clone();
+    if !pin_at(&mut pinned, at) {
+        return Ok(());
+    }
+    for t in variant_times(at) {
+        *variants += 1;
+        check_one(engine, head, &pinned, t, kind, expected)
+            .map_err(|e| format!("@ variant `{pinned}` at {t}ms: {e}"))?;
+    }
+    Ok(())
+}
+
+fn check_one(
+    engine: &Engine,
+    head: &Head,
+    expr: &Expr,
+    at: i64,
+    kind: Option<&str>,
+    expected: &[Expected],
+) -> Result<(), String> {
+    let res = engine.instant(head, expr, at);
     if kind == Some("fail") {
         return match res {
             Err(_) => Ok(()),
@@ -409,13 +524,14 @@ fn check_eval(
     }
     let got = res.map_err(|e| format!("error: {e}"))?;
     compare(expected, &got, kind == Some("ordered"))?;
-    if kind == Some("ordered") || matches!(got, Value::Matrix(_) | Value::String { .. }) {
+    // The same query in range mode must succeed and give the same answer at
+    // `at`; upstream only skips the comparison for ordered evals.
+    let range = engine
+        .range(head, expr, at - 60_000, at + 60_000, 60_000)
+        .map_err(|e| format!("range mode error: {e}"))?;
+    if kind == Some("ordered") {
         return Ok(());
     }
-    // The same query in range mode must give the same answer at `at`.
-    let range = engine
-        .range(head, &expr, at - 60_000, at + 60_000, 60_000)
-        .map_err(|e| format!("range mode error: {e}"))?;
     let Value::Matrix(m) = range else {
         return Err("range mode did not return a matrix".into());
     };
@@ -432,7 +548,10 @@ fn check_eval(
     let as_value = match got {
         Value::Scalar { .. } => Value::Scalar {
             t: at,
-            v: vec.first().map_or(f64::NAN, |s| s.v),
+            v: vec
+                .first()
+                .map(|s| s.v)
+                .ok_or("range mode: no point for the scalar")?,
         },
         _ => Value::Vector(vec),
     };
@@ -448,23 +567,25 @@ fn issue_4_prometheus_2_42_promql_test_scripts_pass() {
         .filter(|p| p.extension().is_some_and(|e| e == "test"))
         .collect();
     files.sort();
-    let (mut passed, mut failed) = (0, Vec::new());
+    let (mut passed, mut failed, mut variants) = (0, Vec::new(), 0);
     for f in &files {
         let o = run_file(f);
         eprintln!(
-            "{}: {} passed, {} failed",
+            "{}: {} passed, {} failed, {} @ variants",
             f.file_name().unwrap().to_string_lossy(),
             o.passed,
-            o.failed.len()
+            o.failed.len(),
+            o.variants
         );
         passed += o.passed;
+        variants += o.variants;
         failed.extend(o.failed);
     }
     for f in &failed {
         eprintln!("FAIL {f}");
     }
     eprintln!(
-        "v2.42 PromQL scripts: {passed} passed, {} failed",
+        "v2.42 PromQL scripts: {passed} passed, {} failed, {variants} @ variants",
         failed.len()
     );
     assert_eq!(
@@ -472,7 +593,54 @@ fn issue_4_prometheus_2_42_promql_test_scripts_pass() {
         566,
         "every eval statement must be run"
     );
+    // Every eval that calls no function of the evaluation time (outside
+    // subqueries) runs 5 pinned variants, or 3 when evaluated at 0.
+    assert_eq!(variants, 2519, "every @ variant must be run");
     assert!(failed.is_empty(), "{} of 566 evals failed", failed.len());
+}
+
+/// The `@` rewrite pins what upstream pins and nothing inside subqueries,
+/// and gives up on expressions that call a function of the evaluation time.
+#[test]
+fn at_variants_pin_selectors_like_upstream() {
+    let cases = [
+        (
+            "sum(rate(x[5m])) + y offset 1m",
+            Some("sum(rate(x[5m] @ 3600)) + y @ 3600 offset 1m"),
+        ),
+        (
+            "max_over_time(rate(x[1m])[10m:1m]) / z @ 100",
+            Some("max_over_time(rate(x[1m])[10m:1m] @ 3600) / z @ 100"),
+        ),
+        (
+            "sum_over_time(x[1m:] @ 50) - x @ start() + y @ end()",
+            Some("sum_over_time(x[1m:] @ 50) - x @ 3600 + y @ 3600"),
+        ),
+        // A function of the evaluation time inside a subquery is not looked at.
+        (
+            "sum_over_time(timestamp(x)[5m:1m])",
+            Some("sum_over_time(timestamp(x)[5m:1m] @ 3600)"),
+        ),
+        ("time() - x", None),
+        ("-hour(x)", None),
+        ("vector(1) + predict_linear(x[5m], 60)", None),
+    ];
+    for (query, want) in cases {
+        let mut got = parse_expr(query).unwrap();
+        let safe = pin_at(&mut got, 3_600_000);
+        match want {
+            Some(w) => {
+                assert!(safe, "{query}");
+                assert_eq!(got, parse_expr(w).unwrap(), "{query} pinned to {got}");
+            }
+            None => assert!(!safe, "{query}"),
+        }
+    }
+    assert_eq!(variant_times(0), [-1000, 0, 1000]);
+    assert_eq!(
+        variant_times(50_000),
+        [-500_000, 0, 10_000, 50_000, 500_000]
+    );
 }
 
 /// `RAYMON_PROMQL_SCRIPT=path cargo test --test it promql_tests::one_script`
@@ -488,6 +656,7 @@ fn one_script() {
             std::fs::write(&p, "load 5m\n  a{x=\"1\"} 0+1.5x4 _ stale\n\neval instant at 10m a\n  a{x=\"1\"} 3\n\neval instant at 30m a\n\neval instant at 10m scalar(a)\n  3\n").unwrap();
             let o = run_file(&p);
             assert_eq!((o.passed, o.failed.len()), (3, 0), "{:?}", o.failed);
+            assert_eq!(o.variants, 15);
             return;
         }
     };

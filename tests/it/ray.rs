@@ -52,6 +52,7 @@ impl Drop for RayNode {
 pub struct RayCluster {
     pub temp: TempDir,
     pub gcs_port: u16,
+    pub dashboard_port: u16,
     /// The head's `--metrics-export-port`.
     pub metrics_port: u16,
     pub nodes: Vec<RayNode>,
@@ -85,6 +86,7 @@ impl RayCluster {
         RayCluster {
             temp,
             gcs_port,
+            dashboard_port,
             metrics_port,
             nodes: vec![head],
         }
@@ -170,13 +172,13 @@ fn live_series(addr: &str, selector: &str) -> Result<Vec<String>, String> {
 }
 
 #[test]
-fn issue_2_real_ray_cluster_is_scraped_and_a_leaving_node_goes_stale() {
+fn issue_2_and_5_real_ray_cluster_is_scraped_queried_and_a_leaving_node_goes_stale() {
     let _guard = support::RAY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let mut ray = RayCluster::start_head(&[]);
-    let yml = ray.prometheus_yml();
-
     let port = support::free_port();
     let addr = format!("127.0.0.1:{port}");
+    let mut ray = RayCluster::start_head(&[("RAY_PROMETHEUS_HOST", format!("http://{addr}"))]);
+    let yml = ray.prometheus_yml();
+
     let data = TempDir::new("data");
     let _raymon = support::start_raymon(
         &[
@@ -232,6 +234,31 @@ fn issue_2_real_ray_cluster_is_scraped_and_a_leaving_node_goes_stale() {
         }
     });
     eprintln!("worker node has {worker_live} live series");
+
+    // Ray's dashboard probes its Prometheus with `query=vector(1)`, unencoded
+    // (issue 5), and its data page runs a 1h:1s subquery.
+    let health = support::wait_for(Duration::from_secs(30), "Ray's prometheus_health", || {
+        let r = support::get(
+            &format!("127.0.0.1:{}", ray.dashboard_port),
+            "/api/prometheus_health",
+        )
+        .map_err(|e| e.to_string())?;
+        if r.status == 200 {
+            Ok(r.json())
+        } else {
+            Err(format!("{} {}", r.status, r.body))
+        }
+    });
+    assert_eq!(health["result"], serde_json::json!(true), "{health}");
+    let session = std::fs::read_link(ray.temp.path().join("session_latest")).unwrap();
+    let session = session.file_name().unwrap().to_string_lossy().to_string();
+    let q = format!(
+        "max_over_time(sum(ray_node_mem_used{{SessionName='{session}'}}) by (instance)[1h:1s])"
+    );
+    let r = support::get(&addr, &format!("/api/v1/query?query={}", support::enc(&q))).unwrap();
+    let v = r.json();
+    assert_eq!(v["status"], "success", "{v}");
+    assert!(!v["data"]["result"].as_array().unwrap().is_empty(), "{v}");
 
     // Stop the worker node's raylet, as a node leaving does.
     let stopped = Instant::now();

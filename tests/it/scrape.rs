@@ -8,10 +8,12 @@ use raymon::model::{Labels, is_stale_nan};
 use raymon::scrape::append::{Settings, TargetState};
 use raymon::storage::{Appendable, Appender, Error, SeriesRef};
 
-/// Records every committed append.
+/// Records every committed append, and like a real store hands out a
+/// reference per label set and resolves appends made by reference alone.
 #[derive(Clone, Default)]
 pub struct Recorder {
     pub committed: Arc<Mutex<Vec<(Labels, i64, f64)>>>,
+    refs: Arc<Mutex<Vec<Labels>>>,
 }
 
 struct RecAppender {
@@ -37,13 +39,29 @@ impl Recorder {
 impl Appender for RecAppender {
     fn append(
         &mut self,
-        _hint: SeriesRef,
+        hint: SeriesRef,
         labels: &Labels,
         t: i64,
         v: f64,
     ) -> Result<SeriesRef, Error> {
-        self.pending.push((labels.clone(), t, v));
-        Ok(1)
+        let mut refs = self.rec.refs.lock().unwrap();
+        let known = (hint as usize)
+            .checked_sub(1)
+            .and_then(|i| refs.get(i))
+            .cloned();
+        let (r, labels) = match known {
+            Some(l) => (hint, l),
+            None if labels.is_empty() => return Err(Error::EmptyLabelset),
+            None => match refs.iter().position(|l| l == labels) {
+                Some(i) => (i as u64 + 1, labels.clone()),
+                None => {
+                    refs.push(labels.clone());
+                    (refs.len() as u64, labels.clone())
+                }
+            },
+        };
+        self.pending.push((labels, t, v));
+        Ok(r)
     }
     fn commit(self: Box<Self>) -> Result<(), Error> {
         self.rec.committed.lock().unwrap().extend(self.pending);

@@ -5,7 +5,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use super::{Collector, Error, Evaluator, StepWalker, Val};
+use super::{Collector, Error, Evaluator, StepWalker, Val, intern};
 use crate::model::{Labels, METRIC_NAME};
 use crate::promql::parser::{AggOp, Aggregate};
 
@@ -18,7 +18,8 @@ enum Param {
 
 #[derive(Default)]
 struct Group {
-    labels: Labels,
+    /// The group id, or for count_values the index into this step's keys.
+    id: usize,
     value: f64,
     mean: f64,
     count: f64,
@@ -61,16 +62,21 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Val, Error> 
         }
     };
     // The group of a series never changes across steps, except for
-    // count_values, whose group depends on the value.
-    let keys: Vec<Labels> = match &param {
-        Param::Label(_) => Vec::new(),
-        _ => input.iter().map(|s| group_of(&s.labels)).collect(),
+    // count_values, whose group depends on the value: ids are resolved once.
+    let (group_ids, group_labels) = match &param {
+        Param::Label(_) => (Vec::new(), Vec::new()),
+        _ => intern(input.iter().map(|s| group_of(&s.labels))),
     };
     let mut out = Collector::new();
+    // Output series per group (or per input series for topk/bottomk).
+    let mut out_idx: Vec<Option<usize>> = vec![None; group_labels.len().max(input.len())];
     let mut walker = StepWalker::new(&input);
     let mut now = Vec::new();
     let mut groups: Vec<Group> = Vec::new();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    // Which slot of `groups` a group id uses at this step, if any.
+    let mut slot_of: Vec<(usize, usize)> = vec![(usize::MAX, 0); group_labels.len()];
+    let mut cv_index: HashMap<Labels, usize> = HashMap::new();
+    let mut cv_keys: Vec<Labels> = Vec::new();
     for step in 0..ev.steps() {
         let ts = ev.ts(step);
         walker.at(&input, ts, &mut now);
@@ -78,7 +84,8 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Val, Error> 
             continue;
         }
         groups.clear();
-        index.clear();
+        cv_index.clear();
+        cv_keys.clear();
         let k = match (&param, a.op) {
             (Param::Scalar(p), AggOp::Topk | AggOp::Bottomk) => {
                 let f = p[step];
@@ -97,36 +104,53 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Val, Error> 
             _ => 0,
         };
         for &(i, v) in &now {
-            let key = match &param {
+            let slot = match &param {
                 Param::Label(name) => {
                     let mut b = input[i].labels.builder();
                     b.set(name.clone(), format_f(v));
-                    group_of(&b.build())
-                }
-                _ => keys[i].clone(),
-            };
-            let gi = match index.get(&key) {
-                Some(&gi) => gi,
-                None => {
-                    index.insert(key.clone(), groups.len());
-                    groups.push(Group {
-                        labels: key,
-                        value: v,
-                        mean: v,
-                        count: 1.0,
-                        ..Group::default()
-                    });
-                    let g = groups
-                        .last_mut()
-                        .ok_or_else(|| Error::Execution("empty group".into()))?;
-                    match a.op {
-                        AggOp::Stddev | AggOp::Stdvar => g.value = 0.0,
-                        AggOp::Topk | AggOp::Bottomk => g.heap.push((v, i)),
-                        AggOp::Quantile => g.values.push(v),
-                        _ => {}
+                    let key = group_of(&b.build());
+                    match cv_index.get(&key) {
+                        Some(&g) => Some(g),
+                        None => {
+                            cv_index.insert(key.clone(), groups.len());
+                            cv_keys.push(key);
+                            None
+                        }
                     }
-                    continue;
                 }
+                _ => {
+                    let gid = group_ids[i];
+                    match slot_of[gid] {
+                        (s, slot) if s == step => Some(slot),
+                        _ => {
+                            slot_of[gid] = (step, groups.len());
+                            None
+                        }
+                    }
+                }
+            };
+            let Some(gi) = slot else {
+                let id = match &param {
+                    Param::Label(_) => groups.len(),
+                    _ => group_ids[i],
+                };
+                groups.push(Group {
+                    id,
+                    value: v,
+                    mean: v,
+                    count: 1.0,
+                    ..Group::default()
+                });
+                let g = groups
+                    .last_mut()
+                    .ok_or_else(|| Error::Execution("empty group".into()))?;
+                match a.op {
+                    AggOp::Stddev | AggOp::Stdvar => g.value = 0.0,
+                    AggOp::Topk | AggOp::Bottomk => g.heap.push((v, i)),
+                    AggOp::Quantile => g.values.push(v),
+                    _ => {}
+                }
+                continue;
             };
             let g = &mut groups[gi];
             match a.op {
@@ -198,7 +222,8 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Val, Error> 
                         }
                     });
                     for (v, i) in h {
-                        out.push(input[i].labels.clone(), ts, v)?;
+                        let o = *out_idx[i].get_or_insert_with(|| out.index_of(&input[i].labels));
+                        out.push_at(o, ts, v)?;
                     }
                 }
                 _ => {
@@ -217,12 +242,19 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Val, Error> 
                         }
                         _ => g.value,
                     };
-                    out.push(g.labels.clone(), ts, v)?;
+                    match &param {
+                        Param::Label(_) => out.push(cv_keys[g.id].clone(), ts, v)?,
+                        _ => {
+                            let o = *out_idx[g.id]
+                                .get_or_insert_with(|| out.index_of(&group_labels[g.id]));
+                            out.push_at(o, ts, v)?;
+                        }
+                    }
                 }
             }
         }
     }
-    Ok(Val::Vector(out.series))
+    Ok(Val::Vector(out.finish()))
 }
 
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)`.

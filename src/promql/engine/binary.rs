@@ -2,9 +2,9 @@
 //! operators, and vector matching with `on`/`ignoring` and
 //! `group_left`/`group_right` (Prometheus's `VectorBinop`, `VectorAnd`, ...).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use super::{Collector, Error, Evaluator, StepSeries, StepWalker, Val};
+use super::{Collector, Error, Evaluator, StepSeries, StepWalker, Val, intern};
 use crate::model::{Labels, METRIC_NAME};
 use crate::promql::parser::{BinOp, Binary, Cardinality, VectorMatching};
 
@@ -136,6 +136,17 @@ fn signature(labels: &Labels, m: &VectorMatching) -> Labels {
     }
 }
 
+/// Signature ids of both sides: equal ids mean matching label values.
+fn signature_ids(
+    lhs: &[StepSeries],
+    rhs: &[StepSeries],
+    m: &VectorMatching,
+) -> (Vec<usize>, Vec<usize>, Vec<Labels>) {
+    let (ids, sigs) = intern(lhs.iter().chain(rhs).map(|s| signature(&s.labels, m)));
+    let (l, r) = ids.split_at(lhs.len());
+    (l.to_vec(), r.to_vec(), sigs)
+}
+
 fn set_op(
     ev: &mut Evaluator<'_>,
     op: BinOp,
@@ -143,9 +154,12 @@ fn set_op(
     lhs: Vec<StepSeries>,
     rhs: Vec<StepSeries>,
 ) -> Result<Val, Error> {
-    let lsig: Vec<Labels> = lhs.iter().map(|s| signature(&s.labels, m)).collect();
-    let rsig: Vec<Labels> = rhs.iter().map(|s| signature(&s.labels, m)).collect();
+    let (lsig, rsig, sigs) = signature_ids(&lhs, &rhs, m);
     let mut out = Collector::new();
+    let mut lout: Vec<Option<usize>> = vec![None; lhs.len()];
+    let mut rout: Vec<Option<usize>> = vec![None; rhs.len()];
+    // The last step at which each signature was seen on the deciding side.
+    let mut seen: Vec<usize> = vec![usize::MAX; sigs.len()];
     let (mut lw, mut rw) = (StepWalker::new(&lhs), StepWalker::new(&rhs));
     let (mut lnow, mut rnow) = (Vec::new(), Vec::new());
     for step in 0..ev.steps() {
@@ -154,27 +168,32 @@ fn set_op(
         rw.at(&rhs, ts, &mut rnow);
         match op {
             BinOp::And | BinOp::Unless => {
-                let rset: HashSet<&Labels> = rnow.iter().map(|(i, _)| &rsig[*i]).collect();
+                for (i, _) in &rnow {
+                    seen[rsig[*i]] = step;
+                }
                 for (i, v) in &lnow {
-                    if rset.contains(&lsig[*i]) == (op == BinOp::And) {
-                        out.push(lhs[*i].labels.clone(), ts, *v)?;
+                    if (seen[lsig[*i]] == step) == (op == BinOp::And) {
+                        let o = *lout[*i].get_or_insert_with(|| out.index_of(&lhs[*i].labels));
+                        out.push_at(o, ts, *v)?;
                     }
                 }
             }
             _ => {
-                let lset: HashSet<&Labels> = lnow.iter().map(|(i, _)| &lsig[*i]).collect();
                 for (i, v) in &lnow {
-                    out.push(lhs[*i].labels.clone(), ts, *v)?;
+                    seen[lsig[*i]] = step;
+                    let o = *lout[*i].get_or_insert_with(|| out.index_of(&lhs[*i].labels));
+                    out.push_at(o, ts, *v)?;
                 }
                 for (i, v) in &rnow {
-                    if !lset.contains(&rsig[*i]) {
-                        out.push(rhs[*i].labels.clone(), ts, *v)?;
+                    if seen[rsig[*i]] != step {
+                        let o = *rout[*i].get_or_insert_with(|| out.index_of(&rhs[*i].labels));
+                        out.push_at(o, ts, *v)?;
                     }
                 }
             }
         }
     }
-    Ok(Val::Vector(out.series))
+    Ok(Val::Vector(out.finish()))
 }
 
 fn vector_vector(
@@ -187,33 +206,40 @@ fn vector_vector(
     // One-to-many is many-to-one with the sides swapped.
     let swapped = m.card == Cardinality::OneToMany;
     let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
-    let msig: Vec<Labels> = many.iter().map(|s| signature(&s.labels, m)).collect();
-    let osig: Vec<Labels> = one.iter().map(|s| signature(&s.labels, m)).collect();
-    let mut result_labels: HashMap<(usize, usize), Labels> = HashMap::new();
+    let (msig, osig, sigs) = signature_ids(&many, &one, m);
+    let mut result_idx: HashMap<(usize, usize), usize> = HashMap::new();
     let mut out = Collector::new();
+    // Per signature, the "one" side's sample at this step: (step, index, value).
+    let mut one_at: Vec<(usize, usize, f64)> = vec![(usize::MAX, 0, 0.0); sigs.len()];
+    // Per signature, the step it last matched (one-to-one uniqueness).
+    let mut matched_at: Vec<usize> = vec![usize::MAX; sigs.len()];
+    // Per output series, the step and signature it was last written with.
+    let mut written_at: Vec<(usize, usize)> = Vec::new();
     let (mut mw, mut ow) = (StepWalker::new(&many), StepWalker::new(&one));
     let (mut mnow, mut onow) = (Vec::new(), Vec::new());
     for step in 0..ev.steps() {
         let ts = ev.ts(step);
         mw.at(&many, ts, &mut mnow);
         ow.at(&one, ts, &mut onow);
-        let mut one_by_sig: HashMap<&Labels, (usize, f64)> = HashMap::with_capacity(onow.len());
         for (i, v) in &onow {
-            if let Some((dup, _)) = one_by_sig.insert(&osig[*i], (*i, *v)) {
+            let slot = &mut one_at[osig[*i]];
+            if slot.0 == step {
                 let side = if swapped { "left" } else { "right" };
                 return Err(Error::Execution(format!(
                     "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
-                    osig[*i].to_braced_string(),
+                    sigs[osig[*i]].to_braced_string(),
                     one[*i].labels.to_braced_string(),
-                    one[dup].labels.to_braced_string(),
+                    one[slot.1].labels.to_braced_string(),
                 )));
             }
+            *slot = (step, *i, *v);
         }
-        let mut matched: HashMap<&Labels, HashSet<Labels>> = HashMap::new();
         for (i, v) in &mnow {
-            let Some(&(j, ov)) = one_by_sig.get(&msig[*i]) else {
+            let sig = msig[*i];
+            let (s, j, ov) = one_at[sig];
+            if s != step {
                 continue;
-            };
+            }
             let (l, r) = if swapped { (ov, *v) } else { (*v, ov) };
             let (mut value, keep) = elem(b.op, l, r);
             if b.return_bool {
@@ -221,35 +247,39 @@ fn vector_vector(
             } else if !keep {
                 continue;
             }
-            let labels = result_labels
-                .entry((*i, j))
-                .or_insert_with(|| {
+            let o = match result_idx.get(&(*i, j)) {
+                Some(&o) => o,
+                None => {
                     let l = result_metric(&many[*i].labels, &one[j].labels, b.op, m);
-                    if b.return_bool { l.without_name() } else { l }
-                })
-                .clone();
-            let seen = matched.entry(&msig[*i]);
-            match m.card {
-                Cardinality::OneToOne => {
-                    if let std::collections::hash_map::Entry::Occupied(_) = seen {
-                        return Err(Error::Execution(
-                            "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
-                        ));
-                    }
-                    seen.or_default();
+                    let l = if b.return_bool { l.without_name() } else { l };
+                    let o = out.index_of(&l);
+                    result_idx.insert((*i, j), o);
+                    o
                 }
-                _ => {
-                    if !seen.or_default().insert(labels.clone()) {
-                        return Err(Error::Execution(
-                            "multiple matches for labels: grouping labels must ensure unique matches".into(),
-                        ));
-                    }
+            };
+            if m.card == Cardinality::OneToOne {
+                if matched_at[sig] == step {
+                    return Err(Error::Execution(
+                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+                    ));
                 }
+                matched_at[sig] = step;
+            } else {
+                if written_at.len() <= o {
+                    written_at.resize(o + 1, (usize::MAX, 0));
+                }
+                if written_at[o] == (step, sig) {
+                    return Err(Error::Execution(
+                        "multiple matches for labels: grouping labels must ensure unique matches"
+                            .into(),
+                    ));
+                }
+                written_at[o] = (step, sig);
             }
-            out.push(labels, ts, value)?;
+            out.push_at(o, ts, value)?;
         }
     }
-    Ok(Val::Vector(out.series))
+    Ok(Val::Vector(out.finish()))
 }
 
 /// The labels of a result sample (Prometheus's `resultMetric`).

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::aggregate::quantile;
-use super::{Collector, Error, Evaluator, RangeArg, StepSeries, StepWalker, Val, window};
+use super::{Collector, Error, Evaluator, RangeArg, StepSeries, StepWalker, Val, intern};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample};
 use crate::promql::parser::{Call, Expr};
 
@@ -72,20 +72,7 @@ pub(super) fn call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
                     present[((p.t - ev.start) / ev.interval) as usize] = true;
                 }
             }
-            let points: Vec<Sample> = present
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| !**p)
-                .map(|(i, _)| Sample {
-                    t: ev.ts(i),
-                    v: 1.0,
-                })
-                .collect();
-            Ok(Val::Vector(if points.is_empty() {
-                vec![]
-            } else {
-                vec![StepSeries { labels, points }]
-            }))
+            Ok(absent_result(ev, &present, labels))
         }
         "sort" | "sort_desc" => {
             let mut m = ev.eval_vector(&c.args[0])?;
@@ -354,9 +341,10 @@ fn label_replace(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
     let repl = string_arg(ev, &c.args[2])?;
     let src = string_arg(ev, &c.args[3])?;
     let re_src = string_arg(ev, &c.args[4])?;
-    let re = crate::model::anchored(&re_src).map_err(|e| {
+    // Prometheus 2.42 names the expression but not the compiler's complaint.
+    let re = crate::model::anchored(&re_src).map_err(|_| {
         Error::Execution(format!(
-            "invalid regular expression in label_replace(): {re_src}: {e}"
+            "invalid regular expression in label_replace(): {re_src}"
         ))
     })?;
     if !crate::config::is_valid_label_name(&dst) {
@@ -414,34 +402,39 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
     let q = ev.eval_scalar(&c.args[0])?;
     let m = ev.eval_vector(&c.args[1])?;
     // Each input series' group and upper bound never change across steps.
-    let mut keys: Vec<Option<(Labels, f64)>> = Vec::with_capacity(m.len());
-    for s in &m {
-        let ub = s.labels.get("le").and_then(parse_go_float);
-        // Grouped with the metric name, so two histograms that differ only in
-        // name collide in the output (prometheus/prometheus#9910).
-        keys.push(ub.map(|ub| (s.labels.without(&["le"]), ub)));
-    }
+    // Groups keep the metric name, so two histograms that differ only in
+    // name collide in the output (prometheus/prometheus#9910).
+    let bounds: Vec<Option<f64>> = m
+        .iter()
+        .map(|s| s.labels.get("le").and_then(parse_go_float))
+        .collect();
+    let (group_ids, groups) = intern(m.iter().map(|s| s.labels.without(&["le"])));
     let mut out = Collector::new();
+    let mut out_idx: Vec<Option<usize>> = vec![None; groups.len()];
+    let mut buckets: Vec<Vec<(f64, f64)>> = vec![Vec::new(); groups.len()];
+    let mut touched: Vec<usize> = Vec::new();
     let mut walker = StepWalker::new(&m);
     let mut now = Vec::new();
     for (step, q) in q.iter().enumerate() {
         let ts = ev.ts(step);
         walker.at(&m, ts, &mut now);
-        let mut groups: Vec<(&Labels, Vec<(f64, f64)>)> = Vec::new();
-        let mut index: HashMap<&Labels, usize> = HashMap::new();
+        touched.clear();
         for &(i, v) in &now {
-            let Some((key, ub)) = &keys[i] else { continue };
-            let gi = *index.entry(key).or_insert_with(|| {
-                groups.push((key, Vec::new()));
-                groups.len() - 1
-            });
-            groups[gi].1.push((*ub, v));
+            let Some(ub) = bounds[i] else { continue };
+            let g = group_ids[i];
+            if buckets[g].is_empty() {
+                touched.push(g);
+            }
+            buckets[g].push((ub, v));
         }
-        for (labels, mut buckets) in groups {
-            out.push(labels.without_name(), ts, bucket_quantile(*q, &mut buckets))?;
+        for &g in &touched {
+            let o = *out_idx[g].get_or_insert_with(|| out.index_of(&groups[g].without_name()));
+            let v = bucket_quantile(*q, &mut buckets[g]);
+            buckets[g].clear();
+            out.push_at(o, ts, v)?;
         }
     }
-    Ok(Val::Vector(out.series))
+    Ok(Val::Vector(out.finish()))
 }
 
 /// Go's `strconv.ParseFloat` for bucket bounds: decimal, exponents, `+Inf`.
@@ -514,6 +507,25 @@ fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
     start + (end - start) * (rank / count)
 }
 
+/// `absent` and `absent_over_time`: 1 at every step where the input had
+/// nothing.
+fn absent_result(ev: &Evaluator<'_>, present: &[bool], labels: Labels) -> Val {
+    let points: Vec<Sample> = present
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !**p)
+        .map(|(i, _)| Sample {
+            t: ev.ts(i),
+            v: 1.0,
+        })
+        .collect();
+    Val::Vector(if points.is_empty() {
+        vec![]
+    } else {
+        vec![StepSeries { labels, points }]
+    })
+}
+
 /// Labels `absent()` gives its result: the selector's equality matchers.
 fn absent_labels(e: &Expr) -> Labels {
     let matchers: &[Matcher] = match e {
@@ -564,12 +576,16 @@ fn range_function(ev: &mut Evaluator<'_>, c: &Call, idx: usize) -> Result<Val, E
     let mut out: Vec<StepSeries> = Vec::new();
     let mut present = vec![false; steps];
     let mut loaded = 0usize;
-    for (labels, samples) in &input.series {
+    for (n, (labels, samples)) in input.series.iter().enumerate() {
+        if n % 1024 == 1023 {
+            ev.check_deadline()?;
+        }
         let mut points = Vec::new();
+        let mut win = SlidingWindow::default();
         for step in 0..steps {
             let ts = ev.ts(step);
             let refr = input.at.unwrap_or(ts) - input.offset;
-            let w = window(samples, refr - input.range, refr);
+            let w = win.slide(samples, refr - input.range, refr);
             if w.is_empty() {
                 continue;
             }
@@ -638,20 +654,7 @@ fn range_function(ev: &mut Evaluator<'_>, c: &Call, idx: usize) -> Result<Val, E
             RangeArg::Selector(ms) => absent_labels(&Expr::MatrixSelector((*ms).clone())),
             RangeArg::Subquery(_) => Labels::new(),
         };
-        let points: Vec<Sample> = present
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| !**p)
-            .map(|(i, _)| Sample {
-                t: ev.ts(i),
-                v: 1.0,
-            })
-            .collect();
-        return Ok(Val::Vector(if points.is_empty() {
-            vec![]
-        } else {
-            vec![StepSeries { labels, points }]
-        }));
+        return Ok(absent_result(ev, &present, labels));
     }
     let mut seen = std::collections::HashSet::with_capacity(out.len());
     for s in &out {
@@ -662,6 +665,35 @@ fn range_function(ev: &mut Evaluator<'_>, c: &Call, idx: usize) -> Result<Val, E
         }
     }
     Ok(Val::Vector(out))
+}
+
+/// `[mint, maxt]` windows over ascending samples for ascending bounds: the
+/// ends only move forward, so a whole range query walks each series once.
+#[derive(Default)]
+struct SlidingWindow {
+    lo: usize,
+    hi: usize,
+}
+
+impl SlidingWindow {
+    fn slide<'s>(&mut self, samples: &'s [Sample], mint: i64, maxt: i64) -> &'s [Sample] {
+        // Bounds that move back (a constant `@` time) restart the walk.
+        if (self.lo > 0 && samples[self.lo - 1].t >= mint)
+            || (self.hi > 0 && samples[self.hi - 1].t > maxt)
+        {
+            *self = SlidingWindow::default();
+        }
+        while self.lo < samples.len() && samples[self.lo].t < mint {
+            self.lo += 1;
+        }
+        if self.hi < self.lo {
+            self.hi = self.lo;
+        }
+        while self.hi < samples.len() && samples[self.hi].t <= maxt {
+            self.hi += 1;
+        }
+        &samples[self.lo..self.hi]
+    }
 }
 
 /// `rate`, `increase` and `delta` with Prometheus 2.x's extrapolation.

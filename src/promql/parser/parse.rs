@@ -272,19 +272,44 @@ fn go_parse_float(s: &str) -> Result<f64, String> {
     }
 }
 
-/// A one-line description of a regex compile error.
+/// Describes a regex compile error the way Go's `regexp` words the common
+/// cases (`missing closing )`, ...), quoting the anchored pattern as
+/// Prometheus compiles it.
 fn regex_error(err: &MatcherError) -> String {
-    match err {
-        MatcherError::Regex { pattern, source } => {
-            let text = source.to_string();
-            let reason = text
-                .lines()
-                .rev()
-                .find_map(|l| l.trim().strip_prefix("error: "))
-                .unwrap_or_else(|| text.lines().last().unwrap_or("invalid regular expression"));
-            format!("error parsing regexp: {reason}: `{pattern}`")
+    let MatcherError::Regex { pattern, source } = err;
+    let anchored = format!("^(?:{pattern})$");
+    let text = source.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let reason = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .unwrap_or("invalid regular expression");
+    // The crate prints the pattern on one line and a caret under the error.
+    let caret = lines
+        .iter()
+        .position(|l| !l.trim().is_empty() && l.trim().chars().all(|c| c == '^'))
+        .and_then(|i| {
+            let pat_line = lines.get(i.checked_sub(1)?)?;
+            let pat = pat_line.trim_start();
+            let col = lines[i]
+                .find('^')?
+                .checked_sub(pat_line.len() - pat.len())?;
+            pat.char_indices().nth(col).map(|(b, _)| &pat[b..])
+        });
+    let go = match reason {
+        "unclosed group" => format!("missing closing ): `{anchored}`"),
+        "unopened group" => format!("unexpected ): `{anchored}`"),
+        "unclosed character class" => {
+            format!("missing closing ]: `{}`", caret.unwrap_or(&anchored))
         }
-    }
+        "repetition operator missing expression" => format!(
+            "missing argument to repetition operator: `{}`",
+            caret.and_then(|c| c.chars().next()).unwrap_or('*')
+        ),
+        other => format!("{other}: `{anchored}`"),
+    };
+    format!("error parsing regexp: {go}")
 }
 
 impl<'a> Parser<'a> {
@@ -680,7 +705,7 @@ impl<'a> Parser<'a> {
                 return Err(self.unexpected(v, "label matching", "string"));
             }
             let value = self.unquote(v)?;
-            let m = Matcher::new(mop, self.text(t), value)
+            let m = super::matcher_cache::matcher(mop, self.text(t), value)
                 .map_err(|e| perr(t.start, v.end, regex_error(&e)))?;
             out.push(m);
             let sep = self.next()?;
@@ -1253,4 +1278,48 @@ fn expect_type(node: &Node, want: ValueType, context: &str) -> Option<Box<ParseE
             ),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_parse_like_go() {
+        assert_eq!(go_parse_int("0x1F"), Some(31));
+        assert_eq!(go_parse_int("0755"), Some(493));
+        assert_eq!(go_parse_int("08"), None);
+        assert_eq!(go_parse_float("08"), Ok(8.0));
+        assert_eq!(go_parse_int("0"), Some(0));
+        assert!(go_parse_float("Inf").is_ok_and(|v| v.is_infinite()));
+        assert!(go_parse_float("NaN").is_ok_and(f64::is_nan));
+        assert_eq!(
+            go_parse_float("1e400"),
+            Err("strconv.ParseFloat: parsing \"1e400\": value out of range".into())
+        );
+        assert_eq!(
+            go_parse_float("0x1.8"),
+            Err("strconv.ParseFloat: parsing \"0x1.8\": invalid syntax".into())
+        );
+    }
+
+    #[test]
+    fn first_error_wins_over_later_ones() {
+        // A grammar-action error beats a later syntax error.
+        let e = parse_expr("foo(1) +").unwrap_err();
+        assert_eq!(e.msg, "unknown function with name \"foo\"");
+        // Type errors are only reported when the whole query parsed.
+        let e = parse_expr("1 == 1 +").unwrap_err();
+        assert_eq!(e.msg, "unexpected end of input");
+        // Type errors come in checkAST order: the aggregated expression
+        // before the parameter.
+        let e = parse_expr(r#"topk("a", {})"#).unwrap_err();
+        assert_eq!(
+            e.msg,
+            "vector selector must contain at least one non-empty matcher"
+        );
+        // Call argument counts are checked before argument types.
+        let e = parse_expr("clamp({}, 1)").unwrap_err();
+        assert_eq!(e.msg, "expected 3 argument(s) in call to \"clamp\", got 2");
+    }
 }

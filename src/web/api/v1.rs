@@ -49,9 +49,14 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/status/flags", get(status_flags))
         .route("/status/tsdb", get(status_tsdb))
         .route("/admin/tsdb/{op}", post(admin_disabled).put(admin_disabled))
+        .route("/import", post(crate::web::import_export::import))
+        .route(
+            "/export",
+            get(crate::web::import_export::export).post(crate::web::import_export::export),
+        )
         .route_layer(middleware::from_fn_with_state(state, super::require_ready))
         .route("/status/walreplay", get(status_walreplay))
-        .route("/write", post(remote_write))
+        .route("/write", post(crate::web::remote_write::handler))
 }
 
 const MAX_POINTS: i128 = 11_000;
@@ -378,13 +383,6 @@ async fn drop_series() -> ApiResult {
 
 async fn admin_disabled() -> ApiResult {
     Err(ApiError::new(ErrorType::Unavailable, "admin APIs disabled"))
-}
-
-async fn remote_write() -> axum::response::Response {
-    crate::web::envelope::text(
-        axum::http::StatusCode::NOT_FOUND,
-        "remote write receiver needs to be enabled with --enable-feature=remote-write-receiver\n",
-    )
 }
 
 async fn alertmanagers() -> ApiResult {

@@ -1,0 +1,227 @@
+//! Ray's 397 dashboard queries over a simulated cluster (issue 4).
+//!
+//! Every node of the simulated cluster carries the series Ray's head agent
+//! really exposed (labels from `golden-prom-2.42/raw-samples.json.gz`), with
+//! `instance` and `NodeAddress` rewritten per node, sampled every 10 s over
+//! the window: counters grow at the rate they grew on the real node, gauges
+//! cycle through their real values. Each query runs as a range query over
+//! the window at a 15 s step, and the table gives p50/p99 per query and totals.
+//!
+//! `cargo bench --bench dashboards -- --nodes 1000 --window 1h` for the full
+//! run; without `--bench` (as `cargo test` runs it) a small smoke run.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use raymon::model::Labels;
+use raymon::promql::engine::{Engine, EngineOptions, Value};
+use raymon::promql::parser::parse_expr;
+use raymon::storage::Appendable;
+use raymon::tsdb::{Head, HeadOptions};
+
+fn shared() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/ray")
+}
+
+/// The head agent's series that were alive at the end of the golden window.
+fn node_template() -> Vec<(Labels, Vec<f64>)> {
+    let f = std::fs::File::open(shared().join("golden-prom-2.42/raw-samples.json.gz"))
+        .expect("golden samples");
+    let v: serde_json::Value =
+        serde_json::from_reader(flate2::read::GzDecoder::new(std::io::BufReader::new(f)))
+            .expect("json");
+    let mut out = Vec::new();
+    let end = v["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["values"].as_array()?.last()?[0].as_f64())
+        .fold(0.0f64, f64::max);
+    for s in v["data"]["result"].as_array().into_iter().flatten() {
+        let m = &s["metric"];
+        if m["instance"] != "192.0.2.2:8080" {
+            continue;
+        }
+        let vals: Vec<(f64, f64)> = s["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p[0].as_f64()?, p[1].as_str()?.parse::<f64>().ok()?)))
+            .collect();
+        if vals.last().is_none_or(|(t, _)| end - t > 30.0) {
+            continue;
+        }
+        let labels = Labels::from_pairs(
+            m.as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())),
+        );
+        out.push((labels, vals.into_iter().map(|(_, v)| v).collect()));
+    }
+    out
+}
+
+fn is_counter(name: &str) -> bool {
+    name.ends_with("_total")
+        || name.ends_with("_count")
+        || name.ends_with("_sum")
+        || name.ends_with("_bucket")
+}
+
+/// Fills a head with `nodes` copies of the template over `window_ms`.
+fn simulate(nodes: usize, window_ms: i64, end_ms: i64) -> (Head, usize, usize) {
+    let template = node_template();
+    let head = Head::new(HeadOptions::default());
+    let steps = (window_ms / 10_000) as usize + 1;
+    let mut samples = 0;
+    for n in 0..nodes {
+        let addr = format!("10.{}.{}.{}", n / 65536, (n / 256) % 256, n % 256);
+        let mut app = head.appender();
+        for (labels, vals) in &template {
+            let mut b = labels.builder();
+            b.set("instance".into(), format!("{addr}:8080"));
+            if labels.has("NodeAddress") {
+                b.set("NodeAddress".into(), addr.clone());
+            }
+            let labels = b.build();
+            let counter = labels.metric_name().is_some_and(is_counter);
+            let first = vals[0];
+            let per_step = if vals.len() > 1 {
+                (vals[vals.len() - 1] - first).max(0.0) / (vals.len() - 1) as f64
+            } else {
+                0.0
+            };
+            let mut r = 0;
+            for i in 0..steps {
+                let t = end_ms - window_ms + i as i64 * 10_000;
+                let v = if counter {
+                    first + per_step * i as f64
+                } else {
+                    vals[i % vals.len()]
+                };
+                r = app.append(r, &labels, t, v).expect("append");
+                samples += 1;
+            }
+        }
+        app.commit().expect("commit");
+    }
+    (head, template.len() * nodes, samples)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let full = args.iter().any(|a| a == "--bench");
+    let arg = |name: &str, default: &str| -> String {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    };
+    let nodes: usize = arg("--nodes", if full { "1000" } else { "3" })
+        .parse()
+        .expect("--nodes");
+    let window_ms =
+        raymon::config::parse_duration(&arg("--window", if full { "1h" } else { "10m" }))
+            .expect("--window")
+            .as_millis() as i64;
+    let repeats: usize = arg("--repeats", if full { "3" } else { "1" })
+        .parse()
+        .expect("--repeats");
+    let end_ms = 1_795_664_595_000;
+
+    let t0 = Instant::now();
+    let (head, series, samples) = simulate(nodes, window_ms, end_ms);
+    eprintln!(
+        "simulated {nodes} nodes: {series} series, {samples} samples in {:.1?}",
+        t0.elapsed()
+    );
+    let text = std::fs::read(shared().join("dashboard-queries-substituted.txt")).expect("queries");
+    let queries: Vec<String> = text
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let queries = if full {
+        queries
+    } else {
+        queries.into_iter().take(25).collect()
+    };
+    let engine = Engine::new(EngineOptions {
+        default_subquery_step_ms: 10_000,
+        ..EngineOptions::default()
+    });
+    let mut per_query: Vec<(Duration, Duration, usize, String)> = Vec::new();
+    let mut all: Vec<Duration> = Vec::new();
+    let total = Instant::now();
+    for q in &queries {
+        let expr = parse_expr(q).expect("dashboard query parses");
+        let mut times = Vec::new();
+        let mut n = 0;
+        for _ in 0..repeats {
+            let t = Instant::now();
+            let v = engine
+                .range(&head, &expr, end_ms - window_ms, end_ms, 15_000)
+                .expect("query");
+            times.push(t.elapsed());
+            n = match v {
+                Value::Matrix(m) => m.len(),
+                _ => 0,
+            };
+        }
+        times.sort();
+        all.extend(&times);
+        per_query.push((
+            percentile(&times, 0.5),
+            percentile(&times, 0.99),
+            n,
+            q.clone(),
+        ));
+    }
+    let wall = total.elapsed();
+    all.sort();
+    per_query.sort_by_key(|q| std::cmp::Reverse(q.0));
+    println!("slowest queries (p50, p99, series, query):");
+    for (p50, p99, n, q) in per_query.iter().take(if full { 15 } else { 5 }) {
+        println!(
+            "{:>10.1?} {:>10.1?} {:>6}  {}",
+            p50,
+            p99,
+            n,
+            &q[..q.len().min(110)]
+        );
+    }
+    let p50s: BTreeMap<String, Duration> = per_query
+        .iter()
+        .map(|(p, _, _, q)| (q.clone(), *p))
+        .collect();
+    let sum_p50: Duration = p50s.values().sum();
+    println!(
+        "{} queries × {repeats} over {} nodes ({series} series), window {}s step 15s: all runs p50 {:.1?}, p99 {:.1?}; sum of per-query p50 {:.2?}; wall {:.2?}",
+        queries.len(),
+        nodes,
+        window_ms / 1000,
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+        sum_p50,
+        wall
+    );
+    // The Ray data page's subquery.
+    let session = "session_2026-11-26_03-35-11_178048_5703";
+    let sub = format!(
+        "max_over_time(sum(ray_node_mem_used{{SessionName='{session}'}}) by (instance)[1h:1s])"
+    );
+    let expr = parse_expr(&sub).expect("subquery parses");
+    let t = Instant::now();
+    engine.instant(&head, &expr, end_ms).expect("subquery");
+    println!("data API subquery {sub}: {:.1?}", t.elapsed());
+}

@@ -1,0 +1,237 @@
+//! Ray for `raymon up`: the `ray start --head --block` command line, the
+//! files Ray writes under its temp dir (sessions, generated dashboards, the
+//! discovery file), and the scrape config that follows them. Knows Ray's
+//! layout and flags; does not start processes itself.
+
+use std::path::{Path, PathBuf};
+
+/// The discovery file Ray keeps in its temp dir as a link to (or a copy of)
+/// the current session's file, repaired on every rewrite and re-pointed when
+/// a new session starts.
+pub const DISCOVERY_FILE: &str = "prom_metrics_service_discovery.json";
+
+/// Flags that `up` sets itself and that may not come after `--`.
+const OWNED_FLAGS: &[&str] = &[
+    "--head",
+    "--block",
+    "--address",
+    "--temp-dir",
+    "--dashboard-port",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("`{0}` is set by raymon up; use raymon's own flag instead of passing it after --")]
+    OwnedFlag(String),
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What `ray start` gets.
+#[derive(Debug, Clone)]
+pub struct StartSpec {
+    pub ray_bin: PathBuf,
+    pub temp_dir: PathBuf,
+    pub dashboard_port: u16,
+    pub metrics_export_port: Option<u16>,
+    /// Passed through from after `--`.
+    pub extra: Vec<String>,
+}
+
+/// The arguments of `ray start` (without the program).
+pub fn start_args(spec: &StartSpec) -> Result<Vec<String>, Error> {
+    for a in &spec.extra {
+        let name = a.split('=').next().unwrap_or(a);
+        if OWNED_FLAGS.contains(&name) {
+            return Err(Error::OwnedFlag(name.to_string()));
+        }
+    }
+    let mut args = vec![
+        "start".to_string(),
+        "--head".to_string(),
+        "--block".to_string(),
+        format!("--temp-dir={}", spec.temp_dir.display()),
+        format!("--dashboard-port={}", spec.dashboard_port),
+    ];
+    if let Some(p) = spec.metrics_export_port {
+        args.push(format!("--metrics-export-port={p}"));
+    }
+    args.extend(spec.extra.iter().cloned());
+    Ok(args)
+}
+
+/// The host to probe Ray's dashboard on: `--dashboard-host` from the extra
+/// arguments unless it is a wildcard, else loopback.
+pub fn dashboard_host(extra: &[String]) -> String {
+    let mut it = extra.iter();
+    let mut host = None;
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix("--dashboard-host=") {
+            host = Some(v.to_string());
+        } else if a == "--dashboard-host" {
+            host = it.next().cloned();
+        }
+    }
+    match host.as_deref() {
+        None | Some("0.0.0.0") | Some("::") | Some("") | Some("localhost") => {
+            "127.0.0.1".to_string()
+        }
+        Some(h) => h.to_string(),
+    }
+}
+
+/// The session `session_latest` points at, as an absolute path.
+pub fn session_latest(temp_dir: &Path) -> Option<PathBuf> {
+    let link = temp_dir.join("session_latest");
+    let target = std::fs::read_link(&link).ok()?;
+    let abs = if target.is_absolute() {
+        target
+    } else {
+        temp_dir.join(target)
+    };
+    abs.is_dir().then_some(abs)
+}
+
+/// Where Ray writes its generated `grafana/` and `prometheus/` trees:
+/// `RAY_METRICS_OUTPUT_ROOT` when set (Ray reads it from the environment
+/// `ray start` inherits from us), else the session's `metrics/`.
+fn metrics_root(session: &Path) -> PathBuf {
+    match std::env::var_os("RAY_METRICS_OUTPUT_ROOT") {
+        Some(root) if !root.is_empty() => PathBuf::from(root),
+        _ => session.join("metrics"),
+    }
+}
+
+/// Ray's generated dashboards in a session
+/// (`RAY_METRICS_GRAFANA_DASHBOARD_OUTPUT_DIR` overrides, as in Ray).
+pub fn dashboards_dir(session: &Path) -> PathBuf {
+    match std::env::var_os("RAY_METRICS_GRAFANA_DASHBOARD_OUTPUT_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => metrics_root(session).join("grafana/dashboards"),
+    }
+}
+
+/// Ray's generated Prometheus config in a session (written with the
+/// dashboards, when Ray's dashboard is up).
+pub fn prometheus_yml(session: &Path) -> PathBuf {
+    metrics_root(session).join("prometheus/prometheus.yml")
+}
+
+/// Copies `*.json` from `from` to `to`, replacing what was there; returns
+/// how many were copied.
+pub fn copy_dashboards(from: &Path, to: &Path) -> std::io::Result<usize> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let name = e.file_name();
+        if name.to_str().is_some_and(|n| n.ends_with(".json")) {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        return Ok(0);
+    }
+    std::fs::create_dir_all(to)?;
+    for name in &names {
+        // Copy then rename, so Grafana never reads half a dashboard.
+        let tmp = to.join(format!(".{}.tmp", name.to_string_lossy()));
+        std::fs::copy(from.join(name), &tmp)?;
+        std::fs::rename(&tmp, to.join(name))?;
+    }
+    Ok(names.len())
+}
+
+/// raymon's scrape config for Ray: Ray's own (job `ray`, its scrape
+/// interval), but with file_sd on the temp dir's discovery file, which
+/// follows every new session, where Ray's names one session's file.
+pub fn prometheus_config(temp_dir: &Path, scrape_interval: &str) -> String {
+    let file = temp_dir.join(DISCOVERY_FILE);
+    format!(
+        "# Written by raymon up: Ray's scrape config, following the newest session.\n\
+         global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\n\
+         scrape_configs:\n- job_name: ray\n  file_sd_configs:\n  - files:\n    - '{}'\n    refresh_interval: 5s\n",
+        file.display().to_string().replace('\'', "''")
+    )
+}
+
+/// Writes [`prometheus_config`] to `path`.
+pub fn write_prometheus_config(
+    path: &Path,
+    temp_dir: &Path,
+    scrape_interval: &str,
+) -> Result<(), Error> {
+    std::fs::write(path, prometheus_config(temp_dir, scrape_interval)).map_err(|source| {
+        Error::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// Follows `session_latest`: copies each new session's dashboards once
+/// they exist.
+pub struct SessionFollower {
+    temp_dir: PathBuf,
+    dest: PathBuf,
+    /// The session whose dashboards were copied last.
+    copied: Option<PathBuf>,
+}
+
+impl SessionFollower {
+    pub fn new(temp_dir: &Path, dest: &Path) -> SessionFollower {
+        SessionFollower {
+            temp_dir: temp_dir.to_path_buf(),
+            dest: dest.to_path_buf(),
+            copied: None,
+        }
+    }
+
+    /// Checks for a new session; returns it when its dashboards were copied.
+    pub fn poll(&mut self) -> Option<PathBuf> {
+        let session = session_latest(&self.temp_dir)?;
+        if self.copied.as_ref() == Some(&session) {
+            return None;
+        }
+        match copy_dashboards(&dashboards_dir(&session), &self.dest) {
+            Ok(n) if n > 0 => {
+                self.copied = Some(session.clone());
+                Some(session)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owned_flags_are_refused() {
+        let spec = StartSpec {
+            ray_bin: "ray".into(),
+            temp_dir: "/tmp/ray".into(),
+            dashboard_port: 8265,
+            metrics_export_port: None,
+            extra: vec!["--temp-dir=/x".into()],
+        };
+        assert!(matches!(start_args(&spec), Err(Error::OwnedFlag(f)) if f == "--temp-dir"));
+    }
+
+    #[test]
+    fn dashboard_host_defaults_to_loopback() {
+        assert_eq!(dashboard_host(&[]), "127.0.0.1");
+        assert_eq!(
+            dashboard_host(&["--dashboard-host=0.0.0.0".into()]),
+            "127.0.0.1"
+        );
+        assert_eq!(
+            dashboard_host(&["--dashboard-host".into(), "10.0.0.5".into()]),
+            "10.0.0.5"
+        );
+    }
+}

@@ -1,0 +1,594 @@
+//! `raymon up`, `raymon down` and `raymon env`: the order things start in
+//! (collector, Ray, Grafana), the waits between them, what is printed, and
+//! the order things stop in (scraping and storage, Grafana, Ray). The pieces
+//! live in [`super::ray`], [`super::grafana`], [`super::urls`],
+//! [`super::env`] and [`super::supervisor`].
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use super::cli::{DownArgs, EnvArgs, EnvFormat, GrafanaMode, StackArgs, UpArgs};
+use super::env::{ray_env, render};
+use super::grafana::{self, CommandLine, Layout};
+use super::ray::{self, SessionFollower};
+use super::supervisor::{self, ProcId, State, Supervisor};
+use super::urls::{UrlInputs, Urls};
+
+/// The data dir: the flag, else `$SCRATCH/raymon`, else `./raymon-data`;
+/// made absolute, since Grafana's files name it.
+pub fn data_dir(flag: Option<&Path>, scratch: Option<&str>) -> PathBuf {
+    let p = match (flag, scratch.filter(|s| !s.is_empty())) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(s)) => Path::new(s).join("raymon"),
+        (None, None) => PathBuf::from("raymon-data"),
+    };
+    std::path::absolute(&p).unwrap_or(p)
+}
+
+fn data_dir_from_env(flag: Option<&Path>) -> PathBuf {
+    data_dir(flag, std::env::var("SCRATCH").ok().as_deref())
+}
+
+/// The URLs for these flags, with `JUPYTERHUB_SERVICE_PREFIX` as given.
+pub fn urls_for(stack: &StackArgs, raymon: SocketAddr, service_prefix: Option<&str>) -> Urls {
+    Urls::build(&UrlInputs {
+        public_url: stack.public_url.as_deref(),
+        jupyterhub_url: &stack.jupyterhub_url,
+        service_prefix,
+        raymon,
+        grafana: stack.grafana_listen,
+        dashboard_port: stack.dashboard_port,
+    })
+}
+
+fn service_prefix() -> Option<String> {
+    std::env::var("JUPYTERHUB_SERVICE_PREFIX").ok()
+}
+
+/// `raymon env`'s output.
+pub fn env_text(args: &EnvArgs, service_prefix: Option<&str>) -> String {
+    let urls = urls_for(&args.stack, args.listen_address, service_prefix);
+    render(&ray_env(&urls, &args.stack.datasource_name), args.format)
+}
+
+/// Prints `raymon env`'s output for the process environment.
+pub fn print_env(args: &EnvArgs) {
+    print!("{}", env_text(args, service_prefix().as_deref()));
+}
+
+/// The Grafana settings `up` writes for these flags.
+pub fn grafana_settings(args: &UpArgs, urls: &Urls) -> grafana::Settings {
+    grafana::Settings {
+        datasource_name: args.stack.datasource_name.clone(),
+        raymon_url: urls.raymon.clone(),
+        scrape_interval: args.scrape_interval.clone(),
+        http_addr: args.stack.grafana_listen.ip().to_string(),
+        http_port: args.stack.grafana_listen.port(),
+        root_url: urls.grafana_root_url(),
+        serve_from_sub_path: args.grafana_serve_from_sub_path,
+    }
+}
+
+/// Grafana's directory layout and command for these flags (`None` for
+/// `--grafana none`).
+pub fn grafana_plan(
+    args: &UpArgs,
+    data: &Path,
+    path_env: &str,
+) -> anyhow::Result<(Layout, Option<CommandLine>)> {
+    Ok(match args.grafana {
+        GrafanaMode::Native => {
+            let layout = Layout::native(data);
+            let bin = match &args.grafana_bin {
+                Some(b) => b.clone(),
+                None => grafana::find_binary(path_env).ok_or(grafana::Error::NoBinary)?,
+            };
+            let home = args
+                .grafana_home
+                .clone()
+                .or_else(|| grafana::find_home(&bin));
+            let cmd = grafana::native_command(&bin, home.as_deref(), &layout);
+            (layout, Some(cmd))
+        }
+        GrafanaMode::Shifter => {
+            let layout = Layout::container(data);
+            let cmd = grafana::shifter_command(&args.shifter_bin, &args.grafana_image, &layout);
+            (layout, Some(cmd))
+        }
+        GrafanaMode::None => (Layout::native(data), None),
+    })
+}
+
+/// Runs `up` until SIGINT/SIGTERM (what `raymon down` sends).
+pub async fn up_until_signal(args: UpArgs) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        wait_for_termination().await;
+        eprintln!("raymon up: stopping");
+        c.cancel();
+    });
+    up(args, cancel).await
+}
+
+/// Starts the stack, runs it until `cancel` or a child fails, then stops it
+/// in order.
+pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
+    let data = data_dir_from_env(args.stack.data_dir.as_deref());
+    std::fs::create_dir_all(&data)
+        .with_context(|| format!("cannot create data dir {}", data.display()))?;
+    if let Some(state) = State::read(&data) {
+        let alive: Vec<u32> = state
+            .up
+            .iter()
+            .chain(&state.pids)
+            .filter(|p| p.alive())
+            .map(|p| p.pid)
+            .collect();
+        if !alive.is_empty() {
+            anyhow::bail!(
+                "a raymon up with data dir {} is still running (processes {alive:?}); \
+                 stop it with `raymon down --data-dir {}`",
+                data.display(),
+                data.display()
+            );
+        }
+    }
+    let urls = urls_for(
+        &args.stack,
+        args.serve.listen_address,
+        service_prefix().as_deref(),
+    );
+    let temp_dir = std::path::absolute(&args.stack.ray_temp_dir)?;
+    let ray_spec = ray::StartSpec {
+        ray_bin: args.ray_bin.clone(),
+        temp_dir: temp_dir.clone(),
+        dashboard_port: args.stack.dashboard_port,
+        metrics_export_port: args.metrics_export_port,
+        extra: args.ray_args.clone(),
+    };
+    // Everything that can be checked is checked before anything starts.
+    let ray_start = if args.attach {
+        None
+    } else {
+        Some(ray::start_args(&ray_spec)?)
+    };
+    // On a shared login node another user's Grafana or Ray may hold a port;
+    // the health checks would then pass against the wrong server.
+    if grafana_cmd_wanted(&args) {
+        ensure_free(
+            args.stack.grafana_listen,
+            "Grafana",
+            "--grafana-listen-address",
+        )?;
+    }
+    if !args.attach {
+        let dashboard: SocketAddr = ([127, 0, 0, 1], args.stack.dashboard_port).into();
+        ensure_free(dashboard, "Ray's dashboard", "--dashboard-port")?;
+    }
+    let path_env = std::env::var("PATH").unwrap_or_default();
+    let (layout, grafana_cmd) = grafana_plan(&args, &data, &path_env)?;
+    grafana::write(&layout, &grafana_settings(&args, &urls))?;
+    std::fs::create_dir_all(&temp_dir)
+        .with_context(|| format!("cannot create Ray temp dir {}", temp_dir.display()))?;
+    let prom = data.join("prometheus.yml");
+    ray::write_prometheus_config(&prom, &temp_dir, &args.scrape_interval)?;
+
+    let mut serve_args = args.serve.clone();
+    if serve_args.config_file != Path::new("prometheus.yml") {
+        eprintln!(
+            "raymon up: ignoring --config.file: up writes its own ({})",
+            prom.display()
+        );
+    }
+    serve_args.config_file = prom;
+    if serve_args.storage_path == Path::new("data/") {
+        serve_args.storage_path = data.join("tsdb");
+    }
+    let mut sup = Supervisor::new(&data, cancel);
+    sup.refresh()?;
+    sup.spawn_task("collector", |c| super::serve(serve_args, c));
+
+    let plan = Plan {
+        args: &args,
+        data: &data,
+        urls: &urls,
+        temp_dir: &temp_dir,
+        ray_start,
+        layout: &layout,
+        grafana_cmd: grafana_cmd.as_ref(),
+    };
+    let result = run(&plan, &mut sup).await;
+
+    // Scraping stops and storage flushes before the children go, so the
+    // last scrapes of Ray are not cut short; Grafana goes before Ray.
+    eprintln!("raymon up: stopping the collector, then Grafana and Ray");
+    let stopped = sup.shutdown(args.stop_timeout).await;
+    eprintln!("raymon up: stopped");
+    match (result, stopped) {
+        (Err(why), Err(task)) => Err(task.context(why)),
+        (result, stopped) => result.and(stopped),
+    }
+}
+
+fn grafana_cmd_wanted(args: &UpArgs) -> bool {
+    args.grafana != GrafanaMode::None
+}
+
+fn ensure_free(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<()> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => Ok(()),
+        Err(e) => anyhow::bail!("{addr} is not free for {what} ({e}); choose another with {flag}"),
+    }
+}
+
+struct Plan<'a> {
+    args: &'a UpArgs,
+    data: &'a Path,
+    urls: &'a Urls,
+    temp_dir: &'a Path,
+    ray_start: Option<Vec<String>>,
+    layout: &'a Layout,
+    grafana_cmd: Option<&'a CommandLine>,
+}
+
+/// From the collector's start to `cancel`.
+async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
+    let args = plan.args;
+    let client = reqwest::Client::new();
+    let cancel = &sup.cancel_token().clone();
+    let stopped = |sup: &mut Supervisor| -> Option<String> {
+        if cancel.is_cancelled() {
+            return Some("interrupted".to_string());
+        }
+        if let Some(task) = sup.finished_task() {
+            return Some(format!("the {task} stopped"));
+        }
+        sup.exited_child().map(|(name, status)| {
+            format!(
+                "{name} exited ({status}); last lines of {}:\n{}",
+                sup.log_path(&name).display(),
+                sup.log_tail(&name, 20)
+            )
+        })
+    };
+
+    let ready_url = format!("{}/-/ready", plan.urls.raymon);
+    let waited = wait_until(
+        "raymon",
+        args.ready_timeout,
+        || probe_ok(&client, &ready_url),
+        || stopped(sup),
+    )
+    .await;
+    if let Err(e) = waited {
+        return interrupted_or(cancel, e);
+    }
+    eprintln!("raymon up: collector ready at {}", plan.urls.raymon);
+
+    let mut follower = SessionFollower::new(plan.temp_dir, &plan.layout.dashboards());
+    if let Some(start) = &plan.ray_start {
+        let before = ray::session_latest(plan.temp_dir);
+        let mut cmd = tokio::process::Command::new(&args.ray_bin);
+        cmd.args(start);
+        for (k, v) in ray_env(plan.urls, &args.stack.datasource_name) {
+            cmd.env(k, v);
+        }
+        eprintln!(
+            "raymon up: starting Ray: {} {}",
+            args.ray_bin.display(),
+            start.join(" ")
+        );
+        sup.spawn("ray", cmd, None)?;
+        let host = ray::dashboard_host(&args.ray_args);
+        let version_url = format!("http://{host}:{}/api/version", args.stack.dashboard_port);
+        let temp_dir = plan.temp_dir.to_path_buf();
+        let waited = wait_until(
+            "Ray",
+            args.ready_timeout,
+            || {
+                let session = ray::session_latest(&temp_dir).filter(|s| Some(s) != before.as_ref());
+                let (client, url) = (&client, &version_url);
+                async move {
+                    let session = session.ok_or("no new session yet")?;
+                    if !ray::prometheus_yml(&session).exists() {
+                        return Err(format!(
+                            "{} not written yet",
+                            ray::prometheus_yml(&session).display()
+                        ));
+                    }
+                    probe_ok(client, url).await
+                }
+            },
+            || stopped(sup),
+        )
+        .await;
+        if let Err(e) = waited {
+            if e.contains("last lines of") || cancel.is_cancelled() {
+                return interrupted_or(cancel, e);
+            }
+            anyhow::bail!(
+                "{e}\nlast lines of {}:\n{}",
+                sup.log_path("ray").display(),
+                sup.log_tail("ray", 20)
+            );
+        }
+        if let Some(session) = ray::session_latest(plan.temp_dir) {
+            sup.set_marker("ray", session.display().to_string());
+            eprintln!("raymon up: Ray is up, session {}", session.display());
+        }
+        sup.refresh()?;
+    }
+    if let Some(session) = follower.poll() {
+        eprintln!(
+            "raymon up: Grafana gets Ray's dashboards from {}",
+            ray::dashboards_dir(&session).display()
+        );
+    }
+
+    match plan.grafana_cmd {
+        Some(cmd) => {
+            eprintln!("raymon up: starting Grafana: {}", cmd.display());
+            sup.spawn("grafana", cmd.to_command(), None)?;
+            let waited = wait_until(
+                "Grafana",
+                args.ready_timeout,
+                || grafana::health(&client, &plan.urls.grafana_local),
+                || stopped(sup),
+            )
+            .await;
+            if let Err(e) = waited {
+                if cancel.is_cancelled() {
+                    return Ok(());
+                }
+                if e.contains("last lines of") {
+                    anyhow::bail!("{e}");
+                }
+                anyhow::bail!(
+                    "{e}\nlast lines of {}:\n{}",
+                    sup.log_path("grafana").display(),
+                    sup.log_tail("grafana", 20)
+                );
+            }
+            sup.refresh()?;
+        }
+        None => {
+            let native = grafana::native_command(
+                Path::new("grafana-server"),
+                None,
+                &Layout::native(plan.data),
+            );
+            eprintln!(
+                "raymon up: not starting Grafana; to run one yourself with these settings:\n  {}",
+                native.display()
+            );
+        }
+    }
+
+    print_summary(plan);
+
+    let mut tick: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if let Some(reason) = stopped(sup) {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            anyhow::bail!("{reason}");
+        }
+        tick += 1;
+        if tick.is_multiple_of(5) {
+            if let Some(session) = follower.poll() {
+                eprintln!(
+                    "raymon up: new Ray session {}; dashboards updated",
+                    session.display()
+                );
+                if plan.ray_start.is_some() {
+                    sup.set_marker("ray", session.display().to_string());
+                }
+            }
+            sup.refresh()?;
+        }
+    }
+}
+
+fn interrupted_or(cancel: &CancellationToken, e: String) -> anyhow::Result<()> {
+    if cancel.is_cancelled() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(e))
+    }
+}
+
+fn print_summary(plan: &Plan<'_>) {
+    let u = plan.urls;
+    println!("raymon is up (data dir {}).", plan.data.display());
+    println!("  Ray dashboard:  {}", u.dashboard);
+    if plan.grafana_cmd.is_some() {
+        println!("  Grafana:        {}", u.grafana_public);
+    }
+    if plan.grafana_cmd.is_some() {
+        println!(
+            "  Ray's dashboard in Grafana: {}/d/rayDefaultDashboard/?orgId=1",
+            u.grafana_public
+        );
+    }
+    println!("  raymon (Prometheus API): {}", u.raymon);
+    if let Some(h) = u.hint() {
+        println!("{h}");
+    }
+    if plan.args.attach {
+        println!(
+            "Attached to the Ray sessions under {}. Before ray.init(), set:",
+            plan.temp_dir.display()
+        );
+        print!(
+            "{}",
+            render(
+                &ray_env(u, &plan.args.stack.datasource_name),
+                EnvFormat::Python
+            )
+        );
+    }
+    println!(
+        "Stop with Ctrl-C or `raymon down --data-dir {}`.",
+        plan.data.display()
+    );
+}
+
+async fn probe_ok(client: &reqwest::Client, url: &str) -> Result<(), String> {
+    let r = client
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if r.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("{url} answered {}", r.status()))
+    }
+}
+
+/// Polls until `probe` succeeds, `failed` gives a reason to stop, or
+/// `timeout`; prints a progress line every 5 s.
+async fn wait_until<P, F>(
+    what: &str,
+    timeout: Duration,
+    mut probe: P,
+    mut failed: impl FnMut() -> Option<String>,
+) -> Result<(), String>
+where
+    P: FnMut() -> F,
+    F: std::future::Future<Output = Result<(), String>>,
+{
+    let started = Instant::now();
+    let mut last_report = started;
+    loop {
+        let last = match probe().await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if let Some(reason) = failed() {
+            return Err(reason);
+        }
+        if started.elapsed() >= timeout {
+            return Err(format!(
+                "{what} not ready after {}s (last: {last})",
+                timeout.as_secs()
+            ));
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            eprintln!(
+                "raymon up: waiting for {what} ({}s): {last}",
+                started.elapsed().as_secs()
+            );
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// `raymon down`: SIGTERM to `up`, then wait until every recorded process
+/// is gone; SIGKILL what is left after `timeout`.
+pub async fn down(args: DownArgs) -> anyhow::Result<()> {
+    let data = data_dir_from_env(args.data_dir.as_deref());
+    let Some(state) = State::read(&data) else {
+        println!(
+            "raymon down: no raymon up is running with data dir {}",
+            data.display()
+        );
+        return Ok(());
+    };
+    let mut pids: BTreeSet<ProcId> = state.pids.iter().copied().collect();
+    let groups: Vec<u32> = state.children.iter().map(|(_, p)| p.pid).collect();
+    match state.up {
+        Some(up) if up.alive() => {
+            pids.insert(up);
+            supervisor::signal(up.pid, "TERM");
+        }
+        _ => {
+            // `up` itself is gone (killed hard): stop what it left directly.
+            eprintln!("raymon down: raymon up is gone; stopping what it left running");
+            for g in &groups {
+                supervisor::signal_group(*g, "TERM");
+            }
+            for p in pids.iter().filter(|p| p.alive()) {
+                supervisor::signal(p.pid, "TERM");
+            }
+        }
+    }
+    eprintln!(
+        "raymon down: stopping raymon up (data dir {}), {} processes",
+        data.display(),
+        pids.len()
+    );
+    let started = Instant::now();
+    let mut last_report = started;
+    loop {
+        // `up` records processes as it finds them; take the newest list.
+        if let Some(s) = State::read(&data) {
+            pids.extend(s.pids);
+        }
+        let left: Vec<ProcId> = pids.iter().copied().filter(ProcId::alive).collect();
+        if left.is_empty() {
+            let _ = std::fs::remove_file(data.join(supervisor::STATE_FILE));
+            println!(
+                "raymon down: stopped after {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if started.elapsed() >= args.timeout {
+            eprintln!(
+                "raymon down: {} processes still running after {}s; killing them",
+                left.len(),
+                args.timeout.as_secs()
+            );
+            for g in &groups {
+                supervisor::signal_group(*g, "KILL");
+            }
+            for p in &left {
+                supervisor::signal(p.pid, "KILL");
+            }
+            if supervisor::wait_gone(&left, Duration::from_secs(10)).await {
+                let _ = std::fs::remove_file(data.join(supervisor::STATE_FILE));
+                return Ok(());
+            }
+            let still: Vec<u32> = left.iter().filter(|p| p.alive()).map(|p| p.pid).collect();
+            anyhow::bail!("processes still running: {still:?}");
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            eprintln!(
+                "raymon down: waiting for {} processes ({}s)",
+                left.len(),
+                started.elapsed().as_secs()
+            );
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn wait_for_termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Prometheus remote write 1.0: the protobuf messages, their snappy block
+//! framing, and a small HTTP client that sends them.
+//!
+//! The receiving side lives in `web` (`POST /api/v1/write`); this module owns
+//! only the wire format and the sender. It knows nothing of storage.
+//!
+//! ```
+//! use raymon::remote::{self, Label, Sample, TimeSeries, WriteRequest};
+//! let req = WriteRequest {
+//!     timeseries: vec![TimeSeries {
+//!         labels: vec![Label::new("__name__", "up")],
+//!         samples: vec![Sample { value: 1.0, timestamp: 1_700_000_000_000 }],
+//!         ..Default::default()
+//!     }],
+//!     ..Default::default()
+//! };
+//! let body = remote::encode(&req);
+//! assert_eq!(remote::decode(&body, 1 << 20).unwrap(), req);
+//! ```
+
+mod client;
+mod proto;
+
+pub use client::{Client, ClientOptions};
+pub use proto::{Exemplar, Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
+
+use prost::Message as _;
+
+/// The `X-Prometheus-Remote-Write-Version` that 1.0 senders put on requests.
+pub const VERSION_HEADER_VALUE: &str = "0.1.0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("snappy: {0}")]
+    Snappy(#[from] snap::Error),
+    #[error("decompressed body of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { len: usize, limit: usize },
+    #[error("{0}")]
+    Protobuf(#[from] prost::DecodeError),
+    #[error("remote write request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("server returned HTTP status {status}: {body}")]
+    Status { status: u16, body: String },
+}
+
+impl Error {
+    /// Whether sending again may succeed: 5xx and 429 answers and transport
+    /// failures, as Prometheus's queue manager decides.
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            Error::Http(_) => true,
+            Error::Status { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// The request body: `req` as protobuf, then snappy block-compressed.
+pub fn encode(req: &WriteRequest) -> Vec<u8> {
+    let raw = req.encode_to_vec();
+    // Compression of a slice into a fresh buffer cannot fail except for
+    // inputs over 4 GiB, which a remote write batch never is.
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .unwrap_or_default()
+}
+
+/// Decodes a request body, refusing ones that would decompress to more than
+/// `limit` bytes before allocating for them.
+pub fn decode(body: &[u8], limit: usize) -> Result<WriteRequest, Error> {
+    let len = snap::raw::decompress_len(body)?;
+    if len > limit {
+        return Err(Error::TooLarge { len, limit });
+    }
+    let raw = snap::raw::Decoder::new().decompress_vec(body)?;
+    Ok(WriteRequest::decode(raw.as_slice())?)
+}

@@ -1,0 +1,395 @@
+//! Remote write 1.0: raymon's receiver (`POST /api/v1/write`, through
+//! `web::router(state).oneshot`) read back through the querier, and raymon's
+//! sender checked against a real VictoriaMetrics and against raymon's own
+//! server on a loopback socket.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use raymon::model::{Labels, Matcher, STALE_NAN, Sample as ModelSample};
+use raymon::remote::{self, Client, ClientOptions, Label, Sample, TimeSeries, WriteRequest};
+use raymon::scrape::status::{ActiveTarget, DroppedTarget, MetricMetadata, TargetsSource};
+use raymon::storage::Queryable;
+use raymon::tsdb::{Head, HeadOptions};
+use raymon::web::{self, AppState};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::support::{KillOnDrop, TempDir, free_port};
+
+/// A targets source with no targets, for states without a scraper.
+pub struct NoTargets;
+
+impl TargetsSource for NoTargets {
+    fn active_targets(&self) -> Vec<ActiveTarget> {
+        Vec::new()
+    }
+    fn dropped_targets(&self) -> Vec<DroppedTarget> {
+        Vec::new()
+    }
+    fn metadata(&self) -> Vec<(Labels, Vec<MetricMetadata>)> {
+        Vec::new()
+    }
+}
+
+/// A ready state over `head` that accepts remote writes into it.
+pub fn receiving_state(head: &Arc<Head>) -> AppState {
+    let mut st = AppState::new(head.clone(), Arc::new(NoTargets));
+    st.remote_write = Some(head.clone());
+    st.ready.store(true, Ordering::Release);
+    st
+}
+
+pub fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+    TimeSeries {
+        labels: labels.iter().map(|(n, v)| Label::new(*n, *v)).collect(),
+        samples: samples
+            .iter()
+            .map(|&(timestamp, value)| Sample { value, timestamp })
+            .collect(),
+        exemplars: Vec::new(),
+    }
+}
+
+async fn post_write(st: &AppState, body: Vec<u8>) -> (StatusCode, String) {
+    let req = Request::post("/api/v1/write")
+        .header(header::CONTENT_ENCODING, "snappy")
+        .header(header::CONTENT_TYPE, "application/x-protobuf")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(Body::from(body))
+        .unwrap();
+    let resp = web::router(st.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn read_back(head: &Head, name: &str) -> Vec<(Labels, Vec<ModelSample>)> {
+    let q = head.querier(i64::MIN, i64::MAX).unwrap();
+    q.select(&[Matcher::equal("__name__", name)])
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.labels, s.samples))
+        .collect()
+}
+
+#[tokio::test]
+async fn written_samples_read_back_bit_exact() {
+    let head = Arc::new(Head::new(HeadOptions::default()));
+    let st = receiving_state(&head);
+    let req = WriteRequest {
+        timeseries: vec![
+            // Labels out of order, as some senders send them.
+            series(
+                &[("job", "ray"), ("__name__", "rw_total"), ("a", "x y,\"z\"")],
+                &[(1000, 1.0), (2000, 2.5), (3000, STALE_NAN)],
+            ),
+            // Not -0.0: proto3 omits a double equal to zero, so -0.0 arrives
+            // as +0.0 over remote write, with Prometheus's senders too.
+            series(
+                &[("__name__", "rw_gauge")],
+                &[(1000, f64::NAN), (2000, f64::INFINITY), (3000, -0.25)],
+            ),
+        ],
+        metadata: Vec::new(),
+    };
+    let (status, body) = post_write(&st, remote::encode(&req)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(body, "");
+
+    let got = read_back(&head, "rw_total");
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].0,
+        Labels::from_pairs([("__name__", "rw_total"), ("a", "x y,\"z\""), ("job", "ray")])
+    );
+    let bits: Vec<(i64, u64)> = got[0].1.iter().map(|s| (s.t, s.v.to_bits())).collect();
+    assert_eq!(
+        bits,
+        [
+            (1000, 1.0f64.to_bits()),
+            (2000, 2.5f64.to_bits()),
+            (3000, 0x7ff0_0000_0000_0002)
+        ]
+    );
+    let g = read_back(&head, "rw_gauge");
+    let bits: Vec<u64> = g[0].1.iter().map(|s| s.v.to_bits()).collect();
+    assert_eq!(
+        bits,
+        [
+            f64::NAN.to_bits(),
+            f64::INFINITY.to_bits(),
+            (-0.25f64).to_bits()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn receiver_errors_match_prometheus() {
+    let head = Arc::new(Head::new(HeadOptions::default()));
+    let mut st = receiving_state(&head);
+
+    // Not snappy at all.
+    let (status, body) = post_write(&st, b"\xff\xff\xff\xff\xff\xffgarbage".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.starts_with("snappy: "), "{body}");
+    assert!(body.ends_with('\n'));
+
+    // Valid snappy around something that is not a WriteRequest.
+    let junk = snap::raw::Encoder::new()
+        .compress_vec(b"\x0a\xff\xff\xff\x0f")
+        .unwrap();
+    let (status, body) = post_write(&st, junk).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // A snappy header claiming more than the decode limit is refused
+    // before anything is allocated for it.
+    let mut bomb = Vec::new();
+    let mut n = (raymon::web::MAX_DECODED_BYTES + 1) as u64;
+    while n >= 0x80 {
+        bomb.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    bomb.push(n as u8);
+    let (status, body) = post_write(&st, bomb).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("exceeds the limit"), "{body}");
+
+    // Bodies are bounded like every other request body.
+    let mut small = st.clone();
+    small.max_body_bytes = 1024;
+    let big = WriteRequest {
+        timeseries: (0..200u64)
+            .map(|i| {
+                let v = format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                series(&[("__name__", "big"), ("i", &v)], &[(1, i as f64)])
+            })
+            .collect(),
+        metadata: Vec::new(),
+    };
+    let body = remote::encode(&big);
+    assert!(body.len() > 1024);
+    let (status, _) = post_write(&small, body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(read_back(&head, "big").is_empty());
+
+    // Not ready: 503 as every other API endpoint.
+    st.ready.store(false, Ordering::Release);
+    let (status, _) = post_write(&st, remote::encode(&WriteRequest::default())).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    st.ready.store(true, Ordering::Release);
+
+    // GET is not a write.
+    let resp = web::router(st.clone())
+        .oneshot(Request::get("/api/v1/write").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+    // Disabled receiver: Prometheus's 404 text.
+    st.remote_write = None;
+    let (status, body) = post_write(&st, remote::encode(&WriteRequest::default())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        "remote write receiver needs to be enabled with --enable-feature=remote-write-receiver\n"
+    );
+}
+
+#[tokio::test]
+async fn out_of_order_samples_reject_the_request() {
+    let head = Arc::new(Head::new(HeadOptions::default()));
+    let st = receiving_state(&head);
+    let first = WriteRequest {
+        timeseries: vec![series(&[("__name__", "ooo")], &[(5000, 1.0)])],
+        metadata: Vec::new(),
+    };
+    assert_eq!(
+        post_write(&st, remote::encode(&first)).await.0,
+        StatusCode::NO_CONTENT
+    );
+    // Prometheus 2.42 appends a request in one batch: an out-of-order
+    // sample fails it with 400 (so the sender drops it rather than retry)
+    // and nothing of it is kept.
+    let second = WriteRequest {
+        timeseries: vec![
+            series(&[("__name__", "fresh")], &[(6000, 1.0)]),
+            series(&[("__name__", "ooo")], &[(4000, 2.0)]),
+        ],
+        metadata: Vec::new(),
+    };
+    let (status, body) = post_write(&st, remote::encode(&second)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body, "out of order sample\n");
+    assert!(read_back(&head, "fresh").is_empty());
+    // A duplicate with the same value is no error.
+    assert_eq!(
+        post_write(&st, remote::encode(&first)).await.0,
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_sends_to_raymon_over_a_socket() {
+    let head = Arc::new(Head::new(HeadOptions::default()));
+    let st = receiving_state(&head);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(web::server::serve(
+        listener,
+        web::router(st),
+        web::server::ServerOptions::default(),
+        stop.clone(),
+    ));
+    let client = Client::new(ClientOptions::new(format!("http://{addr}/api/v1/write"))).unwrap();
+    let req = WriteRequest {
+        timeseries: vec![series(
+            &[("__name__", "via_socket"), ("instance", "a")],
+            &[(1000, 1.0), (2000, STALE_NAN)],
+        )],
+        metadata: Vec::new(),
+    };
+    client.send(&req).await.unwrap();
+    let got = read_back(&head, "via_socket");
+    assert_eq!(got[0].1.len(), 2);
+    assert_eq!(got[0].1[1].v.to_bits(), STALE_NAN.to_bits());
+
+    // An error answer comes back with its status and text, not retried.
+    let bad = Client::new(ClientOptions::new(format!("http://{addr}/api/v1/nowrite"))).unwrap();
+    let err = bad.send(&req).await.unwrap_err();
+    assert!(
+        matches!(&err, remote::Error::Status { status: 404, body } if body == "404 page not found"),
+        "{err}"
+    );
+    assert!(!err.is_recoverable());
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}
+
+/// VictoriaMetrics 1.79 on a free loopback port, killed when dropped.
+pub struct Victoria {
+    pub addr: String,
+    _proc: KillOnDrop,
+    _dir: TempDir,
+}
+
+impl Victoria {
+    pub fn start() -> Victoria {
+        let dir = TempDir::new("vm");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(dir.path().join("vm.log")).unwrap();
+        let child = std::process::Command::new("victoria-metrics")
+            .arg(format!(
+                "-storageDataPath={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("-httpListenAddr={addr}"))
+            .arg("-retentionPeriod=100y")
+            .arg("-search.latencyOffset=0s")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("victoria-metrics is not installed: run scripts/setup-deps");
+        let vm = Victoria {
+            addr,
+            _proc: KillOnDrop(child),
+            _dir: dir,
+        };
+        crate::support::wait_for(Duration::from_secs(30), "VictoriaMetrics health", || {
+            match crate::support::get(&vm.addr, "/health") {
+                Ok(r) if r.status == 200 => Ok(()),
+                Ok(r) => Err(format!("status {}", r.status)),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        vm
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn victoria_metrics_receives_what_the_client_sends() {
+    let vm = tokio::task::spawn_blocking(Victoria::start).await.unwrap();
+    let now = raymon::web::system_now_ms() / 1000 * 1000;
+    let t0 = now - 10 * 60_000;
+    let samples: Vec<(i64, f64)> = (0..10).map(|i| (t0 + i * 60_000, i as f64 * 1.5)).collect();
+    let req = WriteRequest {
+        timeseries: vec![
+            series(
+                &[
+                    ("__name__", "raymon_rw_test"),
+                    ("job", "ray"),
+                    ("q", "a \"b\", c"),
+                ],
+                &samples,
+            ),
+            series(
+                &[("__name__", "raymon_rw_other"), ("job", "ray")],
+                &[(t0, 7.0)],
+            ),
+        ],
+        metadata: Vec::new(),
+    };
+    let client = Client::new(ClientOptions::new(format!(
+        "http://{}/api/v1/write",
+        vm.addr
+    )))
+    .unwrap();
+    client.send(&req).await.unwrap();
+
+    let addr = vm.addr.clone();
+    let lines = tokio::task::spawn_blocking(move || {
+        crate::support::wait_for(
+            Duration::from_secs(30),
+            "samples in VictoriaMetrics",
+            || {
+                let _ = crate::support::get(&addr, "/internal/force_flush");
+                let path = format!(
+                    "/api/v1/export?match[]={}",
+                    crate::support::enc("{job=\"ray\"}")
+                );
+                let r = crate::support::get(&addr, &path).map_err(|e| e.to_string())?;
+                let lines: Vec<serde_json::Value> = r
+                    .body
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect();
+                let total: usize = lines
+                    .iter()
+                    .map(|l| l["values"].as_array().unwrap().len())
+                    .sum();
+                if total == 11 {
+                    Ok(lines)
+                } else {
+                    Err(format!("{total} samples so far: {}", r.body))
+                }
+            },
+        )
+    })
+    .await
+    .unwrap();
+    let main = lines
+        .iter()
+        .find(|l| l["metric"]["__name__"] == "raymon_rw_test")
+        .unwrap();
+    assert_eq!(main["metric"]["q"], "a \"b\", c");
+    let ts: Vec<i64> = main["timestamps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_i64().unwrap())
+        .collect();
+    let vs: Vec<f64> = main["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(ts, samples.iter().map(|s| s.0).collect::<Vec<_>>());
+    assert_eq!(vs, samples.iter().map(|s| s.1).collect::<Vec<_>>());
+}

@@ -1,0 +1,1310 @@
+//! `raymon up`, `down` and `env` (issue 6): URLs, the notebook environment,
+//! Grafana's provisioning and command lines, end to end with stand-in
+//! `grafana`/`shifter` executables, and with real Ray.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use clap::Parser;
+use raymon::launcher::grafana::{self, Layout, Settings};
+use raymon::launcher::urls::{UrlInputs, UrlSource, Urls, jupyterhub_proxy};
+use raymon::launcher::{Cli, Command as RaymonCommand, EnvArgs, UpArgs, up};
+
+use crate::support::{self, KillOnDrop, TempDir};
+
+fn url_inputs<'a>(public: Option<&'a str>, hub: &'a str, prefix: Option<&'a str>) -> UrlInputs<'a> {
+    UrlInputs {
+        public_url: public,
+        jupyterhub_url: hub,
+        service_prefix: prefix,
+        raymon: "127.0.0.1:9090".parse().unwrap(),
+        grafana: "127.0.0.1:3000".parse().unwrap(),
+        dashboard_port: 8265,
+    }
+}
+
+#[test]
+fn issue_6_jupyterhub_urls_join_slashes_and_never_say_none() {
+    for (hub, prefix) in [
+        (
+            "https://jupyter.nersc.gov",
+            "/user/alice/perlmutter-login-node-base/",
+        ),
+        (
+            "https://jupyter.nersc.gov/",
+            "/user/alice/perlmutter-login-node-base/",
+        ),
+        (
+            "https://jupyter.nersc.gov//",
+            "user/alice/perlmutter-login-node-base",
+        ),
+        (
+            "https://jupyter.nersc.gov",
+            "/user/alice/perlmutter-login-node-base",
+        ),
+    ] {
+        let u = Urls::build(&url_inputs(None, hub, Some(prefix)));
+        assert_eq!(u.source, UrlSource::JupyterHub);
+        assert_eq!(
+            u.grafana_public,
+            "https://jupyter.nersc.gov/user/alice/perlmutter-login-node-base/proxy/3000",
+            "{hub} + {prefix}"
+        );
+        assert_eq!(
+            u.dashboard,
+            "https://jupyter.nersc.gov/user/alice/perlmutter-login-node-base/proxy/8265/"
+        );
+        assert_eq!(
+            u.grafana_root_url(),
+            "https://jupyter.nersc.gov/user/alice/perlmutter-login-node-base/proxy/3000/"
+        );
+        // Ray's backend and Grafana's server stay on loopback.
+        assert_eq!(u.grafana_local, "http://127.0.0.1:3000");
+        assert_eq!(u.raymon, "http://127.0.0.1:9090");
+        assert!(u.hint().is_none());
+    }
+    assert_eq!(
+        jupyterhub_proxy("https://hub.example/", "/", 3000),
+        "https://hub.example/proxy/3000"
+    );
+
+    // The notebook's defect: an unset prefix became "None" in the URL.
+    for prefix in [None, Some(""), Some("None"), Some("  ")] {
+        let u = Urls::build(&url_inputs(None, "https://jupyter.nersc.gov", prefix));
+        assert_eq!(u.source, UrlSource::Localhost, "{prefix:?}");
+        assert_eq!(u.grafana_public, "http://127.0.0.1:3000");
+        assert_eq!(u.dashboard, "http://127.0.0.1:8265/");
+        assert!(!format!("{u:?}").contains("None"));
+        assert!(u.hint().unwrap().contains("--public-url"));
+    }
+}
+
+#[test]
+fn issue_6_public_url_wins_and_may_be_a_port_pattern() {
+    let u = Urls::build(&url_inputs(
+        Some("https://grafana.example/g/"),
+        "https://jupyter.nersc.gov",
+        Some("/user/a/"),
+    ));
+    assert_eq!(u.source, UrlSource::PublicUrl);
+    assert_eq!(u.grafana_public, "https://grafana.example/g");
+    assert_eq!(u.grafana_root_url(), "https://grafana.example/g/");
+    assert_eq!(u.dashboard, "http://127.0.0.1:8265/");
+
+    let u = Urls::build(&url_inputs(
+        Some("https://login.example/proxy/{port}/"),
+        "https://jupyter.nersc.gov",
+        None,
+    ));
+    assert_eq!(u.grafana_public, "https://login.example/proxy/3000");
+    assert_eq!(u.dashboard, "https://login.example/proxy/8265/");
+
+    // A wildcard listen address is reached over loopback.
+    let mut inp = url_inputs(None, "https://jupyter.nersc.gov", None);
+    inp.raymon = "0.0.0.0:9091".parse().unwrap();
+    inp.grafana = "[::]:3001".parse().unwrap();
+    let u = Urls::build(&inp);
+    assert_eq!(u.raymon, "http://127.0.0.1:9091");
+    assert_eq!(u.grafana_local, "http://127.0.0.1:3001");
+}
+
+fn env_args(extra: &[&str]) -> EnvArgs {
+    let mut argv = vec!["raymon", "env"];
+    argv.extend_from_slice(extra);
+    match Cli::try_parse_from(argv).unwrap().command {
+        Some(RaymonCommand::Env(a)) => a,
+        other => panic!("not env: {other:?}"),
+    }
+}
+
+fn up_args(extra: &[&str]) -> UpArgs {
+    let mut argv = vec!["raymon", "up"];
+    argv.extend_from_slice(extra);
+    match Cli::try_parse_from(argv).unwrap().command {
+        Some(RaymonCommand::Up(a)) => *a,
+        other => panic!("not up: {other:?}"),
+    }
+}
+
+fn expected_env() -> BTreeMap<String, String> {
+    [
+        ("RAY_GRAFANA_HOST", "http://127.0.0.1:3000"),
+        (
+            "RAY_GRAFANA_IFRAME_HOST",
+            "https://jupyter.nersc.gov/user/o'neil/node/proxy/3000",
+        ),
+        ("RAY_PROMETHEUS_HOST", "http://127.0.0.1:9191"),
+        ("RAY_PROMETHEUS_NAME", "raymon"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Each format, run by its own interpreter, sets exactly the expected
+/// variables (the prefix holds a single quote to exercise quoting).
+#[test]
+fn issue_6_env_formats_set_the_same_variables() {
+    let prefix = Some("/user/o'neil/node/");
+    let tmp = TempDir::new("env");
+    let want = expected_env();
+
+    let json = up::env_text(
+        &env_args(&["--format=json", "--web.listen-address=127.0.0.1:9191"]),
+        prefix,
+    );
+    let got: BTreeMap<String, String> = serde_json::from_str(&json).unwrap();
+    assert_eq!(got, want);
+
+    let shell = up::env_text(
+        &env_args(&["--format=shell", "--web.listen-address=127.0.0.1:9191"]),
+        prefix,
+    );
+    let script = tmp.path().join("env.sh");
+    std::fs::write(&script, &shell).unwrap();
+    let keys: Vec<&String> = want.keys().collect();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            ". {}; for k in {}; do eval \"printf '%s=%s\\n' $k \\\"\\$$k\\\"\"; done",
+            script.display(),
+            keys.iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ))
+        .output()
+        .unwrap();
+    let got: BTreeMap<String, String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    assert_eq!(got, want, "shell output:\n{shell}");
+
+    let python = up::env_text(
+        &env_args(&["--format=python", "--web.listen-address=127.0.0.1:9191"]),
+        prefix,
+    );
+    let prog = format!(
+        "{python}\nimport json\nprint(json.dumps({{k: os.environ[k] for k in {keys:?}}}))\n"
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&prog)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: BTreeMap<String, String> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got, want, "python output:\n{python}");
+}
+
+fn settings() -> Settings {
+    Settings {
+        datasource_name: "raymon".into(),
+        raymon_url: "http://127.0.0.1:9090".into(),
+        scrape_interval: "10s".into(),
+        http_addr: "127.0.0.1".into(),
+        http_port: 3000,
+        root_url: "https://jupyter.nersc.gov/user/a/proxy/3000/".into(),
+        serve_from_sub_path: false,
+    }
+}
+
+fn ini_value(ini: &str, section: &str, key: &str) -> Option<String> {
+    let mut cur = String::new();
+    for line in ini.lines().map(str::trim) {
+        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
+            continue;
+        }
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            cur = s.to_string();
+        } else if let Some((k, v)) = line.split_once('=')
+            && cur == section
+            && k.trim() == key
+        {
+            return Some(v.trim().to_string());
+        }
+    }
+    None
+}
+
+#[test]
+fn issue_6_provisioning_files_point_grafana_at_raymon() {
+    let tmp = TempDir::new("prov");
+    let layout = Layout::native(tmp.path());
+    grafana::write(&layout, &settings()).unwrap();
+    let g = tmp.path().join("grafana");
+
+    let ds: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(g.join("provisioning/datasources/raymon.yml")).unwrap(),
+    )
+    .unwrap();
+    let d = &ds["datasources"][0];
+    assert_eq!(ds["apiVersion"], 1);
+    assert_eq!(d["name"], "raymon");
+    assert_eq!(d["type"], "prometheus");
+    assert_eq!(d["access"], "proxy");
+    assert_eq!(d["url"], "http://127.0.0.1:9090");
+    assert_eq!(d["isDefault"], true);
+    assert_eq!(d["jsonData"]["timeInterval"], "10s");
+    assert_eq!(d["jsonData"]["httpMethod"], "POST");
+
+    let prov: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(g.join("provisioning/dashboards/ray.yml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        prov["providers"][0]["options"]["path"],
+        g.join("dashboards").display().to_string()
+    );
+    assert_eq!(prov["providers"][0]["type"], "file");
+
+    let ini = std::fs::read_to_string(g.join("grafana.ini")).unwrap();
+    let want = [
+        ("server", "http_addr", "127.0.0.1".to_string()),
+        ("server", "http_port", "3000".to_string()),
+        (
+            "server",
+            "root_url",
+            "https://jupyter.nersc.gov/user/a/proxy/3000/".to_string(),
+        ),
+        ("server", "serve_from_sub_path", "false".to_string()),
+        ("security", "allow_embedding", "true".to_string()),
+        ("auth.anonymous", "enabled", "true".to_string()),
+        ("auth.anonymous", "org_role", "Viewer".to_string()),
+        ("paths", "data", g.join("data").display().to_string()),
+        ("paths", "plugins", g.join("plugins").display().to_string()),
+        (
+            "paths",
+            "provisioning",
+            g.join("provisioning").display().to_string(),
+        ),
+    ];
+    for (section, key, value) in want {
+        assert_eq!(
+            ini_value(&ini, section, key).as_deref(),
+            Some(value.as_str()),
+            "[{section}] {key} in\n{ini}"
+        );
+    }
+    assert!(
+        !ini.contains("${RAYMON_"),
+        "unfilled template value:\n{ini}"
+    );
+    for d in ["data", "plugins", "logs", "dashboards"] {
+        assert!(g.join(d).is_dir(), "{d}");
+    }
+
+    // In a container every path is the volume's.
+    let c = Layout::container(tmp.path());
+    let files = grafana::render(&c, &settings()).unwrap();
+    let ini = &files[0].1;
+    assert_eq!(
+        ini_value(ini, "paths", "data").as_deref(),
+        Some("/var/lib/grafana/data")
+    );
+    assert!(files[2].1.contains("/var/lib/grafana/dashboards"));
+}
+
+/// The repo's `grafana/` templates, as a user running Grafana themselves
+/// gets them: YAML with `${...}` that Grafana expands, and Ray's dashboards.
+#[test]
+fn issue_6_repo_grafana_folder_validates() {
+    let root = support::manifest_dir().join("grafana");
+    for f in [
+        "provisioning/datasources/raymon.yml",
+        "provisioning/dashboards/ray.yml",
+    ] {
+        let text = std::fs::read_to_string(root.join(f)).unwrap();
+        let v: serde_json::Value = serde_norway::from_str(&text).unwrap();
+        assert_eq!(v["apiVersion"], 1, "{f}");
+    }
+    assert!(root.join("README.md").exists());
+    let filled = grafana::fill("${RAYMON_URL}", &[("RAYMON_URL", "x".into())]).unwrap();
+    assert_eq!(filled, "x");
+    assert!(grafana::fill("${RAYMON_NOPE}", &[]).is_err());
+
+    // Every dashboard Ray generates parses as JSON, and every expr in it
+    // parses with raymon's PromQL parser once Grafana has substituted its
+    // variables.
+    let dir = support::shared_dir().join("fixtures/ray/session_latest/metrics/grafana/dashboards");
+    let mut exprs = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        collect_exprs(&v, &mut exprs);
+    }
+    assert_eq!(exprs.len(), 403);
+    for expr in &exprs {
+        let q = substitute_grafana_variables(expr);
+        if let Err(e) = raymon::promql::parser::parse_expr(&q) {
+            panic!("{expr}\n  as {q}\n  -> {e}");
+        }
+    }
+}
+
+/// What Grafana sends for Ray's dashboard variables (as in the shared
+/// research notes): range variables become durations, the rest match all.
+fn substitute_grafana_variables(expr: &str) -> String {
+    let mut q = expr.to_string();
+    for (var, value) in [
+        ("$__rate_interval", "1m0s"),
+        ("$__range", "1800s"),
+        ("$interval", "5m"),
+        ("$window", "1m"),
+    ] {
+        q = q.replace(var, value);
+    }
+    let var = regex::Regex::new(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?").unwrap();
+    var.replace_all(&q, ".*").into_owned()
+}
+
+/// The `expr` of every target in panels and in rows' panels.
+fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    for p in v["panels"].as_array().into_iter().flatten() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            out.push(t["expr"].as_str().unwrap().to_string());
+        }
+        collect_exprs(p, out);
+    }
+}
+
+#[test]
+fn issue_6_native_and_shifter_command_lines() {
+    let data = Path::new("/scratch/u/raymon");
+    let native = grafana::native_command(
+        Path::new("/opt/grafana/bin/grafana"),
+        Some(Path::new("/opt/grafana")),
+        &Layout::native(data),
+    );
+    assert_eq!(native.program, PathBuf::from("/opt/grafana/bin/grafana"));
+    assert_eq!(
+        native.args,
+        [
+            "server",
+            "--homepath=/opt/grafana",
+            "--config=/scratch/u/raymon/grafana/grafana.ini"
+        ]
+    );
+    let old = grafana::native_command(
+        Path::new("/usr/sbin/grafana-server"),
+        None,
+        &Layout::native(data),
+    );
+    assert_eq!(old.args, ["--config=/scratch/u/raymon/grafana/grafana.ini"]);
+    assert!(native.env.contains(&(
+        "GF_PATHS_PROVISIONING".into(),
+        "/scratch/u/raymon/grafana/provisioning".into()
+    )));
+
+    let shifter = grafana::shifter_command(
+        Path::new("shifter"),
+        "grafana/grafana-oss:9.4.3",
+        &Layout::container(data),
+    );
+    assert_eq!(
+        shifter.display(),
+        "shifter --image=grafana/grafana-oss:9.4.3 \
+         --volume=/scratch/u/raymon/grafana:/var/lib/grafana \
+         --env=GF_PATHS_CONFIG=/var/lib/grafana/grafana.ini \
+         --env=GF_PATHS_DATA=/var/lib/grafana/data \
+         --env=GF_PATHS_LOGS=/var/lib/grafana/logs \
+         --env=GF_PATHS_PLUGINS=/var/lib/grafana/plugins \
+         --env=GF_PATHS_PROVISIONING=/var/lib/grafana/provisioning \
+         /run.sh"
+    );
+    // The defect of the notebook this replaces: a bare `--entrypoint` last.
+    assert_ne!(shifter.args.last().unwrap(), "--entrypoint");
+}
+
+#[test]
+fn issue_6_up_flags_pass_extra_args_to_ray_start() {
+    let a = up_args(&["--grafana=none", "--", "--num-cpus=1", "--port=7000"]);
+    assert_eq!(a.ray_args, ["--num-cpus=1", "--port=7000"]);
+    assert_eq!(a.grafana, raymon::launcher::GrafanaMode::None);
+    let spec = raymon::launcher::ray::StartSpec {
+        ray_bin: "ray".into(),
+        temp_dir: "/tmp/r".into(),
+        dashboard_port: 8265,
+        metrics_export_port: Some(8080),
+        extra: a.ray_args.clone(),
+    };
+    assert_eq!(
+        raymon::launcher::ray::start_args(&spec).unwrap(),
+        [
+            "start",
+            "--head",
+            "--block",
+            "--temp-dir=/tmp/r",
+            "--dashboard-port=8265",
+            "--metrics-export-port=8080",
+            "--num-cpus=1",
+            "--port=7000"
+        ]
+    );
+    assert_eq!(
+        up::data_dir(None, Some("/scratch/u")),
+        PathBuf::from("/scratch/u/raymon")
+    );
+    assert!(up::data_dir(None, None).ends_with("raymon-data"));
+    assert!(up::data_dir(None, None).is_absolute());
+}
+
+fn stand_ins() -> PathBuf {
+    support::manifest_dir().join("tests/data/stand-ins")
+}
+
+/// A `raymon up` child in its own process group, stdout and stderr in files.
+struct Up {
+    child: KillOnDrop,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Up {
+    fn start(args: &[String], env: &[(&str, String)], dir: &Path) -> Up {
+        let out = dir.join("up.out");
+        let err = dir.join("up.err");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_raymon"));
+        cmd.arg("up")
+            .args(args)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .stdin(Stdio::null())
+            .env_remove("JUPYTERHUB_SERVICE_PREFIX")
+            .env_remove("SCRATCH")
+            .process_group(0);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Up {
+            child: KillOnDrop(cmd.spawn().unwrap()),
+            out,
+            err,
+        }
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    fn wait_up(&mut self, timeout: Duration) -> String {
+        support::wait_for(timeout, "raymon up to print its URLs", || {
+            if let Ok(Some(status)) = self.child.0.try_wait() {
+                panic!("raymon up exited ({status}):\n{}", self.stderr());
+            }
+            let s = self.stdout();
+            if s.contains("Stop with") {
+                Ok(s)
+            } else {
+                Err(self.stderr().lines().last().unwrap_or("").to_string())
+            }
+        })
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        support::wait_for(timeout, "raymon up to exit", || {
+            match self.child.0.try_wait() {
+                Ok(Some(s)) => Ok(s),
+                _ => Err(self.stderr().lines().last().unwrap_or("").to_string()),
+            }
+        })
+    }
+}
+
+fn down(data: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_raymon"))
+        .args(["down", &format!("--data-dir={}", data.display())])
+        .output()
+        .unwrap()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+fn recorded(path: &Path) -> serde_json::Value {
+    support::wait_for(Duration::from_secs(20), "the stand-in's record", || {
+        std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))
+    })
+}
+
+/// A Ray temp dir as Ray leaves it: `session_latest` pointing at a session
+/// with generated dashboards.
+fn fake_ray_temp(dir: &Path) -> PathBuf {
+    let temp = dir.join("ray");
+    let session = temp.join("session_2026-11-26_00-00-00_000000_1");
+    let dashboards = session.join("metrics/grafana/dashboards");
+    std::fs::create_dir_all(&dashboards).unwrap();
+    let from = support::shared_dir().join("fixtures/ray/session_latest/metrics/grafana/dashboards");
+    for name in [
+        "default_grafana_dashboard.json",
+        "serve_grafana_dashboard.json",
+    ] {
+        std::fs::copy(from.join(name), dashboards.join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink(&session, temp.join("session_latest")).unwrap();
+    temp
+}
+
+#[test]
+fn issue_6_up_attach_with_native_grafana_behind_jupyterhub_then_down() {
+    let tmp = TempDir::new("upn");
+    let data = tmp.path().join("data");
+    let temp = fake_ray_temp(tmp.path());
+    let record = tmp.path().join("record.json");
+    let (gport, rport, dport) = (
+        support::free_port(),
+        support::free_port(),
+        support::free_port(),
+    );
+    let mut up = Up::start(
+        &[
+            "--attach".into(),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", temp.display()),
+            "--grafana=native".into(),
+            format!("--grafana-bin={}", stand_ins().join("grafana").display()),
+            "--grafana-home=/opt/grafana-home".into(),
+            format!("--grafana-listen-address=127.0.0.1:{gport}"),
+            format!("--web.listen-address=127.0.0.1:{rport}"),
+            format!("--dashboard-port={dport}"),
+        ],
+        &[
+            ("RAYMON_STANDIN_RECORD", record.display().to_string()),
+            (
+                "JUPYTERHUB_SERVICE_PREFIX",
+                "/user/alice/perlmutter/".into(),
+            ),
+        ],
+        tmp.path(),
+    );
+    let stdout = up.wait_up(Duration::from_secs(60));
+    let hub = "https://jupyter.nersc.gov/user/alice/perlmutter";
+    assert!(
+        stdout.contains(&format!("Grafana:        {hub}/proxy/{gport}\n")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("Ray dashboard:  {hub}/proxy/{dport}/\n")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "os.environ[\"RAY_GRAFANA_IFRAME_HOST\"] = \"{hub}/proxy/{gport}\""
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("None"));
+
+    let rec = recorded(&record);
+    let g = data.join("grafana");
+    assert_eq!(rec["name"], "grafana");
+    assert_eq!(
+        rec["argv"],
+        serde_json::json!([
+            "server",
+            "--homepath=/opt/grafana-home",
+            format!("--config={}", g.join("grafana.ini").display())
+        ])
+    );
+    for (k, sub) in [
+        ("GF_PATHS_CONFIG", "grafana.ini"),
+        ("GF_PATHS_DATA", "data"),
+        ("GF_PATHS_PLUGINS", "plugins"),
+        ("GF_PATHS_PROVISIONING", "provisioning"),
+        ("GF_PATHS_LOGS", "logs"),
+    ] {
+        assert_eq!(rec["env"][k], g.join(sub).display().to_string(), "{k}");
+    }
+    let ini = std::fs::read_to_string(g.join("grafana.ini")).unwrap();
+    assert_eq!(
+        ini_value(&ini, "server", "root_url").unwrap(),
+        format!("{hub}/proxy/{gport}/")
+    );
+    assert_eq!(
+        ini_value(&ini, "server", "http_port").unwrap(),
+        gport.to_string()
+    );
+    let ds = std::fs::read_to_string(g.join("provisioning/datasources/raymon.yml")).unwrap();
+    assert!(
+        ds.contains(&format!("url: \"http://127.0.0.1:{rport}\"")),
+        "{ds}"
+    );
+    // Ray's dashboards were copied for Grafana.
+    assert!(
+        g.join("dashboards/default_grafana_dashboard.json")
+            .is_file()
+    );
+    assert!(g.join("dashboards/serve_grafana_dashboard.json").is_file());
+    // raymon's own config follows the temp dir's discovery file.
+    let prom = std::fs::read_to_string(data.join("prometheus.yml")).unwrap();
+    assert!(
+        prom.contains(
+            &temp
+                .join("prom_metrics_service_discovery.json")
+                .display()
+                .to_string()
+        )
+    );
+    // Grafana answers as Ray's backend wants, and raymon is ready.
+    let h = support::get(&format!("127.0.0.1:{gport}"), "/api/health").unwrap();
+    assert_eq!(h.json()["database"], "ok");
+    assert_eq!(
+        support::get(&format!("127.0.0.1:{rport}"), "/-/ready")
+            .unwrap()
+            .status,
+        200
+    );
+    // Grafana's output goes to its log.
+    let log = std::fs::read_to_string(data.join("logs/grafana.log")).unwrap();
+    assert!(log.contains("stand-in grafana started"), "{log}");
+
+    let grafana_pid = rec["pid"].as_u64().unwrap() as u32;
+    let up_pid = up.child.pid();
+    assert!(alive(grafana_pid));
+    let out = down(&data);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!alive(grafana_pid), "Grafana survived raymon down");
+    let status = up.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status}: {}", up.stderr());
+    assert!(!alive(up_pid));
+    assert!(!data.join("raymon-up.json").exists());
+    // A second `down` finds nothing to do.
+    assert!(down(&data).status.success());
+}
+
+#[test]
+fn issue_6_up_with_shifter_runs_the_image_start_script_and_stops_on_sigterm() {
+    let tmp = TempDir::new("ups");
+    let data = tmp.path().join("data");
+    let temp = tmp.path().join("ray");
+    let record = tmp.path().join("record.json");
+    let (gport, rport) = (support::free_port(), support::free_port());
+    let path = format!(
+        "{}:{}",
+        stand_ins().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut up = Up::start(
+        &[
+            "--attach".into(),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", temp.display()),
+            "--grafana=shifter".into(),
+            format!("--grafana-listen-address=127.0.0.1:{gport}"),
+            format!("--web.listen-address=127.0.0.1:{rport}"),
+            "--public-url=https://example.org/proxy/{port}".into(),
+        ],
+        &[
+            ("RAYMON_STANDIN_RECORD", record.display().to_string()),
+            ("PATH", path),
+        ],
+        tmp.path(),
+    );
+    let stdout = up.wait_up(Duration::from_secs(60));
+    assert!(stdout.contains(&format!(
+        "Grafana:        https://example.org/proxy/{gport}\n"
+    )));
+    let rec = recorded(&record);
+    assert_eq!(rec["name"], "shifter");
+    let g = data.join("grafana").display().to_string();
+    assert_eq!(
+        rec["argv"],
+        serde_json::json!([
+            "--image=grafana/grafana-oss:9.4.3",
+            format!("--volume={g}:/var/lib/grafana"),
+            "--env=GF_PATHS_CONFIG=/var/lib/grafana/grafana.ini",
+            "--env=GF_PATHS_DATA=/var/lib/grafana/data",
+            "--env=GF_PATHS_LOGS=/var/lib/grafana/logs",
+            "--env=GF_PATHS_PLUGINS=/var/lib/grafana/plugins",
+            "--env=GF_PATHS_PROVISIONING=/var/lib/grafana/provisioning",
+            "/run.sh"
+        ])
+    );
+    let prov =
+        std::fs::read_to_string(data.join("grafana/provisioning/dashboards/ray.yml")).unwrap();
+    assert!(
+        prov.contains("path: \"/var/lib/grafana/dashboards\""),
+        "{prov}"
+    );
+    let h = support::get(&format!("127.0.0.1:{gport}"), "/api/health").unwrap();
+    assert!(
+        h.headers
+            .to_lowercase()
+            .contains("content-type: application/json")
+    );
+
+    // Ctrl-C's path: SIGTERM to `up` alone stops its children too.
+    let pid = rec["pid"].as_u64().unwrap() as u32;
+    Command::new("kill")
+        .arg(up.child.pid().to_string())
+        .status()
+        .unwrap();
+    let status = up.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status}: {}", up.stderr());
+    assert!(!alive(pid), "shifter stand-in survived");
+    assert!(up.stderr().contains("stopping the collector"));
+}
+
+#[test]
+fn issue_6_grafana_that_fails_stops_up_with_its_log() {
+    let tmp = TempDir::new("upf");
+    let data = tmp.path().join("data");
+    let mut up = Up::start(
+        &[
+            "--attach".into(),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+            format!(
+                "--grafana-bin={}",
+                stand_ins().join("grafana-server").display()
+            ),
+            format!(
+                "--grafana-listen-address=127.0.0.1:{}",
+                support::free_port()
+            ),
+            format!("--web.listen-address=127.0.0.1:{}", support::free_port()),
+        ],
+        &[("RAYMON_STANDIN_FAIL", "1".into())],
+        tmp.path(),
+    );
+    let status = up.wait_exit(Duration::from_secs(60));
+    assert!(!status.success());
+    let err = up.stderr();
+    assert!(err.contains("grafana exited"), "{err}");
+    assert!(err.contains("stand-in failing on purpose"), "{err}");
+    assert!(!up.stdout().contains("raymon is up"));
+    assert!(!data.join("raymon-up.json").exists());
+}
+
+#[test]
+fn issue_6_no_grafana_binary_is_a_clear_error_before_anything_starts() {
+    let tmp = TempDir::new("upb");
+    let data = tmp.path().join("data");
+    let mut up = Up::start(
+        &[
+            "--attach".into(),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+            format!("--web.listen-address=127.0.0.1:{}", support::free_port()),
+        ],
+        &[("PATH", "/nonexistent".into())],
+        tmp.path(),
+    );
+    let status = up.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    assert!(up.stderr().contains("--grafana-bin"), "{}", up.stderr());
+}
+
+/// Kills whatever a failed real-Ray test left behind: every PID `up`
+/// recorded, and stragglers naming the temp dir.
+struct Leftovers {
+    data: PathBuf,
+    temp: PathBuf,
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let state = std::fs::read_to_string(self.data.join("raymon-up.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str::<raymon::launcher::supervisor::State>(&s).ok());
+        for p in state.iter().flat_map(|s| &s.pids).filter(|p| p.alive()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &p.pid.to_string()])
+                .status();
+        }
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &self.temp.display().to_string()])
+            .status();
+    }
+}
+
+fn processes_naming(needle: &str) -> Vec<(u32, String)> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me && alive(*pid))
+        .filter_map(|pid| {
+            let c = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            c.contains(needle).then_some((pid, c))
+        })
+        .collect()
+}
+
+#[test]
+fn issue_6_up_starts_real_ray_and_raymon_and_down_leaves_no_process() {
+    let _guard = support::RAY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = TempDir::new("upr");
+    let data = tmp.path().join("d");
+    let temp = tmp.path().join("r");
+    let _leftovers = Leftovers {
+        data: data.clone(),
+        temp: temp.clone(),
+    };
+    let (rport, dport, gcs) = (
+        support::free_port(),
+        support::free_port(),
+        support::free_port(),
+    );
+    let raymon_addr = format!("127.0.0.1:{rport}");
+    let mut up = Up::start(
+        &[
+            "--grafana=none".into(),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", temp.display()),
+            format!("--ray-bin={}", support::ray_bin().display()),
+            format!("--web.listen-address={raymon_addr}"),
+            format!("--dashboard-port={dport}"),
+            "--ready-timeout=240s".into(),
+            "--".into(),
+            format!("--port={gcs}"),
+            "--num-cpus=1".into(),
+            "--dashboard-host=127.0.0.1".into(),
+            "--disable-usage-stats".into(),
+        ],
+        &[
+            ("AUTOSCALER_METRIC_PORT", support::free_port().to_string()),
+            ("DASHBOARD_METRIC_PORT", support::free_port().to_string()),
+            ("RAY_USAGE_STATS_ENABLED", "0".into()),
+        ],
+        tmp.path(),
+    );
+    let stdout = up.wait_up(Duration::from_secs(300));
+    assert!(
+        stdout.contains(&format!("Ray dashboard:  http://127.0.0.1:{dport}/")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Grafana:"), "{stdout}");
+
+    // Ray's processes are known to `up`, and got the environment.
+    let state: raymon::launcher::supervisor::State =
+        serde_json::from_str(&std::fs::read_to_string(data.join("raymon-up.json")).unwrap())
+            .unwrap();
+    let ray_start = state
+        .children
+        .iter()
+        .find(|(n, _)| n == "ray")
+        .map(|(_, p)| p.pid)
+        .unwrap();
+    let environ =
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{ray_start}/environ")).unwrap())
+            .replace('\0', "\n");
+    assert!(environ.contains(&format!("RAY_PROMETHEUS_HOST=http://{raymon_addr}\n")));
+    assert!(environ.contains("RAY_PROMETHEUS_NAME=raymon\n"));
+    let ray_datasource = std::fs::read_to_string(
+        temp.join("session_latest/metrics/grafana/provisioning/datasources/default.yml"),
+    )
+    .unwrap();
+    assert!(ray_datasource.contains(&format!("url: http://{raymon_addr}")));
+
+    // raymon scrapes Ray through the temp dir's discovery file.
+    let n = support::wait_for(Duration::from_secs(90), "ray_* series", || {
+        let r = support::get(
+            &raymon_addr,
+            &format!(
+                "/federate?match[]={}",
+                support::enc(r#"{__name__=~"ray_.+"}"#)
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let n = r.body.lines().filter(|l| l.starts_with("ray_")).count();
+        if n > 20 {
+            Ok(n)
+        } else {
+            Err(format!("{n} ray_ series"))
+        }
+    });
+    eprintln!("{n} ray_* series scraped");
+
+    // Ray's backend asks raymon for `vector(1)` and finds it healthy.
+    let engine = support::get(&raymon_addr, "/api/v1/query?query=vector(1)").unwrap();
+    assert_eq!(engine.json()["status"], "success", "{}", engine.body);
+    let health = support::get(&format!("127.0.0.1:{dport}"), "/api/prometheus_health").unwrap();
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(health.json()["result"], true, "{}", health.body);
+    // And the head node's series answer through PromQL.
+    support::wait_for(Duration::from_secs(60), "ray_node_cpu_count", || {
+        let q = support::get(
+            &raymon_addr,
+            &format!(
+                "/api/v1/query?query={}",
+                support::enc("count(ray_node_cpu_count)")
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        if q.json()["data"]["result"][0]["value"][1] == "1" {
+            Ok(())
+        } else {
+            Err(q.body)
+        }
+    });
+
+    // Everything `up` started, Ray's workers included, ends with `down`.
+    let state: raymon::launcher::supervisor::State =
+        serde_json::from_str(&std::fs::read_to_string(data.join("raymon-up.json")).unwrap())
+            .unwrap();
+    assert!(
+        state.pids.len() >= 5,
+        "Ray's processes not tracked: {state:?}"
+    );
+    let stopping = std::time::Instant::now();
+    // A user's `tail -f` of a Ray log names the session dir but is not Ray's.
+    let session = std::fs::read_link(temp.join("session_latest")).unwrap();
+    let mut bystander = KillOnDrop(
+        Command::new("sh")
+            .args(["-c", "sleep 300", &session.display().to_string()])
+            .spawn()
+            .unwrap(),
+    );
+    let naming_temp: Vec<_> = processes_naming(&temp.display().to_string())
+        .into_iter()
+        .filter(|(pid, _)| *pid != bystander.pid())
+        .collect();
+    assert!(!naming_temp.is_empty());
+    let out = down(&data);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "raymon down took {:?}; up's log:\n{}",
+        stopping.elapsed(),
+        up.stderr()
+    );
+    let left: Vec<_> = state.pids.iter().filter(|p| p.alive()).collect();
+    assert!(left.is_empty(), "still running after down: {left:?}");
+    assert!(alive(bystander.pid()), "raymon down stopped a bystander");
+    bystander.terminate(Duration::from_secs(5));
+    let left = processes_naming(&temp.display().to_string());
+    assert!(left.is_empty(), "Ray processes left behind: {left:?}");
+    for (pid, _) in &naming_temp {
+        assert!(!alive(*pid), "{pid} survived");
+    }
+    let status = up.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status}: {}", up.stderr());
+}
+
+/// Targets raymon scrapes, as `instance` labels.
+fn target_instances(addr: &str) -> Result<Vec<String>, String> {
+    let r = support::get(addr, "/api/v1/targets").map_err(|e| e.to_string())?;
+    let v = r.json();
+    Ok(v["data"]["activeTargets"]
+        .as_array()
+        .ok_or("no activeTargets")?
+        .iter()
+        .map(|t| t["labels"]["instance"].as_str().unwrap_or("").to_string())
+        .collect())
+}
+
+/// A notebook that restarts Ray gets a new session: `up --attach` scrapes
+/// its targets and hands its dashboards to Grafana.
+#[test]
+fn issue_6_attach_follows_a_new_ray_session() {
+    let tmp = TempDir::new("upa");
+    let data = tmp.path().join("data");
+    let temp = tmp.path().join("ray");
+    let rport = support::free_port();
+    let addr = format!("127.0.0.1:{rport}");
+    // Ray's writer: the session's file, and the temp dir's link to it.
+    let session = |name: &str, target: &str, dashboard: &str| {
+        let s = temp.join(name);
+        let d = s.join("metrics/grafana/dashboards");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(dashboard), r#"{"panels":[]}"#).unwrap();
+        let sd = s.join("prom_metrics_service_discovery.json");
+        std::fs::write(
+            &sd,
+            format!(r#"[{{"labels": {{"job": "ray"}}, "targets": ["{target}"]}}]"#),
+        )
+        .unwrap();
+        for (link, to) in [
+            (temp.join("session_latest"), s.clone()),
+            (temp.join("prom_metrics_service_discovery.json"), sd),
+        ] {
+            let tmp_link = link.with_extension("new");
+            let _ = std::fs::remove_file(&tmp_link);
+            std::os::unix::fs::symlink(&to, &tmp_link).unwrap();
+            std::fs::rename(&tmp_link, &link).unwrap();
+        }
+    };
+    session("session_a", &addr, "a.json");
+    let mut up = Up::start(
+        &[
+            "--attach".into(),
+            "--grafana=none".into(),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", temp.display()),
+            format!("--web.listen-address={addr}"),
+        ],
+        &[],
+        tmp.path(),
+    );
+    up.wait_up(Duration::from_secs(60));
+    let dashboards = data.join("grafana/dashboards");
+    assert!(dashboards.join("a.json").is_file());
+    support::wait_for(Duration::from_secs(20), "session a's target", || {
+        let t = target_instances(&addr)?;
+        if t == [addr.clone()] {
+            Ok(())
+        } else {
+            Err(format!("{t:?}"))
+        }
+    });
+
+    let other = format!("127.0.0.1:{}", support::free_port());
+    session("session_b", &other, "b.json");
+    support::wait_for(Duration::from_secs(30), "session b's target", || {
+        let t = target_instances(&addr)?;
+        if t == [other.clone()] {
+            Ok(())
+        } else {
+            Err(format!("{t:?}"))
+        }
+    });
+    support::wait_for(Duration::from_secs(15), "session b's dashboards", || {
+        if dashboards.join("b.json").is_file() {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
+    });
+    assert!(down(&data).status.success());
+    assert!(up.wait_exit(Duration::from_secs(10)).success());
+}
+
+/// `up` killed hard cannot stop its children; `down` does, from the state file.
+#[test]
+fn issue_6_down_stops_children_of_an_up_that_was_killed() {
+    let tmp = TempDir::new("upk");
+    let data = tmp.path().join("data");
+    let record = tmp.path().join("record.json");
+    let mut up = Up::start(
+        &[
+            "--attach".into(),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+            format!("--grafana-bin={}", stand_ins().join("grafana").display()),
+            format!(
+                "--grafana-listen-address=127.0.0.1:{}",
+                support::free_port()
+            ),
+            format!("--web.listen-address=127.0.0.1:{}", support::free_port()),
+        ],
+        &[("RAYMON_STANDIN_RECORD", record.display().to_string())],
+        tmp.path(),
+    );
+    up.wait_up(Duration::from_secs(60));
+    let grafana_pid = recorded(&record)["pid"].as_u64().unwrap() as u32;
+    let _ = up.child.0.kill();
+    let _ = up.child.0.wait();
+    assert!(alive(grafana_pid), "Grafana should outlive a SIGKILLed up");
+    // A new `up` on the same data dir would lose track of it: refused.
+    let again = Command::new(env!("CARGO_BIN_EXE_raymon"))
+        .args([
+            "up",
+            "--attach",
+            "--grafana=none",
+            &format!("--data-dir={}", data.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("raymon down"));
+    let out = down(&data);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("raymon up is gone"));
+    assert!(!alive(grafana_pid), "Grafana survived raymon down");
+    assert!(!data.join("raymon-up.json").exists());
+}
+
+/// With Grafana (a stand-in) and behind JupyterHub, Ray's own backend finds
+/// Grafana healthy and hands the browser the proxied Grafana URL.
+#[test]
+fn issue_6_real_ray_reports_grafana_at_the_public_url() {
+    let _guard = support::RAY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = TempDir::new("upg");
+    let data = tmp.path().join("d");
+    let temp = tmp.path().join("r");
+    let _leftovers = Leftovers {
+        data: data.clone(),
+        temp: temp.clone(),
+    };
+    let (rport, dport, gport, gcs) = (
+        support::free_port(),
+        support::free_port(),
+        support::free_port(),
+        support::free_port(),
+    );
+    let mut up = Up::start(
+        &[
+            format!(
+                "--grafana-bin={}",
+                stand_ins().join("grafana-server").display()
+            ),
+            format!("--grafana-listen-address=127.0.0.1:{gport}"),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", temp.display()),
+            format!("--ray-bin={}", support::ray_bin().display()),
+            format!("--web.listen-address=127.0.0.1:{rport}"),
+            format!("--dashboard-port={dport}"),
+            "--ready-timeout=240s".into(),
+            "--".into(),
+            format!("--port={gcs}"),
+            "--num-cpus=1".into(),
+            "--dashboard-host=127.0.0.1".into(),
+            "--disable-usage-stats".into(),
+        ],
+        &[
+            ("AUTOSCALER_METRIC_PORT", support::free_port().to_string()),
+            ("DASHBOARD_METRIC_PORT", support::free_port().to_string()),
+            ("RAY_USAGE_STATS_ENABLED", "0".into()),
+            ("JUPYTERHUB_SERVICE_PREFIX", "/user/bob/shared-node/".into()),
+        ],
+        tmp.path(),
+    );
+    let stdout = up.wait_up(Duration::from_secs(300));
+    let hub = "https://jupyter.nersc.gov/user/bob/shared-node";
+    assert!(
+        stdout.contains(&format!("Ray dashboard:  {hub}/proxy/{dport}/\n")),
+        "{stdout}"
+    );
+    let r = support::get(&format!("127.0.0.1:{dport}"), "/api/grafana_health").unwrap();
+    let v = r.json();
+    assert_eq!(v["result"], true, "{}", r.body);
+    assert_eq!(
+        v["data"]["grafanaHost"],
+        format!("{hub}/proxy/{gport}"),
+        "{}",
+        r.body
+    );
+    assert_eq!(v["data"]["dashboardDatasource"], "raymon");
+    // Grafana got Ray's dashboards of this session.
+    assert!(
+        data.join("grafana/dashboards/default_grafana_dashboard.json")
+            .is_file()
+    );
+    assert!(down(&data).status.success());
+    assert!(up.wait_exit(Duration::from_secs(10)).success());
+    assert!(processes_naming(&temp.display().to_string()).is_empty());
+}
+
+/// Another user's Grafana on the port would pass the health check: refuse.
+#[test]
+fn issue_6_a_busy_grafana_port_is_refused() {
+    let tmp = TempDir::new("upp");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let mut up = Up::start(
+        &[
+            "--attach".into(),
+            format!("--data-dir={}", tmp.path().join("data").display()),
+            format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+            format!("--grafana-bin={}", stand_ins().join("grafana").display()),
+            format!("--grafana-listen-address=127.0.0.1:{port}"),
+            format!("--web.listen-address=127.0.0.1:{}", support::free_port()),
+        ],
+        &[],
+        tmp.path(),
+    );
+    let status = up.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    assert!(
+        up.stderr().contains("--grafana-listen-address"),
+        "{}",
+        up.stderr()
+    );
+}
+
+/// A Grafana that never becomes healthy stops `up` after the ready timeout,
+/// with the end of its log, and is not left running.
+#[test]
+fn issue_6_grafana_that_never_answers_times_out_with_its_log() {
+    let tmp = TempDir::new("uph");
+    let data = tmp.path().join("data");
+    let record = tmp.path().join("record.json");
+    let mut up = Up::start(
+        &[
+            "--attach".into(),
+            "--ready-timeout=3s".into(),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+            format!("--grafana-bin={}", stand_ins().join("grafana").display()),
+            format!(
+                "--grafana-listen-address=127.0.0.1:{}",
+                support::free_port()
+            ),
+            format!("--web.listen-address=127.0.0.1:{}", support::free_port()),
+        ],
+        &[
+            ("RAYMON_STANDIN_HANG", "1".into()),
+            ("RAYMON_STANDIN_RECORD", record.display().to_string()),
+        ],
+        tmp.path(),
+    );
+    let status = up.wait_exit(Duration::from_secs(60));
+    assert!(!status.success());
+    let err = up.stderr();
+    assert!(err.contains("Grafana not ready after 3s"), "{err}");
+    assert!(err.contains("stand-in hanging before it listens"), "{err}");
+    let pid = recorded(&record)["pid"].as_u64().unwrap() as u32;
+    assert!(!alive(pid), "Grafana left running");
+}
+
+/// The collector cannot listen: `up` stops and says why.
+#[test]
+fn issue_6_collector_that_cannot_listen_stops_up() {
+    let tmp = TempDir::new("upl");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut up = Up::start(
+        &[
+            "--attach".into(),
+            "--grafana=none".into(),
+            format!("--data-dir={}", tmp.path().join("data").display()),
+            format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+            format!("--web.listen-address={}", busy.local_addr().unwrap()),
+        ],
+        &[],
+        tmp.path(),
+    );
+    let status = up.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    let err = up.stderr();
+    assert!(err.contains("the collector stopped"), "{err}");
+    assert!(err.contains("cannot listen on"), "{err}");
+}
