@@ -3,6 +3,7 @@
 //! supervised children), and the client commands (`import`). The only module
 //! that uses `anyhow`.
 
+mod bench_tsdb;
 mod cli;
 pub mod env;
 pub mod grafana;
@@ -31,6 +32,10 @@ pub fn run() -> anyhow::Result<()> {
             what: cli::CheckWhat::Config { files },
         })) => check_config(&files),
         Some(Command::Serve(args)) => run_serve(*args),
+        Some(Command::BenchTsdb(args)) => {
+            init_logging("warn");
+            bench_tsdb::run(&args)
+        }
         Some(Command::Import(args)) => import::run(&args),
         Some(Command::Up(args)) => {
             init_logging(&args.serve.log_level);

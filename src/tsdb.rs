@@ -26,19 +26,22 @@
 //! - `head`: series in 16 shards, chunk cutting, the appender, gc.
 //! - `querier`: reads over a time range.
 //!
-//! Durability is layered on later without changing these seams:
-//! - The WAL hooks into the appender's commit: write a series record for
-//!   every series the batch created (`SeriesRef` + labels) and one samples
-//!   record for the batch, then apply. Replay appends through the same path.
-//! - Closed chunks are immutable bytes with their time range, ready to be
-//!   written as-is (prefixed with the encoding byte) to the key-value store;
-//!   `Head::gc` is the truncation step once they are persisted or expired.
-//! - Series references are never reused within a process, so a cached hint
-//!   can go stale but never points at another series.
+//! - `wal`: segment files and checkpoints (`docs/format/wal.md`).
+//! - `db`: the durable store: open by replay, the WAL attached to the head's
+//!   commits, background sync, retention and checkpoints.
+//!
+//! Durability: the head logs every new series and every committed batch to a
+//! [`head::CommitLog`] (the WAL) before the batch is applied and commit
+//! returns. Series references are never reused within a process, so a cached
+//! hint can go stale but never points at another series; across processes
+//! they mean nothing, and replay maps them.
 
 pub mod chunkenc;
+pub mod db;
 pub mod head;
 pub mod index;
 mod querier;
+pub mod wal;
 
+pub use db::{Db, DbOptions, DbStats, OpenStats};
 pub use head::{GcStats, Head, HeadOptions, HeadStats};

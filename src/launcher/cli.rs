@@ -45,6 +45,26 @@ pub enum Command {
     /// Backfill OpenMetrics text with timestamps (as `promtool tsdb
     /// create-blocks-from openmetrics` takes it) into a running raymon.
     Import(ImportArgs),
+    /// Measure the durable store on Ray-like data (append with WAL, memory
+    /// per series, restart time, bytes per sample on disk).
+    #[command(hide = true)]
+    BenchTsdb(BenchTsdbArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTsdbArgs {
+    /// Active series.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub series: usize,
+    /// Scrapes of every series, 15 s apart.
+    #[arg(long, default_value_t = 30)]
+    pub scrapes: usize,
+    /// Series per commit, as one scrape of one target.
+    #[arg(long, default_value_t = 2_000)]
+    pub batch: usize,
+    /// Data directory; it is emptied first.
+    #[arg(long)]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

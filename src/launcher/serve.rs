@@ -17,7 +17,7 @@ use crate::promql::engine::{Engine, EngineOptions};
 use crate::scrape;
 use crate::selfmetrics::{self, Gathered, HeadGauges, counting::CountingAppendable};
 use crate::storage::Appendable;
-use crate::tsdb::{Head, HeadOptions};
+use crate::tsdb::{Db, DbOptions, Head};
 use crate::web;
 
 /// Runs until SIGINT/SIGTERM or `POST /-/quit`.
@@ -49,7 +49,9 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         web_config_file: args.web_config_file.clone(),
         ..Default::default()
     };
-    let head = Arc::new(Head::new(HeadOptions::default()));
+    let db = Arc::new(open_storage(&args)?);
+    db.start_background();
+    let head = Arc::new(db.head().clone());
     let metrics = selfmetrics::Metrics::new();
     // Every write (scrapes, imports, remote write) goes through the counting wrapper.
     let store: Arc<dyn Appendable> =
@@ -175,8 +177,34 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     // Scrapers stop before storage closes, so no scrape is cut short.
     scrape_cancel.cancel();
     let _ = scrape_task.await;
-    info!("scraping stopped; storage flushed");
+    info!("scraping stopped; closing storage");
+    let closing = db.clone();
+    match tokio::task::spawn_blocking(move || closing.close()).await {
+        Ok(Ok(())) => info!("storage flushed and closed"),
+        Ok(Err(e)) => error!(error = %e, "cannot close storage cleanly; the WAL will be replayed"),
+        Err(e) => error!(error = %e, "storage close panicked; the WAL will be replayed"),
+    }
     Ok(())
+}
+
+/// Opens the durable store at `--storage.tsdb.path` with the retention flags.
+fn open_storage(args: &ServeArgs) -> anyhow::Result<Db> {
+    let retention = config::parse_duration(&args.retention_time)
+        .context("invalid --storage.tsdb.retention.time")?;
+    let size = args.retention_size.trim();
+    let retention_bytes = if size.is_empty() || size == "0" {
+        0
+    } else {
+        config::parse_size(size).context("invalid --storage.tsdb.retention.size")?
+    };
+    let opts = DbOptions {
+        retention_ms: retention.as_millis().min(i64::MAX as u128) as i64,
+        retention_bytes,
+        ..DbOptions::default()
+    };
+    let (db, _) = Db::open(&args.storage_path, opts)
+        .with_context(|| format!("cannot open storage at {}", args.storage_path.display()))?;
+    Ok(db)
 }
 
 /// The config's discovery jobs, counting file read errors into `metrics`.

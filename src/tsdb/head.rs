@@ -5,11 +5,16 @@
 //! appenders only contend within a shard; the index sits behind one `RwLock`
 //! that writers take only to create or drop series. Lock order is always
 //! shard, then index; nothing takes a shard lock while holding the index.
-//! This file knows nothing of WAL files, persistence or PromQL.
+//! This file knows nothing of WAL files, persistence or PromQL: a
+//! [`CommitLog`] attached with [`Head::set_commit_log`] sees every new series
+//! and every committed batch, and the snapshot/restore calls hand chunks out
+//! and back in.
 
 use std::hash::Hasher;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{
+    Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 
 use rustc_hash::{FxHashMap, FxHasher};
 
@@ -66,6 +71,39 @@ pub struct GcStats {
     pub removed_series: usize,
 }
 
+/// Where committed batches go before they become visible: the WAL.
+pub trait CommitLog: Send + Sync {
+    /// A series was created; called before any batch that names it is
+    /// logged, with the shard of `r` locked.
+    fn log_series(&self, r: SeriesRef, labels: &Labels);
+    /// Logs one batch; an error fails the commit and nothing is applied.
+    fn log_samples(
+        &self,
+        samples: &mut dyn Iterator<Item = (SeriesRef, i64, f64)>,
+    ) -> Result<(), Error>;
+}
+
+/// Number of shards, for callers that walk the head shard by shard.
+pub const SHARD_COUNT: usize = SHARDS;
+
+/// One chunk of a series as [`Head::snapshot_range`] hands it out.
+#[derive(Debug, Clone)]
+pub struct ChunkSnapshot {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub data: Arc<[u8]>,
+}
+
+/// A series with all its chunks (the open one last, copied).
+#[derive(Debug, Clone)]
+pub struct SeriesSnapshot {
+    pub r: SeriesRef,
+    pub labels: Labels,
+    pub last_t: i64,
+    pub last_v: u64,
+    pub chunks: Vec<ChunkSnapshot>,
+}
+
 /// The in-memory time-series store. Cloning is cheap and shares the store.
 #[derive(Clone, Default)]
 pub struct Head {
@@ -89,6 +127,11 @@ pub(crate) struct Inner {
     max_time: AtomicI64,
     // Samples before this are out of bounds: they were garbage-collected.
     min_valid_time: AtomicI64,
+    log: OnceLock<Arc<dyn CommitLog>>,
+    next_seq: AtomicU64,
+    // Commits hold it shared from logging to applying; a checkpoint holds it
+    // exclusively to find a moment when the log and the head agree.
+    gate: RwLock<()>,
 }
 
 impl Default for Inner {
@@ -104,7 +147,6 @@ struct Shard {
     // hash (a collision) go to `collisions`.
     by_hash: FxHashMap<u64, SeriesRef>,
     collisions: FxHashMap<u64, Vec<SeriesRef>>,
-    next_seq: u64,
 }
 
 struct ClosedChunk {
@@ -370,6 +412,16 @@ impl Inner {
             min_time: AtomicI64::new(i64::MAX),
             max_time: AtomicI64::new(i64::MIN),
             min_valid_time: AtomicI64::new(i64::MIN),
+            log: OnceLock::new(),
+            next_seq: AtomicU64::new(0),
+            gate: RwLock::new(()),
+        }
+    }
+
+    fn note_times(&self, lo: i64, hi: i64) {
+        if lo <= hi {
+            self.min_time.fetch_min(lo, Ordering::AcqRel);
+            self.max_time.fetch_max(hi, Ordering::AcqRel);
         }
     }
 
@@ -408,7 +460,13 @@ impl Inner {
     }
 
     /// Finds the series with exactly `labels`, creating it if needed.
-    fn get_or_create(&self, labels: &Labels) -> Result<(SeriesRef, MutexGuard<'_, Shard>), Error> {
+    /// A new series takes reference `want` if that is free and in the right
+    /// shard (restoring a checkpoint keeps references stable).
+    fn get_or_create(
+        &self,
+        labels: &Labels,
+        want: SeriesRef,
+    ) -> Result<(SeriesRef, MutexGuard<'_, Shard>), Error> {
         if labels.is_empty() {
             return Err(Error::EmptyLabelset);
         }
@@ -432,9 +490,21 @@ impl Inner {
                 }
             }
         }
-        shard.next_seq += 1;
-        let r = shard.next_seq << SHARD_BITS | si as u64;
+        // One counter for all shards: references grow in creation order, so
+        // postings lists take new series at their end (a bulk load from a
+        // checkpoint would otherwise insert into the middle, quadratically).
+        let r = if want != 0 && shard_of(want) == si && !shard.series.contains_key(&want) {
+            self.next_seq
+                .fetch_max(want >> SHARD_BITS, Ordering::Relaxed);
+            want
+        } else {
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed) + 1;
+            seq << SHARD_BITS | si as u64
+        };
         let syms = write(&self.index).add_series(r, labels);
+        if let Some(log) = self.log.get() {
+            log.log_series(r, labels);
+        }
         shard.series.insert(r, Box::new(MemSeries::new(syms, hash)));
         match shard.by_hash.entry(hash) {
             std::collections::hash_map::Entry::Occupied(_) => {
@@ -513,6 +583,166 @@ impl Head {
             inner.min_time.store(new_min, Ordering::Release);
         }
         stats
+    }
+
+    /// Attaches the log that sees every later series and commit. Only the
+    /// first call counts.
+    pub fn set_commit_log(&self, log: Arc<dyn CommitLog>) {
+        let _ = self.inner.log.set(log);
+    }
+
+    /// Runs `f` while no commit is between logging and applying.
+    pub fn quiesce<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _gate = write(&self.inner.gate);
+        f()
+    }
+
+    /// One more than the largest series reference handed out so far.
+    pub fn ref_limit(&self) -> SeriesRef {
+        (self.inner.next_seq.load(Ordering::Relaxed) + 1) << SHARD_BITS
+    }
+
+    /// Every series with `lo <= ref < hi` that holds samples, with its
+    /// chunks, sorted by reference.
+    pub fn snapshot_range(&self, lo: SeriesRef, hi: SeriesRef, out: &mut Vec<SeriesSnapshot>) {
+        let start = out.len();
+        for shard in &self.inner.shards {
+            let shard = lock(shard);
+            let ix = read(&self.inner.index);
+            self.snapshot_locked(&shard, &ix, lo, hi, out);
+        }
+        out[start..].sort_unstable_by_key(|s| s.r);
+    }
+
+    fn snapshot_locked(
+        &self,
+        shard: &Shard,
+        ix: &Index,
+        lo: SeriesRef,
+        hi: SeriesRef,
+        out: &mut Vec<SeriesSnapshot>,
+    ) {
+        for (&r, s) in &shard.series {
+            if r < lo || r >= hi || !s.has_last {
+                continue;
+            }
+            let mut chunks: Vec<ChunkSnapshot> = s
+                .closed
+                .iter()
+                .map(|c| ChunkSnapshot {
+                    min_t: c.min_t,
+                    max_t: c.max_t,
+                    data: c.data.clone(),
+                })
+                .collect();
+            if let Some(o) = &s.open
+                && o.chunk.num_samples() > 0
+            {
+                chunks.push(ChunkSnapshot {
+                    min_t: o.min_t,
+                    max_t: s.last_t,
+                    data: Arc::from(o.chunk.bytes()),
+                });
+            }
+            out.push(SeriesSnapshot {
+                r,
+                labels: ix.labels(&s.labels),
+                last_t: s.last_t,
+                last_v: s.last_v,
+                chunks,
+            });
+        }
+    }
+
+    /// Every series reference with its labels.
+    pub fn all_series(&self) -> Vec<(SeriesRef, Labels)> {
+        let mut out = Vec::new();
+        for shard in &self.inner.shards {
+            let shard = lock(shard);
+            let ix = read(&self.inner.index);
+            out.extend(shard.series.iter().map(|(&r, s)| (r, ix.labels(&s.labels))));
+        }
+        out
+    }
+
+    /// Finds or creates the series with `labels` (replay); a new series
+    /// takes reference `want` when it can, else a fresh one.
+    pub fn series_ref(&self, labels: &Labels, want: SeriesRef) -> Result<SeriesRef, Error> {
+        Ok(self.inner.get_or_create(labels, want)?.0)
+    }
+
+    /// Gives a series created by [`Head::series_ref`] the chunks of a
+    /// snapshot, if it holds no samples yet. The last chunk stays open for
+    /// appends.
+    pub fn restore_series(
+        &self,
+        r: SeriesRef,
+        last_t: i64,
+        last_v: u64,
+        mut chunks: Vec<ChunkSnapshot>,
+    ) {
+        let opts = &self.inner.opts;
+        let mut shard = lock(&self.inner.shards[shard_of(r)]);
+        let Some(s) = shard.series.get_mut(&r) else {
+            return;
+        };
+        if s.has_last || chunks.is_empty() {
+            return;
+        }
+        let lo = chunks[0].min_t;
+        let open = chunks
+            .pop()
+            .and_then(|c| match XorChunk::from_bytes(c.data.to_vec()) {
+                Ok(chunk) => Some(OpenChunk {
+                    min_t: c.min_t,
+                    chunk,
+                }),
+                Err(_) => {
+                    chunks.push(c);
+                    None
+                }
+            });
+        s.closed = chunks
+            .into_iter()
+            .map(|c| ClosedChunk {
+                min_t: c.min_t,
+                max_t: c.max_t,
+                data: c.data,
+            })
+            .collect();
+        s.next_at = open
+            .as_ref()
+            .map_or(i64::MIN, |o| range_for_timestamp(o.min_t, opts.chunk_range));
+        s.open = open;
+        s.last_t = last_t;
+        s.last_v = last_v;
+        s.has_last = true;
+        drop(shard);
+        self.inner.note_times(lo, last_t);
+    }
+
+    /// Appends logged samples (replay): no order errors, a sample not after
+    /// its series' last one is dropped. Sorts `batch` by shard to take each
+    /// lock once. Returns how many samples named no series.
+    pub fn replay_samples(&self, batch: &mut [(SeriesRef, i64, f64)]) -> usize {
+        batch.sort_by_key(|&(r, _, _)| shard_of(r));
+        let (mut lo, mut hi, mut unknown) = (i64::MAX, i64::MIN, 0);
+        for group in batch.chunk_by(|a, b| shard_of(a.0) == shard_of(b.0)) {
+            let mut shard = lock(&self.inner.shards[shard_of(group[0].0)]);
+            for &(r, t, v) in group {
+                match shard.series.get_mut(&r) {
+                    Some(s) => {
+                        if s.append(t, v, &self.inner.opts) {
+                            lo = lo.min(t);
+                            hi = hi.max(t);
+                        }
+                    }
+                    None => unknown += 1,
+                }
+            }
+        }
+        self.inner.note_times(lo, hi);
+        unknown
     }
 
     /// Counts and estimated memory.
@@ -663,10 +893,7 @@ impl HeadAppender {
                 }
             }
         }
-        if lo <= hi {
-            inner.min_time.fetch_min(lo, Ordering::AcqRel);
-            inner.max_time.fetch_max(hi, Ordering::AcqRel);
-        }
+        inner.note_times(lo, hi);
         self.last.clear();
     }
 }
@@ -695,7 +922,7 @@ impl Appender for HeadAppender {
         let res = match known {
             Some(res) => res,
             None => {
-                let (found, mut shard) = self.head.get_or_create(labels)?;
+                let (found, mut shard) = self.head.get_or_create(labels, 0)?;
                 r = found;
                 if let Some(&last) = self.last.get(&r) {
                     // Came by labels for a series that this batch already holds.
@@ -721,6 +948,20 @@ impl Appender for HeadAppender {
     }
 
     fn commit(mut self: Box<Self>) -> Result<(), Error> {
+        let head = self.head.clone();
+        let _gate = read(&head.gate);
+        if let Some(log) = head.log.get()
+            && self.pending.iter().any(|p| !p.is_empty())
+        {
+            let mut it = self
+                .pending
+                .iter()
+                .flat_map(|p| p.iter().map(|p| (p.r, p.t, p.v)));
+            if let Err(e) = log.log_samples(&mut it) {
+                self.finish(false);
+                return Err(e);
+            }
+        }
         self.finish(true);
         Ok(())
     }

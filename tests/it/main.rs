@@ -21,6 +21,7 @@ mod scrape_targets;
 mod serve;
 mod textparse;
 mod tsdb;
+mod tsdb_durable;
 mod up;
 mod web;
 mod web_server;

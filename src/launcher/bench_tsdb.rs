@@ -1,0 +1,215 @@
+//! `raymon bench-tsdb` (hidden): measures the durable store by hand on
+//! Ray-like data, for the figures that criterion cannot take (process RSS,
+//! restart of a million series, bytes on disk).
+//!
+//! It drives `tsdb::Db` through the storage seam only, one thread, and prints
+//! one line per figure. It knows nothing of scraping or HTTP.
+
+use std::time::Instant;
+
+use anyhow::Context;
+
+use super::cli::BenchTsdbArgs;
+use crate::model::Labels;
+use crate::storage::{Appendable, Queryable};
+use crate::tsdb::{Db, DbOptions};
+
+/// Labels shaped like Ray's (12 labels, values shared by many series).
+fn ray_labels(i: usize) -> Labels {
+    let node = i % 1000;
+    Labels::from_pairs([
+        ("__name__", format!("ray_metric_{}", i % 97)),
+        (
+            "Component",
+            ["raylet", "core_worker", "gcs"][i % 3].to_string(),
+        ),
+        ("JobId", format!("{:02}000000", i % 8)),
+        ("NodeAddress", format!("10.0.{}.{}", node / 250, node % 250)),
+        (
+            "SessionName",
+            "session_2026-11-26_03-35-11_178048_5703".to_string(),
+        ),
+        (
+            "State",
+            ["RUNNING", "FINISHED", "PENDING_NODE_ASSIGNMENT", "FAILED"][i % 4].to_string(),
+        ),
+        ("Version", "2.40.0".to_string()),
+        ("WorkerId", format!("{:056x}", i / 24)),
+        (
+            "instance",
+            format!("10.0.{}.{}:8080", node / 250, node % 250),
+        ),
+        ("job", "ray".to_string()),
+        ("ray_io_cluster", "raycluster-kuberay".to_string()),
+        (
+            "RayNodeType",
+            if node == 0 { "head" } else { "worker" }.to_string(),
+        ),
+    ])
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// The next value of series `i`, with the mix a Ray scrape shows: 58% of
+/// samples repeat the previous value (measured on the Prometheus 2.42 golden
+/// data), the rest are counter steps, integer gauges or one-decimal gauges.
+fn next_value(i: usize, prev: f64, rng: &mut Rng) -> f64 {
+    let x = rng.next();
+    if x % 100 < 58 {
+        return prev;
+    }
+    match i % 3 {
+        0 => prev + (x >> 8) as f64 % 50.0,
+        1 => ((x >> 8) % 4_000_000_000) as f64,
+        _ => ((x >> 8) % 1000) as f64 / 10.0,
+    }
+}
+
+/// CPU seconds the process has used (user + system), from procfs: wall time
+/// on a shared machine says more about the neighbours.
+fn cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(&args.dir);
+    let opts = DbOptions {
+        retention_ms: 0,
+        ..DbOptions::default()
+    };
+    let rss0 = rss_bytes();
+    let (db, _) = Db::open(&args.dir, opts.clone()).context("cannot open")?;
+    let labels: Vec<Labels> = (0..args.series).map(ray_labels).collect();
+    let rss_labels = rss_bytes();
+    let mut refs = vec![0u64; args.series];
+    let mut vals = vec![0f64; args.series];
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let base = 1_764_000_000_000i64;
+    let mut t_scrape = base;
+    let mut steady = std::time::Duration::ZERO;
+    let started = Instant::now();
+    let cpu_started = cpu_secs();
+    let mut cpu_first = 0.0;
+    for k in 0..args.scrapes {
+        let s0 = Instant::now();
+        // Real scrape timestamps mostly keep their interval exactly; 15% are
+        // a few milliseconds off (golden data).
+        t_scrape += 15_000;
+        for lo in (0..args.series).step_by(args.batch.max(1)) {
+            let hi = (lo + args.batch).min(args.series);
+            let jitter = match rng.next() % 100 {
+                0..85 => 0,
+                x => (x % 11) as i64 - 5,
+            };
+            let t = t_scrape + jitter;
+            let mut app = db.head().appender();
+            for i in lo..hi {
+                vals[i] = next_value(i, vals[i], &mut rng);
+                refs[i] = app.append(refs[i], &labels[i], t, vals[i])?;
+            }
+            app.commit()?;
+        }
+        if k > 0 {
+            steady += s0.elapsed();
+        } else {
+            cpu_first = cpu_secs();
+        }
+    }
+    let total = started.elapsed();
+    let cpu_steady = cpu_secs() - cpu_first;
+    let _ = cpu_started;
+    let samples = (args.series * args.scrapes) as f64;
+    let rss1 = rss_bytes();
+    let st = db.head().stats();
+    println!(
+        "series {} scrapes {} samples {samples}",
+        args.series, args.scrapes
+    );
+    println!(
+        "append with WAL: {:.2} M samples/s overall (incl. series creation), {:.2} M samples/s after the first scrape",
+        samples / total.as_secs_f64() / 1e6,
+        (samples - args.series as f64) / steady.as_secs_f64().max(1e-9) / 1e6
+    );
+    println!(
+        "append with WAL per CPU second: {:.2} M samples/s after the first scrape",
+        (samples - args.series as f64) / cpu_steady.max(1e-9) / 1e6
+    );
+    println!(
+        "RSS per active series: {} B (process RSS growth without the bench's own label vector); head estimate {} B",
+        rss1.saturating_sub(rss_labels) / args.series.max(1) as u64,
+        st.heap_bytes / args.series.max(1)
+    );
+    let _ = rss0;
+    let wal_bytes = db.disk_bytes();
+    println!("WAL bytes per sample: {:.2}", wal_bytes as f64 / samples);
+    // A crash: no close, the next open replays the WAL.
+    drop(db);
+    let (t0, c0) = (Instant::now(), cpu_secs());
+    let (db, st) = Db::open(&args.dir, opts.clone()).context("cannot reopen")?;
+    println!(
+        "restart after a crash (WAL replay of {} samples): {:.2} s wall, {:.2} s CPU (phases {:?})",
+        st.replay.samples,
+        t0.elapsed().as_secs_f64(),
+        cpu_secs() - c0,
+        st.phases
+    );
+    let q0 = Instant::now();
+    let n = db
+        .head()
+        .querier(i64::MIN, i64::MAX)?
+        .select(&[crate::model::Matcher::equal("__name__", "ray_metric_5")])?
+        .len();
+    println!(
+        "first query after restart: {n} series in {:.3} s",
+        q0.elapsed().as_secs_f64()
+    );
+    let (t0, c0) = (Instant::now(), cpu_secs());
+    db.close().context("cannot close")?;
+    let disk = db.disk_bytes();
+    println!(
+        "clean close (checkpoint) {:.2} s wall, {:.2} s CPU; on-disk bytes per sample: {:.3} ({disk} bytes)",
+        t0.elapsed().as_secs_f64(),
+        cpu_secs() - c0,
+        disk as f64 / samples
+    );
+    drop(db);
+    let (t0, c0) = (Instant::now(), cpu_secs());
+    let (db, st) = Db::open(&args.dir, opts).context("cannot reopen")?;
+    println!(
+        "restart after a clean close (checkpoint of {} series): {:.2} s wall, {:.2} s CPU (phases {:?})",
+        st.checkpoint_series,
+        t0.elapsed().as_secs_f64(),
+        cpu_secs() - c0,
+        st.phases
+    );
+    drop(db);
+    Ok(())
+}

@@ -1,0 +1,547 @@
+//! The durable store: a [`Head`] whose commits go through the WAL, opened by
+//! replaying the newest checkpoint and the segments after it, with a
+//! background thread that syncs the WAL, applies retention and writes
+//! checkpoints (which delete the segments they cover).
+//!
+//! This file owns the data directory's life cycle and the order of the steps
+//! above. It knows the WAL and the head only through their APIs, and nothing
+//! of scraping, PromQL or HTTP.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rustc_hash::FxHashMap;
+use tracing::{error, info, warn};
+
+use crate::model::Labels;
+use crate::storage::{self, SeriesRef};
+
+use super::head::{ChunkSnapshot, CommitLog, Head, HeadOptions};
+
+const CHECKPOINT_SLICES: u64 = 64;
+use super::wal::{self, CheckpointChunk, CheckpointSeries, Record, ReplayStats, Wal};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot create data directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Wal(#[from] wal::Error),
+    #[error("cannot restore series: {0}")]
+    Restore(#[from] storage::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    pub head: HeadOptions,
+    /// Samples older than this (milliseconds before now) are deleted; 0 keeps
+    /// everything.
+    pub retention_ms: i64,
+    /// The data directory is kept under this many bytes by deleting the
+    /// oldest samples; 0 means no limit.
+    pub retention_bytes: u64,
+    pub segment_size: u64,
+    /// `fdatasync` of the WAL at least this often.
+    pub sync_every: Duration,
+    /// A checkpoint at least this often, or when the WAL grew past
+    /// `checkpoint_bytes` since the last one.
+    pub checkpoint_every: Duration,
+    pub checkpoint_bytes: u64,
+    /// How often retention runs.
+    pub retention_every: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            head: HeadOptions::default(),
+            retention_ms: 15 * 24 * 3600 * 1000,
+            retention_bytes: 0,
+            segment_size: wal::DEFAULT_SEGMENT_SIZE,
+            sync_every: Duration::from_secs(1),
+            checkpoint_every: Duration::from_secs(3600),
+            checkpoint_bytes: 512 << 20,
+            retention_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What [`Db::open`] did.
+#[derive(Debug, Clone, Default)]
+pub struct OpenStats {
+    pub checkpoint: Option<u32>,
+    pub checkpoint_series: u64,
+    pub replay: ReplayStats,
+    /// Time spent loading the checkpoint, replaying the WAL, and logging
+    /// every series into the new segment.
+    pub phases: [Duration; 3],
+    pub elapsed: Duration,
+}
+
+struct WalLog(Arc<Wal>);
+
+impl CommitLog for WalLog {
+    fn log_series(&self, r: SeriesRef, labels: &Labels) {
+        self.0.log_series(r, labels);
+    }
+
+    fn log_samples(
+        &self,
+        samples: &mut dyn Iterator<Item = (SeriesRef, i64, f64)>,
+    ) -> Result<(), storage::Error> {
+        self.0.log_samples(samples).map_err(|e| {
+            error!(error = %e, "cannot write the WAL: the batch is refused");
+            match e {
+                wal::Error::Write { source, .. } => storage::Error::Io(source),
+                other => storage::Error::Other(other.to_string()),
+            }
+        })
+    }
+}
+
+/// Counters for self-monitoring (Prometheus's `prometheus_tsdb_*` names in
+/// brackets).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DbStats {
+    /// Bytes written to WAL segments (`prometheus_tsdb_wal_..._bytes`).
+    pub wal_bytes_written: u64,
+    /// Failed WAL writes, each a refused commit
+    /// (`prometheus_tsdb_wal_writes_failed_total`).
+    pub wal_write_failures: u64,
+    pub wal_segments_created: u64,
+    /// Checkpoints written and failed
+    /// (`prometheus_tsdb_checkpoint_creations_total`, `..._failed_total`).
+    pub checkpoints: u64,
+    pub checkpoint_failures: u64,
+    /// Chunks deleted by retention.
+    pub retention_removed_chunks: u64,
+    /// Bytes of the data directory (`prometheus_tsdb_storage_blocks_bytes`
+    /// plus the WAL).
+    pub disk_bytes: u64,
+}
+
+/// The durable store. [`Db::head`] is what scrapers and queries use.
+pub struct Db {
+    dir: PathBuf,
+    head: Head,
+    wal: Arc<Wal>,
+    opts: DbOptions,
+    // Serialises checkpoints and retention.
+    maintenance: Mutex<Maintenance>,
+    background: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+}
+
+struct Maintenance {
+    last_checkpoint: Instant,
+    wal_bytes_at_checkpoint: u64,
+    checkpoints: u64,
+    checkpoint_failures: u64,
+    retention_removed_chunks: u64,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("dir", &self.dir).finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Db {
+    /// Opens (or creates) the store in `dir`: loads the newest checkpoint,
+    /// replays the WAL after it, starts a new segment and applies retention.
+    /// Series keep their references across restarts when they can; one that
+    /// cannot (its label hash now picks another shard, after an upgrade) is
+    /// logged again with its new reference, so that later records never
+    /// depend on an older process's references.
+    pub fn open(dir: &Path, opts: DbOptions) -> Result<(Db, OpenStats), Error> {
+        let started = Instant::now();
+        std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let wal_dir = dir.join("wal");
+        let head = Head::new(opts.head.clone());
+        let mut st = OpenStats::default();
+        let checkpoints = wal::list_checkpoints(dir)?;
+        let mut map: FxHashMap<SeriesRef, SeriesRef> = FxHashMap::default();
+        // Series that could not keep their reference: the new segment must
+        // say what their new one is.
+        let mut moved: FxHashMap<SeriesRef, Labels> = FxHashMap::default();
+        // The newest checkpoint that reads cleanly wins; a broken one is
+        // reported and skipped (its segments were kept until it was whole).
+        let mut base = None;
+        for &n in checkpoints.iter().rev() {
+            map.clear();
+            moved.clear();
+            let mut restore_err = None;
+            let res = wal::read_checkpoint(dir, n, &mut |s: CheckpointSeries| match head
+                .series_ref(&s.labels, s.r)
+            {
+                Ok(r) => {
+                    if r != s.r {
+                        moved.insert(r, s.labels.clone());
+                        map.insert(s.r, r);
+                    }
+                    let chunks = s
+                        .chunks
+                        .into_iter()
+                        .map(|c| ChunkSnapshot {
+                            min_t: c.min_t,
+                            max_t: c.max_t,
+                            data: c.data,
+                        })
+                        .collect();
+                    head.restore_series(r, s.last_t, s.last_v, chunks);
+                }
+                Err(e) => restore_err = Some(e),
+            });
+            match res {
+                Ok(count) => {
+                    st.checkpoint_series = count;
+                    base = Some(n);
+                    break;
+                }
+                Err(e) => error!(error = %e, "cannot load checkpoint, trying an older one"),
+            }
+            if let Some(e) = restore_err {
+                warn!(error = %e, "a checkpoint series was skipped");
+            }
+        }
+        st.checkpoint = base;
+        st.phases[0] = started.elapsed();
+        let mut dropped = 0u64;
+        let mut batch = Vec::new();
+        st.replay = wal::replay(&wal_dir, base, &mut |rec| match rec {
+            Record::Series(list) => {
+                for (old, labels) in list {
+                    match head.series_ref(labels, *old) {
+                        Ok(r) => {
+                            // A later record for the same reference replaces
+                            // the mapping; most keep their reference.
+                            if r != *old {
+                                moved.insert(r, labels.clone());
+                                map.insert(*old, r);
+                            } else {
+                                map.remove(old);
+                            }
+                        }
+                        Err(_) => dropped += 1,
+                    }
+                }
+            }
+            Record::Samples(list) => {
+                batch.clear();
+                batch.extend(
+                    list.iter()
+                        .map(|&(old, t, v)| (map.get(&old).copied().unwrap_or(old), t, v)),
+                );
+                dropped += head.replay_samples(&mut batch) as u64;
+            }
+        })?;
+        st.phases[1] = started.elapsed() - st.phases[0];
+        if dropped > 0 {
+            warn!(
+                dropped,
+                "WAL samples or series without a known series were skipped"
+            );
+        }
+        if let Some(c) = &st.replay.corruption {
+            error!(corruption = %c, "the WAL was corrupt: samples after the damage are lost; serving what was recovered");
+        }
+        // Segments a checkpoint covers may outlive it after a crash.
+        for n in wal::list_segments(&wal_dir)? {
+            if base.is_some_and(|b| n <= b) {
+                let _ = std::fs::remove_file(wal_dir.join(wal::segment_name(n)));
+            }
+        }
+        let next = wal::list_segments(&wal_dir)?
+            .last()
+            .copied()
+            .max(base)
+            .map_or(1, |n| n + 1);
+        let wal = Arc::new(Wal::create(&wal_dir, next, opts.segment_size)?);
+        for (r, labels) in &moved {
+            wal.log_series(*r, labels);
+        }
+        wal.flush_series()?;
+        wal.sync()?;
+        head.set_commit_log(Arc::new(WalLog(wal.clone())));
+        st.elapsed = started.elapsed();
+        st.phases[2] = st.elapsed - st.phases[0] - st.phases[1];
+        info!(
+            series = head.stats().num_series,
+            checkpoint = ?base,
+            wal_samples = st.replay.samples,
+            elapsed_ms = st.elapsed.as_millis() as u64,
+            "storage opened"
+        );
+        let db = Db {
+            dir: dir.to_path_buf(),
+            head,
+            wal,
+            opts,
+            maintenance: Mutex::new(Maintenance {
+                last_checkpoint: Instant::now(),
+                wal_bytes_at_checkpoint: 0,
+                checkpoints: 0,
+                checkpoint_failures: 0,
+                retention_removed_chunks: 0,
+            }),
+            background: Mutex::new(None),
+        };
+        // What expired while the process was down goes now, from disk too.
+        db.apply_retention(now_ms())?;
+        Ok((db, st))
+    }
+
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// Bytes of the data directory (checkpoints and WAL).
+    pub fn disk_bytes(&self) -> u64 {
+        wal::dir_bytes(&self.dir) + self.wal.disk_bytes()
+    }
+
+    /// Writes a checkpoint of the whole head and deletes the segments and
+    /// checkpoints it replaces. Returns the checkpoint's size in bytes.
+    pub fn checkpoint(&self) -> Result<u64, Error> {
+        let mut m = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.checkpoint_locked(&mut m)
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> DbStats {
+        let m = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let w = &self.wal.stats;
+        DbStats {
+            wal_bytes_written: w.bytes_written.load(Ordering::Relaxed),
+            wal_write_failures: w.write_failures.load(Ordering::Relaxed),
+            wal_segments_created: w.segments_created.load(Ordering::Relaxed),
+            checkpoints: m.checkpoints,
+            checkpoint_failures: m.checkpoint_failures,
+            retention_removed_chunks: m.retention_removed_chunks,
+            disk_bytes: self.disk_bytes(),
+        }
+    }
+
+    fn checkpoint_locked(&self, m: &mut Maintenance) -> Result<u64, Error> {
+        let res = self.write_checkpoint(m);
+        match &res {
+            Ok(_) => m.checkpoints += 1,
+            Err(_) => m.checkpoint_failures += 1,
+        }
+        res
+    }
+
+    fn write_checkpoint(&self, m: &mut Maintenance) -> Result<u64, Error> {
+        // After the rotation every batch in the closed segments is in the
+        // head, so a snapshot taken from now on covers them.
+        let closed = self.head.quiesce(|| self.wal.rotate())?;
+        // Written in reference order, in slices of the reference space, so
+        // that loading appends to the postings lists instead of inserting.
+        let head = &self.head;
+        let limit = head.ref_limit();
+        let step = (limit / CHECKPOINT_SLICES).max(1);
+        let mut lo: SeriesRef = 0;
+        let mut snap = Vec::new();
+        let bytes = wal::write_checkpoint(&self.dir, closed, &mut |out| {
+            snap.clear();
+            let hi = lo.saturating_add(step);
+            head.snapshot_range(lo, hi, &mut snap);
+            lo = hi;
+            out.extend(snap.drain(..).map(|s| {
+                CheckpointSeries {
+                    r: s.r,
+                    labels: s.labels,
+                    last_t: s.last_t,
+                    last_v: s.last_v,
+                    chunks: s
+                        .chunks
+                        .into_iter()
+                        .map(|c| CheckpointChunk {
+                            min_t: c.min_t,
+                            max_t: c.max_t,
+                            data: c.data,
+                        })
+                        .collect(),
+                }
+            }));
+            lo < limit
+        })?;
+        let wal_dir = self.wal.dir();
+        for n in wal::list_segments(wal_dir)? {
+            if n <= closed {
+                let _ = std::fs::remove_file(wal_dir.join(wal::segment_name(n)));
+            }
+        }
+        for n in wal::list_checkpoints(&self.dir)? {
+            if n < closed {
+                let _ = std::fs::remove_file(self.dir.join(wal::checkpoint_name(n)));
+            }
+        }
+        m.last_checkpoint = Instant::now();
+        m.wal_bytes_at_checkpoint = self.wal.stats.bytes_written.load(Ordering::Relaxed);
+        info!(segment = closed, bytes, "checkpoint written");
+        Ok(bytes)
+    }
+
+    /// Deletes samples older than the retention time, then the oldest ones
+    /// until the directory fits the size limit; writes a checkpoint when
+    /// anything was deleted so that the disk space comes back.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<(), Error> {
+        let mut m = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut removed = 0;
+        let cutoff = now_ms.saturating_sub(self.opts.retention_ms);
+        // Only a head that holds expired samples is collected: gc also
+        // refuses later samples before the cutoff, which an empty store has
+        // no reason to do (a backfill goes in, and a later pass expires it).
+        if self.opts.retention_ms > 0 && self.head.time_bounds().is_some_and(|(lo, _)| lo < cutoff)
+        {
+            let g = self.head.gc(cutoff);
+            removed += g.removed_chunks;
+            m.retention_removed_chunks += g.removed_chunks as u64;
+        }
+        if removed > 0 {
+            self.checkpoint_locked(&mut m)?;
+        }
+        if self.opts.retention_bytes > 0 {
+            // Each round drops the oldest quarter of the time span held.
+            for _ in 0..8 {
+                if self.disk_bytes() <= self.opts.retention_bytes {
+                    break;
+                }
+                let Some((lo, hi)) = self.head.time_bounds() else {
+                    break;
+                };
+                let cut = lo + (hi - lo) / 4 + 1;
+                let g = self.head.gc(cut);
+                m.retention_removed_chunks += g.removed_chunks as u64;
+                info!(
+                    cut,
+                    chunks = g.removed_chunks,
+                    "size retention deleted old samples"
+                );
+                self.checkpoint_locked(&mut m)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One pass of background work; returns after deciding what was due.
+    fn tick(&self, last_retention: &mut Instant) {
+        if let Err(e) = self.wal.sync() {
+            error!(error = %e, "cannot sync the WAL");
+        }
+        if last_retention.elapsed() >= self.opts.retention_every {
+            *last_retention = Instant::now();
+            if let Err(e) = self.apply_retention(now_ms()) {
+                error!(error = %e, "retention failed");
+            }
+        }
+        let due = {
+            let m = self
+                .maintenance
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let grown = self
+                .wal
+                .stats
+                .bytes_written
+                .load(Ordering::Relaxed)
+                .saturating_sub(m.wal_bytes_at_checkpoint);
+            m.last_checkpoint.elapsed() >= self.opts.checkpoint_every
+                || grown >= self.opts.checkpoint_bytes
+        };
+        if due && let Err(e) = self.checkpoint() {
+            error!(error = %e, "checkpoint failed, the WAL keeps everything");
+            let mut m = self
+                .maintenance
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // Do not retry in a tight loop on a full disk.
+            m.last_checkpoint = Instant::now();
+        }
+    }
+
+    /// Starts the background thread (sync, retention, checkpoints).
+    pub fn start_background(self: &Arc<Self>) {
+        let (tx, rx) = mpsc::channel::<()>();
+        let db = Arc::downgrade(self);
+        let every = self.opts.sync_every;
+        let spawned = std::thread::Builder::new()
+            .name("raymon-tsdb".to_string())
+            .spawn(move || {
+                let mut last_retention = Instant::now();
+                loop {
+                    match rx.recv_timeout(every) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
+                    let Some(db) = db.upgrade() else { return };
+                    db.tick(&mut last_retention);
+                }
+            });
+        match spawned {
+            Ok(h) => {
+                *self
+                    .background
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some((tx, h));
+            }
+            Err(e) => error!(error = %e, "cannot start the storage background thread"),
+        }
+    }
+
+    /// Stops background work, writes a final checkpoint (so the next start
+    /// replays no WAL) and syncs. Call after every appender is done.
+    pub fn close(&self) -> Result<(), Error> {
+        let bg = self
+            .background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((tx, h)) = bg {
+            drop(tx);
+            let _ = h.join();
+        }
+        self.wal.flush_series()?;
+        self.wal.sync()?;
+        self.checkpoint()?;
+        self.wal.sync()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

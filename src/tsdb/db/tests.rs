@@ -1,0 +1,238 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::*;
+use crate::model::{Matcher, STALE_NAN_BITS};
+use crate::storage::{Appendable, Queryable};
+
+fn tmp(tag: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("rm-db-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+fn opts() -> DbOptions {
+    DbOptions {
+        retention_ms: 0,
+        segment_size: 64 << 10,
+        ..DbOptions::default()
+    }
+}
+
+fn series(i: usize) -> Labels {
+    Labels::from_pairs([
+        ("__name__", "ray_node_cpu"),
+        ("instance", format!("n{i}").as_str()),
+    ])
+}
+
+fn value(i: usize, k: i64) -> f64 {
+    match k % 7 {
+        6 => f64::from_bits(STALE_NAN_BITS),
+        _ => (i as f64 + 0.1) * k as f64 / 3.0,
+    }
+}
+
+/// Appends `scrapes` batches of `n` series, one commit each.
+fn ingest(head: &Head, n: usize, from: i64, scrapes: i64) {
+    let mut refs = vec![0; n];
+    for k in from..from + scrapes {
+        let mut app = head.appender();
+        for (i, r) in refs.iter_mut().enumerate() {
+            *r = app.append(*r, &series(i), k * 1000, value(i, k)).unwrap();
+        }
+        app.commit().unwrap();
+    }
+}
+
+fn dump(head: &Head) -> Vec<(Labels, Vec<(i64, u64)>)> {
+    let q = head.querier(i64::MIN, i64::MAX).unwrap();
+    q.select(&[Matcher::equal("__name__", "ray_node_cpu")])
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            (
+                s.labels,
+                s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
+            )
+        })
+        .collect()
+}
+
+fn expected(n: usize, scrapes: i64) -> Vec<(Labels, Vec<(i64, u64)>)> {
+    let mut out: Vec<_> = (0..n)
+        .map(|i| {
+            (
+                series(i),
+                (0..scrapes)
+                    .map(|k| (k * 1000, value(i, k).to_bits()))
+                    .collect(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn a_crash_loses_no_committed_sample() {
+    let dir = tmp("crash");
+    let (db, st) = Db::open(&dir, opts()).unwrap();
+    assert_eq!(st.replay.samples, 0);
+    ingest(db.head(), 50, 0, 200);
+    // No close: the process dies here.
+    drop(db);
+    let (db, st) = Db::open(&dir, opts()).unwrap();
+    assert_eq!(st.replay.samples, 50 * 200);
+    assert_eq!(dump(db.head()), expected(50, 200));
+    // The second life's references differ; a third life still maps them.
+    ingest(db.head(), 50, 200, 100);
+    drop(db);
+    let (db, _) = Db::open(&dir, opts()).unwrap();
+    assert_eq!(dump(db.head()), expected(50, 300));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn checkpoints_replace_segments_and_reopen_exactly() {
+    let dir = tmp("ckpt");
+    let (db, _) = Db::open(&dir, opts()).unwrap();
+    ingest(db.head(), 40, 0, 300);
+    let before = wal::list_segments(&dir.join("wal")).unwrap();
+    assert!(before.len() >= 2);
+    db.checkpoint().unwrap();
+    assert_eq!(db.stats().checkpoints, 1);
+    let after = wal::list_segments(&dir.join("wal")).unwrap();
+    assert_eq!(after, vec![*before.last().unwrap() + 1]);
+    // Samples after the checkpoint live in the WAL only.
+    ingest(db.head(), 40, 300, 50);
+    drop(db);
+    let (db, st) = Db::open(&dir, opts()).unwrap();
+    assert!(st.checkpoint.is_some());
+    assert_eq!(st.checkpoint_series, 40);
+    assert_eq!(st.replay.samples, 40 * 50);
+    assert_eq!(dump(db.head()), expected(40, 350));
+    // Appends continue the restored open chunks.
+    ingest(db.head(), 40, 350, 10);
+    db.close().unwrap();
+    let (db, st) = Db::open(&dir, opts()).unwrap();
+    assert_eq!(
+        st.replay.samples, 0,
+        "a clean close leaves nothing to replay"
+    );
+    assert_eq!(dump(db.head()), expected(40, 360));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_full_disk_fails_commits_loudly_and_ingestion_resumes() {
+    let dir = tmp("full");
+    let (db, _) = Db::open(&dir, opts()).unwrap();
+    ingest(db.head(), 5, 0, 10);
+    db.wal().set_fail_writes(true);
+    let mut app = db.head().appender();
+    app.append(0, &series(0), 10_000, 1.0).unwrap();
+    app.append(0, &series(99), 10_000, 1.0).unwrap();
+    assert!(app.commit().is_err());
+    assert_eq!(db.stats().wal_write_failures, 1);
+    // Nothing of the refused batch is visible; queries keep working.
+    assert_eq!(dump(db.head()), expected(5, 10));
+    db.wal().set_fail_writes(false);
+    ingest(db.head(), 5, 10, 5);
+    drop(db);
+    let (db, _) = Db::open(&dir, opts()).unwrap();
+    assert_eq!(dump(db.head()), expected(5, 15));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn retention_deletes_old_samples_on_disk_too() {
+    let dir = tmp("ret");
+    let o = DbOptions {
+        retention_ms: 100_000,
+        ..opts()
+    };
+    let (db, _) = Db::open(&dir, opts()).unwrap();
+    // The last two hours at 1 s: several closed chunks per series.
+    let now = now_ms();
+    let start = now - 7_200_000;
+    let mut refs = [0; 3];
+    for k in 0..7200 {
+        let mut app = db.head().appender();
+        for (i, r) in refs.iter_mut().enumerate() {
+            *r = app
+                .append(*r, &series(i), start + k * 1000, value(i, k))
+                .unwrap();
+        }
+        app.commit().unwrap();
+    }
+    drop(db);
+    let (db, _) = Db::open(&dir, o.clone()).unwrap();
+    let kept = dump(db.head());
+    assert_eq!(kept.len(), 3);
+    // Whole chunks go: what is left starts at most one chunk before the cut.
+    assert!(kept.iter().all(|(_, s)| s[0].0 >= now - 100_000 - 240_000));
+    assert!(
+        kept.iter()
+            .all(|(_, s)| s.last().unwrap().0 == start + 7_199_000)
+    );
+    drop(db);
+    let (db, st) = Db::open(&dir, o).unwrap();
+    assert!(st.checkpoint.is_some());
+    assert_eq!(dump(db.head()), kept);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn size_retention_keeps_the_directory_under_the_limit() {
+    let dir = tmp("size");
+    let (db, _) = Db::open(&dir, opts()).unwrap();
+    ingest(db.head(), 20, 0, 2000);
+    let full = db.disk_bytes();
+    let o = DbOptions {
+        retention_bytes: full / 3,
+        ..opts()
+    };
+    drop(db);
+    let (db, _) = Db::open(&dir, o).unwrap();
+    db.apply_retention(0).unwrap();
+    assert!(
+        db.disk_bytes() <= full / 3,
+        "{} > {}",
+        db.disk_bytes(),
+        full / 3
+    );
+    let kept = dump(db.head());
+    assert!(!kept.is_empty() && kept[0].1.last().unwrap().0 == 1_999_000);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn concurrent_appenders_replay_completely() {
+    let dir = tmp("conc");
+    let (db, _) = Db::open(&dir, opts()).unwrap();
+    let db = Arc::new(db);
+    let threads: Vec<_> = (0..4)
+        .map(|th| {
+            let head = db.head().clone();
+            std::thread::spawn(move || {
+                let mut refs = [0; 25];
+                for k in 0..200i64 {
+                    let mut app = head.appender();
+                    for (i, r) in refs.iter_mut().enumerate() {
+                        let l = series(th * 25 + i);
+                        *r = app.append(*r, &l, k * 1000, value(th * 25 + i, k)).unwrap();
+                    }
+                    app.commit().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    drop(db);
+    let (db, _) = Db::open(&dir, opts()).unwrap();
+    assert_eq!(dump(db.head()), expected(100, 200));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

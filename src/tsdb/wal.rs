@@ -1,0 +1,707 @@
+//! The write-ahead log: segment files of checksummed records
+//! (`docs/format/wal.md`), the writer that commits log to before they return,
+//! and the reader that replays segments and checkpoints.
+//!
+//! This file owns the byte layout of segments and checkpoint files. It knows
+//! series only as references, labels and chunk bytes; it does not know the
+//! head's locking or chunk cutting, nor anything of scraping or HTTP.
+
+mod codec;
+mod crc32c;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tracing::{error, warn};
+
+use crate::model::Labels;
+use crate::storage::SeriesRef;
+
+pub use codec::{CheckpointChunk, CheckpointSeries};
+
+/// Segments are cut at this size; a single larger record is written alone.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 128 << 20;
+
+const SEGMENT_MAGIC: &[u8; 4] = b"RWAL";
+const CHECKPOINT_MAGIC: &[u8; 4] = b"RCKP";
+const VERSION: u8 = 1;
+const HEADER_LEN: u64 = 8;
+const RECORD_HEADER_LEN: usize = 9;
+// A bound on one record, so that a corrupt length is not taken for an
+// allocation request.
+const MAX_RECORD_LEN: u32 = 1 << 30;
+
+const TYPE_SERIES: u8 = 1;
+const TYPE_SAMPLES: u8 = 2;
+const TYPE_CHECKPOINT_SERIES: u8 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot create WAL directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open WAL segment {n}")]
+    OpenSegment {
+        n: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write WAL segment {n}")]
+    Write {
+        n: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot sync WAL segment {n}")]
+    Sync {
+        n: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write checkpoint {path}")]
+    WriteCheckpoint {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: bad header (not a raymon file of version {VERSION})")]
+    BadHeader { path: PathBuf },
+    #[error("{path}: corrupt record at offset {offset}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("writes are failing (injected for tests)")]
+    Injected,
+}
+
+impl Error {
+    /// The I/O error underneath, if any.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            Error::CreateDir { source, .. }
+            | Error::OpenSegment { source, .. }
+            | Error::Write { source, .. }
+            | Error::Sync { source, .. }
+            | Error::Read { source, .. }
+            | Error::WriteCheckpoint { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The file name of segment `n`.
+pub fn segment_name(n: u32) -> String {
+    format!("{n:08}")
+}
+
+/// The file name of the checkpoint that covers segments up to `n`.
+pub fn checkpoint_name(n: u32) -> String {
+    format!("checkpoint.{n:08}")
+}
+
+/// Segment numbers in `dir`, ascending.
+pub fn list_segments(dir: &Path) -> Result<Vec<u32>, Error> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(source) => {
+            return Err(Error::Read {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.len() == 8
+            && name.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(n) = name.parse()
+        {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Checkpoint numbers in `dir`, ascending; deletes leftover `.tmp` files.
+pub fn list_checkpoints(dir: &Path) -> Result<Vec<u32>, Error> {
+    let mut out = Vec::new();
+    let rd = fs::read_dir(dir).map_err(|source| Error::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix("checkpoint.") else {
+            continue;
+        };
+        if rest.ends_with(".tmp") {
+            // A checkpoint that a crash interrupted: the segments it would
+            // have replaced are still there.
+            let _ = fs::remove_file(e.path());
+            continue;
+        }
+        if let Ok(n) = rest.parse() {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn header(magic: &[u8; 4]) -> [u8; HEADER_LEN as usize] {
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[..4].copy_from_slice(magic);
+    h[4] = VERSION;
+    h
+}
+
+/// Appends a framed record of type `typ` whose payload is `buf[start + 9..]`,
+/// after reserving the 9 header bytes at `start`.
+fn frame(buf: &mut [u8], start: usize, typ: u8) {
+    let payload_len = (buf.len() - start - RECORD_HEADER_LEN) as u32;
+    let mut crc = crc32c::update(0, &[typ]);
+    crc = crc32c::update(crc, &buf[start + RECORD_HEADER_LEN..]);
+    buf[start] = typ;
+    buf[start + 1..start + 5].copy_from_slice(&payload_len.to_be_bytes());
+    buf[start + 5..start + 9].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Counters of the writer, readable without its lock.
+#[derive(Debug, Default)]
+pub struct WalStats {
+    pub bytes_written: AtomicU64,
+    pub records_written: AtomicU64,
+    pub write_failures: AtomicU64,
+    pub segments_created: AtomicU64,
+}
+
+struct Writer {
+    n: u32,
+    file: File,
+    size: u64,
+    // Encoded series entries waiting for the next write: they go out before
+    // the samples that could name them.
+    series: Vec<u8>,
+    buf: Vec<u8>,
+    dirty: bool,
+}
+
+/// The log writer. Every call writes with `write()` before returning, so a
+/// killed process loses nothing that was acknowledged; `sync` makes it
+/// survive a power cut too.
+pub struct Wal {
+    dir: PathBuf,
+    segment_size: u64,
+    w: Mutex<Writer>,
+    fail_writes: AtomicBool,
+    pub stats: WalStats,
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal").field("dir", &self.dir).finish()
+    }
+}
+
+fn create_segment(dir: &Path, n: u32) -> Result<File, Error> {
+    let path = dir.join(segment_name(n));
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .map_err(|source| Error::OpenSegment { n, source })?;
+    f.write_all(&header(SEGMENT_MAGIC))
+        .map_err(|source| Error::Write { n, source })?;
+    Ok(f)
+}
+
+impl Wal {
+    /// Starts a new segment numbered `n` in `dir`.
+    pub fn create(dir: &Path, n: u32, segment_size: u64) -> Result<Wal, Error> {
+        fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let file = create_segment(dir, n)?;
+        let stats = WalStats::default();
+        stats.segments_created.fetch_add(1, Ordering::Relaxed);
+        Ok(Wal {
+            dir: dir.to_path_buf(),
+            segment_size: segment_size.max(4096),
+            w: Mutex::new(Writer {
+                n,
+                file,
+                size: HEADER_LEN,
+                series: Vec::new(),
+                buf: Vec::with_capacity(64 << 10),
+                dirty: true,
+            }),
+            fail_writes: AtomicBool::new(false),
+            stats,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The number of the segment being written.
+    pub fn current_segment(&self) -> u32 {
+        lock(&self.w).n
+    }
+
+    /// Makes writes fail as a full disk would (tests of the error path).
+    pub fn set_fail_writes(&self, fail: bool) {
+        self.fail_writes.store(fail, Ordering::Relaxed);
+    }
+
+    /// Queues a series entry; it is written with the next batch.
+    pub fn log_series(&self, r: SeriesRef, labels: &Labels) {
+        let mut w = lock(&self.w);
+        codec::put_series(&mut w.series, r, labels);
+    }
+
+    /// Writes queued series and one samples record for `samples`.
+    pub fn log_samples(
+        &self,
+        samples: &mut dyn Iterator<Item = (SeriesRef, i64, f64)>,
+    ) -> Result<(), Error> {
+        let mut w = lock(&self.w);
+        let w = &mut *w;
+        w.buf.clear();
+        if !w.series.is_empty() {
+            w.buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+            w.buf.extend_from_slice(&w.series);
+            frame(&mut w.buf, 0, TYPE_SERIES);
+        }
+        let start = w.buf.len();
+        w.buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+        if codec::put_samples(&mut w.buf, samples) == 0 {
+            w.buf.truncate(start);
+        } else {
+            frame(&mut w.buf, start, TYPE_SAMPLES);
+        }
+        if w.buf.is_empty() {
+            return Ok(());
+        }
+        self.write_buf(w)?;
+        w.series.clear();
+        Ok(())
+    }
+
+    /// Writes every queued series entry.
+    pub fn flush_series(&self) -> Result<(), Error> {
+        let mut w = lock(&self.w);
+        let w = &mut *w;
+        if w.series.is_empty() {
+            return Ok(());
+        }
+        w.buf.clear();
+        w.buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+        w.buf.extend_from_slice(&w.series);
+        frame(&mut w.buf, 0, TYPE_SERIES);
+        self.write_buf(w)?;
+        w.series.clear();
+        Ok(())
+    }
+
+    fn write_buf(&self, w: &mut Writer) -> Result<(), Error> {
+        let len = w.buf.len() as u64;
+        if w.size > HEADER_LEN && w.size + len > self.segment_size {
+            self.rotate_locked(w)?;
+        }
+        let res = if self.fail_writes.load(Ordering::Relaxed) {
+            Err(Error::Injected)
+        } else {
+            w.file
+                .write_all(&w.buf)
+                .map_err(|source| Error::Write { n: w.n, source })
+        };
+        if let Err(e) = res {
+            self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
+            // Nothing half-written may stay in front of later records.
+            let _ = w.file.set_len(w.size);
+            let _ = w.file.seek(SeekFrom::Start(w.size));
+            return Err(e);
+        }
+        w.size += len;
+        w.dirty = true;
+        self.stats.bytes_written.fetch_add(len, Ordering::Relaxed);
+        self.stats.records_written.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn rotate_locked(&self, w: &mut Writer) -> Result<u32, Error> {
+        let n = w.n;
+        w.file
+            .sync_data()
+            .map_err(|source| Error::Sync { n, source })?;
+        let file = create_segment(&self.dir, n + 1)?;
+        w.file = file;
+        w.n = n + 1;
+        w.size = HEADER_LEN;
+        w.dirty = true;
+        self.stats.segments_created.fetch_add(1, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Closes the current segment and starts the next; returns the number
+    /// of the closed one.
+    pub fn rotate(&self) -> Result<u32, Error> {
+        let mut w = lock(&self.w);
+        self.rotate_locked(&mut w)
+    }
+
+    /// `fdatasync`s the current segment if anything was written since the
+    /// last call.
+    pub fn sync(&self) -> Result<(), Error> {
+        let mut w = lock(&self.w);
+        if !w.dirty {
+            return Ok(());
+        }
+        let n = w.n;
+        w.file
+            .sync_data()
+            .map_err(|source| Error::Sync { n, source })?;
+        w.dirty = false;
+        Ok(())
+    }
+
+    /// Bytes of every segment file in the directory.
+    pub fn disk_bytes(&self) -> u64 {
+        dir_bytes(&self.dir)
+    }
+}
+
+/// Total size of the files directly in `dir`.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// What replay found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplayStats {
+    pub segments: usize,
+    pub series_records: u64,
+    pub samples: u64,
+    /// Partial records at the end of a segment, dropped.
+    pub torn: usize,
+    /// Set when replay stopped at a corrupt record.
+    pub corruption: Option<String>,
+}
+
+/// One decoded WAL record, handed to the replay callback.
+pub enum Record<'a> {
+    Series(&'a [(SeriesRef, Labels)]),
+    Samples(&'a [(SeriesRef, i64, f64)]),
+}
+
+enum Next {
+    Record(u8, u64),
+    End,
+    Torn(u64),
+    Corrupt(u64, String),
+}
+
+/// Reads the next record of `r` into `payload`.
+fn read_record(
+    r: &mut impl Read,
+    offset: u64,
+    payload: &mut Vec<u8>,
+) -> Result<Next, std::io::Error> {
+    let mut h = [0u8; RECORD_HEADER_LEN];
+    let got = read_full(r, &mut h)?;
+    if got == 0 {
+        return Ok(Next::End);
+    }
+    if got < RECORD_HEADER_LEN {
+        return Ok(Next::Torn(offset));
+    }
+    let typ = h[0];
+    let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]);
+    let crc = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
+    if !(TYPE_SERIES..=TYPE_CHECKPOINT_SERIES).contains(&typ) {
+        return Ok(Next::Corrupt(offset, format!("unknown record type {typ}")));
+    }
+    if len > MAX_RECORD_LEN {
+        return Ok(Next::Corrupt(offset, format!("record length {len}")));
+    }
+    payload.clear();
+    payload.resize(len as usize, 0);
+    if read_full(r, payload)? < len as usize {
+        return Ok(Next::Torn(offset));
+    }
+    let want = crc32c::update(crc32c::update(0, &[typ]), payload);
+    if want != crc {
+        return Ok(Next::Corrupt(offset, "checksum mismatch".to_string()));
+    }
+    Ok(Next::Record(
+        typ,
+        offset + RECORD_HEADER_LEN as u64 + len as u64,
+    ))
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, std::io::Error> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn open_checked(path: &Path, magic: &[u8; 4]) -> Result<Option<BufReader<File>>, Error> {
+    let f = File::open(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut r = BufReader::with_capacity(1 << 20, f);
+    let mut h = [0u8; HEADER_LEN as usize];
+    let got = read_full(&mut r, &mut h).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if got < HEADER_LEN as usize {
+        // A segment whose header a crash cut short holds nothing.
+        return Ok(None);
+    }
+    if &h[..4] != magic || h[4] != VERSION {
+        return Err(Error::BadHeader {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(Some(r))
+}
+
+/// Replays the segments of `dir` numbered above `after`, in order, calling
+/// `f` with each record. A partial record at the end of a segment is cut
+/// off; a corrupt record stops replay, the segment is truncated there and
+/// the later segments are renamed `*.corrupt`, and the corruption is logged
+/// and returned in the stats (the caller keeps serving).
+pub fn replay(
+    dir: &Path,
+    after: Option<u32>,
+    f: &mut dyn FnMut(Record<'_>),
+) -> Result<ReplayStats, Error> {
+    let mut st = ReplayStats::default();
+    let segs: Vec<u32> = list_segments(dir)?
+        .into_iter()
+        .filter(|&n| after.is_none_or(|a| n > a))
+        .collect();
+    let mut payload = Vec::new();
+    let mut series = Vec::new();
+    let mut samples = Vec::new();
+    for (i, &n) in segs.iter().enumerate() {
+        let path = dir.join(segment_name(n));
+        st.segments += 1;
+        let Some(mut r) = open_checked(&path, SEGMENT_MAGIC)? else {
+            continue;
+        };
+        let mut offset = HEADER_LEN;
+        loop {
+            let next = read_record(&mut r, offset, &mut payload).map_err(|source| Error::Read {
+                path: path.clone(),
+                source,
+            })?;
+            match next {
+                Next::End => break,
+                Next::Torn(at) => {
+                    warn!(segment = %path.display(), offset = at, "dropping a partial record at the end of a WAL segment");
+                    st.torn += 1;
+                    truncate(&path, at);
+                    break;
+                }
+                Next::Corrupt(at, reason) => {
+                    let msg = format!(
+                        "{}: corrupt record at offset {at}: {reason}",
+                        path.display()
+                    );
+                    error!(segment = %path.display(), offset = at, %reason, "WAL corruption: replay stops here, later records are set aside");
+                    truncate(&path, at);
+                    for &m in &segs[i + 1..] {
+                        let p = dir.join(segment_name(m));
+                        let _ = fs::rename(&p, p.with_extension("corrupt"));
+                    }
+                    st.corruption = Some(msg);
+                    return Ok(st);
+                }
+                Next::Record(typ, end) => {
+                    let ok = match typ {
+                        TYPE_SERIES => {
+                            series.clear();
+                            let ok = codec::get_series(&payload, &mut series);
+                            st.series_records += series.len() as u64;
+                            f(Record::Series(&series));
+                            ok
+                        }
+                        TYPE_SAMPLES => {
+                            samples.clear();
+                            let ok = codec::get_samples(&payload, &mut samples);
+                            st.samples += samples.len() as u64;
+                            f(Record::Samples(&samples));
+                            ok
+                        }
+                        _ => false,
+                    };
+                    if !ok {
+                        let msg =
+                            format!("{}: undecodable record at offset {offset}", path.display());
+                        error!(segment = %path.display(), offset, "WAL corruption: a record with a good checksum does not decode");
+                        st.corruption = Some(msg);
+                        return Ok(st);
+                    }
+                    offset = end;
+                }
+            }
+        }
+    }
+    Ok(st)
+}
+
+fn truncate(path: &Path, at: u64) {
+    if let Ok(f) = OpenOptions::new().write(true).open(path)
+        && let Err(e) = f.set_len(at)
+    {
+        warn!(error = %e, segment = %path.display(), "cannot truncate WAL segment");
+    }
+}
+
+/// Writes a checkpoint: `next` yields series until it returns false.
+/// The file is written under a temporary name, synced and renamed, so a
+/// crash leaves either the old state or the new one.
+pub fn write_checkpoint(
+    dir: &Path,
+    n: u32,
+    next: &mut dyn FnMut(&mut Vec<CheckpointSeries>) -> bool,
+) -> Result<u64, Error> {
+    let path = dir.join(checkpoint_name(n));
+    let tmp = dir.join(format!("{}.tmp", checkpoint_name(n)));
+    let werr = |source| Error::WriteCheckpoint {
+        path: path.clone(),
+        source,
+    };
+    let f = File::create(&tmp).map_err(werr)?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    let mut bytes = HEADER_LEN;
+    let res = (|| -> Result<(), std::io::Error> {
+        w.write_all(&header(CHECKPOINT_MAGIC))?;
+        let mut batch = Vec::new();
+        let mut buf = Vec::new();
+        loop {
+            batch.clear();
+            let more = next(&mut batch);
+            for s in &batch {
+                buf.clear();
+                buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+                codec::put_checkpoint_series(&mut buf, s);
+                frame(&mut buf, 0, TYPE_CHECKPOINT_SERIES);
+                w.write_all(&buf)?;
+                bytes += buf.len() as u64;
+            }
+            if !more {
+                break;
+            }
+        }
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        Ok(())
+    })();
+    if let Err(e) = res {
+        let _ = fs::remove_file(&tmp);
+        return Err(werr(e));
+    }
+    fs::rename(&tmp, &path).map_err(werr)?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(bytes)
+}
+
+/// Reads checkpoint `n`, calling `f` with each series.
+pub fn read_checkpoint(
+    dir: &Path,
+    n: u32,
+    f: &mut dyn FnMut(CheckpointSeries),
+) -> Result<u64, Error> {
+    let path = dir.join(checkpoint_name(n));
+    let Some(mut r) = open_checked(&path, CHECKPOINT_MAGIC)? else {
+        return Err(Error::BadHeader { path });
+    };
+    let mut payload = Vec::new();
+    let mut offset = HEADER_LEN;
+    let mut count = 0;
+    loop {
+        let next = read_record(&mut r, offset, &mut payload).map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
+        match next {
+            Next::End => return Ok(count),
+            Next::Torn(at) => {
+                return Err(Error::Corrupt {
+                    path,
+                    offset: at,
+                    reason: "truncated".to_string(),
+                });
+            }
+            Next::Corrupt(at, reason) => {
+                return Err(Error::Corrupt {
+                    path,
+                    offset: at,
+                    reason,
+                });
+            }
+            Next::Record(_, end) => {
+                let Some(s) = codec::get_checkpoint_series(&payload) else {
+                    return Err(Error::Corrupt {
+                        path,
+                        offset,
+                        reason: "undecodable series".to_string(),
+                    });
+                };
+                count += 1;
+                f(s);
+                offset = end;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

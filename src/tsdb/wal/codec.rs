@@ -1,0 +1,236 @@
+//! Payload encodings of WAL and checkpoint records (`docs/format/wal.md`).
+//!
+//! Pure byte work: no files, no locks. Decoders return false/None on bytes
+//! that do not parse, never panic.
+
+use std::sync::Arc;
+
+use crate::model::{Label, Labels};
+use crate::storage::SeriesRef;
+
+/// One chunk of a series in a checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointChunk {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub data: Arc<[u8]>,
+}
+
+/// One series with all its chunks, as a checkpoint holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointSeries {
+    pub r: SeriesRef,
+    pub labels: Labels,
+    pub last_t: i64,
+    pub last_v: u64,
+    pub chunks: Vec<CheckpointChunk>,
+}
+
+const XOR: u8 = 1;
+
+pub fn put_uvarint(buf: &mut Vec<u8>, mut x: u64) {
+    while x >= 0x80 {
+        buf.push(x as u8 | 0x80);
+        x >>= 7;
+    }
+    buf.push(x as u8);
+}
+
+pub fn put_varint(buf: &mut Vec<u8>, x: i64) {
+    put_uvarint(buf, ((x << 1) ^ (x >> 63)) as u64);
+}
+
+struct Dec<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Dec<'a> {
+    fn uvarint(&mut self) -> Option<u64> {
+        let mut x = 0u64;
+        let mut s = 0;
+        for (i, &c) in self.b.iter().enumerate() {
+            if i == 10 {
+                return None;
+            }
+            if c < 0x80 {
+                x |= (c as u64) << s;
+                self.b = &self.b[i + 1..];
+                return Some(x);
+            }
+            x |= ((c & 0x7f) as u64) << s;
+            s += 7;
+        }
+        None
+    }
+
+    fn varint(&mut self) -> Option<i64> {
+        let u = self.uvarint()?;
+        Some((u >> 1) as i64 ^ -((u & 1) as i64))
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        let (h, rest) = self.b.split_first_chunk::<8>()?;
+        self.b = rest;
+        Some(u64::from_be_bytes(*h))
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        let (&h, rest) = self.b.split_first()?;
+        self.b = rest;
+        Some(h)
+    }
+
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.b.len() {
+            return None;
+        }
+        let (h, rest) = self.b.split_at(n);
+        self.b = rest;
+        Some(h)
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.uvarint()? as usize;
+        std::str::from_utf8(self.bytes(n)?).ok()
+    }
+
+    fn labels(&mut self) -> Option<Labels> {
+        let n = self.uvarint()? as usize;
+        if n > self.b.len() {
+            return None;
+        }
+        let mut pairs = Vec::with_capacity(n);
+        let mut sorted = true;
+        for _ in 0..n {
+            let name = self.str()?;
+            let value = self.str()?;
+            if let Some(last) = pairs.last() {
+                let last: &Label = last;
+                sorted &= last.name.as_str() < name;
+            }
+            pairs.push(Label {
+                name: name.to_string(),
+                value: value.to_string(),
+            });
+        }
+        // Writers log sorted labels; anything else goes through the builder.
+        Some(if sorted {
+            Labels::from_sorted(pairs)
+        } else {
+            Labels::from_pairs(pairs.into_iter().map(|l| (l.name, l.value)))
+        })
+    }
+}
+
+fn put_labels(buf: &mut Vec<u8>, labels: &Labels) {
+    put_uvarint(buf, labels.len() as u64);
+    for l in labels {
+        put_uvarint(buf, l.name.len() as u64);
+        buf.extend_from_slice(l.name.as_bytes());
+        put_uvarint(buf, l.value.len() as u64);
+        buf.extend_from_slice(l.value.as_bytes());
+    }
+}
+
+/// Appends one series entry.
+pub fn put_series(buf: &mut Vec<u8>, r: SeriesRef, labels: &Labels) {
+    buf.extend_from_slice(&r.to_be_bytes());
+    put_labels(buf, labels);
+}
+
+/// Decodes a series record's entries into `out`.
+pub fn get_series(payload: &[u8], out: &mut Vec<(SeriesRef, Labels)>) -> bool {
+    let mut d = Dec { b: payload };
+    while !d.b.is_empty() {
+        let Some(r) = d.u64() else { return false };
+        let Some(l) = d.labels() else { return false };
+        out.push((r, l));
+    }
+    true
+}
+
+/// Appends a samples payload; returns how many samples it holds.
+pub fn put_samples(
+    buf: &mut Vec<u8>,
+    samples: &mut dyn Iterator<Item = (SeriesRef, i64, f64)>,
+) -> usize {
+    let Some((r, t, v)) = samples.next() else {
+        return 0;
+    };
+    buf.extend_from_slice(&t.to_be_bytes());
+    let base = t;
+    let mut n = 1;
+    let one = |buf: &mut Vec<u8>, r: SeriesRef, t: i64, v: f64| {
+        put_uvarint(buf, r);
+        put_varint(buf, t.wrapping_sub(base));
+        buf.extend_from_slice(&v.to_bits().to_be_bytes());
+    };
+    one(buf, r, t, v);
+    for (r, t, v) in samples {
+        one(buf, r, t, v);
+        n += 1;
+    }
+    n
+}
+
+/// Decodes a samples payload into `out`.
+pub fn get_samples(payload: &[u8], out: &mut Vec<(SeriesRef, i64, f64)>) -> bool {
+    let mut d = Dec { b: payload };
+    let Some(base) = d.u64() else { return false };
+    let base = base as i64;
+    while !d.b.is_empty() {
+        let (Some(r), Some(dt), Some(v)) = (d.uvarint(), d.varint(), d.u64()) else {
+            return false;
+        };
+        out.push((r, base.wrapping_add(dt), f64::from_bits(v)));
+    }
+    true
+}
+
+pub fn put_checkpoint_series(buf: &mut Vec<u8>, s: &CheckpointSeries) {
+    buf.extend_from_slice(&s.r.to_be_bytes());
+    put_labels(buf, &s.labels);
+    buf.extend_from_slice(&s.last_t.to_be_bytes());
+    buf.extend_from_slice(&s.last_v.to_be_bytes());
+    put_uvarint(buf, s.chunks.len() as u64);
+    for c in &s.chunks {
+        buf.push(XOR);
+        buf.extend_from_slice(&c.min_t.to_be_bytes());
+        buf.extend_from_slice(&c.max_t.to_be_bytes());
+        put_uvarint(buf, c.data.len() as u64);
+        buf.extend_from_slice(&c.data);
+    }
+}
+
+pub fn get_checkpoint_series(payload: &[u8]) -> Option<CheckpointSeries> {
+    let mut d = Dec { b: payload };
+    let r = d.u64()?;
+    let labels = d.labels()?;
+    let last_t = d.u64()? as i64;
+    let last_v = d.u64()?;
+    let n = d.uvarint()? as usize;
+    if n > d.b.len() {
+        return None;
+    }
+    let mut chunks = Vec::with_capacity(n);
+    for _ in 0..n {
+        if d.u8()? != XOR {
+            return None;
+        }
+        let min_t = d.u64()? as i64;
+        let max_t = d.u64()? as i64;
+        let len = d.uvarint()? as usize;
+        chunks.push(CheckpointChunk {
+            min_t,
+            max_t,
+            data: Arc::from(d.bytes(len)?),
+        });
+    }
+    d.b.is_empty().then_some(CheckpointSeries {
+        r,
+        labels,
+        last_t,
+        last_v,
+        chunks,
+    })
+}
