@@ -132,7 +132,21 @@ pub(crate) struct Inner {
     // Commits hold it shared from logging to applying; a checkpoint holds it
     // exclusively to find a moment when the log and the head agree.
     gate: RwLock<()>,
+    // Emptied appender buffers kept for the next appender: a scrape's batch
+    // would otherwise grow 16 vectors and a map from nothing every time.
+    spare: Mutex<Vec<AppendBuffers>>,
 }
+
+/// An appender's per-batch buffers.
+#[derive(Default)]
+struct AppendBuffers {
+    pending: [Vec<Pending>; SHARDS],
+    last: FxHashMap<SeriesRef, (i64, u64)>,
+}
+
+/// Spare buffers kept at most, and the largest batch whose buffers are kept.
+const SPARE_BUFFERS: usize = 16;
+const SPARE_MAX_SAMPLES: usize = 1 << 16;
 
 impl Default for Inner {
     fn default() -> Self {
@@ -415,6 +429,7 @@ impl Inner {
             log: OnceLock::new(),
             next_seq: AtomicU64::new(0),
             gate: RwLock::new(()),
+            spare: Mutex::new(Vec::new()),
         }
     }
 
@@ -811,10 +826,11 @@ struct HeadAppender {
 
 impl Appendable for Head {
     fn appender(&self) -> Box<dyn Appender> {
+        let AppendBuffers { pending, last } = lock(&self.inner.spare).pop().unwrap_or_default();
         Box::new(HeadAppender {
             head: self.inner.clone(),
-            pending: Default::default(),
-            last: FxHashMap::default(),
+            pending,
+            last,
             min_valid: self.inner.min_valid_time.load(Ordering::Acquire),
             done: false,
         })
@@ -975,6 +991,17 @@ impl Drop for HeadAppender {
     fn drop(&mut self) {
         if !self.done {
             self.finish(false);
+        }
+        // Invariant: `finish` left the buffers empty.
+        debug_assert!(self.pending.iter().all(Vec::is_empty) && self.last.is_empty());
+        if self.last.capacity() <= SPARE_MAX_SAMPLES {
+            let mut spare = lock(&self.head.spare);
+            if spare.len() < SPARE_BUFFERS {
+                spare.push(AppendBuffers {
+                    pending: std::mem::take(&mut self.pending),
+                    last: std::mem::take(&mut self.last),
+                });
+            }
         }
     }
 }
