@@ -982,8 +982,14 @@ fn issue_6_up_starts_real_ray_and_raymon_and_down_leaves_no_process() {
     // A user's `tail -f` of a Ray log names the session dir but is not Ray's.
     let session = std::fs::read_link(temp.join("session_latest")).unwrap();
     let mut bystander = KillOnDrop(
+        // In its own process group, so the sleep dies with it, and without
+        // the test's output pipe, which a leftover would hold open.
         Command::new("sh")
             .args(["-c", "sleep 300", &session.display().to_string()])
+            .process_group(0)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
     );
@@ -1006,6 +1012,8 @@ fn issue_6_up_starts_real_ray_and_raymon_and_down_leaves_no_process() {
     let left: Vec<_> = state.pids.iter().filter(|p| p.alive()).collect();
     assert!(left.is_empty(), "still running after down: {left:?}");
     assert!(alive(bystander.pid()), "raymon down stopped a bystander");
+    let group = format!("-{}", bystander.pid());
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
     bystander.terminate(Duration::from_secs(5));
     let left = processes_naming(&temp.display().to_string());
     assert!(left.is_empty(), "Ray processes left behind: {left:?}");
