@@ -13,6 +13,7 @@
 
 pub mod cluster;
 pub mod exposition;
+pub mod labels;
 pub mod measure;
 pub mod report;
 

@@ -445,35 +445,9 @@ fn gc_drops_old_chunks_series_and_postings() {
     assert_eq!(head.time_bounds(), None);
 }
 
-/// Labels shaped like Ray's: 12 labels, values shared across many series.
+/// Ray-like labels over 64 nodes.
 fn ray_labels(i: usize) -> Labels {
-    let node = i % 64;
-    Labels::from_pairs([
-        ("__name__", format!("ray_metric_{}", i % 97)),
-        (
-            "Component",
-            ["raylet", "core_worker", "gcs"][i % 3].to_string(),
-        ),
-        ("JobId", format!("{:02}000000", i % 8)),
-        ("NodeAddress", format!("10.0.{}.{}", node / 16, node % 16)),
-        (
-            "SessionName",
-            "session_2026-11-26_03-35-11_178048_5703".to_string(),
-        ),
-        (
-            "State",
-            ["RUNNING", "FINISHED", "PENDING_NODE_ASSIGNMENT", "FAILED"][i % 4].to_string(),
-        ),
-        ("Version", "2.40.0".to_string()),
-        ("WorkerId", format!("{:056x}", i / 24)),
-        ("instance", format!("10.0.{}.{}:8080", node / 16, node % 16)),
-        ("job", "ray".to_string()),
-        ("ray_io_cluster", "raycluster-kuberay".to_string()),
-        (
-            "RayNodeType",
-            if node == 0 { "head" } else { "worker" }.to_string(),
-        ),
-    ])
+    raymon::bench::labels::ray_like_labels(i, 64, 16)
 }
 
 #[test]
