@@ -162,10 +162,23 @@ pub struct HeadGauges {
     pub time_bounds: Option<(i64, i64)>,
 }
 
+/// What the durable store reports (`tsdb::DbStats`), when there is one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StorageGauges {
+    pub wal_bytes_written: u64,
+    pub wal_write_failures: u64,
+    pub wal_segments_created: u64,
+    pub checkpoints: u64,
+    pub checkpoint_failures: u64,
+    pub retention_removed_chunks: u64,
+    pub disk_bytes: u64,
+}
+
 /// Everything the launcher reads for one render besides the counters.
 #[derive(Debug, Clone)]
 pub struct Gathered {
     pub head: HeadGauges,
+    pub storage: Option<StorageGauges>,
     /// Active targets per scrape job.
     pub pool_targets: BTreeMap<String, u64>,
     /// Targets discovery found per scrape job, before relabeling.
@@ -182,6 +195,7 @@ impl Default for Gathered {
     fn default() -> Self {
         Gathered {
             head: HeadGauges::default(),
+            storage: None,
             pool_targets: BTreeMap::new(),
             discovered_targets: BTreeMap::new(),
             config_reload_success: true,
@@ -355,6 +369,9 @@ impl Metrics {
     }
 
     fn render_tsdb(&self, w: &mut Writer, g: &Gathered) {
+        if let Some(st) = &g.storage {
+            render_storage(w, st);
+        }
         let t = &self.tsdb;
         w.family(
             "prometheus_tsdb_head_chunks",
@@ -454,6 +471,60 @@ pub fn go_duration(d: Duration) -> String {
         (0, 0) => secs,
         (0, m) => format!("{m}m{secs}"),
         (h, m) => format!("{h}h{m}m{secs}"),
+    }
+}
+
+/// The durable store's figures: Prometheus's names where Prometheus has the
+/// same figure, `raymon_` ones where ours differs (the checkpoint-and-WAL store
+/// has no blocks).
+fn render_storage(w: &mut Writer, st: &StorageGauges) {
+    let families: [(&str, &str, &str, u64); 7] = [
+        (
+            "prometheus_tsdb_checkpoint_creations_failed_total",
+            "Total number of checkpoint creations that failed.",
+            "counter",
+            st.checkpoint_failures,
+        ),
+        (
+            "prometheus_tsdb_checkpoint_creations_total",
+            "Total number of checkpoint creations attempted.",
+            "counter",
+            st.checkpoints + st.checkpoint_failures,
+        ),
+        (
+            "prometheus_tsdb_wal_writes_failed_total",
+            "Total number of WAL writes that failed.",
+            "counter",
+            st.wal_write_failures,
+        ),
+        (
+            "raymon_tsdb_retention_removed_chunks_total",
+            "Chunks deleted by time or size retention.",
+            "counter",
+            st.retention_removed_chunks,
+        ),
+        (
+            "raymon_tsdb_storage_bytes",
+            "Bytes of the data directory: checkpoints and WAL.",
+            "gauge",
+            st.disk_bytes,
+        ),
+        (
+            "raymon_tsdb_wal_bytes_written_total",
+            "Bytes written to WAL segments.",
+            "counter",
+            st.wal_bytes_written,
+        ),
+        (
+            "raymon_tsdb_wal_segments_created_total",
+            "WAL segment files created.",
+            "counter",
+            st.wal_segments_created,
+        ),
+    ];
+    for (name, help, kind, v) in families {
+        w.family(name, help, kind);
+        w.sample(name, &[], v as f64);
     }
 }
 

@@ -15,7 +15,7 @@ use crate::config;
 use crate::discovery;
 use crate::promql::engine::{Engine, EngineOptions};
 use crate::scrape;
-use crate::selfmetrics::{self, Gathered, HeadGauges, counting::CountingAppendable};
+use crate::selfmetrics::{self, Gathered, HeadGauges, StorageGauges, counting::CountingAppendable};
 use crate::storage::Appendable;
 use crate::tsdb::{Db, DbOptions, Head};
 use crate::web;
@@ -108,6 +108,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     state.self_metrics = Some(self_metrics(
         &state,
         metrics.clone(),
+        db.clone(),
         head.clone(),
         scrape_status,
         discovered_rx,
@@ -224,6 +225,7 @@ fn discovery_jobs(
 fn self_metrics(
     state: &web::AppState,
     metrics: selfmetrics::Metrics,
+    db: Arc<Db>,
     head: Arc<Head>,
     scrape_status: scrape::ScrapeStatus,
     targets: tokio::sync::watch::Receiver<discovery::Targets>,
@@ -243,12 +245,22 @@ fn self_metrics(
             })
             .collect();
         let cs = *config_status.read().unwrap_or_else(|e| e.into_inner());
+        let st = db.stats();
         metrics.render(&Gathered {
             head: HeadGauges {
                 series: stats.num_series as u64,
                 chunks: stats.num_chunks as u64,
                 time_bounds: head.time_bounds(),
             },
+            storage: Some(StorageGauges {
+                wal_bytes_written: st.wal_bytes_written,
+                wal_write_failures: st.wal_write_failures,
+                wal_segments_created: st.wal_segments_created,
+                checkpoints: st.checkpoints,
+                checkpoint_failures: st.checkpoint_failures,
+                retention_removed_chunks: st.retention_removed_chunks,
+                disk_bytes: st.disk_bytes,
+            }),
             pool_targets: scrape_status.pool_target_counts(),
             discovered_targets: discovered,
             config_reload_success: cs.success,

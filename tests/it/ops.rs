@@ -545,6 +545,12 @@ scrape_configs:
     assert!(one("prometheus_tsdb_head_chunks") >= 1.0);
     assert!(one("prometheus_tsdb_head_samples_appended_total") > stored);
     assert_eq!(one("prometheus_tsdb_out_of_order_samples_total"), 0.0);
+    // The durable store: scrapes went to the WAL, nothing failed.
+    assert!(one("raymon_tsdb_wal_bytes_written_total") > 0.0);
+    assert_eq!(one("prometheus_tsdb_wal_writes_failed_total"), 0.0);
+    assert!(one("raymon_tsdb_wal_segments_created_total") >= 1.0);
+    assert!(one("raymon_tsdb_storage_bytes") > 0.0);
+    assert_eq!(one("prometheus_tsdb_checkpoint_creations_failed_total"), 0.0);
     assert_eq!(one("prometheus_target_scrape_pools_total"), 3.0);
     assert!(one("prometheus_target_scrapes_exceeded_sample_limit_total") >= 1.0);
     // The broken file was read at least once, and failed every time.
