@@ -550,7 +550,10 @@ scrape_configs:
     assert_eq!(one("prometheus_tsdb_wal_writes_failed_total"), 0.0);
     assert!(one("raymon_tsdb_wal_segments_created_total") >= 1.0);
     assert!(one("raymon_tsdb_storage_bytes") > 0.0);
-    assert_eq!(one("prometheus_tsdb_checkpoint_creations_failed_total"), 0.0);
+    assert_eq!(
+        one("prometheus_tsdb_checkpoint_creations_failed_total"),
+        0.0
+    );
     assert_eq!(one("prometheus_target_scrape_pools_total"), 3.0);
     assert!(one("prometheus_target_scrapes_exceeded_sample_limit_total") >= 1.0);
     // The broken file was read at least once, and failed every time.
