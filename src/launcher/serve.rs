@@ -278,7 +278,8 @@ fn offset_seed(args: &ServeArgs) -> u64 {
     crate::model::Labels::from_pairs([("seed", key)]).stable_hash()
 }
 
-async fn wait_for_termination() {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM; `serve` and `up` stop on either.
+pub(super) async fn wait_for_termination() {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
     match term {

@@ -16,6 +16,7 @@ use super::cli::{DownArgs, EnvArgs, EnvFormat, GrafanaMode, StackArgs, UpArgs};
 use super::env::{ray_env, render};
 use super::grafana::{self, CommandLine, Layout};
 use super::ray::{self, SessionFollower};
+use super::serve::wait_for_termination;
 use super::supervisor::{self, ProcId, State, Supervisor};
 use super::urls::{UrlInputs, Urls};
 
@@ -575,20 +576,5 @@ pub async fn down(args: DownArgs) -> anyhow::Result<()> {
             last_report = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn wait_for_termination() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
     }
 }
