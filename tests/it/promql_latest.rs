@@ -13,7 +13,8 @@ use raymon::storage::Appendable;
 use raymon::tsdb::{Head, HeadOptions};
 
 use crate::promql_tests::{
-    almost_equal, duration_ms, expand_item, parse_number, parse_series, split_series,
+    almost_equal, duration_ms, expand_item, parse_number, parse_series, script_lines, split_series,
+    test_files,
 };
 
 #[derive(Default, Debug)]
@@ -32,18 +33,7 @@ fn signed_duration(s: &str) -> Result<i64, String> {
 }
 
 fn run(path: &std::path::Path, tally: &mut Tally) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let lines: Vec<String> = text
-        .lines()
-        .map(|l| {
-            let t = l.trim();
-            if t.starts_with('#') {
-                String::new()
-            } else {
-                t.to_string()
-            }
-        })
-        .collect();
+    let lines = script_lines(path);
     let eval_re = regex::Regex::new(
         r"^eval(?:_(fail|ordered|warn|info))?\s+(instant|range)\s+(?:at\s+(\S+)|from\s+(\S+)\s+to\s+(\S+)\s+step\s+(\S+))\s+(.+)$",
     )
@@ -282,13 +272,7 @@ fn compare_matrix(got: &Value, expected: &[&String], start: i64, step: i64) -> R
 
 #[test]
 fn issue_4_latest_promql_scripts_report() {
-    let dir = crate::support::shared_dir().join("promql-tests/latest");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "test"))
-        .collect();
-    files.sort();
+    let files = test_files("latest");
     let mut total = Tally::default();
     for f in &files {
         let mut t = Tally::default();

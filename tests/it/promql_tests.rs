@@ -287,10 +287,11 @@ fn compare(expected: &[Expected], got: &Value, ordered: bool) -> Result<(), Stri
     }
 }
 
-/// Runs one script; returns passes and failures (with line numbers).
-pub fn run_file(path: &Path) -> Outcome {
-    let text = std::fs::read_to_string(path).unwrap();
-    let lines: Vec<String> = text
+/// A script's lines, trimmed, with comments blanked: a comment ends a block
+/// as a blank line does.
+pub(crate) fn script_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
         .lines()
         .map(|l| {
             let t = l.trim();
@@ -300,7 +301,26 @@ pub fn run_file(path: &Path) -> Outcome {
                 t.to_string()
             }
         })
+        .collect()
+}
+
+/// The `.test` scripts of one folder of `../shared/promql-tests`, sorted.
+pub(crate) fn test_files(folder: &str) -> Vec<std::path::PathBuf> {
+    let dir = crate::support::shared_dir()
+        .join("promql-tests")
+        .join(folder);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "test"))
         .collect();
+    files.sort();
+    files
+}
+
+/// Runs one script; returns passes and failures (with line numbers).
+pub fn run_file(path: &Path) -> Outcome {
+    let lines = script_lines(path);
     let engine = Engine::new(EngineOptions::default());
     let mut head = Arc::new(Head::new(HeadOptions::default()));
     let mut out = Outcome::default();
@@ -560,13 +580,7 @@ fn check_one(
 
 #[test]
 fn issue_4_prometheus_2_42_promql_test_scripts_pass() {
-    let dir = crate::support::shared_dir().join("promql-tests/v2.42");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "test"))
-        .collect();
-    files.sort();
+    let files = test_files("v2.42");
     let (mut passed, mut failed, mut variants) = (0, Vec::new(), 0);
     for f in &files {
         let o = run_file(f);
