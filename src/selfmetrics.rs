@@ -171,6 +171,7 @@ pub struct StorageGauges {
     pub checkpoints: u64,
     pub checkpoint_failures: u64,
     pub retention_removed_chunks: u64,
+    pub persisted_chunks: u64,
     pub disk_bytes: u64,
 }
 
@@ -478,7 +479,7 @@ pub fn go_duration(d: Duration) -> String {
 /// same figure, `raymon_` ones where ours differs (the checkpoint-and-WAL store
 /// has no blocks).
 fn render_storage(w: &mut Writer, st: &StorageGauges) {
-    let families: [(&str, &str, &str, u64); 7] = [
+    let families: [(&str, &str, &str, u64); 8] = [
         (
             "prometheus_tsdb_checkpoint_creations_failed_total",
             "Total number of checkpoint creations that failed.",
@@ -498,6 +499,12 @@ fn render_storage(w: &mut Writer, st: &StorageGauges) {
             st.wal_write_failures,
         ),
         (
+            "raymon_tsdb_persisted_chunks_total",
+            "Closed chunks moved from memory to the chunk store.",
+            "counter",
+            st.persisted_chunks,
+        ),
+        (
             "raymon_tsdb_retention_removed_chunks_total",
             "Chunks deleted by time or size retention.",
             "counter",
@@ -505,7 +512,7 @@ fn render_storage(w: &mut Writer, st: &StorageGauges) {
         ),
         (
             "raymon_tsdb_storage_bytes",
-            "Bytes of the data directory: checkpoints and WAL.",
+            "Bytes of the data directory: checkpoints, WAL and chunk store.",
             "gauge",
             st.disk_bytes,
         ),

@@ -27,8 +27,10 @@
 //! - `querier`: reads over a time range.
 //!
 //! - `wal`: segment files and checkpoints (`docs/format/wal.md`).
-//! - `db`: the durable store: open by replay, the WAL attached to the head's
-//!   commits, background sync, retention and checkpoints.
+//! - `kv`: closed chunks and series labels in fjall (`docs/format/kv.md`).
+//! - `db`: the durable store: open from the chunk store, checkpoint and WAL,
+//!   the WAL attached to the head's commits, background sync, retention, and
+//!   checkpoints that move closed chunks to the chunk store.
 //!
 //! Durability: the head logs every new series and every committed batch to a
 //! [`head::CommitLog`] (the WAL) before the batch is applied and commit
@@ -40,6 +42,7 @@ pub mod chunkenc;
 pub mod db;
 pub mod head;
 pub mod index;
+pub mod kv;
 mod querier;
 pub mod wal;
 

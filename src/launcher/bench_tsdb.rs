@@ -71,11 +71,26 @@ fn rss_bytes() -> u64 {
 }
 
 pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
-    let _ = std::fs::remove_dir_all(&args.dir);
     let opts = DbOptions {
         retention_ms: 0,
         ..DbOptions::default()
     };
+    if args.open_only {
+        let (t0, c0) = (Instant::now(), cpu_secs());
+        let (_db, st) = Db::open(&args.dir, opts).context("cannot open")?;
+        println!(
+            "open: {:.2} s wall, {:.2} s CPU, {} series from the chunk store, {} from the checkpoint, {} WAL samples (chunk store open {:?}, phases {:?})",
+            t0.elapsed().as_secs_f64(),
+            cpu_secs() - c0,
+            st.stored_series,
+            st.checkpoint_series,
+            st.replay.samples,
+            st.kv_open,
+            st.phases
+        );
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(&args.dir);
     let rss0 = rss_bytes();
     let (db, _) = Db::open(&args.dir, opts.clone()).context("cannot open")?;
     let labels: Vec<Labels> = (0..args.series).map(ray_labels).collect();
@@ -89,6 +104,7 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let cpu_started = cpu_secs();
     let mut cpu_first = 0.0;
+    let mut checkpoints = Vec::new();
     for k in 0..args.scrapes {
         let s0 = Instant::now();
         // Real scrape timestamps mostly keep their interval exactly; 15% are
@@ -112,6 +128,13 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
             steady += s0.elapsed();
         } else {
             cpu_first = cpu_secs();
+        }
+        // What the background thread does in serve: closed chunks go to the
+        // chunk store and a checkpoint retires the WAL.
+        if args.checkpoint_every > 0 && (k + 1) % args.checkpoint_every == 0 {
+            let c0 = Instant::now();
+            db.checkpoint().context("checkpoint")?;
+            checkpoints.push(c0.elapsed().as_secs_f64());
         }
     }
     let total = started.elapsed();
@@ -139,17 +162,34 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
         st.heap_bytes / args.series.max(1)
     );
     let _ = rss0;
-    let wal_bytes = db.disk_bytes();
-    println!("WAL bytes per sample: {:.2}", wal_bytes as f64 / samples);
+    println!(
+        "checkpoints during the run (chunks to the chunk store): {} taking {:?} s",
+        checkpoints.len(),
+        checkpoints
+            .iter()
+            .map(|s| (s * 100.0).round() / 100.0)
+            .collect::<Vec<_>>()
+    );
+    if args.crash_only {
+        // As kill -9 would: no close, no checkpoint, buffers dropped.
+        db.wal().sync().context("sync")?;
+        std::process::exit(0);
+    }
+    let disk_bytes = db.disk_bytes();
+    println!(
+        "disk bytes per sample (WAL, checkpoint, chunk store): {:.2}",
+        disk_bytes as f64 / samples
+    );
     // A crash: no close, the next open replays the WAL.
     drop(db);
     let (t0, c0) = (Instant::now(), cpu_secs());
     let (db, st) = Db::open(&args.dir, opts.clone()).context("cannot reopen")?;
     println!(
-        "restart after a crash (WAL replay of {} samples): {:.2} s wall, {:.2} s CPU (phases {:?})",
+        "restart after a crash (WAL replay of {} samples): {:.2} s wall, {:.2} s CPU (chunk store open {:?}, phases {:?})",
         st.replay.samples,
         t0.elapsed().as_secs_f64(),
         cpu_secs() - c0,
+        st.kv_open,
         st.phases
     );
     let q0 = Instant::now();
@@ -175,10 +215,11 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
     let (t0, c0) = (Instant::now(), cpu_secs());
     let (db, st) = Db::open(&args.dir, opts).context("cannot reopen")?;
     println!(
-        "restart after a clean close (checkpoint of {} series): {:.2} s wall, {:.2} s CPU (phases {:?})",
+        "restart after a clean close (checkpoint of {} series): {:.2} s wall, {:.2} s CPU (chunk store open {:?}, phases {:?})",
         st.checkpoint_series,
         t0.elapsed().as_secs_f64(),
         cpu_secs() - c0,
+        st.kv_open,
         st.phases
     );
     drop(db);

@@ -62,6 +62,17 @@ pub struct BenchTsdbArgs {
     /// Series per commit, as one scrape of one target.
     #[arg(long, default_value_t = 2_000)]
     pub batch: usize,
+    /// A checkpoint (closed chunks to the chunk store, WAL retired) after
+    /// every this many scrapes, as serve's background thread does every
+    /// 5 minutes; 0 for none.
+    #[arg(long, default_value_t = 20)]
+    pub checkpoint_every: usize,
+    /// Only open the existing store in `--dir` and say how long it took.
+    #[arg(long)]
+    pub open_only: bool,
+    /// Stop right after ingesting, without closing (for `--open-only`).
+    #[arg(long)]
+    pub crash_only: bool,
     /// Data directory; it is emptied first.
     #[arg(long)]
     pub dir: PathBuf,
@@ -70,10 +81,18 @@ pub struct BenchTsdbArgs {
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// The running raymon to send samples to.
-    // FIXME: `--storage.tsdb.path DIR` for an offline import comes with the
-    // durable store; until then samples live in the server's memory.
-    #[arg(long, default_value = "http://127.0.0.1:9090")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:9090",
+        conflicts_with = "storage_path"
+    )]
     pub url: String,
+    /// Write into this data directory instead, with no server running (as
+    /// `promtool tsdb create-blocks-from openmetrics` does); `raymon serve
+    /// --storage.tsdb.path` then serves the samples. Retention applies when
+    /// serve opens it.
+    #[arg(long = "storage.tsdb.path")]
+    pub storage_path: Option<PathBuf>,
     /// OpenMetrics text ending in `# EOF`, every sample with a timestamp;
     /// `-` reads standard input.
     pub file: PathBuf,
@@ -112,6 +131,21 @@ pub struct ServeArgs {
     /// Most bytes of storage to keep (e.g. 512MB, 10GB); 0 means no limit.
     #[arg(long = "storage.tsdb.retention.size", default_value = "0")]
     pub retention_size: String,
+
+    /// How often closed chunks move to the chunk store and a checkpoint
+    /// retires the WAL (raymon's own flag). Shorter means a faster restart
+    /// after a crash, longer means less work while running.
+    #[arg(long = "storage.tsdb.checkpoint-interval", default_value = "5m")]
+    pub checkpoint_interval: String,
+
+    /// Samples per chunk (Prometheus's 120); smaller only to exercise the
+    /// chunk store in tests.
+    #[arg(
+        long = "storage.tsdb.samples-per-chunk",
+        default_value_t = 120,
+        hide = true
+    )]
+    pub samples_per_chunk: usize,
 
     /// Address to listen on. Loopback by default: pass 0.0.0.0:9090 to be
     /// reachable from other hosts (and consider --web.config.file).

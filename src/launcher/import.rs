@@ -1,17 +1,22 @@
 //! `raymon import --url URL FILE`: sends an OpenMetrics file to a running
 //! raymon's `POST /api/v1/import` in pieces cut at line ends, each small
 //! enough for the server's body limit, with progress on stderr.
+//! `raymon import --storage.tsdb.path DIR FILE` writes into a data directory
+//! instead, through the same backfill code the server uses.
 //!
 //! Each piece but the last gets its own `# EOF`; the server is told the
 //! number of the piece's first line so that its errors name the file's
 //! lines. Knows HTTP and files, not the format beyond lines and `# EOF`.
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 
 use super::ImportArgs;
+use crate::backfill;
+use crate::tsdb::{Db, DbOptions};
 
 /// Bytes per request: well under the server's default 10 MiB body limit.
 const PIECE_BYTES: usize = 4 << 20;
@@ -25,10 +30,56 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
         let len = f.metadata().ok().map(|m| m.len());
         (Box::new(f), len)
     };
+    if let Some(dir) = &args.storage_path {
+        return offline(dir, BufReader::with_capacity(1 << 16, input), total);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(send(args, BufReader::with_capacity(1 << 16, input), total))
+}
+
+/// Imports into the store at `dir`, closed (checkpointed) at the end.
+fn offline(dir: &Path, input: impl BufRead, total: Option<u64>) -> anyhow::Result<()> {
+    let opts = DbOptions {
+        // Old samples are the point of a backfill: serve applies retention.
+        retention_ms: 0,
+        ..DbOptions::default()
+    };
+    let (db, _) =
+        Db::open(dir, opts).with_context(|| format!("cannot open storage at {}", dir.display()))?;
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let mut committed = 0;
+    let res =
+        backfill::import_openmetrics(db.head(), input, &backfill::Options::default(), &mut |st| {
+            committed = st.samples;
+            if last_report.elapsed().as_secs_f64() >= 1.0 {
+                last_report = Instant::now();
+                let pct = total
+                    .filter(|t| *t > 0)
+                    .map(|t| format!(" ({:.0}%)", 100.0 * st.bytes as f64 / t as f64))
+                    .unwrap_or_default();
+                eprintln!(
+                    "imported {} samples, {:.1} MiB{pct}, {:.1} s",
+                    st.samples,
+                    st.bytes as f64 / f64::from(1u32 << 20),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        });
+    // What was committed before an error stays: close writes it out.
+    db.close().context("cannot close the storage")?;
+    let st = res
+        .with_context(|| format!("import stopped ({committed} samples before it were imported)"))?;
+    eprintln!(
+        "imported {} samples from {} lines into {} in {:.1} s",
+        st.samples,
+        st.lines,
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 #[derive(serde::Deserialize)]

@@ -198,11 +198,15 @@ fn open_storage(args: &ServeArgs) -> anyhow::Result<Db> {
     } else {
         config::parse_size(size).context("invalid --storage.tsdb.retention.size")?
     };
-    let opts = DbOptions {
+    let checkpoint_every = config::parse_duration(&args.checkpoint_interval)
+        .context("invalid --storage.tsdb.checkpoint-interval")?;
+    let mut opts = DbOptions {
         retention_ms: retention.as_millis().min(i64::MAX as u128) as i64,
         retention_bytes,
+        checkpoint_every,
         ..DbOptions::default()
     };
+    opts.head.samples_per_chunk = args.samples_per_chunk.max(4);
     let (db, _) = Db::open(&args.storage_path, opts)
         .with_context(|| format!("cannot open storage at {}", args.storage_path.display()))?;
     Ok(db)
@@ -259,6 +263,7 @@ fn self_metrics(
                 checkpoints: st.checkpoints,
                 checkpoint_failures: st.checkpoint_failures,
                 retention_removed_chunks: st.retention_removed_chunks,
+                persisted_chunks: st.persisted_chunks,
                 disk_bytes: st.disk_bytes,
             }),
             pool_targets: scrape_status.pool_target_counts(),

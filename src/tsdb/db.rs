@@ -8,7 +8,7 @@
 //! of scraping, PromQL or HTTP.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -20,9 +20,14 @@ use tracing::{error, info, warn};
 use crate::model::Labels;
 use crate::storage::{self, SeriesRef};
 
-use super::head::{ChunkSnapshot, CommitLog, Head, HeadOptions};
+use super::head::{
+    ChunkSnapshot, CommitLog, DiskChunks, FlushItem, Head, HeadOptions, SHARD_COUNT, shard_of,
+};
+use super::kv::{self, ChunkStore, FlushSeries, StoredChunk};
 
 const CHECKPOINT_SLICES: u64 = 64;
+/// The chunk store's directory inside the data directory.
+const KV_DIR: &str = "chunks";
 use super::wal::{self, CheckpointChunk, CheckpointSeries, Record, ReplayStats, Wal};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +40,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Wal(#[from] wal::Error),
+    #[error(transparent)]
+    Kv(#[from] kv::Error),
     #[error("cannot restore series: {0}")]
     Restore(#[from] storage::Error),
 }
@@ -67,8 +74,8 @@ impl Default for DbOptions {
             retention_bytes: 0,
             segment_size: wal::DEFAULT_SEGMENT_SIZE,
             sync_every: Duration::from_secs(1),
-            checkpoint_every: Duration::from_secs(3600),
-            checkpoint_bytes: 512 << 20,
+            checkpoint_every: Duration::from_secs(300),
+            checkpoint_bytes: 256 << 20,
             retention_every: Duration::from_secs(60),
         }
     }
@@ -79,14 +86,39 @@ impl Default for DbOptions {
 pub struct OpenStats {
     pub checkpoint: Option<u32>,
     pub checkpoint_series: u64,
+    /// Series loaded from the chunk store, and the time it took to open it
+    /// (fjall replays its journal).
+    pub stored_series: u64,
+    pub kv_open: Duration,
     pub replay: ReplayStats,
-    /// Time spent loading the checkpoint, replaying the WAL, and logging
-    /// every series into the new segment.
-    pub phases: [Duration; 3],
+    /// Time spent loading the chunk store's series, the checkpoint,
+    /// replaying the WAL, and starting the new segment.
+    pub phases: [Duration; 4],
     pub elapsed: Duration,
 }
 
 struct WalLog(Arc<Wal>);
+
+/// The head's view of the chunk store.
+struct KvChunks(Arc<ChunkStore>);
+
+impl DiskChunks for KvChunks {
+    fn read(
+        &self,
+        r: SeriesRef,
+        mint: i64,
+        maxt: i64,
+        upto: i64,
+        out: &mut Vec<(i64, i64, Vec<u8>)>,
+    ) -> Result<(), storage::Error> {
+        let mut got: Vec<StoredChunk> = Vec::new();
+        self.0
+            .read(r, mint, maxt, upto, &mut got)
+            .map_err(|e| storage::Error::Other(e.to_string()))?;
+        out.extend(got.into_iter().map(|c| (c.min_t, c.max_t, c.data)));
+        Ok(())
+    }
+}
 
 impl CommitLog for WalLog {
     fn log_series(&self, r: SeriesRef, labels: &Labels) {
@@ -123,6 +155,8 @@ pub struct DbStats {
     pub checkpoint_failures: u64,
     /// Chunks deleted by retention.
     pub retention_removed_chunks: u64,
+    /// Closed chunks moved to the chunk store.
+    pub persisted_chunks: u64,
     /// Bytes of the data directory (`prometheus_tsdb_storage_blocks_bytes`
     /// plus the WAL).
     pub disk_bytes: u64,
@@ -133,6 +167,8 @@ pub struct Db {
     dir: PathBuf,
     head: Head,
     wal: Arc<Wal>,
+    kv: Arc<ChunkStore>,
+    persisted_chunks: AtomicU64,
     opts: DbOptions,
     // Serialises checkpoints and retention.
     maintenance: Mutex<Maintenance>,
@@ -175,6 +211,31 @@ impl Db {
         let wal_dir = dir.join("wal");
         let head = Head::new(opts.head.clone());
         let mut st = OpenStats::default();
+        let kv = Arc::new(ChunkStore::open(&dir.join(KV_DIR))?);
+        st.kv_open = started.elapsed();
+        // Series on disk come first: checkpoints name them by reference only.
+        let mut kv_map: FxHashMap<SeriesRef, SeriesRef> = FxHashMap::default();
+        let mut kv_moved: Vec<(SeriesRef, SeriesRef, Labels)> = Vec::new();
+        let mut restore_err = None;
+        st.stored_series = kv.load(
+            &mut |old, labels, range| match head.series_ref(labels, old) {
+                Ok(r) => {
+                    if r != old {
+                        kv_map.insert(old, r);
+                        kv_moved.push((old, r, labels.clone()));
+                    }
+                    head.set_disk_range(r, range);
+                }
+                Err(e) => restore_err = Some(e),
+            },
+        )?;
+        if let Some(e) = restore_err.take() {
+            warn!(error = %e, "a stored series was skipped");
+        }
+        for (from, to, labels) in &kv_moved {
+            kv.rename(*from, *to, labels)?;
+        }
+        st.phases[0] = started.elapsed();
         let checkpoints = wal::list_checkpoints(dir)?;
         let mut map: FxHashMap<SeriesRef, SeriesRef> = FxHashMap::default();
         // Series that could not keep their reference: the new segment must
@@ -184,14 +245,27 @@ impl Db {
         // reported and skipped (its segments were kept until it was whole).
         let mut base = None;
         for &n in checkpoints.iter().rev() {
-            map.clear();
+            map.clone_from(&kv_map);
             moved.clear();
+            moved.extend(kv_moved.iter().map(|(_, to, l)| (*to, l.clone())));
             let mut restore_err = None;
-            let res = wal::read_checkpoint(dir, n, &mut |s: CheckpointSeries| match head
-                .series_ref(&s.labels, s.r)
-            {
+            let found = |s: &CheckpointSeries| {
+                if s.labels.is_empty() {
+                    // Stored in the chunk store, loaded above.
+                    let r = kv_map.get(&s.r).copied().unwrap_or(s.r);
+                    head.has_series(r).then_some(r).ok_or_else(|| {
+                        storage::Error::Other(format!(
+                            "series {} is in the checkpoint but not in the chunk store",
+                            s.r
+                        ))
+                    })
+                } else {
+                    head.series_ref(&s.labels, s.r)
+                }
+            };
+            let res = wal::read_checkpoint(dir, n, &mut |s: CheckpointSeries| match found(&s) {
                 Ok(r) => {
-                    if r != s.r {
+                    if r != s.r && !s.labels.is_empty() {
                         moved.insert(r, s.labels.clone());
                         map.insert(s.r, r);
                     }
@@ -221,37 +295,70 @@ impl Db {
             }
         }
         st.checkpoint = base;
-        st.phases[0] = started.elapsed();
+        st.phases[1] = started.elapsed() - st.phases[0];
         let mut dropped = 0u64;
-        let mut batch = Vec::new();
-        st.replay = wal::replay(&wal_dir, base, &mut |rec| match rec {
-            Record::Series(list) => {
-                for (old, labels) in list {
-                    match head.series_ref(labels, *old) {
-                        Ok(r) => {
-                            // A later record for the same reference replaces
-                            // the mapping; most keep their reference.
-                            if r != *old {
-                                moved.insert(r, labels.clone());
-                                map.insert(*old, r);
-                            } else {
-                                map.remove(old);
+        // Replay is bound by memory latency (one series, one chunk per
+        // sample, all over the heap): a second thread applies the samples
+        // of half the shards while this one reads, decodes and applies the
+        // rest. Each series belongs to one thread, so its order holds.
+        let (replay, worker_dropped) = std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::sync_channel::<Vec<(SeriesRef, i64, f64)>>(8);
+            let (back_tx, back_rx) = mpsc::channel::<Vec<(SeriesRef, i64, f64)>>();
+            let worker_head = head.clone();
+            let worker = scope.spawn(move || {
+                let mut unknown = 0u64;
+                for mut batch in rx {
+                    unknown += worker_head.replay_samples(&mut batch) as u64;
+                    batch.clear();
+                    let _ = back_tx.send(batch);
+                }
+                unknown
+            });
+            let mut mine = Vec::new();
+            let res = wal::replay(&wal_dir, base, &mut |rec| match rec {
+                Record::Series(list) => {
+                    for (old, labels) in list {
+                        match head.series_ref(labels, *old) {
+                            Ok(r) => {
+                                // A later record for the same reference
+                                // replaces the mapping; most keep theirs.
+                                if r != *old {
+                                    moved.insert(r, labels.clone());
+                                    map.insert(*old, r);
+                                } else {
+                                    map.remove(old);
+                                }
                             }
+                            Err(_) => dropped += 1,
                         }
-                        Err(_) => dropped += 1,
                     }
                 }
-            }
-            Record::Samples(list) => {
-                batch.clear();
-                batch.extend(
-                    list.iter()
-                        .map(|&(old, t, v)| (map.get(&old).copied().unwrap_or(old), t, v)),
-                );
-                dropped += head.replay_samples(&mut batch) as u64;
-            }
-        })?;
-        st.phases[1] = started.elapsed() - st.phases[0];
+                Record::Samples(list) => {
+                    let mut theirs = back_rx.try_recv().unwrap_or_default();
+                    mine.clear();
+                    for &(old, t, v) in list {
+                        let r = map.get(&old).copied().unwrap_or(old);
+                        if shard_of(r) < SHARD_COUNT / 2 {
+                            mine.push((r, t, v));
+                        } else {
+                            theirs.push((r, t, v));
+                        }
+                    }
+                    if !theirs.is_empty()
+                        && let Err(mpsc::SendError(mut batch)) = tx.send(theirs)
+                    {
+                        // The worker is gone (it panicked): apply here.
+                        dropped += head.replay_samples(&mut batch) as u64;
+                    }
+                    dropped += head.replay_samples(&mut mine) as u64;
+                }
+            });
+            drop(tx);
+            (res, worker.join().unwrap_or(0))
+        });
+        st.replay = replay?;
+        dropped += worker_dropped;
+        st.phases[2] = started.elapsed() - st.phases[0] - st.phases[1];
         if dropped > 0 {
             warn!(
                 dropped,
@@ -280,7 +387,7 @@ impl Db {
         wal.sync()?;
         head.set_commit_log(Arc::new(WalLog(wal.clone())));
         st.elapsed = started.elapsed();
-        st.phases[2] = st.elapsed - st.phases[0] - st.phases[1];
+        st.phases[3] = st.elapsed - st.phases.iter().take(3).sum::<Duration>();
         info!(
             series = head.stats().num_series,
             checkpoint = ?base,
@@ -288,10 +395,13 @@ impl Db {
             elapsed_ms = st.elapsed.as_millis() as u64,
             "storage opened"
         );
+        head.set_disk(Arc::new(KvChunks(kv.clone())));
         let db = Db {
             dir: dir.to_path_buf(),
             head,
             wal,
+            kv,
+            persisted_chunks: AtomicU64::new(0),
             opts,
             maintenance: Mutex::new(Maintenance {
                 last_checkpoint: Instant::now(),
@@ -319,9 +429,9 @@ impl Db {
         &self.wal
     }
 
-    /// Bytes of the data directory (checkpoints and WAL).
+    /// Bytes of the data directory (checkpoints, WAL and chunk store).
     pub fn disk_bytes(&self) -> u64 {
-        wal::dir_bytes(&self.dir) + self.wal.disk_bytes()
+        wal::dir_bytes(&self.dir) + self.wal.disk_bytes() + self.kv.disk_bytes()
     }
 
     /// Writes a checkpoint of the whole head and deletes the segments and
@@ -348,6 +458,7 @@ impl Db {
             checkpoints: m.checkpoints,
             checkpoint_failures: m.checkpoint_failures,
             retention_removed_chunks: m.retention_removed_chunks,
+            persisted_chunks: self.persisted_chunks.load(Ordering::Relaxed),
             disk_bytes: self.disk_bytes(),
         }
     }
@@ -365,6 +476,7 @@ impl Db {
         // After the rotation every batch in the closed segments is in the
         // head, so a snapshot taken from now on covers them.
         let closed = self.head.quiesce(|| self.wal.rotate())?;
+        self.flush_chunks()?;
         // Written in reference order, in slices of the reference space, so
         // that loading appends to the postings lists instead of inserting.
         let head = &self.head;
@@ -413,6 +525,73 @@ impl Db {
         Ok(bytes)
     }
 
+    /// Moves every closed chunk (and the labels of new series) to the chunk
+    /// store, syncs it, and drops those chunks from memory.
+    fn flush_chunks(&self) -> Result<(), Error> {
+        let limit = self.head.ref_limit();
+        let step = (limit / CHECKPOINT_SLICES).max(1);
+        let mut items: Vec<FlushItem> = Vec::new();
+        let mut lo: SeriesRef = 0;
+        while lo < limit {
+            let hi = lo.saturating_add(step);
+            items.clear();
+            self.head.flush_candidates(lo, hi, &mut items);
+            lo = hi;
+            if items.is_empty() {
+                continue;
+            }
+            let parts: Vec<Vec<(i64, i64, &[u8])>> = items
+                .iter()
+                .map(|it| {
+                    it.chunks
+                        .iter()
+                        .map(|c| (c.min_t, c.max_t, &*c.data))
+                        .collect()
+                })
+                .collect();
+            let batch: Vec<FlushSeries<'_>> = items
+                .iter()
+                .zip(&parts)
+                .map(|(it, chunks)| FlushSeries {
+                    r: it.r,
+                    labels: it.labels.as_ref(),
+                    chunks,
+                    range: it.range,
+                })
+                .collect();
+            self.kv.flush(&batch)?;
+            let n: usize = items.iter().map(|it| it.chunks.len()).sum();
+            self.persisted_chunks.fetch_add(n as u64, Ordering::Relaxed);
+            // Readers may take these chunks from disk from now on; they are
+            // durable after the sync below, and the WAL keeps them until then.
+            self.head.mark_flushed(&items);
+        }
+        self.kv.persist()?;
+        // Written to tables, the flushed chunks no longer need fjall's
+        // journal, which would otherwise be replayed at the next open.
+        self.kv.rotate()?;
+        Ok(())
+    }
+
+    /// Deletes expired chunks from the chunk store and series left with
+    /// nothing from memory, disk and the index.
+    fn expire(&self, cutoff: i64) -> Result<usize, Error> {
+        let mut removed = 0;
+        for r in self.head.disk_before(cutoff) {
+            let left = self.kv.delete_before(r, cutoff)?;
+            // A chunk that straddles the cutoff stays; its older samples
+            // count as gone, so the series is not looked at again.
+            self.head
+                .set_disk_range(r, left.map(|(a, b)| (a.max(cutoff), b)));
+            removed += 1;
+        }
+        let g = self.head.gc(cutoff);
+        for &r in &g.removed_refs {
+            self.kv.delete_series(r)?;
+        }
+        Ok(removed + g.removed_chunks)
+    }
+
     /// Deletes samples older than the retention time, then the oldest ones
     /// until the directory fits the size limit; writes a checkpoint when
     /// anything was deleted so that the disk space comes back.
@@ -428,9 +607,9 @@ impl Db {
         // no reason to do (a backfill goes in, and a later pass expires it).
         if self.opts.retention_ms > 0 && self.head.time_bounds().is_some_and(|(lo, _)| lo < cutoff)
         {
-            let g = self.head.gc(cutoff);
-            removed += g.removed_chunks;
-            m.retention_removed_chunks += g.removed_chunks as u64;
+            let n = self.expire(cutoff)?;
+            removed += n;
+            m.retention_removed_chunks += n as u64;
         }
         if removed > 0 {
             self.checkpoint_locked(&mut m)?;
@@ -445,14 +624,12 @@ impl Db {
                     break;
                 };
                 let cut = lo + (hi - lo) / 4 + 1;
-                let g = self.head.gc(cut);
-                m.retention_removed_chunks += g.removed_chunks as u64;
-                info!(
-                    cut,
-                    chunks = g.removed_chunks,
-                    "size retention deleted old samples"
-                );
+                let n = self.expire(cut)?;
+                m.retention_removed_chunks += n as u64;
+                info!(cut, chunks = n, "size retention deleted old samples");
                 self.checkpoint_locked(&mut m)?;
+                // Deleted keys hold their space until compacted away.
+                self.kv.compact()?;
             }
         }
         Ok(())

@@ -65,10 +65,12 @@ pub struct HeadStats {
 }
 
 /// What one [`Head::gc`] call removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcStats {
     pub removed_chunks: usize,
     pub removed_series: usize,
+    /// The references of the removed series, for the chunk store.
+    pub removed_refs: Vec<SeriesRef>,
 }
 
 /// Where committed batches go before they become visible: the WAL.
@@ -104,6 +106,32 @@ pub struct SeriesSnapshot {
     pub chunks: Vec<ChunkSnapshot>,
 }
 
+/// Where chunks moved out of memory are read back: the chunk store.
+pub trait DiskChunks: Send + Sync {
+    /// Appends the chunks of `r` overlapping `[mint, maxt]` that end at or
+    /// before `upto`, in time order, as `(min_t, max_t, bytes)`.
+    fn read(
+        &self,
+        r: SeriesRef,
+        mint: i64,
+        maxt: i64,
+        upto: i64,
+        out: &mut Vec<(i64, i64, Vec<u8>)>,
+    ) -> Result<(), Error>;
+}
+
+/// One series' part of a flush (see [`Head::flush_candidates`]).
+#[derive(Debug, Clone)]
+pub struct FlushItem {
+    pub r: SeriesRef,
+    /// Set when the chunk store does not have the labels yet.
+    pub labels: Option<Labels>,
+    /// Closed chunks, in time order.
+    pub chunks: Vec<ChunkSnapshot>,
+    /// The persisted range once these chunks are written.
+    pub range: Option<(i64, i64)>,
+}
+
 /// The in-memory time-series store. Cloning is cheap and shares the store.
 #[derive(Clone, Default)]
 pub struct Head {
@@ -128,6 +156,7 @@ pub(crate) struct Inner {
     // Samples before this are out of bounds: they were garbage-collected.
     min_valid_time: AtomicI64,
     log: OnceLock<Arc<dyn CommitLog>>,
+    disk: OnceLock<Arc<dyn DiskChunks>>,
     next_seq: AtomicU64,
     // Commits hold it shared from logging to applying; a checkpoint holds it
     // exclusively to find a moment when the log and the head agree.
@@ -188,6 +217,13 @@ pub(crate) struct MemSeries {
     has_last: bool,
     // Appenders holding uncommitted samples for this series; gc keeps it.
     pending: u32,
+    // The range of the chunks moved to disk (`i64::MAX`, `i64::MIN` when
+    // none). Readers take samples up to `disk_max` from disk and only later
+    // ones from memory, so a chunk briefly in both places counts once.
+    disk_min: i64,
+    disk_max: i64,
+    // Whether the chunk store has the labels, so checkpoints can omit them.
+    labels_stored: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -202,7 +238,8 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn shard_of(r: SeriesRef) -> usize {
+/// The shard that holds series `r`.
+pub(crate) fn shard_of(r: SeriesRef) -> usize {
     (r & (SHARDS as u64 - 1)) as usize
 }
 
@@ -247,6 +284,9 @@ impl MemSeries {
             last_v: 0,
             has_last: false,
             pending: 0,
+            disk_min: i64::MAX,
+            disk_max: i64::MIN,
+            labels_stored: false,
         }
     }
 
@@ -316,14 +356,27 @@ impl MemSeries {
         self.next_at = range_for_timestamp(t, opts.chunk_range);
     }
 
-    /// The time range of the samples held, if any.
-    pub(crate) fn time_range(&self) -> Option<(i64, i64)> {
+    /// The time range of the samples held in memory, if any.
+    fn mem_range(&self) -> Option<(i64, i64)> {
         let min = self
             .closed
             .first()
             .map(|c| c.min_t)
             .or(self.open.as_ref().map(|o| o.min_t))?;
         Some((min, self.last_t))
+    }
+
+    /// The range of the chunks on disk, if any.
+    pub(crate) fn disk_range(&self) -> Option<(i64, i64)> {
+        (self.disk_min <= self.disk_max).then_some((self.disk_min, self.disk_max))
+    }
+
+    /// The time range of the samples held, in memory or on disk, if any.
+    pub(crate) fn time_range(&self) -> Option<(i64, i64)> {
+        match (self.mem_range(), self.disk_range()) {
+            (Some(m), Some(d)) => Some((m.0.min(d.0), m.1.max(d.1))),
+            (m, d) => m.or(d),
+        }
     }
 
     pub(crate) fn overlaps(&self, mint: i64, maxt: i64) -> bool {
@@ -355,6 +408,18 @@ impl MemSeries {
         }
     }
 
+    /// The closed chunks, shared.
+    fn closed_snapshots(&self) -> Vec<ChunkSnapshot> {
+        self.closed
+            .iter()
+            .map(|c| ChunkSnapshot {
+                min_t: c.min_t,
+                max_t: c.max_t,
+                data: c.data.clone(),
+            })
+            .collect()
+    }
+
     /// Drops chunks that end before `min_time`; returns how many.
     fn truncate(&mut self, min_time: i64) -> usize {
         let keep_from = self.closed.partition_point(|c| c.max_t < min_time);
@@ -367,7 +432,7 @@ impl MemSeries {
     }
 
     fn is_empty(&self) -> bool {
-        self.closed.is_empty() && self.open.is_none()
+        self.closed.is_empty() && self.open.is_none() && self.disk_range().is_none()
     }
 
     fn heap_bytes(&self) -> (usize, usize) {
@@ -427,6 +492,7 @@ impl Inner {
             max_time: AtomicI64::new(i64::MIN),
             min_valid_time: AtomicI64::new(i64::MIN),
             log: OnceLock::new(),
+            disk: OnceLock::new(),
             next_seq: AtomicU64::new(0),
             gate: RwLock::new(()),
             spare: Mutex::new(Vec::new()),
@@ -438,6 +504,10 @@ impl Inner {
             self.min_time.fetch_min(lo, Ordering::AcqRel);
             self.max_time.fetch_max(hi, Ordering::AcqRel);
         }
+    }
+
+    pub(crate) fn disk(&self) -> Option<&Arc<dyn DiskChunks>> {
+        self.disk.get()
     }
 
     pub(crate) fn index(&self) -> RwLockReadGuard<'_, Index> {
@@ -455,7 +525,11 @@ impl Inner {
 
     /// Calls `f` once per shard with the series among `refs` (sorted or not)
     /// that still exist, holding that shard's lock and the index read lock.
-    pub(crate) fn visit(&self, refs: &[SeriesRef], mut f: impl FnMut(&Index, &[&MemSeries])) {
+    pub(crate) fn visit(
+        &self,
+        refs: &[SeriesRef],
+        mut f: impl FnMut(&Index, &[(SeriesRef, &MemSeries)]),
+    ) {
         let mut buckets: [Vec<SeriesRef>; SHARDS] = Default::default();
         for &r in refs {
             buckets[shard_of(r)].push(r);
@@ -466,9 +540,9 @@ impl Inner {
             }
             let shard = lock(&self.shards[i]);
             let ix = read(&self.index);
-            let batch: Vec<&MemSeries> = bucket
+            let batch: Vec<(SeriesRef, &MemSeries)> = bucket
                 .iter()
-                .filter_map(|r| shard.series.get(r).map(|s| &**s))
+                .filter_map(|&r| shard.series.get(&r).map(|s| (r, &**s)))
                 .collect();
             f(&ix, &batch);
         }
@@ -549,6 +623,13 @@ impl Head {
         self.inner.time_bounds()
     }
 
+    /// Whether a series with this reference exists.
+    pub fn has_series(&self, r: SeriesRef) -> bool {
+        lock(&self.inner.shards[shard_of(r)])
+            .series
+            .contains_key(&r)
+    }
+
     /// The labels of a series by reference, if it exists.
     pub fn series_labels(&self, r: SeriesRef) -> Option<Labels> {
         let shard = lock(&self.inner.shards[shard_of(r)]);
@@ -583,6 +664,7 @@ impl Head {
                         continue;
                     };
                     shard.unlink_hash(r, s.hash);
+                    stats.removed_refs.push(r);
                     removed.push((r, s.labels));
                 }
             }
@@ -638,18 +720,10 @@ impl Head {
         out: &mut Vec<SeriesSnapshot>,
     ) {
         for (&r, s) in &shard.series {
-            if r < lo || r >= hi || !s.has_last {
+            if r < lo || r >= hi || !s.has_last || s.mem_range().is_none() {
                 continue;
             }
-            let mut chunks: Vec<ChunkSnapshot> = s
-                .closed
-                .iter()
-                .map(|c| ChunkSnapshot {
-                    min_t: c.min_t,
-                    max_t: c.max_t,
-                    data: c.data.clone(),
-                })
-                .collect();
+            let mut chunks = s.closed_snapshots();
             if let Some(o) = &s.open
                 && o.chunk.num_samples() > 0
             {
@@ -661,7 +735,11 @@ impl Head {
             }
             out.push(SeriesSnapshot {
                 r,
-                labels: ix.labels(&s.labels),
+                labels: if s.labels_stored {
+                    Labels::default()
+                } else {
+                    ix.labels(&s.labels)
+                },
                 last_t: s.last_t,
                 last_v: s.last_v,
                 chunks,
@@ -701,7 +779,10 @@ impl Head {
         let Some(s) = shard.series.get_mut(&r) else {
             return;
         };
-        if s.has_last || chunks.is_empty() {
+        // Chunks that reached disk after this snapshot was taken are read
+        // from there.
+        chunks.retain(|c| c.max_t > s.disk_max);
+        if s.mem_range().is_some() || chunks.is_empty() {
             return;
         }
         let lo = chunks[0].min_t;
@@ -729,8 +810,10 @@ impl Head {
             .as_ref()
             .map_or(i64::MIN, |o| range_for_timestamp(o.min_t, opts.chunk_range));
         s.open = open;
-        s.last_t = last_t;
-        s.last_v = last_v;
+        if !s.has_last || last_t > s.last_t {
+            s.last_t = last_t;
+            s.last_v = last_v;
+        }
         s.has_last = true;
         drop(shard);
         self.inner.note_times(lo, last_t);
@@ -758,6 +841,101 @@ impl Head {
         }
         self.inner.note_times(lo, hi);
         unknown
+    }
+
+    /// Attaches the reader of chunks moved to disk. Only the first call
+    /// counts.
+    pub fn set_disk(&self, disk: Arc<dyn DiskChunks>) {
+        let _ = self.inner.disk.set(disk);
+    }
+
+    /// The closed chunks of every series with `lo <= ref < hi`, and the
+    /// labels of series whose labels the chunk store lacks, for a flush.
+    pub fn flush_candidates(&self, lo: SeriesRef, hi: SeriesRef, out: &mut Vec<FlushItem>) {
+        let start = out.len();
+        for shard in &self.inner.shards {
+            let shard = lock(shard);
+            let ix = read(&self.inner.index);
+            for (&r, s) in &shard.series {
+                if r < lo || r >= hi || (s.closed.is_empty() && s.labels_stored) {
+                    continue;
+                }
+                let chunks = s.closed_snapshots();
+                let range = match (chunks.first(), chunks.last()) {
+                    (Some(a), Some(b)) => Some((a.min_t.min(s.disk_min), b.max_t)),
+                    _ => s.disk_range(),
+                };
+                out.push(FlushItem {
+                    r,
+                    labels: (!s.labels_stored).then(|| ix.labels(&s.labels)),
+                    chunks,
+                    range,
+                });
+            }
+        }
+        out[start..].sort_unstable_by_key(|s| s.r);
+    }
+
+    /// Records that the chunk store now holds `items`: their closed chunks
+    /// leave memory.
+    pub fn mark_flushed(&self, items: &[FlushItem]) {
+        for item in items {
+            let mut shard = lock(&self.inner.shards[shard_of(item.r)]);
+            let Some(s) = shard.series.get_mut(&item.r) else {
+                continue;
+            };
+            s.labels_stored = true;
+            if let Some((a, b)) = item.range {
+                let n = s.closed.partition_point(|c| c.max_t <= b);
+                s.closed.drain(..n);
+                s.disk_min = a;
+                s.disk_max = s.disk_max.max(b);
+            }
+        }
+    }
+
+    /// Sets what the chunk store holds of series `r` (open, retention). A
+    /// series known only from disk takes its last timestamp from there, so
+    /// that older samples are refused.
+    pub fn set_disk_range(&self, r: SeriesRef, range: Option<(i64, i64)>) {
+        let mut shard = lock(&self.inner.shards[shard_of(r)]);
+        let Some(s) = shard.series.get_mut(&r) else {
+            return;
+        };
+        s.labels_stored = true;
+        match range {
+            Some((a, b)) => {
+                s.disk_min = a;
+                s.disk_max = b;
+                if !s.has_last || s.last_t < b {
+                    s.last_t = b;
+                    s.last_v = 0;
+                    s.has_last = true;
+                }
+                drop(shard);
+                self.inner.note_times(a, b);
+            }
+            None => {
+                s.disk_min = i64::MAX;
+                s.disk_max = i64::MIN;
+            }
+        }
+    }
+
+    /// Series whose chunks on disk start before `t`.
+    pub fn disk_before(&self, t: i64) -> Vec<SeriesRef> {
+        let mut out = Vec::new();
+        for shard in &self.inner.shards {
+            let shard = lock(shard);
+            out.extend(
+                shard
+                    .series
+                    .iter()
+                    .filter(|(_, s)| s.disk_min < t)
+                    .map(|(&r, _)| r),
+            );
+        }
+        out
     }
 
     /// Counts and estimated memory.

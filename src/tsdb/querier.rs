@@ -12,6 +12,16 @@ use crate::storage::{Error, Querier, Series, SeriesRef};
 use super::head::{ChunkData, Inner, decode_range};
 use super::index::{Sym, union};
 
+/// What a select takes of one series under the locks.
+struct Taken {
+    r: SeriesRef,
+    labels: Labels,
+    chunks: Vec<ChunkData>,
+    // The last timestamp to read from disk, when the disk part overlaps.
+    disk: Option<i64>,
+    disk_max: i64,
+}
+
 pub(crate) struct HeadQuerier<'a> {
     head: &'a Inner,
     mint: i64,
@@ -55,23 +65,48 @@ impl Querier for HeadQuerier<'_> {
         }
         let refs = self.head.index().postings_for_matchers(matchers);
         // Take chunk bytes under the locks, decode after releasing them so
-        // that appenders do not wait on decoding.
-        let mut taken: Vec<(Labels, Vec<ChunkData>)> = Vec::new();
+        // that appenders do not wait on decoding or disk reads.
+        let mut taken: Vec<Taken> = Vec::new();
         self.head.visit(&refs, |ix, batch| {
-            for s in batch {
+            for &(r, s) in batch {
                 let mut chunks = Vec::new();
                 s.chunks_in(self.mint, self.maxt, &mut chunks);
-                if !chunks.is_empty() {
-                    taken.push((ix.labels(&s.labels), chunks));
+                let disk = s
+                    .disk_range()
+                    .filter(|&(a, b)| a <= self.maxt && b >= self.mint)
+                    .map(|(_, b)| b);
+                if !chunks.is_empty() || disk.is_some() {
+                    taken.push(Taken {
+                        r,
+                        labels: ix.labels(&s.labels),
+                        chunks,
+                        disk,
+                        disk_max: s.disk_range().map_or(i64::MIN, |(_, b)| b),
+                    });
                 }
             }
         });
         let mut out = Vec::with_capacity(taken.len());
-        for (labels, chunks) in taken {
+        let mut stored = Vec::new();
+        for t in taken {
             let mut samples: Vec<Sample> = Vec::new();
-            decode_range(&chunks, self.mint, self.maxt, &mut samples);
+            if let (Some(upto), Some(disk)) = (t.disk, self.head.disk()) {
+                stored.clear();
+                disk.read(t.r, self.mint, self.maxt, upto, &mut stored)?;
+                let chunks: Vec<ChunkData> = stored
+                    .drain(..)
+                    .map(|(_, _, b)| ChunkData::Copied(b))
+                    .collect();
+                decode_range(&chunks, self.mint, self.maxt, &mut samples);
+            }
+            // Memory holds what came after the disk's last sample.
+            let from = self.mint.max(t.disk_max.saturating_add(1));
+            decode_range(&t.chunks, from, self.maxt, &mut samples);
             if !samples.is_empty() {
-                out.push(Series { labels, samples });
+                out.push(Series {
+                    labels: t.labels,
+                    samples,
+                });
             }
         }
         out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
@@ -90,7 +125,10 @@ impl Querier for HeadQuerier<'_> {
             let mut found: FxHashSet<String> = FxHashSet::default();
             let mut syms: FxHashSet<Sym> = FxHashSet::default();
             self.head.visit(&refs, |ix, batch| {
-                for s in batch.iter().filter(|s| s.overlaps(self.mint, self.maxt)) {
+                for (_, s) in batch
+                    .iter()
+                    .filter(|(_, s)| s.overlaps(self.mint, self.maxt))
+                {
                     syms.extend(s.labels.chunks_exact(2).map(|p| p[0]));
                 }
                 // Symbols are resolved under the lock that keeps them alive.
@@ -134,7 +172,10 @@ impl Querier for HeadQuerier<'_> {
             let Some(name_sym) = ix.symbols().lookup(name) else {
                 return;
             };
-            for s in batch.iter().filter(|s| s.overlaps(self.mint, self.maxt)) {
+            for (_, s) in batch
+                .iter()
+                .filter(|(_, s)| s.overlaps(self.mint, self.maxt))
+            {
                 if let Some(p) = s.labels.chunks_exact(2).find(|p| p[0] == name_sym) {
                     syms.insert(p[1]);
                 }

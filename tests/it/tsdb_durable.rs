@@ -82,6 +82,10 @@ fn start(dir: &TempDir, cfg: &std::path::Path, addr: &str, round: usize) -> Kill
         format!("--storage.tsdb.path={}", dir.path().join("data").display()),
         format!("--web.listen-address={addr}"),
         "--log.level=info".to_string(),
+        // Chunks close every 0.8 s and move to the chunk store every second
+        // or so, so that kills land before, during and after such moves.
+        "--storage.tsdb.checkpoint-interval=1s".to_string(),
+        "--storage.tsdb.samples-per-chunk=8".to_string(),
     ];
     start_raymon(&args, &dir.path().join(format!("raymon-{round}.log")))
 }
@@ -140,6 +144,15 @@ fn issue_3_kill_9_loses_no_acknowledged_sample() {
             if let Ok(s) = samples(&addr) {
                 last = s;
             }
+        }
+        if round == 1 {
+            let m = get(&addr, "/metrics").unwrap().body;
+            let persisted: f64 = m
+                .lines()
+                .find_map(|l| l.strip_prefix("raymon_tsdb_persisted_chunks_total "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0);
+            assert!(persisted > 0.0, "no chunk reached the chunk store:\n{m}");
         }
         let _ = child.0.kill();
         let _ = child.0.wait();

@@ -115,6 +115,7 @@ fn checkpoints_replace_segments_and_reopen_exactly() {
     // Appends continue the restored open chunks.
     ingest(db.head(), 40, 350, 10);
     db.close().unwrap();
+    drop(db);
     let (db, st) = Db::open(&dir, opts()).unwrap();
     assert_eq!(
         st.replay.samples, 0,
@@ -234,5 +235,114 @@ fn concurrent_appenders_replay_completely() {
     drop(db);
     let (db, _) = Db::open(&dir, opts()).unwrap();
     assert_eq!(dump(db.head()), expected(100, 200));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn closed_chunks_move_to_disk_and_read_back() {
+    let dir = tmp("kv");
+    let (db, _) = Db::open(&dir, opts()).unwrap();
+    ingest(db.head(), 40, 0, 600);
+    let before = db.head().stats();
+    assert!(before.num_chunks >= 40 * 4, "{before:?}");
+    db.checkpoint().unwrap();
+    let after = db.head().stats();
+    // Only the open chunk of each series stays in memory.
+    assert_eq!(after.num_chunks, 40, "{after:?}");
+    assert!(after.chunk_bytes * 3 < before.chunk_bytes);
+    assert_eq!(dump(db.head()), expected(40, 600));
+    // A query over part of the range reads both places and no more.
+    let got = db
+        .head()
+        .querier(100_000, 580_000)
+        .unwrap()
+        .select(&[Matcher::equal("instance", "n7")])
+        .unwrap()
+        .remove(0)
+        .samples;
+    let want: Vec<(i64, u64)> = (100..=580)
+        .map(|k| (k * 1000, value(7, k).to_bits()))
+        .collect();
+    assert_eq!(
+        got.iter().map(|s| (s.t, s.v.to_bits())).collect::<Vec<_>>(),
+        want
+    );
+    ingest(db.head(), 40, 600, 30);
+    drop(db);
+    let (db, st) = Db::open(&dir, opts()).unwrap();
+    assert_eq!(st.stored_series, 40);
+    assert_eq!(dump(db.head()), expected(40, 630));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_crash_between_flush_and_checkpoint_counts_every_sample_once() {
+    let dir = tmp("kvcrash");
+    let (db, _) = Db::open(&dir, opts()).unwrap();
+    ingest(db.head(), 30, 0, 200);
+    db.checkpoint().unwrap();
+    ingest(db.head(), 30, 200, 400);
+    // Chunks reach disk, but the crash comes before the checkpoint that
+    // would retire the WAL and the older checkpoint holding some of them.
+    db.flush_chunks().unwrap();
+    ingest(db.head(), 30, 600, 25);
+    drop(db);
+    let (db, st) = Db::open(&dir, opts()).unwrap();
+    assert!(st.replay.samples > 0);
+    assert_eq!(dump(db.head()), expected(30, 625));
+    ingest(db.head(), 30, 625, 200);
+    db.close().unwrap();
+    drop(db);
+    let (db, _) = Db::open(&dir, opts()).unwrap();
+    assert_eq!(dump(db.head()), expected(30, 825));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn retention_deletes_persisted_chunks_and_forgets_dead_series() {
+    let dir = tmp("kvret");
+    let (db, _) = Db::open(&dir, opts()).unwrap();
+    // Series 0..4 run for the last 4000 s; series 4 stops after 1000 s.
+    let base = now_ms() / 1000 * 1000 - 4_000_000;
+    let mut refs = [0; 5];
+    for k in 0..4000i64 {
+        let mut app = db.head().appender();
+        for (i, r) in refs.iter_mut().enumerate() {
+            if i == 4 && k >= 1000 {
+                continue;
+            }
+            *r = app
+                .append(*r, &series(i), base + k * 1000, value(i, k))
+                .unwrap();
+        }
+        app.commit().unwrap();
+    }
+    db.checkpoint().unwrap();
+    let o = DbOptions {
+        retention_ms: 1_500_000,
+        ..opts()
+    };
+    drop(db);
+    let (db, _) = Db::open(&dir, o.clone()).unwrap();
+    db.apply_retention(base + 4_000_000).unwrap();
+    let kept = dump(db.head());
+    assert_eq!(
+        kept.len(),
+        4,
+        "the series that ended before the cut is gone"
+    );
+    for (_, s) in &kept {
+        // Whole chunks go: the first kept one may start before the cut.
+        let first = s[0].0 - base;
+        assert!(
+            (2_500_000 - 240_000..=2_500_000).contains(&first),
+            "{first}"
+        );
+        assert_eq!(s.last().unwrap().0, base + 3_999_000);
+    }
+    drop(db);
+    let (db, st) = Db::open(&dir, o).unwrap();
+    assert_eq!(st.stored_series, 4, "its labels left the chunk store");
+    assert_eq!(dump(db.head()), kept);
     std::fs::remove_dir_all(&dir).unwrap();
 }

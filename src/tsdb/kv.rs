@@ -1,0 +1,360 @@
+//! Persisted chunks and series in fjall (`docs/format/kv.md`): the only file
+//! that names fjall.
+//!
+//! Three keyspaces: `series` (reference → labels), `chunks` (reference and
+//! first timestamp → encoding, last timestamp and XOR bytes) and `ranges`
+//! (reference → the first and last timestamp of its persisted chunks). A
+//! flush writes chunks and ranges in one batch, so that `ranges` always
+//! describes `chunks`, even after a crash. Nothing here is durable before
+//! [`ChunkStore::persist`]: the WAL stays the source of truth until then.
+//! This file knows nothing of the head's locking, the WAL or queries.
+
+use std::path::{Path, PathBuf};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use crate::model::{Label, Labels};
+use crate::storage::SeriesRef;
+
+use super::wal;
+
+/// The layout version, the first byte of every key.
+const VERSION: u8 = 1;
+/// The chunk encoding byte of a value: XOR, as in `docs/format/chunk.md`.
+const XOR: u8 = 1;
+/// fjall's block cache; chunks are read once per query, so a small cache.
+const CACHE_BYTES: u64 = 16 << 20;
+/// Writes held in memory before they go to tables: a flush of a million
+/// new series' labels would otherwise sit in memory (fjall's default is
+/// 64 MiB per keyspace).
+const MEMTABLE_BYTES: u64 = 8 << 20;
+/// fjall's journal, replayed at open, is kept under this (default 512 MiB).
+const JOURNAL_BYTES: u64 = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("chunk store {path}: {source}")]
+    Kv {
+        path: PathBuf,
+        #[source]
+        source: fjall::Error,
+    },
+    #[error("chunk store {path}: undecodable {what} for series {r}")]
+    Corrupt {
+        path: PathBuf,
+        what: &'static str,
+        r: SeriesRef,
+    },
+}
+
+/// The first and last timestamp of a series' persisted chunks.
+pub type TimeRange = (i64, i64);
+
+/// One persisted chunk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredChunk {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub data: Vec<u8>,
+}
+
+/// One series' part of a flush: its labels when not yet stored, and chunks
+/// in time order.
+#[derive(Debug, Clone)]
+pub struct FlushSeries<'a> {
+    pub r: SeriesRef,
+    pub labels: Option<&'a Labels>,
+    pub chunks: &'a [(i64, i64, &'a [u8])],
+    /// The persisted range after this flush (earlier chunks included).
+    pub range: Option<(i64, i64)>,
+}
+
+/// The persisted part of the store.
+pub struct ChunkStore {
+    path: PathBuf,
+    db: Database,
+    series: Keyspace,
+    chunks: Keyspace,
+    ranges: Keyspace,
+}
+
+impl std::fmt::Debug for ChunkStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn series_key(r: SeriesRef) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = VERSION;
+    k[1..].copy_from_slice(&r.to_be_bytes());
+    k
+}
+
+/// Times are stored with the sign bit flipped so that negative ones sort
+/// first.
+fn time_bytes(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn time_from(b: &[u8]) -> Option<i64> {
+    let a: [u8; 8] = b.try_into().ok()?;
+    Some((u64::from_be_bytes(a) ^ (1 << 63)) as i64)
+}
+
+fn chunk_key(r: SeriesRef, min_t: i64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..9].copy_from_slice(&series_key(r));
+    k[9..].copy_from_slice(&time_bytes(min_t));
+    k
+}
+
+fn ref_from(key: &[u8]) -> Option<SeriesRef> {
+    if key.first() != Some(&VERSION) {
+        return None;
+    }
+    Some(u64::from_be_bytes(key.get(1..9)?.try_into().ok()?))
+}
+
+fn range_value(range: (i64, i64)) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&range.0.to_be_bytes());
+    v[8..].copy_from_slice(&range.1.to_be_bytes());
+    v
+}
+
+fn range_from(v: &[u8]) -> Option<(i64, i64)> {
+    let a = i64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+    let b = i64::from_be_bytes(v.get(8..16)?.try_into().ok()?);
+    Some((a, b))
+}
+
+fn chunk_from(key: &[u8], value: &[u8]) -> Option<StoredChunk> {
+    let min_t = time_from(key.get(9..17)?)?;
+    if value.first() != Some(&XOR) {
+        return None;
+    }
+    let max_t = i64::from_be_bytes(value.get(1..9)?.try_into().ok()?);
+    Some(StoredChunk {
+        min_t,
+        max_t,
+        data: value.get(9..)?.to_vec(),
+    })
+}
+
+impl ChunkStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<ChunkStore, Error> {
+        let err = |source| Error::Kv {
+            path: dir.to_path_buf(),
+            source,
+        };
+        // Two cores are shared with scraping: one background worker.
+        let db = Database::builder(dir)
+            .cache_size(CACHE_BYTES)
+            .worker_threads(1)
+            .manual_journal_persist(true)
+            .max_journaling_size(JOURNAL_BYTES)
+            .open()
+            .map_err(err)?;
+        let opts = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
+        let series = db.keyspace("series", opts).map_err(err)?;
+        let chunks = db.keyspace("chunks", opts).map_err(err)?;
+        let ranges = db.keyspace("ranges", opts).map_err(err)?;
+        Ok(ChunkStore {
+            path: dir.to_path_buf(),
+            db,
+            series,
+            chunks,
+            ranges,
+        })
+    }
+
+    fn err(&self, source: fjall::Error) -> Error {
+        Error::Kv {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn corrupt(&self, what: &'static str, r: SeriesRef) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            what,
+            r,
+        }
+    }
+
+    /// Writes the chunks, ranges and new labels of a flush in one batch.
+    pub fn flush(&self, items: &[FlushSeries<'_>]) -> Result<(), Error> {
+        let mut batch = self.db.batch();
+        let mut buf = Vec::new();
+        for s in items {
+            if let Some(labels) = s.labels {
+                buf.clear();
+                wal::put_labels(&mut buf, labels);
+                batch.insert(&self.series, series_key(s.r), buf.as_slice());
+            }
+            for &(min_t, max_t, data) in s.chunks {
+                buf.clear();
+                buf.push(XOR);
+                buf.extend_from_slice(&max_t.to_be_bytes());
+                buf.extend_from_slice(data);
+                batch.insert(&self.chunks, chunk_key(s.r, min_t), buf.as_slice());
+            }
+            if let Some(range) = s.range {
+                batch.insert(&self.ranges, series_key(s.r), range_value(range));
+            }
+        }
+        batch.commit().map_err(|e| self.err(e))
+    }
+
+    /// Appends to `out` the chunks of `r` that overlap `[mint, maxt]` and end
+    /// at or before `upto`, in time order.
+    pub fn read(
+        &self,
+        r: SeriesRef,
+        mint: i64,
+        maxt: i64,
+        upto: i64,
+        out: &mut Vec<StoredChunk>,
+    ) -> Result<(), Error> {
+        let lo = chunk_key(r, i64::MIN);
+        let hi = chunk_key(r, maxt);
+        for kv in self.chunks.range(lo..=hi) {
+            let (k, v) = kv.into_inner().map_err(|e| self.err(e))?;
+            let c = chunk_from(&k, &v).ok_or_else(|| self.corrupt("chunk", r))?;
+            if c.max_t >= mint && c.max_t <= upto {
+                out.push(c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the chunks of `r` that end before `t`; returns the persisted
+    /// range left, if any.
+    pub fn delete_before(&self, r: SeriesRef, t: i64) -> Result<Option<(i64, i64)>, Error> {
+        let lo = chunk_key(r, i64::MIN);
+        let hi = chunk_key(r, i64::MAX);
+        let mut batch = self.db.batch();
+        let mut left: Option<(i64, i64)> = None;
+        for kv in self.chunks.range(lo..=hi) {
+            let (k, v) = kv.into_inner().map_err(|e| self.err(e))?;
+            let c = chunk_from(&k, &v).ok_or_else(|| self.corrupt("chunk", r))?;
+            if c.max_t < t {
+                batch.remove(&self.chunks, k);
+            } else {
+                left = Some(left.map_or((c.min_t, c.max_t), |(a, b)| (a, b.max(c.max_t))));
+            }
+        }
+        match left {
+            Some(range) => batch.insert(&self.ranges, series_key(r), range_value(range)),
+            None => batch.remove(&self.ranges, series_key(r)),
+        }
+        batch.commit().map_err(|e| self.err(e))?;
+        Ok(left)
+    }
+
+    /// Deletes a series with every chunk it has.
+    pub fn delete_series(&self, r: SeriesRef) -> Result<(), Error> {
+        let mut batch = self.db.batch();
+        for kv in self
+            .chunks
+            .range(chunk_key(r, i64::MIN)..=chunk_key(r, i64::MAX))
+        {
+            let k = kv.key().map_err(|e| self.err(e))?;
+            batch.remove(&self.chunks, k);
+        }
+        batch.remove(&self.ranges, series_key(r));
+        batch.remove(&self.series, series_key(r));
+        batch.commit().map_err(|e| self.err(e))
+    }
+
+    /// Moves a series to another reference (its labels now hash elsewhere).
+    pub fn rename(&self, from: SeriesRef, to: SeriesRef, labels: &Labels) -> Result<(), Error> {
+        let mut batch = self.db.batch();
+        let mut buf = Vec::new();
+        wal::put_labels(&mut buf, labels);
+        batch.insert(&self.series, series_key(to), buf);
+        for kv in self
+            .chunks
+            .range(chunk_key(from, i64::MIN)..=chunk_key(from, i64::MAX))
+        {
+            let (k, v) = kv.into_inner().map_err(|e| self.err(e))?;
+            let mut nk = k.to_vec();
+            if let Some(dst) = nk.get_mut(1..9) {
+                dst.copy_from_slice(&to.to_be_bytes());
+            }
+            batch.insert(&self.chunks, nk, v);
+            batch.remove(&self.chunks, k);
+        }
+        if let Some(v) = self.ranges.get(series_key(from)).map_err(|e| self.err(e))? {
+            batch.insert(&self.ranges, series_key(to), v);
+        }
+        batch.remove(&self.ranges, series_key(from));
+        batch.remove(&self.series, series_key(from));
+        batch.commit().map_err(|e| self.err(e))
+    }
+
+    /// Calls `f` with every stored series in reference order, with its
+    /// persisted range.
+    pub fn load(
+        &self,
+        f: &mut dyn FnMut(SeriesRef, &Labels, Option<TimeRange>),
+    ) -> Result<u64, Error> {
+        let mut ranges: Vec<(SeriesRef, (i64, i64))> = Vec::new();
+        for kv in self.ranges.iter() {
+            let (k, v) = kv.into_inner().map_err(|e| self.err(e))?;
+            if let (Some(r), Some(range)) = (ref_from(&k), range_from(&v)) {
+                ranges.push((r, range));
+            }
+        }
+        // Both keyspaces sort by reference: walk them side by side.
+        let mut next = 0;
+        let mut n = 0;
+        let mut buf: Vec<Label> = Vec::new();
+        for kv in self.series.iter() {
+            let (k, v) = kv.into_inner().map_err(|e| self.err(e))?;
+            let Some(r) = ref_from(&k) else { continue };
+            if !wal::get_labels_into(&v, &mut buf) {
+                return Err(self.corrupt("labels", r));
+            }
+            while ranges.get(next).is_some_and(|x| x.0 < r) {
+                next += 1;
+            }
+            let range = ranges.get(next).filter(|x| x.0 == r).map(|x| x.1);
+            let labels = Labels::from_sorted(std::mem::take(&mut buf));
+            f(r, &labels, range);
+            buf = labels.into_vec();
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Makes every write so far durable.
+    pub fn persist(&self) -> Result<(), Error> {
+        self.db
+            .persist(PersistMode::SyncData)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Starts writing the in-memory part of every keyspace to tables.
+    pub fn rotate(&self) -> Result<(), Error> {
+        for ks in [&self.series, &self.chunks, &self.ranges] {
+            ks.rotate_memtable().map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the chunks so that deleted ones give their space back.
+    pub fn compact(&self) -> Result<(), Error> {
+        self.chunks.major_compact().map_err(|e| self.err(e))
+    }
+
+    /// Bytes on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.db.disk_space().unwrap_or(0)
+    }
+}
