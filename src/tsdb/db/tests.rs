@@ -90,6 +90,7 @@ fn a_crash_loses_no_committed_sample() {
     drop(db);
     let (db, _) = Db::open(&dir, opts()).unwrap();
     assert_eq!(dump(db.head()), expected(50, 300));
+    drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -122,6 +123,7 @@ fn checkpoints_replace_segments_and_reopen_exactly() {
         "a clean close leaves nothing to replay"
     );
     assert_eq!(dump(db.head()), expected(40, 360));
+    drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -143,6 +145,7 @@ fn a_full_disk_fails_commits_loudly_and_ingestion_resumes() {
     drop(db);
     let (db, _) = Db::open(&dir, opts()).unwrap();
     assert_eq!(dump(db.head()), expected(5, 15));
+    drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -181,6 +184,7 @@ fn retention_deletes_old_samples_on_disk_too() {
     let (db, st) = Db::open(&dir, o).unwrap();
     assert!(st.checkpoint.is_some());
     assert_eq!(dump(db.head()), kept);
+    drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -205,6 +209,7 @@ fn size_retention_keeps_the_directory_under_the_limit() {
     );
     let kept = dump(db.head());
     assert!(!kept.is_empty() && kept[0].1.last().unwrap().0 == 1_999_000);
+    drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -235,6 +240,7 @@ fn concurrent_appenders_replay_completely() {
     drop(db);
     let (db, _) = Db::open(&dir, opts()).unwrap();
     assert_eq!(dump(db.head()), expected(100, 200));
+    drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -272,6 +278,7 @@ fn closed_chunks_move_to_disk_and_read_back() {
     let (db, st) = Db::open(&dir, opts()).unwrap();
     assert_eq!(st.stored_series, 40);
     assert_eq!(dump(db.head()), expected(40, 630));
+    drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -295,6 +302,7 @@ fn a_crash_between_flush_and_checkpoint_counts_every_sample_once() {
     drop(db);
     let (db, _) = Db::open(&dir, opts()).unwrap();
     assert_eq!(dump(db.head()), expected(30, 825));
+    drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -344,5 +352,6 @@ fn retention_deletes_persisted_chunks_and_forgets_dead_series() {
     let (db, st) = Db::open(&dir, o).unwrap();
     assert_eq!(st.stored_series, 4, "its labels left the chunk store");
     assert_eq!(dump(db.head()), kept);
+    drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
 }
