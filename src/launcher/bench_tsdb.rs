@@ -224,6 +224,13 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
         cpu_secs() - c0,
         disk as f64 / samples
     );
+    let open = db.head().stats().open_samples as f64;
+    let kv = db.chunk_store_bytes();
+    println!(
+        "chunk store: {kv} bytes for {} persisted samples (all but the open chunks): {:.3} bytes per sample, labels included",
+        samples - open,
+        kv as f64 / (samples - open).max(1.0)
+    );
     drop(db);
     let (t0, c0) = (Instant::now(), cpu_secs());
     let (db, st) = Db::open(&args.dir, opts).context("cannot reopen")?;

@@ -21,7 +21,8 @@ use crate::model::Labels;
 use crate::storage::{self, SeriesRef};
 
 use super::head::{
-    ChunkSnapshot, CommitLog, DiskChunks, FlushItem, Head, HeadOptions, SHARD_COUNT, shard_of,
+    ChunkSnapshot, CommitLog, DiskChunks, FlushItem, Head, HeadOptions, Restore, SHARD_COUNT,
+    shard_of,
 };
 use super::kv::{self, ChunkStore, FlushSeries, StoredChunk};
 
@@ -98,6 +99,26 @@ pub struct OpenStats {
 }
 
 struct WalLog(Arc<Wal>);
+
+/// A checkpoint's series decoded and ready for [`Head::restore_prepared`].
+type Prepared = Vec<(SeriesRef, Labels, Restore)>;
+
+fn read_prepared(dir: &Path, n: u32) -> Result<(u64, Prepared), wal::Error> {
+    let mut out = Vec::new();
+    let count = wal::read_checkpoint(dir, n, &mut |s: CheckpointSeries| {
+        let chunks = s
+            .chunks
+            .into_iter()
+            .map(|c| ChunkSnapshot {
+                min_t: c.min_t,
+                max_t: c.max_t,
+                data: c.data,
+            })
+            .collect();
+        out.push((s.r, s.labels, Restore::new(s.last_t, s.last_v, chunks)));
+    })?;
+    Ok((count, out))
+}
 
 /// The head's view of the chunk store.
 struct KvChunks(Arc<ChunkStore>);
@@ -211,6 +232,17 @@ impl Db {
         let wal_dir = dir.join("wal");
         let head = Head::new(opts.head.clone());
         let mut st = OpenStats::default();
+        // The newest checkpoint is read and decoded on another thread while
+        // this one loads the chunk store's series.
+        let checkpoints = wal::list_checkpoints(dir)?;
+        let mut prefetch = checkpoints.last().and_then(|&n| {
+            let d = dir.to_path_buf();
+            std::thread::Builder::new()
+                .name("raymon-open".into())
+                .spawn(move || read_prepared(&d, n))
+                .ok()
+                .map(|h| (n, h))
+        });
         let kv = Arc::new(ChunkStore::open(&dir.join(KV_DIR))?);
         st.kv_open = started.elapsed();
         // Series on disk come first: checkpoints name them by reference only.
@@ -236,7 +268,6 @@ impl Db {
             kv.rename(*from, *to, labels)?;
         }
         st.phases[0] = started.elapsed();
-        let checkpoints = wal::list_checkpoints(dir)?;
         let mut map: FxHashMap<SeriesRef, SeriesRef> = FxHashMap::default();
         // Series that could not keep their reference: the new segment must
         // say what their new one is.
@@ -248,51 +279,47 @@ impl Db {
             map.clone_from(&kv_map);
             moved.clear();
             moved.extend(kv_moved.iter().map(|(_, to, l)| (*to, l.clone())));
-            let mut restore_err = None;
-            let found = |s: &CheckpointSeries| {
-                if s.labels.is_empty() {
+            let prepared = match prefetch.take() {
+                Some((m, h)) if m == n => h.join().unwrap_or_else(|_| read_prepared(dir, n)),
+                _ => read_prepared(dir, n),
+            };
+            let (count, list) = match prepared {
+                Ok(x) => x,
+                Err(e) => {
+                    error!(error = %e, "cannot load checkpoint, trying an older one");
+                    continue;
+                }
+            };
+            let mut skipped = None;
+            for (old, labels, prep) in list {
+                let found = if labels.is_empty() {
                     // Stored in the chunk store, loaded above.
-                    let r = kv_map.get(&s.r).copied().unwrap_or(s.r);
+                    let r = kv_map.get(&old).copied().unwrap_or(old);
                     head.has_series(r).then_some(r).ok_or_else(|| {
                         storage::Error::Other(format!(
-                            "series {} is in the checkpoint but not in the chunk store",
-                            s.r
+                            "series {old} is in the checkpoint but not in the chunk store"
                         ))
                     })
                 } else {
-                    head.series_ref(&s.labels, s.r)
-                }
-            };
-            let res = wal::read_checkpoint(dir, n, &mut |s: CheckpointSeries| match found(&s) {
-                Ok(r) => {
-                    if r != s.r && !s.labels.is_empty() {
-                        moved.insert(r, s.labels.clone());
-                        map.insert(s.r, r);
+                    head.series_ref(&labels, old)
+                };
+                match found {
+                    Ok(r) => {
+                        if r != old && !labels.is_empty() {
+                            moved.insert(r, labels);
+                            map.insert(old, r);
+                        }
+                        head.restore_prepared(r, prep);
                     }
-                    let chunks = s
-                        .chunks
-                        .into_iter()
-                        .map(|c| ChunkSnapshot {
-                            min_t: c.min_t,
-                            max_t: c.max_t,
-                            data: c.data,
-                        })
-                        .collect();
-                    head.restore_series(r, s.last_t, s.last_v, chunks);
+                    Err(e) => skipped = Some(e),
                 }
-                Err(e) => restore_err = Some(e),
-            });
-            match res {
-                Ok(count) => {
-                    st.checkpoint_series = count;
-                    base = Some(n);
-                    break;
-                }
-                Err(e) => error!(error = %e, "cannot load checkpoint, trying an older one"),
             }
-            if let Some(e) = restore_err {
+            if let Some(e) = skipped {
                 warn!(error = %e, "a checkpoint series was skipped");
             }
+            st.checkpoint_series = count;
+            base = Some(n);
+            break;
         }
         st.checkpoint = base;
         st.phases[1] = started.elapsed() - st.phases[0];
@@ -432,6 +459,11 @@ impl Db {
     /// Bytes of the data directory (checkpoints, WAL and chunk store).
     pub fn disk_bytes(&self) -> u64 {
         wal::dir_bytes(&self.dir) + self.wal.disk_bytes() + self.kv.disk_bytes()
+    }
+
+    /// Bytes of the chunk store alone.
+    pub fn chunk_store_bytes(&self) -> u64 {
+        self.kv.disk_bytes()
     }
 
     /// Writes a checkpoint of the whole head and deletes the segments and
@@ -716,6 +748,7 @@ impl Db {
         self.wal.sync()?;
         self.checkpoint()?;
         self.wal.sync()?;
+        self.kv.rotate_and_wait()?;
         Ok(())
     }
 }

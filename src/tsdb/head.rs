@@ -62,6 +62,8 @@ pub struct HeadStats {
     pub heap_bytes: usize,
     /// Of `heap_bytes`, the bytes of encoded samples (chunk buffers).
     pub chunk_bytes: usize,
+    /// Samples in open chunks.
+    pub open_samples: usize,
 }
 
 /// What one [`Head::gc`] call removed.
@@ -104,6 +106,47 @@ pub struct SeriesSnapshot {
     pub last_t: i64,
     pub last_v: u64,
     pub chunks: Vec<ChunkSnapshot>,
+}
+
+/// A snapshot's chunks decoded for [`Head::restore_prepared`]: the last one
+/// reopened for appends.
+pub struct Restore {
+    last_t: i64,
+    last_v: u64,
+    closed: Vec<ClosedChunk>,
+    open: Option<OpenChunk>,
+}
+
+impl Restore {
+    /// Reopens the last chunk (which reads all of its samples); a chunk that
+    /// does not decode stays closed.
+    pub fn new(last_t: i64, last_v: u64, mut chunks: Vec<ChunkSnapshot>) -> Restore {
+        let open = chunks
+            .pop()
+            .and_then(|c| match XorChunk::from_bytes(c.data.to_vec()) {
+                Ok(chunk) => Some(OpenChunk {
+                    min_t: c.min_t,
+                    chunk,
+                }),
+                Err(_) => {
+                    chunks.push(c);
+                    None
+                }
+            });
+        Restore {
+            last_t,
+            last_v,
+            closed: chunks
+                .into_iter()
+                .map(|c| ClosedChunk {
+                    min_t: c.min_t,
+                    max_t: c.max_t,
+                    data: c.data,
+                })
+                .collect(),
+            open,
+        }
+    }
 }
 
 /// Where chunks moved out of memory are read back: the chunk store.
@@ -789,8 +832,14 @@ impl Head {
         r: SeriesRef,
         last_t: i64,
         last_v: u64,
-        mut chunks: Vec<ChunkSnapshot>,
+        chunks: Vec<ChunkSnapshot>,
     ) {
+        self.restore_prepared(r, Restore::new(last_t, last_v, chunks));
+    }
+
+    /// [`Head::restore_series`] with the decoding done beforehand (on
+    /// another thread, while series are being created).
+    pub fn restore_prepared(&self, r: SeriesRef, mut prep: Restore) {
         let opts = &self.inner.opts;
         let mut shard = lock(&self.inner.shards[shard_of(r)]);
         let Some(s) = shard.series.get_mut(&r) else {
@@ -798,42 +847,32 @@ impl Head {
         };
         // Chunks that reached disk after this snapshot was taken are read
         // from there.
-        chunks.retain(|c| c.max_t > s.disk_max);
-        if s.mem_range().is_some() || chunks.is_empty() {
+        prep.closed.retain(|c| c.max_t > s.disk_max);
+        if prep.open.is_some() && prep.last_t <= s.disk_max {
+            prep.open = None;
+        }
+        if s.mem_range().is_some() || (prep.closed.is_empty() && prep.open.is_none()) {
             return;
         }
-        let lo = chunks[0].min_t;
-        let open = chunks
-            .pop()
-            .and_then(|c| match XorChunk::from_bytes(c.data.to_vec()) {
-                Ok(chunk) => Some(OpenChunk {
-                    min_t: c.min_t,
-                    chunk,
-                }),
-                Err(_) => {
-                    chunks.push(c);
-                    None
-                }
-            });
-        s.closed = chunks
-            .into_iter()
-            .map(|c| ClosedChunk {
-                min_t: c.min_t,
-                max_t: c.max_t,
-                data: c.data,
-            })
-            .collect();
-        s.next_at = open
+        let lo = prep
+            .closed
+            .first()
+            .map(|c| c.min_t)
+            .or(prep.open.as_ref().map(|o| o.min_t))
+            .unwrap_or(prep.last_t);
+        s.closed = prep.closed;
+        s.next_at = prep
+            .open
             .as_ref()
             .map_or(i64::MIN, |o| range_for_timestamp(o.min_t, opts.chunk_range));
-        s.open = open;
-        if !s.has_last || last_t > s.last_t {
-            s.last_t = last_t;
-            s.last_v = last_v;
+        s.open = prep.open;
+        if !s.has_last || prep.last_t > s.last_t {
+            s.last_t = prep.last_t;
+            s.last_v = prep.last_v;
         }
         s.has_last = true;
         drop(shard);
-        self.inner.note_times(lo, last_t);
+        self.inner.note_times(lo, prep.last_t);
     }
 
     /// Appends logged samples (replay): no order errors, a sample not after
@@ -970,6 +1009,7 @@ impl Head {
                 st.heap_bytes += all;
                 st.chunk_bytes += chunks;
                 st.num_chunks += s.closed.len() + usize::from(s.open.is_some());
+                st.open_samples += s.open.as_ref().map_or(0, |o| o.chunk.num_samples());
             }
         }
         let ix = read(&self.inner.index);

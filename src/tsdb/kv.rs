@@ -348,6 +348,15 @@ impl ChunkStore {
         Ok(())
     }
 
+    /// Writes the in-memory part of every keyspace to tables and waits, so
+    /// that the next open has no journal to replay.
+    pub fn rotate_and_wait(&self) -> Result<(), Error> {
+        for ks in [&self.series, &self.chunks, &self.ranges] {
+            ks.rotate_memtable_and_wait().map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
     /// Rewrites the chunks so that deleted ones give their space back.
     pub fn compact(&self) -> Result<(), Error> {
         self.chunks.major_compact().map_err(|e| self.err(e))
