@@ -11,7 +11,8 @@
 
 use std::path::{Path, PathBuf};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::config::CompressionPolicy;
+use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::model::{Label, Labels};
 use crate::storage::SeriesRef;
@@ -159,7 +160,14 @@ impl ChunkStore {
             .max_journaling_size(JOURNAL_BYTES)
             .open()
             .map_err(err)?;
-        let opts = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
+        // LZ4 at every level (fjall compresses only from level 2 on): label
+        // sets repeat most of their bytes, and young tables are most of a
+        // store that lives for days.
+        let opts = || {
+            KeyspaceCreateOptions::default()
+                .max_memtable_size(MEMTABLE_BYTES)
+                .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
+        };
         let series = db.keyspace("series", opts).map_err(err)?;
         let chunks = db.keyspace("chunks", opts).map_err(err)?;
         let ranges = db.keyspace("ranges", opts).map_err(err)?;
