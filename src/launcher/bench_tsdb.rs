@@ -142,7 +142,10 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
             cpu_first = cpu_secs();
         }
         // What the background thread does in serve: closed chunks go to the
-        // chunk store and a checkpoint retires the WAL.
+        // chunk store every 30 s, and a checkpoint retires the WAL.
+        if args.checkpoint_every > 0 && (k + 1) % 2 == 0 {
+            db.flush_closed_chunks().context("flush")?;
+        }
         if args.checkpoint_every > 0 && (k + 1) % args.checkpoint_every == 0 {
             let c0 = Instant::now();
             db.checkpoint().context("checkpoint")?;

@@ -65,6 +65,8 @@ pub struct DbOptions {
     pub checkpoint_bytes: u64,
     /// How often retention runs.
     pub retention_every: Duration,
+    /// How often closed chunks move to the chunk store between checkpoints.
+    pub flush_every: Duration,
 }
 
 impl Default for DbOptions {
@@ -78,6 +80,7 @@ impl Default for DbOptions {
             checkpoint_every: Duration::from_secs(300),
             checkpoint_bytes: 256 << 20,
             retention_every: Duration::from_secs(60),
+            flush_every: Duration::from_secs(30),
         }
     }
 }
@@ -461,6 +464,16 @@ impl Db {
         wal::dir_bytes(&self.dir) + self.wal.disk_bytes() + self.kv.disk_bytes()
     }
 
+    /// Moves the closed chunks to the chunk store (what the background
+    /// thread does every `flush_every`), without a checkpoint.
+    pub fn flush_closed_chunks(&self) -> Result<(), Error> {
+        let _m = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.move_closed_chunks()
+    }
+
     /// Bytes of the chunk store alone.
     pub fn chunk_store_bytes(&self) -> u64 {
         self.kv.disk_bytes()
@@ -560,15 +573,22 @@ impl Db {
     /// Moves every closed chunk (and the labels of new series) to the chunk
     /// store, syncs it, and drops those chunks from memory.
     fn flush_chunks(&self) -> Result<(), Error> {
-        let limit = self.head.ref_limit();
-        let step = (limit / CHECKPOINT_SLICES).max(1);
+        self.move_closed_chunks()?;
+        self.kv.persist()?;
+        // Written to tables, the flushed chunks no longer need fjall's
+        // journal, which would otherwise be replayed at the next open.
+        self.kv.rotate()?;
+        Ok(())
+    }
+
+    /// Writes every closed chunk (and the labels of new series) to the chunk
+    /// store and drops those chunks from memory, shard by shard. Not synced:
+    /// the WAL keeps them until a checkpoint has synced the chunk store.
+    fn move_closed_chunks(&self) -> Result<(), Error> {
         let mut items: Vec<FlushItem> = Vec::new();
-        let mut lo: SeriesRef = 0;
-        while lo < limit {
-            let hi = lo.saturating_add(step);
+        for shard in 0..SHARD_COUNT {
             items.clear();
-            self.head.flush_candidates(lo, hi, &mut items);
-            lo = hi;
+            self.head.flush_candidates(shard, &mut items);
             if items.is_empty() {
                 continue;
             }
@@ -594,14 +614,9 @@ impl Db {
             self.kv.flush(&batch)?;
             let n: usize = items.iter().map(|it| it.chunks.len()).sum();
             self.persisted_chunks.fetch_add(n as u64, Ordering::Relaxed);
-            // Readers may take these chunks from disk from now on; they are
-            // durable after the sync below, and the WAL keeps them until then.
+            // Readers may take these chunks from disk from now on.
             self.head.mark_flushed(&items);
         }
-        self.kv.persist()?;
-        // Written to tables, the flushed chunks no longer need fjall's
-        // journal, which would otherwise be replayed at the next open.
-        self.kv.rotate()?;
         Ok(())
     }
 
@@ -668,9 +683,17 @@ impl Db {
     }
 
     /// One pass of background work; returns after deciding what was due.
-    fn tick(&self, last_retention: &mut Instant) {
+    fn tick(&self, last_retention: &mut Instant, last_flush: &mut Instant) {
         if let Err(e) = self.wal.sync() {
             error!(error = %e, "cannot sync the WAL");
+        }
+        // Closed chunks leave memory soon after they close, between
+        // checkpoints: memory then holds little more than the open chunks.
+        if last_flush.elapsed() >= self.opts.flush_every {
+            *last_flush = Instant::now();
+            if let Err(e) = self.flush_closed_chunks() {
+                error!(error = %e, "cannot move closed chunks to the chunk store");
+            }
         }
         if last_retention.elapsed() >= self.opts.retention_every {
             *last_retention = Instant::now();
@@ -712,13 +735,14 @@ impl Db {
             .name("raymon-tsdb".to_string())
             .spawn(move || {
                 let mut last_retention = Instant::now();
+                let mut last_flush = Instant::now();
                 loop {
                     match rx.recv_timeout(every) {
                         Err(RecvTimeoutError::Timeout) => {}
                         _ => return,
                     }
                     let Some(db) = db.upgrade() else { return };
-                    db.tick(&mut last_retention);
+                    db.tick(&mut last_retention, &mut last_flush);
                 }
             });
         match spawned {

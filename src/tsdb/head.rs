@@ -906,15 +906,16 @@ impl Head {
         let _ = self.inner.disk.set(disk);
     }
 
-    /// The closed chunks of every series with `lo <= ref < hi`, and the
-    /// labels of series whose labels the chunk store lacks, for a flush.
-    pub fn flush_candidates(&self, lo: SeriesRef, hi: SeriesRef, out: &mut Vec<FlushItem>) {
+    /// The closed chunks of every series in shard `shard` (of
+    /// [`SHARD_COUNT`]), and the labels of series whose labels the chunk
+    /// store lacks, for a flush.
+    pub fn flush_candidates(&self, shard: usize, out: &mut Vec<FlushItem>) {
         let start = out.len();
-        for shard in &self.inner.shards {
+        if let Some(shard) = self.inner.shards.get(shard) {
             let shard = lock(shard);
             let ix = read(&self.inner.index);
             for (&r, s) in &shard.series {
-                if r < lo || r >= hi || (s.closed.is_empty() && s.labels_stored) {
+                if s.closed.is_empty() && s.labels_stored {
                     continue;
                 }
                 let chunks = s.closed_snapshots();

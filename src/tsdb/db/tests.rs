@@ -293,15 +293,20 @@ fn a_crash_between_flush_and_checkpoint_counts_every_sample_once() {
     // would retire the WAL and the older checkpoint holding some of them.
     db.flush_chunks().unwrap();
     ingest(db.head(), 30, 600, 25);
+    // And more moved without a sync, as the background thread does between
+    // checkpoints.
+    ingest(db.head(), 30, 625, 300);
+    db.flush_closed_chunks().unwrap();
+    ingest(db.head(), 30, 925, 10);
     drop(db);
     let (db, st) = Db::open(&dir, opts()).unwrap();
     assert!(st.replay.samples > 0);
-    assert_eq!(dump(db.head()), expected(30, 625));
-    ingest(db.head(), 30, 625, 200);
+    assert_eq!(dump(db.head()), expected(30, 935));
+    ingest(db.head(), 30, 935, 200);
     db.close().unwrap();
     drop(db);
     let (db, _) = Db::open(&dir, opts()).unwrap();
-    assert_eq!(dump(db.head()), expected(30, 825));
+    assert_eq!(dump(db.head()), expected(30, 1135));
     drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
 }
