@@ -98,7 +98,7 @@ impl TargetState {
                 (true, Some(ts)) => ts,
                 _ => t,
             };
-            match self.cache.lookup(sample.series) {
+            let slot = match self.cache.lookup(sample.series) {
                 Lookup::Dropped => continue,
                 Lookup::Known(e) => {
                     stats.post_relabel += 1;
@@ -112,7 +112,10 @@ impl TargetState {
                             e.series_ref = r;
                             continue;
                         }
-                        Err(storage::Error::EmptyLabelset) => stats.post_relabel -= 1,
+                        Err(storage::Error::EmptyLabelset) => {
+                            stats.post_relabel -= 1;
+                            e.slot()
+                        }
                         Err(err) if err.is_sample_error() => {
                             stats.rejected += 1;
                             continue;
@@ -120,8 +123,8 @@ impl TargetState {
                         Err(err) => return Err(err.into()),
                     }
                 }
-                Lookup::Unknown => {}
-            }
+                Lookup::Unknown(slot) => slot,
+            };
             builder.clear();
             builder.set(METRIC_NAME.to_string(), sample.name.to_string());
             for (name, value) in sample.labels() {
@@ -135,7 +138,7 @@ impl TargetState {
                 relabel_process(&labels, &settings.metric_relabel)
             };
             let Some(labels) = labels.filter(|l| !l.is_empty()) else {
-                self.cache.insert_dropped(sample.series);
+                self.cache.insert_dropped(slot);
                 continue;
             };
             stats.post_relabel += 1;
@@ -152,7 +155,7 @@ impl TargetState {
                 Err(err) => return Err(err.into()),
             };
             let track = sample.timestamp_ms.is_none() || !settings.honor_timestamps;
-            self.cache.insert(sample.series, r, track);
+            self.cache.insert(slot, r, track);
         }
         self.attempt_open = false;
         let mut first_err = None;
