@@ -13,6 +13,7 @@
 use rustc_hash::FxHashMap;
 
 use crate::storage::SeriesRef;
+use crate::textparse::Format;
 
 /// A 128-bit hash of a series' raw text: two independent multiply-rotate
 /// lanes over 8-byte words, each finished with a full avalanche. Accidental
@@ -65,6 +66,8 @@ pub struct Entry {
     dropped: bool,
     /// Evicted; the slot waits for the next compaction.
     dead: bool,
+    /// The format whose parser last accepted this series' text.
+    checked: Option<Format>,
 }
 
 /// Series kept in the order they were first seen, which is the order a
@@ -87,6 +90,20 @@ pub struct Cache {
     iter: u32,
     /// The scrape attempt before it.
     prev_iter: u32,
+    /// The format of the scrape in progress.
+    format: Option<Format>,
+    /// What [`Cache::vouch`] found, for the lookup of the same text.
+    memo: Option<Memo>,
+}
+
+/// A [`Cache::vouch`] result. The text is identified by its address and
+/// length: both come from the body of the scrape in progress (`begin`
+/// forgets the memo), so equal ones are the same bytes.
+struct Memo {
+    addr: usize,
+    len: usize,
+    key: Key,
+    pos: Option<usize>,
 }
 
 /// What a lookup found.
@@ -115,22 +132,58 @@ impl Cache {
         self.prev_iter = self.iter;
         self.iter += 1;
         self.cursor = 0;
+        self.memo = None;
     }
 
-    pub fn lookup(&mut self, raw: &[u8]) -> Lookup<'_> {
+    /// Sets the format of the scrape in progress: series text that its
+    /// parser accepts is recorded as checked in it.
+    pub fn set_format(&mut self, format: Format) {
+        self.format = Some(format);
+    }
+
+    /// Whether `raw` is the text of a cached series that a parser of the
+    /// current format accepted (so its labels need no checking again). The
+    /// lookup of the same text that follows reuses this one's work.
+    pub fn vouch(&mut self, raw: &[u8]) -> bool {
         let k = key(raw);
-        let pos = match self.entries.get(self.cursor) {
-            Some(e) if e.key == k && !e.dead => self.cursor,
-            _ => match self.index.get(&k) {
-                Some(&p) => p as usize,
-                None => return Lookup::Unknown(Slot(k)),
-            },
+        let pos = self.find(k);
+        self.memo = Some(Memo {
+            addr: raw.as_ptr() as usize,
+            len: raw.len(),
+            key: k,
+            pos,
+        });
+        let checked = pos.and_then(|p| self.entries.get(p)).map(|e| e.checked);
+        self.format.is_some() && checked == Some(self.format)
+    }
+
+    /// The live slot of `k`: first the one after the previous hit.
+    #[inline]
+    fn find(&self, k: Key) -> Option<usize> {
+        match self.entries.get(self.cursor) {
+            Some(e) if e.key == k && !e.dead => Some(self.cursor),
+            _ => self.index.get(&k).map(|&p| p as usize),
+        }
+    }
+
+    /// Finds the series of a sample line the parser accepted.
+    pub fn lookup(&mut self, raw: &[u8]) -> Lookup<'_> {
+        let (k, pos) = match self.memo.take() {
+            Some(m) if m.addr == raw.as_ptr() as usize && m.len == raw.len() => (m.key, m.pos),
+            _ => {
+                let k = key(raw);
+                (k, self.find(k))
+            }
+        };
+        let Some(pos) = pos else {
+            return Lookup::Unknown(Slot(k));
         };
         self.cursor = pos + 1;
-        let iter = self.iter;
+        let (iter, format) = (self.iter, self.format);
         match self.entries.get_mut(pos) {
             Some(e) => {
                 e.seen_iter = iter;
+                e.checked = format;
                 if e.dropped {
                     Lookup::Dropped
                 } else {
@@ -158,6 +211,7 @@ impl Cache {
             track_staleness,
             dropped,
             dead: false,
+            checked: self.format,
         };
         // A series already cached comes back through here when the store
         // forgot its reference: it keeps its slot.
