@@ -130,6 +130,7 @@ async fn run(
     let mut ticker = tokio::time::interval_at(Instant::now(), target.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut state = TargetState::default();
+    let request = ctx.client.prepare(&target.url, target.timeout);
     let mut body = Vec::new();
     let mut metadata_len = 0usize;
     let mut last_start: Option<Instant> = None;
@@ -147,7 +148,7 @@ async fn run(
         let t = unix_ms(started);
         let fetched = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = ctx.client.scrape(&target.url, target.timeout, ctx.body_size_limit, &mut body) => r,
+            r = ctx.client.scrape(&request, ctx.body_size_limit, &mut body) => r,
         };
         let duration = clock.elapsed();
         let error = scrape_once(&mut state, &ctx, &target, fetched, &body, t, duration);
