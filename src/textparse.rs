@@ -332,16 +332,32 @@ fn ascending(a: &[u8], b: &[u8]) -> bool {
     a.len() < b.len()
 }
 
-impl<'a> Iterator for Parser<'a> {
-    type Item = Result<Entry<'a>, ParseError>;
+/// Vouches for a sample's series text (`name{...}`, up to its first `}`):
+/// true only for exactly the text of a series that a parser of the same
+/// format accepted before.
+pub type Known<'k> = &'k mut dyn FnMut(&[u8]) -> bool;
 
-    fn next(&mut self) -> Option<Self::Item> {
+impl<'a> Parser<'a> {
+    /// The next entry, like [`Iterator::next`], but the labels of a sample
+    /// whose series text `known` vouches for are not checked again.
+    ///
+    /// Checking labels is most of the parsing, and a scraper already knows
+    /// nearly every series of a body from the previous scrape. Text that was
+    /// accepted once is accepted again: the checks look at nothing but those
+    /// bytes, and the parser would close the labels at the same brace (a
+    /// valid series text ends at its closing brace, so no shorter piece of
+    /// it is a valid series text). What follows the labels is parsed as usual.
+    pub fn next_trusting(&mut self, known: Known<'_>) -> Option<Result<Entry<'a>, ParseError>> {
+        self.advance(Some(known))
+    }
+
+    fn advance(&mut self, known: Option<Known<'_>>) -> Option<Result<Entry<'a>, ParseError>> {
         if self.done {
             return None;
         }
         let next = match self.format {
-            Format::PromText => self.next_prom(),
-            Format::OpenMetrics => self.next_openmetrics(),
+            Format::PromText => self.next_prom(known),
+            Format::OpenMetrics => self.next_openmetrics(known),
         };
         match next {
             Ok(Some(entry)) => Some(Ok(entry)),
@@ -354,6 +370,23 @@ impl<'a> Iterator for Parser<'a> {
                 Some(Err(e))
             }
         }
+    }
+
+    /// The closing brace of labels that open at `open` (the byte after the
+    /// `{`), if `known` vouches for the series text `buf[start..=brace]`.
+    #[inline]
+    fn vouched_close(&self, start: usize, open: usize, known: Option<Known<'_>>) -> Option<usize> {
+        let known = known?;
+        let close = scan::find_byte(self.buf, open, b'}')?;
+        known(&self.buf[start..=close]).then_some(close)
+    }
+}
+
+impl<'a> Iterator for Parser<'a> {
+    type Item = Result<Entry<'a>, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.advance(None)
     }
 }
 
@@ -391,6 +424,48 @@ mod tests {
 
     const T: Format = Format::PromText;
     const OM: Format = Format::OpenMetrics;
+
+    #[test]
+    fn vouched_series_skip_label_checks_and_others_do_not() {
+        for (format, body) in [
+            (T, "a {x=\"1\"} 1\nb{y=\"}\"} 2\nc{z=\"1\",z=\"2\"} 3\n"),
+            (
+                OM,
+                "a{x=\"1\"} 1\nb{y=\"}\"} 2\nc{z=\"1\",z=\"2\"} 3\n# EOF\n",
+            ),
+        ] {
+            let mut asked = Vec::new();
+            let mut p = Parser::new(body.as_bytes(), format);
+            let mut known = |raw: &[u8]| {
+                let raw = String::from_utf8(raw.to_vec()).unwrap();
+                let vouched = raw.starts_with('a') || raw.starts_with('c');
+                asked.push(raw);
+                vouched
+            };
+            let mut got = Vec::new();
+            while let Some(e) = p.next_trusting(&mut known) {
+                if let Entry::Sample(s) = e.unwrap() {
+                    let labels: Vec<_> = s.labels().map(|(n, v)| format!("{n}={v}")).collect();
+                    got.push((String::from_utf8(s.series.to_vec()).unwrap(), labels));
+                }
+            }
+            // Asked with the series text up to the first closing brace; a
+            // brace inside a value is not vouched for and is read as usual.
+            let a = if format == T {
+                "a {x=\"1\"}"
+            } else {
+                "a{x=\"1\"}"
+            };
+            assert_eq!(asked, [a, "b{y=\"}", "c{z=\"1\",z=\"2\"}"]);
+            assert_eq!(got[0], (a.to_string(), vec!["x=1".to_string()]));
+            assert_eq!(got[1].1, ["y=}"]);
+            // Vouched for, so not checked: only text a parser accepted
+            // before may be vouched for.
+            assert_eq!(got[2].1, ["z=1", "z=2"]);
+            // Without the voucher the same body fails.
+            assert!(Parser::new(body.as_bytes(), format).any(|e| e.is_err()));
+        }
+    }
 
     #[test]
     fn malformed_missing_value() {

@@ -104,13 +104,7 @@ impl FileSd {
         let names: Vec<String> = self.patterns.iter().map(|(_, p)| p.clone()).collect();
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             let Ok(event) = res else { return };
-            let relevant = event.paths.is_empty()
-                || event.paths.iter().any(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| names.iter().any(|pat| glob::matches(pat, n)))
-                });
-            if relevant {
+            if is_relevant(&event, &names) {
                 // A full channel already means "look again"; dropping is fine.
                 let _ = ev_tx.try_send(());
             }
@@ -157,6 +151,28 @@ impl FileSd {
     }
 }
 
+/// Whether `event` may have changed a file matching one of `names`.
+///
+/// Reading a file is an event too (inotify's open and close-without-write),
+/// and `refresh` reads every matching file: counting those would make each
+/// re-read trigger the next, a busy loop. Prometheus's watch (fsnotify)
+/// never asks for them either.
+fn is_relevant(event: &notify::Event, names: &[String]) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode};
+    if let EventKind::Access(kind) = event.kind
+        && kind != AccessKind::Close(AccessMode::Write)
+    {
+        return false;
+    }
+    event.paths.is_empty()
+        || event.paths.iter().any(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| names.iter().any(|pat| glob::matches(pat, n)))
+        })
+}
+
 fn try_watch(w: &mut notify::RecommendedWatcher, dir: &Path) -> bool {
     w.watch(dir, notify::RecursiveMode::NonRecursive).is_ok()
 }
@@ -179,6 +195,42 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn reading_a_file_is_not_a_change() {
+        use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+        use notify::{Event, EventKind};
+        let names = vec!["*.json".to_string()];
+        let on = |kind| Event::new(kind).add_path(PathBuf::from("/d/sd.json"));
+        // What `refresh` itself causes: opening and closing a file it reads.
+        assert!(!is_relevant(
+            &on(EventKind::Access(AccessKind::Open(AccessMode::Any))),
+            &names
+        ));
+        assert!(!is_relevant(
+            &on(EventKind::Access(AccessKind::Close(AccessMode::Read))),
+            &names
+        ));
+        // Real changes: a write that closed, a rename over it, a new file.
+        assert!(is_relevant(
+            &on(EventKind::Access(AccessKind::Close(AccessMode::Write))),
+            &names
+        ));
+        assert!(is_relevant(
+            &on(EventKind::Modify(ModifyKind::Name(RenameMode::To))),
+            &names
+        ));
+        assert!(is_relevant(
+            &on(EventKind::Create(CreateKind::File)),
+            &names
+        ));
+        // Other files in the directory, such as logs, do not count.
+        let log = Event::new(EventKind::Create(CreateKind::File))
+            .add_path(PathBuf::from("/d/collector.log"));
+        assert!(!is_relevant(&log, &names));
+        // A rescan names no path: look again.
+        assert!(is_relevant(&Event::new(EventKind::Other), &names));
     }
 
     #[test]

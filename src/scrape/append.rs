@@ -80,11 +80,16 @@ impl TargetState {
         target: &Labels,
         settings: &Settings,
     ) -> Result<Stats, Error> {
+        let format = Format::from_content_type(content_type);
         self.cache.begin();
+        self.cache.set_format(format);
         self.attempt_open = true;
         let mut stats = Stats::default();
         let mut builder = LabelsBuilder::with_capacity(16);
-        for entry in Parser::new(body, Format::from_content_type(content_type)) {
+        let mut parser = Parser::new(body, format);
+        // Series the cache knows from earlier scrapes in this format skip
+        // the parser's label checks.
+        while let Some(entry) = parser.next_trusting(&mut |raw| self.cache.vouch(raw)) {
             let entry = entry.map_err(|e| Error::Parse(e.to_string()))?;
             let sample = match entry {
                 Entry::Sample(s) => s,
@@ -98,7 +103,7 @@ impl TargetState {
                 (true, Some(ts)) => ts,
                 _ => t,
             };
-            match self.cache.lookup(sample.series) {
+            let slot = match self.cache.lookup(sample.series) {
                 Lookup::Dropped => continue,
                 Lookup::Known(e) => {
                     stats.post_relabel += 1;
@@ -112,7 +117,10 @@ impl TargetState {
                             e.series_ref = r;
                             continue;
                         }
-                        Err(storage::Error::EmptyLabelset) => stats.post_relabel -= 1,
+                        Err(storage::Error::EmptyLabelset) => {
+                            stats.post_relabel -= 1;
+                            e.slot()
+                        }
                         Err(err) if err.is_sample_error() => {
                             stats.rejected += 1;
                             continue;
@@ -120,8 +128,8 @@ impl TargetState {
                         Err(err) => return Err(err.into()),
                     }
                 }
-                Lookup::Unknown => {}
-            }
+                Lookup::Unknown(slot) => slot,
+            };
             builder.clear();
             builder.set(METRIC_NAME.to_string(), sample.name.to_string());
             for (name, value) in sample.labels() {
@@ -135,7 +143,7 @@ impl TargetState {
                 relabel_process(&labels, &settings.metric_relabel)
             };
             let Some(labels) = labels.filter(|l| !l.is_empty()) else {
-                self.cache.insert_dropped(sample.series);
+                self.cache.insert_dropped(slot);
                 continue;
             };
             stats.post_relabel += 1;
@@ -152,7 +160,7 @@ impl TargetState {
                 Err(err) => return Err(err.into()),
             };
             let track = sample.timestamp_ms.is_none() || !settings.honor_timestamps;
-            self.cache.insert(sample.series, r, track);
+            self.cache.insert(slot, r, track);
         }
         self.attempt_open = false;
         let mut first_err = None;

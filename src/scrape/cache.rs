@@ -5,17 +5,23 @@
 //! only series new to the target pay for them (Prometheus's `scrapeCache`).
 //!
 //! Memory is the point of its shape: an entry is a 128-bit hash of the raw
-//! series text and the store's reference, about 50 bytes, where keeping the
-//! text and the labels cost over 1.5 KB per Ray series. The store keeps the
-//! labels; staleness markers are appended by reference alone.
+//! series text and the store's reference, about 80 bytes with its index
+//! slot, where keeping the text and the labels cost over 1.5 KB per Ray
+//! series. The store keeps the labels; staleness markers are appended by
+//! reference alone.
 
 use rustc_hash::FxHashMap;
 
 use crate::storage::SeriesRef;
+use crate::textparse::Format;
 
-/// A 128-bit hash of a series' raw text: two independent multiply-rotate
-/// lanes over 8-byte words, each finished with a full avalanche. Accidental
-/// collisions among a target's series are about 2^-100 likely.
+/// A 128-bit hash of a series' raw text: two pairs of independent
+/// multiply-rotate lanes, one pair over the even 8-byte words and one over
+/// the odd ones (so that a step's four multiplications do not wait on each
+/// other), each output word finished with a full avalanche. Every lane step
+/// is a bijection of the lane for a given word, so texts of one length that
+/// differ in a single word never collide; accidental collisions among a
+/// target's series are about 2^-100 likely.
 type Key = (u64, u64);
 
 fn key(raw: &[u8]) -> Key {
@@ -26,57 +32,121 @@ fn key(raw: &[u8]) -> Key {
         h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
         h ^ (h >> 33)
     }
-    let mut a: u64 = 0x243f_6a88_85a3_08d3 ^ raw.len() as u64;
-    let mut b: u64 = 0x1319_8a2e_0370_7344 ^ (raw.len() as u64).rotate_left(32);
-    let mut mix = |w: u64| {
-        a = (a ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
-        b = (b.rotate_left(23) ^ w).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
-    };
-    let chunks = raw.chunks_exact(8);
-    let tail = chunks.remainder();
-    for c in chunks {
+    #[inline(always)]
+    fn step(lanes: &mut [u64; 2], w: u64) {
+        lanes[0] = (lanes[0] ^ w)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
+        lanes[1] = (lanes[1].rotate_left(23) ^ w).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    }
+    fn word(b: &[u8]) -> u64 {
         let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        mix(u64::from_le_bytes(w));
+        w[..b.len()].copy_from_slice(b);
+        u64::from_le_bytes(w)
+    }
+    let len = raw.len() as u64;
+    let mut even = [
+        0x243f_6a88_85a3_08d3 ^ len,
+        0x1319_8a2e_0370_7344 ^ len.rotate_left(32),
+    ];
+    let mut odd = [
+        0x4528_21e6_38d0_1377 ^ len,
+        0xbe54_66cf_34e9_0c6c ^ len.rotate_left(32),
+    ];
+    let blocks = raw.chunks_exact(16);
+    let tail = blocks.remainder();
+    for c in blocks {
+        let (x, y) = c.split_at(8);
+        step(&mut even, word(x));
+        step(&mut odd, word(y));
     }
     if !tail.is_empty() {
-        let mut w = [0u8; 8];
-        w[..tail.len()].copy_from_slice(tail);
-        mix(u64::from_le_bytes(w) ^ 0x8000_0000_0000_0000);
+        let (x, y) = tail.split_at(tail.len().min(8));
+        step(&mut even, word(x) ^ 0x8000_0000_0000_0000);
+        if !y.is_empty() {
+            step(&mut odd, word(y) ^ 0x8000_0000_0000_0000);
+        }
     }
-    (fmix(a), fmix(b ^ a.rotate_left(17)))
+    let a = fmix(even[0] ^ fmix(odd[0]));
+    let b = fmix(even[1] ^ fmix(odd[1]).rotate_left(31) ^ a.rotate_left(17));
+    (a, b)
 }
 
 /// Scrapes after which an unseen series leaves the cache. It got its stale
 /// marker long before; this only bounds memory under churn.
-const EVICT_AFTER: u64 = 10;
+const EVICT_AFTER: u32 = 10;
 
 pub struct Entry {
+    key: Key,
     pub series_ref: SeriesRef,
     /// Last scrape that committed this series.
-    last_iter: u64,
+    last_iter: u32,
     /// Last scrape that parsed it (committed or not).
-    seen_iter: u64,
+    seen_iter: u32,
     /// Samples with explicit timestamps are not tracked for staleness.
     pub track_staleness: bool,
+    /// Metric relabeling dropped the series: it is not relabeled again.
+    dropped: bool,
+    /// Evicted; the slot waits for the next compaction.
+    dead: bool,
+    /// The format whose parser last accepted this series' text.
+    checked: Option<Format>,
 }
 
+/// Series kept in the order they were first seen, which is the order a
+/// target exposes them in: a scrape then walks `entries` front to back, and
+/// each lookup first tries the slot after the previous hit. That slot was
+/// written by the same scrape five seconds or more ago and is cold; walking
+/// the slots in order lets the CPU prefetch them, where a hash probe per
+/// series missed the cache at least once. The index is for series that
+/// moved, new series and the odd reordering.
 #[derive(Default)]
 pub struct Cache {
-    series: FxHashMap<Key, Entry>,
-    /// Series that metric relabeling dropped, so they are not relabeled again.
-    dropped: FxHashMap<Key, u64>,
+    entries: Vec<Entry>,
+    /// Key to slot in `entries`, for every slot that is not dead.
+    index: FxHashMap<Key, u32>,
+    /// Dead slots in `entries`.
+    dead: usize,
+    /// The slot the next lookup tries first.
+    cursor: usize,
     /// The scrape in progress.
-    iter: u64,
+    iter: u32,
     /// The scrape attempt before it.
-    prev_iter: u64,
+    prev_iter: u32,
+    /// The format of the scrape in progress.
+    format: Option<Format>,
+    /// What [`Cache::vouch`] found, for the lookup of the same text.
+    memo: Option<Memo>,
+}
+
+/// A [`Cache::vouch`] result. The text is identified by its address and
+/// length: both come from the body of the scrape in progress (`begin`
+/// forgets the memo), so equal ones are the same bytes.
+struct Memo {
+    addr: usize,
+    len: usize,
+    key: Key,
+    pos: Option<usize>,
 }
 
 /// What a lookup found.
 pub enum Lookup<'c> {
     Known(&'c mut Entry),
     Dropped,
-    Unknown,
+    /// Not cached; pass the slot to [`Cache::insert`] or
+    /// [`Cache::insert_dropped`] to add it without hashing the text again.
+    Unknown(Slot),
+}
+
+/// A series the cache does not know yet, as [`Cache::lookup`] hashed it.
+#[derive(Clone, Copy)]
+pub struct Slot(Key);
+
+impl Entry {
+    /// Where to insert this series again, when the store forgot its reference.
+    pub fn slot(&self) -> Slot {
+        Slot(self.key)
+    }
 }
 
 impl Cache {
@@ -84,58 +154,141 @@ impl Cache {
     pub fn begin(&mut self) {
         self.prev_iter = self.iter;
         self.iter += 1;
+        self.cursor = 0;
+        self.memo = None;
     }
 
-    pub fn lookup(&mut self, raw: &[u8]) -> Lookup<'_> {
-        let iter = self.iter;
+    /// Sets the format of the scrape in progress: series text that its
+    /// parser accepts is recorded as checked in it.
+    pub fn set_format(&mut self, format: Format) {
+        self.format = Some(format);
+    }
+
+    /// Whether `raw` is the text of a cached series that a parser of the
+    /// current format accepted (so its labels need no checking again). The
+    /// lookup of the same text that follows reuses this one's work.
+    pub fn vouch(&mut self, raw: &[u8]) -> bool {
         let k = key(raw);
-        if let Some(e) = self.series.get_mut(&k) {
-            e.seen_iter = iter;
-            return Lookup::Known(e);
-        }
-        if let Some(seen) = self.dropped.get_mut(&k) {
-            *seen = iter;
-            return Lookup::Dropped;
-        }
-        Lookup::Unknown
+        let pos = self.find(k);
+        self.memo = Some(Memo {
+            addr: raw.as_ptr() as usize,
+            len: raw.len(),
+            key: k,
+            pos,
+        });
+        let checked = pos.and_then(|p| self.entries.get(p)).map(|e| e.checked);
+        self.format.is_some() && checked == Some(self.format)
     }
 
-    pub fn insert(&mut self, raw: &[u8], series_ref: SeriesRef, track_staleness: bool) {
-        self.series.insert(
-            key(raw),
-            Entry {
-                series_ref,
-                last_iter: 0,
-                seen_iter: self.iter,
-                track_staleness,
-            },
-        );
+    /// The live slot of `k`: first the one after the previous hit.
+    #[inline]
+    fn find(&self, k: Key) -> Option<usize> {
+        match self.entries.get(self.cursor) {
+            Some(e) if e.key == k && !e.dead => Some(self.cursor),
+            _ => self.index.get(&k).map(|&p| p as usize),
+        }
     }
 
-    pub fn insert_dropped(&mut self, raw: &[u8]) {
-        self.dropped.insert(key(raw), self.iter);
+    /// Finds the series of a sample line the parser accepted.
+    pub fn lookup(&mut self, raw: &[u8]) -> Lookup<'_> {
+        let (k, pos) = match self.memo.take() {
+            Some(m) if m.addr == raw.as_ptr() as usize && m.len == raw.len() => (m.key, m.pos),
+            _ => {
+                let k = key(raw);
+                (k, self.find(k))
+            }
+        };
+        let Some(pos) = pos else {
+            return Lookup::Unknown(Slot(k));
+        };
+        self.cursor = pos + 1;
+        let (iter, format) = (self.iter, self.format);
+        match self.entries.get_mut(pos) {
+            Some(e) => {
+                e.seen_iter = iter;
+                e.checked = format;
+                if e.dropped {
+                    Lookup::Dropped
+                } else {
+                    Lookup::Known(e)
+                }
+            }
+            None => Lookup::Unknown(Slot(k)),
+        }
+    }
+
+    pub fn insert(&mut self, slot: Slot, series_ref: SeriesRef, track_staleness: bool) {
+        self.put(slot.0, series_ref, track_staleness, false);
+    }
+
+    pub fn insert_dropped(&mut self, slot: Slot) {
+        self.put(slot.0, 0, false, true);
+    }
+
+    fn put(&mut self, k: Key, series_ref: SeriesRef, track_staleness: bool, dropped: bool) {
+        let e = Entry {
+            key: k,
+            series_ref,
+            last_iter: 0,
+            seen_iter: self.iter,
+            track_staleness,
+            dropped,
+            dead: false,
+            checked: self.format,
+        };
+        // A series already cached comes back through here when the store
+        // forgot its reference: it keeps its slot.
+        if let Some(&p) = self.index.get(&k)
+            && let Some(slot) = self.entries.get_mut(p as usize)
+        {
+            *slot = e;
+            return;
+        }
+        self.index.insert(k, self.entries.len() as u32);
+        self.entries.push(e);
     }
 
     /// Ends a committed scrape: series it saw become current, series the
     /// previous scrape saw but this one did not are passed to `stale`.
     pub fn commit(&mut self, mut stale: impl FnMut(&mut Entry)) {
         let (iter, prev) = (self.iter, self.prev_iter);
-        self.series.retain(|_, e| {
-            if e.seen_iter == iter {
-                e.last_iter = iter;
-            } else if e.last_iter == prev && prev != 0 && e.track_staleness {
-                stale(e);
+        for e in &mut self.entries {
+            if e.dead {
+                continue;
             }
-            e.last_iter + EVICT_AFTER >= iter
-        });
-        self.dropped.retain(|_, seen| *seen + EVICT_AFTER >= iter);
+            let last = if e.dropped {
+                e.seen_iter
+            } else {
+                if e.seen_iter == iter {
+                    e.last_iter = iter;
+                } else if e.last_iter == prev && prev != 0 && e.track_staleness {
+                    stale(e);
+                }
+                e.last_iter
+            };
+            if last + EVICT_AFTER < iter {
+                e.dead = true;
+                self.index.remove(&e.key);
+                self.dead += 1;
+            }
+        }
+        // Dead slots cost a step of every walk; drop them once they are a
+        // quarter of the cache, keeping the order of the rest.
+        if self.dead > 0 && self.dead * 4 >= self.entries.len() {
+            self.entries.retain(|e| !e.dead);
+            self.dead = 0;
+            self.index.clear();
+            for (i, e) in self.entries.iter().enumerate() {
+                self.index.insert(e.key, i as u32);
+            }
+        }
     }
 
     /// Ends a failed scrape: every series of the previous scrape goes stale.
     pub fn fail(&mut self, mut stale: impl FnMut(&mut Entry)) {
         let prev = self.prev_iter;
-        for e in self.series.values_mut() {
-            if e.last_iter == prev && prev != 0 && e.track_staleness {
+        for e in &mut self.entries {
+            if !e.dead && !e.dropped && e.last_iter == prev && prev != 0 && e.track_staleness {
                 stale(e);
             }
         }
@@ -145,25 +298,113 @@ impl Cache {
     /// latest attempt: what a removed target must mark stale.
     pub fn current(&mut self, mut f: impl FnMut(&mut Entry)) {
         let iter = self.iter;
-        for e in self.series.values_mut() {
-            if e.last_iter == iter && e.track_staleness {
+        for e in &mut self.entries {
+            if !e.dead && !e.dropped && e.last_iter == iter && e.track_staleness {
                 f(e);
             }
         }
     }
 
+    /// Cached series, dropped ones included.
     pub fn len(&self) -> usize {
-        self.series.len()
+        self.entries.len() - self.dead
     }
 
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
+        self.len() == 0
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One scrape of `series` (in that order): the references found, with
+    /// a new series getting `1000 + i`; returns them and what went stale.
+    fn scrape(c: &mut Cache, series: &[&str]) -> (Vec<SeriesRef>, Vec<SeriesRef>) {
+        c.begin();
+        let mut refs = Vec::new();
+        for (i, s) in series.iter().enumerate() {
+            match c.lookup(s.as_bytes()) {
+                Lookup::Known(e) => refs.push(e.series_ref),
+                Lookup::Dropped => refs.push(0),
+                Lookup::Unknown(slot) => {
+                    let r = 1000 + i as SeriesRef;
+                    c.insert(slot, r, true);
+                    refs.push(r);
+                }
+            }
+        }
+        let mut stale = Vec::new();
+        c.commit(|e| stale.push(e.series_ref));
+        stale.sort_unstable();
+        (refs, stale)
+    }
+
+    #[test]
+    fn reordered_and_new_series_keep_their_references() {
+        let mut c = Cache::default();
+        let (refs, stale) = scrape(&mut c, &["a", "b", "c", "d"]);
+        assert_eq!(refs, [1000, 1001, 1002, 1003]);
+        assert!(stale.is_empty());
+        // A new series in the middle, then a reordering, then a duplicate.
+        let (refs, _) = scrape(&mut c, &["a", "x", "b", "c", "d"]);
+        assert_eq!(refs, [1000, 1001, 1001, 1002, 1003]);
+        let (refs, _) = scrape(&mut c, &["d", "c", "x", "b", "a", "a"]);
+        assert_eq!(refs, [1003, 1002, 1001, 1001, 1000, 1000]);
+        assert_eq!(c.len(), 5);
+    }
+
+    #[test]
+    fn gone_series_go_stale_once_and_are_evicted() {
+        let mut c = Cache::default();
+        let all: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        scrape(&mut c, &all);
+        // Half the series leave: one stale marker each, at the next commit only.
+        let (_, stale) = scrape(&mut c, &all[..4]);
+        assert_eq!(stale, [1004, 1005, 1006, 1007]);
+        for _ in 0..EVICT_AFTER {
+            let (refs, stale) = scrape(&mut c, &all[..4]);
+            assert_eq!(refs, [1000, 1001, 1002, 1003]);
+            assert!(stale.is_empty());
+        }
+        // Evicted (and compacted away): the rest are still found by reference.
+        assert_eq!(c.len(), 4);
+        assert_eq!(c.entries.len(), 4);
+        let (refs, _) = scrape(&mut c, &all[..4]);
+        assert_eq!(refs, [1000, 1001, 1002, 1003]);
+        // A series that comes back is new again.
+        let (refs, _) = scrape(&mut c, &all[3..6]);
+        assert_eq!(refs, [1003, 1001, 1002]);
+    }
+
+    #[test]
+    fn dropped_series_stay_dropped_and_reinserts_keep_one_slot() {
+        let mut c = Cache::default();
+        c.begin();
+        let Lookup::Unknown(slot) = c.lookup(b"dropme") else {
+            panic!("new series found")
+        };
+        c.insert_dropped(slot);
+        let Lookup::Unknown(slot) = c.lookup(b"keep") else {
+            panic!("new series found")
+        };
+        c.insert(slot, 7, true);
+        c.commit(|_| {});
+        c.begin();
+        assert!(matches!(c.lookup(b"dropme"), Lookup::Dropped));
+        // The store forgot the series: it is inserted again with a new reference.
+        let slot = match c.lookup(b"keep") {
+            Lookup::Known(e) => e.slot(),
+            _ => panic!("known series not found"),
+        };
+        c.insert(slot, 9, true);
+        c.commit(|_| {});
+        assert_eq!(c.len(), 2);
+        c.begin();
+        assert!(matches!(c.lookup(b"keep"), Lookup::Known(e) if e.series_ref == 9));
+    }
 
     #[test]
     fn keys_of_similar_series_differ() {
@@ -178,5 +419,12 @@ mod tests {
         // Lengths that are not a multiple of 8, and a prefix of another key.
         assert_ne!(key(b"abcdefghi"), key(b"abcdefgh"));
         assert_ne!(key(b""), key(b"\0"));
+        // Every length from empty to three blocks and a bit, and the even
+        // and odd words swapped.
+        let text = b"ray_tasks{State=\"RUNNING\",Name=\"f\",IsRetry=\"0\"}";
+        let keys: std::collections::HashSet<Key> =
+            (0..=text.len()).map(|n| key(&text[..n])).collect();
+        assert_eq!(keys.len(), text.len() + 1);
+        assert_ne!(key(b"0123456789abcdef"), key(b"89abcdef01234567"));
     }
 }

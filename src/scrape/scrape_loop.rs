@@ -132,6 +132,7 @@ async fn run(
     let mut ticker = tokio::time::interval_at(Instant::now(), target.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut state = TargetState::default();
+    let request = ctx.client.prepare(&target.url, target.timeout);
     let mut body = Vec::new();
     let mut last_body_len = 0usize;
     let mut metadata_len = 0usize;
@@ -151,7 +152,7 @@ async fn run(
         body.reserve(last_body_len + last_body_len / 16);
         let fetched = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = ctx.client.scrape(&target.url, target.timeout, ctx.body_size_limit, &mut body) => r,
+            r = ctx.client.scrape(&request, ctx.body_size_limit, &mut body) => r,
         };
         let duration = clock.elapsed();
         let error = scrape_once(&mut state, &ctx, &target, fetched, &body, t, duration);

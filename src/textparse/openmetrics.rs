@@ -9,16 +9,19 @@ use super::number::parse_float;
 use super::scan::{
     is_label_start, is_metric_start, label_name_end, line_end, metric_name_end, token_end,
 };
-use super::{Entry, MetricType, ParseError, Parser, SampleEntry};
+use super::{Entry, Known, MetricType, ParseError, Parser, SampleEntry};
 
 impl<'a> Parser<'a> {
     /// The next entry, or `None` after `# EOF`.
-    pub(super) fn next_openmetrics(&mut self) -> Result<Option<Entry<'a>>, ParseError> {
+    pub(super) fn next_openmetrics(
+        &mut self,
+        known: Option<Known<'_>>,
+    ) -> Result<Option<Entry<'a>>, ParseError> {
         let i = self.pos;
         match self.buf.get(i) {
             None => Err(self.error_at(i, "data does not end with \"# EOF\"".to_string())),
             Some(b'#') => self.om_comment(i),
-            Some(&c) if is_metric_start(c) => self.om_sample(i).map(Some),
+            Some(&c) if is_metric_start(c) => self.om_sample(i, known).map(Some),
             Some(_) => Err(self.expected(i, "expected metric name or \"# \"")),
         }
     }
@@ -110,7 +113,11 @@ impl<'a> Parser<'a> {
     }
 
     /// A sample line whose metric name starts at `start`.
-    fn om_sample(&mut self, start: usize) -> Result<Entry<'a>, ParseError> {
+    fn om_sample(
+        &mut self,
+        start: usize,
+        known: Option<Known<'_>>,
+    ) -> Result<Entry<'a>, ParseError> {
         let b = self.buf;
         let name_end = metric_name_end(b, start);
         let name = self.ascii(start, name_end)?;
@@ -118,7 +125,10 @@ impl<'a> Parser<'a> {
         let mut series_end = name_end;
         let mut labels = "";
         if b.get(i) == Some(&b'{') {
-            let close = self.om_labels(i + 1, true)?;
+            let close = match self.vouched_close(start, i + 1, known) {
+                Some(close) => close,
+                None => self.om_labels(i + 1, true)?,
+            };
             labels = self.labels_text(i + 1, close)?;
             series_end = close + 1;
             i = series_end;

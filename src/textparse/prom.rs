@@ -12,11 +12,14 @@ use super::scan::{
     is_label_start, is_metric_start, label_name_end, line_end, metric_name_end, skip_blanks,
     token_end,
 };
-use super::{Entry, MetricType, ParseError, Parser, SampleEntry};
+use super::{Entry, Known, MetricType, ParseError, Parser, SampleEntry};
 
 impl<'a> Parser<'a> {
     /// The next entry, or `None` at the end of the body.
-    pub(super) fn next_prom(&mut self) -> Result<Option<Entry<'a>>, ParseError> {
+    pub(super) fn next_prom(
+        &mut self,
+        known: Option<Known<'_>>,
+    ) -> Result<Option<Entry<'a>>, ParseError> {
         let b = self.buf;
         loop {
             let i = skip_blanks(b, self.pos);
@@ -40,7 +43,7 @@ impl<'a> Parser<'a> {
                 // Prometheus keeps leading blanks in the metric name, which
                 // then fails validation: the scrape fails either way.
                 c if is_metric_start(c) && i == self.pos => {
-                    return self.prom_sample(i).map(Some);
+                    return self.prom_sample(i, known).map(Some);
                 }
                 c if is_metric_start(c) => {
                     return Err(
@@ -103,7 +106,11 @@ impl<'a> Parser<'a> {
     }
 
     /// A sample line whose metric name starts at `start`.
-    fn prom_sample(&mut self, start: usize) -> Result<Entry<'a>, ParseError> {
+    fn prom_sample(
+        &mut self,
+        start: usize,
+        known: Option<Known<'_>>,
+    ) -> Result<Entry<'a>, ParseError> {
         let b = self.buf;
         let name_end = metric_name_end(b, start);
         let name = self.ascii(start, name_end)?;
@@ -111,7 +118,10 @@ impl<'a> Parser<'a> {
         let mut series_end = name_end;
         let mut labels = "";
         if b.get(i) == Some(&b'{') {
-            let close = self.prom_labels(i + 1)?;
+            let close = match self.vouched_close(start, i + 1, known) {
+                Some(close) => close,
+                None => self.prom_labels(i + 1)?,
+            };
             labels = self.labels_text(i + 1, close)?;
             series_end = close + 1;
             i = skip_blanks(b, series_end);

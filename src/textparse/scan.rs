@@ -149,6 +149,20 @@ pub(super) fn quoted_end(
     }
 }
 
+/// The index of the first `c` at or after `i`, eight bytes at a time.
+#[inline]
+pub(super) fn find_byte(b: &[u8], mut i: usize, c: u8) -> Option<usize> {
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        if has_byte(u64::from_le_bytes(w), c) {
+            break;
+        }
+        i += 8;
+    }
+    b.get(i..)?.iter().position(|&x| x == c).map(|n| i + n)
+}
+
 /// Whether any byte of `w` equals `c`: the classic has-zero-byte test on
 /// `w ^ c…c`, which is exact as a yes/no answer.
 #[inline]
@@ -201,6 +215,16 @@ mod tests {
         // Non-ASCII bytes are ordinary content.
         let q = quoted_end("héllo wörld, ça va\"".as_bytes(), 0, false).unwrap();
         assert_eq!(q.end, "héllo wörld, ça va".len());
+    }
+
+    #[test]
+    fn find_byte_finds_the_first() {
+        let b = b"0123456789abcdef}x}";
+        assert_eq!(find_byte(b, 0, b'}'), Some(16));
+        assert_eq!(find_byte(b, 17, b'}'), Some(18));
+        assert_eq!(find_byte(b, 0, b'0'), Some(0));
+        assert_eq!(find_byte(b, 3, b'0'), None);
+        assert_eq!(find_byte(b, 40, b'}'), None);
     }
 
     #[test]

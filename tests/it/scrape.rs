@@ -374,3 +374,29 @@ fn issue_2_report_series_carry_target_labels() {
     assert_eq!(value("scrape_samples_post_metric_relabeling"), 2.0);
     assert_eq!(value("scrape_series_added"), 2.0);
 }
+
+#[test]
+fn known_series_skip_label_checks_only_in_the_format_that_accepted_them() {
+    let rec = Recorder::default();
+    let mut st = TargetState::default();
+    let tl = target("h:1");
+    // A trailing comma is fine in the text format and an error in OpenMetrics.
+    let text = "a{x=\"1\",} 1\nb{v=\"}{\",w=\"2\"} 2\n";
+    let first = scrape(&mut st, &rec, text, TEXT, 1_000, &tl).unwrap();
+    let second = scrape(&mut st, &rec, text, TEXT, 2_000, &tl).unwrap();
+    let labels = |s: &[(Labels, i64, f64)]| s.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert_eq!(labels(&first), labels(&second));
+    assert_eq!(
+        find(&second, "b")[0].0.get("v"),
+        Some("}{"),
+        "a brace inside a value is no end of the labels"
+    );
+    let om = "a{x=\"1\",} 1\n# EOF\n";
+    let err = scrape(&mut st, &rec, om, OM, 3_000, &tl).unwrap_err();
+    assert!(err.contains("label name"), "{err}");
+    // Once OpenMetrics accepted a series, it is trusted in OpenMetrics too.
+    let om = "b{v=\"}{\",w=\"2\"} 3\n# EOF\n";
+    scrape(&mut st, &rec, om, OM, 4_000, &tl).unwrap();
+    let again = scrape(&mut st, &rec, om, OM, 5_000, &tl).unwrap();
+    assert_eq!(find(&again, "b")[0].2, 3.0);
+}
