@@ -26,7 +26,6 @@ use super::head::{
 };
 use super::kv::{self, ChunkStore, FlushSeries, StoredChunk};
 
-const CHECKPOINT_SLICES: u64 = 64;
 /// The chunk store's directory inside the data directory.
 const KV_DIR: &str = "chunks";
 use super::wal::{self, CheckpointChunk, CheckpointSeries, Record, ReplayStats, Wal};
@@ -522,18 +521,16 @@ impl Db {
         // head, so a snapshot taken from now on covers them.
         let closed = self.head.quiesce(|| self.wal.rotate())?;
         self.flush_chunks()?;
-        // Written in reference order, in slices of the reference space, so
-        // that loading appends to the postings lists instead of inserting.
+        // Shard by shard: one pass over the series, each shard locked once.
+        // Entries name series by reference (their labels are in the chunk
+        // store), so their order does not matter to loading.
         let head = &self.head;
-        let limit = head.ref_limit();
-        let step = (limit / CHECKPOINT_SLICES).max(1);
-        let mut lo: SeriesRef = 0;
+        let mut shard = 0;
         let mut snap = Vec::new();
         let bytes = wal::write_checkpoint(&self.dir, closed, &mut |out| {
             snap.clear();
-            let hi = lo.saturating_add(step);
-            head.snapshot_range(lo, hi, &mut snap);
-            lo = hi;
+            head.snapshot_shard(shard, &mut snap);
+            shard += 1;
             out.extend(snap.drain(..).map(|s| {
                 CheckpointSeries {
                     r: s.r,
@@ -551,7 +548,7 @@ impl Db {
                         .collect(),
                 }
             }));
-            lo < limit
+            shard < SHARD_COUNT
         })?;
         let wal_dir = self.wal.dir();
         for n in wal::list_segments(wal_dir)? {

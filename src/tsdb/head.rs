@@ -90,7 +90,7 @@ pub trait CommitLog: Send + Sync {
 /// Number of shards, for callers that walk the head shard by shard.
 pub const SHARD_COUNT: usize = SHARDS;
 
-/// One chunk of a series as [`Head::snapshot_range`] hands it out.
+/// One chunk of a series as [`Head::snapshot_shard`] hands it out.
 #[derive(Debug, Clone)]
 pub struct ChunkSnapshot {
     pub min_t: i64,
@@ -759,28 +759,21 @@ impl Head {
         (self.inner.next_seq.load(Ordering::Relaxed) + 1) << SHARD_BITS
     }
 
-    /// Every series with `lo <= ref < hi` that holds samples, with its
-    /// chunks, sorted by reference.
-    pub fn snapshot_range(&self, lo: SeriesRef, hi: SeriesRef, out: &mut Vec<SeriesSnapshot>) {
+    /// Every series of shard `shard` that holds samples in memory, with
+    /// those chunks, sorted by reference.
+    pub fn snapshot_shard(&self, shard: usize, out: &mut Vec<SeriesSnapshot>) {
         let start = out.len();
-        for shard in &self.inner.shards {
+        if let Some(shard) = self.inner.shards.get(shard) {
             let shard = lock(shard);
             let ix = read(&self.inner.index);
-            self.snapshot_locked(&shard, &ix, lo, hi, out);
+            self.snapshot_locked(&shard, &ix, out);
         }
         out[start..].sort_unstable_by_key(|s| s.r);
     }
 
-    fn snapshot_locked(
-        &self,
-        shard: &Shard,
-        ix: &Index,
-        lo: SeriesRef,
-        hi: SeriesRef,
-        out: &mut Vec<SeriesSnapshot>,
-    ) {
+    fn snapshot_locked(&self, shard: &Shard, ix: &Index, out: &mut Vec<SeriesSnapshot>) {
         for (&r, s) in &shard.series {
-            if r < lo || r >= hi || !s.has_last || s.mem_range().is_none() {
+            if !s.has_last || s.mem_range().is_none() {
                 continue;
             }
             let mut chunks = s.closed_snapshots();
