@@ -97,6 +97,19 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
             st.kv_open,
             st.phases
         );
+        for round in ["first", "second"] {
+            let q0 = Instant::now();
+            let got = _db
+                .head()
+                .querier(i64::MIN, i64::MAX)?
+                .select(&[crate::model::Matcher::equal("__name__", "ray_metric_5")])?;
+            let samples: usize = got.iter().map(|s| s.samples.len()).sum();
+            println!(
+                "{round} query: {} series, {samples} samples in {:.3} s",
+                got.len(),
+                q0.elapsed().as_secs_f64()
+            );
+        }
         return Ok(());
     }
     let _ = std::fs::remove_dir_all(&args.dir);
