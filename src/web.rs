@@ -19,6 +19,7 @@
 mod api;
 mod envelope;
 mod federate;
+mod gzip;
 mod import_export;
 mod json;
 pub mod params;
@@ -182,7 +183,12 @@ pub type TsdbStatsSource = Arc<dyn Fn() -> Result<TsdbStatus, String> + Send + S
 /// A reload request: the receiver answers on the enclosed channel.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
-/// Everything the handlers need. Cheap to clone.
+/// The state as the router holds it: handlers and middleware take it once
+/// per request, so it must be a pointer copy, not a deep clone of the flags
+/// and labels.
+pub(crate) type Shared = Arc<AppState>;
+
+/// Everything the handlers need.
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Arc<dyn Queryable>,

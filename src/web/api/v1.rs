@@ -22,10 +22,12 @@ use crate::web::params::{
     parse_time_param,
 };
 use crate::web::selector::parse_match_params;
-use crate::web::{AppState, HeadStats, QueryError, QueryValue, Stat, TsdbStatus, json, targets};
+use crate::web::{
+    AppState, HeadStats, QueryError, QueryValue, Shared, Stat, TsdbStatus, json, targets,
+};
 
 /// Routes under `/api/v1`; all but `status/walreplay` wait for readiness.
-pub fn routes(state: AppState) -> Router<AppState> {
+pub fn routes(state: Shared) -> Router<Shared> {
     Router::new()
         .route("/query", get(query).post(query))
         .route("/query_range", get(query_range).post(query_range))
@@ -91,7 +93,7 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-async fn query(State(st): State<AppState>, form: Form) -> ApiResult {
+async fn query(State(st): State<Shared>, form: Form) -> ApiResult {
     let now = (st.now_ms)();
     let ts =
         parse_time_param(&form, "time", now).map_err(|e| ApiError::invalid_param("time", e))?;
@@ -105,7 +107,7 @@ async fn query(State(st): State<AppState>, form: Form) -> ApiResult {
     }
 }
 
-async fn query_range(State(st): State<AppState>, form: Form) -> ApiResult {
+async fn query_range(State(st): State<Shared>, form: Form) -> ApiResult {
     let start = parse_time(form.value("start")).map_err(|e| ApiError::invalid_param("start", e))?;
     let end = parse_time(form.value("end")).map_err(|e| ApiError::invalid_param("end", e))?;
     if end < start {
@@ -205,7 +207,7 @@ pub fn encode_query_value(v: &QueryValue) -> Vec<u8> {
     out
 }
 
-async fn query_exemplars(State(st): State<AppState>, form: Form) -> ApiResult {
+async fn query_exemplars(State(st): State<Shared>, form: Form) -> ApiResult {
     let start = parse_time_param(&form, "start", MIN_TIME_MS)
         .map_err(|e| ApiError::invalid_param("start", e))?;
     let end = parse_time_param(&form, "end", MAX_TIME_MS)
@@ -223,7 +225,7 @@ async fn query_exemplars(State(st): State<AppState>, form: Form) -> ApiResult {
     Ok(ApiResponse::raw(b"[]".to_vec()))
 }
 
-async fn format_query(State(st): State<AppState>, form: Form) -> ApiResult {
+async fn format_query(State(st): State<Shared>, form: Form) -> ApiResult {
     let Some(f) = &st.formatter else {
         return Err(ApiError::invalid_param(
             "query",
@@ -288,7 +290,7 @@ fn string_array(items: &[String]) -> ApiResponse {
     ApiResponse::raw(out)
 }
 
-async fn label_names(State(st): State<AppState>, form: Form) -> ApiResult {
+async fn label_names(State(st): State<Shared>, form: Form) -> ApiResult {
     let sel = selection(&form, false)?;
     let names = with_querier(&st, sel.start, sel.end, move |q| {
         if sel.sets.is_empty() {
@@ -312,11 +314,7 @@ fn valid_label_name(name: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
-async fn label_values(
-    State(st): State<AppState>,
-    Path(name): Path<String>,
-    form: Form,
-) -> ApiResult {
+async fn label_values(State(st): State<Shared>, Path(name): Path<String>, form: Form) -> ApiResult {
     if !valid_label_name(&name) {
         return Err(ApiError::bad_data(format!(
             "invalid label name: {}",
@@ -340,7 +338,7 @@ async fn label_values(
     Ok(string_array(&values))
 }
 
-async fn series(State(st): State<AppState>, form: Form) -> ApiResult {
+async fn series(State(st): State<Shared>, form: Form) -> ApiResult {
     if let Some(e) = &form.error {
         return Err(ApiError::bad_data(format!(
             "error parsing form values: {e}"
@@ -415,7 +413,7 @@ struct ConfigYaml<'a> {
     yaml: &'a str,
 }
 
-async fn status_config(State(st): State<AppState>) -> ApiResult {
+async fn status_config(State(st): State<Shared>) -> ApiResult {
     let yaml = st
         .config_yaml
         .read()
@@ -423,11 +421,11 @@ async fn status_config(State(st): State<AppState>) -> ApiResult {
     ApiResponse::json(&ConfigYaml { yaml: &yaml })
 }
 
-async fn status_flags(State(st): State<AppState>) -> ApiResult {
+async fn status_flags(State(st): State<Shared>) -> ApiResult {
     ApiResponse::json(&st.flags)
 }
 
-async fn status_buildinfo(State(st): State<AppState>) -> ApiResult {
+async fn status_buildinfo(State(st): State<Shared>) -> ApiResult {
     ApiResponse::json(&st.build_info)
 }
 
@@ -455,7 +453,7 @@ struct RuntimeInfo {
     storage_retention: String,
 }
 
-async fn status_runtimeinfo(State(st): State<AppState>) -> ApiResult {
+async fn status_runtimeinfo(State(st): State<Shared>) -> ApiResult {
     let cfg = *st
         .config_status
         .read()
@@ -497,7 +495,7 @@ async fn status_walreplay() -> ApiResult {
 /// keeps in its head block.
 const HEAD_WINDOW_MS: i64 = 2 * 3600 * 1000;
 
-async fn status_tsdb(State(st): State<AppState>) -> ApiResult {
+async fn status_tsdb(State(st): State<Shared>) -> ApiResult {
     if let Some(f) = &st.tsdb_stats {
         let s = f().map_err(ApiError::internal)?;
         return ApiResponse::json(&s);
