@@ -33,7 +33,7 @@ pub mod web_config;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -99,7 +99,11 @@ pub enum QueryError {
 
 /// Evaluates PromQL. Implementations hold their own storage handle.
 ///
-/// Calls may block for a long time; the API runs them on blocking threads.
+/// Calls may block for a long time. An engine that says it
+/// [keeps deadlines](QueryEngine::keeps_deadlines) runs on the request's own
+/// thread (which hands its other work to another worker meanwhile) and must
+/// stop with [`QueryError::Timeout`] once the deadline passes; any other runs
+/// on a blocking thread that the API stops waiting for at the deadline.
 pub trait QueryEngine: Send + Sync {
     fn instant(&self, query: &str, time_ms: i64) -> Result<QueryValue, QueryError>;
     fn range(
@@ -109,6 +113,35 @@ pub trait QueryEngine: Send + Sync {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<QueryValue, QueryError>;
+
+    /// Whether the `*_until` calls return by their deadline on their own.
+    fn keeps_deadlines(&self) -> bool {
+        false
+    }
+
+    /// [`QueryEngine::instant`], giving up at `deadline`.
+    fn instant_until(
+        &self,
+        query: &str,
+        time_ms: i64,
+        deadline: Instant,
+    ) -> Result<QueryValue, QueryError> {
+        let _ = deadline;
+        self.instant(query, time_ms)
+    }
+
+    /// [`QueryEngine::range`], giving up at `deadline`.
+    fn range_until(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        deadline: Instant,
+    ) -> Result<QueryValue, QueryError> {
+        let _ = deadline;
+        self.range(query, start_ms, end_ms, step_ms)
+    }
 }
 
 /// Build facts for `/api/v1/status/buildinfo` and `/version`.

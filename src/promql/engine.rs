@@ -104,10 +104,9 @@ impl Engine {
         }
     }
 
-    /// Waits for a free query slot, at most the query timeout.
-    fn slot(&self) -> Result<Slot<'_>, Error> {
+    /// Waits for a free query slot, at most until `deadline`.
+    fn slot(&self, deadline: Instant) -> Result<Slot<'_>, Error> {
         let max = self.opts.max_concurrency.max(1);
-        let deadline = Instant::now() + self.opts.timeout;
         let mut busy = self.slots.busy.lock().unwrap_or_else(|e| e.into_inner());
         while *busy >= max {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -129,10 +128,29 @@ impl Engine {
         &self.opts
     }
 
+    /// The query timeout from now, or `deadline` if that comes first.
+    fn deadline(&self, deadline: Option<Instant>) -> Instant {
+        let own = Instant::now() + self.opts.timeout;
+        deadline.map_or(own, |d| d.min(own))
+    }
+
     /// Evaluates `expr` at `t` (ms).
     pub fn instant(&self, storage: &dyn Queryable, expr: &Expr, t: i64) -> Result<Value, Error> {
-        let _slot = self.slot()?;
-        let mut ev = Evaluator::new(storage, &self.opts, t, t, 1, t, t);
+        self.instant_until(storage, expr, t, None)
+    }
+
+    /// [`Engine::instant`] that also gives up at `deadline`, waiting for a
+    /// slot included.
+    pub fn instant_until(
+        &self,
+        storage: &dyn Queryable,
+        expr: &Expr,
+        t: i64,
+        deadline: Option<Instant>,
+    ) -> Result<Value, Error> {
+        let deadline = self.deadline(deadline);
+        let _slot = self.slot(deadline)?;
+        let mut ev = Evaluator::new(storage, &self.opts, t, t, 1, deadline);
         let out = ev.eval(expr)?;
         Ok(match out {
             Val::Scalar(v) => Value::Scalar {
@@ -164,6 +182,21 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<Value, Error> {
+        self.range_until(storage, expr, start, end, step, None)
+    }
+
+    /// [`Engine::range`] that also gives up at `deadline`, waiting for a
+    /// slot included.
+    pub fn range_until(
+        &self,
+        storage: &dyn Queryable,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        deadline: Option<Instant>,
+    ) -> Result<Value, Error> {
+        let deadline = self.deadline(deadline);
         match expr.value_type() {
             ValueType::Scalar | ValueType::Vector => {}
             other => {
@@ -178,8 +211,8 @@ impl Engine {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
             ));
         }
-        let _slot = self.slot()?;
-        let mut ev = Evaluator::new(storage, &self.opts, start, end, step, start, end);
+        let _slot = self.slot(deadline)?;
+        let mut ev = Evaluator::new(storage, &self.opts, start, end, step, deadline);
         let out = ev.eval(expr)?;
         let mut m = match out {
             Val::Scalar(v) => vec![Series {
@@ -238,14 +271,14 @@ pub(crate) struct Evaluator<'a> {
 }
 
 impl<'a> Evaluator<'a> {
+    /// An evaluator for a whole query over `start..=end`.
     fn new(
         storage: &'a dyn Queryable,
         opts: &'a EngineOptions,
         start: i64,
         end: i64,
         interval: i64,
-        query_start: i64,
-        query_end: i64,
+        deadline: Instant,
     ) -> Evaluator<'a> {
         Evaluator {
             storage,
@@ -253,9 +286,9 @@ impl<'a> Evaluator<'a> {
             start,
             end,
             interval,
-            query_start,
-            query_end,
-            deadline: Instant::now() + opts.timeout,
+            query_start: start,
+            query_end: end,
+            deadline,
             samples: 0,
         }
     }
@@ -270,7 +303,8 @@ impl<'a> Evaluator<'a> {
 
     pub fn check_deadline(&self) -> Result<(), Error> {
         if Instant::now() > self.deadline {
-            return Err(Error::Timeout("query execution"));
+            // Prometheus names the stage "expression evaluation" here.
+            return Err(Error::Timeout("expression evaluation"));
         }
         Ok(())
     }
@@ -751,7 +785,7 @@ mod tests {
             timeout: Duration::from_millis(50),
             ..EngineOptions::default()
         });
-        let held = e.slot().unwrap();
+        let held = e.slot(Instant::now() + Duration::from_secs(1)).unwrap();
         let err = e
             .instant(&h, &parse_expr("m").unwrap(), 60_000)
             .unwrap_err();

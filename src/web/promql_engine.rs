@@ -3,6 +3,7 @@
 //! API's types.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::{QueryEngine, QueryError, QueryValue};
 use crate::promql::engine::{Engine, Error, Value};
@@ -44,11 +45,7 @@ fn error(e: Error) -> QueryError {
 
 impl QueryEngine for PromqlEngine {
     fn instant(&self, query: &str, time_ms: i64) -> Result<QueryValue, QueryError> {
-        let expr = parse_expr(query).map_err(|e| QueryError::BadData(e.to_string()))?;
-        self.engine
-            .instant(self.storage.as_ref(), &expr, time_ms)
-            .map(convert)
-            .map_err(error)
+        self.run_instant(query, time_ms, None)
     }
 
     fn range(
@@ -58,9 +55,66 @@ impl QueryEngine for PromqlEngine {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<QueryValue, QueryError> {
+        self.run_range(query, start_ms, end_ms, step_ms, None)
+    }
+
+    fn keeps_deadlines(&self) -> bool {
+        true
+    }
+
+    fn instant_until(
+        &self,
+        query: &str,
+        time_ms: i64,
+        deadline: Instant,
+    ) -> Result<QueryValue, QueryError> {
+        self.run_instant(query, time_ms, Some(deadline))
+    }
+
+    fn range_until(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        deadline: Instant,
+    ) -> Result<QueryValue, QueryError> {
+        self.run_range(query, start_ms, end_ms, step_ms, Some(deadline))
+    }
+}
+
+impl PromqlEngine {
+    fn run_instant(
+        &self,
+        query: &str,
+        time_ms: i64,
+        deadline: Option<Instant>,
+    ) -> Result<QueryValue, QueryError> {
         let expr = parse_expr(query).map_err(|e| QueryError::BadData(e.to_string()))?;
         self.engine
-            .range(self.storage.as_ref(), &expr, start_ms, end_ms, step_ms)
+            .instant_until(self.storage.as_ref(), &expr, time_ms, deadline)
+            .map(convert)
+            .map_err(error)
+    }
+
+    fn run_range(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        deadline: Option<Instant>,
+    ) -> Result<QueryValue, QueryError> {
+        let expr = parse_expr(query).map_err(|e| QueryError::BadData(e.to_string()))?;
+        self.engine
+            .range_until(
+                self.storage.as_ref(),
+                &expr,
+                start_ms,
+                end_ms,
+                step_ms,
+                deadline,
+            )
             .map(convert)
             .map_err(error)
     }

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -23,7 +23,8 @@ use crate::web::params::{
 };
 use crate::web::selector::parse_match_params;
 use crate::web::{
-    AppState, HeadStats, QueryError, QueryValue, Shared, Stat, TsdbStatus, json, targets,
+    AppState, HeadStats, QueryEngine, QueryError, QueryValue, Shared, Stat, TsdbStatus, json,
+    targets,
 };
 
 /// Routes under `/api/v1`; all but `status/walreplay` wait for readiness.
@@ -93,6 +94,24 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Runs a query on `engine`: on this thread if the engine keeps deadlines
+/// itself and the runtime can lend the thread out, else as [`blocking`] work.
+/// Handing a query to another thread and back costs two wake-ups, more than
+/// a small query takes.
+async fn evaluate(
+    engine: Arc<dyn QueryEngine>,
+    timeout: Duration,
+    run: impl FnOnce(&dyn QueryEngine, Instant) -> Result<QueryValue, QueryError> + Send + 'static,
+) -> Result<QueryValue, QueryError> {
+    let deadline = Instant::now() + timeout;
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if engine.keeps_deadlines() && multi_thread {
+        return tokio::task::block_in_place(|| run(engine.as_ref(), deadline));
+    }
+    blocking(timeout, move || run(engine.as_ref(), deadline)).await
+}
+
 async fn query(State(st): State<Shared>, form: Form) -> ApiResult {
     let now = (st.now_ms)();
     let ts =
@@ -100,7 +119,11 @@ async fn query(State(st): State<Shared>, form: Form) -> ApiResult {
     let deadline = query_deadline(&st, &form)?;
     let engine = st.engine.clone().ok_or_else(no_engine)?;
     let q = form.value("query").to_string();
-    match blocking(deadline, move || engine.instant(&q, ts)).await {
+    match evaluate(engine, deadline, move |e, until| {
+        e.instant_until(&q, ts, until)
+    })
+    .await
+    {
         Ok(v) => Ok(ApiResponse::raw(encode_query_value(&v))),
         Err(QueryError::BadData(m)) => Err(ApiError::invalid_param("query", m)),
         Err(e) => Err(e.into()),
@@ -136,7 +159,8 @@ async fn query_range(State(st): State<Shared>, form: Form) -> ApiResult {
     let engine = st.engine.clone().ok_or_else(no_engine)?;
     let q = form.value("query").to_string();
     let step_ms = (step_ns / 1_000_000).max(1);
-    match blocking(deadline, move || engine.range(&q, start, end, step_ms)).await {
+    let run = move |e: &dyn QueryEngine, until| e.range_until(&q, start, end, step_ms, until);
+    match evaluate(engine, deadline, run).await {
         Ok(v) => Ok(ApiResponse::raw(encode_query_value(&v))),
         Err(e) => Err(e.into()),
     }
