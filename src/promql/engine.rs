@@ -12,6 +12,7 @@
 mod aggregate;
 mod binary;
 mod functions;
+mod selection;
 mod value;
 
 pub use value::{Value, VectorSample};
@@ -414,9 +415,13 @@ impl<'a> Evaluator<'a> {
             .storage
             .querier(mint, maxt)
             .map_err(|e| Error::Storage(e.to_string()))?;
-        let series = q
-            .select(matchers)
+        let plan = selection::plan(matchers);
+        let mut series = q
+            .select(plan.as_ref().map_or(matchers, |p| &p.index))
             .map_err(|e| Error::Storage(e.to_string()))?;
+        if let Some(p) = &plan {
+            selection::check(&mut series, &p.later);
+        }
         let n: usize = series.iter().map(|s| s.samples.len()).sum();
         self.add_samples(n)?;
         Ok(series)

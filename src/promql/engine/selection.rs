@@ -1,0 +1,114 @@
+//! How a selector's matchers are handed to storage: the ones that need a
+//! label to be set first, so an unknown metric name ends the index lookup
+//! before any other matcher is looked at, and `=~".*"` checked on the
+//! selected series instead of over every value of its label.
+//!
+//! The parser puts the metric name last, and Ray's dashboards add
+//! `WorkerId=~".*"` and the like to most selectors. In the index such a
+//! matcher walks every value of the label (about 15,000 worker ids on a
+//! 50-node cluster) to find the few it rejects (values with a newline); on
+//! the handful of selected series it costs one look each. The selected set
+//! is the same either way.
+//!
+//! Knows matchers and series, not how storage indexes them.
+
+use crate::model::{MatchOp, Matcher};
+use crate::storage::Series;
+
+/// Matchers for storage, and those to check on what it returns.
+pub(crate) struct Plan<'a> {
+    pub index: Vec<Matcher>,
+    pub later: Vec<&'a Matcher>,
+}
+
+/// A plan for `matchers`, or `None` when they are best passed as they are.
+pub(crate) fn plan(matchers: &[Matcher]) -> Option<Plan<'_>> {
+    let deferred = |m: &Matcher| m.op == MatchOp::Regex && m.value == ".*";
+    let later: Vec<&Matcher> = matchers.iter().filter(|m| deferred(m)).collect();
+    // Storage selects nothing for no matchers, so one must stay.
+    let later = if later.len() == matchers.len() {
+        Vec::new()
+    } else {
+        later
+    };
+    let kept = || matchers.iter().filter(|m| later.is_empty() || !deferred(m));
+    let ordered = kept()
+        .map(Matcher::matches_empty)
+        .is_sorted_by_key(|empty| empty);
+    if later.is_empty() && ordered {
+        return None;
+    }
+    let mut index: Vec<Matcher> = kept().filter(|m| !m.matches_empty()).cloned().collect();
+    index.extend(kept().filter(|m| m.matches_empty()).cloned());
+    Some(Plan { index, later })
+}
+
+/// Keeps the series whose labels `later` all accept (a missing label as
+/// the empty value).
+pub(crate) fn check(series: &mut Vec<Series>, later: &[&Matcher]) {
+    if later.is_empty() {
+        return;
+    }
+    series.retain(|s| {
+        later
+            .iter()
+            .all(|m| m.matches(s.labels.get(&m.name).unwrap_or("")))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(op: MatchOp, n: &str, v: &str) -> Matcher {
+        Matcher::new(op, n, v).unwrap()
+    }
+
+    #[test]
+    fn names_first_and_match_all_regexes_later() {
+        let ms = [
+            m(MatchOp::Regex, "WorkerId", ".*"),
+            m(MatchOp::NotEqual, "x", "1"),
+            m(MatchOp::Regex, "instance", ".+"),
+            m(MatchOp::Equal, "__name__", "up"),
+        ];
+        let p = plan(&ms).unwrap();
+        let index: Vec<String> = p.index.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            index,
+            [r#"instance=~".+""#, r#"__name__="up""#, r#"x!="1""#]
+        );
+        let later: Vec<String> = p.later.iter().map(ToString::to_string).collect();
+        assert_eq!(later, [r#"WorkerId=~".*""#]);
+    }
+
+    #[test]
+    fn plain_selectors_pass_as_they_are() {
+        assert!(plan(&[m(MatchOp::Equal, "__name__", "up")]).is_none());
+        assert!(
+            plan(&[
+                m(MatchOp::Equal, "__name__", "up"),
+                m(MatchOp::NotEqual, "job", "x"),
+            ])
+            .is_none()
+        );
+        // A selector of match-all regexes alone keeps them for storage.
+        let all = [m(MatchOp::Regex, "a", ".*"), m(MatchOp::Regex, "b", ".*")];
+        assert!(plan(&all).is_none());
+    }
+
+    #[test]
+    fn later_matchers_reject_newlines_and_accept_missing_labels() {
+        use crate::model::Labels;
+        let s = |pairs: &[(&str, &str)]| Series {
+            labels: Labels::from_pairs(pairs.iter().copied()),
+            samples: Vec::new(),
+        };
+        let mut series = vec![s(&[("a", "x")]), s(&[("a", "x\ny")]), s(&[("b", "1")])];
+        let all = m(MatchOp::Regex, "a", ".*");
+        check(&mut series, &[&all]);
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0].labels.get("a"), Some("x"));
+        assert_eq!(series[1].labels.get("b"), Some("1"));
+    }
+}
