@@ -1,5 +1,7 @@
 //! Gzip for answers that are already whole in memory (every `/api/v1` JSON
-//! answer), with one deflate state per thread that is reset, not rebuilt.
+//! answer): small ones by our own [`deflate`], which needs no clearing
+//! between answers, larger ones by one miniz state per thread that is reset,
+//! not rebuilt.
 //!
 //! `tower_http`'s compression layer still sits outside and handles every
 //! other case (streamed bodies, unusual `Accept-Encoding` headers); it leaves
@@ -8,6 +10,8 @@
 //! in on every request), more than a small query itself.
 //!
 //! Knows HTTP headers and bodies, not routes or endpoints.
+
+mod deflate;
 
 use std::cell::RefCell;
 
@@ -21,6 +25,10 @@ use hyper::body::{Body as _, Frame};
 
 /// `tower_http`'s default threshold: smaller bodies go out as they are.
 const MIN_SIZE: u64 = 32;
+
+/// Bodies up to this size use [`deflate`], larger ones miniz, whose
+/// dynamic Huffman codes pay off there.
+const SMALL: usize = 16 * 1024;
 
 /// The gzip member header: magic, deflate, no flags, no time, no extra
 /// flags, unknown OS.
@@ -97,6 +105,20 @@ fn compressible(resp: &Response) -> bool {
 fn gzip(data: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(GZIP_HEADER.len() + data.len() / 2 + 64);
     out.extend_from_slice(&GZIP_HEADER);
+    if data.len() <= SMALL {
+        deflate::deflate(data, &mut out);
+    } else {
+        deflate_large(data, &mut out)?;
+    }
+    let mut crc = Crc::new();
+    crc.update(data);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&crc.amount().to_le_bytes());
+    Some(out)
+}
+
+/// Appends `data` deflated by the thread's reused miniz state.
+fn deflate_large(data: &[u8], out: &mut Vec<u8>) -> Option<()> {
     DEFLATE.with(|c| {
         let mut c = c.borrow_mut();
         c.reset();
@@ -106,9 +128,7 @@ fn gzip(data: &[u8]) -> Option<Vec<u8>> {
                 out.reserve(out.capacity().max(256));
             }
             let before = c.total_in();
-            let status = c
-                .compress_vec(input, &mut out, FlushCompress::Finish)
-                .ok()?;
+            let status = c.compress_vec(input, out, FlushCompress::Finish).ok()?;
             // `total_in` grows by at most `input.len()`, so the cast is exact.
             let used = (c.total_in() - before) as usize;
             input = &input[used..];
@@ -116,12 +136,7 @@ fn gzip(data: &[u8]) -> Option<Vec<u8>> {
                 return Some(());
             }
         }
-    })?;
-    let mut crc = Crc::new();
-    crc.update(data);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    out.extend_from_slice(&crc.amount().to_le_bytes());
-    Some(out)
+    })
 }
 
 /// A body that fails once with the error the inner body gave.
@@ -166,7 +181,7 @@ mod tests {
 
     #[test]
     fn gzip_round_trips_and_reuses_the_state() {
-        for n in [0usize, 1, 100, 70_000, 300_000] {
+        for n in [0usize, 1, 100, SMALL, SMALL + 1, 70_000, 300_000] {
             let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8 ^ (i / 7) as u8).collect();
             let gz = gzip(&data).unwrap();
             let mut back = Vec::new();
