@@ -100,10 +100,12 @@ pub enum QueryError {
 /// Evaluates PromQL. Implementations hold their own storage handle.
 ///
 /// Calls may block for a long time. An engine that says it
-/// [keeps deadlines](QueryEngine::keeps_deadlines) runs on the request's own
-/// thread (which hands its other work to another worker meanwhile) and must
-/// stop with [`QueryError::Timeout`] once the deadline passes; any other runs
-/// on a blocking thread that the API stops waiting for at the deadline.
+/// [keeps deadlines](QueryEngine::keeps_deadlines) is first tried on the
+/// request's own thread with a short budget, then, if it ran over, run
+/// again on that thread while its other work moves to another worker; it
+/// must stop with [`QueryError::Timeout`] once the deadline passes. Any
+/// other engine runs on a blocking thread that the API stops waiting for
+/// at the deadline.
 pub trait QueryEngine: Send + Sync {
     fn instant(&self, query: &str, time_ms: i64) -> Result<QueryValue, QueryError>;
     fn range(
@@ -114,34 +116,50 @@ pub trait QueryEngine: Send + Sync {
         step_ms: i64,
     ) -> Result<QueryValue, QueryError>;
 
-    /// Whether the `*_until` calls return by their deadline on their own.
+    /// Whether the `*_until` calls stop at their limits on their own.
     fn keeps_deadlines(&self) -> bool {
         false
     }
 
-    /// [`QueryEngine::instant`], giving up at `deadline`.
+    /// [`QueryEngine::instant`] within `until`; `None` if it ran over the
+    /// budget (then nothing was answered and the query can run again).
     fn instant_until(
         &self,
         query: &str,
         time_ms: i64,
-        deadline: Instant,
-    ) -> Result<QueryValue, QueryError> {
-        let _ = deadline;
-        self.instant(query, time_ms)
+        until: Until,
+    ) -> Option<Result<QueryValue, QueryError>> {
+        if until.budget.is_some() {
+            return None;
+        }
+        Some(self.instant(query, time_ms))
     }
 
-    /// [`QueryEngine::range`], giving up at `deadline`.
+    /// [`QueryEngine::range`] within `until`, as
+    /// [`QueryEngine::instant_until`].
     fn range_until(
         &self,
         query: &str,
         start_ms: i64,
         end_ms: i64,
         step_ms: i64,
-        deadline: Instant,
-    ) -> Result<QueryValue, QueryError> {
-        let _ = deadline;
-        self.range(query, start_ms, end_ms, step_ms)
+        until: Until,
+    ) -> Option<Result<QueryValue, QueryError>> {
+        if until.budget.is_some() {
+            return None;
+        }
+        Some(self.range(query, start_ms, end_ms, step_ms))
     }
+}
+
+/// When a query given to [`QueryEngine`] stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Until {
+    /// Fail with [`QueryError::Timeout`] from here on.
+    pub deadline: Instant,
+    /// Give up (answer `None`) from here on, without waiting for anything;
+    /// engines that cannot stop early give up at once.
+    pub budget: Option<Instant>,
 }
 
 /// Build facts for `/api/v1/status/buildinfo` and `/version`.
@@ -261,6 +279,11 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Whole-request deadline.
     pub request_timeout: Duration,
+    /// How long a query may first run on the request's own thread before
+    /// it is stopped and run again with the thread handed over (for engines
+    /// that [keep deadlines](QueryEngine::keeps_deadlines)). Handing a small
+    /// query to another thread and back costs more than the query.
+    pub inline_budget: Duration,
     /// The clock, in Unix milliseconds; replaceable for tests.
     pub now_ms: fn() -> i64,
 }
@@ -296,6 +319,7 @@ impl AppState {
             storage_retention: "15d".to_string(),
             max_body_bytes: 10 << 20,
             request_timeout: Duration::from_secs(5 * 60),
+            inline_budget: Duration::from_millis(1),
             now_ms: system_now_ms,
         }
     }

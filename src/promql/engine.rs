@@ -70,6 +70,20 @@ pub enum Error {
     TooManySamples(&'static str),
     #[error("{0}")]
     Storage(String),
+    /// The query ran past [`Limits::budget`]; it was cut short to be run
+    /// again without a budget, not failed.
+    #[error("query ran over its budget")]
+    OverBudget,
+}
+
+/// When a query stops early.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// Fail with a timeout here, if before `--query.timeout` from now.
+    pub deadline: Option<Instant>,
+    /// Stop with [`Error::OverBudget`] here, and do not wait for a query
+    /// slot: for a first try on a thread that should not be held long.
+    pub budget: Option<Instant>,
 }
 
 /// Runs queries against a store.
@@ -105,11 +119,15 @@ impl Engine {
         }
     }
 
-    /// Waits for a free query slot, at most until `deadline`.
-    fn slot(&self, deadline: Instant) -> Result<Slot<'_>, Error> {
+    /// Waits for a free query slot, at most until `deadline`; with a
+    /// budget, not at all.
+    fn slot(&self, deadline: Instant, budget: Option<Instant>) -> Result<Slot<'_>, Error> {
         let max = self.opts.max_concurrency.max(1);
         let mut busy = self.slots.busy.lock().unwrap_or_else(|e| e.into_inner());
         while *busy >= max {
+            if budget.is_some() {
+                return Err(Error::OverBudget);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(Error::Timeout("query queue"));
@@ -129,29 +147,31 @@ impl Engine {
         &self.opts
     }
 
-    /// The query timeout from now, or `deadline` if that comes first.
-    fn deadline(&self, deadline: Option<Instant>) -> Instant {
+    /// The query timeout from now, or the given deadline if that comes
+    /// first.
+    fn deadline(&self, limits: Limits) -> Instant {
         let own = Instant::now() + self.opts.timeout;
-        deadline.map_or(own, |d| d.min(own))
+        limits.deadline.map_or(own, |d| d.min(own))
     }
 
     /// Evaluates `expr` at `t` (ms).
     pub fn instant(&self, storage: &dyn Queryable, expr: &Expr, t: i64) -> Result<Value, Error> {
-        self.instant_until(storage, expr, t, None)
+        self.instant_until(storage, expr, t, Limits::default())
     }
 
-    /// [`Engine::instant`] that also gives up at `deadline`, waiting for a
-    /// slot included.
+    /// [`Engine::instant`] that also stops at `limits`, waiting for a slot
+    /// included.
     pub fn instant_until(
         &self,
         storage: &dyn Queryable,
         expr: &Expr,
         t: i64,
-        deadline: Option<Instant>,
+        limits: Limits,
     ) -> Result<Value, Error> {
-        let deadline = self.deadline(deadline);
-        let _slot = self.slot(deadline)?;
+        let deadline = self.deadline(limits);
+        let _slot = self.slot(deadline, limits.budget)?;
         let mut ev = Evaluator::new(storage, &self.opts, t, t, 1, deadline);
+        ev.budget = limits.budget;
         let out = ev.eval(expr)?;
         Ok(match out {
             Val::Scalar(v) => Value::Scalar {
@@ -183,11 +203,11 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<Value, Error> {
-        self.range_until(storage, expr, start, end, step, None)
+        self.range_until(storage, expr, start, end, step, Limits::default())
     }
 
-    /// [`Engine::range`] that also gives up at `deadline`, waiting for a
-    /// slot included.
+    /// [`Engine::range`] that also stops at `limits`, waiting for a slot
+    /// included.
     pub fn range_until(
         &self,
         storage: &dyn Queryable,
@@ -195,9 +215,9 @@ impl Engine {
         start: i64,
         end: i64,
         step: i64,
-        deadline: Option<Instant>,
+        limits: Limits,
     ) -> Result<Value, Error> {
-        let deadline = self.deadline(deadline);
+        let deadline = self.deadline(limits);
         match expr.value_type() {
             ValueType::Scalar | ValueType::Vector => {}
             other => {
@@ -212,8 +232,9 @@ impl Engine {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
             ));
         }
-        let _slot = self.slot(deadline)?;
+        let _slot = self.slot(deadline, limits.budget)?;
         let mut ev = Evaluator::new(storage, &self.opts, start, end, step, deadline);
+        ev.budget = limits.budget;
         let out = ev.eval(expr)?;
         let mut m = match out {
             Val::Scalar(v) => vec![Series {
@@ -267,6 +288,7 @@ pub(crate) struct Evaluator<'a> {
     query_start: i64,
     query_end: i64,
     deadline: Instant,
+    budget: Option<Instant>,
     /// Samples currently held, checked against `max_samples`.
     samples: usize,
 }
@@ -290,6 +312,7 @@ impl<'a> Evaluator<'a> {
             query_start: start,
             query_end: end,
             deadline,
+            budget: None,
             samples: 0,
         }
     }
@@ -303,7 +326,11 @@ impl<'a> Evaluator<'a> {
     }
 
     pub fn check_deadline(&self) -> Result<(), Error> {
-        if Instant::now() > self.deadline {
+        let now = Instant::now();
+        if self.budget.is_some_and(|b| now > b) {
+            return Err(Error::OverBudget);
+        }
+        if now > self.deadline {
             // Prometheus names the stage "expression evaluation" here.
             return Err(Error::Timeout("expression evaluation"));
         }
@@ -411,6 +438,7 @@ impl<'a> Evaluator<'a> {
 
     /// Reads the series of `matchers` with samples in `[mint, maxt]`.
     fn select(&mut self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error> {
+        self.check_deadline()?;
         let q = self
             .storage
             .querier(mint, maxt)
@@ -560,6 +588,7 @@ impl<'a> Evaluator<'a> {
             query_start: self.query_start,
             query_end: self.query_end,
             deadline: self.deadline,
+            budget: self.budget,
             samples: self.samples,
         };
         if inner.end < inner.start {
@@ -790,13 +819,52 @@ mod tests {
             timeout: Duration::from_millis(50),
             ..EngineOptions::default()
         });
-        let held = e.slot(Instant::now() + Duration::from_secs(1)).unwrap();
+        let held = e
+            .slot(Instant::now() + Duration::from_secs(1), None)
+            .unwrap();
         let err = e
             .instant(&h, &parse_expr("m").unwrap(), 60_000)
             .unwrap_err();
         assert_eq!(err.to_string(), "query timed out in query queue");
         drop(held);
         assert!(e.instant(&h, &parse_expr("m").unwrap(), 60_000).is_ok());
+    }
+
+    #[test]
+    fn a_spent_budget_stops_the_query_and_never_waits_for_a_slot() {
+        let h = head();
+        let e = Engine::new(EngineOptions {
+            max_concurrency: 1,
+            ..EngineOptions::default()
+        });
+        let expr = parse_expr("sum(m)").unwrap();
+        let spent = Limits {
+            deadline: None,
+            budget: Some(Instant::now()),
+        };
+        std::thread::sleep(Duration::from_millis(1));
+        assert_eq!(
+            e.range_until(&h, &expr, 0, 60_000, 15_000, spent),
+            Err(Error::OverBudget)
+        );
+        let ample = Limits {
+            deadline: None,
+            budget: Some(Instant::now() + Duration::from_secs(60)),
+        };
+        assert_eq!(
+            e.range_until(&h, &expr, 0, 60_000, 15_000, ample),
+            e.range(&h, &expr, 0, 60_000, 15_000)
+        );
+        let held = e
+            .slot(Instant::now() + Duration::from_secs(1), None)
+            .unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            e.instant_until(&h, &expr, 60_000, ample),
+            Err(Error::OverBudget)
+        );
+        assert!(started.elapsed() < Duration::from_millis(500));
+        drop(held);
     }
 
     #[test]

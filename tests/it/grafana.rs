@@ -652,29 +652,35 @@ fn panel_requests() -> Vec<Request<Body>> {
     out
 }
 
-/// On a multi-thread runtime queries run on the request's own thread, on a
-/// current-thread runtime on a blocking thread: the answers are the same
-/// bytes either way.
+/// On a multi-thread runtime queries run on the request's own thread (first
+/// with a budget, then again if they ran over it), on a current-thread
+/// runtime on a blocking thread: the answers are the same bytes either way.
 #[test]
 fn queries_answer_alike_on_the_request_thread_and_a_blocking_thread() {
     let st = state();
-    let answers = |rt: tokio::runtime::Runtime| {
+    let answers = |st: &AppState, rt: tokio::runtime::Runtime| {
         rt.block_on(async {
             let mut out = Vec::new();
             for req in panel_requests() {
-                out.push(raw(&st, req).await);
+                out.push(raw(st, req).await);
             }
             out
         })
     };
-    let here = answers(
+    let multi = || {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
-            .unwrap(),
-    );
+            .unwrap()
+    };
+    let here = answers(&st, multi());
+    // No inline budget: every query is stopped and run again.
+    let mut rerun = st.clone();
+    rerun.inline_budget = std::time::Duration::ZERO;
+    assert_eq!(answers(&rerun, multi()), here);
     let off = answers(
+        &st,
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -23,8 +23,8 @@ use crate::web::params::{
 };
 use crate::web::selector::parse_match_params;
 use crate::web::{
-    AppState, HeadStats, QueryEngine, QueryError, QueryValue, Shared, Stat, TsdbStatus, json,
-    targets,
+    AppState, HeadStats, QueryEngine, QueryError, QueryValue, Shared, Stat, TsdbStatus, Until,
+    json, targets,
 };
 
 /// Routes under `/api/v1`; all but `status/walreplay` wait for readiness.
@@ -94,22 +94,42 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Runs a query on `engine`: on this thread if the engine keeps deadlines
-/// itself and the runtime can lend the thread out, else as [`blocking`] work.
-/// Handing a query to another thread and back costs two wake-ups, more than
-/// a small query takes.
+/// Runs a query on `engine`. One that keeps deadlines is first tried right
+/// here for [`AppState::inline_budget`], then, if it ran over, run again inside
+/// `block_in_place` (this worker's other tasks move to another thread);
+/// any other runs as [`blocking`] work. Handing even a small query to
+/// another thread and back costs two wake-ups, more than the query.
 async fn evaluate(
+    st: &AppState,
     engine: Arc<dyn QueryEngine>,
     timeout: Duration,
-    run: impl FnOnce(&dyn QueryEngine, Instant) -> Result<QueryValue, QueryError> + Send + 'static,
+    run: impl Fn(&dyn QueryEngine, Until) -> Option<Result<QueryValue, QueryError>> + Send + 'static,
 ) -> Result<QueryValue, QueryError> {
     let deadline = Instant::now() + timeout;
+    let until = Until {
+        deadline,
+        budget: None,
+    };
+    let unbudgeted = |r: Option<Result<QueryValue, QueryError>>| {
+        r.unwrap_or_else(|| {
+            Err(QueryError::Internal(
+                "query stopped for a budget it was not given".to_string(),
+            ))
+        })
+    };
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if engine.keeps_deadlines() && multi_thread {
-        return tokio::task::block_in_place(|| run(engine.as_ref(), deadline));
+        let first = Until {
+            deadline,
+            budget: Some(Instant::now() + st.inline_budget),
+        };
+        if let Some(r) = run(engine.as_ref(), first) {
+            return r;
+        }
+        return unbudgeted(tokio::task::block_in_place(|| run(engine.as_ref(), until)));
     }
-    blocking(timeout, move || run(engine.as_ref(), deadline)).await
+    blocking(timeout, move || unbudgeted(run(engine.as_ref(), until))).await
 }
 
 async fn query(State(st): State<Shared>, form: Form) -> ApiResult {
@@ -119,7 +139,7 @@ async fn query(State(st): State<Shared>, form: Form) -> ApiResult {
     let deadline = query_deadline(&st, &form)?;
     let engine = st.engine.clone().ok_or_else(no_engine)?;
     let q = form.value("query").to_string();
-    match evaluate(engine, deadline, move |e, until| {
+    match evaluate(&st, engine, deadline, move |e, until| {
         e.instant_until(&q, ts, until)
     })
     .await
@@ -160,7 +180,7 @@ async fn query_range(State(st): State<Shared>, form: Form) -> ApiResult {
     let q = form.value("query").to_string();
     let step_ms = (step_ns / 1_000_000).max(1);
     let run = move |e: &dyn QueryEngine, until| e.range_until(&q, start, end, step_ms, until);
-    match evaluate(engine, deadline, run).await {
+    match evaluate(&st, engine, deadline, run).await {
         Ok(v) => Ok(ApiResponse::raw(encode_query_value(&v))),
         Err(e) => Err(e.into()),
     }
