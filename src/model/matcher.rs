@@ -1,6 +1,7 @@
 //! Label matchers: `=`, `!=`, `=~`, `!~` with fully anchored regexes.
 
 use std::fmt;
+use std::sync::Arc;
 
 use regex::Regex;
 
@@ -40,7 +41,10 @@ pub struct Matcher {
     pub op: MatchOp,
     pub name: String,
     pub value: String,
-    re: Option<Regex>,
+    /// Shared so that clones (such as the parser's cached matchers) share
+    /// the regex's search caches: a cloned `Regex` starts with empty ones
+    /// and rebuilds its lazy DFA on every query.
+    re: Option<Arc<Regex>>,
 }
 
 impl PartialEq for Matcher {
@@ -57,7 +61,7 @@ impl Matcher {
     ) -> Result<Matcher, MatcherError> {
         let value = value.into();
         let re = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(anchored(&value)?),
+            MatchOp::Regex | MatchOp::NotRegex => Some(Arc::new(anchored(&value)?)),
             MatchOp::Equal | MatchOp::NotEqual => None,
         };
         Ok(Matcher {

@@ -1,7 +1,8 @@
-//! How a selector's matchers are handed to storage: the ones that need a
-//! label to be set first, so an unknown metric name ends the index lookup
-//! before any other matcher is looked at, and `=~".*"` checked on the
-//! selected series instead of over every value of its label.
+//! How a selector's matchers are handed to storage: equalities and other
+//! matchers that need a label to be set first, so an unknown metric name
+//! ends the index lookup before any other matcher is looked at, and
+//! `=~".*"` checked on the selected series instead of over every value of
+//! its label.
 //!
 //! The parser puts the metric name last, and Ray's dashboards add
 //! `WorkerId=~".*"` and the like to most selectors. In the index such a
@@ -32,15 +33,19 @@ pub(crate) fn plan(matchers: &[Matcher]) -> Option<Plan<'_>> {
         later
     };
     let kept = || matchers.iter().filter(|m| later.is_empty() || !deferred(m));
-    let ordered = kept()
-        .map(Matcher::matches_empty)
-        .is_sorted_by_key(|empty| empty);
-    if later.is_empty() && ordered {
+    if later.is_empty() && kept().map(rank).is_sorted() {
         return None;
     }
-    let mut index: Vec<Matcher> = kept().filter(|m| !m.matches_empty()).cloned().collect();
-    index.extend(kept().filter(|m| m.matches_empty()).cloned());
+    let mut index: Vec<Matcher> = kept().cloned().collect();
+    index.sort_by_key(rank);
     Some(Plan { index, later })
+}
+
+/// Storage looks matchers up in this order: equalities first (one lookup,
+/// and an unknown metric name ends it all), then other matchers that need
+/// the label set, then those that accept a missing label.
+fn rank(m: &Matcher) -> (bool, bool) {
+    (m.matches_empty(), m.op != MatchOp::Equal)
 }
 
 /// Keeps the series whose labels `later` all accept (a missing label as
@@ -65,7 +70,7 @@ mod tests {
     }
 
     #[test]
-    fn names_first_and_match_all_regexes_later() {
+    fn equalities_first_and_match_all_regexes_later() {
         let ms = [
             m(MatchOp::Regex, "WorkerId", ".*"),
             m(MatchOp::NotEqual, "x", "1"),
@@ -76,7 +81,7 @@ mod tests {
         let index: Vec<String> = p.index.iter().map(ToString::to_string).collect();
         assert_eq!(
             index,
-            [r#"instance=~".+""#, r#"__name__="up""#, r#"x!="1""#]
+            [r#"__name__="up""#, r#"instance=~".+""#, r#"x!="1""#]
         );
         let later: Vec<String> = p.later.iter().map(ToString::to_string).collect();
         assert_eq!(later, [r#"WorkerId=~".*""#]);
