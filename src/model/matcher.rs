@@ -41,10 +41,48 @@ pub struct Matcher {
     pub op: MatchOp,
     pub name: String,
     pub value: String,
+    re: Option<Pattern>,
+}
+
+/// A regex matcher's pattern. The shapes dashboards use most need no regex
+/// engine, and compiling even `.*` costs more than a small query.
+#[derive(Debug, Clone)]
+enum Pattern {
+    /// `.*`: any value without a newline (Go's `.` stops at `\n`).
+    Any,
+    /// `.+`: as [`Pattern::Any`], but not empty.
+    NonEmpty,
+    /// Plain text alternatives joined by `|` (a single one too).
+    Literals(Arc<[String]>),
     /// Shared so that clones (such as the parser's cached matchers) share
     /// the regex's search caches: a cloned `Regex` starts with empty ones
     /// and rebuilds its lazy DFA on every query.
-    re: Option<Arc<Regex>>,
+    Regex(Arc<Regex>),
+}
+
+impl Pattern {
+    fn new(pattern: &str) -> Result<Pattern, MatcherError> {
+        // Characters with a meaning in RE2 or Rust regex syntax; without
+        // them (but for `|`) a pattern is text.
+        const META: &[char] = &[
+            '\\', '.', '+', '*', '?', '(', ')', '[', ']', '{', '}', '^', '$',
+        ];
+        Ok(match pattern {
+            ".*" => Pattern::Any,
+            ".+" => Pattern::NonEmpty,
+            p if !p.contains(META) => Pattern::Literals(p.split('|').map(str::to_string).collect()),
+            p => Pattern::Regex(Arc::new(anchored(p)?)),
+        })
+    }
+
+    fn is_match(&self, v: &str) -> bool {
+        match self {
+            Pattern::Any => !v.contains('\n'),
+            Pattern::NonEmpty => !v.is_empty() && !v.contains('\n'),
+            Pattern::Literals(l) => l.iter().any(|l| l == v),
+            Pattern::Regex(re) => re.is_match(v),
+        }
+    }
 }
 
 impl PartialEq for Matcher {
@@ -61,7 +99,7 @@ impl Matcher {
     ) -> Result<Matcher, MatcherError> {
         let value = value.into();
         let re = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(Arc::new(anchored(&value)?)),
+            MatchOp::Regex | MatchOp::NotRegex => Some(Pattern::new(&value)?),
             MatchOp::Equal | MatchOp::NotEqual => None,
         };
         Ok(Matcher {
@@ -122,6 +160,45 @@ mod tests {
         assert!(m.matches("RUNNIN"));
         assert!(m.matches("RUNNINGG"));
         assert!(!m.matches("RUNNING_IN_RAY_GET"));
+    }
+
+    #[test]
+    fn plain_patterns_match_as_the_regex_would() {
+        let patterns = [
+            ".*",
+            ".+",
+            "",
+            "a",
+            "a|b",
+            "a|",
+            "|",
+            "session_2026-11-26_03-35-11_178048_5703",
+            "foo-bar:1/2 x|ä|ö",
+        ];
+        let values = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "a\n",
+            "\n",
+            "x\ny",
+            "ä",
+            "ö",
+            "foo-bar:1/2 x",
+            "session_2026-11-26_03-35-11_178048_5703",
+        ];
+        for p in patterns {
+            let fast = Pattern::new(p).unwrap();
+            assert!(!matches!(fast, Pattern::Regex(_)), "{p}");
+            let re = anchored(p).unwrap();
+            for v in values {
+                assert_eq!(fast.is_match(v), re.is_match(v), "{p:?} on {v:?}");
+            }
+        }
+        assert!(matches!(Pattern::new("(a|b)").unwrap(), Pattern::Regex(_)));
+        assert!(matches!(Pattern::new("/-/.*").unwrap(), Pattern::Regex(_)));
+        assert!(Pattern::new("(").is_err());
     }
 
     #[test]
