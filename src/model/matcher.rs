@@ -52,8 +52,11 @@ enum Pattern {
     Any,
     /// `.+`: as [`Pattern::Any`], but not empty.
     NonEmpty,
-    /// Plain text alternatives joined by `|` (a single one too).
+    /// Plain text alternatives joined by `|` (a single one too), perhaps in
+    /// one group: `a|b`, `(a|b)`.
     Literals(Arc<[String]>),
+    /// Plain text, then `.*`: the text, then anything without a newline.
+    Prefix(Arc<str>),
     /// Shared so that clones (such as the parser's cached matchers) share
     /// the regex's search caches: a cloned `Regex` starts with empty ones
     /// and rebuilds its lazy DFA on every query.
@@ -67,11 +70,22 @@ impl Pattern {
         const META: &[char] = &[
             '\\', '.', '+', '*', '?', '(', ')', '[', ']', '{', '}', '^', '$',
         ];
-        Ok(match pattern {
-            ".*" => Pattern::Any,
-            ".+" => Pattern::NonEmpty,
-            p if !p.contains(META) => Pattern::Literals(p.split('|').map(str::to_string).collect()),
-            p => Pattern::Regex(Arc::new(anchored(p)?)),
+        let text = |p: &str| !p.contains(META);
+        let literals = |p: &str| Pattern::Literals(p.split('|').map(str::to_string).collect());
+        let group = pattern
+            .strip_prefix('(')
+            .and_then(|p| p.strip_suffix(')'))
+            .filter(|p| text(p));
+        let prefix = pattern
+            .strip_suffix(".*")
+            .filter(|p| !p.is_empty() && text(p) && !p.contains('|'));
+        Ok(match (pattern, group, prefix) {
+            (".*", _, _) => Pattern::Any,
+            (".+", _, _) => Pattern::NonEmpty,
+            (p, _, _) if text(p) => literals(p),
+            (_, Some(g), _) => literals(g),
+            (_, _, Some(p)) => Pattern::Prefix(p.into()),
+            (p, _, _) => Pattern::Regex(Arc::new(anchored(p)?)),
         })
     }
 
@@ -80,6 +94,9 @@ impl Pattern {
             Pattern::Any => !v.contains('\n'),
             Pattern::NonEmpty => !v.is_empty() && !v.contains('\n'),
             Pattern::Literals(l) => l.iter().any(|l| l == v),
+            Pattern::Prefix(p) => v
+                .strip_prefix(&**p)
+                .is_some_and(|rest| !rest.contains('\n')),
             Pattern::Regex(re) => re.is_match(v),
         }
     }
@@ -174,6 +191,11 @@ mod tests {
             "|",
             "session_2026-11-26_03-35-11_178048_5703",
             "foo-bar:1/2 x|ä|ö",
+            "(head|worker)",
+            "(a)",
+            "()",
+            "/-/.*",
+            "ray_node_mem.*",
         ];
         let values = [
             "",
@@ -187,6 +209,16 @@ mod tests {
             "ö",
             "foo-bar:1/2 x",
             "session_2026-11-26_03-35-11_178048_5703",
+            "head",
+            "worker",
+            "head|worker",
+            "/-/",
+            "/-/healthy",
+            "/-/x\ny",
+            "/api",
+            "ray_node_mem",
+            "ray_node_mem_used",
+            "xray_node_mem",
         ];
         for p in patterns {
             let fast = Pattern::new(p).unwrap();
@@ -196,8 +228,9 @@ mod tests {
                 assert_eq!(fast.is_match(v), re.is_match(v), "{p:?} on {v:?}");
             }
         }
-        assert!(matches!(Pattern::new("(a|b)").unwrap(), Pattern::Regex(_)));
-        assert!(matches!(Pattern::new("/-/.*").unwrap(), Pattern::Regex(_)));
+        for p in ["(a|b)*", "(a)|(b)", "a|b.*", "a.*b", ".*a", "a\\.b"] {
+            assert!(matches!(Pattern::new(p).unwrap(), Pattern::Regex(_)), "{p}");
+        }
         assert!(Pattern::new("(").is_err());
     }
 
