@@ -172,7 +172,7 @@ impl Engine {
         let _slot = self.slot(deadline, limits.budget)?;
         let mut ev = Evaluator::new(storage, &self.opts, t, t, 1, deadline);
         ev.budget = limits.budget;
-        let out = ev.eval(expr)?;
+        let out = ev.eval_whole(expr)?;
         Ok(match out {
             Val::Scalar(v) => Value::Scalar {
                 t,
@@ -235,7 +235,7 @@ impl Engine {
         let _slot = self.slot(deadline, limits.budget)?;
         let mut ev = Evaluator::new(storage, &self.opts, start, end, step, deadline);
         ev.budget = limits.budget;
-        let out = ev.eval(expr)?;
+        let out = ev.eval_whole(expr)?;
         let mut m = match out {
             Val::Scalar(v) => vec![Series {
                 labels: Labels::new(),
@@ -358,6 +358,19 @@ impl<'a> Evaluator<'a> {
         at.unwrap_or(ts) - offset
     }
 
+    /// Evaluates a whole query. A try with a budget starts with nothing
+    /// stashed; a retry without one leaves nothing stashed behind.
+    fn eval_whole(&mut self, expr: &Expr) -> Result<Val, Error> {
+        if self.budget.is_some() {
+            selection::clear_stash();
+        }
+        let out = self.eval(expr);
+        if self.budget.is_none() {
+            selection::clear_stash();
+        }
+        out
+    }
+
     pub fn eval(&mut self, expr: &Expr) -> Result<Val, Error> {
         self.check_deadline()?;
         match expr {
@@ -439,6 +452,25 @@ impl<'a> Evaluator<'a> {
     /// Reads the series of `matchers` with samples in `[mint, maxt]`.
     fn select(&mut self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error> {
         self.check_deadline()?;
+        let stashed = match self.budget {
+            None => selection::take_stash(matchers, mint, maxt),
+            Some(_) => None,
+        };
+        let series = match stashed {
+            Some(s) => s,
+            None => self.read(matchers, mint, maxt)?,
+        };
+        if self.budget.is_some_and(|b| Instant::now() > b) {
+            selection::stash(matchers, mint, maxt, series);
+            return Err(Error::OverBudget);
+        }
+        let n: usize = series.iter().map(|s| s.samples.len()).sum();
+        self.add_samples(n)?;
+        Ok(series)
+    }
+
+    /// The storage read behind [`Evaluator::select`].
+    fn read(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error> {
         let q = self
             .storage
             .querier(mint, maxt)
@@ -450,8 +482,6 @@ impl<'a> Evaluator<'a> {
         if let Some(p) = &plan {
             selection::check(&mut series, &p.later);
         }
-        let n: usize = series.iter().map(|s| s.samples.len()).sum();
-        self.add_samples(n)?;
         Ok(series)
     }
 
@@ -865,6 +895,64 @@ mod tests {
         );
         assert!(started.elapsed() < Duration::from_millis(500));
         drop(held);
+    }
+
+    /// Counts storage reads.
+    struct Counting<'a>(&'a Head, std::sync::atomic::AtomicUsize);
+
+    impl Queryable for Counting<'_> {
+        fn querier(
+            &self,
+            mint: i64,
+            maxt: i64,
+        ) -> Result<Box<dyn crate::storage::Querier + '_>, crate::storage::Error> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.querier(mint, maxt)
+        }
+    }
+
+    #[test]
+    fn a_retry_takes_the_read_that_ran_over_the_budget() {
+        let h = head();
+        let c = Counting(&h, Default::default());
+        let reads = || c.1.load(std::sync::atomic::Ordering::Relaxed);
+        let e = Engine::default();
+        let expr = parse_expr("sum(m)").unwrap();
+        let want = e.range(&h, &expr, 0, 60_000, 15_000);
+        // The budget passes during the read (it is already past when the
+        // read returns), so the read is stashed and the try stops.
+        let soon = Limits {
+            deadline: None,
+            budget: Some(Instant::now() + Duration::from_millis(20)),
+        };
+        let slow = Slow(&c);
+        assert_eq!(
+            e.range_until(&slow, &expr, 0, 60_000, 15_000, soon),
+            Err(Error::OverBudget)
+        );
+        assert_eq!(reads(), 1);
+        assert_eq!(
+            e.range_until(&c, &expr, 0, 60_000, 15_000, Limits::default()),
+            want
+        );
+        assert_eq!(reads(), 1, "the retry read nothing");
+        // Nothing is left behind: the next query reads again.
+        assert_eq!(e.range(&c, &expr, 0, 60_000, 15_000), want);
+        assert_eq!(reads(), 2);
+    }
+
+    /// A store whose reads take 30 ms.
+    struct Slow<'a>(&'a Counting<'a>);
+
+    impl Queryable for Slow<'_> {
+        fn querier(
+            &self,
+            mint: i64,
+            maxt: i64,
+        ) -> Result<Box<dyn crate::storage::Querier + '_>, crate::storage::Error> {
+            std::thread::sleep(Duration::from_millis(30));
+            self.0.querier(mint, maxt)
+        }
     }
 
     #[test]

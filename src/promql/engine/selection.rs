@@ -11,10 +11,62 @@
 //! the handful of selected series it costs one look each. The selected set
 //! is the same either way.
 //!
+//! Also keeps the read that took a budgeted first try over its budget, for
+//! the retry.
+//!
 //! Knows matchers and series, not how storage indexes them.
+
+use std::cell::RefCell;
 
 use crate::model::{MatchOp, Matcher};
 use crate::storage::Series;
+
+/// One storage read kept for a retry.
+struct Stashed {
+    matchers: Vec<Matcher>,
+    mint: i64,
+    maxt: i64,
+    series: Vec<Series>,
+}
+
+thread_local! {
+    /// The read that took a budgeted try over its budget. The retry runs
+    /// right after on the same thread and takes it instead of reading
+    /// again, so running over wastes at most the budget, not a large read.
+    static STASH: RefCell<Option<Stashed>> = const { RefCell::new(None) };
+}
+
+/// Keeps `series`, read for `matchers` over `[mint, maxt]`, for the retry.
+pub(crate) fn stash(matchers: &[Matcher], mint: i64, maxt: i64, series: Vec<Series>) {
+    STASH.with(|s| {
+        *s.borrow_mut() = Some(Stashed {
+            matchers: matchers.to_vec(),
+            mint,
+            maxt,
+            series,
+        });
+    });
+}
+
+/// The stashed read, if it is for exactly this selection.
+pub(crate) fn take_stash(matchers: &[Matcher], mint: i64, maxt: i64) -> Option<Vec<Series>> {
+    STASH.with(|s| {
+        let mut s = s.borrow_mut();
+        let hit = s
+            .as_ref()
+            .is_some_and(|k| k.mint == mint && k.maxt == maxt && k.matchers == matchers);
+        if hit {
+            s.take().map(|k| k.series)
+        } else {
+            None
+        }
+    })
+}
+
+/// Drops whatever is stashed.
+pub(crate) fn clear_stash() {
+    STASH.with(|s| s.borrow_mut().take());
+}
 
 /// Matchers for storage, and those to check on what it returns.
 pub(crate) struct Plan<'a> {
