@@ -19,6 +19,7 @@
 mod api;
 mod envelope;
 mod federate;
+mod gzip;
 mod import_export;
 mod json;
 pub mod params;
@@ -32,7 +33,7 @@ pub mod web_config;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -98,7 +99,13 @@ pub enum QueryError {
 
 /// Evaluates PromQL. Implementations hold their own storage handle.
 ///
-/// Calls may block for a long time; the API runs them on blocking threads.
+/// Calls may block for a long time. An engine that says it
+/// [keeps deadlines](QueryEngine::keeps_deadlines) is first tried on the
+/// request's own thread with a short budget, then, if it ran over, run
+/// again on that thread while its other work moves to another worker; it
+/// must stop with [`QueryError::Timeout`] once the deadline passes. Any
+/// other engine runs on a blocking thread that the API stops waiting for
+/// at the deadline.
 pub trait QueryEngine: Send + Sync {
     fn instant(&self, query: &str, time_ms: i64) -> Result<QueryValue, QueryError>;
     fn range(
@@ -108,6 +115,51 @@ pub trait QueryEngine: Send + Sync {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<QueryValue, QueryError>;
+
+    /// Whether the `*_until` calls stop at their limits on their own.
+    fn keeps_deadlines(&self) -> bool {
+        false
+    }
+
+    /// [`QueryEngine::instant`] within `until`; `None` if it ran over the
+    /// budget (then nothing was answered and the query can run again).
+    fn instant_until(
+        &self,
+        query: &str,
+        time_ms: i64,
+        until: Until,
+    ) -> Option<Result<QueryValue, QueryError>> {
+        if until.budget.is_some() {
+            return None;
+        }
+        Some(self.instant(query, time_ms))
+    }
+
+    /// [`QueryEngine::range`] within `until`, as
+    /// [`QueryEngine::instant_until`].
+    fn range_until(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        until: Until,
+    ) -> Option<Result<QueryValue, QueryError>> {
+        if until.budget.is_some() {
+            return None;
+        }
+        Some(self.range(query, start_ms, end_ms, step_ms))
+    }
+}
+
+/// When a query given to [`QueryEngine`] stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Until {
+    /// Fail with [`QueryError::Timeout`] from here on.
+    pub deadline: Instant,
+    /// Give up (answer `None`) from here on, without waiting for anything;
+    /// engines that cannot stop early give up at once.
+    pub budget: Option<Instant>,
 }
 
 /// Build facts for `/api/v1/status/buildinfo` and `/version`.
@@ -182,7 +234,12 @@ pub type TsdbStatsSource = Arc<dyn Fn() -> Result<TsdbStatus, String> + Send + S
 /// A reload request: the receiver answers on the enclosed channel.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
-/// Everything the handlers need. Cheap to clone.
+/// The state as the router holds it: handlers and middleware take it once
+/// per request, so it must be a pointer copy, not a deep clone of the flags
+/// and labels.
+pub(crate) type Shared = Arc<AppState>;
+
+/// Everything the handlers need.
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Arc<dyn Queryable>,
@@ -222,6 +279,11 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Whole-request deadline.
     pub request_timeout: Duration,
+    /// How long a query may first run on the request's own thread before
+    /// it is stopped and run again with the thread handed over (for engines
+    /// that [keep deadlines](QueryEngine::keeps_deadlines)). Handing a small
+    /// query to another thread and back costs more than the query.
+    pub inline_budget: Duration,
     /// The clock, in Unix milliseconds; replaceable for tests.
     pub now_ms: fn() -> i64,
 }
@@ -257,6 +319,7 @@ impl AppState {
             storage_retention: "15d".to_string(),
             max_body_bytes: 10 << 20,
             request_timeout: Duration::from_secs(5 * 60),
+            inline_budget: Duration::from_millis(1),
             now_ms: system_now_ms,
         }
     }

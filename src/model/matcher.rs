@@ -1,6 +1,7 @@
 //! Label matchers: `=`, `!=`, `=~`, `!~` with fully anchored regexes.
 
 use std::fmt;
+use std::sync::Arc;
 
 use regex::Regex;
 
@@ -40,7 +41,65 @@ pub struct Matcher {
     pub op: MatchOp,
     pub name: String,
     pub value: String,
-    re: Option<Regex>,
+    re: Option<Pattern>,
+}
+
+/// A regex matcher's pattern. The shapes dashboards use most need no regex
+/// engine, and compiling even `.*` costs more than a small query.
+#[derive(Debug, Clone)]
+enum Pattern {
+    /// `.*`: any value without a newline (Go's `.` stops at `\n`).
+    Any,
+    /// `.+`: as [`Pattern::Any`], but not empty.
+    NonEmpty,
+    /// Plain text alternatives joined by `|` (a single one too), perhaps in
+    /// one group: `a|b`, `(a|b)`.
+    Literals(Arc<[String]>),
+    /// Plain text, then `.*`: the text, then anything without a newline.
+    Prefix(Arc<str>),
+    /// Shared so that clones (such as the parser's cached matchers) share
+    /// the regex's search caches: a cloned `Regex` starts with empty ones
+    /// and rebuilds its lazy DFA on every query.
+    Regex(Arc<Regex>),
+}
+
+impl Pattern {
+    fn new(pattern: &str) -> Result<Pattern, MatcherError> {
+        // Characters with a meaning in RE2 or Rust regex syntax; without
+        // them (but for `|`) a pattern is text.
+        const META: &[char] = &[
+            '\\', '.', '+', '*', '?', '(', ')', '[', ']', '{', '}', '^', '$',
+        ];
+        let text = |p: &str| !p.contains(META);
+        let literals = |p: &str| Pattern::Literals(p.split('|').map(str::to_string).collect());
+        let group = pattern
+            .strip_prefix('(')
+            .and_then(|p| p.strip_suffix(')'))
+            .filter(|p| text(p));
+        let prefix = pattern
+            .strip_suffix(".*")
+            .filter(|p| !p.is_empty() && text(p) && !p.contains('|'));
+        Ok(match (pattern, group, prefix) {
+            (".*", _, _) => Pattern::Any,
+            (".+", _, _) => Pattern::NonEmpty,
+            (p, _, _) if text(p) => literals(p),
+            (_, Some(g), _) => literals(g),
+            (_, _, Some(p)) => Pattern::Prefix(p.into()),
+            (p, _, _) => Pattern::Regex(Arc::new(anchored(p)?)),
+        })
+    }
+
+    fn is_match(&self, v: &str) -> bool {
+        match self {
+            Pattern::Any => !v.contains('\n'),
+            Pattern::NonEmpty => !v.is_empty() && !v.contains('\n'),
+            Pattern::Literals(l) => l.iter().any(|l| l == v),
+            Pattern::Prefix(p) => v
+                .strip_prefix(&**p)
+                .is_some_and(|rest| !rest.contains('\n')),
+            Pattern::Regex(re) => re.is_match(v),
+        }
+    }
 }
 
 impl PartialEq for Matcher {
@@ -57,7 +116,7 @@ impl Matcher {
     ) -> Result<Matcher, MatcherError> {
         let value = value.into();
         let re = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(anchored(&value)?),
+            MatchOp::Regex | MatchOp::NotRegex => Some(Pattern::new(&value)?),
             MatchOp::Equal | MatchOp::NotEqual => None,
         };
         Ok(Matcher {
@@ -118,6 +177,61 @@ mod tests {
         assert!(m.matches("RUNNIN"));
         assert!(m.matches("RUNNINGG"));
         assert!(!m.matches("RUNNING_IN_RAY_GET"));
+    }
+
+    #[test]
+    fn plain_patterns_match_as_the_regex_would() {
+        let patterns = [
+            ".*",
+            ".+",
+            "",
+            "a",
+            "a|b",
+            "a|",
+            "|",
+            "session_2026-11-26_03-35-11_178048_5703",
+            "foo-bar:1/2 x|ä|ö",
+            "(head|worker)",
+            "(a)",
+            "()",
+            "/-/.*",
+            "ray_node_mem.*",
+        ];
+        let values = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "a\n",
+            "\n",
+            "x\ny",
+            "ä",
+            "ö",
+            "foo-bar:1/2 x",
+            "session_2026-11-26_03-35-11_178048_5703",
+            "head",
+            "worker",
+            "head|worker",
+            "/-/",
+            "/-/healthy",
+            "/-/x\ny",
+            "/api",
+            "ray_node_mem",
+            "ray_node_mem_used",
+            "xray_node_mem",
+        ];
+        for p in patterns {
+            let fast = Pattern::new(p).unwrap();
+            assert!(!matches!(fast, Pattern::Regex(_)), "{p}");
+            let re = anchored(p).unwrap();
+            for v in values {
+                assert_eq!(fast.is_match(v), re.is_match(v), "{p:?} on {v:?}");
+            }
+        }
+        for p in ["(a|b)*", "(a)|(b)", "a|b.*", "a.*b", ".*a", "a\\.b"] {
+            assert!(matches!(Pattern::new(p).unwrap(), Pattern::Regex(_)), "{p}");
+        }
+        assert!(Pattern::new("(").is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 mod aggregate;
 mod binary;
 mod functions;
+mod selection;
 mod value;
 
 pub use value::{Value, VectorSample};
@@ -69,6 +70,20 @@ pub enum Error {
     TooManySamples(&'static str),
     #[error("{0}")]
     Storage(String),
+    /// The query ran past [`Limits::budget`]; it was cut short to be run
+    /// again without a budget, not failed.
+    #[error("query ran over its budget")]
+    OverBudget,
+}
+
+/// When a query stops early.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// Fail with a timeout here, if before `--query.timeout` from now.
+    pub deadline: Option<Instant>,
+    /// Stop with [`Error::OverBudget`] here, and do not wait for a query
+    /// slot: for a first try on a thread that should not be held long.
+    pub budget: Option<Instant>,
 }
 
 /// Runs queries against a store.
@@ -104,12 +119,15 @@ impl Engine {
         }
     }
 
-    /// Waits for a free query slot, at most the query timeout.
-    fn slot(&self) -> Result<Slot<'_>, Error> {
+    /// Waits for a free query slot, at most until `deadline`; with a
+    /// budget, not at all.
+    fn slot(&self, deadline: Instant, budget: Option<Instant>) -> Result<Slot<'_>, Error> {
         let max = self.opts.max_concurrency.max(1);
-        let deadline = Instant::now() + self.opts.timeout;
         let mut busy = self.slots.busy.lock().unwrap_or_else(|e| e.into_inner());
         while *busy >= max {
+            if budget.is_some() {
+                return Err(Error::OverBudget);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(Error::Timeout("query queue"));
@@ -129,11 +147,32 @@ impl Engine {
         &self.opts
     }
 
+    /// The query timeout from now, or the given deadline if that comes
+    /// first.
+    fn deadline(&self, limits: Limits) -> Instant {
+        let own = Instant::now() + self.opts.timeout;
+        limits.deadline.map_or(own, |d| d.min(own))
+    }
+
     /// Evaluates `expr` at `t` (ms).
     pub fn instant(&self, storage: &dyn Queryable, expr: &Expr, t: i64) -> Result<Value, Error> {
-        let _slot = self.slot()?;
-        let mut ev = Evaluator::new(storage, &self.opts, t, t, 1, t, t);
-        let out = ev.eval(expr)?;
+        self.instant_until(storage, expr, t, Limits::default())
+    }
+
+    /// [`Engine::instant`] that also stops at `limits`, waiting for a slot
+    /// included.
+    pub fn instant_until(
+        &self,
+        storage: &dyn Queryable,
+        expr: &Expr,
+        t: i64,
+        limits: Limits,
+    ) -> Result<Value, Error> {
+        let deadline = self.deadline(limits);
+        let _slot = self.slot(deadline, limits.budget)?;
+        let mut ev = Evaluator::new(storage, &self.opts, t, t, 1, deadline);
+        ev.budget = limits.budget;
+        let out = ev.eval_whole(expr)?;
         Ok(match out {
             Val::Scalar(v) => Value::Scalar {
                 t,
@@ -164,6 +203,21 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<Value, Error> {
+        self.range_until(storage, expr, start, end, step, Limits::default())
+    }
+
+    /// [`Engine::range`] that also stops at `limits`, waiting for a slot
+    /// included.
+    pub fn range_until(
+        &self,
+        storage: &dyn Queryable,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        limits: Limits,
+    ) -> Result<Value, Error> {
+        let deadline = self.deadline(limits);
         match expr.value_type() {
             ValueType::Scalar | ValueType::Vector => {}
             other => {
@@ -178,9 +232,10 @@ impl Engine {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
             ));
         }
-        let _slot = self.slot()?;
-        let mut ev = Evaluator::new(storage, &self.opts, start, end, step, start, end);
-        let out = ev.eval(expr)?;
+        let _slot = self.slot(deadline, limits.budget)?;
+        let mut ev = Evaluator::new(storage, &self.opts, start, end, step, deadline);
+        ev.budget = limits.budget;
+        let out = ev.eval_whole(expr)?;
         let mut m = match out {
             Val::Scalar(v) => vec![Series {
                 labels: Labels::new(),
@@ -233,19 +288,20 @@ pub(crate) struct Evaluator<'a> {
     query_start: i64,
     query_end: i64,
     deadline: Instant,
+    budget: Option<Instant>,
     /// Samples currently held, checked against `max_samples`.
     samples: usize,
 }
 
 impl<'a> Evaluator<'a> {
+    /// An evaluator for a whole query over `start..=end`.
     fn new(
         storage: &'a dyn Queryable,
         opts: &'a EngineOptions,
         start: i64,
         end: i64,
         interval: i64,
-        query_start: i64,
-        query_end: i64,
+        deadline: Instant,
     ) -> Evaluator<'a> {
         Evaluator {
             storage,
@@ -253,9 +309,10 @@ impl<'a> Evaluator<'a> {
             start,
             end,
             interval,
-            query_start,
-            query_end,
-            deadline: Instant::now() + opts.timeout,
+            query_start: start,
+            query_end: end,
+            deadline,
+            budget: None,
             samples: 0,
         }
     }
@@ -269,8 +326,13 @@ impl<'a> Evaluator<'a> {
     }
 
     pub fn check_deadline(&self) -> Result<(), Error> {
-        if Instant::now() > self.deadline {
-            return Err(Error::Timeout("query execution"));
+        let now = Instant::now();
+        if self.budget.is_some_and(|b| now > b) {
+            return Err(Error::OverBudget);
+        }
+        if now > self.deadline {
+            // Prometheus names the stage "expression evaluation" here.
+            return Err(Error::Timeout("expression evaluation"));
         }
         Ok(())
     }
@@ -294,6 +356,19 @@ impl<'a> Evaluator<'a> {
     /// The reference time of a selector at step time `ts`.
     fn ref_time(&self, ts: i64, at: Option<i64>, offset: i64) -> i64 {
         at.unwrap_or(ts) - offset
+    }
+
+    /// Evaluates a whole query. A try with a budget starts with nothing
+    /// stashed; a retry without one leaves nothing stashed behind.
+    fn eval_whole(&mut self, expr: &Expr) -> Result<Val, Error> {
+        if self.budget.is_some() {
+            selection::clear_stash();
+        }
+        let out = self.eval(expr);
+        if self.budget.is_none() {
+            selection::clear_stash();
+        }
+        out
     }
 
     pub fn eval(&mut self, expr: &Expr) -> Result<Val, Error> {
@@ -376,15 +451,37 @@ impl<'a> Evaluator<'a> {
 
     /// Reads the series of `matchers` with samples in `[mint, maxt]`.
     fn select(&mut self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error> {
+        self.check_deadline()?;
+        let stashed = match self.budget {
+            None => selection::take_stash(matchers, mint, maxt),
+            Some(_) => None,
+        };
+        let series = match stashed {
+            Some(s) => s,
+            None => self.read(matchers, mint, maxt)?,
+        };
+        if self.budget.is_some_and(|b| Instant::now() > b) {
+            selection::stash(matchers, mint, maxt, series);
+            return Err(Error::OverBudget);
+        }
+        let n: usize = series.iter().map(|s| s.samples.len()).sum();
+        self.add_samples(n)?;
+        Ok(series)
+    }
+
+    /// The storage read behind [`Evaluator::select`].
+    fn read(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error> {
         let q = self
             .storage
             .querier(mint, maxt)
             .map_err(|e| Error::Storage(e.to_string()))?;
-        let series = q
-            .select(matchers)
+        let plan = selection::plan(matchers);
+        let mut series = q
+            .select(plan.as_ref().map_or(matchers, |p| &p.index))
             .map_err(|e| Error::Storage(e.to_string()))?;
-        let n: usize = series.iter().map(|s| s.samples.len()).sum();
-        self.add_samples(n)?;
+        if let Some(p) = &plan {
+            selection::check(&mut series, &p.later);
+        }
         Ok(series)
     }
 
@@ -521,6 +618,7 @@ impl<'a> Evaluator<'a> {
             query_start: self.query_start,
             query_end: self.query_end,
             deadline: self.deadline,
+            budget: self.budget,
             samples: self.samples,
         };
         if inner.end < inner.start {
@@ -751,13 +849,110 @@ mod tests {
             timeout: Duration::from_millis(50),
             ..EngineOptions::default()
         });
-        let held = e.slot().unwrap();
+        let held = e
+            .slot(Instant::now() + Duration::from_secs(1), None)
+            .unwrap();
         let err = e
             .instant(&h, &parse_expr("m").unwrap(), 60_000)
             .unwrap_err();
         assert_eq!(err.to_string(), "query timed out in query queue");
         drop(held);
         assert!(e.instant(&h, &parse_expr("m").unwrap(), 60_000).is_ok());
+    }
+
+    #[test]
+    fn a_spent_budget_stops_the_query_and_never_waits_for_a_slot() {
+        let h = head();
+        let e = Engine::new(EngineOptions {
+            max_concurrency: 1,
+            ..EngineOptions::default()
+        });
+        let expr = parse_expr("sum(m)").unwrap();
+        let spent = Limits {
+            deadline: None,
+            budget: Some(Instant::now()),
+        };
+        std::thread::sleep(Duration::from_millis(1));
+        assert_eq!(
+            e.range_until(&h, &expr, 0, 60_000, 15_000, spent),
+            Err(Error::OverBudget)
+        );
+        let ample = Limits {
+            deadline: None,
+            budget: Some(Instant::now() + Duration::from_secs(60)),
+        };
+        assert_eq!(
+            e.range_until(&h, &expr, 0, 60_000, 15_000, ample),
+            e.range(&h, &expr, 0, 60_000, 15_000)
+        );
+        let held = e
+            .slot(Instant::now() + Duration::from_secs(1), None)
+            .unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            e.instant_until(&h, &expr, 60_000, ample),
+            Err(Error::OverBudget)
+        );
+        assert!(started.elapsed() < Duration::from_millis(500));
+        drop(held);
+    }
+
+    /// Counts storage reads.
+    struct Counting<'a>(&'a Head, std::sync::atomic::AtomicUsize);
+
+    impl Queryable for Counting<'_> {
+        fn querier(
+            &self,
+            mint: i64,
+            maxt: i64,
+        ) -> Result<Box<dyn crate::storage::Querier + '_>, crate::storage::Error> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.querier(mint, maxt)
+        }
+    }
+
+    #[test]
+    fn a_retry_takes_the_read_that_ran_over_the_budget() {
+        let h = head();
+        let c = Counting(&h, Default::default());
+        let reads = || c.1.load(std::sync::atomic::Ordering::Relaxed);
+        let e = Engine::default();
+        let expr = parse_expr("sum(m)").unwrap();
+        let want = e.range(&h, &expr, 0, 60_000, 15_000);
+        // The budget passes during the read (it is already past when the
+        // read returns), so the read is stashed and the try stops.
+        let soon = Limits {
+            deadline: None,
+            budget: Some(Instant::now() + Duration::from_millis(20)),
+        };
+        let slow = Slow(&c);
+        assert_eq!(
+            e.range_until(&slow, &expr, 0, 60_000, 15_000, soon),
+            Err(Error::OverBudget)
+        );
+        assert_eq!(reads(), 1);
+        assert_eq!(
+            e.range_until(&c, &expr, 0, 60_000, 15_000, Limits::default()),
+            want
+        );
+        assert_eq!(reads(), 1, "the retry read nothing");
+        // Nothing is left behind: the next query reads again.
+        assert_eq!(e.range(&c, &expr, 0, 60_000, 15_000), want);
+        assert_eq!(reads(), 2);
+    }
+
+    /// A store whose reads take 30 ms.
+    struct Slow<'a>(&'a Counting<'a>);
+
+    impl Queryable for Slow<'_> {
+        fn querier(
+            &self,
+            mint: i64,
+            maxt: i64,
+        ) -> Result<Box<dyn crate::storage::Querier + '_>, crate::storage::Error> {
+            std::thread::sleep(Duration::from_millis(30));
+            self.0.querier(mint, maxt)
+        }
     }
 
     #[test]

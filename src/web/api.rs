@@ -19,13 +19,15 @@ use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use super::AppState;
 use super::envelope::text;
 use super::federate;
+use super::gzip;
 use super::json;
+use super::{AppState, Shared};
 
 /// The whole HTTP surface, ready to serve.
 pub fn router(state: AppState) -> Router {
+    let state: Shared = std::sync::Arc::new(state);
     let ready = middleware::from_fn_with_state(state.clone(), require_ready);
     Router::new()
         .nest("/api/v1", v1::routes(state.clone()))
@@ -39,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), api_plumbing))
         .layer(middleware::map_response(fill_method_not_allowed))
+        .layer(middleware::from_fn(gzip::buffered))
         .layer(CompressionLayer::new())
         .layer(RequestBodyLimitLayer::new(state.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -49,11 +52,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// `testReady`: 503 `Service Unavailable` until the store is open.
-pub(crate) async fn require_ready(
-    State(st): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn require_ready(State(st): State<Shared>, req: Request, next: Next) -> Response {
     if st.ready.load(Ordering::Acquire) {
         next.run(req).await
     } else {
@@ -67,7 +66,7 @@ fn not_ready() -> Response {
 
 /// CORS headers for `/api/v1` requests with an `Origin`, and `204` for
 /// `OPTIONS` on any API path, as `httputil.SetCORS` and `api.options`.
-async fn api_plumbing(State(st): State<AppState>, req: Request, next: Next) -> Response {
+async fn api_plumbing(State(st): State<Shared>, req: Request, next: Next) -> Response {
     if !req.uri().path().starts_with("/api/v1/") {
         return next.run(req).await;
     }
@@ -146,7 +145,7 @@ fn lifecycle_disabled() -> Response {
     text(StatusCode::FORBIDDEN, "Lifecycle API is not enabled.")
 }
 
-async fn reload(State(st): State<AppState>, method: Method) -> Response {
+async fn reload(State(st): State<Shared>, method: Method) -> Response {
     if let Some(r) = lifecycle_method(&method) {
         return r;
     }
@@ -175,7 +174,7 @@ async fn reload(State(st): State<AppState>, method: Method) -> Response {
     }
 }
 
-async fn quit(State(st): State<AppState>, method: Method) -> Response {
+async fn quit(State(st): State<Shared>, method: Method) -> Response {
     if let Some(r) = lifecycle_method(&method) {
         return r;
     }
@@ -189,7 +188,7 @@ async fn quit(State(st): State<AppState>, method: Method) -> Response {
     text(StatusCode::OK, "Requesting termination... Goodbye!")
 }
 
-async fn metrics(State(st): State<AppState>) -> Response {
+async fn metrics(State(st): State<Shared>) -> Response {
     let body = st.self_metrics.as_ref().map(|f| f()).unwrap_or_default();
     let mut r = (StatusCode::OK, body).into_response();
     r.headers_mut().insert(
@@ -199,7 +198,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
     r
 }
 
-async fn version(State(st): State<AppState>) -> Response {
+async fn version(State(st): State<Shared>) -> Response {
     // Go's json.Encoder ends the document with a newline, and Go sniffs the
     // content type of an unlabeled JSON body as plain text.
     match json::to_vec(&st.build_info) {

@@ -13,12 +13,12 @@ use axum::response::{IntoResponse, Response};
 use crate::model::gofmt::format_g;
 use crate::model::{Labels, METRIC_NAME, is_stale_nan};
 use crate::storage::Queryable;
-use crate::web::AppState;
+use crate::web::Shared;
 use crate::web::envelope::text;
 use crate::web::params::Form;
 use crate::web::selector::parse_metric_selector;
 
-pub async fn handler(State(st): State<AppState>, form: Form) -> Response {
+pub async fn handler(State(st): State<Shared>, form: Form) -> Response {
     if let Some(e) = &form.error {
         return text(
             StatusCode::BAD_REQUEST,

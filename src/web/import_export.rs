@@ -33,11 +33,11 @@ use tokio::sync::mpsc;
 use crate::backfill::{self, ImportStats};
 use crate::model::{METRIC_NAME, Matcher, is_stale_nan};
 use crate::storage::{Queryable, Series};
-use crate::web::AppState;
 use crate::web::envelope::{ApiError, ApiResponse, ApiResult};
 use crate::web::json;
 use crate::web::params::{Form, MAX_TIME_MS, MIN_TIME_MS, parse_time_param};
 use crate::web::selector::parse_match_params;
+use crate::web::{AppState, Shared};
 
 /// Bytes of JSON lines sent to the client at a time.
 const EXPORT_CHUNK_BYTES: usize = 64 << 10;
@@ -53,7 +53,7 @@ pub(crate) struct ImportParams {
 /// Answers with the number of samples and their time range; on bad input,
 /// a `bad_data` error naming the line, with the samples before it kept.
 pub(crate) async fn import(
-    State(st): State<AppState>,
+    State(st): State<Shared>,
     Query(params): Query<ImportParams>,
     req: Request,
 ) -> ApiResult {
@@ -112,7 +112,7 @@ impl From<ImportStats> for ImportSummary {
 /// encoded, so the response streams and memory holds one metric's samples
 /// in the range, not the whole answer. Lines come sorted by metric name,
 /// then labels.
-pub(crate) async fn export(State(st): State<AppState>, form: Form) -> Response {
+pub(crate) async fn export(State(st): State<Shared>, form: Form) -> Response {
     match start_export(&st, &form) {
         Ok(r) => r,
         Err(e) => e.into_response(),

@@ -12,7 +12,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use super::Shared;
 use super::envelope::text;
 use crate::model::duration::parse_duration_ms;
 use crate::model::gofmt::{go_quote, parse_float};
@@ -124,10 +124,10 @@ fn unescape(s: &[u8]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-impl FromRequest<AppState> for Form {
+impl FromRequest<Shared> for Form {
     type Rejection = Response;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Form, Response> {
+    async fn from_request(req: Request, state: &Shared) -> Result<Form, Response> {
         let (parts, body) = req.into_parts();
         let mut form = Form::default();
         let is_form = parts

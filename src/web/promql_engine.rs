@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use super::{QueryEngine, QueryError, QueryValue};
-use crate::promql::engine::{Engine, Error, Value};
+use super::{QueryEngine, QueryError, QueryValue, Until};
+use crate::promql::engine::{Engine, Error, Limits, Value};
 use crate::promql::parser::parse_expr;
 use crate::storage::Queryable;
 
@@ -33,22 +33,28 @@ fn convert(v: Value) -> QueryValue {
     }
 }
 
+/// Without a budget the engine never stops for one; should it, that is an
+/// internal error, not a panic.
+fn over_budget() -> Result<QueryValue, QueryError> {
+    Err(QueryError::Internal(
+        "query stopped for a budget it was not given".to_string(),
+    ))
+}
+
 fn error(e: Error) -> QueryError {
     match e {
         Error::BadData(m) => QueryError::BadData(m),
         Error::Timeout(_) => QueryError::Timeout(e.to_string()),
         Error::Storage(m) => QueryError::Internal(m),
+        Error::OverBudget => QueryError::Internal(e.to_string()),
         Error::Execution(_) | Error::TooManySamples(_) => QueryError::Execution(e.to_string()),
     }
 }
 
 impl QueryEngine for PromqlEngine {
     fn instant(&self, query: &str, time_ms: i64) -> Result<QueryValue, QueryError> {
-        let expr = parse_expr(query).map_err(|e| QueryError::BadData(e.to_string()))?;
-        self.engine
-            .instant(self.storage.as_ref(), &expr, time_ms)
-            .map(convert)
-            .map_err(error)
+        self.run_instant(query, time_ms, Limits::default())
+            .unwrap_or_else(over_budget)
     }
 
     fn range(
@@ -58,11 +64,87 @@ impl QueryEngine for PromqlEngine {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<QueryValue, QueryError> {
-        let expr = parse_expr(query).map_err(|e| QueryError::BadData(e.to_string()))?;
-        self.engine
-            .range(self.storage.as_ref(), &expr, start_ms, end_ms, step_ms)
-            .map(convert)
-            .map_err(error)
+        self.run_range(query, start_ms, end_ms, step_ms, Limits::default())
+            .unwrap_or_else(over_budget)
+    }
+
+    fn keeps_deadlines(&self) -> bool {
+        true
+    }
+
+    fn instant_until(
+        &self,
+        query: &str,
+        time_ms: i64,
+        until: Until,
+    ) -> Option<Result<QueryValue, QueryError>> {
+        self.run_instant(query, time_ms, limits(until))
+    }
+
+    fn range_until(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        until: Until,
+    ) -> Option<Result<QueryValue, QueryError>> {
+        self.run_range(query, start_ms, end_ms, step_ms, limits(until))
+    }
+}
+
+fn limits(until: Until) -> Limits {
+    Limits {
+        deadline: Some(until.deadline),
+        budget: until.budget,
+    }
+}
+
+/// The engine's answer, `None` when it ran over its budget.
+fn answer(r: Result<Value, Error>) -> Option<Result<QueryValue, QueryError>> {
+    match r {
+        Err(Error::OverBudget) => None,
+        r => Some(r.map(convert).map_err(error)),
+    }
+}
+
+impl PromqlEngine {
+    fn run_instant(
+        &self,
+        query: &str,
+        time_ms: i64,
+        limits: Limits,
+    ) -> Option<Result<QueryValue, QueryError>> {
+        let expr = match parse_expr(query) {
+            Ok(e) => e,
+            Err(e) => return Some(Err(QueryError::BadData(e.to_string()))),
+        };
+        answer(
+            self.engine
+                .instant_until(self.storage.as_ref(), &expr, time_ms, limits),
+        )
+    }
+
+    fn run_range(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        limits: Limits,
+    ) -> Option<Result<QueryValue, QueryError>> {
+        let expr = match parse_expr(query) {
+            Ok(e) => e,
+            Err(e) => return Some(Err(QueryError::BadData(e.to_string()))),
+        };
+        answer(self.engine.range_until(
+            self.storage.as_ref(),
+            &expr,
+            start_ms,
+            end_ms,
+            step_ms,
+            limits,
+        ))
     }
 }
 

@@ -15,13 +15,13 @@ use tracing::{error, warn};
 use crate::model::Labels;
 use crate::remote::{self, WriteRequest};
 use crate::storage::{self, Appendable};
-use crate::web::AppState;
+use crate::web::Shared;
 use crate::web::envelope::text;
 
 /// The most a request may decompress to; a guard against snappy bombs.
 pub const MAX_DECODED_BYTES: usize = 64 << 20;
 
-pub async fn handler(State(st): State<AppState>, req: Request) -> Response {
+pub async fn handler(State(st): State<Shared>, req: Request) -> Response {
     let Some(app) = st.remote_write.clone() else {
         return text(
             StatusCode::NOT_FOUND,

@@ -12,7 +12,7 @@ use serde::ser::{SerializeMap, Serializer};
 
 use crate::model::Labels;
 use crate::model::duration::format_duration;
-use crate::web::AppState;
+use crate::web::Shared;
 use crate::web::envelope::{ApiError, ApiResponse, ApiResult};
 use crate::web::params::{Form, format_rfc3339_nano};
 use crate::web::selector::parse_metric_selector;
@@ -59,7 +59,7 @@ struct TargetDiscovery<'a> {
     dropped_targets: Vec<DroppedTarget<'a>>,
 }
 
-pub async fn targets(State(st): State<AppState>, form: Form) -> ApiResult {
+pub async fn targets(State(st): State<Shared>, form: Form) -> ApiResult {
     let state = form.value("state").to_ascii_lowercase();
     let show_active = matches!(state.as_str(), "" | "any" | "active");
     let show_dropped = matches!(state.as_str(), "" | "any" | "dropped");
@@ -111,7 +111,7 @@ pub async fn targets(State(st): State<AppState>, form: Form) -> ApiResult {
     ApiResponse::json(&body)
 }
 
-pub async fn scrape_pools(State(st): State<AppState>) -> ApiResult {
+pub async fn scrape_pools(State(st): State<Shared>) -> ApiResult {
     let pools: BTreeSet<String> = st
         .targets
         .active_targets()
@@ -148,7 +148,7 @@ struct Metadata<'a> {
     unit: &'a str,
 }
 
-pub async fn metadata(State(st): State<AppState>, form: Form) -> ApiResult {
+pub async fn metadata(State(st): State<Shared>, form: Form) -> ApiResult {
     let limit = limit_param(&form, "limit")?;
     let per_metric = limit_param(&form, "limit_per_metric")?;
     let metric = form.value("metric");
@@ -195,7 +195,7 @@ struct TargetMetadata<'a> {
     unit: &'a str,
 }
 
-pub async fn target_metadata(State(st): State<AppState>, form: Form) -> ApiResult {
+pub async fn target_metadata(State(st): State<Shared>, form: Form) -> ApiResult {
     let limit = limit_param(&form, "limit")?;
     let match_target = form.value("match_target");
     let matchers = if match_target.is_empty() {

@@ -593,3 +593,130 @@ async fn newest_grafana_session() {
             .starts_with("invalid parameter \"end\"")
     );
 }
+
+/// Status and gzip-decoded body bytes of one request.
+async fn raw(st: &AppState, req: Request<Body>) -> (u16, Vec<u8>) {
+    let resp = web::router(st.clone()).oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let gz = resp
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v == "gzip");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    if !gz {
+        return (status, bytes.to_vec());
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_end(&mut out)
+        .unwrap();
+    (status, out)
+}
+
+/// Panel queries as Grafana's backend sends them (POST form) and as the
+/// GET fallback sends them.
+fn panel_requests() -> Vec<Request<Body>> {
+    let (s, e) = range();
+    let exprs = [
+        "sum by (SessionName) (ray_node_cpu_utilization)",
+        "sum(rate(ray_node_network_received{SessionName=~\".*\"}[1m]))",
+        "vector(1)",
+        "1+1",
+        "nothing_here",
+        "sum(",
+    ];
+    let mut out = Vec::new();
+    for q in exprs {
+        let body = format!("end={e}&query={}&start={s}&step=15", form_enc(q));
+        out.push(
+            Request::post("/api/v1/query_range")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::ACCEPT_ENCODING, "gzip")
+                .body(Body::from(body.clone()))
+                .unwrap(),
+        );
+        out.push(
+            Request::get(format!("/api/v1/query_range?{body}"))
+                .body(Body::empty())
+                .unwrap(),
+        );
+        let body = format!("query={}&time={}", form_enc(q), secs(NOW_MS));
+        out.push(
+            Request::post("/api/v1/query")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::ACCEPT_ENCODING, "gzip")
+                .body(Body::from(body))
+                .unwrap(),
+        );
+    }
+    out
+}
+
+/// On a multi-thread runtime queries run on the request's own thread (first
+/// with a budget, then again if they ran over it), on a current-thread
+/// runtime on a blocking thread: the answers are the same bytes either way.
+#[test]
+fn queries_answer_alike_on_the_request_thread_and_a_blocking_thread() {
+    let st = state();
+    let answers = |st: &AppState, rt: tokio::runtime::Runtime| {
+        rt.block_on(async {
+            let mut out = Vec::new();
+            for req in panel_requests() {
+                out.push(raw(st, req).await);
+            }
+            out
+        })
+    };
+    let multi = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let here = answers(&st, multi());
+    // No inline budget: every query is stopped and run again.
+    let mut rerun = st.clone();
+    rerun.inline_budget = std::time::Duration::ZERO;
+    assert_eq!(answers(&rerun, multi()), here);
+    let off = answers(
+        &st,
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
+    assert_eq!(here.len(), off.len());
+    for (i, (a, b)) in here.iter().zip(&off).enumerate() {
+        assert_eq!(a.0, b.0, "request {i}");
+        assert_eq!(
+            String::from_utf8_lossy(&a.1),
+            String::from_utf8_lossy(&b.1),
+            "request {i}"
+        );
+    }
+    assert!(here.iter().filter(|a| a.0 == 200).count() >= 15);
+    assert!(here.iter().any(|a| a.0 == 400));
+}
+
+/// The request's `timeout` still holds when the query runs on the
+/// request's thread: the engine itself gives up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_timeout_holds_on_the_request_thread() {
+    let st = state();
+    let (s, e) = range();
+    let body = format!(
+        "end={e}&query={}&start={s}&step=15&timeout=0.000001",
+        form_enc("sum(ray_node_cpu_utilization)")
+    );
+    let req = Request::post("/api/v1/query_range")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let (status, body) = raw(&st, req).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        r#"{"status":"error","errorType":"timeout","error":"query timed out in expression evaluation"}"#
+    );
+}

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -22,10 +22,13 @@ use crate::web::params::{
     parse_time_param,
 };
 use crate::web::selector::parse_match_params;
-use crate::web::{AppState, HeadStats, QueryError, QueryValue, Stat, TsdbStatus, json, targets};
+use crate::web::{
+    AppState, HeadStats, QueryEngine, QueryError, QueryValue, Shared, Stat, TsdbStatus, Until,
+    json, targets,
+};
 
 /// Routes under `/api/v1`; all but `status/walreplay` wait for readiness.
-pub fn routes(state: AppState) -> Router<AppState> {
+pub fn routes(state: Shared) -> Router<Shared> {
     Router::new()
         .route("/query", get(query).post(query))
         .route("/query_range", get(query_range).post(query_range))
@@ -91,21 +94,63 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-async fn query(State(st): State<AppState>, form: Form) -> ApiResult {
+/// Runs a query on `engine`. One that keeps deadlines is first tried right
+/// here for [`AppState::inline_budget`], then, if it ran over, run again inside
+/// `block_in_place` (this worker's other tasks move to another thread);
+/// any other runs as [`blocking`] work. Handing even a small query to
+/// another thread and back costs two wake-ups, more than the query.
+async fn evaluate(
+    st: &AppState,
+    engine: Arc<dyn QueryEngine>,
+    timeout: Duration,
+    run: impl Fn(&dyn QueryEngine, Until) -> Option<Result<QueryValue, QueryError>> + Send + 'static,
+) -> Result<QueryValue, QueryError> {
+    let deadline = Instant::now() + timeout;
+    let until = Until {
+        deadline,
+        budget: None,
+    };
+    let unbudgeted = |r: Option<Result<QueryValue, QueryError>>| {
+        r.unwrap_or_else(|| {
+            Err(QueryError::Internal(
+                "query stopped for a budget it was not given".to_string(),
+            ))
+        })
+    };
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if engine.keeps_deadlines() && multi_thread {
+        let first = Until {
+            deadline,
+            budget: Some(Instant::now() + st.inline_budget),
+        };
+        if let Some(r) = run(engine.as_ref(), first) {
+            return r;
+        }
+        return unbudgeted(tokio::task::block_in_place(|| run(engine.as_ref(), until)));
+    }
+    blocking(timeout, move || unbudgeted(run(engine.as_ref(), until))).await
+}
+
+async fn query(State(st): State<Shared>, form: Form) -> ApiResult {
     let now = (st.now_ms)();
     let ts =
         parse_time_param(&form, "time", now).map_err(|e| ApiError::invalid_param("time", e))?;
     let deadline = query_deadline(&st, &form)?;
     let engine = st.engine.clone().ok_or_else(no_engine)?;
     let q = form.value("query").to_string();
-    match blocking(deadline, move || engine.instant(&q, ts)).await {
+    match evaluate(&st, engine, deadline, move |e, until| {
+        e.instant_until(&q, ts, until)
+    })
+    .await
+    {
         Ok(v) => Ok(ApiResponse::raw(encode_query_value(&v))),
         Err(QueryError::BadData(m)) => Err(ApiError::invalid_param("query", m)),
         Err(e) => Err(e.into()),
     }
 }
 
-async fn query_range(State(st): State<AppState>, form: Form) -> ApiResult {
+async fn query_range(State(st): State<Shared>, form: Form) -> ApiResult {
     let start = parse_time(form.value("start")).map_err(|e| ApiError::invalid_param("start", e))?;
     let end = parse_time(form.value("end")).map_err(|e| ApiError::invalid_param("end", e))?;
     if end < start {
@@ -134,7 +179,8 @@ async fn query_range(State(st): State<AppState>, form: Form) -> ApiResult {
     let engine = st.engine.clone().ok_or_else(no_engine)?;
     let q = form.value("query").to_string();
     let step_ms = (step_ns / 1_000_000).max(1);
-    match blocking(deadline, move || engine.range(&q, start, end, step_ms)).await {
+    let run = move |e: &dyn QueryEngine, until| e.range_until(&q, start, end, step_ms, until);
+    match evaluate(&st, engine, deadline, run).await {
         Ok(v) => Ok(ApiResponse::raw(encode_query_value(&v))),
         Err(e) => Err(e.into()),
     }
@@ -205,7 +251,7 @@ pub fn encode_query_value(v: &QueryValue) -> Vec<u8> {
     out
 }
 
-async fn query_exemplars(State(st): State<AppState>, form: Form) -> ApiResult {
+async fn query_exemplars(State(st): State<Shared>, form: Form) -> ApiResult {
     let start = parse_time_param(&form, "start", MIN_TIME_MS)
         .map_err(|e| ApiError::invalid_param("start", e))?;
     let end = parse_time_param(&form, "end", MAX_TIME_MS)
@@ -223,7 +269,7 @@ async fn query_exemplars(State(st): State<AppState>, form: Form) -> ApiResult {
     Ok(ApiResponse::raw(b"[]".to_vec()))
 }
 
-async fn format_query(State(st): State<AppState>, form: Form) -> ApiResult {
+async fn format_query(State(st): State<Shared>, form: Form) -> ApiResult {
     let Some(f) = &st.formatter else {
         return Err(ApiError::invalid_param(
             "query",
@@ -288,7 +334,7 @@ fn string_array(items: &[String]) -> ApiResponse {
     ApiResponse::raw(out)
 }
 
-async fn label_names(State(st): State<AppState>, form: Form) -> ApiResult {
+async fn label_names(State(st): State<Shared>, form: Form) -> ApiResult {
     let sel = selection(&form, false)?;
     let names = with_querier(&st, sel.start, sel.end, move |q| {
         if sel.sets.is_empty() {
@@ -312,11 +358,7 @@ fn valid_label_name(name: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
-async fn label_values(
-    State(st): State<AppState>,
-    Path(name): Path<String>,
-    form: Form,
-) -> ApiResult {
+async fn label_values(State(st): State<Shared>, Path(name): Path<String>, form: Form) -> ApiResult {
     if !valid_label_name(&name) {
         return Err(ApiError::bad_data(format!(
             "invalid label name: {}",
@@ -340,7 +382,7 @@ async fn label_values(
     Ok(string_array(&values))
 }
 
-async fn series(State(st): State<AppState>, form: Form) -> ApiResult {
+async fn series(State(st): State<Shared>, form: Form) -> ApiResult {
     if let Some(e) = &form.error {
         return Err(ApiError::bad_data(format!(
             "error parsing form values: {e}"
@@ -415,7 +457,7 @@ struct ConfigYaml<'a> {
     yaml: &'a str,
 }
 
-async fn status_config(State(st): State<AppState>) -> ApiResult {
+async fn status_config(State(st): State<Shared>) -> ApiResult {
     let yaml = st
         .config_yaml
         .read()
@@ -423,11 +465,11 @@ async fn status_config(State(st): State<AppState>) -> ApiResult {
     ApiResponse::json(&ConfigYaml { yaml: &yaml })
 }
 
-async fn status_flags(State(st): State<AppState>) -> ApiResult {
+async fn status_flags(State(st): State<Shared>) -> ApiResult {
     ApiResponse::json(&st.flags)
 }
 
-async fn status_buildinfo(State(st): State<AppState>) -> ApiResult {
+async fn status_buildinfo(State(st): State<Shared>) -> ApiResult {
     ApiResponse::json(&st.build_info)
 }
 
@@ -455,7 +497,7 @@ struct RuntimeInfo {
     storage_retention: String,
 }
 
-async fn status_runtimeinfo(State(st): State<AppState>) -> ApiResult {
+async fn status_runtimeinfo(State(st): State<Shared>) -> ApiResult {
     let cfg = *st
         .config_status
         .read()
@@ -497,7 +539,7 @@ async fn status_walreplay() -> ApiResult {
 /// keeps in its head block.
 const HEAD_WINDOW_MS: i64 = 2 * 3600 * 1000;
 
-async fn status_tsdb(State(st): State<AppState>) -> ApiResult {
+async fn status_tsdb(State(st): State<Shared>) -> ApiResult {
     if let Some(f) = &st.tsdb_stats {
         let s = f().map_err(ApiError::internal)?;
         return ApiResponse::json(&s);
