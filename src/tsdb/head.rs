@@ -32,6 +32,9 @@ pub const DEFAULT_CHUNK_RANGE: i64 = 2 * 60 * 60 * 1000;
 pub const DEFAULT_SAMPLES_PER_CHUNK: usize = 120;
 
 const SHARD_BITS: u32 = 4;
+/// Series handled per shard lock by the background copies (flush,
+/// checkpoint).
+const PIECE: usize = 1024;
 const SHARDS: usize = 1 << SHARD_BITS;
 
 #[derive(Debug, Clone)]
@@ -763,41 +766,34 @@ impl Head {
     /// those chunks, sorted by reference.
     pub fn snapshot_shard(&self, shard: usize, out: &mut Vec<SeriesSnapshot>) {
         let start = out.len();
-        if let Some(shard) = self.inner.shards.get(shard) {
-            let shard = lock(shard);
-            let ix = read(&self.inner.index);
-            self.snapshot_locked(&shard, &ix, out);
-        }
-        out[start..].sort_unstable_by_key(|s| s.r);
-    }
-
-    fn snapshot_locked(&self, shard: &Shard, ix: &Index, out: &mut Vec<SeriesSnapshot>) {
-        for (&r, s) in &shard.series {
-            if !s.has_last || s.mem_range().is_none() {
-                continue;
-            }
-            let mut chunks = s.closed_snapshots();
-            if let Some(o) = &s.open
-                && o.chunk.num_samples() > 0
-            {
-                chunks.push(ChunkSnapshot {
-                    min_t: o.min_t,
-                    max_t: s.last_t,
-                    data: Arc::from(o.chunk.bytes()),
+        self.in_pieces(
+            shard,
+            |s| s.has_last && s.mem_range().is_some(),
+            |r, s, ix| {
+                let mut chunks = s.closed_snapshots();
+                if let Some(o) = &s.open
+                    && o.chunk.num_samples() > 0
+                {
+                    chunks.push(ChunkSnapshot {
+                        min_t: o.min_t,
+                        max_t: s.last_t,
+                        data: Arc::from(o.chunk.bytes()),
+                    });
+                }
+                out.push(SeriesSnapshot {
+                    r,
+                    labels: if s.labels_stored {
+                        Labels::default()
+                    } else {
+                        ix.labels(&s.labels)
+                    },
+                    last_t: s.last_t,
+                    last_v: s.last_v,
+                    chunks,
                 });
-            }
-            out.push(SeriesSnapshot {
-                r,
-                labels: if s.labels_stored {
-                    Labels::default()
-                } else {
-                    ix.labels(&s.labels)
-                },
-                last_t: s.last_t,
-                last_v: s.last_v,
-                chunks,
-            });
-        }
+            },
+        );
+        out[start..].sort_unstable_by_key(|s| s.r);
     }
 
     /// Every series reference with its labels.
@@ -904,13 +900,10 @@ impl Head {
     /// store lacks, for a flush.
     pub fn flush_candidates(&self, shard: usize, out: &mut Vec<FlushItem>) {
         let start = out.len();
-        if let Some(shard) = self.inner.shards.get(shard) {
-            let shard = lock(shard);
-            let ix = read(&self.inner.index);
-            for (&r, s) in &shard.series {
-                if s.closed.is_empty() && s.labels_stored {
-                    continue;
-                }
+        self.in_pieces(
+            shard,
+            |s| !(s.closed.is_empty() && s.labels_stored),
+            |r, s, ix| {
                 let chunks = s.closed_snapshots();
                 let range = match (chunks.first(), chunks.last()) {
                     (Some(a), Some(b)) => Some((a.min_t.min(s.disk_min), b.max_t)),
@@ -922,9 +915,40 @@ impl Head {
                     chunks,
                     range,
                 });
+            },
+        );
+        out[start..].sort_unstable_by_key(|s| s.r);
+    }
+
+    /// Calls `f` for every series of shard `shard` that `want` picks, with
+    /// the shard locked for at most [`PIECE`] series at a time: copying the
+    /// labels or chunks of a whole shard (a million series' first flush)
+    /// under one lock would stall every scrape for seconds. A series
+    /// removed in between is skipped.
+    fn in_pieces(
+        &self,
+        shard: usize,
+        want: impl Fn(&MemSeries) -> bool,
+        mut f: impl FnMut(SeriesRef, &MemSeries, &Index),
+    ) {
+        let Some(sh) = self.inner.shards.get(shard) else {
+            return;
+        };
+        let refs: Vec<SeriesRef> = lock(sh)
+            .series
+            .iter()
+            .filter(|(_, s)| want(s))
+            .map(|(&r, _)| r)
+            .collect();
+        for piece in refs.chunks(PIECE) {
+            let guard = lock(sh);
+            let ix = read(&self.inner.index);
+            for &r in piece {
+                if let Some(s) = guard.series.get(&r) {
+                    f(r, s, &ix);
+                }
             }
         }
-        out[start..].sort_unstable_by_key(|s| s.r);
     }
 
     /// Records that the chunk store now holds `items`: their closed chunks
