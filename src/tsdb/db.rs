@@ -132,13 +132,13 @@ impl DiskChunks for KvChunks {
         mint: i64,
         maxt: i64,
         upto: i64,
-        out: &mut Vec<(i64, i64, Vec<u8>)>,
+        out: &mut Vec<Vec<u8>>,
     ) -> Result<(), storage::Error> {
         let mut got: Vec<StoredChunk> = Vec::new();
         self.0
             .read(r, mint, maxt, upto, &mut got)
             .map_err(|e| storage::Error::Other(e.to_string()))?;
-        out.extend(got.into_iter().map(|c| (c.min_t, c.max_t, c.data)));
+        out.extend(got.into_iter().map(|c| c.data));
         Ok(())
     }
 }
@@ -180,8 +180,8 @@ pub struct DbStats {
     pub retention_removed_chunks: u64,
     /// Closed chunks moved to the chunk store.
     pub persisted_chunks: u64,
-    /// Bytes of the data directory (`prometheus_tsdb_storage_blocks_bytes`
-    /// plus the WAL).
+    /// Bytes of the data directory: checkpoints, WAL and chunk store
+    /// (`prometheus_tsdb_storage_blocks_bytes` plus the WAL).
     pub disk_bytes: u64,
 }
 
@@ -248,14 +248,12 @@ impl Db {
         let kv = Arc::new(ChunkStore::open(&dir.join(KV_DIR))?);
         st.kv_open = started.elapsed();
         // Series on disk come first: checkpoints name them by reference only.
-        let mut kv_map: FxHashMap<SeriesRef, SeriesRef> = FxHashMap::default();
         let mut kv_moved: Vec<(SeriesRef, SeriesRef, Labels)> = Vec::new();
         let mut restore_err = None;
         st.stored_series = kv.load(
             &mut |old, labels, range| match head.series_ref(labels, old) {
                 Ok(r) => {
                     if r != old {
-                        kv_map.insert(old, r);
                         kv_moved.push((old, r, labels.clone()));
                     }
                     head.set_disk_range(r, range);
@@ -263,9 +261,11 @@ impl Db {
                 Err(e) => restore_err = Some(e),
             },
         )?;
-        if let Some(e) = restore_err.take() {
+        if let Some(e) = restore_err {
             warn!(error = %e, "a stored series was skipped");
         }
+        let kv_map: FxHashMap<SeriesRef, SeriesRef> =
+            kv_moved.iter().map(|(from, to, _)| (*from, *to)).collect();
         for (from, to, labels) in &kv_moved {
             kv.rename(*from, *to, labels)?;
         }

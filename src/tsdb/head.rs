@@ -154,15 +154,15 @@ impl Restore {
 
 /// Where chunks moved out of memory are read back: the chunk store.
 pub trait DiskChunks: Send + Sync {
-    /// Appends the chunks of `r` overlapping `[mint, maxt]` that end at or
-    /// before `upto`, in time order, as `(min_t, max_t, bytes)`.
+    /// Appends the bytes of the chunks of `r` overlapping `[mint, maxt]`
+    /// that end at or before `upto`, in time order.
     fn read(
         &self,
         r: SeriesRef,
         mint: i64,
         maxt: i64,
         upto: i64,
-        out: &mut Vec<(i64, i64, Vec<u8>)>,
+        out: &mut Vec<Vec<u8>>,
     ) -> Result<(), Error>;
 }
 
@@ -757,11 +757,6 @@ impl Head {
         f()
     }
 
-    /// One more than the largest series reference handed out so far.
-    pub fn ref_limit(&self) -> SeriesRef {
-        (self.inner.next_seq.load(Ordering::Relaxed) + 1) << SHARD_BITS
-    }
-
     /// Every series of shard `shard` that holds samples in memory, with
     /// those chunks, sorted by reference.
     pub fn snapshot_shard(&self, shard: usize, out: &mut Vec<SeriesSnapshot>) {
@@ -814,20 +809,9 @@ impl Head {
     }
 
     /// Gives a series created by [`Head::series_ref`] the chunks of a
-    /// snapshot, if it holds no samples yet. The last chunk stays open for
+    /// snapshot (decoded beforehand by [`Restore::new`], on any thread), if
+    /// it holds no samples in memory yet. The last chunk stays open for
     /// appends.
-    pub fn restore_series(
-        &self,
-        r: SeriesRef,
-        last_t: i64,
-        last_v: u64,
-        chunks: Vec<ChunkSnapshot>,
-    ) {
-        self.restore_prepared(r, Restore::new(last_t, last_v, chunks));
-    }
-
-    /// [`Head::restore_series`] with the decoding done beforehand (on
-    /// another thread, while series are being created).
     pub fn restore_prepared(&self, r: SeriesRef, mut prep: Restore) {
         let opts = &self.inner.opts;
         let mut shard = lock(&self.inner.shards[shard_of(r)]);

@@ -17,8 +17,9 @@ struct Taken {
     r: SeriesRef,
     labels: Labels,
     chunks: Vec<ChunkData>,
-    // The last timestamp to read from disk, when the disk part overlaps.
-    disk: Option<i64>,
+    // Whether the chunks on disk overlap the range; samples up to
+    // `disk_max` come from there (`i64::MIN` when there are none).
+    read_disk: bool,
     disk_max: i64,
 }
 
@@ -71,17 +72,15 @@ impl Querier for HeadQuerier<'_> {
             for &(r, s) in batch {
                 let mut chunks = Vec::new();
                 s.chunks_in(self.mint, self.maxt, &mut chunks);
-                let disk = s
-                    .disk_range()
-                    .filter(|&(a, b)| a <= self.maxt && b >= self.mint)
-                    .map(|(_, b)| b);
-                if !chunks.is_empty() || disk.is_some() {
+                let disk = s.disk_range();
+                let read_disk = disk.is_some_and(|(a, b)| a <= self.maxt && b >= self.mint);
+                if !chunks.is_empty() || read_disk {
                     taken.push(Taken {
                         r,
                         labels: ix.labels(&s.labels),
                         chunks,
-                        disk,
-                        disk_max: s.disk_range().map_or(i64::MIN, |(_, b)| b),
+                        read_disk,
+                        disk_max: disk.map_or(i64::MIN, |(_, b)| b),
                     });
                 }
             }
@@ -90,13 +89,12 @@ impl Querier for HeadQuerier<'_> {
         let mut stored = Vec::new();
         for t in taken {
             let mut samples: Vec<Sample> = Vec::new();
-            if let (Some(upto), Some(disk)) = (t.disk, self.head.disk()) {
+            if t.read_disk
+                && let Some(disk) = self.head.disk()
+            {
                 stored.clear();
-                disk.read(t.r, self.mint, self.maxt, upto, &mut stored)?;
-                let chunks: Vec<ChunkData> = stored
-                    .drain(..)
-                    .map(|(_, _, b)| ChunkData::Copied(b))
-                    .collect();
+                disk.read(t.r, self.mint, self.maxt, t.disk_max, &mut stored)?;
+                let chunks: Vec<ChunkData> = stored.drain(..).map(ChunkData::Copied).collect();
                 decode_range(&chunks, self.mint, self.maxt, &mut samples);
             }
             // Memory holds what came after the disk's last sample.
