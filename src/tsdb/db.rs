@@ -24,7 +24,7 @@ use super::head::{
     ChunkSnapshot, CommitLog, DiskChunks, FlushItem, Head, HeadOptions, Restore, SHARD_COUNT,
     shard_of,
 };
-use super::kv::{self, ChunkStore, FlushSeries, StoredChunk};
+use super::kv::{self, ChunkStore, FlushSeries};
 
 /// The chunk store's directory inside the data directory.
 const KV_DIR: &str = "chunks";
@@ -134,12 +134,9 @@ impl DiskChunks for KvChunks {
         upto: i64,
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), storage::Error> {
-        let mut got: Vec<StoredChunk> = Vec::new();
         self.0
-            .read(r, mint, maxt, upto, &mut got)
-            .map_err(|e| storage::Error::Other(e.to_string()))?;
-        out.extend(got.into_iter().map(|c| c.data));
-        Ok(())
+            .read(r, mint, maxt, upto, out)
+            .map_err(|e| storage::Error::Other(e.to_string()))
     }
 }
 

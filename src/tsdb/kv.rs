@@ -51,12 +51,11 @@ pub enum Error {
 /// The first and last timestamp of a series' persisted chunks.
 pub type TimeRange = (i64, i64);
 
-/// One persisted chunk.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredChunk {
-    pub min_t: i64,
-    pub max_t: i64,
-    pub data: Vec<u8>,
+/// One persisted chunk, decoded from its key and value.
+struct StoredChunk {
+    min_t: i64,
+    max_t: i64,
+    data: Vec<u8>,
 }
 
 /// One series' part of a flush: its labels when not yet stored, and chunks
@@ -219,15 +218,15 @@ impl ChunkStore {
         batch.commit().map_err(|e| self.err(e))
     }
 
-    /// Appends to `out` the chunks of `r` that overlap `[mint, maxt]` and end
-    /// at or before `upto`, in time order.
+    /// Appends to `out` the bytes of the chunks of `r` that overlap
+    /// `[mint, maxt]` and end at or before `upto`, in time order.
     pub fn read(
         &self,
         r: SeriesRef,
         mint: i64,
         maxt: i64,
         upto: i64,
-        out: &mut Vec<StoredChunk>,
+        out: &mut Vec<Vec<u8>>,
     ) -> Result<(), Error> {
         let lo = chunk_key(r, i64::MIN);
         let hi = chunk_key(r, maxt);
@@ -235,7 +234,7 @@ impl ChunkStore {
             let (k, v) = kv.into_inner().map_err(|e| self.err(e))?;
             let c = chunk_from(&k, &v).ok_or_else(|| self.corrupt("chunk", r))?;
             if c.max_t >= mint && c.max_t <= upto {
-                out.push(c);
+                out.push(c.data);
             }
         }
         Ok(())
