@@ -86,7 +86,7 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
     };
     if args.open_only {
         let (t0, c0) = (Instant::now(), cpu_secs());
-        let (_db, st) = Db::open(&args.dir, opts).context("cannot open")?;
+        let (db, st) = Db::open(&args.dir, opts).context("cannot open")?;
         println!(
             "open: {:.2} s wall, {:.2} s CPU, {} series from the chunk store, {} from the checkpoint, {} WAL samples (chunk store open {:?}, phases {:?})",
             t0.elapsed().as_secs_f64(),
@@ -99,7 +99,7 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
         );
         for round in ["first", "second"] {
             let q0 = Instant::now();
-            let got = _db
+            let got = db
                 .head()
                 .querier(i64::MIN, i64::MAX)?
                 .select(&[crate::model::Matcher::equal("__name__", "ray_metric_5")])?;
