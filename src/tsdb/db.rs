@@ -600,7 +600,7 @@ impl Db {
                 .zip(&parts)
                 .map(|(it, chunks)| FlushSeries {
                     r: it.r,
-                    labels: it.labels.as_ref(),
+                    labels: it.labels.as_deref(),
                     chunks,
                     range: it.range,
                 })

@@ -170,8 +170,9 @@ pub trait DiskChunks: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct FlushItem {
     pub r: SeriesRef,
-    /// Set when the chunk store does not have the labels yet.
-    pub labels: Option<Labels>,
+    /// Set when the chunk store does not have the labels yet: encoded as
+    /// [`super::wal::put_labels`] does, straight from the index's symbols.
+    pub labels: Option<Vec<u8>>,
     /// Closed chunks, in time order.
     pub chunks: Vec<ChunkSnapshot>,
     /// The persisted range once these chunks are written.
@@ -895,7 +896,15 @@ impl Head {
                 };
                 out.push(FlushItem {
                     r,
-                    labels: (!s.labels_stored).then(|| ix.labels(&s.labels)),
+                    labels: (!s.labels_stored).then(|| {
+                        let mut buf = Vec::with_capacity(256);
+                        super::wal::put_label_strs(
+                            &mut buf,
+                            s.labels.len() / 2,
+                            ix.strs(&s.labels),
+                        );
+                        buf
+                    }),
                     chunks,
                     range,
                 });

@@ -208,6 +208,11 @@ impl Index {
         )
     }
 
+    /// The names and values of `syms`, in order, without building strings.
+    pub fn strs<'a>(&'a self, syms: &'a [Sym]) -> impl Iterator<Item = &'a str> + 'a {
+        syms.iter().map(|&s| self.symbols.get(s))
+    }
+
     /// All series references, sorted.
     pub fn all_postings(&self) -> &[SeriesRef] {
         &self.all

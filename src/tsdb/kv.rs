@@ -63,7 +63,8 @@ struct StoredChunk {
 #[derive(Debug, Clone)]
 pub struct FlushSeries<'a> {
     pub r: SeriesRef,
-    pub labels: Option<&'a Labels>,
+    /// Encoded as [`wal::put_labels`] writes them.
+    pub labels: Option<&'a [u8]>,
     pub chunks: &'a [(i64, i64, &'a [u8])],
     /// The persisted range after this flush (earlier chunks included).
     pub range: Option<(i64, i64)>,
@@ -200,9 +201,7 @@ impl ChunkStore {
         let mut buf = Vec::new();
         for s in items {
             if let Some(labels) = s.labels {
-                buf.clear();
-                wal::put_labels(&mut buf, labels);
-                batch.insert(&self.series, series_key(s.r), buf.as_slice());
+                batch.insert(&self.series, series_key(s.r), labels);
             }
             for &(min_t, max_t, data) in s.chunks {
                 buf.clear();

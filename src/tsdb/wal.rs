@@ -20,7 +20,7 @@ use tracing::{error, warn};
 use crate::model::Labels;
 use crate::storage::SeriesRef;
 
-pub use codec::{CheckpointChunk, CheckpointSeries, get_labels_into, put_labels};
+pub use codec::{CheckpointChunk, CheckpointSeries, get_labels_into, put_label_strs, put_labels};
 
 /// Segments are cut at this size; a single larger record is written alone.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 128 << 20;

@@ -123,6 +123,16 @@ impl<'a> Dec<'a> {
 }
 
 /// Appends a label set: a count, then length-prefixed names and values.
+/// Encodes as [`put_labels`] does, from `pairs` label pairs given as name,
+/// value, name, value... strings.
+pub fn put_label_strs<'a>(buf: &mut Vec<u8>, pairs: usize, strs: impl Iterator<Item = &'a str>) {
+    put_uvarint(buf, pairs as u64);
+    for s in strs {
+        put_uvarint(buf, s.len() as u64);
+        buf.extend_from_slice(s.as_bytes());
+    }
+}
+
 pub fn put_labels(buf: &mut Vec<u8>, labels: &Labels) {
     put_uvarint(buf, labels.len() as u64);
     for l in labels {
