@@ -139,6 +139,13 @@ pub struct ServeArgs {
     #[arg(long = "storage.tsdb.checkpoint-interval", default_value = "5m")]
     pub checkpoint_interval: String,
 
+    /// A series with no sample for this long leaves memory once its chunks
+    /// are on disk (queries still find it there; a sample brings it back).
+    /// 0 keeps series in memory until retention. Prometheus keeps series in
+    /// its head for two to three hours.
+    #[arg(long = "storage.tsdb.series-idle", default_value = "2h")]
+    pub series_idle: String,
+
     /// Samples per chunk (Prometheus's 120); smaller only to exercise the
     /// chunk store in tests.
     #[arg(

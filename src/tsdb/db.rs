@@ -8,23 +8,23 @@
 //! of scraping, PromQL or HTTP.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tracing::{error, info, warn};
 
-use crate::model::Labels;
+use crate::model::{Labels, Matcher};
 use crate::storage::{self, SeriesRef};
 
 use super::head::{
     ChunkSnapshot, CommitLog, DiskChunks, FlushItem, Head, HeadOptions, Restore, SHARD_COUNT,
-    shard_of,
+    StoredSeries, TimeRange, shard_of,
 };
-use super::kv::{self, ChunkStore, FlushSeries};
+use super::kv::{self, ChunkStore, ColdSeries, FlushSeries};
 
 /// The chunk store's directory inside the data directory.
 const KV_DIR: &str = "chunks";
@@ -66,6 +66,10 @@ pub struct DbOptions {
     pub retention_every: Duration,
     /// How often closed chunks move to the chunk store between checkpoints.
     pub flush_every: Duration,
+    /// A series with no sample for this long (milliseconds) leaves memory
+    /// once its chunks are in the chunk store; queries still find it there.
+    /// 0 keeps every series in memory until retention.
+    pub series_idle_ms: i64,
 }
 
 impl Default for DbOptions {
@@ -80,6 +84,8 @@ impl Default for DbOptions {
             checkpoint_bytes: 256 << 20,
             retention_every: Duration::from_secs(60),
             flush_every: Duration::from_secs(30),
+            // Prometheus keeps a series in its head for two to three hours.
+            series_idle_ms: 2 * 3600 * 1000,
         }
     }
 }
@@ -92,6 +98,8 @@ pub struct OpenStats {
     /// Series loaded from the chunk store, and the time it took to open it
     /// (fjall replays its journal).
     pub stored_series: u64,
+    /// Series left on disk only (idle ones that left memory).
+    pub cold_series: u64,
     pub kv_open: Duration,
     pub replay: ReplayStats,
     /// Time spent loading the chunk store's series, the checkpoint,
@@ -123,9 +131,68 @@ fn read_prepared(dir: &Path, n: u32) -> Result<(u64, Prepared), wal::Error> {
 }
 
 /// The head's view of the chunk store.
-struct KvChunks(Arc<ChunkStore>);
+struct KvChunks {
+    kv: Arc<ChunkStore>,
+    // The newest sample of any cold series: queries after it skip the
+    // chunk store's postings. Only grows.
+    cold_max: Arc<AtomicI64>,
+}
+
+fn other(e: kv::Error) -> storage::Error {
+    storage::Error::Other(e.to_string())
+}
+
+impl KvChunks {
+    /// Whether no cold series has samples at or after `mint`.
+    fn none_cold_from(&self, mint: i64) -> bool {
+        mint > self.cold_max.load(Ordering::Acquire)
+    }
+}
 
 impl DiskChunks for KvChunks {
+    fn cold_select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<StoredSeries>, storage::Error> {
+        if self.none_cold_from(mint) {
+            return Ok(Vec::new());
+        }
+        self.kv.cold_select(matchers, mint, maxt).map_err(other)
+    }
+
+    fn cold_labels(
+        &self,
+        name: Option<&str>,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, storage::Error> {
+        if self.none_cold_from(mint) {
+            return Ok(Vec::new());
+        }
+        self.kv
+            .cold_labels(name, matchers, mint, maxt)
+            .map_err(other)
+    }
+
+    fn revive(
+        &self,
+        hash: u64,
+        labels: &Labels,
+    ) -> Result<Option<(SeriesRef, TimeRange)>, storage::Error> {
+        // No series ever went cold: nothing to look up.
+        if self.cold_max.load(Ordering::Acquire) == i64::MIN {
+            return Ok(None);
+        }
+        let Some(e) = self.kv.find_cold(hash, labels).map_err(other)? else {
+            return Ok(None);
+        };
+        self.kv.forget_cold(e.r, e.hash, labels).map_err(other)?;
+        Ok(Some((e.r, e.range)))
+    }
+
     fn read(
         &self,
         r: SeriesRef,
@@ -134,9 +201,7 @@ impl DiskChunks for KvChunks {
         upto: i64,
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), storage::Error> {
-        self.0
-            .read(r, mint, maxt, upto, out)
-            .map_err(|e| storage::Error::Other(e.to_string()))
+        self.kv.read(r, mint, maxt, upto, out).map_err(other)
     }
 }
 
@@ -188,6 +253,7 @@ pub struct Db {
     head: Head,
     wal: Arc<Wal>,
     kv: Arc<ChunkStore>,
+    cold_max: Arc<AtomicI64>,
     persisted_chunks: AtomicU64,
     opts: DbOptions,
     // Serialises checkpoints and retention.
@@ -247,17 +313,24 @@ impl Db {
         // Series on disk come first: checkpoints name them by reference only.
         let mut kv_moved: Vec<(SeriesRef, SeriesRef, Labels)> = Vec::new();
         let mut restore_err = None;
-        st.stored_series = kv.load(
-            &mut |old, labels, range| match head.series_ref(labels, old) {
-                Ok(r) => {
-                    if r != old {
-                        kv_moved.push((old, r, labels.clone()));
+        // Cold series stay on disk: queries find them through the chunk
+        // store's postings.
+        let cold = kv.cold_list()?;
+        let cold_refs: FxHashSet<SeriesRef> = cold.iter().map(|e| e.r).collect();
+        st.cold_series = cold.len() as u64;
+        st.stored_series =
+            kv.load(
+                &|r| cold_refs.contains(&r),
+                &mut |old, labels, range| match head.series_ref(labels, old) {
+                    Ok(r) => {
+                        if r != old {
+                            kv_moved.push((old, r, labels.clone()));
+                        }
+                        head.set_disk_range(r, range);
                     }
-                    head.set_disk_range(r, range);
-                }
-                Err(e) => restore_err = Some(e),
-            },
-        )?;
+                    Err(e) => restore_err = Some(e),
+                },
+            )?;
         if let Some(e) = restore_err {
             warn!(error = %e, "a stored series was skipped");
         }
@@ -421,12 +494,33 @@ impl Db {
             elapsed_ms = st.elapsed.as_millis() as u64,
             "storage opened"
         );
-        head.set_disk(Arc::new(KvChunks(kv.clone())));
+        // A cold series that came back before a crash may still be marked
+        // cold (the mark's removal was not synced): the WAL brought it back.
+        for e in &cold {
+            if head.has_series(e.r) {
+                head.set_disk_range(e.r, Some(e.range));
+                if let Some(labels) = head.series_labels(e.r) {
+                    kv.forget_cold(e.r, e.hash, &labels)?;
+                }
+            }
+        }
+        let cold_max = cold
+            .iter()
+            .filter(|e| !head.has_series(e.r))
+            .map(|e| e.range.1)
+            .max()
+            .unwrap_or(i64::MIN);
+        let cold_max = Arc::new(AtomicI64::new(cold_max));
+        head.set_disk(Arc::new(KvChunks {
+            kv: kv.clone(),
+            cold_max: cold_max.clone(),
+        }));
         let db = Db {
             dir: dir.to_path_buf(),
             head,
             wal,
             kv,
+            cold_max,
             persisted_chunks: AtomicU64::new(0),
             opts,
             maintenance: Mutex::new(Maintenance {
@@ -468,6 +562,61 @@ impl Db {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         self.move_closed_chunks()
+    }
+
+    /// Moves the series idle since `now_ms` minus `series_idle_ms` out of
+    /// memory (what a checkpoint does); returns how many left.
+    pub fn age_out(&self, now_ms: i64) -> Result<usize, Error> {
+        let _m = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.close_idle(now_ms);
+        self.flush_chunks()?;
+        self.go_cold(now_ms)
+    }
+
+    fn close_idle(&self, now_ms: i64) {
+        if self.opts.series_idle_ms > 0 {
+            self.head
+                .close_idle(now_ms.saturating_sub(self.opts.series_idle_ms));
+        }
+    }
+
+    /// Series idle long enough whose every chunk is synced in the chunk
+    /// store leave memory: marked cold there first, then dropped from the
+    /// head. Call after a synced flush.
+    fn go_cold(&self, now_ms: i64) -> Result<usize, Error> {
+        if self.opts.series_idle_ms <= 0 {
+            return Ok(0);
+        }
+        let before = now_ms.saturating_sub(self.opts.series_idle_ms);
+        let found = self.head.cold_candidates(before);
+        if found.is_empty() {
+            return Ok(0);
+        }
+        let items: Vec<ColdSeries<'_>> = found
+            .iter()
+            .map(|(r, hash, labels, range)| ColdSeries {
+                r: *r,
+                hash: *hash,
+                labels,
+                range: *range,
+            })
+            .collect();
+        self.kv.make_cold(&items)?;
+        if let Some(max) = found.iter().map(|f| f.3.1).max() {
+            self.cold_max.fetch_max(max, Ordering::AcqRel);
+        }
+        let refs: Vec<SeriesRef> = found.iter().map(|f| f.0).collect();
+        let dropped: FxHashSet<SeriesRef> =
+            self.head.drop_cold(&refs, before).into_iter().collect();
+        // A sample came for these in between: they stay in memory.
+        for (r, hash, labels, _) in found.iter().filter(|f| !dropped.contains(&f.0)) {
+            self.kv.forget_cold(*r, *hash, labels)?;
+        }
+        info!(series = dropped.len(), "idle series left memory");
+        Ok(dropped.len())
     }
 
     /// Bytes of the chunk store alone.
@@ -518,6 +667,7 @@ impl Db {
         // head, so a snapshot taken from now on covers them.
         let closed = self.head.quiesce(|| self.wal.rotate())?;
         self.flush_chunks()?;
+        self.go_cold(now_ms())?;
         // Shard by shard: one pass over the series, each shard locked once.
         // Entries name series by reference (their labels are in the chunk
         // store), so their order does not matter to loading.
@@ -579,6 +729,7 @@ impl Db {
     /// store and drops those chunks from memory, shard by shard. Not synced:
     /// the WAL keeps them until a checkpoint has synced the chunk store.
     fn move_closed_chunks(&self) -> Result<(), Error> {
+        self.close_idle(now_ms());
         let mut items: Vec<FlushItem> = Vec::new();
         for shard in 0..SHARD_COUNT {
             items.clear();
@@ -629,6 +780,20 @@ impl Db {
         let g = self.head.gc(cutoff);
         for &r in &g.removed_refs {
             self.kv.delete_series(r)?;
+        }
+        for e in self.kv.cold_list()? {
+            if e.range.1 < cutoff {
+                self.kv.delete_cold(e)?;
+                removed += 1;
+            } else if e.range.0 < cutoff {
+                if let Some((a, b)) = self.kv.delete_before(e.r, cutoff)? {
+                    self.kv.set_cold_range(kv::ColdEntry {
+                        range: (a.max(cutoff), b),
+                        ..e
+                    })?;
+                }
+                removed += 1;
+            }
         }
         Ok(removed + g.removed_chunks)
     }

@@ -18,7 +18,7 @@ use std::sync::{
 
 use rustc_hash::{FxHashMap, FxHasher};
 
-use crate::model::{Labels, Sample};
+use crate::model::{Labels, Matcher, Sample};
 use crate::storage::{Appendable, Appender, Error, Querier, Queryable, SeriesRef};
 
 use super::chunkenc::{XorChunk, XorIter};
@@ -152,8 +152,36 @@ impl Restore {
     }
 }
 
-/// Where chunks moved out of memory are read back: the chunk store.
+/// A series the chunk store holds: reference, labels, persisted range.
+pub type StoredSeries = (SeriesRef, Labels, TimeRange);
+
+/// A first and last timestamp.
+pub type TimeRange = (i64, i64);
+
+/// Where chunks moved out of memory are read back: the chunk store. It also
+/// keeps the series that left memory ("cold" series) findable.
 pub trait DiskChunks: Send + Sync {
+    /// Cold series that pass every matcher and have chunks in `[mint,
+    /// maxt]`, with their labels and persisted ranges.
+    fn cold_select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<StoredSeries>, Error>;
+    /// Label names of cold series (`name` None) or the values of label
+    /// `name` (of those that pass `matchers`, if any).
+    fn cold_labels(
+        &self,
+        name: Option<&str>,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, Error>;
+    /// Takes back the cold series with exactly `labels`: its reference and
+    /// persisted range; it is no longer cold afterwards.
+    fn revive(&self, hash: u64, labels: &Labels) -> Result<Option<(SeriesRef, TimeRange)>, Error>;
+
     /// Appends the bytes of the chunks of `r` overlapping `[mint, maxt]`
     /// that end at or before `upto`, in time order.
     fn read(
@@ -420,6 +448,33 @@ impl MemSeries {
         self.next_at = range_for_timestamp(t, opts.chunk_range);
     }
 
+    /// Closes the open chunk so that the next flush moves it to disk; the
+    /// next sample opens a new one.
+    fn close_open(&mut self) -> bool {
+        match self.open.take() {
+            Some(o) if o.chunk.num_samples() > 0 => {
+                self.closed.push(ClosedChunk {
+                    min_t: o.min_t,
+                    max_t: self.last_t,
+                    data: Arc::from(o.chunk.into_bytes()),
+                });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the series may leave memory: idle since before `before`, with
+    /// everything it has in the chunk store.
+    fn can_go_cold(&self, before: i64) -> bool {
+        self.labels_stored
+            && self.pending == 0
+            && self.closed.is_empty()
+            && self.open.is_none()
+            && self.disk_range().is_some_and(|(_, b)| b < before)
+            && (!self.has_last || self.last_t < before)
+    }
+
     /// The time range of the samples held in memory, if any.
     fn mem_range(&self) -> Option<(i64, i64)> {
         let min = self
@@ -570,6 +625,11 @@ impl Inner {
         }
     }
 
+    /// Whether series `r` is in memory.
+    pub(crate) fn contains(&self, r: SeriesRef) -> bool {
+        lock(&self.shards[shard_of(r)]).series.contains_key(&r)
+    }
+
     pub(crate) fn disk(&self) -> Option<&Arc<dyn DiskChunks>> {
         self.disk.get()
     }
@@ -620,6 +680,19 @@ impl Inner {
         labels: &Labels,
         want: SeriesRef,
     ) -> Result<(SeriesRef, MutexGuard<'_, Shard>), Error> {
+        self.get_or_create_as(labels, want, false)
+    }
+
+    /// As [`Inner::get_or_create`]; with `revive`, a series that is not in
+    /// memory is first looked for among the cold ones, and comes back with
+    /// its old reference (under the shard's lock, so that two appenders of
+    /// the same labels cannot both miss it).
+    fn get_or_create_as(
+        &self,
+        labels: &Labels,
+        mut want: SeriesRef,
+        revive: bool,
+    ) -> Result<(SeriesRef, MutexGuard<'_, Shard>), Error> {
         if labels.is_empty() {
             return Err(Error::EmptyLabelset);
         }
@@ -643,6 +716,13 @@ impl Inner {
                 }
             }
         }
+        let mut revived = None;
+        if revive && let Some(disk) = self.disk.get() {
+            revived = disk.revive(hash, labels)?;
+            if let Some((r, _)) = revived {
+                want = r;
+            }
+        }
         // One counter for all shards: references grow in creation order, so
         // postings lists take new series at their end (a bulk load from a
         // checkpoint would otherwise insert into the middle, quadratically).
@@ -658,7 +738,23 @@ impl Inner {
         if let Some(log) = self.log.get() {
             log.log_series(r, labels);
         }
-        shard.series.insert(r, Box::new(MemSeries::new(syms, hash)));
+        let mut series = Box::new(MemSeries::new(syms, hash));
+        if let Some((old, (a, b))) = revived {
+            if old == r {
+                series.labels_stored = true;
+                series.disk_min = a;
+                series.disk_max = b;
+                series.last_t = b;
+                series.has_last = true;
+            } else {
+                tracing::error!(
+                    series = old,
+                    now = r,
+                    "a cold series came back under another reference"
+                );
+            }
+        }
+        shard.series.insert(r, series);
         match shard.by_hash.entry(hash) {
             std::collections::hash_map::Entry::Occupied(_) => {
                 shard.collisions.entry(hash).or_default().push(r);
@@ -944,6 +1040,63 @@ impl Head {
         }
     }
 
+    /// Closes the open chunks of series with no sample since `before`, so
+    /// that the next flush moves them to the chunk store. Returns how many.
+    pub fn close_idle(&self, before: i64) -> usize {
+        let mut n = 0;
+        for sh in &self.inner.shards {
+            let mut shard = lock(sh);
+            for s in shard.series.values_mut() {
+                if s.has_last && s.last_t < before && s.pending == 0 && s.close_open() {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Series idle since before `before` whose every chunk is in the chunk
+    /// store: they may leave memory ([`Head::drop_cold`]). With their label
+    /// hash, labels and persisted range.
+    pub fn cold_candidates(&self, before: i64) -> Vec<(SeriesRef, u64, Labels, (i64, i64))> {
+        let mut out = Vec::new();
+        for shard in 0..SHARD_COUNT {
+            self.in_pieces(
+                shard,
+                |s| s.can_go_cold(before),
+                |r, s, ix| {
+                    if let Some(range) = s.disk_range() {
+                        out.push((r, s.hash, ix.labels(&s.labels), range));
+                    }
+                },
+            );
+        }
+        out
+    }
+
+    /// Removes from memory the series of `refs` that still may leave it (no
+    /// sample came in the meantime); returns those removed.
+    pub fn drop_cold(&self, refs: &[SeriesRef], before: i64) -> Vec<SeriesRef> {
+        let inner = &*self.inner;
+        let mut out = Vec::new();
+        let mut removed: Vec<(SeriesRef, SymLabels)> = Vec::new();
+        for &r in refs {
+            let mut shard = lock(&inner.shards[shard_of(r)]);
+            if !shard.series.get(&r).is_some_and(|s| s.can_go_cold(before)) {
+                continue;
+            }
+            if let Some(s) = shard.series.remove(&r) {
+                shard.unlink_hash(r, s.hash);
+                removed.push((r, s.labels));
+                out.push(r);
+            }
+        }
+        if !removed.is_empty() {
+            write(&inner.index).remove_series(&removed);
+        }
+        out
+    }
+
     /// Records that the chunk store now holds `items`: their closed chunks
     /// leave memory.
     pub fn mark_flushed(&self, items: &[FlushItem]) {
@@ -1186,7 +1339,7 @@ impl Appender for HeadAppender {
         let res = match known {
             Some(res) => res,
             None => {
-                let (found, mut shard) = self.head.get_or_create(labels, 0)?;
+                let (found, mut shard) = self.head.get_or_create_as(labels, 0, true)?;
                 r = found;
                 if let Some(&last) = self.last.get(&r) {
                     // Came by labels for a series that this batch already holds.

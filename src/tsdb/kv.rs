@@ -19,6 +19,10 @@ use crate::storage::SeriesRef;
 
 use super::wal;
 
+mod cold;
+
+pub use cold::{ColdEntry, ColdSeries};
+
 /// The layout version, the first byte of every key.
 const VERSION: u8 = 1;
 /// The chunk encoding byte of a value: XOR, as in `docs/format/chunk.md`.
@@ -77,6 +81,10 @@ pub struct ChunkStore {
     series: Keyspace,
     chunks: Keyspace,
     ranges: Keyspace,
+    // Series that left the head (`cold.rs`).
+    postings: Keyspace,
+    hashes: Keyspace,
+    cold: Keyspace,
 }
 
 impl std::fmt::Debug for ChunkStore {
@@ -171,12 +179,18 @@ impl ChunkStore {
         let series = db.keyspace("series", opts).map_err(err)?;
         let chunks = db.keyspace("chunks", opts).map_err(err)?;
         let ranges = db.keyspace("ranges", opts).map_err(err)?;
+        let postings = db.keyspace("postings", opts).map_err(err)?;
+        let hashes = db.keyspace("hashes", opts).map_err(err)?;
+        let cold = db.keyspace("cold", opts).map_err(err)?;
         Ok(ChunkStore {
             path: dir.to_path_buf(),
             db,
             series,
             chunks,
             ranges,
+            postings,
+            hashes,
+            cold,
         })
     }
 
@@ -304,10 +318,11 @@ impl ChunkStore {
         batch.commit().map_err(|e| self.err(e))
     }
 
-    /// Calls `f` with every stored series in reference order, with its
-    /// persisted range.
+    /// Calls `f` with every stored series but the cold ones (`is_cold`) in
+    /// reference order, with its persisted range.
     pub fn load(
         &self,
+        is_cold: &dyn Fn(SeriesRef) -> bool,
         f: &mut dyn FnMut(SeriesRef, &Labels, Option<TimeRange>),
     ) -> Result<u64, Error> {
         let mut ranges: Vec<(SeriesRef, (i64, i64))> = Vec::new();
@@ -324,6 +339,9 @@ impl ChunkStore {
         for kv in self.series.iter() {
             let (k, v) = kv.into_inner().map_err(|e| self.err(e))?;
             let Some(r) = ref_from(&k) else { continue };
+            if is_cold(r) {
+                continue;
+            }
             if !wal::get_labels_into(&v, &mut buf) {
                 return Err(self.corrupt("labels", r));
             }
@@ -348,7 +366,7 @@ impl ChunkStore {
 
     /// Starts writing the in-memory part of every keyspace to tables.
     pub fn rotate(&self) -> Result<(), Error> {
-        for ks in [&self.series, &self.chunks, &self.ranges] {
+        for ks in self.keyspaces() {
             ks.rotate_memtable().map_err(|e| self.err(e))?;
         }
         Ok(())
@@ -357,10 +375,21 @@ impl ChunkStore {
     /// Writes the in-memory part of every keyspace to tables and waits, so
     /// that the next open has no journal to replay.
     pub fn rotate_and_wait(&self) -> Result<(), Error> {
-        for ks in [&self.series, &self.chunks, &self.ranges] {
+        for ks in self.keyspaces() {
             ks.rotate_memtable_and_wait().map_err(|e| self.err(e))?;
         }
         Ok(())
+    }
+
+    fn keyspaces(&self) -> [&Keyspace; 6] {
+        [
+            &self.series,
+            &self.chunks,
+            &self.ranges,
+            &self.postings,
+            &self.hashes,
+            &self.cold,
+        ]
     }
 
     /// Rewrites the chunks so that deleted ones give their space back.

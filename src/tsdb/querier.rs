@@ -59,11 +59,9 @@ impl<'a> HeadQuerier<'a> {
     }
 }
 
-impl Querier for HeadQuerier<'_> {
-    fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, Error> {
-        if matchers.is_empty() || self.mint > self.maxt || !self.overlaps_head() {
-            return Ok(Vec::new());
-        }
+impl HeadQuerier<'_> {
+    /// The series in memory (with what they have on disk).
+    fn select_head(&self, matchers: &[Matcher], out: &mut Vec<Series>) -> Result<(), Error> {
         let refs = self.head.index().postings_for_matchers(matchers);
         // Take chunk bytes under the locks, decode after releasing them so
         // that appenders do not wait on decoding or disk reads.
@@ -85,7 +83,7 @@ impl Querier for HeadQuerier<'_> {
                 }
             }
         });
-        let mut out = Vec::with_capacity(taken.len());
+        out.reserve(taken.len());
         let mut stored = Vec::new();
         for t in taken {
             let mut samples: Vec<Sample> = Vec::new();
@@ -107,12 +105,77 @@ impl Querier for HeadQuerier<'_> {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// The series that left memory, read from the chunk store alone.
+    fn select_cold(&self, matchers: &[Matcher], out: &mut Vec<Series>) -> Result<(), Error> {
+        let Some(disk) = self.head.disk() else {
+            return Ok(());
+        };
+        let mut stored = Vec::new();
+        for (r, labels, (_, last)) in disk.cold_select(matchers, self.mint, self.maxt)? {
+            // Came back between the two looks: the head has answered for it.
+            if self.head.contains(r) {
+                continue;
+            }
+            stored.clear();
+            disk.read(r, self.mint, self.maxt, last, &mut stored)?;
+            let chunks: Vec<ChunkData> = stored.drain(..).map(ChunkData::Copied).collect();
+            let mut samples = Vec::new();
+            decode_range(&chunks, self.mint, self.maxt, &mut samples);
+            if !samples.is_empty() {
+                out.push(Series { labels, samples });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Querier for HeadQuerier<'_> {
+    fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, Error> {
+        if matchers.is_empty() || self.mint > self.maxt {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        if self.overlaps_head() {
+            self.select_head(matchers, &mut out)?;
+        }
+        self.select_cold(matchers, &mut out)?;
         out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)
     }
 
     fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
-        if self.mint > self.maxt || !self.overlaps_head() {
+        if self.mint > self.maxt {
+            return Ok(Vec::new());
+        }
+        let mut names = self.head_label_names(matchers)?;
+        if let Some(disk) = self.head.disk() {
+            names.extend(disk.cold_labels(None, matchers, self.mint, self.maxt)?);
+            names.sort_unstable();
+            names.dedup();
+        }
+        Ok(names)
+    }
+
+    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
+        if self.mint > self.maxt {
+            return Ok(Vec::new());
+        }
+        let mut values = self.head_label_values(name, matchers)?;
+        if let Some(disk) = self.head.disk() {
+            values.extend(disk.cold_labels(Some(name), matchers, self.mint, self.maxt)?);
+            values.sort_unstable();
+            values.dedup();
+        }
+        Ok(values)
+    }
+}
+
+impl HeadQuerier<'_> {
+    fn head_label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
+        if !self.overlaps_head() {
             return Ok(Vec::new());
         }
         let mut names: Vec<String> = if matchers.is_empty() && self.covers_head() {
@@ -143,8 +206,8 @@ impl Querier for HeadQuerier<'_> {
         Ok(names)
     }
 
-    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
-        if self.mint > self.maxt || !self.overlaps_head() {
+    fn head_label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
+        if !self.overlaps_head() {
             return Ok(Vec::new());
         }
         let refs = {

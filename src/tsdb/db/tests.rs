@@ -15,6 +15,8 @@ fn opts() -> DbOptions {
     DbOptions {
         retention_ms: 0,
         segment_size: 64 << 10,
+        // Their samples are from 1970: all would be idle.
+        series_idle_ms: 0,
         ..DbOptions::default()
     }
 }
@@ -46,17 +48,7 @@ fn ingest(head: &Head, n: usize, from: i64, scrapes: i64) {
 }
 
 fn dump(head: &Head) -> Vec<(Labels, Vec<(i64, u64)>)> {
-    let q = head.querier(i64::MIN, i64::MAX).unwrap();
-    q.select(&[Matcher::equal("__name__", "ray_node_cpu")])
-        .unwrap()
-        .into_iter()
-        .map(|s| {
-            (
-                s.labels,
-                s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
-            )
-        })
-        .collect()
+    select_all(head, Matcher::equal("__name__", "ray_node_cpu"))
 }
 
 fn expected(n: usize, scrapes: i64) -> Vec<(Labels, Vec<(i64, u64)>)> {
@@ -356,6 +348,135 @@ fn retention_deletes_persisted_chunks_and_forgets_dead_series() {
     drop(db);
     let (db, st) = Db::open(&dir, o).unwrap();
     assert_eq!(st.stored_series, 4, "its labels left the chunk store");
+    assert_eq!(dump(db.head()), kept);
+    drop(db);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn select_all(head: &Head, m: Matcher) -> Vec<(Labels, Vec<(i64, u64)>)> {
+    let q = head.querier(i64::MIN, i64::MAX).unwrap();
+    q.select(&[m])
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            (
+                s.labels,
+                s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn idle_series_leave_memory_and_come_back_with_their_reference() {
+    let dir = tmp("cold");
+    let o = DbOptions {
+        series_idle_ms: 60_000,
+        ..opts()
+    };
+    let (db, _) = Db::open(&dir, o.clone()).unwrap();
+    // Series 0 and 1 stop 5 minutes before now; series 2 goes on.
+    let now = now_ms() / 1000 * 1000;
+    let base = now - 600_000;
+    let mut refs = [0; 3];
+    for k in 0..600i64 {
+        let mut app = db.head().appender();
+        for (i, r) in refs.iter_mut().enumerate() {
+            if i < 2 && k >= 300 {
+                continue;
+            }
+            *r = app
+                .append(*r, &series(i), base + k * 1000, value(i, k))
+                .unwrap();
+        }
+        app.commit().unwrap();
+    }
+    let all = Matcher::equal("__name__", "ray_node_cpu");
+    let before = dump(db.head());
+    assert_eq!(before.len(), 3);
+    assert_eq!(db.age_out(now).unwrap(), 2);
+    assert_eq!(db.head().stats().num_series, 1, "two series left memory");
+    assert_eq!(dump(db.head()), before, "queries read them from disk");
+    let one = Matcher::equal("instance", "n1");
+    assert_eq!(select_all(db.head(), one.clone()), before[1..2].to_vec());
+    let re = Matcher::new(crate::model::MatchOp::Regex, "instance", "n[01]").unwrap();
+    assert_eq!(select_all(db.head(), re), before[..2].to_vec());
+    let q = db.head().querier(base, now).unwrap();
+    assert_eq!(q.label_values("instance", &[]).unwrap(), ["n0", "n1", "n2"]);
+    assert_eq!(
+        q.label_values("instance", std::slice::from_ref(&one))
+            .unwrap(),
+        ["n1"]
+    );
+    assert_eq!(q.label_names(&[one]).unwrap(), ["__name__", "instance"]);
+    drop(q);
+    // A query after their last sample does not see them.
+    let late = db.head().querier(base + 400_000, now).unwrap();
+    assert_eq!(late.select(&[all]).unwrap().len(), 1);
+    drop(late);
+    db.close().unwrap();
+    drop(db);
+
+    let (db, st) = Db::open(&dir, o.clone()).unwrap();
+    assert_eq!(st.cold_series, 2);
+    assert_eq!(db.head().stats().num_series, 1);
+    assert_eq!(dump(db.head()), before);
+    // Series 1 comes back: same reference, old and new samples, once.
+    let mut app = db.head().appender();
+    let r = app.append(0, &series(1), now + 1000, 7.0).unwrap();
+    app.commit().unwrap();
+    assert_eq!(r, refs[1]);
+    assert_eq!(db.head().stats().num_series, 2);
+    let mut want = before.clone();
+    want[1].1.push((now + 1000, 7f64.to_bits()));
+    assert_eq!(dump(db.head()), want);
+    // A crash now: the WAL brings series 1 back, whatever fjall kept.
+    drop(db);
+    let (db, st) = Db::open(&dir, o).unwrap();
+    assert_eq!(db.head().stats().num_series, 2, "{st:?}");
+    assert_eq!(dump(db.head()), want);
+    drop(db);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn retention_deletes_cold_series() {
+    let dir = tmp("coldret");
+    let o = DbOptions {
+        series_idle_ms: 60_000,
+        retention_ms: 400_000,
+        ..opts()
+    };
+    let (db, _) = Db::open(&dir, o.clone()).unwrap();
+    let now = now_ms() / 1000 * 1000;
+    let base = now - 600_000;
+    // Series 0 ends 500 s before now (expires), series 1 300 s before now
+    // (keeps its last 100 s), series 2 goes on.
+    let ends = [100, 300, 600];
+    let mut refs = [0; 3];
+    for k in 0..600i64 {
+        let mut app = db.head().appender();
+        for (i, r) in refs.iter_mut().enumerate() {
+            if k < ends[i] {
+                *r = app
+                    .append(*r, &series(i), base + k * 1000, value(i, k))
+                    .unwrap();
+            }
+        }
+        app.commit().unwrap();
+    }
+    assert_eq!(db.age_out(now).unwrap(), 2);
+    db.apply_retention(now).unwrap();
+    let kept = dump(db.head());
+    assert_eq!(kept.len(), 2, "the expired cold series is gone");
+    assert_eq!(kept[0].0, series(1));
+    let first = kept[0].1[0].0 - base;
+    // Whole chunks go: the first kept one may start before the cut.
+    assert!((200_000 - 240_000..=200_000).contains(&first), "{first}");
+    assert_eq!(kept[0].1.last().unwrap().0, base + 299_000);
+    drop(db);
+    let (db, st) = Db::open(&dir, o).unwrap();
+    assert_eq!(st.cold_series, 1);
     assert_eq!(dump(db.head()), kept);
     drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
