@@ -22,6 +22,7 @@ mod serve;
 mod textparse;
 mod tsdb;
 mod tsdb_durable;
+mod tsdb_idle;
 mod up;
 mod web;
 mod web_server;
