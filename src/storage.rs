@@ -44,6 +44,21 @@ impl Error {
     }
 }
 
+/// Samples appended by reference alone that a commit refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rejected {
+    pub out_of_order: u64,
+    pub duplicate: u64,
+    /// The reference named no series, in memory or on disk.
+    pub unknown: u64,
+}
+
+impl Rejected {
+    pub fn total(&self) -> u64 {
+        self.out_of_order + self.duplicate + self.unknown
+    }
+}
+
 /// Something that accepts writes.
 pub trait Appendable: Send + Sync {
     fn appender(&self) -> Box<dyn Appender>;
@@ -56,6 +71,10 @@ pub trait Appendable: Send + Sync {
 pub trait Appender: Send {
     /// Appends a sample. `hint` is the reference an earlier append returned for
     /// the same labels, or 0. Returns the reference for next time.
+    ///
+    /// With a hint and empty `labels` (a scrape's known series) the store
+    /// may check the sample only at commit, which then reports it in
+    /// [`Rejected`] instead of here.
     fn append(
         &mut self,
         hint: SeriesRef,
@@ -63,7 +82,8 @@ pub trait Appender: Send {
         t: i64,
         v: f64,
     ) -> Result<SeriesRef, Error>;
-    fn commit(self: Box<Self>) -> Result<(), Error>;
+    /// Makes the batch visible; returns the samples it refused at commit.
+    fn commit(self: Box<Self>) -> Result<Rejected, Error>;
     fn rollback(self: Box<Self>);
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::TsdbMetrics;
 use crate::model::Labels;
-use crate::storage::{Appendable, Appender, Error, SeriesRef};
+use crate::storage::{Appendable, Appender, Error, Rejected, SeriesRef};
 
 /// Wraps an [`Appendable`], counting into `metrics`.
 pub struct CountingAppendable {
@@ -86,7 +86,7 @@ impl Appender for CountingAppender {
         }
     }
 
-    fn commit(self: Box<Self>) -> Result<(), Error> {
+    fn commit(self: Box<Self>) -> Result<Rejected, Error> {
         self.flush_rejections();
         let CountingAppender {
             inner,
@@ -94,9 +94,14 @@ impl Appender for CountingAppender {
             counts,
         } = *self;
         match inner.commit() {
-            Ok(()) => {
-                metrics.samples_appended.add(counts.ok);
-                Ok(())
+            Ok(rejected) => {
+                // Samples appended by reference alone are checked at commit.
+                metrics.out_of_order.add(rejected.out_of_order);
+                metrics.duplicate.add(rejected.duplicate);
+                metrics
+                    .samples_appended
+                    .add(counts.ok.saturating_sub(rejected.total()));
+                Ok(rejected)
             }
             Err(e) => {
                 metrics.commit_failures.inc();

@@ -193,6 +193,20 @@ impl DiskChunks for KvChunks {
         Ok(Some((e.r, e.range)))
     }
 
+    fn revive_ref(&self, r: SeriesRef) -> Result<Option<(Labels, u64, TimeRange)>, storage::Error> {
+        if self.cold_max.load(Ordering::Acquire) == i64::MIN {
+            return Ok(None);
+        }
+        let Some(e) = self.kv.cold_entry(r).map_err(other)? else {
+            return Ok(None);
+        };
+        let Some(labels) = self.kv.labels_of(r).map_err(other)? else {
+            return Ok(None);
+        };
+        self.kv.forget_cold(r, e.hash, &labels).map_err(other)?;
+        Ok(Some((labels, e.hash, e.range)))
+    }
+
     fn read(
         &self,
         r: SeriesRef,

@@ -19,7 +19,7 @@ use std::sync::{
 use rustc_hash::{FxHashMap, FxHasher};
 
 use crate::model::{Labels, Matcher, Sample};
-use crate::storage::{Appendable, Appender, Error, Querier, Queryable, SeriesRef};
+use crate::storage::{Appendable, Appender, Error, Querier, Queryable, Rejected, SeriesRef};
 
 use super::chunkenc::{XorChunk, XorIter};
 use super::index::{Index, SymLabels};
@@ -181,6 +181,9 @@ pub trait DiskChunks: Send + Sync {
     /// Takes back the cold series with exactly `labels`: its reference and
     /// persisted range; it is no longer cold afterwards.
     fn revive(&self, hash: u64, labels: &Labels) -> Result<Option<(SeriesRef, TimeRange)>, Error>;
+    /// Takes back cold series `r`: its labels, label hash and persisted
+    /// range.
+    fn revive_ref(&self, r: SeriesRef) -> Result<Option<(Labels, u64, TimeRange)>, Error>;
 
     /// Appends the bytes of the chunks of `r` overlapping `[mint, maxt]`
     /// that end at or before `upto`, in time order.
@@ -734,25 +737,43 @@ impl Inner {
             let seq = self.next_seq.fetch_add(1, Ordering::Relaxed) + 1;
             seq << SHARD_BITS | si as u64
         };
-        let syms = write(&self.index).add_series(r, labels);
-        if let Some(log) = self.log.get() {
-            log.log_series(r, labels);
-        }
-        let mut series = Box::new(MemSeries::new(syms, hash));
-        if let Some((old, (a, b))) = revived {
-            if old == r {
-                series.labels_stored = true;
-                series.disk_min = a;
-                series.disk_max = b;
-                series.last_t = b;
-                series.has_last = true;
-            } else {
+        let range = match revived {
+            Some((old, range)) if old == r => Some(range),
+            Some((old, _)) => {
                 tracing::error!(
                     series = old,
                     now = r,
                     "a cold series came back under another reference"
                 );
+                None
             }
+            None => None,
+        };
+        self.insert_series(&mut shard, r, labels, hash, range);
+        Ok((r, shard))
+    }
+
+    /// Adds series `r` to the index, the WAL and `shard`; `stored` is its
+    /// persisted range when it comes back from the chunk store.
+    fn insert_series(
+        &self,
+        shard: &mut Shard,
+        r: SeriesRef,
+        labels: &Labels,
+        hash: u64,
+        stored: Option<TimeRange>,
+    ) {
+        let syms = write(&self.index).add_series(r, labels);
+        if let Some(log) = self.log.get() {
+            log.log_series(r, labels);
+        }
+        let mut series = Box::new(MemSeries::new(syms, hash));
+        if let Some((a, b)) = stored {
+            series.labels_stored = true;
+            series.disk_min = a;
+            series.disk_max = b;
+            series.last_t = b;
+            series.has_last = true;
         }
         shard.series.insert(r, series);
         match shard.by_hash.entry(hash) {
@@ -763,7 +784,25 @@ impl Inner {
                 e.insert(r);
             }
         }
-        Ok((r, shard))
+    }
+
+    /// Brings cold series `r` back into `shard` (its own, locked); false if
+    /// the chunk store has no such cold series.
+    fn revive_ref(&self, shard: &mut Shard, r: SeriesRef) -> bool {
+        let Some(disk) = self.disk.get() else {
+            return false;
+        };
+        match disk.revive_ref(r) {
+            Ok(Some((labels, hash, range))) => {
+                self.insert_series(shard, r, &labels, hash, Some(range));
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::error!(error = %e, series = r, "cannot bring a series back from the chunk store");
+                false
+            }
+        }
     }
 }
 
@@ -1208,9 +1247,21 @@ struct Pending {
     r: SeriesRef,
     t: i64,
     v: f64,
-    // This sample took the series' `pending` count, which commit or
-    // rollback gives back.
-    first: bool,
+    state: Check,
+}
+
+/// Where a buffered sample stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Checked against the series; it took the series' `pending` count,
+    /// which commit or rollback gives back.
+    First,
+    /// Checked against the batch's previous sample of the series.
+    Buffered,
+    /// Appended by reference alone: checked at commit.
+    Unchecked,
+    /// Refused at commit: neither logged nor applied.
+    Refused,
 }
 
 /// Buffers samples and applies them under the shard locks on commit.
@@ -1220,6 +1271,8 @@ struct HeadAppender {
     // The last buffered sample of each series, to catch order errors within
     // the batch.
     last: FxHashMap<SeriesRef, (i64, u64)>,
+    // Whether any sample waits for its check at commit.
+    unchecked: bool,
     min_valid: i64,
     done: bool,
 }
@@ -1231,6 +1284,7 @@ impl Appendable for Head {
             head: self.inner.clone(),
             pending,
             last,
+            unchecked: false,
             min_valid: self.inner.min_valid_time.load(Ordering::Acquire),
             done: false,
         })
@@ -1279,10 +1333,52 @@ impl HeadAppender {
             r,
             t,
             v,
-            first: false,
+            state: Check::Buffered,
         });
         self.last.insert(r, (t, vb));
         Ok(r)
+    }
+
+    /// Checks the samples appended by reference alone, shard by shard with
+    /// each shard locked once; a series that left memory comes back from
+    /// the chunk store (logged before the samples that name it).
+    fn check_unchecked(&mut self) -> Rejected {
+        let inner = &*self.head;
+        let mut rejected = Rejected::default();
+        for (i, pending) in self.pending.iter_mut().enumerate() {
+            if !pending.iter().any(|p| p.state == Check::Unchecked) {
+                continue;
+            }
+            let mut shard = lock(&inner.shards[i]);
+            warm(&shard, pending.iter().map(|p| p.r));
+            for p in pending.iter_mut().filter(|p| p.state == Check::Unchecked) {
+                if !shard.series.contains_key(&p.r) && !inner.revive_ref(&mut shard, p.r) {
+                    p.state = Check::Refused;
+                    rejected.unknown += 1;
+                    continue;
+                }
+                let Some(s) = shard.series.get_mut(&p.r) else {
+                    continue;
+                };
+                p.state = match s.appendable(p.t, p.v.to_bits()) {
+                    Ok(Appendability::Append) => {
+                        s.pending += 1;
+                        Check::First
+                    }
+                    Ok(Appendability::Duplicate) => Check::Refused,
+                    Err(Error::DuplicateSampleForTimestamp) => {
+                        rejected.duplicate += 1;
+                        Check::Refused
+                    }
+                    Err(_) => {
+                        rejected.out_of_order += 1;
+                        Check::Refused
+                    }
+                };
+            }
+        }
+        self.unchecked = false;
+        rejected
     }
 
     fn finish(&mut self, commit: bool) {
@@ -1299,8 +1395,10 @@ impl HeadAppender {
                 let Some(s) = shard.series.get_mut(&p.r) else {
                     continue;
                 };
-                if p.first {
-                    s.pending = s.pending.saturating_sub(1);
+                match p.state {
+                    Check::First => s.pending = s.pending.saturating_sub(1),
+                    Check::Refused | Check::Unchecked => continue,
+                    Check::Buffered => {}
                 }
                 // A sample that a concurrent appender overtook is dropped, as
                 // Prometheus drops it at commit.
@@ -1312,6 +1410,7 @@ impl HeadAppender {
         }
         inner.note_times(lo, hi);
         self.last.clear();
+        self.unchecked = false;
     }
 }
 
@@ -1332,6 +1431,20 @@ impl Appender for HeadAppender {
         if r != 0 {
             if let Some(&last) = self.last.get(&r) {
                 return self.append_buffered(r, last, t, v);
+            }
+            if labels.is_empty() {
+                // A scrape's known series: checked at commit with the rest
+                // of its shard in one pass, where the cache misses of many
+                // series overlap, instead of one lookup per sample here.
+                self.pending[shard_of(r)].push(Pending {
+                    r,
+                    t,
+                    v,
+                    state: Check::Unchecked,
+                });
+                self.last.insert(r, (t, vb));
+                self.unchecked = true;
+                return Ok(r);
             }
             let mut shard = lock(&self.head.shards[shard_of(r)]);
             known = Self::check_committed(&mut shard, r, t, vb);
@@ -1356,7 +1469,7 @@ impl Appender for HeadAppender {
                     r,
                     t,
                     v,
-                    first: true,
+                    state: Check::First,
                 });
                 self.last.insert(r, (t, vb));
                 Ok(r)
@@ -1364,23 +1477,29 @@ impl Appender for HeadAppender {
         }
     }
 
-    fn commit(mut self: Box<Self>) -> Result<(), Error> {
+    fn commit(mut self: Box<Self>) -> Result<Rejected, Error> {
         let head = self.head.clone();
         let _gate = read(&head.gate);
+        let rejected = if self.unchecked {
+            self.check_unchecked()
+        } else {
+            Rejected::default()
+        };
         if let Some(log) = head.log.get()
             && self.pending.iter().any(|p| !p.is_empty())
         {
-            let mut it = self
-                .pending
-                .iter()
-                .flat_map(|p| p.iter().map(|p| (p.r, p.t, p.v)));
+            let mut it = self.pending.iter().flat_map(|p| {
+                p.iter()
+                    .filter(|p| p.state != Check::Refused)
+                    .map(|p| (p.r, p.t, p.v))
+            });
             if let Err(e) = log.log_samples(&mut it) {
                 self.finish(false);
                 return Err(e);
             }
         }
         self.finish(true);
-        Ok(())
+        Ok(rejected)
     }
 
     fn rollback(mut self: Box<Self>) {

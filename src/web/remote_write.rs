@@ -87,5 +87,5 @@ pub fn write(app: &dyn Appendable, req: &WriteRequest) -> Result<(), storage::Er
             }
         }
     }
-    a.commit()
+    a.commit().map(|_| ())
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use raymon::model::{Labels, is_stale_nan};
 use raymon::scrape::append::{Settings, TargetState};
-use raymon::storage::{Appendable, Appender, Error, SeriesRef};
+use raymon::storage::{Appendable, Appender, Error, Rejected, SeriesRef};
 
 /// Records every committed append, and like a real store hands out a
 /// reference per label set and resolves appends made by reference alone.
@@ -63,9 +63,9 @@ impl Appender for RecAppender {
         self.pending.push((labels, t, v));
         Ok(r)
     }
-    fn commit(self: Box<Self>) -> Result<(), Error> {
+    fn commit(self: Box<Self>) -> Result<Rejected, Error> {
         self.rec.committed.lock().unwrap().extend(self.pending);
-        Ok(())
+        Ok(Rejected::default())
     }
     fn rollback(self: Box<Self>) {}
 }

@@ -254,7 +254,7 @@ fn issue_3_a_full_disk_refuses_commits_and_ingestion_resumes() {
     let mut k = 10;
     let err = loop {
         match commit(&db, k) {
-            Ok(()) => acked += 1,
+            Ok(_) => acked += 1,
             Err(e) => break e,
         }
         k += 1;

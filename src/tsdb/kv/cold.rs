@@ -154,6 +154,16 @@ impl ChunkStore {
         Ok(Some(Labels::from_sorted(buf)))
     }
 
+    /// The cold entry of `r`, if it is cold.
+    pub fn cold_entry(&self, r: SeriesRef) -> Result<Option<ColdEntry>, Error> {
+        let Some(v) = self.cold.get(series_key(r)).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        cold_from(&series_key(r), &v)
+            .map(Some)
+            .ok_or_else(|| self.corrupt("cold entry", r))
+    }
+
     /// The cold series with exactly `labels` (whose hash is `hash`).
     pub fn find_cold(&self, hash: u64, labels: &Labels) -> Result<Option<ColdEntry>, Error> {
         let mut prefix = vec![VERSION];
