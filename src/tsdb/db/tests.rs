@@ -481,3 +481,60 @@ fn retention_deletes_cold_series() {
     drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn samples_by_reference_are_checked_at_commit_and_bring_cold_series_back() {
+    let dir = tmp("byref");
+    let o = DbOptions {
+        series_idle_ms: 60_000,
+        ..opts()
+    };
+    let (db, _) = Db::open(&dir, o).unwrap();
+    let now = now_ms() / 1000 * 1000;
+    let base = now - 600_000;
+    let mut app = db.head().appender();
+    let r0 = app.append(0, &series(0), base, 1.0).unwrap();
+    let r1 = app.append(0, &series(1), base, 1.0).unwrap();
+    app.commit().unwrap();
+    let none = Labels::default();
+    // Out of order, a different value at the same time, the same sample
+    // again, and one good sample: only the last is kept.
+    let mut app = db.head().appender();
+    app.append(r0, &none, base - 1000, 2.0).unwrap();
+    app.append(r1, &none, base, 3.0).unwrap();
+    let got = app.commit().unwrap();
+    assert_eq!(
+        got,
+        crate::storage::Rejected {
+            out_of_order: 1,
+            duplicate: 1,
+            unknown: 0
+        }
+    );
+    let mut app = db.head().appender();
+    app.append(r0, &none, base, 1.0).unwrap();
+    app.append(r1, &none, base + 1000, 4.0).unwrap();
+    assert_eq!(app.commit().unwrap(), crate::storage::Rejected::default());
+    let got = dump(db.head());
+    assert_eq!(got[0].1, vec![(base, 1f64.to_bits())]);
+    assert_eq!(
+        got[1].1,
+        vec![(base, 1f64.to_bits()), (base + 1000, 4f64.to_bits())]
+    );
+    // Both go cold; a sample by reference alone brings one back.
+    assert_eq!(db.age_out(now).unwrap(), 2);
+    let mut app = db.head().appender();
+    app.append(r0, &none, now, 5.0).unwrap();
+    app.append(12345 << 8, &none, now, 5.0).unwrap();
+    let got = app.commit().unwrap();
+    assert_eq!(got.unknown, 1, "a reference that names nothing");
+    assert_eq!(db.head().stats().num_series, 1);
+    let got = dump(db.head());
+    assert_eq!(
+        got[0].1,
+        vec![(base, 1f64.to_bits()), (now, 5f64.to_bits())]
+    );
+    assert_eq!(got.len(), 2);
+    drop(db);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
