@@ -328,7 +328,10 @@ mod tests {
 
     #[test]
     fn the_timeout_header_is_in_seconds_as_go_formats_it() {
-        for (d, want) in [(Duration::from_secs(10), "10"), (Duration::from_millis(500), "0.5")] {
+        for (d, want) in [
+            (Duration::from_secs(10), "10"),
+            (Duration::from_millis(500), "0.5"),
+        ] {
             let (_, h) = request_parts("http://h:1/metrics", d).unwrap();
             assert_eq!(h["x-prometheus-scrape-timeout-seconds"], want);
             assert_eq!(h[header::ACCEPT], ACCEPT_HEADER);
@@ -344,6 +347,9 @@ mod tests {
             "500 Internal Server Error"
         );
         ext.insert(hyper::ext::ReasonPhrase::try_from(&b"Busy"[..]).unwrap());
-        assert_eq!(status_text(StatusCode::SERVICE_UNAVAILABLE, &ext), "503 Busy");
+        assert_eq!(
+            status_text(StatusCode::SERVICE_UNAVAILABLE, &ext),
+            "503 Busy"
+        );
     }
 }
