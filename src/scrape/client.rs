@@ -1,8 +1,24 @@
 //! The HTTP side of a scrape: one GET with Prometheus 2.42's headers, a
-//! deadline, gzip, and a limit on the decompressed body size.
+//! deadline, gzip, and a limit on the decompressed body size, over a pool of
+//! keep-alive connections. It knows nothing of parsing or storage.
+//!
+//! It is hyper-util's client rather than reqwest because only hyper-util lets
+//! us fix the size of a connection's read buffer: hyper's adaptive buffer
+//! grows to a whole body (up to about 400 KiB) and keeps that size between
+//! scrapes, which at hundreds of targets cost more memory than the series.
 
+use std::borrow::Cow;
+use std::future::poll_fn;
+use std::io::{self, Write};
+use std::pin::Pin;
 use std::time::Duration;
 
+use flate2::write::MultiGzDecoder;
+use hyper::body::{Body, Bytes, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tracing::debug;
 
 /// The `Accept` header of Prometheus 2.42: OpenMetrics first, so Ray answers
@@ -10,6 +26,17 @@ use tracing::debug;
 pub const ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 const USER_AGENT: &str = concat!("raymon/", env!("CARGO_PKG_VERSION"));
+
+/// Each keep-alive connection holds one read buffer of exactly this size
+/// for its whole life; bodies stream through it in pieces.
+const READ_BUF_BYTES: usize = 32 << 10;
+
+/// How long an idle connection stays in the pool, as reqwest's default:
+/// longer than any usual scrape interval, so a target keeps its connection.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// TCP keep-alive probes, as Prometheus's dialer.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -23,24 +50,26 @@ pub enum Error {
     BodySizeLimit,
 }
 
+type Http = hyper_util::client::legacy::Client<HttpConnector, String>;
+
 /// Shared by all scrape loops: one connection pool.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    http: Http,
 }
 
 impl Client {
     pub fn new() -> Result<Client, Error> {
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            // Prometheus uses a proxy only when a scrape config names one;
-            // HPC login nodes often export http_proxy for the outside world.
-            .no_proxy()
-            .build()
-            .map_err(|e| Error::Request {
-                url: String::new(),
-                msg: e.to_string(),
-            })?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(TCP_KEEPALIVE));
+        // No proxy: Prometheus uses one only when a scrape config names one,
+        // and HPC login nodes often export http_proxy for the outside world.
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .http1_read_buf_exact_size(READ_BUF_BYTES)
+            .build(connector);
         Ok(Client { http })
     }
 
@@ -51,18 +80,8 @@ impl Client {
         Prepared {
             url: url.to_string(),
             timeout,
-            request: self.request(url, timeout).build().ok(),
+            request: request_parts(url, timeout),
         }
-    }
-
-    fn request(&self, url: &str, timeout: Duration) -> reqwest::RequestBuilder {
-        self.http
-            .get(url)
-            .header(reqwest::header::ACCEPT, ACCEPT_HEADER)
-            .header(
-                "X-Prometheus-Scrape-Timeout-Seconds",
-                format!("{}", timeout.as_secs_f64()),
-            )
     }
 
     /// Fetches the target of `req` into `body` (cleared first) within its
@@ -85,38 +104,49 @@ impl Client {
 
     async fn fetch(&self, req: &Prepared, limit: u64, body: &mut Vec<u8>) -> Result<String, Error> {
         let url = req.url.as_str();
-        let req_err = |e: reqwest::Error| Error::Request {
+        let req_err = |msg: String| Error::Request {
             url: url.to_string(),
-            msg: describe(&e),
+            msg,
         };
-        // A URL that did not build fails here, with reqwest's own message.
-        let sent = match req.request.as_ref().and_then(reqwest::Request::try_clone) {
-            Some(r) => self.http.execute(r).await,
-            None => self.request(url, req.timeout).send().await,
-        };
-        let mut resp = sent.map_err(req_err)?;
-        let status = resp.status();
-        if status != reqwest::StatusCode::OK {
+        let (uri, headers) = req.request.as_ref().map_err(|msg| req_err(msg.clone()))?;
+        let mut request = Request::new(String::new());
+        *request.uri_mut() = uri.clone();
+        *request.headers_mut() = headers.clone();
+        let resp = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| req_err(describe(&e)))?;
+        let (head, mut incoming) = resp.into_parts();
+        if head.status != StatusCode::OK {
             return Err(Error::Status {
-                status: format!(
-                    "{} {}",
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or("")
-                ),
+                status: status_text(head.status, &head.extensions),
             });
         }
-        let content_type = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
+        let content_type = head
+            .headers
+            .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        while let Some(chunk) = resp.chunk().await.map_err(req_err)? {
-            if limit > 0 && (body.len() + chunk.len()) as u64 > limit {
-                debug!(url, limit, "body size limit exceeded");
-                return Err(Error::BodySizeLimit);
+        // Prometheus's io.LimitReader check: reading `limit` bytes already
+        // counts as too many.
+        let limit = if limit == 0 { u64::MAX } else { limit };
+        let gzip = head
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        if gzip {
+            read_gzip(&mut incoming, limit, body, url).await?;
+        } else {
+            while let Some(chunk) = next_chunk(&mut incoming).await {
+                let chunk = chunk.map_err(|e| req_err(describe(&e)))?;
+                if (body.len() + chunk.len()) as u64 >= limit {
+                    debug!(url, limit, "body size limit exceeded");
+                    return Err(Error::BodySizeLimit);
+                }
+                body.extend_from_slice(&chunk);
             }
-            body.extend_from_slice(&chunk);
         }
         Ok(content_type)
     }
@@ -126,18 +156,200 @@ impl Client {
 pub struct Prepared {
     url: String,
     timeout: Duration,
-    request: Option<reqwest::Request>,
+    /// The parsed URL and the headers, or why the URL cannot be scraped.
+    request: Result<(Uri, HeaderMap), String>,
 }
 
-/// reqwest's Display hides the cause ("error sending request"); the chain
-/// has what a user needs, such as "connection refused".
-fn describe(e: &reqwest::Error) -> String {
+fn request_parts(url: &str, timeout: Duration) -> Result<(Uri, HeaderMap), String> {
+    let uri: Uri = escape_url(url)
+        .parse()
+        .map_err(|e| format!("invalid URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err("https scraping is not supported: raymon has no TLS client".to_string());
+        }
+        Some(s) => return Err(format!("unsupported protocol scheme \"{s}\"")),
+        None => return Err("unsupported protocol scheme \"\"".to_string()),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("http: no Host in request URL".to_string());
+    }
+    let mut headers = HeaderMap::with_capacity(4);
+    headers.insert(header::ACCEPT, HeaderValue::from_static(ACCEPT_HEADER));
+    headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+    headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    let secs = HeaderValue::try_from(format!("{}", timeout.as_secs_f64()))
+        .map_err(|e| format!("invalid scrape timeout header: {e}"))?;
+    headers.insert("x-prometheus-scrape-timeout-seconds", secs);
+    Ok((uri, headers))
+}
+
+/// Percent-encodes what a URI may not hold (spaces, quotes, braces, bytes
+/// past ASCII) in a metrics path, as Go does before sending it.
+fn escape_url(url: &str) -> Cow<'_, str> {
+    let bad = |b: u8| b <= b' ' || b >= 0x7f || b"\"<>\\^`{|}".contains(&b);
+    if !url.bytes().any(bad) {
+        return Cow::Borrowed(url);
+    }
+    let mut out = String::with_capacity(url.len() + 16);
+    for &b in url.as_bytes() {
+        if bad(b) {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// "500 Internal Server Error", with the reason the server sent as Go's
+/// `resp.Status` has it.
+fn status_text(status: StatusCode, ext: &hyper::http::Extensions) -> String {
+    let reason = match ext.get::<hyper::ext::ReasonPhrase>() {
+        Some(r) => String::from_utf8_lossy(r.as_bytes()).into_owned(),
+        None => status.canonical_reason().unwrap_or("").to_string(),
+    };
+    if reason.is_empty() {
+        status.as_u16().to_string()
+    } else {
+        format!("{} {reason}", status.as_u16())
+    }
+}
+
+/// The next data frame of the body; trailers are skipped.
+async fn next_chunk(incoming: &mut Incoming) -> Option<Result<Bytes, hyper::Error>> {
+    loop {
+        let frame = poll_fn(|cx| Pin::new(&mut *incoming).poll_frame(cx)).await?;
+        match frame {
+            Ok(f) => {
+                if let Ok(data) = f.into_data() {
+                    return Some(Ok(data));
+                }
+            }
+            Err(e) => return Some(Err(e)),
+        }
+    }
+}
+
+/// Gunzips the body into `body` as it arrives, so a small body that
+/// inflates past the limit is stopped before it is all in memory.
+async fn read_gzip(
+    incoming: &mut Incoming,
+    limit: u64,
+    body: &mut Vec<u8>,
+    url: &str,
+) -> Result<(), Error> {
+    let mut dec = MultiGzDecoder::new(Limited {
+        body,
+        limit,
+        exceeded: false,
+    });
+    let decode_err = |dec: &MultiGzDecoder<Limited<'_>>, e: io::Error| {
+        if dec.get_ref().exceeded {
+            debug!(url, limit, "body size limit exceeded");
+            Error::BodySizeLimit
+        } else {
+            Error::Request {
+                url: url.to_string(),
+                msg: format!("error decoding response body: {e}"),
+            }
+        }
+    };
+    while let Some(chunk) = next_chunk(incoming).await {
+        let chunk = chunk.map_err(|e| Error::Request {
+            url: url.to_string(),
+            msg: describe(&e),
+        })?;
+        if let Err(e) = dec.write_all(&chunk) {
+            return Err(decode_err(&dec, e));
+        }
+    }
+    dec.try_finish().map_err(|e| decode_err(&dec, e))
+}
+
+/// The decoder's output: the caller's body, refusing to reach the limit.
+struct Limited<'a> {
+    body: &'a mut Vec<u8>,
+    limit: u64,
+    exceeded: bool,
+}
+
+impl Write for Limited<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if (self.body.len() + buf.len()) as u64 >= self.limit {
+            self.exceeded = true;
+            return Err(io::Error::other("body size limit exceeded"));
+        }
+        self.body.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The client's Display hides the cause ("client error (Connect)"); the
+/// chain has what a user needs, such as "connection refused".
+fn describe(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
+    let mut src = e.source();
     while let Some(s) = src {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
         src = s.source();
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_escaped_as_go_sends_them() {
+        assert_eq!(
+            escape_url("http://h:1/a b/{x}\u{e9}?q=1"),
+            "http://h:1/a%20b/%7Bx%7D%C3%A9?q=1"
+        );
+        assert!(matches!(escape_url("http://h:1/m?a=b"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn bad_urls_are_refused_with_a_reason() {
+        let t = Duration::from_secs(1);
+        let err = |u: &str| request_parts(u, t).err().unwrap();
+        assert!(err("https://h:1/metrics").contains("https scraping is not supported"));
+        assert_eq!(err("ftp://h:1/m"), "unsupported protocol scheme \"ftp\"");
+        assert!(err("http://[::1/metrics").starts_with("invalid URL: "));
+        assert!(err("/metrics").starts_with("unsupported protocol scheme"));
+    }
+
+    #[test]
+    fn the_timeout_header_is_in_seconds_as_go_formats_it() {
+        for (d, want) in [
+            (Duration::from_secs(10), "10"),
+            (Duration::from_millis(500), "0.5"),
+        ] {
+            let (_, h) = request_parts("http://h:1/metrics", d).unwrap();
+            assert_eq!(h["x-prometheus-scrape-timeout-seconds"], want);
+            assert_eq!(h[header::ACCEPT], ACCEPT_HEADER);
+            assert_eq!(h[header::ACCEPT_ENCODING], "gzip");
+        }
+    }
+
+    #[test]
+    fn status_text_prefers_the_servers_reason() {
+        let mut ext = hyper::http::Extensions::new();
+        assert_eq!(
+            status_text(StatusCode::INTERNAL_SERVER_ERROR, &ext),
+            "500 Internal Server Error"
+        );
+        ext.insert(hyper::ext::ReasonPhrase::try_from(&b"Busy"[..]).unwrap());
+        assert_eq!(
+            status_text(StatusCode::SERVICE_UNAVAILABLE, &ext),
+            "503 Busy"
+        );
+    }
 }
