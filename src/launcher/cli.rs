@@ -203,6 +203,23 @@ pub struct ServeArgs {
     #[arg(long = "query.max-concurrency", default_value_t = 20)]
     pub query_max_concurrency: usize,
 
+    /// Snap a scrape's timestamp to the previous one plus the interval when
+    /// it starts within `--scrape.timestamp-tolerance` of it (as Prometheus
+    /// 2.43+): timer jitter otherwise costs bytes in every chunk.
+    #[arg(
+        long = "scrape.adjust-timestamps",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub scrape_adjust_timestamps: bool,
+
+    /// How far from the interval a scrape's start may be and still be
+    /// snapped; at most 1% of the scrape interval is used.
+    #[arg(long = "scrape.timestamp-tolerance", default_value = "2ms")]
+    pub scrape_timestamp_tolerance: String,
+
     /// Log level: debug, info, warn, error.
     #[arg(long = "log.level", default_value = "info")]
     pub log_level: String,
@@ -238,6 +255,14 @@ impl ServeArgs {
             (
                 "query.max-concurrency",
                 self.query_max_concurrency.to_string(),
+            ),
+            (
+                "scrape.adjust-timestamps",
+                self.scrape_adjust_timestamps.to_string(),
+            ),
+            (
+                "scrape.timestamp-tolerance",
+                self.scrape_timestamp_tolerance.clone(),
             ),
             ("log.level", self.log_level.clone()),
         ]
@@ -400,4 +425,30 @@ pub struct EnvArgs {
 /// Durations for launcher flags: Prometheus syntax (`90s`, `2m`).
 fn parse_secs(s: &str) -> Result<Duration, String> {
     crate::config::parse_duration(s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let cli =
+            Cli::try_parse_from(std::iter::once("raymon").chain(args.iter().copied())).unwrap();
+        cli.serve
+    }
+
+    #[test]
+    fn timestamp_adjusting_is_on_by_default_and_can_be_turned_off() {
+        let d = serve(&[]);
+        assert!(d.scrape_adjust_timestamps);
+        assert_eq!(d.scrape_timestamp_tolerance, "2ms");
+        assert!(!serve(&["--scrape.adjust-timestamps=false"]).scrape_adjust_timestamps);
+        assert!(serve(&["--scrape.adjust-timestamps"]).scrape_adjust_timestamps);
+        let t = serve(&["--scrape.timestamp-tolerance=5ms"]);
+        assert_eq!(t.scrape_timestamp_tolerance, "5ms");
+        assert_eq!(
+            t.prometheus_flags()["scrape.timestamp-tolerance"],
+            "5ms".to_string()
+        );
+    }
 }

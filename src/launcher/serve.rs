@@ -62,6 +62,14 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let seed = offset_seed(&args);
     let mut scraper = scrape::Manager::new(store.clone(), seed)?;
     scraper.set_metrics(metrics.scrape.clone());
+    if args.scrape_adjust_timestamps {
+        scraper.set_timestamp_tolerance(Some(
+            config::parse_duration(&args.scrape_timestamp_tolerance)
+                .context("invalid --scrape.timestamp-tolerance")?,
+        ));
+    } else {
+        scraper.set_timestamp_tolerance(None);
+    }
     scraper.apply_configs(cfg.scrape_configs.clone());
     let scrape_status = scraper.status();
     let (cmd_tx, cmd_rx) = mpsc::channel(4);

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,7 @@ impl Pool {
         storage: Arc<dyn Appendable>,
         offset_seed: u64,
         metrics: Arc<ScrapeMetrics>,
+        timestamp_tolerance: Option<Duration>,
     ) -> Pool {
         metrics.pools_created.inc();
         let settings = Settings {
@@ -54,6 +56,7 @@ impl Pool {
             body_size_limit: cfg.body_size_limit,
             offset_seed,
             metrics,
+            timestamp_tolerance,
         };
         Pool {
             cfg: Arc::new(cfg),
@@ -122,7 +125,11 @@ pub struct Manager {
     status: ScrapeStatus,
     last_targets: Targets,
     metrics: Arc<ScrapeMetrics>,
+    timestamp_tolerance: Option<Duration>,
 }
+
+/// Prometheus's `--scrape.timestamp-tolerance` default.
+pub const DEFAULT_TIMESTAMP_TOLERANCE: Duration = Duration::from_millis(2);
 
 impl Manager {
     pub fn new(
@@ -137,7 +144,15 @@ impl Manager {
             status: ScrapeStatus::default(),
             last_targets: Targets::default(),
             metrics: Arc::default(),
+            timestamp_tolerance: Some(DEFAULT_TIMESTAMP_TOLERANCE),
         })
+    }
+
+    /// How far a scrape's start may be from the last timestamp plus the
+    /// interval and still get that time (pools created later); `None`
+    /// keeps every scrape's real start time.
+    pub fn set_timestamp_tolerance(&mut self, tolerance: Option<Duration>) {
+        self.timestamp_tolerance = tolerance;
     }
 
     /// Counts into `metrics` from now on (pools created later, and their loops).
@@ -171,6 +186,7 @@ impl Manager {
                         self.storage.clone(),
                         self.offset_seed,
                         self.metrics.clone(),
+                        self.timestamp_tolerance,
                     );
                     next.insert(name, pool);
                 }

@@ -1,5 +1,6 @@
 //! One target's scrape loop: Prometheus's timing (a per-target offset inside
-//! the interval, then a steady ticker), fetch, append, report, and staleness
+//! the interval, then a steady ticker, with scrape timestamps snapped to the
+//! interval within a small tolerance), fetch, append, report, and staleness
 //! markers when the target goes away.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +57,9 @@ pub struct LoopContext {
     /// Mixed into the offset so two raymon instances spread differently.
     pub offset_seed: u64,
     pub metrics: Arc<ScrapeMetrics>,
+    /// `--scrape.timestamp-tolerance` when `--scrape.adjust-timestamps` is
+    /// on, else `None`.
+    pub timestamp_tolerance: Option<Duration>,
 }
 
 /// Owner's handle on a running loop.
@@ -106,6 +110,53 @@ pub fn first_delay(hash: u64, seed: u64, interval: Duration, now: SystemTime) ->
     Duration::from_nanos(next)
 }
 
+/// Picks each scrape's timestamp (Prometheus's `AlignScrapeTimestamps`):
+/// timer jitter of a millisecond or two would otherwise turn every
+/// delta-of-delta in a chunk from one bit into about nine.
+#[derive(Debug, Clone)]
+pub struct TimestampAligner {
+    interval: Duration,
+    /// `None` when adjusting is off.
+    tolerance: Option<Duration>,
+    last: Option<SystemTime>,
+}
+
+impl TimestampAligner {
+    /// The tolerance is clamped to 1% of the interval, as Prometheus does,
+    /// so short intervals are never bent by much.
+    pub fn new(interval: Duration, tolerance: Option<Duration>) -> TimestampAligner {
+        TimestampAligner {
+            interval,
+            tolerance: tolerance.map(|t| t.min(interval / 100)),
+            last: None,
+        }
+    }
+
+    /// The timestamp for a scrape starting at `now`: the previous one plus
+    /// the interval when `now` is within the tolerance of it, else `now`.
+    ///
+    /// Unlike Prometheus's fixed grid (first scrape plus whole intervals,
+    /// matched only when the tick is late), the target follows the last
+    /// timestamp used and a tick may be early: the ticker runs on the
+    /// monotonic clock while timestamps come from the wall clock, and a
+    /// slewed wall clock would otherwise leave a fixed grid for good.
+    pub fn time(&mut self, now: SystemTime) -> SystemTime {
+        let chosen = match (self.tolerance, self.last) {
+            (Some(tolerance), Some(last)) => {
+                let expected = last + self.interval;
+                let off = match now.duration_since(expected) {
+                    Ok(late) => late,
+                    Err(early) => early.duration(),
+                };
+                if off <= tolerance { expected } else { now }
+            }
+            _ => now,
+        };
+        self.last = Some(chosen);
+        chosen
+    }
+}
+
 fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -137,12 +188,13 @@ async fn run(
     let mut last_body_len = 0usize;
     let mut metadata_len = 0usize;
     let mut last_start: Option<Instant> = None;
+    let mut aligner = TimestampAligner::new(target.interval, ctx.timestamp_tolerance);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        let started = SystemTime::now();
+        let started = aligner.time(SystemTime::now());
         let clock = Instant::now();
         if let Some(prev) = last_start.replace(clock) {
             ctx.metrics
@@ -282,5 +334,86 @@ mod tests {
             t.duration_since(UNIX_EPOCH).unwrap().as_millis() % 10_000
         };
         assert_eq!(phase(a), phase(b));
+    }
+
+    fn at(ms: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    fn ms(t: SystemTime) -> i64 {
+        unix_ms(t)
+    }
+
+    const T0: u64 = 1_700_000_000_123;
+
+    #[test]
+    fn first_scrape_keeps_its_real_time() {
+        let mut a = TimestampAligner::new(Duration::from_secs(1), Some(Duration::from_millis(2)));
+        let now = at(T0) + Duration::from_micros(700);
+        assert_eq!(a.time(now), now);
+    }
+
+    #[test]
+    fn jitter_within_tolerance_is_snapped_to_the_interval() {
+        let mut a = TimestampAligner::new(Duration::from_secs(1), Some(Duration::from_millis(2)));
+        let ts: Vec<i64> = [0u64, 1_001, 2_002, 2_999, 3_998]
+            .iter()
+            .map(|d| ms(a.time(at(T0 + d))))
+            .collect();
+        let t0 = T0 as i64;
+        assert_eq!(ts, [t0, t0 + 1_000, t0 + 2_000, t0 + 3_000, t0 + 4_000]);
+    }
+
+    #[test]
+    fn jitter_beyond_tolerance_keeps_real_time_and_restarts_from_it() {
+        let mut a = TimestampAligner::new(Duration::from_secs(1), Some(Duration::from_millis(2)));
+        let ts: Vec<i64> = [0u64, 1_003, 2_004, 3_005, 3_990]
+            .iter()
+            .map(|d| ms(a.time(at(T0 + d))))
+            .collect();
+        let t0 = T0 as i64;
+        // 1_003 is 3 ms late; 2_004 is then 1 ms from 1_003 + 1_000; 3_005
+        // 2 ms from 3_003 (the bound counts); 3_990 is 13 ms early.
+        assert_eq!(ts, [t0, t0 + 1_003, t0 + 2_003, t0 + 3_003, t0 + 3_990]);
+    }
+
+    #[test]
+    fn tolerance_is_inclusive_to_the_nanosecond() {
+        let tol = Duration::from_millis(2);
+        let mut a = TimestampAligner::new(Duration::from_secs(10), Some(tol));
+        let start = at(T0);
+        a.time(start);
+        let edge = start + Duration::from_secs(10) + tol;
+        assert_eq!(a.time(edge), start + Duration::from_secs(10));
+        let past = start + Duration::from_secs(20) + tol + Duration::from_nanos(1);
+        assert_eq!(a.time(past), past);
+    }
+
+    #[test]
+    fn a_skipped_tick_keeps_real_time() {
+        let mut a = TimestampAligner::new(Duration::from_secs(1), Some(Duration::from_millis(2)));
+        a.time(at(T0));
+        assert_eq!(ms(a.time(at(T0 + 2_001))), (T0 + 2_001) as i64);
+        assert_eq!(ms(a.time(at(T0 + 3_002))), (T0 + 3_001) as i64);
+    }
+
+    #[test]
+    fn off_keeps_real_time() {
+        let mut a = TimestampAligner::new(Duration::from_secs(1), None);
+        for d in [0u64, 1_001, 2_000, 3_002] {
+            assert_eq!(ms(a.time(at(T0 + d))), (T0 + d) as i64);
+        }
+    }
+
+    #[test]
+    fn tolerance_is_clamped_to_a_hundredth_of_the_interval() {
+        // 100 ms interval: 1 ms tolerance at most, so 1.5 ms late stays real.
+        let mut a =
+            TimestampAligner::new(Duration::from_millis(100), Some(Duration::from_millis(2)));
+        a.time(at(T0));
+        let late = at(T0 + 100) + Duration::from_micros(1_500);
+        assert_eq!(a.time(late), late);
+        let next = late + Duration::from_millis(100) + Duration::from_micros(900);
+        assert_eq!(a.time(next), late + Duration::from_millis(100));
     }
 }
