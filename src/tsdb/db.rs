@@ -575,7 +575,7 @@ impl Db {
             .maintenance
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        self.move_closed_chunks()
+        self.move_closed_chunks(false)
     }
 
     /// Moves the series idle since `now_ms` minus `series_idle_ms` out of
@@ -731,7 +731,7 @@ impl Db {
     /// Moves every closed chunk (and the labels of new series) to the chunk
     /// store, syncs it, and drops those chunks from memory.
     fn flush_chunks(&self) -> Result<(), Error> {
-        self.move_closed_chunks()?;
+        self.move_closed_chunks(true)?;
         self.kv.persist()?;
         // Written to tables, the flushed chunks no longer need fjall's
         // journal, which would otherwise be replayed at the next open.
@@ -739,15 +739,19 @@ impl Db {
         Ok(())
     }
 
-    /// Writes every closed chunk (and the labels of new series) to the chunk
-    /// store and drops those chunks from memory, shard by shard. Not synced:
-    /// the WAL keeps them until a checkpoint has synced the chunk store.
-    fn move_closed_chunks(&self) -> Result<(), Error> {
+    /// Writes every closed chunk (with its series' labels, if not stored
+    /// yet) to the chunk store and drops those chunks from memory, shard by
+    /// shard; with `all_labels`, the labels of every new series too, which a
+    /// checkpoint needs (it names stored series by reference only). Labels
+    /// stay in the index either way, so moving them frees no memory: between
+    /// checkpoints only chunks move. Not synced: the WAL keeps them until a
+    /// checkpoint has synced the chunk store.
+    fn move_closed_chunks(&self, all_labels: bool) -> Result<(), Error> {
         self.close_idle(now_ms());
         let mut items: Vec<FlushItem> = Vec::new();
         for shard in 0..SHARD_COUNT {
             items.clear();
-            self.head.flush_candidates(shard, &mut items);
+            self.head.flush_candidates(shard, all_labels, &mut items);
             if items.is_empty() {
                 continue;
             }

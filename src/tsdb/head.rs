@@ -1016,13 +1016,14 @@ impl Head {
     }
 
     /// The closed chunks of every series in shard `shard` (of
-    /// [`SHARD_COUNT`]), and the labels of series whose labels the chunk
-    /// store lacks, for a flush.
-    pub fn flush_candidates(&self, shard: usize, out: &mut Vec<FlushItem>) {
+    /// [`SHARD_COUNT`]) with the labels the chunk store lacks of their
+    /// series, for a flush; with `all_labels`, also series that have only
+    /// labels to store.
+    pub fn flush_candidates(&self, shard: usize, all_labels: bool, out: &mut Vec<FlushItem>) {
         let start = out.len();
         self.in_pieces(
             shard,
-            |s| !(s.closed.is_empty() && s.labels_stored),
+            |s| !s.closed.is_empty() || (all_labels && !s.labels_stored),
             |r, s, ix| {
                 let chunks = s.closed_snapshots();
                 let range = match (chunks.first(), chunks.last()) {
