@@ -121,6 +121,7 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
     let labels: Vec<Labels> = (0..args.series).map(ray_labels).collect();
     let rss_labels = rss_bytes();
     let mut refs = vec![0u64; args.series];
+    let no_labels = Labels::default();
     let mut vals = vec![0f64; args.series];
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let base = 1_764_000_000_000i64;
@@ -147,7 +148,10 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
             let mut app = db.head().appender();
             for i in lo..hi {
                 vals[i] = next_value(i, vals[i], &mut rng);
-                refs[i] = app.append(refs[i], &labels[i], t, vals[i])?;
+                // As a scrape loop does: labels the first time, then the
+                // reference alone.
+                let l = if refs[i] == 0 { &labels[i] } else { &no_labels };
+                refs[i] = app.append(refs[i], l, t, vals[i])?;
             }
             app.commit()?;
         }
