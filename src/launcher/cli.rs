@@ -233,6 +233,11 @@ impl ServeArgs {
             ("storage.tsdb.path", self.storage_path.display().to_string()),
             ("storage.tsdb.retention.time", self.retention_time.clone()),
             ("storage.tsdb.retention.size", self.retention_size.clone()),
+            (
+                "storage.tsdb.checkpoint-interval",
+                self.checkpoint_interval.clone(),
+            ),
+            ("storage.tsdb.series-idle", self.series_idle.clone()),
             ("web.listen-address", self.listen_address.to_string()),
             (
                 "web.config.file",

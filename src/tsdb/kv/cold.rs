@@ -280,8 +280,9 @@ impl ChunkStore {
         Ok(found.into_iter().collect())
     }
 
-    /// Calls `f` once per distinct name and value pair in the postings (of
-    /// `name` only, when given), skipping over each pair's references.
+    /// Calls `f` once per distinct name and value pair of label `name`, or
+    /// once per distinct name (with its first value) when `name` is None,
+    /// seeking past the rest instead of reading it.
     fn each_posting_group(
         &self,
         name: Option<&str>,
@@ -302,9 +303,14 @@ impl ChunkStore {
                 }
                 if let Some((n, v, _)) = posting_parts(&k) {
                     f(n, v);
-                    // Past every reference of this pair: the pair's prefix
-                    // followed by 0xFF sorts after all of them.
-                    let mut skip = posting_prefix(n, Some(v));
+                    // Past every reference of this pair (the pair's prefix
+                    // followed by 0xFF sorts after all of them), or, when
+                    // only names are wanted, past every value of the name.
+                    let mut skip = if name.is_some() {
+                        posting_prefix(n, Some(v))
+                    } else {
+                        posting_prefix(n, None)
+                    };
                     skip.extend_from_slice(&[SEP; 9]);
                     next = Some(skip);
                 }
@@ -332,6 +338,66 @@ impl ChunkStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cold_label_names_and_values_come_from_the_postings() {
+        let dir = std::env::temp_dir().join(format!("rm-kv-cold-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = ChunkStore::open(&dir).unwrap();
+        let sets = [
+            Labels::from_pairs([("__name__", "m"), ("a", "1"), ("ab", "x")]),
+            Labels::from_pairs([("__name__", "m"), ("a", "2"), ("b", "y")]),
+            Labels::from_pairs([("__name__", "n"), ("a", "1")]),
+        ];
+        let items: Vec<ColdSeries<'_>> = sets
+            .iter()
+            .enumerate()
+            .map(|(i, l)| ColdSeries {
+                r: i as u64 + 1,
+                hash: 7,
+                labels: l,
+                range: (0, 10),
+            })
+            .collect();
+        let encoded: Vec<Vec<u8>> = sets
+            .iter()
+            .map(|l| {
+                let mut b = Vec::new();
+                wal::put_labels(&mut b, l);
+                b
+            })
+            .collect();
+        let stored: Vec<super::super::FlushSeries<'_>> = encoded
+            .iter()
+            .enumerate()
+            .map(|(i, b)| super::super::FlushSeries {
+                r: i as u64 + 1,
+                labels: Some(b),
+                chunks: &[],
+                range: None,
+            })
+            .collect();
+        store.flush(&stored).unwrap();
+        store.make_cold(&items).unwrap();
+        let none: &[Matcher] = &[];
+        assert_eq!(
+            store.cold_labels(None, none, 0, 10).unwrap(),
+            ["__name__", "a", "ab", "b"]
+        );
+        assert_eq!(
+            store.cold_labels(Some("a"), none, 0, 10).unwrap(),
+            ["1", "2"]
+        );
+        let m = [Matcher::equal("__name__", "m")];
+        assert_eq!(store.cold_labels(Some("a"), &m, 0, 10).unwrap(), ["1", "2"]);
+        assert_eq!(
+            store.cold_labels(None, &m, 0, 10).unwrap(),
+            ["__name__", "a", "ab", "b"]
+        );
+        assert!(store.cold_labels(None, &m, 11, 20).unwrap().is_empty());
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn postings_keys_split_back_into_their_parts() {
