@@ -180,8 +180,8 @@ impl ChunkStore {
             if self.labels_of(r)?.as_ref() != Some(labels) {
                 continue;
             }
-            if let Some(v) = self.cold.get(series_key(r)).map_err(|e| self.err(e))? {
-                return Ok(cold_from(&series_key(r), &v));
+            if let Some(e) = self.cold_entry(r)? {
+                return Ok(Some(e));
             }
         }
         Ok(None)
@@ -197,11 +197,8 @@ impl ChunkStore {
     ) -> Result<Vec<(SeriesRef, Labels, TimeRange)>, Error> {
         let mut out = Vec::new();
         for r in self.cold_candidates(matchers)? {
-            let Some(v) = self.cold.get(series_key(r)).map_err(|e| self.err(e))? else {
+            let Some(e) = self.cold_entry(r)? else {
                 continue;
-            };
-            let Some(e) = cold_from(&series_key(r), &v) else {
-                return Err(self.corrupt("cold entry", r));
             };
             if e.range.0 > maxt || e.range.1 < mint {
                 continue;
