@@ -255,10 +255,20 @@ fn issue_2_and_5_real_ray_cluster_is_scraped_queried_and_a_leaving_node_goes_sta
     let q = format!(
         "max_over_time(sum(ray_node_mem_used{{SessionName='{session}'}}) by (instance)[1h:1s])"
     );
-    let r = support::get(&addr, &format!("/api/v1/query?query={}", support::enc(&q))).unwrap();
-    let v = r.json();
-    assert_eq!(v["status"], "success", "{v}");
-    assert!(!v["data"]["result"].as_array().unwrap().is_empty(), "{v}");
+    // Ray's reporter exports node memory a few seconds after the node's
+    // other series: wait for its first scrape.
+    support::wait_for(Duration::from_secs(30), "the 1h:1s subquery", || {
+        let r = support::get(&addr, &format!("/api/v1/query?query={}", support::enc(&q)))
+            .map_err(|e| e.to_string())?;
+        let v = r.json();
+        if v["status"] != "success" {
+            return Err(format!("{v}"));
+        }
+        match v["data"]["result"].as_array() {
+            Some(a) if !a.is_empty() => Ok(()),
+            _ => Err(format!("{v}")),
+        }
+    });
 
     // Stop the worker node's raylet, as a node leaving does.
     let stopped = Instant::now();
