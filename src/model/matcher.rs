@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use regex::Regex;
 
+use super::Labels;
+
 #[derive(Debug, thiserror::Error)]
 pub enum MatcherError {
     #[error("invalid regular expression {pattern:?}: {source}")]
@@ -150,6 +152,12 @@ impl Matcher {
     /// Whether this matcher accepts a series that lacks the label.
     pub fn matches_empty(&self) -> bool {
         self.matches("")
+    }
+
+    /// Whether this matcher accepts `labels` (a missing label counts as
+    /// the empty value, as in Prometheus).
+    pub fn matches_labels(&self, labels: &Labels) -> bool {
+        self.matches(labels.get(&self.name).unwrap_or(""))
     }
 }
 

@@ -211,10 +211,7 @@ pub async fn target_metadata(State(st): State<Shared>, form: Form) -> ApiResult 
         if limit.is_some_and(|n| out.len() >= n) {
             break;
         }
-        if !matchers
-            .iter()
-            .all(|m| m.matches(target.get(&m.name).unwrap_or("")))
-        {
+        if !matchers.iter().all(|m| m.matches_labels(target)) {
             continue;
         }
         for m in list {

@@ -106,11 +106,7 @@ pub(crate) fn check(series: &mut Vec<Series>, later: &[&Matcher]) {
     if later.is_empty() {
         return;
     }
-    series.retain(|s| {
-        later
-            .iter()
-            .all(|m| m.matches(s.labels.get(&m.name).unwrap_or("")))
-    });
+    series.retain(|s| later.iter().all(|m| m.matches_labels(&s.labels)));
 }
 
 #[cfg(test)]

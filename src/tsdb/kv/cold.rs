@@ -86,14 +86,6 @@ fn cold_from(k: &[u8], v: &[u8]) -> Option<ColdEntry> {
     })
 }
 
-/// Whether a series with `labels` passes every matcher (a missing label
-/// counts as empty, as in Prometheus).
-fn matches_all(labels: &Labels, matchers: &[Matcher]) -> bool {
-    matchers
-        .iter()
-        .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
-}
-
 impl ChunkStore {
     /// Records that `items` left the head: postings, hashes and ranges in one
     /// batch. Their labels, chunks and ranges are already stored.
@@ -206,7 +198,7 @@ impl ChunkStore {
             let Some(labels) = self.labels_of(r)? else {
                 continue;
             };
-            if matches_all(&labels, matchers) {
+            if matchers.iter().all(|m| m.matches_labels(&labels)) {
                 out.push((r, labels, e.range));
             }
         }
