@@ -451,6 +451,28 @@ impl MemSeries {
         self.next_at = range_for_timestamp(t, opts.chunk_range);
     }
 
+    /// Records what the chunk store holds of the series (its labels, and
+    /// the range of its chunks if any). A series known only from disk takes
+    /// its last timestamp from there, so that older samples are refused.
+    fn set_stored(&mut self, range: Option<TimeRange>) {
+        self.labels_stored = true;
+        match range {
+            Some((a, b)) => {
+                self.disk_min = a;
+                self.disk_max = b;
+                if !self.has_last || self.last_t < b {
+                    self.last_t = b;
+                    self.last_v = 0;
+                    self.has_last = true;
+                }
+            }
+            None => {
+                self.disk_min = i64::MAX;
+                self.disk_max = i64::MIN;
+            }
+        }
+    }
+
     /// Closes the open chunk so that the next flush moves it to disk; the
     /// next sample opens a new one.
     fn close_open(&mut self) -> bool {
@@ -769,11 +791,9 @@ impl Inner {
         }
         let mut series = Box::new(MemSeries::new(syms, hash));
         if let Some((a, b)) = stored {
-            series.labels_stored = true;
-            series.disk_min = a;
-            series.disk_max = b;
-            series.last_t = b;
-            series.has_last = true;
+            series.set_stored(Some((a, b)));
+            // Queries look at the head only within its time bounds.
+            self.note_times(a, b);
         }
         shard.series.insert(r, series);
         match shard.by_hash.entry(hash) {
@@ -824,9 +844,7 @@ impl Head {
 
     /// Whether a series with this reference exists.
     pub fn has_series(&self, r: SeriesRef) -> bool {
-        lock(&self.inner.shards[shard_of(r)])
-            .series
-            .contains_key(&r)
+        self.inner.contains(r)
     }
 
     /// The labels of a series by reference, if it exists.
@@ -1163,23 +1181,10 @@ impl Head {
         let Some(s) = shard.series.get_mut(&r) else {
             return;
         };
-        s.labels_stored = true;
-        match range {
-            Some((a, b)) => {
-                s.disk_min = a;
-                s.disk_max = b;
-                if !s.has_last || s.last_t < b {
-                    s.last_t = b;
-                    s.last_v = 0;
-                    s.has_last = true;
-                }
-                drop(shard);
-                self.inner.note_times(a, b);
-            }
-            None => {
-                s.disk_min = i64::MAX;
-                s.disk_max = i64::MIN;
-            }
+        s.set_stored(range);
+        drop(shard);
+        if let Some((a, b)) = range {
+            self.inner.note_times(a, b);
         }
     }
 
@@ -1272,8 +1277,6 @@ struct HeadAppender {
     // The last buffered sample of each series, to catch order errors within
     // the batch.
     last: FxHashMap<SeriesRef, (i64, u64)>,
-    // Whether any sample waits for its check at commit.
-    unchecked: bool,
     min_valid: i64,
     done: bool,
 }
@@ -1285,7 +1288,6 @@ impl Appendable for Head {
             head: self.inner.clone(),
             pending,
             last,
-            unchecked: false,
             min_valid: self.inner.min_valid_time.load(Ordering::Acquire),
             done: false,
         })
@@ -1353,32 +1355,29 @@ impl HeadAppender {
             let mut shard = lock(&inner.shards[i]);
             warm(&shard, pending.iter().map(|p| p.r));
             for p in pending.iter_mut().filter(|p| p.state == Check::Unchecked) {
-                if !shard.series.contains_key(&p.r) && !inner.revive_ref(&mut shard, p.r) {
-                    p.state = Check::Refused;
-                    rejected.unknown += 1;
-                    continue;
+                let vb = p.v.to_bits();
+                let mut res = Self::check_committed(&mut shard, p.r, p.t, vb);
+                if res.is_none() && inner.revive_ref(&mut shard, p.r) {
+                    res = Self::check_committed(&mut shard, p.r, p.t, vb);
                 }
-                let Some(s) = shard.series.get_mut(&p.r) else {
-                    continue;
-                };
-                p.state = match s.appendable(p.t, p.v.to_bits()) {
-                    Ok(Appendability::Append) => {
-                        s.pending += 1;
-                        Check::First
-                    }
-                    Ok(Appendability::Duplicate) => Check::Refused,
-                    Err(Error::DuplicateSampleForTimestamp) => {
+                p.state = match res {
+                    Some(Ok(Appendability::Append)) => Check::First,
+                    Some(Ok(Appendability::Duplicate)) => Check::Refused,
+                    Some(Err(Error::DuplicateSampleForTimestamp)) => {
                         rejected.duplicate += 1;
                         Check::Refused
                     }
-                    Err(_) => {
+                    Some(Err(_)) => {
                         rejected.out_of_order += 1;
+                        Check::Refused
+                    }
+                    None => {
+                        rejected.unknown += 1;
                         Check::Refused
                     }
                 };
             }
         }
-        self.unchecked = false;
         rejected
     }
 
@@ -1411,7 +1410,6 @@ impl HeadAppender {
         }
         inner.note_times(lo, hi);
         self.last.clear();
-        self.unchecked = false;
     }
 }
 
@@ -1444,7 +1442,6 @@ impl Appender for HeadAppender {
                     state: Check::Unchecked,
                 });
                 self.last.insert(r, (t, vb));
-                self.unchecked = true;
                 return Ok(r);
             }
             let mut shard = lock(&self.head.shards[shard_of(r)]);
@@ -1481,11 +1478,7 @@ impl Appender for HeadAppender {
     fn commit(mut self: Box<Self>) -> Result<Rejected, Error> {
         let head = self.head.clone();
         let _gate = read(&head.gate);
-        let rejected = if self.unchecked {
-            self.check_unchecked()
-        } else {
-            Rejected::default()
-        };
+        let rejected = self.check_unchecked();
         if let Some(log) = head.log.get()
             && self.pending.iter().any(|p| !p.is_empty())
         {
