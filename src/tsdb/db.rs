@@ -143,9 +143,11 @@ fn other(e: kv::Error) -> storage::Error {
 }
 
 impl KvChunks {
-    /// Whether no cold series has samples at or after `mint`.
+    /// Whether no cold series has samples at or after `mint` (with
+    /// `i64::MIN`: whether no series ever went cold).
     fn none_cold_from(&self, mint: i64) -> bool {
-        mint > self.cold_max.load(Ordering::Acquire)
+        let max = self.cold_max.load(Ordering::Acquire);
+        max == i64::MIN || mint > max
     }
 }
 
@@ -182,8 +184,7 @@ impl DiskChunks for KvChunks {
         hash: u64,
         labels: &Labels,
     ) -> Result<Option<(SeriesRef, TimeRange)>, storage::Error> {
-        // No series ever went cold: nothing to look up.
-        if self.cold_max.load(Ordering::Acquire) == i64::MIN {
+        if self.none_cold_from(i64::MIN) {
             return Ok(None);
         }
         let Some(e) = self.kv.find_cold(hash, labels).map_err(other)? else {
@@ -194,7 +195,7 @@ impl DiskChunks for KvChunks {
     }
 
     fn revive_ref(&self, r: SeriesRef) -> Result<Option<(Labels, u64, TimeRange)>, storage::Error> {
-        if self.cold_max.load(Ordering::Acquire) == i64::MIN {
+        if self.none_cold_from(i64::MIN) {
             return Ok(None);
         }
         let Some(e) = self.kv.cold_entry(r).map_err(other)? else {
@@ -510,20 +511,16 @@ impl Db {
         );
         // A cold series that came back before a crash may still be marked
         // cold (the mark's removal was not synced): the WAL brought it back.
+        let mut cold_max = i64::MIN;
         for e in &cold {
-            if head.has_series(e.r) {
-                head.set_disk_range(e.r, Some(e.range));
-                if let Some(labels) = head.series_labels(e.r) {
+            match head.series_labels(e.r) {
+                Some(labels) => {
+                    head.set_disk_range(e.r, Some(e.range));
                     kv.forget_cold(e.r, e.hash, &labels)?;
                 }
+                None => cold_max = cold_max.max(e.range.1),
             }
         }
-        let cold_max = cold
-            .iter()
-            .filter(|e| !head.has_series(e.r))
-            .map(|e| e.range.1)
-            .max()
-            .unwrap_or(i64::MIN);
         let cold_max = Arc::new(AtomicI64::new(cold_max));
         head.set_disk(Arc::new(KvChunks {
             kv: kv.clone(),
@@ -575,7 +572,7 @@ impl Db {
             .maintenance
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        self.move_closed_chunks(false)
+        self.move_closed_chunks(false, now_ms())
     }
 
     /// Moves the series idle since `now_ms` minus `series_idle_ms` out of
@@ -585,8 +582,7 @@ impl Db {
             .maintenance
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        self.close_idle(now_ms);
-        self.flush_chunks()?;
+        self.flush_chunks(now_ms)?;
         self.go_cold(now_ms)
     }
 
@@ -680,8 +676,9 @@ impl Db {
         // After the rotation every batch in the closed segments is in the
         // head, so a snapshot taken from now on covers them.
         let closed = self.head.quiesce(|| self.wal.rotate())?;
-        self.flush_chunks()?;
-        self.go_cold(now_ms())?;
+        let now = now_ms();
+        self.flush_chunks(now)?;
+        self.go_cold(now)?;
         // Shard by shard: one pass over the series, each shard locked once.
         // Entries name series by reference (their labels are in the chunk
         // store), so their order does not matter to loading.
@@ -730,8 +727,8 @@ impl Db {
 
     /// Moves every closed chunk (and the labels of new series) to the chunk
     /// store, syncs it, and drops those chunks from memory.
-    fn flush_chunks(&self) -> Result<(), Error> {
-        self.move_closed_chunks(true)?;
+    fn flush_chunks(&self, now_ms: i64) -> Result<(), Error> {
+        self.move_closed_chunks(true, now_ms)?;
         self.kv.persist()?;
         // Written to tables, the flushed chunks no longer need fjall's
         // journal, which would otherwise be replayed at the next open.
@@ -739,15 +736,16 @@ impl Db {
         Ok(())
     }
 
-    /// Writes every closed chunk (with its series' labels, if not stored
+    /// Closes the open chunks of series idle at `now_ms`, then writes every
+    /// closed chunk (with its series' labels, if not stored
     /// yet) to the chunk store and drops those chunks from memory, shard by
     /// shard; with `all_labels`, the labels of every new series too, which a
     /// checkpoint needs (it names stored series by reference only). Labels
     /// stay in the index either way, so moving them frees no memory: between
     /// checkpoints only chunks move. Not synced: the WAL keeps them until a
     /// checkpoint has synced the chunk store.
-    fn move_closed_chunks(&self, all_labels: bool) -> Result<(), Error> {
-        self.close_idle(now_ms());
+    fn move_closed_chunks(&self, all_labels: bool, now_ms: i64) -> Result<(), Error> {
+        self.close_idle(now_ms);
         let mut items: Vec<FlushItem> = Vec::new();
         for shard in 0..SHARD_COUNT {
             items.clear();

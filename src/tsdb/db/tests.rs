@@ -283,7 +283,7 @@ fn a_crash_between_flush_and_checkpoint_counts_every_sample_once() {
     ingest(db.head(), 30, 200, 400);
     // Chunks reach disk, but the crash comes before the checkpoint that
     // would retire the WAL and the older checkpoint holding some of them.
-    db.flush_chunks().unwrap();
+    db.flush_chunks(now_ms()).unwrap();
     ingest(db.head(), 30, 600, 25);
     // And more moved without a sync, as the background thread does between
     // checkpoints.
