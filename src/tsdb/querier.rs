@@ -9,7 +9,7 @@ use rustc_hash::FxHashSet;
 use crate::model::{Labels, Matcher, Sample};
 use crate::storage::{Error, Querier, Series, SeriesRef};
 
-use super::head::{ChunkData, Inner, decode_range};
+use super::head::{ChunkData, DiskChunks, Inner, decode_range};
 use super::index::{Sym, union};
 
 /// What a select takes of one series under the locks.
@@ -90,10 +90,7 @@ impl HeadQuerier<'_> {
             if t.read_disk
                 && let Some(disk) = self.head.disk()
             {
-                stored.clear();
-                disk.read(t.r, self.mint, self.maxt, t.disk_max, &mut stored)?;
-                let chunks: Vec<ChunkData> = stored.drain(..).map(ChunkData::Copied).collect();
-                decode_range(&chunks, self.mint, self.maxt, &mut samples);
+                self.read_disk(disk.as_ref(), t.r, t.disk_max, &mut stored, &mut samples)?;
             }
             // Memory holds what came after the disk's last sample.
             let from = self.mint.max(t.disk_max.saturating_add(1));
@@ -108,6 +105,23 @@ impl HeadQuerier<'_> {
         Ok(())
     }
 
+    /// Appends the samples in range of the chunks of `r` on disk that end at
+    /// or before `upto`; `stored` is a reused buffer.
+    fn read_disk(
+        &self,
+        disk: &dyn DiskChunks,
+        r: SeriesRef,
+        upto: i64,
+        stored: &mut Vec<Vec<u8>>,
+        samples: &mut Vec<Sample>,
+    ) -> Result<(), Error> {
+        stored.clear();
+        disk.read(r, self.mint, self.maxt, upto, stored)?;
+        let chunks: Vec<ChunkData> = stored.drain(..).map(ChunkData::Copied).collect();
+        decode_range(&chunks, self.mint, self.maxt, samples);
+        Ok(())
+    }
+
     /// The series that left memory, read from the chunk store alone.
     fn select_cold(&self, matchers: &[Matcher], out: &mut Vec<Series>) -> Result<(), Error> {
         let Some(disk) = self.head.disk() else {
@@ -119,11 +133,8 @@ impl HeadQuerier<'_> {
             if self.head.contains(r) {
                 continue;
             }
-            stored.clear();
-            disk.read(r, self.mint, self.maxt, last, &mut stored)?;
-            let chunks: Vec<ChunkData> = stored.drain(..).map(ChunkData::Copied).collect();
             let mut samples = Vec::new();
-            decode_range(&chunks, self.mint, self.maxt, &mut samples);
+            self.read_disk(disk.as_ref(), r, last, &mut stored, &mut samples)?;
             if !samples.is_empty() {
                 out.push(Series { labels, samples });
             }
@@ -150,30 +161,36 @@ impl Querier for HeadQuerier<'_> {
         if self.mint > self.maxt {
             return Ok(Vec::new());
         }
-        let mut names = self.head_label_names(matchers)?;
-        if let Some(disk) = self.head.disk() {
-            names.extend(disk.cold_labels(None, matchers, self.mint, self.maxt)?);
-            names.sort_unstable();
-            names.dedup();
-        }
-        Ok(names)
+        let names = self.head_label_names(matchers)?;
+        self.with_cold(names, None, matchers)
     }
 
     fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
         if self.mint > self.maxt {
             return Ok(Vec::new());
         }
-        let mut values = self.head_label_values(name, matchers)?;
-        if let Some(disk) = self.head.disk() {
-            values.extend(disk.cold_labels(Some(name), matchers, self.mint, self.maxt)?);
-            values.sort_unstable();
-            values.dedup();
-        }
-        Ok(values)
+        let values = self.head_label_values(name, matchers)?;
+        self.with_cold(values, Some(name), matchers)
     }
 }
 
 impl HeadQuerier<'_> {
+    /// Adds to the sorted label names (`name` None) or values of `name`
+    /// that the head found those of cold series, sorted and unique.
+    fn with_cold(
+        &self,
+        mut found: Vec<String>,
+        name: Option<&str>,
+        matchers: &[Matcher],
+    ) -> Result<Vec<String>, Error> {
+        if let Some(disk) = self.head.disk() {
+            found.extend(disk.cold_labels(name, matchers, self.mint, self.maxt)?);
+            found.sort_unstable();
+            found.dedup();
+        }
+        Ok(found)
+    }
+
     fn head_label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
         if !self.overlaps_head() {
             return Ok(Vec::new());

@@ -122,9 +122,8 @@ impl<'a> Dec<'a> {
     }
 }
 
-/// Appends a label set: a count, then length-prefixed names and values.
-/// Encodes as [`put_labels`] does, from `pairs` label pairs given as name,
-/// value, name, value... strings.
+/// Appends a label set of `pairs` pairs given as name, value, name,
+/// value... strings: a count, then length-prefixed names and values.
 pub fn put_label_strs<'a>(buf: &mut Vec<u8>, pairs: usize, strs: impl Iterator<Item = &'a str>) {
     put_uvarint(buf, pairs as u64);
     for s in strs {
@@ -133,14 +132,15 @@ pub fn put_label_strs<'a>(buf: &mut Vec<u8>, pairs: usize, strs: impl Iterator<I
     }
 }
 
+/// Appends a label set as [`put_label_strs`] does.
 pub fn put_labels(buf: &mut Vec<u8>, labels: &Labels) {
-    put_uvarint(buf, labels.len() as u64);
-    for l in labels {
-        put_uvarint(buf, l.name.len() as u64);
-        buf.extend_from_slice(l.name.as_bytes());
-        put_uvarint(buf, l.value.len() as u64);
-        buf.extend_from_slice(l.value.as_bytes());
-    }
+    put_label_strs(
+        buf,
+        labels.len(),
+        labels
+            .iter()
+            .flat_map(|l| [l.name.as_str(), l.value.as_str()]),
+    );
 }
 
 /// Decodes a whole payload written by [`put_labels`] into `out`, reusing
