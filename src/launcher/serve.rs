@@ -208,11 +208,8 @@ fn open_storage(args: &ServeArgs) -> anyhow::Result<Db> {
     };
     let checkpoint_every = config::parse_duration(&args.checkpoint_interval)
         .context("invalid --storage.tsdb.checkpoint-interval")?;
-    let series_idle = if args.series_idle == "0" {
-        std::time::Duration::ZERO
-    } else {
-        config::parse_duration(&args.series_idle).context("invalid --storage.tsdb.series-idle")?
-    };
+    let series_idle =
+        config::parse_duration(&args.series_idle).context("invalid --storage.tsdb.series-idle")?;
     let mut opts = DbOptions {
         retention_ms: retention.as_millis().min(i64::MAX as u128) as i64,
         retention_bytes,
