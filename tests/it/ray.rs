@@ -109,8 +109,22 @@ impl RayCluster {
     }
 
     pub fn head_log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.temp.path().join("head.log")).unwrap_or_default();
+        self.log_tail("head.log")
+    }
+
+    /// The last lines of a node's log under the temp dir.
+    pub fn log_tail(&self, name: &str) -> String {
+        let log = std::fs::read_to_string(self.temp.path().join(name)).unwrap_or_default();
         log.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+    }
+
+    /// What Ray's service discovery file lists now.
+    pub fn discovery_file(&self) -> String {
+        let p = self
+            .temp
+            .path()
+            .join("session_latest/prom_metrics_service_discovery.json");
+        std::fs::read_to_string(p).unwrap_or_else(|e| e.to_string())
     }
 
     pub fn add_worker(&mut self, metrics_port: u16) {
@@ -196,10 +210,20 @@ fn issue_2_and_5_real_ray_cluster_is_scraped_queried_and_a_leaving_node_goes_sta
     // Head agent, autoscaler, dashboard and the worker's agent: all up
     // within two scrape intervals (Ray's is 10 s) of appearing.
     let started = Instant::now();
-    let up = support::wait_for(Duration::from_secs(90), "4 targets up", || {
+    // A worker node on a loaded 2-core machine can take well over a minute
+    // to join; the failure text says whether Ray or raymon was behind.
+    let up = support::wait_for(Duration::from_secs(180), "4 targets up", || {
         let t = targets(&addr)?;
         let all_up = t.len() == 4 && t.iter().all(|(_, h, _)| h == "up");
-        if all_up { Ok(t) } else { Err(format!("{t:?}")) }
+        if all_up {
+            Ok(t)
+        } else {
+            Err(format!(
+                "{t:?}; Ray's discovery file: {}; worker log: {}",
+                ray.discovery_file(),
+                ray.log_tail(&format!("worker-{worker_port}.log"))
+            ))
+        }
     });
     assert!(
         up.iter()
