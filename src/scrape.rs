@@ -6,6 +6,7 @@
 //! how samples are stored.
 
 pub mod append;
+pub mod buffers;
 pub(crate) mod cache;
 pub mod client;
 pub mod manager;

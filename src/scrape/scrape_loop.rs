@@ -12,17 +12,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::append::{Error as AppendError, Settings, Stats, TargetState};
+use super::buffers::BodyBuffers;
 use super::client::Client;
 use super::status::{Health, MetricMetadata};
 use super::target::Target;
 use crate::selfmetrics::ScrapeMetrics;
 use crate::storage::Appendable;
-
-/// A body buffer above this size is given back after the scrape and sized
-/// from the last body before the next: a Ray node's body is hundreds of
-/// kilobytes, and holding one per target between scrapes cost ~500 bytes
-/// per series at 500 targets (the freed buffers serve the next scrapes).
-const KEEP_BUFFER_BYTES: usize = 64 << 10;
 
 /// What `/api/v1/targets` shows of a loop.
 #[derive(Debug, Clone)]
@@ -60,6 +55,7 @@ pub struct LoopContext {
     /// `--scrape.timestamp-tolerance` when `--scrape.adjust-timestamps` is
     /// on, else `None`.
     pub timestamp_tolerance: Option<Duration>,
+    pub bodies: Arc<BodyBuffers>,
 }
 
 /// Owner's handle on a running loop.
@@ -184,7 +180,6 @@ async fn run(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut state = TargetState::default();
     let request = ctx.client.prepare(&target.url, target.timeout);
-    let mut body = Vec::new();
     let mut last_body_len = 0usize;
     let mut metadata_len = 0usize;
     let mut last_start: Option<Instant> = None;
@@ -201,7 +196,7 @@ async fn run(
                 .observe_interval(target.interval, clock.duration_since(prev));
         }
         let t = unix_ms(started);
-        body.reserve(last_body_len + last_body_len / 16);
+        let mut body = ctx.bodies.take(last_body_len + last_body_len / 16);
         let fetched = tokio::select! {
             _ = cancel.cancelled() => break,
             r = ctx.client.scrape(&request, ctx.body_size_limit, &mut body) => r,
@@ -209,9 +204,7 @@ async fn run(
         let duration = clock.elapsed();
         let error = scrape_once(&mut state, &ctx, &target, fetched, &body, t, duration);
         last_body_len = body.len();
-        if body.capacity() > KEEP_BUFFER_BYTES {
-            body = Vec::new();
-        }
+        ctx.bodies.give(body);
         let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
         st.health = if error.is_none() {
             Health::Up

@@ -634,6 +634,11 @@ impl Db {
         self.kv.disk_bytes()
     }
 
+    /// Bytes on disk of each of the chunk store's tables (no journal).
+    pub fn chunk_store_tables(&self) -> Vec<(String, u64)> {
+        self.kv.table_bytes()
+    }
+
     /// Writes a checkpoint of the whole head and deletes the segments and
     /// checkpoints it replaces. Returns the checkpoint's size in bytes.
     pub fn checkpoint(&self) -> Result<u64, Error> {

@@ -401,4 +401,12 @@ impl ChunkStore {
     pub fn disk_bytes(&self) -> u64 {
         self.db.disk_space().unwrap_or(0)
     }
+
+    /// Bytes on disk of each table, by name; the journal is not in any.
+    pub fn table_bytes(&self) -> Vec<(String, u64)> {
+        self.keyspaces()
+            .iter()
+            .map(|k| (k.name().to_string(), k.disk_space()))
+            .collect()
+    }
 }

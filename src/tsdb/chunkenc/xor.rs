@@ -86,6 +86,24 @@ impl XorChunk {
         usize::from(self.num)
     }
 
+    /// The first sample's timestamp, read back from the encoding (it is a
+    /// whole-byte varint right after the header), so that holders of an
+    /// open chunk need not keep a copy.
+    pub fn first_t(&self) -> Option<i64> {
+        if self.num == 0 {
+            return None;
+        }
+        let mut ux = 0u64;
+        for (i, &b) in self.bytes().get(HEADER..)?.iter().take(10).enumerate() {
+            ux |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                let x = (ux >> 1) as i64;
+                return Some(if ux & 1 == 1 { !x } else { x });
+            }
+        }
+        None
+    }
+
     /// The encoded chunk, including its sample count header.
     pub fn bytes(&self) -> &[u8] {
         self.w.bytes()
@@ -506,6 +524,20 @@ mod tests {
             (0, 4.0),
         ]);
         round_trip(&[(i64::MIN + 1, 1.0), (0, 2.0), (i64::MAX, 3.0)]);
+    }
+
+    #[test]
+    fn first_t_reads_the_first_timestamp_back() {
+        assert_eq!(XorChunk::new().first_t(), None);
+        for t0 in [0, 1, -1, 63, -64, 1_700_000_000_000, i64::MIN, i64::MAX] {
+            let mut c = XorChunk::new();
+            c.append(t0, 1.0).unwrap();
+            assert_eq!(c.first_t(), Some(t0), "{t0}");
+            if t0 < i64::MAX {
+                c.append(t0 + 1, 2.0).unwrap();
+                assert_eq!(c.first_t(), Some(t0), "{t0}");
+            }
+        }
     }
 
     #[test]
