@@ -14,7 +14,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// Without a subcommand, runs `serve` with the flags given.
 #[derive(Debug, Parser)]
-#[command(name = "raymon", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "raymon",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = THREADS_HELP
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -22,9 +27,14 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
+/// The one setting of `serve` and `up` that is not a flag.
+const THREADS_HELP: &str = "Environment:\n  TOKIO_WORKER_THREADS  threads that run scrapes and the HTTP server (default 1: \
+a second cost about 17% more CPU per sample; queries run on threads of their own)";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Scrape the targets of a Prometheus config and serve the HTTP API.
+    #[command(after_help = THREADS_HELP)]
     Serve(Box<ServeArgs>),
     /// Start raymon, a Ray head and Grafana, wired together; stop them all on
     /// Ctrl-C or `raymon down`. Arguments after `--` go to `ray start`.
