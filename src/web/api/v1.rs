@@ -540,8 +540,12 @@ async fn status_walreplay() -> ApiResult {
 const HEAD_WINDOW_MS: i64 = 2 * 3600 * 1000;
 
 async fn status_tsdb(State(st): State<Shared>) -> ApiResult {
-    if let Some(f) = &st.tsdb_stats {
-        let s = f().map_err(ApiError::internal)?;
+    if let Some(f) = st.tsdb_stats.clone() {
+        // A walk over every series: off the worker that runs the scrapes.
+        let s = tokio::task::spawn_blocking(move || f())
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(ApiError::internal)?;
         return ApiResponse::json(&s);
     }
     let now = (st.now_ms)();
