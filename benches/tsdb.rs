@@ -1,4 +1,5 @@
-//! Benchmarks of the in-memory store: XOR chunk encode/decode per sample,
+//! Benchmarks of the in-memory store: XOR chunk encode/decode per sample, the
+//! re-encoding of a chunk for the chunk store and reading it back,
 //! head appends with cached references, and index lookups over 1M series.
 
 #![allow(clippy::unwrap_used)]
@@ -9,7 +10,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use raymon::model::{Labels, MatchOp, Matcher};
 use raymon::storage::{Appendable, Queryable};
 use raymon::tsdb::Head;
-use raymon::tsdb::chunkenc::XorChunk;
+use raymon::tsdb::chunkenc::{SampleIter, XorChunk, compact};
 use raymon::tsdb::index::Index;
 
 /// Ray-like labels over 64 nodes.
@@ -83,6 +84,28 @@ pub fn benches(c: &mut Criterion) {
         b.iter(|| {
             let mut sum = 0.0;
             for (_, v) in chunk.iter() {
+                sum += v;
+            }
+            black_box(sum)
+        })
+    });
+    // What a move to the chunk store adds per closed chunk: decode, choose a
+    // scale, re-encode, keep the smaller form.
+    let mut stored = Vec::new();
+    let encoding = compact(chunk.bytes(), &mut stored);
+    eprintln!(
+        "stored as {encoding:?}: {} bytes ({:.2} B/sample)",
+        stored.len(),
+        stored.len() as f64 / data.len() as f64
+    );
+    g.bench_function(BenchmarkId::new("compact", "n120"), |b| {
+        let mut out = Vec::new();
+        b.iter(|| black_box(compact(chunk.bytes(), &mut out)))
+    });
+    g.bench_function(BenchmarkId::new("stored_iter", "n120"), |b| {
+        b.iter(|| {
+            let mut sum = 0.0;
+            for (_, v) in SampleIter::new(encoding, &stored) {
                 sum += v;
             }
             black_box(sum)

@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 use crate::model::{Labels, Matcher};
 use crate::storage::{self, SeriesRef};
 
+use super::chunkenc::Encoding;
 use super::head::{
     ChunkSnapshot, CommitLog, DiskChunks, FlushItem, Head, HeadOptions, Restore, SHARD_COUNT,
     StoredSeries, TimeRange, shard_of,
@@ -214,7 +215,7 @@ impl DiskChunks for KvChunks {
         mint: i64,
         maxt: i64,
         upto: i64,
-        out: &mut Vec<Vec<u8>>,
+        out: &mut Vec<(Encoding, Vec<u8>)>,
     ) -> Result<(), storage::Error> {
         self.kv.read(r, mint, maxt, upto, out).map_err(other)
     }

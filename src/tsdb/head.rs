@@ -21,7 +21,7 @@ use rustc_hash::{FxHashMap, FxHasher};
 use crate::model::{Labels, Matcher, Sample};
 use crate::storage::{Appendable, Appender, Error, Querier, Queryable, Rejected, SeriesRef};
 
-use super::chunkenc::{XorChunk, XorIter};
+use super::chunkenc::{Encoding, SampleIter, XorChunk, XorIter};
 use super::index::{Index, SymLabels};
 use super::querier::HeadQuerier;
 
@@ -182,15 +182,15 @@ pub trait DiskChunks: Send + Sync {
     /// range.
     fn revive_ref(&self, r: SeriesRef) -> Result<Option<(Labels, u64, TimeRange)>, Error>;
 
-    /// Appends the bytes of the chunks of `r` overlapping `[mint, maxt]`
-    /// that end at or before `upto`, in time order.
+    /// Appends the chunks of `r` (encoding and bytes) overlapping
+    /// `[mint, maxt]` that end at or before `upto`, in time order.
     fn read(
         &self,
         r: SeriesRef,
         mint: i64,
         maxt: i64,
         upto: i64,
-        out: &mut Vec<Vec<u8>>,
+        out: &mut Vec<(Encoding, Vec<u8>)>,
     ) -> Result<(), Error>;
 }
 
@@ -607,17 +607,20 @@ impl MemSeries {
     }
 }
 
-/// Encoded chunk bytes taken out of a series for reading.
+/// Encoded chunk bytes taken out of a series (XOR) or read from disk, for
+/// reading.
 pub(crate) enum ChunkData {
     Shared(Arc<[u8]>),
     Copied(Vec<u8>),
+    Stored(Encoding, Vec<u8>),
 }
 
 impl ChunkData {
-    fn bytes(&self) -> &[u8] {
+    fn iter(&self) -> SampleIter<'_> {
         match self {
-            ChunkData::Shared(b) => b,
-            ChunkData::Copied(b) => b,
+            ChunkData::Shared(b) => SampleIter::Xor(XorIter::new(b)),
+            ChunkData::Copied(b) => SampleIter::Xor(XorIter::new(b)),
+            ChunkData::Stored(encoding, b) => SampleIter::new(*encoding, b),
         }
     }
 }
@@ -625,7 +628,7 @@ impl ChunkData {
 /// Appends the samples of `chunks` (in time order) with `mint <= t <= maxt`.
 pub(crate) fn decode_range(chunks: &[ChunkData], mint: i64, maxt: i64, out: &mut Vec<Sample>) {
     for c in chunks {
-        let mut it = XorIter::new(c.bytes());
+        let mut it = c.iter();
         if let Some((t, v)) = it.seek(mint)
             && t <= maxt
         {

@@ -9,6 +9,7 @@ use rustc_hash::FxHashSet;
 use crate::model::{Labels, Matcher, Sample};
 use crate::storage::{Error, Querier, Series, SeriesRef};
 
+use super::chunkenc::Encoding;
 use super::head::{ChunkData, DiskChunks, Inner, decode_range};
 use super::index::{Sym, union};
 
@@ -112,12 +113,15 @@ impl HeadQuerier<'_> {
         disk: &dyn DiskChunks,
         r: SeriesRef,
         upto: i64,
-        stored: &mut Vec<Vec<u8>>,
+        stored: &mut Vec<(Encoding, Vec<u8>)>,
         samples: &mut Vec<Sample>,
     ) -> Result<(), Error> {
         stored.clear();
         disk.read(r, self.mint, self.maxt, upto, stored)?;
-        let chunks: Vec<ChunkData> = stored.drain(..).map(ChunkData::Copied).collect();
+        let chunks: Vec<ChunkData> = stored
+            .drain(..)
+            .map(|(encoding, data)| ChunkData::Stored(encoding, data))
+            .collect();
         decode_range(&chunks, self.mint, self.maxt, samples);
         Ok(())
     }

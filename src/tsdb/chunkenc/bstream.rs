@@ -190,6 +190,20 @@ impl<'a> BitReader<'a> {
     pub(crate) fn read_byte(&mut self) -> Option<u8> {
         self.read_bits(8).map(|b| b as u8)
     }
+
+    /// An unsigned varint (Go's `binary.Uvarint`) from the next bytes' worth
+    /// of bits.
+    pub(crate) fn read_uvarint(&mut self) -> Option<u64> {
+        let mut x = 0u64;
+        for shift in (0..70).step_by(7) {
+            let b = self.read_byte()?;
+            if b < 0x80 {
+                return Some(x | u64::from(b) << shift);
+            }
+            x |= u64::from(b & 0x7f) << shift;
+        }
+        None
+    }
 }
 
 #[cfg(test)]

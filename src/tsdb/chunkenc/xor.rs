@@ -302,20 +302,6 @@ impl<'a> XorIter<'a> {
         }
         Some(bits as i64)
     }
-
-    fn read_uvarint(&mut self) -> Option<u64> {
-        let mut x = 0u64;
-        let mut shift = 0u32;
-        for _ in 0..10 {
-            let b = self.r.read_byte()?;
-            if b < 0x80 {
-                return Some(x | u64::from(b) << shift);
-            }
-            x |= u64::from(b & 0x7f) << shift;
-            shift += 7;
-        }
-        None
-    }
 }
 
 impl Iterator for XorIter<'_> {
@@ -327,12 +313,12 @@ impl Iterator for XorIter<'_> {
             return None;
         }
         let ok = match self.read {
-            0 => self.read_uvarint().and_then(|ux| {
+            0 => self.r.read_uvarint().and_then(|ux| {
                 self.t = unzigzag(ux);
                 self.v = self.r.read_bits(64)?;
                 Some(())
             }),
-            1 => self.read_uvarint().and_then(|d| {
+            1 => self.r.read_uvarint().and_then(|d| {
                 self.t_delta = d;
                 self.t = self.t.wrapping_add(d as i64);
                 self.read_value()
@@ -357,7 +343,7 @@ impl Iterator for XorIter<'_> {
 }
 
 /// Writes `x` as Go's `binary.PutVarint` does and returns the length.
-fn put_varint(buf: &mut [u8; 10], x: i64) -> usize {
+pub(super) fn put_varint(buf: &mut [u8; 10], x: i64) -> usize {
     let ux = if x < 0 {
         !((x as u64) << 1)
     } else {
@@ -366,7 +352,7 @@ fn put_varint(buf: &mut [u8; 10], x: i64) -> usize {
     put_uvarint(buf, ux)
 }
 
-fn put_uvarint(buf: &mut [u8; 10], mut x: u64) -> usize {
+pub(super) fn put_uvarint(buf: &mut [u8; 10], mut x: u64) -> usize {
     let mut i = 0;
     while x >= 0x80 {
         buf[i] = (x as u8) | 0x80;
@@ -377,7 +363,7 @@ fn put_uvarint(buf: &mut [u8; 10], mut x: u64) -> usize {
     i + 1
 }
 
-fn unzigzag(ux: u64) -> i64 {
+pub(super) fn unzigzag(ux: u64) -> i64 {
     let x = (ux >> 1) as i64;
     if ux & 1 != 0 { !x } else { x }
 }
