@@ -693,3 +693,57 @@ fn real_ray_samples_round_trip_and_select_like_brute_force() {
         names.into_iter().collect::<Vec<_>>()
     );
 }
+
+/// Every series Prometheus 2.42 stored from a real Ray cluster (golden data,
+/// 10 s scrapes), as XOR chunks and in the form the chunk store keeps.
+#[test]
+fn real_ray_chunks_are_stored_smaller_and_bit_exact() {
+    use raymon::tsdb::chunkenc::{SampleIter, XorChunk, compact};
+    let path =
+        crate::support::shared_dir().join("fixtures/ray/golden-prom-2.42/raw-samples.json.gz");
+    let gz = std::fs::File::open(path).unwrap();
+    let raw: serde_json::Value = serde_json::from_reader(flate2::read::GzDecoder::new(gz)).unwrap();
+    let (mut xor_bytes, mut stored_bytes, mut samples, mut series) = (0, 0, 0, 0);
+    let mut out = Vec::new();
+    for s in raw["data"]["result"].as_array().unwrap() {
+        let points: Vec<(i64, u64)> = s["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
+                let v: f64 = match p[1].as_str().unwrap() {
+                    "+Inf" => f64::INFINITY,
+                    "-Inf" => f64::NEG_INFINITY,
+                    x => x.parse().unwrap(),
+                };
+                (t, v.to_bits())
+            })
+            .collect();
+        let mut chunk = XorChunk::new();
+        for &(t, v) in &points {
+            chunk.append(t, f64::from_bits(v)).unwrap();
+        }
+        let encoding = compact(chunk.bytes(), &mut out);
+        let back: Vec<(i64, u64)> = SampleIter::new(encoding, &out)
+            .map(|(t, v)| (t, v.to_bits()))
+            .collect();
+        assert_eq!(back, points, "{}", s["metric"]);
+        xor_bytes += chunk.bytes().len();
+        stored_bytes += out.len();
+        samples += points.len();
+        series += 1;
+    }
+    let per = |b: usize| b as f64 / samples as f64;
+    eprintln!(
+        "{series} series, {samples} samples: XOR {:.3} bytes per sample, stored {:.3}",
+        per(xor_bytes),
+        per(stored_bytes)
+    );
+    assert!(series > 5_000);
+    // Real Ray values are mostly integers and short decimals.
+    assert!(
+        stored_bytes * 10 < xor_bytes * 8,
+        "stored {stored_bytes} bytes against XOR's {xor_bytes}"
+    );
+}
