@@ -113,6 +113,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     }
     let config_yaml = state.config_yaml.clone();
     let config_status = state.config_status.clone();
+    state.tsdb_stats = Some(tsdb_status(head.clone()));
     state.self_metrics = Some(self_metrics(
         &state,
         metrics.clone(),
@@ -237,6 +238,33 @@ fn discovery_jobs(
 
 /// `/metrics`: the counters plus what the head, scraper, discovery and web
 /// state know at the moment of the request.
+/// `/api/v1/status/tsdb` from the head's index: without it the API would
+/// select every series with its samples (gigabytes at a million series).
+fn tsdb_status(head: Arc<Head>) -> web::TsdbStatsSource {
+    Arc::new(move || {
+        let c = head.cardinality(10);
+        let (min_time, max_time) = head.time_bounds().unwrap_or((0, 0));
+        let stats = |v: Vec<(String, u64)>| {
+            v.into_iter()
+                .map(|(name, value)| web::Stat { name, value })
+                .collect()
+        };
+        Ok(web::TsdbStatus {
+            head_stats: web::HeadStats {
+                num_series: c.num_series,
+                num_label_pairs: c.num_label_pairs,
+                chunk_count: head.num_chunks() as u64,
+                min_time,
+                max_time,
+            },
+            series_count_by_metric_name: stats(c.series_by_metric_name),
+            label_value_count_by_label_name: stats(c.values_by_label_name),
+            memory_in_bytes_by_label_name: stats(c.bytes_by_label_name),
+            series_count_by_label_value_pair: stats(c.series_by_label_pair),
+        })
+    })
+}
+
 fn self_metrics(
     state: &web::AppState,
     metrics: selfmetrics::Metrics,

@@ -22,7 +22,7 @@ use crate::model::{Labels, Matcher, Sample};
 use crate::storage::{Appendable, Appender, Error, Querier, Queryable, Rejected, SeriesRef};
 
 use super::chunkenc::{Encoding, SampleIter, XorChunk, XorIter};
-use super::index::{Index, SymLabels};
+use super::index::{Cardinality, Index, SymLabels};
 use super::querier::HeadQuerier;
 
 /// Prometheus's default head chunk range: two hours in milliseconds.
@@ -1232,6 +1232,26 @@ impl Head {
             );
         }
         out
+    }
+
+    /// Cardinality of the series in memory, from the index alone
+    /// (`/api/v1/status/tsdb`), `limit` entries per list.
+    pub fn cardinality(&self, limit: usize) -> Cardinality {
+        read(&self.inner.index).cardinality(crate::model::METRIC_NAME, limit)
+    }
+
+    /// Chunks in memory, open and closed (`prometheus_tsdb_head_chunks`).
+    pub fn num_chunks(&self) -> usize {
+        let mut n = 0;
+        for shard in &self.inner.shards {
+            let shard = lock(shard);
+            n += shard
+                .series
+                .values()
+                .map(|s| s.closed.len() + usize::from(s.open.is_some()))
+                .sum::<usize>();
+        }
+        n
     }
 
     /// Counts and estimated memory.

@@ -7,6 +7,7 @@
 //! file knows series only by reference; it does not know about chunks,
 //! samples, time or locking (the head wraps it in one `RwLock`).
 
+mod cardinality;
 mod postings;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::model::{Labels, MatchOp, Matcher};
 use crate::storage::SeriesRef;
 
+pub use cardinality::Cardinality;
 pub use postings::{intersect, subtract, union};
 
 /// A symbol id: the index of an interned string.
