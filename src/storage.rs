@@ -105,6 +105,17 @@ pub trait Querier: Send {
     /// Series whose labels satisfy every matcher and that have samples in the
     /// range, sorted by labels. Stale markers are included as samples.
     fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, Error>;
+    /// The label sets of the series that match and hold data in the range,
+    /// sorted, without their samples (`/api/v1/series`). A store may answer
+    /// as Prometheus does for that endpoint: by chunk time ranges, without
+    /// looking at single samples.
+    fn series(&self, matchers: &[Matcher]) -> Result<Vec<Labels>, Error> {
+        Ok(self
+            .select(matchers)?
+            .into_iter()
+            .map(|s| s.labels)
+            .collect())
+    }
     /// Sorted label names of series that match (all series when `matchers` is empty).
     fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>, Error>;
     /// Sorted values of `name` among series that match.

@@ -161,6 +161,34 @@ impl Querier for HeadQuerier<'_> {
         Ok(out)
     }
 
+    fn series(&self, matchers: &[Matcher]) -> Result<Vec<Labels>, Error> {
+        if matchers.is_empty() || self.mint > self.maxt {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        if self.overlaps_head() {
+            let refs = self.head.index().postings_for_matchers(matchers);
+            self.head.visit(&refs, |ix, batch| {
+                out.extend(
+                    batch
+                        .iter()
+                        .filter(|(_, s)| s.overlaps(self.mint, self.maxt))
+                        .map(|(_, s)| ix.labels(&s.labels)),
+                );
+            });
+        }
+        if let Some(disk) = self.head.disk() {
+            for (r, labels, _) in disk.cold_select(matchers, self.mint, self.maxt)? {
+                // Came back between the two looks: the head has answered for it.
+                if !self.head.contains(r) {
+                    out.push(labels);
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
     fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
         if self.mint > self.maxt {
             return Ok(Vec::new());

@@ -788,3 +788,57 @@ fn cardinality_from_the_index_matches_a_walk_over_every_series() {
     );
     assert_eq!(head.num_chunks(), data.len());
 }
+
+#[test]
+fn series_labels_without_samples_agree_with_select() {
+    let data = real_ray_series();
+    let head = Head::default();
+    for (labels, vs) in &data {
+        let mut app = head.appender();
+        let mut r = 0;
+        for &(t, v) in vs {
+            r = app.append(r, labels, t, v).unwrap();
+        }
+        app.commit().unwrap();
+    }
+    let (lo, hi) = head.time_bounds().unwrap();
+    let sets = [
+        vec![m(MatchOp::Regex, "__name__", ".+")],
+        vec![
+            eq("__name__", "ray_tasks"),
+            m(MatchOp::NotEqual, "State", "FINISHED"),
+        ],
+        vec![
+            m(MatchOp::Regex, "__name__", "ray_node_.*"),
+            m(MatchOp::Regex, "instance", ".+"),
+        ],
+    ];
+    for ms in &sets {
+        for (mint, maxt) in [
+            (lo, hi),
+            (lo, lo + (hi - lo) / 3),
+            (hi - 1000, hi),
+            (hi + 1, hi + 1000),
+        ] {
+            let q = head.querier(mint, maxt).unwrap();
+            let selected: Vec<Labels> = q
+                .select(ms)
+                .unwrap()
+                .into_iter()
+                .map(|s| s.labels)
+                .collect();
+            let listed = q.series(ms).unwrap();
+            // Chunk ranges may overlap a window between two samples, so
+            // the listing may hold more, never less.
+            assert!(
+                selected.iter().all(|l| listed.binary_search(l).is_ok()),
+                "{ms:?} {mint}..{maxt}"
+            );
+            assert!(listed.windows(2).all(|w| w[0] < w[1]));
+            if (mint, maxt) == (lo, hi) {
+                assert_eq!(listed, selected, "{ms:?}");
+                assert!(!listed.is_empty());
+            }
+        }
+    }
+}

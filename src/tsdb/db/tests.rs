@@ -409,10 +409,13 @@ fn idle_series_leave_memory_and_come_back_with_their_reference() {
         ["n1"]
     );
     assert_eq!(q.label_names(&[one]).unwrap(), ["__name__", "instance"]);
+    let labels: Vec<Labels> = before.iter().map(|(l, _)| l.clone()).collect();
+    assert_eq!(q.series(std::slice::from_ref(&all)).unwrap(), labels);
     drop(q);
     // A query after their last sample does not see them.
     let late = db.head().querier(base + 400_000, now).unwrap();
-    assert_eq!(late.select(&[all]).unwrap().len(), 1);
+    assert_eq!(late.select(std::slice::from_ref(&all)).unwrap().len(), 1);
+    assert_eq!(late.series(&[all]).unwrap(), labels[2..]);
     drop(late);
     db.close().unwrap();
     drop(db);

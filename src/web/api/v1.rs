@@ -415,7 +415,7 @@ fn select_labels(
 ) -> Result<Vec<Labels>, crate::storage::Error> {
     let mut all = BTreeSet::new();
     for set in sets {
-        all.extend(q.select(set)?.into_iter().map(|s: Series| s.labels));
+        all.extend(q.series(set)?);
     }
     Ok(all.into_iter().collect())
 }
