@@ -29,7 +29,7 @@ use super::kv::{self, ChunkStore, ColdSeries, FlushSeries};
 
 /// The chunk store's directory inside the data directory.
 const KV_DIR: &str = "chunks";
-use super::wal::{self, CheckpointChunk, CheckpointSeries, Record, ReplayStats, Wal};
+use super::wal::{self, CheckpointSeries, Record, ReplayStats, Wal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -685,33 +685,14 @@ impl Db {
         let now = now_ms();
         self.flush_chunks(now)?;
         self.go_cold(now)?;
-        // Shard by shard: one pass over the series, each shard locked once.
-        // Entries name series by reference (their labels are in the chunk
-        // store), so their order does not matter to loading.
+        // Shard by shard, encoded under the shard's lock in pieces. Entries
+        // name series by reference (their labels are in the chunk store), so
+        // their order does not matter to loading.
         let head = &self.head;
         let mut shard = 0;
-        let mut snap = Vec::new();
         let bytes = wal::write_checkpoint(&self.dir, closed, &mut |out| {
-            snap.clear();
-            head.snapshot_shard(shard, &mut snap);
+            head.checkpoint_shard(shard, out);
             shard += 1;
-            out.extend(snap.drain(..).map(|s| {
-                CheckpointSeries {
-                    r: s.r,
-                    labels: s.labels,
-                    last_t: s.last_t,
-                    last_v: s.last_v,
-                    chunks: s
-                        .chunks
-                        .into_iter()
-                        .map(|c| CheckpointChunk {
-                            min_t: c.min_t,
-                            max_t: c.max_t,
-                            data: c.data,
-                        })
-                        .collect(),
-                }
-            }));
             shard < SHARD_COUNT
         })?;
         let wal_dir = self.wal.dir();

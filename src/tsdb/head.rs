@@ -93,22 +93,12 @@ pub trait CommitLog: Send + Sync {
 /// Number of shards, for callers that walk the head shard by shard.
 pub const SHARD_COUNT: usize = SHARDS;
 
-/// One chunk of a series as [`Head::snapshot_shard`] hands it out.
+/// One closed chunk of a series, shared, as flushes and restores hand it on.
 #[derive(Debug, Clone)]
 pub struct ChunkSnapshot {
     pub min_t: i64,
     pub max_t: i64,
     pub data: Arc<[u8]>,
-}
-
-/// A series with all its chunks (the open one last, copied).
-#[derive(Debug, Clone)]
-pub struct SeriesSnapshot {
-    pub r: SeriesRef,
-    pub labels: Labels,
-    pub last_t: i64,
-    pub last_v: u64,
-    pub chunks: Vec<ChunkSnapshot>,
 }
 
 /// A snapshot's chunks decoded for [`Head::restore_prepared`]: the last one
@@ -942,38 +932,38 @@ impl Head {
         f()
     }
 
-    /// Every series of shard `shard` that holds samples in memory, with
-    /// those chunks, sorted by reference.
-    pub fn snapshot_shard(&self, shard: usize, out: &mut Vec<SeriesSnapshot>) {
-        let start = out.len();
+    /// Appends to `out` a checkpoint record for every series of shard
+    /// `shard` that holds samples in memory, with those chunks (the open one
+    /// last), encoded straight from memory under the shard's lock. Series
+    /// whose labels the chunk store holds are written without them.
+    pub fn checkpoint_shard(&self, shard: usize, out: &mut Vec<u8>) {
         self.in_pieces(
             shard,
-            |s| s.has_last && s.mem_range().is_some(),
+            |_| true,
             |r, s, ix| {
-                let mut chunks = s.closed_snapshots();
-                if let Some(o) = &s.open
-                    && o.chunk.num_samples() > 0
-                {
-                    chunks.push(ChunkSnapshot {
-                        min_t: o.min_t(),
-                        max_t: s.last_t,
-                        data: Arc::from(o.chunk.bytes()),
-                    });
+                if !s.has_last || s.mem_range().is_none() {
+                    return;
                 }
-                out.push(SeriesSnapshot {
+                let open = s
+                    .open
+                    .as_ref()
+                    .filter(|o| o.chunk.num_samples() > 0)
+                    .map(|o| (o.min_t(), s.last_t, o.chunk.bytes()));
+                let chunks = s
+                    .closed
+                    .iter()
+                    .map(|c| (c.min_t, c.max_t, &*c.data))
+                    .chain(open);
+                super::wal::put_checkpoint_record(
+                    out,
                     r,
-                    labels: if s.labels_stored {
-                        Labels::default()
-                    } else {
-                        ix.labels(&s.labels)
-                    },
-                    last_t: s.last_t,
-                    last_v: s.last_v,
+                    (!s.labels_stored).then(|| (s.labels.len() / 2, ix.strs(&s.labels))),
+                    (s.last_t, s.last_v),
+                    s.closed.len() + usize::from(open.is_some()),
                     chunks,
-                });
+                );
             },
         );
-        out[start..].sort_unstable_by_key(|s| s.r);
     }
 
     /// Every series reference with its labels.

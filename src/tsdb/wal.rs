@@ -7,10 +7,9 @@
 //! head's locking or chunk cutting, nor anything of scraping or HTTP.
 
 mod codec;
-mod crc32c;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -186,8 +185,7 @@ fn header(magic: &[u8; 4]) -> [u8; HEADER_LEN as usize] {
 /// after reserving the 9 header bytes at `start`.
 fn frame(buf: &mut [u8], start: usize, typ: u8) {
     let payload_len = (buf.len() - start - RECORD_HEADER_LEN) as u32;
-    let mut crc = crc32c::update(0, &[typ]);
-    crc = crc32c::update(crc, &buf[start + RECORD_HEADER_LEN..]);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&[typ]), &buf[start + RECORD_HEADER_LEN..]);
     buf[start] = typ;
     buf[start + 1..start + 5].copy_from_slice(&payload_len.to_be_bytes());
     buf[start + 5..start + 9].copy_from_slice(&crc.to_be_bytes());
@@ -503,7 +501,7 @@ fn read_record(
     if read_full(r, payload)? < len as usize {
         return Ok(Next::Torn(offset));
     }
-    let want = crc32c::update(crc32c::update(0, &[typ]), payload);
+    let want = crc32c::crc32c_append(crc32c::crc32c(&[typ]), payload);
     if want != crc {
         return Ok(Next::Corrupt(offset, "checksum mismatch".to_string()));
     }
@@ -664,13 +662,15 @@ fn truncate(path: &Path, at: u64) {
     }
 }
 
-/// Writes a checkpoint: `next` yields series until it returns false.
+/// Writes a checkpoint: `next` appends framed records
+/// ([`put_checkpoint_record`]) to the buffer it is given, until it returns
+/// false.
 /// The file is written under a temporary name, synced and renamed, so a
 /// crash leaves either the old state or the new one.
 pub fn write_checkpoint(
     dir: &Path,
     n: u32,
-    next: &mut dyn FnMut(&mut Vec<CheckpointSeries>) -> bool,
+    next: &mut dyn FnMut(&mut Vec<u8>) -> bool,
 ) -> Result<u64, Error> {
     let path = dir.join(checkpoint_name(n));
     let tmp = dir.join(format!("{}.tmp", checkpoint_name(n)));
@@ -678,29 +678,20 @@ pub fn write_checkpoint(
         path: path.clone(),
         source,
     };
-    let f = File::create(&tmp).map_err(werr)?;
-    let mut w = BufWriter::with_capacity(1 << 20, f);
+    let mut f = File::create(&tmp).map_err(werr)?;
     let mut bytes = HEADER_LEN;
     let res = (|| -> Result<(), std::io::Error> {
-        w.write_all(&header(CHECKPOINT_MAGIC))?;
-        let mut batch = Vec::new();
+        f.write_all(&header(CHECKPOINT_MAGIC))?;
         let mut buf = Vec::new();
         loop {
-            batch.clear();
-            let more = next(&mut batch);
-            for s in &batch {
-                buf.clear();
-                buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
-                codec::put_checkpoint_series(&mut buf, s);
-                frame(&mut buf, 0, TYPE_CHECKPOINT_SERIES);
-                w.write_all(&buf)?;
-                bytes += buf.len() as u64;
-            }
+            buf.clear();
+            let more = next(&mut buf);
+            f.write_all(&buf)?;
+            bytes += buf.len() as u64;
             if !more {
                 break;
             }
         }
-        let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         Ok(())
     })();
@@ -713,6 +704,32 @@ pub fn write_checkpoint(
         let _ = d.sync_all();
     }
     Ok(bytes)
+}
+
+/// Appends one framed checkpoint record (type 3) built from its parts, as
+/// [`codec::put_checkpoint_parts`] takes them: the head encodes each series
+/// straight from its chunks, with no copy in between.
+pub fn put_checkpoint_record<'a, 'c>(
+    buf: &mut Vec<u8>,
+    r: SeriesRef,
+    labels: Option<(usize, impl Iterator<Item = &'a str>)>,
+    (last_t, last_v): (i64, u64),
+    n: usize,
+    chunks: impl Iterator<Item = (i64, i64, &'c [u8])>,
+) {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+    codec::put_checkpoint_parts(buf, r, labels, last_t, last_v, n, chunks);
+    frame(buf, start, TYPE_CHECKPOINT_SERIES);
+}
+
+/// [`put_checkpoint_record`] of a decoded series.
+#[cfg(test)]
+pub fn put_checkpoint_series_record(buf: &mut Vec<u8>, s: &CheckpointSeries) {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+    codec::put_checkpoint_series(buf, s);
+    frame(buf, start, TYPE_CHECKPOINT_SERIES);
 }
 
 /// Reads checkpoint `n`, calling `f` with each series.

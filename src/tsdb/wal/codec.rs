@@ -232,19 +232,52 @@ pub fn get_samples(payload: &[u8], out: &mut Vec<(SeriesRef, i64, f64)>) -> bool
     true
 }
 
-pub fn put_checkpoint_series(buf: &mut Vec<u8>, s: &CheckpointSeries) {
-    buf.extend_from_slice(&s.r.to_be_bytes());
-    put_labels(buf, &s.labels);
-    buf.extend_from_slice(&s.last_t.to_be_bytes());
-    buf.extend_from_slice(&s.last_v.to_be_bytes());
-    put_uvarint(buf, s.chunks.len() as u64);
-    for c in &s.chunks {
-        buf.push(XOR);
-        buf.extend_from_slice(&c.min_t.to_be_bytes());
-        buf.extend_from_slice(&c.max_t.to_be_bytes());
-        put_uvarint(buf, c.data.len() as u64);
-        buf.extend_from_slice(&c.data);
+/// Appends a checkpoint series payload from its parts: `labels` as a pair
+/// count with the name, value, ... strings (`None` for a series whose labels
+/// the chunk store holds), and `n` chunks as (min t, max t, XOR bytes).
+#[allow(clippy::too_many_arguments)]
+pub fn put_checkpoint_parts<'a, 'c>(
+    buf: &mut Vec<u8>,
+    r: SeriesRef,
+    labels: Option<(usize, impl Iterator<Item = &'a str>)>,
+    last_t: i64,
+    last_v: u64,
+    n: usize,
+    chunks: impl Iterator<Item = (i64, i64, &'c [u8])>,
+) {
+    buf.extend_from_slice(&r.to_be_bytes());
+    match labels {
+        Some((pairs, strs)) => put_label_strs(buf, pairs, strs),
+        None => put_uvarint(buf, 0),
     }
+    buf.extend_from_slice(&last_t.to_be_bytes());
+    buf.extend_from_slice(&last_v.to_be_bytes());
+    put_uvarint(buf, n as u64);
+    for (min_t, max_t, data) in chunks {
+        buf.push(XOR);
+        buf.extend_from_slice(&min_t.to_be_bytes());
+        buf.extend_from_slice(&max_t.to_be_bytes());
+        put_uvarint(buf, data.len() as u64);
+        buf.extend_from_slice(data);
+    }
+}
+
+#[cfg(test)]
+pub fn put_checkpoint_series(buf: &mut Vec<u8>, s: &CheckpointSeries) {
+    put_checkpoint_parts(
+        buf,
+        s.r,
+        Some((
+            s.labels.len(),
+            s.labels
+                .iter()
+                .flat_map(|l| [l.name.as_str(), l.value.as_str()]),
+        )),
+        s.last_t,
+        s.last_v,
+        s.chunks.len(),
+        s.chunks.iter().map(|c| (c.min_t, c.max_t, &*c.data)),
+    );
 }
 
 pub fn get_checkpoint_series(payload: &[u8]) -> Option<CheckpointSeries> {

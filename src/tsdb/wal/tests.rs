@@ -151,7 +151,7 @@ fn checkpoints_round_trip_and_reject_damage() {
     };
     let mut left = 3;
     write_checkpoint(&dir, 7, &mut |out| {
-        out.push(s.clone());
+        put_checkpoint_series_record(out, &s);
         left -= 1;
         left > 0
     })
@@ -216,4 +216,14 @@ fn series_records_are_compressed_and_version_1_segments_still_replay() {
     let (st, series, _) = collect(&old);
     assert!(st.corruption.is_none());
     assert_eq!(series, vec![(32, ray(2))]);
+}
+
+#[test]
+fn record_checksum_is_crc32c() {
+    // RFC 3720 B.4 and the common check value: the format names Castagnoli.
+    assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
+    assert_eq!(crc32c::crc32c(&[0u8; 32]), 0x8a91_36aa);
+    assert_eq!(crc32c::crc32c(&[0xffu8; 32]), 0x62a8_ab43);
+    let split = crc32c::crc32c_append(crc32c::crc32c(b"12345"), b"6789");
+    assert_eq!(split, 0xe306_9283);
 }
