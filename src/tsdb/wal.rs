@@ -706,9 +706,11 @@ pub fn write_checkpoint(
     Ok(bytes)
 }
 
-/// Appends one framed checkpoint record (type 3) built from its parts, as
-/// [`codec::put_checkpoint_parts`] takes them: the head encodes each series
-/// straight from its chunks, with no copy in between.
+/// Appends one framed checkpoint record (type 3) built from its parts:
+/// `labels` as a pair count with the name, value, ... strings (`None` for a
+/// series whose labels the chunk store holds) and `n` chunks as (min t, max
+/// t, XOR bytes). The head encodes each series straight from its chunks,
+/// with no copy in between.
 pub fn put_checkpoint_record<'a, 'c>(
     buf: &mut Vec<u8>,
     r: SeriesRef,
