@@ -38,6 +38,8 @@ pub struct Entry {
     last_iter: u32,
     /// Last scrape that parsed it (committed or not).
     seen_iter: u32,
+    /// Its place among the series of that scrape.
+    seen_pos: u32,
     /// Samples with explicit timestamps are not tracked for staleness.
     pub track_staleness: bool,
     /// Metric relabeling dropped the series: it is not relabeled again.
@@ -64,6 +66,10 @@ pub struct Cache {
     dead: usize,
     /// The slot the next lookup tries first.
     cursor: usize,
+    /// Series looked up or added in the scrape in progress.
+    seq: u32,
+    /// Of those, found away from the cursor: through the index.
+    moved: u32,
     /// The scrape in progress.
     iter: u32,
     /// The scrape attempt before it.
@@ -110,6 +116,8 @@ impl Cache {
         self.prev_iter = self.iter;
         self.iter += 1;
         self.cursor = 0;
+        self.seq = 0;
+        self.moved = 0;
         self.memo = None;
     }
 
@@ -156,11 +164,16 @@ impl Cache {
         let Some(pos) = pos else {
             return Lookup::Unknown(Slot(k));
         };
+        if pos != self.cursor {
+            self.moved += 1;
+        }
         self.cursor = pos + 1;
-        let (iter, format) = (self.iter, self.format);
+        let (iter, format, seq) = (self.iter, self.format, self.seq);
+        self.seq += 1;
         match self.entries.get_mut(pos) {
             Some(e) => {
                 e.seen_iter = iter;
+                e.seen_pos = seq;
                 e.checked = format;
                 if e.dropped {
                     Lookup::Dropped
@@ -186,11 +199,13 @@ impl Cache {
             series_ref,
             last_iter: 0,
             seen_iter: self.iter,
+            seen_pos: self.seq,
             track_staleness,
             dropped,
             dead: false,
             checked: self.format,
         };
+        self.seq += 1;
         // A series already cached comes back through here when the store
         // forgot its reference: it keeps its slot.
         if let Some(&p) = self.index.get(&k)
@@ -227,11 +242,26 @@ impl Cache {
                 self.dead += 1;
             }
         }
+        // Series found through the index cost a probe into memory that is
+        // cold by the next scrape, and new series (a Ray worker's, in the
+        // middle of the text) join at the end: under churn their share only
+        // grows. Once over 1/32 of the scrape, the slots take this scrape's
+        // order again (unseen ones after it, as they were).
+        let reorder = self.moved as usize * 32 > self.len();
         // Dead slots cost a step of every walk; drop them once they are a
         // quarter of the cache, keeping the order of the rest.
-        if self.dead > 0 && self.dead * 4 >= self.entries.len() {
+        if reorder || (self.dead > 0 && self.dead * 4 >= self.entries.len()) {
             self.entries.retain(|e| !e.dead);
             self.dead = 0;
+            if reorder {
+                self.entries.sort_by_key(|e| {
+                    if e.seen_iter == iter {
+                        e.seen_pos
+                    } else {
+                        u32::MAX
+                    }
+                });
+            }
             self.index.clear();
             for (i, e) in self.entries.iter().enumerate() {
                 self.index.insert(e.key, i as u32);
@@ -308,6 +338,31 @@ mod tests {
         let (refs, _) = scrape(&mut c, &["d", "c", "x", "b", "a", "a"]);
         assert_eq!(refs, [1003, 1002, 1001, 1001, 1000, 1000]);
         assert_eq!(c.len(), 5);
+    }
+
+    #[test]
+    fn slots_follow_the_scrape_order_again_after_churn() {
+        let mut c = Cache::default();
+        let names: Vec<String> = (0..200).map(|i| format!("s{i:03}")).collect();
+        let mut text: Vec<&str> = names.iter().map(String::as_str).collect();
+        scrape(&mut c, &text);
+        // Churn: a new series in the middle of the text in each scrape.
+        let new: Vec<String> = (0..20).map(|i| format!("n{i:02}")).collect();
+        for (i, n) in new.iter().enumerate() {
+            text.insert(10 * i + 5, n);
+            let (refs, _) = scrape(&mut c, &text);
+            assert_eq!(refs.len(), text.len());
+        }
+        // The scrape after the last churn finds every series at the cursor.
+        scrape(&mut c, &text);
+        assert_eq!(c.moved, 0);
+        let order: Vec<Key> = text.iter().map(|t| key(t.as_bytes())).collect();
+        let cached: Vec<Key> = c.entries.iter().map(|e| e.key).collect();
+        assert_eq!(cached, order);
+        // References survived the moves.
+        let (refs, stale) = scrape(&mut c, &text);
+        assert!(stale.is_empty());
+        assert_eq!(refs[..5], [1000, 1001, 1002, 1003, 1004]);
     }
 
     #[test]
