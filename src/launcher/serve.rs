@@ -236,8 +236,6 @@ fn discovery_jobs(
     Ok(jobs)
 }
 
-/// `/metrics`: the counters plus what the head, scraper, discovery and web
-/// state know at the moment of the request.
 /// `/api/v1/status/tsdb` from the head's index: without it the API would
 /// select every series with its samples (gigabytes at a million series).
 fn tsdb_status(head: Arc<Head>) -> web::TsdbStatsSource {
@@ -265,6 +263,8 @@ fn tsdb_status(head: Arc<Head>) -> web::TsdbStatsSource {
     })
 }
 
+/// `/metrics`: the counters plus what the head, scraper, discovery and web
+/// state know at the moment of the request.
 fn self_metrics(
     state: &web::AppState,
     metrics: selfmetrics::Metrics,

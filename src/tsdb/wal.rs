@@ -181,11 +181,16 @@ fn header(magic: &[u8; 4]) -> [u8; HEADER_LEN as usize] {
     h
 }
 
+/// A record's checksum: CRC-32C of its type byte followed by its payload.
+fn record_crc(typ: u8, payload: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&[typ]), payload)
+}
+
 /// Appends a framed record of type `typ` whose payload is `buf[start + 9..]`,
 /// after reserving the 9 header bytes at `start`.
 fn frame(buf: &mut [u8], start: usize, typ: u8) {
     let payload_len = (buf.len() - start - RECORD_HEADER_LEN) as u32;
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&[typ]), &buf[start + RECORD_HEADER_LEN..]);
+    let crc = record_crc(typ, &buf[start + RECORD_HEADER_LEN..]);
     buf[start] = typ;
     buf[start + 1..start + 5].copy_from_slice(&payload_len.to_be_bytes());
     buf[start + 5..start + 9].copy_from_slice(&crc.to_be_bytes());
@@ -501,7 +506,7 @@ fn read_record(
     if read_full(r, payload)? < len as usize {
         return Ok(Next::Torn(offset));
     }
-    let want = crc32c::crc32c_append(crc32c::crc32c(&[typ]), payload);
+    let want = record_crc(typ, payload);
     if want != crc {
         return Ok(Next::Corrupt(offset, "checksum mismatch".to_string()));
     }
@@ -728,10 +733,18 @@ pub fn put_checkpoint_record<'a, 'c>(
 /// [`put_checkpoint_record`] of a decoded series.
 #[cfg(test)]
 pub fn put_checkpoint_series_record(buf: &mut Vec<u8>, s: &CheckpointSeries) {
-    let start = buf.len();
-    buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
-    codec::put_checkpoint_series(buf, s);
-    frame(buf, start, TYPE_CHECKPOINT_SERIES);
+    let strs = s
+        .labels
+        .iter()
+        .flat_map(|l| [l.name.as_str(), l.value.as_str()]);
+    put_checkpoint_record(
+        buf,
+        s.r,
+        Some((s.labels.len(), strs)),
+        (s.last_t, s.last_v),
+        s.chunks.len(),
+        s.chunks.iter().map(|c| (c.min_t, c.max_t, &*c.data)),
+    );
 }
 
 /// Reads checkpoint `n`, calling `f` with each series.

@@ -262,24 +262,6 @@ pub fn put_checkpoint_parts<'a, 'c>(
     }
 }
 
-#[cfg(test)]
-pub fn put_checkpoint_series(buf: &mut Vec<u8>, s: &CheckpointSeries) {
-    put_checkpoint_parts(
-        buf,
-        s.r,
-        Some((
-            s.labels.len(),
-            s.labels
-                .iter()
-                .flat_map(|l| [l.name.as_str(), l.value.as_str()]),
-        )),
-        s.last_t,
-        s.last_v,
-        s.chunks.len(),
-        s.chunks.iter().map(|c| (c.min_t, c.max_t, &*c.data)),
-    );
-}
-
 pub fn get_checkpoint_series(payload: &[u8]) -> Option<CheckpointSeries> {
     let mut d = Dec { b: payload };
     let r = d.u64()?;

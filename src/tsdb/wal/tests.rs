@@ -226,4 +226,6 @@ fn record_checksum_is_crc32c() {
     assert_eq!(crc32c::crc32c(&[0xffu8; 32]), 0x62a8_ab43);
     let split = crc32c::crc32c_append(crc32c::crc32c(b"12345"), b"6789");
     assert_eq!(split, 0xe306_9283);
+    // A record's: the type byte, then the payload.
+    assert_eq!(record_crc(b'1', b"23456789"), 0xe306_9283);
 }
