@@ -60,9 +60,11 @@ pub struct DbOptions {
     /// `fdatasync` of the WAL at least this often.
     pub sync_every: Duration,
     /// A checkpoint at least this often, or when the WAL grew past
-    /// `checkpoint_bytes` since the last one.
+    /// `checkpoint_bytes` or `checkpoint_samples` since the last one (the
+    /// samples bound what a restart replays, and so its time).
     pub checkpoint_every: Duration,
     pub checkpoint_bytes: u64,
+    pub checkpoint_samples: u64,
     /// How often retention runs.
     pub retention_every: Duration,
     /// How often closed chunks move to the chunk store between checkpoints.
@@ -83,6 +85,7 @@ impl Default for DbOptions {
             sync_every: Duration::from_secs(1),
             checkpoint_every: Duration::from_secs(300),
             checkpoint_bytes: 256 << 20,
+            checkpoint_samples: 30_000_000,
             retention_every: Duration::from_secs(60),
             flush_every: Duration::from_secs(30),
             // Prometheus keeps a series in its head for two to three hours.
@@ -280,6 +283,7 @@ pub struct Db {
 struct Maintenance {
     last_checkpoint: Instant,
     wal_bytes_at_checkpoint: u64,
+    wal_samples_at_checkpoint: u64,
     checkpoints: u64,
     checkpoint_failures: u64,
     retention_removed_chunks: u64,
@@ -538,6 +542,7 @@ impl Db {
             maintenance: Mutex::new(Maintenance {
                 last_checkpoint: Instant::now(),
                 wal_bytes_at_checkpoint: 0,
+                wal_samples_at_checkpoint: 0,
                 checkpoints: 0,
                 checkpoint_failures: 0,
                 retention_removed_chunks: 0,
@@ -708,6 +713,7 @@ impl Db {
         }
         m.last_checkpoint = Instant::now();
         m.wal_bytes_at_checkpoint = self.wal.stats.bytes_written.load(Ordering::Relaxed);
+        m.wal_samples_at_checkpoint = self.wal.stats.samples_written.load(Ordering::Relaxed);
         info!(segment = closed, bytes, "checkpoint written");
         Ok(bytes)
     }
@@ -868,14 +874,18 @@ impl Db {
                 .maintenance
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let grown = self
-                .wal
-                .stats
+            let st = &self.wal.stats;
+            let grown = st
                 .bytes_written
                 .load(Ordering::Relaxed)
                 .saturating_sub(m.wal_bytes_at_checkpoint);
+            let logged = st
+                .samples_written
+                .load(Ordering::Relaxed)
+                .saturating_sub(m.wal_samples_at_checkpoint);
             m.last_checkpoint.elapsed() >= self.opts.checkpoint_every
                 || grown >= self.opts.checkpoint_bytes
+                || logged >= self.opts.checkpoint_samples
         };
         if due && let Err(e) = self.checkpoint() {
             error!(error = %e, "checkpoint failed, the WAL keeps everything");

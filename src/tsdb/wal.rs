@@ -26,8 +26,9 @@ pub const DEFAULT_SEGMENT_SIZE: u64 = 128 << 20;
 
 const SEGMENT_MAGIC: &[u8; 4] = b"RWAL";
 const CHECKPOINT_MAGIC: &[u8; 4] = b"RCKP";
-/// Written in new files; version 1 files (no compressed records) are read too.
-const VERSION: u8 = 2;
+/// Written in new files; older versions are read too (version 1 has no
+/// compressed series records, versions 1 and 2 no packed samples records).
+const VERSION: u8 = 3;
 const OLDEST_VERSION: u8 = 1;
 const HEADER_LEN: u64 = 8;
 const RECORD_HEADER_LEN: usize = 9;
@@ -40,6 +41,8 @@ const TYPE_SAMPLES: u8 = 2;
 const TYPE_CHECKPOINT_SERIES: u8 = 3;
 /// A series record's payload compressed with snappy (raw block format).
 const TYPE_SERIES_SNAPPY: u8 = 4;
+/// A samples record with short forms for the common cases.
+const TYPE_SAMPLES_PACKED: u8 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -225,6 +228,7 @@ fn put_series_record(buf: &mut Vec<u8>, series: &[u8]) {
 pub struct WalStats {
     pub bytes_written: AtomicU64,
     pub records_written: AtomicU64,
+    pub samples_written: AtomicU64,
     pub write_failures: AtomicU64,
     pub segments_created: AtomicU64,
 }
@@ -329,16 +333,20 @@ impl Wal {
         }
         let start = w.buf.len();
         w.buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
-        if codec::put_samples(&mut w.buf, samples) == 0 {
+        let n = codec::put_packed_samples(&mut w.buf, samples);
+        if n == 0 {
             w.buf.truncate(start);
         } else {
-            frame(&mut w.buf, start, TYPE_SAMPLES);
+            frame(&mut w.buf, start, TYPE_SAMPLES_PACKED);
         }
         if w.buf.is_empty() {
             return Ok(());
         }
         self.write_buf(w)?;
         w.series.clear();
+        self.stats
+            .samples_written
+            .fetch_add(n as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -495,7 +503,7 @@ fn read_record(
     let typ = h[0];
     let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]);
     let crc = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
-    if !(TYPE_SERIES..=TYPE_SERIES_SNAPPY).contains(&typ) {
+    if !(TYPE_SERIES..=TYPE_SAMPLES_PACKED).contains(&typ) {
         return Ok(Next::Corrupt(offset, format!("unknown record type {typ}")));
     }
     if len > MAX_RECORD_LEN {
@@ -619,9 +627,13 @@ pub fn replay(
                             f(Record::Series(&series));
                             ok
                         }
-                        TYPE_SAMPLES => {
+                        TYPE_SAMPLES | TYPE_SAMPLES_PACKED => {
                             samples.clear();
-                            let ok = codec::get_samples(&payload, &mut samples);
+                            let ok = if typ == TYPE_SAMPLES {
+                                codec::get_samples(&payload, &mut samples)
+                            } else {
+                                codec::get_packed_samples(&payload, &mut samples)
+                            };
                             st.samples += samples.len() as u64;
                             f(Record::Samples(&samples));
                             ok

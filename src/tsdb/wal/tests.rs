@@ -216,6 +216,46 @@ fn series_records_are_compressed_and_version_1_segments_still_replay() {
     let (st, series, _) = collect(&old);
     assert!(st.corruption.is_none());
     assert_eq!(series, vec![(32, ray(2))]);
+
+    // Version 2: compressed series, plain samples records.
+    let v2 = tmp("v2");
+    let mut bytes = header(SEGMENT_MAGIC).to_vec();
+    bytes[4] = 2;
+    let start = bytes.len();
+    bytes.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+    let plain = [(32, 5000, 0.25), (33, 5001, f64::from_bits(STALE_NAN_BITS))];
+    codec::put_samples(&mut bytes, &mut plain.into_iter());
+    frame(&mut bytes, start, TYPE_SAMPLES);
+    fs::write(v2.join(segment_name(1)), &bytes).unwrap();
+    let (st, _, samples) = collect(&v2);
+    assert!(st.corruption.is_none());
+    assert_eq!(
+        samples,
+        vec![(32, 5000, 0.25f64.to_bits()), (33, 5001, STALE_NAN_BITS)]
+    );
+}
+
+#[test]
+fn samples_records_are_packed() {
+    let dir = tmp("packed");
+    let wal = Wal::create(&dir, 1, 1 << 20).unwrap();
+    let scrape: Vec<_> = (0..2000u64)
+        .map(|i| (160 + i, 1_764_000_000_000, (i * 7 % 1000) as f64))
+        .collect();
+    wal.log_samples(&mut scrape.iter().copied()).unwrap();
+    assert_eq!(wal.stats.samples_written.load(Ordering::Relaxed), 2000);
+    drop(wal);
+    let seg = fs::read(dir.join(segment_name(1))).unwrap();
+    assert_eq!(seg[HEADER_LEN as usize], TYPE_SAMPLES_PACKED);
+    // Plain records took 13 bytes a sample here.
+    assert!(seg.len() < 4 * scrape.len(), "{} bytes", seg.len());
+    let (st, _, samples) = collect(&dir);
+    assert!(st.corruption.is_none());
+    let want: Vec<_> = scrape
+        .iter()
+        .map(|&(r, t, v)| (r, t, v.to_bits()))
+        .collect();
+    assert_eq!(samples, want);
 }
 
 #[test]
