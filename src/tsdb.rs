@@ -24,6 +24,7 @@
 //! - `chunkenc`: the XOR chunk format (`docs/format/chunk.md`).
 //! - `index`: interned label strings and postings; Prometheus's matcher rules.
 //! - `head`: series in 16 shards, chunk cutting, the appender, gc.
+//! - `refmap`: the shards' map from reference to series, hashed for locality.
 //! - `querier`: reads over a time range.
 //!
 //! - `wal`: segment files and checkpoints (`docs/format/wal.md`).
@@ -44,6 +45,7 @@ pub mod head;
 pub mod index;
 pub mod kv;
 mod querier;
+mod refmap;
 pub mod wal;
 
 pub use db::{Db, DbOptions, DbStats, OpenStats};

@@ -24,6 +24,7 @@ use crate::storage::{Appendable, Appender, Error, Querier, Queryable, Rejected, 
 use super::chunkenc::{Encoding, SampleIter, XorChunk, XorIter};
 use super::index::{Cardinality, Index, SymLabels};
 use super::querier::HeadQuerier;
+use super::refmap::RefMap;
 
 /// Prometheus's default head chunk range: two hours in milliseconds.
 pub const DEFAULT_CHUNK_RANGE: i64 = 2 * 60 * 60 * 1000;
@@ -250,7 +251,7 @@ impl Default for Inner {
 
 #[derive(Default)]
 struct Shard {
-    series: FxHashMap<SeriesRef, Box<MemSeries>>,
+    series: RefMap<Box<MemSeries>>,
     // Label hash to the series with that hash; later series with the same
     // hash (a collision) go to `collisions`.
     by_hash: FxHashMap<u64, SeriesRef>,
