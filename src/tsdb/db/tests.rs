@@ -541,3 +541,34 @@ fn samples_by_reference_are_checked_at_commit_and_bring_cold_series_back() {
     drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_checkpoint_comes_after_enough_logged_samples() {
+    let dir = tmp("by-samples");
+    let (db, _) = Db::open(
+        &dir,
+        DbOptions {
+            checkpoint_samples: 1_000,
+            checkpoint_every: Duration::from_secs(3600),
+            ..opts()
+        },
+    )
+    .unwrap();
+    let (mut last_retention, mut last_flush) = (Instant::now(), Instant::now());
+    ingest(db.head(), 40, 0, 20);
+    db.tick(&mut last_retention, &mut last_flush);
+    assert_eq!(db.stats().checkpoints, 0, "800 samples are not enough");
+    ingest(db.head(), 40, 20, 10);
+    db.tick(&mut last_retention, &mut last_flush);
+    assert_eq!(db.stats().checkpoints, 1);
+    // Counted again from the checkpoint on.
+    ingest(db.head(), 40, 30, 20);
+    db.tick(&mut last_retention, &mut last_flush);
+    assert_eq!(db.stats().checkpoints, 1);
+    drop(db);
+    let (db, st) = Db::open(&dir, opts()).unwrap();
+    assert_eq!(st.replay.samples, 40 * 20);
+    assert_eq!(dump(db.head()), expected(40, 50));
+    drop(db);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
