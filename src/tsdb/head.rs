@@ -334,13 +334,13 @@ fn hash_labels(labels: &Labels) -> u64 {
     h.finish()
 }
 
-/// Reads the series `refs` and the ends of their open chunks so that the
+/// Reads the series `refs` and both ends of their open chunks so that the
 /// loop that appends to them finds them in cache: these loads do not depend
 /// on each other, so the CPU overlaps their misses, where the appending loop
 /// would wait for each in turn (a million series do not fit in any cache).
 /// Done in stages over groups of series (table entries, then series, then
 /// chunk ends) so that no load waits on another's miss: one series after
-/// another, each series' three misses came in turn.
+/// another, each series' misses came in turn.
 fn warm(shard: &Shard, refs: impl Iterator<Item = SeriesRef>) {
     const GROUP: usize = 32;
     let mut refs = refs.peekable();
@@ -354,9 +354,13 @@ fn warm(shard: &Shard, refs: impl Iterator<Item = SeriesRef>) {
         for s in found.iter().flatten() {
             acc ^= u64::from(s.labels_stored);
         }
+        // The open chunk's end, where the sample goes, and its start, where
+        // every append rewrites the sample count: two lines once the chunk
+        // outgrows 64 bytes.
         for s in found.iter().flatten() {
             if let Some(o) = &s.open {
-                acc ^= u64::from(o.chunk.bytes().last().copied().unwrap_or(0));
+                let b = o.chunk.bytes();
+                acc ^= u64::from(b.first().copied().unwrap_or(0) ^ b.last().copied().unwrap_or(0));
             }
         }
     }
