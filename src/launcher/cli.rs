@@ -158,7 +158,9 @@ pub struct ServeArgs {
     /// How often a checkpoint syncs the chunk store and retires the WAL
     /// (raymon's own flag; closed chunks move to the chunk store every 30 s
     /// regardless). Shorter means less WAL to replay after a crash, longer
-    /// means less work while running.
+    /// means less work while running. A checkpoint also comes sooner, after
+    /// 30 million samples or 256 MiB of WAL, so that a restart never has
+    /// more than that to replay (about 2 s here).
     #[arg(long = "storage.tsdb.checkpoint-interval", default_value = "5m")]
     pub checkpoint_interval: String,
 
