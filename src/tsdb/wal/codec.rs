@@ -246,14 +246,6 @@ const NEXT_REF: u8 = 1 << 2;
 const BASE_T: u8 = 1 << 3;
 const HEAD_BITS: u8 = 0x0f;
 
-fn zigzag(x: i64) -> u64 {
-    ((x << 1) ^ (x >> 63)) as u64
-}
-
-fn unzigzag(u: u64) -> i64 {
-    (u >> 1) as i64 ^ -((u & 1) as i64)
-}
-
 /// Appends a packed samples payload; returns how many samples it holds.
 ///
 /// Most of a scrape's samples share its timestamp, follow the previous
@@ -279,7 +271,7 @@ pub fn put_packed_samples(
         if r == prev.wrapping_add(1) {
             head |= NEXT_REF;
         } else {
-            put_uvarint(buf, zigzag(r.wrapping_sub(prev) as i64));
+            put_varint(buf, r.wrapping_sub(prev) as i64);
         }
         prev = r;
         if t == base {
@@ -295,10 +287,10 @@ pub fn put_packed_samples(
         head |= if bits == 0 {
             VALUE_ZERO
         } else if (k as f64).to_bits() == bits {
-            put_uvarint(buf, zigzag(k));
+            put_varint(buf, k);
             VALUE_INTEGER
         } else if (k10 as f64 / 10.0).to_bits() == bits {
-            put_uvarint(buf, zigzag(k10));
+            put_varint(buf, k10);
             VALUE_TENTHS
         } else {
             buf.extend_from_slice(&bits.to_be_bytes());
@@ -323,8 +315,8 @@ pub fn get_packed_samples(payload: &[u8], out: &mut Vec<(SeriesRef, i64, f64)>) 
         let r = if head & NEXT_REF != 0 {
             prev.wrapping_add(1)
         } else {
-            let Some(z) = d.uvarint() else { return false };
-            prev.wrapping_add(unzigzag(z) as u64)
+            let Some(dr) = d.varint() else { return false };
+            prev.wrapping_add(dr as u64)
         };
         prev = r;
         let t = if head & BASE_T != 0 {
@@ -336,12 +328,12 @@ pub fn get_packed_samples(payload: &[u8], out: &mut Vec<(SeriesRef, i64, f64)>) 
         let v = match head & 3 {
             VALUE_ZERO => 0.0,
             VALUE_INTEGER => {
-                let Some(z) = d.uvarint() else { return false };
-                unzigzag(z) as f64
+                let Some(k) = d.varint() else { return false };
+                k as f64
             }
             VALUE_TENTHS => {
-                let Some(z) = d.uvarint() else { return false };
-                unzigzag(z) as f64 / 10.0
+                let Some(k) = d.varint() else { return false };
+                k as f64 / 10.0
             }
             _ => {
                 let Some(bits) = d.u64() else { return false };
