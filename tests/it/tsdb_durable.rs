@@ -140,19 +140,31 @@ fn issue_3_kill_9_loses_no_acknowledged_sample() {
         let ms = 1000 + (seed.wrapping_mul(round as u64 + 7) % 1500);
         let until = Instant::now() + Duration::from_millis(ms);
         let mut last = Seen::new();
-        while Instant::now() < until {
-            if let Ok(s) = samples(&addr) {
-                last = s;
-            }
-        }
-        if round == 1 {
+        let persisted = || {
             let m = get(&addr, "/metrics").unwrap().body;
-            let persisted: f64 = m
+            let n: f64 = m
                 .lines()
                 .find_map(|l| l.strip_prefix("raymon_tsdb_persisted_chunks_total "))
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0.0);
-            assert!(persisted > 0.0, "no chunk reached the chunk store:\n{m}");
+            (n, m)
+        };
+        // Round 1 also runs until a checkpoint has moved chunks (its first
+        // is due a second after start, seen at the background thread's next
+        // one-second tick), so that later kills land after such moves.
+        let moved_by = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(s) = samples(&addr) {
+                last = s;
+            }
+            let now = Instant::now();
+            if now >= until && (round != 1 || now >= moved_by || persisted().0 > 0.0) {
+                break;
+            }
+        }
+        if round == 1 {
+            let (n, m) = persisted();
+            assert!(n > 0.0, "no chunk reached the chunk store:\n{m}");
         }
         let _ = child.0.kill();
         let _ = child.0.wait();
