@@ -172,6 +172,8 @@ pub struct StorageGauges {
     pub checkpoint_failures: u64,
     pub retention_removed_chunks: u64,
     pub persisted_chunks: u64,
+    pub compactions: u64,
+    pub merged_chunks: u64,
     pub disk_bytes: u64,
 }
 
@@ -479,7 +481,7 @@ pub fn go_duration(d: Duration) -> String {
 /// same figure, `raymon_` ones where ours differs (the checkpoint-and-WAL store
 /// has no blocks).
 fn render_storage(w: &mut Writer, st: &StorageGauges) {
-    let families: [(&str, &str, &str, u64); 8] = [
+    let families: [(&str, &str, &str, u64); 10] = [
         (
             "prometheus_tsdb_checkpoint_creations_failed_total",
             "Total number of checkpoint creations that failed.",
@@ -493,10 +495,22 @@ fn render_storage(w: &mut Writer, st: &StorageGauges) {
             st.checkpoints + st.checkpoint_failures,
         ),
         (
+            "prometheus_tsdb_compactions_total",
+            "Total number of compactions that were executed for the partition: windows whose chunks were merged.",
+            "counter",
+            st.compactions,
+        ),
+        (
             "prometheus_tsdb_wal_writes_failed_total",
             "Total number of WAL writes that failed.",
             "counter",
             st.wal_write_failures,
+        ),
+        (
+            "raymon_tsdb_merged_chunks_total",
+            "Persisted chunks that merging a past window into fewer chunks took away.",
+            "counter",
+            st.merged_chunks,
         ),
         (
             "raymon_tsdb_persisted_chunks_total",

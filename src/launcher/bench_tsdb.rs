@@ -179,6 +179,7 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let _ = std::fs::remove_dir_all(&args.dir);
+    let merge_per_tick = opts.merge_series_per_tick;
     let rss0 = rss_bytes();
     let (db, _) = Db::open(&args.dir, opts.clone()).context("cannot open")?;
     let labels: Vec<Labels> = (0..args.series).map(ray_labels).collect();
@@ -232,6 +233,8 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
         // chunk store every 30 s, and a checkpoint retires the WAL.
         if args.checkpoint_every > 0 && (k + 1) % 2 == 0 {
             db.flush_closed_chunks().context("flush")?;
+            // And merges past windows at its pace: 30 s of ticks.
+            db.merge_some(30 * merge_per_tick)?;
         }
         if args.checkpoint_every > 0 && (k + 1) % args.checkpoint_every == 0 {
             let c0 = Instant::now();
@@ -321,21 +324,55 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
         samples - open,
         kv as f64 / (samples - open).max(1.0)
     );
-    let tables = db.chunk_store_tables();
-    let table = |name: &str| {
-        tables
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or(0, |(_, b)| *b)
-    };
     // Labels are paid once per series and chunks per sample: over a longer
     // retention the figure per sample tends to the chunks' alone.
+    let report = |db: &Db, when: &str| {
+        let tables = db.chunk_store_tables();
+        let table = |name: &str| {
+            tables
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |(_, b)| *b)
+        };
+        println!(
+            "chunk store tables {when}: chunks {:.3} bytes per persisted sample; series (labels) {:.0} bytes per series; all tables {:.3} bytes per sample (the rest is fjall's journal); {tables:?}",
+            table("chunks") as f64 / (samples - open).max(1.0),
+            table("series") as f64 / args.series.max(1) as f64,
+            tables.iter().map(|(_, b)| b).sum::<u64>() as f64 / (samples - open).max(1.0),
+        );
+    };
+    // What the background thread of serve did along the way (fjall then
+    // compacts in its own time), and what it would do later: each complete
+    // window's chunks of a series become one.
+    report(&db, "with windows merged along the way, as serve does");
+    let (t0, c0) = (Instant::now(), cpu_secs());
+    let merged = db.merge_windows().context("cannot merge windows")?;
+    let merge_secs = (t0.elapsed().as_secs_f64(), cpu_secs() - c0);
     println!(
-        "chunk store tables: chunks {:.3} bytes per persisted sample; series (labels) {:.0} bytes per series; all tables {:.3} bytes per sample (the rest is fjall's journal); {tables:?}",
-        table("chunks") as f64 / (samples - open).max(1.0),
-        table("series") as f64 / args.series.max(1) as f64,
-        tables.iter().map(|(_, b)| b).sum::<u64>() as f64 / (samples - open).max(1.0),
+        "merged complete windows: {} series, {} chunks into {} ({} refused) in {:.2} s wall, {:.2} s CPU",
+        merged.series,
+        merged.chunks_read,
+        merged.chunks_left,
+        merged.refused,
+        merge_secs.0,
+        merge_secs.1
     );
+    report(
+        &db,
+        "after merging (before fjall compacts the replaced chunks away)",
+    );
+    // A major compaction leaves out the tables fjall's own compaction is
+    // rewriting at that moment: again until the size stops falling.
+    let mut size = u64::MAX;
+    for _ in 0..4 {
+        db.compact_chunk_store().context("cannot compact")?;
+        let now = db.chunk_store_tables().iter().map(|(_, b)| b).sum::<u64>();
+        if now >= size {
+            break;
+        }
+        size = now;
+        report(&db, "after merging and a major compaction");
+    }
     drop(db);
     let (t0, c0) = (Instant::now(), cpu_secs());
     let (db, st) = Db::open(&args.dir, opts).context("cannot reopen")?;
@@ -346,6 +383,12 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
         cpu_secs() - c0,
         st.kv_open,
         st.phases
+    );
+    // Reopened, fjall's journal is empty: what a store holds for good.
+    let disk = db.disk_bytes();
+    println!(
+        "data directory after reopening: {disk} bytes, {:.3} bytes per sample (chunk store, checkpoint of the open chunks, WAL; labels included)",
+        disk as f64 / samples
     );
     drop(db);
     Ok(())

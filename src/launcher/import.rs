@@ -70,6 +70,16 @@ fn offline(dir: &Path, input: impl BufRead, total: Option<u64>) -> anyhow::Resul
         });
     // What was committed before an error stays: close writes it out.
     db.close().context("cannot close the storage")?;
+    // A backfill spans many windows; serve merges only the ones it sees end.
+    let merged = db
+        .merge_windows()
+        .context("cannot merge the imported chunks")?;
+    if merged.chunks_read > merged.chunks_left {
+        eprintln!(
+            "merged {} persisted chunks into {}",
+            merged.chunks_read, merged.chunks_left
+        );
+    }
     let st = res
         .with_context(|| format!("import stopped ({committed} samples before it were imported)"))?;
     eprintln!(

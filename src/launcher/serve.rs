@@ -303,6 +303,8 @@ fn self_metrics(
                 checkpoint_failures: st.checkpoint_failures,
                 retention_removed_chunks: st.retention_removed_chunks,
                 persisted_chunks: st.persisted_chunks,
+                compactions: st.compactions,
+                merged_chunks: st.merged_chunks,
                 disk_bytes: st.disk_bytes,
             }),
             pool_targets: scrape_status.pool_target_counts(),

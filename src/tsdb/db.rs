@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -73,6 +73,9 @@ pub struct DbOptions {
     /// once its chunks are in the chunk store; queries still find it there.
     /// 0 keeps every series in memory until retention.
     pub series_idle_ms: i64,
+    /// Series whose chunks of a past window (`head.chunk_range`) the
+    /// background thread merges a tick (`db/merge.rs`); 0 merges nothing.
+    pub merge_series_per_tick: usize,
 }
 
 impl Default for DbOptions {
@@ -90,6 +93,7 @@ impl Default for DbOptions {
             flush_every: Duration::from_secs(30),
             // Prometheus keeps a series in its head for two to three hours.
             series_idle_ms: 2 * 3600 * 1000,
+            merge_series_per_tick: merge::SERIES_PER_STEP,
         }
     }
 }
@@ -261,6 +265,10 @@ pub struct DbStats {
     pub retention_removed_chunks: u64,
     /// Closed chunks moved to the chunk store.
     pub persisted_chunks: u64,
+    /// Windows whose chunks were merged (`prometheus_tsdb_compactions_total`),
+    /// and chunks that merging took away.
+    pub compactions: u64,
+    pub merged_chunks: u64,
     /// Bytes of the data directory: checkpoints, WAL and chunk store
     /// (`prometheus_tsdb_storage_blocks_bytes` plus the WAL).
     pub disk_bytes: u64,
@@ -287,6 +295,7 @@ struct Maintenance {
     checkpoints: u64,
     checkpoint_failures: u64,
     retention_removed_chunks: u64,
+    merge: merge::MergeCursor,
 }
 
 impl std::fmt::Debug for Db {
@@ -546,6 +555,7 @@ impl Db {
                 checkpoints: 0,
                 checkpoint_failures: 0,
                 retention_removed_chunks: 0,
+                merge: merge::MergeCursor::default(),
             }),
             background: Mutex::new(None),
         };
@@ -635,6 +645,13 @@ impl Db {
         Ok(dropped.len())
     }
 
+    /// Rewrites the chunk store's chunks table whole, so that chunks that
+    /// were deleted or merged give their space back now instead of when
+    /// fjall's own compactions reach them.
+    pub fn compact_chunk_store(&self) -> Result<(), Error> {
+        Ok(self.kv.compact()?)
+    }
+
     /// Bytes of the chunk store alone.
     pub fn chunk_store_bytes(&self) -> u64 {
         self.kv.disk_bytes()
@@ -655,12 +672,15 @@ impl Db {
         self.checkpoint_locked(&mut m)
     }
 
+    fn lock_maintenance(&self) -> MutexGuard<'_, Maintenance> {
+        self.maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Counters since open.
     pub fn stats(&self) -> DbStats {
-        let m = self
-            .maintenance
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let m = self.lock_maintenance();
         let w = &self.wal.stats;
         DbStats {
             wal_bytes_written: w.bytes_written.load(Ordering::Relaxed),
@@ -670,6 +690,8 @@ impl Db {
             checkpoint_failures: m.checkpoint_failures,
             retention_removed_chunks: m.retention_removed_chunks,
             persisted_chunks: self.persisted_chunks.load(Ordering::Relaxed),
+            compactions: m.merge.windows,
+            merged_chunks: (m.merge.total.chunks_read - m.merge.total.chunks_left) as u64,
             disk_bytes: self.disk_bytes(),
         }
     }
@@ -869,11 +891,13 @@ impl Db {
                 error!(error = %e, "retention failed");
             }
         }
+        if self.opts.merge_series_per_tick > 0
+            && let Err(e) = self.merge_some(self.opts.merge_series_per_tick)
+        {
+            error!(error = %e, "cannot merge chunks of a past window");
+        }
         let due = {
-            let m = self
-                .maintenance
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let m = self.lock_maintenance();
             let st = &self.wal.stats;
             let grown = st
                 .bytes_written
@@ -949,5 +973,6 @@ impl Db {
     }
 }
 
+mod merge;
 #[cfg(test)]
 mod tests;

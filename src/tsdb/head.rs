@@ -16,7 +16,7 @@ use std::sync::{
     Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
 
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 use crate::model::{Labels, Matcher, Sample};
 use crate::storage::{Appendable, Appender, Error, Querier, Queryable, Rejected, SeriesRef};
@@ -866,6 +866,27 @@ impl Head {
     /// The oldest and newest committed sample times, if any.
     pub fn time_bounds(&self) -> Option<(i64, i64)> {
         self.inner.time_bounds()
+    }
+
+    /// Of `refs`, those that hold a sample before `t` in memory (open or
+    /// closed chunks not yet in the chunk store).
+    pub fn in_memory_before(&self, refs: &[SeriesRef], t: i64) -> FxHashSet<SeriesRef> {
+        let mut out = FxHashSet::default();
+        for &r in refs {
+            let shard = lock(&self.inner.shards[shard_of(r)]);
+            let Some(s) = shard.series.get(&r) else {
+                continue;
+            };
+            let first = s
+                .closed
+                .first()
+                .map(|c| c.min_t)
+                .or_else(|| s.open.as_ref().map(OpenChunk::min_t));
+            if first.is_some_and(|m| m < t) {
+                out.insert(r);
+            }
+        }
+        out
     }
 
     /// Whether a series with this reference exists.

@@ -38,6 +38,9 @@ const SERIES_BLOCK_BYTES: u32 = 64 << 10;
 /// new series' labels would otherwise sit in memory (fjall's default is
 /// 64 MiB per keyspace).
 const MEMTABLE_BYTES: u64 = 8 << 20;
+/// fjall moves its garbage-collection watermark after this many closed
+/// snapshots (`snapshot_tracker.rs` in fjall 3.1).
+const GC_SNAPSHOTS: usize = 10_000;
 /// fjall's journal, replayed at open, is kept under this (default 512 MiB).
 const JOURNAL_BYTES: u64 = 64 << 20;
 
@@ -59,6 +62,29 @@ pub enum Error {
 
 /// The first and last timestamp of a series' persisted chunks.
 pub type TimeRange = (i64, i64);
+
+/// What [`ChunkStore::merge_chunks`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MergeStats {
+    /// Series looked at.
+    pub series: usize,
+    /// Chunks found in the window.
+    pub chunks_read: usize,
+    /// Chunks there afterwards.
+    pub chunks_left: usize,
+    /// Groups left unmerged because their chunks could not be decoded in
+    /// order.
+    pub refused: usize,
+}
+
+impl std::ops::AddAssign for MergeStats {
+    fn add_assign(&mut self, o: MergeStats) {
+        self.series += o.series;
+        self.chunks_read += o.chunks_read;
+        self.chunks_left += o.chunks_left;
+        self.refused += o.refused;
+    }
+}
 
 /// One persisted chunk, decoded from its key and value.
 struct StoredChunk {
@@ -265,6 +291,97 @@ impl ChunkStore {
         Ok(())
     }
 
+    /// Up to `limit` series with persisted chunks, in reference order after
+    /// `after` (from the first when `None`), with their persisted ranges.
+    pub fn ranges_after(
+        &self,
+        after: Option<SeriesRef>,
+        limit: usize,
+    ) -> Result<Vec<(SeriesRef, TimeRange)>, Error> {
+        let lo = match after {
+            Some(r) if r == SeriesRef::MAX => return Ok(Vec::new()),
+            Some(r) => series_key(r + 1),
+            None => series_key(0),
+        };
+        let mut out = Vec::with_capacity(limit.min(1 << 16));
+        for kv in self.ranges.range(lo..).take(limit) {
+            let (k, v) = kv.into_inner().map_err(|e| self.err(e))?;
+            if let (Some(r), Some(range)) = (ref_from(&k), range_from(&v)) {
+                out.push((r, range));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rewrites the chunks of each series in `refs` that start in `[start,
+    /// end)` as as few chunks as [`chunkenc::MERGED_MAX_SAMPLES`] allows
+    /// (`kv.md`, "Merging a window"), all in one batch. A merged chunk takes
+    /// the key of its first part, so readers and ranges see the same times.
+    /// A series whose chunks cannot be merged (corrupt, overlapping) keeps
+    /// them as they are. Returns the chunks read and the chunks left.
+    pub fn merge_chunks(
+        &self,
+        refs: &[SeriesRef],
+        start: i64,
+        end: i64,
+    ) -> Result<MergeStats, Error> {
+        let mut batch = self.db.batch();
+        let mut st = MergeStats::default();
+        let mut found: Vec<(fjall::Slice, StoredChunk)> = Vec::new();
+        let mut merged = Vec::new();
+        let mut value = Vec::new();
+        for &r in refs {
+            found.clear();
+            for kv in self.chunks.range(chunk_key(r, start)..chunk_key(r, end)) {
+                let (k, v) = kv.into_inner().map_err(|e| self.err(e))?;
+                let c = chunk_from(&k, &v).ok_or_else(|| self.corrupt("chunk", r))?;
+                found.push((k, c));
+            }
+            st.series += 1;
+            st.chunks_read += found.len();
+            // Groups of consecutive chunks that fit one merged chunk.
+            let mut i = 0;
+            while i < found.len() {
+                let mut j = i;
+                let mut n = 0;
+                while j < found.len() {
+                    let m = chunkenc::num_samples(&found[j].1.data);
+                    if j > i && n + m > chunkenc::MERGED_MAX_SAMPLES {
+                        break;
+                    }
+                    n += m;
+                    j += 1;
+                }
+                let group = &found[i..j];
+                i = j;
+                st.chunks_left += 1;
+                if group.len() < 2 {
+                    continue;
+                }
+                let parts: Vec<(Encoding, &[u8])> = group
+                    .iter()
+                    .map(|(_, c)| (c.encoding, c.data.as_slice()))
+                    .collect();
+                let Ok(encoding) = chunkenc::merge(&parts, &mut merged) else {
+                    st.chunks_left += group.len() - 1;
+                    st.refused += 1;
+                    continue;
+                };
+                let last = &group[group.len() - 1].1;
+                value.clear();
+                value.push(encoding as u8);
+                value.extend_from_slice(&last.max_t.to_be_bytes());
+                value.extend_from_slice(&merged);
+                batch.insert(&self.chunks, group[0].0.clone(), value.as_slice());
+                for (k, _) in &group[1..] {
+                    batch.remove(&self.chunks, k.clone());
+                }
+            }
+        }
+        batch.commit().map_err(|e| self.err(e))?;
+        Ok(st)
+    }
+
     /// Deletes the chunks of `r` that end before `t`; returns the persisted
     /// range left, if any.
     pub fn delete_before(&self, r: SeriesRef, t: i64) -> Result<Option<(i64, i64)>, Error> {
@@ -406,6 +523,17 @@ impl ChunkStore {
 
     /// Rewrites the chunks so that deleted ones give their space back.
     pub fn compact(&self) -> Result<(), Error> {
+        // A compaction keeps every version newer than fjall's
+        // garbage-collection watermark, which moves only when a memtable is
+        // rotated or after every 10,000th closed snapshot: without both,
+        // chunks merged or deleted since then would keep their space
+        // (measured: 1.77 instead of 1.31 bytes a sample after merging).
+        self.chunks
+            .rotate_memtable_and_wait()
+            .map_err(|e| self.err(e))?;
+        for _ in 0..GC_SNAPSHOTS {
+            drop(self.db.snapshot());
+        }
         self.chunks.major_compact().map_err(|e| self.err(e))
     }
 

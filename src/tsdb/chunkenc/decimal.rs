@@ -9,6 +9,11 @@
 //! ([`super::compact`]); the head appends in XOR only. Layout:
 //! `docs/format/chunk.md`. Every value round-trips bit for bit: a value that
 //! is not exactly `m / 10^scale` is written raw.
+//!
+//! Two versions: the first (encoding 2) writes timestamps as
+//! delta-of-deltas; the second (encoding 3, what the chunk store writes now)
+//! against a grid of the chunk's usual interval, where a scrape a few
+//! milliseconds late costs one code instead of three.
 
 use super::bstream::{BitReader, BitWriter};
 use super::xor::{put_uvarint, put_varint, unzigzag};
@@ -28,6 +33,19 @@ const POW10: [f64; MAX_SCALE as usize + 1] = [
 /// Timestamp delta-of-delta codes after their prefix: the zig-zag value in
 /// this many bits, then in 64.
 const DOD_BITS: [u8; 3] = [5, 14, 20];
+
+/// Grid residual codes after `1`, the move bit and their prefix: the
+/// zig-zag residual minus one in this many bits, then in 64.
+const RESIDUAL_BITS: [u8; 3] = [4, 14, 24];
+
+/// How a decimal chunk writes its timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Times {
+    /// Delta-of-deltas (encoding 2).
+    Dod,
+    /// Residuals from a grid of the chunk's usual interval (encoding 3).
+    Grid,
+}
 
 /// Value codes after their prefix: the zig-zag mantissa delta in this many
 /// bits, then a 64-bit delta, then the raw value. Chosen on real Ray data
@@ -81,29 +99,46 @@ pub(crate) fn choose_scale(samples: &[(i64, u64)]) -> Option<u8> {
     Some(scale)
 }
 
-/// Encodes samples (timestamps increasing, values as bits) at `scale`;
-/// stops with `None` once the bytes exceed `limit`.
-pub(crate) fn encode(samples: &[(i64, u64)], scale: u8, limit: usize) -> Option<Vec<u8>> {
+/// Encodes samples (timestamps increasing, values as bits) at `scale`,
+/// with timestamps as `times` says; stops with `None` once the bytes exceed
+/// `limit`.
+pub(crate) fn encode(
+    samples: &[(i64, u64)],
+    scale: u8,
+    limit: usize,
+    times: Times,
+) -> Option<Vec<u8>> {
     let num = u16::try_from(samples.len()).ok()?;
     let mut w = BitWriter::with_header(HEADER, limit.min(1 << 16));
     let header = w.bytes_mut();
     header[..2].copy_from_slice(&num.to_be_bytes());
     header[2] = scale;
     let (mut t_prev, mut t_delta) = (0i64, 0u64);
+    let step = usual_interval(samples);
+    let mut grid = samples.first().map_or(0, |s| s.0);
     let (mut v_prev, mut m) = (0f64.to_bits(), 0i64);
     for (i, &(t, vb)) in samples.iter().enumerate() {
         let mut buf = [0u8; 10];
-        match i {
-            0 => {
+        match (i, times) {
+            (0, _) => {
                 let n = put_varint(&mut buf, t);
                 buf[..n].iter().for_each(|&b| w.write_byte(b));
+                if times == Times::Grid && samples.len() > 1 {
+                    // Increasing timestamps make it positive: no sign bit.
+                    let n = put_uvarint(&mut buf, step as u64);
+                    buf[..n].iter().for_each(|&b| w.write_byte(b));
+                }
             }
-            1 => {
+            (_, Times::Grid) => {
+                let next = samples.get(i + 1).map(|s| s.0);
+                grid = write_grid_time(&mut w, t, grid, step, next);
+            }
+            (1, Times::Dod) => {
                 t_delta = t.wrapping_sub(t_prev) as u64;
                 let n = put_uvarint(&mut buf, t_delta);
                 buf[..n].iter().for_each(|&b| w.write_byte(b));
             }
-            _ => {
+            (_, Times::Dod) => {
                 let d = t.wrapping_sub(t_prev) as u64;
                 write_dod(&mut w, d.wrapping_sub(t_delta) as i64);
                 t_delta = d;
@@ -138,19 +173,72 @@ pub(crate) fn encode(samples: &[(i64, u64)], scale: u8, limit: usize) -> Option<
     Some(w.into_bytes())
 }
 
+/// The most frequent interval between consecutive samples (the scrape
+/// interval), the smaller on a tie; 0 for fewer than two samples.
+fn usual_interval(samples: &[(i64, u64)]) -> i64 {
+    let mut deltas: Vec<i64> = samples
+        .windows(2)
+        .map(|p| p[1].0.wrapping_sub(p[0].0))
+        .collect();
+    deltas.sort_unstable();
+    let (mut best, mut best_n) = (0, 0);
+    for run in deltas.chunk_by(|a, b| a == b) {
+        if run.len() > best_n {
+            (best, best_n) = (run[0], run.len());
+        }
+    }
+    best
+}
+
+/// Writes `t` against the grid point after `grid` and returns the grid
+/// point `t` is measured from next. On the grid: `0`, and the grid moves to
+/// `t`. Off it: `1`, the move bit, the residual. A scrape a few milliseconds
+/// late leaves the grid where it was, so the one after it is on the grid
+/// again; a lasting shift (a missed scrape, a restart) moves the grid, so
+/// the encoder moves it when the next sample is nearer to `t`'s grid.
+fn write_grid_time(w: &mut BitWriter, t: i64, grid: i64, step: i64, next: Option<i64>) -> i64 {
+    let expected = grid.wrapping_add(step);
+    let e = t.wrapping_sub(expected);
+    if e == 0 {
+        w.write_bit(false);
+        return t;
+    }
+    let off = |from: i64| {
+        next.map_or(0, |n| {
+            n.wrapping_sub(from.wrapping_add(step)).unsigned_abs()
+        })
+    };
+    let moves = next.is_some() && off(t) < off(expected);
+    w.write_bit(true);
+    w.write_bit(moves);
+    write_sized(w, 0, zigzag(e) - 1, &RESIDUAL_BITS);
+    if moves { t } else { expected }
+}
+
 /// The timestamp delta-of-delta. Most scrapes keep their interval to the
 /// millisecond (a `0`); the rest are a few milliseconds off, which XOR's
 /// smallest field (14 bits) would overpay, or a missed scrape.
 fn write_dod(w: &mut BitWriter, dod: i64) {
-    let zz = zigzag(dod);
-    match DOD_BITS.iter().position(|&n| zz < 1 << n) {
-        _ if dod == 0 => w.write_bit(false),
+    if dod == 0 {
+        w.write_bit(false);
+    } else {
+        write_sized(w, 1, zigzag(dod), &DOD_BITS);
+    }
+}
+
+/// Writes `zz` in the first of `sizes` that holds it, the `p`-th after
+/// `ones + p` one bits and a zero; in 64 bits after `ones + sizes.len()` one
+/// bits when none does.
+fn write_sized(w: &mut BitWriter, ones: usize, zz: u64, sizes: &[u8]) {
+    match sizes.iter().position(|&n| zz < 1 << n) {
         Some(p) => {
-            w.write_bits((1 << (p + 2)) - 2, p as u8 + 2);
-            w.write_bits(zz, DOD_BITS[p]);
+            let n = ones + p;
+            w.write_bits((1 << (n + 1)) - 2, n as u8 + 1);
+            w.write_bits(zz, sizes[p]);
         }
         None => {
-            w.write_bits(0b1111, 4);
+            let n = ones + sizes.len();
+            w.write_bits((1 << n) - 1, n as u8);
             w.write_bits(zz, 64);
         }
     }
@@ -165,19 +253,35 @@ fn zigzag(x: i64) -> u64 {
 #[derive(Debug, Clone)]
 pub struct DecimalIter<'a> {
     r: BitReader<'a>,
+    times: Times,
     total: u16,
     read: u16,
     pow: f64,
     t: i64,
     t_delta: u64,
+    // Grid timestamps: the grid point the next one is measured from, and
+    // the interval.
+    grid: i64,
+    step: i64,
     v: u64,
     m: i64,
     corrupt: bool,
 }
 
 impl<'a> DecimalIter<'a> {
-    /// Iterates over encoded chunk bytes (header included).
+    /// Iterates over the bytes (header included) of a decimal chunk of the
+    /// first version (encoding 2).
     pub fn new(bytes: &'a [u8]) -> DecimalIter<'a> {
+        DecimalIter::with_times(bytes, Times::Dod)
+    }
+
+    /// Iterates over the bytes of a decimal chunk with grid timestamps
+    /// (encoding 3).
+    pub fn grid(bytes: &'a [u8]) -> DecimalIter<'a> {
+        DecimalIter::with_times(bytes, Times::Grid)
+    }
+
+    fn with_times(bytes: &'a [u8], times: Times) -> DecimalIter<'a> {
         let (total, scale, stream) = match bytes {
             [a, b, k, rest @ ..] => (u16::from_be_bytes([*a, *b]), *k, rest),
             _ => (0, u8::MAX, &[][..]),
@@ -185,11 +289,14 @@ impl<'a> DecimalIter<'a> {
         let corrupt = scale > MAX_SCALE && !bytes.is_empty();
         DecimalIter {
             r: BitReader::new(stream),
+            times,
             total: if corrupt { 0 } else { total },
             read: 0,
             pow: POW10[usize::from(scale.min(MAX_SCALE))],
             t: 0,
             t_delta: 0,
+            grid: 0,
+            step: 0,
             v: 0f64.to_bits(),
             m: 0,
             corrupt,
@@ -221,6 +328,25 @@ impl<'a> DecimalIter<'a> {
         Some(unzigzag(self.r.read_bits(size)?))
     }
 
+    fn read_grid_time(&mut self) -> Option<()> {
+        let expected = self.grid.wrapping_add(self.step);
+        if !self.r.read_bit()? {
+            self.t = expected;
+            self.grid = expected;
+            return Some(());
+        }
+        let moves = self.r.read_bit()?;
+        let mut ones = 0usize;
+        while ones < RESIDUAL_BITS.len() && self.r.read_bit()? {
+            ones += 1;
+        }
+        let size = RESIDUAL_BITS.get(ones).copied().unwrap_or(64);
+        let zz = self.r.read_bits(size)?.wrapping_add(1);
+        self.t = expected.wrapping_add(unzigzag(zz));
+        self.grid = if moves { self.t } else { expected };
+        Some(())
+    }
+
     fn read_value(&mut self) -> Option<()> {
         let mut ones = 0usize;
         while ones < RAW_ONES && self.r.read_bit()? {
@@ -246,13 +372,22 @@ impl Iterator for DecimalIter<'_> {
         if self.read >= self.total {
             return None;
         }
-        let ok = match self.read {
-            0 => self.r.read_uvarint().map(|ux| self.t = unzigzag(ux)),
-            1 => self.r.read_uvarint().map(|d| {
+        let ok = match (self.read, self.times) {
+            (0, Times::Grid) => self.r.read_uvarint().and_then(|ux| {
+                self.t = unzigzag(ux);
+                self.grid = self.t;
+                if self.total > 1 {
+                    self.step = self.r.read_uvarint()? as i64;
+                }
+                Some(())
+            }),
+            (_, Times::Grid) => self.read_grid_time(),
+            (0, Times::Dod) => self.r.read_uvarint().map(|ux| self.t = unzigzag(ux)),
+            (1, Times::Dod) => self.r.read_uvarint().map(|d| {
                 self.t_delta = d;
                 self.t = self.t.wrapping_add(d as i64);
             }),
-            _ => self.read_dod().map(|dod| {
+            (_, Times::Dod) => self.read_dod().map(|dod| {
                 self.t_delta = (self.t_delta as i64).wrapping_add(dod) as u64;
                 self.t = self.t.wrapping_add(self.t_delta as i64);
             }),
@@ -272,15 +407,54 @@ impl Iterator for DecimalIter<'_> {
 mod tests {
     use super::*;
 
+    /// Encodes in both versions, checks that both read back exactly, and
+    /// returns the grid version's bytes.
     fn round_trip(samples: &[(i64, f64)]) -> Vec<u8> {
         let bits: Vec<(i64, u64)> = samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
         let scale = choose_scale(&bits).unwrap_or(0);
-        let bytes = encode(&bits, scale, usize::MAX).expect("encodes");
-        let back: Vec<(i64, u64)> = DecimalIter::new(&bytes)
+        let dod = encode(&bits, scale, usize::MAX, Times::Dod).expect("encodes");
+        let back: Vec<(i64, u64)> = DecimalIter::new(&dod)
             .map(|(t, v)| (t, v.to_bits()))
             .collect();
-        assert_eq!(back, bits, "scale {scale}");
-        bytes
+        assert_eq!(back, bits, "scale {scale}, delta-of-deltas");
+        let grid = encode(&bits, scale, usize::MAX, Times::Grid).expect("encodes");
+        let back: Vec<(i64, u64)> = DecimalIter::grid(&grid)
+            .map(|(t, v)| (t, v.to_bits()))
+            .collect();
+        assert_eq!(back, bits, "scale {scale}, grid");
+        grid
+    }
+
+    #[test]
+    fn grid_timestamps_pay_once_for_a_late_scrape_and_follow_shifts() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut t = 1_764_000_000_000i64;
+        let mut samples = Vec::new();
+        for i in 0..480i64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            t += 15_000;
+            // A lasting shift now and then (a missed scrape, a restart).
+            if i % 100 == 99 {
+                t += 15_000 + (x % 700) as i64;
+            }
+            // 15% of scrapes a few milliseconds late, or early.
+            let late = if x % 100 < 15 { (x % 11) as i64 - 5 } else { 0 };
+            samples.push((t + late, (i / 7) as f64));
+        }
+        // Timestamps far apart, and going back and forth, read back too.
+        samples.push((t + (1 << 40), 1.0));
+        samples.push((t + (1 << 40) + 1, 1.0));
+        let grid = round_trip(&samples);
+        let bits: Vec<(i64, u64)> = samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+        let dod = encode(&bits, 0, usize::MAX, Times::Dod).expect("encodes");
+        assert!(
+            grid.len() * 10 < dod.len() * 8,
+            "grid {} bytes, delta-of-deltas {}",
+            grid.len(),
+            dod.len()
+        );
     }
 
     #[test]
@@ -363,7 +537,7 @@ mod tests {
     fn malformed_bytes_stop_with_corrupt() {
         let bytes = round_trip(&[(0, 1.5), (15_000, 2.5), (30_000, 3.5)]);
         for cut in 0..bytes.len() {
-            let mut it = DecimalIter::new(&bytes[..cut]);
+            let mut it = DecimalIter::grid(&bytes[..cut]);
             it.by_ref().for_each(drop);
             assert!(it.is_corrupt() || cut == 0, "cut at {cut}");
         }

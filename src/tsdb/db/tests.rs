@@ -51,6 +51,24 @@ fn dump(head: &Head) -> Vec<(Labels, Vec<(i64, u64)>)> {
     select_all(head, Matcher::equal("__name__", "ray_node_cpu"))
 }
 
+/// Series `n7`'s samples that a query over `[mint, maxt]` returns.
+fn n7_between(head: &Head, mint: i64, maxt: i64) -> Vec<(i64, u64)> {
+    head.querier(mint, maxt)
+        .unwrap()
+        .select(&[Matcher::equal("instance", "n7")])
+        .unwrap()
+        .remove(0)
+        .samples
+        .iter()
+        .map(|s| (s.t, s.v.to_bits()))
+        .collect()
+}
+
+/// What [`ingest`] appended to series `n7` at scrapes `ks`.
+fn n7_expected(ks: std::ops::RangeInclusive<i64>) -> Vec<(i64, u64)> {
+    ks.map(|k| (k * 1000, value(7, k).to_bits())).collect()
+}
+
 fn expected(n: usize, scrapes: i64) -> Vec<(Labels, Vec<(i64, u64)>)> {
     let mut out: Vec<_> = (0..n)
         .map(|i| {
@@ -250,20 +268,9 @@ fn closed_chunks_move_to_disk_and_read_back() {
     assert!(after.chunk_bytes * 3 < before.chunk_bytes);
     assert_eq!(dump(db.head()), expected(40, 600));
     // A query over part of the range reads both places and no more.
-    let got = db
-        .head()
-        .querier(100_000, 580_000)
-        .unwrap()
-        .select(&[Matcher::equal("instance", "n7")])
-        .unwrap()
-        .remove(0)
-        .samples;
-    let want: Vec<(i64, u64)> = (100..=580)
-        .map(|k| (k * 1000, value(7, k).to_bits()))
-        .collect();
     assert_eq!(
-        got.iter().map(|s| (s.t, s.v.to_bits())).collect::<Vec<_>>(),
-        want
+        n7_between(db.head(), 100_000, 580_000),
+        n7_expected(100..=580)
     );
     ingest(db.head(), 40, 600, 30);
     drop(db);
@@ -569,6 +576,75 @@ fn a_checkpoint_comes_after_enough_logged_samples() {
     let (db, st) = Db::open(&dir, opts()).unwrap();
     assert_eq!(st.replay.samples, 40 * 20);
     assert_eq!(dump(db.head()), expected(40, 50));
+    drop(db);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn past_windows_merge_into_one_chunk_each_and_read_back_exactly() {
+    let dir = tmp("merge");
+    let o = DbOptions {
+        head: HeadOptions {
+            chunk_range: 200_000,
+            samples_per_chunk: 30,
+        },
+        ..opts()
+    };
+    let (db, _) = Db::open(&dir, o.clone()).unwrap();
+    // One series stops in the middle of the third window: its open chunk
+    // stays in memory, so that window of it is left as it is.
+    let idle = Labels::from_pairs([("__name__", "ray_node_cpu"), ("instance", "idle")]);
+    let mut app = db.head().appender();
+    for k in 0..450 {
+        app.append(0, &idle, k * 1000, k as f64).unwrap();
+    }
+    app.commit().unwrap();
+    ingest(db.head(), 20, 0, 1000);
+    db.checkpoint().unwrap();
+    let mut want = expected(20, 1000);
+    want.push((
+        idle.clone(),
+        (0..450).map(|k| (k * 1000, (k as f64).to_bits())).collect(),
+    ));
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(dump(db.head()), want);
+
+    let st = db.merge_windows().unwrap();
+    // Samples reach 999 s, so windows end at 200, 400, 600 and 800 s are
+    // complete (the head is half a window past the last one): 20 series in
+    // four windows, and the idle series in the two before it stopped.
+    assert_eq!(st.series, 20 * 4 + 2, "{st:?}");
+    assert_eq!(st.chunks_left, 20 * 4 + 2, "{st:?}");
+    assert!(st.chunks_read >= 4 * st.chunks_left, "{st:?}");
+    assert_eq!(st.refused, 0);
+    assert_eq!(db.stats().compactions, 4);
+    assert_eq!(dump(db.head()), want);
+    // A query inside merged chunks and across window edges.
+    assert_eq!(
+        n7_between(db.head(), 150_500, 420_000),
+        n7_expected(151..=420)
+    );
+    // Merged windows hold one chunk a series: a second pass changes nothing.
+    let again = db.merge_windows().unwrap();
+    assert_eq!(again.chunks_read, again.chunks_left, "{again:?}");
+    assert_eq!(dump(db.head()), want);
+
+    // After a restart (and a crash: nothing closed), the same samples.
+    drop(db);
+    let (db, _) = Db::open(&dir, o).unwrap();
+    assert_eq!(dump(db.head()), want);
+    ingest(db.head(), 20, 1000, 300);
+    db.checkpoint().unwrap();
+    // The fifth window is complete now; the first four only read again.
+    let st = db.merge_windows().unwrap();
+    assert!(st.chunks_read > st.chunks_left, "{st:?}");
+    let mut want = expected(20, 1300);
+    want.push((
+        idle,
+        (0..450).map(|k| (k * 1000, (k as f64).to_bits())).collect(),
+    ));
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(dump(db.head()), want);
     drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
 }
