@@ -373,6 +373,8 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
         size = now;
         report(&db, "after merging and a major compaction");
     }
+    // As a clean shutdown would leave it: fjall's journal written out.
+    db.close().context("cannot close")?;
     drop(db);
     let (t0, c0) = (Instant::now(), cpu_secs());
     let (db, st) = Db::open(&args.dir, opts).context("cannot reopen")?;
