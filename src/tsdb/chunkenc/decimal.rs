@@ -207,7 +207,8 @@ fn value_codes(samples: &[(i64, u64)], scale: u8) -> Vec<ValueCode> {
 }
 
 /// The base width that makes a chunk's value codes smallest: counted from
-/// how many deltas need each number of bits.
+/// how many deltas need each number of bits. The cost changes only where a
+/// delta's length crosses a field's width, so only those widths are tried.
 fn base_width(codes: &[ValueCode]) -> u8 {
     let mut by_len = [0usize; 65];
     for c in codes {
@@ -215,12 +216,15 @@ fn base_width(codes: &[ValueCode]) -> u8 {
             by_len[(64 - zz.leading_zeros()) as usize] += 1;
         }
     }
+    let lens: Vec<(usize, usize)> = by_len
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(len, n)| (len, *n))
+        .collect();
     let cost = |k: u8| -> usize {
-        by_len
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| **n > 0)
-            .map(|(len, n)| {
+        lens.iter()
+            .map(|&(len, n)| {
                 let bits = WIDTH_STEPS
                     .iter()
                     .position(|d| len <= usize::from(k + d))
@@ -231,7 +235,16 @@ fn base_width(codes: &[ValueCode]) -> u8 {
             })
             .sum()
     };
-    (0..=MAX_WIDTH).min_by_key(|&k| cost(k)).unwrap_or(0)
+    let candidates = lens.iter().flat_map(|&(len, _)| {
+        WIDTH_STEPS.iter().map(move |&d| {
+            len.saturating_sub(usize::from(d))
+                .min(usize::from(MAX_WIDTH)) as u8
+        })
+    });
+    std::iter::once(0)
+        .chain(candidates)
+        .min_by_key(|&k| (cost(k), k))
+        .unwrap_or(0)
 }
 
 /// Writes a value's code: `0` for the same bits; a delta after `p + 1` ones
@@ -259,10 +272,15 @@ fn write_value(w: &mut BitWriter, code: ValueCode, widths: &[u8]) {
 /// The most frequent interval between consecutive samples (the scrape
 /// interval), the smaller on a tie; 0 for fewer than two samples.
 fn usual_interval(samples: &[(i64, u64)]) -> i64 {
-    let mut deltas: Vec<i64> = samples
-        .windows(2)
-        .map(|p| p[1].0.wrapping_sub(p[0].0))
-        .collect();
+    let delta = |p: &[(i64, u64)]| p[1].0.wrapping_sub(p[0].0);
+    // Most chunks keep one interval: a majority needs no sort.
+    if let Some(first) = samples.windows(2).next().map(delta) {
+        let same = samples.windows(2).filter(|p| delta(p) == first).count();
+        if same * 2 > samples.len() - 1 {
+            return first;
+        }
+    }
+    let mut deltas: Vec<i64> = samples.windows(2).map(delta).collect();
     deltas.sort_unstable();
     let (mut best, mut best_n) = (0, 0);
     for run in deltas.chunk_by(|a, b| a == b) {
