@@ -20,8 +20,9 @@ pub enum Encoding {
     /// Decimal values, delta-of-delta timestamps: written before grid
     /// timestamps came, still read.
     Decimal = 2,
-    /// Decimal values, grid timestamps: what the chunk store writes.
-    DecimalGrid = 3,
+    /// Grid timestamps with decimal values, or with XOR's value code for
+    /// values that are no decimals: what the chunk store writes.
+    Grid = 3,
 }
 
 impl Encoding {
@@ -29,7 +30,7 @@ impl Encoding {
         match b {
             1 => Ok(Encoding::Xor),
             2 => Ok(Encoding::Decimal),
-            3 => Ok(Encoding::DecimalGrid),
+            3 => Ok(Encoding::Grid),
             other => Err(Error::UnknownEncoding(other)),
         }
     }
@@ -88,7 +89,9 @@ pub fn merge(parts: &[(Encoding, &[u8])], out: &mut Vec<u8>) -> Result<Encoding,
         .iter()
         .map(|&(encoding, bytes)| match encoding {
             Encoding::Xor => None,
-            Encoding::Decimal | Encoding::DecimalGrid => bytes.get(2).copied(),
+            Encoding::Decimal | Encoding::Grid => {
+                bytes.get(2).copied().filter(|&k| k <= decimal::MAX_SCALE)
+            }
         })
         .collect();
     if let Some(scale) = scales.and_then(|s| s.into_iter().max())
@@ -96,7 +99,7 @@ pub fn merge(parts: &[(Encoding, &[u8])], out: &mut Vec<u8>) -> Result<Encoding,
     {
         out.clear();
         out.extend_from_slice(&bytes);
-        return Ok(Encoding::DecimalGrid);
+        return Ok(Encoding::Grid);
     }
     let mut xor = XorChunk::with_capacity(samples.len() * 2 + 16);
     for &(t, v) in &samples {
@@ -109,15 +112,30 @@ pub fn merge(parts: &[(Encoding, &[u8])], out: &mut Vec<u8>) -> Result<Encoding,
 /// the XOR and decimal forms is smaller.
 fn smaller_form(samples: &[(i64, u64)], xor: &[u8], out: &mut Vec<u8>) -> Encoding {
     out.clear();
-    if !samples.is_empty()
-        && let Some(scale) = decimal::choose_scale(samples)
-        && let Some(bytes) = decimal::encode(samples, scale, xor.len() - 1, decimal::Times::Grid)
-    {
-        out.extend_from_slice(&bytes);
-        return Encoding::DecimalGrid;
+    let mut best: Option<Vec<u8>> = None;
+    if !samples.is_empty() {
+        // Decimal values if they are decimals, XOR's values otherwise; either
+        // only if smaller than the XOR chunk.
+        let scales = decimal::choose_scale(samples)
+            .into_iter()
+            .chain([decimal::XOR_VALUES]);
+        for scale in scales {
+            let limit = best.as_ref().map_or(xor.len(), Vec::len) - 1;
+            if let Some(bytes) = decimal::encode(samples, scale, limit, decimal::Times::Grid) {
+                best = Some(bytes);
+            }
+        }
     }
-    out.extend_from_slice(xor);
-    Encoding::Xor
+    match best {
+        Some(bytes) => {
+            out.extend_from_slice(&bytes);
+            Encoding::Grid
+        }
+        None => {
+            out.extend_from_slice(xor);
+            Encoding::Xor
+        }
+    }
 }
 
 /// The samples of a chunk in either encoding, in order.
@@ -132,7 +150,7 @@ impl<'a> SampleIter<'a> {
         match encoding {
             Encoding::Xor => SampleIter::Xor(XorIter::new(bytes)),
             Encoding::Decimal => SampleIter::Decimal(DecimalIter::new(bytes)),
-            Encoding::DecimalGrid => SampleIter::Decimal(DecimalIter::grid(bytes)),
+            Encoding::Grid => SampleIter::Decimal(DecimalIter::grid(bytes)),
         }
     }
 
@@ -205,7 +223,7 @@ mod tests {
                 (i * 15_000, (x >> 11) as f64 / (1u64 << 53) as f64)
             })
             .collect();
-        for (samples, want) in [(decimals, Encoding::DecimalGrid), (noise, Encoding::Xor)] {
+        for (samples, want) in [(decimals, Encoding::Grid), (noise, Encoding::Xor)] {
             let xor = xor_of(&samples);
             let mut out = Vec::new();
             let got = compact(xor.bytes(), &mut out);
@@ -222,10 +240,44 @@ mod tests {
         samples.push((60 * 15_000, f64::from_bits(0x7ff0_0000_0000_0002)));
         let xor = xor_of(&samples);
         let mut out = Vec::new();
-        assert_eq!(compact(xor.bytes(), &mut out), Encoding::DecimalGrid);
-        let back = read_back(Encoding::DecimalGrid, &out);
+        assert_eq!(compact(xor.bytes(), &mut out), Encoding::Grid);
+        let back = read_back(Encoding::Grid, &out);
         assert_eq!(back.last().map(|s| s.1), Some(0x7ff0_0000_0000_0002));
         assert_eq!(back.len(), 61);
+    }
+
+    #[test]
+    fn floats_that_are_no_decimals_keep_xor_values_on_grid_timestamps() {
+        // A histogram's sum of seconds, scraped every 15 s, one scrape in
+        // seven a few milliseconds late.
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut sum = 0.0;
+        let samples: Vec<(i64, f64)> = (0..120)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                sum += (x >> 11) as f64 / (1u64 << 53) as f64;
+                let late = if x.is_multiple_of(7) {
+                    (x % 5) as i64 + 1
+                } else {
+                    0
+                };
+                (i * 15_000 + late, sum)
+            })
+            .collect();
+        let xor = xor_of(&samples);
+        let mut out = Vec::new();
+        assert_eq!(compact(xor.bytes(), &mut out), Encoding::Grid);
+        assert_eq!(out[2], decimal::XOR_VALUES);
+        assert!(
+            out.len() < xor.bytes().len(),
+            "{} vs {}",
+            out.len(),
+            xor.bytes().len()
+        );
+        let bits: Vec<(i64, u64)> = samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+        assert_eq!(read_back(Encoding::Grid, &out), bits);
     }
 
     #[test]
@@ -278,7 +330,7 @@ mod tests {
         let xor = xor_of(&samples);
         let mut out = Vec::new();
         let enc = compact(xor.bytes(), &mut out);
-        assert_eq!(enc, Encoding::DecimalGrid);
+        assert_eq!(enc, Encoding::Grid);
         for (encoding, bytes) in [(Encoding::Xor, xor.bytes()), (enc, &out[..])] {
             let mut it = SampleIter::new(encoding, bytes);
             assert_eq!(it.seek(95), Some((100, 5.0)));

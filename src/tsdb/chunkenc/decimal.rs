@@ -16,7 +16,7 @@
 //! milliseconds late costs one code instead of three.
 
 use super::bstream::{BitReader, BitWriter};
-use super::xor::{put_uvarint, put_varint, unzigzag};
+use super::xor::{put_uvarint, put_varint, read_xor_value, unzigzag, write_xor_value};
 
 /// Bytes before the bit stream: the big-endian sample count and the scale;
 /// the second version adds the base width of its value codes.
@@ -60,6 +60,10 @@ const DELTA_BITS: [u8; 6] = [4, 8, 13, 20, 27, 40];
 /// the first version's 33, a percentage's 11-bit ones 13 instead of 17.
 const WIDTH_STEPS: [u8; 3] = [0, 4, 12];
 const MAX_WIDTH: u8 = 40;
+/// The scale byte of a second-version chunk whose values keep XOR's code
+/// (full-precision floats such as histogram sums): its timestamps still
+/// gain from the grid.
+pub(crate) const XOR_VALUES: u8 = 0xff;
 
 /// The mantissa of `v` at `scale` when `v` is exactly `m / 10^scale`, the
 /// same division the reader does, compared by bits (so `-0.0`, NaN and
@@ -116,9 +120,16 @@ pub(crate) fn encode(
     times: Times,
 ) -> Option<Vec<u8>> {
     let num = u16::try_from(samples.len()).ok()?;
-    let codes = value_codes(samples, scale);
+    // Values that are no decimals keep XOR's code (second version only).
+    let xor_values = scale == XOR_VALUES;
+    let codes = if xor_values {
+        vec![ValueCode::Same; samples.len()]
+    } else {
+        value_codes(samples, scale)
+    };
     let widths: Vec<u8> = match times {
         Times::Dod => DELTA_BITS.to_vec(),
+        Times::Grid if xor_values => vec![0; WIDTH_STEPS.len()],
         Times::Grid => {
             let k = base_width(&codes);
             WIDTH_STEPS.iter().map(|d| k + d).collect()
@@ -138,7 +149,8 @@ pub(crate) fn encode(
     let (mut t_prev, mut t_delta) = (0i64, 0u64);
     let step = usual_interval(samples);
     let mut grid = samples.first().map_or(0, |s| s.0);
-    for (i, (&(t, _), code)) in samples.iter().zip(&codes).enumerate() {
+    let (mut v_prev, mut leading, mut trailing) = (0u64, 0xffu8, 0u8);
+    for (i, (&(t, vb), code)) in samples.iter().zip(&codes).enumerate() {
         let mut buf = [0u8; 10];
         match (i, times) {
             (0, _) => {
@@ -166,7 +178,12 @@ pub(crate) fn encode(
             }
         }
         t_prev = t;
-        write_value(&mut w, *code, &widths);
+        if xor_values {
+            write_xor_value(&mut w, v_prev, vb, &mut leading, &mut trailing);
+            v_prev = vb;
+        } else {
+            write_value(&mut w, *code, &widths);
+        }
         if w.bytes().len() > limit {
             return None;
         }
@@ -367,6 +384,10 @@ pub struct DecimalIter<'a> {
     // Field widths of the value codes, in order.
     widths: [u8; DELTA_BITS.len()],
     n_widths: usize,
+    // Values in XOR's code, with its window.
+    xor_values: bool,
+    leading: u8,
+    trailing: u8,
     v: u64,
     m: i64,
     corrupt: bool,
@@ -389,9 +410,12 @@ impl<'a> DecimalIter<'a> {
         let (total, scale, width, stream) = match (times, bytes) {
             (Times::Dod, [a, b, k, rest @ ..]) => (u16::from_be_bytes([*a, *b]), *k, 0, rest),
             (Times::Grid, [a, b, k, w, rest @ ..]) => (u16::from_be_bytes([*a, *b]), *k, *w, rest),
-            _ => (0, u8::MAX, 0, &[][..]),
+            // Shorter than a header: nothing to read (corrupt unless empty).
+            _ => (0, 0, u8::MAX, &[][..]),
         };
-        let corrupt = (scale > MAX_SCALE || width > MAX_WIDTH) && !bytes.is_empty();
+        let xor_values = times == Times::Grid && scale == XOR_VALUES;
+        let corrupt =
+            ((scale > MAX_SCALE && !xor_values) || width > MAX_WIDTH) && !bytes.is_empty();
         let mut widths = [0u8; DELTA_BITS.len()];
         let n_widths = match times {
             Times::Dod => {
@@ -417,6 +441,9 @@ impl<'a> DecimalIter<'a> {
             step: 0,
             widths,
             n_widths,
+            xor_values,
+            leading: 0xff,
+            trailing: 0,
             v: 0f64.to_bits(),
             m: 0,
             corrupt,
@@ -468,6 +495,14 @@ impl<'a> DecimalIter<'a> {
     }
 
     fn read_value(&mut self) -> Option<()> {
+        if self.xor_values {
+            return read_xor_value(
+                &mut self.r,
+                &mut self.v,
+                &mut self.leading,
+                &mut self.trailing,
+            );
+        }
         let widths = &self.widths[..self.n_widths];
         let raw = widths.len() + 2;
         let mut ones = 0usize;
@@ -545,6 +580,11 @@ mod tests {
             .map(|(t, v)| (t, v.to_bits()))
             .collect();
         assert_eq!(back, bits, "scale {scale}, grid");
+        let xor_values = encode(&bits, XOR_VALUES, usize::MAX, Times::Grid).expect("encodes");
+        let back: Vec<(i64, u64)> = DecimalIter::grid(&xor_values)
+            .map(|(t, v)| (t, v.to_bits()))
+            .collect();
+        assert_eq!(back, bits, "XOR values, grid");
         grid
     }
 

@@ -174,28 +174,13 @@ impl XorChunk {
 
     #[inline]
     fn write_value(&mut self, vb: u64) {
-        let delta = vb ^ self.v;
-        if delta == 0 {
-            self.w.write_bit(false);
-            return;
-        }
-        self.w.write_bit(true);
-        let leading = (delta.leading_zeros() as u8).min(31);
-        let trailing = delta.trailing_zeros() as u8;
-        if self.leading != 0xff && leading >= self.leading && trailing >= self.trailing {
-            self.w.write_bit(false);
-            let sig = 64 - self.leading - self.trailing;
-            self.w.write_bits(delta >> self.trailing, sig);
-            return;
-        }
-        self.leading = leading;
-        self.trailing = trailing;
-        self.w.write_bit(true);
-        self.w.write_bits(u64::from(leading), 5);
-        let sig = 64 - leading - trailing;
-        // A 64-bit window is written as 0: six bits cannot hold 64.
-        self.w.write_bits(u64::from(sig & 63), 6);
-        self.w.write_bits(delta >> trailing, sig);
+        write_xor_value(
+            &mut self.w,
+            self.v,
+            vb,
+            &mut self.leading,
+            &mut self.trailing,
+        );
     }
 
     pub fn iter(&self) -> XorIter<'_> {
@@ -259,24 +244,12 @@ impl<'a> XorIter<'a> {
 
     #[inline]
     fn read_value(&mut self) -> Option<()> {
-        if !self.r.read_bit()? {
-            return Some(());
-        }
-        if self.r.read_bit()? {
-            self.leading = self.r.read_bits(5)? as u8;
-            let mut sig = self.r.read_bits(6)? as u8;
-            if sig == 0 {
-                sig = 64;
-            }
-            self.trailing = 64u8.checked_sub(self.leading + sig)?;
-        } else if self.leading == 0xff {
-            // Reusing a window that was never opened: the encoder never does this.
-            return None;
-        }
-        let sig = 64 - self.leading - self.trailing;
-        let bits = self.r.read_bits(sig)?;
-        self.v ^= bits << self.trailing;
-        Some(())
+        read_xor_value(
+            &mut self.r,
+            &mut self.v,
+            &mut self.leading,
+            &mut self.trailing,
+        )
     }
 
     #[inline]
@@ -340,6 +313,70 @@ impl Iterator for XorIter<'_> {
         let left = usize::from(self.total - self.read.min(self.total));
         (0, Some(left))
     }
+}
+
+/// Writes `vb` XOR-encoded against the previous value `prev` (Gorilla's
+/// value code, `docs/format/chunk.md`), keeping the window (`leading`,
+/// `trailing`; `leading == 0xff` before the first) up to date.
+#[inline]
+pub(super) fn write_xor_value(
+    w: &mut BitWriter,
+    prev: u64,
+    vb: u64,
+    leading: &mut u8,
+    trailing: &mut u8,
+) {
+    let delta = vb ^ prev;
+    if delta == 0 {
+        w.write_bit(false);
+        return;
+    }
+    w.write_bit(true);
+    let lead = (delta.leading_zeros() as u8).min(31);
+    let trail = delta.trailing_zeros() as u8;
+    if *leading != 0xff && lead >= *leading && trail >= *trailing {
+        w.write_bit(false);
+        let sig = 64 - *leading - *trailing;
+        w.write_bits(delta >> *trailing, sig);
+        return;
+    }
+    *leading = lead;
+    *trailing = trail;
+    w.write_bit(true);
+    w.write_bits(u64::from(lead), 5);
+    let sig = 64 - lead - trail;
+    // A 64-bit window is written as 0: six bits cannot hold 64.
+    w.write_bits(u64::from(sig & 63), 6);
+    w.write_bits(delta >> trail, sig);
+}
+
+/// Reads a value written by [`write_xor_value`] into `v`, which holds the
+/// previous one.
+#[inline]
+pub(super) fn read_xor_value(
+    r: &mut BitReader<'_>,
+    v: &mut u64,
+    leading: &mut u8,
+    trailing: &mut u8,
+) -> Option<()> {
+    if !r.read_bit()? {
+        return Some(());
+    }
+    if r.read_bit()? {
+        *leading = r.read_bits(5)? as u8;
+        let mut sig = r.read_bits(6)? as u8;
+        if sig == 0 {
+            sig = 64;
+        }
+        *trailing = 64u8.checked_sub(*leading + sig)?;
+    } else if *leading == 0xff {
+        // Reusing a window that was never opened: the encoder never does this.
+        return None;
+    }
+    let sig = 64 - *leading - *trailing;
+    let bits = r.read_bits(sig)?;
+    *v ^= bits << *trailing;
+    Some(())
 }
 
 /// Writes `x` as Go's `binary.PutVarint` does and returns the length.
