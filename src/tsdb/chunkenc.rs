@@ -112,18 +112,20 @@ pub fn merge(parts: &[(Encoding, &[u8])], out: &mut Vec<u8>) -> Result<Encoding,
 /// the XOR and decimal forms is smaller.
 fn smaller_form(samples: &[(i64, u64)], xor: &[u8], out: &mut Vec<u8>) -> Encoding {
     out.clear();
-    let mut best: Option<Vec<u8>> = None;
+    // Decimal values if they are decimals, XOR's values otherwise (trying
+    // both would cost a third more for a chunk and win nearly never); either
+    // only if smaller than the XOR chunk.
+    let scale = decimal::choose_scale(samples).unwrap_or(decimal::XOR_VALUES);
+    let mut best = None;
     if !samples.is_empty() {
-        // Decimal values if they are decimals, XOR's values otherwise; either
-        // only if smaller than the XOR chunk.
-        let scales = decimal::choose_scale(samples)
-            .into_iter()
-            .chain([decimal::XOR_VALUES]);
-        for scale in scales {
-            let limit = best.as_ref().map_or(xor.len(), Vec::len) - 1;
-            if let Some(bytes) = decimal::encode(samples, scale, limit, decimal::Times::Grid) {
-                best = Some(bytes);
-            }
+        best = decimal::encode(samples, scale, xor.len() - 1, decimal::Times::Grid);
+        if best.is_none() && scale != decimal::XOR_VALUES {
+            best = decimal::encode(
+                samples,
+                decimal::XOR_VALUES,
+                xor.len() - 1,
+                decimal::Times::Grid,
+            );
         }
     }
     match best {
