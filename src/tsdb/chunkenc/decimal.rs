@@ -11,9 +11,11 @@
 //! is not exactly `m / 10^scale` is written raw.
 //!
 //! Two versions: the first (encoding 2) writes timestamps as
-//! delta-of-deltas; the second (encoding 3, what the chunk store writes now)
-//! against a grid of the chunk's usual interval, where a scrape a few
-//! milliseconds late costs one code instead of three.
+//! delta-of-deltas and value deltas in fixed fields; the second (encoding 3,
+//! what the chunk store writes now) measures timestamps against a grid of
+//! the chunk's usual interval, where a scrape a few milliseconds late costs
+//! one code instead of three, sizes its value fields per chunk, and can keep
+//! XOR's value code for values that are no decimals ([`XOR_VALUES`]).
 
 use super::bstream::{BitReader, BitWriter};
 use super::xor::{put_uvarint, put_varint, read_xor_value, unzigzag, write_xor_value};
