@@ -36,8 +36,9 @@ impl Encoding {
     }
 }
 
-/// Writes a closed XOR chunk into `out` in the smaller of its two forms:
-/// as it is, or re-encoded as a decimal chunk. Returns the form written.
+/// Writes a closed XOR chunk into `out` in its smallest form: as it is, or
+/// re-encoded as a grid chunk (`decimal.rs`, second version). Returns the
+/// form written.
 pub fn compact(xor: &[u8], out: &mut Vec<u8>) -> Encoding {
     let mut it = XorIter::new(xor);
     let samples: Vec<(i64, u64)> = it.by_ref().map(|(t, v)| (t, v.to_bits())).collect();
@@ -62,7 +63,7 @@ pub fn num_samples(bytes: &[u8]) -> usize {
 }
 
 /// Writes the samples of several persisted chunks, in time order, as one
-/// chunk in the smaller of its two forms; returns the form written. Fails on
+/// chunk in its smallest form, as [`compact`] does; returns the form written. Fails on
 /// a corrupt chunk, on timestamps that do not increase from one chunk to the
 /// next, and on more than [`MERGED_MAX_SAMPLES`] samples, writing nothing.
 pub fn merge(parts: &[(Encoding, &[u8])], out: &mut Vec<u8>) -> Result<Encoding, Error> {
@@ -108,8 +109,8 @@ pub fn merge(parts: &[(Encoding, &[u8])], out: &mut Vec<u8>) -> Result<Encoding,
     Ok(smaller_form(&samples, xor.bytes(), out))
 }
 
-/// Writes `samples`, whose XOR form is `xor`, into `out` in whichever of
-/// the XOR and decimal forms is smaller.
+/// Writes `samples`, whose XOR form is `xor`, into `out` as a grid chunk
+/// when that is smaller, as `xor` otherwise.
 fn smaller_form(samples: &[(i64, u64)], xor: &[u8], out: &mut Vec<u8>) -> Encoding {
     out.clear();
     // Decimal values if they are decimals, XOR's values otherwise (trying

@@ -172,6 +172,14 @@ fn range_from(v: &[u8]) -> Option<(i64, i64)> {
     Some((a, b))
 }
 
+/// Writes a `chunks` value into `buf`: encoding, last timestamp, chunk bytes.
+fn chunk_value(buf: &mut Vec<u8>, encoding: Encoding, max_t: i64, data: &[u8]) {
+    buf.clear();
+    buf.push(encoding as u8);
+    buf.extend_from_slice(&max_t.to_be_bytes());
+    buf.extend_from_slice(data);
+}
+
 fn chunk_from(key: &[u8], value: &[u8]) -> Option<StoredChunk> {
     let min_t = time_from(key.get(9..17)?)?;
     let encoding = Encoding::from_u8(*value.first()?).ok()?;
@@ -256,10 +264,7 @@ impl ChunkStore {
             }
             for &(min_t, max_t, data) in s.chunks {
                 let encoding = chunkenc::compact(data, &mut chunk);
-                buf.clear();
-                buf.push(encoding as u8);
-                buf.extend_from_slice(&max_t.to_be_bytes());
-                buf.extend_from_slice(&chunk);
+                chunk_value(&mut buf, encoding, max_t, &chunk);
                 batch.insert(&self.chunks, chunk_key(s.r, min_t), buf.as_slice());
             }
             if let Some(range) = s.range {
@@ -367,11 +372,12 @@ impl ChunkStore {
                     st.refused += 1;
                     continue;
                 };
-                let last = &group[group.len() - 1].1;
-                value.clear();
-                value.push(encoding as u8);
-                value.extend_from_slice(&last.max_t.to_be_bytes());
-                value.extend_from_slice(&merged);
+                chunk_value(
+                    &mut value,
+                    encoding,
+                    group[group.len() - 1].1.max_t,
+                    &merged,
+                );
                 batch.insert(&self.chunks, group[0].0.clone(), value.as_slice());
                 for (k, _) in &group[1..] {
                     batch.remove(&self.chunks, k.clone());

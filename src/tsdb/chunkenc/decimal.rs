@@ -125,18 +125,16 @@ pub(crate) fn encode(
     // Values that are no decimals keep XOR's code (second version only).
     let xor_values = scale == XOR_VALUES;
     let codes = if xor_values {
-        vec![ValueCode::Same; samples.len()]
+        Vec::new()
     } else {
         value_codes(samples, scale)
     };
-    let widths: Vec<u8> = match times {
-        Times::Dod => DELTA_BITS.to_vec(),
-        Times::Grid if xor_values => vec![0; WIDTH_STEPS.len()],
-        Times::Grid => {
-            let k = base_width(&codes);
-            WIDTH_STEPS.iter().map(|d| k + d).collect()
-        }
+    let k = match times {
+        Times::Grid if !xor_values => base_width(&codes),
+        _ => 0,
     };
+    let (widths, n_widths) = field_widths(times, k);
+    let widths = &widths[..n_widths];
     let header_len = match times {
         Times::Dod => HEADER,
         Times::Grid => GRID_HEADER,
@@ -146,13 +144,13 @@ pub(crate) fn encode(
     header[..2].copy_from_slice(&num.to_be_bytes());
     header[2] = scale;
     if times == Times::Grid {
-        header[3] = widths[0];
+        header[3] = k;
     }
     let (mut t_prev, mut t_delta) = (0i64, 0u64);
     let step = usual_interval(samples);
     let mut grid = samples.first().map_or(0, |s| s.0);
     let (mut v_prev, mut leading, mut trailing) = (0u64, 0xffu8, 0u8);
-    for (i, (&(t, vb), code)) in samples.iter().zip(&codes).enumerate() {
+    for (i, &(t, vb)) in samples.iter().enumerate() {
         let mut buf = [0u8; 10];
         match (i, times) {
             (0, _) => {
@@ -184,13 +182,29 @@ pub(crate) fn encode(
             write_xor_value(&mut w, v_prev, vb, &mut leading, &mut trailing);
             v_prev = vb;
         } else {
-            write_value(&mut w, *code, &widths);
+            write_value(&mut w, codes[i], widths);
         }
         if w.bytes().len() > limit {
             return None;
         }
     }
     Some(w.into_bytes())
+}
+
+/// The field widths of the value codes, in order, and how many there are:
+/// fixed in the first version, the base width `k` plus [`WIDTH_STEPS`] in
+/// the second.
+fn field_widths(times: Times, k: u8) -> ([u8; DELTA_BITS.len()], usize) {
+    match times {
+        Times::Dod => (DELTA_BITS, DELTA_BITS.len()),
+        Times::Grid => {
+            let mut widths = [0u8; DELTA_BITS.len()];
+            for (w, d) in widths.iter_mut().zip(WIDTH_STEPS) {
+                *w = k.min(MAX_WIDTH) + d;
+            }
+            (widths, WIDTH_STEPS.len())
+        }
+    }
 }
 
 /// How one value is written.
@@ -418,19 +432,7 @@ impl<'a> DecimalIter<'a> {
         let xor_values = times == Times::Grid && scale == XOR_VALUES;
         let corrupt =
             ((scale > MAX_SCALE && !xor_values) || width > MAX_WIDTH) && !bytes.is_empty();
-        let mut widths = [0u8; DELTA_BITS.len()];
-        let n_widths = match times {
-            Times::Dod => {
-                widths = DELTA_BITS;
-                DELTA_BITS.len()
-            }
-            Times::Grid => {
-                for (w, d) in widths.iter_mut().zip(WIDTH_STEPS) {
-                    *w = width.min(MAX_WIDTH) + d;
-                }
-                WIDTH_STEPS.len()
-            }
-        };
+        let (widths, n_widths) = field_widths(times, width);
         DecimalIter {
             r: BitReader::new(stream),
             times,
