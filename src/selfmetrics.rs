@@ -189,6 +189,8 @@ pub struct Gathered {
     pub config_reload_success: bool,
     pub config_reload_time: SystemTime,
     pub ready: bool,
+    /// Queries running or waiting for a slot (`prometheus_engine_queries`).
+    pub engine_queries: u64,
     /// `version`, `revision`, `branch` and `goversion` for `prometheus_build_info`.
     pub version: String,
     pub revision: String,
@@ -204,6 +206,7 @@ impl Default for Gathered {
             config_reload_success: true,
             config_reload_time: SystemTime::UNIX_EPOCH,
             ready: false,
+            engine_queries: 0,
             version: String::new(),
             revision: String::new(),
         }
@@ -260,6 +263,13 @@ impl Metrics {
             &[],
             f64::from(u8::from(g.config_reload_success)),
         );
+
+        w.family(
+            "prometheus_engine_queries",
+            "The current number of queries being executed or waiting.",
+            "gauge",
+        );
+        w.sample("prometheus_engine_queries", &[], g.engine_queries as f64);
 
         w.family(
             "prometheus_ready",

@@ -22,6 +22,7 @@ mod federate;
 mod gzip;
 mod import_export;
 mod json;
+pub mod offload;
 pub mod params;
 pub mod promql_engine;
 mod remote_write;
@@ -102,10 +103,11 @@ pub enum QueryError {
 /// Calls may block for a long time. An engine that says it
 /// [keeps deadlines](QueryEngine::keeps_deadlines) is first tried on the
 /// request's own thread with a short budget, then, if it ran over, run
-/// again on that thread while its other work moves to another worker; it
-/// must stop with [`QueryError::Timeout`] once the deadline passes. Any
-/// other engine runs on a blocking thread that the API stops waiting for
-/// at the deadline.
+/// again on a query thread of its own (see [`offload`]) with what the
+/// first try left ([`QueryEngine::handoff`]); it must stop with
+/// [`QueryError::Timeout`] once the deadline passes, and soon after
+/// [`Until::cancel`] is set. Any other engine runs on a query thread that
+/// the API stops waiting for at the deadline.
 pub trait QueryEngine: Send + Sync {
     fn instant(&self, query: &str, time_ms: i64) -> Result<QueryValue, QueryError>;
     fn range(
@@ -119,6 +121,12 @@ pub trait QueryEngine: Send + Sync {
     /// Whether the `*_until` calls stop at their limits on their own.
     fn keeps_deadlines(&self) -> bool {
         false
+    }
+
+    /// Takes what a first try that ran over its budget left on this thread;
+    /// the retry calls the result on its own thread before it starts.
+    fn handoff(&self) -> Box<dyn FnOnce() + Send> {
+        Box::new(|| {})
     }
 
     /// [`QueryEngine::instant`] within `until`; `None` if it ran over the
@@ -153,13 +161,16 @@ pub trait QueryEngine: Send + Sync {
 }
 
 /// When a query given to [`QueryEngine`] stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Until {
     /// Fail with [`QueryError::Timeout`] from here on.
     pub deadline: Instant,
     /// Give up (answer `None`) from here on, without waiting for anything;
     /// engines that cannot stop early give up at once.
     pub budget: Option<Instant>,
+    /// Set when nobody waits for the answer any more (the client went
+    /// away): stop as soon as possible.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// Build facts for `/api/v1/status/buildinfo` and `/version`.

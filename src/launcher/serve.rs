@@ -95,6 +95,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         default_subquery_step_ms: cfg.global.evaluation_interval.as_millis() as i64,
         max_concurrency: args.query_max_concurrency,
     });
+    let queries = engine.clone();
     state.engine = Some(Arc::new(web::promql_engine::PromqlEngine::new(
         engine,
         head.clone(),
@@ -121,6 +122,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         head.clone(),
         scrape_status,
         discovered_rx,
+        queries,
     ));
     state
         .ready
@@ -272,6 +274,7 @@ fn self_metrics(
     head: Arc<Head>,
     scrape_status: scrape::ScrapeStatus,
     targets: tokio::sync::watch::Receiver<discovery::Targets>,
+    engine: Engine,
 ) -> web::SelfMetrics {
     let config_status = state.config_status.clone();
     let ready = state.ready.clone();
@@ -312,6 +315,7 @@ fn self_metrics(
             config_reload_success: cs.success,
             config_reload_time: cs.last_time,
             ready: ready.load(std::sync::atomic::Ordering::Acquire),
+            engine_queries: engine.active_queries() as u64,
             version: version.clone(),
             revision: revision.clone(),
         })

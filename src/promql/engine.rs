@@ -17,7 +17,9 @@ mod value;
 
 pub use value::{Value, VectorSample};
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,6 +68,9 @@ pub enum Error {
     BadData(String),
     #[error("query timed out in {0}")]
     Timeout(&'static str),
+    /// The caller gave up (its client went away); nobody reads the answer.
+    #[error("query was canceled in {0}")]
+    Canceled(&'static str),
     #[error("query processing would load too many samples into memory in {0}")]
     TooManySamples(&'static str),
     #[error("{0}")]
@@ -77,14 +82,22 @@ pub enum Error {
 }
 
 /// When a query stops early.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Limits {
     /// Fail with a timeout here, if before `--query.timeout` from now.
     pub deadline: Option<Instant>,
     /// Stop with [`Error::OverBudget`] here, and do not wait for a query
     /// slot: for a first try on a thread that should not be held long.
     pub budget: Option<Instant>,
+    /// Stop with [`Error::Canceled`] once this is set (the client went away).
+    pub cancel: Option<Arc<AtomicBool>>,
 }
+
+/// Units of work (a step of one series, a sample) between two looks at the
+/// clock and the cancel flag: about 10-50 µs of evaluation, so a query stops
+/// well within a millisecond of its deadline while the look (~25 ns) costs
+/// nothing measurable.
+const WORK_PER_CHECK: u32 = 4096;
 
 /// Runs queries against a store.
 #[derive(Debug, Clone, Default)]
@@ -98,6 +111,24 @@ pub struct Engine {
 struct Slots {
     busy: Mutex<usize>,
     freed: Condvar,
+    /// Queries running or waiting for a slot (`prometheus_engine_queries`).
+    active: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a query as active while it lives.
+struct Active<'a>(&'a Slots);
+
+impl<'a> Active<'a> {
+    fn new(slots: &'a Slots) -> Active<'a> {
+        slots.active.fetch_add(1, Ordering::Relaxed);
+        Active(slots)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A held query slot, given back on drop.
@@ -147,9 +178,15 @@ impl Engine {
         &self.opts
     }
 
+    /// Queries running or waiting for a slot now, over every clone of this
+    /// engine (`prometheus_engine_queries`).
+    pub fn active_queries(&self) -> usize {
+        self.slots.active.load(Ordering::Relaxed)
+    }
+
     /// The query timeout from now, or the given deadline if that comes
     /// first.
-    fn deadline(&self, limits: Limits) -> Instant {
+    fn deadline(&self, limits: &Limits) -> Instant {
         let own = Instant::now() + self.opts.timeout;
         limits.deadline.map_or(own, |d| d.min(own))
     }
@@ -168,10 +205,12 @@ impl Engine {
         t: i64,
         limits: Limits,
     ) -> Result<Value, Error> {
-        let deadline = self.deadline(limits);
+        let _active = Active::new(&self.slots);
+        let deadline = self.deadline(&limits);
         let _slot = self.slot(deadline, limits.budget)?;
         let mut ev = Evaluator::new(storage, &self.opts, t, t, 1, deadline);
         ev.budget = limits.budget;
+        ev.cancel = limits.cancel.as_deref();
         let out = ev.eval_whole(expr)?;
         Ok(match out {
             Val::Scalar(v) => Value::Scalar {
@@ -217,7 +256,7 @@ impl Engine {
         step: i64,
         limits: Limits,
     ) -> Result<Value, Error> {
-        let deadline = self.deadline(limits);
+        let deadline = self.deadline(&limits);
         match expr.value_type() {
             ValueType::Scalar | ValueType::Vector => {}
             other => {
@@ -232,9 +271,11 @@ impl Engine {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
             ));
         }
+        let _active = Active::new(&self.slots);
         let _slot = self.slot(deadline, limits.budget)?;
         let mut ev = Evaluator::new(storage, &self.opts, start, end, step, deadline);
         ev.budget = limits.budget;
+        ev.cancel = limits.cancel.as_deref();
         let out = ev.eval_whole(expr)?;
         let mut m = match out {
             Val::Scalar(v) => vec![Series {
@@ -247,6 +288,24 @@ impl Engine {
         m.retain(|s: &Series| !s.samples.is_empty());
         m.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(Value::Matrix(m))
+    }
+}
+
+/// The storage read a budgeted first try stopped in, taken from this
+/// thread so that a retry on another thread can start from it.
+pub struct Handoff(Option<selection::Stashed>);
+
+impl Handoff {
+    /// Takes what a first try left on this thread.
+    pub fn take() -> Handoff {
+        Handoff(selection::take_any_stash())
+    }
+
+    /// Leaves it on this thread for the retry.
+    pub fn restore(self) {
+        if let Some(s) = self.0 {
+            selection::put_stash(s);
+        }
     }
 }
 
@@ -289,7 +348,13 @@ pub(crate) struct Evaluator<'a> {
     query_end: i64,
     deadline: Instant,
     budget: Option<Instant>,
-    /// Samples currently held, checked against `max_samples`.
+    cancel: Option<&'a AtomicBool>,
+    /// Work done since the last look at the clock (see [`WORK_PER_CHECK`]).
+    work: Cell<u32>,
+    /// Samples currently held, checked against `max_samples`: as in
+    /// Prometheus, the points of every result still alive (a node's inputs
+    /// until it has consumed them, its output, a range query's answer) and
+    /// the samples of the largest window a range function looked at.
     samples: usize,
 }
 
@@ -313,6 +378,8 @@ impl<'a> Evaluator<'a> {
             query_end: end,
             deadline,
             budget: None,
+            cancel: None,
+            work: Cell::new(0),
             samples: 0,
         }
     }
@@ -325,7 +392,25 @@ impl<'a> Evaluator<'a> {
         self.start + step as i64 * self.interval
     }
 
+    /// Counts `n` units of work, and every [`WORK_PER_CHECK`] of them looks
+    /// at the deadline, the budget and the cancel flag: the loops over steps
+    /// and series call this, so that no expression (a subquery of billions
+    /// of steps) runs past its deadline.
+    #[inline]
+    pub fn tick(&self, n: u32) -> Result<(), Error> {
+        let w = self.work.get().saturating_add(n);
+        if w < WORK_PER_CHECK {
+            self.work.set(w);
+            return Ok(());
+        }
+        self.work.set(0);
+        self.check_deadline()
+    }
+
     pub fn check_deadline(&self) -> Result<(), Error> {
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(Error::Canceled("expression evaluation"));
+        }
         let now = Instant::now();
         if self.budget.is_some_and(|b| now > b) {
             return Err(Error::OverBudget);
@@ -335,6 +420,18 @@ impl<'a> Evaluator<'a> {
             return Err(Error::Timeout("expression evaluation"));
         }
         Ok(())
+    }
+
+    /// The number of steps, once it is clear that one value per step fits
+    /// under `max_samples` beside what is held: a node that keeps a value
+    /// per step (a scalar, `absent`) asks this before allocating, so a
+    /// subquery of billions of steps fails instead of exhausting memory.
+    pub fn reserve_steps(&self) -> Result<usize, Error> {
+        let n = self.steps();
+        if self.samples.saturating_add(n) > self.opts.max_samples {
+            return Err(Error::TooManySamples("query execution"));
+        }
+        Ok(n)
     }
 
     pub fn add_samples(&mut self, n: usize) -> Result<(), Error> {
@@ -371,10 +468,20 @@ impl<'a> Evaluator<'a> {
         out
     }
 
+    /// Evaluates `expr`. Once it has, what its inputs held is freed and its
+    /// result is what it holds, as Prometheus counts `currentSamples`.
     pub fn eval(&mut self, expr: &Expr) -> Result<Val, Error> {
+        let before = self.samples;
+        let out = self.eval_node(expr)?;
+        self.samples = before;
+        self.add_samples(held(&out))?;
+        Ok(out)
+    }
+
+    fn eval_node(&mut self, expr: &Expr) -> Result<Val, Error> {
         self.check_deadline()?;
         match expr {
-            Expr::NumberLiteral(v) => Ok(Val::Scalar(vec![*v; self.steps()])),
+            Expr::NumberLiteral(v) => Ok(Val::Scalar(vec![*v; self.reserve_steps()?])),
             Expr::StringLiteral(s) => Ok(Val::String(s.clone())),
             Expr::Paren(e) => self.eval(e),
             Expr::Unary { neg, expr } => {
@@ -464,8 +571,9 @@ impl<'a> Evaluator<'a> {
             selection::stash(matchers, mint, maxt, series);
             return Err(Error::OverBudget);
         }
-        let n: usize = series.iter().map(|s| s.samples.len()).sum();
-        self.add_samples(n)?;
+        // Not counted as held: Prometheus walks storage with iterators and
+        // counts only the points and windows taken from them, which is what
+        // the callers count.
         Ok(series)
     }
 
@@ -516,13 +624,11 @@ impl<'a> Evaluator<'a> {
         let series = self.select(&vs.matchers, lo - lookback, hi)?;
         let steps = self.steps();
         let mut out = Vec::with_capacity(series.len());
-        for (n, s) in series.into_iter().enumerate() {
-            if n % 1024 == 1023 {
-                self.check_deadline()?;
-            }
+        for s in series {
             let mut points = Vec::new();
             let mut cursor = 0usize;
             for step in 0..steps {
+                self.tick(1)?;
                 let ts = self.ts(step);
                 let (refr, oldest) = match (times, at) {
                     // Prometheus 2.42 evaluates `timestamp(x @ T offset o)`
@@ -545,6 +651,7 @@ impl<'a> Evaluator<'a> {
                 {
                     let v = if times { p.t as f64 / 1000.0 } else { p.v };
                     points.push(Sample { t: ts, v });
+                    self.add_samples(1)?;
                 }
             }
             if !points.is_empty() {
@@ -619,6 +726,8 @@ impl<'a> Evaluator<'a> {
             query_end: self.query_end,
             deadline: self.deadline,
             budget: self.budget,
+            cancel: self.cancel,
+            work: Cell::new(self.work.get()),
             samples: self.samples,
         };
         if inner.end < inner.start {
@@ -640,7 +749,18 @@ impl<'a> Evaluator<'a> {
             _ => Vec::new(),
         };
         self.samples = inner.samples;
+        self.work.set(inner.work.get());
         Ok((out, at))
+    }
+}
+
+/// The samples a node's result holds.
+fn held(v: &Val) -> usize {
+    match v {
+        Val::Vector(m) => m.iter().map(|s| s.points.len()).sum(),
+        Val::Range(m) => m.iter().map(|s| s.samples.len()).sum(),
+        Val::Scalar(v) => v.len(),
+        Val::String(_) => 0,
     }
 }
 
@@ -842,6 +962,106 @@ mod tests {
     }
 
     #[test]
+    fn issue_16_max_samples_counts_what_is_held_at_once() {
+        let h = head();
+        let limited = |max_samples| {
+            Engine::new(EngineOptions {
+                max_samples,
+                ..EngineOptions::default()
+            })
+        };
+        // A range query's answer is held whole: 100 series x 5 steps.
+        let m = parse_expr("m").unwrap();
+        assert!(limited(500).range(&h, &m, 0, 60_000, 15_000).is_ok());
+        assert_eq!(
+            limited(499).range(&h, &m, 0, 60_000, 15_000),
+            Err(Error::TooManySamples("query execution"))
+        );
+        // A subquery's points are held: 100 series x 61 steps of 1 s.
+        let sq = parse_expr("max_over_time(m[1m:1s])").unwrap();
+        assert!(limited(6_300).instant(&h, &sq, 60_000).is_ok());
+        assert_eq!(
+            limited(6_000).instant(&h, &sq, 60_000),
+            Err(Error::TooManySamples("query execution"))
+        );
+        // What a node consumed is freed: each sum's 500 input points are
+        // gone before the other sum runs, so 500 and change suffice.
+        let two = parse_expr("sum(m) + sum(m)").unwrap();
+        assert!(limited(520).range(&h, &two, 0, 60_000, 15_000).is_ok());
+        // A value per step is refused before it is allocated.
+        let huge = parse_expr("max_over_time(vector(1)[30d:1ms])").unwrap();
+        assert_eq!(
+            limited(1_000_000).instant(&h, &huge, 60_000),
+            Err(Error::TooManySamples("query execution"))
+        );
+    }
+
+    #[test]
+    fn issue_16_a_subquery_of_billions_of_steps_stops_at_its_deadline() {
+        let h = head();
+        let e = Engine::default();
+        let expr = parse_expr("max_over_time(m[30d:1ms])").unwrap();
+        let started = Instant::now();
+        let limits = Limits {
+            deadline: Some(started + Duration::from_millis(200)),
+            ..Limits::default()
+        };
+        assert_eq!(
+            e.instant_until(&h, &expr, 60_000, limits),
+            Err(Error::Timeout("expression evaluation"))
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        // A budget stops it as soon.
+        let started = Instant::now();
+        let limits = Limits {
+            budget: Some(started + Duration::from_millis(1)),
+            ..Limits::default()
+        };
+        assert_eq!(
+            e.instant_until(&h, &expr, 60_000, limits),
+            Err(Error::OverBudget)
+        );
+        assert!(started.elapsed() < Duration::from_millis(500));
+        assert_eq!(e.active_queries(), 0);
+    }
+
+    #[test]
+    fn issue_16_a_cancelled_query_stops() {
+        let h = head();
+        let e = Engine::default();
+        let expr = parse_expr("max_over_time(m[30d:1ms])").unwrap();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = cancel.clone();
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            let run = s.spawn(|| {
+                e.instant_until(
+                    &h,
+                    &expr,
+                    60_000,
+                    Limits {
+                        cancel: Some(flag),
+                        ..Limits::default()
+                    },
+                )
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            assert_eq!(e.active_queries(), 1);
+            cancel.store(true, Ordering::Relaxed);
+            assert_eq!(
+                run.join().unwrap(),
+                Err(Error::Canceled("expression evaluation"))
+            );
+        });
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(e.active_queries(), 0);
+    }
+
+    #[test]
     fn queries_wait_for_a_slot_and_time_out_in_the_queue() {
         let h = head();
         let e = Engine::new(EngineOptions {
@@ -871,18 +1091,20 @@ mod tests {
         let spent = Limits {
             deadline: None,
             budget: Some(Instant::now()),
+            cancel: None,
         };
         std::thread::sleep(Duration::from_millis(1));
         assert_eq!(
-            e.range_until(&h, &expr, 0, 60_000, 15_000, spent),
+            e.range_until(&h, &expr, 0, 60_000, 15_000, spent.clone()),
             Err(Error::OverBudget)
         );
         let ample = Limits {
             deadline: None,
             budget: Some(Instant::now() + Duration::from_secs(60)),
+            cancel: None,
         };
         assert_eq!(
-            e.range_until(&h, &expr, 0, 60_000, 15_000, ample),
+            e.range_until(&h, &expr, 0, 60_000, 15_000, ample.clone()),
             e.range(&h, &expr, 0, 60_000, 15_000)
         );
         let held = e
@@ -924,6 +1146,7 @@ mod tests {
         let soon = Limits {
             deadline: None,
             budget: Some(Instant::now() + Duration::from_millis(20)),
+            cancel: None,
         };
         let slow = Slow(&c);
         assert_eq!(

@@ -41,6 +41,18 @@ impl Default for LoopStatus {
     }
 }
 
+/// A scrape body this large is appended with the async worker handed over
+/// to the other loops. A Ray node's exposition is a few hundred KiB to
+/// 2 MiB and takes a few milliseconds; handing over the worker costs a
+/// thread switch and moves the loops' data to another core's cache, so
+/// ordinary scrapes stay where they are.
+const LARGE_BODY_BYTES: usize = 4 << 20;
+
+fn multi_thread() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
 /// Everything a loop needs besides its target.
 #[derive(Clone)]
 pub struct LoopContext {
@@ -202,7 +214,16 @@ async fn run(
             r = ctx.client.scrape(&request, ctx.body_size_limit, &mut body) => r,
         };
         let duration = clock.elapsed();
-        let error = scrape_once(&mut state, &ctx, &target, fetched, &body, t, duration);
+        let error = if body.len() >= LARGE_BODY_BYTES && multi_thread() {
+            // Other targets' loops move to another worker while this one
+            // parses and appends (a target that suddenly serves millions
+            // of series takes seconds here).
+            tokio::task::block_in_place(|| {
+                scrape_once(&mut state, &ctx, &target, fetched, &body, t, duration)
+            })
+        } else {
+            scrape_once(&mut state, &ctx, &target, fetched, &body, t, duration)
+        };
         last_body_len = body.len();
         ctx.bodies.give(body);
         let mut st = status.lock().unwrap_or_else(|e| e.into_inner());

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{QueryEngine, QueryError, QueryValue, Until};
-use crate::promql::engine::{Engine, Error, Limits, Value};
+use crate::promql::engine::{Engine, Error, Handoff, Limits, Value};
 use crate::promql::parser::parse_expr;
 use crate::storage::Queryable;
 
@@ -44,7 +44,7 @@ fn over_budget() -> Result<QueryValue, QueryError> {
 fn error(e: Error) -> QueryError {
     match e {
         Error::BadData(m) => QueryError::BadData(m),
-        Error::Timeout(_) => QueryError::Timeout(e.to_string()),
+        Error::Timeout(_) | Error::Canceled(_) => QueryError::Timeout(e.to_string()),
         Error::Storage(m) => QueryError::Internal(m),
         Error::OverBudget => QueryError::Internal(e.to_string()),
         Error::Execution(_) | Error::TooManySamples(_) => QueryError::Execution(e.to_string()),
@@ -72,6 +72,11 @@ impl QueryEngine for PromqlEngine {
         true
     }
 
+    fn handoff(&self) -> Box<dyn FnOnce() + Send> {
+        let h = Handoff::take();
+        Box::new(move || h.restore())
+    }
+
     fn instant_until(
         &self,
         query: &str,
@@ -97,6 +102,7 @@ fn limits(until: Until) -> Limits {
     Limits {
         deadline: Some(until.deadline),
         budget: until.budget,
+        cancel: until.cancel,
     }
 }
 

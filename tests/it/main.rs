@@ -8,6 +8,7 @@ mod support;
 mod bench;
 mod config;
 mod grafana;
+mod isolation;
 mod ops;
 mod prom_diff;
 mod promql_golden;

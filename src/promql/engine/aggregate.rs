@@ -81,6 +81,7 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Val, Error> 
     for step in 0..ev.steps() {
         let ts = ev.ts(step);
         walker.at(&input, ts, &mut now);
+        ev.tick(super::binary::work(now.len()))?;
         if now.is_empty() {
             continue;
         }

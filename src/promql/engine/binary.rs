@@ -125,6 +125,11 @@ fn vector_scalar(
 
 /// The matching signature of a series: the `on` labels, or all labels but
 /// the `ignoring` ones and the metric name.
+/// Units of work for a step over `n` series, plus one for the step.
+pub(super) fn work(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX).saturating_add(1)
+}
+
 fn signature(labels: &Labels, m: &VectorMatching) -> Labels {
     if m.on {
         let names: Vec<&str> = m.labels.iter().map(String::as_str).collect();
@@ -166,6 +171,7 @@ fn set_op(
         let ts = ev.ts(step);
         lw.at(&lhs, ts, &mut lnow);
         rw.at(&rhs, ts, &mut rnow);
+        ev.tick(work(lnow.len() + rnow.len()))?;
         match op {
             BinOp::And | BinOp::Unless => {
                 for (i, _) in &rnow {
@@ -221,6 +227,7 @@ fn vector_vector(
         let ts = ev.ts(step);
         mw.at(&many, ts, &mut mnow);
         ow.at(&one, ts, &mut onow);
+        ev.tick(work(mnow.len() + onow.len()))?;
         for (i, v) in &onow {
             let slot = &mut one_at[osig[*i]];
             if slot.0 == step {

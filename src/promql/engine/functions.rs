@@ -30,9 +30,11 @@ pub(super) fn call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
     }
     match name {
         "time" => Ok(Val::Scalar(
-            (0..ev.steps()).map(|i| ev.ts(i) as f64 / 1000.0).collect(),
+            (0..ev.reserve_steps()?)
+                .map(|i| ev.ts(i) as f64 / 1000.0)
+                .collect(),
         )),
-        "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; ev.steps()])),
+        "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; ev.reserve_steps()?])),
         "vector" => {
             let s = ev.eval_scalar(&c.args[0])?;
             let points = s
@@ -49,7 +51,7 @@ pub(super) fn call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
             let m = ev.eval_vector(&c.args[0])?;
             let mut walker = StepWalker::new(&m);
             let mut now = Vec::new();
-            let out = (0..ev.steps())
+            let out = (0..ev.reserve_steps()?)
                 .map(|i| {
                     walker.at(&m, ev.ts(i), &mut now);
                     if now.len() == 1 { now[0].1 } else { f64::NAN }
@@ -67,7 +69,7 @@ pub(super) fn call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
         "absent" => {
             let m = ev.eval_vector(&c.args[0])?;
             let labels = absent_labels(unwrap_parens(&c.args[0]));
-            let mut present = vec![false; ev.steps()];
+            let mut present = vec![false; ev.reserve_steps()?];
             for s in &m {
                 for p in &s.points {
                     present[((p.t - ev.start) / ev.interval) as usize] = true;
@@ -284,7 +286,7 @@ fn date_function(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
         _ => |t| civil(t).0 as f64,
     };
     if c.args.is_empty() {
-        let points = (0..ev.steps())
+        let points = (0..ev.reserve_steps()?)
             .map(|i| {
                 let ts = ev.ts(i);
                 Sample {
@@ -565,15 +567,18 @@ fn range_function(ev: &mut Evaluator<'_>, c: &Call, idx: usize) -> Result<Val, E
     let steps = ev.steps();
     let keep_name = name == "last_over_time";
     let mut out: Vec<StepSeries> = Vec::new();
-    let mut present = vec![false; steps];
+    // Only `absent_over_time` needs to know the steps that had a value.
+    let mut present = if name == "absent_over_time" {
+        vec![false; ev.reserve_steps()?]
+    } else {
+        Vec::new()
+    };
     let mut loaded = 0usize;
-    for (n, (labels, samples)) in input.series.iter().enumerate() {
-        if n % 1024 == 1023 {
-            ev.check_deadline()?;
-        }
+    for (labels, samples) in input.series.iter() {
         let mut points = Vec::new();
         let mut win = SlidingWindow::default();
         for step in 0..steps {
+            ev.tick(1)?;
             let ts = ev.ts(step);
             let refr = input.at.unwrap_or(ts) - input.offset;
             let w = win.slide(samples, refr - input.range, refr);
@@ -581,7 +586,9 @@ fn range_function(ev: &mut Evaluator<'_>, c: &Call, idx: usize) -> Result<Val, E
                 continue;
             }
             loaded = loaded.max(w.len());
-            present[step] = true;
+            if let Some(p) = present.get_mut(step) {
+                *p = true;
+            }
             let arg = |i: usize| scalars.get(i).map_or(f64::NAN, |s| s[step]);
             let v = match name {
                 "rate" => extrapolated_rate(w, refr - input.range, refr, true, true, input.range),
@@ -628,6 +635,7 @@ fn range_function(ev: &mut Evaluator<'_>, c: &Call, idx: usize) -> Result<Val, E
             };
             if let Some(v) = v {
                 points.push(Sample { t: ts, v });
+                ev.add_samples(1)?;
             }
         }
         if !points.is_empty() {

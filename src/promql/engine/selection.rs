@@ -22,7 +22,7 @@ use crate::model::{MatchOp, Matcher};
 use crate::storage::Series;
 
 /// One storage read kept for a retry.
-struct Stashed {
+pub(crate) struct Stashed {
     matchers: Vec<Matcher>,
     mint: i64,
     maxt: i64,
@@ -31,8 +31,9 @@ struct Stashed {
 
 thread_local! {
     /// The read that took a budgeted try over its budget. The retry runs
-    /// right after on the same thread and takes it instead of reading
-    /// again, so running over wastes at most the budget, not a large read.
+    /// right after (on this thread, or on another that it is handed to)
+    /// and takes it instead of reading again, so running over wastes at
+    /// most the budget, not a large read.
     static STASH: RefCell<Option<Stashed>> = const { RefCell::new(None) };
 }
 
@@ -61,6 +62,16 @@ pub(crate) fn take_stash(matchers: &[Matcher], mint: i64, maxt: i64) -> Option<V
             None
         }
     })
+}
+
+/// Takes whatever is stashed, to move it to another thread.
+pub(crate) fn take_any_stash() -> Option<Stashed> {
+    STASH.with(|s| s.borrow_mut().take())
+}
+
+/// Stashes what [`take_any_stash`] took on another thread.
+pub(crate) fn put_stash(stashed: Stashed) {
+    STASH.with(|s| *s.borrow_mut() = Some(stashed));
 }
 
 /// Drops whatever is stashed.

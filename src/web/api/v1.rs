@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
@@ -24,7 +25,7 @@ use crate::web::params::{
 use crate::web::selector::parse_match_params;
 use crate::web::{
     AppState, HeadStats, QueryEngine, QueryError, QueryValue, Shared, Stat, TsdbStatus, Until,
-    json, targets,
+    json, offload, targets,
 };
 
 /// Routes under `/api/v1`; all but `status/walreplay` wait for readiness.
@@ -80,25 +81,31 @@ fn query_deadline(st: &AppState, form: &Form) -> Result<Duration, ApiError> {
     Ok(d.min(st.query_timeout))
 }
 
-/// Runs blocking work off the async workers, giving up after `deadline`.
+/// Runs blocking work on a query thread ([`offload`]), giving up after
+/// `deadline`.
 async fn blocking<T: Send + 'static>(
     deadline: Duration,
     f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
 ) -> Result<T, QueryError> {
-    match tokio::time::timeout(deadline, tokio::task::spawn_blocking(f)).await {
+    match tokio::time::timeout(deadline, offload::run(f)).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => Err(QueryError::Internal(format!("query task failed: {e}"))),
+        Ok(Err(e)) => Err(QueryError::Internal(e.to_string())),
         Err(_) => Err(QueryError::Timeout(
             "query timed out in expression evaluation".to_string(),
         )),
     }
 }
 
+/// How long past its deadline an engine that keeps deadlines is waited
+/// for before the API answers for it.
+const DEADLINE_GRACE: Duration = Duration::from_secs(1);
+
 /// Runs a query on `engine`. One that keeps deadlines is first tried right
-/// here for [`AppState::inline_budget`], then, if it ran over, run again inside
-/// `block_in_place` (this worker's other tasks move to another thread);
-/// any other runs as [`blocking`] work. Handing even a small query to
-/// another thread and back costs two wake-ups, more than the query.
+/// here for [`AppState::inline_budget`] (handing even a small query to
+/// another thread and back costs two wake-ups, more than the query), then,
+/// if it ran over, run again on a query thread ([`offload`]) with what the
+/// first try read. Should this request be dropped (its client went away),
+/// the query is told to stop. Any other engine runs as [`blocking`] work.
 async fn evaluate(
     st: &AppState,
     engine: Arc<dyn QueryEngine>,
@@ -106,9 +113,11 @@ async fn evaluate(
     run: impl Fn(&dyn QueryEngine, Until) -> Option<Result<QueryValue, QueryError>> + Send + 'static,
 ) -> Result<QueryValue, QueryError> {
     let deadline = Instant::now() + timeout;
+    let cancel = Arc::new(AtomicBool::new(false));
     let until = Until {
         deadline,
         budget: None,
+        cancel: Some(cancel.clone()),
     };
     let unbudgeted = |r: Option<Result<QueryValue, QueryError>>| {
         r.unwrap_or_else(|| {
@@ -117,19 +126,29 @@ async fn evaluate(
             ))
         })
     };
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if engine.keeps_deadlines() && multi_thread {
-        let first = Until {
-            deadline,
-            budget: Some(Instant::now() + st.inline_budget),
-        };
-        if let Some(r) = run(engine.as_ref(), first) {
-            return r;
-        }
-        return unbudgeted(tokio::task::block_in_place(|| run(engine.as_ref(), until)));
+    if !engine.keeps_deadlines() {
+        return blocking(timeout, move || unbudgeted(run(engine.as_ref(), until))).await;
     }
-    blocking(timeout, move || unbudgeted(run(engine.as_ref(), until))).await
+    let first = Until {
+        budget: Some(Instant::now() + st.inline_budget),
+        ..until.clone()
+    };
+    if let Some(r) = run(engine.as_ref(), first) {
+        return r;
+    }
+    let handoff = engine.handoff();
+    let _cancel = offload::CancelOnDrop(cancel);
+    let retry = offload::run(move || {
+        handoff();
+        unbudgeted(run(engine.as_ref(), until))
+    });
+    match tokio::time::timeout(timeout + DEADLINE_GRACE, retry).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(QueryError::Internal(e.to_string())),
+        Err(_) => Err(QueryError::Timeout(
+            "query timed out in expression evaluation".to_string(),
+        )),
+    }
 }
 
 async fn query(State(st): State<Shared>, form: Form) -> ApiResult {
