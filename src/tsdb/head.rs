@@ -306,6 +306,14 @@ pub(crate) struct MemSeries {
     closed: Vec<ClosedChunk>,
 }
 
+/// A commit locks a shard for at most this many of its samples at a time:
+/// a scrape of millions of series would otherwise hold each shard for
+/// long enough to stall every other target's commit. Appends to different
+/// series need no atomicity among themselves (queries may see a commit
+/// half applied, as in Prometheus); a few thousand keep the lock's cost
+/// per sample nil.
+const LOCKED_SAMPLES: usize = 4096;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -1418,33 +1426,41 @@ impl HeadAppender {
             if !pending.iter().any(|p| p.state == Check::Unchecked) {
                 continue;
             }
-            let mut shard = lock(&inner.shards[i]);
-            warm(&shard, pending.iter().map(|p| p.r));
-            for p in pending.iter_mut().filter(|p| p.state == Check::Unchecked) {
-                let vb = p.v.to_bits();
-                let mut res = Self::check_committed(&mut shard, p.r, p.t, vb);
-                if res.is_none() && inner.revive_ref(&mut shard, p.r) {
-                    res = Self::check_committed(&mut shard, p.r, p.t, vb);
-                }
-                p.state = match res {
-                    Some(Ok(Appendability::Append)) => Check::First,
-                    Some(Ok(Appendability::Duplicate)) => Check::Refused,
-                    Some(Err(Error::DuplicateSampleForTimestamp)) => {
-                        rejected.duplicate += 1;
-                        Check::Refused
-                    }
-                    Some(Err(_)) => {
-                        rejected.out_of_order += 1;
-                        Check::Refused
-                    }
-                    None => {
-                        rejected.unknown += 1;
-                        Check::Refused
-                    }
-                };
+            for part in pending.chunks_mut(LOCKED_SAMPLES) {
+                let mut shard = lock(&inner.shards[i]);
+                warm(&shard, part.iter().map(|p| p.r));
+                Self::check_part(inner, &mut shard, part, &mut rejected);
             }
         }
         rejected
+    }
+
+    /// [`HeadAppender::check_unchecked`] for one part of a shard's samples,
+    /// with the shard locked.
+    fn check_part(inner: &Inner, shard: &mut Shard, part: &mut [Pending], rejected: &mut Rejected) {
+        for p in part.iter_mut().filter(|p| p.state == Check::Unchecked) {
+            let vb = p.v.to_bits();
+            let mut res = Self::check_committed(shard, p.r, p.t, vb);
+            if res.is_none() && inner.revive_ref(shard, p.r) {
+                res = Self::check_committed(shard, p.r, p.t, vb);
+            }
+            p.state = match res {
+                Some(Ok(Appendability::Append)) => Check::First,
+                Some(Ok(Appendability::Duplicate)) => Check::Refused,
+                Some(Err(Error::DuplicateSampleForTimestamp)) => {
+                    rejected.duplicate += 1;
+                    Check::Refused
+                }
+                Some(Err(_)) => {
+                    rejected.out_of_order += 1;
+                    Check::Refused
+                }
+                None => {
+                    rejected.unknown += 1;
+                    Check::Refused
+                }
+            };
+        }
     }
 
     fn finish(&mut self, commit: bool) {
@@ -1455,24 +1471,27 @@ impl HeadAppender {
             if pending.is_empty() {
                 continue;
             }
-            let mut shard = lock(&inner.shards[i]);
-            warm(&shard, pending.iter().map(|p| p.r));
-            for p in pending.drain(..) {
-                let Some(s) = shard.series.get_mut(&p.r) else {
-                    continue;
-                };
-                match p.state {
-                    Check::First => s.pending = s.pending.saturating_sub(1),
-                    Check::Refused | Check::Unchecked => continue,
-                    Check::Buffered => {}
-                }
-                // A sample that a concurrent appender overtook is dropped, as
-                // Prometheus drops it at commit.
-                if commit && s.append(p.t, p.v, &inner.opts) {
-                    lo = lo.min(p.t);
-                    hi = hi.max(p.t);
+            for part in pending.chunks(LOCKED_SAMPLES) {
+                let mut shard = lock(&inner.shards[i]);
+                warm(&shard, part.iter().map(|p| p.r));
+                for p in part {
+                    let Some(s) = shard.series.get_mut(&p.r) else {
+                        continue;
+                    };
+                    match p.state {
+                        Check::First => s.pending = s.pending.saturating_sub(1),
+                        Check::Refused | Check::Unchecked => continue,
+                        Check::Buffered => {}
+                    }
+                    // A sample that a concurrent appender overtook is dropped, as
+                    // Prometheus drops it at commit.
+                    if commit && s.append(p.t, p.v, &inner.opts) {
+                        lo = lo.min(p.t);
+                        hi = hi.max(p.t);
+                    }
                 }
             }
+            pending.clear();
         }
         inner.note_times(lo, hi);
         self.last.clear();

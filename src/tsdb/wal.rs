@@ -32,6 +32,21 @@ const VERSION: u8 = 3;
 const OLDEST_VERSION: u8 = 1;
 const HEADER_LEN: u64 = 8;
 const RECORD_HEADER_LEN: usize = 9;
+
+/// Queued series entries are written as a record of their own once they
+/// reach this size, so that a burst of new series is compressed and written
+/// in pieces as it is created, each holding the writer's lock for a
+/// millisecond or two, instead of all at once by the batch's commit.
+/// Writing a series before its samples is what the batch does anyway.
+const SERIES_QUEUE_BYTES: usize = 1 << 20;
+
+/// A packing buffer up to this size is kept for the thread's next batch.
+const SPARE_SAMPLES_BYTES: usize = 4 << 20;
+
+thread_local! {
+    /// Where this thread packs a batch's samples, outside the writer's lock.
+    static SAMPLES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 // A bound on one record, so that a corrupt length is not taken for an
 // allocation request.
 const MAX_RECORD_LEN: u32 = 1 << 30;
@@ -314,10 +329,16 @@ impl Wal {
         self.fail_writes.store(fail, Ordering::Relaxed);
     }
 
-    /// Queues a series entry; it is written with the next batch.
+    /// Queues a series entry; it is written with the next batch, or at
+    /// once when [`SERIES_QUEUE_BYTES`] are queued.
     pub fn log_series(&self, r: SeriesRef, labels: &Labels) {
         let mut w = lock(&self.w);
         codec::put_series(&mut w.series, r, labels);
+        if w.series.len() >= SERIES_QUEUE_BYTES {
+            // On failure the entries stay queued and the next batch, which
+            // needs them, reports the error.
+            let _ = self.flush_series_locked(&mut w);
+        }
     }
 
     /// Writes queued series and one samples record for `samples`.
@@ -325,35 +346,52 @@ impl Wal {
         &self,
         samples: &mut dyn Iterator<Item = (SeriesRef, i64, f64)>,
     ) -> Result<(), Error> {
-        let mut w = lock(&self.w);
-        let w = &mut *w;
-        w.buf.clear();
-        if !w.series.is_empty() {
-            put_series_record(&mut w.buf, &w.series);
-        }
-        let start = w.buf.len();
-        w.buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
-        let n = codec::put_packed_samples(&mut w.buf, samples);
+        // The samples are packed before the lock is taken: every other
+        // commit waits for it, and a batch of millions of samples (a target
+        // that suddenly serves millions of series) takes long to pack.
+        let mut rec = SAMPLES.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        rec.clear();
+        rec.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+        let n = codec::put_packed_samples(&mut rec, samples);
         if n == 0 {
-            w.buf.truncate(start);
+            rec.clear();
         } else {
-            frame(&mut w.buf, start, TYPE_SAMPLES_PACKED);
+            frame(&mut rec, 0, TYPE_SAMPLES_PACKED);
         }
-        if w.buf.is_empty() {
-            return Ok(());
+        let res = self.write_with_series(&rec);
+        if rec.capacity() <= SPARE_SAMPLES_BYTES {
+            SAMPLES.with(|b| *b.borrow_mut() = rec);
         }
-        self.write_buf(w)?;
-        w.series.clear();
+        res?;
         self.stats
             .samples_written
             .fetch_add(n as u64, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Writes every queued series entry.
-    pub fn flush_series(&self) -> Result<(), Error> {
+    /// Writes the queued series and then `record` (framed, or empty).
+    fn write_with_series(&self, record: &[u8]) -> Result<(), Error> {
         let mut w = lock(&self.w);
         let w = &mut *w;
+        w.buf.clear();
+        if !w.series.is_empty() {
+            put_series_record(&mut w.buf, &w.series);
+        }
+        w.buf.extend_from_slice(record);
+        if w.buf.is_empty() {
+            return Ok(());
+        }
+        self.write_buf(w)?;
+        w.series.clear();
+        Ok(())
+    }
+
+    /// Writes every queued series entry.
+    pub fn flush_series(&self) -> Result<(), Error> {
+        self.flush_series_locked(&mut lock(&self.w))
+    }
+
+    fn flush_series_locked(&self, w: &mut Writer) -> Result<(), Error> {
         if w.series.is_empty() {
             return Ok(());
         }

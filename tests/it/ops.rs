@@ -19,7 +19,7 @@ use raymon::tsdb::{Head, HeadOptions};
 use raymon::web::{self, AppState};
 use tower::ServiceExt;
 
-use crate::support::{self, TempDir};
+use crate::support::{self, Rng, TempDir};
 
 fn state(head: &Arc<Head>) -> AppState {
     let mut st = AppState::new(head.clone(), Arc::new(ScrapeStatus::default()));
@@ -103,18 +103,6 @@ fn parse_export(body: &str) -> Dump {
             .extend(ts.into_iter().zip(vals));
     }
     out
-}
-
-/// xorshift64*: deterministic test data without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
 }
 
 fn om_value(v: f64) -> String {

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use expect_test::{Expect, expect};
+
+use crate::support::Rng;
 use raymon::promql::parser::{
     AtModifier, Cardinality, Expr, MAX_DEPTH, parse_expr, parse_metric_selector,
 };
@@ -480,22 +482,6 @@ fn deep_nesting_errors_instead_of_overflowing() {
     h.join().unwrap();
 }
 
-/// A small deterministic PRNG (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 const SOUP: &[&str] = &[
     "foo",
     "bar",
@@ -586,7 +572,7 @@ fn fuzz_never_panics() {
             .map(String::from),
         )
         .collect();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::seeded("parser fuzz", 0x9E37_79B9_7F4A_7C15);
     let mut parsed = 0;
     let charset: Vec<char> = "(){}[],:@=!~<>+-*/%^\"'`#\\ \n0123456789.eExXsmhdwyabc_é"
         .chars()

@@ -190,3 +190,31 @@ pub fn ray_bin() -> PathBuf {
     );
     p
 }
+
+/// xorshift64*: deterministic test data without a dependency. Randomised
+/// tests take their seed from [`Rng::seeded`], which prints it.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// `RAYMON_TEST_SEED` if set, else `default`; printed either way so a
+    /// failure can be replayed.
+    pub fn seeded(test: &str, default: u64) -> Rng {
+        let seed = std::env::var("RAYMON_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default);
+        println!("{test}: seed {seed} (set RAYMON_TEST_SEED to replay another)");
+        Rng(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
