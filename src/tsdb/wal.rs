@@ -257,6 +257,9 @@ struct Writer {
     series: Vec<u8>,
     buf: Vec<u8>,
     dirty: bool,
+    /// Segments closed since the last [`Wal::sync`], which syncs them
+    /// outside the lock.
+    unsynced: Vec<(u32, File)>,
 }
 
 /// The log writer. Every call writes with `write()` before returning, so a
@@ -309,6 +312,7 @@ impl Wal {
                 series: Vec::new(),
                 buf: Vec::with_capacity(64 << 10),
                 dirty: true,
+                unsynced: Vec::new(),
             }),
             fail_writes: AtomicBool::new(false),
             stats,
@@ -428,13 +432,14 @@ impl Wal {
         Ok(())
     }
 
+    /// Starts the next segment. The closed one is synced by the next
+    /// [`Wal::sync`], outside the lock: an fdatasync of a whole segment
+    /// takes up to a second, and every commit waits for this lock.
     fn rotate_locked(&self, w: &mut Writer) -> Result<u32, Error> {
         let n = w.n;
-        w.file
-            .sync_data()
-            .map_err(|source| Error::Sync { n, source })?;
         let file = create_segment(&self.dir, n + 1)?;
-        w.file = file;
+        let closed = std::mem::replace(&mut w.file, file);
+        w.unsynced.push((n, closed));
         w.n = n + 1;
         w.size = HEADER_LEN;
         w.dirty = true;
@@ -445,8 +450,9 @@ impl Wal {
     /// Closes the current segment and starts the next; returns the number
     /// of the closed one.
     pub fn rotate(&self) -> Result<u32, Error> {
-        let mut w = lock(&self.w);
-        self.rotate_locked(&mut w)
+        let n = self.rotate_locked(&mut lock(&self.w))?;
+        self.sync()?;
+        Ok(n)
     }
 
     /// `fdatasync`s the current segment if anything was written since the
@@ -457,9 +463,10 @@ impl Wal {
         // (tens to hundreds of ms at 400k samples/s) stalled every commit,
         // and with them the scrape threads. Everything written before the
         // lock was released is covered by the sync.
-        let (n, file) = {
+        let (n, file, closed) = {
             let mut w = lock(&self.w);
-            if !w.dirty {
+            let closed = std::mem::take(&mut w.unsynced);
+            if !w.dirty && closed.is_empty() {
                 return Ok(());
             }
             let n = w.n;
@@ -468,8 +475,18 @@ impl Wal {
                 .try_clone()
                 .map_err(|source| Error::Sync { n, source })?;
             w.dirty = false;
-            (n, file)
+            (n, file, closed)
         };
+        let mut closed = closed.into_iter();
+        while let Some((c, f)) = closed.next() {
+            if let Err(source) = f.sync_data() {
+                // Tried again by the next call.
+                let mut w = lock(&self.w);
+                w.unsynced.push((c, f));
+                w.unsynced.extend(closed);
+                return Err(Error::Sync { n: c, source });
+            }
+        }
         if let Err(source) = file.sync_data() {
             let mut w = lock(&self.w);
             if w.n == n {

@@ -128,6 +128,13 @@ fn up_gaps(addr: &str, job: &str, window: u64) -> Vec<(String, f64)> {
             .collect();
         assert!(ts.len() >= 2, "too few samples: {s}");
         let gap = ts.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+        for w in ts.windows(2).filter(|w| w[1] - w[0] > 1.2) {
+            println!(
+                "late scrape: {:.3}s after the one at {:.3}",
+                w[1] - w[0],
+                w[0]
+            );
+        }
         out.push((s["metric"]["instance"].as_str().unwrap().to_string(), gap));
     }
     out
@@ -303,6 +310,13 @@ fn issue_16_a_cardinality_burst_does_not_stall_other_targets() {
     std::thread::sleep(Duration::from_secs(2));
     *burst_body.write().unwrap() = big;
     let started = Instant::now();
+    println!(
+        "burst served from {:.3}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    );
     let query = enc("scrape_samples_scraped{job=\"burst\"}");
     wait_for(Duration::from_secs(600), "the burst to be ingested", || {
         let r =

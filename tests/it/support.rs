@@ -88,10 +88,18 @@ impl KillOnDrop {
     }
 }
 
+/// The raymon binary under test: `RAYMON_BIN` if set (a release build,
+/// for the timing tests), else the one cargo built with the tests.
+pub fn raymon_bin() -> PathBuf {
+    std::env::var_os("RAYMON_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_raymon")))
+}
+
 /// Starts the raymon binary with `args`, its output in `log`.
 pub fn start_raymon(args: &[String], log: &Path) -> KillOnDrop {
     let out = std::fs::File::create(log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_raymon"))
+    let child = Command::new(raymon_bin())
         .args(args)
         .stdout(out.try_clone().unwrap())
         .stderr(out)
