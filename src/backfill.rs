@@ -27,7 +27,7 @@ use std::io::BufRead;
 
 use rustc_hash::FxHashMap;
 
-use crate::model::{Labels, LabelsBuilder, METRIC_NAME};
+use crate::model::{Label, LabelLimits, Labels, LabelsError, METRIC_NAME};
 use crate::storage::{self, Appendable, Appender, SeriesRef};
 use crate::textparse::{Entry, Format, Parser, SampleEntry};
 
@@ -70,6 +70,30 @@ pub enum Error {
         series: String,
         t_ms: i64,
     },
+    #[error(
+        "line {line}: sample for {series} at {t_ms} ms is too old: the oldest accepted is {min_ms} ms"
+    )]
+    TooOld {
+        line: usize,
+        series: String,
+        t_ms: i64,
+        min_ms: i64,
+    },
+    #[error(
+        "line {line}: sample for {series} at {t_ms} ms is too far in the future: the newest accepted is {max_ms} ms"
+    )]
+    TooNew {
+        line: usize,
+        series: String,
+        t_ms: i64,
+        max_ms: i64,
+    },
+    #[error("line {line}: {source}")]
+    Labels {
+        line: usize,
+        #[source]
+        source: LabelsError,
+    },
     #[error("line {line}: storage refused the sample: {source}")]
     Storage {
         line: usize,
@@ -98,6 +122,9 @@ impl Error {
             | Error::OutOfOrder { line, .. }
             | Error::Duplicate { line, .. }
             | Error::OutOfBounds { line, .. }
+            | Error::TooOld { line, .. }
+            | Error::TooNew { line, .. }
+            | Error::Labels { line, .. }
             | Error::Storage { line, .. }
             | Error::Commit { line, .. }
             | Error::MissingEof { line }
@@ -116,6 +143,12 @@ pub struct Options {
     /// Whether the input must end with `# EOF`. A piece of a larger file
     /// that is not its end has none.
     pub require_eof: bool,
+    /// Bounds on each series' labels (none by default).
+    pub label_limits: LabelLimits,
+    /// The oldest and newest sample times accepted, in milliseconds (any
+    /// by default).
+    pub min_time_ms: i64,
+    pub max_time_ms: i64,
 }
 
 impl Default for Options {
@@ -124,6 +157,9 @@ impl Default for Options {
             batch_samples: 100_000,
             first_line: 1,
             require_eof: true,
+            label_limits: LabelLimits::default(),
+            min_time_ms: i64::MIN,
+            max_time_ms: i64::MAX,
         }
     }
 }
@@ -159,7 +195,6 @@ pub fn import_openmetrics(
         stats: ImportStats::default(),
         pending: Pending::default(),
         cache: FxHashMap::default(),
-        builder: LabelsBuilder::with_capacity(16),
         progress,
     };
     let mut piece: Vec<u8> = Vec::with_capacity(PIECE_BYTES + 4096);
@@ -231,7 +266,6 @@ struct Run<'a, 'p> {
     pending: Pending,
     // Raw `name{labels}` text to the parsed labels and the store's reference.
     cache: FxHashMap<Box<[u8]>, (Labels, SeriesRef)>,
-    builder: LabelsBuilder,
     progress: &'p mut dyn FnMut(&ImportStats),
 }
 
@@ -278,18 +312,40 @@ impl Run<'_, '_> {
             if self.cache.len() >= CACHE_SERIES {
                 self.cache.clear();
             }
-            self.builder.clear();
-            self.builder
-                .set(METRIC_NAME.to_string(), s.name.to_string());
-            for (name, value) in s.labels() {
-                self.builder.set(name.to_string(), value.into_owned());
-            }
-            self.cache
-                .insert(s.series.into(), (self.builder.build(), 0));
+            // The parser has refused repeated and malformed names; sorting
+            // once keeps this linear-logarithmic in the number of labels.
+            let mut pairs = vec![Label {
+                name: METRIC_NAME.to_string(),
+                value: s.name.to_string(),
+            }];
+            pairs.extend(s.labels().map(|(name, value)| Label {
+                name: name.to_string(),
+                value: value.into_owned(),
+            }));
+            let labels = Labels::from_unsorted(pairs).map_err(LineError::Labels)?;
+            self.opts
+                .label_limits
+                .check(&labels)
+                .map_err(LineError::Labels)?;
+            self.cache.insert(s.series.into(), (labels, 0));
         }
         let Some((labels, r)) = self.cache.get_mut(s.series) else {
             return Ok(());
         };
+        if t < self.opts.min_time_ms {
+            return Err(LineError::TooOld(
+                labels.to_string(),
+                t,
+                self.opts.min_time_ms,
+            ));
+        }
+        if t > self.opts.max_time_ms {
+            return Err(LineError::TooNew(
+                labels.to_string(),
+                t,
+                self.opts.max_time_ms,
+            ));
+        }
         let Some(app) = self.app.as_mut() else {
             return Ok(());
         };
@@ -350,6 +406,9 @@ enum LineError {
     OutOfOrder(String, i64),
     Duplicate(String, i64),
     OutOfBounds(String, i64),
+    TooOld(String, i64, i64),
+    TooNew(String, i64, i64),
+    Labels(LabelsError),
     Storage(storage::Error),
 }
 
@@ -360,6 +419,19 @@ impl LineError {
             LineError::OutOfOrder(series, t_ms) => Error::OutOfOrder { line, series, t_ms },
             LineError::Duplicate(series, t_ms) => Error::Duplicate { line, series, t_ms },
             LineError::OutOfBounds(series, t_ms) => Error::OutOfBounds { line, series, t_ms },
+            LineError::TooOld(series, t_ms, min_ms) => Error::TooOld {
+                line,
+                series,
+                t_ms,
+                min_ms,
+            },
+            LineError::TooNew(series, t_ms, max_ms) => Error::TooNew {
+                line,
+                series,
+                t_ms,
+                max_ms,
+            },
+            LineError::Labels(source) => Error::Labels { line, source },
             LineError::Storage(source) => Error::Storage { line, source },
         }
     }
@@ -414,6 +486,48 @@ mod tests {
         let e = r.unwrap_err();
         assert_eq!(e.line(), Some(102), "{e}");
         assert!(matches!(e, Error::MissingTimestamp { .. }), "{e}");
+    }
+
+    /// A series with 100k labels: accepted without limits, refused with the
+    /// limit's error with them. Either way one sort, not a search per label.
+    #[test]
+    fn issue_16_a_hundred_thousand_labels_cost_one_sort() {
+        let pairs: Vec<String> = (0..100_000).rev().map(|i| format!("l{i}=\"v\"")).collect();
+        let line = format!("wide{{{}}} 1 1\n# EOF\n", pairs.join(","));
+        let (head, r, _) = run(&line, &Options::default());
+        assert_eq!(r.unwrap().samples, 1);
+        assert_eq!(head.stats().num_series, 1);
+        let opts = Options {
+            label_limits: LabelLimits {
+                max_labels: 256,
+                ..LabelLimits::default()
+            },
+            ..Options::default()
+        };
+        let (head, r, _) = run(&line, &opts);
+        let e = r.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 1: label_limit exceeded (metric: wide, number of labels: 100001, limit: 256)"
+        );
+        assert_eq!(head.stats().num_series, 0);
+    }
+
+    #[test]
+    fn samples_outside_the_window_are_refused() {
+        let opts = Options {
+            min_time_ms: 10_000,
+            max_time_ms: 20_000,
+            ..Options::default()
+        };
+        let (_, r, _) = run("a 1 10\na 1 9.999\n# EOF\n", &opts);
+        let e = r.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 2: sample for a at 9999 ms is too old: the oldest accepted is 10000 ms"
+        );
+        let (_, r, _) = run("a 1 20\na 1 20.001\n# EOF\n", &opts);
+        assert!(matches!(r, Err(Error::TooNew { line: 2, .. })));
     }
 
     #[test]

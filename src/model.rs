@@ -9,6 +9,9 @@ mod labels;
 mod matcher;
 mod value;
 
-pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use labels::{
+    Label, LabelLimits, Labels, LabelsBuilder, LabelsError, METRIC_NAME, is_valid_label_name,
+    is_valid_metric_name,
+};
 pub use matcher::{MatchOp, Matcher, MatcherError, anchored};
 pub use value::{STALE_NAN, STALE_NAN_BITS, Sample, is_stale_nan};

@@ -43,6 +43,8 @@ mod scan;
 
 use std::borrow::Cow;
 
+use rustc_hash::FxHashSet;
+
 use number::NumberError;
 
 pub use labels::LabelIter;
@@ -167,7 +169,15 @@ pub struct Parser<'a> {
     /// Spans of the current sample's label names, reused across samples to
     /// find duplicates without allocating.
     names: Vec<(usize, usize)>,
+    /// The current sample's label names once it has more than
+    /// [`HASHED_FROM`] unsorted ones: searching `names` for each would cost
+    /// O(n²), seconds for one series with 100k labels.
+    seen: FxHashSet<&'a [u8]>,
 }
+
+/// Unsorted label names a sample may have before duplicates are looked up
+/// in a hash set instead of by searching the earlier names.
+const HASHED_FROM: usize = 32;
 
 impl<'a> Parser<'a> {
     pub fn new(body: &'a [u8], format: Format) -> Parser<'a> {
@@ -178,6 +188,7 @@ impl<'a> Parser<'a> {
             format,
             done: false,
             names: Vec::with_capacity(16),
+            seen: FxHashSet::default(),
         }
     }
 
@@ -310,13 +321,37 @@ impl<'a> Parser<'a> {
             if !ascending(&buf[a..b], name) {
                 *sorted = false;
             }
-            if !*sorted && self.names.iter().any(|&(a, b)| &buf[a..b] == name) {
+            if !*sorted && self.seen_before(name) {
                 let name = String::from_utf8_lossy(name).into_owned();
                 return Err(self.error_at(span.0, format!("duplicate label name {name:?}")));
             }
         }
         self.names.push(span);
         Ok(())
+    }
+
+    /// Whether `name` is among the current sample's earlier label names:
+    /// a search while they are few, a hash set (filled on first use) after.
+    #[inline]
+    fn seen_before(&mut self, name: &'a [u8]) -> bool {
+        let buf = self.buf;
+        if self.names.len() < HASHED_FROM {
+            return self.names.iter().any(|&(a, b)| &buf[a..b] == name);
+        }
+        if self.seen.is_empty() {
+            self.seen
+                .extend(self.names.iter().map(|&(a, b)| &buf[a..b]));
+        }
+        !self.seen.insert(name)
+    }
+
+    /// Starts the label names of a new sample.
+    #[inline]
+    fn clear_names(&mut self) {
+        self.names.clear();
+        if !self.seen.is_empty() {
+            self.seen.clear();
+        }
     }
 }
 

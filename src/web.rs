@@ -40,14 +40,17 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{Labels, Sample};
+use crate::model::{LabelLimits, Labels, Sample};
 use crate::scrape::status::TargetsSource;
 use crate::storage::{Appendable, Queryable};
 
 pub use api::router;
 pub use api::v1::{encode_query_value, tsdb_status};
 pub use envelope::{ApiError, ErrorType};
-pub use remote_write::{MAX_DECODED_BYTES, write as remote_write_append};
+pub use remote_write::{
+    Checks as RemoteWriteChecks, Error as RemoteWriteError, MAX_DECODED_BYTES,
+    write as remote_write_append,
+};
 
 /// The result of evaluating a PromQL expression, as the API encodes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,6 +239,64 @@ pub struct ConfigStatus {
     pub last_time: SystemTime,
 }
 
+/// What the write endpoints (`POST /api/v1/import`, `POST /api/v1/write`)
+/// accept: bounds on each series' labels and on sample times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteLimits {
+    pub labels: LabelLimits,
+    /// Samples older than this (before now) are refused; `None` takes any.
+    pub max_age: Option<Duration>,
+    /// Samples further than this in the future are refused; `None` takes any.
+    pub max_future: Option<Duration>,
+}
+
+/// `--web.write.label-limit`: Ray's series have about 15 labels.
+pub const DEFAULT_WRITE_LABEL_LIMIT: usize = 256;
+/// `--web.write.label-name-length-limit`, in bytes.
+pub const DEFAULT_WRITE_LABEL_NAME_LENGTH_LIMIT: usize = 1024;
+/// `--web.write.label-value-length-limit`, in bytes.
+pub const DEFAULT_WRITE_LABEL_VALUE_LENGTH_LIMIT: usize = 16 << 10;
+/// `--web.write.max-future`: clocks of senders run a little ahead; Prometheus
+/// 2.42's head takes samples up to its chunk range (hours) ahead.
+pub const DEFAULT_WRITE_MAX_FUTURE: Duration = Duration::from_secs(10 * 60);
+
+impl Default for WriteLimits {
+    /// Limits for a server keeping Prometheus's default 15 days.
+    fn default() -> WriteLimits {
+        WriteLimits {
+            labels: LabelLimits {
+                max_labels: DEFAULT_WRITE_LABEL_LIMIT,
+                max_name_len: DEFAULT_WRITE_LABEL_NAME_LENGTH_LIMIT,
+                max_value_len: DEFAULT_WRITE_LABEL_VALUE_LENGTH_LIMIT,
+            },
+            max_age: Some(Duration::from_secs(15 * 24 * 3600)),
+            max_future: Some(DEFAULT_WRITE_MAX_FUTURE),
+        }
+    }
+}
+
+impl WriteLimits {
+    /// No bounds at all.
+    pub fn none() -> WriteLimits {
+        WriteLimits {
+            labels: LabelLimits::default(),
+            max_age: None,
+            max_future: None,
+        }
+    }
+
+    /// The oldest and newest sample times accepted at `now_ms`, inclusive.
+    pub fn window(&self, now_ms: i64) -> (i64, i64) {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        (
+            self.max_age
+                .map_or(i64::MIN, |d| now_ms.saturating_sub(ms(d))),
+            self.max_future
+                .map_or(i64::MAX, |d| now_ms.saturating_add(ms(d))),
+        )
+    }
+}
+
 /// Formats a query expression (`/api/v1/format_query`); `Err` is a parse error.
 pub type QueryFormatter = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
 /// Renders the process's own metrics in the text exposition format.
@@ -254,7 +315,8 @@ pub(crate) type Shared = Arc<AppState>;
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Arc<dyn Queryable>,
-    /// Where `POST /api/v1/import` writes; `None` answers it with an error.
+    /// Where `POST /api/v1/import` writes; `None` answers 404, as without
+    /// `--web.enable-import`.
     pub appendable: Option<Arc<dyn Appendable>>,
     pub targets: Arc<dyn TargetsSource>,
     /// `None` until the PromQL engine is wired in; queries then fail.
@@ -288,6 +350,8 @@ pub struct AppState {
     pub storage_retention: String,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// What import and remote write accept.
+    pub write_limits: WriteLimits,
     /// Whole-request deadline.
     pub request_timeout: Duration,
     /// How long a query may first run on the request's own thread before
@@ -329,6 +393,7 @@ impl AppState {
             query_timeout: Duration::from_secs(2 * 60),
             storage_retention: "15d".to_string(),
             max_body_bytes: 10 << 20,
+            write_limits: WriteLimits::default(),
             request_timeout: Duration::from_secs(5 * 60),
             inline_budget: Duration::from_millis(1),
             now_ms: system_now_ms,

@@ -341,15 +341,7 @@ impl RelabelConfig {
     }
 }
 
-/// A legacy Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub fn is_valid_label_name(s: &str) -> bool {
-    let mut bytes = s.bytes();
-    match bytes.next() {
-        Some(b) if b.is_ascii_alphabetic() || b == b'_' => {}
-        _ => return false,
-    }
-    bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
+pub use crate::model::is_valid_label_name;
 
 /// Whether `s` matches `^(?:(?:[a-zA-Z_]|\$(?:\{\w+\}|\w+))+\w*)+$`, the
 /// shape Prometheus allows for templated target labels.

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::model::{Labels, LabelsBuilder};
+use crate::model::{Labels, LabelsBuilder, is_valid_label_name};
 
 use super::Error;
 
@@ -88,16 +88,6 @@ impl TargetGroup {
         }
         Ok(out)
     }
-}
-
-/// `[a-zA-Z_][a-zA-Z0-9_]*`, as Prometheus's `LabelName.IsValid`.
-pub fn is_valid_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    match bytes.next() {
-        Some(b) if b.is_ascii_alphabetic() || b == b'_' => {}
-        _ => return false,
-    }
-    bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 #[cfg(test)]

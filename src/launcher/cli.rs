@@ -53,7 +53,8 @@ pub enum Command {
     #[command(hide = true)]
     BenchTargets(Box<crate::bench::TargetsArgs>),
     /// Backfill OpenMetrics text with timestamps (as `promtool tsdb
-    /// create-blocks-from openmetrics` takes it) into a running raymon.
+    /// create-blocks-from openmetrics` takes it) into a running raymon,
+    /// which must run with `--web.enable-import`, or into a data directory.
     Import(ImportArgs),
     /// Measure the durable store on Ray-like data (append with WAL, memory
     /// per series, restart time, bytes per sample on disk).
@@ -103,7 +104,9 @@ pub enum BenchValues {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The running raymon to send samples to.
+    /// The running raymon to send samples to; it must have been started
+    /// with `--web.enable-import` (and refuses samples older than its
+    /// `--web.write.max-age`, by default its retention time).
     #[arg(
         long,
         default_value = "http://127.0.0.1:9090",
@@ -197,6 +200,44 @@ pub struct ServeArgs {
     #[arg(long = "web.enable-remote-write-receiver")]
     pub enable_remote_write_receiver: bool,
 
+    /// Accept OpenMetrics text on POST /api/v1/import (what `raymon import
+    /// --url` sends). Off by default: like remote write, a write endpoint
+    /// is opt-in.
+    #[arg(long = "web.enable-import")]
+    pub enable_import: bool,
+
+    /// Import and remote write refuse samples older than this (Prometheus
+    /// duration); default: the retention time, since older samples would
+    /// be deleted anyway; 0 accepts any age.
+    #[arg(long = "web.write.max-age")]
+    pub write_max_age: Option<String>,
+
+    /// Import and remote write refuse samples further in the future than
+    /// this; 0 accepts any time.
+    #[arg(long = "web.write.max-future", default_value = "10m")]
+    pub write_max_future: String,
+
+    /// Import and remote write refuse a series with more labels than this
+    /// (the metric name counts); 0 for no limit.
+    #[arg(long = "web.write.label-limit", default_value_t = crate::web::DEFAULT_WRITE_LABEL_LIMIT)]
+    pub write_label_limit: usize,
+
+    /// Import and remote write refuse a label name longer than this many
+    /// bytes; 0 for no limit.
+    #[arg(
+        long = "web.write.label-name-length-limit",
+        default_value_t = crate::web::DEFAULT_WRITE_LABEL_NAME_LENGTH_LIMIT
+    )]
+    pub write_label_name_length_limit: usize,
+
+    /// Import and remote write refuse a label value longer than this many
+    /// bytes; 0 for no limit.
+    #[arg(
+        long = "web.write.label-value-length-limit",
+        default_value_t = crate::web::DEFAULT_WRITE_LABEL_VALUE_LENGTH_LIMIT
+    )]
+    pub write_label_value_length_limit: usize,
+
     /// Longest a request may take from its first byte to the last of the answer.
     #[arg(long = "web.read-timeout", default_value = "5m")]
     pub read_timeout: String,
@@ -275,6 +316,23 @@ impl ServeArgs {
             (
                 "web.enable-remote-write-receiver",
                 self.enable_remote_write_receiver.to_string(),
+            ),
+            ("web.enable-import", self.enable_import.to_string()),
+            (
+                "web.write.max-age",
+                self.write_max_age
+                    .clone()
+                    .unwrap_or_else(|| self.retention_time.clone()),
+            ),
+            ("web.write.max-future", self.write_max_future.clone()),
+            ("web.write.label-limit", self.write_label_limit.to_string()),
+            (
+                "web.write.label-name-length-limit",
+                self.write_label_name_length_limit.to_string(),
+            ),
+            (
+                "web.write.label-value-length-limit",
+                self.write_label_value_length_limit.to_string(),
             ),
             ("web.read-timeout", self.read_timeout.clone()),
             ("web.read-header-timeout", self.read_header_timeout.clone()),

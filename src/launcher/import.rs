@@ -1,6 +1,7 @@
 //! `raymon import --url URL FILE`: sends an OpenMetrics file to a running
-//! raymon's `POST /api/v1/import` in pieces cut at line ends, each small
-//! enough for the server's body limit, with progress on stderr.
+//! raymon's `POST /api/v1/import` (on when it runs with
+//! `--web.enable-import`) in pieces cut at line ends, each small enough for
+//! the server's body limit, with progress on stderr.
 //! `raymon import --storage.tsdb.path DIR FILE` writes into a data directory
 //! instead, through the same backfill code the server uses.
 //!
@@ -158,6 +159,7 @@ async fn send(
             .post(format!("{url}?first_line={first_line}"))
             .header(
                 reqwest::header::CONTENT_TYPE,
+                // The server refuses types a web page could send unasked.
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
             .body(std::mem::replace(
@@ -169,6 +171,12 @@ async fn send(
             .with_context(|| format!("cannot reach {url}"))?;
         let status = resp.status();
         let text = resp.text().await.context("cannot read the answer")?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            bail!(
+                "{url} does not take imports ({}): start that raymon with --web.enable-import",
+                text.trim()
+            );
+        }
         let answer: Answer = serde_json::from_str(&text)
             .with_context(|| format!("unexpected answer ({status}): {}", text.trim()))?;
         if answer.status != "success" {

@@ -79,7 +79,10 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(4);
 
     let mut state = web::AppState::new(head.clone(), Arc::new(scrape_status.clone()));
-    state.appendable = Some(store.clone());
+    if args.enable_import {
+        state.appendable = Some(store.clone());
+    }
+    state.write_limits = write_limits(&args)?;
     *state.config_yaml.write().unwrap_or_else(|e| e.into_inner()) = cfg.original_yaml.clone();
     if args.enable_lifecycle {
         state.reload = Some(reload_tx.clone());
@@ -224,6 +227,28 @@ fn open_storage(args: &ServeArgs) -> anyhow::Result<Db> {
     let (db, _) = Db::open(&args.storage_path, opts)
         .with_context(|| format!("cannot open storage at {}", args.storage_path.display()))?;
     Ok(db)
+}
+
+/// What import and remote write accept, from the `--web.write.*` flags.
+fn write_limits(args: &ServeArgs) -> anyhow::Result<web::WriteLimits> {
+    // 0 (or a retention of 0, when the age follows it) means no bound.
+    let bound = |flag: &str, s: &str| -> anyhow::Result<Option<std::time::Duration>> {
+        let d = config::parse_duration(s).with_context(|| format!("invalid {flag}"))?;
+        Ok((!d.is_zero()).then_some(d))
+    };
+    let max_age = match &args.write_max_age {
+        Some(s) => bound("--web.write.max-age", s)?,
+        None => bound("--storage.tsdb.retention.time", &args.retention_time)?,
+    };
+    Ok(web::WriteLimits {
+        labels: crate::model::LabelLimits {
+            max_labels: args.write_label_limit,
+            max_name_len: args.write_label_name_length_limit,
+            max_value_len: args.write_label_value_length_limit,
+        },
+        max_age,
+        max_future: bound("--web.write.max-future", &args.write_max_future)?,
+    })
 }
 
 /// The config's discovery jobs, counting file read errors into `metrics`.

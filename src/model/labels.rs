@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::gofmt::go_quote;
+
 /// The label that carries a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
 
@@ -27,15 +29,42 @@ impl Labels {
         Labels(Vec::new())
     }
 
-    /// Builds a label set from pairs in any order; a later duplicate name wins.
+    /// Builds a label set from pairs in any order; a later duplicate name
+    /// wins, and a pair with an empty value is dropped.
     pub fn from_pairs<N: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (N, V)>,
     ) -> Labels {
         let mut b = LabelsBuilder::default();
         for (n, v) in pairs {
-            b.set(n.into(), v.into());
+            b.add(n.into(), v.into());
         }
         b.build()
+    }
+
+    /// Builds a label set from pushed pairs (remote write, import) in any
+    /// order, refusing what Prometheus refuses instead of repairing it: a
+    /// name given twice (`label name "a" is not unique`), a name that is not
+    /// `[a-zA-Z_][a-zA-Z0-9_]*`, a metric name that is not
+    /// `[a-zA-Z_:][a-zA-Z0-9_:]*`, and nothing left once pairs with empty
+    /// values are dropped. Sorts once, so it costs O(n log n) in the number
+    /// of pairs, however many there are.
+    pub fn from_unsorted(mut labels: Vec<Label>) -> Result<Labels, LabelsError> {
+        labels.retain(|l| !l.value.is_empty());
+        if labels.is_empty() {
+            return Err(LabelsError::Empty);
+        }
+        labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        if let Some(w) = labels.windows(2).find(|w| w[0].name == w[1].name) {
+            return Err(LabelsError::Duplicate(w[0].name.clone()));
+        }
+        if let Some(l) = labels.iter().find(|l| !is_valid_label_name(&l.name)) {
+            return Err(LabelsError::InvalidName(l.name.clone()));
+        }
+        let labels = Labels(labels);
+        if let Some(name) = labels.metric_name().filter(|n| !is_valid_metric_name(n)) {
+            return Err(LabelsError::InvalidMetricName(name.to_string()));
+        }
+        Ok(labels)
     }
 
     /// Wraps pairs that the caller has already sorted by name and deduplicated.
@@ -196,6 +225,16 @@ impl LabelsBuilder {
             .map(|l| l.value.as_str())
     }
 
+    /// Adds a pair without looking for an earlier one of the same name, so
+    /// that adding n pairs costs O(n) (`set` searches, O(n) per call). If
+    /// the name was set or added before, the last one added wins in
+    /// [`LabelsBuilder::build`] (an empty value then deletes the label);
+    /// until then `get` may find either.
+    pub fn add(&mut self, name: String, value: String) -> &mut Self {
+        self.labels.push(Label { name, value });
+        self
+    }
+
     pub fn set(&mut self, name: String, value: String) -> &mut Self {
         if value.is_empty() {
             return self.del(&name);
@@ -227,9 +266,128 @@ impl LabelsBuilder {
 
     pub fn build(&self) -> Labels {
         let mut v = self.labels.clone();
-        v.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        Labels(v)
+        // Stable, so that of a name `add`ed more than once the last one
+        // added comes last; the dedup below moves its value forward.
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v.dedup_by(|later, kept| {
+            if later.name != kept.name {
+                return false;
+            }
+            std::mem::swap(&mut later.value, &mut kept.value);
+            true
+        });
+        v.retain(|l| !l.value.is_empty());
+        Labels::from_sorted(v)
     }
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, Prometheus's `LabelName.IsValid`.
+pub fn is_valid_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    match bytes.next() {
+        Some(b) if b.is_ascii_alphabetic() || b == b'_' => {}
+        _ => return false,
+    }
+    bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`, Prometheus's `IsValidMetricName`.
+pub fn is_valid_metric_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    match bytes.next() {
+        Some(b) if b.is_ascii_alphabetic() || b == b'_' || b == b':' => {}
+        _ => return false,
+    }
+    bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+}
+
+/// Why pushed pairs do not make a series, or exceed [`LabelLimits`].
+/// Texts follow Prometheus 2.42's head (`tsdb/head_append.go`) and its
+/// scrape label limits (`scrape/scrape.go`, `verifyLabelLimits`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelsError {
+    #[error("label name \"{0}\" is not unique")]
+    Duplicate(String),
+    #[error("invalid label name {}", go_quote(.0))]
+    InvalidName(String),
+    #[error("invalid metric name {}", go_quote(.0))]
+    InvalidMetricName(String),
+    #[error("empty labelset")]
+    Empty,
+    #[error("label_limit exceeded (metric: {metric}, number of labels: {count}, limit: {limit})")]
+    TooMany {
+        metric: String,
+        count: usize,
+        limit: usize,
+    },
+    #[error(
+        "label_name_length_limit exceeded (metric: {metric}, label name: {name}, length: {len}, limit: {limit})"
+    )]
+    NameTooLong {
+        metric: String,
+        name: String,
+        len: usize,
+        limit: usize,
+    },
+    #[error(
+        "label_value_length_limit exceeded (metric: {metric}, label name: {name}, value: {}, length: {len}, limit: {limit})",
+        go_quote(.value)
+    )]
+    ValueTooLong {
+        metric: String,
+        name: String,
+        value: String,
+        len: usize,
+        limit: usize,
+    },
+}
+
+/// Bounds on one series' labels; 0 means no bound. Lengths are in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LabelLimits {
+    pub max_labels: usize,
+    pub max_name_len: usize,
+    pub max_value_len: usize,
+}
+
+impl LabelLimits {
+    /// Checks `labels` (the metric name counts as a label, as in
+    /// Prometheus); the error names the first label over a bound.
+    pub fn check(&self, labels: &Labels) -> Result<(), LabelsError> {
+        let metric = || first_chars(labels.metric_name().unwrap_or(""));
+        if self.max_labels > 0 && labels.len() > self.max_labels {
+            return Err(LabelsError::TooMany {
+                metric: metric(),
+                count: labels.len(),
+                limit: self.max_labels,
+            });
+        }
+        for l in labels {
+            if self.max_name_len > 0 && l.name.len() > self.max_name_len {
+                return Err(LabelsError::NameTooLong {
+                    metric: metric(),
+                    name: first_chars(&l.name),
+                    len: l.name.len(),
+                    limit: self.max_name_len,
+                });
+            }
+            if self.max_value_len > 0 && l.value.len() > self.max_value_len {
+                return Err(LabelsError::ValueTooLong {
+                    metric: metric(),
+                    name: first_chars(&l.name),
+                    value: first_chars(&l.value),
+                    len: l.value.len(),
+                    limit: self.max_value_len,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// At most the first 50 characters, as Go's `%.50s` in the limit errors.
+fn first_chars(s: &str) -> String {
+    s.chars().take(50).collect()
 }
 
 #[derive(Clone, Copy)]
@@ -265,6 +423,74 @@ mod tests {
         assert_eq!(l.as_slice()[0].name, "a");
         assert_eq!(l.get("b"), Some("2"));
         assert_eq!(l.get("c"), None);
+    }
+
+    #[test]
+    fn builder_add_keeps_the_last_value_of_a_name() {
+        let l = Labels::from_pairs([("b", "1"), ("a", "x"), ("b", "2"), ("c", "3"), ("c", "")]);
+        assert_eq!(l, Labels::from_pairs([("a", "x"), ("b", "2")]));
+        let l = Labels::from_pairs([("a", ""), ("a", "1")]);
+        assert_eq!(l.get("a"), Some("1"));
+    }
+
+    #[test]
+    fn issue_16_pushed_labels_refuse_duplicates_and_bad_names() {
+        let pairs = |p: &[(&str, &str)]| -> Vec<Label> {
+            p.iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect()
+        };
+        let e = Labels::from_unsorted(pairs(&[("__name__", "x"), ("a", "1"), ("a", "2")]));
+        assert_eq!(e.unwrap_err().to_string(), "label name \"a\" is not unique");
+        let e = Labels::from_unsorted(pairs(&[("__name__", "x"), ("", "1")]));
+        assert_eq!(e.unwrap_err().to_string(), "invalid label name \"\"");
+        let e = Labels::from_unsorted(pairs(&[("__name__", "x"), ("a-b", "1")]));
+        assert_eq!(e.unwrap_err(), LabelsError::InvalidName("a-b".to_string()));
+        let e = Labels::from_unsorted(pairs(&[("__name__", "a b")]));
+        assert_eq!(e.unwrap_err().to_string(), "invalid metric name \"a b\"");
+        let e = Labels::from_unsorted(pairs(&[("a", "")]));
+        assert_eq!(e.unwrap_err(), LabelsError::Empty);
+        // An empty value is no label, so it is no duplicate either.
+        let l = Labels::from_unsorted(pairs(&[("b", "2"), ("a", "1"), ("a", "")])).unwrap();
+        assert_eq!(l, Labels::from_pairs([("a", "1"), ("b", "2")]));
+    }
+
+    /// One series with 100k labels used to cost seconds of CPU: the builder
+    /// searched its pairs for every one it was given.
+    #[test]
+    fn issue_16_a_hundred_thousand_labels_build_in_one_sort() {
+        let n = 100_000;
+        let pairs: Vec<Label> = (0..n)
+            .rev()
+            .map(|i| Label {
+                name: format!("l{i:06}"),
+                value: "v".to_string(),
+            })
+            .collect();
+        let checked = Labels::from_unsorted(pairs.clone()).unwrap();
+        assert_eq!(checked.len(), n);
+        let built = Labels::from_pairs(pairs.iter().map(|l| (l.name.as_str(), "v")));
+        assert_eq!(built, checked);
+        let limits = LabelLimits {
+            max_labels: 512,
+            ..LabelLimits::default()
+        };
+        assert_eq!(
+            limits.check(&built).unwrap_err().to_string(),
+            "label_limit exceeded (metric: , number of labels: 100000, limit: 512)"
+        );
+        let limits = LabelLimits {
+            max_value_len: 3,
+            ..LabelLimits::default()
+        };
+        let long = Labels::from_pairs([("__name__", "m"), ("a", "\"long\"")]);
+        assert_eq!(
+            limits.check(&long).unwrap_err().to_string(),
+            "label_value_length_limit exceeded (metric: m, label name: a, value: \"\\\"long\\\"\", length: 6, limit: 3)"
+        );
     }
 
     #[test]

@@ -28,8 +28,10 @@ pub struct Settings {
 pub enum Error {
     #[error("{0}")]
     Parse(String),
+    /// More samples than `sample_limit`; the counts cover the whole body,
+    /// as Prometheus reports them for such a scrape.
     #[error("sample limit exceeded")]
-    SampleLimit,
+    SampleLimit(Stats),
     #[error("{0}")]
     Storage(#[from] storage::Error),
 }
@@ -86,6 +88,12 @@ impl TargetState {
         self.attempt_open = true;
         let mut stats = Stats::default();
         let mut builder = LabelsBuilder::with_capacity(16);
+        // Past the limit nothing more is appended, but the body is still
+        // read to the end so that `scrape_samples_scraped` and
+        // `scrape_samples_post_metric_relabeling` count all of it, as
+        // Prometheus 2.42's `scrapeLoop.append` keeps parsing on
+        // `errSampleLimit`.
+        let mut over_limit = false;
         let mut parser = Parser::new(body, format);
         // Series the cache knows from earlier scrapes in this format skip
         // the parser's label checks.
@@ -107,8 +115,9 @@ impl TargetState {
                 Lookup::Dropped => continue,
                 Lookup::Known(e) => {
                     stats.post_relabel += 1;
-                    if settings.sample_limit > 0 && stats.post_relabel > settings.sample_limit {
-                        return Err(Error::SampleLimit);
+                    over_limit |= over(settings, &stats);
+                    if over_limit {
+                        continue;
                     }
                     // The store knows the series by reference; labels are
                     // only needed if it no longer does (then it says so).
@@ -147,8 +156,9 @@ impl TargetState {
                 continue;
             };
             stats.post_relabel += 1;
-            if settings.sample_limit > 0 && stats.post_relabel > settings.sample_limit {
-                return Err(Error::SampleLimit);
+            over_limit |= over(settings, &stats);
+            if over_limit {
+                continue;
             }
             stats.series_added += 1;
             let r = match app.append(0, &labels, ts, sample.value) {
@@ -161,6 +171,9 @@ impl TargetState {
             };
             let track = sample.timestamp_ms.is_none() || !settings.honor_timestamps;
             self.cache.insert(slot, r, track);
+        }
+        if over_limit {
+            return Err(Error::SampleLimit(stats));
         }
         self.attempt_open = false;
         let mut first_err = None;
@@ -278,6 +291,11 @@ impl TargetState {
             }
         }
     }
+}
+
+/// Whether the samples kept so far exceed the target's `sample_limit`.
+fn over(settings: &Settings, stats: &Stats) -> bool {
+    settings.sample_limit > 0 && stats.post_relabel > settings.sample_limit
 }
 
 /// Appends a staleness marker for a cached series. A rejected sample (the

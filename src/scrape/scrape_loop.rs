@@ -283,15 +283,21 @@ fn scrape_once(
             ) {
                 Ok(stats) => (None, stats),
                 Err(e) => {
-                    if matches!(e, AppendError::SampleLimit) {
-                        ctx.metrics.exceeded_sample_limit.inc();
-                    }
+                    // A scrape over its sample limit still reports how many
+                    // samples it had; other failures report none.
+                    let stats = match e {
+                        AppendError::SampleLimit(stats) => {
+                            ctx.metrics.exceeded_sample_limit.inc();
+                            stats
+                        }
+                        _ => Stats::default(),
+                    };
                     app.rollback();
                     app = ctx.storage.appender();
                     if let Err(error) = state.append_failed(app.as_mut(), t) {
                         warn!(%error, "cannot write staleness markers");
                     }
-                    (Some(e.to_string()), Stats::default())
+                    (Some(e.to_string()), stats)
                 }
             }
         }

@@ -197,7 +197,7 @@ impl<'a> Parser<'a> {
     /// the closing `}`. Exemplar labels skip the duplicate check.
     fn om_labels(&mut self, mut i: usize, check_duplicates: bool) -> Result<usize, ParseError> {
         let b = self.buf;
-        self.names.clear();
+        self.clear_names();
         let mut sorted = true;
         if b.get(i) == Some(&b'}') {
             return Ok(i);

@@ -163,7 +163,7 @@ impl<'a> Parser<'a> {
     /// the closing `}`.
     fn prom_labels(&mut self, mut i: usize) -> Result<usize, ParseError> {
         let b = self.buf;
-        self.names.clear();
+        self.clear_names();
         let mut sorted = true;
         loop {
             i = skip_blanks(b, i);

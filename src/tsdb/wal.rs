@@ -619,7 +619,10 @@ fn open_checked(path: &Path, magic: &[u8; 4]) -> Result<Option<BufReader<File>>,
 /// `f` with each record. A partial record at the end of a segment is cut
 /// off; a corrupt record stops replay, the segment is truncated there and
 /// the later segments are renamed `*.corrupt`, and the corruption is logged
-/// and returned in the stats (the caller keeps serving).
+/// and returned in the stats (the caller keeps serving). A segment whose
+/// header is damaged is renamed too, with the later ones (Prometheus's
+/// `wlog.Repair` likewise keeps what comes before the damage and drops the
+/// rest).
 pub fn replay(
     dir: &Path,
     after: Option<u32>,
@@ -637,8 +640,18 @@ pub fn replay(
     for (i, &n) in segs.iter().enumerate() {
         let path = dir.join(segment_name(n));
         st.segments += 1;
-        let Some(mut r) = open_checked(&path, SEGMENT_MAGIC)? else {
-            continue;
+        let mut r = match open_checked(&path, SEGMENT_MAGIC) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            // A damaged header leaves nothing in this segment to trust: it
+            // goes aside with the later ones, as a corrupt record would.
+            Err(Error::BadHeader { .. }) => {
+                error!(segment = %path.display(), offset = 0, "WAL corruption: bad segment header; this segment and the later ones are set aside");
+                set_aside(dir, &segs[i..]);
+                st.corruption = Some(format!("{}: bad header at offset 0", path.display()));
+                return Ok(st);
+            }
+            Err(e) => return Err(e),
         };
         let mut offset = HEADER_LEN;
         loop {
@@ -661,10 +674,7 @@ pub fn replay(
                     );
                     error!(segment = %path.display(), offset = at, %reason, "WAL corruption: replay stops here, later records are set aside");
                     truncate(&path, at);
-                    for &m in &segs[i + 1..] {
-                        let p = dir.join(segment_name(m));
-                        let _ = fs::rename(&p, p.with_extension("corrupt"));
-                    }
+                    set_aside(dir, &segs[i + 1..]);
                     st.corruption = Some(msg);
                     return Ok(st);
                 }
@@ -698,7 +708,9 @@ pub fn replay(
                     if !ok {
                         let msg =
                             format!("{}: undecodable record at offset {offset}", path.display());
-                        error!(segment = %path.display(), offset, "WAL corruption: a record with a good checksum does not decode");
+                        error!(segment = %path.display(), offset, "WAL corruption: a record with a good checksum does not decode; later records are set aside");
+                        truncate(&path, offset);
+                        set_aside(dir, &segs[i + 1..]);
                         st.corruption = Some(msg);
                         return Ok(st);
                     }
@@ -724,6 +736,28 @@ fn unsnappy(payload: &[u8], out: &mut Vec<u8>) -> bool {
     snap::raw::Decoder::new()
         .decompress(payload, out)
         .is_ok_and(|n| n == len)
+}
+
+/// Renames segments `segs` of `dir` out of the WAL (`00000003` becomes
+/// `00000003.corrupt`, or `.corrupt.1`, ... if that name is taken), so that
+/// replay and the writer no longer see them and nothing earlier set aside is
+/// overwritten.
+fn set_aside(dir: &Path, segs: &[u32]) {
+    for &n in segs {
+        let from = dir.join(segment_name(n));
+        let mut to = dir.join(format!("{}.corrupt", segment_name(n)));
+        let mut k = 0;
+        while to.exists() {
+            k += 1;
+            to = dir.join(format!("{}.corrupt.{k}", segment_name(n)));
+        }
+        match fs::rename(&from, &to) {
+            Ok(()) => warn!(segment = %from.display(), to = %to.display(), "WAL segment set aside"),
+            Err(e) => {
+                error!(error = %e, segment = %from.display(), "cannot set a WAL segment aside")
+            }
+        }
+    }
 }
 
 fn truncate(path: &Path, at: u64) {

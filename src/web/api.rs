@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -65,12 +65,14 @@ fn not_ready() -> Response {
 }
 
 /// CORS headers for `/api/v1` requests with an `Origin`, and `204` for
-/// `OPTIONS` on any API path, as `httputil.SetCORS` and `api.options`.
+/// `OPTIONS` on any API path, as `httputil.SetCORS` and `api.options`;
+/// but never for writes, so that no web page can pass a preflight for them
+/// or read their answers.
 async fn api_plumbing(State(st): State<Shared>, req: Request, next: Next) -> Response {
     if !req.uri().path().starts_with("/api/v1/") {
         return next.run(req).await;
     }
-    let cors = req.headers().contains_key(header::ORIGIN);
+    let cors = req.headers().contains_key(header::ORIGIN) && !is_write(&req);
     let mut resp = if req.method() == Method::OPTIONS {
         if st.ready.load(Ordering::Acquire) {
             StatusCode::NO_CONTENT.into_response()
@@ -101,6 +103,55 @@ async fn api_plumbing(State(st): State<Shared>, req: Request, next: Next) -> Res
         );
     }
     resp
+}
+
+/// Whether a request to an `/api/v1` path may change what is stored; for a
+/// preflight (`OPTIONS`), whether the request it asks about may.
+fn is_write(req: &Request) -> bool {
+    let path = req.uri().path();
+    let asked = req
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
+    let method = match asked {
+        Some(m) if req.method() == Method::OPTIONS => m,
+        _ => req.method().clone(),
+    };
+    matches!(path, "/api/v1/import" | "/api/v1/write")
+        || path.starts_with("/api/v1/admin/")
+        || method == Method::DELETE
+}
+
+/// 415 for a body whose type a web page may send to any site without a
+/// CORS preflight (`text/plain`, `application/x-www-form-urlencoded`,
+/// `multipart/form-data`, or no type at all): a page that a user opens
+/// could otherwise write through the user's browser to a server only their
+/// machine can reach. `want` names the type real clients send.
+pub(crate) fn refuse_simple_request(headers: &HeaderMap, want: &str) -> Option<Response> {
+    let got = match headers.get(header::CONTENT_TYPE) {
+        None => "",
+        // Not text, so not one of the types a page may send unasked.
+        Some(v) => v.to_str().ok()?,
+    };
+    let essence = got
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if !matches!(
+        essence.as_str(),
+        "" | "text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data"
+    ) {
+        return None;
+    }
+    let shown = if got.is_empty() { "(none)" } else { got };
+    Some(text(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!(
+            "unsupported Content-Type {shown}: any web page can send that without a CORS preflight; send Content-Type: {want}\n"
+        ),
+    ))
 }
 
 /// Go's router answers a wrong method with a text body; axum's is empty.

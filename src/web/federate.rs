@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::model::gofmt::format_g;
-use crate::model::{Labels, METRIC_NAME, is_stale_nan};
+use crate::model::{Labels, METRIC_NAME, is_stale_nan, is_valid_label_name, is_valid_metric_name};
 use crate::storage::Queryable;
 use crate::web::Shared;
 use crate::web::envelope::text;
@@ -91,6 +91,12 @@ pub fn render(samples: &[(Labels, i64, f64)], external: &Labels) -> String {
         let Some(name) = labels.metric_name().filter(|n| !n.is_empty()) else {
             continue;
         };
+        // Pushed series are checked on the way in; one stored before that
+        // with a name the format cannot carry is left out rather than
+        // making the whole answer unparsable.
+        if !is_valid_metric_name(name) || !labels.iter().all(|l| is_valid_label_name(&l.name)) {
+            continue;
+        }
         if family != Some(name) {
             let _ = writeln!(out, "# TYPE {name} untyped");
             family = Some(name);

@@ -21,6 +21,7 @@ use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
@@ -32,8 +33,9 @@ use tokio::sync::mpsc;
 
 use crate::backfill::{self, ImportStats};
 use crate::model::{METRIC_NAME, Matcher, is_stale_nan};
-use crate::storage::{Queryable, Series};
-use crate::web::envelope::{ApiError, ApiResponse, ApiResult};
+use crate::storage::{Appendable, Queryable, Series};
+use crate::web::api::refuse_simple_request;
+use crate::web::envelope::{ApiError, ApiResponse, ApiResult, text};
 use crate::web::json;
 use crate::web::params::{Form, MAX_TIME_MS, MIN_TIME_MS, parse_time_param};
 use crate::web::selector::parse_match_params;
@@ -52,20 +54,47 @@ pub(crate) struct ImportParams {
 /// `POST /api/v1/import`: backfills OpenMetrics text ending in `# EOF`.
 /// Answers with the number of samples and their time range; on bad input,
 /// a `bad_data` error naming the line, with the samples before it kept.
+/// Off unless `--web.enable-import` (404, as Prometheus's remote write
+/// receiver when it is off).
 pub(crate) async fn import(
     State(st): State<Shared>,
     Query(params): Query<ImportParams>,
     req: Request,
+) -> Response {
+    let Some(store) = st.appendable.clone() else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "import needs to be enabled with --web.enable-import\n",
+        );
+    };
+    if let Some(refused) = refuse_simple_request(req.headers(), IMPORT_CONTENT_TYPE) {
+        return refused;
+    }
+    let result = run_import(&st, store, params, req).await;
+    match result {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// What `raymon import` sends, and what `promtool` reads.
+pub const IMPORT_CONTENT_TYPE: &str = "application/openmetrics-text";
+
+async fn run_import(
+    st: &AppState,
+    store: Arc<dyn Appendable>,
+    params: ImportParams,
+    req: Request,
 ) -> ApiResult {
-    let store = st
-        .appendable
-        .clone()
-        .ok_or_else(|| ApiError::execution("import is not available: storage is read-only"))?;
     let body = axum::body::to_bytes(req.into_body(), st.max_body_bytes)
         .await
         .map_err(|e| ApiError::bad_data(format!("cannot read request body: {e}")))?;
+    let (min_time_ms, max_time_ms) = st.write_limits.window((st.now_ms)());
     let opts = backfill::Options {
         first_line: params.first_line.unwrap_or(1).max(1),
+        label_limits: st.write_limits.labels,
+        min_time_ms,
+        max_time_ms,
         ..backfill::Options::default()
     };
     let work = tokio::task::spawn_blocking(move || {
@@ -78,10 +107,17 @@ pub(crate) async fn import(
         .map_err(|e| ApiError::internal(format!("import task failed: {e}")))?;
     match result {
         Ok(stats) => ApiResponse::json(&ImportSummary::from(stats)),
-        Err(e) => Err(ApiError::bad_data(format!(
-            "{e} ({} samples before it were imported)",
-            last.samples
-        ))),
+        Err(e) => {
+            let flag = match e {
+                backfill::Error::TooOld { .. } => " (--web.write.max-age)",
+                backfill::Error::TooNew { .. } => " (--web.write.max-future)",
+                _ => "",
+            };
+            Err(ApiError::bad_data(format!(
+                "{e}{flag} ({} samples before it were imported)",
+                last.samples
+            )))
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! Owns parsing, the TLS server configuration and password checks. Knows
 //! nothing of routes; `web::server` puts the checks in front of them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
@@ -316,24 +316,43 @@ fn tls_config(t: &RawTls, dir: &Path) -> Result<rustls::ServerConfig, Error> {
     Ok(cfg)
 }
 
-/// `basic_auth_users` and a cache of recent checks, since each bcrypt
-/// comparison costs tens of milliseconds by design.
+/// `basic_auth_users` and a cache of recent successful checks, since each
+/// bcrypt comparison costs tens of milliseconds by design.
+///
+/// A name that is not a user is checked against a hash too, so that it
+/// takes as long as a wrong password and names cannot be told apart by
+/// timing (exporter-toolkit's `web/handler.go`). Only successes are cached:
+/// a cached failure would answer a repeated guess fast, and a flood of
+/// failures would push the real users out of the cache.
 pub struct Users {
     hashes: BTreeMap<String, String>,
-    cache: Mutex<HashMap<(String, String), bool>>,
+    /// What a name that is not a user is checked against: the costliest
+    /// user hash, so that no user's check takes longer.
+    dummy: String,
+    cache: Mutex<HashSet<(String, String)>>,
+    /// One bcrypt comparison at a time, as exporter-toolkit: a flood of
+    /// guesses then costs one core, not all of them.
+    bcrypt: Mutex<()>,
 }
 
-/// bcrypt of "fakepassword": compared against for unknown users, so a
-/// wrong user name takes as long as a wrong password (exporter-toolkit).
+/// bcrypt of "fakepassword", the dummy when no user hash has a readable
+/// cost (exporter-toolkit's).
 const FAKE_HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
 
 const CACHE_CAP: usize = 128;
 
 impl Users {
     pub fn new(hashes: BTreeMap<String, String>) -> Users {
+        let dummy = hashes
+            .values()
+            .filter_map(|h| Some((bcrypt_cost(h)?, h)))
+            .max_by_key(|(cost, _)| *cost)
+            .map_or_else(|| FAKE_HASH.to_string(), |(_, h)| h.clone());
         Users {
             hashes,
-            cache: Mutex::new(HashMap::new()),
+            dummy,
+            cache: Mutex::new(HashSet::new()),
+            bcrypt: Mutex::new(()),
         }
     }
 
@@ -341,22 +360,32 @@ impl Users {
     /// from a blocking thread.
     pub fn verify(&self, user: &str, pass: &str) -> bool {
         let key = (user.to_string(), pass.to_string());
-        if let Some(ok) = self.cache.lock().ok().and_then(|c| c.get(&key).copied()) {
-            return ok;
+        if self.cache.lock().is_ok_and(|c| c.contains(&key)) {
+            return true;
         }
         let (hash, known) = match self.hashes.get(user) {
             Some(h) => (h.as_str(), true),
-            None => (FAKE_HASH, false),
+            None => (self.dummy.as_str(), false),
         };
-        let ok = known && bcrypt::verify(pass, hash).unwrap_or(false);
-        if let Ok(mut c) = self.cache.lock() {
+        // The comparison runs whether or not the user is known.
+        let matched = {
+            let _one = self.bcrypt.lock();
+            bcrypt::verify(pass, hash).unwrap_or(false)
+        };
+        let ok = known && matched;
+        if ok && let Ok(mut c) = self.cache.lock() {
             if c.len() >= CACHE_CAP {
                 c.clear();
             }
-            c.insert(key, ok);
+            c.insert(key);
         }
         ok
     }
+}
+
+/// The cost of a bcrypt hash (`$2y$10$...` is 10), if it has one.
+fn bcrypt_cost(hash: &str) -> Option<u32> {
+    hash.split('$').nth(2)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -406,5 +435,37 @@ mod tests {
         );
         assert!(matches!(versions("TLS11", ""), Err(Error::TlsVersion(_))));
         assert_eq!(versions("TLS13", "").unwrap().len(), 1);
+    }
+
+    /// An unknown name used to be refused without a bcrypt comparison, in
+    /// well under a millisecond against tens for a wrong password, which
+    /// told an attacker which names are users.
+    #[test]
+    fn issue_16_unknown_user_takes_as_long_as_a_wrong_password() {
+        let hash = bcrypt::hash_with_salt("secret", 6, [7; 16])
+            .unwrap()
+            .to_string();
+        let users = Users::new(BTreeMap::from([("alice".to_string(), hash)]));
+        let median = |user: &str| {
+            let mut times: Vec<f64> = (0..5)
+                .map(|i| {
+                    let started = std::time::Instant::now();
+                    assert!(!users.verify(user, &format!("guess{i}")));
+                    started.elapsed().as_secs_f64()
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            times[2]
+        };
+        let wrong_password = median("alice");
+        let unknown_user = median("bob");
+        assert!(
+            unknown_user >= 0.3 * wrong_password,
+            "unknown user {unknown_user:.6} s, wrong password {wrong_password:.6} s"
+        );
+        // Failures are not cached: a repeated guess costs as much again.
+        assert!(!users.verify("bob", "guess0"));
+        assert!(users.verify("alice", "secret"));
+        assert!(users.verify("alice", "secret"), "cached answer");
     }
 }

@@ -21,17 +21,25 @@ use tower::ServiceExt;
 
 use crate::support::{self, Rng, TempDir};
 
+/// Import on (`--web.enable-import`), with no bounds on sample times: these
+/// tests backfill samples from 1970 and 2023.
 fn state(head: &Arc<Head>) -> AppState {
     let mut st = AppState::new(head.clone(), Arc::new(ScrapeStatus::default()));
     st.appendable = Some(head.clone());
+    st.write_limits = web::WriteLimits::none();
     st.ready.store(true, Ordering::Release);
     st
 }
 
+/// A request with the content type `raymon import` sends.
 async fn call(st: &AppState, method: &str, uri: &str, body: Vec<u8>) -> (StatusCode, String) {
     let req = Request::builder()
         .method(method)
         .uri(uri)
+        .header(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0",
+        )
         .body(Body::from(body))
         .unwrap();
     let resp = web::router(st.clone()).oneshot(req).await.unwrap();
@@ -361,13 +369,19 @@ async fn issue_3_bad_import_input_names_the_line() {
     }
 }
 
+/// Import used to write for anyone who could reach the server.
 #[tokio::test]
-async fn issue_3_import_without_writable_storage_is_refused() {
+async fn issue_16_import_is_off_without_its_flag() {
     let head = Arc::new(Head::new(HeadOptions::default()));
     let mut st = state(&head);
     st.appendable = None;
     let (status, body) = call(&st, "POST", "/api/v1/import", b"a 1 1\n# EOF\n".to_vec()).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(
+        body,
+        "import needs to be enabled with --web.enable-import\n"
+    );
+    assert_eq!(head.stats().num_series, 0);
 }
 
 // ------------------------------------------------------------ serve process
@@ -378,6 +392,7 @@ fn serve(
     tag: &str,
     config: &str,
     files: &[(&str, &str)],
+    flags: &[&str],
 ) -> (support::KillOnDrop, String, TempDir) {
     let dir = TempDir::new(tag);
     let port = support::free_port();
@@ -390,14 +405,13 @@ fn serve(
         .replace("ADDR", &addr)
         .replace("DIR", &dir.path().display().to_string());
     std::fs::write(&yml, config).unwrap();
-    let child = support::start_raymon(
-        &[
-            format!("--config.file={}", yml.display()),
-            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-            format!("--web.listen-address={addr}"),
-        ],
-        &dir.path().join("raymon.log"),
-    );
+    let mut args = vec![
+        format!("--config.file={}", yml.display()),
+        format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+        format!("--web.listen-address={addr}"),
+    ];
+    args.extend(flags.iter().map(|f| f.to_string()));
+    let child = support::start_raymon(&args, &dir.path().join("raymon.log"));
     support::wait_for(
         Duration::from_secs(30),
         "raymon ready",
@@ -485,7 +499,7 @@ scrape_configs:
     file_sd_configs:
       - files: ['DIR/targets.json']
 ";
-    let (_child, addr, _dir) = serve("self", config, &[("targets.json", "[{\"targets\": [")]);
+    let (_child, addr, _dir) = serve("self", config, &[("targets.json", "[{\"targets\": [")], &[]);
 
     let stored = support::wait_for(Duration::from_secs(30), "own series stored", || {
         let up = export(&addr, "up{job=\"raymon\"}")?;
@@ -589,23 +603,30 @@ scrape_configs:
     assert!(m["prometheus_target_interval_length_seconds_count"][0].1 >= 1.0);
 }
 
+/// `raymon import --url http://{addr} file`.
+fn import_cli(addr: &str, file: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_raymon"))
+        .args(["import", "--url", &format!("http://{addr}")])
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn issue_3_raymon_import_cli_backfills_a_running_server_in_pieces() {
-    let (_child, addr, dir) = serve("import", "scrape_configs: []\n", &[]);
+    // The samples are from 2023, older than the retention time.
+    let (_child, addr, dir) = serve(
+        "import",
+        "scrape_configs: []\n",
+        &[],
+        &["--web.enable-import", "--web.write.max-age=0"],
+    );
     // Over 4 MiB, so the CLI sends it in more than one request.
     let (text, want) = generate(40, 1400, 42);
     assert!(text.len() > 5 << 20, "{} bytes", text.len());
     let file = dir.path().join("backfill.om");
     std::fs::write(&file, &text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_raymon"))
-        .args([
-            "import",
-            "--url",
-            &format!("http://{addr}"),
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = import_cli(&addr, &file);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let log = std::fs::read_to_string(dir.path().join("raymon.log")).unwrap_or_default();
     assert!(out.status.success(), "{stderr}\nserver log:\n{log}");
@@ -633,15 +654,7 @@ fn issue_3_raymon_import_cli_backfills_a_running_server_in_pieces() {
     lines[bad] = "bad_bytes_total{instance=\"x\"} 1";
     let bad_file = dir.path().join("bad.om");
     std::fs::write(&bad_file, lines.join("\n") + "\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_raymon"))
-        .args([
-            "import",
-            "--url",
-            &format!("http://{addr}"),
-            bad_file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = import_cli(&addr, &bad_file);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -657,6 +670,21 @@ fn issue_3_raymon_import_cli_backfills_a_running_server_in_pieces() {
         kept,
         bad - 3,
         "samples before the bad line, less 3 comment lines"
+    );
+}
+
+/// Import is off by default; the client says which flag turns it on.
+#[test]
+fn issue_16_raymon_import_names_the_flag_a_server_needs() {
+    let (_child, addr, dir) = serve("import-off", "scrape_configs: []\n", &[], &[]);
+    let file = dir.path().join("one.om");
+    std::fs::write(&file, "a 1 1\n# EOF\n").unwrap();
+    let out = import_cli(&addr, &file);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("start that raymon with --web.enable-import"),
+        "{stderr}"
     );
 }
 
@@ -746,4 +774,138 @@ fn issue_3_offline_import_of_a_bad_file_names_the_line_and_keeps_what_came_befor
         stderr.contains("2 samples before it were imported"),
         "{stderr}"
     );
+}
+
+// ------------------------------------------------------ issue 16: write guards
+
+async fn send(st: &AppState, req: Request<Body>) -> axum::response::Response {
+    web::router(st.clone()).oneshot(req).await.unwrap()
+}
+
+async fn text_of(resp: axum::response::Response) -> String {
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// Any page a user opens may POST these types to any address, loopback
+/// included, without asking the server first (a CORS "simple request").
+#[tokio::test]
+async fn issue_16_import_refuses_bodies_a_web_page_can_send_unasked() {
+    let head = Arc::new(Head::new(HeadOptions::default()));
+    let st = state(&head);
+    for ct in [
+        Some("text/plain;charset=UTF-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("Multipart/Form-Data; boundary=x"),
+        None,
+    ] {
+        let mut req = Request::post("/api/v1/import").header("origin", "http://evil.example");
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        let resp = send(&st, req.body(Body::from("a 1 1\n# EOF\n")).unwrap()).await;
+        assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
+        assert!(!resp.headers().contains_key("access-control-allow-origin"));
+        let body = text_of(resp).await;
+        assert!(
+            body.contains("CORS preflight; send Content-Type: application/openmetrics-text"),
+            "{body}"
+        );
+    }
+    assert_eq!(head.stats().num_series, 0);
+    // What `raymon import` sends is taken.
+    let (status, body) = call(&st, "POST", "/api/v1/import", b"a 1 1\n# EOF\n".to_vec()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// The API answered every origin with `Access-Control-Allow-Origin: *`,
+/// writes included, so a page could also read what a write answered.
+#[tokio::test]
+async fn issue_16_write_endpoints_send_no_cors_headers() {
+    let head = Arc::new(Head::new(HeadOptions::default()));
+    let mut st = state(&head);
+    st.remote_write = Some(head.clone());
+    let writes = [
+        ("POST", "/api/v1/import", "application/openmetrics-text"),
+        ("POST", "/api/v1/write", "application/x-protobuf"),
+        ("POST", "/api/v1/admin/tsdb/snapshot", "application/json"),
+        ("DELETE", "/api/v1/series?match[]=a", "application/json"),
+    ];
+    for (method, uri, ct) in writes {
+        for m in [method, "OPTIONS"] {
+            // A preflight names the method it asks for.
+            let req = Request::builder()
+                .method(m)
+                .uri(uri)
+                .header("origin", "http://evil.example")
+                .header("access-control-request-method", method)
+                .header("content-type", ct)
+                .body(Body::from("a 1 1\n# EOF\n"))
+                .unwrap();
+            let resp = send(&st, req).await;
+            for h in [
+                "access-control-allow-origin",
+                "access-control-allow-methods",
+                "access-control-allow-headers",
+            ] {
+                assert!(!resp.headers().contains_key(h), "{m} {uri}: {h}");
+            }
+        }
+    }
+    // Reads keep Prometheus's CORS answer.
+    let req = Request::get("/api/v1/labels")
+        .header("origin", "http://grafana.example")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        send(&st, req).await.headers()["access-control-allow-origin"],
+        "*"
+    );
+}
+
+/// Samples from 1970 or from the year 5138 were stored as given.
+#[tokio::test]
+async fn issue_16_import_refuses_samples_outside_the_time_window() {
+    let head = Arc::new(Head::new(HeadOptions::default()));
+    let mut st = state(&head);
+    // What serve has by default: the retention time back, 10 minutes ahead.
+    st.write_limits = web::WriteLimits::default();
+    let cases = [
+        ("a 1 1\n# EOF\n", "is too old", "--web.write.max-age"),
+        (
+            "a 1 99999999999\n# EOF\n",
+            "is too far in the future",
+            "--web.write.max-future",
+        ),
+    ];
+    for (text, want, flag) in cases {
+        let (status, body) = call(&st, "POST", "/api/v1/import", text.as_bytes().to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.contains(want) && body.contains(flag), "{body}");
+    }
+    assert_eq!(head.stats().num_series, 0);
+    let now = web::system_now_ms();
+    let text = format!("a 1 {}.{:03}\n# EOF\n", now / 1000, now % 1000);
+    let (status, body) = call(&st, "POST", "/api/v1/import", text.into_bytes()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// One series with 100k labels took 12-14 s of CPU to import; it is now
+/// refused by the label limit at once (and would be linear without it).
+#[tokio::test]
+async fn issue_16_import_of_a_series_with_100k_labels_is_refused_clearly() {
+    let head = Arc::new(Head::new(HeadOptions::default()));
+    let mut st = state(&head);
+    st.write_limits.labels = web::WriteLimits::default().labels;
+    let pairs: Vec<String> = (0..100_000).map(|i| format!("l{i}=\"v\"")).collect();
+    let text = format!("wide{{{}}} 1 1\n# EOF\n", pairs.join(","));
+    let (status, body) = call(&st, "POST", "/api/v1/import", text.into_bytes()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains(
+            "line 1: label_limit exceeded (metric: wide, number of labels: 100001, limit: 256)"
+        ),
+        "{body}"
+    );
+    assert_eq!(head.stats().num_series, 0);
 }

@@ -348,6 +348,47 @@ fn issue_2_sample_limit_fails_the_scrape() {
     assert_eq!(err.to_string(), "sample limit exceeded");
 }
 
+/// Prometheus 2.42 keeps reading a body past `sample_limit` and reports
+/// every sample of it in `scrape_samples_scraped` (and the samples left
+/// after relabeling in `scrape_samples_post_metric_relabeling`), while the
+/// scrape fails with `up` 0 and keeps none of the body.
+#[test]
+fn issue_16_sample_limit_reports_the_samples_scraped() {
+    let rec = Recorder::default();
+    let mut st = TargetState::default();
+    let mut s = settings();
+    s.sample_limit = 2;
+    let tl = target("h:1");
+    let mut app = rec.appender();
+    let err = st
+        .append_body(
+            app.as_mut(),
+            b"a 1\nb 1\nc 1\nd 1\ne 1\n",
+            TEXT,
+            1_000,
+            &tl,
+            &s,
+        )
+        .unwrap_err();
+    let raymon::scrape::append::Error::SampleLimit(stats) = err else {
+        panic!("{err}");
+    };
+    assert_eq!((stats.scraped, stats.post_relabel), (5, 5));
+    // As the scrape loop does: drop the body, mark staleness, report.
+    app.rollback();
+    let mut app = rec.appender();
+    st.append_failed(app.as_mut(), 1_000).unwrap();
+    st.append_report(app.as_mut(), 1_000, &tl, false, 0.1, stats)
+        .unwrap();
+    app.commit().unwrap();
+    let got = rec.take();
+    let value = |n: &str| find(&got, n)[0].2;
+    assert_eq!(value("up"), 0.0);
+    assert_eq!(value("scrape_samples_scraped"), 5.0);
+    assert_eq!(value("scrape_samples_post_metric_relabeling"), 5.0);
+    assert!(find(&got, "a").is_empty());
+}
+
 #[test]
 fn issue_2_report_series_carry_target_labels() {
     let rec = Recorder::default();

@@ -369,16 +369,8 @@ async fn label_names(State(st): State<Shared>, form: Form) -> ApiResult {
     Ok(string_array(&names))
 }
 
-/// `model.LabelNameRE`: `^[a-zA-Z_][a-zA-Z0-9_]*$`.
-fn valid_label_name(name: &str) -> bool {
-    let mut b = name.bytes();
-    b.next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
-        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
-}
-
 async fn label_values(State(st): State<Shared>, Path(name): Path<String>, form: Form) -> ApiResult {
-    if !valid_label_name(&name) {
+    if !crate::model::is_valid_label_name(&name) {
         return Err(ApiError::bad_data(format!(
             "invalid label name: {}",
             crate::model::gofmt::go_quote(&name)
