@@ -11,6 +11,7 @@ mod import;
 mod jobs;
 pub mod ray;
 mod serve;
+pub mod shifter;
 pub mod supervisor;
 pub mod up;
 pub mod urls;

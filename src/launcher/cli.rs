@@ -342,12 +342,27 @@ pub struct StackArgs {
 /// How `up` runs Grafana.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GrafanaMode {
+    /// `native` when `--grafana-bin` is given or a `grafana`/`grafana-server`
+    /// is on PATH, else `shifter` when `shifter` is on PATH, else `none`.
+    Auto,
     /// A `grafana` or `grafana-server` binary (PATH or `--grafana-bin`).
     Native,
     /// A container image through `shifter`, as on NERSC systems.
     Shifter,
     /// No Grafana: provisioning is still written for one you run yourself.
     None,
+}
+
+impl GrafanaMode {
+    /// The flag value.
+    pub fn name(self) -> &'static str {
+        match self {
+            GrafanaMode::Auto => "auto",
+            GrafanaMode::Native => "native",
+            GrafanaMode::Shifter => "shifter",
+            GrafanaMode::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -370,7 +385,7 @@ pub struct UpArgs {
     pub metrics_export_port: Option<u16>,
 
     /// How Grafana runs.
-    #[arg(long, value_enum, default_value = "native")]
+    #[arg(long, value_enum, default_value = "auto")]
     pub grafana: GrafanaMode,
 
     /// The Grafana binary for `--grafana native` (default: `grafana`, then
@@ -404,6 +419,12 @@ pub struct UpArgs {
     /// How long each child may take to become ready.
     #[arg(long = "ready-timeout", default_value = "180s", value_parser = parse_secs)]
     pub ready_timeout: Duration,
+
+    /// How long Grafana may take to become ready (default: --ready-timeout).
+    /// A first start in a shifter container (image mount, database
+    /// migrations on a shared file system) can take minutes.
+    #[arg(long = "grafana-timeout", value_parser = parse_secs)]
+    pub grafana_timeout: Option<Duration>,
 
     /// How long a child may take to stop after SIGTERM before SIGKILL.
     #[arg(long = "stop-timeout", default_value = "30s", value_parser = parse_secs)]

@@ -10,8 +10,12 @@ const INI_TEMPLATE: &str = include_str!("../../grafana/grafana.ini");
 const DATASOURCE_TEMPLATE: &str = include_str!("../../grafana/provisioning/datasources/raymon.yml");
 const DASHBOARDS_TEMPLATE: &str = include_str!("../../grafana/provisioning/dashboards/ray.yml");
 
-/// Where Grafana's files live inside a shifter container (a volume).
-pub const CONTAINER_DIR: &str = "/var/lib/grafana";
+/// Where Grafana's files live inside a shifter container: the data dir's
+/// `grafana/` mounted as a volume. shifter refuses user volumes under
+/// `/var` and `/etc` (NERSC/shifter `src/VolumeMap.c`,
+/// `validateVolumeMap_userRequest`), so the image's own `/var/lib/grafana`
+/// cannot be one; every `GF_PATHS_*` points here instead.
+pub const CONTAINER_DIR: &str = "/grafana";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -211,15 +215,20 @@ fn paths_env(layout: &Layout) -> Vec<(String, String)> {
 
 /// The first `grafana` (then `grafana-server`) in `path` (a PATH value).
 pub fn find_binary(path: &str) -> Option<PathBuf> {
-    for name in ["grafana", "grafana-server"] {
-        for dir in std::env::split_paths(path) {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
+    ["grafana", "grafana-server"]
+        .into_iter()
+        .find_map(|name| which(Path::new(name), path))
+}
+
+/// `program` as the shell finds it: itself when it names a directory,
+/// else the first file of that name in `path` (a PATH value).
+pub fn which(program: &Path, path: &str) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return program.is_file().then(|| program.to_path_buf());
     }
-    None
+    std::env::split_paths(path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
 }
 
 /// Grafana's home: the binary's `..` when it holds `conf/defaults.ini`
@@ -253,7 +262,7 @@ pub fn native_command(bin: &Path, home: Option<&Path>, layout: &Layout) -> Comma
     }
 }
 
-/// `shifter --image=I --volume=<data>/grafana:/var/lib/grafana --env=GF_PATHS_...
+/// `shifter --image=I --volume=<data>/grafana:/grafana --env=GF_PATHS_...
 /// /run.sh`: the image's own start script, which runs Grafana from
 /// `GF_PATHS_HOME` with the `GF_PATHS_*` given here, whatever its version.
 pub fn shifter_command(shifter: &Path, image: &str, layout: &Layout) -> CommandLine {

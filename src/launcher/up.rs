@@ -17,6 +17,7 @@ use super::env::{ray_env, render};
 use super::grafana::{self, CommandLine, Layout};
 use super::ray::{self, SessionFollower};
 use super::serve::wait_for_termination;
+use super::shifter;
 use super::supervisor::{self, ProcId, State, Supervisor};
 use super::urls::{UrlInputs, Urls};
 
@@ -75,14 +76,54 @@ pub fn grafana_settings(args: &UpArgs, urls: &Urls) -> grafana::Settings {
     }
 }
 
-/// Grafana's directory layout and command for these flags (`None` for
-/// `--grafana none`).
+/// How Grafana will run, and why: `--grafana auto` resolved against PATH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrafanaChoice {
+    pub mode: GrafanaMode,
+    pub why: String,
+}
+
+/// Resolves `--grafana` (never `Auto` in the answer).
+pub fn choose_grafana(args: &UpArgs, path_env: &str) -> GrafanaChoice {
+    let choice = |mode, why: String| GrafanaChoice { mode, why };
+    match args.grafana {
+        GrafanaMode::Auto => {
+            if let Some(bin) = &args.grafana_bin {
+                choice(
+                    GrafanaMode::Native,
+                    format!("--grafana-bin {}", bin.display()),
+                )
+            } else if let Some(bin) = grafana::find_binary(path_env) {
+                choice(GrafanaMode::Native, format!("{} is on PATH", bin.display()))
+            } else if let Some(shifter) = grafana::which(&args.shifter_bin, path_env) {
+                choice(
+                    GrafanaMode::Shifter,
+                    format!(
+                        "no grafana or grafana-server on PATH, {} is; image {}",
+                        shifter.display(),
+                        args.grafana_image
+                    ),
+                )
+            } else {
+                choice(
+                    GrafanaMode::None,
+                    "neither grafana, grafana-server nor shifter is on PATH".to_string(),
+                )
+            }
+        }
+        mode => choice(mode, "--grafana given".to_string()),
+    }
+}
+
+/// Grafana's directory layout and command for this mode (`None` for
+/// `GrafanaMode::None`).
 pub fn grafana_plan(
     args: &UpArgs,
+    mode: GrafanaMode,
     data: &Path,
     path_env: &str,
 ) -> anyhow::Result<(Layout, Option<CommandLine>)> {
-    Ok(match args.grafana {
+    Ok(match mode {
         GrafanaMode::Native => {
             let layout = Layout::native(data);
             let bin = match &args.grafana_bin {
@@ -98,11 +139,78 @@ pub fn grafana_plan(
         }
         GrafanaMode::Shifter => {
             let layout = Layout::container(data);
-            let cmd = grafana::shifter_command(&args.shifter_bin, &args.grafana_image, &layout);
+            let Some(bin) = grafana::which(&args.shifter_bin, path_env) else {
+                anyhow::bail!(
+                    "{} not found (on PATH): --grafana shifter needs it; use --grafana native \
+                     with --grafana-bin, or --grafana none",
+                    args.shifter_bin.display()
+                );
+            };
+            if let Some(why) =
+                shifter::volume_map_problem(&layout.host, &layout.view.display().to_string())
+            {
+                anyhow::bail!(
+                    "shifter cannot mount {} into the container: {why}; choose another --data-dir",
+                    layout.host.display()
+                );
+            }
+            let cmd = grafana::shifter_command(&bin, &args.grafana_image, &layout);
             (layout, Some(cmd))
         }
-        GrafanaMode::None => (Layout::native(data), None),
+        GrafanaMode::None | GrafanaMode::Auto => (Layout::native(data), None),
     })
+}
+
+/// `shifterimg` next to `shifter` (both come with a shifter installation),
+/// else on PATH.
+fn shifterimg_for(shifter_bin: &Path, path_env: &str) -> Option<PathBuf> {
+    let sibling = shifter_bin.parent().map(|d| d.join("shifterimg"));
+    sibling
+        .filter(|p| p.is_file())
+        .or_else(|| grafana::which(Path::new("shifterimg"), path_env))
+}
+
+/// Refuses an image `shifterimg images` does not list as ready: shifter
+/// would stop at once with `FAILED to lookup docker image ...`
+/// (NERSC/shifter `src/shifter.c`, `parse_options`).
+async fn ensure_image_pulled(
+    shifter_bin: &Path,
+    image: &str,
+    path_env: &str,
+) -> anyhow::Result<()> {
+    let pull = format!("shifterimg pull {image}");
+    let Some(bin) = shifterimg_for(shifter_bin, path_env) else {
+        anyhow::bail!(
+            "shifterimg not found next to {} or on PATH, so cannot check that {image} is pulled",
+            shifter_bin.display()
+        );
+    };
+    let run = tokio::process::Command::new(&bin)
+        .arg("images")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    // `shifterimg images` asks the image gateway, which may not answer.
+    let out = match tokio::time::timeout(Duration::from_secs(60), run).await {
+        Ok(Ok(out)) if out.status.success() => out,
+        Ok(Ok(out)) => anyhow::bail!(
+            "`{} images` failed ({}): {}",
+            bin.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Ok(Err(e)) => anyhow::bail!("cannot run {}: {e}", bin.display()),
+        Err(_) => anyhow::bail!("`{} images` did not answer within 60s", bin.display()),
+    };
+    match shifter::image_status(&String::from_utf8_lossy(&out.stdout), image) {
+        shifter::ImageStatus::Ready => Ok(()),
+        shifter::ImageStatus::Listed(status) => anyhow::bail!(
+            "image {image} is {status} in `shifterimg images`, not READY; wait for `{pull}` to finish"
+        ),
+        shifter::ImageStatus::Missing => {
+            anyhow::bail!("image {image} is not pulled for shifter; run `{pull}` first")
+        }
+    }
 }
 
 /// Runs `up` until SIGINT/SIGTERM (what `raymon down` sends).
@@ -121,25 +229,7 @@ pub async fn up_until_signal(args: UpArgs) -> anyhow::Result<()> {
 /// in order.
 pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
     let data = data_dir_from_env(args.stack.data_dir.as_deref());
-    std::fs::create_dir_all(&data)
-        .with_context(|| format!("cannot create data dir {}", data.display()))?;
-    if let Some(state) = State::read(&data) {
-        let alive: Vec<u32> = state
-            .up
-            .iter()
-            .chain(&state.pids)
-            .filter(|p| p.alive())
-            .map(|p| p.pid)
-            .collect();
-        if !alive.is_empty() {
-            anyhow::bail!(
-                "a raymon up with data dir {} is still running (processes {alive:?}); \
-                 stop it with `raymon down --data-dir {}`",
-                data.display(),
-                data.display()
-            );
-        }
-    }
+    let _owner = claim_data_dir(&data)?;
     let urls = urls_for(
         &args.stack,
         args.serve.listen_address,
@@ -159,9 +249,16 @@ pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
     } else {
         Some(ray::start_args(&ray_spec)?)
     };
+    let path_env = std::env::var("PATH").unwrap_or_default();
+    let choice = choose_grafana(&args, &path_env);
+    eprintln!(
+        "raymon up: Grafana: {} ({})",
+        choice.mode.name(),
+        choice.why
+    );
     // On a shared login node another user's Grafana or Ray may hold a port;
     // the health checks would then pass against the wrong server.
-    if grafana_cmd_wanted(&args) {
+    if choice.mode != GrafanaMode::None {
         ensure_free(
             args.stack.grafana_listen,
             "Grafana",
@@ -172,8 +269,10 @@ pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
         let dashboard: SocketAddr = ([127, 0, 0, 1], args.stack.dashboard_port).into();
         ensure_free(dashboard, "Ray's dashboard", "--dashboard-port")?;
     }
-    let path_env = std::env::var("PATH").unwrap_or_default();
-    let (layout, grafana_cmd) = grafana_plan(&args, &data, &path_env)?;
+    let (layout, grafana_cmd) = grafana_plan(&args, choice.mode, &data, &path_env)?;
+    if let (GrafanaMode::Shifter, Some(cmd)) = (choice.mode, &grafana_cmd) {
+        ensure_image_pulled(&cmd.program, &args.grafana_image, &path_env).await?;
+    }
     grafana::write(&layout, &grafana_settings(&args, &urls))?;
     std::fs::create_dir_all(&temp_dir)
         .with_context(|| format!("cannot create Ray temp dir {}", temp_dir.display()))?;
@@ -217,9 +316,65 @@ pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
     }
 }
 
-fn grafana_cmd_wanted(args: &UpArgs) -> bool {
-    args.grafana != GrafanaMode::None
+/// Makes the data dir and makes it ours: it must be writable, no other
+/// live `up` may hold its lock, and no process a dead `up` left may still
+/// run (a new `up` would lose track of them). The lock is held as long as
+/// the returned file is open, and the kernel drops it when `up` dies.
+fn claim_data_dir(data: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("cannot create data dir {}", data.display()))?;
+    let probe = data.join(".raymon-write-probe");
+    if let Err(e) = std::fs::write(&probe, b"") {
+        anyhow::bail!(
+            "data dir {} is not writable ({e}); choose another with --data-dir",
+            data.display()
+        );
+    }
+    let _ = std::fs::remove_file(&probe);
+    let running = |pids: String| {
+        anyhow::anyhow!(
+            "a raymon up with data dir {} is still running{pids}; stop it with \
+             `raymon down --data-dir {}`, or choose another --data-dir",
+            data.display(),
+            data.display()
+        )
+    };
+    let lock_path = data.join(LOCK_FILE);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let up = State::read(data).and_then(|s| s.up).map(|p| p.pid);
+            return Err(running(
+                up.map_or(String::new(), |p| format!(" (process {p})")),
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
+        }
+    }
+    if let Some(state) = State::read(data) {
+        let alive: Vec<u32> = state
+            .up
+            .iter()
+            .chain(&state.pids)
+            .filter(|p| p.alive())
+            .map(|p| p.pid)
+            .collect();
+        if !alive.is_empty() {
+            return Err(running(format!(" (processes {alive:?})")));
+        }
+    }
+    Ok(lock)
 }
+
+/// Held by the `up` that owns a data dir (`flock`, released when it exits).
+const LOCK_FILE: &str = "raymon-up.lock";
 
 fn ensure_free(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<()> {
     match std::net::TcpListener::bind(addr) {
@@ -336,9 +491,15 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
         Some(cmd) => {
             eprintln!("raymon up: starting Grafana: {}", cmd.display());
             sup.spawn("grafana", cmd.to_command(), None)?;
+            let timeout = args.grafana_timeout.unwrap_or(args.ready_timeout);
+            eprintln!(
+                "raymon up: waiting up to {}s for Grafana (--grafana-timeout); a first start \
+                 in a container can take minutes",
+                timeout.as_secs()
+            );
             let waited = wait_until(
                 "Grafana",
-                args.ready_timeout,
+                timeout,
                 || grafana::health(&client, &plan.urls.grafana_local),
                 || stopped(sup),
             )

@@ -312,9 +312,9 @@ fn issue_6_provisioning_files_point_grafana_at_raymon() {
     let ini = &files[0].1;
     assert_eq!(
         ini_value(ini, "paths", "data").as_deref(),
-        Some("/var/lib/grafana/data")
+        Some("/grafana/data")
     );
-    assert!(files[2].1.contains("/var/lib/grafana/dashboards"));
+    assert!(files[2].1.contains("/grafana/dashboards"));
 }
 
 /// The repo's `grafana/` templates, as a user running Grafana themselves
@@ -417,12 +417,12 @@ fn issue_6_native_and_shifter_command_lines() {
     assert_eq!(
         shifter.display(),
         "shifter --image=grafana/grafana-oss:9.4.3 \
-         --volume=/scratch/u/raymon/grafana:/var/lib/grafana \
-         --env=GF_PATHS_CONFIG=/var/lib/grafana/grafana.ini \
-         --env=GF_PATHS_DATA=/var/lib/grafana/data \
-         --env=GF_PATHS_LOGS=/var/lib/grafana/logs \
-         --env=GF_PATHS_PLUGINS=/var/lib/grafana/plugins \
-         --env=GF_PATHS_PROVISIONING=/var/lib/grafana/provisioning \
+         --volume=/scratch/u/raymon/grafana:/grafana \
+         --env=GF_PATHS_CONFIG=/grafana/grafana.ini \
+         --env=GF_PATHS_DATA=/grafana/data \
+         --env=GF_PATHS_LOGS=/grafana/logs \
+         --env=GF_PATHS_PLUGINS=/grafana/plugins \
+         --env=GF_PATHS_PROVISIONING=/grafana/provisioning \
          /run.sh"
     );
     // The defect of the notebook this replaces: a bare `--entrypoint` last.
@@ -725,6 +725,7 @@ fn issue_6_up_with_shifter_runs_the_image_start_script_and_stops_on_sigterm() {
         ],
         &[
             ("RAYMON_STANDIN_RECORD", record.display().to_string()),
+            ("RAYMON_STANDIN_SHIFTER_IMAGES", pulled(tmp.path())),
             ("PATH", path),
         ],
         tmp.path(),
@@ -740,21 +741,18 @@ fn issue_6_up_with_shifter_runs_the_image_start_script_and_stops_on_sigterm() {
         rec["argv"],
         serde_json::json!([
             "--image=grafana/grafana-oss:9.4.3",
-            format!("--volume={g}:/var/lib/grafana"),
-            "--env=GF_PATHS_CONFIG=/var/lib/grafana/grafana.ini",
-            "--env=GF_PATHS_DATA=/var/lib/grafana/data",
-            "--env=GF_PATHS_LOGS=/var/lib/grafana/logs",
-            "--env=GF_PATHS_PLUGINS=/var/lib/grafana/plugins",
-            "--env=GF_PATHS_PROVISIONING=/var/lib/grafana/provisioning",
+            format!("--volume={g}:/grafana"),
+            "--env=GF_PATHS_CONFIG=/grafana/grafana.ini",
+            "--env=GF_PATHS_DATA=/grafana/data",
+            "--env=GF_PATHS_LOGS=/grafana/logs",
+            "--env=GF_PATHS_PLUGINS=/grafana/plugins",
+            "--env=GF_PATHS_PROVISIONING=/grafana/provisioning",
             "/run.sh"
         ])
     );
     let prov =
         std::fs::read_to_string(data.join("grafana/provisioning/dashboards/ray.yml")).unwrap();
-    assert!(
-        prov.contains("path: \"/var/lib/grafana/dashboards\""),
-        "{prov}"
-    );
+    assert!(prov.contains("path: \"/grafana/dashboards\""), "{prov}");
     let h = support::get(&format!("127.0.0.1:{gport}"), "/api/health").unwrap();
     assert!(
         h.headers
@@ -812,6 +810,7 @@ fn issue_6_no_grafana_binary_is_a_clear_error_before_anything_starts() {
     let mut up = Up::start(
         &[
             "--attach".into(),
+            "--grafana=native".into(),
             format!("--data-dir={}", data.display()),
             format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
             format!("--web.listen-address=127.0.0.1:{}", support::free_port()),
@@ -1315,4 +1314,482 @@ fn issue_6_collector_that_cannot_listen_stops_up() {
     let err = up.stderr();
     assert!(err.contains("the collector stopped"), "{err}");
     assert!(err.contains("cannot listen on"), "{err}");
+}
+
+/// The file the `shifterimg` stand-in reads its pulled images from, holding
+/// the default image.
+fn pulled(dir: &Path) -> String {
+    let path = dir.join("pulled-images");
+    std::fs::write(&path, "docker:grafana/grafana-oss:9.4.3\n").unwrap();
+    path.display().to_string()
+}
+
+/// Makes `dir` unwritable even for root (tests may run as root, for whom
+/// mode bits do not count): mode 0555, and the immutable attribute when
+/// that is not enough. Undone on drop.
+struct Unwritable(PathBuf);
+
+impl Unwritable {
+    fn new(dir: &Path) -> Unwritable {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let writable = |d: &Path| {
+            let p = d.join(".probe");
+            let ok = std::fs::write(&p, b"").is_ok();
+            let _ = std::fs::remove_file(&p);
+            ok
+        };
+        if writable(dir) {
+            let _ = Command::new("chattr").arg("+i").arg(dir).status();
+        }
+        assert!(!writable(dir), "cannot make {} unwritable", dir.display());
+        Unwritable(dir.to_path_buf())
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+    }
+}
+
+/// Each stand-in refuses what the real tool refuses, with the real tool's
+/// words, so a command line shifter or Grafana would reject cannot pass a
+/// test. Sources read (NERSC/shifter): `src/VolumeMap.c`
+/// `_parseVolumeMap` (the "Invalid Volume Map: <map>, aborting! <code>"
+/// line, "Invalid mount flags specified"), `validateVolumeMap_userRequest`
+/// and `_validateVolumeMap` (absolute paths, no "..", targets under `/etc`,
+/// `/var`, `/opt/udiImage` or exactly `/opt` refused with code 1, except
+/// exactly `/var/tmp`; only `ro` and `perNodeCache` flags, else code 2;
+/// a repeated flag code 3), `src/shifter_core.c` `setupUserMounts` (the
+/// source must be an existing directory), `src/shifter.c` `parse_options`
+/// and `src/ImageData.c` `lookup_ImageIdentifier` ("FAILED to lookup docker
+/// image ..." for an image `shifterimg` does not know), `src/shifterimg.c`
+/// `main` (the `images` columns). Grafana: `packaging/docker/run.sh` (the
+/// image's start script names an unwritable `GF_PATHS_DATA`) and
+/// `pkg/services/sqlstore/sqlstore.go` `buildConnectionString` (the
+/// database is created in the data dir, so it must be writable).
+#[test]
+fn issue_17_stand_ins_refuse_what_the_real_tools_refuse() {
+    let tmp = TempDir::new("sti");
+    let g = tmp.path().join("g");
+    std::fs::create_dir_all(g.join("data")).unwrap();
+    std::fs::write(g.join("grafana.ini"), "[server]\nhttp_port = 1\n").unwrap();
+    let ro = tmp.path().join("ro");
+    let _ro = Unwritable::new(&ro);
+    let images = pulled(tmp.path());
+    let gs = g.display().to_string();
+
+    // (what, program, args, environment, exits 0, a line of its output)
+    type Row = (
+        &'static str,
+        &'static str,
+        Vec<String>,
+        Vec<(&'static str, String)>,
+        bool,
+        String,
+    );
+    let shifter = |image: &str, map: Option<&str>, target: &str| -> Vec<String> {
+        let mut a = vec![format!("--image={image}")];
+        a.extend(map.map(|m| format!("--volume={m}")));
+        a.push(format!("--env=GF_PATHS_CONFIG={target}/grafana.ini"));
+        a.push(format!("--env=GF_PATHS_DATA={target}/data"));
+        a.push("/run.sh".into());
+        a
+    };
+    let img = "grafana/grafana-oss:9.4.3";
+    let invalid = |map: &str, code: u8| format!("Invalid Volume Map: {map}, aborting! {code}");
+    let mut rows: Vec<Row> = Vec::new();
+    for (what, map, target, ok, says) in [
+        (
+            "a volume at /grafana",
+            format!("{gs}:/grafana"),
+            "/grafana",
+            true,
+            String::new(),
+        ),
+        (
+            "under /opt but not /opt",
+            format!("{gs}:/opt/grafana"),
+            "/opt/grafana",
+            true,
+            String::new(),
+        ),
+        (
+            "exactly /var/tmp",
+            format!("{gs}:/var/tmp"),
+            "/var/tmp",
+            true,
+            String::new(),
+        ),
+        (
+            "a target under /var",
+            format!("{gs}:/var/lib/grafana"),
+            "/var/lib/grafana",
+            false,
+            invalid(&format!("{gs}:/var/lib/grafana"), 1),
+        ),
+        (
+            "a target under /etc",
+            format!("{gs}:/etc/grafana"),
+            "/etc/grafana",
+            false,
+            invalid(&format!("{gs}:/etc/grafana"), 1),
+        ),
+        (
+            "exactly /opt",
+            format!("{gs}:/opt"),
+            "/opt",
+            false,
+            invalid(&format!("{gs}:/opt"), 1),
+        ),
+        (
+            "under /opt/udiImage",
+            format!("{gs}:/opt/udiImage/g"),
+            "/opt/udiImage/g",
+            false,
+            invalid(&format!("{gs}:/opt/udiImage/g"), 1),
+        ),
+        (
+            "a relative source",
+            "g:/grafana".to_string(),
+            "/grafana",
+            false,
+            invalid("g:/grafana", 1),
+        ),
+        (
+            "a relative target",
+            format!("{gs}:grafana"),
+            "/grafana",
+            false,
+            invalid(&format!("{gs}:grafana"), 1),
+        ),
+        (
+            "a source with ..",
+            format!("{gs}/../g:/grafana"),
+            "/grafana",
+            false,
+            invalid(&format!("{gs}/../g:/grafana"), 1),
+        ),
+        (
+            "the rec flag",
+            format!("{gs}:/grafana:rec"),
+            "/grafana",
+            false,
+            invalid(&format!("{gs}:/grafana:rec"), 2),
+        ),
+        (
+            "ro twice",
+            format!("{gs}:/grafana:ro:ro"),
+            "/grafana",
+            false,
+            invalid(&format!("{gs}:/grafana:ro:ro"), 3),
+        ),
+        (
+            "an unknown flag",
+            format!("{gs}:/grafana:rw"),
+            "/grafana",
+            false,
+            "Invalid mount flags specified: rw".into(),
+        ),
+        (
+            "a missing source",
+            format!("{}/missing:/grafana", tmp.path().display()),
+            "/grafana",
+            false,
+            format!(
+                "FAILED to find real path for volume \"from\": {}/missing",
+                tmp.path().display()
+            ),
+        ),
+        // shifter accepts `ro`, but then Grafana cannot write its database.
+        (
+            "a read-only volume",
+            format!("{gs}:/grafana:ro"),
+            "/grafana",
+            false,
+            "GF_PATHS_DATA='/grafana/data' is not writable.".into(),
+        ),
+    ] {
+        rows.push((
+            what,
+            "shifter",
+            shifter(img, Some(&map), target),
+            vec![],
+            ok,
+            says,
+        ));
+    }
+    rows.push((
+        "an image that is not pulled",
+        "shifter",
+        shifter(
+            "grafana/grafana-oss:10.0.0",
+            Some(&format!("{gs}:/grafana")),
+            "/grafana",
+        ),
+        vec![],
+        false,
+        "FAILED to lookup docker image grafana/grafana-oss:10.0.0".into(),
+    ));
+    rows.push((
+        "paths nothing mounts",
+        "shifter",
+        shifter(img, None, "/grafana"),
+        vec![],
+        false,
+        "GF_PATHS_CONFIG='/grafana/grafana.ini' is not readable.".into(),
+    ));
+    // The image's own /var/lib/grafana is part of the read-only image.
+    rows.push((
+        "the image's data dir",
+        "shifter",
+        vec![format!("--image={img}"), "/run.sh".into()],
+        vec![],
+        false,
+        "GF_PATHS_DATA='/var/lib/grafana' is not writable.".into(),
+    ));
+    let ini = format!("--config={gs}/grafana.ini");
+    rows.push((
+        "native with a writable data dir",
+        "grafana",
+        vec!["server".into(), ini.clone()],
+        vec![("GF_PATHS_DATA", format!("{gs}/data"))],
+        true,
+        String::new(),
+    ));
+    rows.push((
+        "native with an unwritable data dir",
+        "grafana-server",
+        vec![ini.clone()],
+        vec![("GF_PATHS_DATA", ro.display().to_string())],
+        false,
+        format!("failed to open database {}/grafana.db", ro.display()),
+    ));
+    rows.push((
+        "shifterimg images",
+        "shifterimg",
+        vec!["images".into()],
+        vec![],
+        true,
+        "docker     READY".into(),
+    ));
+    rows.push((
+        "shifterimg lookup of an image not pulled",
+        "shifterimg",
+        vec!["lookup".into(), "docker:grafana/grafana-oss:10.0.0".into()],
+        vec![],
+        false,
+        String::new(),
+    ));
+
+    for (what, program, args, env, ok, says) in rows {
+        let out = Command::new(stand_ins().join(program))
+            .args(&args)
+            .envs(env)
+            .env("RAYMON_STANDIN_SHIFTER_IMAGES", &images)
+            .env("RAYMON_STANDIN_CHECK_ONLY", "1")
+            .env_remove("RAYMON_STANDIN_RECORD")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.status.success(),
+            ok,
+            "{what}: {program} {args:?}\n{text}"
+        );
+        assert!(
+            says.is_empty() || text.lines().any(|l| l.contains(says.as_str())),
+            "{what}: wanted {says:?} in\n{text}"
+        );
+        if !ok && program == "shifter" {
+            assert_eq!(out.status.code(), Some(1), "{what}: {text}");
+        }
+    }
+
+    // raymon's own check agrees with shifter's on every plain map above.
+    use raymon::launcher::shifter::volume_map_problem;
+    for (to, ok) in [
+        ("/grafana", true),
+        ("/opt/grafana", true),
+        ("/var/tmp", true),
+        ("/var/lib/grafana", false),
+        ("/etc/grafana", false),
+        ("/opt", false),
+        ("/opt/udiImage/g", false),
+        ("grafana", false),
+    ] {
+        assert_eq!(volume_map_problem(&g, to).is_none(), ok, "{to}");
+    }
+    assert!(volume_map_problem(Path::new("g"), "/grafana").is_some());
+    assert!(volume_map_problem(&g.join("../g"), "/grafana").is_some());
+    // shifter's path filter would drop the space and mount another path.
+    assert!(volume_map_problem(Path::new("/tmp/my data"), "/grafana").is_some());
+}
+
+/// `--grafana auto` (the default): a Grafana binary, else shifter, else none,
+/// with the reason `up` prints.
+#[test]
+fn issue_17_grafana_auto_prefers_a_binary_then_shifter_then_none() {
+    use raymon::launcher::GrafanaMode;
+    let tmp = TempDir::new("auto");
+    let (native, shift, empty) = (
+        tmp.path().join("native"),
+        tmp.path().join("shifter"),
+        tmp.path().join("empty"),
+    );
+    for d in [&native, &shift, &empty] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::os::unix::fs::symlink(stand_ins().join("grafana"), native.join("grafana-server")).unwrap();
+    for n in ["shifter", "shifterimg"] {
+        std::os::unix::fs::symlink(stand_ins().join(n), shift.join(n)).unwrap();
+    }
+    let path = |dirs: &[&PathBuf]| {
+        std::env::join_paths(dirs.iter().map(|d| d.as_path()))
+            .unwrap()
+            .into_string()
+            .unwrap()
+    };
+    let args = up_args(&[]);
+    assert_eq!(args.grafana, GrafanaMode::Auto);
+    let c = up::choose_grafana(&args, &path(&[&empty, &shift, &native]));
+    assert_eq!(c.mode, GrafanaMode::Native);
+    assert!(c.why.contains("grafana-server is on PATH"), "{}", c.why);
+    let c = up::choose_grafana(&args, &path(&[&empty, &shift]));
+    assert_eq!(c.mode, GrafanaMode::Shifter);
+    assert!(c.why.contains("shifter"), "{}", c.why);
+    assert!(c.why.contains("grafana/grafana-oss:9.4.3"), "{}", c.why);
+    let c = up::choose_grafana(&args, &path(&[&empty]));
+    assert_eq!(c.mode, GrafanaMode::None);
+    assert!(c.why.contains("nor shifter"), "{}", c.why);
+    let with_bin = up_args(&["--grafana-bin=/opt/g/bin/grafana"]);
+    assert_eq!(
+        up::choose_grafana(&with_bin, &path(&[&shift])).mode,
+        GrafanaMode::Native
+    );
+    let forced = up_args(&["--grafana=shifter"]);
+    assert_eq!(
+        up::choose_grafana(&forced, &path(&[&native])).mode,
+        GrafanaMode::Shifter
+    );
+}
+
+/// Stand-ins for shifter and shifterimg only (no `grafana` beside them).
+fn shifter_path(dir: &Path) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for n in ["shifter", "shifterimg"] {
+        let _ = std::os::unix::fs::symlink(stand_ins().join(n), bin.join(n));
+    }
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// `up`'s output once it exited: it failed, said why in one line, and
+/// started nothing (no collector, no child, no state file).
+fn refused_before_start(up: &mut Up, data: &Path) -> String {
+    let status = up.wait_exit(Duration::from_secs(30));
+    assert!(!status.success(), "{}", up.stderr());
+    let err = up.stderr();
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("Error: ")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(!err.contains("Caused by"), "{err}");
+    assert!(!err.contains("collector ready"), "{err}");
+    assert!(!data.join("logs").exists(), "{err}");
+    assert!(!data.join("raymon-up.json").exists(), "{err}");
+    errors[0].to_string()
+}
+
+#[test]
+fn issue_17_bad_input_is_a_one_line_error_before_anything_starts() {
+    let tmp = TempDir::new("bad");
+    let base = |data: &Path| -> Vec<String> {
+        vec![
+            "--attach".into(),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+            format!("--web.listen-address=127.0.0.1:{}", support::free_port()),
+            format!(
+                "--grafana-listen-address=127.0.0.1:{}",
+                support::free_port()
+            ),
+        ]
+    };
+    let empty = tmp.path().join("no-images");
+    std::fs::write(&empty, "").unwrap();
+
+    // The image was never pulled: the exact command to run.
+    let data = tmp.path().join("d1");
+    let mut args = base(&data);
+    args.push("--grafana=shifter".into());
+    let mut up = Up::start(
+        &args,
+        &[
+            ("PATH", shifter_path(tmp.path())),
+            ("RAYMON_STANDIN_SHIFTER_IMAGES", empty.display().to_string()),
+        ],
+        tmp.path(),
+    );
+    let e = refused_before_start(&mut up, &data);
+    assert!(
+        e.contains("run `shifterimg pull grafana/grafana-oss:9.4.3`"),
+        "{e}"
+    );
+
+    // shifter is not installed.
+    let data = tmp.path().join("d2");
+    let mut args = base(&data);
+    args.push("--grafana=shifter".into());
+    let mut up = Up::start(&args, &[("PATH", "/nonexistent".into())], tmp.path());
+    let e = refused_before_start(&mut up, &data);
+    assert!(e.contains("shifter not found"), "{e}");
+
+    // The data dir cannot be written.
+    let data = tmp.path().join("d3");
+    let _guard = Unwritable::new(&data);
+    let mut args = base(&data);
+    args.push("--grafana=none".into());
+    let mut up = Up::start(&args, &[], tmp.path());
+    let e = refused_before_start(&mut up, &data);
+    assert!(e.contains("is not writable"), "{e}");
+    assert!(e.contains("--data-dir"), "{e}");
+
+    // Another live `up` owns the data dir.
+    let data = tmp.path().join("d4");
+    let mut args = base(&data);
+    args.push("--grafana=none".into());
+    let first_dir = tmp.path().join("first");
+    std::fs::create_dir_all(&first_dir).unwrap();
+    let mut first = Up::start(&args, &[], &first_dir);
+    first.wait_up(Duration::from_secs(60));
+    let mut args = base(&data);
+    args.push("--grafana=none".into());
+    let mut second = Up::start(&args, &[], tmp.path());
+    let status = second.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    let err = second.stderr();
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("Error: ")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("still running"), "{err}");
+    assert!(errors[0].contains(&format!("raymon down --data-dir {}", data.display())));
+    assert!(!err.contains("collector ready"), "{err}");
+    // The first one is untouched.
+    assert!(first.child.0.try_wait().unwrap().is_none());
+    assert!(down(&data).status.success());
+    assert!(first.wait_exit(Duration::from_secs(20)).success());
 }
