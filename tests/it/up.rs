@@ -1793,3 +1793,110 @@ fn issue_17_bad_input_is_a_one_line_error_before_anything_starts() {
     assert!(down(&data).status.success());
     assert!(first.wait_exit(Duration::from_secs(20)).success());
 }
+
+/// `up` with real Ray and a Grafana stand-in run as `mode` says: Ray's own
+/// backend finds both Grafana and raymon healthy. Returns what the stand-in
+/// recorded.
+fn real_ray_with_grafana(mode: &str) -> serde_json::Value {
+    let _guard = support::RAY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = TempDir::new(&format!("rg{}", &mode[..1]));
+    let data = tmp.path().join("d");
+    let temp = tmp.path().join("r");
+    let _leftovers = Leftovers {
+        data: data.clone(),
+        temp: temp.clone(),
+    };
+    let record = tmp.path().join("record.json");
+    let (rport, dport, gport, gcs) = (
+        support::free_port(),
+        support::free_port(),
+        support::free_port(),
+        support::free_port(),
+    );
+    let mut args = vec![
+        format!("--grafana={mode}"),
+        format!("--grafana-listen-address=127.0.0.1:{gport}"),
+        format!("--data-dir={}", data.display()),
+        format!("--ray-temp-dir={}", temp.display()),
+        format!("--ray-bin={}", support::ray_bin().display()),
+        format!("--web.listen-address=127.0.0.1:{rport}"),
+        format!("--dashboard-port={dport}"),
+        "--ready-timeout=240s".into(),
+    ];
+    let mut env = vec![
+        ("AUTOSCALER_METRIC_PORT", support::free_port().to_string()),
+        ("DASHBOARD_METRIC_PORT", support::free_port().to_string()),
+        ("RAY_USAGE_STATS_ENABLED", "0".into()),
+        ("RAYMON_STANDIN_RECORD", record.display().to_string()),
+    ];
+    if mode == "shifter" {
+        env.push(("PATH", shifter_path(tmp.path())));
+        env.push(("RAYMON_STANDIN_SHIFTER_IMAGES", pulled(tmp.path())));
+    } else {
+        args.push(format!(
+            "--grafana-bin={}",
+            stand_ins().join("grafana").display()
+        ));
+    }
+    args.extend([
+        "--".into(),
+        format!("--port={gcs}"),
+        "--num-cpus=1".into(),
+        "--dashboard-host=127.0.0.1".into(),
+        "--disable-usage-stats".into(),
+    ]);
+    let mut up = Up::start(&args, &env, tmp.path());
+    let stdout = up.wait_up(Duration::from_secs(300));
+    assert!(
+        stdout.contains(&format!("Grafana:        http://127.0.0.1:{gport}\n")),
+        "{stdout}"
+    );
+    let dashboard = format!("127.0.0.1:{dport}");
+    let r = support::get(&dashboard, "/api/grafana_health").unwrap();
+    assert_eq!(r.json()["result"], true, "{}", r.body);
+    // Ray's probe of raymon answers once raymon has been asked `vector(1)`;
+    // nothing else needs to have been scraped.
+    let r = support::get(&dashboard, "/api/prometheus_health").unwrap();
+    assert_eq!(r.json()["result"], true, "{}", r.body);
+    let rec = recorded(&record);
+    assert!(down(&data).status.success());
+    assert!(up.wait_exit(Duration::from_secs(30)).success());
+    assert!(processes_naming(&temp.display().to_string()).is_empty());
+    rec
+}
+
+/// With shifter, the command line `up` builds passes every rule of the
+/// strict stand-in (it would have exited otherwise) and of raymon's own
+/// check, and every Grafana path is inside the mounted volume.
+#[test]
+fn issue_17_real_ray_with_shifter_grafana_is_healthy() {
+    let rec = real_ray_with_grafana("shifter");
+    assert_eq!(rec["name"], "shifter");
+    let argv: Vec<String> = serde_json::from_value(rec["argv"].clone()).unwrap();
+    let volume = argv
+        .iter()
+        .find_map(|a| a.strip_prefix("--volume="))
+        .unwrap();
+    let (from, to) = volume.split_once(':').unwrap();
+    assert_eq!(to, "/grafana");
+    assert!(
+        raymon::launcher::shifter::volume_map_problem(Path::new(from), to).is_none(),
+        "{volume}"
+    );
+    let paths: Vec<&String> = argv
+        .iter()
+        .filter(|a| a.starts_with("--env=GF_PATHS_"))
+        .collect();
+    assert_eq!(paths.len(), 5, "{argv:?}");
+    for p in paths {
+        let value = p.split_once('=').unwrap().1.split_once('=').unwrap().1;
+        assert!(value.starts_with("/grafana/"), "{p}");
+    }
+}
+
+#[test]
+fn issue_17_real_ray_with_native_grafana_is_healthy() {
+    let rec = real_ray_with_grafana("native");
+    assert_eq!(rec["name"], "grafana");
+    assert_eq!(rec["argv"][0], "server");
+}
