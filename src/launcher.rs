@@ -9,6 +9,7 @@ pub mod env;
 pub mod grafana;
 mod import;
 mod jobs;
+pub mod ports;
 pub mod ray;
 mod serve;
 pub mod shifter;

@@ -311,10 +311,15 @@ pub struct StackArgs {
     pub data_dir: Option<PathBuf>,
 
     /// Ray's temp dir (`ray start --temp-dir`); sessions are found under it.
-    #[arg(long = "ray-temp-dir", default_value = "/tmp/ray")]
-    pub ray_temp_dir: PathBuf,
+    /// Default: `/tmp/ray-<user>` for the Ray `up` starts, `/tmp/ray` (where
+    /// `ray.init()` puts its sessions) with `--attach`.
+    #[arg(long = "ray-temp-dir")]
+    pub ray_temp_dir: Option<PathBuf>,
 
-    /// Port of Ray's dashboard (`ray start --dashboard-port`).
+    /// Port of Ray's dashboard (`ray start --dashboard-port`); `up` moves the
+    /// default to a free port when it is taken. So do Grafana's and
+    /// raymon's defaults, and Ray's GCS, dashboard agent, client server and
+    /// metrics ports unless given after `--`.
     #[arg(long = "dashboard-port", default_value_t = 8265)]
     pub dashboard_port: u16,
 

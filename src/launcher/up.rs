@@ -5,7 +5,7 @@
 //! [`super::env`] and [`super::supervisor`].
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::cli::{DownArgs, EnvArgs, EnvFormat, GrafanaMode, StackArgs, UpArgs};
 use super::env::{ray_env, render};
 use super::grafana::{self, CommandLine, Layout};
+use super::ports::{Need, Ports};
 use super::ray::{self, SessionFollower};
 use super::serve::wait_for_termination;
 use super::shifter;
@@ -227,28 +228,9 @@ pub async fn up_until_signal(args: UpArgs) -> anyhow::Result<()> {
 
 /// Starts the stack, runs it until `cancel` or a child fails, then stops it
 /// in order.
-pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
+pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
     let data = data_dir_from_env(args.stack.data_dir.as_deref());
     let _owner = claim_data_dir(&data)?;
-    let urls = urls_for(
-        &args.stack,
-        args.serve.listen_address,
-        service_prefix().as_deref(),
-    );
-    let temp_dir = std::path::absolute(&args.stack.ray_temp_dir)?;
-    let ray_spec = ray::StartSpec {
-        ray_bin: args.ray_bin.clone(),
-        temp_dir: temp_dir.clone(),
-        dashboard_port: args.stack.dashboard_port,
-        metrics_export_port: args.metrics_export_port,
-        extra: args.ray_args.clone(),
-    };
-    // Everything that can be checked is checked before anything starts.
-    let ray_start = if args.attach {
-        None
-    } else {
-        Some(ray::start_args(&ray_spec)?)
-    };
     let path_env = std::env::var("PATH").unwrap_or_default();
     let choice = choose_grafana(&args, &path_env);
     eprintln!(
@@ -256,19 +238,35 @@ pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
         choice.mode.name(),
         choice.why
     );
-    // On a shared login node another user's Grafana or Ray may hold a port;
-    // the health checks would then pass against the wrong server.
-    if choice.mode != GrafanaMode::None {
-        ensure_free(
-            args.stack.grafana_listen,
-            "Grafana",
-            "--grafana-listen-address",
-        )?;
+    // Everything that can be checked is checked before anything starts.
+    let (ray_port_env, moved) = settle_ports(&mut args, choice.mode)?;
+    for line in &moved {
+        eprintln!("raymon up: {line}");
     }
+    let urls = urls_for(
+        &args.stack,
+        args.serve.listen_address,
+        service_prefix().as_deref(),
+    );
+    let temp_dir = match &args.stack.ray_temp_dir {
+        Some(t) => std::path::absolute(t)?,
+        None => ray::default_temp_dir(args.attach, &user_name()),
+    };
     if !args.attach {
-        let dashboard: SocketAddr = ([127, 0, 0, 1], args.stack.dashboard_port).into();
-        ensure_free(dashboard, "Ray's dashboard", "--dashboard-port")?;
+        ray::check_socket_room(&temp_dir)?;
     }
+    let ray_spec = ray::StartSpec {
+        ray_bin: args.ray_bin.clone(),
+        temp_dir: temp_dir.clone(),
+        dashboard_port: args.stack.dashboard_port,
+        metrics_export_port: args.metrics_export_port,
+        extra: args.ray_args.clone(),
+    };
+    let ray_start = if args.attach {
+        None
+    } else {
+        Some(ray::start_args(&ray_spec)?)
+    };
     let (layout, grafana_cmd) = grafana_plan(&args, choice.mode, &data, &path_env)?;
     if let (GrafanaMode::Shifter, Some(cmd)) = (choice.mode, &grafana_cmd) {
         ensure_image_pulled(&cmd.program, &args.grafana_image, &path_env).await?;
@@ -302,6 +300,7 @@ pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
         ray_start,
         layout: &layout,
         grafana_cmd: grafana_cmd.as_ref(),
+        ray_port_env: &ray_port_env,
     };
     let result = run(&plan, &mut sup).await;
 
@@ -376,12 +375,132 @@ fn claim_data_dir(data: &Path) -> anyhow::Result<std::fs::File> {
 /// Held by the `up` that owns a data dir (`flock`, released when it exits).
 const LOCK_FILE: &str = "raymon-up.lock";
 
-fn ensure_free(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<()> {
-    match std::net::TcpListener::bind(addr) {
-        Ok(_) => Ok(()),
-        Err(e) => anyhow::bail!("{addr} is not free for {what} ({e}); choose another with {flag}"),
+/// The user's name, for per-user defaults: `$USER`, else the uid.
+fn user_name() -> String {
+    use std::os::unix::fs::MetadataExt;
+    match std::env::var("USER") {
+        Ok(u) if !u.is_empty() && !u.contains('/') => u,
+        _ => std::fs::metadata("/proc/self")
+            .map_or_else(|_| "unknown".to_string(), |m| m.uid().to_string()),
     }
 }
+
+/// Ray's ports with defaults, as `ray start` flags: (what, flag, default).
+/// Ray's defaults: `ray_constants.DEFAULT_PORT`,
+/// `DEFAULT_DASHBOARD_AGENT_LISTEN_PORT`, and `scripts.py`'s 10001 for the
+/// client server (which `ray start` binds only when Ray's client is
+/// installed; a moved port is passed only when 10001 is taken).
+const RAY_PORT_FLAGS: &[(&str, &str, u16)] = &[
+    ("Ray's GCS", "--port", 6379),
+    (
+        "Ray's dashboard agent",
+        "--dashboard-agent-listen-port",
+        52365,
+    ),
+    ("Ray's client server", "--ray-client-server-port", 10001),
+];
+
+/// Ray's ports set by variables in `ray start`'s environment (`dashboard/consts.py`,
+/// `autoscaler/_private/constants.py`).
+const RAY_PORT_VARS: &[(&str, &str, u16)] = &[
+    ("Ray dashboard's metrics", "DASHBOARD_METRIC_PORT", 44227),
+    ("Ray autoscaler's metrics", "AUTOSCALER_METRIC_PORT", 44217),
+];
+
+/// Settles every port `up` needs ([`Ports`]): moved ones are written into
+/// `args` (Ray's as extra `ray start` flags). Returns the variables `ray
+/// start` needs for moved ports that are variables, and a line per move.
+/// On a shared login node another user's Grafana or Ray may hold a port;
+/// the health checks would then pass against the wrong server.
+fn settle_ports(args: &mut UpArgs, grafana: GrafanaMode) -> anyhow::Result<(EnvVars, Vec<String>)> {
+    let mut ports = Ports::default();
+    let mut said = Vec::new();
+    let mut settle = |need: Need| -> anyhow::Result<u16> {
+        let s = ports.settle(&need)?;
+        if let Some(from) = s.moved_from {
+            said.push(format!(
+                "port {from} ({}) is taken; using {} ({})",
+                need.what, s.port, need.flag
+            ));
+        }
+        Ok(s.port)
+    };
+    // A chosen raymon address that is taken stops the collector with its own
+    // message; only the default moves.
+    let listen = args.serve.listen_address;
+    if listen.port() == DEFAULT_RAYMON_PORT {
+        let need = Need::new(
+            "raymon",
+            "--web.listen-address",
+            listen.ip(),
+            DEFAULT_RAYMON_PORT,
+            DEFAULT_RAYMON_PORT,
+        );
+        args.serve.listen_address.set_port(settle(need)?);
+    }
+    if grafana != GrafanaMode::None {
+        let g = args.stack.grafana_listen;
+        let need = Need::new(
+            "Grafana",
+            "--grafana-listen-address",
+            g.ip(),
+            g.port(),
+            DEFAULT_GRAFANA_PORT,
+        );
+        args.stack.grafana_listen.set_port(settle(need)?);
+    }
+    let mut env = Vec::new();
+    if args.attach {
+        return Ok((env, said));
+    }
+    let need = Need::new(
+        "Ray's dashboard",
+        "--dashboard-port",
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        args.stack.dashboard_port,
+        DEFAULT_DASHBOARD_PORT,
+    );
+    args.stack.dashboard_port = settle(need)?;
+    if let Some(p) = args.metrics_export_port {
+        // Unset, Ray binds a free port itself and discovery finds it.
+        settle(Need::new(
+            "Ray's metrics export",
+            "--metrics-export-port",
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            p,
+            0,
+        ))?;
+    }
+    for &(what, flag, default) in RAY_PORT_FLAGS {
+        // A port given after `--` is the user's; Ray says if it is taken.
+        if ray::flag_value(&args.ray_args, flag).is_some() {
+            continue;
+        }
+        let port = settle(Need::ray(what, flag, default))?;
+        if port != default {
+            args.ray_args.push(format!("{flag}={port}"));
+        }
+    }
+    for &(what, var, default) in RAY_PORT_VARS {
+        if std::env::var_os(var).is_some() {
+            continue;
+        }
+        let port = settle(Need::ray(what, var, default))?;
+        if port != default {
+            env.push((var.to_string(), port.to_string()));
+        }
+    }
+    Ok((env, said))
+}
+
+/// Variables for a child's environment.
+type EnvVars = Vec<(String, String)>;
+
+/// The defaults of `--web.listen-address`, `--grafana-listen-address` and
+/// `--dashboard-port` (Prometheus's, Grafana's and Ray's).
+const DEFAULT_RAYMON_PORT: u16 = 9090;
+const DEFAULT_GRAFANA_PORT: u16 = 3000;
+const DEFAULT_DASHBOARD_PORT: u16 = 8265;
 
 struct Plan<'a> {
     args: &'a UpArgs,
@@ -391,6 +510,8 @@ struct Plan<'a> {
     ray_start: Option<Vec<String>>,
     layout: &'a Layout,
     grafana_cmd: Option<&'a CommandLine>,
+    /// Ray's moved ports that are variables.
+    ray_port_env: &'a [(String, String)],
 }
 
 /// From the collector's start to `cancel`.
@@ -435,6 +556,7 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
         for (k, v) in ray_env(plan.urls, &args.stack.datasource_name) {
             cmd.env(k, v);
         }
+        cmd.envs(plan.ray_port_env.iter().map(|(k, v)| (k, v)));
         eprintln!(
             "raymon up: starting Ray: {} {}",
             args.ray_bin.display(),
