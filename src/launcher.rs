@@ -3,6 +3,7 @@
 //! supervised children), and the client commands (`import`). The only module
 //! that uses `anyhow`.
 
+pub mod auth;
 mod bench_tsdb;
 mod cli;
 pub mod env;

@@ -358,6 +358,17 @@ pub enum GrafanaMode {
     None,
 }
 
+/// Whether `up` protects raymon's API and Grafana's admin with passwords.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// Generated passwords, kept in `<data dir>/credentials.json` (mode
+    /// 0600): basic auth on raymon's API, given to Grafana's datasource and
+    /// to Ray (`RAY_PROMETHEUS_HEADERS`), and Grafana's admin password.
+    Basic,
+    /// No passwords: any user of the machine can query raymon.
+    None,
+}
+
 impl GrafanaMode {
     /// The flag value.
     pub fn name(self) -> &'static str {
@@ -430,6 +441,11 @@ pub struct UpArgs {
     /// migrations on a shared file system) can take minutes.
     #[arg(long = "grafana-timeout", value_parser = parse_secs)]
     pub grafana_timeout: Option<Duration>,
+
+    /// Passwords for raymon's API and Grafana's admin (ignored for raymon's
+    /// API when --web.config.file is given: that file decides).
+    #[arg(long, value_enum, default_value = "basic")]
+    pub auth: AuthMode,
 
     /// How long a child may take to stop after SIGTERM before SIGKILL.
     #[arg(long = "stop-timeout", default_value = "30s", value_parser = parse_secs)]

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::auth::{self, Login};
+
 const INI_TEMPLATE: &str = include_str!("../../grafana/grafana.ini");
 const DATASOURCE_TEMPLATE: &str = include_str!("../../grafana/provisioning/datasources/raymon.yml");
 const DASHBOARDS_TEMPLATE: &str = include_str!("../../grafana/provisioning/dashboards/ray.yml");
@@ -29,6 +31,8 @@ pub enum Error {
     NoBinary,
     #[error("template value {0} was not filled in")]
     Unfilled(String),
+    #[error(transparent)]
+    Private(#[from] auth::Error),
 }
 
 /// Grafana's directory: `host` on this machine, `view` as Grafana sees it
@@ -79,6 +83,10 @@ pub struct Settings {
     pub http_port: u16,
     pub root_url: String,
     pub serve_from_sub_path: bool,
+    /// raymon's basic-auth user, for the datasource.
+    pub raymon_login: Option<Login>,
+    /// Grafana's admin, set at its first start.
+    pub admin: Option<Login>,
 }
 
 fn vars(layout: &Layout, s: &Settings) -> Vec<(&'static str, String)> {
@@ -118,11 +126,35 @@ pub fn fill(template: &str, vars: &[(&str, String)]) -> Result<String, Error> {
 /// The three provisioning files, as (path under `layout.host`, content).
 pub fn render(layout: &Layout, s: &Settings) -> Result<Vec<(PathBuf, String)>, Error> {
     let v = vars(layout, s);
+    let mut ini = fill(INI_TEMPLATE, &v)?;
+    if let Some(admin) = &s.admin {
+        // Without them Grafana's first start makes admin/admin, which any
+        // user of the node could log in with. Generated passwords are
+        // letters and digits, which need no quoting in an ini value.
+        ini = ini.replacen(
+            "[security]\n",
+            &format!(
+                "[security]\nadmin_user = {}\nadmin_password = {}\n",
+                admin.user, admin.password
+            ),
+            1,
+        );
+    }
+    let mut datasource = fill(DATASOURCE_TEMPLATE, &v)?;
+    if let Some(login) = &s.raymon_login {
+        // Keys of the datasource list item in the template (4 spaces).
+        datasource.push_str(&format!(
+            "    basicAuth: true\n    basicAuthUser: \"{}\"\n    secureJsonData:\n      \
+             basicAuthPassword: \"{}\"\n",
+            yaml_dq(&login.user),
+            yaml_dq(&login.password)
+        ));
+    }
     Ok(vec![
-        (PathBuf::from("grafana.ini"), fill(INI_TEMPLATE, &v)?),
+        (PathBuf::from("grafana.ini"), ini),
         (
             PathBuf::from("provisioning/datasources/raymon.yml"),
-            fill(DATASOURCE_TEMPLATE, &v)?,
+            datasource,
         ),
         (
             PathBuf::from("provisioning/dashboards/ray.yml"),
@@ -149,9 +181,9 @@ pub fn write(layout: &Layout, s: &Settings) -> Result<(), Error> {
     ] {
         mk(layout.host.join(d))?;
     }
+    // The ini and the datasource may hold passwords: the user's alone.
     for (rel, text) in render(layout, s)? {
-        let path = layout.host.join(rel);
-        std::fs::write(&path, text).map_err(|source| Error::Write { path, source })?;
+        auth::write_private(&layout.host.join(rel), text.as_bytes())?;
     }
     Ok(())
 }

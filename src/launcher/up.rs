@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use super::cli::{DownArgs, EnvArgs, EnvFormat, GrafanaMode, StackArgs, UpArgs};
+use super::auth::{self, Credentials, Login};
+use super::cli::{AuthMode, DownArgs, EnvArgs, EnvFormat, GrafanaMode, StackArgs, UpArgs};
 use super::env::{ray_env, render};
 use super::grafana::{self, CommandLine, Layout};
 use super::ports::{Need, Ports};
@@ -54,9 +55,18 @@ fn service_prefix() -> Option<String> {
 }
 
 /// `raymon env`'s output.
+/// With the data dir's credentials, if `up` made some there.
 pub fn env_text(args: &EnvArgs, service_prefix: Option<&str>) -> String {
     let urls = urls_for(&args.stack, args.listen_address, service_prefix);
-    render(&ray_env(&urls, &args.stack.datasource_name), args.format)
+    let data = data_dir_from_env(args.stack.data_dir.as_deref());
+    let headers = auth::load(&data)
+        .ok()
+        .flatten()
+        .map(|c| auth::ray_prometheus_headers(&c.raymon));
+    render(
+        &ray_env(&urls, &args.stack.datasource_name, headers.as_deref()),
+        args.format,
+    )
 }
 
 /// Prints `raymon env`'s output for the process environment.
@@ -64,9 +74,16 @@ pub fn print_env(args: &EnvArgs) {
     print!("{}", env_text(args, service_prefix().as_deref()));
 }
 
-/// The Grafana settings `up` writes for these flags.
-pub fn grafana_settings(args: &UpArgs, urls: &Urls) -> grafana::Settings {
+/// The Grafana settings `up` writes for these flags and credentials.
+pub fn grafana_settings(
+    args: &UpArgs,
+    urls: &Urls,
+    raymon_login: Option<&Login>,
+    admin: Option<&Login>,
+) -> grafana::Settings {
     grafana::Settings {
+        raymon_login: raymon_login.cloned(),
+        admin: admin.cloned(),
         datasource_name: args.stack.datasource_name.clone(),
         raymon_url: urls.raymon.clone(),
         scrape_interval: args.scrape_interval.clone(),
@@ -271,7 +288,33 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
     if let (GrafanaMode::Shifter, Some(cmd)) = (choice.mode, &grafana_cmd) {
         ensure_image_pulled(&cmd.program, &args.grafana_image, &path_env).await?;
     }
-    grafana::write(&layout, &grafana_settings(&args, &urls))?;
+    let creds = match args.auth {
+        AuthMode::Basic => Some(auth::load_or_create(&data)?),
+        AuthMode::None => None,
+    };
+    // A web config of the user's decides who may query raymon; up cannot
+    // know its passwords.
+    let api_login = match (&creds, &args.serve.web_config_file) {
+        (Some((c, _)), None) => Some(c.raymon.clone()),
+        (Some(_), Some(f)) => {
+            eprintln!(
+                "raymon up: {} decides raymon's API auth; Grafana and Ray get no \
+                 credentials from up",
+                f.display()
+            );
+            None
+        }
+        (None, _) => None,
+    };
+    grafana::write(
+        &layout,
+        &grafana_settings(
+            &args,
+            &urls,
+            api_login.as_ref(),
+            creds.as_ref().map(|(c, _)| &c.grafana_admin),
+        ),
+    )?;
     std::fs::create_dir_all(&temp_dir)
         .with_context(|| format!("cannot create Ray temp dir {}", temp_dir.display()))?;
     let prom = data.join("prometheus.yml");
@@ -285,6 +328,11 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
         );
     }
     serve_args.config_file = prom;
+    if let Some(login) = &api_login {
+        let path = data.join(auth::WEB_CONFIG_FILE);
+        auth::write_private(&path, auth::web_config(login)?.as_bytes())?;
+        serve_args.web_config_file = Some(path);
+    }
     if serve_args.storage_path == Path::new("data/") {
         serve_args.storage_path = data.join("tsdb");
     }
@@ -301,6 +349,9 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
         layout: &layout,
         grafana_cmd: grafana_cmd.as_ref(),
         ray_port_env: &ray_port_env,
+        authorization: api_login.as_ref().map(auth::authorization),
+        prometheus_headers: api_login.as_ref().map(auth::ray_prometheus_headers),
+        credentials: creds.as_ref().map(|(c, created)| (c, *created)),
     };
     let result = run(&plan, &mut sup).await;
 
@@ -512,6 +563,12 @@ struct Plan<'a> {
     grafana_cmd: Option<&'a CommandLine>,
     /// Ray's moved ports that are variables.
     ray_port_env: &'a [(String, String)],
+    /// The `Authorization` header raymon wants, if any.
+    authorization: Option<String>,
+    /// `RAY_PROMETHEUS_HEADERS`, if raymon wants credentials.
+    prometheus_headers: Option<String>,
+    /// The credentials, and whether this run made them.
+    credentials: Option<(&'a Credentials, bool)>,
 }
 
 /// From the collector's start to `cancel`.
@@ -539,7 +596,7 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
     let waited = wait_until(
         "raymon",
         args.ready_timeout,
-        || probe_ok(&client, &ready_url),
+        || probe_ok(&client, &ready_url, plan.authorization.as_deref()),
         || stopped(sup),
     )
     .await;
@@ -553,7 +610,11 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
         let before = ray::session_latest(plan.temp_dir);
         let mut cmd = tokio::process::Command::new(&args.ray_bin);
         cmd.args(start);
-        for (k, v) in ray_env(plan.urls, &args.stack.datasource_name) {
+        for (k, v) in ray_env(
+            plan.urls,
+            &args.stack.datasource_name,
+            plan.prometheus_headers.as_deref(),
+        ) {
             cmd.env(k, v);
         }
         cmd.envs(plan.ray_port_env.iter().map(|(k, v)| (k, v)));
@@ -580,7 +641,7 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
                             ray::prometheus_yml(&session).display()
                         ));
                     }
-                    probe_ok(client, url).await
+                    probe_ok(client, url, None).await
                 }
             },
             || stopped(sup),
@@ -706,6 +767,31 @@ fn print_summary(plan: &Plan<'_>) {
         );
     }
     println!("  raymon (Prometheus API): {}", u.raymon);
+    if let Some((c, created)) = plan.credentials {
+        let file = auth::credentials_path(plan.data);
+        if plan.authorization.is_some() {
+            println!(
+                "  raymon's API wants basic auth: user {}, password in {}",
+                c.raymon.user,
+                file.display()
+            );
+        }
+        if plan.grafana_cmd.is_some() && created {
+            // Shown this once; the file keeps it.
+            println!(
+                "  Grafana admin: user {}, password {} (also in {})",
+                c.grafana_admin.user,
+                c.grafana_admin.password,
+                file.display()
+            );
+        } else if plan.grafana_cmd.is_some() {
+            println!(
+                "  Grafana admin: user {}, password in {}",
+                c.grafana_admin.user,
+                file.display()
+            );
+        }
+    }
     if let Some(h) = u.hint() {
         println!("{h}");
     }
@@ -717,7 +803,11 @@ fn print_summary(plan: &Plan<'_>) {
         print!(
             "{}",
             render(
-                &ray_env(u, &plan.args.stack.datasource_name),
+                &ray_env(
+                    u,
+                    &plan.args.stack.datasource_name,
+                    plan.prometheus_headers.as_deref()
+                ),
                 EnvFormat::Python
             )
         );
@@ -728,13 +818,16 @@ fn print_summary(plan: &Plan<'_>) {
     );
 }
 
-async fn probe_ok(client: &reqwest::Client, url: &str) -> Result<(), String> {
-    let r = client
-        .get(url)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
+async fn probe_ok(
+    client: &reqwest::Client,
+    url: &str,
+    authorization: Option<&str>,
+) -> Result<(), String> {
+    let mut req = client.get(url).timeout(Duration::from_secs(5));
+    if let Some(a) = authorization {
+        req = req.header(reqwest::header::AUTHORIZATION, a);
+    }
+    let r = req.send().await.map_err(|e| format!("{url}: {e}"))?;
     if r.status().is_success() {
         Ok(())
     } else {

@@ -218,6 +218,8 @@ fn settings() -> Settings {
         http_port: 3000,
         root_url: "https://jupyter.nersc.gov/user/a/proxy/3000/".into(),
         serve_from_sub_path: false,
+        raymon_login: None,
+        admin: None,
     }
 }
 
@@ -587,6 +589,7 @@ fn issue_6_up_attach_with_native_grafana_behind_jupyterhub_then_down() {
             format!("--data-dir={}", data.display()),
             format!("--ray-temp-dir={}", temp.display()),
             "--grafana=native".into(),
+            "--auth=none".into(),
             format!("--grafana-bin={}", stand_ins().join("grafana").display()),
             "--grafana-home=/opt/grafana-home".into(),
             format!("--grafana-listen-address=127.0.0.1:{gport}"),
@@ -880,6 +883,7 @@ fn issue_6_up_starts_real_ray_and_raymon_and_down_leaves_no_process() {
     let mut up = Up::start(
         &[
             "--grafana=none".into(),
+            "--auth=none".into(),
             format!("--data-dir={}", data.display()),
             format!("--ray-temp-dir={}", temp.display()),
             format!("--ray-bin={}", support::ray_bin().display()),
@@ -1071,6 +1075,7 @@ fn issue_6_attach_follows_a_new_ray_session() {
         &[
             "--attach".into(),
             "--grafana=none".into(),
+            "--auth=none".into(),
             format!("--data-dir={}", data.display()),
             format!("--ray-temp-dir={}", temp.display()),
             format!("--web.listen-address={addr}"),
@@ -1899,4 +1904,140 @@ fn issue_17_real_ray_with_native_grafana_is_healthy() {
     let rec = real_ray_with_grafana("native");
     assert_eq!(rec["name"], "grafana");
     assert_eq!(rec["argv"][0], "server");
+}
+
+/// The status of `GET path` on `addr`, with an `Authorization` header when
+/// given (`support::get` sends none).
+fn status_with(addr: &str, path: &str, authorization: Option<&str>) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").unwrap();
+    let mut head = String::new();
+    let _ = s.read_to_string(&mut head);
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// By default `up` makes passwords: raymon's API wants basic auth, Grafana's
+/// datasource and Ray (`RAY_PROMETHEUS_HEADERS`) get it, Grafana's admin is
+/// not admin/admin, the files holding them are the user's alone, and the
+/// admin password is printed once only.
+#[test]
+fn issue_17_credentials_by_default() {
+    use raymon::launcher::auth;
+    let tmp = TempDir::new("cred");
+    let data = tmp.path().join("data");
+    let rport = support::free_port();
+    let raymon_addr = format!("127.0.0.1:{rport}");
+    let args = [
+        "--attach".into(),
+        format!("--data-dir={}", data.display()),
+        format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+        format!("--grafana-bin={}", stand_ins().join("grafana").display()),
+        format!(
+            "--grafana-listen-address=127.0.0.1:{}",
+            support::free_port()
+        ),
+        format!("--web.listen-address={raymon_addr}"),
+    ];
+    let mut up = Up::start(&args, &[], tmp.path());
+    let stdout = up.wait_up(Duration::from_secs(60));
+    let file = data.join("credentials.json");
+    assert_eq!(mode_of(&file), 0o600);
+    let creds = auth::load(&data).unwrap().unwrap();
+    assert_eq!(creds.raymon.user, "raymon");
+    assert_eq!(creds.grafana_admin.user, "admin");
+    assert_ne!(creds.grafana_admin.password, "admin");
+    assert!(creds.raymon.password.len() >= 20);
+    assert!(
+        stdout.contains(&format!(
+            "Grafana admin: user admin, password {}",
+            creds.grafana_admin.password
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&creds.raymon.password), "{stdout}");
+    assert_eq!(mode_of(&data.join("web.yml")), 0o600);
+
+    // raymon: 401 without credentials, on every path, and 200 with them.
+    let good = auth::authorization(&creds.raymon);
+    let wrong = auth::authorization(&auth::Login {
+        user: "raymon".into(),
+        password: "admin".into(),
+    });
+    for path in ["/api/v1/query?query=vector(1)", "/-/healthy"] {
+        assert_eq!(status_with(&raymon_addr, path, None), 401, "{path}");
+        assert_eq!(status_with(&raymon_addr, path, Some(&wrong)), 401, "{path}");
+        assert_eq!(status_with(&raymon_addr, path, Some(&good)), 200, "{path}");
+    }
+
+    // Grafana's datasource authenticates; its admin is ours.
+    let g = data.join("grafana");
+    let ds_path = g.join("provisioning/datasources/raymon.yml");
+    assert_eq!(mode_of(&ds_path), 0o600);
+    let ds: serde_json::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&ds_path).unwrap()).unwrap();
+    let d = &ds["datasources"][0];
+    assert_eq!(d["basicAuth"], true);
+    assert_eq!(d["basicAuthUser"], "raymon");
+    assert_eq!(
+        d["secureJsonData"]["basicAuthPassword"],
+        creds.raymon.password.as_str()
+    );
+    assert_eq!(d["jsonData"]["httpMethod"], "POST");
+    let ini = std::fs::read_to_string(g.join("grafana.ini")).unwrap();
+    assert_eq!(mode_of(&g.join("grafana.ini")), 0o600);
+    assert_eq!(
+        ini_value(&ini, "security", "admin_password").as_deref(),
+        Some(creds.grafana_admin.password.as_str())
+    );
+    assert_eq!(
+        ini_value(&ini, "security", "allow_embedding").as_deref(),
+        Some("true")
+    );
+
+    // What a notebook sets for Ray, in Ray's format for the variable.
+    let env = Command::new(env!("CARGO_BIN_EXE_raymon"))
+        .args([
+            "env",
+            "--format=json",
+            &format!("--data-dir={}", data.display()),
+        ])
+        .output()
+        .unwrap();
+    let vars: serde_json::Value = serde_json::from_slice(&env.stdout).unwrap();
+    let headers: serde_json::Value =
+        serde_json::from_str(vars["RAY_PROMETHEUS_HEADERS"].as_str().unwrap()).unwrap();
+    assert_eq!(headers, serde_json::json!({ "Authorization": good }));
+    assert!(down(&data).status.success());
+    assert!(up.wait_exit(Duration::from_secs(20)).success());
+
+    // A second run keeps the credentials (Grafana keeps its first admin
+    // password) and does not print the password again.
+    let mut again = Up::start(&args, &[], tmp.path());
+    let stdout = again.wait_up(Duration::from_secs(60));
+    assert_eq!(auth::load(&data).unwrap().unwrap(), creds);
+    assert!(!stdout.contains(&creds.grafana_admin.password), "{stdout}");
+    assert!(stdout.contains("Grafana admin: user admin, password in"));
+    assert!(down(&data).status.success());
+    assert!(again.wait_exit(Duration::from_secs(20)).success());
+
+    // --auth none: no password asked.
+    let mut open = Up::start(
+        &[&args[..], &["--auth=none".to_string()]].concat(),
+        &[],
+        tmp.path(),
+    );
+    open.wait_up(Duration::from_secs(60));
+    assert_eq!(status_with(&raymon_addr, "/-/healthy", None), 200);
+    assert!(down(&data).status.success());
+    assert!(open.wait_exit(Duration::from_secs(20)).success());
 }
