@@ -42,6 +42,9 @@ pub enum Command {
     /// Stop the `raymon up` running with this data dir, and wait until every
     /// process it started is gone.
     Down(DownArgs),
+    /// Say where the stack of a running `raymon up` is reached and which
+    /// processes it has; exits 1 when none runs with this data dir.
+    Status(StatusArgs),
     /// Print the environment a notebook must set before `ray.init()` so that
     /// Ray's dashboard uses raymon and Grafana.
     Env(EnvArgs),
@@ -468,6 +471,26 @@ pub struct DownArgs {
     /// How long to wait for everything to stop before SIGKILL.
     #[arg(long, default_value = "120s", value_parser = parse_secs)]
     pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The data dir `raymon up` was started with.
+    #[arg(long = "data-dir", env = "RAYMON_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: StatusFormat,
+}
+
+/// How `raymon status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object: `raymon_url`, `grafana_url`, `ray_dashboard_url`,
+    /// `public_urls`, `credentials_file`, `pids`, `running`, `data_dir`.
+    Json,
 }
 
 /// How `raymon env` prints the environment.

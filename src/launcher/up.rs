@@ -20,6 +20,7 @@ use super::ports::{Need, Ports};
 use super::ray::{self, SessionFollower};
 use super::serve::wait_for_termination;
 use super::shifter;
+use super::status;
 use super::supervisor::{self, ProcId, State, Supervisor};
 use super::urls::{UrlInputs, Urls};
 
@@ -34,7 +35,8 @@ pub fn data_dir(flag: Option<&Path>, scratch: Option<&str>) -> PathBuf {
     std::path::absolute(&p).unwrap_or(p)
 }
 
-fn data_dir_from_env(flag: Option<&Path>) -> PathBuf {
+/// [`data_dir`] with `SCRATCH` from the environment.
+pub fn data_dir_from_env(flag: Option<&Path>) -> PathBuf {
     data_dir(flag, std::env::var("SCRATCH").ok().as_deref())
 }
 
@@ -358,6 +360,7 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
     // Scraping stops and storage flushes before the children go, so the
     // last scrapes of Ray are not cut short; Grafana goes before Ray.
     eprintln!("raymon up: stopping the collector, then Grafana and Ray");
+    status::Stack::remove(&data);
     let stopped = sup.shutdown(args.stop_timeout).await;
     eprintln!("raymon up: stopped");
     match (result, stopped) {
@@ -716,6 +719,10 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
     }
 
     print_summary(plan);
+    let stack = stack_of(plan);
+    if let Err(e) = stack.write(plan.data) {
+        eprintln!("raymon up: cannot write {}: {e}", status::STACK_FILE);
+    }
 
     let mut tick: u64 = 0;
     loop {
@@ -750,6 +757,26 @@ fn interrupted_or(cancel: &CancellationToken, e: String) -> anyhow::Result<()> {
         Ok(())
     } else {
         Err(anyhow::anyhow!(e))
+    }
+}
+
+/// What `raymon status` reports of this stack.
+fn stack_of(plan: &Plan<'_>) -> status::Stack {
+    let u = plan.urls;
+    let grafana = plan.grafana_cmd.is_some();
+    status::Stack {
+        raymon_url: u.raymon.clone(),
+        grafana_url: grafana.then(|| u.grafana_local.clone()),
+        ray_dashboard_url: Some(format!(
+            "http://{}:{}",
+            ray::dashboard_host(&plan.args.ray_args),
+            plan.args.stack.dashboard_port
+        )),
+        public_urls: status::PublicUrls {
+            grafana: grafana.then(|| u.grafana_public.clone()),
+            ray_dashboard: Some(u.dashboard.clone()),
+        },
+        credentials_file: plan.credentials.map(|_| auth::credentials_path(plan.data)),
     }
 }
 

@@ -1774,6 +1774,30 @@ fn issue_17_bad_input_is_a_one_line_error_before_anything_starts() {
     assert!(e.contains("is not writable"), "{e}");
     assert!(e.contains("--data-dir"), "{e}");
 
+    // Ray's unix sockets would not fit under this temp dir (Ray's
+    // `_private/utils.py`, `validate_socket_filepath`: 107 bytes).
+    let data = tmp.path().join("d5");
+    let long = tmp
+        .path()
+        .join("a-temp-dir-name-long-enough-for-ray-sockets");
+    let mut args = base(&data);
+    args.retain(|a| a != "--attach" && !a.starts_with("--ray-temp-dir"));
+    args.extend([
+        "--grafana=none".into(),
+        format!("--ray-temp-dir={}", long.display()),
+    ]);
+    let mut up = Up::start(&args, &[], tmp.path());
+    let e = refused_before_start(&mut up, &data);
+    assert!(e.contains("too long for Ray's unix sockets"), "{e}");
+    assert!(!long.exists());
+    use raymon::launcher::ray::{check_socket_room, default_temp_dir};
+    assert_eq!(
+        default_temp_dir(false, "alice"),
+        Path::new("/tmp/ray-alice")
+    );
+    assert_eq!(default_temp_dir(true, "alice"), Path::new("/tmp/ray"));
+    assert!(check_socket_room(Path::new("/tmp/ray-a-long-user-name-of-20")).is_ok());
+
     // Another live `up` owns the data dir.
     let data = tmp.path().join("d4");
     let mut args = base(&data);
@@ -2040,4 +2064,132 @@ fn issue_17_credentials_by_default() {
     assert_eq!(status_with(&raymon_addr, "/-/healthy", None), 200);
     assert!(down(&data).status.success());
     assert!(open.wait_exit(Duration::from_secs(20)).success());
+}
+
+/// `raymon status --format json` for a data dir, and whether it exited 0.
+fn status_json(data: &Path) -> (serde_json::Value, bool) {
+    let out = Command::new(env!("CARGO_BIN_EXE_raymon"))
+        .args([
+            "status",
+            "--format=json",
+            &format!("--data-dir={}", data.display()),
+        ])
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    (v, out.status.success())
+}
+
+/// `host:port` of an `http://host:port[/]` URL.
+fn host_port(url: &serde_json::Value) -> String {
+    let u = url.as_str().unwrap();
+    u.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// Two users' stacks on one login node, both on default flags: the second
+/// finds the first's ports taken and moves each to a free one, both are
+/// healthy as Ray's backend sees them, each raymon wants its own password,
+/// and `down` of one leaves the other running.
+#[test]
+fn issue_17_two_stacks_on_one_node_with_default_ports() {
+    use raymon::launcher::auth;
+    let _guard = support::RAY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = TempDir::new("two");
+    let start = |name: &str| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("d");
+        let temp = dir.join("r");
+        let guard = Leftovers {
+            data: data.clone(),
+            temp: temp.clone(),
+        };
+        let mut up = Up::start(
+            &[
+                format!("--data-dir={}", data.display()),
+                format!("--ray-temp-dir={}", temp.display()),
+                format!("--ray-bin={}", support::ray_bin().display()),
+                format!("--grafana-bin={}", stand_ins().join("grafana").display()),
+                "--ready-timeout=240s".into(),
+                "--".into(),
+                "--num-cpus=1".into(),
+                "--dashboard-host=127.0.0.1".into(),
+                "--disable-usage-stats".into(),
+            ],
+            &[("RAY_USAGE_STATS_ENABLED", "0".into())],
+            &dir,
+        );
+        up.wait_up(Duration::from_secs(300));
+        (up, data, guard)
+    };
+    let (mut a, data_a, _ga) = start("a");
+    let (mut b, data_b, _gb) = start("b");
+    assert!(b.stderr().contains("is taken; using"), "{}", b.stderr());
+
+    let (sa, ok_a) = status_json(&data_a);
+    let (sb, ok_b) = status_json(&data_b);
+    assert!(ok_a && ok_b, "{sa}\n{sb}");
+    for s in [&sa, &sb] {
+        assert_eq!(s["running"], true);
+        for k in ["up", "ray", "grafana"] {
+            assert!(s["pids"][k].as_u64().is_some(), "{k}: {s}");
+        }
+        assert!(s["public_urls"]["grafana"].is_string(), "{s}");
+        assert!(s["public_urls"]["ray_dashboard"].is_string(), "{s}");
+    }
+    for k in ["raymon_url", "grafana_url", "ray_dashboard_url"] {
+        assert_ne!(host_port(&sa[k]), host_port(&sb[k]), "{k}");
+    }
+
+    let creds = |s: &serde_json::Value| {
+        let file = PathBuf::from(s["credentials_file"].as_str().unwrap());
+        auth::load(file.parent().unwrap()).unwrap().unwrap()
+    };
+    let (ca, cb) = (creds(&sa), creds(&sb));
+    assert_ne!(ca.raymon.password, cb.raymon.password);
+    let healthy = |s: &serde_json::Value| {
+        let dashboard = host_port(&s["ray_dashboard_url"]);
+        for probe in ["/api/grafana_health", "/api/prometheus_health"] {
+            let r = support::get(&dashboard, probe).unwrap();
+            assert_eq!(r.json()["result"], true, "{probe}: {}", r.body);
+        }
+    };
+    healthy(&sa);
+    healthy(&sb);
+    let (ra, rb) = (host_port(&sa["raymon_url"]), host_port(&sb["raymon_url"]));
+    let (auth_a, auth_b) = (
+        auth::authorization(&ca.raymon),
+        auth::authorization(&cb.raymon),
+    );
+    let q = "/api/v1/query?query=vector(1)";
+    assert_eq!(status_with(&ra, q, None), 401);
+    assert_eq!(status_with(&ra, q, Some(&auth_a)), 200);
+    assert_eq!(status_with(&rb, q, Some(&auth_a)), 401);
+    assert_eq!(status_with(&rb, q, Some(&auth_b)), 200);
+
+    // `down` of the first stops only the first.
+    let pids_a: Vec<u32> = sa["pids"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_u64().unwrap() as u32)
+        .collect();
+    assert!(down(&data_a).status.success());
+    assert!(a.wait_exit(Duration::from_secs(60)).success());
+    for p in pids_a {
+        assert!(!alive(p), "{p} of the first stack survived its down");
+    }
+    let (after, ok) = status_json(&data_a);
+    assert!(!ok);
+    assert_eq!(after["running"], false);
+    let (still, ok) = status_json(&data_b);
+    assert!(ok, "{still}");
+    assert_eq!(still["pids"], sb["pids"]);
+    healthy(&sb);
+    assert_eq!(status_with(&rb, q, Some(&auth_b)), 200);
+    assert!(down(&data_b).status.success());
+    assert!(b.wait_exit(Duration::from_secs(60)).success());
 }
