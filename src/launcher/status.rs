@@ -90,10 +90,17 @@ pub fn render(r: &Report, format: StatusFormat) -> String {
         StatusFormat::Json => {
             format!("{}\n", serde_json::to_string_pretty(r).unwrap_or_default())
         }
-        StatusFormat::Text if !r.running => format!(
-            "no raymon up is running with data dir {}\n",
-            r.data_dir.display()
-        ),
+        StatusFormat::Text if !r.running => match r.pids.get("up") {
+            // Alive, but it has not said its stack is ready yet.
+            Some(pid) => format!(
+                "raymon up (process {pid}) with data dir {} is starting\n",
+                r.data_dir.display()
+            ),
+            None => format!(
+                "no raymon up is running with data dir {}\n",
+                r.data_dir.display()
+            ),
+        },
         StatusFormat::Text => {
             let s = &r.stack;
             let mut out = format!(

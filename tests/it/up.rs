@@ -2041,6 +2041,21 @@ fn issue_17_credentials_by_default() {
     let headers: serde_json::Value =
         serde_json::from_str(vars["RAY_PROMETHEUS_HEADERS"].as_str().unwrap()).unwrap();
     assert_eq!(headers, serde_json::json!({ "Authorization": good }));
+    let status = Command::new(env!("CARGO_BIN_EXE_raymon"))
+        .args(["status", &format!("--data-dir={}", data.display())])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("raymon:                  http://{raymon_addr}\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("credentials:             {}\n", file.display())),
+        "{text}"
+    );
+    assert!(!text.contains(&creds.raymon.password), "{text}");
     assert!(down(&data).status.success());
     assert!(up.wait_exit(Duration::from_secs(20)).success());
 
