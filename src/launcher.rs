@@ -3,14 +3,18 @@
 //! supervised children), and the client commands (`import`). The only module
 //! that uses `anyhow`.
 
+pub mod auth;
 mod bench_tsdb;
 mod cli;
 pub mod env;
 pub mod grafana;
 mod import;
 mod jobs;
+pub mod ports;
 pub mod ray;
 mod serve;
+pub mod shifter;
+pub mod status;
 pub mod supervisor;
 pub mod up;
 pub mod urls;
@@ -42,6 +46,15 @@ pub fn run() -> anyhow::Result<()> {
             runtime()?.block_on(up::up_until_signal(*args))
         }
         Some(Command::Down(args)) => runtime()?.block_on(up::down(args)),
+        Some(Command::Status(args)) => {
+            let data = up::data_dir_from_env(args.data_dir.as_deref());
+            let report = status::report(&data);
+            print!("{}", status::render(&report, args.format));
+            if !report.running {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Some(Command::Env(args)) => {
             up::print_env(&args);
             Ok(())

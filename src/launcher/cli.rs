@@ -42,6 +42,9 @@ pub enum Command {
     /// Stop the `raymon up` running with this data dir, and wait until every
     /// process it started is gone.
     Down(DownArgs),
+    /// Say where the stack of a running `raymon up` is reached and which
+    /// processes it has; exits 1 when none runs with this data dir.
+    Status(StatusArgs),
     /// Print the environment a notebook must set before `ray.init()` so that
     /// Ray's dashboard uses raymon and Grafana.
     Env(EnvArgs),
@@ -369,10 +372,15 @@ pub struct StackArgs {
     pub data_dir: Option<PathBuf>,
 
     /// Ray's temp dir (`ray start --temp-dir`); sessions are found under it.
-    #[arg(long = "ray-temp-dir", default_value = "/tmp/ray")]
-    pub ray_temp_dir: PathBuf,
+    /// Default: `/tmp/ray-<user>` for the Ray `up` starts, `/tmp/ray` (where
+    /// `ray.init()` puts its sessions) with `--attach`.
+    #[arg(long = "ray-temp-dir")]
+    pub ray_temp_dir: Option<PathBuf>,
 
-    /// Port of Ray's dashboard (`ray start --dashboard-port`).
+    /// Port of Ray's dashboard (`ray start --dashboard-port`); `up` moves the
+    /// default to a free port when it is taken. So do Grafana's and
+    /// raymon's defaults, and Ray's GCS, dashboard agent, client server and
+    /// metrics ports unless given after `--`.
     #[arg(long = "dashboard-port", default_value_t = 8265)]
     pub dashboard_port: u16,
 
@@ -400,12 +408,38 @@ pub struct StackArgs {
 /// How `up` runs Grafana.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GrafanaMode {
+    /// `native` when `--grafana-bin` is given or a `grafana`/`grafana-server`
+    /// is on PATH, else `shifter` when `shifter` is on PATH, else `none`.
+    Auto,
     /// A `grafana` or `grafana-server` binary (PATH or `--grafana-bin`).
     Native,
     /// A container image through `shifter`, as on NERSC systems.
     Shifter,
     /// No Grafana: provisioning is still written for one you run yourself.
     None,
+}
+
+/// Whether `up` protects raymon's API and Grafana's admin with passwords.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// Generated passwords, kept in `<data dir>/credentials.json` (mode
+    /// 0600): basic auth on raymon's API, given to Grafana's datasource and
+    /// to Ray (`RAY_PROMETHEUS_HEADERS`), and Grafana's admin password.
+    Basic,
+    /// No passwords: any user of the machine can query raymon.
+    None,
+}
+
+impl GrafanaMode {
+    /// The flag value.
+    pub fn name(self) -> &'static str {
+        match self {
+            GrafanaMode::Auto => "auto",
+            GrafanaMode::Native => "native",
+            GrafanaMode::Shifter => "shifter",
+            GrafanaMode::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -428,7 +462,7 @@ pub struct UpArgs {
     pub metrics_export_port: Option<u16>,
 
     /// How Grafana runs.
-    #[arg(long, value_enum, default_value = "native")]
+    #[arg(long, value_enum, default_value = "auto")]
     pub grafana: GrafanaMode,
 
     /// The Grafana binary for `--grafana native` (default: `grafana`, then
@@ -463,6 +497,17 @@ pub struct UpArgs {
     #[arg(long = "ready-timeout", default_value = "180s", value_parser = parse_secs)]
     pub ready_timeout: Duration,
 
+    /// How long Grafana may take to become ready (default: --ready-timeout).
+    /// A first start in a shifter container (image mount, database
+    /// migrations on a shared file system) can take minutes.
+    #[arg(long = "grafana-timeout", value_parser = parse_secs)]
+    pub grafana_timeout: Option<Duration>,
+
+    /// Passwords for raymon's API and Grafana's admin (ignored for raymon's
+    /// API when --web.config.file is given: that file decides).
+    #[arg(long, value_enum, default_value = "basic")]
+    pub auth: AuthMode,
+
     /// How long a child may take to stop after SIGTERM before SIGKILL.
     #[arg(long = "stop-timeout", default_value = "30s", value_parser = parse_secs)]
     pub stop_timeout: Duration,
@@ -484,6 +529,26 @@ pub struct DownArgs {
     /// How long to wait for everything to stop before SIGKILL.
     #[arg(long, default_value = "120s", value_parser = parse_secs)]
     pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The data dir `raymon up` was started with.
+    #[arg(long = "data-dir", env = "RAYMON_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: StatusFormat,
+}
+
+/// How `raymon status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object: `raymon_url`, `grafana_url`, `ray_dashboard_url`,
+    /// `public_urls`, `credentials_file`, `pids`, `running`, `data_dir`.
+    Json,
 }
 
 /// How `raymon env` prints the environment.

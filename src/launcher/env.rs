@@ -5,14 +5,23 @@
 use super::cli::EnvFormat;
 use super::urls::Urls;
 
-/// The variables, in a stable order.
-pub fn ray_env(urls: &Urls, datasource_name: &str) -> Vec<(&'static str, String)> {
-    vec![
+/// The variables, in a stable order; `prometheus_headers` is
+/// `RAY_PROMETHEUS_HEADERS` when raymon wants credentials.
+pub fn ray_env(
+    urls: &Urls,
+    datasource_name: &str,
+    prometheus_headers: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let mut vars = vec![
         ("RAY_GRAFANA_HOST", urls.grafana_local.clone()),
         ("RAY_GRAFANA_IFRAME_HOST", urls.grafana_public.clone()),
         ("RAY_PROMETHEUS_HOST", urls.raymon.clone()),
         ("RAY_PROMETHEUS_NAME", datasource_name.to_string()),
-    ]
+    ];
+    if let Some(h) = prometheus_headers {
+        vars.push(("RAY_PROMETHEUS_HEADERS", h.to_string()));
+    }
+    vars
 }
 
 /// The variables as `format` writes them, ending with a newline.

@@ -6,12 +6,18 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::auth::{self, Login};
+
 const INI_TEMPLATE: &str = include_str!("../../grafana/grafana.ini");
 const DATASOURCE_TEMPLATE: &str = include_str!("../../grafana/provisioning/datasources/raymon.yml");
 const DASHBOARDS_TEMPLATE: &str = include_str!("../../grafana/provisioning/dashboards/ray.yml");
 
-/// Where Grafana's files live inside a shifter container (a volume).
-pub const CONTAINER_DIR: &str = "/var/lib/grafana";
+/// Where Grafana's files live inside a shifter container: the data dir's
+/// `grafana/` mounted as a volume. shifter refuses user volumes under
+/// `/var` and `/etc` (NERSC/shifter `src/VolumeMap.c`,
+/// `validateVolumeMap_userRequest`), so the image's own `/var/lib/grafana`
+/// cannot be one; every `GF_PATHS_*` points here instead.
+pub const CONTAINER_DIR: &str = "/grafana";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -25,6 +31,8 @@ pub enum Error {
     NoBinary,
     #[error("template value {0} was not filled in")]
     Unfilled(String),
+    #[error(transparent)]
+    Private(#[from] auth::Error),
 }
 
 /// Grafana's directory: `host` on this machine, `view` as Grafana sees it
@@ -75,6 +83,10 @@ pub struct Settings {
     pub http_port: u16,
     pub root_url: String,
     pub serve_from_sub_path: bool,
+    /// raymon's basic-auth user, for the datasource.
+    pub raymon_login: Option<Login>,
+    /// Grafana's admin, set at its first start.
+    pub admin: Option<Login>,
 }
 
 fn vars(layout: &Layout, s: &Settings) -> Vec<(&'static str, String)> {
@@ -114,11 +126,35 @@ pub fn fill(template: &str, vars: &[(&str, String)]) -> Result<String, Error> {
 /// The three provisioning files, as (path under `layout.host`, content).
 pub fn render(layout: &Layout, s: &Settings) -> Result<Vec<(PathBuf, String)>, Error> {
     let v = vars(layout, s);
+    let mut ini = fill(INI_TEMPLATE, &v)?;
+    if let Some(admin) = &s.admin {
+        // Without them Grafana's first start makes admin/admin, which any
+        // user of the node could log in with. Generated passwords are
+        // letters and digits, which need no quoting in an ini value.
+        ini = ini.replacen(
+            "[security]\n",
+            &format!(
+                "[security]\nadmin_user = {}\nadmin_password = {}\n",
+                admin.user, admin.password
+            ),
+            1,
+        );
+    }
+    let mut datasource = fill(DATASOURCE_TEMPLATE, &v)?;
+    if let Some(login) = &s.raymon_login {
+        // Keys of the datasource list item in the template (4 spaces).
+        datasource.push_str(&format!(
+            "    basicAuth: true\n    basicAuthUser: \"{}\"\n    secureJsonData:\n      \
+             basicAuthPassword: \"{}\"\n",
+            yaml_dq(&login.user),
+            yaml_dq(&login.password)
+        ));
+    }
     Ok(vec![
-        (PathBuf::from("grafana.ini"), fill(INI_TEMPLATE, &v)?),
+        (PathBuf::from("grafana.ini"), ini),
         (
             PathBuf::from("provisioning/datasources/raymon.yml"),
-            fill(DATASOURCE_TEMPLATE, &v)?,
+            datasource,
         ),
         (
             PathBuf::from("provisioning/dashboards/ray.yml"),
@@ -145,9 +181,9 @@ pub fn write(layout: &Layout, s: &Settings) -> Result<(), Error> {
     ] {
         mk(layout.host.join(d))?;
     }
+    // The ini and the datasource may hold passwords: the user's alone.
     for (rel, text) in render(layout, s)? {
-        let path = layout.host.join(rel);
-        std::fs::write(&path, text).map_err(|source| Error::Write { path, source })?;
+        auth::write_private(&layout.host.join(rel), text.as_bytes())?;
     }
     Ok(())
 }
@@ -211,15 +247,20 @@ fn paths_env(layout: &Layout) -> Vec<(String, String)> {
 
 /// The first `grafana` (then `grafana-server`) in `path` (a PATH value).
 pub fn find_binary(path: &str) -> Option<PathBuf> {
-    for name in ["grafana", "grafana-server"] {
-        for dir in std::env::split_paths(path) {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
+    ["grafana", "grafana-server"]
+        .into_iter()
+        .find_map(|name| which(Path::new(name), path))
+}
+
+/// `program` as the shell finds it: itself when it names a directory,
+/// else the first file of that name in `path` (a PATH value).
+pub fn which(program: &Path, path: &str) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return program.is_file().then(|| program.to_path_buf());
     }
-    None
+    std::env::split_paths(path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
 }
 
 /// Grafana's home: the binary's `..` when it holds `conf/defaults.ini`
@@ -253,7 +294,7 @@ pub fn native_command(bin: &Path, home: Option<&Path>, layout: &Layout) -> Comma
     }
 }
 
-/// `shifter --image=I --volume=<data>/grafana:/var/lib/grafana --env=GF_PATHS_...
+/// `shifter --image=I --volume=<data>/grafana:/grafana --env=GF_PATHS_...
 /// /run.sh`: the image's own start script, which runs Grafana from
 /// `GF_PATHS_HOME` with the `GF_PATHS_*` given here, whatever its version.
 pub fn shifter_command(shifter: &Path, image: &str, layout: &Layout) -> CommandLine {

@@ -23,6 +23,11 @@ const OWNED_FLAGS: &[&str] = &[
 pub enum Error {
     #[error("`{0}` is set by raymon up; use raymon's own flag instead of passing it after --")]
     OwnedFlag(String),
+    #[error(
+        "Ray temp dir {path} is too long for Ray's unix sockets (at most {max} bytes); \
+         choose a shorter --ray-temp-dir"
+    )]
+    TempDirTooLong { path: PathBuf, max: usize },
     #[error("cannot write {path}")]
     Write {
         path: PathBuf,
@@ -64,24 +69,64 @@ pub fn start_args(spec: &StartSpec) -> Result<Vec<String>, Error> {
     Ok(args)
 }
 
+/// The last value of `flag` (`--flag=v` or `--flag v`) in `ray start`
+/// arguments, as click reads them.
+pub fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    let mut it = args.iter();
+    let mut value = None;
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
+            value = Some(v.to_string());
+        } else if a == flag {
+            value = it.next().cloned();
+        }
+    }
+    value
+}
+
 /// The host to probe Ray's dashboard on: `--dashboard-host` from the extra
 /// arguments unless it is a wildcard, else loopback.
 pub fn dashboard_host(extra: &[String]) -> String {
-    let mut it = extra.iter();
-    let mut host = None;
-    while let Some(a) = it.next() {
-        if let Some(v) = a.strip_prefix("--dashboard-host=") {
-            host = Some(v.to_string());
-        } else if a == "--dashboard-host" {
-            host = it.next().cloned();
-        }
-    }
-    match host.as_deref() {
+    match flag_value(extra, "--dashboard-host").as_deref() {
         None | Some("0.0.0.0") | Some("::") | Some("") | Some("localhost") => {
             "127.0.0.1".to_string()
         }
         Some(h) => h.to_string(),
     }
+}
+
+/// Ray's temp dir when none is given: with `--attach`, Ray's own default
+/// `/tmp/ray` (where `ray.init()` puts its sessions); else one per user, so
+/// that users of one login node do not share sessions and sockets.
+pub fn default_temp_dir(attach: bool, user: &str) -> PathBuf {
+    if attach {
+        PathBuf::from("/tmp/ray")
+    } else {
+        PathBuf::from(format!("/tmp/ray-{user}"))
+    }
+}
+
+/// Longest unix socket path Ray accepts on Linux (`_private/utils.py`,
+/// `validate_socket_filepath`: 108 - 1).
+const SOCKET_PATH_MAX: usize = 107;
+
+/// What Ray puts after the temp dir in its longest socket path
+/// (`_private/node.py`: the session dir `session_<date>_<time>_<usec>_<pid>`,
+/// then `sockets/plasma_store` from `_prepare_socket_file`), with a 7-digit
+/// PID.
+const SOCKET_SUFFIX: &str = "/session_2026-11-26_03-35-11_178048_1234567/sockets/plasma_store";
+
+/// Refuses a temp dir under which Ray's socket paths would be too long: Ray
+/// would fail only after its GCS started.
+pub fn check_socket_room(temp_dir: &Path) -> Result<(), Error> {
+    let len = temp_dir.as_os_str().len();
+    if len + SOCKET_SUFFIX.len() > SOCKET_PATH_MAX {
+        return Err(Error::TempDirTooLong {
+            path: temp_dir.to_path_buf(),
+            max: SOCKET_PATH_MAX - SOCKET_SUFFIX.len(),
+        });
+    }
+    Ok(())
 }
 
 /// The session `session_latest` points at, as an absolute path.

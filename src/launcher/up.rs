@@ -5,18 +5,22 @@
 //! [`super::env`] and [`super::supervisor`].
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use super::cli::{DownArgs, EnvArgs, EnvFormat, GrafanaMode, StackArgs, UpArgs};
+use super::auth::{self, Credentials, Login};
+use super::cli::{AuthMode, DownArgs, EnvArgs, EnvFormat, GrafanaMode, StackArgs, UpArgs};
 use super::env::{ray_env, render};
 use super::grafana::{self, CommandLine, Layout};
+use super::ports::{Need, Ports};
 use super::ray::{self, SessionFollower};
 use super::serve::wait_for_termination;
+use super::shifter;
+use super::status;
 use super::supervisor::{self, ProcId, State, Supervisor};
 use super::urls::{UrlInputs, Urls};
 
@@ -31,7 +35,8 @@ pub fn data_dir(flag: Option<&Path>, scratch: Option<&str>) -> PathBuf {
     std::path::absolute(&p).unwrap_or(p)
 }
 
-fn data_dir_from_env(flag: Option<&Path>) -> PathBuf {
+/// [`data_dir`] with `SCRATCH` from the environment.
+pub fn data_dir_from_env(flag: Option<&Path>) -> PathBuf {
     data_dir(flag, std::env::var("SCRATCH").ok().as_deref())
 }
 
@@ -52,9 +57,18 @@ fn service_prefix() -> Option<String> {
 }
 
 /// `raymon env`'s output.
+/// With the data dir's credentials, if `up` made some there.
 pub fn env_text(args: &EnvArgs, service_prefix: Option<&str>) -> String {
     let urls = urls_for(&args.stack, args.listen_address, service_prefix);
-    render(&ray_env(&urls, &args.stack.datasource_name), args.format)
+    let data = data_dir_from_env(args.stack.data_dir.as_deref());
+    let headers = auth::load(&data)
+        .ok()
+        .flatten()
+        .map(|c| auth::ray_prometheus_headers(&c.raymon));
+    render(
+        &ray_env(&urls, &args.stack.datasource_name, headers.as_deref()),
+        args.format,
+    )
 }
 
 /// Prints `raymon env`'s output for the process environment.
@@ -62,9 +76,16 @@ pub fn print_env(args: &EnvArgs) {
     print!("{}", env_text(args, service_prefix().as_deref()));
 }
 
-/// The Grafana settings `up` writes for these flags.
-pub fn grafana_settings(args: &UpArgs, urls: &Urls) -> grafana::Settings {
+/// The Grafana settings `up` writes for these flags and credentials.
+pub fn grafana_settings(
+    args: &UpArgs,
+    urls: &Urls,
+    raymon_login: Option<&Login>,
+    admin: Option<&Login>,
+) -> grafana::Settings {
     grafana::Settings {
+        raymon_login: raymon_login.cloned(),
+        admin: admin.cloned(),
         datasource_name: args.stack.datasource_name.clone(),
         raymon_url: urls.raymon.clone(),
         scrape_interval: args.scrape_interval.clone(),
@@ -75,14 +96,54 @@ pub fn grafana_settings(args: &UpArgs, urls: &Urls) -> grafana::Settings {
     }
 }
 
-/// Grafana's directory layout and command for these flags (`None` for
-/// `--grafana none`).
+/// How Grafana will run, and why: `--grafana auto` resolved against PATH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrafanaChoice {
+    pub mode: GrafanaMode,
+    pub why: String,
+}
+
+/// Resolves `--grafana` (never `Auto` in the answer).
+pub fn choose_grafana(args: &UpArgs, path_env: &str) -> GrafanaChoice {
+    let choice = |mode, why: String| GrafanaChoice { mode, why };
+    match args.grafana {
+        GrafanaMode::Auto => {
+            if let Some(bin) = &args.grafana_bin {
+                choice(
+                    GrafanaMode::Native,
+                    format!("--grafana-bin {}", bin.display()),
+                )
+            } else if let Some(bin) = grafana::find_binary(path_env) {
+                choice(GrafanaMode::Native, format!("{} is on PATH", bin.display()))
+            } else if let Some(shifter) = grafana::which(&args.shifter_bin, path_env) {
+                choice(
+                    GrafanaMode::Shifter,
+                    format!(
+                        "no grafana or grafana-server on PATH, {} is; image {}",
+                        shifter.display(),
+                        args.grafana_image
+                    ),
+                )
+            } else {
+                choice(
+                    GrafanaMode::None,
+                    "neither grafana, grafana-server nor shifter is on PATH".to_string(),
+                )
+            }
+        }
+        mode => choice(mode, "--grafana given".to_string()),
+    }
+}
+
+/// Grafana's directory layout and command for this mode (`None` for
+/// `GrafanaMode::None`).
 pub fn grafana_plan(
     args: &UpArgs,
+    mode: GrafanaMode,
     data: &Path,
     path_env: &str,
 ) -> anyhow::Result<(Layout, Option<CommandLine>)> {
-    Ok(match args.grafana {
+    Ok(match mode {
         GrafanaMode::Native => {
             let layout = Layout::native(data);
             let bin = match &args.grafana_bin {
@@ -98,11 +159,78 @@ pub fn grafana_plan(
         }
         GrafanaMode::Shifter => {
             let layout = Layout::container(data);
-            let cmd = grafana::shifter_command(&args.shifter_bin, &args.grafana_image, &layout);
+            let Some(bin) = grafana::which(&args.shifter_bin, path_env) else {
+                anyhow::bail!(
+                    "{} not found (on PATH): --grafana shifter needs it; use --grafana native \
+                     with --grafana-bin, or --grafana none",
+                    args.shifter_bin.display()
+                );
+            };
+            if let Some(why) =
+                shifter::volume_map_problem(&layout.host, &layout.view.display().to_string())
+            {
+                anyhow::bail!(
+                    "shifter cannot mount {} into the container: {why}; choose another --data-dir",
+                    layout.host.display()
+                );
+            }
+            let cmd = grafana::shifter_command(&bin, &args.grafana_image, &layout);
             (layout, Some(cmd))
         }
-        GrafanaMode::None => (Layout::native(data), None),
+        GrafanaMode::None | GrafanaMode::Auto => (Layout::native(data), None),
     })
+}
+
+/// `shifterimg` next to `shifter` (both come with a shifter installation),
+/// else on PATH.
+fn shifterimg_for(shifter_bin: &Path, path_env: &str) -> Option<PathBuf> {
+    let sibling = shifter_bin.parent().map(|d| d.join("shifterimg"));
+    sibling
+        .filter(|p| p.is_file())
+        .or_else(|| grafana::which(Path::new("shifterimg"), path_env))
+}
+
+/// Refuses an image `shifterimg images` does not list as ready: shifter
+/// would stop at once with `FAILED to lookup docker image ...`
+/// (NERSC/shifter `src/shifter.c`, `parse_options`).
+async fn ensure_image_pulled(
+    shifter_bin: &Path,
+    image: &str,
+    path_env: &str,
+) -> anyhow::Result<()> {
+    let pull = format!("shifterimg pull {image}");
+    let Some(bin) = shifterimg_for(shifter_bin, path_env) else {
+        anyhow::bail!(
+            "shifterimg not found next to {} or on PATH, so cannot check that {image} is pulled",
+            shifter_bin.display()
+        );
+    };
+    let run = tokio::process::Command::new(&bin)
+        .arg("images")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    // `shifterimg images` asks the image gateway, which may not answer.
+    let out = match tokio::time::timeout(Duration::from_secs(60), run).await {
+        Ok(Ok(out)) if out.status.success() => out,
+        Ok(Ok(out)) => anyhow::bail!(
+            "`{} images` failed ({}): {}",
+            bin.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Ok(Err(e)) => anyhow::bail!("cannot run {}: {e}", bin.display()),
+        Err(_) => anyhow::bail!("`{} images` did not answer within 60s", bin.display()),
+    };
+    match shifter::image_status(&String::from_utf8_lossy(&out.stdout), image) {
+        shifter::ImageStatus::Ready => Ok(()),
+        shifter::ImageStatus::Listed(status) => anyhow::bail!(
+            "image {image} is {status} in `shifterimg images`, not READY; wait for `{pull}` to finish"
+        ),
+        shifter::ImageStatus::Missing => {
+            anyhow::bail!("image {image} is not pulled for shifter; run `{pull}` first")
+        }
+    }
 }
 
 /// Runs `up` until SIGINT/SIGTERM (what `raymon down` sends).
@@ -119,33 +247,33 @@ pub async fn up_until_signal(args: UpArgs) -> anyhow::Result<()> {
 
 /// Starts the stack, runs it until `cancel` or a child fails, then stops it
 /// in order.
-pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
+pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
     let data = data_dir_from_env(args.stack.data_dir.as_deref());
-    std::fs::create_dir_all(&data)
-        .with_context(|| format!("cannot create data dir {}", data.display()))?;
-    if let Some(state) = State::read(&data) {
-        let alive: Vec<u32> = state
-            .up
-            .iter()
-            .chain(&state.pids)
-            .filter(|p| p.alive())
-            .map(|p| p.pid)
-            .collect();
-        if !alive.is_empty() {
-            anyhow::bail!(
-                "a raymon up with data dir {} is still running (processes {alive:?}); \
-                 stop it with `raymon down --data-dir {}`",
-                data.display(),
-                data.display()
-            );
-        }
+    let _owner = claim_data_dir(&data)?;
+    let path_env = std::env::var("PATH").unwrap_or_default();
+    let choice = choose_grafana(&args, &path_env);
+    eprintln!(
+        "raymon up: Grafana: {} ({})",
+        choice.mode.name(),
+        choice.why
+    );
+    // Everything that can be checked is checked before anything starts.
+    let (ray_port_env, moved) = settle_ports(&mut args, choice.mode)?;
+    for line in &moved {
+        eprintln!("raymon up: {line}");
     }
     let urls = urls_for(
         &args.stack,
         args.serve.listen_address,
         service_prefix().as_deref(),
     );
-    let temp_dir = std::path::absolute(&args.stack.ray_temp_dir)?;
+    let temp_dir = match &args.stack.ray_temp_dir {
+        Some(t) => std::path::absolute(t)?,
+        None => ray::default_temp_dir(args.attach, &user_name()),
+    };
+    if !args.attach {
+        ray::check_socket_room(&temp_dir)?;
+    }
     let ray_spec = ray::StartSpec {
         ray_bin: args.ray_bin.clone(),
         temp_dir: temp_dir.clone(),
@@ -153,28 +281,42 @@ pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
         metrics_export_port: args.metrics_export_port,
         extra: args.ray_args.clone(),
     };
-    // Everything that can be checked is checked before anything starts.
     let ray_start = if args.attach {
         None
     } else {
         Some(ray::start_args(&ray_spec)?)
     };
-    // On a shared login node another user's Grafana or Ray may hold a port;
-    // the health checks would then pass against the wrong server.
-    if grafana_cmd_wanted(&args) {
-        ensure_free(
-            args.stack.grafana_listen,
-            "Grafana",
-            "--grafana-listen-address",
-        )?;
+    let (layout, grafana_cmd) = grafana_plan(&args, choice.mode, &data, &path_env)?;
+    if let (GrafanaMode::Shifter, Some(cmd)) = (choice.mode, &grafana_cmd) {
+        ensure_image_pulled(&cmd.program, &args.grafana_image, &path_env).await?;
     }
-    if !args.attach {
-        let dashboard: SocketAddr = ([127, 0, 0, 1], args.stack.dashboard_port).into();
-        ensure_free(dashboard, "Ray's dashboard", "--dashboard-port")?;
-    }
-    let path_env = std::env::var("PATH").unwrap_or_default();
-    let (layout, grafana_cmd) = grafana_plan(&args, &data, &path_env)?;
-    grafana::write(&layout, &grafana_settings(&args, &urls))?;
+    let creds = match args.auth {
+        AuthMode::Basic => Some(auth::load_or_create(&data)?),
+        AuthMode::None => None,
+    };
+    // A web config of the user's decides who may query raymon; up cannot
+    // know its passwords.
+    let api_login = match (&creds, &args.serve.web_config_file) {
+        (Some((c, _)), None) => Some(c.raymon.clone()),
+        (Some(_), Some(f)) => {
+            eprintln!(
+                "raymon up: {} decides raymon's API auth; Grafana and Ray get no \
+                 credentials from up",
+                f.display()
+            );
+            None
+        }
+        (None, _) => None,
+    };
+    grafana::write(
+        &layout,
+        &grafana_settings(
+            &args,
+            &urls,
+            api_login.as_ref(),
+            creds.as_ref().map(|(c, _)| &c.grafana_admin),
+        ),
+    )?;
     std::fs::create_dir_all(&temp_dir)
         .with_context(|| format!("cannot create Ray temp dir {}", temp_dir.display()))?;
     let prom = data.join("prometheus.yml");
@@ -188,6 +330,11 @@ pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
         );
     }
     serve_args.config_file = prom;
+    if let Some(login) = &api_login {
+        let path = data.join(auth::WEB_CONFIG_FILE);
+        auth::write_private(&path, auth::web_config(login)?.as_bytes())?;
+        serve_args.web_config_file = Some(path);
+    }
     if serve_args.storage_path == Path::new("data/") {
         serve_args.storage_path = data.join("tsdb");
     }
@@ -203,12 +350,17 @@ pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
         ray_start,
         layout: &layout,
         grafana_cmd: grafana_cmd.as_ref(),
+        ray_port_env: &ray_port_env,
+        authorization: api_login.as_ref().map(auth::authorization),
+        prometheus_headers: api_login.as_ref().map(auth::ray_prometheus_headers),
+        credentials: creds.as_ref().map(|(c, created)| (c, *created)),
     };
     let result = run(&plan, &mut sup).await;
 
     // Scraping stops and storage flushes before the children go, so the
     // last scrapes of Ray are not cut short; Grafana goes before Ray.
     eprintln!("raymon up: stopping the collector, then Grafana and Ray");
+    status::Stack::remove(&data);
     let stopped = sup.shutdown(args.stop_timeout).await;
     eprintln!("raymon up: stopped");
     match (result, stopped) {
@@ -217,16 +369,192 @@ pub async fn up(args: UpArgs, cancel: CancellationToken) -> anyhow::Result<()> {
     }
 }
 
-fn grafana_cmd_wanted(args: &UpArgs) -> bool {
-    args.grafana != GrafanaMode::None
+/// Makes the data dir and makes it ours: it must be writable, no other
+/// live `up` may hold its lock, and no process a dead `up` left may still
+/// run (a new `up` would lose track of them). The lock is held as long as
+/// the returned file is open, and the kernel drops it when `up` dies.
+fn claim_data_dir(data: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("cannot create data dir {}", data.display()))?;
+    let probe = data.join(".raymon-write-probe");
+    if let Err(e) = std::fs::write(&probe, b"") {
+        anyhow::bail!(
+            "data dir {} is not writable ({e}); choose another with --data-dir",
+            data.display()
+        );
+    }
+    let _ = std::fs::remove_file(&probe);
+    let running = |pids: String| {
+        anyhow::anyhow!(
+            "a raymon up with data dir {} is still running{pids}; stop it with \
+             `raymon down --data-dir {}`, or choose another --data-dir",
+            data.display(),
+            data.display()
+        )
+    };
+    let lock_path = data.join(LOCK_FILE);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let up = State::read(data).and_then(|s| s.up).map(|p| p.pid);
+            return Err(running(
+                up.map_or(String::new(), |p| format!(" (process {p})")),
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
+        }
+    }
+    if let Some(state) = State::read(data) {
+        let alive: Vec<u32> = state
+            .up
+            .iter()
+            .chain(&state.pids)
+            .filter(|p| p.alive())
+            .map(|p| p.pid)
+            .collect();
+        if !alive.is_empty() {
+            return Err(running(format!(" (processes {alive:?})")));
+        }
+    }
+    Ok(lock)
 }
 
-fn ensure_free(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<()> {
-    match std::net::TcpListener::bind(addr) {
-        Ok(_) => Ok(()),
-        Err(e) => anyhow::bail!("{addr} is not free for {what} ({e}); choose another with {flag}"),
+/// Held by the `up` that owns a data dir (`flock`, released when it exits).
+const LOCK_FILE: &str = "raymon-up.lock";
+
+/// The user's name, for per-user defaults: `$USER`, else the uid.
+fn user_name() -> String {
+    use std::os::unix::fs::MetadataExt;
+    match std::env::var("USER") {
+        Ok(u) if !u.is_empty() && !u.contains('/') => u,
+        _ => std::fs::metadata("/proc/self")
+            .map_or_else(|_| "unknown".to_string(), |m| m.uid().to_string()),
     }
 }
+
+/// Ray's ports with defaults, as `ray start` flags: (what, flag, default).
+/// Ray's defaults: `ray_constants.DEFAULT_PORT`,
+/// `DEFAULT_DASHBOARD_AGENT_LISTEN_PORT`, and `scripts.py`'s 10001 for the
+/// client server (which `ray start` binds only when Ray's client is
+/// installed; a moved port is passed only when 10001 is taken).
+const RAY_PORT_FLAGS: &[(&str, &str, u16)] = &[
+    ("Ray's GCS", "--port", 6379),
+    (
+        "Ray's dashboard agent",
+        "--dashboard-agent-listen-port",
+        52365,
+    ),
+    ("Ray's client server", "--ray-client-server-port", 10001),
+];
+
+/// Ray's ports set by variables in `ray start`'s environment (`dashboard/consts.py`,
+/// `autoscaler/_private/constants.py`).
+const RAY_PORT_VARS: &[(&str, &str, u16)] = &[
+    ("Ray dashboard's metrics", "DASHBOARD_METRIC_PORT", 44227),
+    ("Ray autoscaler's metrics", "AUTOSCALER_METRIC_PORT", 44217),
+];
+
+/// Settles every port `up` needs ([`Ports`]): moved ones are written into
+/// `args` (Ray's as extra `ray start` flags). Returns the variables `ray
+/// start` needs for moved ports that are variables, and a line per move.
+/// On a shared login node another user's Grafana or Ray may hold a port;
+/// the health checks would then pass against the wrong server.
+fn settle_ports(args: &mut UpArgs, grafana: GrafanaMode) -> anyhow::Result<(EnvVars, Vec<String>)> {
+    let mut ports = Ports::default();
+    let mut said = Vec::new();
+    let mut settle = |need: Need| -> anyhow::Result<u16> {
+        let s = ports.settle(&need)?;
+        if let Some(from) = s.moved_from {
+            said.push(format!(
+                "port {from} ({}) is taken; using {} ({})",
+                need.what, s.port, need.flag
+            ));
+        }
+        Ok(s.port)
+    };
+    // A chosen raymon address that is taken stops the collector with its own
+    // message; only the default moves.
+    let listen = args.serve.listen_address;
+    if listen.port() == DEFAULT_RAYMON_PORT {
+        let need = Need::new(
+            "raymon",
+            "--web.listen-address",
+            listen.ip(),
+            DEFAULT_RAYMON_PORT,
+            DEFAULT_RAYMON_PORT,
+        );
+        args.serve.listen_address.set_port(settle(need)?);
+    }
+    if grafana != GrafanaMode::None {
+        let g = args.stack.grafana_listen;
+        let need = Need::new(
+            "Grafana",
+            "--grafana-listen-address",
+            g.ip(),
+            g.port(),
+            DEFAULT_GRAFANA_PORT,
+        );
+        args.stack.grafana_listen.set_port(settle(need)?);
+    }
+    let mut env = Vec::new();
+    if args.attach {
+        return Ok((env, said));
+    }
+    let need = Need::new(
+        "Ray's dashboard",
+        "--dashboard-port",
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        args.stack.dashboard_port,
+        DEFAULT_DASHBOARD_PORT,
+    );
+    args.stack.dashboard_port = settle(need)?;
+    if let Some(p) = args.metrics_export_port {
+        // Unset, Ray binds a free port itself and discovery finds it.
+        settle(Need::new(
+            "Ray's metrics export",
+            "--metrics-export-port",
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            p,
+            0,
+        ))?;
+    }
+    for &(what, flag, default) in RAY_PORT_FLAGS {
+        // A port given after `--` is the user's; Ray says if it is taken.
+        if ray::flag_value(&args.ray_args, flag).is_some() {
+            continue;
+        }
+        let port = settle(Need::ray(what, flag, default))?;
+        if port != default {
+            args.ray_args.push(format!("{flag}={port}"));
+        }
+    }
+    for &(what, var, default) in RAY_PORT_VARS {
+        if std::env::var_os(var).is_some() {
+            continue;
+        }
+        let port = settle(Need::ray(what, var, default))?;
+        if port != default {
+            env.push((var.to_string(), port.to_string()));
+        }
+    }
+    Ok((env, said))
+}
+
+/// Variables for a child's environment.
+type EnvVars = Vec<(String, String)>;
+
+/// The defaults of `--web.listen-address`, `--grafana-listen-address` and
+/// `--dashboard-port` (Prometheus's, Grafana's and Ray's).
+const DEFAULT_RAYMON_PORT: u16 = 9090;
+const DEFAULT_GRAFANA_PORT: u16 = 3000;
+const DEFAULT_DASHBOARD_PORT: u16 = 8265;
 
 struct Plan<'a> {
     args: &'a UpArgs,
@@ -236,6 +564,14 @@ struct Plan<'a> {
     ray_start: Option<Vec<String>>,
     layout: &'a Layout,
     grafana_cmd: Option<&'a CommandLine>,
+    /// Ray's moved ports that are variables.
+    ray_port_env: &'a [(String, String)],
+    /// The `Authorization` header raymon wants, if any.
+    authorization: Option<String>,
+    /// `RAY_PROMETHEUS_HEADERS`, if raymon wants credentials.
+    prometheus_headers: Option<String>,
+    /// The credentials, and whether this run made them.
+    credentials: Option<(&'a Credentials, bool)>,
 }
 
 /// From the collector's start to `cancel`.
@@ -263,7 +599,7 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
     let waited = wait_until(
         "raymon",
         args.ready_timeout,
-        || probe_ok(&client, &ready_url),
+        || probe_ok(&client, &ready_url, plan.authorization.as_deref()),
         || stopped(sup),
     )
     .await;
@@ -277,9 +613,14 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
         let before = ray::session_latest(plan.temp_dir);
         let mut cmd = tokio::process::Command::new(&args.ray_bin);
         cmd.args(start);
-        for (k, v) in ray_env(plan.urls, &args.stack.datasource_name) {
+        for (k, v) in ray_env(
+            plan.urls,
+            &args.stack.datasource_name,
+            plan.prometheus_headers.as_deref(),
+        ) {
             cmd.env(k, v);
         }
+        cmd.envs(plan.ray_port_env.iter().map(|(k, v)| (k, v)));
         eprintln!(
             "raymon up: starting Ray: {} {}",
             args.ray_bin.display(),
@@ -303,7 +644,7 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
                             ray::prometheus_yml(&session).display()
                         ));
                     }
-                    probe_ok(client, url).await
+                    probe_ok(client, url, None).await
                 }
             },
             || stopped(sup),
@@ -336,9 +677,15 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
         Some(cmd) => {
             eprintln!("raymon up: starting Grafana: {}", cmd.display());
             sup.spawn("grafana", cmd.to_command(), None)?;
+            let timeout = args.grafana_timeout.unwrap_or(args.ready_timeout);
+            eprintln!(
+                "raymon up: waiting up to {}s for Grafana (--grafana-timeout); a first start \
+                 in a container can take minutes",
+                timeout.as_secs()
+            );
             let waited = wait_until(
                 "Grafana",
-                args.ready_timeout,
+                timeout,
                 || grafana::health(&client, &plan.urls.grafana_local),
                 || stopped(sup),
             )
@@ -372,6 +719,10 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
     }
 
     print_summary(plan);
+    let stack = stack_of(plan);
+    if let Err(e) = stack.write(plan.data) {
+        eprintln!("raymon up: cannot write {}: {e}", status::STACK_FILE);
+    }
 
     let mut tick: u64 = 0;
     loop {
@@ -409,6 +760,26 @@ fn interrupted_or(cancel: &CancellationToken, e: String) -> anyhow::Result<()> {
     }
 }
 
+/// What `raymon status` reports of this stack.
+fn stack_of(plan: &Plan<'_>) -> status::Stack {
+    let u = plan.urls;
+    let grafana = plan.grafana_cmd.is_some();
+    status::Stack {
+        raymon_url: u.raymon.clone(),
+        grafana_url: grafana.then(|| u.grafana_local.clone()),
+        ray_dashboard_url: Some(format!(
+            "http://{}:{}",
+            ray::dashboard_host(&plan.args.ray_args),
+            plan.args.stack.dashboard_port
+        )),
+        public_urls: status::PublicUrls {
+            grafana: grafana.then(|| u.grafana_public.clone()),
+            ray_dashboard: Some(u.dashboard.clone()),
+        },
+        credentials_file: plan.credentials.map(|_| auth::credentials_path(plan.data)),
+    }
+}
+
 fn print_summary(plan: &Plan<'_>) {
     let u = plan.urls;
     println!("raymon is up (data dir {}).", plan.data.display());
@@ -423,6 +794,31 @@ fn print_summary(plan: &Plan<'_>) {
         );
     }
     println!("  raymon (Prometheus API): {}", u.raymon);
+    if let Some((c, created)) = plan.credentials {
+        let file = auth::credentials_path(plan.data);
+        if plan.authorization.is_some() {
+            println!(
+                "  raymon's API wants basic auth: user {}, password in {}",
+                c.raymon.user,
+                file.display()
+            );
+        }
+        if plan.grafana_cmd.is_some() && created {
+            // Shown this once; the file keeps it.
+            println!(
+                "  Grafana admin: user {}, password {} (also in {})",
+                c.grafana_admin.user,
+                c.grafana_admin.password,
+                file.display()
+            );
+        } else if plan.grafana_cmd.is_some() {
+            println!(
+                "  Grafana admin: user {}, password in {}",
+                c.grafana_admin.user,
+                file.display()
+            );
+        }
+    }
     if let Some(h) = u.hint() {
         println!("{h}");
     }
@@ -434,7 +830,11 @@ fn print_summary(plan: &Plan<'_>) {
         print!(
             "{}",
             render(
-                &ray_env(u, &plan.args.stack.datasource_name),
+                &ray_env(
+                    u,
+                    &plan.args.stack.datasource_name,
+                    plan.prometheus_headers.as_deref()
+                ),
                 EnvFormat::Python
             )
         );
@@ -445,13 +845,16 @@ fn print_summary(plan: &Plan<'_>) {
     );
 }
 
-async fn probe_ok(client: &reqwest::Client, url: &str) -> Result<(), String> {
-    let r = client
-        .get(url)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
+async fn probe_ok(
+    client: &reqwest::Client,
+    url: &str,
+    authorization: Option<&str>,
+) -> Result<(), String> {
+    let mut req = client.get(url).timeout(Duration::from_secs(5));
+    if let Some(a) = authorization {
+        req = req.header(reqwest::header::AUTHORIZATION, a);
+    }
+    let r = req.send().await.map_err(|e| format!("{url}: {e}"))?;
     if r.status().is_success() {
         Ok(())
     } else {
