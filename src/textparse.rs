@@ -682,6 +682,22 @@ mod tests {
         );
     }
 
+    /// Past `HASHED_FROM` unsorted names, repeats are found in a hash set:
+    /// same error, same column, and the set starts empty for each sample.
+    #[test]
+    fn issue_16_many_unsorted_labels_find_repeats_in_a_set() {
+        let names: Vec<String> = (0..100).rev().map(|i| format!("l{i:03}=\"v\"")).collect();
+        let wide = format!("foo{{{}}}", names.join(","));
+        let twice = format!("{wide} 1\n{wide} 2\n");
+        assert_eq!(samples(&twice, T).len(), 2);
+        let repeated = format!("foo{{{},l050=\"w\"}} 1\n", names.join(","));
+        let column = repeated.find(",l050=\"w\"").unwrap() + 2;
+        assert_eq!(
+            fails(&repeated, T),
+            format!("1:{column}: duplicate label name \"l050\"")
+        );
+    }
+
     #[test]
     fn malformed_invalid_metric_name() {
         assert_eq!(

@@ -140,9 +140,12 @@ impl TargetState {
                 Lookup::Unknown(slot) => slot,
             };
             builder.clear();
-            builder.set(METRIC_NAME.to_string(), sample.name.to_string());
+            // `add`, not `set`: no search per label, so a sample with many
+            // labels costs one sort in `build`, which also keeps the last of
+            // a repeated name as `set` would.
+            builder.add(METRIC_NAME.to_string(), sample.name.to_string());
             for (name, value) in sample.labels() {
-                builder.set(name.to_string(), value.into_owned());
+                builder.add(name.to_string(), value.into_owned());
             }
             apply_target_labels(&mut builder, target, settings.honor_labels);
             let labels = builder.build();
