@@ -334,7 +334,7 @@ impl Wal {
     }
 
     /// Queues a series entry; it is written with the next batch, or at
-    /// once when [`SERIES_QUEUE_BYTES`] are queued.
+    /// once a megabyte of entries is queued (see `SERIES_QUEUE_BYTES`).
     pub fn log_series(&self, r: SeriesRef, labels: &Labels) {
         let mut w = lock(&self.w);
         codec::put_series(&mut w.series, r, labels);
