@@ -517,16 +517,22 @@ scrape_configs:
     });
     assert!(stored >= 5.0, "head series {stored}");
 
-    // Once a target has been scraped twice, the interval summary has data.
+    // Once a target has been scraped twice, the interval summary has data;
+    // and once the process has used a clock tick (10 ms) of CPU, which an
+    // optimised build may not have in its first seconds, its CPU counter.
     let r = support::wait_for(Duration::from_secs(30), "a second scrape", || {
         let r = support::get(&addr, "/metrics").map_err(|e| e.to_string())?;
         let counted = r.body.lines().any(|l| {
             l.starts_with("prometheus_target_interval_length_seconds_count{") && !l.ends_with(" 0")
         });
-        if counted {
+        let cpu = r
+            .body
+            .lines()
+            .any(|l| l.starts_with("process_cpu_seconds_total ") && !l.ends_with(" 0"));
+        if counted && cpu {
             Ok(r)
         } else {
-            Err("no interval observed".to_string())
+            Err(format!("interval observed: {counted}, CPU counted: {cpu}"))
         }
     });
     assert_eq!(r.status, 200);
