@@ -271,9 +271,15 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
         Some(t) => std::path::absolute(t)?,
         None => ray::default_temp_dir(args.attach, &user_name()),
     };
-    if !args.attach {
+    // With --attach the temp dir is the notebook's Ray's, which up only reads.
+    let _temp_owner = if args.attach {
+        std::fs::create_dir_all(&temp_dir)
+            .with_context(|| format!("cannot create Ray temp dir {}", temp_dir.display()))?;
+        None
+    } else {
         ray::check_socket_room(&temp_dir)?;
-    }
+        Some(claim_temp_dir(&temp_dir)?)
+    };
     let ray_spec = ray::StartSpec {
         ray_bin: args.ray_bin.clone(),
         temp_dir: temp_dir.clone(),
@@ -317,8 +323,6 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
             creds.as_ref().map(|(c, _)| &c.grafana_admin),
         ),
     )?;
-    std::fs::create_dir_all(&temp_dir)
-        .with_context(|| format!("cannot create Ray temp dir {}", temp_dir.display()))?;
     let prom = data.join("prometheus.yml");
     ray::write_prometheus_config(&prom, &temp_dir, &args.scrape_interval)?;
 
@@ -392,25 +396,12 @@ fn claim_data_dir(data: &Path) -> anyhow::Result<std::fs::File> {
             data.display()
         )
     };
-    let lock_path = data.join(LOCK_FILE);
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open {}", lock_path.display()))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let up = State::read(data).and_then(|s| s.up).map(|p| p.pid);
-            return Err(running(
-                up.map_or(String::new(), |p| format!(" (process {p})")),
-            ));
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
-        }
-    }
+    let Some(lock) = try_lock(&data.join(LOCK_FILE))? else {
+        let up = State::read(data).and_then(|s| s.up).map(|p| p.pid);
+        return Err(running(
+            up.map_or(String::new(), |p| format!(" (process {p})")),
+        ));
+    };
     if let Some(state) = State::read(data) {
         let alive: Vec<u32> = state
             .up
@@ -426,8 +417,41 @@ fn claim_data_dir(data: &Path) -> anyhow::Result<std::fs::File> {
     Ok(lock)
 }
 
-/// Held by the `up` that owns a data dir (`flock`, released when it exits).
+/// Held by the `up` that owns a data dir or a Ray temp dir (`flock`,
+/// released when it exits).
 const LOCK_FILE: &str = "raymon-up.lock";
+
+/// An exclusive lock on `path` (made if missing), or `None` when another
+/// process holds it.
+fn try_lock(path: &Path) -> anyhow::Result<Option<std::fs::File>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// Makes Ray's temp dir and makes it this `up`'s: two Rays under one temp
+/// dir share `session_latest` and the discovery file, so each raymon would
+/// scrape whichever started last.
+fn claim_temp_dir(temp_dir: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(temp_dir)
+        .with_context(|| format!("cannot create Ray temp dir {}", temp_dir.display()))?;
+    try_lock(&temp_dir.join(LOCK_FILE))?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "Ray temp dir {} is used by another raymon up; choose another with --ray-temp-dir",
+            temp_dir.display()
+        )
+    })
+}
 
 /// The user's name, for per-user defaults: `$USER`, else the uid.
 fn user_name() -> String {

@@ -1798,6 +1798,23 @@ fn issue_17_bad_input_is_a_one_line_error_before_anything_starts() {
     assert_eq!(default_temp_dir(true, "alice"), Path::new("/tmp/ray"));
     assert!(check_socket_room(Path::new("/tmp/ray-a-long-user-name-of-20")).is_ok());
 
+    // Another up's Ray uses the temp dir: its lock, held here.
+    let data = tmp.path().join("d6");
+    let shared = tmp.path().join("shared-ray");
+    std::fs::create_dir_all(&shared).unwrap();
+    let held = std::fs::File::create(shared.join("raymon-up.lock")).unwrap();
+    held.lock().unwrap();
+    let mut args = base(&data);
+    args.retain(|a| a != "--attach" && !a.starts_with("--ray-temp-dir"));
+    args.extend([
+        "--grafana=none".into(),
+        format!("--ray-temp-dir={}", shared.display()),
+    ]);
+    let mut up = Up::start(&args, &[], tmp.path());
+    let e = refused_before_start(&mut up, &data);
+    assert!(e.contains("is used by another raymon up"), "{e}");
+    drop(held);
+
     // Another live `up` owns the data dir.
     let data = tmp.path().join("d4");
     let mut args = base(&data);
