@@ -1774,19 +1774,24 @@ fn issue_17_bad_input_is_a_one_line_error_before_anything_starts() {
     assert!(e.contains("is not writable"), "{e}");
     assert!(e.contains("--data-dir"), "{e}");
 
+    // Flags of an `up` that starts Ray itself under `temp`.
+    let starting_ray = |data: &Path, temp: &Path| {
+        let mut args = base(data);
+        args.retain(|a| a != "--attach" && !a.starts_with("--ray-temp-dir"));
+        args.extend([
+            "--grafana=none".into(),
+            format!("--ray-temp-dir={}", temp.display()),
+        ]);
+        args
+    };
+
     // Ray's unix sockets would not fit under this temp dir (Ray's
     // `_private/utils.py`, `validate_socket_filepath`: 107 bytes).
     let data = tmp.path().join("d5");
     let long = tmp
         .path()
         .join("a-temp-dir-name-long-enough-for-ray-sockets");
-    let mut args = base(&data);
-    args.retain(|a| a != "--attach" && !a.starts_with("--ray-temp-dir"));
-    args.extend([
-        "--grafana=none".into(),
-        format!("--ray-temp-dir={}", long.display()),
-    ]);
-    let mut up = Up::start(&args, &[], tmp.path());
+    let mut up = Up::start(&starting_ray(&data, &long), &[], tmp.path());
     let e = refused_before_start(&mut up, &data);
     assert!(e.contains("too long for Ray's unix sockets"), "{e}");
     assert!(!long.exists());
@@ -1804,13 +1809,7 @@ fn issue_17_bad_input_is_a_one_line_error_before_anything_starts() {
     std::fs::create_dir_all(&shared).unwrap();
     let held = std::fs::File::create(shared.join("raymon-up.lock")).unwrap();
     held.lock().unwrap();
-    let mut args = base(&data);
-    args.retain(|a| a != "--attach" && !a.starts_with("--ray-temp-dir"));
-    args.extend([
-        "--grafana=none".into(),
-        format!("--ray-temp-dir={}", shared.display()),
-    ]);
-    let mut up = Up::start(&args, &[], tmp.path());
+    let mut up = Up::start(&starting_ray(&data, &shared), &[], tmp.path());
     let e = refused_before_start(&mut up, &data);
     assert!(e.contains("is used by another raymon up"), "{e}");
     drop(held);
