@@ -269,7 +269,19 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
     );
     let temp_dir = match &args.stack.ray_temp_dir {
         Some(t) => std::path::absolute(t)?,
-        None => ray::default_temp_dir(args.attach, &user_name()),
+        None if args.attach => ray::default_temp_dir(true, &user_name()),
+        None => {
+            let t = ray::default_temp_dir(false, &user_name());
+            // Ray makes its temp dir and sessions readable by everyone
+            // (`_common/utils.py`, `try_make_directory_shared`), and writes
+            // RAY_PROMETHEUS_HEADERS (raymon's password) into the
+            // datasource it provisions there: the dir above is the user's
+            // alone.
+            if let Some(parent) = t.parent() {
+                auth::private_dir(parent)?;
+            }
+            t
+        }
     };
     // With --attach the temp dir is the notebook's Ray's, which up only reads.
     let _temp_owner = if args.attach {

@@ -1798,10 +1798,10 @@ fn issue_17_bad_input_is_a_one_line_error_before_anything_starts() {
     use raymon::launcher::ray::{check_socket_room, default_temp_dir};
     assert_eq!(
         default_temp_dir(false, "alice"),
-        Path::new("/tmp/ray-alice")
+        Path::new("/tmp/raymon-alice/ray")
     );
+    assert!(check_socket_room(&default_temp_dir(false, "a-long-user-name-x")).is_ok());
     assert_eq!(default_temp_dir(true, "alice"), Path::new("/tmp/ray"));
-    assert!(check_socket_room(Path::new("/tmp/ray-a-long-user-name-of-20")).is_ok());
 
     // Another up's Ray uses the temp dir: its lock, held here.
     let data = tmp.path().join("d6");
@@ -1904,6 +1904,8 @@ fn real_ray_with_grafana(mode: &str) -> serde_json::Value {
     let r = support::get(&dashboard, "/api/prometheus_health").unwrap();
     assert_eq!(r.json()["result"], true, "{}", r.body);
     let rec = recorded(&record);
+    // Why `up`'s default temp dir sits in a closed directory of the user's.
+    assert_eq!(mode_of(&temp), 0o777, "Ray opens its temp dir to everyone");
     assert!(down(&data).status.success());
     assert!(up.wait_exit(Duration::from_secs(30)).success());
     assert!(processes_naming(&temp.display().to_string()).is_empty());
@@ -2223,4 +2225,31 @@ fn issue_17_two_stacks_on_one_node_with_default_ports() {
     assert_eq!(status_with(&rb, q, Some(&auth_b)), 200);
     assert!(down(&data_b).status.success());
     assert!(b.wait_exit(Duration::from_secs(60)).success());
+}
+
+/// The directory around `up`'s default Ray temp dir is the user's alone,
+/// and one that another user made first is refused.
+#[test]
+fn issue_17_private_dir_is_closed_and_must_be_ours() {
+    use raymon::launcher::auth::private_dir;
+    let tmp = TempDir::new("priv");
+    let mine = tmp.path().join("raymon-me");
+    std::fs::create_dir_all(&mine).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    private_dir(&mine).unwrap();
+    assert_eq!(mode_of(&mine), 0o700);
+    private_dir(&tmp.path().join("new/deeper")).unwrap();
+    assert_eq!(mode_of(&tmp.path().join("new/deeper")), 0o700);
+    // Only root can give a directory away; elsewhere the check above is
+    // what runs.
+    let theirs = tmp.path().join("raymon-them");
+    std::fs::create_dir_all(&theirs).unwrap();
+    if std::os::unix::fs::chown(&theirs, Some(65534), None).is_ok() {
+        let e = private_dir(&theirs).unwrap_err().to_string();
+        assert!(e.contains("belongs to another user"), "{e}");
+        assert_ne!(mode_of(&theirs), 0o700);
+    }
 }
