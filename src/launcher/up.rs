@@ -312,6 +312,14 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
         AuthMode::Basic => Some(auth::load_or_create(&data)?),
         AuthMode::None => None,
     };
+    // Grafana sets its admin password at its first start only.
+    if matches!(creds, Some((_, true))) && layout.host.join("data/grafana.db").exists() {
+        eprintln!(
+            "raymon up: Grafana's database in {} predates the new credentials: its admin \
+             password stays as it was (`grafana cli admin reset-admin-password` changes it)",
+            layout.host.display()
+        );
+    }
     // A web config of the user's decides who may query raymon; up cannot
     // know its passwords.
     let api_login = match (&creds, &args.serve.web_config_file) {

@@ -2087,6 +2087,23 @@ fn issue_17_credentials_by_default() {
     assert!(down(&data).status.success());
     assert!(again.wait_exit(Duration::from_secs(20)).success());
 
+    // A Grafana database from before the credentials keeps its admin
+    // password: said, not hidden.
+    let old = tmp.path().join("old");
+    std::fs::create_dir_all(old.join("grafana/data")).unwrap();
+    std::fs::write(old.join("grafana/data/grafana.db"), b"").unwrap();
+    let mut moved = args.to_vec();
+    moved[1] = format!("--data-dir={}", old.display());
+    let mut up = Up::start(&moved, &[], tmp.path());
+    up.wait_up(Duration::from_secs(60));
+    assert!(
+        up.stderr().contains("predates the new credentials"),
+        "{}",
+        up.stderr()
+    );
+    assert!(down(&old).status.success());
+    assert!(up.wait_exit(Duration::from_secs(20)).success());
+
     // --auth none: no password asked.
     let mut open = Up::start(
         &[&args[..], &["--auth=none".to_string()]].concat(),
