@@ -742,7 +742,8 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
                     anyhow::bail!("{e}");
                 }
                 anyhow::bail!(
-                    "{e}\nlast lines of {}:\n{}",
+                    "{e}; if Grafana is only slow, raise --grafana-timeout\n\
+                     last lines of {}:\n{}",
                     sup.log_path("grafana").display(),
                     sup.log_tail("grafana", 20)
                 );

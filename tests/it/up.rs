@@ -2270,3 +2270,43 @@ fn issue_17_private_dir_is_closed_and_must_be_ours() {
         assert_ne!(mode_of(&theirs), 0o700);
     }
 }
+
+/// A Grafana container that is slow to answer: `up` says it is waiting,
+/// and when `--grafana-timeout` runs out it names the flag to raise.
+#[test]
+fn issue_17_slow_grafana_shows_progress_and_names_its_timeout() {
+    let tmp = TempDir::new("slow");
+    let data = tmp.path().join("data");
+    let mut up = Up::start(
+        &[
+            "--attach".into(),
+            "--grafana=shifter".into(),
+            "--grafana-timeout=7s".into(),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+            format!(
+                "--grafana-listen-address=127.0.0.1:{}",
+                support::free_port()
+            ),
+            format!("--web.listen-address=127.0.0.1:{}", support::free_port()),
+        ],
+        &[
+            ("PATH", shifter_path(tmp.path())),
+            ("RAYMON_STANDIN_SHIFTER_IMAGES", pulled(tmp.path())),
+            ("RAYMON_STANDIN_HANG", "1".into()),
+        ],
+        tmp.path(),
+    );
+    let status = up.wait_exit(Duration::from_secs(60));
+    assert!(!status.success());
+    let err = up.stderr();
+    assert!(
+        err.contains("waiting up to 7s for Grafana (--grafana-timeout)"),
+        "{err}"
+    );
+    assert!(err.contains("raymon up: waiting for Grafana (5s)"), "{err}");
+    assert!(err.contains("Grafana not ready after 7s"), "{err}");
+    assert!(err.contains("raise --grafana-timeout"), "{err}");
+    // The stand-in passed shifter's checks before it hung.
+    assert!(err.contains("stand-in hanging before it listens"), "{err}");
+}
