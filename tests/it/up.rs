@@ -1639,6 +1639,25 @@ fn issue_17_stand_ins_refuse_what_the_real_tools_refuse() {
     }
     assert!(volume_map_problem(Path::new("g"), "/grafana").is_some());
     assert!(volume_map_problem(&g.join("../g"), "/grafana").is_some());
+    // `shifterimg images` columns (src/shifterimg.c, main): system, type,
+    // status, id, pull time, tag.
+    use raymon::launcher::shifter::{ImageStatus, image_status};
+    let listing = "perlmutter docker     READY    3b2f1a9c4d   2026-11-01T10:00:00 grafana/grafana-oss:9.4.3     \n\
+                   perlmutter docker     PULLING  7c1d2e3f4a   2026-11-02T10:00:00 grafana/grafana-oss:10.0.0    \n";
+    assert_eq!(image_status(listing, img), ImageStatus::Ready);
+    assert_eq!(
+        image_status(listing, &format!("docker:{img}")),
+        ImageStatus::Ready
+    );
+    assert_eq!(
+        image_status(listing, "grafana/grafana-oss:10.0.0"),
+        ImageStatus::Listed("PULLING".into())
+    );
+    assert_eq!(
+        image_status(listing, "grafana/grafana-oss:9.4"),
+        ImageStatus::Missing
+    );
+
     // shifter's path filter would drop the space and mount another path.
     assert!(volume_map_problem(Path::new("/tmp/my data"), "/grafana").is_some());
 }
