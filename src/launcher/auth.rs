@@ -35,6 +35,8 @@ pub enum Error {
     },
     #[error("{path} is not a credentials file of raymon up ({why}); remove it to make new ones")]
     Read { path: PathBuf, why: String },
+    #[error("{0} belongs to another user; choose another --ray-temp-dir")]
+    NotOurs(PathBuf),
     #[error("cannot hash the password")]
     Hash(#[source] bcrypt::BcryptError),
 }
@@ -120,6 +122,30 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// Makes `dir` (and its parents) and closes it to other users (mode 0700).
+/// Refuses a `dir` that belongs to another user: on a shared `/tmp` anyone
+/// could have made it first, and could read what is put in it.
+pub fn private_dir(dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let make = || -> std::io::Result<bool> {
+        std::fs::create_dir_all(dir)?;
+        let me = std::fs::metadata("/proc/self")?.uid();
+        if std::fs::metadata(dir)?.uid() != me {
+            return Ok(false);
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        Ok(true)
+    };
+    match make() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::NotOurs(dir.to_path_buf())),
+        Err(source) => Err(Error::Write {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 fn random_bytes(n: usize) -> Result<Vec<u8>, Error> {

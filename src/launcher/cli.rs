@@ -372,7 +372,7 @@ pub struct StackArgs {
     pub data_dir: Option<PathBuf>,
 
     /// Ray's temp dir (`ray start --temp-dir`); sessions are found under it.
-    /// Default: `/tmp/ray-<user>` for the Ray `up` starts, `/tmp/ray` (where
+    /// Default: `/tmp/raymon-<user>/ray` for the Ray `up` starts, `/tmp/ray` (where
     /// `ray.init()` puts its sessions) with `--attach`.
     #[arg(long = "ray-temp-dir")]
     pub ray_temp_dir: Option<PathBuf>,

@@ -96,13 +96,15 @@ pub fn dashboard_host(extra: &[String]) -> String {
 }
 
 /// Ray's temp dir when none is given: with `--attach`, Ray's own default
-/// `/tmp/ray` (where `ray.init()` puts its sessions); else one per user, so
-/// that users of one login node do not share sessions and sockets.
+/// `/tmp/ray` (where `ray.init()` puts its sessions); else one per user
+/// (`/tmp/raymon-<user>/ray`), so that users of one login node do not share
+/// sessions and sockets. Ray opens its temp dir to everyone, so it sits in
+/// a directory of the user's that `up` keeps closed.
 pub fn default_temp_dir(attach: bool, user: &str) -> PathBuf {
     if attach {
         PathBuf::from("/tmp/ray")
     } else {
-        PathBuf::from(format!("/tmp/ray-{user}"))
+        PathBuf::from(format!("/tmp/raymon-{user}/ray"))
     }
 }
 

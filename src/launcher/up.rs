@@ -269,11 +269,29 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
     );
     let temp_dir = match &args.stack.ray_temp_dir {
         Some(t) => std::path::absolute(t)?,
-        None => ray::default_temp_dir(args.attach, &user_name()),
+        None if args.attach => ray::default_temp_dir(true, &user_name()),
+        None => {
+            let t = ray::default_temp_dir(false, &user_name());
+            // Ray makes its temp dir and sessions readable by everyone
+            // (`_common/utils.py`, `try_make_directory_shared`), and writes
+            // RAY_PROMETHEUS_HEADERS (raymon's password) into the
+            // datasource it provisions there: the dir above is the user's
+            // alone.
+            if let Some(parent) = t.parent() {
+                auth::private_dir(parent)?;
+            }
+            t
+        }
     };
-    if !args.attach {
+    // With --attach the temp dir is the notebook's Ray's, which up only reads.
+    let _temp_owner = if args.attach {
+        std::fs::create_dir_all(&temp_dir)
+            .with_context(|| format!("cannot create Ray temp dir {}", temp_dir.display()))?;
+        None
+    } else {
         ray::check_socket_room(&temp_dir)?;
-    }
+        Some(claim_temp_dir(&temp_dir)?)
+    };
     let ray_spec = ray::StartSpec {
         ray_bin: args.ray_bin.clone(),
         temp_dir: temp_dir.clone(),
@@ -294,6 +312,14 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
         AuthMode::Basic => Some(auth::load_or_create(&data)?),
         AuthMode::None => None,
     };
+    // Grafana sets its admin password at its first start only.
+    if matches!(creds, Some((_, true))) && layout.host.join("data/grafana.db").exists() {
+        eprintln!(
+            "raymon up: Grafana's database in {} predates the new credentials: its admin \
+             password stays as it was (`grafana cli admin reset-admin-password` changes it)",
+            layout.host.display()
+        );
+    }
     // A web config of the user's decides who may query raymon; up cannot
     // know its passwords.
     let api_login = match (&creds, &args.serve.web_config_file) {
@@ -317,8 +343,6 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
             creds.as_ref().map(|(c, _)| &c.grafana_admin),
         ),
     )?;
-    std::fs::create_dir_all(&temp_dir)
-        .with_context(|| format!("cannot create Ray temp dir {}", temp_dir.display()))?;
     let prom = data.join("prometheus.yml");
     ray::write_prometheus_config(&prom, &temp_dir, &args.scrape_interval)?;
 
@@ -392,25 +416,12 @@ fn claim_data_dir(data: &Path) -> anyhow::Result<std::fs::File> {
             data.display()
         )
     };
-    let lock_path = data.join(LOCK_FILE);
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open {}", lock_path.display()))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let up = State::read(data).and_then(|s| s.up).map(|p| p.pid);
-            return Err(running(
-                up.map_or(String::new(), |p| format!(" (process {p})")),
-            ));
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
-        }
-    }
+    let Some(lock) = try_lock(&data.join(LOCK_FILE))? else {
+        let up = State::read(data).and_then(|s| s.up).map(|p| p.pid);
+        return Err(running(
+            up.map_or(String::new(), |p| format!(" (process {p})")),
+        ));
+    };
     if let Some(state) = State::read(data) {
         let alive: Vec<u32> = state
             .up
@@ -426,8 +437,41 @@ fn claim_data_dir(data: &Path) -> anyhow::Result<std::fs::File> {
     Ok(lock)
 }
 
-/// Held by the `up` that owns a data dir (`flock`, released when it exits).
+/// Held by the `up` that owns a data dir or a Ray temp dir (`flock`,
+/// released when it exits).
 const LOCK_FILE: &str = "raymon-up.lock";
+
+/// An exclusive lock on `path` (made if missing), or `None` when another
+/// process holds it.
+fn try_lock(path: &Path) -> anyhow::Result<Option<std::fs::File>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// Makes Ray's temp dir and makes it this `up`'s: two Rays under one temp
+/// dir share `session_latest` and the discovery file, so each raymon would
+/// scrape whichever started last.
+fn claim_temp_dir(temp_dir: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(temp_dir)
+        .with_context(|| format!("cannot create Ray temp dir {}", temp_dir.display()))?;
+    try_lock(&temp_dir.join(LOCK_FILE))?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "Ray temp dir {} is used by another raymon up; choose another with --ray-temp-dir",
+            temp_dir.display()
+        )
+    })
+}
 
 /// The user's name, for per-user defaults: `$USER`, else the uid.
 fn user_name() -> String {
@@ -698,7 +742,8 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
                     anyhow::bail!("{e}");
                 }
                 anyhow::bail!(
-                    "{e}\nlast lines of {}:\n{}",
+                    "{e}; if Grafana is only slow, raise --grafana-timeout\n\
+                     last lines of {}:\n{}",
                     sup.log_path("grafana").display(),
                     sup.log_tail("grafana", 20)
                 );

@@ -1639,6 +1639,25 @@ fn issue_17_stand_ins_refuse_what_the_real_tools_refuse() {
     }
     assert!(volume_map_problem(Path::new("g"), "/grafana").is_some());
     assert!(volume_map_problem(&g.join("../g"), "/grafana").is_some());
+    // `shifterimg images` columns (src/shifterimg.c, main): system, type,
+    // status, id, pull time, tag.
+    use raymon::launcher::shifter::{ImageStatus, image_status};
+    let listing = "perlmutter docker     READY    3b2f1a9c4d   2026-11-01T10:00:00 grafana/grafana-oss:9.4.3     \n\
+                   perlmutter docker     PULLING  7c1d2e3f4a   2026-11-02T10:00:00 grafana/grafana-oss:10.0.0    \n";
+    assert_eq!(image_status(listing, img), ImageStatus::Ready);
+    assert_eq!(
+        image_status(listing, &format!("docker:{img}")),
+        ImageStatus::Ready
+    );
+    assert_eq!(
+        image_status(listing, "grafana/grafana-oss:10.0.0"),
+        ImageStatus::Listed("PULLING".into())
+    );
+    assert_eq!(
+        image_status(listing, "grafana/grafana-oss:9.4"),
+        ImageStatus::Missing
+    );
+
     // shifter's path filter would drop the space and mount another path.
     assert!(volume_map_problem(Path::new("/tmp/my data"), "/grafana").is_some());
 }
@@ -1774,29 +1793,45 @@ fn issue_17_bad_input_is_a_one_line_error_before_anything_starts() {
     assert!(e.contains("is not writable"), "{e}");
     assert!(e.contains("--data-dir"), "{e}");
 
+    // Flags of an `up` that starts Ray itself under `temp`.
+    let starting_ray = |data: &Path, temp: &Path| {
+        let mut args = base(data);
+        args.retain(|a| a != "--attach" && !a.starts_with("--ray-temp-dir"));
+        args.extend([
+            "--grafana=none".into(),
+            format!("--ray-temp-dir={}", temp.display()),
+        ]);
+        args
+    };
+
     // Ray's unix sockets would not fit under this temp dir (Ray's
     // `_private/utils.py`, `validate_socket_filepath`: 107 bytes).
     let data = tmp.path().join("d5");
     let long = tmp
         .path()
         .join("a-temp-dir-name-long-enough-for-ray-sockets");
-    let mut args = base(&data);
-    args.retain(|a| a != "--attach" && !a.starts_with("--ray-temp-dir"));
-    args.extend([
-        "--grafana=none".into(),
-        format!("--ray-temp-dir={}", long.display()),
-    ]);
-    let mut up = Up::start(&args, &[], tmp.path());
+    let mut up = Up::start(&starting_ray(&data, &long), &[], tmp.path());
     let e = refused_before_start(&mut up, &data);
     assert!(e.contains("too long for Ray's unix sockets"), "{e}");
     assert!(!long.exists());
     use raymon::launcher::ray::{check_socket_room, default_temp_dir};
     assert_eq!(
         default_temp_dir(false, "alice"),
-        Path::new("/tmp/ray-alice")
+        Path::new("/tmp/raymon-alice/ray")
     );
+    assert!(check_socket_room(&default_temp_dir(false, "a-long-user-name-x")).is_ok());
     assert_eq!(default_temp_dir(true, "alice"), Path::new("/tmp/ray"));
-    assert!(check_socket_room(Path::new("/tmp/ray-a-long-user-name-of-20")).is_ok());
+
+    // Another up's Ray uses the temp dir: its lock, held here.
+    let data = tmp.path().join("d6");
+    let shared = tmp.path().join("shared-ray");
+    std::fs::create_dir_all(&shared).unwrap();
+    let held = std::fs::File::create(shared.join("raymon-up.lock")).unwrap();
+    held.lock().unwrap();
+    let mut up = Up::start(&starting_ray(&data, &shared), &[], tmp.path());
+    let e = refused_before_start(&mut up, &data);
+    assert!(e.contains("is used by another raymon up"), "{e}");
+    drop(held);
 
     // Another live `up` owns the data dir.
     let data = tmp.path().join("d4");
@@ -1888,6 +1923,8 @@ fn real_ray_with_grafana(mode: &str) -> serde_json::Value {
     let r = support::get(&dashboard, "/api/prometheus_health").unwrap();
     assert_eq!(r.json()["result"], true, "{}", r.body);
     let rec = recorded(&record);
+    // Why `up`'s default temp dir sits in a closed directory of the user's.
+    assert_eq!(mode_of(&temp), 0o777, "Ray opens its temp dir to everyone");
     assert!(down(&data).status.success());
     assert!(up.wait_exit(Duration::from_secs(30)).success());
     assert!(processes_naming(&temp.display().to_string()).is_empty());
@@ -2069,6 +2106,23 @@ fn issue_17_credentials_by_default() {
     assert!(down(&data).status.success());
     assert!(again.wait_exit(Duration::from_secs(20)).success());
 
+    // A Grafana database from before the credentials keeps its admin
+    // password: said, not hidden.
+    let old = tmp.path().join("old");
+    std::fs::create_dir_all(old.join("grafana/data")).unwrap();
+    std::fs::write(old.join("grafana/data/grafana.db"), b"").unwrap();
+    let mut moved = args.to_vec();
+    moved[1] = format!("--data-dir={}", old.display());
+    let mut up = Up::start(&moved, &[], tmp.path());
+    up.wait_up(Duration::from_secs(60));
+    assert!(
+        up.stderr().contains("predates the new credentials"),
+        "{}",
+        up.stderr()
+    );
+    assert!(down(&old).status.success());
+    assert!(up.wait_exit(Duration::from_secs(20)).success());
+
     // --auth none: no password asked.
     let mut open = Up::start(
         &[&args[..], &["--auth=none".to_string()]].concat(),
@@ -2207,4 +2261,71 @@ fn issue_17_two_stacks_on_one_node_with_default_ports() {
     assert_eq!(status_with(&rb, q, Some(&auth_b)), 200);
     assert!(down(&data_b).status.success());
     assert!(b.wait_exit(Duration::from_secs(60)).success());
+}
+
+/// The directory around `up`'s default Ray temp dir is the user's alone,
+/// and one that another user made first is refused.
+#[test]
+fn issue_17_private_dir_is_closed_and_must_be_ours() {
+    use raymon::launcher::auth::private_dir;
+    let tmp = TempDir::new("priv");
+    let mine = tmp.path().join("raymon-me");
+    std::fs::create_dir_all(&mine).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    private_dir(&mine).unwrap();
+    assert_eq!(mode_of(&mine), 0o700);
+    private_dir(&tmp.path().join("new/deeper")).unwrap();
+    assert_eq!(mode_of(&tmp.path().join("new/deeper")), 0o700);
+    // Only root can give a directory away; elsewhere the check above is
+    // what runs.
+    let theirs = tmp.path().join("raymon-them");
+    std::fs::create_dir_all(&theirs).unwrap();
+    if std::os::unix::fs::chown(&theirs, Some(65534), None).is_ok() {
+        let e = private_dir(&theirs).unwrap_err().to_string();
+        assert!(e.contains("belongs to another user"), "{e}");
+        assert_ne!(mode_of(&theirs), 0o700);
+    }
+}
+
+/// A Grafana container that is slow to answer: `up` says it is waiting,
+/// and when `--grafana-timeout` runs out it names the flag to raise.
+#[test]
+fn issue_17_slow_grafana_shows_progress_and_names_its_timeout() {
+    let tmp = TempDir::new("slow");
+    let data = tmp.path().join("data");
+    let mut up = Up::start(
+        &[
+            "--attach".into(),
+            "--grafana=shifter".into(),
+            "--grafana-timeout=7s".into(),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+            format!(
+                "--grafana-listen-address=127.0.0.1:{}",
+                support::free_port()
+            ),
+            format!("--web.listen-address=127.0.0.1:{}", support::free_port()),
+        ],
+        &[
+            ("PATH", shifter_path(tmp.path())),
+            ("RAYMON_STANDIN_SHIFTER_IMAGES", pulled(tmp.path())),
+            ("RAYMON_STANDIN_HANG", "1".into()),
+        ],
+        tmp.path(),
+    );
+    let status = up.wait_exit(Duration::from_secs(60));
+    assert!(!status.success());
+    let err = up.stderr();
+    assert!(
+        err.contains("waiting up to 7s for Grafana (--grafana-timeout)"),
+        "{err}"
+    );
+    assert!(err.contains("raymon up: waiting for Grafana (5s)"), "{err}");
+    assert!(err.contains("Grafana not ready after 7s"), "{err}");
+    assert!(err.contains("raise --grafana-timeout"), "{err}");
+    // The stand-in passed shifter's checks before it hung.
+    assert!(err.contains("stand-in hanging before it listens"), "{err}");
 }
