@@ -60,6 +60,16 @@ fn answer(mut sock: TcpStream, body: &Body) {
     }
 }
 
+/// Ten targets of 50 series each; their ports.
+fn steady_targets(stop: &Arc<AtomicBool>) -> Vec<u16> {
+    (0..10)
+        .map(|i| {
+            let body = Arc::new(RwLock::new(exposition(&format!("m{i}"), 50)));
+            serve_target(body, stop.clone())
+        })
+        .collect()
+}
+
 /// A small exposition of `n` series.
 fn exposition(name: &str, n: usize) -> Arc<Vec<u8>> {
     let mut s = format!("# TYPE {name} gauge\n");
@@ -203,12 +213,7 @@ fn issue_16_hostile_queries_and_walked_away_clients_never_delay_scraping() {
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     let stop = Arc::new(AtomicBool::new(false));
-    let ports: Vec<u16> = (0..10)
-        .map(|i| {
-            let body = Arc::new(RwLock::new(exposition(&format!("m{i}"), 50)));
-            serve_target(body, stop.clone())
-        })
-        .collect();
+    let ports = steady_targets(&stop);
     let stack = start(&[("steady", "1s", "1s", ports)], &["--query.timeout=5s"]);
     std::thread::sleep(Duration::from_secs(6));
 
@@ -298,12 +303,7 @@ fn issue_16_a_cardinality_burst_does_not_stall_other_targets() {
         );
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let ports: Vec<u16> = (0..10)
-        .map(|i| {
-            let body = Arc::new(RwLock::new(exposition(&format!("m{i}"), 50)));
-            serve_target(body, stop.clone())
-        })
-        .collect();
+    let ports = steady_targets(&stop);
     let burst_body = Arc::new(RwLock::new(exposition("burst", 10)));
     let burst_port = serve_target(burst_body.clone(), stop.clone());
     let stack = start(
