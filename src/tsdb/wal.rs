@@ -480,10 +480,14 @@ impl Wal {
         let mut closed = closed.into_iter();
         while let Some((c, f)) = closed.next() {
             if let Err(source) = f.sync_data() {
-                // Tried again by the next call.
+                // Tried again by the next call, the current segment too:
+                // its flag was cleared above and it was not synced.
                 let mut w = lock(&self.w);
                 w.unsynced.push((c, f));
                 w.unsynced.extend(closed);
+                if w.n == n {
+                    w.dirty = true;
+                }
                 return Err(Error::Sync { n: c, source });
             }
         }
