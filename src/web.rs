@@ -29,6 +29,7 @@ mod remote_write;
 pub mod selector;
 pub mod server;
 mod targets;
+pub mod ui;
 pub mod web_config;
 
 use std::collections::BTreeMap;
@@ -361,6 +362,13 @@ pub struct AppState {
     pub inline_budget: Duration,
     /// The clock, in Unix milliseconds; replaceable for tests.
     pub now_ms: fn() -> i64,
+    /// Grafana dashboards served at `/d/` (`--web.dashboards-dir`).
+    pub dashboards: Option<Arc<ui::Dashboards>>,
+    /// The scrape interval dashboards take as their datasource's
+    /// (`timeInterval`): the lower limit of `$__interval`.
+    pub dashboard_scrape_ms: i64,
+    /// The datasource name a dashboard's `datasource` variable shows.
+    pub datasource_name: String,
 }
 
 impl AppState {
@@ -397,6 +405,9 @@ impl AppState {
             request_timeout: Duration::from_secs(5 * 60),
             inline_budget: Duration::from_millis(1),
             now_ms: system_now_ms,
+            dashboards: None,
+            dashboard_scrape_ms: 15_000,
+            datasource_name: "Prometheus".to_string(),
         }
     }
 }

@@ -195,6 +195,23 @@ pub struct ServeArgs {
     #[arg(long = "web.config.file")]
     pub web_config_file: Option<PathBuf>,
 
+    /// A directory of Grafana dashboard JSON files (Ray writes its own into
+    /// `<session>/metrics/grafana/dashboards`), served Grafana-style at
+    /// /d/<uid>/ and /d-solo/<uid>/ for Ray's Metrics tab. Repeatable.
+    #[arg(long = "web.dashboards-dir")]
+    pub dashboards_dirs: Vec<PathBuf>,
+
+    /// Serve the dashboard pages (and only the queries their panels and
+    /// variables hold) without credentials when basic auth is on, as
+    /// Grafana's anonymous viewers for Ray's iframes. The query API still
+    /// wants credentials.
+    #[arg(long = "web.dashboards.anonymous")]
+    pub dashboards_anonymous: bool,
+
+    /// The datasource name dashboards show (Ray's RAY_PROMETHEUS_NAME).
+    #[arg(long = "web.dashboards.datasource-name", default_value = "Prometheus")]
+    pub dashboards_datasource_name: String,
+
     /// Enable POST /-/reload and /-/quit, as in Prometheus.
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
