@@ -426,12 +426,15 @@ pub struct StackArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GrafanaMode {
     /// `native` when `--grafana-bin` is given or a `grafana`/`grafana-server`
-    /// is on PATH, else `shifter` when `shifter` is on PATH, else `none`.
+    /// is on PATH, else `shifter` when `shifter` is on PATH, else `builtin`.
     Auto,
     /// A `grafana` or `grafana-server` binary (PATH or `--grafana-bin`).
     Native,
     /// A container image through `shifter`, as on NERSC systems.
     Shifter,
+    /// No Grafana process: raymon serves Ray's dashboards itself at
+    /// /d/<uid>/ and /d-solo/<uid>/, and Ray's Metrics tab embeds them.
+    Builtin,
     /// No Grafana: provisioning is still written for one you run yourself.
     None,
 }
@@ -454,6 +457,7 @@ impl GrafanaMode {
             GrafanaMode::Auto => "auto",
             GrafanaMode::Native => "native",
             GrafanaMode::Shifter => "shifter",
+            GrafanaMode::Builtin => "builtin",
             GrafanaMode::None => "none",
         }
     }

@@ -69,16 +69,15 @@ pub fn protect(app: Router, cfg: &WebConfig) -> Router {
     protect_watched(app, Arc::new(Watched::fixed(cfg.clone())), None)
 }
 
-fn protect_watched(
-    app: Router,
-    cfg: Arc<Watched>,
-    anonymous: Option<fn(&str) -> bool>,
-) -> Router {
+/// Which paths need no credentials ([`ServerOptions::anonymous`]).
+type Anonymous = fn(&str) -> bool;
+
+fn protect_watched(app: Router, cfg: Arc<Watched>, anonymous: Option<Anonymous>) -> Router {
     app.layer(middleware::from_fn_with_state((cfg, anonymous), check_auth))
 }
 
 async fn check_auth(
-    State((watched, anonymous)): State<(Arc<Watched>, Option<fn(&str) -> bool>)>,
+    State((watched, anonymous)): State<(Arc<Watched>, Option<Anonymous>)>,
     req: Request,
     next: Next,
 ) -> Response {

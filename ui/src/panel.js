@@ -268,7 +268,15 @@ export class Panel {
       },
       axes: [
         { stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor } },
-        { stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor }, size: 60, values: (u, ticks) => ticks.map(fmt), show: yaxis.show !== false },
+        {
+          stroke: axisColor,
+          grid: { stroke: gridColor },
+          ticks: { stroke: gridColor },
+          values: (u, ticks) => ticks.map(fmt),
+          // Wide enough for the longest label (about 7 px a character).
+          size: (u, values) => 14 + 7 * Math.max(3, ...(values || []).map((v) => String(v).length)),
+          show: yaxis.show !== false,
+        },
       ],
       hooks: { setCursor: [(u) => this.tooltip(u, data, styles, fmt)] },
     };

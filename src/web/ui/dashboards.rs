@@ -17,7 +17,9 @@ const MAX_FILE_BYTES: u64 = 16 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    #[error("no dashboard directory is configured: start raymon with --web.dashboards-dir=<dir of Grafana dashboard JSON files>")]
+    #[error(
+        "no dashboard directory is configured: start raymon with --web.dashboards-dir=<dir of Grafana dashboard JSON files>"
+    )]
     NoDirs,
     #[error("dashboard {uid:?} not found in {dirs}{broken}")]
     NotFound {
@@ -82,10 +84,12 @@ impl Dashboards {
             Err(_) => (None, 0),
         };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = cache.get(path) {
-            if c.modified == modified && c.len == len && modified.is_some() {
-                return c.clone();
-            }
+        if let Some(c) = cache.get(path)
+            && c.modified == modified
+            && c.len == len
+            && modified.is_some()
+        {
+            return c.clone();
         }
         let parsed = match meta {
             Err(e) => Err(e.to_string()),
@@ -169,10 +173,10 @@ pub fn panel(dashboard: &Value, uid: &str, id: i64) -> Result<Value, Error> {
             if p.get("id").and_then(Value::as_i64) == Some(id) {
                 return Some(p);
             }
-            if let Some(inner) = p.get("panels").and_then(Value::as_array) {
-                if let Some(f) = find(inner, id) {
-                    return Some(f);
-                }
+            if let Some(inner) = p.get("panels").and_then(Value::as_array)
+                && let Some(f) = find(inner, id)
+            {
+                return Some(f);
             }
         }
         None

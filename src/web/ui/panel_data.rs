@@ -25,47 +25,62 @@ use crate::web::{AppState, QueryError, QueryValue, Shared};
 /// The most points a panel asks for (Prometheus's own limit per series).
 const MAX_DATA_POINTS: u32 = 11_000;
 
-/// A JSON error answer for the pages: `{"status":"error","error":…}`.
-pub fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    (
-        status,
-        axum::Json(json!({"status": "error", "error": message.to_string()})),
-    )
-        .into_response()
+/// Why a page's data request is refused; the page shows the message.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Dashboard(#[from] dashboards::Error),
+    #[error(transparent)]
+    Time(#[from] timerange::Error),
+    #[error(transparent)]
+    Variable(#[from] templating::Error),
+    #[error("{0}")]
+    BadRequest(String),
 }
 
-fn dashboards_of(st: &AppState) -> Result<&Arc<Dashboards>, Response> {
-    st.dashboards.as_ref().ok_or_else(|| {
-        error(
-            StatusCode::NOT_FOUND,
-            dashboards::Error::NoDirs.to_string(),
+impl IntoResponse for Error {
+    /// `{"status":"error","error":…}`: 404 for what does not exist, 400
+    /// for what the request got wrong.
+    fn into_response(self) -> Response {
+        let status = match self {
+            Error::Dashboard(_) => StatusCode::NOT_FOUND,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        (
+            status,
+            axum::Json(json!({"status": "error", "error": self.to_string()})),
         )
-    })
+            .into_response()
+    }
 }
 
-fn load(st: &AppState, uid: &str) -> Result<Arc<Value>, Response> {
-    let d = dashboards_of(st)?;
-    d.get(uid).map_err(|e| error(StatusCode::NOT_FOUND, e))
+fn dashboards_of(st: &AppState) -> Result<&Arc<Dashboards>, Error> {
+    st.dashboards
+        .as_ref()
+        .ok_or(Error::Dashboard(dashboards::Error::NoDirs))
+}
+
+fn load(st: &AppState, uid: &str) -> Result<Arc<Value>, Error> {
+    Ok(dashboards_of(st)?.get(uid)?)
 }
 
 /// `GET /api/dashboards/uid/{uid}`: the dashboard as Grafana's API wraps it.
-pub async fn dashboard(State(st): State<Shared>, Path(uid): Path<String>) -> Response {
-    match load(&st, &uid) {
-        Ok(d) => axum::Json(json!({
-            "dashboard": d.as_ref(),
-            "meta": {"canEdit": false, "canSave": false, "provisioned": true}
-        }))
-        .into_response(),
-        Err(r) => r,
-    }
+pub async fn dashboard(
+    State(st): State<Shared>,
+    Path(uid): Path<String>,
+) -> Result<Response, Error> {
+    let d = load(&st, &uid)?;
+    Ok(axum::Json(json!({
+        "dashboard": d.as_ref(),
+        "meta": {"canEdit": false, "canSave": false, "provisioned": true}
+    }))
+    .into_response())
 }
 
 /// `GET /api/dashboards`: uid and title of each dashboard.
-pub async fn list(State(st): State<Shared>) -> Response {
-    match dashboards_of(&st) {
-        Ok(d) => axum::Json(json!({"status": "success", "data": d.list()})).into_response(),
-        Err(r) => r,
-    }
+pub async fn list(State(st): State<Shared>) -> Result<Response, Error> {
+    let d = dashboards_of(&st)?;
+    Ok(axum::Json(json!({"status": "success", "data": d.list()})).into_response())
 }
 
 /// The time range of a request: `from` and `to` as Grafana takes them,
@@ -75,7 +90,7 @@ struct Range {
     to_ms: i64,
 }
 
-fn range(st: &AppState, form: &Form, dashboard: &Value) -> Result<Range, Response> {
+fn range(st: &AppState, form: &Form, dashboard: &Value) -> Result<Range, Error> {
     let now = (st.now_ms)();
     let saved = |k: &str, dflt: &str| {
         dashboard
@@ -86,15 +101,17 @@ fn range(st: &AppState, form: &Form, dashboard: &Value) -> Result<Range, Respons
     };
     let pick = |k: &str, dflt: &str| {
         let v = form.value(k);
-        if v.is_empty() { saved(k, dflt) } else { v.to_string() }
+        if v.is_empty() {
+            saved(k, dflt)
+        } else {
+            v.to_string()
+        }
     };
-    let bad = |e: timerange::Error| error(StatusCode::BAD_REQUEST, e);
-    let from_ms = timerange::parse_time(&pick("from", "now-1h"), now, false).map_err(bad)?;
-    let to_ms = timerange::parse_time(&pick("to", "now"), now, true).map_err(bad)?;
+    let from_ms = timerange::parse_time(&pick("from", "now-1h"), now, false)?;
+    let to_ms = timerange::parse_time(&pick("to", "now"), now, true)?;
     if to_ms <= from_ms {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "the time range is empty: from must be before to",
+        return Err(Error::BadRequest(
+            "the time range is empty: from must be before to".to_string(),
         ));
     }
     Ok(Range { from_ms, to_ms })
@@ -128,13 +145,15 @@ async fn resolve_variables(
                 }];
             }
             // A panel needs a query variable's options only to expand
-                // "All" without an allValue: a value from the URL saves the
-                // query on every panel of every refresh.
+            // "All" without an allValue: a value from the URL saves the
+            // query on every panel of every refresh.
             Kind::Query
                 if !all_options
                     && !url_values(form, &v.name).is_empty()
                     && (v.all_value.is_some()
-                        || !url_values(form, &v.name).iter().any(|x| x == templating::ALL)) => {}
+                        || !url_values(form, &v.name)
+                            .iter()
+                            .any(|x| x == templating::ALL)) => {}
             Kind::Query => {
                 let query = templating::interpolate(&v.query, &done, &builtins)?;
                 match run_var_query(st, &query, r).await {
@@ -243,19 +262,11 @@ pub async fn variables(
     State(st): State<Shared>,
     Path(uid): Path<String>,
     form: Form,
-) -> Response {
-    let d = match load(&st, &uid) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    let r = match range(&st, &form, &d) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    match resolve_variables(&st, &d, &form, &r, true).await {
-        Ok(vars) => axum::Json(json!({"status": "success", "data": vars})).into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e),
-    }
+) -> Result<Response, Error> {
+    let d = load(&st, &uid)?;
+    let r = range(&st, &form, &d)?;
+    let vars = resolve_variables(&st, &d, &form, &r, true).await?;
+    Ok(axum::Json(json!({"status": "success", "data": vars})).into_response())
 }
 
 /// `GET /api/dashboards/uid/{uid}/panels/{id}/query`: the panel's series,
@@ -265,46 +276,29 @@ pub async fn panel_query(
     State(st): State<Shared>,
     Path((uid, id)): Path<(String, String)>,
     form: Form,
-) -> Response {
-    let d = match load(&st, &uid) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    let Ok(id) = id.parse::<i64>() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("panelId {id:?} is not a number"),
-        );
-    };
-    let panel = match dashboards::panel(&d, &uid, id) {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::NOT_FOUND, e),
-    };
-    let r = match range(&st, &form, &d) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+) -> Result<Response, Error> {
+    let d = load(&st, &uid)?;
+    let id = id
+        .parse::<i64>()
+        .map_err(|_| Error::BadRequest(format!("panelId {id:?} is not a number")))?;
+    let panel = dashboards::panel(&d, &uid, id)?;
+    let r = range(&st, &form, &d)?;
     let points = match form.value("maxDataPoints") {
         "" => 1000,
-        v => match v.parse::<u32>() {
-            Ok(n) => n.clamp(1, MAX_DATA_POINTS),
-            Err(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("maxDataPoints {v:?} is not a positive number"),
-                );
-            }
-        },
+        v => v
+            .parse::<u32>()
+            .map_err(|_| {
+                Error::BadRequest(format!("maxDataPoints {v:?} is not a positive number"))
+            })?
+            .clamp(1, MAX_DATA_POINTS),
     };
     let offset = match form.value("utcOffset") {
         "" => 0,
         v => v.parse::<i64>().unwrap_or(0).clamp(-86_400, 86_400),
     };
-    let vars = match resolve_variables(&st, &d, &form, &r, false).await {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    let timing = timerange::query_timing(r.from_ms, r.to_ms, points, st.dashboard_scrape_ms, offset);
+    let vars = resolve_variables(&st, &d, &form, &r, false).await?;
+    let timing =
+        timerange::query_timing(r.from_ms, r.to_ms, points, st.dashboard_scrape_ms, offset);
     let builtins = builtins(&timing);
     let targets = panel
         .get("targets")
@@ -318,7 +312,7 @@ pub async fn panel_query(
         }
         out.push(run_target(&st, t, &vars, &builtins, &timing).await);
     }
-    axum::Json(json!({
+    Ok(axum::Json(json!({
         "status": "success",
         "data": {
             "interval": timing.interval,
@@ -327,7 +321,7 @@ pub async fn panel_query(
             "targets": out,
         }
     }))
-    .into_response()
+    .into_response())
 }
 
 async fn run_target(
@@ -339,10 +333,16 @@ async fn run_target(
 ) -> Value {
     let ref_id = target.get("refId").and_then(Value::as_str).unwrap_or("A");
     let raw = target.get("expr").and_then(Value::as_str).unwrap_or("");
-    let legend = target.get("legendFormat").and_then(Value::as_str).unwrap_or("");
+    let legend = target
+        .get("legendFormat")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let instant = target.get("instant").and_then(Value::as_bool) == Some(true)
         && target.get("range").and_then(Value::as_bool) != Some(true);
-    let (start_ms, end_ms) = ((timing.start_s * 1000.0) as i64, (timing.end_s * 1000.0) as i64);
+    let (start_ms, end_ms) = (
+        (timing.start_s * 1000.0) as i64,
+        (timing.end_s * 1000.0) as i64,
+    );
     let step_ms = ((timing.step_s * 1000.0) as i64).max(1);
     let mut answer = json!({
         "refId": ref_id,
@@ -471,7 +471,10 @@ mod tests {
     #[test]
     fn legends() {
         let l = Labels::from_pairs([("__name__", "up"), ("job", "ray"), ("instance", "a:1")]);
-        assert_eq!(legend_name("{{job}} on {{ instance }}: {{x}}", &l), "ray on a:1: ");
+        assert_eq!(
+            legend_name("{{job}} on {{ instance }}: {{x}}", &l),
+            "ray on a:1: "
+        );
         assert_eq!(legend_name("", &l), "up{instance=\"a:1\", job=\"ray\"}");
     }
 }

@@ -143,7 +143,10 @@ fn variable(v: &Value) -> Option<Variable> {
             a.iter()
                 .filter_map(|o| {
                     let value = o.get("value").and_then(str_of)?;
-                    let text = o.get("text").and_then(str_of).unwrap_or_else(|| value.clone());
+                    let text = o
+                        .get("text")
+                        .and_then(str_of)
+                        .unwrap_or_else(|| value.clone());
                     Some(VarOption { text, value })
                 })
                 .filter(|o| o.value != ALL)
@@ -177,11 +180,11 @@ fn variable(v: &Value) -> Option<Variable> {
         label: v.get("label").and_then(str_of),
         kind,
         multi: v.get("multi").and_then(Value::as_bool).unwrap_or(false),
-        include_all: v.get("includeAll").and_then(Value::as_bool).unwrap_or(false),
-        all_value: v
-            .get("allValue")
-            .and_then(str_of)
-            .filter(|s| !s.is_empty()),
+        include_all: v
+            .get("includeAll")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        all_value: v.get("allValue").and_then(str_of).filter(|s| !s.is_empty()),
         hide: v.get("hide").and_then(Value::as_i64).unwrap_or(0),
         query,
         regex: v.get("regex").and_then(str_of).unwrap_or_default(),
@@ -267,8 +270,7 @@ pub fn js_regex(pattern: &str) -> Result<Regex, String> {
         Some((body, flags)) => (body.to_string(), flags.to_string()),
         None => (format!("^{pattern}$"), String::new()),
     };
-    static REPEAT: LazyLock<Option<Regex>> =
-        LazyLock::new(|| Regex::new(r"^\{\d+(,\d*)?\}").ok());
+    static REPEAT: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^\{\d+(,\d*)?\}").ok());
     let mut out = String::with_capacity(body.len() + 8);
     let mut chars = body.char_indices().peekable();
     let mut in_repeat = false;
@@ -399,7 +401,8 @@ pub fn choose_current(var: &mut Variable, from_url: Option<&[String]>) -> Result
         // queries unescaped: only their options are taken.
         if matches!(var.kind, Kind::Custom | Kind::Interval) {
             for v in vals {
-                let known = v == ALL && var.include_all || var.options.iter().any(|o| &o.value == v);
+                let known =
+                    v == ALL && var.include_all || var.options.iter().any(|o| &o.value == v);
                 if !known {
                     return Err(Error::NotAnOption {
                         name: var.name.clone(),
@@ -421,14 +424,19 @@ pub fn choose_current(var: &mut Variable, from_url: Option<&[String]>) -> Result
         };
         return Ok(());
     }
-    let valid = |v: &String| v == ALL && var.include_all || var.options.iter().any(|o| &o.value == v);
+    let valid =
+        |v: &String| v == ALL && var.include_all || var.options.iter().any(|o| &o.value == v);
     if !var.current.is_empty() && var.current.iter().all(valid) {
         return Ok(());
     }
     var.current = if var.include_all {
         vec![ALL.to_string()]
     } else {
-        var.options.first().map(|o| o.value.clone()).into_iter().collect()
+        var.options
+            .first()
+            .map(|o| o.value.clone())
+            .into_iter()
+            .collect()
     };
     Ok(())
 }
@@ -454,7 +462,10 @@ fn regex_escape(v: &str) -> String {
 /// The Prometheus datasource's `interpolateQueryExpr`.
 fn format_prometheus(values: &[String], var: &Variable) -> String {
     if !var.multi && !var.include_all {
-        return values.first().map(|v| regular_escape(v)).unwrap_or_default();
+        return values
+            .first()
+            .map(|v| regular_escape(v))
+            .unwrap_or_default();
     }
     let escaped: Vec<String> = values.iter().map(|v| regex_escape(v)).collect();
     match escaped.len() {
@@ -547,12 +558,15 @@ fn var_text(
     if var.current.iter().any(|v| v == ALL) {
         // A custom "All" value is used as written (its own variables
         // substituted), never escaped.
-        if let Some(all) = &var.all_value {
-            if !matches!(format, Some("text") | Some("queryparam")) {
-                let others: Vec<Variable> =
-                    vars.iter().filter(|v| v.name != var.name).cloned().collect();
-                return interpolate(all, &others, builtins);
-            }
+        if let Some(all) = &var.all_value
+            && !matches!(format, Some("text") | Some("queryparam"))
+        {
+            let others: Vec<Variable> = vars
+                .iter()
+                .filter(|v| v.name != var.name)
+                .cloned()
+                .collect();
+            return interpolate(all, &others, builtins);
         }
         let every: Vec<String> = var.options.iter().map(|o| o.value.clone()).collect();
         return match format {
@@ -570,7 +584,13 @@ fn var_text(
 mod tests {
     use super::*;
 
-    fn var(name: &str, multi: bool, all: bool, all_value: Option<&str>, current: &[&str]) -> Variable {
+    fn var(
+        name: &str,
+        multi: bool,
+        all: bool,
+        all_value: Option<&str>,
+        current: &[&str],
+    ) -> Variable {
         Variable {
             name: name.to_string(),
             label: None,
@@ -663,9 +683,18 @@ mod tests {
         assert_eq!(
             custom_options("head, worker, Big : big\\,one"),
             vec![
-                VarOption { text: "head".into(), value: "head".into() },
-                VarOption { text: "worker".into(), value: "worker".into() },
-                VarOption { text: "Big".into(), value: "big,one".into() },
+                VarOption {
+                    text: "head".into(),
+                    value: "head".into()
+                },
+                VarOption {
+                    text: "worker".into(),
+                    value: "worker".into()
+                },
+                VarOption {
+                    text: "Big".into(),
+                    value: "big,one".into()
+                },
             ]
         );
     }

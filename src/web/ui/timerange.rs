@@ -55,8 +55,14 @@ pub fn parse_time(s: &str, now_ms: i64, round_up: bool) -> Result<i64, Error> {
                 } else {
                     digits.parse().map_err(|_| bad())?
                 };
-                let d = n.checked_mul(unit_ms(unit).ok_or_else(bad)?).ok_or_else(bad)?;
-                ms = if c == '+' { ms.saturating_add(d) } else { ms.saturating_sub(d) };
+                let d = n
+                    .checked_mul(unit_ms(unit).ok_or_else(bad)?)
+                    .ok_or_else(bad)?;
+                ms = if c == '+' {
+                    ms.saturating_add(d)
+                } else {
+                    ms.saturating_sub(d)
+                };
                 rest = &after[1..];
             }
             '/' => {
@@ -154,7 +160,8 @@ pub fn interval_to_ms(s: &str) -> Result<i64, Error> {
         "y" => 31_536_000_000,
         _ => return Err(Error::Interval(s.to_string())),
     };
-    n.checked_mul(mul).ok_or_else(|| Error::Interval(s.to_string()))
+    n.checked_mul(mul)
+        .ok_or_else(|| Error::Interval(s.to_string()))
 }
 
 /// What a panel's Prometheus query is sent with, and the built-in
@@ -201,7 +208,11 @@ pub fn query_timing(
     let end = (to_ms as f64 / 1000.0).ceil();
     let range = (end - start).ceil();
     let interval_s = interval_to_ms(&interval).map_or(interval_ms as f64, |m| m as f64) / 1000.0;
-    let scrape_s = if scrape_ms > 0 { scrape_ms as f64 / 1000.0 } else { 15.0 };
+    let scrape_s = if scrape_ms > 0 {
+        scrape_ms as f64 / 1000.0
+    } else {
+        15.0
+    };
     // adjustInterval: Prometheus refuses more than 11,000 points.
     let mut safe = range / 11_000.0;
     if safe > 1.0 {
@@ -252,7 +263,10 @@ mod tests {
         assert_eq!(parse_time("now", NOW, false), Ok(NOW));
         assert_eq!(parse_time("now-5m", NOW, false), Ok(NOW - 300_000));
         assert_eq!(parse_time("now-1h", NOW, false), Ok(NOW - 3_600_000));
-        assert_eq!(parse_time("1700000000000", NOW, false), Ok(1_700_000_000_000));
+        assert_eq!(
+            parse_time("1700000000000", NOW, false),
+            Ok(1_700_000_000_000)
+        );
         assert_eq!(parse_time("now/h", NOW, false), Ok(1_699_999_200_000));
         assert_eq!(parse_time("now/h", NOW, true), Ok(1_700_002_799_999));
         assert!(parse_time("yesterday", NOW, false).is_err());

@@ -6,7 +6,9 @@
 //
 // usage: node check.cjs '<json>' where json is
 //   { url, screenshot?, timeoutMs?, viewport?: {width, height}, frames?: bool,
-//     drawn?: [panelId...], repeat?: n, waitFor?: css selector }
+//     drawn?: [panelId...], repeat?: n, waitFor?: css selector, expandRows?: bool,
+//     minPanels?: n, settleMs?: ms }
+// Console errors and exceptions come with the URL of the frame that raised them.
 
 const { chromium } = require('playwright-core');
 const fs = require('fs');
@@ -25,7 +27,15 @@ function panelsIn(frame, drawn) {
       title: e.querySelector('.panel-title')?.textContent ?? '',
       state: e.dataset.panelState,
       message: e.querySelector('.panel-message')?.textContent ?? '',
-      drawn: drawn.includes(Number(e.dataset.panelId)) ? (e.raymon ?? null) : undefined,
+      // Numbers as JavaScript prints them (shortest round trip), so that the
+      // test reads back exactly the doubles uPlot holds.
+      drawn: drawn.includes(Number(e.dataset.panelId)) && e.raymon
+        ? {
+          targets: e.raymon.targets,
+          x: e.raymon.x.map(String),
+          plotted: (e.raymon.plotted ?? []).map((a) => a.map((v) => (v == null ? null : String(v)))),
+        }
+        : undefined,
     }));
   }, drawn);
 }
@@ -44,14 +54,30 @@ async function main() {
   const out = { runs: [] };
   try {
     const page = browser.pages()[0] ?? (await browser.newPage());
-    page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
-    page.on('pageerror', (e) => errors.push(`exception: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push({ kind: 'console', text: m.text(), url: m.location()?.url ?? '' });
+    });
+    page.on('pageerror', (e) => errors.push({ kind: 'exception', text: e.message, url: page.url() }));
     for (let run = 0; run < (args.repeat ?? 1); run++) {
       const started = Date.now();
       await page.goto(args.url, { waitUntil: 'load', timeout: timeoutMs });
       if (args.waitFor) await page.waitForSelector(args.waitFor, { timeout: timeoutMs });
+      if (args.expandRows) {
+        // Opens every collapsed row, one at a time (each opening lays the
+        // grid out again).
+        await page.waitForSelector('.grid', { timeout: timeoutMs });
+        for (;;) {
+          const closed = await page.$('.row-header.closed');
+          if (!closed) break;
+          await closed.click();
+        }
+      }
       let panels = [];
       let pageErrors = [];
+      // Settled means no panel loading and the panel count unchanged for
+      // settleMs (iframes may appear one after another).
+      let stableSince = null;
+      let lastCount = -1;
       for (;;) {
         panels = [];
         pageErrors = [];
@@ -64,11 +90,15 @@ async function main() {
             // A frame navigating away; the next round sees it again.
           }
         }
-        const settled = panels.length > 0 && panels.every((p) => p.state !== 'loading');
+        const quiet = panels.length > 0 && panels.every((p) => p.state !== 'loading') && panels.length >= (args.minPanels ?? 1);
+        if (!quiet || panels.length !== lastCount) stableSince = null;
+        else if (stableSince == null) stableSince = Date.now();
+        lastCount = panels.length;
+        const settled = stableSince != null && Date.now() - stableSince >= (args.settleMs ?? 0);
         if (settled || pageErrors.length || Date.now() - started > timeoutMs) break;
         await new Promise((r) => setTimeout(r, 50));
       }
-      const drawnMs = Date.now() - started;
+      const drawnMs = (stableSince ?? Date.now()) - started;
       const timing = await page.evaluate(() => {
         const nav = performance.getEntriesByType('navigation')[0];
         const res = performance.getEntriesByType('resource');
