@@ -21,7 +21,7 @@ use std::time::Duration;
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use relabel::{
     Action, DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR, Regexp, RelabelConfig,
-    RelabelError, expand, hashmod, is_valid_label_name, process, process_builder, process_cow,
+    RelabelError, hashmod, is_valid_label_name, process, process_builder, process_cow,
 };
 pub use units::{SizeError, format_size, parse_size};
 
