@@ -15,6 +15,7 @@
 pub mod backfill;
 pub mod config;
 pub mod discovery;
+pub mod http_client;
 pub mod launcher;
 pub mod model;
 pub mod promql;
