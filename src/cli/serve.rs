@@ -257,8 +257,13 @@ fn discovery_jobs(
     metrics: &selfmetrics::Metrics,
 ) -> Result<Vec<discovery::JobDiscovery>, discovery::Error> {
     let mut jobs = jobs_from_config(cfg)?;
-    for sd in jobs.iter_mut().flat_map(|j| j.file_sd.iter_mut()) {
-        sd.set_metrics(metrics.sd.clone());
+    for job in &mut jobs {
+        for sd in &mut job.file_sd {
+            sd.set_metrics(metrics.sd.clone());
+        }
+        for sd in &mut job.http_sd {
+            sd.set_metrics(metrics.sd.clone());
+        }
     }
     Ok(jobs)
 }
