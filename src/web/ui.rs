@@ -1,6 +1,8 @@
 //! Web pages: Grafana-compatible dashboard pages for Ray's dashboard
 //! (`/api/health`, `/d/{uid}/{slug}`, `/d-solo/{uid}/{slug}?panelId=N`) and
-//! the data routes they call (`/api/dashboards/...`, in [`panel_data`]).
+//! the data routes they call (`/api/dashboards/...`, in [`panel_data`]);
+//! and Prometheus-style pages (`/graph`, `/targets`, `/service-discovery`,
+//! `/status`, `/tsdb-status`; `/` goes to `/graph`) over the query API.
 //! Pages are a small HTML shell; drawing happens in the browser
 //! (`ui/src/*.js` with uPlot). Every link and fetch is relative, through a
 //! `<base>` computed from the request's depth, so pages work under a route
@@ -48,6 +50,12 @@ pub fn routes() -> Router<Shared> {
         .route("/d-solo/{uid}/", get(solo_page))
         .route("/d-solo/{uid}/{slug}", get(solo_page))
         .route("/dashboards", get(index_page))
+        .route("/", get(root))
+        .route("/graph", get(prom_page))
+        .route("/targets", get(prom_page))
+        .route("/service-discovery", get(prom_page))
+        .route("/status", get(prom_page))
+        .route("/tsdb-status", get(prom_page))
         .route("/ui/static/{*path}", get(asset))
 }
 
@@ -162,6 +170,28 @@ async fn index_page(req: Request) -> Response {
         "Dashboards - raymon",
         r#"data-mode="index""#,
         "dashboard.js",
+    )
+}
+
+/// `/` goes to `/graph`, as in Prometheus; relative, so that a prefix or
+/// proxy path in front is kept.
+async fn root() -> Response {
+    let mut r = StatusCode::FOUND.into_response();
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static("./graph"));
+    r
+}
+
+/// The Prometheus-style pages (`ui/src/prom.js`); they read the query API,
+/// so with basic auth on the browser asks for the password.
+async fn prom_page(req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let page = path.trim_start_matches('/');
+    shell(
+        &path,
+        &format!("{page} - raymon"),
+        &format!(r#"data-mode="{}""#, escape_html(page)),
+        "prom.js",
     )
 }
 

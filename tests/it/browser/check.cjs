@@ -7,7 +7,7 @@
 // usage: node check.cjs '<json>' where json is
 //   { url, screenshot?, timeoutMs?, viewport?: {width, height}, frames?: bool,
 //     drawn?: [panelId...], repeat?: n, waitFor?: css selector, expandRows?: bool,
-//     minPanels?: n, settleMs?: ms }
+//     minPanels?: n, settleMs?: ms, read?: css selector of an element with data-state }
 // Console errors and exceptions come with the URL of the frame that raised them.
 
 const { chromium } = require('playwright-core');
@@ -71,6 +71,17 @@ async function main() {
           if (!closed) break;
           await closed.click();
         }
+      }
+      if (args.read) {
+        // A page other than a dashboard: wait until the element is done.
+        await page.waitForSelector(`${args.read}[data-state="ok"], ${args.read}[data-state="error"]`, { timeout: timeoutMs });
+        const read = await page.$eval(args.read, (e) => ({
+          state: e.dataset.state,
+          text: e.innerText.slice(0, 20000),
+          drawn: e.raymon ? { series: e.raymon.series.length, points: e.raymon.series.reduce((n, s) => n + s.values.filter((v) => v != null).length, 0) } : null,
+        }));
+        out.runs.push({ drawnMs: Date.now() - started, read, url: page.url() });
+        continue;
       }
       let panels = [];
       let pageErrors = [];
