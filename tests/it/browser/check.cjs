@@ -7,7 +7,8 @@
 // usage: node check.cjs '<json>' where json is
 //   { url, screenshot?, timeoutMs?, viewport?: {width, height}, frames?: bool,
 //     drawn?: [panelId...], repeat?: n, waitFor?: css selector, expandRows?: bool,
-//     minPanels?: n, settleMs?: ms, read?: css selector of an element with data-state }
+//     minPanels?: n, settleMs?: ms, read?: css selector of an element with data-state,
+//     holdMs?: ms to keep the page open at the end }
 // Console errors and exceptions come with the URL of the frame that raised them.
 
 const { chromium } = require('playwright-core');
@@ -118,6 +119,8 @@ async function main() {
       });
       out.runs.push({ drawnMs, timing, panels, pageErrors });
     }
+    // Keeps the page open (its refresh timer running), for CPU measurements.
+    if (args.holdMs) await new Promise((r) => setTimeout(r, args.holdMs));
     if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
     out.url = page.url();
   } finally {
