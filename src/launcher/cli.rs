@@ -194,7 +194,8 @@ pub struct ServeArgs {
     pub listen_address: SocketAddr,
 
     /// Prometheus web config file (basic auth, TLS).
-    #[arg(long = "web.config.file")]
+    /// Empty (Prometheus's default) means none.
+    #[arg(long = "web.config.file", value_parser = any_path)]
     pub web_config_file: Option<PathBuf>,
 
     /// Enable POST /-/reload and /-/quit, as in Prometheus.
@@ -655,6 +656,11 @@ pub struct EnvArgs {
 
     #[arg(long, value_enum, default_value = "shell")]
     pub format: EnvFormat,
+}
+
+/// A path that may be empty, as Prometheus's `--web.config.file=""`.
+fn any_path(s: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(s))
 }
 
 /// Durations for launcher flags: Prometheus syntax (`90s`, `2m`).

@@ -3,6 +3,7 @@
 //! shutdown (stop scraping, then flush storage, as Prometheus does).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
@@ -64,7 +65,13 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         args.listen_address.port(),
     )?;
     let cors_origin = cors_regex(&args.prom.cors_origin)?;
-    let web_config = match &args.web_config_file {
+    warn_unimplemented(&cfg);
+    // Prometheus's default `--web.config.file=""` means none.
+    let web_config_file = args
+        .web_config_file
+        .clone()
+        .filter(|p| !p.as_os_str().is_empty());
+    let web_config = match &web_config_file {
         Some(p) => web::web_config::WebConfig::load(p)
             .with_context(|| format!("cannot load web config {}", p.display()))?,
         None => web::web_config::WebConfig::default(),
@@ -74,13 +81,16 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
             .context("invalid --web.read-header-timeout")?,
         max_connections: args.max_connections,
         web_config,
-        web_config_file: args.web_config_file.clone(),
+        web_config_file,
         ..Default::default()
     };
     let db = Arc::new(open_storage(&args)?);
     db.start_background();
     let head = Arc::new(db.head().clone());
     let metrics = selfmetrics::Metrics::new();
+    metrics
+        .config_unimplemented_sections
+        .store(cfg.unimplemented.len() as u64, Ordering::Relaxed);
     // Every write (scrapes, imports, remote write) goes through the counting wrapper.
     let store: Arc<dyn Appendable> =
         Arc::new(CountingAppendable::new(head.clone(), metrics.tsdb.clone()));
@@ -177,6 +187,10 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
             let result = match config::load_file(&config_path) {
                 Ok(cfg) => match discovery_jobs(&cfg, &reload_metrics) {
                     Ok(jobs) => {
+                        warn_unimplemented(&cfg);
+                        reload_metrics
+                            .config_unimplemented_sections
+                            .store(cfg.unimplemented.len() as u64, Ordering::Relaxed);
                         discovery.apply(jobs);
                         let _ = cmd_tx
                             .send(scrape::Command::Configs(cfg.scrape_configs.clone()))
@@ -376,6 +390,13 @@ fn self_metrics(
             revision: revision.clone(),
         })
     })
+}
+
+/// One warning per section of the config that raymon does not act on.
+fn warn_unimplemented(cfg: &config::Config) {
+    for u in &cfg.unimplemented {
+        warn!("{u}");
+    }
 }
 
 /// `--web.cors.origin` compiled fully anchored, as Prometheus does; `None`
