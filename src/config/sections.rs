@@ -87,6 +87,7 @@ pub(crate) struct RawRemoteRead {
     pub bearer_token: Option<String>,
     pub bearer_token_file: Option<String>,
     pub proxy_url: Option<String>,
+    pub proxy_connect_header: Option<BTreeMap<String, Vec<String>>>,
     pub tls_config: Option<RawTls>,
     pub follow_redirects: Option<bool>,
     pub enable_http2: Option<bool>,

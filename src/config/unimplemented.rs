@@ -35,8 +35,6 @@ const fn row(path: &'static str, when: When, why: &'static str) -> Entry {
     Entry { path, when, why }
 }
 
-const NO_AUTH: &str = "raymon's scrape client sends no credentials";
-
 /// What raymon does not implement, in the order warnings are given.
 pub const NOT_IMPLEMENTED: &[Entry] = &[
     row(
@@ -75,55 +73,15 @@ pub const NOT_IMPLEMENTED: &[Entry] = &[
         "raymon stores no exemplars",
     ),
     row("tracing", When::Present, "raymon exports no traces"),
-    row("scrape_configs[].basic_auth", When::Present, NO_AUTH),
-    row("scrape_configs[].authorization", When::Present, NO_AUTH),
-    row("scrape_configs[].bearer_token", When::Present, NO_AUTH),
-    row("scrape_configs[].bearer_token_file", When::Present, NO_AUTH),
-    row("scrape_configs[].oauth2", When::Present, NO_AUTH),
     row(
-        "scrape_configs[].tls_config",
+        "scrape_configs[].oauth2",
         When::Present,
-        "raymon's scrape client has no TLS",
-    ),
-    row(
-        "scrape_configs[].scheme",
-        When::Is("https"),
-        "raymon's scrape client has no TLS; such targets fail",
-    ),
-    row(
-        "scrape_configs[].proxy_url",
-        When::Present,
-        "raymon's scrape client connects directly",
-    ),
-    row(
-        "scrape_configs[].follow_redirects",
-        When::Is("true"),
-        "raymon's scrape client does not follow redirects",
+        "raymon's HTTP client has no OAuth 2.0; such scrapes fail",
     ),
     row(
         "scrape_configs[].enable_http2",
         When::Is("true"),
-        "raymon's scrape client speaks HTTP/1.1",
-    ),
-    row(
-        "scrape_configs[].target_limit",
-        When::NonZero,
-        "raymon does not limit targets per job",
-    ),
-    row(
-        "scrape_configs[].label_limit",
-        When::NonZero,
-        "raymon does not limit a scraped series' labels",
-    ),
-    row(
-        "scrape_configs[].label_name_length_limit",
-        When::NonZero,
-        "raymon does not limit scraped label names",
-    ),
-    row(
-        "scrape_configs[].label_value_length_limit",
-        When::NonZero,
-        "raymon does not limit scraped label values",
+        "raymon's HTTP client speaks HTTP/1.1",
     ),
 ];
 
@@ -218,7 +176,7 @@ mod tests {
     fn empty_and_default_values_are_not_findings() {
         let f = found(
             "rule_files: []\nalerting: {}\nscrape_configs:\n- job_name: a\n  scheme: http\n  \
-             follow_redirects: false\n  target_limit: 0\n",
+             enable_http2: false\n",
         );
         assert_eq!(f, []);
     }
@@ -226,11 +184,11 @@ mod tests {
     #[test]
     fn scrape_rows_name_their_jobs_once() {
         let f = found(
-            "scrape_configs:\n- job_name: a\n  scheme: https\n- job_name: b\n  scheme: https\n  \
-             label_limit: 5\n",
+            "scrape_configs:\n- job_name: a\n  oauth2: {client_id: c}\n- job_name: b\n  \
+             oauth2: {client_id: c}\n  enable_http2: true\n",
         );
         assert_eq!(f.len(), 2, "{f:?}");
-        assert_eq!(f[0].section, "scrape_configs[].scheme");
+        assert_eq!(f[0].section, "scrape_configs[].oauth2");
         assert_eq!(f[0].jobs, ["a", "b"]);
         assert_eq!(f[1].jobs, ["b"]);
         assert!(f[0].to_string().contains("(scrape jobs: a, b)"));
