@@ -25,7 +25,7 @@ pub use http_client::{
 };
 pub use relabel::{
     Action, DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR, Regexp, RelabelConfig,
-    RelabelError, expand, hashmod, is_valid_label_name, process, process_builder, process_cow,
+    RelabelError, hashmod, is_valid_label_name, process, process_builder, process_cow,
 };
 pub use units::{SizeError, format_size, parse_size};
 

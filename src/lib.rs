@@ -13,6 +13,7 @@
 //! ```
 
 pub mod backfill;
+pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod http_client;

@@ -80,7 +80,7 @@ fn issue_2_bad_targets_fail_clearly_and_the_good_one_keeps_scraping() {
         let cfg = raymon::config::parse(&yaml, "test.yml").unwrap();
         let rec = Recorder::default();
         let (mut disc, targets_rx) = discovery::Manager::new();
-        disc.apply(raymon::launcher::jobs_from_config(&cfg).unwrap());
+        disc.apply(raymon::cli::jobs_from_config(&cfg).unwrap());
         let mut mgr = raymon::scrape::Manager::new(Arc::new(rec.clone()), 1).unwrap();
         mgr.apply_configs(cfg.scrape_configs.clone());
         let status = mgr.status();

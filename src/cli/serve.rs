@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::ServeArgs;
+use super::flags::ServeArgs;
 use super::jobs::jobs_from_config;
 use crate::config;
 use crate::discovery;
@@ -359,7 +359,7 @@ fn offset_seed(args: &ServeArgs) -> u64 {
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM; `serve` and `up` stop on either.
-pub(super) async fn wait_for_termination() {
+pub(crate) async fn wait_for_termination() {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
     match term {
