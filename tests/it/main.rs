@@ -19,6 +19,7 @@ mod promql_tests;
 mod ray;
 mod remote_write;
 mod scrape;
+mod scrape_auth;
 mod scrape_client;
 mod scrape_targets;
 mod serve;
