@@ -17,6 +17,7 @@ pub mod config;
 pub mod discovery;
 pub mod launcher;
 pub mod model;
+pub mod promdata;
 pub mod promql;
 pub mod remote;
 pub mod scrape;
