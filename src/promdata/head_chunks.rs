@@ -189,3 +189,80 @@ impl Reader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tsdb::chunkenc::XorChunk;
+
+    fn chunk(series: u64, samples: &[(i64, f64)]) -> Vec<u8> {
+        let mut c = XorChunk::new();
+        for &(t, v) in samples {
+            c.append(t, v).unwrap();
+        }
+        let data = c.bytes();
+        let mut out = Vec::new();
+        out.extend_from_slice(&series.to_be_bytes());
+        out.extend_from_slice(&samples[0].0.to_be_bytes());
+        out.extend_from_slice(&samples[samples.len() - 1].0.to_be_bytes());
+        out.push(1);
+        out.push(data.len() as u8);
+        out.extend_from_slice(data);
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    fn file(chunks: &[Vec<u8>], zero_tail: usize) -> Vec<u8> {
+        let mut out = MAGIC.to_be_bytes().to_vec();
+        out.extend_from_slice(&[1, 0, 0, 0]);
+        for c in chunks {
+            out.extend_from_slice(c);
+        }
+        out.resize(out.len() + zero_tail, 0);
+        out
+    }
+
+    #[test]
+    fn chunks_zero_tails_and_a_corrupt_file() {
+        let dir = crate::promdata::import::tests::tempdir("headchunks");
+        let a = chunk(1, &[(1000, 1.0), (2000, 2.0)]);
+        let b = chunk(2, &[(1500, 5.0)]);
+        let c = chunk(1, &[(3000, 3.0)]);
+        std::fs::write(dir.join("000001"), file(&[a, b], 100)).unwrap();
+        std::fs::write(dir.join("000002"), file(std::slice::from_ref(&c), 0)).unwrap();
+        let hc = scan(&dir, i64::MIN).unwrap();
+        assert!(hc.problem.is_none());
+        assert_eq!(hc.by_series[&1].len(), 2);
+        assert_eq!(hc.by_series[&2].len(), 1);
+        let mut r = Reader::new(&hc.files);
+        let got: Vec<(i64, f64)> = hc.by_series[&1]
+            .iter()
+            .flat_map(|ch| {
+                crate::tsdb::chunkenc::XorIter::new(r.data(ch).unwrap()).collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(got, [(1000, 1.0), (2000, 2.0), (3000, 3.0)]);
+
+        // Chunks before the blocks' end are left out.
+        let hc = scan(&dir, 2500).unwrap();
+        assert_eq!(hc.by_series[&1].len(), 1);
+        assert!(!hc.by_series.contains_key(&2));
+
+        // A flipped byte in the second file: its chunks go, the first's stay.
+        let mut bad = file(&[c], 0);
+        let n = bad.len();
+        bad[n - 6] ^= 1;
+        std::fs::write(dir.join("000002"), bad).unwrap();
+        let hc = scan(&dir, i64::MIN).unwrap();
+        assert!(
+            hc.problem
+                .as_deref()
+                .unwrap_or("")
+                .contains("checksum mismatch")
+        );
+        assert_eq!(hc.by_series[&1].len(), 1);
+        assert_eq!(hc.files.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

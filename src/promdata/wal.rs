@@ -369,5 +369,6 @@ mod tests {
         assert!(r.next().unwrap().is_some());
         assert!(r.next().unwrap().is_some());
         assert!(r.next().is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -42,7 +42,9 @@ fn start_prometheus(
         .arg(format!("--web.listen-address={addr}"))
         // Hidden flags: a block every 20 s instead of every 2 h.
         .arg("--storage.tsdb.min-block-duration=20s")
-        .arg("--storage.tsdb.max-block-duration=1m");
+        .arg("--storage.tsdb.max-block-duration=1m")
+        // delete_series, to leave tombstones in blocks and the WAL.
+        .arg("--web.enable-admin-api");
     if lockfile {
         // Upstream's default; Debian's build needs the flag.
         cmd.arg("--storage.tsdb.use-lockfile");
@@ -270,6 +272,21 @@ fn issue_19_import_from_prometheus_matches_its_answers() {
         assert!(!to.exists(), "the refused import created its store");
     }
 
+    // Tombstones: one metric deleted over a span that covers a block's
+    // end and the head, another one over everything.
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let bl = blocks(&term_data);
+    for (m, start, end) in [
+        ("scrape_duration_seconds", bl[1].1 / 1000 + 5, now_s - 2),
+        ("scrape_samples_scraped", 0, now_s + 60),
+    ] {
+        let path = format!("/api/v1/admin/tsdb/delete_series?match[]={m}&start={start}&end={end}");
+        let r = support::http("POST", &term_addr, &path, None).unwrap();
+        assert_eq!(r.status, 204, "delete_series: {}", r.body);
+    }
     let t_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -279,6 +296,16 @@ fn issue_19_import_from_prometheus_matches_its_answers() {
     term.terminate(Duration::from_secs(30));
     let _ = killed.0.kill();
     let _ = killed.0.wait();
+    assert!(
+        !term_want
+            .keys()
+            .any(|k| k.contains("scrape_samples_scraped"))
+    );
+    assert!(
+        term_want
+            .keys()
+            .any(|k| k.contains("scrape_duration_seconds"))
+    );
     for (name, want) in [("term", &term_want), ("killed", &killed_want)] {
         eprintln!(
             "{name}: Prometheus answered {} series, {} samples",
