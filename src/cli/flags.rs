@@ -122,9 +122,21 @@ pub struct ImportArgs {
     /// serve opens it.
     #[arg(long = "storage.tsdb.path")]
     pub storage_path: Option<PathBuf>,
+    /// Read a Prometheus 2.x data directory instead (its blocks, and the
+    /// WAL and head chunks a stopped Prometheus left) into the data
+    /// directory given by `--storage.tsdb.path`. The Prometheus directory
+    /// is only read; one a running Prometheus holds is refused.
+    #[arg(
+        long = "from-prometheus",
+        value_name = "DIR",
+        requires = "storage_path",
+        conflicts_with = "file"
+    )]
+    pub from_prometheus: Option<PathBuf>,
     /// OpenMetrics text ending in `# EOF`, every sample with a timestamp;
     /// `-` reads standard input.
-    pub file: PathBuf,
+    #[arg(required_unless_present = "from_prometheus")]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

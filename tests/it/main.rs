@@ -12,6 +12,7 @@ mod grafana;
 mod isolation;
 mod ops;
 mod prom_diff;
+mod prom_import;
 mod promql_golden;
 mod promql_latest;
 mod promql_parser;
