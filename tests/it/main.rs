@@ -28,6 +28,7 @@ mod textparse;
 mod tsdb;
 mod tsdb_durable;
 mod tsdb_idle;
+mod ui;
 mod up;
 mod web;
 mod web_server;
