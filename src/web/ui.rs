@@ -2,7 +2,7 @@
 //! (`/api/health`, `/d/{uid}/{slug}`, `/d-solo/{uid}/{slug}?panelId=N`) and
 //! the data routes they call (`/api/dashboards/...`, in [`panel_data`]);
 //! and Prometheus-style pages (`/graph`, `/targets`, `/service-discovery`,
-//! `/status`, `/tsdb-status`; `/` goes to `/graph`) over the query API.
+//! `/status`, `/tsdb-status`) over the query API.
 //! Pages are a small HTML shell; drawing happens in the browser
 //! (`ui/src/*.js` with uPlot). Every link and fetch is relative, through a
 //! `<base>` computed from the request's depth, so pages work under a route
@@ -17,7 +17,7 @@ pub mod templating;
 pub mod timerange;
 
 use axum::Router;
-use axum::extract::{Path, Request};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -50,7 +50,6 @@ pub fn routes() -> Router<Shared> {
         .route("/d-solo/{uid}/", get(solo_page))
         .route("/d-solo/{uid}/{slug}", get(solo_page))
         .route("/dashboards", get(index_page))
-        .route("/", get(root))
         .route("/graph", get(prom_page))
         .route("/targets", get(prom_page))
         .route("/service-discovery", get(prom_page))
@@ -70,6 +69,14 @@ pub fn is_dashboard_path(path: &str) -> bool {
         || path.starts_with("/d/")
         || path.starts_with("/d-solo/")
         || path.starts_with("/ui/static/")
+}
+
+/// [`is_dashboard_path`] for a path that still carries the route prefix
+/// (`/` for none); outside the prefix nothing is open.
+pub fn is_dashboard_path_under(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.starts_with('/') && is_dashboard_path(rest))
 }
 
 /// Grafana's `GET /api/health`, which Ray's dashboard checks (HTTP 200,
@@ -173,23 +180,14 @@ async fn index_page(req: Request) -> Response {
     )
 }
 
-/// `/` goes to `/graph`, as in Prometheus; relative, so that a prefix or
-/// proxy path in front is kept.
-async fn root() -> Response {
-    let mut r = StatusCode::FOUND.into_response();
-    r.headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_static("./graph"));
-    r
-}
-
 /// The Prometheus-style pages (`ui/src/prom.js`); they read the query API,
 /// so with basic auth on the browser asks for the password.
-async fn prom_page(req: Request) -> Response {
+async fn prom_page(State(st): State<Shared>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let page = path.trim_start_matches('/');
     shell(
         &path,
-        &format!("{page} - raymon"),
+        &st.page_title,
         &format!(r#"data-mode="{}""#, escape_html(page)),
         "prom.js",
     )
@@ -233,6 +231,15 @@ mod tests {
         assert_eq!(base_of("/d/uid/"), "../../");
         assert_eq!(base_of("/d/uid/slug"), "../../");
         assert_eq!(base_of("/d/uid"), "../");
+    }
+
+    #[test]
+    fn a_route_prefix_is_part_of_the_open_paths() {
+        assert!(is_dashboard_path_under("/", "/d/x/"));
+        assert!(is_dashboard_path_under("/prom", "/prom/d/x/"));
+        assert!(!is_dashboard_path_under("/prom", "/d/x/"));
+        assert!(!is_dashboard_path_under("/prom", "/promd/x/"));
+        assert!(!is_dashboard_path_under("/prom", "/prom/api/v1/query"));
     }
 
     #[test]

@@ -660,7 +660,7 @@ fn issue_21_real_ray_metrics_tab_with_builtin_dashboards() {
 }
 
 #[test]
-fn issue_21_graph_and_targets_pages_in_chromium() {
+fn issue_21_graph_and_targets_pages_under_a_route_prefix_in_chromium() {
     if let Err(why) = browser() {
         println!("skipped: {why}");
         return;
@@ -673,7 +673,7 @@ fn issue_21_graph_and_targets_pages_in_chromium() {
     std::fs::write(
         &cfg,
         format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['{addr}']\n  - job_name: gone\n    static_configs:\n      - targets: ['127.0.0.1:{dead}']\n"
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    metrics_path: /prom/metrics\n    static_configs:\n      - targets: ['{addr}']\n  - job_name: gone\n    static_configs:\n      - targets: ['127.0.0.1:{dead}']\n"
         ),
     )
     .unwrap();
@@ -682,30 +682,34 @@ fn issue_21_graph_and_targets_pages_in_chromium() {
             format!("--config.file={}", cfg.display()),
             format!("--storage.tsdb.path={}", tmp.path().join("data").display()),
             format!("--web.listen-address={addr}"),
+            // Every page and link must work under a prefix.
+            "--web.route-prefix=/prom".into(),
         ],
         &tmp.path().join("raymon.log"),
     );
     wait_for(Duration::from_secs(30), "a few scrapes", || {
-        let r =
-            get(&addr, "/api/v1/query?query=count_over_time(up[1m])").map_err(|e| e.to_string())?;
+        let r = get(&addr, "/prom/api/v1/query?query=count_over_time(up[1m])")
+            .map_err(|e| e.to_string())?;
         let ok = r.status == 200
             && r.json()["data"]["result"].as_array().is_some_and(|a| {
                 a.len() == 2 && a.iter().all(|s| s["value"][1].as_str().unwrap() >= "3")
             });
         ok.then_some(()).ok_or(r.body)
     });
-    // `/` goes to the graph page, relatively (a prefix in front is kept).
-    let r = get(&addr, "/").unwrap();
+    // `/` goes to the graph page, as in Prometheus.
+    let r = get(&addr, "/prom/").unwrap();
     assert_eq!(r.status, 302);
     assert!(
-        r.headers.to_ascii_lowercase().contains("location: ./graph"),
+        r.headers
+            .to_ascii_lowercase()
+            .contains("location: /prom/graph"),
         "{}",
         r.headers
     );
 
     let graph = |query: &str, name: &str| {
         chromium(&serde_json::json!({
-            "url": format!("http://{addr}/graph?{query}"),
+            "url": format!("http://{addr}/prom/graph?{query}"),
             "read": ".prom-output",
             "screenshot": screenshot(&format!("graph-{name}.png")),
         }))
@@ -733,7 +737,7 @@ fn issue_21_graph_and_targets_pages_in_chromium() {
     assert!(read["text"].as_str().unwrap().contains("bad_data"), "{out}");
 
     let out = chromium(&serde_json::json!({
-        "url": format!("http://{addr}/targets"),
+        "url": format!("http://{addr}/prom/targets"),
         "read": ".prom-output",
         "screenshot": screenshot("targets.png"),
     }));
@@ -741,6 +745,10 @@ fn issue_21_graph_and_targets_pages_in_chromium() {
     let text = out["runs"][0]["read"]["text"].as_str().unwrap().to_string();
     assert!(text.contains("gone (0/1 up)"), "{text}");
     assert!(text.contains("self (1/1 up)"), "{text}");
+    assert!(
+        text.contains(&format!("http://{addr}/prom/metrics")),
+        "{text}"
+    );
     assert!(text.contains("DOWN"), "{text}");
     assert!(
         text.contains(&format!("http://127.0.0.1:{dead}/metrics")),
@@ -749,7 +757,7 @@ fn issue_21_graph_and_targets_pages_in_chromium() {
     assert!(text.contains("connection refused"), "{text}");
     for page in ["service-discovery", "status", "tsdb-status"] {
         let out = chromium(&serde_json::json!({
-            "url": format!("http://{addr}/{page}"),
+            "url": format!("http://{addr}/prom/{page}"),
             "read": ".prom-output",
         }));
         assert_eq!(out["runs"][0]["read"]["state"], "ok", "{page}: {out}");
