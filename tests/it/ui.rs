@@ -277,6 +277,35 @@ fn issue_21_auth_opens_the_dashboards_and_never_the_query_api() {
             assert_eq!(get(&s.addr, p).unwrap().status, 401, "{p}");
         }
     }
+    // Under a route prefix, the same paths below it (and nothing outside).
+    {
+        let tmp3 = TempDir::new("ui-auth3");
+        let s = serve(
+            tmp3.path(),
+            &dash,
+            None,
+            &[
+                format!("--web.config.file={}", web.display()),
+                "--web.dashboards.anonymous".into(),
+                "--web.route-prefix=/p".into(),
+            ],
+        );
+        for p in open {
+            assert_eq!(
+                get(&s.addr, &format!("/p{p}")).unwrap().status,
+                200,
+                "/p{p}"
+            );
+            assert_eq!(get(&s.addr, p).unwrap().status, 401, "{p}");
+        }
+        for p in closed {
+            assert_eq!(
+                get(&s.addr, &format!("/p{p}")).unwrap().status,
+                401,
+                "/p{p}"
+            );
+        }
+    }
     // Without the flag, auth covers the pages too.
     let tmp2 = TempDir::new("ui-auth2");
     let s = serve(
