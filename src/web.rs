@@ -24,6 +24,7 @@ mod import_export;
 mod json;
 pub mod offload;
 pub mod params;
+pub mod prefix;
 pub mod promql_engine;
 mod remote_write;
 pub mod selector;
@@ -361,6 +362,13 @@ pub struct AppState {
     pub inline_budget: Duration,
     /// The clock, in Unix milliseconds; replaceable for tests.
     pub now_ms: fn() -> i64,
+    /// `--web.external-url` and `--web.route-prefix`.
+    pub location: prefix::Location,
+    /// `--web.page-title`.
+    pub page_title: String,
+    /// `--web.cors.origin`, fully anchored; `None` for `.*` (any origin,
+    /// answered with `*`).
+    pub cors_origin: Option<regex::Regex>,
 }
 
 impl AppState {
@@ -397,6 +405,9 @@ impl AppState {
             request_timeout: Duration::from_secs(5 * 60),
             inline_budget: Duration::from_millis(1),
             now_ms: system_now_ms,
+            location: prefix::Location::default(),
+            page_title: "Prometheus Time Series Collection and Processing Server".to_string(),
+            cors_origin: None,
         }
     }
 }

@@ -7,6 +7,7 @@ mod support;
 
 mod bench;
 mod config;
+mod dropin;
 mod grafana;
 mod isolation;
 mod ops;
