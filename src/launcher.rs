@@ -56,7 +56,12 @@ pub fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Env(args)) => {
-            up::print_env(&args);
+            let prefix = std::env::var("JUPYTERHUB_SERVICE_PREFIX").ok();
+            let (vars, said) = env::env_vars(&args, prefix.as_deref())?;
+            for line in said {
+                eprintln!("raymon env: {line}");
+            }
+            print!("{}", env::render(&vars, args.format));
             Ok(())
         }
         Some(Command::Bench(args)) => run_bench(*args),

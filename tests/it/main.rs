@@ -9,6 +9,7 @@ mod bench;
 mod config;
 mod grafana;
 mod isolation;
+mod notebook;
 mod ops;
 mod prom_diff;
 mod promql_golden;

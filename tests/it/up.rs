@@ -129,19 +129,26 @@ fn up_args(extra: &[&str]) -> UpArgs {
     }
 }
 
-fn expected_env() -> BTreeMap<String, String> {
+fn expected_env(tmp: &Path, grafana: u16) -> BTreeMap<String, String> {
     [
-        ("RAY_GRAFANA_HOST", "http://127.0.0.1:3000"),
+        ("RAY_GRAFANA_HOST", format!("http://127.0.0.1:{grafana}")),
         (
             "RAY_GRAFANA_IFRAME_HOST",
-            "https://jupyter.nersc.gov/user/o'neil/node/proxy/3000",
+            format!("https://jupyter.nersc.gov/user/o'neil/node/proxy/{grafana}"),
         ),
-        ("RAY_PROMETHEUS_HOST", "http://127.0.0.1:9191"),
-        ("RAY_PROMETHEUS_NAME", "raymon"),
+        ("RAY_PROMETHEUS_HOST", "http://127.0.0.1:9191".into()),
+        ("RAY_PROMETHEUS_NAME", "raymon".into()),
+        ("RAY_TMPDIR", tmp.display().to_string()),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// `raymon env`'s output for these flags.
+fn env_text(args: &EnvArgs, prefix: Option<&str>) -> String {
+    let (vars, _) = raymon::launcher::env::env_vars(args, prefix).unwrap();
+    raymon::launcher::env::render(&vars, args.format)
 }
 
 /// Each format, run by its own interpreter, sets exactly the expected
@@ -150,19 +157,26 @@ fn expected_env() -> BTreeMap<String, String> {
 fn issue_6_env_formats_set_the_same_variables() {
     let prefix = Some("/user/o'neil/node/");
     let tmp = TempDir::new("env");
-    let want = expected_env();
+    let grafana = support::free_port();
+    let want = expected_env(tmp.path(), grafana);
+    let flags = [
+        format!("--data-dir={}", tmp.path().join("data").display()),
+        format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+        format!("--grafana-listen-address=127.0.0.1:{grafana}"),
+        "--web.listen-address=127.0.0.1:9191".into(),
+        "--auth=none".into(),
+    ];
+    let env_args = |format: &str| {
+        let mut argv: Vec<&str> = flags.iter().map(String::as_str).collect();
+        argv.push(format);
+        env_args(&argv)
+    };
 
-    let json = up::env_text(
-        &env_args(&["--format=json", "--web.listen-address=127.0.0.1:9191"]),
-        prefix,
-    );
+    let json = env_text(&env_args("--format=json"), prefix);
     let got: BTreeMap<String, String> = serde_json::from_str(&json).unwrap();
     assert_eq!(got, want);
 
-    let shell = up::env_text(
-        &env_args(&["--format=shell", "--web.listen-address=127.0.0.1:9191"]),
-        prefix,
-    );
+    let shell = env_text(&env_args("--format=shell"), prefix);
     let script = tmp.path().join("env.sh");
     std::fs::write(&script, &shell).unwrap();
     let keys: Vec<&String> = want.keys().collect();
@@ -188,10 +202,7 @@ fn issue_6_env_formats_set_the_same_variables() {
         .collect();
     assert_eq!(got, want, "shell output:\n{shell}");
 
-    let python = up::env_text(
-        &env_args(&["--format=python", "--web.listen-address=127.0.0.1:9191"]),
-        prefix,
-    );
+    let python = env_text(&env_args("--format=python"), prefix);
     let prog = format!(
         "{python}\nimport json\nprint(json.dumps({{k: os.environ[k] for k in {keys:?}}}))\n"
     );
@@ -464,12 +475,12 @@ fn issue_6_up_flags_pass_extra_args_to_ray_start() {
     assert!(up::data_dir(None, None).is_absolute());
 }
 
-fn stand_ins() -> PathBuf {
+pub(crate) fn stand_ins() -> PathBuf {
     support::manifest_dir().join("tests/data/stand-ins")
 }
 
 /// A `raymon up` child in its own process group, stdout and stderr in files.
-struct Up {
+pub(crate) struct Up {
     child: KillOnDrop,
     out: PathBuf,
     err: PathBuf,
@@ -487,6 +498,7 @@ impl Up {
             .stdin(Stdio::null())
             .env_remove("JUPYTERHUB_SERVICE_PREFIX")
             .env_remove("SCRATCH")
+            .env("HOME", support::ray_home())
             .process_group(0);
         for (k, v) in env {
             cmd.env(k, v);
@@ -530,14 +542,14 @@ impl Up {
     }
 }
 
-fn down(data: &Path) -> std::process::Output {
+pub(crate) fn down(data: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_raymon"))
         .args(["down", &format!("--data-dir={}", data.display())])
         .output()
         .unwrap()
 }
 
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
             let state = s.rsplit(')').next().unwrap_or("").trim_start();
@@ -828,9 +840,9 @@ fn issue_6_no_grafana_binary_is_a_clear_error_before_anything_starts() {
 
 /// Kills whatever a failed real-Ray test left behind: every PID `up`
 /// recorded, and stragglers naming the temp dir.
-struct Leftovers {
-    data: PathBuf,
-    temp: PathBuf,
+pub(crate) struct Leftovers {
+    pub(crate) data: PathBuf,
+    pub(crate) temp: PathBuf,
 }
 
 impl Drop for Leftovers {
@@ -849,7 +861,7 @@ impl Drop for Leftovers {
     }
 }
 
-fn processes_naming(needle: &str) -> Vec<(u32, String)> {
+pub(crate) fn processes_naming(needle: &str) -> Vec<(u32, String)> {
     let me = std::process::id();
     std::fs::read_dir("/proc")
         .unwrap()
@@ -1814,13 +1826,18 @@ fn issue_17_bad_input_is_a_one_line_error_before_anything_starts() {
     let e = refused_before_start(&mut up, &data);
     assert!(e.contains("too long for Ray's unix sockets"), "{e}");
     assert!(!long.exists());
-    use raymon::launcher::ray::{check_socket_room, default_temp_dir};
+    use raymon::launcher::ray::{check_socket_room, default_temp_dir, ray_tmpdir};
     assert_eq!(
-        default_temp_dir(false, "alice"),
+        default_temp_dir("alice"),
         Path::new("/tmp/raymon-alice/ray")
     );
-    assert!(check_socket_room(&default_temp_dir(false, "a-long-user-name-x")).is_ok());
-    assert_eq!(default_temp_dir(true, "alice"), Path::new("/tmp/ray"));
+    assert!(check_socket_room(&default_temp_dir("a-long-user-name-x")).is_ok());
+    // A notebook's `ray.init()` finds it through RAY_TMPDIR.
+    assert_eq!(
+        ray_tmpdir(&default_temp_dir("alice")),
+        Some(Path::new("/tmp/raymon-alice"))
+    );
+    assert_eq!(ray_tmpdir(Path::new("/x/sessions")), None);
 
     // Another up's Ray uses the temp dir: its lock, held here.
     let data = tmp.path().join("d6");
@@ -1969,7 +1986,7 @@ fn issue_17_real_ray_with_native_grafana_is_healthy() {
 
 /// The status of `GET path` on `addr`, with an `Authorization` header when
 /// given (`support::get` sends none).
-fn status_with(addr: &str, path: &str, authorization: Option<&str>) -> u16 {
+pub(crate) fn status_with(addr: &str, path: &str, authorization: Option<&str>) -> u16 {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
@@ -2136,7 +2153,7 @@ fn issue_17_credentials_by_default() {
 }
 
 /// `raymon status --format json` for a data dir, and whether it exited 0.
-fn status_json(data: &Path) -> (serde_json::Value, bool) {
+pub(crate) fn status_json(data: &Path) -> (serde_json::Value, bool) {
     let out = Command::new(env!("CARGO_BIN_EXE_raymon"))
         .args([
             "status",
@@ -2151,7 +2168,7 @@ fn status_json(data: &Path) -> (serde_json::Value, bool) {
 }
 
 /// `host:port` of an `http://host:port[/]` URL.
-fn host_port(url: &serde_json::Value) -> String {
+pub(crate) fn host_port(url: &serde_json::Value) -> String {
     let u = url.as_str().unwrap();
     u.trim_start_matches("http://")
         .trim_end_matches('/')
@@ -2160,8 +2177,9 @@ fn host_port(url: &serde_json::Value) -> String {
 
 /// Two users' stacks on one login node, both on default flags: the second
 /// finds the first's ports taken and moves each to a free one, both are
-/// healthy as Ray's backend sees them, each raymon wants its own password,
-/// and `down` of one leaves the other running.
+/// healthy as Ray's backend sees them, each raymon wants its own password
+/// (Ray's Data page still answers), and `down` of one leaves the other
+/// running.
 #[test]
 fn issue_17_two_stacks_on_one_node_with_default_ports() {
     use raymon::launcher::auth;
@@ -2228,6 +2246,18 @@ fn issue_17_two_stacks_on_one_node_with_default_ports() {
     };
     healthy(&sa);
     healthy(&sb);
+    // Ray's Data page (the dashboard's Metrics/Data tab) queries raymon with
+    // RAY_PROMETHEUS_HEADERS for each dataset of the job; a 401 from raymon
+    // would make it answer 503.
+    let job = crate::notebook::run_ray_data_job(&data_a, tmp.path());
+    let page = format!("/api/data/datasets/{job}");
+    let r = support::get(&host_port(&sa["ray_dashboard_url"]), &page).unwrap();
+    assert_eq!(r.status, 200, "{page}: {}", r.body);
+    let datasets = r.json()["datasets"].clone();
+    assert!(
+        !datasets.as_array().unwrap().is_empty(),
+        "{page}: {datasets}"
+    );
     let (ra, rb) = (host_port(&sa["raymon_url"]), host_port(&sb["raymon_url"]));
     let (auth_a, auth_b) = (
         auth::authorization(&ca.raymon),
