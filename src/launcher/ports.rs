@@ -8,15 +8,17 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 
+/// Each error is one line that says what to do: the OS's reason is part of
+/// the message rather than a source, which `anyhow` would print on lines of
+/// its own.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{addr} is not free for {what} ({source}); choose another with {flag}")]
+    #[error("{addr} is not free for {what} ({cause}); choose another with {flag}")]
     Busy {
         addr: SocketAddr,
         what: String,
         flag: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "no free port for {what} in --port-range {low}-{high}; widen the range or choose \
@@ -30,19 +32,18 @@ pub enum Error {
     },
     #[error(
         "{addr}, the port `raymon env` gave the notebook's Ray for {what}, is not free \
-         ({source}); run `raymon env` again, set what it prints and restart the notebook's Ray"
+         ({cause}); run `raymon env` again, set what it prints and restart the notebook's Ray"
     )]
     Promised {
         addr: SocketAddr,
         what: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("no free port for {what}")]
+    #[error("no free port for {what} ({cause}); choose one with {flag}")]
     NoneFree {
         what: String,
-        #[source]
-        source: std::io::Error,
+        flag: String,
+        cause: std::io::Error,
     },
 }
 
@@ -150,7 +151,7 @@ impl Ports {
             return Err(Error::Promised {
                 addr,
                 what: need.what.clone(),
-                source: busy,
+                cause: busy,
             });
         }
         if need.port != need.default {
@@ -158,7 +159,7 @@ impl Ports {
                 addr,
                 what: need.what.clone(),
                 flag: need.flag.clone(),
-                source: busy,
+                cause: busy,
             });
         }
         if let Some((low, high)) = self.range {
@@ -186,9 +187,10 @@ impl Ports {
         for _ in 0..16 {
             let port = TcpListener::bind(SocketAddr::new(need.ip, 0))
                 .and_then(|l| l.local_addr())
-                .map_err(|source| Error::NoneFree {
+                .map_err(|cause| Error::NoneFree {
                     what: need.what.clone(),
-                    source,
+                    flag: need.flag.clone(),
+                    cause,
                 })?
                 .port();
             if self.taken.insert(port) {
@@ -200,7 +202,8 @@ impl Ports {
         }
         Err(Error::NoneFree {
             what: need.what.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::AddrInUse, "every pick was taken"),
+            flag: need.flag.clone(),
+            cause: std::io::Error::new(std::io::ErrorKind::AddrInUse, "every pick was taken"),
         })
     }
 }

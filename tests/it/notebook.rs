@@ -267,6 +267,7 @@ fn issue_17_readme_notebook_recipes_run_with_real_ray() {
     let address = status["ray_address"].as_str().unwrap();
     assert_eq!(probe["gcs"], address, "{probe}\n{status}");
     assert_eq!(probe["env"]["RAY_ADDRESS"], address);
+    assert_eq!(probe["env"]["RAY_PROMETHEUS_HOST"], status["raymon_url"]);
     assert_eq!(probe["env"]["RAY_TMPDIR"], private.display().to_string());
     assert_eq!(status["ray_temp_dir"], temp.display().to_string());
     assert_healthy(&host_port(&status["ray_dashboard_url"]), &home);

@@ -1850,6 +1850,62 @@ fn issue_17_bad_input_is_a_one_line_error_before_anything_starts() {
     assert!(e.contains("is used by another raymon up"), "{e}");
     drop(held);
 
+    // raymon's default port is taken and --port-range has no free port. The
+    // default is held here (unless something else holds it already) under
+    // RAY_LOCK, which the tests that use default ports hold too.
+    {
+        let _ray = support::RAY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _default = std::net::TcpListener::bind("127.0.0.1:9090");
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = held.local_addr().unwrap().port();
+        let data = tmp.path().join("d7");
+        let mut args = base(&data);
+        args.retain(|a| !a.starts_with("--web.listen-address"));
+        args.extend(["--grafana=none".into(), format!("--port-range={p}-{p}")]);
+        let mut up = Up::start(&args, &[], tmp.path());
+        let e = refused_before_start(&mut up, &data);
+        assert!(
+            e.contains(&format!("no free port for raymon in --port-range {p}-{p}")),
+            "{e}"
+        );
+        assert!(e.contains("widen the range"), "{e}");
+        drop(_default);
+
+        // `raymon env` gave a notebook's Ray a raymon port that is taken by
+        // the time `up --attach` runs: Ray's dashboard points there already.
+        let data = tmp.path().join("d8");
+        let stack = [
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+        ];
+        let env = Command::new(env!("CARGO_BIN_EXE_raymon"))
+            .arg("env")
+            .args(&stack)
+            .arg("--format=json")
+            .env_remove("JUPYTERHUB_SERVICE_PREFIX")
+            .output()
+            .unwrap();
+        assert!(
+            env.status.success(),
+            "{}",
+            String::from_utf8_lossy(&env.stderr)
+        );
+        let vars: serde_json::Value = serde_json::from_slice(&env.stdout).unwrap();
+        let promised = host_port(&vars["RAY_PROMETHEUS_HOST"]);
+        let _taken = std::net::TcpListener::bind(&promised).unwrap();
+        let mut args = stack.to_vec();
+        args.extend(["--attach".into(), "--grafana=none".into()]);
+        let mut up = Up::start(&args, &[], tmp.path());
+        let e = refused_before_start(&mut up, &data);
+        assert!(
+            e.contains(&format!(
+                "{promised}, the port `raymon env` gave the notebook's Ray"
+            )),
+            "{e}"
+        );
+        assert!(e.contains("run `raymon env` again"), "{e}");
+    }
+
     // Another live `up` owns the data dir.
     let data = tmp.path().join("d4");
     let mut args = base(&data);
@@ -2219,6 +2275,23 @@ fn issue_17_two_stacks_on_one_node_with_default_ports() {
     let (sa, ok_a) = status_json(&data_a);
     let (sb, ok_b) = status_json(&data_b);
     assert!(ok_a && ok_b, "{sa}\n{sb}");
+    // What a notebook sets for each: the ports that stack chose.
+    for (data, s) in [(&data_a, &sa), (&data_b, &sb)] {
+        let out = Command::new(env!("CARGO_BIN_EXE_raymon"))
+            .args([
+                "env",
+                "--format=json",
+                &format!("--data-dir={}", data.display()),
+            ])
+            .env_remove("JUPYTERHUB_SERVICE_PREFIX")
+            .output()
+            .unwrap();
+        let vars: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(vars["RAY_PROMETHEUS_HOST"], s["raymon_url"], "{vars}");
+        assert_eq!(vars["RAY_GRAFANA_HOST"], s["grafana_url"], "{vars}");
+        assert_eq!(vars["RAY_ADDRESS"], s["ray_address"], "{vars}");
+        assert!(vars["RAY_PROMETHEUS_HEADERS"].is_string(), "{vars}");
+    }
     for s in [&sa, &sb] {
         assert_eq!(s["running"], true);
         for k in ["up", "ray", "grafana"] {
