@@ -807,17 +807,15 @@ fn print_summary(plan: &Plan<'_>) {
             "Attached to the Ray sessions under {}. Before ray.init(), set:",
             plan.temp_dir.display()
         );
-        print!(
-            "{}",
-            render(
-                &ray_env(
-                    u,
-                    &plan.args.stack.datasource_name,
-                    plan.prometheus_headers.as_deref()
-                ),
-                EnvFormat::Python
-            )
+        let mut vars = ray_env(
+            u,
+            &plan.args.stack.datasource_name,
+            plan.prometheus_headers.as_deref(),
         );
+        if let Some(dir) = ray::ray_tmpdir(plan.temp_dir) {
+            vars.push(("RAY_TMPDIR", dir.display().to_string()));
+        }
+        print!("{}", render(&vars, EnvFormat::Python));
     }
     println!(
         "Stop with Ctrl-C or `raymon down --data-dir {}`.",
