@@ -7,12 +7,12 @@
 use std::path::PathBuf;
 
 use super::auth;
-use super::cli::{AuthMode, EnvArgs, EnvFormat};
 use super::ports;
 use super::ray;
 use super::status;
 use super::up;
 use super::urls::Urls;
+use crate::cli::flags::{AuthMode, EnvArgs, EnvFormat};
 
 /// The variables, in a stable order; `prometheus_headers` is
 /// `RAY_PROMETHEUS_HEADERS` when raymon wants credentials.

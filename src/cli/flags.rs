@@ -383,7 +383,7 @@ pub struct StackArgs {
 
     /// Where a taken default port moves to, `LOW-HIGH` (such as the ports a
     /// firewall opens); default: any free port the kernel hands out.
-    #[arg(long = "port-range", value_parser = super::ports::parse_range)]
+    #[arg(long = "port-range", value_parser = crate::launcher::ports::parse_range)]
     pub port_range: Option<(u16, u16)>,
 
     /// Port of Ray's dashboard (`ray start --dashboard-port`); `up` moves the
