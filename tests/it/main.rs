@@ -27,5 +27,7 @@ mod tsdb;
 mod tsdb_durable;
 mod tsdb_idle;
 mod up;
+mod up_run;
+mod up_shared_node;
 mod web;
 mod web_server;
