@@ -12,7 +12,7 @@ use super::ray;
 use super::status;
 use super::up;
 use super::urls::Urls;
-use crate::cli::flags::{AuthMode, EnvArgs, EnvFormat};
+use crate::cli::flags::{AuthMode, EnvArgs, EnvFormat, GrafanaMode};
 
 /// The variables, in a stable order; `prometheus_headers` is
 /// `RAY_PROMETHEUS_HEADERS` when raymon wants credentials.
@@ -106,21 +106,36 @@ pub fn env_vars(
     } else {
         std::fs::create_dir_all(&data)
             .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", data.display()))?;
+        let path_env = std::env::var("PATH").unwrap_or_default();
+        let mode = up::resolve_grafana(
+            args.grafana,
+            None,
+            std::path::Path::new("shifter"),
+            "",
+            &path_env,
+        )
+        .mode;
         let mut grafana = stack.grafana_listen;
         let (_, moved) = ports::settle_stack(
             stack.port_range,
             ports::StackPorts {
                 raymon: &mut listen,
-                grafana: Some(&mut grafana),
+                // Grafana's own port moves only when `up` will start one.
+                grafana: matches!(mode, GrafanaMode::Native | GrafanaMode::Shifter)
+                    .then_some(&mut grafana),
                 ray: None,
                 promised: (false, false),
             },
         )?;
         said.extend(moved);
-        stack.grafana_listen = grafana;
+        // With built-in dashboards raymon is Ray's "Grafana".
+        stack.grafana_listen = match mode {
+            GrafanaMode::Builtin => listen,
+            _ => grafana,
+        };
         let promise = status::Listen {
             raymon: listen,
-            grafana,
+            grafana: stack.grafana_listen,
             dashboard_port: stack.dashboard_port,
         };
         promise.write(&data).map_err(|e| {

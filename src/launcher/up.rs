@@ -85,29 +85,48 @@ pub struct GrafanaChoice {
 
 /// Resolves `--grafana` (never `Auto` in the answer).
 pub fn choose_grafana(args: &UpArgs, path_env: &str) -> GrafanaChoice {
+    resolve_grafana(
+        args.grafana,
+        args.grafana_bin.as_deref(),
+        &args.shifter_bin,
+        &args.grafana_image,
+        path_env,
+    )
+}
+
+/// [`choose_grafana`] from the flags themselves (`raymon env` has only
+/// `--grafana`).
+pub fn resolve_grafana(
+    mode: GrafanaMode,
+    grafana_bin: Option<&Path>,
+    shifter_bin: &Path,
+    grafana_image: &str,
+    path_env: &str,
+) -> GrafanaChoice {
     let choice = |mode, why: String| GrafanaChoice { mode, why };
-    match args.grafana {
+    match mode {
         GrafanaMode::Auto => {
-            if let Some(bin) = &args.grafana_bin {
+            if let Some(bin) = grafana_bin {
                 choice(
                     GrafanaMode::Native,
                     format!("--grafana-bin {}", bin.display()),
                 )
             } else if let Some(bin) = grafana::find_binary(path_env) {
                 choice(GrafanaMode::Native, format!("{} is on PATH", bin.display()))
-            } else if let Some(shifter) = grafana::which(&args.shifter_bin, path_env) {
+            } else if let Some(shifter) = grafana::which(shifter_bin, path_env) {
                 choice(
                     GrafanaMode::Shifter,
                     format!(
-                        "no grafana or grafana-server on PATH, {} is; image {}",
+                        "no grafana or grafana-server on PATH, {} is; image {grafana_image}",
                         shifter.display(),
-                        args.grafana_image
                     ),
                 )
             } else {
                 choice(
-                    GrafanaMode::None,
-                    "neither grafana, grafana-server nor shifter is on PATH".to_string(),
+                    GrafanaMode::Builtin,
+                    "neither grafana, grafana-server nor shifter is on PATH; raymon serves \
+                     Ray's dashboards itself"
+                        .to_string(),
                 )
             }
         }
@@ -157,7 +176,9 @@ pub fn grafana_plan(
             let cmd = grafana::shifter_command(&bin, &args.grafana_image, &layout);
             (layout, Some(cmd))
         }
-        GrafanaMode::None | GrafanaMode::Auto => (Layout::native(data), None),
+        GrafanaMode::Builtin | GrafanaMode::None | GrafanaMode::Auto => {
+            (Layout::native(data), None)
+        }
     })
 }
 
@@ -241,6 +262,11 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
     let (ray_port_env, moved) = settle_ports(&mut args, choice.mode, &data)?;
     for line in &moved {
         eprintln!("raymon up: {line}");
+    }
+    let builtin = choice.mode == GrafanaMode::Builtin;
+    if builtin {
+        // Ray's backend checks, and its UI embeds, "Grafana" at raymon.
+        args.stack.grafana_listen = args.serve.listen_address;
     }
     let urls = urls_for(
         &args.stack,
@@ -327,6 +353,14 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
     if serve_args.storage_path == Path::new("data/") {
         serve_args.storage_path = data.join("tsdb");
     }
+    if builtin {
+        builtin_dashboards(
+            &mut serve_args,
+            &layout,
+            &args.stack.datasource_name,
+            &api_login,
+        );
+    }
     let mut sup = Supervisor::new(&data, cancel);
     sup.refresh()?;
     sup.spawn_task("collector", |c| crate::cli::serve(serve_args, c));
@@ -343,6 +377,7 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
         authorization: api_login.as_ref().map(auth::authorization),
         prometheus_headers: api_login.as_ref().map(auth::ray_prometheus_headers),
         credentials: creds.as_ref().map(|(c, created)| (c, *created)),
+        builtin,
     };
     let result = run(&plan, &mut sup).await;
 
@@ -360,6 +395,25 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
     match (result, stopped) {
         (Err(why), Err(task)) => Err(task.context(why)),
         (result, stopped) => result.and(stopped),
+    }
+}
+
+/// `--grafana builtin`: raymon serves the dashboards `up` copies from
+/// Ray's session, under the datasource name Ray is given. With credentials
+/// on the API, the pages stay open as Grafana's anonymous viewers are for
+/// Ray's iframes (they run only their dashboards' own queries).
+fn builtin_dashboards(
+    serve: &mut crate::cli::ServeArgs,
+    layout: &Layout,
+    datasource_name: &str,
+    api_login: &Option<Login>,
+) {
+    if serve.dashboards_dirs.is_empty() {
+        serve.dashboards_dirs.push(layout.dashboards());
+    }
+    serve.dashboards_datasource_name = datasource_name.to_string();
+    if api_login.is_some() {
+        serve.dashboards_anonymous = true;
     }
 }
 
@@ -497,7 +551,8 @@ fn settle_ports(
         args.stack.port_range,
         ports::StackPorts {
             raymon: &mut args.serve.listen_address,
-            grafana: (grafana != GrafanaMode::None).then_some(&mut args.stack.grafana_listen),
+            grafana: (!matches!(grafana, GrafanaMode::None | GrafanaMode::Builtin))
+                .then_some(&mut args.stack.grafana_listen),
             ray,
             promised,
         },
@@ -533,6 +588,8 @@ struct Plan<'a> {
     prometheus_headers: Option<String>,
     /// The credentials, and whether this run made them.
     credentials: Option<(&'a Credentials, bool)>,
+    /// `--grafana builtin` (given, or what `auto` chose).
+    builtin: bool,
 }
 
 /// From the collector's start to `cancel`.
@@ -674,6 +731,12 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
             }
             sup.refresh()?;
         }
+        None if plan.builtin => {
+            eprintln!(
+                "raymon up: Grafana is built in: raymon serves Ray's dashboards at {}/d/",
+                plan.urls.grafana_public
+            );
+        }
         None => {
             let native = grafana::native_command(
                 Path::new("grafana-server"),
@@ -732,7 +795,7 @@ fn interrupted_or(cancel: &CancellationToken, e: String) -> anyhow::Result<()> {
 /// What `raymon status` reports of this stack.
 fn stack_of(plan: &Plan<'_>) -> status::Stack {
     let u = plan.urls;
-    let grafana = plan.grafana_cmd.is_some();
+    let grafana = plan.grafana_cmd.is_some() || plan.builtin;
     status::Stack {
         raymon_url: u.raymon.clone(),
         grafana_url: grafana.then(|| u.grafana_local.clone()),
@@ -766,6 +829,12 @@ fn print_summary(plan: &Plan<'_>) {
     println!("  Ray dashboard:  {}", u.dashboard);
     if plan.grafana_cmd.is_some() {
         println!("  Grafana:        {}", u.grafana_public);
+    }
+    if plan.builtin {
+        println!(
+            "  Ray's dashboards (built in): {}/d/rayDefaultDashboard/",
+            u.grafana_public
+        );
     }
     if plan.grafana_cmd.is_some() {
         println!(
