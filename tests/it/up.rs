@@ -156,6 +156,7 @@ fn issue_6_env_formats_set_the_same_variables() {
         format!("--data-dir={}", tmp.path().join("data").display()),
         format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
         format!("--grafana-listen-address=127.0.0.1:{grafana}"),
+        "--grafana=native".into(),
         "--web.listen-address=127.0.0.1:9191".into(),
         "--auth=none".into(),
     ];
@@ -211,6 +212,38 @@ fn issue_6_env_formats_set_the_same_variables() {
     );
     let got: BTreeMap<String, String> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(got, want, "python output:\n{python}");
+}
+
+/// With no `up` running, `raymon env` keeps the ports it printed in the data
+/// dir for the `up --attach` that follows, makes the credentials Ray needs,
+/// and with built-in dashboards names raymon as Ray's Grafana.
+#[test]
+fn issue_17_env_before_up_attach_keeps_its_ports() {
+    use raymon::launcher::{auth, status};
+    let tmp = TempDir::new("envp");
+    let data = tmp.path().join("data");
+    let port = support::free_port();
+    let flags = [
+        format!("--data-dir={}", data.display()),
+        format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+        "--grafana=builtin".into(),
+        "--format=json".into(),
+    ];
+    let argv: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (vars, _) = raymon::launcher::env::env_vars(&env_args(&argv), None).unwrap();
+    let vars: BTreeMap<&str, String> = vars.into_iter().collect();
+    let raymon = format!("http://127.0.0.1:{port}");
+    assert_eq!(vars["RAY_PROMETHEUS_HOST"], raymon);
+    assert_eq!(vars["RAY_GRAFANA_HOST"], raymon);
+    assert!(!vars.contains_key("RAY_ADDRESS"), "{vars:?}");
+    let promised = status::Listen::promised(&data).unwrap();
+    assert_eq!(promised.raymon.port(), port);
+    let creds = auth::load(&data).unwrap().unwrap();
+    assert_eq!(
+        vars["RAY_PROMETHEUS_HEADERS"],
+        auth::ray_prometheus_headers(&creds.raymon)
+    );
 }
 
 fn settings() -> Settings {
