@@ -30,6 +30,7 @@ mod remote_write;
 pub mod selector;
 pub mod server;
 mod targets;
+pub mod ui;
 pub mod web_config;
 
 use std::collections::BTreeMap;
@@ -369,6 +370,13 @@ pub struct AppState {
     /// `--web.cors.origin`, fully anchored; `None` for `.*` (any origin,
     /// answered with `*`).
     pub cors_origin: Option<regex::Regex>,
+    /// Grafana dashboards served at `/d/` (`--web.dashboards-dir`).
+    pub dashboards: Option<Arc<ui::Dashboards>>,
+    /// The scrape interval dashboards take as their datasource's
+    /// (`timeInterval`): the lower limit of `$__interval`.
+    pub dashboard_scrape_ms: i64,
+    /// The datasource name a dashboard's `datasource` variable shows.
+    pub datasource_name: String,
 }
 
 impl AppState {
@@ -408,6 +416,9 @@ impl AppState {
             location: prefix::Location::default(),
             page_title: "Prometheus Time Series Collection and Processing Server".to_string(),
             cors_origin: None,
+            dashboards: None,
+            dashboard_scrape_ms: 15_000,
+            datasource_name: "Prometheus".to_string(),
         }
     }
 }
