@@ -9,9 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use clap::Parser;
-use raymon::config::unimplemented::NOT_IMPLEMENTED;
 use raymon::cli::Cli;
 use raymon::cli::prom_flags::{ACCEPTED, normalize_args};
+use raymon::config::unimplemented::NOT_IMPLEMENTED;
 
 use crate::support::{self, TempDir, free_port, get, http, start_raymon, wait_for};
 
