@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+pub mod admin;
 mod api;
 mod envelope;
 mod federate;
@@ -369,6 +370,9 @@ pub struct AppState {
     /// `--web.cors.origin`, fully anchored; `None` for `.*` (any origin,
     /// answered with `*`).
     pub cors_origin: Option<regex::Regex>,
+    /// The admin API's store side; `None` answers `admin APIs disabled`,
+    /// as without `--web.enable-admin-api`.
+    pub admin: Option<Arc<dyn admin::Admin>>,
 }
 
 impl AppState {
@@ -408,6 +412,7 @@ impl AppState {
             location: prefix::Location::default(),
             page_title: "Prometheus Time Series Collection and Processing Server".to_string(),
             cors_origin: None,
+            admin: None,
         }
     }
 }

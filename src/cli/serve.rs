@@ -17,7 +17,8 @@ use crate::discovery;
 use crate::promql::engine::{Engine, EngineOptions};
 use crate::scrape;
 use crate::selfmetrics::{self, Gathered, HeadGauges, StorageGauges, counting::CountingAppendable};
-use crate::storage::Appendable;
+use crate::storage::{Appendable, Queryable};
+use crate::tsdb::tombstones::{Tombstoned, Tombstones};
 use crate::tsdb::{Db, DbOptions, Head};
 use crate::web;
 
@@ -87,6 +88,10 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let db = Arc::new(open_storage(&args)?);
     db.start_background();
     let head = Arc::new(db.head().clone());
+    // Deletions (`/api/v1/admin/tsdb/delete_series`) hide samples from every read.
+    let stones =
+        Arc::new(Tombstones::open(&args.storage_path).context("cannot read the deleted series")?);
+    let visible: Arc<dyn Queryable> = Arc::new(Tombstoned::new(head.clone(), stones.clone()));
     let metrics = selfmetrics::Metrics::new();
     metrics
         .config_unimplemented_sections
@@ -116,7 +121,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let scrape_task = tokio::spawn(scraper.run(targets_rx, cmd_rx, scrape_cancel.clone()));
     let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(4);
 
-    let mut state = web::AppState::new(head.clone(), Arc::new(scrape_status.clone()));
+    let mut state = web::AppState::new(visible.clone(), Arc::new(scrape_status.clone()));
     if args.enable_import {
         state.appendable = Some(store.clone());
     }
@@ -139,8 +144,20 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let queries = engine.clone();
     state.engine = Some(Arc::new(web::promql_engine::PromqlEngine::new(
         engine,
-        head.clone(),
+        visible.clone(),
     )));
+    if args.prom.enable_admin_api {
+        state.admin = Some(Arc::new(super::admin::StoreAdmin {
+            raw: head.clone(),
+            visible: visible.clone(),
+            stones,
+            data_dir: args.storage_path.clone(),
+            retention_ms: config::parse_duration(&args.retention_time())
+                .map(|d| d.as_millis().min(i64::MAX as u128) as i64)
+                .unwrap_or(0),
+            now_ms: web::system_now_ms,
+        }));
+    }
     state.formatter = Some(Arc::new(web::promql_engine::format_query));
     state.external_labels = cfg.global.external_labels.clone();
     state.lookback_delta =
