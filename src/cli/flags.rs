@@ -412,6 +412,10 @@ impl ServeArgs {
                 self.prom.retention_deprecated.clone().unwrap_or_default(),
             ),
             ("enable-feature", self.prom.features.join(",")),
+            (
+                "storage.tsdb.no-lockfile",
+                (self.prom.no_lockfile || !self.prom.use_lockfile).to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

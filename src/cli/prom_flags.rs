@@ -56,6 +56,30 @@ pub struct PromFlags {
     #[arg(long = "log.format", value_enum)]
     pub log_format: Option<LogFormat>,
 
+    /// Do not lock the data directory (`<path>/lock`), which otherwise keeps
+    /// a second process from opening it.
+    #[arg(
+        long = "storage.tsdb.no-lockfile",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = ArgAction::Set
+    )]
+    pub no_lockfile: bool,
+
+    /// Lock the data directory (Debian's spelling; raymon locks it unless
+    /// --storage.tsdb.no-lockfile).
+    #[arg(
+        long = "storage.tsdb.use-lockfile",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = true,
+        action = ArgAction::Set
+    )]
+    pub use_lockfile: bool,
+
     /// Comma-separated Prometheus feature names (repeatable). Each is either
     /// implemented, always on in raymon, or warned about at start-up.
     #[arg(long = "enable-feature", value_delimiter = ',', action = ArgAction::Append)]
@@ -72,6 +96,8 @@ impl Default for PromFlags {
             cors_origin: ".*".to_string(),
             retention_deprecated: None,
             log_format: None,
+            no_lockfile: false,
+            use_lockfile: true,
             features: Vec::new(),
         }
     }
@@ -233,7 +259,6 @@ const BLOCKS: &str =
 const AGENT: &str = "it is for agent mode, which raymon does not implement yet";
 const NO_RULES: &str = "raymon evaluates no rules and sends no alerts";
 const NO_REMOTE_READ: &str = "raymon does not serve the remote read API";
-const LOCKFILE: &str = "raymon opens its data directory once and always locks it";
 
 /// The one table of Prometheus 2.42 flags raymon accepts and does nothing
 /// with (the visible flags of `prometheus --help-long`, Debian's
@@ -244,8 +269,6 @@ pub const ACCEPTED: &[Accepted] = &[
     accepted("web.console.libraries", Kind::Text, NO_UI),
     accepted("web.local-assets", Kind::Text, NO_UI),
     accepted("web.user-assets", Kind::Text, NO_UI),
-    accepted("storage.tsdb.use-lockfile", Kind::Bool, LOCKFILE),
-    accepted("storage.tsdb.no-lockfile", Kind::Bool, LOCKFILE),
     accepted(
         "storage.tsdb.head-chunks-write-queue-size",
         Kind::Int,

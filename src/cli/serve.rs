@@ -85,6 +85,9 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         web_config_file,
         ..Default::default()
     };
+    // Held until serve returns: a second raymon (or Prometheus) on this
+    // directory would corrupt it.
+    let _lock = lock_data_dir(&args)?;
     let db = Arc::new(open_storage(&args)?);
     db.start_background();
     let head = Arc::new(db.head().clone());
@@ -262,6 +265,35 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         Err(e) => error!(error = %e, "storage close panicked; the WAL will be replayed"),
     }
     Ok(())
+}
+
+/// Prometheus's `lock` file in the data directory, held (`flock`) while
+/// serve runs, unless `--storage.tsdb.no-lockfile`.
+fn lock_data_dir(args: &ServeArgs) -> anyhow::Result<Option<std::fs::File>> {
+    if args.prom.no_lockfile || !args.prom.use_lockfile {
+        return Ok(None);
+    }
+    let dir = &args.storage_path;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
+            "opening storage failed: lock DB directory: resource temporarily unavailable \
+             ({} is used by another process; --storage.tsdb.no-lockfile skips this check)",
+            dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 /// Opens the durable store at `--storage.tsdb.path` with the retention flags.

@@ -805,3 +805,37 @@ fn issue_19_admin_api_delete_clean_and_snapshot() {
     assert_eq!(before, after);
     snap.terminate(Duration::from_secs(20));
 }
+
+#[test]
+fn issue_19_a_data_dir_serves_one_process_at_a_time() {
+    let dir = TempDir::new("lock");
+    let cfg = empty_config(dir.path());
+    let data = dir.path().join("data");
+    let args = |addr: &str, extra: &[&str]| {
+        let mut a = vec![
+            format!("--config.file={cfg}"),
+            format!("--storage.tsdb.path={}", data.display()),
+            format!("--web.listen-address={addr}"),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (mut first, _) = start_ready(args(&addr, &[]), &addr, dir.path(), "/-/ready");
+    let out = Command::new(support::raymon_bin())
+        .args(args(&format!("127.0.0.1:{}", free_port()), &[]))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("opening storage failed: lock DB directory: resource temporarily unavailable"),
+        "{err}"
+    );
+    first.terminate(Duration::from_secs(20));
+    // Once the first has stopped, the directory opens again.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let sub = TempDir::new("lock2");
+    let (mut second, _) = start_ready(args(&addr, &[]), &addr, sub.path(), "/-/ready");
+    second.terminate(Duration::from_secs(20));
+}
