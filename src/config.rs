@@ -670,7 +670,7 @@ fn http_sd_from_raw(mut h: RawHttpSd) -> Result<HttpSdConfig, String> {
     Ok(HttpSdConfig {
         url,
         refresh_interval,
-        http_client: http_client::from_raw(http)?,
+        http_client: http_client::from_raw_unvalidated(http)?,
     })
 }
 

@@ -31,6 +31,7 @@ mod remote_write;
 pub mod selector;
 pub mod server;
 mod targets;
+pub mod ui;
 pub mod web_config;
 
 use std::collections::BTreeMap;
@@ -373,6 +374,13 @@ pub struct AppState {
     /// The admin API's store side; `None` answers `admin APIs disabled`,
     /// as without `--web.enable-admin-api`.
     pub admin: Option<Arc<dyn admin::Admin>>,
+    /// Grafana dashboards served at `/d/` (`--web.dashboards-dir`).
+    pub dashboards: Option<Arc<ui::Dashboards>>,
+    /// The scrape interval dashboards take as their datasource's
+    /// (`timeInterval`): the lower limit of `$__interval`.
+    pub dashboard_scrape_ms: i64,
+    /// The datasource name a dashboard's `datasource` variable shows.
+    pub datasource_name: String,
 }
 
 impl AppState {
@@ -413,6 +421,9 @@ impl AppState {
             page_title: "Prometheus Time Series Collection and Processing Server".to_string(),
             cors_origin: None,
             admin: None,
+            dashboards: None,
+            dashboard_scrape_ms: 15_000,
+            datasource_name: "Prometheus".to_string(),
         }
     }
 }

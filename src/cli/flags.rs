@@ -122,9 +122,21 @@ pub struct ImportArgs {
     /// serve opens it.
     #[arg(long = "storage.tsdb.path")]
     pub storage_path: Option<PathBuf>,
+    /// Read a Prometheus 2.x data directory instead (its blocks, and the
+    /// WAL and head chunks a stopped Prometheus left) into the data
+    /// directory given by `--storage.tsdb.path`. The Prometheus directory
+    /// is only read; one a running Prometheus holds is refused.
+    #[arg(
+        long = "from-prometheus",
+        value_name = "DIR",
+        requires = "storage_path",
+        conflicts_with = "file"
+    )]
+    pub from_prometheus: Option<PathBuf>,
     /// OpenMetrics text ending in `# EOF`, every sample with a timestamp;
     /// `-` reads standard input.
-    pub file: PathBuf,
+    #[arg(required_unless_present = "from_prometheus")]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -197,6 +209,23 @@ pub struct ServeArgs {
     /// Empty (Prometheus's default) means none.
     #[arg(long = "web.config.file", value_parser = any_path)]
     pub web_config_file: Option<PathBuf>,
+
+    /// A directory of Grafana dashboard JSON files (Ray writes its own into
+    /// `<session>/metrics/grafana/dashboards`), served Grafana-style at
+    /// /d/<uid>/ and /d-solo/<uid>/ for Ray's Metrics tab. Repeatable.
+    #[arg(long = "web.dashboards-dir")]
+    pub dashboards_dirs: Vec<PathBuf>,
+
+    /// Serve the dashboard pages (and only the queries their panels and
+    /// variables hold) without credentials when basic auth is on, as
+    /// Grafana's anonymous viewers for Ray's iframes. The query API still
+    /// wants credentials.
+    #[arg(long = "web.dashboards.anonymous")]
+    pub dashboards_anonymous: bool,
+
+    /// The datasource name dashboards show (Ray's RAY_PROMETHEUS_NAME).
+    #[arg(long = "web.dashboards.datasource-name", default_value = "Prometheus")]
+    pub dashboards_datasource_name: String,
 
     /// Enable POST /-/reload and /-/quit, as in Prometheus.
     #[arg(
@@ -496,12 +525,15 @@ pub struct StackArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GrafanaMode {
     /// `native` when `--grafana-bin` is given or a `grafana`/`grafana-server`
-    /// is on PATH, else `shifter` when `shifter` is on PATH, else `none`.
+    /// is on PATH, else `shifter` when `shifter` is on PATH, else `builtin`.
     Auto,
     /// A `grafana` or `grafana-server` binary (PATH or `--grafana-bin`).
     Native,
     /// A container image through `shifter`, as on NERSC systems.
     Shifter,
+    /// No Grafana process: raymon serves Ray's dashboards itself at
+    /// /d/<uid>/ and /d-solo/<uid>/, and Ray's Metrics tab embeds them.
+    Builtin,
     /// No Grafana: provisioning is still written for one you run yourself.
     None,
 }
@@ -524,6 +556,7 @@ impl GrafanaMode {
             GrafanaMode::Auto => "auto",
             GrafanaMode::Native => "native",
             GrafanaMode::Shifter => "shifter",
+            GrafanaMode::Builtin => "builtin",
             GrafanaMode::None => "none",
         }
     }

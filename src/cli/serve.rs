@@ -83,6 +83,9 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         max_connections: args.max_connections,
         web_config,
         web_config_file,
+        anonymous: args
+            .dashboards_anonymous
+            .then_some(web::ui::is_dashboard_path as fn(&str) -> bool),
         ..Default::default()
     };
     // Held until serve returns: a second raymon (or Prometheus) on this
@@ -135,6 +138,13 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         state.quit = Some(cancel.clone());
     }
     state.flags = args.prometheus_flags();
+    if !args.dashboards_dirs.is_empty() {
+        state.dashboards = Some(Arc::new(web::ui::Dashboards::new(
+            args.dashboards_dirs.clone(),
+        )));
+    }
+    state.dashboard_scrape_ms = cfg.global.scrape_interval.as_millis() as i64;
+    state.datasource_name = args.dashboards_datasource_name.clone();
     let engine = Engine::new(EngineOptions {
         lookback_delta_ms: config::parse_duration(&args.lookback_delta)
             .context("invalid --query.lookback-delta")?

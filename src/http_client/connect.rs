@@ -43,6 +43,13 @@ impl Proxy {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| format!("invalid proxy_url {url:?}"))?;
+        // Go also dials https and socks5 proxies; raymon says it cannot
+        // rather than send the traffic some other way.
+        if !scheme.eq_ignore_ascii_case("http") {
+            return Err(format!(
+                "proxyconnect: raymon supports only http:// proxies, not {scheme:?}"
+            ));
+        }
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let authority = &rest[..end];
         let (userinfo, host) = match authority.rsplit_once('@') {
@@ -54,7 +61,7 @@ impl Proxy {
         } else {
             format!("{host}:80")
         };
-        let uri: Uri = format!("{scheme}://{host}")
+        let uri: Uri = format!("http://{host}")
             .parse()
             .map_err(|e| format!("invalid proxy_url {url:?}: {e}"))?;
         let auth = userinfo

@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/federate", get(federate::handler).route_layer(ready))
         .route("/metrics", get(metrics))
         .route("/version", get(version))
+        .merge(super::ui::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), api_plumbing))
         .layer(middleware::map_response(fill_method_not_allowed))
