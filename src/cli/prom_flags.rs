@@ -119,6 +119,8 @@ pub enum Feature {
     /// `remote-write-receiver` (deprecated in 2.42): the same as
     /// `--web.enable-remote-write-receiver`.
     RemoteWriteReceiver,
+    /// `${VAR}` in `global.external_labels` values from the environment.
+    ExpandExternalLabels,
     /// On in raymon without the flag (in Prometheus 2.42 too, for the PromQL
     /// ones); the log line says so.
     AlwaysOn(&'static str),
@@ -144,9 +146,7 @@ pub fn feature(name: &str) -> Feature {
             Feature::AlwaysOn("raymon has one discovery manager, which applies updates at once")
         }
         "exemplar-storage" => Feature::NotImplemented("raymon stores no exemplars"),
-        "expand-external-labels" => Feature::NotImplemented(
-            "raymon does not expand ${VAR} in external_labels; values are used as written",
-        ),
+        "expand-external-labels" => Feature::ExpandExternalLabels,
         "promql-per-step-stats" => {
             Feature::NotImplemented("raymon's query answers carry no statistics")
         }
@@ -173,6 +173,8 @@ pub struct Features {
     pub agent: bool,
     /// `--enable-feature=remote-write-receiver`.
     pub remote_write_receiver: bool,
+    /// `--enable-feature=expand-external-labels`.
+    pub expand_external_labels: bool,
 }
 
 impl PromFlags {
@@ -202,6 +204,15 @@ impl PromFlags {
                         true,
                         "--enable-feature=remote-write-receiver is deprecated; \
                          use --web.enable-remote-write-receiver"
+                            .to_string(),
+                    ));
+                }
+                Feature::ExpandExternalLabels => {
+                    f.expand_external_labels = true;
+                    lines.push((
+                        false,
+                        "--enable-feature=expand-external-labels: ${VAR} in external label values \
+                         is replaced from the environment"
                             .to_string(),
                     ));
                 }

@@ -36,9 +36,10 @@ pub async fn serve_until_signal(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Runs `serve` until `cancel`.
 pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result<()> {
-    let cfg = config::load_file(&args.config_file)
+    let mut cfg = config::load_file(&args.config_file)
         .with_context(|| format!("cannot load {}", args.config_file.display()))?;
     let (features, feature_lines) = args.prom.features();
+    expand_external_labels(&mut cfg, &features);
     for w in args.accepted.warnings() {
         warn!("{w}");
     }
@@ -206,6 +207,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let config_path = args.config_file.clone();
     let reload_cancel = cancel.clone();
     let reload_metrics = metrics.clone();
+    let reload_features = features.clone();
     tokio::spawn(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
@@ -215,7 +217,10 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
                 _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => None,
             };
             let result = match config::load_file(&config_path) {
-                Ok(cfg) => match discovery_jobs(&cfg, &reload_metrics) {
+                Ok(mut cfg) => match {
+                    expand_external_labels(&mut cfg, &reload_features);
+                    discovery_jobs(&cfg, &reload_metrics)
+                } {
                     Ok(jobs) => {
                         warn_unimplemented(&cfg);
                         reload_metrics
@@ -454,6 +459,17 @@ fn self_metrics(
             revision: revision.clone(),
         })
     })
+}
+
+/// `--enable-feature=expand-external-labels`, with Prometheus's warning
+/// for each variable that is unset or empty.
+fn expand_external_labels(cfg: &mut config::Config, features: &super::prom_flags::Features) {
+    if !features.expand_external_labels {
+        return;
+    }
+    for name in cfg.expand_external_labels(|n| std::env::var(n).ok()) {
+        warn!(name, "Empty environment variable");
+    }
 }
 
 /// One warning per section of the config that raymon does not act on.

@@ -839,3 +839,49 @@ fn issue_19_a_data_dir_serves_one_process_at_a_time() {
     let (mut second, _) = start_ready(args(&addr, &[]), &addr, sub.path(), "/-/ready");
     second.terminate(Duration::from_secs(20));
 }
+
+#[test]
+fn issue_19_expand_external_labels_feature() {
+    let dir = TempDir::new("extl");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  external_labels:\n    node: ${{RAYMON_TEST_NODE}}\n    \
+             zone: $RAYMON_TEST_UNSET\nscrape_configs:\n- job_name: self\n  \
+             static_configs: [{{targets: [\"{addr}\"]}}]\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("raymon.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let _c = support::KillOnDrop(
+        Command::new(support::raymon_bin())
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--enable-feature=expand-external-labels")
+            .env("RAYMON_TEST_NODE", "n1")
+            .env_remove("RAYMON_TEST_UNSET")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    );
+    let fed = wait_for(Duration::from_secs(30), "federated up", || {
+        let r = get(&addr, "/federate?match[]=up").map_err(|e| e.to_string())?;
+        if r.body.contains("up{") {
+            Ok(r.body)
+        } else {
+            Err(r.body)
+        }
+    });
+    assert!(fed.contains("node=\"n1\""), "{fed}");
+    assert!(!fed.contains("zone="), "{fed}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(count(&text, "Empty environment variable"), 1, "{text}");
+}
