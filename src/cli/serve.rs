@@ -216,11 +216,12 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
                 r = reload_rx.recv() => match r { Some(r) => Some(r), None => return },
                 _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => None,
             };
-            let result = match config::load_file(&config_path) {
-                Ok(mut cfg) => match {
-                    expand_external_labels(&mut cfg, &reload_features);
-                    discovery_jobs(&cfg, &reload_metrics)
-                } {
+            let loaded = config::load_file(&config_path).map(|mut cfg| {
+                expand_external_labels(&mut cfg, &reload_features);
+                cfg
+            });
+            let result = match loaded {
+                Ok(cfg) => match discovery_jobs(&cfg, &reload_metrics) {
                     Ok(jobs) => {
                         warn_unimplemented(&cfg);
                         reload_metrics
