@@ -12,6 +12,7 @@ mod duration;
 mod marshal;
 mod raw;
 mod relabel;
+mod remote_write;
 mod units;
 
 use std::collections::{BTreeMap, HashSet};
@@ -23,6 +24,7 @@ pub use relabel::{
     Action, DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR, Regexp, RelabelConfig,
     RelabelError, expand, hashmod, is_valid_label_name, process, process_builder, process_cow,
 };
+pub use remote_write::{MetadataConfig, QueueConfig};
 pub use units::{SizeError, format_size, parse_size};
 
 use crate::model::Labels;
@@ -231,7 +233,7 @@ pub struct TlsConfig {
     pub min_version: String,
 }
 
-/// A `remote_write` entry: parsed and kept, not acted on.
+/// A `remote_write` entry, with its queue's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteWriteConfig {
     pub url: String,
@@ -242,8 +244,8 @@ pub struct RemoteWriteConfig {
     pub send_exemplars: bool,
     pub send_native_histograms: bool,
     pub http_client: HttpClientConfig,
-    pub queue_config: Option<serde_norway::Value>,
-    pub metadata_config: Option<serde_norway::Value>,
+    pub queue_config: QueueConfig,
+    pub metadata_config: MetadataConfig,
     pub sigv4: Option<serde_norway::Value>,
 }
 
@@ -817,8 +819,8 @@ fn remote_write_from_raw(mut r: RawRemoteWrite) -> Result<RemoteWriteConfig, Str
         send_exemplars: r.send_exemplars.unwrap_or(false),
         send_native_histograms: r.send_native_histograms.unwrap_or(false),
         http_client: http_from_raw(http)?,
-        queue_config: r.queue_config,
-        metadata_config: r.metadata_config,
+        queue_config: remote_write::queue_from_raw(r.queue_config.take())?,
+        metadata_config: remote_write::metadata_from_raw(r.metadata_config.take())?,
         sigv4: r.sigv4,
     })
 }

@@ -14,6 +14,7 @@ use super::jobs::jobs_from_config;
 use crate::config;
 use crate::discovery;
 use crate::promql::engine::{Engine, EngineOptions};
+use crate::remote;
 use crate::scrape;
 use crate::selfmetrics::{self, Gathered, HeadGauges, StorageGauges, counting::CountingAppendable};
 use crate::storage::Appendable;
@@ -49,10 +50,26 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         web_config_file: args.web_config_file.clone(),
         ..Default::default()
     };
-    let db = Arc::new(open_storage(&args)?);
+    let wal_keep = Arc::new(crate::tsdb::wal::Keep::new(
+        config::parse_duration(&args.remote_wal_retention)
+            .context("invalid --storage.remote.wal-retention")?,
+    ));
+    let remote = Arc::new(remote::WriteStorage::new(
+        args.storage_path.clone(),
+        config::parse_duration(&args.remote_flush_deadline)
+            .context("invalid --storage.remote.flush-deadline")?,
+        wal_keep.clone(),
+    )?);
+    // Before the store opens: it deletes WAL segments no queue holds.
+    remote.hold_saved(&cfg);
+    let db = Arc::new(open_storage(&args, wal_keep)?);
     db.start_background();
     let head = Arc::new(db.head().clone());
     let metrics = selfmetrics::Metrics::new();
+    let store_access = store_access(&db, &metrics);
+    remote
+        .apply_config(&cfg, store_access.clone())
+        .context("cannot start remote_write")?;
     // Every write (scrapes, imports, remote write) goes through the counting wrapper.
     let store: Arc<dyn Appendable> =
         Arc::new(CountingAppendable::new(head.clone(), metrics.tsdb.clone()));
@@ -118,7 +135,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let config_yaml = state.config_yaml.clone();
     let config_status = state.config_status.clone();
     state.tsdb_stats = Some(tsdb_status(head.clone()));
-    state.self_metrics = Some(self_metrics(
+    let local_metrics = self_metrics(
         &state,
         metrics.clone(),
         db.clone(),
@@ -126,7 +143,13 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         scrape_status,
         discovered_rx,
         queries,
-    ));
+    );
+    let remote_metrics = remote.clone();
+    state.self_metrics = Some(Arc::new(move || {
+        let mut text = local_metrics();
+        text.push_str(&remote_metrics.metrics_text());
+        text
+    }));
     state
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -135,6 +158,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let config_path = args.config_file.clone();
     let reload_cancel = cancel.clone();
     let reload_metrics = metrics.clone();
+    let reload_remote = remote.clone();
     tokio::spawn(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
@@ -144,7 +168,17 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
                 _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => None,
             };
             let result = match config::load_file(&config_path) {
-                Ok(cfg) => match discovery_jobs(&cfg, &reload_metrics) {
+                Ok(cfg) => match discovery_jobs(&cfg, &reload_metrics)
+                    .map_err(|e| e.to_string())
+                    .and_then(|jobs| {
+                        // Stopping a replaced queue waits for its flush.
+                        let r = reload_remote.clone();
+                        let c = cfg.clone();
+                        let a = store_access.clone();
+                        tokio::task::block_in_place(move || r.apply_config(&c, a))
+                            .map(|()| jobs)
+                            .map_err(|e| e.to_string())
+                    }) {
                     Ok(jobs) => {
                         discovery.apply(jobs);
                         let _ = cmd_tx
@@ -155,7 +189,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
                         info!(file = %config_path.display(), "configuration reloaded");
                         Ok(())
                     }
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e),
                 },
                 Err(e) => Err(e.to_string()),
             };
@@ -192,6 +226,10 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     // Scrapers stop before storage closes, so no scrape is cut short.
     scrape_cancel.cancel();
     let _ = scrape_task.await;
+    // Queues send what they can within the flush deadline and save their
+    // positions; the store's final checkpoint keeps what they did not send.
+    let stopping = remote.clone();
+    let _ = tokio::task::spawn_blocking(move || stopping.stop()).await;
     info!("scraping stopped; closing storage");
     let closing = db.clone();
     match tokio::task::spawn_blocking(move || closing.close()).await {
@@ -203,7 +241,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
 }
 
 /// Opens the durable store at `--storage.tsdb.path` with the retention flags.
-fn open_storage(args: &ServeArgs) -> anyhow::Result<Db> {
+fn open_storage(args: &ServeArgs, wal_keep: Arc<crate::tsdb::wal::Keep>) -> anyhow::Result<Db> {
     let retention = config::parse_duration(&args.retention_time)
         .context("invalid --storage.tsdb.retention.time")?;
     let size = args.retention_size.trim();
@@ -224,9 +262,27 @@ fn open_storage(args: &ServeArgs) -> anyhow::Result<Db> {
         ..DbOptions::default()
     };
     opts.head.samples_per_chunk = args.samples_per_chunk.max(4);
+    opts.wal_keep = Some(wal_keep);
     let (db, _) = Db::open(&args.storage_path, opts)
         .with_context(|| format!("cannot open storage at {}", args.storage_path.display()))?;
     Ok(db)
+}
+
+/// What remote write's queues read from the store and the counters.
+fn store_access(db: &Arc<Db>, metrics: &selfmetrics::Metrics) -> remote::StoreAccess {
+    let (end_db, labels_db) = (db.clone(), db.clone());
+    let (m_in, m_high) = (metrics.tsdb.clone(), metrics.tsdb.clone());
+    remote::StoreAccess {
+        wal_dir: db.wal().dir().to_path_buf(),
+        wal_end: Arc::new(move || end_db.wal().end()),
+        labels_of: Arc::new(move |r| labels_db.series_labels(r)),
+        samples_in: Arc::new(move || m_in.samples_appended.get()),
+        highest_in_ms: Arc::new(move || {
+            m_high
+                .highest_timestamp_ms
+                .load(std::sync::atomic::Ordering::Relaxed)
+        }),
+    }
 }
 
 /// What import and remote write accept, from the `--web.write.*` flags.

@@ -1,10 +1,13 @@
-//! Sends [`WriteRequest`]s to a remote write receiver with the headers of
-//! Prometheus's `storage/remote/client.go`. One request per call: batching,
-//! sharding and retries belong to the caller.
+//! Sends encoded write requests to a remote write receiver with the headers
+//! of Prometheus 2.42's `storage/remote/client.go`, and classifies answers
+//! as it does: transport errors and 5xx are recoverable, 429 too when
+//! `retry_on_http_429` is set (with its `Retry-After`), anything else is
+//! not. One request per call: batching, sharding and retries belong to the
+//! caller.
 
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, USER_AGENT};
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
 
 use super::{Error, VERSION_HEADER_VALUE, WriteRequest, encode};
 
@@ -16,6 +19,12 @@ pub struct ClientOptions {
     pub timeout: Duration,
     pub user_agent: String,
     pub basic_auth: Option<(String, String)>,
+    /// `Authorization: <type> <credentials>`.
+    pub authorization: Option<(String, String)>,
+    /// Extra headers (`headers` of the config section), set on every request.
+    pub headers: Vec<(String, String)>,
+    /// Whether a 429 answer may be retried.
+    pub retry_on_http_429: bool,
 }
 
 impl ClientOptions {
@@ -26,6 +35,9 @@ impl ClientOptions {
             timeout: Duration::from_secs(30),
             user_agent: format!("raymon/{}", env!("CARGO_PKG_VERSION")),
             basic_auth: None,
+            authorization: None,
+            headers: Vec::new(),
+            retry_on_http_429: false,
         }
     }
 }
@@ -35,6 +47,7 @@ impl ClientOptions {
 pub struct Client {
     http: reqwest::Client,
     opts: ClientOptions,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// How much of an error answer is kept for the message, as Prometheus.
@@ -42,8 +55,27 @@ const MAX_ERR_MSG_LEN: usize = 1024;
 
 impl Client {
     pub fn new(opts: ClientOptions) -> Result<Client, Error> {
-        let http = reqwest::Client::builder().timeout(opts.timeout).build()?;
-        Ok(Client { http, opts })
+        let http = reqwest::Client::builder()
+            .timeout(opts.timeout)
+            .connect_timeout(opts.timeout)
+            .build()?;
+        let mut headers = Vec::new();
+        for (k, v) in &opts.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| Error::Header(format!("invalid header name {k:?}")))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| Error::Header(format!("invalid value for header {k:?}")))?;
+            headers.push((name, value));
+        }
+        Ok(Client {
+            http,
+            opts,
+            headers,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.opts.url
     }
 
     /// Encodes and sends `req`; `Ok` when the receiver answered 2xx.
@@ -70,18 +102,67 @@ impl Client {
         if let Some((user, pass)) = &self.opts.basic_auth {
             rb = rb.basic_auth(user, Some(pass));
         }
+        if let Some((typ, cred)) = &self.opts.authorization {
+            rb = rb.header(reqwest::header::AUTHORIZATION, format!("{typ} {cred}"));
+        }
+        for (k, v) in &self.headers {
+            rb = rb.header(k.clone(), v.clone());
+        }
         let resp = rb.send().await?;
         let status = resp.status();
         if status.is_success() {
+            // The body is drained so the connection can be reused.
+            let _ = resp.bytes().await;
             return Ok(());
         }
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
         let bytes = resp.bytes().await.unwrap_or_default();
         let cut = bytes.len().min(MAX_ERR_MSG_LEN);
+        let text = String::from_utf8_lossy(&bytes[..cut]);
+        let line = text.lines().next().unwrap_or("").to_string();
+        let code = status.as_u16();
+        let status_text = match status.canonical_reason() {
+            Some(r) => format!("{code} {r}"),
+            None => code.to_string(),
+        };
         Err(Error::Status {
-            status: status.as_u16(),
-            body: String::from_utf8_lossy(&bytes[..cut])
-                .trim_end()
-                .to_string(),
+            status: code,
+            status_text,
+            body: line,
+            retry_after,
+            recoverable: code / 100 == 5 || (code == 429 && self.opts.retry_on_http_429),
         })
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date; `None` when absent, unparsable
+/// or in the past, which means the usual backoff.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return (secs > 0).then(|| Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    when.duration_since(std::time::SystemTime::now()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("0"), None);
+        assert_eq!(parse_retry_after("soon"), None);
+        let later = std::time::SystemTime::now() + Duration::from_secs(30);
+        let d = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30));
+        let past = std::time::SystemTime::now() - Duration::from_secs(30);
+        assert_eq!(parse_retry_after(&httpdate::fmt_http_date(past)), None);
     }
 }
