@@ -16,6 +16,7 @@ pub mod exposition;
 pub mod labels;
 pub mod measure;
 pub mod report;
+pub mod tsdb;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@
 //! discovery, scraping or storage.
 
 mod duration;
+pub mod http_client;
 mod marshal;
 mod raw;
 mod relabel;
@@ -20,16 +21,19 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use duration::{DurationError, format_duration, parse_duration};
+pub use http_client::{
+    Authorization, BasicAuth, HttpClientConfig, OAuth2, TlsConfig, TlsVersion, UNSUPPORTED_OAUTH2,
+};
 pub use relabel::{
     Action, DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR, Regexp, RelabelConfig,
-    RelabelError, expand, hashmod, is_valid_label_name, process, process_builder, process_cow,
+    RelabelError, hashmod, is_valid_label_name, process, process_builder, process_cow,
 };
 pub use remote_write::{MetadataConfig, QueueConfig};
 pub use units::{SizeError, format_size, parse_size};
 
 use crate::model::Labels;
 use crate::model::gofmt::go_quote as q;
-use raw::{RawConfig, RawFileSd, RawHttp, RawRelabel, RawRemoteWrite, RawScrape, RawStatic};
+use raw::{RawConfig, RawFileSd, RawHttpSd, RawRelabel, RawRemoteWrite, RawScrape, RawStatic};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +62,7 @@ pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_FILE_SD_REFRESH: Duration = Duration::from_secs(300);
+pub const DEFAULT_HTTP_SD_REFRESH: Duration = Duration::from_secs(60);
 pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The whole configuration file, defaults filled in.
@@ -120,6 +125,7 @@ pub struct ScrapeConfig {
     pub http_client: HttpClientConfig,
     pub static_configs: Vec<StaticConfig>,
     pub file_sd_configs: Vec<FileSdConfig>,
+    pub http_sd_configs: Vec<HttpSdConfig>,
     pub relabel_configs: Vec<RelabelConfig>,
     pub metric_relabel_configs: Vec<RelabelConfig>,
 }
@@ -146,6 +152,7 @@ impl Default for ScrapeConfig {
             http_client: HttpClientConfig::default(),
             static_configs: Vec::new(),
             file_sd_configs: Vec::new(),
+            http_sd_configs: Vec::new(),
             relabel_configs: Vec::new(),
             metric_relabel_configs: Vec::new(),
         }
@@ -176,61 +183,12 @@ impl Default for FileSdConfig {
     }
 }
 
-/// The HTTP client settings of a scrape job or remote-write endpoint.
-///
-/// A `bearer_token`/`bearer_token_file` is folded into `authorization` with
-/// type `Bearer`, as Prometheus does.
+/// An `http_sd_configs` entry: targets fetched from `url` as JSON.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HttpClientConfig {
-    pub basic_auth: Option<BasicAuth>,
-    pub authorization: Option<Authorization>,
-    pub oauth2: Option<serde_norway::Value>,
-    pub proxy_url: Option<String>,
-    pub tls_config: TlsConfig,
-    pub follow_redirects: bool,
-    pub enable_http2: bool,
-}
-
-impl Default for HttpClientConfig {
-    fn default() -> HttpClientConfig {
-        HttpClientConfig {
-            basic_auth: None,
-            authorization: None,
-            oauth2: None,
-            proxy_url: None,
-            tls_config: TlsConfig::default(),
-            follow_redirects: true,
-            enable_http2: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct BasicAuth {
-    pub username: String,
-    pub password: String,
-    pub password_file: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Authorization {
-    /// `Bearer` unless set.
-    pub kind: String,
-    pub credentials: String,
-    pub credentials_file: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct TlsConfig {
-    pub ca: String,
-    pub cert: String,
-    pub key: String,
-    pub ca_file: String,
-    pub cert_file: String,
-    pub key_file: String,
-    pub server_name: String,
-    pub insecure_skip_verify: bool,
-    pub min_version: String,
+pub struct HttpSdConfig {
+    pub url: String,
+    pub refresh_interval: Duration,
+    pub http_client: HttpClientConfig,
 }
 
 /// A `remote_write` entry, with its queue's settings.
@@ -266,7 +224,7 @@ pub fn load_file(path: &Path) -> Result<Config, Error> {
 }
 
 /// Go's wording for the common read failures.
-fn io_reason(e: &std::io::Error) -> String {
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
         std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
@@ -319,6 +277,9 @@ impl Config {
                 f.files.iter_mut().for_each(join);
             }
             sc.http_client.set_directory(&join);
+            for h in &mut sc.http_sd_configs {
+                h.http_client.set_directory(&join);
+            }
         }
         for rw in &mut self.remote_write {
             rw.http_client.set_directory(&join);
@@ -333,20 +294,6 @@ impl Config {
 
     pub fn scrape_config(&self, job_name: &str) -> Option<&ScrapeConfig> {
         self.scrape_configs.iter().find(|s| s.job_name == job_name)
-    }
-}
-
-impl HttpClientConfig {
-    fn set_directory(&mut self, join: &impl Fn(&mut String)) {
-        if let Some(b) = &mut self.basic_auth {
-            join(&mut b.password_file);
-        }
-        if let Some(a) = &mut self.authorization {
-            join(&mut a.credentials_file);
-        }
-        join(&mut self.tls_config.ca_file);
-        join(&mut self.tls_config.cert_file);
-        join(&mut self.tls_config.key_file);
     }
 }
 
@@ -560,94 +507,6 @@ fn relabel_from_raw(r: RawRelabel) -> Result<RelabelConfig, RelabelError> {
     Ok(cfg)
 }
 
-fn http_from_raw(h: RawHttp) -> Result<HttpClientConfig, String> {
-    let bearer = h.bearer_token.unwrap_or_default();
-    let bearer_file = h.bearer_token_file.unwrap_or_default();
-    let basic_auth = h.basic_auth.map(|b| BasicAuth {
-        username: b.username.unwrap_or_default(),
-        password: b.password.unwrap_or_default(),
-        password_file: b.password_file.unwrap_or_default(),
-    });
-    if !bearer.is_empty() && !bearer_file.is_empty() {
-        return Err("at most one of bearer_token & bearer_token_file must be configured".into());
-    }
-    if (basic_auth.is_some() || h.oauth2.is_some())
-        && (!bearer.is_empty() || !bearer_file.is_empty())
-    {
-        return Err(
-            "at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured"
-                .into(),
-        );
-    }
-    if let Some(b) = &basic_auth
-        && !b.password.is_empty()
-        && !b.password_file.is_empty()
-    {
-        return Err("at most one of basic_auth password & password_file must be configured".into());
-    }
-    let mut authorization = None;
-    if let Some(a) = h.authorization {
-        if !bearer.is_empty() || !bearer_file.is_empty() {
-            return Err(
-                "authorization is not compatible with bearer_token & bearer_token_file".into(),
-            );
-        }
-        let a = Authorization {
-            kind: a.kind.unwrap_or_default().trim().to_string(),
-            credentials: a.credentials.unwrap_or_default(),
-            credentials_file: a.credentials_file.unwrap_or_default(),
-        };
-        if !a.credentials.is_empty() && !a.credentials_file.is_empty() {
-            return Err(
-                "at most one of authorization credentials & credentials_file must be configured"
-                    .into(),
-            );
-        }
-        let kind = if a.kind.is_empty() {
-            "Bearer".to_string()
-        } else {
-            a.kind.clone()
-        };
-        if kind.eq_ignore_ascii_case("basic") {
-            return Err(
-                r#"authorization type cannot be set to "basic", use "basic_auth" instead"#.into(),
-            );
-        }
-        if basic_auth.is_some() || h.oauth2.is_some() {
-            return Err(
-                "at most one of basic_auth, oauth2 & authorization must be configured".into(),
-            );
-        }
-        authorization = Some(Authorization { kind, ..a });
-    } else if !bearer.is_empty() || !bearer_file.is_empty() {
-        authorization = Some(Authorization {
-            kind: "Bearer".to_string(),
-            credentials: bearer,
-            credentials_file: bearer_file,
-        });
-    }
-    let tls = h.tls_config.unwrap_or_default();
-    Ok(HttpClientConfig {
-        basic_auth,
-        authorization,
-        oauth2: h.oauth2,
-        proxy_url: h.proxy_url.filter(|p| !p.is_empty()),
-        tls_config: TlsConfig {
-            ca: tls.ca.unwrap_or_default(),
-            cert: tls.cert.unwrap_or_default(),
-            key: tls.key.unwrap_or_default(),
-            ca_file: tls.ca_file.unwrap_or_default(),
-            cert_file: tls.cert_file.unwrap_or_default(),
-            key_file: tls.key_file.unwrap_or_default(),
-            server_name: tls.server_name.unwrap_or_default(),
-            insecure_skip_verify: tls.insecure_skip_verify.unwrap_or(false),
-            min_version: tls.min_version.unwrap_or_default(),
-        },
-        follow_redirects: h.follow_redirects.unwrap_or(true),
-        enable_http2: h.enable_http2.unwrap_or(true),
-    })
-}
-
 fn scrape_from_raw(mut r: RawScrape, global: &GlobalConfig) -> Result<ScrapeConfig, String> {
     let http = r.take_http();
     let interval = dur(r.scrape_interval.as_deref(), Duration::ZERO)?;
@@ -678,12 +537,19 @@ fn scrape_from_raw(mut r: RawScrape, global: &GlobalConfig) -> Result<ScrapeConf
         .into_iter()
         .map(|f| file_sd_from_raw(f.unwrap_or_default()))
         .collect::<Result<Vec<_>, _>>()?;
+    let http_sd_configs = r
+        .http_sd_configs
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|h| http_sd_from_raw(h.unwrap_or_default()))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let job_name = r.job_name.unwrap_or_default();
     if job_name.is_empty() {
         return Err("job_name is empty".to_string());
     }
-    let http_client = http_from_raw(http)?;
+    let http_client = http_client::from_raw(http)?;
     if relabel_configs.is_empty() {
         for t in static_configs.iter().flat_map(|s| &s.targets) {
             if t.contains('/') {
@@ -731,6 +597,7 @@ fn scrape_from_raw(mut r: RawScrape, global: &GlobalConfig) -> Result<ScrapeConf
         http_client,
         static_configs,
         file_sd_configs,
+        http_sd_configs,
         relabel_configs,
         metric_relabel_configs,
     })
@@ -761,6 +628,35 @@ fn file_sd_from_raw(f: RawFileSd) -> Result<FileSdConfig, String> {
     Ok(FileSdConfig {
         files,
         refresh_interval: dur(f.refresh_interval.as_deref(), DEFAULT_FILE_SD_REFRESH)?,
+    })
+}
+
+/// Prometheus 2.42's `http.SDConfig` checks, in its order.
+fn http_sd_from_raw(mut h: RawHttpSd) -> Result<HttpSdConfig, String> {
+    let http = h.take_http();
+    let refresh_interval = dur(h.refresh_interval.as_deref(), DEFAULT_HTTP_SD_REFRESH)?;
+    let url = h.url.unwrap_or_default();
+    if url.is_empty() {
+        return Err("URL is missing".to_string());
+    }
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| "URL scheme must be 'http' or 'https'".to_string())?;
+    if scheme != "http" && scheme != "https" {
+        return Err("URL scheme must be 'http' or 'https'".to_string());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, h)| h)
+        .is_empty()
+    {
+        return Err("host is missing in URL".to_string());
+    }
+    Ok(HttpSdConfig {
+        url,
+        refresh_interval,
+        http_client: http_client::from_raw(http)?,
     })
 }
 
@@ -818,7 +714,7 @@ fn remote_write_from_raw(mut r: RawRemoteWrite) -> Result<RemoteWriteConfig, Str
         write_relabel_configs,
         send_exemplars: r.send_exemplars.unwrap_or(false),
         send_native_histograms: r.send_native_histograms.unwrap_or(false),
-        http_client: http_from_raw(http)?,
+        http_client: http_client::from_raw(http)?,
         queue_config: remote_write::queue_from_raw(r.queue_config.take())?,
         metadata_config: remote_write::metadata_from_raw(r.metadata_config.take())?,
         sigv4: r.sigv4,

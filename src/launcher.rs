@@ -1,146 +1,15 @@
-//! Entry point of the binary: command-line flags, the runtime, and the
-//! processes and tasks raymon runs (`serve`; with `up`, Ray and Grafana as
-//! supervised children), and the client commands (`import`). The only module
-//! that uses `anyhow`.
+//! The stack supervisor: `up` starts raymon's collector, Ray and Grafana
+//! (native, shifter, or none) as supervised children and records them;
+//! `down`, `status` and `env` read what a running `up` recorded. Flags live
+//! in [`crate::cli::flags`]; this module knows them only as parsed arguments.
 
 pub mod auth;
-mod bench_tsdb;
-mod cli;
 pub mod env;
 pub mod grafana;
-mod import;
-mod jobs;
 pub mod ports;
 pub mod ray;
-mod serve;
 pub mod shifter;
 pub mod status;
 pub mod supervisor;
 pub mod up;
 pub mod urls;
-
-pub use cli::{
-    Cli, Command, DownArgs, EnvArgs, EnvFormat, GrafanaMode, ImportArgs, ServeArgs, StackArgs,
-    UpArgs,
-};
-pub use jobs::jobs_from_config;
-pub use serve::serve;
-
-use clap::Parser;
-
-/// Parses flags and runs the chosen command.
-pub fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Check(cli::CheckArgs {
-            what: cli::CheckWhat::Config { files },
-        })) => check_config(&files),
-        Some(Command::Serve(args)) => run_serve(*args),
-        Some(Command::BenchTsdb(args)) => {
-            init_logging("warn");
-            bench_tsdb::run(&args)
-        }
-        Some(Command::Import(args)) => import::run(&args),
-        Some(Command::Up(args)) => {
-            init_logging(&args.serve.log_level);
-            runtime()?.block_on(up::up_until_signal(*args))
-        }
-        Some(Command::Down(args)) => runtime()?.block_on(up::down(args)),
-        Some(Command::Status(args)) => {
-            let data = up::data_dir_from_env(args.data_dir.as_deref());
-            let report = status::report(&data);
-            print!("{}", status::render(&report, args.format));
-            if !report.running {
-                std::process::exit(1);
-            }
-            Ok(())
-        }
-        Some(Command::Env(args)) => {
-            up::print_env(&args);
-            Ok(())
-        }
-        Some(Command::Bench(args)) => run_bench(*args),
-        Some(Command::BenchTargets(args)) => run_bench_targets(*args),
-        None => run_serve(cli.serve),
-    }
-}
-
-fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(&args.log_level);
-    runtime()?.block_on(serve::serve_until_signal(args))
-}
-
-/// Serve's runtime: one worker thread unless `TOKIO_WORKER_THREADS` says
-/// otherwise. Scrapes, discovery and the HTTP server are mostly waiting;
-/// queries and other heavy requests leave the worker (`block_in_place`,
-/// `spawn_blocking`). A second worker cost 17% more CPU per sample at
-/// 500 targets × 2,000 series (0.51–0.57 against 0.62–0.72 s per million
-/// samples in three runs each): every wakeup of one worker by the other
-/// is a thread switch, and the head's data went cold in the other core's
-/// cache.
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        b.worker_threads(1);
-    }
-    b.enable_all().thread_name("raymon").build()
-}
-
-fn run_bench(args: crate::bench::BenchArgs) -> anyhow::Result<()> {
-    init_logging("warn");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .thread_name("raymon-bench")
-        .build()?;
-    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
-    let out = args.out.clone();
-    // On Ctrl-C or SIGTERM the run is dropped, which kills its children
-    // (the collector and the simulated cluster) instead of orphaning them.
-    let report = rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = crate::bench::run(args, command_line) => Ok(r?),
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-            _ = term.recv() => Err(anyhow::anyhow!("terminated")),
-        }
-    })?;
-    print!("{}", report.table());
-    if let Some(out) = out {
-        crate::bench::write_json(&report, &out)?;
-    }
-    Ok(())
-}
-
-fn run_bench_targets(args: crate::bench::TargetsArgs) -> anyhow::Result<()> {
-    init_logging("warn");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .thread_name("raymon-targets")
-        .build()?;
-    // The parent ends this process with a signal; nothing needs flushing.
-    let cancel = tokio_util::sync::CancellationToken::new();
-    rt.block_on(crate::bench::serve_targets(args, cancel))?;
-    Ok(())
-}
-
-fn check_config(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
-    let paths: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
-    let out = crate::config::check(&paths);
-    print!("{}", out.stdout);
-    eprint!("{}", out.stderr);
-    if !out.success {
-        std::process::exit(1);
-    }
-    Ok(())
-}
-
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}

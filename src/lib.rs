@@ -13,8 +13,10 @@
 //! ```
 
 pub mod backfill;
+pub mod cli;
 pub mod config;
 pub mod discovery;
+pub mod http_client;
 pub mod launcher;
 pub mod model;
 pub mod promql;

@@ -1,4 +1,4 @@
-//! The `raymon` binary: hands over to [`raymon::launcher::run`].
+//! The `raymon` binary: hands over to [`raymon::cli::run`].
 
 // jemalloc instead of glibc's malloc: measured at 200 targets x 2,000
 // series, glibc's malloc spent a quarter of the scrape threads' CPU
@@ -18,5 +18,5 @@ pub static malloc_conf: &[u8] =
     b"narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 fn main() -> anyhow::Result<()> {
-    raymon::launcher::run()
+    raymon::cli::run()
 }

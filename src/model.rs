@@ -4,11 +4,13 @@
 //! This module does no IO and knows nothing of scraping, storage or HTTP.
 
 pub mod duration;
+mod expand;
 pub mod gofmt;
 mod labels;
 mod matcher;
 mod value;
 
+pub use expand::expand;
 pub use labels::{
     Label, LabelLimits, Labels, LabelsBuilder, LabelsError, METRIC_NAME, is_valid_label_name,
     is_valid_metric_name,

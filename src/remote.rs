@@ -44,8 +44,9 @@ pub enum Error {
     TooLarge { len: usize, limit: usize },
     #[error("{0}")]
     Protobuf(#[from] prost::DecodeError),
-    #[error("remote write request failed: {0}")]
-    Http(#[from] reqwest::Error),
+    /// The request did not get an answer (connection, timeout, TLS).
+    #[error("{0}")]
+    Request(String),
     #[error("server returned HTTP status {status_text}: {body}")]
     Status {
         status: u16,
@@ -66,7 +67,7 @@ impl Error {
     /// when the queue retries it, as Prometheus's queue manager decides.
     pub fn is_recoverable(&self) -> bool {
         match self {
-            Error::Http(_) => true,
+            Error::Request(_) => true,
             Error::Status { recoverable, .. } => *recoverable,
             _ => false,
         }

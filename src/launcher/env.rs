@@ -2,8 +2,8 @@
 //! `ray start` by `up`, and printed by `raymon env` for a notebook that calls
 //! `ray.init()` itself. Knows the variable names, not how processes start.
 
-use super::cli::EnvFormat;
 use super::urls::Urls;
+use crate::cli::flags::EnvFormat;
 
 /// The variables, in a stable order; `prometheus_headers` is
 /// `RAY_PROMETHEUS_HEADERS` when raymon wants credentials.

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::cli::StatusFormat;
 use super::supervisor::State;
+use crate::cli::flags::StatusFormat;
 
 /// The file under the data dir that `up` writes once the stack is ready.
 pub const STACK_FILE: &str = "raymon-stack.json";

@@ -13,16 +13,16 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::{self, Credentials, Login};
-use super::cli::{AuthMode, DownArgs, EnvArgs, EnvFormat, GrafanaMode, StackArgs, UpArgs};
 use super::env::{ray_env, render};
 use super::grafana::{self, CommandLine, Layout};
 use super::ports::{Need, Ports};
 use super::ray::{self, SessionFollower};
-use super::serve::wait_for_termination;
 use super::shifter;
 use super::status;
 use super::supervisor::{self, ProcId, State, Supervisor};
 use super::urls::{UrlInputs, Urls};
+use crate::cli::flags::{AuthMode, DownArgs, EnvArgs, EnvFormat, GrafanaMode, StackArgs, UpArgs};
+use crate::cli::wait_for_termination;
 
 /// The data dir: the flag, else `$SCRATCH/raymon`, else `./raymon-data`;
 /// made absolute, since Grafana's files name it.
@@ -364,7 +364,7 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
     }
     let mut sup = Supervisor::new(&data, cancel);
     sup.refresh()?;
-    sup.spawn_task("collector", |c| super::serve(serve_args, c));
+    sup.spawn_task("collector", |c| crate::cli::serve(serve_args, c));
 
     let plan = Plan {
         args: &args,

@@ -7,9 +7,15 @@
 
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
+use http_body_util::BodyExt as _;
+use hyper::body::Bytes;
+use hyper::header::{
+    CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT,
+};
 
 use super::{Error, VERSION_HEADER_VALUE, WriteRequest, encode};
+use crate::config::HttpClientConfig;
+use crate::http_client::{self, HttpClient};
 
 /// Where and how to send.
 #[derive(Debug, Clone)]
@@ -18,9 +24,8 @@ pub struct ClientOptions {
     pub url: String,
     pub timeout: Duration,
     pub user_agent: String,
-    pub basic_auth: Option<(String, String)>,
-    /// `Authorization: <type> <credentials>`.
-    pub authorization: Option<(String, String)>,
+    /// TLS, authentication, proxy and redirects, as a scrape job's.
+    pub http_client: HttpClientConfig,
     /// Extra headers (`headers` of the config section), set on every request.
     pub headers: Vec<(String, String)>,
     /// Whether a 429 answer may be retried.
@@ -34,8 +39,7 @@ impl ClientOptions {
             url: url.into(),
             timeout: Duration::from_secs(30),
             user_agent: format!("raymon/{}", env!("CARGO_PKG_VERSION")),
-            basic_auth: None,
-            authorization: None,
+            http_client: HttpClientConfig::default(),
             headers: Vec::new(),
             retry_on_http_429: false,
         }
@@ -43,9 +47,9 @@ impl ClientOptions {
 }
 
 /// A remote write sender. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    http: HttpClient,
     opts: ClientOptions,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -53,12 +57,18 @@ pub struct Client {
 /// How much of an error answer is kept for the message, as Prometheus.
 const MAX_ERR_MSG_LEN: usize = 1024;
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.opts.url)
+            .finish()
+    }
+}
+
 impl Client {
     pub fn new(opts: ClientOptions) -> Result<Client, Error> {
-        let http = reqwest::Client::builder()
-            .timeout(opts.timeout)
-            .connect_timeout(opts.timeout)
-            .build()?;
+        let http = HttpClient::new(&opts.http_client, http_client::Options::default())
+            .map_err(|e| Error::Request(e.to_string()))?;
         let mut headers = Vec::new();
         for (k, v) in &opts.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
@@ -83,11 +93,20 @@ impl Client {
         self.send_encoded(encode(req)).await
     }
 
-    /// Sends a body that is already protobuf + snappy.
-    pub async fn send_encoded(&self, body: Vec<u8>) -> Result<(), Error> {
-        let mut rb = self
-            .http
-            .post(&self.opts.url)
+    /// Sends a body that is already protobuf + snappy, within the timeout
+    /// (the whole exchange, answer included, as Go's context deadline).
+    pub async fn send_encoded(&self, body: impl Into<Bytes>) -> Result<(), Error> {
+        match tokio::time::timeout(self.opts.timeout, self.exchange(body.into())).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Request(format!(
+                "Post \"{}\": context deadline exceeded",
+                self.opts.url
+            ))),
+        }
+    }
+
+    async fn exchange(&self, body: Bytes) -> Result<(), Error> {
+        let mut rb = hyper::Request::post(self.opts.url.as_str())
             .header(CONTENT_ENCODING, HeaderValue::from_static("snappy"))
             .header(
                 CONTENT_TYPE,
@@ -97,42 +116,52 @@ impl Client {
             .header(
                 "X-Prometheus-Remote-Write-Version",
                 HeaderValue::from_static(VERSION_HEADER_VALUE),
-            )
-            .body(body);
-        if let Some((user, pass)) = &self.opts.basic_auth {
-            rb = rb.basic_auth(user, Some(pass));
-        }
-        if let Some((typ, cred)) = &self.opts.authorization {
-            rb = rb.header(reqwest::header::AUTHORIZATION, format!("{typ} {cred}"));
-        }
+            );
         for (k, v) in &self.headers {
             rb = rb.header(k.clone(), v.clone());
         }
-        let resp = rb.send().await?;
+        let req = rb
+            .body(body)
+            .map_err(|e| Error::Request(format!("invalid request: {e}")))?;
+        let resp = self
+            .http
+            .send(req)
+            .await
+            .map_err(|e| Error::Request(format!("Post \"{}\": {e}", self.opts.url)))?;
         let status = resp.status();
-        if status.is_success() {
-            // The body is drained so the connection can be reused.
-            let _ = resp.bytes().await;
-            return Ok(());
-        }
+        let status_text = http_client::status_text(status, resp.extensions());
         let retry_after = resp
             .headers()
-            .get(reqwest::header::RETRY_AFTER)
+            .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let bytes = resp.bytes().await.unwrap_or_default();
-        let cut = bytes.len().min(MAX_ERR_MSG_LEN);
-        let text = String::from_utf8_lossy(&bytes[..cut]);
-        let line = text.lines().next().unwrap_or("").to_string();
+        // At most the first KiB of the answer is read (the message), the
+        // rest is left with the connection.
+        let mut body = resp.into_body();
+        let mut text = Vec::new();
+        while text.len() < MAX_ERR_MSG_LEN {
+            match body.frame().await {
+                Some(Ok(f)) => {
+                    if let Some(d) = f.data_ref() {
+                        text.extend_from_slice(d);
+                    }
+                }
+                Some(Err(e)) if status.is_success() => {
+                    return Err(Error::Request(format!("reading the answer: {e}")));
+                }
+                _ => break,
+            }
+        }
+        if status.is_success() {
+            return Ok(());
+        }
+        text.truncate(MAX_ERR_MSG_LEN);
+        let text = String::from_utf8_lossy(&text);
         let code = status.as_u16();
-        let status_text = match status.canonical_reason() {
-            Some(r) => format!("{code} {r}"),
-            None => code.to_string(),
-        };
         Err(Error::Status {
             status: code,
             status_text,
-            body: line,
+            body: text.lines().next().unwrap_or("").to_string(),
             retry_after,
             recoverable: code / 100 == 5 || (code == 429 && self.opts.retry_on_http_429),
         })

@@ -163,9 +163,12 @@ async fn send_batch(
         put_sample(buf, &p.labels, p.t, p.v);
         highest = highest.max(p.t);
     }
-    let body = snap::raw::Encoder::new()
-        .compress_vec(buf)
-        .unwrap_or_default();
+    // Bytes: each attempt sends the same buffer without a copy.
+    let body = hyper::body::Bytes::from(
+        snap::raw::Encoder::new()
+            .compress_vec(buf)
+            .unwrap_or_default(),
+    );
     let n = batch.len() as u64;
     let m = &ctx.metrics;
     let mut backoff = ctx.min_backoff;

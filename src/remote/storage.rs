@@ -291,30 +291,21 @@ fn position_key(rw: &RemoteWriteConfig) -> String {
     format!("{d:x}")[..16].to_string()
 }
 
-/// The HTTP client of a section; settings this client cannot honour are
-/// refused rather than ignored.
+/// The HTTP client of a section; settings it cannot honour are refused
+/// rather than ignored.
 fn client_options(rw: &RemoteWriteConfig) -> Result<ClientOptions, Error> {
-    let unsupported = |what: &str| {
-        Err(Error::Header(format!(
-            "remote_write {}: {what} is not supported",
-            rw.url
-        )))
-    };
-    let h = &rw.http_client;
     if rw.sigv4.is_some() {
-        return unsupported("sigv4");
+        return Err(Error::Header(format!(
+            "remote_write {}: sigv4 is not supported",
+            rw.url
+        )));
     }
-    if h.oauth2.is_some() {
-        return unsupported("oauth2");
-    }
-    if h.proxy_url.is_some() {
-        return unsupported("proxy_url");
-    }
-    if h.tls_config != crate::config::TlsConfig::default() {
-        return unsupported("tls_config");
-    }
-    if !rw.url.starts_with("http://") {
-        return unsupported("a URL other than http://");
+    if rw.http_client.oauth2.is_some() {
+        return Err(Error::Header(format!(
+            "remote_write {}: {}",
+            rw.url,
+            crate::config::UNSUPPORTED_OAUTH2
+        )));
     }
     let mut o = ClientOptions::new(rw.url.clone());
     o.timeout = rw.remote_timeout;
@@ -324,31 +315,6 @@ fn client_options(rw: &RemoteWriteConfig) -> Result<ClientOptions, Error> {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let read = |f: &str| {
-        std::fs::read_to_string(f)
-            .map(|s| s.trim().to_string())
-            .map_err(|e| Error::Header(format!("cannot read {f}: {e}")))
-    };
-    if let Some(b) = &h.basic_auth {
-        let pass = if b.password_file.is_empty() {
-            b.password.clone()
-        } else {
-            read(&b.password_file)?
-        };
-        o.basic_auth = Some((b.username.clone(), pass));
-    }
-    if let Some(a) = &h.authorization {
-        let cred = if a.credentials_file.is_empty() {
-            a.credentials.clone()
-        } else {
-            read(&a.credentials_file)?
-        };
-        let kind = if a.kind.is_empty() {
-            "Bearer".to_string()
-        } else {
-            a.kind.clone()
-        };
-        o.authorization = Some((kind, cred));
-    }
+    o.http_client = rw.http_client.clone();
     Ok(o)
 }

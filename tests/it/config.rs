@@ -255,7 +255,7 @@ fn unknown_fields_in_nested_sections() {
     );
     assert_eq!(
         err_text("scrape_configs:\n- job_name: a\n  kubernetes_sd_configs:\n  - role: pod\n"),
-        "parsing YAML file test.yml: yaml: unmarshal errors:\n  line 3: field kubernetes_sd_configs not found in type config.ScrapeConfig (raymon supports only static_configs and file_sd_configs)"
+        "parsing YAML file test.yml: yaml: unmarshal errors:\n  line 3: field kubernetes_sd_configs not found in type config.ScrapeConfig (raymon supports only static_configs, file_sd_configs and http_sd_configs)"
     );
     assert_eq!(
         err_text("scrape_configs:\n- job_name: a\n  sample_limit: lots\n"),

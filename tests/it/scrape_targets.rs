@@ -80,7 +80,7 @@ fn issue_2_bad_targets_fail_clearly_and_the_good_one_keeps_scraping() {
         let cfg = raymon::config::parse(&yaml, "test.yml").unwrap();
         let rec = Recorder::default();
         let (mut disc, targets_rx) = discovery::Manager::new();
-        disc.apply(raymon::launcher::jobs_from_config(&cfg).unwrap());
+        disc.apply(raymon::cli::jobs_from_config(&cfg).unwrap());
         let mut mgr = raymon::scrape::Manager::new(Arc::new(rec.clone()), 1).unwrap();
         mgr.apply_configs(cfg.scrape_configs.clone());
         let status = mgr.status();
@@ -121,7 +121,7 @@ fn issue_2_bad_targets_fail_clearly_and_the_good_one_keeps_scraping() {
         assert!(!samples.iter().any(|(l, _, _)| l.metric_name() == Some("good") && l.get("job") == Some("bad")));
 
         // Removing the good target writes staleness markers for its series.
-        disc.apply(vec![JobDiscovery { job: "ok".into(), static_groups: vec![], file_sd: vec![] }]);
+        disc.apply(vec![JobDiscovery { job: "ok".into(), static_groups: vec![], file_sd: vec![], http_sd: vec![] }]);
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let after = rec.take();
         let stale: Vec<_> = after

@@ -9,9 +9,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use clap::Parser;
+use raymon::cli::{Cli, Command as RaymonCommand, EnvArgs, UpArgs};
 use raymon::launcher::grafana::{self, Layout, Settings};
+use raymon::launcher::up;
 use raymon::launcher::urls::{UrlInputs, UrlSource, Urls, jupyterhub_proxy};
-use raymon::launcher::{Cli, Command as RaymonCommand, EnvArgs, UpArgs, up};
 
 use crate::support::{self, KillOnDrop, TempDir};
 
@@ -435,7 +436,7 @@ fn issue_6_native_and_shifter_command_lines() {
 fn issue_6_up_flags_pass_extra_args_to_ray_start() {
     let a = up_args(&["--grafana=none", "--", "--num-cpus=1", "--port=7000"]);
     assert_eq!(a.ray_args, ["--num-cpus=1", "--port=7000"]);
-    assert_eq!(a.grafana, raymon::launcher::GrafanaMode::None);
+    assert_eq!(a.grafana, raymon::cli::GrafanaMode::None);
     let spec = raymon::launcher::ray::StartSpec {
         ray_bin: "ray".into(),
         temp_dir: "/tmp/r".into(),
@@ -1666,7 +1667,7 @@ fn issue_17_stand_ins_refuse_what_the_real_tools_refuse() {
 /// with the reason `up` prints.
 #[test]
 fn issue_17_grafana_auto_prefers_a_binary_then_shifter_then_none() {
-    use raymon::launcher::GrafanaMode;
+    use raymon::cli::GrafanaMode;
     let tmp = TempDir::new("auto");
     let (native, shift, empty) = (
         tmp.path().join("native"),

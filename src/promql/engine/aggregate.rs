@@ -34,7 +34,7 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Val, Error> 
     let param = match (&a.param, a.op) {
         (Some(p), AggOp::CountValues) => match ev.eval(p)? {
             Val::String(s) => {
-                if !crate::config::is_valid_label_name(&s) {
+                if !crate::model::is_valid_label_name(&s) {
                     return Err(Error::Execution(format!("invalid label name {s:?}")));
                 }
                 Param::Label(s)

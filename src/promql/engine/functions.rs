@@ -350,7 +350,7 @@ fn label_replace(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
             "invalid regular expression in label_replace(): {re_src}"
         ))
     })?;
-    if !crate::config::is_valid_label_name(&dst) {
+    if !crate::model::is_valid_label_name(&dst) {
         return Err(Error::Execution(format!(
             "invalid destination label name in label_replace(): {dst}"
         )));
@@ -360,7 +360,7 @@ fn label_replace(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
         let value = s.labels.get(&src).unwrap_or("");
         if let Some(caps) = re.captures(value) {
             let mut res = String::new();
-            crate::config::expand(&repl, &caps, &re, &mut res);
+            crate::model::expand(&repl, &caps, &re, &mut res);
             let mut b = s.labels.builder();
             b.set(dst.clone(), res);
             s.labels = b.build();
@@ -375,14 +375,14 @@ fn label_join(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
     let mut srcs = Vec::new();
     for a in &c.args[3..] {
         let s = string_arg(ev, a)?;
-        if !crate::config::is_valid_label_name(&s) {
+        if !crate::model::is_valid_label_name(&s) {
             return Err(Error::Execution(format!(
                 "invalid source label name in label_join(): {s}"
             )));
         }
         srcs.push(s);
     }
-    if !crate::config::is_valid_label_name(&dst) {
+    if !crate::model::is_valid_label_name(&dst) {
         return Err(Error::Execution(format!(
             "invalid destination label name in label_join(): {dst}"
         )));

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use super::ImportArgs;
+use super::flags::ImportArgs;
 use crate::backfill;
 use crate::tsdb::{Db, DbOptions};
 

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::ServeArgs;
+use super::flags::ServeArgs;
 use super::jobs::jobs_from_config;
 use crate::config;
 use crate::discovery;
@@ -313,8 +313,13 @@ fn discovery_jobs(
     metrics: &selfmetrics::Metrics,
 ) -> Result<Vec<discovery::JobDiscovery>, discovery::Error> {
     let mut jobs = jobs_from_config(cfg)?;
-    for sd in jobs.iter_mut().flat_map(|j| j.file_sd.iter_mut()) {
-        sd.set_metrics(metrics.sd.clone());
+    for job in &mut jobs {
+        for sd in &mut job.file_sd {
+            sd.set_metrics(metrics.sd.clone());
+        }
+        for sd in &mut job.http_sd {
+            sd.set_metrics(metrics.sd.clone());
+        }
     }
     Ok(jobs)
 }
@@ -410,7 +415,7 @@ fn offset_seed(args: &ServeArgs) -> u64 {
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM; `serve` and `up` stop on either.
-pub(super) async fn wait_for_termination() {
+pub(crate) async fn wait_for_termination() {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
     match term {

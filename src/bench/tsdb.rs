@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::cli::{BenchTsdbArgs, BenchValues};
-use crate::bench::exposition::{Shape, TargetExposition};
+use super::exposition::{Shape, TargetExposition};
+use crate::cli::flags::{BenchTsdbArgs, BenchValues};
 use crate::model::Labels;
 use crate::storage::{Appendable, Queryable};
 use crate::tsdb::{Db, DbOptions};
