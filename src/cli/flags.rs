@@ -190,6 +190,24 @@ pub struct ServeArgs {
     #[arg(long = "storage.remote.wal-retention", default_value = "4h")]
     pub remote_wal_retention: String,
 
+    /// Features to turn on, comma separated or repeated, as Prometheus:
+    /// `agent` runs in agent mode (scrape and forward to remote_write only;
+    /// samples are kept in a WAL under --storage.agent.path until sent, and
+    /// the API answers only status, targets and metadata);
+    /// `remote-write-receiver` is --web.enable-remote-write-receiver.
+    #[arg(long = "enable-feature", value_delimiter = ',')]
+    pub enable_feature: Vec<String>,
+
+    /// Agent mode: where the WAL is kept.
+    #[arg(long = "storage.agent.path", default_value = "data-agent/")]
+    pub agent_path: PathBuf,
+
+    /// Agent mode: how often the WAL moves to a new segment and the
+    /// segments every remote_write queue has sent are deleted (Prometheus
+    /// takes 2h; a shorter interval keeps less on disk at high rates).
+    #[arg(long = "storage.agent.wal-truncate-frequency", default_value = "5m")]
+    pub agent_truncate_frequency: String,
+
     /// Samples per chunk (Prometheus's 120); smaller only to exercise the
     /// chunk store in tests.
     #[arg(
@@ -309,6 +327,11 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// The flags as Prometheus names them, for `/api/v1/status/flags`.
+    /// Whether `--enable-feature` names `feature`.
+    pub fn feature(&self, feature: &str) -> bool {
+        self.enable_feature.iter().any(|f| f.trim() == feature)
+    }
+
     pub fn prometheus_flags(&self) -> std::collections::BTreeMap<String, String> {
         [
             ("config.file", self.config_file.display().to_string()),
@@ -327,6 +350,12 @@ impl ServeArgs {
             (
                 "storage.remote.wal-retention",
                 self.remote_wal_retention.clone(),
+            ),
+            ("enable-feature", self.enable_feature.join(",")),
+            ("storage.agent.path", self.agent_path.display().to_string()),
+            (
+                "storage.agent.wal-truncate-frequency",
+                self.agent_truncate_frequency.clone(),
             ),
             ("web.listen-address", self.listen_address.to_string()),
             (

@@ -18,6 +18,7 @@ use crate::remote;
 use crate::scrape;
 use crate::selfmetrics::{self, Gathered, HeadGauges, StorageGauges, counting::CountingAppendable};
 use crate::storage::Appendable;
+use crate::tsdb::agent::AgentDb;
 use crate::tsdb::{Db, DbOptions, Head};
 use crate::web;
 
@@ -54,25 +55,52 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         config::parse_duration(&args.remote_wal_retention)
             .context("invalid --storage.remote.wal-retention")?,
     ));
+    let agent = args.feature("agent");
+    let data_dir = if agent {
+        args.agent_path.clone()
+    } else {
+        args.storage_path.clone()
+    };
     let remote = Arc::new(remote::WriteStorage::new(
-        args.storage_path.clone(),
+        data_dir.clone(),
         config::parse_duration(&args.remote_flush_deadline)
             .context("invalid --storage.remote.flush-deadline")?,
         wal_keep.clone(),
     )?);
     // Before the store opens: it deletes WAL segments no queue holds.
     remote.hold_saved(&cfg);
-    let db = Arc::new(open_storage(&args, wal_keep)?);
-    db.start_background();
-    let head = Arc::new(db.head().clone());
     let metrics = selfmetrics::Metrics::new();
-    let store_access = store_access(&db, &metrics);
+    let (db, agent_db, head, inner_store, store_access) = if agent {
+        if cfg.remote_write.is_empty() {
+            warn!("agent mode without remote_write: samples are kept in the WAL and sent nowhere");
+        }
+        let a = Arc::new(
+            AgentDb::open(&data_dir, Some(wal_keep))
+                .with_context(|| format!("cannot open the agent WAL at {}", data_dir.display()))?,
+        );
+        a.start_background(
+            config::parse_duration(&args.agent_truncate_frequency)
+                .context("invalid --storage.agent.wal-truncate-frequency")?,
+        );
+        // No samples are kept in memory; queries are refused.
+        let head = Arc::new(Head::new(crate::tsdb::HeadOptions::default()));
+        let access = agent_access(&a, &data_dir, &metrics);
+        let store: Arc<dyn Appendable> = Arc::new(a.clone());
+        (None, Some(a), head, store, access)
+    } else {
+        let db = Arc::new(open_storage(&args, wal_keep)?);
+        db.start_background();
+        let head = Arc::new(db.head().clone());
+        let access = store_access(&db, &metrics);
+        let store: Arc<dyn Appendable> = head.clone();
+        (Some(db), None, head, store, access)
+    };
     remote
         .apply_config(&cfg, store_access.clone())
         .context("cannot start remote_write")?;
     // Every write (scrapes, imports, remote write) goes through the counting wrapper.
     let store: Arc<dyn Appendable> =
-        Arc::new(CountingAppendable::new(head.clone(), metrics.tsdb.clone()));
+        Arc::new(CountingAppendable::new(inner_store, metrics.tsdb.clone()));
     let (mut discovery, targets_rx) = discovery::Manager::new();
     discovery.apply(discovery_jobs(&cfg, &metrics)?);
 
@@ -96,6 +124,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(4);
 
     let mut state = web::AppState::new(head.clone(), Arc::new(scrape_status.clone()));
+    state.agent = agent;
     if args.enable_import {
         state.appendable = Some(store.clone());
     }
@@ -129,7 +158,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     state.storage_retention = args.retention_time.clone();
     state.request_timeout =
         config::parse_duration(&args.read_timeout).context("invalid --web.read-timeout")?;
-    if args.enable_remote_write_receiver {
+    if args.enable_remote_write_receiver || args.feature("remote-write-receiver") {
         state.remote_write = Some(store.clone());
     }
     let config_yaml = state.config_yaml.clone();
@@ -145,9 +174,17 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         queries,
     );
     let remote_metrics = remote.clone();
+    let agent_metrics = agent_db.clone();
     state.self_metrics = Some(Arc::new(move || {
         let mut text = local_metrics();
         text.push_str(&remote_metrics.metrics_text());
+        if let Some(a) = &agent_metrics {
+            text.push_str(&format!(
+                "# HELP prometheus_agent_active_series Number of active series being tracked by the WAL storage\n\
+                 # TYPE prometheus_agent_active_series gauge\nprometheus_agent_active_series {}\n",
+                a.num_series()
+            ));
+        }
         text
     }));
     state
@@ -231,7 +268,17 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let stopping = remote.clone();
     let _ = tokio::task::spawn_blocking(move || stopping.stop()).await;
     info!("scraping stopped; closing storage");
-    let closing = db.clone();
+    if let Some(a) = agent_db {
+        match tokio::task::spawn_blocking(move || a.close()).await {
+            Ok(Ok(())) => info!("agent WAL synced"),
+            Ok(Err(e)) => error!(error = %e, "cannot sync the agent WAL"),
+            Err(e) => error!(error = %e, "agent WAL close panicked"),
+        }
+        return Ok(());
+    }
+    let Some(closing) = db.clone() else {
+        return Ok(());
+    };
     match tokio::task::spawn_blocking(move || closing.close()).await {
         Ok(Ok(())) => info!("storage flushed and closed"),
         Ok(Err(e)) => error!(error = %e, "cannot close storage cleanly; the WAL will be replayed"),
@@ -276,6 +323,27 @@ fn store_access(db: &Arc<Db>, metrics: &selfmetrics::Metrics) -> remote::StoreAc
         wal_dir: db.wal().dir().to_path_buf(),
         wal_end: Arc::new(move || end_db.wal().end()),
         labels_of: Arc::new(move |r| labels_db.series_labels(r)),
+        samples_in: Arc::new(move || m_in.samples_appended.get()),
+        highest_in_ms: Arc::new(move || {
+            m_high
+                .highest_timestamp_ms
+                .load(std::sync::atomic::Ordering::Relaxed)
+        }),
+    }
+}
+
+/// What remote write's queues read in agent mode.
+fn agent_access(
+    a: &Arc<AgentDb>,
+    dir: &std::path::Path,
+    metrics: &selfmetrics::Metrics,
+) -> remote::StoreAccess {
+    let (end, labels) = (a.clone(), a.clone());
+    let (m_in, m_high) = (metrics.tsdb.clone(), metrics.tsdb.clone());
+    remote::StoreAccess {
+        wal_dir: dir.join("wal"),
+        wal_end: Arc::new(move || end.wal().end()),
+        labels_of: Arc::new(move |r| labels.series_labels(r)),
         samples_in: Arc::new(move || m_in.samples_appended.get()),
         highest_in_ms: Arc::new(move || {
             m_high
@@ -356,7 +424,7 @@ fn tsdb_status(head: Arc<Head>) -> web::TsdbStatsSource {
 fn self_metrics(
     state: &web::AppState,
     metrics: selfmetrics::Metrics,
-    db: Arc<Db>,
+    db: Option<Arc<Db>>,
     head: Arc<Head>,
     scrape_status: scrape::ScrapeStatus,
     targets: tokio::sync::watch::Receiver<discovery::Targets>,
@@ -377,14 +445,9 @@ fn self_metrics(
             })
             .collect();
         let cs = *config_status.read().unwrap_or_else(|e| e.into_inner());
-        let st = db.stats();
-        metrics.render(&Gathered {
-            head: HeadGauges {
-                series: stats.num_series as u64,
-                chunks: stats.num_chunks as u64,
-                time_bounds: head.time_bounds(),
-            },
-            storage: Some(StorageGauges {
+        let storage = db.as_ref().map(|db| {
+            let st = db.stats();
+            StorageGauges {
                 wal_bytes_written: st.wal_bytes_written,
                 wal_write_failures: st.wal_write_failures,
                 wal_segments_created: st.wal_segments_created,
@@ -395,7 +458,15 @@ fn self_metrics(
                 compactions: st.compactions,
                 merged_chunks: st.merged_chunks,
                 disk_bytes: st.disk_bytes,
-            }),
+            }
+        });
+        metrics.render(&Gathered {
+            head: HeadGauges {
+                series: stats.num_series as u64,
+                chunks: stats.num_chunks as u64,
+                time_bounds: head.time_bounds(),
+            },
+            storage,
             pool_targets: scrape_status.pool_target_counts(),
             discovered_targets: discovered,
             config_reload_success: cs.success,

@@ -763,3 +763,99 @@ fn issue_20_misbehaving_receiver_is_retried_throttled_dropped_and_timed_out() {
         seen.len()
     );
 }
+
+/// Agent mode (`--enable-feature=agent`): every scrape reaches
+/// VictoriaMetrics whole (every series of a target at each `up` sample's
+/// time), the WAL is truncated as the queue sends it, and the API refuses
+/// queries as Prometheus's agent does while status and targets answer.
+#[test]
+fn issue_20_agent_mode_forwards_every_scrape_and_truncates_its_wal() {
+    let dir = TempDir::new("rwq-agent");
+    let targets = Targets::start(3, 30);
+    let mut vm = Receiver::new("victoria-metrics", dir.path());
+    vm.start();
+    let cfg = dir.path().join("agent.yml");
+    std::fs::write(
+        &cfg,
+        raymon_config(&targets.sd_file(), "agent", &[vm.url()], ""),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let agent_dir = dir.path().join("agent-data");
+    let args = vec![
+        format!("--config.file={}", cfg.display()),
+        "--enable-feature=agent".to_string(),
+        format!("--storage.agent.path={}", agent_dir.display()),
+        "--storage.agent.wal-truncate-frequency=3s".to_string(),
+        format!("--web.listen-address={addr}"),
+    ];
+    let mut agent = start_raymon(&args, &dir.path().join("agent.log"));
+    wait_ready(&addr, "raymon agent");
+    let began = now_ms();
+
+    let r = support::get(&addr, &format!("/api/v1/query?query={}", enc("up"))).unwrap();
+    assert_eq!(r.status, 422, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["errorType"], "execution");
+    assert_eq!(j["error"], "unavailable with Prometheus Agent");
+    assert_eq!(
+        support::get(&addr, "/api/v1/series?match[]=up")
+            .unwrap()
+            .status,
+        422
+    );
+    assert_eq!(
+        support::get(&addr, "/api/v1/status/buildinfo")
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(support::get(&addr, "/api/v1/targets").unwrap().status, 200);
+
+    std::thread::sleep(Duration::from_secs(15));
+    let active = metric(&addr, "prometheus_agent_active_series");
+    assert!(active >= 90.0, "active series: {active}");
+    let segs = std::fs::read_dir(agent_dir.join("wal")).unwrap().count();
+    assert!(
+        segs <= 3,
+        "{segs} WAL segments after 15 s of 3 s truncations"
+    );
+    agent.terminate(Duration::from_secs(30));
+    let to = now_ms();
+
+    // Every scrape whole: each target's series at every time `up` has.
+    let all = vm_export(&vm.addr, "{job=\"ray\"}", began - 10_000, to, "sender");
+    let ups: Vec<(&String, &Vec<(i64, f64)>)> = all
+        .iter()
+        .filter(|(k, _)| k.contains("__name__=up,"))
+        .collect();
+    assert_eq!(
+        ups.len(),
+        3,
+        "up series: {:?}",
+        all.keys()
+            .filter(|k| k.contains("__name__=up"))
+            .collect::<Vec<_>>()
+    );
+    let mut checked = 0;
+    for (uk, uv) in ups {
+        let inst = uk.split(',').find(|p| p.starts_with("instance=")).unwrap();
+        assert!(uv.len() >= 12, "{uk}: {} scrapes", uv.len());
+        let series: Vec<&Vec<(i64, f64)>> = all
+            .iter()
+            .filter(|(k, _)| k.split(',').any(|p| p == inst))
+            .map(|(_, v)| v)
+            .collect();
+        assert!(series.len() > 30);
+        for (t, _) in uv {
+            for s in &series {
+                assert!(
+                    s.iter().any(|x| x.0 == *t),
+                    "{inst}: a series lacks the scrape at {t}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    eprintln!("agent: {checked} samples checked in VictoriaMetrics");
+}
