@@ -126,8 +126,10 @@ pub fn choose_grafana(args: &UpArgs, path_env: &str) -> GrafanaChoice {
                 )
             } else {
                 choice(
-                    GrafanaMode::None,
-                    "neither grafana, grafana-server nor shifter is on PATH".to_string(),
+                    GrafanaMode::Builtin,
+                    "neither grafana, grafana-server nor shifter is on PATH; raymon serves \
+                     Ray's dashboards itself"
+                        .to_string(),
                 )
             }
         }
@@ -177,7 +179,9 @@ pub fn grafana_plan(
             let cmd = grafana::shifter_command(&bin, &args.grafana_image, &layout);
             (layout, Some(cmd))
         }
-        GrafanaMode::None | GrafanaMode::Auto => (Layout::native(data), None),
+        GrafanaMode::Builtin | GrafanaMode::None | GrafanaMode::Auto => {
+            (Layout::native(data), None)
+        }
     })
 }
 
@@ -261,6 +265,11 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
     let (ray_port_env, moved) = settle_ports(&mut args, choice.mode)?;
     for line in &moved {
         eprintln!("raymon up: {line}");
+    }
+    let builtin = choice.mode == GrafanaMode::Builtin;
+    if builtin {
+        // Ray's backend checks, and its UI embeds, "Grafana" at raymon.
+        args.stack.grafana_listen = args.serve.listen_address;
     }
     let urls = urls_for(
         &args.stack,
@@ -362,6 +371,14 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
     if serve_args.storage_path == Path::new("data/") {
         serve_args.storage_path = data.join("tsdb");
     }
+    if builtin {
+        builtin_dashboards(
+            &mut serve_args,
+            &layout,
+            &args.stack.datasource_name,
+            &api_login,
+        );
+    }
     let mut sup = Supervisor::new(&data, cancel);
     sup.refresh()?;
     sup.spawn_task("collector", |c| crate::cli::serve(serve_args, c));
@@ -378,6 +395,7 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
         authorization: api_login.as_ref().map(auth::authorization),
         prometheus_headers: api_login.as_ref().map(auth::ray_prometheus_headers),
         credentials: creds.as_ref().map(|(c, created)| (c, *created)),
+        builtin,
     };
     let result = run(&plan, &mut sup).await;
 
@@ -390,6 +408,25 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
     match (result, stopped) {
         (Err(why), Err(task)) => Err(task.context(why)),
         (result, stopped) => result.and(stopped),
+    }
+}
+
+/// `--grafana builtin`: raymon serves the dashboards `up` copies from
+/// Ray's session, under the datasource name Ray is given. With credentials
+/// on the API, the pages stay open as Grafana's anonymous viewers are for
+/// Ray's iframes (they run only their dashboards' own queries).
+fn builtin_dashboards(
+    serve: &mut crate::cli::ServeArgs,
+    layout: &Layout,
+    datasource_name: &str,
+    api_login: &Option<Login>,
+) {
+    if serve.dashboards_dirs.is_empty() {
+        serve.dashboards_dirs.push(layout.dashboards());
+    }
+    serve.dashboards_datasource_name = datasource_name.to_string();
+    if api_login.is_some() {
+        serve.dashboards_anonymous = true;
     }
 }
 
@@ -536,7 +573,7 @@ fn settle_ports(args: &mut UpArgs, grafana: GrafanaMode) -> anyhow::Result<(EnvV
         );
         args.serve.listen_address.set_port(settle(need)?);
     }
-    if grafana != GrafanaMode::None {
+    if !matches!(grafana, GrafanaMode::None | GrafanaMode::Builtin) {
         let g = args.stack.grafana_listen;
         let need = Need::new(
             "Grafana",
@@ -616,6 +653,8 @@ struct Plan<'a> {
     prometheus_headers: Option<String>,
     /// The credentials, and whether this run made them.
     credentials: Option<(&'a Credentials, bool)>,
+    /// `--grafana builtin` (given, or what `auto` chose).
+    builtin: bool,
 }
 
 /// From the collector's start to `cancel`.
@@ -750,6 +789,12 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
             }
             sup.refresh()?;
         }
+        None if plan.builtin => {
+            eprintln!(
+                "raymon up: Grafana is built in: raymon serves Ray's dashboards at {}/d/",
+                plan.urls.grafana_public
+            );
+        }
         None => {
             let native = grafana::native_command(
                 Path::new("grafana-server"),
@@ -808,7 +853,7 @@ fn interrupted_or(cancel: &CancellationToken, e: String) -> anyhow::Result<()> {
 /// What `raymon status` reports of this stack.
 fn stack_of(plan: &Plan<'_>) -> status::Stack {
     let u = plan.urls;
-    let grafana = plan.grafana_cmd.is_some();
+    let grafana = plan.grafana_cmd.is_some() || plan.builtin;
     status::Stack {
         raymon_url: u.raymon.clone(),
         grafana_url: grafana.then(|| u.grafana_local.clone()),
@@ -831,6 +876,12 @@ fn print_summary(plan: &Plan<'_>) {
     println!("  Ray dashboard:  {}", u.dashboard);
     if plan.grafana_cmd.is_some() {
         println!("  Grafana:        {}", u.grafana_public);
+    }
+    if plan.builtin {
+        println!(
+            "  Ray's dashboards (built in): {}/d/rayDefaultDashboard/",
+            u.grafana_public
+        );
     }
     if plan.grafana_cmd.is_some() {
         println!(

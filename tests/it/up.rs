@@ -470,14 +470,14 @@ fn stand_ins() -> PathBuf {
 }
 
 /// A `raymon up` child in its own process group, stdout and stderr in files.
-struct Up {
+pub(crate) struct Up {
     child: KillOnDrop,
     out: PathBuf,
     err: PathBuf,
 }
 
 impl Up {
-    fn start(args: &[String], env: &[(&str, String)], dir: &Path) -> Up {
+    pub(crate) fn start(args: &[String], env: &[(&str, String)], dir: &Path) -> Up {
         let out = dir.join("up.out");
         let err = dir.join("up.err");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_raymon"));
@@ -503,11 +503,11 @@ impl Up {
         std::fs::read_to_string(&self.out).unwrap_or_default()
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.err).unwrap_or_default()
     }
 
-    fn wait_up(&mut self, timeout: Duration) -> String {
+    pub(crate) fn wait_up(&mut self, timeout: Duration) -> String {
         support::wait_for(timeout, "raymon up to print its URLs", || {
             if let Ok(Some(status)) = self.child.0.try_wait() {
                 panic!("raymon up exited ({status}):\n{}", self.stderr());
@@ -521,7 +521,7 @@ impl Up {
         })
     }
 
-    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         support::wait_for(timeout, "raymon up to exit", || {
             match self.child.0.try_wait() {
                 Ok(Some(s)) => Ok(s),
@@ -531,7 +531,7 @@ impl Up {
     }
 }
 
-fn down(data: &Path) -> std::process::Output {
+pub(crate) fn down(data: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_raymon"))
         .args(["down", &format!("--data-dir={}", data.display())])
         .output()
@@ -829,9 +829,9 @@ fn issue_6_no_grafana_binary_is_a_clear_error_before_anything_starts() {
 
 /// Kills whatever a failed real-Ray test left behind: every PID `up`
 /// recorded, and stragglers naming the temp dir.
-struct Leftovers {
-    data: PathBuf,
-    temp: PathBuf,
+pub(crate) struct Leftovers {
+    pub(crate) data: PathBuf,
+    pub(crate) temp: PathBuf,
 }
 
 impl Drop for Leftovers {
@@ -1663,10 +1663,10 @@ fn issue_17_stand_ins_refuse_what_the_real_tools_refuse() {
     assert!(volume_map_problem(Path::new("/tmp/my data"), "/grafana").is_some());
 }
 
-/// `--grafana auto` (the default): a Grafana binary, else shifter, else none,
+/// `--grafana auto` (the default): a Grafana binary, else shifter, else builtin,
 /// with the reason `up` prints.
 #[test]
-fn issue_17_grafana_auto_prefers_a_binary_then_shifter_then_none() {
+fn issue_17_grafana_auto_prefers_a_binary_then_shifter_then_builtin() {
     use raymon::cli::GrafanaMode;
     let tmp = TempDir::new("auto");
     let (native, shift, empty) = (
@@ -1697,7 +1697,7 @@ fn issue_17_grafana_auto_prefers_a_binary_then_shifter_then_none() {
     assert!(c.why.contains("shifter"), "{}", c.why);
     assert!(c.why.contains("grafana/grafana-oss:9.4.3"), "{}", c.why);
     let c = up::choose_grafana(&args, &path(&[&empty]));
-    assert_eq!(c.mode, GrafanaMode::None);
+    assert_eq!(c.mode, GrafanaMode::Builtin);
     assert!(c.why.contains("nor shifter"), "{}", c.why);
     let with_bin = up_args(&["--grafana-bin=/opt/g/bin/grafana"]);
     assert_eq!(
