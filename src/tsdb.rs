@@ -39,6 +39,7 @@
 //! hint can go stale but never points at another series; across processes
 //! they mean nothing, and replay maps them.
 
+pub mod agent;
 pub mod chunkenc;
 pub mod db;
 pub mod head;

@@ -327,6 +327,9 @@ pub struct AppState {
     /// Where `POST /api/v1/write` appends; `None` answers 404 as Prometheus
     /// without `--web.enable-remote-write-receiver`.
     pub remote_write: Option<Arc<dyn Appendable>>,
+    /// Agent mode: the endpoints that read stored data answer
+    /// "unavailable with Prometheus Agent".
+    pub agent: bool,
     /// The loaded configuration as YAML, for `/api/v1/status/config`.
     pub config_yaml: Arc<RwLock<String>>,
     pub config_status: Arc<RwLock<ConfigStatus>>,
@@ -394,6 +397,7 @@ impl AppState {
             targets,
             engine: None,
             remote_write: None,
+            agent: false,
             config_yaml: Arc::new(RwLock::new(String::new())),
             config_status: Arc::new(RwLock::new(ConfigStatus {
                 success: true,

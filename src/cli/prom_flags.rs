@@ -118,8 +118,8 @@ pub enum LogFormat {
 /// What `--enable-feature=<name>` does in raymon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feature {
-    /// Agent mode: scrape and forward only. Accepted; serve sees
-    /// [`Features::agent`] and decides.
+    /// Agent mode: scrape and forward only (serve sees
+    /// [`Features::agent`]).
     Agent,
     /// `remote-write-receiver` (deprecated in 2.42): the same as
     /// `--web.enable-remote-write-receiver`.
@@ -197,9 +197,9 @@ impl PromFlags {
                 Feature::Agent => {
                     f.agent = true;
                     lines.push((
-                        true,
-                        "--enable-feature=agent: agent mode is not implemented yet; \
-                         raymon runs as a server (scrapes, stores and answers queries)"
+                        false,
+                        "--enable-feature=agent: agent mode, scraping and forwarding to \
+                         remote_write only (the API refuses queries)"
                             .to_string(),
                     ));
                 }
@@ -272,7 +272,7 @@ const fn accepted(name: &'static str, kind: Kind, why: &'static str) -> Accepted
 const NO_UI: &str = "raymon has no console templates or web UI assets";
 const BLOCKS: &str =
     "raymon's store has no Prometheus blocks; it keeps a WAL, checkpoints and merged chunks";
-const AGENT: &str = "it is for agent mode, which raymon does not implement yet";
+const AGENT: &str = "raymon's agent mode does not use it (unsent segments are kept for --storage.remote.wal-retention)";
 const NO_RULES: &str = "raymon evaluates no rules and sends no alerts";
 const NO_REMOTE_READ: &str = "raymon does not serve the remote read API";
 
@@ -312,23 +312,12 @@ pub const ACCEPTED: &[Accepted] = &[
         Kind::Bool,
         "deprecated in Prometheus, and raymon has no blocks",
     ),
-    accepted("storage.agent.path", Kind::Text, AGENT),
     accepted("storage.agent.wal-compression", Kind::Bool, AGENT),
     accepted("storage.agent.wal-segment-size", Kind::Bytes, AGENT),
-    accepted(
-        "storage.agent.wal-truncate-frequency",
-        Kind::Duration,
-        AGENT,
-    ),
     accepted("storage.agent.retention.min-time", Kind::Duration, AGENT),
     accepted("storage.agent.retention.max-time", Kind::Duration, AGENT),
     accepted("storage.agent.use-lockfile", Kind::Bool, AGENT),
     accepted("storage.agent.no-lockfile", Kind::Bool, AGENT),
-    accepted(
-        "storage.remote.flush-deadline",
-        Kind::Duration,
-        "raymon sends no remote write yet",
-    ),
     accepted(
         "storage.remote.read-sample-limit",
         Kind::Float,
@@ -511,7 +500,9 @@ mod tests {
         let (f, lines) = p.features();
         assert!(f.agent && f.remote_write_receiver);
         assert_eq!(lines.len(), 3, "{lines:?}");
-        assert!(lines.iter().all(|(warn, _)| *warn));
+        // Agent mode is implemented: said, not warned about.
+        assert!(!lines[0].0 && lines[0].1.contains("agent mode"));
+        assert!(lines[1..].iter().all(|(warn, _)| *warn));
         assert!(lines[2].1.contains("exemplar-storage"));
     }
 

@@ -371,8 +371,6 @@ alerting:
   alertmanagers:
   - static_configs:
     - targets: ["127.0.0.1:9093"]
-remote_write:
-- url: http://127.0.0.1:9/api/v1/write
 remote_read:
 - url: http://127.0.0.1:9/api/v1/read
   read_recent: true

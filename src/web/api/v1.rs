@@ -41,17 +41,9 @@ pub fn routes(state: Shared) -> Router<Shared> {
         .route("/labels", get(label_names).post(label_names))
         .route("/label/{name}/values", get(label_values).post(label_values))
         .route("/series", get(series).post(series).delete(drop_series))
-        .route("/targets", get(targets::targets))
-        .route("/targets/metadata", get(targets::target_metadata))
-        .route("/scrape_pools", get(targets::scrape_pools))
-        .route("/metadata", get(targets::metadata))
         .route("/alertmanagers", get(alertmanagers))
         .route("/alerts", get(alerts))
         .route("/rules", get(rules))
-        .route("/status/config", get(status_config))
-        .route("/status/runtimeinfo", get(status_runtimeinfo))
-        .route("/status/buildinfo", get(status_buildinfo))
-        .route("/status/flags", get(status_flags))
         .route("/status/tsdb", get(status_tsdb))
         .route(
             "/admin/tsdb/{op}",
@@ -62,6 +54,19 @@ pub fn routes(state: Shared) -> Router<Shared> {
             "/export",
             get(crate::web::import_export::export).post(crate::web::import_export::export),
         )
+        // Agent mode keeps no data to query (Prometheus's `wrapAgent`).
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::refuse_in_agent,
+        ))
+        .route("/targets", get(targets::targets))
+        .route("/targets/metadata", get(targets::target_metadata))
+        .route("/scrape_pools", get(targets::scrape_pools))
+        .route("/metadata", get(targets::metadata))
+        .route("/status/config", get(status_config))
+        .route("/status/runtimeinfo", get(status_runtimeinfo))
+        .route("/status/buildinfo", get(status_buildinfo))
+        .route("/status/flags", get(status_flags))
         .route_layer(middleware::from_fn_with_state(state, super::require_ready))
         .route("/status/walreplay", get(status_walreplay))
         .route("/write", post(crate::web::remote_write::handler))
