@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 use crate::support::{self, KillOnDrop, TempDir, enc, free_port, start_raymon, wait_for};
 
-/// Every series' raw samples: metric JSON (keys sorted) to (time, value text).
-type Answer = BTreeMap<String, Vec<(f64, String)>>;
+/// Every series' raw samples: metric JSON (keys sorted) to (time in ms,
+/// value bits). Values are compared as the floats they denote, not as
+/// text: the store is under test here, not float formatting.
+type Answer = BTreeMap<String, Vec<(i64, u64)>>;
 
 const QUERY: &str = "{__name__=~\".+\"}[1h]";
 
@@ -103,7 +105,11 @@ fn raw_all(addr: &str, t_ms: i64) -> Answer {
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| (p[0].as_f64().unwrap(), p[1].as_str().unwrap().to_string()))
+            .map(|p| {
+                let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
+                let v: f64 = p[1].as_str().unwrap().parse().unwrap();
+                (t, v.to_bits())
+            })
             .collect();
         out.insert(key, samples);
     }
@@ -368,10 +374,7 @@ fn issue_19_import_from_prometheus_matches_its_answers() {
         out.contains(&format!("from {} blocks", bl.len() - 2)),
         "{out}"
     );
-    let gone = |t: f64| {
-        let t = (t * 1000.0).round() as i64;
-        bl[..2].iter().any(|b| b.1 <= t && t < b.2)
-    };
+    let gone = |t: i64| bl[..2].iter().any(|b| b.1 <= t && t < b.2);
     let mut want = Answer::new();
     for (k, v) in &term_want {
         let kept: Vec<_> = v.iter().filter(|s| !gone(s.0)).cloned().collect();
