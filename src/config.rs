@@ -13,6 +13,8 @@ pub mod http_client;
 mod marshal;
 mod raw;
 mod relabel;
+mod sections;
+pub mod unimplemented;
 mod units;
 
 use std::collections::{BTreeMap, HashSet};
@@ -67,17 +69,23 @@ pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub global: GlobalConfig,
-    /// Kept as written; raymon evaluates no rules.
+    /// Kept as written; raymon evaluates no rules (warned about through
+    /// `unimplemented`).
     pub rule_files: Vec<String>,
     pub scrape_configs: Vec<ScrapeConfig>,
     pub remote_write: Vec<RemoteWriteConfig>,
-    /// Accepted and ignored, like `storage`, `tracing` and `remote_read`.
+    /// Checked and kept as written, like `storage`, `tracing` and
+    /// `remote_read`; raymon does not act on them (warned about through
+    /// `unimplemented`).
     pub alerting: Option<serde_norway::Value>,
     pub storage: Option<serde_norway::Value>,
     pub tracing: Option<serde_norway::Value>,
     pub remote_read: Option<serde_norway::Value>,
     /// The file's text, byte for byte.
     pub original_yaml: String,
+    /// What the file holds that raymon does not act on
+    /// ([`unimplemented::NOT_IMPLEMENTED`]).
+    pub unimplemented: Vec<unimplemented::Unimplemented>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -257,6 +265,10 @@ pub fn parse(text: &str, source: &str) -> Result<Config, Error> {
     };
     let mut cfg = from_raw(raw).map_err(invalid)?;
     cfg.original_yaml = text.to_string();
+    // The text parsed above, so it parses as a plain document too.
+    if let Ok(doc) = serde_norway::from_str::<serde_norway::Value>(text) {
+        cfg.unimplemented = unimplemented::find(&doc);
+    }
     Ok(cfg)
 }
 
@@ -304,7 +316,8 @@ pub struct CheckOutput {
 }
 
 /// Checks configuration files as `promtool check config` does: syntax and
-/// validation, plus a warning for `file_sd_configs` files that do not exist.
+/// validation, plus a warning for `file_sd_configs` files that do not exist
+/// and one for each section raymon does not implement.
 pub fn check(paths: &[&Path]) -> CheckOutput {
     let mut out = CheckOutput {
         stdout: String::new(),
@@ -325,6 +338,9 @@ pub fn check(paths: &[&Path]) -> CheckOutput {
                             ));
                         }
                     }
+                }
+                for u in &cfg.unimplemented {
+                    out.stdout.push_str(&format!("  WARNING: {u}\n"));
                 }
                 if !cfg.rule_files.is_empty() {
                     out.stdout.push_str(&format!(
@@ -654,7 +670,7 @@ fn http_sd_from_raw(mut h: RawHttpSd) -> Result<HttpSdConfig, String> {
     Ok(HttpSdConfig {
         url,
         refresh_interval,
-        http_client: http_client::from_raw(http)?,
+        http_client: http_client::from_raw_unvalidated(http)?,
     })
 }
 

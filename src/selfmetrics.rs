@@ -153,6 +153,9 @@ pub struct Metrics {
     pub tsdb: Arc<TsdbMetrics>,
     pub scrape: Arc<ScrapeMetrics>,
     pub sd: Arc<SdMetrics>,
+    /// Sections of the loaded config raymon does not act on
+    /// (`config::unimplemented`), set at every load.
+    pub config_unimplemented_sections: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -227,6 +230,7 @@ impl Metrics {
             tsdb: Arc::default(),
             scrape: Arc::default(),
             sd: Arc::default(),
+            config_unimplemented_sections: Arc::default(),
         }
     }
 
@@ -321,6 +325,18 @@ impl Metrics {
 
         self.render_scrape(&mut w, g);
         self.render_tsdb(&mut w, g);
+
+        w.family(
+            "raymon_config_unimplemented_sections",
+            "Sections of the loaded configuration that raymon reads but does not implement (each named in a warning at load).",
+            "gauge",
+        );
+        w.sample(
+            "raymon_config_unimplemented_sections",
+            &[],
+            self.config_unimplemented_sections
+                .load(std::sync::atomic::Ordering::Relaxed) as f64,
+        );
         w.finish()
     }
 

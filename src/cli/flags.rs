@@ -45,8 +45,11 @@ pub enum Command {
     /// Say where the stack of a running `raymon up` is reached and which
     /// processes it has; exits 1 when none runs with this data dir.
     Status(StatusArgs),
-    /// Print the environment a notebook must set before `ray.init()` so that
-    /// Ray's dashboard uses raymon and Grafana.
+    /// Print the environment a notebook sets before `ray.init()`: with a
+    /// running `raymon up`, the ports it chose and its Ray's address
+    /// (`RAY_ADDRESS`); else the ports a later `raymon up --attach` with this
+    /// data dir will take, so that the notebook's own Ray dashboard uses
+    /// raymon and Grafana. Give it the flags that shape URLs that `up` gets.
     Env(EnvArgs),
     /// Check files, like promtool.
     Check(CheckArgs),
@@ -165,9 +168,11 @@ pub struct ServeArgs {
     #[arg(long = "storage.tsdb.path", default_value = "data/")]
     pub storage_path: PathBuf,
 
-    /// How long to keep samples (Prometheus duration: 15d, 12h, ...).
-    #[arg(long = "storage.tsdb.retention.time", default_value = "15d")]
-    pub retention_time: String,
+    /// How long to keep samples (Prometheus duration: 15d, 12h, ...). When
+    /// neither it, --storage.tsdb.retention nor --storage.tsdb.retention.size
+    /// is given, 15d; with only a size, no time limit (as Prometheus).
+    #[arg(long = "storage.tsdb.retention.time", value_name = "DURATION")]
+    pub retention_time: Option<String>,
 
     /// Most bytes of storage to keep (e.g. 512MB, 10GB); 0 means no limit.
     #[arg(long = "storage.tsdb.retention.size", default_value = "0")]
@@ -204,21 +209,60 @@ pub struct ServeArgs {
     pub listen_address: SocketAddr,
 
     /// Prometheus web config file (basic auth, TLS).
-    #[arg(long = "web.config.file")]
+    /// Empty (Prometheus's default) means none.
+    #[arg(long = "web.config.file", value_parser = any_path)]
     pub web_config_file: Option<PathBuf>,
 
+    /// A directory of Grafana dashboard JSON files (Ray writes its own into
+    /// `<session>/metrics/grafana/dashboards`), served Grafana-style at
+    /// /d/<uid>/ and /d-solo/<uid>/ for Ray's Metrics tab. Repeatable.
+    #[arg(long = "web.dashboards-dir")]
+    pub dashboards_dirs: Vec<PathBuf>,
+
+    /// Serve the dashboard pages (and only the queries their panels and
+    /// variables hold) without credentials when basic auth is on, as
+    /// Grafana's anonymous viewers for Ray's iframes. The query API still
+    /// wants credentials.
+    #[arg(long = "web.dashboards.anonymous")]
+    pub dashboards_anonymous: bool,
+
+    /// The datasource name dashboards show (Ray's RAY_PROMETHEUS_NAME).
+    #[arg(long = "web.dashboards.datasource-name", default_value = "Prometheus")]
+    pub dashboards_datasource_name: String,
+
     /// Enable POST /-/reload and /-/quit, as in Prometheus.
-    #[arg(long = "web.enable-lifecycle")]
+    #[arg(
+        long = "web.enable-lifecycle",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub enable_lifecycle: bool,
 
     /// Accept remote write requests on POST /api/v1/write, as in Prometheus.
-    #[arg(long = "web.enable-remote-write-receiver")]
+    #[arg(
+        long = "web.enable-remote-write-receiver",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub enable_remote_write_receiver: bool,
 
     /// Accept OpenMetrics text on POST /api/v1/import (what `raymon import
     /// --url` sends). Off by default: like remote write, a write endpoint
     /// is opt-in.
-    #[arg(long = "web.enable-import")]
+    #[arg(
+        long = "web.enable-import",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub enable_import: bool,
 
     /// Import and remote write refuse samples older than this (Prometheus
@@ -304,6 +348,12 @@ pub struct ServeArgs {
     /// Log level: debug, info, warn, error.
     #[arg(long = "log.level", default_value = "info")]
     pub log_level: String,
+
+    #[command(flatten)]
+    pub prom: super::prom_flags::PromFlags,
+
+    #[command(flatten)]
+    pub accepted: super::prom_flags::AcceptedFlags,
 }
 
 impl ServeArgs {
@@ -312,7 +362,7 @@ impl ServeArgs {
         [
             ("config.file", self.config_file.display().to_string()),
             ("storage.tsdb.path", self.storage_path.display().to_string()),
-            ("storage.tsdb.retention.time", self.retention_time.clone()),
+            ("storage.tsdb.retention.time", self.retention_time()),
             ("storage.tsdb.retention.size", self.retention_size.clone()),
             (
                 "storage.tsdb.checkpoint-interval",
@@ -337,7 +387,7 @@ impl ServeArgs {
                 "web.write.max-age",
                 self.write_max_age
                     .clone()
-                    .unwrap_or_else(|| self.retention_time.clone()),
+                    .unwrap_or_else(|| self.retention_time()),
             ),
             ("web.write.max-future", self.write_max_future.clone()),
             ("web.write.label-limit", self.write_label_limit.to_string()),
@@ -368,12 +418,65 @@ impl ServeArgs {
                 self.scrape_timestamp_tolerance.clone(),
             ),
             ("log.level", self.log_level.clone()),
+            (
+                "log.format",
+                match self.prom.log_format {
+                    Some(f) => format!("{f:?}").to_lowercase(),
+                    None => String::new(),
+                },
+            ),
+            (
+                "web.external-url",
+                self.prom.external_url.clone().unwrap_or_default(),
+            ),
+            (
+                "web.route-prefix",
+                self.prom.route_prefix.clone().unwrap_or_default(),
+            ),
+            (
+                "web.enable-admin-api",
+                self.prom.enable_admin_api.to_string(),
+            ),
+            ("web.page-title", self.prom.page_title.clone()),
+            ("web.cors.origin", self.prom.cors_origin.clone()),
+            (
+                "storage.tsdb.retention",
+                self.prom.retention_deprecated.clone().unwrap_or_default(),
+            ),
+            ("enable-feature", self.prom.features.join(",")),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(
+            self.accepted
+                .given
+                .iter()
+                .map(|(a, v)| (a.name.to_string(), v.clone())),
+        )
         .collect()
     }
+
+    /// `--storage.tsdb.retention.time` as Prometheus resolves it: the flag,
+    /// else the deprecated `--storage.tsdb.retention`, else 15d unless a
+    /// size bound is given (then `0s`, no time bound).
+    pub fn retention_time(&self) -> String {
+        if let Some(t) = &self.retention_time {
+            return t.clone();
+        }
+        if let Some(t) = &self.prom.retention_deprecated {
+            return t.clone();
+        }
+        let size = self.retention_size.trim();
+        if size.is_empty() || size == "0" {
+            DEFAULT_RETENTION.to_string()
+        } else {
+            "0s".to_string()
+        }
+    }
 }
+
+/// Prometheus's retention when no bound is given.
+pub const DEFAULT_RETENTION: &str = "15d";
 
 /// Where `up`, `down` and `env` find things, and how the pieces are reached.
 #[derive(Debug, Clone, Args)]
@@ -384,10 +487,16 @@ pub struct StackArgs {
     pub data_dir: Option<PathBuf>,
 
     /// Ray's temp dir (`ray start --temp-dir`); sessions are found under it.
-    /// Default: `/tmp/raymon-<user>/ray` for the Ray `up` starts, `/tmp/ray` (where
-    /// `ray.init()` puts its sessions) with `--attach`.
+    /// Default: `/tmp/raymon-<user>/ray`, in a directory closed to other
+    /// users (`raymon env` sets `RAY_TMPDIR` so that a notebook's
+    /// `ray.init()` uses it too).
     #[arg(long = "ray-temp-dir")]
     pub ray_temp_dir: Option<PathBuf>,
+
+    /// Where a taken default port moves to, `LOW-HIGH` (such as the ports a
+    /// firewall opens); default: any free port the kernel hands out.
+    #[arg(long = "port-range", value_parser = crate::launcher::ports::parse_range)]
+    pub port_range: Option<(u16, u16)>,
 
     /// Port of Ray's dashboard (`ray start --dashboard-port`); `up` moves the
     /// default to a free port when it is taken. So do Grafana's and
@@ -421,12 +530,15 @@ pub struct StackArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GrafanaMode {
     /// `native` when `--grafana-bin` is given or a `grafana`/`grafana-server`
-    /// is on PATH, else `shifter` when `shifter` is on PATH, else `none`.
+    /// is on PATH, else `shifter` when `shifter` is on PATH, else `builtin`.
     Auto,
     /// A `grafana` or `grafana-server` binary (PATH or `--grafana-bin`).
     Native,
     /// A container image through `shifter`, as on NERSC systems.
     Shifter,
+    /// No Grafana process: raymon serves Ray's dashboards itself at
+    /// /d/<uid>/ and /d-solo/<uid>/, and Ray's Metrics tab embeds them.
+    Builtin,
     /// No Grafana: provisioning is still written for one you run yourself.
     None,
 }
@@ -449,6 +561,7 @@ impl GrafanaMode {
             GrafanaMode::Auto => "auto",
             GrafanaMode::Native => "native",
             GrafanaMode::Shifter => "shifter",
+            GrafanaMode::Builtin => "builtin",
             GrafanaMode::None => "none",
         }
     }
@@ -460,7 +573,8 @@ pub struct UpArgs {
     pub stack: StackArgs,
 
     /// Do not start Ray: follow the newest session under `--ray-temp-dir`
-    /// (a notebook calls `ray.init()` itself, after `raymon env`).
+    /// (a notebook calls `ray.init()` itself, after `raymon env`, whose
+    /// ports it takes).
     #[arg(long)]
     pub attach: bool,
 
@@ -583,8 +697,24 @@ pub struct EnvArgs {
     #[arg(long = "web.listen-address", default_value = "127.0.0.1:9090")]
     pub listen_address: SocketAddr,
 
+    /// As for `up`: with `basic`, the credentials are made now if `up` has
+    /// not made them yet, so that the notebook's Ray gets
+    /// `RAY_PROMETHEUS_HEADERS`.
+    #[arg(long, value_enum, default_value = "basic")]
+    pub auth: AuthMode,
+
+    /// As for `up`, which decides where Ray finds "Grafana" (raymon itself
+    /// with `builtin`); `auto` looks at PATH as `up` does.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub grafana: GrafanaMode,
+
     #[arg(long, value_enum, default_value = "shell")]
     pub format: EnvFormat,
+}
+
+/// A path that may be empty, as Prometheus's `--web.config.file=""`.
+fn any_path(s: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(s))
 }
 
 /// Durations for launcher flags: Prometheus syntax (`90s`, `2m`).

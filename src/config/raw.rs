@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer};
 
 use super::http_client::RawHttp;
+use super::sections::{RawAlerting, RawRemoteReads, RawStorage, RawTracing, checked};
 
 /// A string field where an explicit YAML `null` means "empty", as in Go,
 /// while a missing field stays `None` so the default applies.
@@ -55,12 +56,16 @@ fn yaml11_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     pub global: Option<RawGlobal>,
+    #[serde(default, deserialize_with = "checked::<_, RawAlerting>")]
     pub alerting: Option<serde_norway::Value>,
     pub rule_files: Option<Vec<String>>,
     pub scrape_configs: Option<Vec<Option<RawScrape>>>,
+    #[serde(default, deserialize_with = "checked::<_, RawStorage>")]
     pub storage: Option<serde_norway::Value>,
+    #[serde(default, deserialize_with = "checked::<_, RawTracing>")]
     pub tracing: Option<serde_norway::Value>,
     pub remote_write: Option<Vec<Option<RawRemoteWrite>>>,
+    #[serde(default, deserialize_with = "checked::<_, RawRemoteReads>")]
     pub remote_read: Option<serde_norway::Value>,
 }
 
@@ -438,6 +443,7 @@ fn go_type_for(path: &str) -> &'static str {
             r#"struct { Targets []string "yaml:\"targets\""; Labels model.LabelSet "yaml:\"labels\"" }"#
         }
         "basic_auth" => "config.BasicAuth",
+        "storage" => "config.StorageConfig",
         "authorization" => "config.Authorization",
         _ => "config.plain",
     }
