@@ -215,7 +215,7 @@ pub struct ServeArgs {
 
     /// A directory of Grafana dashboard JSON files (Ray writes its own into
     /// `<session>/metrics/grafana/dashboards`), served Grafana-style at
-    /// /d/<uid>/ and /d-solo/<uid>/ for Ray's Metrics tab. Repeatable.
+    /// `/d/<uid>/` and `/d-solo/<uid>/` for Ray's Metrics tab. Repeatable.
     #[arg(long = "web.dashboards-dir")]
     pub dashboards_dirs: Vec<PathBuf>,
 
@@ -537,7 +537,7 @@ pub enum GrafanaMode {
     /// A container image through `shifter`, as on NERSC systems.
     Shifter,
     /// No Grafana process: raymon serves Ray's dashboards itself at
-    /// /d/<uid>/ and /d-solo/<uid>/, and Ray's Metrics tab embeds them.
+    /// `/d/<uid>/` and `/d-solo/<uid>/`, and Ray's Metrics tab embeds them.
     Builtin,
     /// No Grafana: provisioning is still written for one you run yourself.
     None,

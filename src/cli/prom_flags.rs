@@ -46,9 +46,14 @@ pub struct PromFlags {
     #[arg(long = "web.cors.origin", default_value = ".*")]
     pub cors_origin: String,
 
-    /// [DEPRECATED] How long to keep samples; use --storage.tsdb.retention.time,
-    /// which wins when both are given.
-    #[arg(long = "storage.tsdb.retention", value_name = "DURATION")]
+    // Prometheus's help text opens with "[DEPRECATED]", which rustdoc would
+    // read as a link, so it is given as `help` rather than a doc comment.
+    #[arg(
+        long = "storage.tsdb.retention",
+        value_name = "DURATION",
+        help = "[DEPRECATED] How long to keep samples; use --storage.tsdb.retention.time, \
+                which wins when both are given."
+    )]
     pub retention_deprecated: Option<String>,
 
     /// Log line format: `logfmt` or `json`, as Prometheus writes them.
