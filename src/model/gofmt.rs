@@ -104,7 +104,7 @@ fn render_f(v: f64, put: &mut dyn FnMut(&str)) {
         return put("-Inf");
     }
     const ZEROS: &str = "0000000000000000000000000000000000000000";
-    let mut zeros = |mut n: usize, put: &mut dyn FnMut(&str)| {
+    let zeros = |mut n: usize, put: &mut dyn FnMut(&str)| {
         while n > 0 {
             let k = n.min(ZEROS.len());
             put(&ZEROS[..k]);
