@@ -4,6 +4,7 @@
 //! ([`crate::bench`]) and the stack commands, which hand over to
 //! [`crate::launcher`]. The only module besides `launcher` that uses `anyhow`.
 
+mod admin;
 mod check;
 pub mod flags;
 mod import;

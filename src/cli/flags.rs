@@ -194,6 +194,31 @@ pub struct ServeArgs {
     #[arg(long = "storage.tsdb.series-idle", default_value = "2h")]
     pub series_idle: String,
 
+    /// How long to wait flushing samples to remote_write receivers on
+    /// shutdown or config reload. What is not sent by then is sent after
+    /// the next start, from the WAL.
+    #[arg(long = "storage.remote.flush-deadline", default_value = "1m")]
+    pub remote_flush_deadline: String,
+
+    /// WAL segments that a remote_write queue has not sent yet are kept at
+    /// most this long (counted from when the segment was last written), so
+    /// that a receiver that never comes back cannot fill the disk; the same
+    /// bound as Prometheus agent's --storage.agent.retention.max-time.
+    #[arg(long = "storage.remote.wal-retention", default_value = "4h")]
+    pub remote_wal_retention: String,
+
+    /// Agent mode (`--enable-feature=agent`: scrape and forward to
+    /// remote_write only; the API answers status, targets and metadata):
+    /// where the WAL is kept until every queue has sent it.
+    #[arg(long = "storage.agent.path", default_value = "data-agent/")]
+    pub agent_path: PathBuf,
+
+    /// Agent mode: how often the WAL moves to a new segment and the
+    /// segments every remote_write queue has sent are deleted (Prometheus
+    /// takes 2h; a shorter interval keeps less on disk at high rates).
+    #[arg(long = "storage.agent.wal-truncate-frequency", default_value = "5m")]
+    pub agent_truncate_frequency: String,
+
     /// Samples per chunk (Prometheus's 120); smaller only to exercise the
     /// chunk store in tests.
     #[arg(
@@ -215,7 +240,7 @@ pub struct ServeArgs {
 
     /// A directory of Grafana dashboard JSON files (Ray writes its own into
     /// `<session>/metrics/grafana/dashboards`), served Grafana-style at
-    /// /d/<uid>/ and /d-solo/<uid>/ for Ray's Metrics tab. Repeatable.
+    /// `/d/<uid>/` and `/d-solo/<uid>/` for Ray's Metrics tab. Repeatable.
     #[arg(long = "web.dashboards-dir")]
     pub dashboards_dirs: Vec<PathBuf>,
 
@@ -369,6 +394,19 @@ impl ServeArgs {
                 self.checkpoint_interval.clone(),
             ),
             ("storage.tsdb.series-idle", self.series_idle.clone()),
+            (
+                "storage.remote.flush-deadline",
+                self.remote_flush_deadline.clone(),
+            ),
+            (
+                "storage.remote.wal-retention",
+                self.remote_wal_retention.clone(),
+            ),
+            ("storage.agent.path", self.agent_path.display().to_string()),
+            (
+                "storage.agent.wal-truncate-frequency",
+                self.agent_truncate_frequency.clone(),
+            ),
             ("web.listen-address", self.listen_address.to_string()),
             (
                 "web.config.file",
@@ -444,6 +482,10 @@ impl ServeArgs {
                 self.prom.retention_deprecated.clone().unwrap_or_default(),
             ),
             ("enable-feature", self.prom.features.join(",")),
+            (
+                "storage.tsdb.no-lockfile",
+                (self.prom.no_lockfile || !self.prom.use_lockfile).to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -537,7 +579,7 @@ pub enum GrafanaMode {
     /// A container image through `shifter`, as on NERSC systems.
     Shifter,
     /// No Grafana process: raymon serves Ray's dashboards itself at
-    /// /d/<uid>/ and /d-solo/<uid>/, and Ray's Metrics tab embeds them.
+    /// `/d/<uid>/` and `/d-solo/<uid>/`, and Ray's Metrics tab embeds them.
     Builtin,
     /// No Grafana: provisioning is still written for one you run yourself.
     None,

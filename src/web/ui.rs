@@ -1,6 +1,6 @@
 //! Web pages: Grafana-compatible dashboard pages for Ray's dashboard
 //! (`/api/health`, `/d/{uid}/{slug}`, `/d-solo/{uid}/{slug}?panelId=N`) and
-//! the data routes they call (`/api/dashboards/...`, in [`panel_data`]);
+//! the data routes they call (`/api/dashboards/...`, in `panel_data`);
 //! and Prometheus-style pages (`/graph`, `/targets`, `/service-discovery`,
 //! `/status`, `/tsdb-status`) over the query API.
 //! Pages are a small HTML shell; drawing happens in the browser
