@@ -647,6 +647,14 @@ pub struct UpArgs {
     #[arg(long = "scrape-interval", default_value = "10s")]
     pub scrape_interval: String,
 
+    /// Forward everything raymon scrapes to a remote write receiver (a
+    /// `remote_write` section with Prometheus's defaults in the config `up`
+    /// writes): VictoriaMetrics' `/api/v1/write` or a cluster's
+    /// `vminsert .../insert/0/prometheus/api/v1/write`, Mimir's
+    /// `/api/v1/push`, Thanos Receive's `/api/v1/receive`. Repeatable.
+    #[arg(long = "remote-write-url", value_name = "URL", value_parser = remote_write_url)]
+    pub remote_write_urls: Vec<String>,
+
     /// How long each child may take to become ready.
     #[arg(long = "ready-timeout", default_value = "180s", value_parser = parse_secs)]
     pub ready_timeout: Duration,
@@ -763,4 +771,16 @@ mod tests {
             "5ms".to_string()
         );
     }
+}
+
+/// A `--remote-write-url`: an http(s) URL with a host.
+fn remote_write_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+        .ok_or_else(|| format!("{s:?} is not an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{s:?} has no host"));
+    }
+    Ok(s.to_string())
 }
