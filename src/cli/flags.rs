@@ -747,6 +747,18 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     crate::config::parse_duration(s).map_err(|e| e.to_string())
 }
 
+/// A `--remote-write-url`: an http(s) URL with a host.
+fn remote_write_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+        .ok_or_else(|| format!("{s:?} is not an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{s:?} has no host"));
+    }
+    Ok(s.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -771,16 +783,4 @@ mod tests {
             "5ms".to_string()
         );
     }
-}
-
-/// A `--remote-write-url`: an http(s) URL with a host.
-fn remote_write_url(s: &str) -> Result<String, String> {
-    let rest = s
-        .strip_prefix("http://")
-        .or_else(|| s.strip_prefix("https://"))
-        .ok_or_else(|| format!("{s:?} is not an http:// or https:// URL"))?;
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("{s:?} has no host"));
-    }
-    Ok(s.to_string())
 }
