@@ -9,6 +9,7 @@
 //! discovery, scraping or storage.
 
 mod duration;
+mod env_expand;
 pub mod http_client;
 mod marshal;
 mod raw;
@@ -23,6 +24,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use duration::{DurationError, format_duration, parse_duration};
+pub use env_expand::os_expand;
 pub use http_client::{
     Authorization, BasicAuth, HttpClientConfig, OAuth2, TlsConfig, TlsVersion, UNSUPPORTED_OAUTH2,
 };
@@ -672,7 +674,7 @@ fn http_sd_from_raw(mut h: RawHttpSd) -> Result<HttpSdConfig, String> {
     Ok(HttpSdConfig {
         url,
         refresh_interval,
-        http_client: http_client::from_raw(http)?,
+        http_client: http_client::from_raw_unvalidated(http)?,
     })
 }
 

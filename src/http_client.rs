@@ -82,7 +82,7 @@ pub struct HttpClient {
 struct Shared {
     cfg: HttpClientConfig,
     opts: Options,
-    proxy: Option<Proxy>,
+    proxy: Result<Option<Proxy>, String>,
     /// The pool and the hash of the TLS files it was built from.
     built: Mutex<(Hyper, u128)>,
 }
@@ -91,14 +91,20 @@ impl HttpClient {
     /// Builds the client; TLS files are read now, so a missing CA file is
     /// an error here as in Prometheus (`error creating HTTP client`).
     pub fn new(cfg: &HttpClientConfig, opts: Options) -> Result<HttpClient, Error> {
+        // A proxy raymon cannot use fails each request, so that the error
+        // shows on the targets it concerns.
         let proxy = cfg
             .proxy_url
             .as_deref()
             .map(|p| Proxy::parse(p, &cfg.proxy_connect_header))
-            .transpose()
-            .map_err(Error::Config)?;
+            .transpose();
         let files = tls::TlsFiles::read(&cfg.tls_config).map_err(Error::Config)?;
-        let hyper = build(cfg, &opts, proxy.as_ref(), &files)?;
+        let hyper = build(
+            cfg,
+            &opts,
+            proxy.as_ref().ok().and_then(Option::as_ref),
+            &files,
+        )?;
         Ok(HttpClient {
             shared: Arc::new(Shared {
                 cfg: cfg.clone(),
@@ -120,8 +126,9 @@ impl HttpClient {
         let files = tls::TlsFiles::read(&s.cfg.tls_config).map_err(Error::Request)?;
         let mut built = s.built.lock().unwrap_or_else(|e| e.into_inner());
         if built.1 != files.hash {
-            let hyper = build(&s.cfg, &s.opts, s.proxy.as_ref(), &files)
-                .map_err(|e| Error::Request(e.to_string()))?;
+            let proxy = s.proxy.as_ref().ok().and_then(Option::as_ref);
+            let hyper =
+                build(&s.cfg, &s.opts, proxy, &files).map_err(|e| Error::Request(e.to_string()))?;
             *built = (hyper, files.hash);
             tracing::info!("TLS files changed, new connections use them");
         }
@@ -134,6 +141,9 @@ impl HttpClient {
         let cfg = &self.shared.cfg;
         if cfg.oauth2.is_some() {
             return Err(Error::Request(UNSUPPORTED_OAUTH2.to_string()));
+        }
+        if let Err(e) = &self.shared.proxy {
+            return Err(Error::Request(e.clone()));
         }
         let hyper = self.current()?;
         let (mut parts, mut body) = req.into_parts();
@@ -235,7 +245,13 @@ impl HttpClient {
             }
         }
         if uri.scheme_str() == Some("http")
-            && let Some(auth) = self.shared.proxy.as_ref().and_then(|p| p.auth.clone())
+            && let Some(auth) = self
+                .shared
+                .proxy
+                .as_ref()
+                .ok()
+                .and_then(Option::as_ref)
+                .and_then(|p| p.auth.clone())
         {
             headers.insert(header::PROXY_AUTHORIZATION, auth);
         }

@@ -47,6 +47,7 @@ pub mod index;
 pub mod kv;
 mod querier;
 mod refmap;
+pub mod tombstones;
 pub mod wal;
 
 pub use db::{Db, DbOptions, DbStats, OpenStats};

@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+pub mod admin;
 mod api;
 mod envelope;
 mod federate;
@@ -373,6 +374,9 @@ pub struct AppState {
     /// `--web.cors.origin`, fully anchored; `None` for `.*` (any origin,
     /// answered with `*`).
     pub cors_origin: Option<regex::Regex>,
+    /// The admin API's store side; `None` answers `admin APIs disabled`,
+    /// as without `--web.enable-admin-api`.
+    pub admin: Option<Arc<dyn admin::Admin>>,
     /// Grafana dashboards served at `/d/` (`--web.dashboards-dir`).
     pub dashboards: Option<Arc<ui::Dashboards>>,
     /// The scrape interval dashboards take as their datasource's
@@ -420,6 +424,7 @@ impl AppState {
             location: prefix::Location::default(),
             page_title: "Prometheus Time Series Collection and Processing Server".to_string(),
             cors_origin: None,
+            admin: None,
             dashboards: None,
             dashboard_scrape_ms: 15_000,
             datasource_name: "Prometheus".to_string(),

@@ -46,15 +46,44 @@ pub struct PromFlags {
     #[arg(long = "web.cors.origin", default_value = ".*")]
     pub cors_origin: String,
 
-    /// [DEPRECATED] How long to keep samples; use --storage.tsdb.retention.time,
-    /// which wins when both are given.
-    #[arg(long = "storage.tsdb.retention", value_name = "DURATION")]
+    // Prometheus's help text opens with "[DEPRECATED]", which rustdoc would
+    // read as a link, so it is given as `help` rather than a doc comment.
+    #[arg(
+        long = "storage.tsdb.retention",
+        value_name = "DURATION",
+        help = "[DEPRECATED] How long to keep samples; use --storage.tsdb.retention.time, \
+                which wins when both are given."
+    )]
     pub retention_deprecated: Option<String>,
 
     /// Log line format: `logfmt` or `json`, as Prometheus writes them.
     /// Default: raymon's human-readable lines.
     #[arg(long = "log.format", value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// Do not lock the data directory (`<path>/lock`), which otherwise keeps
+    /// a second process from opening it.
+    #[arg(
+        long = "storage.tsdb.no-lockfile",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = ArgAction::Set
+    )]
+    pub no_lockfile: bool,
+
+    /// Lock the data directory (Debian's spelling; raymon locks it unless
+    /// --storage.tsdb.no-lockfile).
+    #[arg(
+        long = "storage.tsdb.use-lockfile",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = true,
+        action = ArgAction::Set
+    )]
+    pub use_lockfile: bool,
 
     /// Comma-separated Prometheus feature names (repeatable). Each is either
     /// implemented, always on in raymon, or warned about at start-up.
@@ -72,6 +101,8 @@ impl Default for PromFlags {
             cors_origin: ".*".to_string(),
             retention_deprecated: None,
             log_format: None,
+            no_lockfile: false,
+            use_lockfile: true,
             features: Vec::new(),
         }
     }
@@ -93,6 +124,8 @@ pub enum Feature {
     /// `remote-write-receiver` (deprecated in 2.42): the same as
     /// `--web.enable-remote-write-receiver`.
     RemoteWriteReceiver,
+    /// `${VAR}` in `global.external_labels` values from the environment.
+    ExpandExternalLabels,
     /// On in raymon without the flag (in Prometheus 2.42 too, for the PromQL
     /// ones); the log line says so.
     AlwaysOn(&'static str),
@@ -118,9 +151,7 @@ pub fn feature(name: &str) -> Feature {
             Feature::AlwaysOn("raymon has one discovery manager, which applies updates at once")
         }
         "exemplar-storage" => Feature::NotImplemented("raymon stores no exemplars"),
-        "expand-external-labels" => Feature::NotImplemented(
-            "raymon does not expand ${VAR} in external_labels; values are used as written",
-        ),
+        "expand-external-labels" => Feature::ExpandExternalLabels,
         "promql-per-step-stats" => {
             Feature::NotImplemented("raymon's query answers carry no statistics")
         }
@@ -147,6 +178,8 @@ pub struct Features {
     pub agent: bool,
     /// `--enable-feature=remote-write-receiver`.
     pub remote_write_receiver: bool,
+    /// `--enable-feature=expand-external-labels`.
+    pub expand_external_labels: bool,
 }
 
 impl PromFlags {
@@ -176,6 +209,15 @@ impl PromFlags {
                         true,
                         "--enable-feature=remote-write-receiver is deprecated; \
                          use --web.enable-remote-write-receiver"
+                            .to_string(),
+                    ));
+                }
+                Feature::ExpandExternalLabels => {
+                    f.expand_external_labels = true;
+                    lines.push((
+                        false,
+                        "--enable-feature=expand-external-labels: ${VAR} in external label values \
+                         is replaced from the environment"
                             .to_string(),
                     ));
                 }
@@ -233,7 +275,6 @@ const BLOCKS: &str =
 const AGENT: &str = "raymon's agent mode does not use it (unsent segments are kept for --storage.remote.wal-retention)";
 const NO_RULES: &str = "raymon evaluates no rules and sends no alerts";
 const NO_REMOTE_READ: &str = "raymon does not serve the remote read API";
-const LOCKFILE: &str = "raymon opens its data directory once and always locks it";
 
 /// The one table of Prometheus 2.42 flags raymon accepts and does nothing
 /// with (the visible flags of `prometheus --help-long`, Debian's
@@ -244,8 +285,6 @@ pub const ACCEPTED: &[Accepted] = &[
     accepted("web.console.libraries", Kind::Text, NO_UI),
     accepted("web.local-assets", Kind::Text, NO_UI),
     accepted("web.user-assets", Kind::Text, NO_UI),
-    accepted("storage.tsdb.use-lockfile", Kind::Bool, LOCKFILE),
-    accepted("storage.tsdb.no-lockfile", Kind::Bool, LOCKFILE),
     accepted(
         "storage.tsdb.head-chunks-write-queue-size",
         Kind::Int,

@@ -18,8 +18,9 @@ use crate::promql::engine::{Engine, EngineOptions};
 use crate::remote;
 use crate::scrape;
 use crate::selfmetrics::{self, Gathered, HeadGauges, StorageGauges, counting::CountingAppendable};
-use crate::storage::Appendable;
+use crate::storage::{Appendable, Queryable};
 use crate::tsdb::agent::AgentDb;
+use crate::tsdb::tombstones::{Tombstoned, Tombstones};
 use crate::tsdb::{Db, DbOptions, Head};
 use crate::web;
 
@@ -37,9 +38,10 @@ pub async fn serve_until_signal(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Runs `serve` until `cancel`.
 pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result<()> {
-    let cfg = config::load_file(&args.config_file)
+    let mut cfg = config::load_file(&args.config_file)
         .with_context(|| format!("cannot load {}", args.config_file.display()))?;
     let (features, feature_lines) = args.prom.features();
+    expand_external_labels(&mut cfg, &features);
     for w in args.accepted.warnings() {
         warn!("{w}");
     }
@@ -91,6 +93,9 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
             .context("invalid --storage.remote.wal-retention")?,
     ));
     let agent = features.agent;
+    // Held until serve returns: a second raymon (or Prometheus) on this
+    // directory would corrupt it.
+    let _lock = if agent { None } else { lock_data_dir(&args)? };
     let data_dir = if agent {
         args.agent_path.clone()
     } else {
@@ -133,6 +138,9 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         let store: Arc<dyn Appendable> = head.clone();
         (Some(db), None, head, store, access)
     };
+    // Deletions (`/api/v1/admin/tsdb/delete_series`) hide samples from every read.
+    let stones = Arc::new(Tombstones::open(&data_dir).context("cannot read the deleted series")?);
+    let visible: Arc<dyn Queryable> = Arc::new(Tombstoned::new(head.clone(), stones.clone()));
     remote
         .apply_config(&cfg, store_access.clone())
         .context("cannot start remote_write")?;
@@ -161,7 +169,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let scrape_task = tokio::spawn(scraper.run(targets_rx, cmd_rx, scrape_cancel.clone()));
     let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(4);
 
-    let mut state = web::AppState::new(head.clone(), Arc::new(scrape_status.clone()));
+    let mut state = web::AppState::new(visible.clone(), Arc::new(scrape_status.clone()));
     state.agent = agent;
     if args.enable_import {
         state.appendable = Some(store.clone());
@@ -192,8 +200,20 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let queries = engine.clone();
     state.engine = Some(Arc::new(web::promql_engine::PromqlEngine::new(
         engine,
-        head.clone(),
+        visible.clone(),
     )));
+    if args.prom.enable_admin_api {
+        state.admin = Some(Arc::new(super::admin::StoreAdmin {
+            raw: head.clone(),
+            visible: visible.clone(),
+            stones,
+            data_dir: args.storage_path.clone(),
+            retention_ms: config::parse_duration(&args.retention_time())
+                .map(|d| d.as_millis().min(i64::MAX as u128) as i64)
+                .unwrap_or(0),
+            now_ms: web::system_now_ms,
+        }));
+    }
     state.formatter = Some(Arc::new(web::promql_engine::format_query));
     state.external_labels = cfg.global.external_labels.clone();
     state.lookback_delta =
@@ -243,6 +263,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let config_path = args.config_file.clone();
     let reload_cancel = cancel.clone();
     let reload_metrics = metrics.clone();
+    let reload_features = features.clone();
     let reload_remote = remote.clone();
     tokio::spawn(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -252,7 +273,11 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
                 r = reload_rx.recv() => match r { Some(r) => Some(r), None => return },
                 _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => None,
             };
-            let result = match config::load_file(&config_path) {
+            let loaded = config::load_file(&config_path).map(|mut cfg| {
+                expand_external_labels(&mut cfg, &reload_features);
+                cfg
+            });
+            let result = match loaded {
                 Ok(cfg) => match discovery_jobs(&cfg, &reload_metrics)
                     .map_err(|e| e.to_string())
                     .and_then(|jobs| {
@@ -337,6 +362,35 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         Err(e) => error!(error = %e, "storage close panicked; the WAL will be replayed"),
     }
     Ok(())
+}
+
+/// Prometheus's `lock` file in the data directory, held (`flock`) while
+/// serve runs, unless `--storage.tsdb.no-lockfile`.
+fn lock_data_dir(args: &ServeArgs) -> anyhow::Result<Option<std::fs::File>> {
+    if args.prom.no_lockfile || !args.prom.use_lockfile {
+        return Ok(None);
+    }
+    let dir = &args.storage_path;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
+            "opening storage failed: lock DB directory: resource temporarily unavailable \
+             ({} is used by another process; --storage.tsdb.no-lockfile skips this check)",
+            dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 /// Opens the durable store at `--storage.tsdb.path` with the retention flags.
@@ -529,6 +583,17 @@ fn self_metrics(
             revision: revision.clone(),
         })
     })
+}
+
+/// `--enable-feature=expand-external-labels`, with Prometheus's warning
+/// for each variable that is unset or empty.
+fn expand_external_labels(cfg: &mut config::Config, features: &super::prom_flags::Features) {
+    if !features.expand_external_labels {
+        return;
+    }
+    for name in cfg.expand_external_labels(|n| std::env::var(n).ok()) {
+        warn!(name, "Empty environment variable");
+    }
 }
 
 /// One warning per section of the config that raymon does not act on.

@@ -137,6 +137,47 @@ pub(crate) struct RawHttp {
 /// Prometheus's `HTTPClientConfig.Validate`, in its order, plus the field
 /// parsing (`proxy_url`, TLS versions) its unmarshalling does.
 pub(crate) fn from_raw(h: RawHttp) -> Result<HttpClientConfig, String> {
+    convert(h, true)
+}
+
+/// For sections where 2.42 never calls `Validate` (`http_sd_configs`: its
+/// settings are inlined, so their own unmarshalling does not run): nothing
+/// is refused, and conflicting credentials resolve as prometheus/common's
+/// round trippers do at request time, the outermost winning (basic auth,
+/// then `bearer_token`, then `bearer_token_file`, then `authorization`).
+pub(crate) fn from_raw_unvalidated(h: RawHttp) -> Result<HttpClientConfig, String> {
+    convert(h, false)
+}
+
+fn convert(mut h: RawHttp, validate: bool) -> Result<HttpClientConfig, String> {
+    if !validate {
+        let bearer = h.bearer_token.take().filter(|b| !b.is_empty());
+        let bearer_file = h.bearer_token_file.take().filter(|b| !b.is_empty());
+        if h.basic_auth.is_some() {
+            h.authorization = None;
+        } else if let Some(b) = bearer {
+            h.authorization = Some(RawAuthorization {
+                credentials: Some(b),
+                ..Default::default()
+            });
+        } else if let Some(f) = bearer_file {
+            h.authorization = Some(RawAuthorization {
+                credentials_file: Some(f),
+                ..Default::default()
+            });
+        }
+        if let Some(a) = &mut h.authorization
+            && a.credentials.as_deref().is_some_and(|c| !c.is_empty())
+        {
+            a.credentials_file = None;
+        }
+        if let Some(b) = &mut h.basic_auth
+            && b.password_file.as_deref().is_some_and(|f| !f.is_empty())
+        {
+            b.password = None;
+        }
+        h.proxy_connect_header = h.proxy_connect_header.filter(|_| h.proxy_url.is_some());
+    }
     let tls_config = tls_from_raw(h.tls_config.unwrap_or_default())?;
     let proxy_url = h.proxy_url.filter(|p| !p.is_empty());
     if let Some(p) = &proxy_url {
@@ -189,7 +230,7 @@ pub(crate) fn from_raw(h: RawHttp) -> Result<HttpClientConfig, String> {
         } else {
             a.kind.clone()
         };
-        if kind.eq_ignore_ascii_case("basic") {
+        if validate && kind.eq_ignore_ascii_case("basic") {
             return Err(
                 r#"authorization type cannot be set to "basic", use "basic_auth" instead"#.into(),
             );
@@ -207,7 +248,7 @@ pub(crate) fn from_raw(h: RawHttp) -> Result<HttpClientConfig, String> {
             credentials_file: bearer_file,
         });
     }
-    if let Some(o) = &oauth2 {
+    if let Some(o) = oauth2.as_ref().filter(|_| validate) {
         if basic_auth.is_some() {
             return Err(
                 "at most one of basic_auth, oauth2 & authorization must be configured".into(),
@@ -279,27 +320,12 @@ fn oauth2_from_raw(o: super::raw::RawOAuth2) -> Result<OAuth2, String> {
     })
 }
 
-/// A proxy URL raymon can use: `http://[user:password@]host[:port]`.
-/// Go also dials `https` and `socks5` proxies; raymon says it does not
-/// rather than send the target's traffic somewhere else.
+/// Go's `url.Parse` failure for a URL without a scheme. Which schemes
+/// raymon can dial through (`http://` only) is checked when a request is
+/// sent, so that the error shows on the targets it concerns.
 fn check_proxy_url(p: &str) -> Result<(), String> {
-    let (scheme, rest) = p
-        .split_once("://")
-        .ok_or_else(|| format!("parse {}: missing protocol scheme", q(p)))?;
-    match scheme.to_ascii_lowercase().as_str() {
-        "http" => {}
-        "https" | "socks5" | "socks5h" => {
-            return Err(format!(
-                "proxy_url {}: raymon supports only http:// proxies",
-                q(p)
-            ));
-        }
-        _ => return Err(format!("proxy_url {}: unsupported proxy scheme", q(p))),
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if host.is_empty() {
-        return Err(format!("proxy_url {}: no host", q(p)));
+    if p.starts_with(':') {
+        return Err(format!("parse {}: missing protocol scheme", q(p)));
     }
     Ok(())
 }
@@ -432,13 +458,32 @@ mod tests {
             }),
             "unknown TLS version: TLS14"
         );
-        assert!(
+        assert_eq!(
             err(RawHttp {
-                proxy_url: Some("socks5://p:1".into()),
+                proxy_url: Some("::bad".into()),
                 ..raw()
-            })
-            .contains("only http:// proxies")
+            }),
+            r#"parse "::bad": missing protocol scheme"#
         );
+    }
+
+    #[test]
+    fn unvalidated_sections_resolve_conflicts_as_the_round_trippers() {
+        let c = from_raw_unvalidated(RawHttp {
+            bearer_token: Some("t".into()),
+            bearer_token_file: Some("f".into()),
+            ..raw()
+        })
+        .unwrap();
+        assert_eq!(c.authorization.unwrap().credentials, "t");
+        let c = from_raw_unvalidated(RawHttp {
+            basic_auth: basic("p", "f"),
+            bearer_token: Some("t".into()),
+            ..raw()
+        })
+        .unwrap();
+        assert!(c.authorization.is_none());
+        assert_eq!(c.basic_auth.unwrap().password_file, "f");
     }
 
     #[test]

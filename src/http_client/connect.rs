@@ -43,6 +43,13 @@ impl Proxy {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| format!("invalid proxy_url {url:?}"))?;
+        // Go also dials https and socks5 proxies; raymon says it cannot
+        // rather than send the traffic some other way.
+        if !scheme.eq_ignore_ascii_case("http") {
+            return Err(format!(
+                "proxyconnect: raymon supports only http:// proxies, not {scheme:?}"
+            ));
+        }
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let authority = &rest[..end];
         let (userinfo, host) = match authority.rsplit_once('@') {
@@ -54,7 +61,7 @@ impl Proxy {
         } else {
             format!("{host}:80")
         };
-        let uri: Uri = format!("{scheme}://{host}")
+        let uri: Uri = format!("http://{host}")
             .parse()
             .map_err(|e| format!("invalid proxy_url {url:?}: {e}"))?;
         let auth = userinfo
@@ -276,6 +283,16 @@ pub(super) fn describe(e: &hyper_util::client::legacy::Error) -> String {
     while let Some(s) = src {
         if let Some(c) = s.downcast_ref::<ConnectError>() {
             return c.0.clone();
+        }
+        // A TLS alert after the handshake (TLS 1.3 servers refuse a
+        // client certificate only then) arrives while reading the answer.
+        let tls = s.downcast_ref::<rustls::Error>().or_else(|| {
+            s.downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|i| i.downcast_ref::<rustls::Error>())
+        });
+        if let Some(t) = tls {
+            return super::tls::describe(t);
         }
         src = s.source();
     }

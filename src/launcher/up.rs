@@ -5,7 +5,7 @@
 //! [`super::env`] and [`super::supervisor`].
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -15,13 +15,13 @@ use tokio_util::sync::CancellationToken;
 use super::auth::{self, Credentials, Login};
 use super::env::{ray_env, render};
 use super::grafana::{self, CommandLine, Layout};
-use super::ports::{Need, Ports};
+use super::ports;
 use super::ray::{self, SessionFollower};
 use super::shifter;
 use super::status;
 use super::supervisor::{self, ProcId, State, Supervisor};
 use super::urls::{UrlInputs, Urls};
-use crate::cli::flags::{AuthMode, DownArgs, EnvArgs, EnvFormat, GrafanaMode, StackArgs, UpArgs};
+use crate::cli::flags::{AuthMode, DownArgs, EnvFormat, GrafanaMode, StackArgs, UpArgs};
 use crate::cli::wait_for_termination;
 
 /// The data dir: the flag, else `$SCRATCH/raymon`, else `./raymon-data`;
@@ -56,26 +56,6 @@ fn service_prefix() -> Option<String> {
     std::env::var("JUPYTERHUB_SERVICE_PREFIX").ok()
 }
 
-/// `raymon env`'s output.
-/// With the data dir's credentials, if `up` made some there.
-pub fn env_text(args: &EnvArgs, service_prefix: Option<&str>) -> String {
-    let urls = urls_for(&args.stack, args.listen_address, service_prefix);
-    let data = data_dir_from_env(args.stack.data_dir.as_deref());
-    let headers = auth::load(&data)
-        .ok()
-        .flatten()
-        .map(|c| auth::ray_prometheus_headers(&c.raymon));
-    render(
-        &ray_env(&urls, &args.stack.datasource_name, headers.as_deref()),
-        args.format,
-    )
-}
-
-/// Prints `raymon env`'s output for the process environment.
-pub fn print_env(args: &EnvArgs) {
-    print!("{}", env_text(args, service_prefix().as_deref()));
-}
-
 /// The Grafana settings `up` writes for these flags and credentials.
 pub fn grafana_settings(
     args: &UpArgs,
@@ -105,23 +85,40 @@ pub struct GrafanaChoice {
 
 /// Resolves `--grafana` (never `Auto` in the answer).
 pub fn choose_grafana(args: &UpArgs, path_env: &str) -> GrafanaChoice {
+    resolve_grafana(
+        args.grafana,
+        args.grafana_bin.as_deref(),
+        &args.shifter_bin,
+        &args.grafana_image,
+        path_env,
+    )
+}
+
+/// [`choose_grafana`] from the flags themselves (`raymon env` has only
+/// `--grafana`).
+pub fn resolve_grafana(
+    mode: GrafanaMode,
+    grafana_bin: Option<&Path>,
+    shifter_bin: &Path,
+    grafana_image: &str,
+    path_env: &str,
+) -> GrafanaChoice {
     let choice = |mode, why: String| GrafanaChoice { mode, why };
-    match args.grafana {
+    match mode {
         GrafanaMode::Auto => {
-            if let Some(bin) = &args.grafana_bin {
+            if let Some(bin) = grafana_bin {
                 choice(
                     GrafanaMode::Native,
                     format!("--grafana-bin {}", bin.display()),
                 )
             } else if let Some(bin) = grafana::find_binary(path_env) {
                 choice(GrafanaMode::Native, format!("{} is on PATH", bin.display()))
-            } else if let Some(shifter) = grafana::which(&args.shifter_bin, path_env) {
+            } else if let Some(shifter) = grafana::which(shifter_bin, path_env) {
                 choice(
                     GrafanaMode::Shifter,
                     format!(
-                        "no grafana or grafana-server on PATH, {} is; image {}",
+                        "no grafana or grafana-server on PATH, {} is; image {grafana_image}",
                         shifter.display(),
-                        args.grafana_image
                     ),
                 )
             } else {
@@ -262,7 +259,7 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
         choice.why
     );
     // Everything that can be checked is checked before anything starts.
-    let (ray_port_env, moved) = settle_ports(&mut args, choice.mode)?;
+    let (ray_port_env, moved) = settle_ports(&mut args, choice.mode, &data)?;
     for line in &moved {
         eprintln!("raymon up: {line}");
     }
@@ -276,22 +273,7 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
         args.serve.listen_address,
         service_prefix().as_deref(),
     );
-    let temp_dir = match &args.stack.ray_temp_dir {
-        Some(t) => std::path::absolute(t)?,
-        None if args.attach => ray::default_temp_dir(true, &user_name()),
-        None => {
-            let t = ray::default_temp_dir(false, &user_name());
-            // Ray makes its temp dir and sessions readable by everyone
-            // (`_common/utils.py`, `try_make_directory_shared`), and writes
-            // RAY_PROMETHEUS_HEADERS (raymon's password) into the
-            // datasource it provisions there: the dir above is the user's
-            // alone.
-            if let Some(parent) = t.parent() {
-                auth::private_dir(parent)?;
-            }
-            t
-        }
-    };
+    let temp_dir = temp_dir(&args.stack)?;
     // With --attach the temp dir is the notebook's Ray's, which up only reads.
     let _temp_owner = if args.attach {
         std::fs::create_dir_all(&temp_dir)
@@ -409,6 +391,11 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
     eprintln!("raymon up: stopping the collector, then Grafana and Ray");
     status::Stack::remove(&data);
     let stopped = sup.shutdown(args.stop_timeout).await;
+    if !args.attach {
+        // As `ray stop` does: a notebook's `ray.init()` (RAY_TMPDIR from
+        // `raymon env`) would otherwise try to join the Ray that is gone.
+        ray::forget_cluster(&temp_dir);
+    }
     eprintln!("raymon up: stopped");
     match (result, stopped) {
         (Err(why), Err(task)) => Err(task.context(why)),
@@ -515,6 +502,68 @@ fn claim_temp_dir(temp_dir: &Path) -> anyhow::Result<std::fs::File> {
     })
 }
 
+/// Ray's temp dir: the flag, else the user's own
+/// ([`ray::default_temp_dir`]), whose parent is made the user's alone: Ray
+/// makes its temp dir and sessions readable by everyone
+/// (`_common/utils.py`, `try_make_directory_shared`) and writes
+/// RAY_PROMETHEUS_HEADERS (raymon's password) into the datasource it
+/// provisions there.
+pub fn temp_dir(stack: &StackArgs) -> anyhow::Result<PathBuf> {
+    Ok(match &stack.ray_temp_dir {
+        Some(t) => std::path::absolute(t)?,
+        None => {
+            let t = ray::default_temp_dir(&user_name());
+            if let Some(parent) = t.parent() {
+                auth::private_dir(parent)?;
+            }
+            t
+        }
+    })
+}
+
+/// Settles the ports of `up` ([`ports::settle_stack`]) into `args`. With
+/// `--attach`, the raymon and Grafana ports that `raymon env` gave the
+/// notebook's Ray are kept (when their flags are at their defaults), or
+/// refused if taken: Ray's dashboard already points there. On a shared
+/// login node another user's Grafana or Ray may hold a port; the health
+/// checks would then pass against the wrong server.
+fn settle_ports(
+    args: &mut UpArgs,
+    grafana: GrafanaMode,
+    data: &Path,
+) -> anyhow::Result<(EnvVars, Vec<String>)> {
+    let mut promised = (false, false);
+    if let Some(p) = args
+        .attach
+        .then(|| status::Listen::promised(data))
+        .flatten()
+    {
+        if args.serve.listen_address.port() == ports::DEFAULT_RAYMON_PORT {
+            args.serve.listen_address.set_port(p.raymon.port());
+            promised.0 = true;
+        }
+        if args.stack.grafana_listen.port() == ports::DEFAULT_GRAFANA_PORT {
+            args.stack.grafana_listen.set_port(p.grafana.port());
+            promised.1 = true;
+        }
+    }
+    let ray = (!args.attach).then_some(ports::RayPorts {
+        dashboard: &mut args.stack.dashboard_port,
+        metrics_export: args.metrics_export_port,
+        args: &mut args.ray_args,
+    });
+    Ok(ports::settle_stack(
+        args.stack.port_range,
+        ports::StackPorts {
+            raymon: &mut args.serve.listen_address,
+            grafana: (!matches!(grafana, GrafanaMode::None | GrafanaMode::Builtin))
+                .then_some(&mut args.stack.grafana_listen),
+            ray,
+            promised,
+        },
+    )?)
+}
+
 /// The user's name, for per-user defaults: `$USER`, else the uid.
 fn user_name() -> String {
     use std::os::unix::fs::MetadataExt;
@@ -525,122 +574,8 @@ fn user_name() -> String {
     }
 }
 
-/// Ray's ports with defaults, as `ray start` flags: (what, flag, default).
-/// Ray's defaults: `ray_constants.DEFAULT_PORT`,
-/// `DEFAULT_DASHBOARD_AGENT_LISTEN_PORT`, and `scripts.py`'s 10001 for the
-/// client server (which `ray start` binds only when Ray's client is
-/// installed; a moved port is passed only when 10001 is taken).
-const RAY_PORT_FLAGS: &[(&str, &str, u16)] = &[
-    ("Ray's GCS", "--port", 6379),
-    (
-        "Ray's dashboard agent",
-        "--dashboard-agent-listen-port",
-        52365,
-    ),
-    ("Ray's client server", "--ray-client-server-port", 10001),
-];
-
-/// Ray's ports set by variables in `ray start`'s environment (`dashboard/consts.py`,
-/// `autoscaler/_private/constants.py`).
-const RAY_PORT_VARS: &[(&str, &str, u16)] = &[
-    ("Ray dashboard's metrics", "DASHBOARD_METRIC_PORT", 44227),
-    ("Ray autoscaler's metrics", "AUTOSCALER_METRIC_PORT", 44217),
-];
-
-/// Settles every port `up` needs ([`Ports`]): moved ones are written into
-/// `args` (Ray's as extra `ray start` flags). Returns the variables `ray
-/// start` needs for moved ports that are variables, and a line per move.
-/// On a shared login node another user's Grafana or Ray may hold a port;
-/// the health checks would then pass against the wrong server.
-fn settle_ports(args: &mut UpArgs, grafana: GrafanaMode) -> anyhow::Result<(EnvVars, Vec<String>)> {
-    let mut ports = Ports::default();
-    let mut said = Vec::new();
-    let mut settle = |need: Need| -> anyhow::Result<u16> {
-        let s = ports.settle(&need)?;
-        if let Some(from) = s.moved_from {
-            said.push(format!(
-                "port {from} ({}) is taken; using {} ({})",
-                need.what, s.port, need.flag
-            ));
-        }
-        Ok(s.port)
-    };
-    // A chosen raymon address that is taken stops the collector with its own
-    // message; only the default moves.
-    let listen = args.serve.listen_address;
-    if listen.port() == DEFAULT_RAYMON_PORT {
-        let need = Need::new(
-            "raymon",
-            "--web.listen-address",
-            listen.ip(),
-            DEFAULT_RAYMON_PORT,
-            DEFAULT_RAYMON_PORT,
-        );
-        args.serve.listen_address.set_port(settle(need)?);
-    }
-    if !matches!(grafana, GrafanaMode::None | GrafanaMode::Builtin) {
-        let g = args.stack.grafana_listen;
-        let need = Need::new(
-            "Grafana",
-            "--grafana-listen-address",
-            g.ip(),
-            g.port(),
-            DEFAULT_GRAFANA_PORT,
-        );
-        args.stack.grafana_listen.set_port(settle(need)?);
-    }
-    let mut env = Vec::new();
-    if args.attach {
-        return Ok((env, said));
-    }
-    let need = Need::new(
-        "Ray's dashboard",
-        "--dashboard-port",
-        IpAddr::V4(Ipv4Addr::LOCALHOST),
-        args.stack.dashboard_port,
-        DEFAULT_DASHBOARD_PORT,
-    );
-    args.stack.dashboard_port = settle(need)?;
-    if let Some(p) = args.metrics_export_port {
-        // Unset, Ray binds a free port itself and discovery finds it.
-        settle(Need::new(
-            "Ray's metrics export",
-            "--metrics-export-port",
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            p,
-            0,
-        ))?;
-    }
-    for &(what, flag, default) in RAY_PORT_FLAGS {
-        // A port given after `--` is the user's; Ray says if it is taken.
-        if ray::flag_value(&args.ray_args, flag).is_some() {
-            continue;
-        }
-        let port = settle(Need::ray(what, flag, default))?;
-        if port != default {
-            args.ray_args.push(format!("{flag}={port}"));
-        }
-    }
-    for &(what, var, default) in RAY_PORT_VARS {
-        if std::env::var_os(var).is_some() {
-            continue;
-        }
-        let port = settle(Need::ray(what, var, default))?;
-        if port != default {
-            env.push((var.to_string(), port.to_string()));
-        }
-    }
-    Ok((env, said))
-}
-
 /// Variables for a child's environment.
 type EnvVars = Vec<(String, String)>;
-
-/// The defaults of `--web.listen-address`, `--grafana-listen-address` and
-/// `--dashboard-port` (Prometheus's, Grafana's and Ray's).
-const DEFAULT_RAYMON_PORT: u16 = 9090;
-const DEFAULT_GRAFANA_PORT: u16 = 3000;
-const DEFAULT_DASHBOARD_PORT: u16 = 8265;
 
 struct Plan<'a> {
     args: &'a UpArgs,
@@ -699,6 +634,8 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
     let mut follower = SessionFollower::new(plan.temp_dir, &plan.layout.dashboards());
     if let Some(start) = &plan.ray_start {
         let before = ray::session_latest(plan.temp_dir);
+        // This `up` owns the temp dir: an address left there is stale.
+        ray::forget_cluster(plan.temp_dir);
         let mut cmd = tokio::process::Command::new(&args.ray_bin);
         cmd.args(start);
         for (k, v) in ray_env(
@@ -723,6 +660,7 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
             args.ready_timeout,
             || {
                 let session = ray::session_latest(&temp_dir).filter(|s| Some(s) != before.as_ref());
+                let address = ray::current_cluster(&temp_dir);
                 let (client, url) = (&client, &version_url);
                 async move {
                     let session = session.ok_or("no new session yet")?;
@@ -731,6 +669,10 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
                             "{} not written yet",
                             ray::prometheus_yml(&session).display()
                         ));
+                    }
+                    // What `raymon env` gives a notebook as RAY_ADDRESS.
+                    if address.is_none() {
+                        return Err("Ray's address (ray_current_cluster) not written yet".into());
                     }
                     probe_ok(client, url, None).await
                 }
@@ -872,6 +814,17 @@ fn stack_of(plan: &Plan<'_>) -> status::Stack {
             ray_dashboard: Some(u.dashboard.clone()),
         },
         credentials_file: plan.credentials.map(|_| auth::credentials_path(plan.data)),
+        api_auth: plan.authorization.is_some(),
+        listen: Some(status::Listen {
+            raymon: plan.args.serve.listen_address,
+            grafana: plan.args.stack.grafana_listen,
+            dashboard_port: plan.args.stack.dashboard_port,
+        }),
+        ray_temp_dir: Some(plan.temp_dir.to_path_buf()),
+        ray_address: plan
+            .ray_start
+            .as_ref()
+            .and_then(|_| ray::current_cluster(plan.temp_dir)),
     }
 }
 
@@ -928,17 +881,15 @@ fn print_summary(plan: &Plan<'_>) {
             "Attached to the Ray sessions under {}. Before ray.init(), set:",
             plan.temp_dir.display()
         );
-        print!(
-            "{}",
-            render(
-                &ray_env(
-                    u,
-                    &plan.args.stack.datasource_name,
-                    plan.prometheus_headers.as_deref()
-                ),
-                EnvFormat::Python
-            )
+        let mut vars = ray_env(
+            u,
+            &plan.args.stack.datasource_name,
+            plan.prometheus_headers.as_deref(),
         );
+        if let Some(dir) = ray::ray_tmpdir(plan.temp_dir) {
+            vars.push(("RAY_TMPDIR", dir.display().to_string()));
+        }
+        print!("{}", render(&vars, EnvFormat::Python));
     }
     println!(
         "Stop with Ctrl-C or `raymon down --data-dir {}`.",

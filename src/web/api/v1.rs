@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::model::gofmt::format_f;
 use crate::model::{Labels, Matcher};
 use crate::storage::{Queryable, Series};
-use crate::web::envelope::{ApiError, ApiResponse, ApiResult, ErrorType};
+use crate::web::envelope::{ApiError, ApiResponse, ApiResult};
 use crate::web::params::{
     Form, MAX_TIME_MS, MIN_TIME_MS, format_rfc3339_nano, parse_duration, parse_time,
     parse_time_param,
@@ -45,7 +45,10 @@ pub fn routes(state: Shared) -> Router<Shared> {
         .route("/alerts", get(alerts))
         .route("/rules", get(rules))
         .route("/status/tsdb", get(status_tsdb))
-        .route("/admin/tsdb/{op}", post(admin_disabled).put(admin_disabled))
+        .route(
+            "/admin/tsdb/{op}",
+            post(crate::web::admin::handler).put(crate::web::admin::handler),
+        )
         .route("/import", post(crate::web::import_export::import))
         .route(
             "/export",
@@ -438,10 +441,6 @@ fn select_labels(
 
 async fn drop_series() -> ApiResult {
     Err(ApiError::internal("not implemented"))
-}
-
-async fn admin_disabled() -> ApiResult {
-    Err(ApiError::new(ErrorType::Unavailable, "admin APIs disabled"))
 }
 
 async fn alertmanagers() -> ApiResult {
