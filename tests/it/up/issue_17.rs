@@ -1,0 +1,820 @@
+//! Issue 17 (NERSC): stand-ins as strict as the real tools, `--grafana auto`,
+//! one-line errors before anything starts, private dirs and credentials by
+//! default.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use raymon::launcher::up;
+
+use crate::support::{self, TempDir};
+
+use super::*;
+
+/// Each stand-in refuses what the real tool refuses, with the real tool's
+/// words, so a command line shifter or Grafana would reject cannot pass a
+/// test. Sources read (NERSC/shifter): `src/VolumeMap.c`
+/// `_parseVolumeMap` (the "Invalid Volume Map: <map>, aborting! <code>"
+/// line, "Invalid mount flags specified"), `validateVolumeMap_userRequest`
+/// and `_validateVolumeMap` (absolute paths, no "..", targets under `/etc`,
+/// `/var`, `/opt/udiImage` or exactly `/opt` refused with code 1, except
+/// exactly `/var/tmp`; only `ro` and `perNodeCache` flags, else code 2;
+/// a repeated flag code 3), `src/shifter_core.c` `setupUserMounts` (the
+/// source must be an existing directory), `src/shifter.c` `parse_options`
+/// and `src/ImageData.c` `lookup_ImageIdentifier` ("FAILED to lookup docker
+/// image ..." for an image `shifterimg` does not know), `src/shifterimg.c`
+/// `main` (the `images` columns). Grafana: `packaging/docker/run.sh` (the
+/// image's start script names an unwritable `GF_PATHS_DATA`) and
+/// `pkg/services/sqlstore/sqlstore.go` `buildConnectionString` (the
+/// database is created in the data dir, so it must be writable).
+#[test]
+fn issue_17_stand_ins_refuse_what_the_real_tools_refuse() {
+    let tmp = TempDir::new("sti");
+    let g = tmp.path().join("g");
+    std::fs::create_dir_all(g.join("data")).unwrap();
+    std::fs::write(g.join("grafana.ini"), "[server]\nhttp_port = 1\n").unwrap();
+    let ro = tmp.path().join("ro");
+    let _ro = Unwritable::new(&ro);
+    let images = pulled(tmp.path());
+    let gs = g.display().to_string();
+
+    // (what, program, args, environment, exits 0, a line of its output)
+    type Row = (
+        &'static str,
+        &'static str,
+        Vec<String>,
+        Vec<(&'static str, String)>,
+        bool,
+        String,
+    );
+    let shifter = |image: &str, map: Option<&str>, target: &str| -> Vec<String> {
+        let mut a = vec![format!("--image={image}")];
+        a.extend(map.map(|m| format!("--volume={m}")));
+        a.push(format!("--env=GF_PATHS_CONFIG={target}/grafana.ini"));
+        a.push(format!("--env=GF_PATHS_DATA={target}/data"));
+        a.push("/run.sh".into());
+        a
+    };
+    let img = "grafana/grafana-oss:9.4.3";
+    let invalid = |map: &str, code: u8| format!("Invalid Volume Map: {map}, aborting! {code}");
+    let mut rows: Vec<Row> = Vec::new();
+    for (what, map, target, ok, says) in [
+        (
+            "a volume at /grafana",
+            format!("{gs}:/grafana"),
+            "/grafana",
+            true,
+            String::new(),
+        ),
+        (
+            "under /opt but not /opt",
+            format!("{gs}:/opt/grafana"),
+            "/opt/grafana",
+            true,
+            String::new(),
+        ),
+        (
+            "exactly /var/tmp",
+            format!("{gs}:/var/tmp"),
+            "/var/tmp",
+            true,
+            String::new(),
+        ),
+        (
+            "a target under /var",
+            format!("{gs}:/var/lib/grafana"),
+            "/var/lib/grafana",
+            false,
+            invalid(&format!("{gs}:/var/lib/grafana"), 1),
+        ),
+        (
+            "a target under /etc",
+            format!("{gs}:/etc/grafana"),
+            "/etc/grafana",
+            false,
+            invalid(&format!("{gs}:/etc/grafana"), 1),
+        ),
+        (
+            "exactly /opt",
+            format!("{gs}:/opt"),
+            "/opt",
+            false,
+            invalid(&format!("{gs}:/opt"), 1),
+        ),
+        (
+            "under /opt/udiImage",
+            format!("{gs}:/opt/udiImage/g"),
+            "/opt/udiImage/g",
+            false,
+            invalid(&format!("{gs}:/opt/udiImage/g"), 1),
+        ),
+        (
+            "a relative source",
+            "g:/grafana".to_string(),
+            "/grafana",
+            false,
+            invalid("g:/grafana", 1),
+        ),
+        (
+            "a relative target",
+            format!("{gs}:grafana"),
+            "/grafana",
+            false,
+            invalid(&format!("{gs}:grafana"), 1),
+        ),
+        (
+            "a source with ..",
+            format!("{gs}/../g:/grafana"),
+            "/grafana",
+            false,
+            invalid(&format!("{gs}/../g:/grafana"), 1),
+        ),
+        (
+            "the rec flag",
+            format!("{gs}:/grafana:rec"),
+            "/grafana",
+            false,
+            invalid(&format!("{gs}:/grafana:rec"), 2),
+        ),
+        (
+            "ro twice",
+            format!("{gs}:/grafana:ro:ro"),
+            "/grafana",
+            false,
+            invalid(&format!("{gs}:/grafana:ro:ro"), 3),
+        ),
+        (
+            "an unknown flag",
+            format!("{gs}:/grafana:rw"),
+            "/grafana",
+            false,
+            "Invalid mount flags specified: rw".into(),
+        ),
+        (
+            "a missing source",
+            format!("{}/missing:/grafana", tmp.path().display()),
+            "/grafana",
+            false,
+            format!(
+                "FAILED to find real path for volume \"from\": {}/missing",
+                tmp.path().display()
+            ),
+        ),
+        // shifter accepts `ro`, but then Grafana cannot write its database.
+        (
+            "a read-only volume",
+            format!("{gs}:/grafana:ro"),
+            "/grafana",
+            false,
+            "GF_PATHS_DATA='/grafana/data' is not writable.".into(),
+        ),
+    ] {
+        rows.push((
+            what,
+            "shifter",
+            shifter(img, Some(&map), target),
+            vec![],
+            ok,
+            says,
+        ));
+    }
+    rows.push((
+        "an image that is not pulled",
+        "shifter",
+        shifter(
+            "grafana/grafana-oss:10.0.0",
+            Some(&format!("{gs}:/grafana")),
+            "/grafana",
+        ),
+        vec![],
+        false,
+        "FAILED to lookup docker image grafana/grafana-oss:10.0.0".into(),
+    ));
+    rows.push((
+        "paths nothing mounts",
+        "shifter",
+        shifter(img, None, "/grafana"),
+        vec![],
+        false,
+        "GF_PATHS_CONFIG='/grafana/grafana.ini' is not readable.".into(),
+    ));
+    // The image's own /var/lib/grafana is part of the read-only image.
+    rows.push((
+        "the image's data dir",
+        "shifter",
+        vec![format!("--image={img}"), "/run.sh".into()],
+        vec![],
+        false,
+        "GF_PATHS_DATA='/var/lib/grafana' is not writable.".into(),
+    ));
+    let ini = format!("--config={gs}/grafana.ini");
+    rows.push((
+        "native with a writable data dir",
+        "grafana",
+        vec!["server".into(), ini.clone()],
+        vec![("GF_PATHS_DATA", format!("{gs}/data"))],
+        true,
+        String::new(),
+    ));
+    rows.push((
+        "native with an unwritable data dir",
+        "grafana-server",
+        vec![ini.clone()],
+        vec![("GF_PATHS_DATA", ro.display().to_string())],
+        false,
+        format!("failed to open database {}/grafana.db", ro.display()),
+    ));
+    rows.push((
+        "shifterimg images",
+        "shifterimg",
+        vec!["images".into()],
+        vec![],
+        true,
+        "docker     READY".into(),
+    ));
+    rows.push((
+        "shifterimg lookup of an image not pulled",
+        "shifterimg",
+        vec!["lookup".into(), "docker:grafana/grafana-oss:10.0.0".into()],
+        vec![],
+        false,
+        String::new(),
+    ));
+
+    for (what, program, args, env, ok, says) in rows {
+        let out = Command::new(stand_ins().join(program))
+            .args(&args)
+            .envs(env)
+            .env("RAYMON_STANDIN_SHIFTER_IMAGES", &images)
+            .env("RAYMON_STANDIN_CHECK_ONLY", "1")
+            .env_remove("RAYMON_STANDIN_RECORD")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.status.success(),
+            ok,
+            "{what}: {program} {args:?}\n{text}"
+        );
+        assert!(
+            says.is_empty() || text.lines().any(|l| l.contains(says.as_str())),
+            "{what}: wanted {says:?} in\n{text}"
+        );
+        if !ok && program == "shifter" {
+            assert_eq!(out.status.code(), Some(1), "{what}: {text}");
+        }
+    }
+
+    // raymon's own check agrees with shifter's on every plain map above.
+    use raymon::launcher::shifter::volume_map_problem;
+    for (to, ok) in [
+        ("/grafana", true),
+        ("/opt/grafana", true),
+        ("/var/tmp", true),
+        ("/var/lib/grafana", false),
+        ("/etc/grafana", false),
+        ("/opt", false),
+        ("/opt/udiImage/g", false),
+        ("grafana", false),
+    ] {
+        assert_eq!(volume_map_problem(&g, to).is_none(), ok, "{to}");
+    }
+    assert!(volume_map_problem(Path::new("g"), "/grafana").is_some());
+    assert!(volume_map_problem(&g.join("../g"), "/grafana").is_some());
+    // `shifterimg images` columns (src/shifterimg.c, main): system, type,
+    // status, id, pull time, tag.
+    use raymon::launcher::shifter::{ImageStatus, image_status};
+    let listing = "perlmutter docker     READY    3b2f1a9c4d   2026-11-01T10:00:00 grafana/grafana-oss:9.4.3     \n\
+                   perlmutter docker     PULLING  7c1d2e3f4a   2026-11-02T10:00:00 grafana/grafana-oss:10.0.0    \n";
+    assert_eq!(image_status(listing, img), ImageStatus::Ready);
+    assert_eq!(
+        image_status(listing, &format!("docker:{img}")),
+        ImageStatus::Ready
+    );
+    assert_eq!(
+        image_status(listing, "grafana/grafana-oss:10.0.0"),
+        ImageStatus::Listed("PULLING".into())
+    );
+    assert_eq!(
+        image_status(listing, "grafana/grafana-oss:9.4"),
+        ImageStatus::Missing
+    );
+
+    // shifter's path filter would drop the space and mount another path.
+    assert!(volume_map_problem(Path::new("/tmp/my data"), "/grafana").is_some());
+}
+
+/// `--grafana auto` (the default): a Grafana binary, else shifter, else none,
+/// with the reason `up` prints.
+#[test]
+fn issue_17_grafana_auto_prefers_a_binary_then_shifter_then_none() {
+    use raymon::cli::GrafanaMode;
+    let tmp = TempDir::new("auto");
+    let (native, shift, empty) = (
+        tmp.path().join("native"),
+        tmp.path().join("shifter"),
+        tmp.path().join("empty"),
+    );
+    for d in [&native, &shift, &empty] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::os::unix::fs::symlink(stand_ins().join("grafana"), native.join("grafana-server")).unwrap();
+    for n in ["shifter", "shifterimg"] {
+        std::os::unix::fs::symlink(stand_ins().join(n), shift.join(n)).unwrap();
+    }
+    let path = |dirs: &[&PathBuf]| {
+        std::env::join_paths(dirs.iter().map(|d| d.as_path()))
+            .unwrap()
+            .into_string()
+            .unwrap()
+    };
+    let args = up_args(&[]);
+    assert_eq!(args.grafana, GrafanaMode::Auto);
+    let c = up::choose_grafana(&args, &path(&[&empty, &shift, &native]));
+    assert_eq!(c.mode, GrafanaMode::Native);
+    assert!(c.why.contains("grafana-server is on PATH"), "{}", c.why);
+    let c = up::choose_grafana(&args, &path(&[&empty, &shift]));
+    assert_eq!(c.mode, GrafanaMode::Shifter);
+    assert!(c.why.contains("shifter"), "{}", c.why);
+    assert!(c.why.contains("grafana/grafana-oss:9.4.3"), "{}", c.why);
+    let c = up::choose_grafana(&args, &path(&[&empty]));
+    assert_eq!(c.mode, GrafanaMode::None);
+    assert!(c.why.contains("nor shifter"), "{}", c.why);
+    let with_bin = up_args(&["--grafana-bin=/opt/g/bin/grafana"]);
+    assert_eq!(
+        up::choose_grafana(&with_bin, &path(&[&shift])).mode,
+        GrafanaMode::Native
+    );
+    let forced = up_args(&["--grafana=shifter"]);
+    assert_eq!(
+        up::choose_grafana(&forced, &path(&[&native])).mode,
+        GrafanaMode::Shifter
+    );
+}
+
+#[test]
+fn issue_17_bad_input_is_a_one_line_error_before_anything_starts() {
+    let tmp = TempDir::new("bad");
+    let base = |data: &Path| -> Vec<String> {
+        vec![
+            "--attach".into(),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+            format!("--web.listen-address=127.0.0.1:{}", support::free_port()),
+            format!(
+                "--grafana-listen-address=127.0.0.1:{}",
+                support::free_port()
+            ),
+        ]
+    };
+    let empty = tmp.path().join("no-images");
+    std::fs::write(&empty, "").unwrap();
+
+    // The image was never pulled: the exact command to run.
+    let data = tmp.path().join("d1");
+    let mut args = base(&data);
+    args.push("--grafana=shifter".into());
+    let mut up = Up::start(
+        &args,
+        &[
+            ("PATH", shifter_path(tmp.path())),
+            ("RAYMON_STANDIN_SHIFTER_IMAGES", empty.display().to_string()),
+        ],
+        tmp.path(),
+    );
+    let e = refused_before_start(&mut up, &data);
+    assert!(
+        e.contains("run `shifterimg pull grafana/grafana-oss:9.4.3`"),
+        "{e}"
+    );
+
+    // shifter is not installed.
+    let data = tmp.path().join("d2");
+    let mut args = base(&data);
+    args.push("--grafana=shifter".into());
+    let mut up = Up::start(&args, &[("PATH", "/nonexistent".into())], tmp.path());
+    let e = refused_before_start(&mut up, &data);
+    assert!(e.contains("shifter not found"), "{e}");
+
+    // The data dir cannot be written.
+    let data = tmp.path().join("d3");
+    let _guard = Unwritable::new(&data);
+    let mut args = base(&data);
+    args.push("--grafana=none".into());
+    let mut up = Up::start(&args, &[], tmp.path());
+    let e = refused_before_start(&mut up, &data);
+    assert!(e.contains("is not writable"), "{e}");
+    assert!(e.contains("--data-dir"), "{e}");
+
+    // Flags of an `up` that starts Ray itself under `temp`.
+    let starting_ray = |data: &Path, temp: &Path| {
+        let mut args = base(data);
+        args.retain(|a| a != "--attach" && !a.starts_with("--ray-temp-dir"));
+        args.extend([
+            "--grafana=none".into(),
+            format!("--ray-temp-dir={}", temp.display()),
+        ]);
+        args
+    };
+
+    // Ray's unix sockets would not fit under this temp dir (Ray's
+    // `_private/utils.py`, `validate_socket_filepath`: 107 bytes).
+    let data = tmp.path().join("d5");
+    let long = tmp
+        .path()
+        .join("a-temp-dir-name-long-enough-for-ray-sockets");
+    let mut up = Up::start(&starting_ray(&data, &long), &[], tmp.path());
+    let e = refused_before_start(&mut up, &data);
+    assert!(e.contains("too long for Ray's unix sockets"), "{e}");
+    assert!(!long.exists());
+    use raymon::launcher::ray::{check_socket_room, default_temp_dir};
+    assert_eq!(
+        default_temp_dir(false, "alice"),
+        Path::new("/tmp/raymon-alice/ray")
+    );
+    assert!(check_socket_room(&default_temp_dir(false, "a-long-user-name-x")).is_ok());
+    assert_eq!(default_temp_dir(true, "alice"), Path::new("/tmp/ray"));
+
+    // Another up's Ray uses the temp dir: its lock, held here.
+    let data = tmp.path().join("d6");
+    let shared = tmp.path().join("shared-ray");
+    std::fs::create_dir_all(&shared).unwrap();
+    let held = std::fs::File::create(shared.join("raymon-up.lock")).unwrap();
+    held.lock().unwrap();
+    let mut up = Up::start(&starting_ray(&data, &shared), &[], tmp.path());
+    let e = refused_before_start(&mut up, &data);
+    assert!(e.contains("is used by another raymon up"), "{e}");
+    drop(held);
+
+    // Another live `up` owns the data dir.
+    let data = tmp.path().join("d4");
+    let mut args = base(&data);
+    args.push("--grafana=none".into());
+    let first_dir = tmp.path().join("first");
+    std::fs::create_dir_all(&first_dir).unwrap();
+    let mut first = Up::start(&args, &[], &first_dir);
+    first.wait_up(Duration::from_secs(60));
+    let mut args = base(&data);
+    args.push("--grafana=none".into());
+    let mut second = Up::start(&args, &[], tmp.path());
+    let status = second.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    let err = second.stderr();
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("Error: ")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("still running"), "{err}");
+    assert!(errors[0].contains(&format!("raymon down --data-dir {}", data.display())));
+    assert!(!err.contains("collector ready"), "{err}");
+    // The first one is untouched.
+    assert!(first.child.0.try_wait().unwrap().is_none());
+    assert!(down(&data).status.success());
+    assert!(first.wait_exit(Duration::from_secs(20)).success());
+}
+
+/// By default `up` makes passwords: raymon's API wants basic auth, Grafana's
+/// datasource and Ray (`RAY_PROMETHEUS_HEADERS`) get it, Grafana's admin is
+/// not admin/admin, the files holding them are the user's alone, and the
+/// admin password is printed once only.
+#[test]
+fn issue_17_credentials_by_default() {
+    use raymon::launcher::auth;
+    let tmp = TempDir::new("cred");
+    let data = tmp.path().join("data");
+    let rport = support::free_port();
+    let raymon_addr = format!("127.0.0.1:{rport}");
+    let args = [
+        "--attach".into(),
+        format!("--data-dir={}", data.display()),
+        format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+        format!("--grafana-bin={}", stand_ins().join("grafana").display()),
+        format!(
+            "--grafana-listen-address=127.0.0.1:{}",
+            support::free_port()
+        ),
+        format!("--web.listen-address={raymon_addr}"),
+    ];
+    let mut up = Up::start(&args, &[], tmp.path());
+    let stdout = up.wait_up(Duration::from_secs(60));
+    let file = data.join("credentials.json");
+    assert_eq!(mode_of(&file), 0o600);
+    let creds = auth::load(&data).unwrap().unwrap();
+    assert_eq!(creds.raymon.user, "raymon");
+    assert_eq!(creds.grafana_admin.user, "admin");
+    assert_ne!(creds.grafana_admin.password, "admin");
+    assert!(creds.raymon.password.len() >= 20);
+    assert!(
+        stdout.contains(&format!(
+            "Grafana admin: user admin, password {}",
+            creds.grafana_admin.password
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&creds.raymon.password), "{stdout}");
+    assert_eq!(mode_of(&data.join("web.yml")), 0o600);
+
+    // raymon: 401 without credentials, on every path, and 200 with them.
+    let good = auth::authorization(&creds.raymon);
+    let wrong = auth::authorization(&auth::Login {
+        user: "raymon".into(),
+        password: "admin".into(),
+    });
+    for path in ["/api/v1/query?query=vector(1)", "/-/healthy"] {
+        assert_eq!(status_with(&raymon_addr, path, None), 401, "{path}");
+        assert_eq!(status_with(&raymon_addr, path, Some(&wrong)), 401, "{path}");
+        assert_eq!(status_with(&raymon_addr, path, Some(&good)), 200, "{path}");
+    }
+
+    // Grafana's datasource authenticates; its admin is ours.
+    let g = data.join("grafana");
+    let ds_path = g.join("provisioning/datasources/raymon.yml");
+    assert_eq!(mode_of(&ds_path), 0o600);
+    let ds: serde_json::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&ds_path).unwrap()).unwrap();
+    let d = &ds["datasources"][0];
+    assert_eq!(d["basicAuth"], true);
+    assert_eq!(d["basicAuthUser"], "raymon");
+    assert_eq!(
+        d["secureJsonData"]["basicAuthPassword"],
+        creds.raymon.password.as_str()
+    );
+    assert_eq!(d["jsonData"]["httpMethod"], "POST");
+    let ini = std::fs::read_to_string(g.join("grafana.ini")).unwrap();
+    assert_eq!(mode_of(&g.join("grafana.ini")), 0o600);
+    assert_eq!(
+        ini_value(&ini, "security", "admin_password").as_deref(),
+        Some(creds.grafana_admin.password.as_str())
+    );
+    assert_eq!(
+        ini_value(&ini, "security", "allow_embedding").as_deref(),
+        Some("true")
+    );
+
+    // What a notebook sets for Ray, in Ray's format for the variable.
+    let env = Command::new(env!("CARGO_BIN_EXE_raymon"))
+        .args([
+            "env",
+            "--format=json",
+            &format!("--data-dir={}", data.display()),
+        ])
+        .output()
+        .unwrap();
+    let vars: serde_json::Value = serde_json::from_slice(&env.stdout).unwrap();
+    let headers: serde_json::Value =
+        serde_json::from_str(vars["RAY_PROMETHEUS_HEADERS"].as_str().unwrap()).unwrap();
+    assert_eq!(headers, serde_json::json!({ "Authorization": good }));
+    let status = Command::new(env!("CARGO_BIN_EXE_raymon"))
+        .args(["status", &format!("--data-dir={}", data.display())])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("raymon:                  http://{raymon_addr}\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("credentials:             {}\n", file.display())),
+        "{text}"
+    );
+    assert!(!text.contains(&creds.raymon.password), "{text}");
+    assert!(down(&data).status.success());
+    assert!(up.wait_exit(Duration::from_secs(20)).success());
+
+    // A second run keeps the credentials (Grafana keeps its first admin
+    // password) and does not print the password again.
+    let mut again = Up::start(&args, &[], tmp.path());
+    let stdout = again.wait_up(Duration::from_secs(60));
+    assert_eq!(auth::load(&data).unwrap().unwrap(), creds);
+    assert!(!stdout.contains(&creds.grafana_admin.password), "{stdout}");
+    assert!(stdout.contains("Grafana admin: user admin, password in"));
+    assert!(down(&data).status.success());
+    assert!(again.wait_exit(Duration::from_secs(20)).success());
+
+    // A Grafana database from before the credentials keeps its admin
+    // password: said, not hidden.
+    let old = tmp.path().join("old");
+    std::fs::create_dir_all(old.join("grafana/data")).unwrap();
+    std::fs::write(old.join("grafana/data/grafana.db"), b"").unwrap();
+    let mut moved = args.to_vec();
+    moved[1] = format!("--data-dir={}", old.display());
+    let mut up = Up::start(&moved, &[], tmp.path());
+    up.wait_up(Duration::from_secs(60));
+    assert!(
+        up.stderr().contains("predates the new credentials"),
+        "{}",
+        up.stderr()
+    );
+    assert!(down(&old).status.success());
+    assert!(up.wait_exit(Duration::from_secs(20)).success());
+
+    // --auth none: no password asked.
+    let mut open = Up::start(
+        &[&args[..], &["--auth=none".to_string()]].concat(),
+        &[],
+        tmp.path(),
+    );
+    open.wait_up(Duration::from_secs(60));
+    assert_eq!(status_with(&raymon_addr, "/-/healthy", None), 200);
+    assert!(down(&data).status.success());
+    assert!(open.wait_exit(Duration::from_secs(20)).success());
+}
+
+/// `raymon status --format json` for a data dir, and whether it exited 0.
+fn status_json(data: &Path) -> (serde_json::Value, bool) {
+    let out = Command::new(env!("CARGO_BIN_EXE_raymon"))
+        .args([
+            "status",
+            "--format=json",
+            &format!("--data-dir={}", data.display()),
+        ])
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    (v, out.status.success())
+}
+
+/// `host:port` of an `http://host:port[/]` URL.
+fn host_port(url: &serde_json::Value) -> String {
+    let u = url.as_str().unwrap();
+    u.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// Two users' stacks on one login node, both on default flags: the second
+/// finds the first's ports taken and moves each to a free one, both are
+/// healthy as Ray's backend sees them, each raymon wants its own password,
+/// and `down` of one leaves the other running.
+#[test]
+fn issue_17_two_stacks_on_one_node_with_default_ports() {
+    use raymon::launcher::auth;
+    let _guard = support::RAY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = TempDir::new("two");
+    let start = |name: &str| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("d");
+        let temp = dir.join("r");
+        let guard = Leftovers {
+            data: data.clone(),
+            temp: temp.clone(),
+        };
+        let mut up = Up::start(
+            &[
+                format!("--data-dir={}", data.display()),
+                format!("--ray-temp-dir={}", temp.display()),
+                format!("--ray-bin={}", support::ray_bin().display()),
+                format!("--grafana-bin={}", stand_ins().join("grafana").display()),
+                "--ready-timeout=240s".into(),
+                "--".into(),
+                "--num-cpus=1".into(),
+                "--dashboard-host=127.0.0.1".into(),
+                "--disable-usage-stats".into(),
+            ],
+            &[("RAY_USAGE_STATS_ENABLED", "0".into())],
+            &dir,
+        );
+        up.wait_up(Duration::from_secs(300));
+        (up, data, guard)
+    };
+    let (mut a, data_a, _ga) = start("a");
+    let (mut b, data_b, _gb) = start("b");
+    assert!(b.stderr().contains("is taken; using"), "{}", b.stderr());
+
+    let (sa, ok_a) = status_json(&data_a);
+    let (sb, ok_b) = status_json(&data_b);
+    assert!(ok_a && ok_b, "{sa}\n{sb}");
+    for s in [&sa, &sb] {
+        assert_eq!(s["running"], true);
+        for k in ["up", "ray", "grafana"] {
+            assert!(s["pids"][k].as_u64().is_some(), "{k}: {s}");
+        }
+        assert!(s["public_urls"]["grafana"].is_string(), "{s}");
+        assert!(s["public_urls"]["ray_dashboard"].is_string(), "{s}");
+    }
+    for k in ["raymon_url", "grafana_url", "ray_dashboard_url"] {
+        assert_ne!(host_port(&sa[k]), host_port(&sb[k]), "{k}");
+    }
+
+    let creds = |s: &serde_json::Value| {
+        let file = PathBuf::from(s["credentials_file"].as_str().unwrap());
+        auth::load(file.parent().unwrap()).unwrap().unwrap()
+    };
+    let (ca, cb) = (creds(&sa), creds(&sb));
+    assert_ne!(ca.raymon.password, cb.raymon.password);
+    let healthy = |s: &serde_json::Value| {
+        let dashboard = host_port(&s["ray_dashboard_url"]);
+        for probe in ["/api/grafana_health", "/api/prometheus_health"] {
+            let r = support::get(&dashboard, probe).unwrap();
+            assert_eq!(r.json()["result"], true, "{probe}: {}", r.body);
+        }
+    };
+    healthy(&sa);
+    healthy(&sb);
+    let (ra, rb) = (host_port(&sa["raymon_url"]), host_port(&sb["raymon_url"]));
+    let (auth_a, auth_b) = (
+        auth::authorization(&ca.raymon),
+        auth::authorization(&cb.raymon),
+    );
+    let q = "/api/v1/query?query=vector(1)";
+    assert_eq!(status_with(&ra, q, None), 401);
+    assert_eq!(status_with(&ra, q, Some(&auth_a)), 200);
+    assert_eq!(status_with(&rb, q, Some(&auth_a)), 401);
+    assert_eq!(status_with(&rb, q, Some(&auth_b)), 200);
+
+    // `down` of the first stops only the first.
+    let pids_a: Vec<u32> = sa["pids"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_u64().unwrap() as u32)
+        .collect();
+    assert!(down(&data_a).status.success());
+    assert!(a.wait_exit(Duration::from_secs(60)).success());
+    for p in pids_a {
+        assert!(!alive(p), "{p} of the first stack survived its down");
+    }
+    let (after, ok) = status_json(&data_a);
+    assert!(!ok);
+    assert_eq!(after["running"], false);
+    let (still, ok) = status_json(&data_b);
+    assert!(ok, "{still}");
+    assert_eq!(still["pids"], sb["pids"]);
+    healthy(&sb);
+    assert_eq!(status_with(&rb, q, Some(&auth_b)), 200);
+    assert!(down(&data_b).status.success());
+    assert!(b.wait_exit(Duration::from_secs(60)).success());
+}
+
+/// The directory around `up`'s default Ray temp dir is the user's alone,
+/// and one that another user made first is refused.
+#[test]
+fn issue_17_private_dir_is_closed_and_must_be_ours() {
+    use raymon::launcher::auth::private_dir;
+    let tmp = TempDir::new("priv");
+    let mine = tmp.path().join("raymon-me");
+    std::fs::create_dir_all(&mine).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    private_dir(&mine).unwrap();
+    assert_eq!(mode_of(&mine), 0o700);
+    private_dir(&tmp.path().join("new/deeper")).unwrap();
+    assert_eq!(mode_of(&tmp.path().join("new/deeper")), 0o700);
+    // Only root can give a directory away; elsewhere the check above is
+    // what runs.
+    let theirs = tmp.path().join("raymon-them");
+    std::fs::create_dir_all(&theirs).unwrap();
+    if std::os::unix::fs::chown(&theirs, Some(65534), None).is_ok() {
+        let e = private_dir(&theirs).unwrap_err().to_string();
+        assert!(e.contains("belongs to another user"), "{e}");
+        assert_ne!(mode_of(&theirs), 0o700);
+    }
+}
+
+/// A Grafana container that is slow to answer: `up` says it is waiting,
+/// and when `--grafana-timeout` runs out it names the flag to raise.
+#[test]
+fn issue_17_slow_grafana_shows_progress_and_names_its_timeout() {
+    let tmp = TempDir::new("slow");
+    let data = tmp.path().join("data");
+    let mut up = Up::start(
+        &[
+            "--attach".into(),
+            "--grafana=shifter".into(),
+            "--grafana-timeout=7s".into(),
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+            format!(
+                "--grafana-listen-address=127.0.0.1:{}",
+                support::free_port()
+            ),
+            format!("--web.listen-address=127.0.0.1:{}", support::free_port()),
+        ],
+        &[
+            ("PATH", shifter_path(tmp.path())),
+            ("RAYMON_STANDIN_SHIFTER_IMAGES", pulled(tmp.path())),
+            ("RAYMON_STANDIN_HANG", "1".into()),
+        ],
+        tmp.path(),
+    );
+    let status = up.wait_exit(Duration::from_secs(60));
+    assert!(!status.success());
+    let err = up.stderr();
+    assert!(
+        err.contains("waiting up to 7s for Grafana (--grafana-timeout)"),
+        "{err}"
+    );
+    assert!(err.contains("raymon up: waiting for Grafana (5s)"), "{err}");
+    assert!(err.contains("Grafana not ready after 7s"), "{err}");
+    assert!(err.contains("raise --grafana-timeout"), "{err}");
+    // The stand-in passed shifter's checks before it hung.
+    assert!(err.contains("stand-in hanging before it listens"), "{err}");
+}
