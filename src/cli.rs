@@ -8,6 +8,8 @@ mod check;
 pub mod flags;
 mod import;
 mod jobs;
+mod logfmt;
+pub mod prom_flags;
 mod serve;
 
 pub use flags::{
@@ -23,19 +25,19 @@ use clap::Parser;
 
 /// Parses flags and runs the chosen command.
 pub fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(prom_flags::normalize_args(std::env::args_os()));
     match cli.command {
         Some(Command::Check(flags::CheckArgs {
             what: flags::CheckWhat::Config { files },
         })) => check::run(&files),
         Some(Command::Serve(args)) => run_serve(*args),
         Some(Command::BenchTsdb(args)) => {
-            init_logging("warn");
+            init_logging("warn", None);
             crate::bench::tsdb::run(&args)
         }
         Some(Command::Import(args)) => import::run(&args),
         Some(Command::Up(args)) => {
-            init_logging(&args.serve.log_level);
+            init_logging(&args.serve.log_level, args.serve.prom.log_format);
             runtime()?.block_on(up::up_until_signal(*args))
         }
         Some(Command::Down(args)) => runtime()?.block_on(up::down(args)),
@@ -59,7 +61,7 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(&args.log_level);
+    init_logging(&args.log_level, args.prom.log_format);
     runtime()?.block_on(serve::serve_until_signal(args))
 }
 
@@ -80,7 +82,7 @@ pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 fn run_bench(args: crate::bench::BenchArgs) -> anyhow::Result<()> {
-    init_logging("warn");
+    init_logging("warn", None);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
@@ -106,7 +108,7 @@ fn run_bench(args: crate::bench::BenchArgs) -> anyhow::Result<()> {
 }
 
 fn run_bench_targets(args: crate::bench::TargetsArgs) -> anyhow::Result<()> {
-    init_logging("warn");
+    init_logging("warn", None);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
@@ -118,11 +120,15 @@ fn run_bench_targets(args: crate::bench::TargetsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(level: &str) {
+/// Logs to stderr at `level`; `--log.format` picks Prometheus's line formats.
+fn init_logging(level: &str, format: Option<prom_flags::LogFormat>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        None => builder.try_init(),
+        Some(f) => builder.event_format(logfmt::PromFormat(f)).try_init(),
+    };
 }

@@ -9,9 +9,12 @@
 //! discovery, scraping or storage.
 
 mod duration;
+pub mod http_client;
 mod marshal;
 mod raw;
 mod relabel;
+mod sections;
+pub mod unimplemented;
 mod units;
 
 use std::collections::{BTreeMap, HashSet};
@@ -19,6 +22,9 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use duration::{DurationError, format_duration, parse_duration};
+pub use http_client::{
+    Authorization, BasicAuth, HttpClientConfig, OAuth2, TlsConfig, TlsVersion, UNSUPPORTED_OAUTH2,
+};
 pub use relabel::{
     Action, DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR, Regexp, RelabelConfig,
     RelabelError, hashmod, is_valid_label_name, process, process_builder, process_cow,
@@ -27,7 +33,7 @@ pub use units::{SizeError, format_size, parse_size};
 
 use crate::model::Labels;
 use crate::model::gofmt::go_quote as q;
-use raw::{RawConfig, RawFileSd, RawHttp, RawRelabel, RawRemoteWrite, RawScrape, RawStatic};
+use raw::{RawConfig, RawFileSd, RawHttpSd, RawRelabel, RawRemoteWrite, RawScrape, RawStatic};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -56,23 +62,30 @@ pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_FILE_SD_REFRESH: Duration = Duration::from_secs(300);
+pub const DEFAULT_HTTP_SD_REFRESH: Duration = Duration::from_secs(60);
 pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The whole configuration file, defaults filled in.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub global: GlobalConfig,
-    /// Kept as written; raymon evaluates no rules.
+    /// Kept as written; raymon evaluates no rules (warned about through
+    /// `unimplemented`).
     pub rule_files: Vec<String>,
     pub scrape_configs: Vec<ScrapeConfig>,
     pub remote_write: Vec<RemoteWriteConfig>,
-    /// Accepted and ignored, like `storage`, `tracing` and `remote_read`.
+    /// Checked and kept as written, like `storage`, `tracing` and
+    /// `remote_read`; raymon does not act on them (warned about through
+    /// `unimplemented`).
     pub alerting: Option<serde_norway::Value>,
     pub storage: Option<serde_norway::Value>,
     pub tracing: Option<serde_norway::Value>,
     pub remote_read: Option<serde_norway::Value>,
     /// The file's text, byte for byte.
     pub original_yaml: String,
+    /// What the file holds that raymon does not act on
+    /// ([`unimplemented::NOT_IMPLEMENTED`]).
+    pub unimplemented: Vec<unimplemented::Unimplemented>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +131,7 @@ pub struct ScrapeConfig {
     pub http_client: HttpClientConfig,
     pub static_configs: Vec<StaticConfig>,
     pub file_sd_configs: Vec<FileSdConfig>,
+    pub http_sd_configs: Vec<HttpSdConfig>,
     pub relabel_configs: Vec<RelabelConfig>,
     pub metric_relabel_configs: Vec<RelabelConfig>,
 }
@@ -144,6 +158,7 @@ impl Default for ScrapeConfig {
             http_client: HttpClientConfig::default(),
             static_configs: Vec::new(),
             file_sd_configs: Vec::new(),
+            http_sd_configs: Vec::new(),
             relabel_configs: Vec::new(),
             metric_relabel_configs: Vec::new(),
         }
@@ -174,61 +189,12 @@ impl Default for FileSdConfig {
     }
 }
 
-/// The HTTP client settings of a scrape job or remote-write endpoint.
-///
-/// A `bearer_token`/`bearer_token_file` is folded into `authorization` with
-/// type `Bearer`, as Prometheus does.
+/// An `http_sd_configs` entry: targets fetched from `url` as JSON.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HttpClientConfig {
-    pub basic_auth: Option<BasicAuth>,
-    pub authorization: Option<Authorization>,
-    pub oauth2: Option<serde_norway::Value>,
-    pub proxy_url: Option<String>,
-    pub tls_config: TlsConfig,
-    pub follow_redirects: bool,
-    pub enable_http2: bool,
-}
-
-impl Default for HttpClientConfig {
-    fn default() -> HttpClientConfig {
-        HttpClientConfig {
-            basic_auth: None,
-            authorization: None,
-            oauth2: None,
-            proxy_url: None,
-            tls_config: TlsConfig::default(),
-            follow_redirects: true,
-            enable_http2: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct BasicAuth {
-    pub username: String,
-    pub password: String,
-    pub password_file: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Authorization {
-    /// `Bearer` unless set.
-    pub kind: String,
-    pub credentials: String,
-    pub credentials_file: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct TlsConfig {
-    pub ca: String,
-    pub cert: String,
-    pub key: String,
-    pub ca_file: String,
-    pub cert_file: String,
-    pub key_file: String,
-    pub server_name: String,
-    pub insecure_skip_verify: bool,
-    pub min_version: String,
+pub struct HttpSdConfig {
+    pub url: String,
+    pub refresh_interval: Duration,
+    pub http_client: HttpClientConfig,
 }
 
 /// A `remote_write` entry: parsed and kept, not acted on.
@@ -264,7 +230,7 @@ pub fn load_file(path: &Path) -> Result<Config, Error> {
 }
 
 /// Go's wording for the common read failures.
-fn io_reason(e: &std::io::Error) -> String {
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
         std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
@@ -299,6 +265,10 @@ pub fn parse(text: &str, source: &str) -> Result<Config, Error> {
     };
     let mut cfg = from_raw(raw).map_err(invalid)?;
     cfg.original_yaml = text.to_string();
+    // The text parsed above, so it parses as a plain document too.
+    if let Ok(doc) = serde_norway::from_str::<serde_norway::Value>(text) {
+        cfg.unimplemented = unimplemented::find(&doc);
+    }
     Ok(cfg)
 }
 
@@ -317,6 +287,9 @@ impl Config {
                 f.files.iter_mut().for_each(join);
             }
             sc.http_client.set_directory(&join);
+            for h in &mut sc.http_sd_configs {
+                h.http_client.set_directory(&join);
+            }
         }
         for rw in &mut self.remote_write {
             rw.http_client.set_directory(&join);
@@ -334,20 +307,6 @@ impl Config {
     }
 }
 
-impl HttpClientConfig {
-    fn set_directory(&mut self, join: &impl Fn(&mut String)) {
-        if let Some(b) = &mut self.basic_auth {
-            join(&mut b.password_file);
-        }
-        if let Some(a) = &mut self.authorization {
-            join(&mut a.credentials_file);
-        }
-        join(&mut self.tls_config.ca_file);
-        join(&mut self.tls_config.cert_file);
-        join(&mut self.tls_config.key_file);
-    }
-}
-
 /// What `raymon check config` prints, in promtool's words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckOutput {
@@ -357,7 +316,8 @@ pub struct CheckOutput {
 }
 
 /// Checks configuration files as `promtool check config` does: syntax and
-/// validation, plus a warning for `file_sd_configs` files that do not exist.
+/// validation, plus a warning for `file_sd_configs` files that do not exist
+/// and one for each section raymon does not implement.
 pub fn check(paths: &[&Path]) -> CheckOutput {
     let mut out = CheckOutput {
         stdout: String::new(),
@@ -378,6 +338,9 @@ pub fn check(paths: &[&Path]) -> CheckOutput {
                             ));
                         }
                     }
+                }
+                for u in &cfg.unimplemented {
+                    out.stdout.push_str(&format!("  WARNING: {u}\n"));
                 }
                 if !cfg.rule_files.is_empty() {
                     out.stdout.push_str(&format!(
@@ -558,94 +521,6 @@ fn relabel_from_raw(r: RawRelabel) -> Result<RelabelConfig, RelabelError> {
     Ok(cfg)
 }
 
-fn http_from_raw(h: RawHttp) -> Result<HttpClientConfig, String> {
-    let bearer = h.bearer_token.unwrap_or_default();
-    let bearer_file = h.bearer_token_file.unwrap_or_default();
-    let basic_auth = h.basic_auth.map(|b| BasicAuth {
-        username: b.username.unwrap_or_default(),
-        password: b.password.unwrap_or_default(),
-        password_file: b.password_file.unwrap_or_default(),
-    });
-    if !bearer.is_empty() && !bearer_file.is_empty() {
-        return Err("at most one of bearer_token & bearer_token_file must be configured".into());
-    }
-    if (basic_auth.is_some() || h.oauth2.is_some())
-        && (!bearer.is_empty() || !bearer_file.is_empty())
-    {
-        return Err(
-            "at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured"
-                .into(),
-        );
-    }
-    if let Some(b) = &basic_auth
-        && !b.password.is_empty()
-        && !b.password_file.is_empty()
-    {
-        return Err("at most one of basic_auth password & password_file must be configured".into());
-    }
-    let mut authorization = None;
-    if let Some(a) = h.authorization {
-        if !bearer.is_empty() || !bearer_file.is_empty() {
-            return Err(
-                "authorization is not compatible with bearer_token & bearer_token_file".into(),
-            );
-        }
-        let a = Authorization {
-            kind: a.kind.unwrap_or_default().trim().to_string(),
-            credentials: a.credentials.unwrap_or_default(),
-            credentials_file: a.credentials_file.unwrap_or_default(),
-        };
-        if !a.credentials.is_empty() && !a.credentials_file.is_empty() {
-            return Err(
-                "at most one of authorization credentials & credentials_file must be configured"
-                    .into(),
-            );
-        }
-        let kind = if a.kind.is_empty() {
-            "Bearer".to_string()
-        } else {
-            a.kind.clone()
-        };
-        if kind.eq_ignore_ascii_case("basic") {
-            return Err(
-                r#"authorization type cannot be set to "basic", use "basic_auth" instead"#.into(),
-            );
-        }
-        if basic_auth.is_some() || h.oauth2.is_some() {
-            return Err(
-                "at most one of basic_auth, oauth2 & authorization must be configured".into(),
-            );
-        }
-        authorization = Some(Authorization { kind, ..a });
-    } else if !bearer.is_empty() || !bearer_file.is_empty() {
-        authorization = Some(Authorization {
-            kind: "Bearer".to_string(),
-            credentials: bearer,
-            credentials_file: bearer_file,
-        });
-    }
-    let tls = h.tls_config.unwrap_or_default();
-    Ok(HttpClientConfig {
-        basic_auth,
-        authorization,
-        oauth2: h.oauth2,
-        proxy_url: h.proxy_url.filter(|p| !p.is_empty()),
-        tls_config: TlsConfig {
-            ca: tls.ca.unwrap_or_default(),
-            cert: tls.cert.unwrap_or_default(),
-            key: tls.key.unwrap_or_default(),
-            ca_file: tls.ca_file.unwrap_or_default(),
-            cert_file: tls.cert_file.unwrap_or_default(),
-            key_file: tls.key_file.unwrap_or_default(),
-            server_name: tls.server_name.unwrap_or_default(),
-            insecure_skip_verify: tls.insecure_skip_verify.unwrap_or(false),
-            min_version: tls.min_version.unwrap_or_default(),
-        },
-        follow_redirects: h.follow_redirects.unwrap_or(true),
-        enable_http2: h.enable_http2.unwrap_or(true),
-    })
-}
-
 fn scrape_from_raw(mut r: RawScrape, global: &GlobalConfig) -> Result<ScrapeConfig, String> {
     let http = r.take_http();
     let interval = dur(r.scrape_interval.as_deref(), Duration::ZERO)?;
@@ -676,12 +551,19 @@ fn scrape_from_raw(mut r: RawScrape, global: &GlobalConfig) -> Result<ScrapeConf
         .into_iter()
         .map(|f| file_sd_from_raw(f.unwrap_or_default()))
         .collect::<Result<Vec<_>, _>>()?;
+    let http_sd_configs = r
+        .http_sd_configs
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|h| http_sd_from_raw(h.unwrap_or_default()))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let job_name = r.job_name.unwrap_or_default();
     if job_name.is_empty() {
         return Err("job_name is empty".to_string());
     }
-    let http_client = http_from_raw(http)?;
+    let http_client = http_client::from_raw(http)?;
     if relabel_configs.is_empty() {
         for t in static_configs.iter().flat_map(|s| &s.targets) {
             if t.contains('/') {
@@ -729,6 +611,7 @@ fn scrape_from_raw(mut r: RawScrape, global: &GlobalConfig) -> Result<ScrapeConf
         http_client,
         static_configs,
         file_sd_configs,
+        http_sd_configs,
         relabel_configs,
         metric_relabel_configs,
     })
@@ -759,6 +642,35 @@ fn file_sd_from_raw(f: RawFileSd) -> Result<FileSdConfig, String> {
     Ok(FileSdConfig {
         files,
         refresh_interval: dur(f.refresh_interval.as_deref(), DEFAULT_FILE_SD_REFRESH)?,
+    })
+}
+
+/// Prometheus 2.42's `http.SDConfig` checks, in its order.
+fn http_sd_from_raw(mut h: RawHttpSd) -> Result<HttpSdConfig, String> {
+    let http = h.take_http();
+    let refresh_interval = dur(h.refresh_interval.as_deref(), DEFAULT_HTTP_SD_REFRESH)?;
+    let url = h.url.unwrap_or_default();
+    if url.is_empty() {
+        return Err("URL is missing".to_string());
+    }
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| "URL scheme must be 'http' or 'https'".to_string())?;
+    if scheme != "http" && scheme != "https" {
+        return Err("URL scheme must be 'http' or 'https'".to_string());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, h)| h)
+        .is_empty()
+    {
+        return Err("host is missing in URL".to_string());
+    }
+    Ok(HttpSdConfig {
+        url,
+        refresh_interval,
+        http_client: http_client::from_raw_unvalidated(http)?,
     })
 }
 
@@ -816,7 +728,7 @@ fn remote_write_from_raw(mut r: RawRemoteWrite) -> Result<RemoteWriteConfig, Str
         write_relabel_configs,
         send_exemplars: r.send_exemplars.unwrap_or(false),
         send_native_histograms: r.send_native_histograms.unwrap_or(false),
-        http_client: http_from_raw(http)?,
+        http_client: http_client::from_raw(http)?,
         queue_config: r.queue_config,
         metadata_config: r.metadata_config,
         sigv4: r.sigv4,

@@ -1,11 +1,12 @@
-//! Service discovery: turns `static_configs` and `file_sd_configs` into target
-//! groups per scrape job, and keeps them current.
+//! Service discovery: turns `static_configs`, `file_sd_configs` and
+//! `http_sd_configs` into target groups per scrape job, and keeps them current.
 //!
 //! Discovery knows nothing of scraping: it publishes the full set of target
 //! groups of every job on a `watch` channel, and the scrape manager reacts.
 
 pub mod file_sd;
 mod glob;
+pub mod http_sd;
 mod target_group;
 
 pub use target_group::{ADDRESS_LABEL, TargetGroup};
@@ -28,6 +29,9 @@ pub enum Error {
     Parse { path: String, msg: String },
     #[error("invalid file_sd pattern {pattern:?}: {msg}")]
     Pattern { pattern: String, msg: String },
+    /// An `http_sd_configs` URL could not be used or refreshed.
+    #[error("http_sd {url}: {msg}")]
+    Http { url: String, msg: String },
 }
 
 mod manager;

@@ -117,6 +117,12 @@ pub struct ScrapeMetrics {
     pub pools_created: Counter,
     /// Scrapes that failed for exceeding `sample_limit`.
     pub exceeded_sample_limit: Counter,
+    /// Pools not created because their HTTP client could not be built.
+    pub pools_failed: Counter,
+    /// Syncs of a pool that found more targets than `target_limit`.
+    pub exceeded_target_limit: Counter,
+    /// Scrapes that failed for a series over a label limit.
+    pub exceeded_label_limits: Counter,
     /// Actual time between two scrapes of a target, by configured interval.
     intervals: Mutex<BTreeMap<Duration, Window>>,
 }
@@ -137,6 +143,8 @@ impl ScrapeMetrics {
 pub struct SdMetrics {
     /// `file_sd` files that could not be read or parsed.
     pub file_read_errors: Counter,
+    /// `http_sd_configs` refreshes that failed.
+    pub http_failures: Counter,
 }
 
 /// Every counter raymon keeps about itself. Cheap to clone.
@@ -145,6 +153,9 @@ pub struct Metrics {
     pub tsdb: Arc<TsdbMetrics>,
     pub scrape: Arc<ScrapeMetrics>,
     pub sd: Arc<SdMetrics>,
+    /// Sections of the loaded config raymon does not act on
+    /// (`config::unimplemented`), set at every load.
+    pub config_unimplemented_sections: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -219,6 +230,7 @@ impl Metrics {
             tsdb: Arc::default(),
             scrape: Arc::default(),
             sd: Arc::default(),
+            config_unimplemented_sections: Arc::default(),
         }
     }
 
@@ -300,9 +312,31 @@ impl Metrics {
             &[],
             self.sd.file_read_errors.get() as f64,
         );
+        w.family(
+            "prometheus_sd_http_failures_total",
+            "Number of HTTP service discovery refresh failures.",
+            "counter",
+        );
+        w.sample(
+            "prometheus_sd_http_failures_total",
+            &[],
+            self.sd.http_failures.get() as f64,
+        );
 
         self.render_scrape(&mut w, g);
         self.render_tsdb(&mut w, g);
+
+        w.family(
+            "raymon_config_unimplemented_sections",
+            "Sections of the loaded configuration that raymon reads but does not implement (each named in a warning at load).",
+            "gauge",
+        );
+        w.sample(
+            "raymon_config_unimplemented_sections",
+            &[],
+            self.config_unimplemented_sections
+                .load(std::sync::atomic::Ordering::Relaxed) as f64,
+        );
         w.finish()
     }
 
@@ -337,6 +371,21 @@ impl Metrics {
                 );
             }
         }
+        for (name, help, c) in [
+            (
+                "prometheus_target_scrape_pool_exceeded_label_limits_total",
+                "Total number of times scrape pools hit the label limits, during sync or config reload.",
+                &s.exceeded_label_limits,
+            ),
+            (
+                "prometheus_target_scrape_pool_exceeded_target_limit_total",
+                "Total number of times scrape pools hit the target limit, during sync or config reload.",
+                &s.exceeded_target_limit,
+            ),
+        ] {
+            w.family(name, help, "counter");
+            w.sample(name, &[], c.get() as f64);
+        }
         w.family(
             "prometheus_target_scrape_pool_targets",
             "Current number of targets in this scrape pool.",
@@ -358,6 +407,16 @@ impl Metrics {
             "prometheus_target_scrape_pools_total",
             &[],
             s.pools_created.get() as f64,
+        );
+        w.family(
+            "prometheus_target_scrape_pools_failed_total",
+            "Total number of scrape pool creations that failed.",
+            "counter",
+        );
+        w.sample(
+            "prometheus_target_scrape_pools_failed_total",
+            &[],
+            s.pools_failed.get() as f64,
         );
         w.family(
             "prometheus_target_scrapes_exceeded_sample_limit_total",

@@ -24,11 +24,13 @@ mod import_export;
 mod json;
 pub mod offload;
 pub mod params;
+pub mod prefix;
 pub mod promql_engine;
 mod remote_write;
 pub mod selector;
 pub mod server;
 mod targets;
+pub mod ui;
 pub mod web_config;
 
 use std::collections::BTreeMap;
@@ -361,6 +363,20 @@ pub struct AppState {
     pub inline_budget: Duration,
     /// The clock, in Unix milliseconds; replaceable for tests.
     pub now_ms: fn() -> i64,
+    /// `--web.external-url` and `--web.route-prefix`.
+    pub location: prefix::Location,
+    /// `--web.page-title`.
+    pub page_title: String,
+    /// `--web.cors.origin`, fully anchored; `None` for `.*` (any origin,
+    /// answered with `*`).
+    pub cors_origin: Option<regex::Regex>,
+    /// Grafana dashboards served at `/d/` (`--web.dashboards-dir`).
+    pub dashboards: Option<Arc<ui::Dashboards>>,
+    /// The scrape interval dashboards take as their datasource's
+    /// (`timeInterval`): the lower limit of `$__interval`.
+    pub dashboard_scrape_ms: i64,
+    /// The datasource name a dashboard's `datasource` variable shows.
+    pub datasource_name: String,
 }
 
 impl AppState {
@@ -397,6 +413,12 @@ impl AppState {
             request_timeout: Duration::from_secs(5 * 60),
             inline_budget: Duration::from_millis(1),
             now_ms: system_now_ms,
+            location: prefix::Location::default(),
+            page_title: "Prometheus Time Series Collection and Processing Server".to_string(),
+            cors_origin: None,
+            dashboards: None,
+            dashboard_scrape_ms: 15_000,
+            datasource_name: "Prometheus".to_string(),
         }
     }
 }

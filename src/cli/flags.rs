@@ -122,9 +122,21 @@ pub struct ImportArgs {
     /// serve opens it.
     #[arg(long = "storage.tsdb.path")]
     pub storage_path: Option<PathBuf>,
+    /// Read a Prometheus 2.x data directory instead (its blocks, and the
+    /// WAL and head chunks a stopped Prometheus left) into the data
+    /// directory given by `--storage.tsdb.path`. The Prometheus directory
+    /// is only read; one a running Prometheus holds is refused.
+    #[arg(
+        long = "from-prometheus",
+        value_name = "DIR",
+        requires = "storage_path",
+        conflicts_with = "file"
+    )]
+    pub from_prometheus: Option<PathBuf>,
     /// OpenMetrics text ending in `# EOF`, every sample with a timestamp;
     /// `-` reads standard input.
-    pub file: PathBuf,
+    #[arg(required_unless_present = "from_prometheus")]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -153,9 +165,11 @@ pub struct ServeArgs {
     #[arg(long = "storage.tsdb.path", default_value = "data/")]
     pub storage_path: PathBuf,
 
-    /// How long to keep samples (Prometheus duration: 15d, 12h, ...).
-    #[arg(long = "storage.tsdb.retention.time", default_value = "15d")]
-    pub retention_time: String,
+    /// How long to keep samples (Prometheus duration: 15d, 12h, ...). When
+    /// neither it, --storage.tsdb.retention nor --storage.tsdb.retention.size
+    /// is given, 15d; with only a size, no time limit (as Prometheus).
+    #[arg(long = "storage.tsdb.retention.time", value_name = "DURATION")]
+    pub retention_time: Option<String>,
 
     /// Most bytes of storage to keep (e.g. 512MB, 10GB); 0 means no limit.
     #[arg(long = "storage.tsdb.retention.size", default_value = "0")]
@@ -192,21 +206,60 @@ pub struct ServeArgs {
     pub listen_address: SocketAddr,
 
     /// Prometheus web config file (basic auth, TLS).
-    #[arg(long = "web.config.file")]
+    /// Empty (Prometheus's default) means none.
+    #[arg(long = "web.config.file", value_parser = any_path)]
     pub web_config_file: Option<PathBuf>,
 
+    /// A directory of Grafana dashboard JSON files (Ray writes its own into
+    /// `<session>/metrics/grafana/dashboards`), served Grafana-style at
+    /// /d/<uid>/ and /d-solo/<uid>/ for Ray's Metrics tab. Repeatable.
+    #[arg(long = "web.dashboards-dir")]
+    pub dashboards_dirs: Vec<PathBuf>,
+
+    /// Serve the dashboard pages (and only the queries their panels and
+    /// variables hold) without credentials when basic auth is on, as
+    /// Grafana's anonymous viewers for Ray's iframes. The query API still
+    /// wants credentials.
+    #[arg(long = "web.dashboards.anonymous")]
+    pub dashboards_anonymous: bool,
+
+    /// The datasource name dashboards show (Ray's RAY_PROMETHEUS_NAME).
+    #[arg(long = "web.dashboards.datasource-name", default_value = "Prometheus")]
+    pub dashboards_datasource_name: String,
+
     /// Enable POST /-/reload and /-/quit, as in Prometheus.
-    #[arg(long = "web.enable-lifecycle")]
+    #[arg(
+        long = "web.enable-lifecycle",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub enable_lifecycle: bool,
 
     /// Accept remote write requests on POST /api/v1/write, as in Prometheus.
-    #[arg(long = "web.enable-remote-write-receiver")]
+    #[arg(
+        long = "web.enable-remote-write-receiver",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub enable_remote_write_receiver: bool,
 
     /// Accept OpenMetrics text on POST /api/v1/import (what `raymon import
     /// --url` sends). Off by default: like remote write, a write endpoint
     /// is opt-in.
-    #[arg(long = "web.enable-import")]
+    #[arg(
+        long = "web.enable-import",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
     pub enable_import: bool,
 
     /// Import and remote write refuse samples older than this (Prometheus
@@ -292,6 +345,12 @@ pub struct ServeArgs {
     /// Log level: debug, info, warn, error.
     #[arg(long = "log.level", default_value = "info")]
     pub log_level: String,
+
+    #[command(flatten)]
+    pub prom: super::prom_flags::PromFlags,
+
+    #[command(flatten)]
+    pub accepted: super::prom_flags::AcceptedFlags,
 }
 
 impl ServeArgs {
@@ -300,7 +359,7 @@ impl ServeArgs {
         [
             ("config.file", self.config_file.display().to_string()),
             ("storage.tsdb.path", self.storage_path.display().to_string()),
-            ("storage.tsdb.retention.time", self.retention_time.clone()),
+            ("storage.tsdb.retention.time", self.retention_time()),
             ("storage.tsdb.retention.size", self.retention_size.clone()),
             (
                 "storage.tsdb.checkpoint-interval",
@@ -325,7 +384,7 @@ impl ServeArgs {
                 "web.write.max-age",
                 self.write_max_age
                     .clone()
-                    .unwrap_or_else(|| self.retention_time.clone()),
+                    .unwrap_or_else(|| self.retention_time()),
             ),
             ("web.write.max-future", self.write_max_future.clone()),
             ("web.write.label-limit", self.write_label_limit.to_string()),
@@ -356,12 +415,65 @@ impl ServeArgs {
                 self.scrape_timestamp_tolerance.clone(),
             ),
             ("log.level", self.log_level.clone()),
+            (
+                "log.format",
+                match self.prom.log_format {
+                    Some(f) => format!("{f:?}").to_lowercase(),
+                    None => String::new(),
+                },
+            ),
+            (
+                "web.external-url",
+                self.prom.external_url.clone().unwrap_or_default(),
+            ),
+            (
+                "web.route-prefix",
+                self.prom.route_prefix.clone().unwrap_or_default(),
+            ),
+            (
+                "web.enable-admin-api",
+                self.prom.enable_admin_api.to_string(),
+            ),
+            ("web.page-title", self.prom.page_title.clone()),
+            ("web.cors.origin", self.prom.cors_origin.clone()),
+            (
+                "storage.tsdb.retention",
+                self.prom.retention_deprecated.clone().unwrap_or_default(),
+            ),
+            ("enable-feature", self.prom.features.join(",")),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(
+            self.accepted
+                .given
+                .iter()
+                .map(|(a, v)| (a.name.to_string(), v.clone())),
+        )
         .collect()
     }
+
+    /// `--storage.tsdb.retention.time` as Prometheus resolves it: the flag,
+    /// else the deprecated `--storage.tsdb.retention`, else 15d unless a
+    /// size bound is given (then `0s`, no time bound).
+    pub fn retention_time(&self) -> String {
+        if let Some(t) = &self.retention_time {
+            return t.clone();
+        }
+        if let Some(t) = &self.prom.retention_deprecated {
+            return t.clone();
+        }
+        let size = self.retention_size.trim();
+        if size.is_empty() || size == "0" {
+            DEFAULT_RETENTION.to_string()
+        } else {
+            "0s".to_string()
+        }
+    }
 }
+
+/// Prometheus's retention when no bound is given.
+pub const DEFAULT_RETENTION: &str = "15d";
 
 /// Where `up`, `down` and `env` find things, and how the pieces are reached.
 #[derive(Debug, Clone, Args)]
@@ -409,12 +521,15 @@ pub struct StackArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GrafanaMode {
     /// `native` when `--grafana-bin` is given or a `grafana`/`grafana-server`
-    /// is on PATH, else `shifter` when `shifter` is on PATH, else `none`.
+    /// is on PATH, else `shifter` when `shifter` is on PATH, else `builtin`.
     Auto,
     /// A `grafana` or `grafana-server` binary (PATH or `--grafana-bin`).
     Native,
     /// A container image through `shifter`, as on NERSC systems.
     Shifter,
+    /// No Grafana process: raymon serves Ray's dashboards itself at
+    /// /d/<uid>/ and /d-solo/<uid>/, and Ray's Metrics tab embeds them.
+    Builtin,
     /// No Grafana: provisioning is still written for one you run yourself.
     None,
 }
@@ -437,6 +552,7 @@ impl GrafanaMode {
             GrafanaMode::Auto => "auto",
             GrafanaMode::Native => "native",
             GrafanaMode::Shifter => "shifter",
+            GrafanaMode::Builtin => "builtin",
             GrafanaMode::None => "none",
         }
     }
@@ -573,6 +689,11 @@ pub struct EnvArgs {
 
     #[arg(long, value_enum, default_value = "shell")]
     pub format: EnvFormat,
+}
+
+/// A path that may be empty, as Prometheus's `--web.config.file=""`.
+fn any_path(s: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(s))
 }
 
 /// Durations for launcher flags: Prometheus syntax (`90s`, `2m`).

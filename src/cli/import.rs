@@ -23,11 +23,17 @@ use crate::tsdb::{Db, DbOptions};
 const PIECE_BYTES: usize = 4 << 20;
 
 pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
-    let (input, total): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
+    if let (Some(from), Some(to)) = (&args.from_prometheus, &args.storage_path) {
+        return from_prometheus(from, to);
+    }
+    let Some(file) = &args.file else {
+        bail!("give a file to import, or --from-prometheus DIR");
+    };
+    let (input, total): (Box<dyn Read>, Option<u64>) = if file.as_os_str() == "-" {
         (Box::new(std::io::stdin()), None)
     } else {
-        let f = std::fs::File::open(&args.file)
-            .with_context(|| format!("cannot open {}", args.file.display()))?;
+        let f =
+            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
         let len = f.metadata().ok().map(|m| m.len());
         (Box::new(f), len)
     };
@@ -38,6 +44,157 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(send(args, BufReader::with_capacity(1 << 16, input), total))
+}
+
+/// Samples between moves of closed chunks out of memory during a
+/// `--from-prometheus` import, which may hold far more than memory.
+const FLUSH_EVERY_SAMPLES: u64 = 20_000_000;
+
+/// `--from-prometheus`: a Prometheus data directory into the store at `to`.
+fn from_prometheus(from: &Path, to: &Path) -> anyhow::Result<()> {
+    use crate::promdata::{self, Event};
+    // Refuse a directory in use before opening (and maybe creating) ours.
+    drop(promdata::lock(from)?);
+    let opts = DbOptions {
+        retention_ms: 0,
+        ..DbOptions::default()
+    };
+    let (db, _) =
+        Db::open(to, opts).with_context(|| format!("cannot open storage at {}", to.display()))?;
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let mut flushed_at = 0u64;
+    let mut flush_error = None;
+    let mut block_started = Instant::now();
+    let res = promdata::import(
+        from,
+        db.head(),
+        &promdata::Options::default(),
+        &mut |ev| match ev {
+            Event::BlockStart {
+                ulid,
+                index,
+                total,
+                min_time,
+                max_time,
+                samples,
+            } => {
+                block_started = Instant::now();
+                eprintln!(
+                    "block {index}/{total} {ulid} ({} to {}, {samples} samples)",
+                    fmt_ms(min_time),
+                    fmt_ms(max_time)
+                );
+            }
+            Event::BlockDone {
+                samples, series, ..
+            } => eprintln!(
+                "  imported {samples} samples of {series} series in {:.1} s",
+                block_started.elapsed().as_secs_f64()
+            ),
+            Event::Skipped { what, reason } => eprintln!("skipped {what}: {reason}"),
+            Event::HeadStart {
+                segments,
+                chunk_files,
+            } => {
+                block_started = Instant::now();
+                eprintln!(
+                    "head: {segments} WAL segment files (checkpoint included), {chunk_files} head chunk files"
+                );
+            }
+            Event::HeadDone { samples, series } => eprintln!(
+                "  imported {samples} samples of {series} series in {:.1} s",
+                block_started.elapsed().as_secs_f64()
+            ),
+            Event::Committed { samples } => {
+                if samples >= flushed_at + FLUSH_EVERY_SAMPLES {
+                    flushed_at = samples;
+                    if let Err(e) = db.flush_closed_chunks() {
+                        flush_error.get_or_insert(e);
+                    }
+                }
+                if last_report.elapsed().as_secs_f64() >= 1.0 {
+                    last_report = Instant::now();
+                    let secs = started.elapsed().as_secs_f64();
+                    eprintln!(
+                        "  {samples} samples so far, {:.0} samples/s",
+                        samples as f64 / secs.max(1e-9)
+                    );
+                }
+            }
+        },
+    );
+    // What was committed stays, whatever happened after: close writes it out.
+    db.close().context("cannot close the storage")?;
+    db.merge_windows()
+        .context("cannot merge the imported chunks")?;
+    if let Some(e) = flush_error {
+        eprintln!("warning: moving chunks out of memory failed during the import: {e}");
+    }
+    let sum = res.with_context(|| format!("import from {} stopped", from.display()))?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "done: {} samples ({} from {} blocks, {} from the head's {} series) in {secs:.1} s, {:.0} samples/s",
+        sum.samples,
+        sum.block_samples,
+        sum.blocks,
+        sum.head_samples,
+        sum.head_series,
+        sum.samples as f64 / secs.max(1e-9)
+    );
+    if let (Some(a), Some(b)) = (sum.min_time, sum.max_time) {
+        eprintln!("  time range {} to {}", fmt_ms(a), fmt_ms(b));
+    }
+    for (n, what) in [
+        (
+            sum.blocks_replaced as u64,
+            "blocks replaced by a later compaction, not read",
+        ),
+        (
+            sum.refused,
+            "samples refused: the store already had that time or a later one for the series",
+        ),
+        (
+            sum.deleted,
+            "samples under tombstones (deleted in Prometheus), not imported",
+        ),
+        (
+            sum.histograms,
+            "native histogram samples or records, not imported (raymon stores floats)",
+        ),
+        (
+            sum.unknown_series,
+            "WAL samples of series the WAL never named, not imported",
+        ),
+    ] {
+        if n > 0 {
+            eprintln!("  {n} {what}");
+        }
+    }
+    if !sum.problems.is_empty() {
+        eprintln!(
+            "{} problems (reported above, the rest was imported):",
+            sum.problems.len()
+        );
+        for p in &sum.problems {
+            eprintln!("  {p}");
+        }
+    }
+    Ok(())
+}
+
+/// A millisecond timestamp as RFC 3339 UTC.
+fn fmt_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = crate::web::params::civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Imports into the store at `dir`, closed (checkpointed) at the end.

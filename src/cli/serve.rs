@@ -3,6 +3,7 @@
 //! shutdown (stop scraping, then flush storage, as Prometheus does).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
@@ -36,7 +37,41 @@ pub async fn serve_until_signal(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result<()> {
     let cfg = config::load_file(&args.config_file)
         .with_context(|| format!("cannot load {}", args.config_file.display()))?;
-    let web_config = match &args.web_config_file {
+    let (features, feature_lines) = args.prom.features();
+    for w in args.accepted.warnings() {
+        warn!("{w}");
+    }
+    for (is_warning, line) in feature_lines {
+        if is_warning {
+            warn!("{line}");
+        } else {
+            info!("{line}");
+        }
+    }
+    if args.prom.retention_deprecated.is_some() {
+        warn!(
+            deprecated_flag = "storage.tsdb.retention",
+            new_flag = "storage.tsdb.retention.time",
+            "flag --storage.tsdb.retention is deprecated"
+        );
+    }
+    // Hook for agent mode (`--enable-feature=agent`): until it exists, the
+    // warning above says raymon runs as a server.
+    let _agent_mode = features.agent;
+    let location = web::prefix::Location::new(
+        args.prom.external_url.as_deref(),
+        args.prom.route_prefix.as_deref(),
+        &hostname(),
+        args.listen_address.port(),
+    )?;
+    let cors_origin = cors_regex(&args.prom.cors_origin)?;
+    warn_unimplemented(&cfg);
+    // Prometheus's default `--web.config.file=""` means none.
+    let web_config_file = args
+        .web_config_file
+        .clone()
+        .filter(|p| !p.as_os_str().is_empty());
+    let web_config = match &web_config_file {
         Some(p) => web::web_config::WebConfig::load(p)
             .with_context(|| format!("cannot load web config {}", p.display()))?,
         None => web::web_config::WebConfig::default(),
@@ -46,13 +81,19 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
             .context("invalid --web.read-header-timeout")?,
         max_connections: args.max_connections,
         web_config,
-        web_config_file: args.web_config_file.clone(),
+        web_config_file,
+        anonymous: args
+            .dashboards_anonymous
+            .then_some(web::ui::is_dashboard_path as fn(&str) -> bool),
         ..Default::default()
     };
     let db = Arc::new(open_storage(&args)?);
     db.start_background();
     let head = Arc::new(db.head().clone());
     let metrics = selfmetrics::Metrics::new();
+    metrics
+        .config_unimplemented_sections
+        .store(cfg.unimplemented.len() as u64, Ordering::Relaxed);
     // Every write (scrapes, imports, remote write) goes through the counting wrapper.
     let store: Arc<dyn Appendable> =
         Arc::new(CountingAppendable::new(head.clone(), metrics.tsdb.clone()));
@@ -89,6 +130,13 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         state.quit = Some(cancel.clone());
     }
     state.flags = args.prometheus_flags();
+    if !args.dashboards_dirs.is_empty() {
+        state.dashboards = Some(Arc::new(web::ui::Dashboards::new(
+            args.dashboards_dirs.clone(),
+        )));
+    }
+    state.dashboard_scrape_ms = cfg.global.scrape_interval.as_millis() as i64;
+    state.datasource_name = args.dashboards_datasource_name.clone();
     let engine = Engine::new(EngineOptions {
         lookback_delta_ms: config::parse_duration(&args.lookback_delta)
             .context("invalid --query.lookback-delta")?
@@ -109,12 +157,15 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         config::parse_duration(&args.lookback_delta).context("invalid --query.lookback-delta")?;
     state.query_timeout =
         config::parse_duration(&args.query_timeout).context("invalid --query.timeout")?;
-    state.storage_retention = args.retention_time.clone();
+    state.storage_retention = args.retention_time();
     state.request_timeout =
         config::parse_duration(&args.read_timeout).context("invalid --web.read-timeout")?;
-    if args.enable_remote_write_receiver {
+    if args.enable_remote_write_receiver || features.remote_write_receiver {
         state.remote_write = Some(store.clone());
     }
+    state.location = location;
+    state.page_title = args.prom.page_title.clone();
+    state.cors_origin = cors_origin;
     let config_yaml = state.config_yaml.clone();
     let config_status = state.config_status.clone();
     state.tsdb_stats = Some(tsdb_status(head.clone()));
@@ -146,6 +197,10 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
             let result = match config::load_file(&config_path) {
                 Ok(cfg) => match discovery_jobs(&cfg, &reload_metrics) {
                     Ok(jobs) => {
+                        warn_unimplemented(&cfg);
+                        reload_metrics
+                            .config_unimplemented_sections
+                            .store(cfg.unimplemented.len() as u64, Ordering::Relaxed);
                         discovery.apply(jobs);
                         let _ = cmd_tx
                             .send(scrape::Command::Configs(cfg.scrape_configs.clone()))
@@ -204,7 +259,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
 
 /// Opens the durable store at `--storage.tsdb.path` with the retention flags.
 fn open_storage(args: &ServeArgs) -> anyhow::Result<Db> {
-    let retention = config::parse_duration(&args.retention_time)
+    let retention = config::parse_duration(&args.retention_time())
         .context("invalid --storage.tsdb.retention.time")?;
     let size = args.retention_size.trim();
     let retention_bytes = if size.is_empty() || size == "0" {
@@ -238,7 +293,7 @@ fn write_limits(args: &ServeArgs) -> anyhow::Result<web::WriteLimits> {
     };
     let max_age = match &args.write_max_age {
         Some(s) => bound("--web.write.max-age", s)?,
-        None => bound("--storage.tsdb.retention.time", &args.retention_time)?,
+        None => bound("--storage.tsdb.retention.time", &args.retention_time())?,
     };
     Ok(web::WriteLimits {
         labels: crate::model::LabelLimits {
@@ -257,8 +312,13 @@ fn discovery_jobs(
     metrics: &selfmetrics::Metrics,
 ) -> Result<Vec<discovery::JobDiscovery>, discovery::Error> {
     let mut jobs = jobs_from_config(cfg)?;
-    for sd in jobs.iter_mut().flat_map(|j| j.file_sd.iter_mut()) {
-        sd.set_metrics(metrics.sd.clone());
+    for job in &mut jobs {
+        for sd in &mut job.file_sd {
+            sd.set_metrics(metrics.sd.clone());
+        }
+        for sd in &mut job.http_sd {
+            sd.set_metrics(metrics.sd.clone());
+        }
     }
     Ok(jobs)
 }
@@ -347,9 +407,33 @@ fn self_metrics(
     })
 }
 
+/// One warning per section of the config that raymon does not act on.
+fn warn_unimplemented(cfg: &config::Config) {
+    for u in &cfg.unimplemented {
+        warn!("{u}");
+    }
+}
+
+/// `--web.cors.origin` compiled fully anchored, as Prometheus does; `None`
+/// for the default `.*`, which answers any origin with `*`.
+fn cors_regex(s: &str) -> anyhow::Result<Option<regex::Regex>> {
+    if s == ".*" {
+        return Ok(None);
+    }
+    regex::Regex::new(&format!("^(?:{s})$"))
+        .map(Some)
+        .with_context(|| format!("could not compile CORS regex string {s:?}"))
+}
+
+/// The machine's name, for the default external URL.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
 fn offset_seed(args: &ServeArgs) -> u64 {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let key = format!("{}{}", host.trim(), args.listen_address);
+    let key = format!("{}{}", hostname(), args.listen_address);
     crate::model::Labels::from_pairs([("seed", key)]).stable_hash()
 }
 

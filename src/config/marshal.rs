@@ -4,7 +4,9 @@
 
 use serde_norway::{Mapping, Value};
 
-use super::{Config, HttpClientConfig, RelabelConfig, ScrapeConfig, format_duration, format_size};
+use super::{
+    Config, HttpClientConfig, RelabelConfig, ScrapeConfig, TlsConfig, format_duration, format_size,
+};
 use crate::model::Labels;
 
 const SECRET: &str = "<secret>";
@@ -246,6 +248,24 @@ fn scrape(s: &ScrapeConfig) -> Value {
             .collect();
         m.insert("file_sd_configs".into(), Value::Sequence(list));
     }
+    if !s.http_sd_configs.is_empty() {
+        let list = s
+            .http_sd_configs
+            .iter()
+            .map(|h| {
+                let mut g = Mapping::new();
+                http(&mut g, &h.http_client);
+                put(
+                    &mut g,
+                    "refresh_interval",
+                    format_duration(h.refresh_interval),
+                );
+                put(&mut g, "url", h.url.clone());
+                Value::Mapping(g)
+            })
+            .collect();
+        m.insert("http_sd_configs".into(), Value::Sequence(list));
+    }
     Value::Mapping(m)
 }
 
@@ -269,18 +289,54 @@ fn http(m: &mut Mapping, h: &HttpClientConfig) {
         m.insert("authorization".into(), Value::Mapping(v));
     }
     if let Some(o) = &h.oauth2 {
-        m.insert("oauth2".into(), o.clone());
+        let mut v = Mapping::new();
+        put(&mut v, "client_id", o.client_id.clone());
+        if !o.client_secret.is_empty() {
+            put(&mut v, "client_secret", SECRET.into());
+        }
+        put_str(&mut v, "client_secret_file", &o.client_secret_file);
+        if !o.scopes.is_empty() {
+            v.insert("scopes".into(), strings(&o.scopes));
+        }
+        put(&mut v, "token_url", o.token_url.clone());
+        if !o.endpoint_params.is_empty() {
+            let p = o
+                .endpoint_params
+                .iter()
+                .map(|(k, val)| (Value::from(k.as_str()), Value::from(val.as_str())))
+                .collect();
+            v.insert("endpoint_params".into(), Value::Mapping(p));
+        }
+        if let Some(p) = &o.proxy_url {
+            put(&mut v, "proxy_url", redact_url(p));
+        }
+        v.insert("tls_config".into(), Value::Mapping(tls(&o.tls_config)));
+        m.insert("oauth2".into(), Value::Mapping(v));
     }
     if let Some(p) = &h.proxy_url {
-        put(m, "proxy_url", p.clone());
+        put(m, "proxy_url", redact_url(p));
     }
-    let t = &h.tls_config;
+    if !h.proxy_connect_header.is_empty() {
+        let hs = h
+            .proxy_connect_header
+            .iter()
+            .map(|(k, vals)| {
+                let secrets = vals.iter().map(|_| Value::from(SECRET)).collect();
+                (Value::from(k.as_str()), Value::Sequence(secrets))
+            })
+            .collect();
+        m.insert("proxy_connect_header".into(), Value::Mapping(hs));
+    }
+    let v = tls(&h.tls_config);
+    if !v.is_empty() {
+        m.insert("tls_config".into(), Value::Mapping(v));
+    }
+    m.insert("follow_redirects".into(), h.follow_redirects.into());
+    m.insert("enable_http2".into(), h.enable_http2.into());
+}
+
+fn tls(t: &TlsConfig) -> Mapping {
     let mut v = Mapping::new();
-    put_str(&mut v, "ca", &t.ca);
-    put_str(&mut v, "cert", &t.cert);
-    if !t.key.is_empty() {
-        put(&mut v, "key", SECRET.into());
-    }
     put_str(&mut v, "ca_file", &t.ca_file);
     put_str(&mut v, "cert_file", &t.cert_file);
     put_str(&mut v, "key_file", &t.key_file);
@@ -288,12 +344,28 @@ fn http(m: &mut Mapping, h: &HttpClientConfig) {
     if !v.is_empty() || t.insecure_skip_verify {
         v.insert("insecure_skip_verify".into(), t.insecure_skip_verify.into());
     }
-    put_str(&mut v, "min_version", &t.min_version);
-    if !v.is_empty() {
-        m.insert("tls_config".into(), Value::Mapping(v));
+    if let Some(min) = t.min_version {
+        put(&mut v, "min_version", min.as_str().to_string());
     }
-    m.insert("follow_redirects".into(), h.follow_redirects.into());
-    m.insert("enable_http2".into(), h.enable_http2.into());
+    if let Some(max) = t.max_version {
+        put(&mut v, "max_version", max.as_str().to_string());
+    }
+    v
+}
+
+/// Go's `URL.Redacted`: a password in the URL shown as `xxxxx`.
+fn redact_url(u: &str) -> String {
+    let Some((scheme, rest)) = u.split_once("://") else {
+        return u.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:xxxxx@{host}{}", &rest[end..])
+        }
+        _ => u.to_string(),
+    }
 }
 
 fn relabels(list: &[RelabelConfig]) -> Value {

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
+use super::http_client::RawHttp;
+use super::sections::{RawAlerting, RawRemoteReads, RawStorage, RawTracing, checked};
+
 /// A string field where an explicit YAML `null` means "empty", as in Go,
 /// while a missing field stays `None` so the default applies.
 fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -53,12 +56,16 @@ fn yaml11_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     pub global: Option<RawGlobal>,
+    #[serde(default, deserialize_with = "checked::<_, RawAlerting>")]
     pub alerting: Option<serde_norway::Value>,
     pub rule_files: Option<Vec<String>>,
     pub scrape_configs: Option<Vec<Option<RawScrape>>>,
+    #[serde(default, deserialize_with = "checked::<_, RawStorage>")]
     pub storage: Option<serde_norway::Value>,
+    #[serde(default, deserialize_with = "checked::<_, RawTracing>")]
     pub tracing: Option<serde_norway::Value>,
     pub remote_write: Option<Vec<Option<RawRemoteWrite>>>,
+    #[serde(default, deserialize_with = "checked::<_, RawRemoteReads>")]
     pub remote_read: Option<serde_norway::Value>,
 }
 
@@ -94,10 +101,11 @@ pub(crate) struct RawScrape {
 
     pub basic_auth: Option<RawBasicAuth>,
     pub authorization: Option<RawAuthorization>,
-    pub oauth2: Option<serde_norway::Value>,
+    pub oauth2: Option<RawOAuth2>,
     pub bearer_token: Option<String>,
     pub bearer_token_file: Option<String>,
     pub proxy_url: Option<String>,
+    pub proxy_connect_header: Option<BTreeMap<String, Vec<String>>>,
     pub tls_config: Option<RawTls>,
     #[serde(default, deserialize_with = "yaml11_bool")]
     pub follow_redirects: Option<bool>,
@@ -109,6 +117,7 @@ pub(crate) struct RawScrape {
 
     pub static_configs: Option<Vec<Option<RawStatic>>>,
     pub file_sd_configs: Option<Vec<Option<RawFileSd>>>,
+    pub http_sd_configs: Option<Vec<Option<RawHttpSd>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -126,11 +135,12 @@ pub(crate) struct RawRemoteWrite {
 
     pub basic_auth: Option<RawBasicAuth>,
     pub authorization: Option<RawAuthorization>,
-    pub oauth2: Option<serde_norway::Value>,
+    pub oauth2: Option<RawOAuth2>,
     pub sigv4: Option<serde_norway::Value>,
     pub bearer_token: Option<String>,
     pub bearer_token_file: Option<String>,
     pub proxy_url: Option<String>,
+    pub proxy_connect_header: Option<BTreeMap<String, Vec<String>>>,
     pub tls_config: Option<RawTls>,
     #[serde(default, deserialize_with = "yaml11_bool")]
     pub follow_redirects: Option<bool>,
@@ -139,20 +149,6 @@ pub(crate) struct RawRemoteWrite {
 
     pub queue_config: Option<serde_norway::Value>,
     pub metadata_config: Option<serde_norway::Value>,
-}
-
-/// The HTTP client fields that scrape and remote-write sections share.
-#[derive(Debug, Default)]
-pub(crate) struct RawHttp {
-    pub basic_auth: Option<RawBasicAuth>,
-    pub authorization: Option<RawAuthorization>,
-    pub oauth2: Option<serde_norway::Value>,
-    pub bearer_token: Option<String>,
-    pub bearer_token_file: Option<String>,
-    pub proxy_url: Option<String>,
-    pub tls_config: Option<RawTls>,
-    pub follow_redirects: Option<bool>,
-    pub enable_http2: Option<bool>,
 }
 
 impl RawScrape {
@@ -164,6 +160,7 @@ impl RawScrape {
             bearer_token: self.bearer_token.take(),
             bearer_token_file: self.bearer_token_file.take(),
             proxy_url: self.proxy_url.take(),
+            proxy_connect_header: self.proxy_connect_header.take(),
             tls_config: self.tls_config.take(),
             follow_redirects: self.follow_redirects.take(),
             enable_http2: self.enable_http2.take(),
@@ -180,6 +177,7 @@ impl RawRemoteWrite {
             bearer_token: self.bearer_token.take(),
             bearer_token_file: self.bearer_token_file.take(),
             proxy_url: self.proxy_url.take(),
+            proxy_connect_header: self.proxy_connect_header.take(),
             tls_config: self.tls_config.take(),
             follow_redirects: self.follow_redirects.take(),
             enable_http2: self.enable_http2.take(),
@@ -207,9 +205,6 @@ pub(crate) struct RawAuthorization {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTls {
-    pub ca: Option<String>,
-    pub cert: Option<String>,
-    pub key: Option<String>,
     pub ca_file: Option<String>,
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
@@ -217,6 +212,20 @@ pub(crate) struct RawTls {
     #[serde(default, deserialize_with = "yaml11_bool")]
     pub insecure_skip_verify: Option<bool>,
     pub min_version: Option<String>,
+    pub max_version: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOAuth2 {
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub token_url: Option<String>,
+    pub endpoint_params: Option<BTreeMap<String, String>>,
+    pub proxy_url: Option<String>,
+    pub tls_config: Option<RawTls>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -250,6 +259,43 @@ pub(crate) struct RawFileSd {
     pub refresh_interval: Option<String>,
 }
 
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttpSd {
+    pub url: Option<String>,
+    pub refresh_interval: Option<String>,
+
+    pub basic_auth: Option<RawBasicAuth>,
+    pub authorization: Option<RawAuthorization>,
+    pub oauth2: Option<RawOAuth2>,
+    pub bearer_token: Option<String>,
+    pub bearer_token_file: Option<String>,
+    pub proxy_url: Option<String>,
+    pub proxy_connect_header: Option<BTreeMap<String, Vec<String>>>,
+    pub tls_config: Option<RawTls>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
+    pub follow_redirects: Option<bool>,
+    #[serde(default, deserialize_with = "yaml11_bool")]
+    pub enable_http2: Option<bool>,
+}
+
+impl RawHttpSd {
+    pub fn take_http(&mut self) -> RawHttp {
+        RawHttp {
+            basic_auth: self.basic_auth.take(),
+            authorization: self.authorization.take(),
+            oauth2: self.oauth2.take(),
+            bearer_token: self.bearer_token.take(),
+            bearer_token_file: self.bearer_token_file.take(),
+            proxy_url: self.proxy_url.take(),
+            proxy_connect_header: self.proxy_connect_header.take(),
+            tls_config: self.tls_config.take(),
+            follow_redirects: self.follow_redirects.take(),
+            enable_http2: self.enable_http2.take(),
+        }
+    }
+}
+
 /// A serde error rendered the way Prometheus's yaml.v2 reports it.
 pub(crate) struct YamlError {
     pub message: String,
@@ -276,7 +322,7 @@ pub(crate) fn translate(err: &serde_norway::Error) -> YamlError {
         // Prometheus knows more discovery mechanisms than raymon; say so
         // rather than suggest a typo.
         let note = if go_type == "config.ScrapeConfig" && field.ends_with("_sd_configs") {
-            " (raymon supports only static_configs and file_sd_configs)"
+            " (raymon supports only static_configs, file_sd_configs and http_sd_configs)"
         } else {
             ""
         };
@@ -391,10 +437,13 @@ fn go_type_for(path: &str) -> &'static str {
         "scrape_configs" => "config.ScrapeConfig",
         "relabel_configs" | "metric_relabel_configs" | "write_relabel_configs" => "relabel.plain",
         "file_sd_configs" => "file.plain",
+        "http_sd_configs" => "http.plain",
+        "oauth2" => "config.OAuth2",
         "static_configs" => {
             r#"struct { Targets []string "yaml:\"targets\""; Labels model.LabelSet "yaml:\"labels\"" }"#
         }
         "basic_auth" => "config.BasicAuth",
+        "storage" => "config.StorageConfig",
         "authorization" => "config.Authorization",
         _ => "config.plain",
     }

@@ -7,6 +7,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::file_sd::FileSd;
+use super::http_sd::HttpSd;
 use super::{TargetGroup, Targets};
 
 /// What one scrape job discovers from.
@@ -14,6 +15,7 @@ pub struct JobDiscovery {
     pub job: String,
     pub static_groups: Vec<TargetGroup>,
     pub file_sd: Vec<FileSd>,
+    pub http_sd: Vec<HttpSd>,
 }
 
 /// Owns the running providers. [`Manager::apply`] replaces them all, e.g. on
@@ -50,10 +52,18 @@ impl Manager {
         }
         publish(&self.tx, &slots);
         for job in jobs {
-            for (i, sd) in job.file_sd.into_iter().enumerate() {
-                let (gtx, mut grx) = mpsc::unbounded_channel();
-                let cancel = self.cancel.child_token();
-                tokio::spawn(sd.run(gtx, cancel));
+            let mut receivers = Vec::new();
+            for sd in job.file_sd {
+                let (gtx, grx) = mpsc::unbounded_channel();
+                tokio::spawn(sd.run(gtx, self.cancel.child_token()));
+                receivers.push(grx);
+            }
+            for sd in job.http_sd {
+                let (gtx, grx) = mpsc::unbounded_channel();
+                tokio::spawn(sd.run(gtx, self.cancel.child_token()));
+                receivers.push(grx);
+            }
+            for (i, mut grx) in receivers.into_iter().enumerate() {
                 let slots = slots.clone();
                 let tx = self.tx.clone();
                 let name = job.job.clone();

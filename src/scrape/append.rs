@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::{RelabelConfig, process as relabel_process};
-use crate::model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
+use crate::model::{LabelLimits, Labels, LabelsBuilder, LabelsError, METRIC_NAME, STALE_NAN};
 use crate::scrape::cache::{Cache, Lookup};
 use crate::scrape::status::MetricMetadata;
 use crate::storage::{self, Appender, SeriesRef};
@@ -21,6 +21,8 @@ pub struct Settings {
     pub honor_timestamps: bool,
     /// 0 means no limit.
     pub sample_limit: usize,
+    /// `label_limit`, `label_name_length_limit`, `label_value_length_limit`.
+    pub label_limits: LabelLimits,
     pub metric_relabel: Vec<RelabelConfig>,
 }
 
@@ -32,6 +34,10 @@ pub enum Error {
     /// as Prometheus reports them for such a scrape.
     #[error("sample limit exceeded")]
     SampleLimit(Stats),
+    /// A new series over a label limit fails the whole scrape, as
+    /// Prometheus's `verifyLabelLimits`.
+    #[error("{0}")]
+    LabelLimit(LabelsError),
     #[error("{0}")]
     Storage(#[from] storage::Error),
 }
@@ -158,6 +164,11 @@ impl TargetState {
                 self.cache.insert_dropped(slot);
                 continue;
             };
+            // Only new series are checked: a cached one passed when it was new.
+            settings
+                .label_limits
+                .check(&labels)
+                .map_err(Error::LabelLimit)?;
             stats.post_relabel += 1;
             over_limit |= over(settings, &stats);
             if over_limit {

@@ -1,6 +1,7 @@
 //! The HTTP side of a scrape: one GET with Prometheus 2.42's headers, a
-//! deadline, gzip, and a limit on the decompressed body size, over a pool of
-//! keep-alive connections. It knows nothing of parsing or storage.
+//! deadline, gzip, and a limit on the decompressed body size, over a pool's
+//! [`HttpClient`] (TLS, authentication, proxy and redirects from the scrape
+//! config). It knows nothing of parsing or storage.
 //!
 //! It is hyper-util's client rather than reqwest because only hyper-util lets
 //! us fix the size of a connection's read buffer: hyper's adaptive buffer
@@ -17,9 +18,10 @@ use flate2::write::MultiGzDecoder;
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, StatusCode, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tracing::debug;
+
+use crate::config::HttpClientConfig;
+use crate::http_client::{self, HttpClient};
 
 /// The `Accept` header of Prometheus 2.42: OpenMetrics first, so Ray answers
 /// in OpenMetrics (with `_created` series) exactly as it did for Prometheus.
@@ -31,13 +33,6 @@ const USER_AGENT: &str = concat!("raymon/", env!("CARGO_PKG_VERSION"));
 /// for its whole life; bodies stream through it in pieces.
 const READ_BUF_BYTES: usize = 32 << 10;
 
-/// How long an idle connection stays in the pool, as reqwest's default:
-/// longer than any usual scrape interval, so a target keeps its connection.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// TCP keep-alive probes, as Prometheus's dialer.
-const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Get \"{url}\": context deadline exceeded")]
@@ -48,28 +43,28 @@ pub enum Error {
     Status { status: String },
     #[error("body size limit exceeded")]
     BodySizeLimit,
+    /// The scrape config's client settings cannot be used; Prometheus then
+    /// creates no pool for the job.
+    #[error("error creating HTTP client: {0}")]
+    Create(String),
 }
 
-type Http = hyper_util::client::legacy::Client<HttpConnector, String>;
-
-/// Shared by all scrape loops: one connection pool.
+/// Shared by a pool's scrape loops: one connection pool.
 #[derive(Clone)]
 pub struct Client {
-    http: Http,
+    http: HttpClient,
 }
 
 impl Client {
-    pub fn new() -> Result<Client, Error> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(TCP_KEEPALIVE));
-        // No proxy: Prometheus uses one only when a scrape config names one,
-        // and HPC login nodes often export http_proxy for the outside world.
-        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .http1_read_buf_exact_size(READ_BUF_BYTES)
-            .build(connector);
+    /// A client for a scrape config's settings. No proxy unless the config
+    /// names one, as Prometheus: HPC login nodes often export `http_proxy`
+    /// for the outside world.
+    pub fn new(cfg: &HttpClientConfig) -> Result<Client, Error> {
+        let opts = http_client::Options {
+            read_buf_exact_size: Some(READ_BUF_BYTES),
+            ..http_client::Options::default()
+        };
+        let http = HttpClient::new(cfg, opts).map_err(|e| Error::Create(e.to_string()))?;
         Ok(Client { http })
     }
 
@@ -109,18 +104,18 @@ impl Client {
             msg,
         };
         let (uri, headers) = req.request.as_ref().map_err(|msg| req_err(msg.clone()))?;
-        let mut request = Request::new(String::new());
+        let mut request = Request::new(Bytes::new());
         *request.uri_mut() = uri.clone();
         *request.headers_mut() = headers.clone();
         let resp = self
             .http
-            .request(request)
+            .send(request)
             .await
-            .map_err(|e| req_err(describe(&e)))?;
+            .map_err(|e| req_err(e.to_string()))?;
         let (head, mut incoming) = resp.into_parts();
         if head.status != StatusCode::OK {
             return Err(Error::Status {
-                status: status_text(head.status, &head.extensions),
+                status: http_client::status_text(head.status, &head.extensions),
             });
         }
         let content_type = head
@@ -165,10 +160,7 @@ fn request_parts(url: &str, timeout: Duration) -> Result<(Uri, HeaderMap), Strin
         .parse()
         .map_err(|e| format!("invalid URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err("https scraping is not supported: raymon has no TLS client".to_string());
-        }
+        Some("http" | "https") => {}
         Some(s) => return Err(format!("unsupported protocol scheme \"{s}\"")),
         None => return Err("unsupported protocol scheme \"\"".to_string()),
     }
@@ -201,20 +193,6 @@ fn escape_url(url: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
-}
-
-/// "500 Internal Server Error", with the reason the server sent as Go's
-/// `resp.Status` has it.
-fn status_text(status: StatusCode, ext: &hyper::http::Extensions) -> String {
-    let reason = match ext.get::<hyper::ext::ReasonPhrase>() {
-        Some(r) => String::from_utf8_lossy(r.as_bytes()).into_owned(),
-        None => status.canonical_reason().unwrap_or("").to_string(),
-    };
-    if reason.is_empty() {
-        status.as_u16().to_string()
-    } else {
-        format!("{} {reason}", status.as_u16())
-    }
 }
 
 /// The next data frame of the body; trailers are skipped.
@@ -320,7 +298,6 @@ mod tests {
     fn bad_urls_are_refused_with_a_reason() {
         let t = Duration::from_secs(1);
         let err = |u: &str| request_parts(u, t).err().unwrap();
-        assert!(err("https://h:1/metrics").contains("https scraping is not supported"));
         assert_eq!(err("ftp://h:1/m"), "unsupported protocol scheme \"ftp\"");
         assert!(err("http://[::1/metrics").starts_with("invalid URL: "));
         assert!(err("/metrics").starts_with("unsupported protocol scheme"));
@@ -343,12 +320,12 @@ mod tests {
     fn status_text_prefers_the_servers_reason() {
         let mut ext = hyper::http::Extensions::new();
         assert_eq!(
-            status_text(StatusCode::INTERNAL_SERVER_ERROR, &ext),
+            http_client::status_text(StatusCode::INTERNAL_SERVER_ERROR, &ext),
             "500 Internal Server Error"
         );
         ext.insert(hyper::ext::ReasonPhrase::try_from(&b"Busy"[..]).unwrap());
         assert_eq!(
-            status_text(StatusCode::SERVICE_UNAVAILABLE, &ext),
+            http_client::status_text(StatusCode::SERVICE_UNAVAILABLE, &ext),
             "503 Busy"
         );
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::append::Settings;
 use super::client::Client;
@@ -17,7 +17,7 @@ use super::status::{ActiveTarget, DroppedTarget, MetricMetadata, TargetsSource};
 use super::target::{self, Outcome, Target};
 use crate::config::ScrapeConfig;
 use crate::discovery::{TargetGroup, Targets};
-use crate::model::Labels;
+use crate::model::{LabelLimits, Labels};
 use crate::selfmetrics::ScrapeMetrics;
 use crate::storage::Appendable;
 
@@ -34,23 +34,31 @@ struct Pool {
 }
 
 impl Pool {
+    /// A pool for `cfg`; fails, as Prometheus's `newScrapePool`, when the
+    /// config's HTTP client cannot be built (a CA file that cannot be read).
     fn new(
         cfg: ScrapeConfig,
-        client: Client,
         storage: Arc<dyn Appendable>,
         offset_seed: u64,
         metrics: Arc<ScrapeMetrics>,
         timestamp_tolerance: Option<Duration>,
-    ) -> Pool {
+    ) -> Result<Pool, super::client::Error> {
         metrics.pools_created.inc();
+        let client = Client::new(&cfg.http_client).inspect_err(|_| metrics.pools_failed.inc())?;
         let settings = Settings {
             honor_labels: cfg.honor_labels,
             honor_timestamps: cfg.honor_timestamps,
             sample_limit: cfg.sample_limit as usize,
+            label_limits: LabelLimits {
+                max_labels: cfg.label_limit as usize,
+                max_name_len: cfg.label_name_length_limit as usize,
+                max_value_len: cfg.label_value_length_limit as usize,
+            },
             metric_relabel: cfg.metric_relabel_configs.clone(),
         };
         let ctx = LoopContext {
             client,
+            forced_error: Arc::default(),
             storage,
             settings: Arc::new(settings),
             body_size_limit: cfg.body_size_limit,
@@ -59,12 +67,12 @@ impl Pool {
             timestamp_tolerance,
             bodies: Arc::default(),
         };
-        Pool {
+        Ok(Pool {
             cfg: Arc::new(cfg),
             ctx,
             loops: HashMap::new(),
             dropped: Vec::new(),
-        }
+        })
     }
 
     /// Starts loops for new targets and stops (with staleness) those gone.
@@ -84,6 +92,21 @@ impl Pool {
                 }
             }
         }
+        // Prometheus's `refreshTargetLimitErr`: over the limit, every loop
+        // of the pool fails its scrapes with this error (`up` 0).
+        let limit = self.cfg.target_limit;
+        let forced = (limit > 0 && wanted.len() as u64 > limit).then(|| {
+            self.ctx.metrics.exceeded_target_limit.inc();
+            format!(
+                "target_limit exceeded (number of targets: {}, limit: {limit})",
+                wanted.len()
+            )
+        });
+        *self
+            .ctx
+            .forced_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = forced;
         self.loops.retain(|hash, r| {
             let keep = wanted.contains_key(hash);
             if !keep {
@@ -120,7 +143,6 @@ pub enum Command {
 /// The running scraper.
 pub struct Manager {
     pools: BTreeMap<String, Pool>,
-    client: Client,
     storage: Arc<dyn Appendable>,
     offset_seed: u64,
     status: ScrapeStatus,
@@ -139,7 +161,6 @@ impl Manager {
     ) -> Result<Manager, super::client::Error> {
         Ok(Manager {
             pools: BTreeMap::new(),
-            client: Client::new()?,
             storage,
             offset_seed,
             status: ScrapeStatus::default(),
@@ -178,18 +199,30 @@ impl Manager {
                     next.insert(name, pool);
                 }
                 old => {
-                    if let Some(mut old) = old {
-                        old.stop(false);
-                    }
                     let pool = Pool::new(
                         cfg,
-                        self.client.clone(),
                         self.storage.clone(),
                         self.offset_seed,
                         self.metrics.clone(),
                         self.timestamp_tolerance,
                     );
-                    next.insert(name, pool);
+                    match (pool, old) {
+                        (Ok(pool), old) => {
+                            if let Some(mut old) = old {
+                                old.stop(false);
+                            }
+                            next.insert(name, pool);
+                        }
+                        // As Prometheus: a job whose client cannot be built
+                        // keeps its running pool, or gets none.
+                        (Err(e), Some(old)) => {
+                            error!(error = %e, scrape_pool = %name, "error reloading scrape pool");
+                            next.insert(name, old);
+                        }
+                        (Err(e), None) => {
+                            error!(error = %e, scrape_pool = %name, "error creating new scrape pool");
+                        }
+                    }
                 }
             }
         }

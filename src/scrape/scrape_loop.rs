@@ -57,6 +57,9 @@ fn multi_thread() -> bool {
 #[derive(Clone)]
 pub struct LoopContext {
     pub client: Client,
+    /// An error every scrape of the pool fails with instead of fetching
+    /// (`target_limit` exceeded), as Prometheus's forced error.
+    pub forced_error: Arc<Mutex<Option<String>>>,
     pub storage: Arc<dyn Appendable>,
     pub settings: Arc<Settings>,
     /// 0 means no limit.
@@ -209,9 +212,19 @@ async fn run(
         }
         let t = unix_ms(started);
         let mut body = ctx.bodies.take(last_body_len + last_body_len / 16);
-        let fetched = tokio::select! {
-            _ = cancel.cancelled() => break,
-            r = ctx.client.scrape(&request, ctx.body_size_limit, &mut body) => r,
+        let forced = ctx
+            .forced_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let fetched = match forced {
+            Some(e) => Err(e),
+            None => tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = ctx.client.scrape(&request, ctx.body_size_limit, &mut body) => {
+                    r.map_err(|e| e.to_string())
+                }
+            },
         };
         let duration = clock.elapsed();
         let error = if body.len() >= LARGE_BODY_BYTES && multi_thread() {
@@ -265,7 +278,7 @@ fn scrape_once(
     state: &mut TargetState,
     ctx: &LoopContext,
     target: &Target,
-    fetched: Result<String, super::client::Error>,
+    fetched: Result<String, String>,
     body: &[u8],
     t: i64,
     duration: Duration,
@@ -290,6 +303,10 @@ fn scrape_once(
                             ctx.metrics.exceeded_sample_limit.inc();
                             stats
                         }
+                        AppendError::LabelLimit(_) => {
+                            ctx.metrics.exceeded_label_limits.inc();
+                            Stats::default()
+                        }
                         _ => Stats::default(),
                     };
                     app.rollback();
@@ -305,7 +322,7 @@ fn scrape_once(
             if let Err(error) = state.append_failed(app.as_mut(), t) {
                 warn!(%error, "cannot write staleness markers");
             }
-            (Some(e.to_string()), Stats::default())
+            (Some(e), Stats::default())
         }
     };
     if let Err(e) = state.append_report(

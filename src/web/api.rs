@@ -23,13 +23,16 @@ use super::envelope::text;
 use super::federate;
 use super::gzip;
 use super::json;
+use super::prefix;
 use super::{AppState, Shared};
 
 /// The whole HTTP surface, ready to serve.
 pub fn router(state: AppState) -> Router {
     let state: Shared = std::sync::Arc::new(state);
     let ready = middleware::from_fn_with_state(state.clone(), require_ready);
-    Router::new()
+    let routes = Router::new()
+        .route("/", get(prefix::home_redirect))
+        .route("/graph", get(prefix::graph_page))
         .nest("/api/v1", v1::routes(state.clone()))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready_probe).route_layer(ready.clone()))
@@ -38,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/federate", get(federate::handler).route_layer(ready))
         .route("/metrics", get(metrics))
         .route("/version", get(version))
+        .merge(super::ui::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), api_plumbing))
         .layer(middleware::map_response(fill_method_not_allowed))
@@ -48,7 +52,15 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             state.request_timeout,
         ))
-        .with_state(state)
+        .with_state(state.clone());
+    if state.location.route_prefix == "/" {
+        return routes;
+    }
+    // Middleware on a router runs after routing: the prefix is cut by an
+    // outer router whose only route is the inner one.
+    Router::new()
+        .fallback_service(routes)
+        .layer(middleware::from_fn_with_state(state, prefix::route_prefix))
 }
 
 /// `testReady`: 503 `Service Unavailable` until the store is open.
@@ -73,6 +85,15 @@ async fn api_plumbing(State(st): State<Shared>, req: Request, next: Next) -> Res
         return next.run(req).await;
     }
     let cors = req.headers().contains_key(header::ORIGIN) && !is_write(&req);
+    // `httputil.SetCORS`: `*` for the default `.*`; else the request's
+    // origin when `--web.cors.origin` matches it, and no allow-origin at all
+    // when it does not.
+    let allow_origin = st.cors_origin.as_ref().map(|re| {
+        req.headers()
+            .get(header::ORIGIN)
+            .filter(|o| o.to_str().is_ok_and(|o| re.is_match(o)))
+            .cloned()
+    });
     let mut resp = if req.method() == Method::OPTIONS {
         if st.ready.load(Ordering::Acquire) {
             StatusCode::NO_CONTENT.into_response()
@@ -97,10 +118,18 @@ async fn api_plumbing(State(st): State<Shared>, req: Request, next: Next) -> Res
             HeaderValue::from_static("Date"),
         );
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
+        match &allow_origin {
+            None => {
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                );
+            }
+            Some(Some(origin)) => {
+                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            }
+            Some(None) => {}
+        }
     }
     resp
 }

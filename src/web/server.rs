@@ -41,6 +41,10 @@ pub struct ServerOptions {
     pub web_config: WebConfig,
     /// The file `web_config` came from: followed for changes if set.
     pub web_config_file: Option<std::path::PathBuf>,
+    /// Paths served without credentials even when basic auth is on
+    /// (`--web.dashboards.anonymous`: the dashboard pages, as Grafana's
+    /// anonymous viewers see them for Ray's iframes).
+    pub anonymous: Option<fn(&str) -> bool>,
 }
 
 impl Default for ServerOptions {
@@ -51,6 +55,7 @@ impl Default for ServerOptions {
             max_header_bytes: (1 << 20) + 4096,
             web_config: WebConfig::default(),
             web_config_file: None,
+            anonymous: None,
         }
     }
 }
@@ -61,17 +66,26 @@ pub fn protect(app: Router, cfg: &WebConfig) -> Router {
     if cfg.users.is_none() && cfg.headers.is_empty() {
         return app;
     }
-    protect_watched(app, Arc::new(Watched::fixed(cfg.clone())))
+    protect_watched(app, Arc::new(Watched::fixed(cfg.clone())), None)
 }
 
-fn protect_watched(app: Router, cfg: Arc<Watched>) -> Router {
-    app.layer(middleware::from_fn_with_state(cfg, check_auth))
+/// Which paths need no credentials ([`ServerOptions::anonymous`]).
+type Anonymous = fn(&str) -> bool;
+
+fn protect_watched(app: Router, cfg: Arc<Watched>, anonymous: Option<Anonymous>) -> Router {
+    app.layer(middleware::from_fn_with_state((cfg, anonymous), check_auth))
 }
 
-async fn check_auth(State(watched): State<Arc<Watched>>, req: Request, next: Next) -> Response {
+async fn check_auth(
+    State((watched, anonymous)): State<(Arc<Watched>, Option<Anonymous>)>,
+    req: Request,
+    next: Next,
+) -> Response {
     let cfg = watched.get();
+    let open = anonymous.is_some_and(|f| f(req.uri().path()));
     let mut resp = match &cfg.users {
         None => next.run(req).await,
+        Some(_) if open => next.run(req).await,
         Some(users) => {
             let creds = req
                 .headers()
@@ -162,8 +176,8 @@ pub async fn serve(
         Some(p) => Watched::follow(p.clone(), opts.web_config.clone()),
         None => Watched::fixed(opts.web_config.clone()),
     });
-    let app = if opts.web_config_file.is_some() {
-        protect_watched(app, watched.clone())
+    let app = if opts.web_config_file.is_some() || opts.anonymous.is_some() {
+        protect_watched(app, watched.clone(), opts.anonymous)
     } else {
         protect(app, &opts.web_config)
     };

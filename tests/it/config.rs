@@ -254,7 +254,7 @@ fn unknown_fields_in_nested_sections() {
     );
     assert_eq!(
         err_text("scrape_configs:\n- job_name: a\n  kubernetes_sd_configs:\n  - role: pod\n"),
-        "parsing YAML file test.yml: yaml: unmarshal errors:\n  line 3: field kubernetes_sd_configs not found in type config.ScrapeConfig (raymon supports only static_configs and file_sd_configs)"
+        "parsing YAML file test.yml: yaml: unmarshal errors:\n  line 3: field kubernetes_sd_configs not found in type config.ScrapeConfig (raymon supports only static_configs, file_sd_configs and http_sd_configs)"
     );
     assert_eq!(
         err_text("scrape_configs:\n- job_name: a\n  sample_limit: lots\n"),
@@ -753,4 +753,69 @@ fn relabel_in_place_on_a_builder() {
     let drop = rule("  - source_labels: [c]\n    regex: baz\n    action: drop\n");
     let mut b = abc().builder();
     assert!(!config::process_builder(&mut b, &drop));
+}
+
+/// What `promtool check config` (2.42) says of `path`: `Ok` or the text
+/// after `FAILED: `.
+fn promtool_verdict(path: &Path) -> Result<(), String> {
+    let out = std::process::Command::new("promtool")
+        .args(["check", "config"])
+        .arg(path)
+        .output()
+        .expect("promtool is not installed: run scripts/setup-deps");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match stderr.split_once("FAILED: ") {
+        Some((_, msg)) => Err(msg.trim_end().to_string()),
+        None if out.status.success() => Ok(()),
+        None => Err(format!("promtool failed without a message: {stderr}")),
+    }
+}
+
+#[test]
+fn issue_19_http_client_settings_are_judged_as_promtool_judges_them() {
+    let dir = crate::support::TempDir::new("http-client-config");
+    let cases = [
+        "  bearer_token: a\n  bearer_token_file: b",
+        "  basic_auth: {username: u}\n  bearer_token: a",
+        "  basic_auth: {username: u, password: p, password_file: f}",
+        "  authorization: {credentials: c}\n  bearer_token: a",
+        "  authorization: {credentials: c, credentials_file: f}",
+        "  authorization: {type: Basic, credentials: c}",
+        "  authorization: {credentials: c}\n  basic_auth: {username: u}",
+        "  oauth2: {client_secret: s, token_url: t}",
+        "  oauth2: {client_id: i, token_url: t}",
+        "  oauth2: {client_id: i, client_secret: s}",
+        "  oauth2: {client_id: i, client_secret: s, token_url: t}\n  basic_auth: {username: u}",
+        "  oauth2: {client_id: i, client_secret: s, token_url: t}",
+        "  proxy_connect_header: {X: [v]}",
+        "  proxy_url: '::bad'",
+        "  proxy_url: 'socks5://h:1'",
+        "  proxy_url: 'http://u:p@h:3128'\n  proxy_connect_header: {X-A: [v]}",
+        "  tls_config: {min_version: TLS14}",
+        "  tls_config: {ca: x}",
+        "  tls_config: {ca_file: /nonexistent/ca.pem, server_name: s, insecure_skip_verify: true, min_version: TLS13, max_version: TLS13}",
+        "  scheme: https\n  follow_redirects: false\n  enable_http2: false",
+        "  target_limit: 1\n  label_limit: 2\n  label_name_length_limit: 3\n  label_value_length_limit: 4",
+        "  http_sd_configs: [{refresh_interval: 1m}]",
+        "  http_sd_configs: [{url: 'ftp://h/sd'}]",
+        "  http_sd_configs: [{url: 'http:///sd'}]",
+        "  http_sd_configs: [{url: 'http://h/sd', bogus: 1}]",
+        "  http_sd_configs: [{url: 'http://h/sd', refresh_interval: 1x}]",
+        "  http_sd_configs: [{url: 'http://h/sd', bearer_token: a, bearer_token_file: b}]",
+        "  http_sd_configs: [{url: 'http://h/sd', authorization: {type: basic, credentials: c}}]",
+        "  http_sd_configs: [{url: 'https://h:8265/api/prometheus/sd', refresh_interval: 5s, tls_config: {insecure_skip_verify: true}}]",
+        "  http_sd_configs: [{url: 'http://h/sd', tls_config: {min_version: TLS9}}]",
+    ];
+    let mut compared = 0;
+    for (i, case) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("c{i}.yml"));
+        std::fs::write(&path, format!("scrape_configs:\n- job_name: a\n{case}\n")).unwrap();
+        let want = promtool_verdict(&path);
+        let got = config::load_file(&path)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert_eq!(got, want, "case {i}: {case}");
+        compared += 1;
+    }
+    eprintln!("{compared} configs judged as promtool 2.42 judges them");
 }

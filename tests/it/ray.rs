@@ -128,13 +128,17 @@ impl RayCluster {
     }
 
     pub fn add_worker(&mut self, metrics_port: u16) {
+        self.add_worker_with_env(metrics_port, &[]);
+    }
+
+    pub fn add_worker_with_env(&mut self, metrics_port: u16, env: &[(&str, String)]) {
         let log = self.temp.path().join(format!("worker-{metrics_port}.log"));
         let node = RayNode::start(
             &[
                 format!("--address=127.0.0.1:{}", self.gcs_port),
                 format!("--metrics-export-port={metrics_port}"),
             ],
-            &[],
+            env,
             &log,
         );
         self.nodes.push(node);
@@ -322,5 +326,120 @@ fn issue_2_and_5_real_ray_cluster_is_scraped_queried_and_a_leaving_node_goes_sta
         !live_series(&addr, r#"{__name__=~"ray_.+"}"#)
             .unwrap()
             .is_empty()
+    );
+}
+
+/// Targets as (instance, health, `__meta_url`).
+fn sd_targets(addr: &str) -> Result<Vec<(String, String, String)>, String> {
+    let r = support::get(addr, "/api/v1/targets").map_err(|e| e.to_string())?;
+    let v = r.json();
+    let active = v["data"]["activeTargets"]
+        .as_array()
+        .ok_or("no activeTargets")?;
+    Ok(active
+        .iter()
+        .map(|t| {
+            let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+            (
+                s(&t["labels"]["instance"]),
+                s(&t["health"]),
+                s(&t["discoveredLabels"]["__meta_url"]),
+            )
+        })
+        .collect())
+}
+
+#[test]
+fn issue_19_http_sd_on_rays_dashboard_follows_a_node_that_joins_and_leaves() {
+    let _guard = support::RAY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // Ray's token authentication, on: the dashboard then wants
+    // `Authorization: Bearer <token>`, which raymon sends from a file.
+    let mut rng = support::Rng::seeded("issue_19_http_sd_on_rays_dashboard", 19);
+    let token: String = (0..4).map(|_| format!("{:016x}", rng.next())).collect();
+    let auth_env = [
+        ("RAY_AUTH_MODE", "token".to_string()),
+        ("RAY_AUTH_TOKEN", token.clone()),
+    ];
+    let mut ray = RayCluster::start_head(&auth_env);
+    let data = TempDir::new("data-http-sd");
+    let sd_url = format!("http://127.0.0.1:{}/api/prometheus/sd", ray.dashboard_port);
+    std::fs::write(data.path().join("ray-token"), &token).unwrap();
+    // No file from Ray's session directory: only the dashboard's endpoint,
+    // as on a node where the head's files are not visible.
+    let cfg = data.path().join("raymon.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\nscrape_configs:\n  - job_name: ray\n    http_sd_configs:\n      - url: {sd_url}\n        refresh_interval: 2s\n        authorization: {{credentials_file: ray-token}}\n"
+        ),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", support::free_port());
+    let _raymon = support::start_raymon(
+        &[
+            format!("--config.file={}", cfg.display()),
+            format!("--storage.tsdb.path={}", data.path().display()),
+            format!("--web.listen-address={addr}"),
+        ],
+        &data.path().join("raymon.log"),
+    );
+    let all_up = |ray: &RayCluster, n: usize, what: &str| {
+        support::wait_for(Duration::from_secs(180), what, || {
+            let t = sd_targets(&addr)?;
+            if t.len() == n && t.iter().all(|(_, h, u)| h == "up" && *u == sd_url) {
+                Ok(t)
+            } else {
+                let log =
+                    std::fs::read_to_string(data.path().join("raymon.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(3).collect();
+                let sd = support::get(
+                    &format!("127.0.0.1:{}", ray.dashboard_port),
+                    "/api/prometheus/sd",
+                )
+                .map(|r| format!("{} {}", r.status, r.body))
+                .unwrap_or_else(|e| e.to_string());
+                Err(format!(
+                    "{t:?}; raymon log: {tail:?}; Ray's sd answers: {sd}"
+                ))
+            }
+        })
+    };
+    // The head's node exporter, autoscaler and dashboard.
+    let started = Instant::now();
+    let head = all_up(&ray, 3, "the head's 3 targets up");
+    assert!(
+        head.iter()
+            .any(|(i, _, _)| i.ends_with(&format!(":{}", ray.metrics_port)))
+    );
+    eprintln!("head's targets up after {:?}", started.elapsed());
+
+    let worker_port = support::free_port();
+    let joined = Instant::now();
+    ray.add_worker_with_env(worker_port, &auth_env);
+    let with_worker = all_up(&ray, 4, "the joining node's target up");
+    assert!(
+        with_worker
+            .iter()
+            .any(|(i, _, _)| i.ends_with(&format!(":{worker_port}")))
+    );
+    eprintln!(
+        "joining node scraped {:?} after ray start",
+        joined.elapsed()
+    );
+
+    // The node leaves as `ray stop` ends it: its raylet gets SIGTERM.
+    let left = Instant::now();
+    let _ = Command::new("pkill")
+        .args(["-TERM", "-f", &format!("metrics_export_port={worker_port}")])
+        .status();
+    let after = all_up(&ray, 3, "the leaving node's target gone");
+    assert!(
+        !after
+            .iter()
+            .any(|(i, _, _)| i.ends_with(&format!(":{worker_port}")))
+    );
+    eprintln!(
+        "left node dropped {:?} after its raylet stopped",
+        left.elapsed()
     );
 }

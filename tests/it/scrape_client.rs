@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use raymon::config::HttpClientConfig;
 use raymon::scrape::client::{ACCEPT_HEADER, Client, Error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -128,7 +129,7 @@ async fn sends_prometheus_headers_and_reuses_the_connection() {
         _ => ok(TEXT, "Transfer-Encoding: chunked\r\n", b""),
     })
     .await;
-    let client = Client::new().unwrap();
+    let client = Client::new(&HttpClientConfig::default()).unwrap();
     let req = client.prepare(&format!("{}/metrics", srv.url), Duration::from_millis(2500));
     let mut body = Vec::new();
     for _ in 0..3 {
@@ -173,7 +174,7 @@ async fn chunked_bodies_are_read_whole() {
     ]
     .concat();
     let srv = server(move |_| Answer::Bytes(resp.clone())).await;
-    let client = Client::new().unwrap();
+    let client = Client::new(&HttpClientConfig::default()).unwrap();
     let url = format!("{}/metrics", srv.url);
     for _ in 0..2 {
         let (r, got) = scrape(&client, &url, Duration::from_secs(5), 0).await;
@@ -191,7 +192,7 @@ async fn gzip_is_decoded_and_the_limit_applies_to_the_decoded_size() {
     let packed = gzip(&plain);
     assert!(packed.len() * 4 < plain.len());
     let srv = server(move |_| ok(TEXT, "Content-Encoding: gzip\r\n", &packed)).await;
-    let client = Client::new().unwrap();
+    let client = Client::new(&HttpClientConfig::default()).unwrap();
     let url = format!("{}/metrics", srv.url);
     let t = Duration::from_secs(5);
 
@@ -222,7 +223,7 @@ async fn a_gzip_bomb_stops_at_the_limit() {
     }
     let bomb = enc.finish().unwrap();
     let srv = server(move |_| ok(TEXT, "Content-Encoding: gzip\r\n", &bomb)).await;
-    let client = Client::new().unwrap();
+    let client = Client::new(&HttpClientConfig::default()).unwrap();
     let limit = 4 << 20;
     let (r, got) = scrape(
         &client,
@@ -239,7 +240,7 @@ async fn a_gzip_bomb_stops_at_the_limit() {
 #[tokio::test]
 async fn a_huge_plain_body_stops_at_the_limit() {
     let srv = server(|_| Answer::Endless(1 << 30)).await;
-    let client = Client::new().unwrap();
+    let client = Client::new(&HttpClientConfig::default()).unwrap();
     let limit = 1 << 20;
     let started = Instant::now();
     let (r, got) = scrape(
@@ -257,7 +258,7 @@ async fn a_huge_plain_body_stops_at_the_limit() {
 #[tokio::test]
 async fn bad_gzip_is_an_error() {
     let srv = server(|_| ok(TEXT, "Content-Encoding: gzip\r\n", b"not gzip at all")).await;
-    let client = Client::new().unwrap();
+    let client = Client::new(&HttpClientConfig::default()).unwrap();
     let (r, _) = scrape(
         &client,
         &format!("{}/m", srv.url),
@@ -272,7 +273,7 @@ async fn bad_gzip_is_an_error() {
 #[tokio::test]
 async fn a_stalled_body_times_out_with_prometheus_text() {
     let srv = server(|_| Answer::Stall).await;
-    let client = Client::new().unwrap();
+    let client = Client::new(&HttpClientConfig::default()).unwrap();
     let url = format!("{}/metrics", srv.url);
     let started = Instant::now();
     let (r, _) = scrape(&client, &url, Duration::from_millis(300), 0).await;
@@ -293,7 +294,7 @@ async fn non_200_gives_the_status_line() {
         _ => Answer::Bytes(b"HTTP/1.1 503 Busy Now\r\nContent-Length: 2\r\n\r\nno".to_vec()),
     })
     .await;
-    let client = Client::new().unwrap();
+    let client = Client::new(&HttpClientConfig::default()).unwrap();
     let t = Duration::from_secs(5);
     let (r, _) = scrape(&client, &format!("{}/fail", srv.url), t, 0).await;
     assert_eq!(
@@ -315,7 +316,7 @@ async fn connection_errors_name_the_cause() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let client = Client::new().unwrap();
+    let client = Client::new(&HttpClientConfig::default()).unwrap();
     let url = format!("http://{addr}/metrics");
     let (r, _) = scrape(&client, &url, Duration::from_secs(5), 0).await;
     let msg = r.unwrap_err().to_string();
@@ -324,12 +325,12 @@ async fn connection_errors_name_the_cause() {
 }
 
 #[tokio::test]
-async fn bad_and_https_urls_fail_clearly() {
-    let client = Client::new().unwrap();
+async fn bad_urls_fail_clearly() {
+    let client = Client::new(&HttpClientConfig::default()).unwrap();
     let t = Duration::from_secs(1);
-    let (r, _) = scrape(&client, "https://127.0.0.1:1/metrics", t, 0).await;
+    let (r, _) = scrape(&client, "ftp://127.0.0.1:1/metrics", t, 0).await;
     let msg = r.unwrap_err().to_string();
-    assert!(msg.contains("https scraping is not supported"), "{msg}");
+    assert!(msg.contains("unsupported protocol scheme \"ftp\""), "{msg}");
     let (r, _) = scrape(&client, "http://[::1/metrics", t, 0).await;
     let msg = r.unwrap_err().to_string();
     assert!(msg.contains("invalid URL"), "{msg}");

@@ -121,7 +121,7 @@ fn issue_2_bad_targets_fail_clearly_and_the_good_one_keeps_scraping() {
         assert!(!samples.iter().any(|(l, _, _)| l.metric_name() == Some("good") && l.get("job") == Some("bad")));
 
         // Removing the good target writes staleness markers for its series.
-        disc.apply(vec![JobDiscovery { job: "ok".into(), static_groups: vec![], file_sd: vec![] }]);
+        disc.apply(vec![JobDiscovery { job: "ok".into(), static_groups: vec![], file_sd: vec![], http_sd: vec![] }]);
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let after = rec.take();
         let stale: Vec<_> = after

@@ -9,4 +9,5 @@ mod real_ray;
 mod stand_in_stack;
 
 use harness::*;
+pub(crate) use harness::{Leftovers, Up, down};
 use plan::*;

@@ -103,8 +103,10 @@ pub fn choose_grafana(args: &UpArgs, path_env: &str) -> GrafanaChoice {
                 )
             } else {
                 choice(
-                    GrafanaMode::None,
-                    "neither grafana, grafana-server nor shifter is on PATH".to_string(),
+                    GrafanaMode::Builtin,
+                    "neither grafana, grafana-server nor shifter is on PATH; raymon serves \
+                     Ray's dashboards itself"
+                        .to_string(),
                 )
             }
         }
@@ -154,7 +156,9 @@ pub fn grafana_plan(
             let cmd = grafana::shifter_command(&bin, &args.grafana_image, &layout);
             (layout, Some(cmd))
         }
-        GrafanaMode::None | GrafanaMode::Auto => (Layout::native(data), None),
+        GrafanaMode::Builtin | GrafanaMode::None | GrafanaMode::Auto => {
+            (Layout::native(data), None)
+        }
     })
 }
 
@@ -266,7 +270,7 @@ pub(super) fn settle_ports(
         );
         args.serve.listen_address.set_port(settle(need)?);
     }
-    if grafana != GrafanaMode::None {
+    if !matches!(grafana, GrafanaMode::None | GrafanaMode::Builtin) {
         let g = args.stack.grafana_listen;
         let need = Need::new(
             "Grafana",
@@ -346,4 +350,6 @@ pub(super) struct Plan<'a> {
     pub(super) prometheus_headers: Option<String>,
     /// The credentials, and whether this run made them.
     pub(super) credentials: Option<(&'a Credentials, bool)>,
+    /// `--grafana builtin` (given, or what `auto` chose).
+    pub(super) builtin: bool,
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::flags::{AuthMode, EnvFormat, GrafanaMode, UpArgs};
 use crate::cli::wait_for_termination;
-use crate::launcher::auth::{self};
+use crate::launcher::auth::{self, Login};
 use crate::launcher::env::{ray_env, render};
 use crate::launcher::grafana::{self, Layout};
 use crate::launcher::ray::{self, SessionFollower};
@@ -47,6 +47,11 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
     let (ray_port_env, moved) = settle_ports(&mut args, choice.mode)?;
     for line in &moved {
         eprintln!("raymon up: {line}");
+    }
+    let builtin = choice.mode == GrafanaMode::Builtin;
+    if builtin {
+        // Ray's backend checks, and its UI embeds, "Grafana" at raymon.
+        args.stack.grafana_listen = args.serve.listen_address;
     }
     let urls = urls_for(
         &args.stack,
@@ -148,6 +153,14 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
     if serve_args.storage_path == Path::new("data/") {
         serve_args.storage_path = data.join("tsdb");
     }
+    if builtin {
+        builtin_dashboards(
+            &mut serve_args,
+            &layout,
+            &args.stack.datasource_name,
+            &api_login,
+        );
+    }
     let mut sup = Supervisor::new(&data, cancel);
     sup.refresh()?;
     sup.spawn_task("collector", |c| crate::cli::serve(serve_args, c));
@@ -164,6 +177,7 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
         authorization: api_login.as_ref().map(auth::authorization),
         prometheus_headers: api_login.as_ref().map(auth::ray_prometheus_headers),
         credentials: creds.as_ref().map(|(c, created)| (c, *created)),
+        builtin,
     };
     let result = run(&plan, &mut sup).await;
 
@@ -176,6 +190,25 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
     match (result, stopped) {
         (Err(why), Err(task)) => Err(task.context(why)),
         (result, stopped) => result.and(stopped),
+    }
+}
+
+/// `--grafana builtin`: raymon serves the dashboards `up` copies from
+/// Ray's session, under the datasource name Ray is given. With credentials
+/// on the API, the pages stay open as Grafana's anonymous viewers are for
+/// Ray's iframes (they run only their dashboards' own queries).
+pub(super) fn builtin_dashboards(
+    serve: &mut crate::cli::ServeArgs,
+    layout: &Layout,
+    datasource_name: &str,
+    api_login: &Option<Login>,
+) {
+    if serve.dashboards_dirs.is_empty() {
+        serve.dashboards_dirs.push(layout.dashboards());
+    }
+    serve.dashboards_datasource_name = datasource_name.to_string();
+    if api_login.is_some() {
+        serve.dashboards_anonymous = true;
     }
 }
 
@@ -311,6 +344,12 @@ async fn run(plan: &Plan<'_>, sup: &mut Supervisor) -> anyhow::Result<()> {
             }
             sup.refresh()?;
         }
+        None if plan.builtin => {
+            eprintln!(
+                "raymon up: Grafana is built in: raymon serves Ray's dashboards at {}/d/",
+                plan.urls.grafana_public
+            );
+        }
         None => {
             let native = grafana::native_command(
                 Path::new("grafana-server"),
@@ -369,7 +408,7 @@ pub(super) fn interrupted_or(cancel: &CancellationToken, e: String) -> anyhow::R
 /// What `raymon status` reports of this stack.
 pub(super) fn stack_of(plan: &Plan<'_>) -> status::Stack {
     let u = plan.urls;
-    let grafana = plan.grafana_cmd.is_some();
+    let grafana = plan.grafana_cmd.is_some() || plan.builtin;
     status::Stack {
         raymon_url: u.raymon.clone(),
         grafana_url: grafana.then(|| u.grafana_local.clone()),
@@ -392,6 +431,12 @@ pub(super) fn print_summary(plan: &Plan<'_>) {
     println!("  Ray dashboard:  {}", u.dashboard);
     if plan.grafana_cmd.is_some() {
         println!("  Grafana:        {}", u.grafana_public);
+    }
+    if plan.builtin {
+        println!(
+            "  Ray's dashboards (built in): {}/d/rayDefaultDashboard/",
+            u.grafana_public
+        );
     }
     if plan.grafana_cmd.is_some() {
         println!(

@@ -106,7 +106,7 @@ const DEADLINE_GRACE: Duration = Duration::from_secs(1);
 /// if it ran over, run again on a query thread ([`offload`]) with what the
 /// first try read. Should this request be dropped (its client went away),
 /// the query is told to stop. Any other engine runs as [`blocking`] work.
-async fn evaluate(
+pub(crate) async fn evaluate(
     st: &AppState,
     engine: Arc<dyn QueryEngine>,
     timeout: Duration,
@@ -323,7 +323,7 @@ fn selection(form: &Form, wrap_match_error: bool) -> Result<Selection, ApiError>
 
 /// Runs `f` against a querier over the selection's range on a blocking
 /// thread; storage errors become `execution` errors as in Prometheus.
-async fn with_querier<T: Send + 'static>(
+pub(crate) async fn with_querier<T: Send + 'static>(
     st: &AppState,
     start: i64,
     end: i64,

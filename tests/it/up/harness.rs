@@ -14,14 +14,14 @@ pub(super) fn stand_ins() -> PathBuf {
 }
 
 /// A `raymon up` child in its own process group, stdout and stderr in files.
-pub(super) struct Up {
+pub(crate) struct Up {
     pub(super) child: KillOnDrop,
     pub(super) out: PathBuf,
     pub(super) err: PathBuf,
 }
 
 impl Up {
-    pub(super) fn start(args: &[String], env: &[(&str, String)], dir: &Path) -> Up {
+    pub(crate) fn start(args: &[String], env: &[(&str, String)], dir: &Path) -> Up {
         let out = dir.join("up.out");
         let err = dir.join("up.err");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_raymon"));
@@ -47,11 +47,11 @@ impl Up {
         std::fs::read_to_string(&self.out).unwrap_or_default()
     }
 
-    pub(super) fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.err).unwrap_or_default()
     }
 
-    pub(super) fn wait_up(&mut self, timeout: Duration) -> String {
+    pub(crate) fn wait_up(&mut self, timeout: Duration) -> String {
         support::wait_for(timeout, "raymon up to print its URLs", || {
             if let Ok(Some(status)) = self.child.0.try_wait() {
                 panic!("raymon up exited ({status}):\n{}", self.stderr());
@@ -65,7 +65,7 @@ impl Up {
         })
     }
 
-    pub(super) fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         support::wait_for(timeout, "raymon up to exit", || {
             match self.child.0.try_wait() {
                 Ok(Some(s)) => Ok(s),
@@ -75,7 +75,7 @@ impl Up {
     }
 }
 
-pub(super) fn down(data: &Path) -> std::process::Output {
+pub(crate) fn down(data: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_raymon"))
         .args(["down", &format!("--data-dir={}", data.display())])
         .output()
@@ -119,9 +119,9 @@ pub(super) fn fake_ray_temp(dir: &Path) -> PathBuf {
 
 /// Kills whatever a failed real-Ray test left behind: every PID `up`
 /// recorded, and stragglers naming the temp dir.
-pub(super) struct Leftovers {
-    pub(super) data: PathBuf,
-    pub(super) temp: PathBuf,
+pub(crate) struct Leftovers {
+    pub(crate) data: PathBuf,
+    pub(crate) temp: PathBuf,
 }
 
 impl Drop for Leftovers {

@@ -309,10 +309,10 @@ fn issue_17_stand_ins_refuse_what_the_real_tools_refuse() {
     assert!(volume_map_problem(Path::new("/tmp/my data"), "/grafana").is_some());
 }
 
-/// `--grafana auto` (the default): a Grafana binary, else shifter, else none,
+/// `--grafana auto` (the default): a Grafana binary, else shifter, else builtin,
 /// with the reason `up` prints.
 #[test]
-fn issue_17_grafana_auto_prefers_a_binary_then_shifter_then_none() {
+fn issue_17_grafana_auto_prefers_a_binary_then_shifter_then_builtin() {
     use raymon::cli::GrafanaMode;
     let tmp = TempDir::new("auto");
     let (native, shift, empty) = (
@@ -343,7 +343,7 @@ fn issue_17_grafana_auto_prefers_a_binary_then_shifter_then_none() {
     assert!(c.why.contains("shifter"), "{}", c.why);
     assert!(c.why.contains("grafana/grafana-oss:9.4.3"), "{}", c.why);
     let c = up::choose_grafana(&args, &path(&[&empty]));
-    assert_eq!(c.mode, GrafanaMode::None);
+    assert_eq!(c.mode, GrafanaMode::Builtin);
     assert!(c.why.contains("nor shifter"), "{}", c.why);
     let with_bin = up_args(&["--grafana-bin=/opt/g/bin/grafana"]);
     assert_eq!(
