@@ -106,7 +106,7 @@ pub(super) fn fake_ray_temp(dir: &Path) -> PathBuf {
     let session = temp.join("session_2026-11-26_00-00-00_000000_1");
     let dashboards = session.join("metrics/grafana/dashboards");
     std::fs::create_dir_all(&dashboards).unwrap();
-    let from = support::shared_dir().join("fixtures/ray/session_latest/metrics/grafana/dashboards");
+    let from = support::fixtures_dir().join("ray/session_latest/metrics/grafana/dashboards");
     for name in [
         "default_grafana_dashboard.json",
         "serve_grafana_dashboard.json",

@@ -339,7 +339,7 @@ fn issue_6_repo_grafana_folder_validates() {
     // Every dashboard Ray generates parses as JSON, and every expr in it
     // parses with raymon's PromQL parser once Grafana has substituted its
     // variables.
-    let dir = support::shared_dir().join("fixtures/ray/session_latest/metrics/grafana/dashboards");
+    let dir = support::fixtures_dir().join("ray/session_latest/metrics/grafana/dashboards");
     let mut exprs = Vec::new();
     for e in std::fs::read_dir(&dir).unwrap() {
         let path = e.unwrap().path();

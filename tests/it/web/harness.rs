@@ -18,7 +18,7 @@ use tower::ServiceExt;
 
 pub(super) fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/prometheus-api-samples")
+        .join("tests/data/fixtures/prometheus-api-samples")
         .join(name)
 }
 
