@@ -4,6 +4,7 @@
 //! ([`crate::bench`]) and the stack commands, which hand over to
 //! [`crate::launcher`]. The only module besides `launcher` that uses `anyhow`.
 
+mod admin;
 mod check;
 pub mod flags;
 mod import;
@@ -20,7 +21,7 @@ pub use jobs::jobs_from_config;
 pub use serve::serve;
 pub(crate) use serve::wait_for_termination;
 
-use crate::launcher::{status, up};
+use crate::launcher::{env, status, up};
 use clap::Parser;
 
 /// Parses flags and runs the chosen command.
@@ -51,7 +52,12 @@ pub fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Env(args)) => {
-            up::print_env(&args);
+            let prefix = std::env::var("JUPYTERHUB_SERVICE_PREFIX").ok();
+            let (vars, said) = env::env_vars(&args, prefix.as_deref())?;
+            for line in said {
+                eprintln!("raymon env: {line}");
+            }
+            print!("{}", env::render(&vars, args.format));
             Ok(())
         }
         Some(Command::Bench(args)) => run_bench(*args),

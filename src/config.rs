@@ -9,10 +9,12 @@
 //! discovery, scraping or storage.
 
 mod duration;
+mod env_expand;
 pub mod http_client;
 mod marshal;
 mod raw;
 mod relabel;
+mod remote_write;
 mod sections;
 pub mod unimplemented;
 mod units;
@@ -22,6 +24,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use duration::{DurationError, format_duration, parse_duration};
+pub use env_expand::os_expand;
 pub use http_client::{
     Authorization, BasicAuth, HttpClientConfig, OAuth2, TlsConfig, TlsVersion, UNSUPPORTED_OAUTH2,
 };
@@ -29,6 +32,7 @@ pub use relabel::{
     Action, DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR, Regexp, RelabelConfig,
     RelabelError, hashmod, is_valid_label_name, process, process_builder, process_cow,
 };
+pub use remote_write::{MetadataConfig, QueueConfig};
 pub use units::{SizeError, format_size, parse_size};
 
 use crate::model::Labels;
@@ -197,7 +201,7 @@ pub struct HttpSdConfig {
     pub http_client: HttpClientConfig,
 }
 
-/// A `remote_write` entry: parsed and kept, not acted on.
+/// A `remote_write` entry, with its queue's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteWriteConfig {
     pub url: String,
@@ -208,8 +212,8 @@ pub struct RemoteWriteConfig {
     pub send_exemplars: bool,
     pub send_native_histograms: bool,
     pub http_client: HttpClientConfig,
-    pub queue_config: Option<serde_norway::Value>,
-    pub metadata_config: Option<serde_norway::Value>,
+    pub queue_config: QueueConfig,
+    pub metadata_config: MetadataConfig,
     pub sigv4: Option<serde_norway::Value>,
 }
 
@@ -729,8 +733,8 @@ fn remote_write_from_raw(mut r: RawRemoteWrite) -> Result<RemoteWriteConfig, Str
         send_exemplars: r.send_exemplars.unwrap_or(false),
         send_native_histograms: r.send_native_histograms.unwrap_or(false),
         http_client: http_client::from_raw(http)?,
-        queue_config: r.queue_config,
-        metadata_config: r.metadata_config,
+        queue_config: remote_write::queue_from_raw(r.queue_config.take())?,
+        metadata_config: remote_write::metadata_from_raw(r.metadata_config.take())?,
         sigv4: r.sigv4,
     })
 }

@@ -6,7 +6,7 @@
 //! The byte layouts are Prometheus's documented ones (`tsdb/docs/format/`
 //! in Prometheus's repository), with what that documentation leaves out
 //! or states wrongly written down in `docs/format/prometheus.md`; the code
-//! is our own. Samples go through the [`Appendable`] seam, as every other
+//! is our own. Samples go through the [`Appendable`](crate::storage::Appendable) seam, as every other
 //! write does; the head's XOR chunks are decoded by
 //! [`crate::tsdb::chunkenc::XorIter`], which reads Prometheus's encoding
 //! bit for bit.
@@ -19,7 +19,7 @@
 //! before any of its samples is appended; the other blocks go on. Nothing
 //! is ever written into the Prometheus directory.
 //!
-//! Knows nothing of raymon's store beyond [`Appendable`], nor of HTTP.
+//! Knows nothing of raymon's store beyond [`Appendable`](crate::storage::Appendable), nor of HTTP.
 
 mod block;
 mod decode;

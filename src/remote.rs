@@ -19,10 +19,17 @@
 //! ```
 
 mod client;
+mod encode;
+mod metrics;
 mod proto;
+mod queue;
+mod shard;
+mod storage;
 
-pub use client::{Client, ClientOptions};
+pub use client::{Client, ClientOptions, parse_retry_after};
+pub use metrics::QueueMetrics;
 pub use proto::{Exemplar, Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
+pub use storage::{StoreAccess, WriteStorage};
 
 use prost::Message as _;
 
@@ -37,20 +44,40 @@ pub enum Error {
     TooLarge { len: usize, limit: usize },
     #[error("{0}")]
     Protobuf(#[from] prost::DecodeError),
-    #[error("remote write request failed: {0}")]
-    Http(#[from] reqwest::Error),
-    #[error("server returned HTTP status {status}: {body}")]
-    Status { status: u16, body: String },
+    /// The request did not get an answer (connection, timeout, TLS).
+    #[error("{0}")]
+    Request(String),
+    #[error("server returned HTTP status {status_text}: {body}")]
+    Status {
+        status: u16,
+        status_text: String,
+        body: String,
+        /// The answer's `Retry-After`, when it had a usable one.
+        retry_after: Option<std::time::Duration>,
+        recoverable: bool,
+    },
+    #[error("{0}")]
+    Header(String),
+    #[error("remote write: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 impl Error {
-    /// Whether sending again may succeed: 5xx and 429 answers and transport
-    /// failures, as Prometheus's queue manager decides.
+    /// Whether sending again may succeed: transport failures, 5xx, and 429
+    /// when the queue retries it, as Prometheus's queue manager decides.
     pub fn is_recoverable(&self) -> bool {
         match self {
-            Error::Http(_) => true,
-            Error::Status { status, .. } => *status >= 500 || *status == 429,
+            Error::Request(_) => true,
+            Error::Status { recoverable, .. } => *recoverable,
             _ => false,
+        }
+    }
+
+    /// How long the receiver asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Status { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 }

@@ -19,7 +19,7 @@
 
 pub mod counting;
 mod process;
-mod text;
+pub(crate) mod text;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,6 +61,9 @@ pub struct TsdbMetrics {
     pub duplicate: Counter,
     /// Commits that the store refused as a whole (read-only, full disk, IO).
     pub commit_failures: Counter,
+    /// The highest timestamp among committed samples, in milliseconds
+    /// (`prometheus_remote_storage_highest_timestamp_in_seconds`).
+    pub highest_timestamp_ms: std::sync::atomic::AtomicI64,
 }
 
 /// How many observations of scrape intervals each summary keeps for its

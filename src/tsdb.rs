@@ -39,6 +39,7 @@
 //! hint can go stale but never points at another series; across processes
 //! they mean nothing, and replay maps them.
 
+pub mod agent;
 pub mod chunkenc;
 pub mod db;
 pub mod head;
@@ -46,6 +47,7 @@ pub mod index;
 pub mod kv;
 mod querier;
 mod refmap;
+pub mod tombstones;
 pub mod wal;
 
 pub use db::{Db, DbOptions, DbStats, OpenStats};

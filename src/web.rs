@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+pub mod admin;
 mod api;
 mod envelope;
 mod federate;
@@ -326,6 +327,9 @@ pub struct AppState {
     /// Where `POST /api/v1/write` appends; `None` answers 404 as Prometheus
     /// without `--web.enable-remote-write-receiver`.
     pub remote_write: Option<Arc<dyn Appendable>>,
+    /// Agent mode: the endpoints that read stored data answer
+    /// "unavailable with Prometheus Agent".
+    pub agent: bool,
     /// The loaded configuration as YAML, for `/api/v1/status/config`.
     pub config_yaml: Arc<RwLock<String>>,
     pub config_status: Arc<RwLock<ConfigStatus>>,
@@ -370,6 +374,9 @@ pub struct AppState {
     /// `--web.cors.origin`, fully anchored; `None` for `.*` (any origin,
     /// answered with `*`).
     pub cors_origin: Option<regex::Regex>,
+    /// The admin API's store side; `None` answers `admin APIs disabled`,
+    /// as without `--web.enable-admin-api`.
+    pub admin: Option<Arc<dyn admin::Admin>>,
     /// Grafana dashboards served at `/d/` (`--web.dashboards-dir`).
     pub dashboards: Option<Arc<ui::Dashboards>>,
     /// The scrape interval dashboards take as their datasource's
@@ -390,6 +397,7 @@ impl AppState {
             targets,
             engine: None,
             remote_write: None,
+            agent: false,
             config_yaml: Arc::new(RwLock::new(String::new())),
             config_status: Arc::new(RwLock::new(ConfigStatus {
                 success: true,
@@ -416,6 +424,7 @@ impl AppState {
             location: prefix::Location::default(),
             page_title: "Prometheus Time Series Collection and Processing Server".to_string(),
             cors_origin: None,
+            admin: None,
             dashboards: None,
             dashboard_scrape_ms: 15_000,
             datasource_name: "Prometheus".to_string(),

@@ -45,8 +45,11 @@ pub enum Command {
     /// Say where the stack of a running `raymon up` is reached and which
     /// processes it has; exits 1 when none runs with this data dir.
     Status(StatusArgs),
-    /// Print the environment a notebook must set before `ray.init()` so that
-    /// Ray's dashboard uses raymon and Grafana.
+    /// Print the environment a notebook sets before `ray.init()`: with a
+    /// running `raymon up`, the ports it chose and its Ray's address
+    /// (`RAY_ADDRESS`); else the ports a later `raymon up --attach` with this
+    /// data dir will take, so that the notebook's own Ray dashboard uses
+    /// raymon and Grafana. Give it the flags that shape URLs that `up` gets.
     Env(EnvArgs),
     /// Check files, like promtool.
     Check(CheckArgs),
@@ -191,6 +194,31 @@ pub struct ServeArgs {
     #[arg(long = "storage.tsdb.series-idle", default_value = "2h")]
     pub series_idle: String,
 
+    /// How long to wait flushing samples to remote_write receivers on
+    /// shutdown or config reload. What is not sent by then is sent after
+    /// the next start, from the WAL.
+    #[arg(long = "storage.remote.flush-deadline", default_value = "1m")]
+    pub remote_flush_deadline: String,
+
+    /// WAL segments that a remote_write queue has not sent yet are kept at
+    /// most this long (counted from when the segment was last written), so
+    /// that a receiver that never comes back cannot fill the disk; the same
+    /// bound as Prometheus agent's --storage.agent.retention.max-time.
+    #[arg(long = "storage.remote.wal-retention", default_value = "4h")]
+    pub remote_wal_retention: String,
+
+    /// Agent mode (`--enable-feature=agent`: scrape and forward to
+    /// remote_write only; the API answers status, targets and metadata):
+    /// where the WAL is kept until every queue has sent it.
+    #[arg(long = "storage.agent.path", default_value = "data-agent/")]
+    pub agent_path: PathBuf,
+
+    /// Agent mode: how often the WAL moves to a new segment and the
+    /// segments every remote_write queue has sent are deleted (Prometheus
+    /// takes 2h; a shorter interval keeps less on disk at high rates).
+    #[arg(long = "storage.agent.wal-truncate-frequency", default_value = "5m")]
+    pub agent_truncate_frequency: String,
+
     /// Samples per chunk (Prometheus's 120); smaller only to exercise the
     /// chunk store in tests.
     #[arg(
@@ -212,7 +240,7 @@ pub struct ServeArgs {
 
     /// A directory of Grafana dashboard JSON files (Ray writes its own into
     /// `<session>/metrics/grafana/dashboards`), served Grafana-style at
-    /// /d/<uid>/ and /d-solo/<uid>/ for Ray's Metrics tab. Repeatable.
+    /// `/d/<uid>/` and `/d-solo/<uid>/` for Ray's Metrics tab. Repeatable.
     #[arg(long = "web.dashboards-dir")]
     pub dashboards_dirs: Vec<PathBuf>,
 
@@ -366,6 +394,19 @@ impl ServeArgs {
                 self.checkpoint_interval.clone(),
             ),
             ("storage.tsdb.series-idle", self.series_idle.clone()),
+            (
+                "storage.remote.flush-deadline",
+                self.remote_flush_deadline.clone(),
+            ),
+            (
+                "storage.remote.wal-retention",
+                self.remote_wal_retention.clone(),
+            ),
+            ("storage.agent.path", self.agent_path.display().to_string()),
+            (
+                "storage.agent.wal-truncate-frequency",
+                self.agent_truncate_frequency.clone(),
+            ),
             ("web.listen-address", self.listen_address.to_string()),
             (
                 "web.config.file",
@@ -441,6 +482,10 @@ impl ServeArgs {
                 self.prom.retention_deprecated.clone().unwrap_or_default(),
             ),
             ("enable-feature", self.prom.features.join(",")),
+            (
+                "storage.tsdb.no-lockfile",
+                (self.prom.no_lockfile || !self.prom.use_lockfile).to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -484,10 +529,16 @@ pub struct StackArgs {
     pub data_dir: Option<PathBuf>,
 
     /// Ray's temp dir (`ray start --temp-dir`); sessions are found under it.
-    /// Default: `/tmp/raymon-<user>/ray` for the Ray `up` starts, `/tmp/ray` (where
-    /// `ray.init()` puts its sessions) with `--attach`.
+    /// Default: `/tmp/raymon-<user>/ray`, in a directory closed to other
+    /// users (`raymon env` sets `RAY_TMPDIR` so that a notebook's
+    /// `ray.init()` uses it too).
     #[arg(long = "ray-temp-dir")]
     pub ray_temp_dir: Option<PathBuf>,
+
+    /// Where a taken default port moves to, `LOW-HIGH` (such as the ports a
+    /// firewall opens); default: any free port the kernel hands out.
+    #[arg(long = "port-range", value_parser = crate::launcher::ports::parse_range)]
+    pub port_range: Option<(u16, u16)>,
 
     /// Port of Ray's dashboard (`ray start --dashboard-port`); `up` moves the
     /// default to a free port when it is taken. So do Grafana's and
@@ -528,7 +579,7 @@ pub enum GrafanaMode {
     /// A container image through `shifter`, as on NERSC systems.
     Shifter,
     /// No Grafana process: raymon serves Ray's dashboards itself at
-    /// /d/<uid>/ and /d-solo/<uid>/, and Ray's Metrics tab embeds them.
+    /// `/d/<uid>/` and `/d-solo/<uid>/`, and Ray's Metrics tab embeds them.
     Builtin,
     /// No Grafana: provisioning is still written for one you run yourself.
     None,
@@ -564,7 +615,8 @@ pub struct UpArgs {
     pub stack: StackArgs,
 
     /// Do not start Ray: follow the newest session under `--ray-temp-dir`
-    /// (a notebook calls `ray.init()` itself, after `raymon env`).
+    /// (a notebook calls `ray.init()` itself, after `raymon env`, whose
+    /// ports it takes).
     #[arg(long)]
     pub attach: bool,
 
@@ -686,6 +738,17 @@ pub struct EnvArgs {
     /// Where raymon listens (as given to `up`).
     #[arg(long = "web.listen-address", default_value = "127.0.0.1:9090")]
     pub listen_address: SocketAddr,
+
+    /// As for `up`: with `basic`, the credentials are made now if `up` has
+    /// not made them yet, so that the notebook's Ray gets
+    /// `RAY_PROMETHEUS_HEADERS`.
+    #[arg(long, value_enum, default_value = "basic")]
+    pub auth: AuthMode,
+
+    /// As for `up`, which decides where Ray finds "Grafana" (raymon itself
+    /// with `builtin`); `auto` looks at PATH as `up` does.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub grafana: GrafanaMode,
 
     #[arg(long, value_enum, default_value = "shell")]
     pub format: EnvFormat,

@@ -166,6 +166,10 @@ fn from_prometheus(from: &Path, to: &Path) -> anyhow::Result<()> {
             sum.unknown_series,
             "WAL samples of series the WAL never named, not imported",
         ),
+        (
+            sum.reset,
+            "WAL samples of a series from before the WAL named it again, dropped as Prometheus's start-up drops them",
+        ),
     ] {
         if n > 0 {
             eprintln!("  {n} {what}");

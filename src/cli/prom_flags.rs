@@ -46,15 +46,44 @@ pub struct PromFlags {
     #[arg(long = "web.cors.origin", default_value = ".*")]
     pub cors_origin: String,
 
-    /// [DEPRECATED] How long to keep samples; use --storage.tsdb.retention.time,
-    /// which wins when both are given.
-    #[arg(long = "storage.tsdb.retention", value_name = "DURATION")]
+    // Prometheus's help text opens with "[DEPRECATED]", which rustdoc would
+    // read as a link, so it is given as `help` rather than a doc comment.
+    #[arg(
+        long = "storage.tsdb.retention",
+        value_name = "DURATION",
+        help = "[DEPRECATED] How long to keep samples; use --storage.tsdb.retention.time, \
+                which wins when both are given."
+    )]
     pub retention_deprecated: Option<String>,
 
     /// Log line format: `logfmt` or `json`, as Prometheus writes them.
     /// Default: raymon's human-readable lines.
     #[arg(long = "log.format", value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// Do not lock the data directory (`<path>/lock`), which otherwise keeps
+    /// a second process from opening it.
+    #[arg(
+        long = "storage.tsdb.no-lockfile",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = ArgAction::Set
+    )]
+    pub no_lockfile: bool,
+
+    /// Lock the data directory (Debian's spelling; raymon locks it unless
+    /// --storage.tsdb.no-lockfile).
+    #[arg(
+        long = "storage.tsdb.use-lockfile",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = true,
+        action = ArgAction::Set
+    )]
+    pub use_lockfile: bool,
 
     /// Comma-separated Prometheus feature names (repeatable). Each is either
     /// implemented, always on in raymon, or warned about at start-up.
@@ -72,6 +101,8 @@ impl Default for PromFlags {
             cors_origin: ".*".to_string(),
             retention_deprecated: None,
             log_format: None,
+            no_lockfile: false,
+            use_lockfile: true,
             features: Vec::new(),
         }
     }
@@ -87,12 +118,14 @@ pub enum LogFormat {
 /// What `--enable-feature=<name>` does in raymon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feature {
-    /// Agent mode: scrape and forward only. Accepted; serve sees
-    /// [`Features::agent`] and decides.
+    /// Agent mode: scrape and forward only (serve sees
+    /// [`Features::agent`]).
     Agent,
     /// `remote-write-receiver` (deprecated in 2.42): the same as
     /// `--web.enable-remote-write-receiver`.
     RemoteWriteReceiver,
+    /// `${VAR}` in `global.external_labels` values from the environment.
+    ExpandExternalLabels,
     /// On in raymon without the flag (in Prometheus 2.42 too, for the PromQL
     /// ones); the log line says so.
     AlwaysOn(&'static str),
@@ -118,9 +151,7 @@ pub fn feature(name: &str) -> Feature {
             Feature::AlwaysOn("raymon has one discovery manager, which applies updates at once")
         }
         "exemplar-storage" => Feature::NotImplemented("raymon stores no exemplars"),
-        "expand-external-labels" => Feature::NotImplemented(
-            "raymon does not expand ${VAR} in external_labels; values are used as written",
-        ),
+        "expand-external-labels" => Feature::ExpandExternalLabels,
         "promql-per-step-stats" => {
             Feature::NotImplemented("raymon's query answers carry no statistics")
         }
@@ -147,6 +178,8 @@ pub struct Features {
     pub agent: bool,
     /// `--enable-feature=remote-write-receiver`.
     pub remote_write_receiver: bool,
+    /// `--enable-feature=expand-external-labels`.
+    pub expand_external_labels: bool,
 }
 
 impl PromFlags {
@@ -164,9 +197,9 @@ impl PromFlags {
                 Feature::Agent => {
                     f.agent = true;
                     lines.push((
-                        true,
-                        "--enable-feature=agent: agent mode is not implemented yet; \
-                         raymon runs as a server (scrapes, stores and answers queries)"
+                        false,
+                        "--enable-feature=agent: agent mode, scraping and forwarding to \
+                         remote_write only (the API refuses queries)"
                             .to_string(),
                     ));
                 }
@@ -176,6 +209,15 @@ impl PromFlags {
                         true,
                         "--enable-feature=remote-write-receiver is deprecated; \
                          use --web.enable-remote-write-receiver"
+                            .to_string(),
+                    ));
+                }
+                Feature::ExpandExternalLabels => {
+                    f.expand_external_labels = true;
+                    lines.push((
+                        false,
+                        "--enable-feature=expand-external-labels: ${VAR} in external label values \
+                         is replaced from the environment"
                             .to_string(),
                     ));
                 }
@@ -230,10 +272,9 @@ const fn accepted(name: &'static str, kind: Kind, why: &'static str) -> Accepted
 const NO_UI: &str = "raymon has no console templates or web UI assets";
 const BLOCKS: &str =
     "raymon's store has no Prometheus blocks; it keeps a WAL, checkpoints and merged chunks";
-const AGENT: &str = "it is for agent mode, which raymon does not implement yet";
+const AGENT: &str = "raymon's agent mode does not use it (unsent segments are kept for --storage.remote.wal-retention)";
 const NO_RULES: &str = "raymon evaluates no rules and sends no alerts";
 const NO_REMOTE_READ: &str = "raymon does not serve the remote read API";
-const LOCKFILE: &str = "raymon opens its data directory once and always locks it";
 
 /// The one table of Prometheus 2.42 flags raymon accepts and does nothing
 /// with (the visible flags of `prometheus --help-long`, Debian's
@@ -244,8 +285,6 @@ pub const ACCEPTED: &[Accepted] = &[
     accepted("web.console.libraries", Kind::Text, NO_UI),
     accepted("web.local-assets", Kind::Text, NO_UI),
     accepted("web.user-assets", Kind::Text, NO_UI),
-    accepted("storage.tsdb.use-lockfile", Kind::Bool, LOCKFILE),
-    accepted("storage.tsdb.no-lockfile", Kind::Bool, LOCKFILE),
     accepted(
         "storage.tsdb.head-chunks-write-queue-size",
         Kind::Int,
@@ -273,23 +312,12 @@ pub const ACCEPTED: &[Accepted] = &[
         Kind::Bool,
         "deprecated in Prometheus, and raymon has no blocks",
     ),
-    accepted("storage.agent.path", Kind::Text, AGENT),
     accepted("storage.agent.wal-compression", Kind::Bool, AGENT),
     accepted("storage.agent.wal-segment-size", Kind::Bytes, AGENT),
-    accepted(
-        "storage.agent.wal-truncate-frequency",
-        Kind::Duration,
-        AGENT,
-    ),
     accepted("storage.agent.retention.min-time", Kind::Duration, AGENT),
     accepted("storage.agent.retention.max-time", Kind::Duration, AGENT),
     accepted("storage.agent.use-lockfile", Kind::Bool, AGENT),
     accepted("storage.agent.no-lockfile", Kind::Bool, AGENT),
-    accepted(
-        "storage.remote.flush-deadline",
-        Kind::Duration,
-        "raymon sends no remote write yet",
-    ),
     accepted(
         "storage.remote.read-sample-limit",
         Kind::Float,
@@ -472,7 +500,9 @@ mod tests {
         let (f, lines) = p.features();
         assert!(f.agent && f.remote_write_receiver);
         assert_eq!(lines.len(), 3, "{lines:?}");
-        assert!(lines.iter().all(|(warn, _)| *warn));
+        // Agent mode is implemented: said, not warned about.
+        assert!(!lines[0].0 && lines[0].1.contains("agent mode"));
+        assert!(lines[1..].iter().all(|(warn, _)| *warn));
         assert!(lines[2].1.contains("exemplar-storage"));
     }
 

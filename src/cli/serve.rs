@@ -15,9 +15,12 @@ use super::jobs::jobs_from_config;
 use crate::config;
 use crate::discovery;
 use crate::promql::engine::{Engine, EngineOptions};
+use crate::remote;
 use crate::scrape;
 use crate::selfmetrics::{self, Gathered, HeadGauges, StorageGauges, counting::CountingAppendable};
-use crate::storage::Appendable;
+use crate::storage::{Appendable, Queryable};
+use crate::tsdb::agent::AgentDb;
+use crate::tsdb::tombstones::{Tombstoned, Tombstones};
 use crate::tsdb::{Db, DbOptions, Head};
 use crate::web;
 
@@ -35,9 +38,10 @@ pub async fn serve_until_signal(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Runs `serve` until `cancel`.
 pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result<()> {
-    let cfg = config::load_file(&args.config_file)
+    let mut cfg = config::load_file(&args.config_file)
         .with_context(|| format!("cannot load {}", args.config_file.display()))?;
     let (features, feature_lines) = args.prom.features();
+    expand_external_labels(&mut cfg, &features);
     for w in args.accepted.warnings() {
         warn!("{w}");
     }
@@ -55,9 +59,6 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
             "flag --storage.tsdb.retention is deprecated"
         );
     }
-    // Hook for agent mode (`--enable-feature=agent`): until it exists, the
-    // warning above says raymon runs as a server.
-    let _agent_mode = features.agent;
     let location = web::prefix::Location::new(
         args.prom.external_url.as_deref(),
         args.prom.route_prefix.as_deref(),
@@ -87,16 +88,65 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
             .then_some(web::ui::is_dashboard_path as fn(&str) -> bool),
         ..Default::default()
     };
-    let db = Arc::new(open_storage(&args)?);
-    db.start_background();
-    let head = Arc::new(db.head().clone());
+    let wal_keep = Arc::new(crate::tsdb::wal::Keep::new(
+        config::parse_duration(&args.remote_wal_retention)
+            .context("invalid --storage.remote.wal-retention")?,
+    ));
+    let agent = features.agent;
+    // Held until serve returns: a second raymon (or Prometheus) on this
+    // directory would corrupt it.
+    let _lock = if agent { None } else { lock_data_dir(&args)? };
+    let data_dir = if agent {
+        args.agent_path.clone()
+    } else {
+        args.storage_path.clone()
+    };
+    let remote = Arc::new(remote::WriteStorage::new(
+        data_dir.clone(),
+        config::parse_duration(&args.remote_flush_deadline)
+            .context("invalid --storage.remote.flush-deadline")?,
+        wal_keep.clone(),
+    )?);
+    // Before the store opens: it deletes WAL segments no queue holds.
+    remote.hold_saved(&cfg);
     let metrics = selfmetrics::Metrics::new();
     metrics
         .config_unimplemented_sections
         .store(cfg.unimplemented.len() as u64, Ordering::Relaxed);
+    let (db, agent_db, head, inner_store, store_access) = if agent {
+        if cfg.remote_write.is_empty() {
+            warn!("agent mode without remote_write: samples are kept in the WAL and sent nowhere");
+        }
+        let a = Arc::new(
+            AgentDb::open(&data_dir, Some(wal_keep))
+                .with_context(|| format!("cannot open the agent WAL at {}", data_dir.display()))?,
+        );
+        a.start_background(
+            config::parse_duration(&args.agent_truncate_frequency)
+                .context("invalid --storage.agent.wal-truncate-frequency")?,
+        );
+        // No samples are kept in memory; queries are refused.
+        let head = Arc::new(Head::new(crate::tsdb::HeadOptions::default()));
+        let access = agent_access(&a, &data_dir, &metrics);
+        let store: Arc<dyn Appendable> = Arc::new(a.clone());
+        (None, Some(a), head, store, access)
+    } else {
+        let db = Arc::new(open_storage(&args, wal_keep)?);
+        db.start_background();
+        let head = Arc::new(db.head().clone());
+        let access = store_access(&db, &metrics);
+        let store: Arc<dyn Appendable> = head.clone();
+        (Some(db), None, head, store, access)
+    };
+    // Deletions (`/api/v1/admin/tsdb/delete_series`) hide samples from every read.
+    let stones = Arc::new(Tombstones::open(&data_dir).context("cannot read the deleted series")?);
+    let visible: Arc<dyn Queryable> = Arc::new(Tombstoned::new(head.clone(), stones.clone()));
+    remote
+        .apply_config(&cfg, store_access.clone())
+        .context("cannot start remote_write")?;
     // Every write (scrapes, imports, remote write) goes through the counting wrapper.
     let store: Arc<dyn Appendable> =
-        Arc::new(CountingAppendable::new(head.clone(), metrics.tsdb.clone()));
+        Arc::new(CountingAppendable::new(inner_store, metrics.tsdb.clone()));
     let (mut discovery, targets_rx) = discovery::Manager::new();
     discovery.apply(discovery_jobs(&cfg, &metrics)?);
 
@@ -119,7 +169,8 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let scrape_task = tokio::spawn(scraper.run(targets_rx, cmd_rx, scrape_cancel.clone()));
     let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(4);
 
-    let mut state = web::AppState::new(head.clone(), Arc::new(scrape_status.clone()));
+    let mut state = web::AppState::new(visible.clone(), Arc::new(scrape_status.clone()));
+    state.agent = agent;
     if args.enable_import {
         state.appendable = Some(store.clone());
     }
@@ -149,8 +200,20 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let queries = engine.clone();
     state.engine = Some(Arc::new(web::promql_engine::PromqlEngine::new(
         engine,
-        head.clone(),
+        visible.clone(),
     )));
+    if args.prom.enable_admin_api {
+        state.admin = Some(Arc::new(super::admin::StoreAdmin {
+            raw: head.clone(),
+            visible: visible.clone(),
+            stones,
+            data_dir: args.storage_path.clone(),
+            retention_ms: config::parse_duration(&args.retention_time())
+                .map(|d| d.as_millis().min(i64::MAX as u128) as i64)
+                .unwrap_or(0),
+            now_ms: web::system_now_ms,
+        }));
+    }
     state.formatter = Some(Arc::new(web::promql_engine::format_query));
     state.external_labels = cfg.global.external_labels.clone();
     state.lookback_delta =
@@ -169,7 +232,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let config_yaml = state.config_yaml.clone();
     let config_status = state.config_status.clone();
     state.tsdb_stats = Some(tsdb_status(head.clone()));
-    state.self_metrics = Some(self_metrics(
+    let local_metrics = self_metrics(
         &state,
         metrics.clone(),
         db.clone(),
@@ -177,7 +240,21 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         scrape_status,
         discovered_rx,
         queries,
-    ));
+    );
+    let remote_metrics = remote.clone();
+    let agent_metrics = agent_db.clone();
+    state.self_metrics = Some(Arc::new(move || {
+        let mut text = local_metrics();
+        text.push_str(&remote_metrics.metrics_text());
+        if let Some(a) = &agent_metrics {
+            text.push_str(&format!(
+                "# HELP prometheus_agent_active_series Number of active series being tracked by the WAL storage\n\
+                 # TYPE prometheus_agent_active_series gauge\nprometheus_agent_active_series {}\n",
+                a.num_series()
+            ));
+        }
+        text
+    }));
     state
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -186,6 +263,8 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     let config_path = args.config_file.clone();
     let reload_cancel = cancel.clone();
     let reload_metrics = metrics.clone();
+    let reload_features = features.clone();
+    let reload_remote = remote.clone();
     tokio::spawn(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
@@ -194,8 +273,22 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
                 r = reload_rx.recv() => match r { Some(r) => Some(r), None => return },
                 _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => None,
             };
-            let result = match config::load_file(&config_path) {
-                Ok(cfg) => match discovery_jobs(&cfg, &reload_metrics) {
+            let loaded = config::load_file(&config_path).map(|mut cfg| {
+                expand_external_labels(&mut cfg, &reload_features);
+                cfg
+            });
+            let result = match loaded {
+                Ok(cfg) => match discovery_jobs(&cfg, &reload_metrics)
+                    .map_err(|e| e.to_string())
+                    .and_then(|jobs| {
+                        // Stopping a replaced queue waits for its flush.
+                        let r = reload_remote.clone();
+                        let c = cfg.clone();
+                        let a = store_access.clone();
+                        tokio::task::block_in_place(move || r.apply_config(&c, a))
+                            .map(|()| jobs)
+                            .map_err(|e| e.to_string())
+                    }) {
                     Ok(jobs) => {
                         warn_unimplemented(&cfg);
                         reload_metrics
@@ -210,7 +303,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
                         info!(file = %config_path.display(), "configuration reloaded");
                         Ok(())
                     }
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e),
                 },
                 Err(e) => Err(e.to_string()),
             };
@@ -247,8 +340,22 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     // Scrapers stop before storage closes, so no scrape is cut short.
     scrape_cancel.cancel();
     let _ = scrape_task.await;
+    // Queues send what they can within the flush deadline and save their
+    // positions; the store's final checkpoint keeps what they did not send.
+    let stopping = remote.clone();
+    let _ = tokio::task::spawn_blocking(move || stopping.stop()).await;
     info!("scraping stopped; closing storage");
-    let closing = db.clone();
+    if let Some(a) = agent_db {
+        match tokio::task::spawn_blocking(move || a.close()).await {
+            Ok(Ok(())) => info!("agent WAL synced"),
+            Ok(Err(e)) => error!(error = %e, "cannot sync the agent WAL"),
+            Err(e) => error!(error = %e, "agent WAL close panicked"),
+        }
+        return Ok(());
+    }
+    let Some(closing) = db.clone() else {
+        return Ok(());
+    };
     match tokio::task::spawn_blocking(move || closing.close()).await {
         Ok(Ok(())) => info!("storage flushed and closed"),
         Ok(Err(e)) => error!(error = %e, "cannot close storage cleanly; the WAL will be replayed"),
@@ -257,8 +364,37 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     Ok(())
 }
 
+/// Prometheus's `lock` file in the data directory, held (`flock`) while
+/// serve runs, unless `--storage.tsdb.no-lockfile`.
+fn lock_data_dir(args: &ServeArgs) -> anyhow::Result<Option<std::fs::File>> {
+    if args.prom.no_lockfile || !args.prom.use_lockfile {
+        return Ok(None);
+    }
+    let dir = &args.storage_path;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
+            "opening storage failed: lock DB directory: resource temporarily unavailable \
+             ({} is used by another process; --storage.tsdb.no-lockfile skips this check)",
+            dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 /// Opens the durable store at `--storage.tsdb.path` with the retention flags.
-fn open_storage(args: &ServeArgs) -> anyhow::Result<Db> {
+fn open_storage(args: &ServeArgs, wal_keep: Arc<crate::tsdb::wal::Keep>) -> anyhow::Result<Db> {
     let retention = config::parse_duration(&args.retention_time())
         .context("invalid --storage.tsdb.retention.time")?;
     let size = args.retention_size.trim();
@@ -279,9 +415,48 @@ fn open_storage(args: &ServeArgs) -> anyhow::Result<Db> {
         ..DbOptions::default()
     };
     opts.head.samples_per_chunk = args.samples_per_chunk.max(4);
+    opts.wal_keep = Some(wal_keep);
     let (db, _) = Db::open(&args.storage_path, opts)
         .with_context(|| format!("cannot open storage at {}", args.storage_path.display()))?;
     Ok(db)
+}
+
+/// What remote write's queues read from the store and the counters.
+fn store_access(db: &Arc<Db>, metrics: &selfmetrics::Metrics) -> remote::StoreAccess {
+    let (end_db, labels_db) = (db.clone(), db.clone());
+    let (m_in, m_high) = (metrics.tsdb.clone(), metrics.tsdb.clone());
+    remote::StoreAccess {
+        wal_dir: db.wal().dir().to_path_buf(),
+        wal_end: Arc::new(move || end_db.wal().end()),
+        labels_of: Arc::new(move |r| labels_db.series_labels(r)),
+        samples_in: Arc::new(move || m_in.samples_appended.get()),
+        highest_in_ms: Arc::new(move || {
+            m_high
+                .highest_timestamp_ms
+                .load(std::sync::atomic::Ordering::Relaxed)
+        }),
+    }
+}
+
+/// What remote write's queues read in agent mode.
+fn agent_access(
+    a: &Arc<AgentDb>,
+    dir: &std::path::Path,
+    metrics: &selfmetrics::Metrics,
+) -> remote::StoreAccess {
+    let (end, labels) = (a.clone(), a.clone());
+    let (m_in, m_high) = (metrics.tsdb.clone(), metrics.tsdb.clone());
+    remote::StoreAccess {
+        wal_dir: dir.join("wal"),
+        wal_end: Arc::new(move || end.wal().end()),
+        labels_of: Arc::new(move |r| labels.series_labels(r)),
+        samples_in: Arc::new(move || m_in.samples_appended.get()),
+        highest_in_ms: Arc::new(move || {
+            m_high
+                .highest_timestamp_ms
+                .load(std::sync::atomic::Ordering::Relaxed)
+        }),
+    }
 }
 
 /// What import and remote write accept, from the `--web.write.*` flags.
@@ -355,7 +530,7 @@ fn tsdb_status(head: Arc<Head>) -> web::TsdbStatsSource {
 fn self_metrics(
     state: &web::AppState,
     metrics: selfmetrics::Metrics,
-    db: Arc<Db>,
+    db: Option<Arc<Db>>,
     head: Arc<Head>,
     scrape_status: scrape::ScrapeStatus,
     targets: tokio::sync::watch::Receiver<discovery::Targets>,
@@ -376,14 +551,9 @@ fn self_metrics(
             })
             .collect();
         let cs = *config_status.read().unwrap_or_else(|e| e.into_inner());
-        let st = db.stats();
-        metrics.render(&Gathered {
-            head: HeadGauges {
-                series: stats.num_series as u64,
-                chunks: stats.num_chunks as u64,
-                time_bounds: head.time_bounds(),
-            },
-            storage: Some(StorageGauges {
+        let storage = db.as_ref().map(|db| {
+            let st = db.stats();
+            StorageGauges {
                 wal_bytes_written: st.wal_bytes_written,
                 wal_write_failures: st.wal_write_failures,
                 wal_segments_created: st.wal_segments_created,
@@ -394,7 +564,15 @@ fn self_metrics(
                 compactions: st.compactions,
                 merged_chunks: st.merged_chunks,
                 disk_bytes: st.disk_bytes,
-            }),
+            }
+        });
+        metrics.render(&Gathered {
+            head: HeadGauges {
+                series: stats.num_series as u64,
+                chunks: stats.num_chunks as u64,
+                time_bounds: head.time_bounds(),
+            },
+            storage,
             pool_targets: scrape_status.pool_target_counts(),
             discovered_targets: discovered,
             config_reload_success: cs.success,
@@ -405,6 +583,17 @@ fn self_metrics(
             revision: revision.clone(),
         })
     })
+}
+
+/// `--enable-feature=expand-external-labels`, with Prometheus's warning
+/// for each variable that is unset or empty.
+fn expand_external_labels(cfg: &mut config::Config, features: &super::prom_flags::Features) {
+    if !features.expand_external_labels {
+        return;
+    }
+    for name in cfg.expand_external_labels(|n| std::env::var(n).ok()) {
+        warn!(name, "Empty environment variable");
+    }
 }
 
 /// One warning per section of the config that raymon does not act on.

@@ -78,14 +78,16 @@ pub(super) fn to_yaml(c: &Config) -> String {
                     rw.send_native_histograms.into(),
                 );
                 http(&mut m, &rw.http_client);
-                for (key, v) in [
-                    ("queue_config", &rw.queue_config),
-                    ("metadata_config", &rw.metadata_config),
-                    ("sigv4", &rw.sigv4),
-                ] {
-                    if let Some(v) = v {
-                        m.insert(key.into(), v.clone());
-                    }
+                m.insert(
+                    "queue_config".into(),
+                    super::remote_write::queue_to_yaml(&rw.queue_config),
+                );
+                m.insert(
+                    "metadata_config".into(),
+                    super::remote_write::metadata_to_yaml(&rw.metadata_config),
+                );
+                if let Some(v) = &rw.sigv4 {
+                    m.insert("sigv4".into(), v.clone());
                 }
                 Value::Mapping(m)
             })

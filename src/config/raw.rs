@@ -147,8 +147,8 @@ pub(crate) struct RawRemoteWrite {
     #[serde(default, deserialize_with = "yaml11_bool")]
     pub enable_http2: Option<bool>,
 
-    pub queue_config: Option<serde_norway::Value>,
-    pub metadata_config: Option<serde_norway::Value>,
+    pub queue_config: Option<super::remote_write::RawQueue>,
+    pub metadata_config: Option<super::remote_write::RawMetadata>,
 }
 
 impl RawScrape {
@@ -443,6 +443,8 @@ fn go_type_for(path: &str) -> &'static str {
             r#"struct { Targets []string "yaml:\"targets\""; Labels model.LabelSet "yaml:\"labels\"" }"#
         }
         "basic_auth" => "config.BasicAuth",
+        "queue_config" => "config.QueueConfig",
+        "metadata_config" => "config.MetadataConfig",
         "storage" => "config.StorageConfig",
         "authorization" => "config.Authorization",
         _ => "config.plain",

@@ -53,11 +53,6 @@ pub const NOT_IMPLEMENTED: &[Entry] = &[
         "raymon sends no alerts to Alertmanager",
     ),
     row(
-        "remote_write",
-        When::Present,
-        "raymon does not send remote write yet; samples stay local",
-    ),
-    row(
         "remote_read",
         When::Present,
         "raymon answers queries from its own store only",

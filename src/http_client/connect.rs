@@ -284,6 +284,16 @@ pub(super) fn describe(e: &hyper_util::client::legacy::Error) -> String {
         if let Some(c) = s.downcast_ref::<ConnectError>() {
             return c.0.clone();
         }
+        // A TLS alert after the handshake (TLS 1.3 servers refuse a
+        // client certificate only then) arrives while reading the answer.
+        let tls = s.downcast_ref::<rustls::Error>().or_else(|| {
+            s.downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|i| i.downcast_ref::<rustls::Error>())
+        });
+        if let Some(t) = tls {
+            return super::tls::describe(t);
+        }
         src = s.source();
     }
     let mut msg = e.to_string();

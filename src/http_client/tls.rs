@@ -279,6 +279,21 @@ pub(super) fn describe(e: &rustls::Error) -> String {
             }
             other => format!("x509: {other:?}"),
         },
-        other => format!("remote error: tls: {other}"),
+        rustls::Error::AlertReceived(alert) => {
+            format!("remote error: tls: {}", alert_words(&format!("{alert:?}")))
+        }
+        other => format!("tls: {other}"),
     }
+}
+
+/// Go's name of a TLS alert from rustls's: `BadCertificate` → `bad certificate`.
+fn alert_words(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push(' ');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }

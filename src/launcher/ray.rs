@@ -95,17 +95,33 @@ pub fn dashboard_host(extra: &[String]) -> String {
     }
 }
 
-/// Ray's temp dir when none is given: with `--attach`, Ray's own default
-/// `/tmp/ray` (where `ray.init()` puts its sessions); else one per user
-/// (`/tmp/raymon-<user>/ray`), so that users of one login node do not share
-/// sessions and sockets. Ray opens its temp dir to everyone, so it sits in
-/// a directory of the user's that `up` keeps closed.
-pub fn default_temp_dir(attach: bool, user: &str) -> PathBuf {
-    if attach {
-        PathBuf::from("/tmp/ray")
-    } else {
-        PathBuf::from(format!("/tmp/raymon-{user}/ray"))
-    }
+/// Ray's temp dir when none is given: one per user (`/tmp/raymon-<user>/ray`),
+/// so that users of one login node do not share sessions and sockets (Ray's
+/// own `/tmp/ray` is shared, and `session_latest` there is whoever started
+/// last). Ray opens its temp dir to everyone, so it sits in a directory of
+/// the user's that `up` and `env` keep closed; a notebook's `ray.init()`
+/// uses it when `RAY_TMPDIR` names that directory ([`ray_tmpdir`]).
+pub fn default_temp_dir(user: &str) -> PathBuf {
+    PathBuf::from(format!("/tmp/raymon-{user}/ray"))
+}
+
+/// `RAY_TMPDIR` for a temp dir: Ray's default temp dir is `$RAY_TMPDIR/ray`
+/// (`_common/utils.py`, `get_default_ray_temp_dir`), which is where
+/// `ray.init()` starts its sessions and where `ray.init(address="auto")`
+/// reads `ray_current_cluster`. `None` when the dir is not named `ray`.
+pub fn ray_tmpdir(temp_dir: &Path) -> Option<&Path> {
+    (temp_dir.file_name()? == "ray")
+        .then(|| temp_dir.parent())
+        .flatten()
+}
+
+/// The GCS address `ray start` wrote to `ray_current_cluster` in its temp
+/// dir (`scripts.py`, `write_ray_address`): what `ray.init(address="auto")`
+/// connects to.
+pub fn current_cluster(temp_dir: &Path) -> Option<String> {
+    let s = std::fs::read_to_string(temp_dir.join("ray_current_cluster")).ok()?;
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
 }
 
 /// Longest unix socket path Ray accepts on Linux (`_private/utils.py`,
@@ -141,6 +157,13 @@ pub fn session_latest(temp_dir: &Path) -> Option<PathBuf> {
         temp_dir.join(target)
     };
     abs.is_dir().then_some(abs)
+}
+
+/// Removes `ray_current_cluster` from a temp dir whose Ray has stopped
+/// (`ray stop` does so for Ray's default temp dir, `scripts.py`,
+/// `reset_ray_address`).
+pub fn forget_cluster(temp_dir: &Path) {
+    let _ = std::fs::remove_file(temp_dir.join("ray_current_cluster"));
 }
 
 /// Where Ray writes its generated `grafana/` and `prometheus/` trees:

@@ -4,6 +4,7 @@
 //! supervisor's state file). Knows nothing of how the stack starts.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,47 @@ pub struct Stack {
     pub public_urls: PublicUrls,
     /// The passwords, if `up` made them.
     pub credentials_file: Option<PathBuf>,
+    /// Whether raymon's API wants the credentials (Ray got
+    /// `RAY_PROMETHEUS_HEADERS`).
+    #[serde(default)]
+    pub api_auth: bool,
+    /// The addresses `up` listens on, after any port moved.
+    #[serde(default)]
+    pub listen: Option<Listen>,
+    /// Ray's temp dir.
+    #[serde(default)]
+    pub ray_temp_dir: Option<PathBuf>,
+    /// The GCS address of the Ray `up` started (none with `--attach`).
+    #[serde(default)]
+    pub ray_address: Option<String>,
+}
+
+/// Where raymon, Grafana and Ray's dashboard listen: what `up` settled, or
+/// what `raymon env` promised a notebook's Ray (kept in [`ENV_FILE`] for the
+/// `up --attach` that follows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listen {
+    pub raymon: SocketAddr,
+    pub grafana: SocketAddr,
+    pub dashboard_port: u16,
+}
+
+/// The file under the data dir where `raymon env` keeps the ports it gave a
+/// notebook, when no `up` ran yet.
+pub const ENV_FILE: &str = "raymon-env.json";
+
+impl Listen {
+    pub fn write(&self, data: &Path) -> std::io::Result<()> {
+        let tmp = data.join(format!("{ENV_FILE}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).unwrap_or_default())?;
+        std::fs::rename(&tmp, data.join(ENV_FILE))
+    }
+
+    /// What `raymon env` promised, if it did.
+    pub fn promised(data: &Path) -> Option<Listen> {
+        let text = std::fs::read_to_string(data.join(ENV_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -87,6 +87,9 @@ pub struct Summary {
     pub histograms: u64,
     /// Head samples whose series the WAL never named.
     pub unknown_series: u64,
+    /// Head samples of a series from before the WAL named it again under a
+    /// new reference, which Prometheus's start-up drops too.
+    pub reset: u64,
     pub min_time: Option<i64>,
     pub max_time: Option<i64>,
     /// Everything that was reported and skipped.
@@ -318,6 +321,11 @@ struct HeadSeries {
     chunks_of: u64,
     /// The newest head-chunk sample: WAL samples up to it are in the chunks.
     mm_max: i64,
+    /// Where (segment, record) the WAL last named the series. A series
+    /// logged again under a new reference (it had left the head and came
+    /// back) loses what was replayed before that record, head chunks
+    /// included: Prometheus's replay resets the series there.
+    valid_from: (usize, usize),
 }
 
 fn import_head(dir: &Path, min_valid: i64, w: &mut Writer<'_, '_>) -> Result<(), Error> {
@@ -369,6 +377,7 @@ fn import_head(dir: &Path, min_valid: i64, w: &mut Writer<'_, '_>) -> Result<(),
                             }
                             if let Some(s) = series.get_mut(&first) {
                                 s.chunks_of = r;
+                                s.valid_from = (si, k);
                             }
                             continue;
                         }
@@ -380,6 +389,7 @@ fn import_head(dir: &Path, min_valid: i64, w: &mut Writer<'_, '_>) -> Result<(),
                                 r: 0,
                                 chunks_of: r,
                                 mm_max: i64::MIN,
+                                valid_from: (si, k),
                             },
                         );
                     }
@@ -470,6 +480,10 @@ fn import_head(dir: &Path, min_valid: i64, w: &mut Writer<'_, '_>) -> Result<(),
                             continue;
                         };
                         if t <= s.mm_max {
+                            continue;
+                        }
+                        if (si, k) < s.valid_from {
+                            w.sum.reset += 1;
                             continue;
                         }
                         if block::deleted(stones.get(&r), t) {

@@ -1,12 +1,21 @@
-//! Sends [`WriteRequest`]s to a remote write receiver with the headers of
-//! Prometheus's `storage/remote/client.go`. One request per call: batching,
-//! sharding and retries belong to the caller.
+//! Sends encoded write requests to a remote write receiver with the headers
+//! of Prometheus 2.42's `storage/remote/client.go`, and classifies answers
+//! as it does: transport errors and 5xx are recoverable, 429 too when
+//! `retry_on_http_429` is set (with its `Retry-After`), anything else is
+//! not. One request per call: batching, sharding and retries belong to the
+//! caller.
 
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, USER_AGENT};
+use http_body_util::BodyExt as _;
+use hyper::body::Bytes;
+use hyper::header::{
+    CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT,
+};
 
 use super::{Error, VERSION_HEADER_VALUE, WriteRequest, encode};
+use crate::config::HttpClientConfig;
+use crate::http_client::{self, HttpClient};
 
 /// Where and how to send.
 #[derive(Debug, Clone)]
@@ -15,7 +24,12 @@ pub struct ClientOptions {
     pub url: String,
     pub timeout: Duration,
     pub user_agent: String,
-    pub basic_auth: Option<(String, String)>,
+    /// TLS, authentication, proxy and redirects, as a scrape job's.
+    pub http_client: HttpClientConfig,
+    /// Extra headers (`headers` of the config section), set on every request.
+    pub headers: Vec<(String, String)>,
+    /// Whether a 429 answer may be retried.
+    pub retry_on_http_429: bool,
 }
 
 impl ClientOptions {
@@ -25,25 +39,53 @@ impl ClientOptions {
             url: url.into(),
             timeout: Duration::from_secs(30),
             user_agent: format!("raymon/{}", env!("CARGO_PKG_VERSION")),
-            basic_auth: None,
+            http_client: HttpClientConfig::default(),
+            headers: Vec::new(),
+            retry_on_http_429: false,
         }
     }
 }
 
 /// A remote write sender. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    http: HttpClient,
     opts: ClientOptions,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// How much of an error answer is kept for the message, as Prometheus.
 const MAX_ERR_MSG_LEN: usize = 1024;
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.opts.url)
+            .finish()
+    }
+}
+
 impl Client {
     pub fn new(opts: ClientOptions) -> Result<Client, Error> {
-        let http = reqwest::Client::builder().timeout(opts.timeout).build()?;
-        Ok(Client { http, opts })
+        let http = HttpClient::new(&opts.http_client, http_client::Options::default())
+            .map_err(|e| Error::Request(e.to_string()))?;
+        let mut headers = Vec::new();
+        for (k, v) in &opts.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| Error::Header(format!("invalid header name {k:?}")))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| Error::Header(format!("invalid value for header {k:?}")))?;
+            headers.push((name, value));
+        }
+        Ok(Client {
+            http,
+            opts,
+            headers,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.opts.url
     }
 
     /// Encodes and sends `req`; `Ok` when the receiver answered 2xx.
@@ -51,11 +93,20 @@ impl Client {
         self.send_encoded(encode(req)).await
     }
 
-    /// Sends a body that is already protobuf + snappy.
-    pub async fn send_encoded(&self, body: Vec<u8>) -> Result<(), Error> {
-        let mut rb = self
-            .http
-            .post(&self.opts.url)
+    /// Sends a body that is already protobuf + snappy, within the timeout
+    /// (the whole exchange, answer included, as Go's context deadline).
+    pub async fn send_encoded(&self, body: impl Into<Bytes>) -> Result<(), Error> {
+        match tokio::time::timeout(self.opts.timeout, self.exchange(body.into())).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Request(format!(
+                "Post \"{}\": context deadline exceeded",
+                self.opts.url
+            ))),
+        }
+    }
+
+    async fn exchange(&self, body: Bytes) -> Result<(), Error> {
+        let mut rb = hyper::Request::post(self.opts.url.as_str())
             .header(CONTENT_ENCODING, HeaderValue::from_static("snappy"))
             .header(
                 CONTENT_TYPE,
@@ -65,23 +116,82 @@ impl Client {
             .header(
                 "X-Prometheus-Remote-Write-Version",
                 HeaderValue::from_static(VERSION_HEADER_VALUE),
-            )
-            .body(body);
-        if let Some((user, pass)) = &self.opts.basic_auth {
-            rb = rb.basic_auth(user, Some(pass));
+            );
+        for (k, v) in &self.headers {
+            rb = rb.header(k.clone(), v.clone());
         }
-        let resp = rb.send().await?;
+        let req = rb
+            .body(body)
+            .map_err(|e| Error::Request(format!("invalid request: {e}")))?;
+        let resp = self
+            .http
+            .send(req)
+            .await
+            .map_err(|e| Error::Request(format!("Post \"{}\": {e}", self.opts.url)))?;
         let status = resp.status();
+        let status_text = http_client::status_text(status, resp.extensions());
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        // At most the first KiB of the answer is read (the message), the
+        // rest is left with the connection.
+        let mut body = resp.into_body();
+        let mut text = Vec::new();
+        while text.len() < MAX_ERR_MSG_LEN {
+            match body.frame().await {
+                Some(Ok(f)) => {
+                    if let Some(d) = f.data_ref() {
+                        text.extend_from_slice(d);
+                    }
+                }
+                Some(Err(e)) if status.is_success() => {
+                    return Err(Error::Request(format!("reading the answer: {e}")));
+                }
+                _ => break,
+            }
+        }
         if status.is_success() {
             return Ok(());
         }
-        let bytes = resp.bytes().await.unwrap_or_default();
-        let cut = bytes.len().min(MAX_ERR_MSG_LEN);
+        text.truncate(MAX_ERR_MSG_LEN);
+        let text = String::from_utf8_lossy(&text);
+        let code = status.as_u16();
         Err(Error::Status {
-            status: status.as_u16(),
-            body: String::from_utf8_lossy(&bytes[..cut])
-                .trim_end()
-                .to_string(),
+            status: code,
+            status_text,
+            body: text.lines().next().unwrap_or("").to_string(),
+            retry_after,
+            recoverable: code / 100 == 5 || (code == 429 && self.opts.retry_on_http_429),
         })
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date; `None` when absent, unparsable
+/// or in the past, which means the usual backoff.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return (secs > 0).then(|| Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    when.duration_since(std::time::SystemTime::now()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("0"), None);
+        assert_eq!(parse_retry_after("soon"), None);
+        let later = std::time::SystemTime::now() + Duration::from_secs(30);
+        let d = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30));
+        let past = std::time::SystemTime::now() - Duration::from_secs(30);
+        assert_eq!(parse_retry_after(&httpdate::fmt_http_date(past)), None);
     }
 }

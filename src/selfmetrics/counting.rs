@@ -41,6 +41,7 @@ struct Counts {
     out_of_order: u64,
     out_of_bounds: u64,
     duplicate: u64,
+    max_t: i64,
 }
 
 struct CountingAppender {
@@ -72,6 +73,7 @@ impl Appender for CountingAppender {
         match self.inner.append(hint, labels, t, v) {
             Ok(r) => {
                 self.counts.ok += 1;
+                self.counts.max_t = self.counts.max_t.max(t);
                 Ok(r)
             }
             Err(e) => {
@@ -101,6 +103,11 @@ impl Appender for CountingAppender {
                 metrics
                     .samples_appended
                     .add(counts.ok.saturating_sub(rejected.total()));
+                if counts.ok > 0 {
+                    metrics
+                        .highest_timestamp_ms
+                        .fetch_max(counts.max_t, std::sync::atomic::Ordering::Relaxed);
+                }
                 Ok(rejected)
             }
             Err(e) => {

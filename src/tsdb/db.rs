@@ -75,6 +75,9 @@ pub struct DbOptions {
     /// Series whose chunks of a past window (`head.chunk_range`) the
     /// background thread merges a tick (`db/merge.rs`); 0 merges nothing.
     pub merge_series_per_tick: usize,
+    /// Segments that WAL followers (remote write) still need; checkpoints
+    /// keep them within its age bound.
+    pub wal_keep: Option<Arc<wal::Keep>>,
 }
 
 impl Default for DbOptions {
@@ -93,6 +96,7 @@ impl Default for DbOptions {
             // Prometheus keeps a series in its head for two to three hours.
             series_idle_ms: 2 * 3600 * 1000,
             merge_series_per_tick: merge::SERIES_PER_STEP,
+            wal_keep: None,
         }
     }
 }
@@ -283,6 +287,11 @@ impl std::fmt::Debug for Db {
     }
 }
 
+/// Whether segment `n` may go, as far as WAL followers are concerned.
+pub(super) fn may_delete(opts: &DbOptions, dir: &Path, n: u32) -> bool {
+    opts.wal_keep.as_ref().is_none_or(|k| k.may_delete(dir, n))
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -292,6 +301,15 @@ fn now_ms() -> i64 {
 impl Db {
     pub fn head(&self) -> &Head {
         &self.head
+    }
+
+    /// The labels of a series by reference, from memory or, for a series
+    /// that went cold, from the chunk store.
+    pub fn series_labels(&self, r: SeriesRef) -> Option<Labels> {
+        if let Some(l) = self.head.series_labels(r) {
+            return Some(l);
+        }
+        self.kv.labels_of(r).ok().flatten()
     }
 
     pub fn dir(&self) -> &Path {
@@ -450,7 +468,7 @@ impl Db {
         })?;
         let wal_dir = self.wal.dir();
         for n in wal::list_segments(wal_dir)? {
-            if n <= closed {
+            if n <= closed && may_delete(&self.opts, wal_dir, n) {
                 let _ = std::fs::remove_file(wal_dir.join(wal::segment_name(n)));
             }
         }

@@ -7,6 +7,7 @@
 //! head's locking or chunk cutting, nor anything of scraping or HTTP.
 
 mod codec;
+mod tail;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -20,6 +21,7 @@ use crate::model::Labels;
 use crate::storage::SeriesRef;
 
 pub use codec::{CheckpointChunk, CheckpointSeries, get_labels_into, put_label_strs, put_labels};
+pub use tail::{Keep, Position, Tail, Tailed};
 
 /// Segments are cut at this size; a single larger record is written alone.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 128 << 20;
@@ -326,6 +328,15 @@ impl Wal {
     /// The number of the segment being written.
     pub fn current_segment(&self) -> u32 {
         lock(&self.w).n
+    }
+
+    /// Where the next record will be written.
+    pub fn end(&self) -> Position {
+        let w = lock(&self.w);
+        Position {
+            segment: w.n,
+            offset: w.size,
+        }
     }
 
     /// Makes writes fail as a full disk would (tests of the error path).

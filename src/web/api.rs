@@ -72,6 +72,21 @@ pub(crate) async fn require_ready(State(st): State<Shared>, req: Request, next: 
     }
 }
 
+/// Prometheus 2.42's answer in agent mode for the endpoints that read
+/// stored data.
+pub(crate) async fn refuse_in_agent(
+    State(st): State<Shared>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if st.agent {
+        crate::web::envelope::ApiError::execution("unavailable with Prometheus Agent")
+            .into_response()
+    } else {
+        next.run(req).await
+    }
+}
+
 fn not_ready() -> Response {
     text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
 }

@@ -30,6 +30,8 @@ pub struct Location {
     pub external_path: String,
     /// `/`, or a path without a trailing slash (`/prom`).
     pub route_prefix: String,
+    /// The port raymon listens on, for `globalUrl`.
+    pub listen_port: u16,
 }
 
 impl Default for Location {
@@ -38,6 +40,7 @@ impl Default for Location {
             external_url: String::new(),
             external_path: String::new(),
             route_prefix: "/".to_string(),
+            listen_port: 0,
         }
     }
 }
@@ -81,7 +84,39 @@ impl Location {
             external_url,
             external_path: path.clone(),
             route_prefix: format!("/{}", prefix.trim_matches('/')),
+            listen_port,
         })
+    }
+
+    /// A target's `globalUrl` (Prometheus's `getGlobalURL`): a target on
+    /// this machine's loopback is not reachable from elsewhere, so its host
+    /// becomes the external URL's; for raymon's own port, scheme and port too.
+    pub fn global_url(&self, url: &str) -> String {
+        let (Ok(ext), Ok(target)) = (self.external_url.parse::<Uri>(), url.parse::<Uri>()) else {
+            return url.to_string();
+        };
+        let (Some(ext_auth), Some(auth)) = (ext.authority(), target.authority()) else {
+            return url.to_string();
+        };
+        if !matches!(auth.host(), "127.0.0.1" | "localhost" | "[::1]") {
+            return url.to_string();
+        }
+        let rest = target.path_and_query().map(|p| p.as_str()).unwrap_or("");
+        let port = auth.port_u16();
+        if port == Some(self.listen_port) {
+            format!(
+                "{}://{}{rest}",
+                ext.scheme_str().unwrap_or("http"),
+                ext_auth
+            )
+        } else {
+            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+            format!(
+                "{}://{}{port}{rest}",
+                target.scheme_str().unwrap_or("http"),
+                ext_auth.host()
+            )
+        }
     }
 }
 
@@ -216,5 +251,26 @@ mod tests {
         assert_eq!(loc(None, Some("prom//")).route_prefix, "/prom");
         assert!(Location::new(Some("\"http://h/\""), None, "n", 1).is_err());
         assert!(Location::new(Some("http://h h/"), None, "n", 1).is_err());
+    }
+
+    #[test]
+    fn global_urls_replace_loopback_hosts() {
+        let l = loc(Some("https://hub.example/user/x/proxy/9090/"), Some("/"));
+        assert_eq!(
+            l.global_url("http://127.0.0.1:9090/metrics"),
+            "https://hub.example/metrics"
+        );
+        assert_eq!(
+            l.global_url("http://localhost:8080/metrics?a=b"),
+            "http://hub.example:8080/metrics?a=b"
+        );
+        assert_eq!(
+            l.global_url("http://10.0.0.5:8080/metrics"),
+            "http://10.0.0.5:8080/metrics"
+        );
+        assert_eq!(
+            Location::default().global_url("http://127.0.0.1:1/m"),
+            "http://127.0.0.1:1/m"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Web pages: Grafana-compatible dashboard pages for Ray's dashboard
 //! (`/api/health`, `/d/{uid}/{slug}`, `/d-solo/{uid}/{slug}?panelId=N`) and
-//! the data routes they call (`/api/dashboards/...`, in [`panel_data`]).
+//! the data routes they call (`/api/dashboards/...`, in `panel_data`).
 //! Pages are a small HTML shell; drawing happens in the browser
 //! (`ui/src/*.js` with uPlot). Every link and fetch is relative, through a
 //! `<base>` computed from the request's depth, so pages work under a route

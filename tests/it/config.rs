@@ -200,7 +200,8 @@ fn every_field() {
         "/etc/rw-pass"
     );
     assert_eq!(rw.write_relabel_configs[0].action, Action::Keep);
-    assert!(rw.queue_config.is_some());
+    assert_eq!(rw.queue_config.max_shards, 10);
+    assert_eq!(rw.queue_config.capacity, 2500);
 
     // Marshalled YAML hides secrets and parses back to the same values.
     let yaml = cfg.to_yaml();

@@ -371,8 +371,6 @@ alerting:
   alertmanagers:
   - static_configs:
     - targets: ["127.0.0.1:9093"]
-remote_write:
-- url: http://127.0.0.1:9/api/v1/write
 remote_read:
 - url: http://127.0.0.1:9/api/v1/read
   read_recent: true
@@ -624,4 +622,264 @@ fn issue_19_promtool_and_every_route_under_a_real_prefix() {
     };
     assert!(ok, "{out}");
     assert!(out.contains("=> 1 @"), "{out}");
+}
+
+fn wait_ready(addr: &str) {
+    wait_for(Duration::from_secs(30), "ready", || {
+        let r = get(addr, "/-/ready").map_err(|e| e.to_string())?;
+        if r.status == 200 { Ok(()) } else { Err(r.body) }
+    });
+}
+
+fn now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The raw samples of `up` in `[start, end]` as the API answers them.
+fn up_samples(addr: &str, start: f64, end: f64) -> serde_json::Value {
+    let r = get(
+        addr,
+        &format!("/api/v1/query_range?query=up&start={start:.3}&end={end:.3}&step=1"),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["data"]["result"].clone()
+}
+
+#[test]
+fn issue_19_admin_api_delete_clean_and_snapshot() {
+    let dir = TempDir::new("admin");
+    let addr = format!("127.0.0.1:{}", free_port());
+
+    // Without the flag: Prometheus's "admin APIs disabled".
+    let mut off = start_self_scraping(dir.path(), &addr, "/metrics", &[]);
+    wait_ready(&addr);
+    let r = http("POST", &addr, "/api/v1/admin/tsdb/snapshot", Some("")).unwrap();
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"status":"error","errorType":"unavailable","error":"admin APIs disabled"})
+    );
+    off.terminate(Duration::from_secs(20));
+
+    let mut on = start_self_scraping(dir.path(), &addr, "/metrics", &["--web.enable-admin-api"]);
+    wait_ready(&addr);
+    let t0 = now_s();
+    wait_for(Duration::from_secs(30), "a few scrapes", || {
+        let n = up_samples(&addr, t0 - 600.0, now_s())[0]["values"]
+            .as_array()
+            .map_or(0, |v| v.len());
+        if n >= 3 {
+            Ok(())
+        } else {
+            Err(format!("{n} samples"))
+        }
+    });
+    let r = http("POST", &addr, "/api/v1/admin/tsdb/delete_series", Some("")).unwrap();
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (400, "no match[] parameter provided".into())
+    );
+    let r = http(
+        "POST",
+        &addr,
+        "/api/v1/admin/tsdb/delete_series",
+        Some("match[]=up{"),
+    )
+    .unwrap();
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid parameter \"match[]\"")
+    );
+
+    let deleted_at = now_s();
+    let r = http(
+        "POST",
+        &addr,
+        "/api/v1/admin/tsdb/delete_series",
+        Some("match[]=up"),
+    )
+    .unwrap();
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(
+        up_samples(&addr, t0 - 600.0, deleted_at)
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Later samples are not deleted.
+    wait_for(
+        Duration::from_secs(10),
+        "new samples after the deletion",
+        || {
+            let v = up_samples(&addr, deleted_at, now_s());
+            if v.as_array().is_some_and(|a| !a.is_empty()) {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
+        },
+    );
+    let series = get(
+        &addr,
+        &format!("/api/v1/series?match[]=up&end={deleted_at:.3}"),
+    )
+    .unwrap()
+    .json();
+    assert_eq!(series["data"], serde_json::json!([]), "{series}");
+
+    let r = http(
+        "PUT",
+        &addr,
+        "/api/v1/admin/tsdb/clean_tombstones",
+        Some(""),
+    )
+    .unwrap();
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(
+        up_samples(&addr, t0 - 600.0, deleted_at)
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // A snapshot serves what the server served up to its time.
+    let r = http(
+        "POST",
+        &addr,
+        "/api/v1/admin/tsdb/snapshot?skip_head=maybe",
+        Some(""),
+    )
+    .unwrap();
+    assert_eq!(r.status, 400, "{}", r.body);
+    wait_for(
+        Duration::from_secs(10),
+        "more samples before the snapshot",
+        || {
+            let v = up_samples(&addr, deleted_at, now_s() - 1.0);
+            let n = v[0]["values"].as_array().map_or(0, |a| a.len());
+            if n >= 2 { Ok(()) } else { Err(v.to_string()) }
+        },
+    );
+    // Scrapes that started before this are committed by the time the
+    // snapshot reads (a scrape of raymon itself takes milliseconds).
+    let snap_at = now_s() - 0.5;
+    let r = http("POST", &addr, "/api/v1/admin/tsdb/snapshot", Some("")).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let name = r.json()["data"]["name"].as_str().unwrap().to_string();
+    let snap_dir = dir.path().join("data/snapshots").join(&name);
+    assert!(snap_dir.is_dir(), "{}", snap_dir.display());
+    let before = up_samples(&addr, t0 - 600.0, snap_at);
+    on.terminate(Duration::from_secs(20));
+
+    // The deletion survives a restart.
+    let mut again = start_self_scraping(dir.path(), &addr, "/metrics", &[]);
+    wait_ready(&addr);
+    assert!(
+        up_samples(&addr, t0 - 600.0, deleted_at)
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    again.terminate(Duration::from_secs(20));
+
+    let sdir = TempDir::new("snap");
+    let cfg = empty_config(sdir.path());
+    let saddr = format!("127.0.0.1:{}", free_port());
+    let args = vec![
+        format!("--config.file={cfg}"),
+        format!("--storage.tsdb.path={}", snap_dir.display()),
+        format!("--web.listen-address={saddr}"),
+    ];
+    let (mut snap, _) = start_ready(args, &saddr, sdir.path(), "/-/ready");
+    let after = up_samples(&saddr, t0 - 600.0, snap_at);
+    assert!(before.as_array().is_some_and(|a| !a.is_empty()), "{before}");
+    assert_eq!(before, after);
+    snap.terminate(Duration::from_secs(20));
+}
+
+#[test]
+fn issue_19_a_data_dir_serves_one_process_at_a_time() {
+    let dir = TempDir::new("lock");
+    let cfg = empty_config(dir.path());
+    let data = dir.path().join("data");
+    let args = |addr: &str, extra: &[&str]| {
+        let mut a = vec![
+            format!("--config.file={cfg}"),
+            format!("--storage.tsdb.path={}", data.display()),
+            format!("--web.listen-address={addr}"),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (mut first, _) = start_ready(args(&addr, &[]), &addr, dir.path(), "/-/ready");
+    let out = Command::new(support::raymon_bin())
+        .args(args(&format!("127.0.0.1:{}", free_port()), &[]))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("opening storage failed: lock DB directory: resource temporarily unavailable"),
+        "{err}"
+    );
+    first.terminate(Duration::from_secs(20));
+    // Once the first has stopped, the directory opens again.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let sub = TempDir::new("lock2");
+    let (mut second, _) = start_ready(args(&addr, &[]), &addr, sub.path(), "/-/ready");
+    second.terminate(Duration::from_secs(20));
+}
+
+#[test]
+fn issue_19_expand_external_labels_feature() {
+    let dir = TempDir::new("extl");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  external_labels:\n    node: ${{RAYMON_TEST_NODE}}\n    \
+             zone: $RAYMON_TEST_UNSET\nscrape_configs:\n- job_name: self\n  \
+             static_configs: [{{targets: [\"{addr}\"]}}]\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("raymon.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let _c = support::KillOnDrop(
+        Command::new(support::raymon_bin())
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--enable-feature=expand-external-labels")
+            .env("RAYMON_TEST_NODE", "n1")
+            .env_remove("RAYMON_TEST_UNSET")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    );
+    let fed = wait_for(Duration::from_secs(30), "federated up", || {
+        let r = get(&addr, "/federate?match[]=up").map_err(|e| e.to_string())?;
+        if r.body.contains("up{") {
+            Ok(r.body)
+        } else {
+            Err(r.body)
+        }
+    });
+    assert!(fed.contains("node=\"n1\""), "{fed}");
+    assert!(!fed.contains("zone="), "{fed}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(count(&text, "Empty environment variable"), 1, "{text}");
 }

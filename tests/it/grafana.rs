@@ -96,7 +96,12 @@ struct Answer {
     body: Value,
 }
 
-async fn send(st: &AppState, req: Request<Body>) -> Answer {
+async fn send(st: &AppState, mut req: Request<Body>) -> Answer {
+    // Grafana's datasource URL holds the route prefix; request paths follow it.
+    let prefix = st.location.route_prefix.as_str();
+    if prefix != "/" {
+        *req.uri_mut() = format!("{prefix}{}", req.uri()).parse().unwrap();
+    }
     let resp = web::router(st.clone()).oneshot(req).await.unwrap();
     let status = resp.status().as_u16();
     let gz = resp
@@ -251,7 +256,39 @@ fn range() -> (String, String) {
 
 #[tokio::test]
 async fn grafana_9_4_session() {
-    let st = state();
+    grafana_9_4_session_at(state()).await;
+}
+
+/// raymon behind a proxy: `external_url` and `route_prefix` as the flags
+/// give them. Requests then go to the datasource URL's path, as Grafana
+/// sends them (see [`send`]).
+fn behind(mut st: AppState, external_url: &str, route_prefix: Option<&str>) -> AppState {
+    st.location =
+        web::prefix::Location::new(Some(external_url), route_prefix, "node", 9090).unwrap();
+    st
+}
+
+/// JupyterHub's `/proxy/<port>/` strips its path: raymon serves at `/`
+/// and knows its external URL.
+#[tokio::test]
+async fn issue_19_grafana_sessions_behind_external_url_with_route_prefix_slash() {
+    let ext = "http://h/user/x/proxy/9090/";
+    grafana_9_4_session_at(behind(state(), ext, Some("/"))).await;
+    newest_grafana_session_at(behind(state(), ext, Some("/"))).await;
+}
+
+/// JupyterHub's `/proxy/absolute/<port>/` keeps the path: every request
+/// goes under the route prefix, which defaults to the external URL's path.
+#[tokio::test]
+async fn issue_19_grafana_sessions_under_a_route_prefix() {
+    let ext = "http://h/user/x/proxy/absolute/9090/";
+    let st = behind(state(), ext, None);
+    assert_eq!(st.location.route_prefix, "/user/x/proxy/absolute/9090");
+    grafana_9_4_session_at(st.clone()).await;
+    newest_grafana_session_at(st).await;
+}
+
+async fn grafana_9_4_session_at(st: AppState) {
     let (s, e) = range();
 
     // Save & test: instant `1+1` through the backend (POST form).
@@ -428,7 +465,10 @@ async fn grafana_9_4_session() {
 
 #[tokio::test]
 async fn newest_grafana_session() {
-    let st = state();
+    newest_grafana_session_at(state()).await;
+}
+
+async fn newest_grafana_session_at(st: AppState) {
     // Label lookups snap to the 1-minute cache interval.
     let s = secs((NOW_MS - 30 * 60_000) / 60_000 * 60_000);
     let e = secs((NOW_MS + 59_999) / 60_000 * 60_000);

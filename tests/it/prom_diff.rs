@@ -625,7 +625,7 @@ fn out_of_order_remote_write_is_rejected_like_prometheus() {
         let err = rt.block_on(client.send(&second)).unwrap_err();
         let msg = err.to_string();
         assert!(
-            matches!(&err, raymon::remote::Error::Status { status: 400, body } if body == "out of order sample"),
+            matches!(&err, raymon::remote::Error::Status { status: 400, body, .. } if body == "out of order sample"),
             "{}: {msg}",
             s.name
         );

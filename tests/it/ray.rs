@@ -24,6 +24,7 @@ impl RayNode {
             .arg("--num-cpus=1")
             .args(args)
             .env("RAY_USAGE_STATS_ENABLED", "0")
+            .env("HOME", support::ray_home())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .stdin(Stdio::null())

@@ -265,7 +265,7 @@ async fn client_sends_to_raymon_over_a_socket() {
     let bad = Client::new(ClientOptions::new(format!("http://{addr}/api/v1/nowrite"))).unwrap();
     let err = bad.send(&req).await.unwrap_err();
     assert!(
-        matches!(&err, remote::Error::Status { status: 404, body } if body == "404 page not found"),
+        matches!(&err, remote::Error::Status { status: 404, body, .. } if body == "404 page not found"),
         "{err}"
     );
     assert!(!err.is_recoverable());

@@ -43,6 +43,12 @@ fn certificates(dir: &Path) {
     let cert = params.signed_by(&key, &issuer).unwrap();
     std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
     std::fs::write(dir.join("server-key.pem"), key.serialize_pem()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["raymon".to_string()]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("client.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("client-key.pem"), key.serialize_pem()).unwrap();
 }
 
 fn spawn(program: &str, args: &[String], log: &Path) -> KillOnDrop {
@@ -67,31 +73,40 @@ fn wait_listening(addr: &str, what: &str) {
 
 /// Prometheus 2.42 serving its own `/metrics` over TLS with basic auth.
 fn start_prometheus(dir: &Path) -> (String, KillOnDrop) {
+    start_prometheus_with(dir, "prom", "")
+}
+
+/// Prometheus 2.42 over TLS with basic auth, `tls_extra` added to its
+/// `tls_server_config`; its files are named after `name`.
+fn start_prometheus_with(dir: &Path, name: &str, tls_extra: &str) -> (String, KillOnDrop) {
     let hash = bcrypt::hash_with_salt(PASSWORD, 4, [7; 16])
         .unwrap()
         .to_string();
-    let web = dir.join("prom-web.yml");
+    let web = dir.join(format!("{name}-web.yml"));
     std::fs::write(
         &web,
         format!(
-            "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  {USER}: {hash}\n",
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n{tls_extra}basic_auth_users:\n  {USER}: {hash}\n",
             dir.join("server.pem").display(),
             dir.join("server-key.pem").display()
         ),
     )
     .unwrap();
-    let cfg = dir.join("prom.yml");
+    let cfg = dir.join(format!("{name}.yml"));
     std::fs::write(&cfg, "global:\n  scrape_interval: 15s\n").unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let child = spawn(
         "prometheus",
         &[
             format!("--config.file={}", cfg.display()),
-            format!("--storage.tsdb.path={}", dir.join("prom-data").display()),
+            format!(
+                "--storage.tsdb.path={}",
+                dir.join(format!("{name}-data")).display()
+            ),
             format!("--web.listen-address={addr}"),
             format!("--web.config.file={}", web.display()),
         ],
-        &dir.join("prometheus.log"),
+        &dir.join(format!("{name}.log")),
     );
     wait_listening(&addr, "Prometheus listening");
     (addr, child)
@@ -366,6 +381,11 @@ fn issue_19_tls_errors_a_rotated_ca_file_and_a_dead_proxy() {
     let d = dir.path();
     certificates(d);
     let (prom, _prom) = start_prometheus(d);
+    let mtls = format!(
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
+        d.join("ca.pem").display()
+    );
+    let (mprom, _mprom) = start_prometheus_with(d, "mtls", &mtls);
     std::fs::copy(d.join("other-ca.pem"), d.join("rotating-ca.pem")).unwrap();
     let dead_proxy = format!("127.0.0.1:{}", free_port());
     let config = format!(
@@ -395,6 +415,20 @@ fn issue_19_tls_errors_a_rotated_ca_file_and_a_dead_proxy() {
     scheme: https
     tls_config: {{ca_file: ca.pem}}
     basic_auth: {{username: {USER}, password_file: nowhere}}
+    static_configs: [{{targets: ['{prom}']}}]
+  - job_name: client-cert
+    scheme: https
+    tls_config: {{ca_file: ca.pem, cert_file: client.pem, key_file: client-key.pem}}
+    basic_auth: {{username: {USER}, password: {PASSWORD:?}}}
+    static_configs: [{{targets: ['{mprom}']}}]
+  - job_name: no-client-cert
+    scheme: https
+    tls_config: {{ca_file: ca.pem}}
+    basic_auth: {{username: {USER}, password: {PASSWORD:?}}}
+    static_configs: [{{targets: ['{mprom}']}}]
+  - job_name: missing-ca-file
+    scheme: https
+    tls_config: {{ca_file: no-such-ca.pem}}
     static_configs: [{{targets: ['{prom}']}}]
 "
     );
@@ -437,6 +471,31 @@ fn issue_19_tls_errors_a_rotated_ca_file_and_a_dead_proxy() {
             "Get \"{}\": unable to read basic auth password file {nowhere}: open {nowhere}: no such file or directory",
             url("https")
         )
+    );
+    // Mutual TLS: Prometheus asks for a client certificate signed by the CA.
+    wait_target(a, "client-cert", "up", str::is_empty);
+    let e = wait_target(a, "no-client-cert", "down", |e| !e.is_empty());
+    assert_eq!(
+        e,
+        format!("Get \"https://{mprom}/metrics\": remote error: tls: bad certificate")
+    );
+    eprintln!("without a client certificate: {e}");
+    // A CA file that cannot be read: as Prometheus, the job gets no pool
+    // (no targets), the error is logged and counted.
+    let t = targets(a).unwrap();
+    assert!(!t.iter().any(|(j, _, _)| j == "missing-ca-file"), "{t:?}");
+    let r = support::get(a, "/metrics").unwrap();
+    assert!(
+        r.body
+            .contains("prometheus_target_scrape_pools_failed_total 1\n"),
+        "{}",
+        r.body
+    );
+    let log = std::fs::read_to_string(d.join("raymon.log")).unwrap();
+    assert!(
+        log.contains("error creating HTTP client: unable to load specified CA cert")
+            && log.contains("no-such-ca.pem: no such file or directory"),
+        "{log}"
     );
     // The CA file is re-read: once it holds the right CA, scrapes succeed.
     std::fs::copy(d.join("ca.pem"), d.join("rotating-ca.pem")).unwrap();

@@ -221,6 +221,20 @@ pub fn ray_bin() -> PathBuf {
     p
 }
 
+/// The HOME of every Ray the tests start: Ray (2.52 on) turns on token
+/// auth for its dashboard when `~/.ray/auth_token` exists, and a local
+/// `ray.init()` makes that file, so the real HOME would let any earlier
+/// `ray.init()` on the machine decide. Empty, made once per test process.
+pub fn ray_home() -> PathBuf {
+    static HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| {
+        let p = std::env::temp_dir().join(format!("rm-home-{}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    })
+    .clone()
+}
+
 /// xorshift64*: deterministic test data without a dependency. Randomised
 /// tests take their seed from [`Rng::seeded`], which prints it.
 pub struct Rng(pub u64);

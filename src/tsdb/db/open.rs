@@ -21,7 +21,8 @@ use crate::tsdb::kv::{ChunkStore, ColdEntry};
 use crate::tsdb::wal::{self, CheckpointSeries, Record, Wal};
 
 use super::{
-    Db, DbOptions, Error, KV_DIR, KvChunks, Maintenance, OpenStats, WalLog, merge, now_ms,
+    Db, DbOptions, Error, KV_DIR, KvChunks, Maintenance, OpenStats, WalLog, may_delete, merge,
+    now_ms,
 };
 
 /// A checkpoint's series decoded and ready for [`Head::restore_prepared`].
@@ -333,7 +334,7 @@ fn start_segment(
     moved: &FxHashMap<SeriesRef, Labels>,
 ) -> Result<Arc<Wal>, Error> {
     for n in wal::list_segments(wal_dir)? {
-        if base.is_some_and(|b| n <= b) {
+        if base.is_some_and(|b| n <= b) && may_delete(opts, wal_dir, n) {
             let _ = std::fs::remove_file(wal_dir.join(wal::segment_name(n)));
         }
     }

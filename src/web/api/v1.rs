@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::model::gofmt::format_f;
 use crate::model::{Labels, Matcher};
 use crate::storage::{Queryable, Series};
-use crate::web::envelope::{ApiError, ApiResponse, ApiResult, ErrorType};
+use crate::web::envelope::{ApiError, ApiResponse, ApiResult};
 use crate::web::params::{
     Form, MAX_TIME_MS, MIN_TIME_MS, format_rfc3339_nano, parse_duration, parse_time,
     parse_time_param,
@@ -41,24 +41,32 @@ pub fn routes(state: Shared) -> Router<Shared> {
         .route("/labels", get(label_names).post(label_names))
         .route("/label/{name}/values", get(label_values).post(label_values))
         .route("/series", get(series).post(series).delete(drop_series))
-        .route("/targets", get(targets::targets))
-        .route("/targets/metadata", get(targets::target_metadata))
-        .route("/scrape_pools", get(targets::scrape_pools))
-        .route("/metadata", get(targets::metadata))
         .route("/alertmanagers", get(alertmanagers))
         .route("/alerts", get(alerts))
         .route("/rules", get(rules))
-        .route("/status/config", get(status_config))
-        .route("/status/runtimeinfo", get(status_runtimeinfo))
-        .route("/status/buildinfo", get(status_buildinfo))
-        .route("/status/flags", get(status_flags))
         .route("/status/tsdb", get(status_tsdb))
-        .route("/admin/tsdb/{op}", post(admin_disabled).put(admin_disabled))
+        .route(
+            "/admin/tsdb/{op}",
+            post(crate::web::admin::handler).put(crate::web::admin::handler),
+        )
         .route("/import", post(crate::web::import_export::import))
         .route(
             "/export",
             get(crate::web::import_export::export).post(crate::web::import_export::export),
         )
+        // Agent mode keeps no data to query (Prometheus's `wrapAgent`).
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::refuse_in_agent,
+        ))
+        .route("/targets", get(targets::targets))
+        .route("/targets/metadata", get(targets::target_metadata))
+        .route("/scrape_pools", get(targets::scrape_pools))
+        .route("/metadata", get(targets::metadata))
+        .route("/status/config", get(status_config))
+        .route("/status/runtimeinfo", get(status_runtimeinfo))
+        .route("/status/buildinfo", get(status_buildinfo))
+        .route("/status/flags", get(status_flags))
         .route_layer(middleware::from_fn_with_state(state, super::require_ready))
         .route("/status/walreplay", get(status_walreplay))
         .route("/write", post(crate::web::remote_write::handler))
@@ -433,10 +441,6 @@ fn select_labels(
 
 async fn drop_series() -> ApiResult {
     Err(ApiError::internal("not implemented"))
-}
-
-async fn admin_disabled() -> ApiResult {
-    Err(ApiError::new(ErrorType::Unavailable, "admin APIs disabled"))
 }
 
 async fn alertmanagers() -> ApiResult {

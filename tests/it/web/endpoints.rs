@@ -324,3 +324,47 @@ async fn request_bodies_are_limited() {
     let r = post_form(&st, "/api/v1/query", "query=small").await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+/// `--web.cors.origin`: `*` for the default `.*`; the request's origin when
+/// the regex (fully anchored) matches it; no allow-origin otherwise.
+#[tokio::test]
+async fn issue_19_cors_origin_and_page_title() {
+    let allow = |st: AppState, origin: &'static str| async move {
+        let req = Request::get("/api/v1/labels")
+            .header(header::ORIGIN, origin)
+            .body(Body::empty())
+            .unwrap();
+        let resp = web::router(st).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["vary"], "Origin");
+        resp.headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    assert_eq!(
+        allow(state(), "https://a.example").await.as_deref(),
+        Some("*")
+    );
+    let mut st = state();
+    st.cors_origin = Some(regex::Regex::new(r"^(?:https?://(a|b)\.example)$").unwrap());
+    assert_eq!(
+        allow(st.clone(), "https://b.example").await.as_deref(),
+        Some("https://b.example")
+    );
+    assert_eq!(allow(st.clone(), "https://b.example.evil").await, None);
+    assert_eq!(allow(st, "https://c.example").await, None);
+
+    let mut st = state();
+    st.page_title = "Ray <metrics>".to_string();
+    let resp = web::router(st)
+        .oneshot(Request::get("/graph").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains("<title>Ray &lt;metrics&gt;</title>"),
+        "{body}"
+    );
+}

@@ -1,6 +1,6 @@
-//! Issue 17 (NERSC): stand-ins as strict as the real tools, `--grafana auto`,
-//! one-line errors before anything starts, private dirs and credentials by
-//! default.
+//! `raymon up` where it really runs (issue 17): stand-ins as strict as
+//! shifter and Grafana, `--grafana auto`, bad input refused before anything
+//! starts, credentials by default, and two users' stacks on one node.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,8 +9,7 @@ use std::time::Duration;
 use raymon::launcher::up;
 
 use crate::support::{self, TempDir};
-
-use super::*;
+use crate::up::*;
 
 /// Each stand-in refuses what the real tool refuses, with the real tool's
 /// words, so a command line shifter or Grafana would reject cannot pass a
@@ -432,13 +431,18 @@ fn issue_17_bad_input_is_a_one_line_error_before_anything_starts() {
     let e = refused_before_start(&mut up, &data);
     assert!(e.contains("too long for Ray's unix sockets"), "{e}");
     assert!(!long.exists());
-    use raymon::launcher::ray::{check_socket_room, default_temp_dir};
+    use raymon::launcher::ray::{check_socket_room, default_temp_dir, ray_tmpdir};
     assert_eq!(
-        default_temp_dir(false, "alice"),
+        default_temp_dir("alice"),
         Path::new("/tmp/raymon-alice/ray")
     );
-    assert!(check_socket_room(&default_temp_dir(false, "a-long-user-name-x")).is_ok());
-    assert_eq!(default_temp_dir(true, "alice"), Path::new("/tmp/ray"));
+    assert!(check_socket_room(&default_temp_dir("a-long-user-name-x")).is_ok());
+    // A notebook's `ray.init()` finds it through RAY_TMPDIR.
+    assert_eq!(
+        ray_tmpdir(&default_temp_dir("alice")),
+        Some(Path::new("/tmp/raymon-alice"))
+    );
+    assert_eq!(ray_tmpdir(Path::new("/x/sessions")), None);
 
     // Another up's Ray uses the temp dir: its lock, held here.
     let data = tmp.path().join("d6");
@@ -450,6 +454,62 @@ fn issue_17_bad_input_is_a_one_line_error_before_anything_starts() {
     let e = refused_before_start(&mut up, &data);
     assert!(e.contains("is used by another raymon up"), "{e}");
     drop(held);
+
+    // raymon's default port is taken and --port-range has no free port. The
+    // default is held here (unless something else holds it already) under
+    // RAY_LOCK, which the tests that use default ports hold too.
+    {
+        let _ray = support::RAY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _default = std::net::TcpListener::bind("127.0.0.1:9090");
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = held.local_addr().unwrap().port();
+        let data = tmp.path().join("d7");
+        let mut args = base(&data);
+        args.retain(|a| !a.starts_with("--web.listen-address"));
+        args.extend(["--grafana=none".into(), format!("--port-range={p}-{p}")]);
+        let mut up = Up::start(&args, &[], tmp.path());
+        let e = refused_before_start(&mut up, &data);
+        assert!(
+            e.contains(&format!("no free port for raymon in --port-range {p}-{p}")),
+            "{e}"
+        );
+        assert!(e.contains("widen the range"), "{e}");
+        drop(_default);
+
+        // `raymon env` gave a notebook's Ray a raymon port that is taken by
+        // the time `up --attach` runs: Ray's dashboard points there already.
+        let data = tmp.path().join("d8");
+        let stack = [
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", tmp.path().join("ray").display()),
+        ];
+        let env = Command::new(env!("CARGO_BIN_EXE_raymon"))
+            .arg("env")
+            .args(&stack)
+            .arg("--format=json")
+            .env_remove("JUPYTERHUB_SERVICE_PREFIX")
+            .output()
+            .unwrap();
+        assert!(
+            env.status.success(),
+            "{}",
+            String::from_utf8_lossy(&env.stderr)
+        );
+        let vars: serde_json::Value = serde_json::from_slice(&env.stdout).unwrap();
+        let promised = host_port(&vars["RAY_PROMETHEUS_HOST"]);
+        let _taken = std::net::TcpListener::bind(&promised).unwrap();
+        let mut args = stack.to_vec();
+        args.extend(["--attach".into(), "--grafana=none".into()]);
+        let mut up = Up::start(&args, &[], tmp.path());
+        let e = refused_before_start(&mut up, &data);
+        assert!(
+            e.contains(&format!(
+                "{promised}, the port `raymon env` gave the notebook's Ray"
+            )),
+            "{e}"
+        );
+        assert!(e.contains("run `raymon env` again"), "{e}");
+    }
 
     // Another live `up` owns the data dir.
     let data = tmp.path().join("d4");
@@ -474,6 +534,115 @@ fn issue_17_bad_input_is_a_one_line_error_before_anything_starts() {
     assert!(first.child.0.try_wait().unwrap().is_none());
     assert!(down(&data).status.success());
     assert!(first.wait_exit(Duration::from_secs(20)).success());
+}
+
+/// `up` with real Ray and a Grafana stand-in run as `mode` says: Ray's own
+/// backend finds both Grafana and raymon healthy. Returns what the stand-in
+/// recorded.
+fn real_ray_with_grafana(mode: &str) -> serde_json::Value {
+    let _guard = support::RAY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = TempDir::new(&format!("rg{}", &mode[..1]));
+    let data = tmp.path().join("d");
+    let temp = tmp.path().join("r");
+    let _leftovers = Leftovers {
+        data: data.clone(),
+        temp: temp.clone(),
+    };
+    let record = tmp.path().join("record.json");
+    let (rport, dport, gport, gcs) = (
+        support::free_port(),
+        support::free_port(),
+        support::free_port(),
+        support::free_port(),
+    );
+    let mut args = vec![
+        format!("--grafana={mode}"),
+        format!("--grafana-listen-address=127.0.0.1:{gport}"),
+        format!("--data-dir={}", data.display()),
+        format!("--ray-temp-dir={}", temp.display()),
+        format!("--ray-bin={}", support::ray_bin().display()),
+        format!("--web.listen-address=127.0.0.1:{rport}"),
+        format!("--dashboard-port={dport}"),
+        "--ready-timeout=240s".into(),
+    ];
+    let mut env = vec![
+        ("AUTOSCALER_METRIC_PORT", support::free_port().to_string()),
+        ("DASHBOARD_METRIC_PORT", support::free_port().to_string()),
+        ("RAY_USAGE_STATS_ENABLED", "0".into()),
+        ("RAYMON_STANDIN_RECORD", record.display().to_string()),
+    ];
+    if mode == "shifter" {
+        env.push(("PATH", shifter_path(tmp.path())));
+        env.push(("RAYMON_STANDIN_SHIFTER_IMAGES", pulled(tmp.path())));
+    } else {
+        args.push(format!(
+            "--grafana-bin={}",
+            stand_ins().join("grafana").display()
+        ));
+    }
+    args.extend([
+        "--".into(),
+        format!("--port={gcs}"),
+        "--num-cpus=1".into(),
+        "--dashboard-host=127.0.0.1".into(),
+        "--disable-usage-stats".into(),
+    ]);
+    let mut up = Up::start(&args, &env, tmp.path());
+    let stdout = up.wait_up(Duration::from_secs(300));
+    assert!(
+        stdout.contains(&format!("Grafana:        http://127.0.0.1:{gport}\n")),
+        "{stdout}"
+    );
+    let dashboard = format!("127.0.0.1:{dport}");
+    let r = support::get(&dashboard, "/api/grafana_health").unwrap();
+    assert_eq!(r.json()["result"], true, "{}", r.body);
+    // Ray's probe of raymon answers once raymon has been asked `vector(1)`;
+    // nothing else needs to have been scraped.
+    let r = support::get(&dashboard, "/api/prometheus_health").unwrap();
+    assert_eq!(r.json()["result"], true, "{}", r.body);
+    let rec = recorded(&record);
+    // Why `up`'s default temp dir sits in a closed directory of the user's.
+    assert_eq!(mode_of(&temp), 0o777, "Ray opens its temp dir to everyone");
+    assert!(down(&data).status.success());
+    assert!(up.wait_exit(Duration::from_secs(30)).success());
+    assert!(processes_naming(&temp.display().to_string()).is_empty());
+    rec
+}
+
+/// With shifter, the command line `up` builds passes every rule of the
+/// strict stand-in (it would have exited otherwise) and of raymon's own
+/// check, and every Grafana path is inside the mounted volume.
+#[test]
+fn issue_17_real_ray_with_shifter_grafana_is_healthy() {
+    let rec = real_ray_with_grafana("shifter");
+    assert_eq!(rec["name"], "shifter");
+    let argv: Vec<String> = serde_json::from_value(rec["argv"].clone()).unwrap();
+    let volume = argv
+        .iter()
+        .find_map(|a| a.strip_prefix("--volume="))
+        .unwrap();
+    let (from, to) = volume.split_once(':').unwrap();
+    assert_eq!(to, "/grafana");
+    assert!(
+        raymon::launcher::shifter::volume_map_problem(Path::new(from), to).is_none(),
+        "{volume}"
+    );
+    let paths: Vec<&String> = argv
+        .iter()
+        .filter(|a| a.starts_with("--env=GF_PATHS_"))
+        .collect();
+    assert_eq!(paths.len(), 5, "{argv:?}");
+    for p in paths {
+        let value = p.split_once('=').unwrap().1.split_once('=').unwrap().1;
+        assert!(value.starts_with("/grafana/"), "{p}");
+    }
+}
+
+#[test]
+fn issue_17_real_ray_with_native_grafana_is_healthy() {
+    let rec = real_ray_with_grafana("native");
+    assert_eq!(rec["name"], "grafana");
+    assert_eq!(rec["argv"][0], "server");
 }
 
 /// By default `up` makes passwords: raymon's API wants basic auth, Grafana's
@@ -624,33 +793,11 @@ fn issue_17_credentials_by_default() {
     assert!(open.wait_exit(Duration::from_secs(20)).success());
 }
 
-/// `raymon status --format json` for a data dir, and whether it exited 0.
-fn status_json(data: &Path) -> (serde_json::Value, bool) {
-    let out = Command::new(env!("CARGO_BIN_EXE_raymon"))
-        .args([
-            "status",
-            "--format=json",
-            &format!("--data-dir={}", data.display()),
-        ])
-        .output()
-        .unwrap();
-    let v = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
-    (v, out.status.success())
-}
-
-/// `host:port` of an `http://host:port[/]` URL.
-fn host_port(url: &serde_json::Value) -> String {
-    let u = url.as_str().unwrap();
-    u.trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string()
-}
-
 /// Two users' stacks on one login node, both on default flags: the second
 /// finds the first's ports taken and moves each to a free one, both are
-/// healthy as Ray's backend sees them, each raymon wants its own password,
-/// and `down` of one leaves the other running.
+/// healthy as Ray's backend sees them, each raymon wants its own password
+/// (Ray's Data page still answers), and `down` of one leaves the other
+/// running.
 #[test]
 fn issue_17_two_stacks_on_one_node_with_default_ports() {
     use raymon::launcher::auth;
@@ -690,6 +837,23 @@ fn issue_17_two_stacks_on_one_node_with_default_ports() {
     let (sa, ok_a) = status_json(&data_a);
     let (sb, ok_b) = status_json(&data_b);
     assert!(ok_a && ok_b, "{sa}\n{sb}");
+    // What a notebook sets for each: the ports that stack chose.
+    for (data, s) in [(&data_a, &sa), (&data_b, &sb)] {
+        let out = Command::new(env!("CARGO_BIN_EXE_raymon"))
+            .args([
+                "env",
+                "--format=json",
+                &format!("--data-dir={}", data.display()),
+            ])
+            .env_remove("JUPYTERHUB_SERVICE_PREFIX")
+            .output()
+            .unwrap();
+        let vars: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(vars["RAY_PROMETHEUS_HOST"], s["raymon_url"], "{vars}");
+        assert_eq!(vars["RAY_GRAFANA_HOST"], s["grafana_url"], "{vars}");
+        assert_eq!(vars["RAY_ADDRESS"], s["ray_address"], "{vars}");
+        assert!(vars["RAY_PROMETHEUS_HEADERS"].is_string(), "{vars}");
+    }
     for s in [&sa, &sb] {
         assert_eq!(s["running"], true);
         for k in ["up", "ray", "grafana"] {
@@ -717,6 +881,18 @@ fn issue_17_two_stacks_on_one_node_with_default_ports() {
     };
     healthy(&sa);
     healthy(&sb);
+    // Ray's Data page (the dashboard's Metrics/Data tab) queries raymon with
+    // RAY_PROMETHEUS_HEADERS for each dataset of the job; a 401 from raymon
+    // would make it answer 503.
+    let job = crate::notebook::run_ray_data_job(&data_a, tmp.path());
+    let page = format!("/api/data/datasets/{job}");
+    let r = support::get(&host_port(&sa["ray_dashboard_url"]), &page).unwrap();
+    assert_eq!(r.status, 200, "{page}: {}", r.body);
+    let datasets = r.json()["datasets"].clone();
+    assert!(
+        !datasets.as_array().unwrap().is_empty(),
+        "{page}: {datasets}"
+    );
     let (ra, rb) = (host_port(&sa["raymon_url"]), host_port(&sb["raymon_url"]));
     let (auth_a, auth_b) = (
         auth::authorization(&ca.raymon),
