@@ -152,6 +152,15 @@ pub struct BenchArgs {
     /// Skip the restart measurement.
     #[arg(long)]
     pub no_restart: bool,
+    /// Add a `remote_write` section sending here to every collector's
+    /// config, and count what the receiver took (a VictoriaMetrics:
+    /// `vm_rows_inserted_total` on its `/metrics`).
+    #[arg(long = "remote-write-url")]
+    pub remote_write_url: Option<String>,
+    /// Run raymon in agent mode (`--enable-feature=agent`); queries and the
+    /// restart are skipped for every collector.
+    #[arg(long)]
+    pub agent: bool,
     /// Where configs, data and logs go; a fresh temporary directory when
     /// not given, removed at the end.
     #[arg(long)]
@@ -354,10 +363,10 @@ impl Ctx<'_> {
         let control = read_control(&dir, &mut targets).await?;
 
         let config = dir.join("prometheus.yml");
-        write_config(&config, &dir, interval)?;
+        write_config(&config, &dir, interval, args.remote_write_url.as_deref())?;
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}");
-        let argv = collector_argv(spec, &config, &data, port)?;
+        let argv = collector_argv(spec, &config, &data, port, args.agent)?;
         let log = dir.join("collector.log");
 
         progress(&spec.name, "starting the collector");
@@ -388,6 +397,7 @@ impl Ctx<'_> {
 
         // The measured window.
         let s0 = measure::sample(coll.pid).unwrap_or_default();
+        let f0 = self.receiver_rows().await;
         let c0 = self.samples_counter(&base).await;
         let t0 = self.target_stats(&control).await?;
         let targets_s0 = targets.id().and_then(measure::sample);
@@ -420,6 +430,7 @@ impl Ctx<'_> {
         }
         let window = start.elapsed().as_secs_f64();
         let w1 = unix_us();
+        let f1 = self.receiver_rows().await;
         let c1 = self.samples_counter(&base).await;
         let t1 = self.target_stats(&control).await?;
 
@@ -449,10 +460,18 @@ impl Ctx<'_> {
             _ => None,
         };
 
-        let queries = self.run_queries(&spec.name, &base).await;
+        let queries = if args.agent {
+            Queries::default()
+        } else {
+            self.run_queries(&spec.name, &base).await
+        };
+        let forwarded = match (f0, f1) {
+            (Some(a), Some(b)) if b >= a => Some(b - a),
+            _ => None,
+        };
 
         let mut series_after_restart = None;
-        let restart_ready_seconds = if args.no_restart {
+        let restart_ready_seconds = if args.no_restart || args.agent {
             None
         } else {
             progress(&spec.name, "restarting");
@@ -490,7 +509,37 @@ impl Ctx<'_> {
             restart_ready_seconds,
             series_after_restart,
             queries,
+            samples_forwarded: forwarded,
+            cpu_seconds_per_million_forwarded: forwarded
+                .filter(|&n| n > 0)
+                .map(|n| cpu / (n as f64 / 1e6)),
         })
+    }
+
+    /// Rows the remote write receiver has inserted so far.
+    async fn receiver_rows(&self) -> Option<u64> {
+        let url = self.args.remote_write_url.as_deref()?;
+        let rest = url.strip_prefix("http://")?;
+        let host = rest.split('/').next()?;
+        let body = self
+            .http
+            .get(format!("http://{host}/metrics"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let mut sum = 0.0;
+        for line in body.lines() {
+            if let Some(rest) = line.strip_prefix("vm_rows_inserted_total")
+                && let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())
+            {
+                sum += v;
+            }
+        }
+        Some(sum as u64)
     }
 
     async fn start_targets(&self, dir: &Path) -> Result<Child, Error> {
@@ -724,13 +773,21 @@ async fn read_control(dir: &Path, targets: &mut Child) -> Result<String, Error> 
 }
 
 /// Ray's prometheus.yml, with the interval of the run.
-fn write_config(path: &Path, dir: &Path, interval: Duration) -> Result<(), Error> {
+fn write_config(
+    path: &Path,
+    dir: &Path,
+    interval: Duration,
+    remote_write: Option<&str>,
+) -> Result<(), Error> {
     let ms = interval.as_millis().max(1);
     let timeout = ms.min(10_000);
-    let yml = format!(
+    let mut yml = format!(
         "# my global config\nglobal:\n  scrape_interval: {ms}ms\n  evaluation_interval: {ms}ms\n  scrape_timeout: {timeout}ms\n\nscrape_configs:\n# Scrape from each Ray node as defined in the service_discovery.json provided by Ray.\n- job_name: 'ray'\n  file_sd_configs:\n  - files:\n    - '{}'\n",
         dir.join(cluster::SD_FILE).display()
     );
+    if let Some(url) = remote_write {
+        yml.push_str(&format!("\nremote_write:\n- url: '{url}'\n"));
+    }
     std::fs::write(path, yml).map_err(|e| Error::io("write prometheus.yml", e))
 }
 
@@ -747,19 +804,29 @@ fn collector_argv(
     config: &Path,
     data: &Path,
     port: u16,
+    agent: bool,
 ) -> Result<Vec<String>, Error> {
     match &spec.template {
         None => {
             let exe =
                 std::env::current_exe().map_err(|e| Error::io("find the raymon binary", e))?;
-            Ok(vec![
+            let storage = if agent {
+                vec![
+                    "--enable-feature=agent".to_string(),
+                    format!("--storage.agent.path={}", data.display()),
+                ]
+            } else {
+                vec![format!("--storage.tsdb.path={}", data.display())]
+            };
+            let mut v = vec![
                 exe.display().to_string(),
                 "serve".into(),
                 format!("--config.file={}", config.display()),
-                format!("--storage.tsdb.path={}", data.display()),
-                format!("--web.listen-address=127.0.0.1:{port}"),
-                "--log.level=warn".into(),
-            ])
+            ];
+            v.extend(storage);
+            v.push(format!("--web.listen-address=127.0.0.1:{port}"));
+            v.push("--log.level=warn".into());
+            Ok(v)
         }
         Some(t) => {
             let cmd = t

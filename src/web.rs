@@ -346,8 +346,9 @@ pub struct AppState {
     pub formatter: Option<QueryFormatter>,
     pub self_metrics: Option<SelfMetrics>,
     pub tsdb_stats: Option<TsdbStatsSource>,
-    /// Added to federated series that lack them (`global.external_labels`).
-    pub external_labels: Labels,
+    /// Added to federated series that lack them (`global.external_labels`);
+    /// replaced at every config reload.
+    pub external_labels: Arc<RwLock<Labels>>,
     /// `--query.lookback-delta`, used by `/federate`.
     pub lookback_delta: Duration,
     /// `--query.timeout`: the longest a query may run.
@@ -412,7 +413,7 @@ impl AppState {
             formatter: None,
             self_metrics: None,
             tsdb_stats: None,
-            external_labels: Labels::new(),
+            external_labels: Arc::new(RwLock::new(Labels::new())),
             lookback_delta: Duration::from_secs(5 * 60),
             query_timeout: Duration::from_secs(2 * 60),
             storage_retention: "15d".to_string(),

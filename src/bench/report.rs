@@ -70,6 +70,13 @@ pub struct Collector {
     /// Head series right after the restart: what survived it.
     pub series_after_restart: Option<u64>,
     pub queries: Queries,
+    /// With `--remote-write-url`: samples the receiver took in the window
+    /// (its `vm_rows_inserted_total`), and the collector's CPU per million
+    /// of them.
+    #[serde(default)]
+    pub samples_forwarded: Option<u64>,
+    #[serde(default)]
+    pub cpu_seconds_per_million_forwarded: Option<f64>,
 }
 
 /// Scrape timing as the targets saw it.
@@ -107,6 +114,17 @@ pub struct Queries {
     pub p99_seconds: Option<f64>,
 }
 
+impl Collector {
+    /// The measured window's length, from the samples and their rate.
+    fn scrapes_window_seconds(&self) -> f64 {
+        if self.samples_per_second > 0.0 {
+            self.samples_ingested as f64 / self.samples_per_second
+        } else {
+            1.0
+        }
+    }
+}
+
 /// Every figure in the table, by name, with how to print it.
 fn figures(c: &Collector) -> Vec<(&'static str, Option<f64>, Unit)> {
     let mib = |b: u64| Some(b as f64);
@@ -115,6 +133,17 @@ fn figures(c: &Collector) -> Vec<(&'static str, Option<f64>, Unit)> {
         (
             "CPU s per 1M samples",
             c.cpu_seconds_per_million_samples,
+            Unit::Fixed3,
+        ),
+        (
+            "forwarded samples/s",
+            c.samples_forwarded
+                .map(|n| n as f64 / c.scrapes_window_seconds()),
+            Unit::Plain,
+        ),
+        (
+            "CPU s per 1M forwarded",
+            c.cpu_seconds_per_million_forwarded,
             Unit::Fixed3,
         ),
         ("peak RSS", mib(c.peak_rss_bytes), Unit::Bytes),

@@ -661,6 +661,14 @@ pub struct UpArgs {
     #[arg(long = "scrape-interval", default_value = "10s")]
     pub scrape_interval: String,
 
+    /// Forward everything raymon scrapes to a remote write receiver (a
+    /// `remote_write` section with Prometheus's defaults in the config `up`
+    /// writes): VictoriaMetrics' `/api/v1/write` or a cluster's
+    /// `vminsert .../insert/0/prometheus/api/v1/write`, Mimir's
+    /// `/api/v1/push`, Thanos Receive's `/api/v1/receive`. Repeatable.
+    #[arg(long = "remote-write-url", value_name = "URL", value_parser = remote_write_url)]
+    pub remote_write_urls: Vec<String>,
+
     /// How long each child may take to become ready.
     #[arg(long = "ready-timeout", default_value = "180s", value_parser = parse_secs)]
     pub ready_timeout: Duration,
@@ -762,6 +770,18 @@ fn any_path(s: &str) -> Result<PathBuf, String> {
 /// Durations for launcher flags: Prometheus syntax (`90s`, `2m`).
 fn parse_secs(s: &str) -> Result<Duration, String> {
     crate::config::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// A `--remote-write-url`: an http(s) URL with a host.
+fn remote_write_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+        .ok_or_else(|| format!("{s:?} is not an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{s:?} has no host"));
+    }
+    Ok(s.to_string())
 }
 
 #[cfg(test)]

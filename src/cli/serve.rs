@@ -83,9 +83,12 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         max_connections: args.max_connections,
         web_config,
         web_config_file,
-        anonymous: args
-            .dashboards_anonymous
-            .then_some(web::ui::is_dashboard_path as fn(&str) -> bool),
+        anonymous: args.dashboards_anonymous.then(|| {
+            let prefix = location.route_prefix.clone();
+            let open: web::server::Anonymous =
+                Arc::new(move |path: &str| web::ui::is_dashboard_path_under(&prefix, path));
+            open
+        }),
         ..Default::default()
     };
     let wal_keep = Arc::new(crate::tsdb::wal::Keep::new(
@@ -215,7 +218,10 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         }));
     }
     state.formatter = Some(Arc::new(web::promql_engine::format_query));
-    state.external_labels = cfg.global.external_labels.clone();
+    *state
+        .external_labels
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = cfg.global.external_labels.clone();
     state.lookback_delta =
         config::parse_duration(&args.lookback_delta).context("invalid --query.lookback-delta")?;
     state.query_timeout =
@@ -230,6 +236,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     state.page_title = args.prom.page_title.clone();
     state.cors_origin = cors_origin;
     let config_yaml = state.config_yaml.clone();
+    let external_labels = state.external_labels.clone();
     let config_status = state.config_status.clone();
     state.tsdb_stats = Some(tsdb_status(head.clone()));
     let local_metrics = self_metrics(
@@ -300,6 +307,8 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
                             .await;
                         *config_yaml.write().unwrap_or_else(|e| e.into_inner()) =
                             cfg.original_yaml.clone();
+                        *external_labels.write().unwrap_or_else(|e| e.into_inner()) =
+                            cfg.global.external_labels.clone();
                         info!(file = %config_path.display(), "configuration reloaded");
                         Ok(())
                     }

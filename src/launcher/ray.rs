@@ -218,14 +218,25 @@ pub fn copy_dashboards(from: &Path, to: &Path) -> std::io::Result<usize> {
 /// raymon's scrape config for Ray: Ray's own (job `ray`, its scrape
 /// interval), but with file_sd on the temp dir's discovery file, which
 /// follows every new session, where Ray's names one session's file.
-pub fn prometheus_config(temp_dir: &Path, scrape_interval: &str) -> String {
+pub fn prometheus_config(
+    temp_dir: &Path,
+    scrape_interval: &str,
+    remote_write: &[String],
+) -> String {
     let file = temp_dir.join(DISCOVERY_FILE);
-    format!(
+    let mut s = format!(
         "# Written by raymon up: Ray's scrape config, following the newest session.\n\
          global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\n\
          scrape_configs:\n- job_name: ray\n  file_sd_configs:\n  - files:\n    - '{}'\n    refresh_interval: 5s\n",
         file.display().to_string().replace('\'', "''")
-    )
+    );
+    if !remote_write.is_empty() {
+        s.push_str("remote_write:\n");
+        for url in remote_write {
+            s.push_str(&format!("- url: '{}'\n", url.replace('\'', "''")));
+        }
+    }
+    s
 }
 
 /// Writes [`prometheus_config`] to `path`.
@@ -233,12 +244,15 @@ pub fn write_prometheus_config(
     path: &Path,
     temp_dir: &Path,
     scrape_interval: &str,
+    remote_write: &[String],
 ) -> Result<(), Error> {
-    std::fs::write(path, prometheus_config(temp_dir, scrape_interval)).map_err(|source| {
-        Error::Write {
-            path: path.to_path_buf(),
-            source,
-        }
+    std::fs::write(
+        path,
+        prometheus_config(temp_dir, scrape_interval, remote_write),
+    )
+    .map_err(|source| Error::Write {
+        path: path.to_path_buf(),
+        source,
     })
 }
 
@@ -279,6 +293,29 @@ impl SessionFollower {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_write_urls_become_sections_prometheus_parses() {
+        let urls = vec![
+            "http://vminsert:8480/insert/0/prometheus/api/v1/write".to_string(),
+            "https://mimir.example/api/v1/push".to_string(),
+        ];
+        let text = prometheus_config(Path::new("/tmp/ray"), "10s", &urls);
+        let cfg = crate::config::parse(&text, "up.yml").unwrap();
+        let got: Vec<&str> = cfg.remote_write.iter().map(|r| r.url.as_str()).collect();
+        assert_eq!(got, urls.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            cfg.remote_write[0].queue_config,
+            crate::config::QueueConfig::default()
+        );
+        let none = prometheus_config(Path::new("/tmp/ray"), "10s", &[]);
+        assert!(
+            crate::config::parse(&none, "up.yml")
+                .unwrap()
+                .remote_write
+                .is_empty()
+        );
+    }
 
     #[test]
     fn owned_flags_are_refused() {

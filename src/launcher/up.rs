@@ -335,7 +335,12 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
         ),
     )?;
     let prom = data.join("prometheus.yml");
-    ray::write_prometheus_config(&prom, &temp_dir, &args.scrape_interval)?;
+    ray::write_prometheus_config(
+        &prom,
+        &temp_dir,
+        &args.scrape_interval,
+        &args.remote_write_urls,
+    )?;
 
     let mut serve_args = args.serve.clone();
     if serve_args.config_file != Path::new("prometheus.yml") {

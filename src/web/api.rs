@@ -32,7 +32,6 @@ pub fn router(state: AppState) -> Router {
     let ready = middleware::from_fn_with_state(state.clone(), require_ready);
     let routes = Router::new()
         .route("/", get(prefix::home_redirect))
-        .route("/graph", get(prefix::graph_page))
         .nest("/api/v1", v1::routes(state.clone()))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready_probe).route_layer(ready.clone()))

@@ -36,7 +36,11 @@ pub async fn handler(State(st): State<Shared>, form: Form) -> Response {
     let lookback = i64::try_from(st.lookback_delta.as_millis()).unwrap_or(i64::MAX);
     let mint = maxt.saturating_sub(lookback);
     let storage: Arc<dyn Queryable> = st.storage.clone();
-    let external = st.external_labels.clone();
+    let external = st
+        .external_labels
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     let work = tokio::task::spawn_blocking(move || -> Result<String, String> {
         let q = storage.querier(mint, maxt).map_err(|e| e.to_string())?;
         let mut latest: Vec<(Labels, i64, f64)> = Vec::new();

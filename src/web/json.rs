@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::ser::{CharEscape, Formatter};
 
 use crate::model::Labels;
-use crate::model::gofmt::format_e;
+use crate::model::gofmt::{format_e, format_f, push_f_bytes};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -107,8 +107,7 @@ pub fn push_value(out: &mut Vec<u8>, v: f64) {
     } else if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
         out.extend_from_slice(format_e(v).as_bytes());
     } else {
-        // `Display` is Go's 'f' with precision -1; no allocation.
-        let _ = write!(out, "{v}");
+        push_f_bytes(out, v);
     }
     out.push(b'"');
 }
@@ -131,7 +130,7 @@ pub fn go_json_float(v: f64) -> String {
         }
         s
     } else {
-        format!("{v}")
+        format_f(v)
     }
 }
 

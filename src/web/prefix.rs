@@ -205,29 +205,6 @@ fn html_escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-/// `<prefix>/graph`: raymon has no query UI; this page, titled with
-/// `--web.page-title`, says where the API and raymon's own pages are.
-pub(crate) async fn graph_page(State(st): State<Shared>) -> Response {
-    let base = st.location.external_path.as_str();
-    let title = html_escape(&st.page_title);
-    let body = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
-         <body><h1>{title}</h1>\n\
-         <p>raymon serves the Prometheus HTTP API; it has no query UI here. Use Grafana or \
-         <code>promtool query instant {base}/ 'up'</code>.</p>\n<ul>\n\
-         <li><a href=\"{base}/api/v1/targets\">{base}/api/v1/targets</a></li>\n\
-         <li><a href=\"{base}/api/v1/status/flags\">{base}/api/v1/status/flags</a></li>\n\
-         <li><a href=\"{base}/metrics\">{base}/metrics</a></li>\n\
-         </ul></body></html>\n"
-    );
-    let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    r
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

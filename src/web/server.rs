@@ -27,7 +27,7 @@ use super::envelope::text;
 use super::web_config::{Users, Watched, WebConfig};
 
 /// Connection-level limits and the web config.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerOptions {
     /// A connection that has not sent a full request head (or the TLS
     /// handshake) within this time is closed; idle keep-alive connections too.
@@ -44,7 +44,7 @@ pub struct ServerOptions {
     /// Paths served without credentials even when basic auth is on
     /// (`--web.dashboards.anonymous`: the dashboard pages, as Grafana's
     /// anonymous viewers see them for Ray's iframes).
-    pub anonymous: Option<fn(&str) -> bool>,
+    pub anonymous: Option<Anonymous>,
 }
 
 impl Default for ServerOptions {
@@ -69,8 +69,9 @@ pub fn protect(app: Router, cfg: &WebConfig) -> Router {
     protect_watched(app, Arc::new(Watched::fixed(cfg.clone())), None)
 }
 
-/// Which paths need no credentials ([`ServerOptions::anonymous`]).
-type Anonymous = fn(&str) -> bool;
+/// Which paths (as the client sent them, route prefix included) need no
+/// credentials ([`ServerOptions::anonymous`]).
+pub type Anonymous = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 fn protect_watched(app: Router, cfg: Arc<Watched>, anonymous: Option<Anonymous>) -> Router {
     app.layer(middleware::from_fn_with_state((cfg, anonymous), check_auth))
@@ -82,7 +83,7 @@ async fn check_auth(
     next: Next,
 ) -> Response {
     let cfg = watched.get();
-    let open = anonymous.is_some_and(|f| f(req.uri().path()));
+    let open = anonymous.as_ref().is_some_and(|f| f(req.uri().path()));
     let mut resp = match &cfg.users {
         None => next.run(req).await,
         Some(_) if open => next.run(req).await,
@@ -177,7 +178,7 @@ pub async fn serve(
         None => Watched::fixed(opts.web_config.clone()),
     });
     let app = if opts.web_config_file.is_some() || opts.anonymous.is_some() {
-        protect_watched(app, watched.clone(), opts.anonymous)
+        protect_watched(app, watched.clone(), opts.anonymous.clone())
     } else {
         protect(app, &opts.web_config)
     };

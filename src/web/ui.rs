@@ -1,6 +1,8 @@
 //! Web pages: Grafana-compatible dashboard pages for Ray's dashboard
 //! (`/api/health`, `/d/{uid}/{slug}`, `/d-solo/{uid}/{slug}?panelId=N`) and
-//! the data routes they call (`/api/dashboards/...`, in `panel_data`).
+//! the data routes they call (`/api/dashboards/...`, in `panel_data`);
+//! and Prometheus-style pages (`/graph`, `/targets`, `/service-discovery`,
+//! `/status`, `/tsdb-status`) over the query API.
 //! Pages are a small HTML shell; drawing happens in the browser
 //! (`ui/src/*.js` with uPlot). Every link and fetch is relative, through a
 //! `<base>` computed from the request's depth, so pages work under a route
@@ -15,7 +17,7 @@ pub mod templating;
 pub mod timerange;
 
 use axum::Router;
-use axum::extract::{Path, Request};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -48,6 +50,11 @@ pub fn routes() -> Router<Shared> {
         .route("/d-solo/{uid}/", get(solo_page))
         .route("/d-solo/{uid}/{slug}", get(solo_page))
         .route("/dashboards", get(index_page))
+        .route("/graph", get(prom_page))
+        .route("/targets", get(prom_page))
+        .route("/service-discovery", get(prom_page))
+        .route("/status", get(prom_page))
+        .route("/tsdb-status", get(prom_page))
         .route("/ui/static/{*path}", get(asset))
 }
 
@@ -62,6 +69,14 @@ pub fn is_dashboard_path(path: &str) -> bool {
         || path.starts_with("/d/")
         || path.starts_with("/d-solo/")
         || path.starts_with("/ui/static/")
+}
+
+/// [`is_dashboard_path`] for a path that still carries the route prefix
+/// (`/` for none); outside the prefix nothing is open.
+pub fn is_dashboard_path_under(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.starts_with('/') && is_dashboard_path(rest))
 }
 
 /// Grafana's `GET /api/health`, which Ray's dashboard checks (HTTP 200,
@@ -165,6 +180,19 @@ async fn index_page(req: Request) -> Response {
     )
 }
 
+/// The Prometheus-style pages (`ui/src/prom.js`); they read the query API,
+/// so with basic auth on the browser asks for the password.
+async fn prom_page(State(st): State<Shared>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let page = path.trim_start_matches('/');
+    shell(
+        &path,
+        &st.page_title,
+        &format!(r#"data-mode="{}""#, escape_html(page)),
+        "prom.js",
+    )
+}
+
 fn uid_of(params: &[(String, String)]) -> String {
     params
         .iter()
@@ -203,6 +231,15 @@ mod tests {
         assert_eq!(base_of("/d/uid/"), "../../");
         assert_eq!(base_of("/d/uid/slug"), "../../");
         assert_eq!(base_of("/d/uid"), "../");
+    }
+
+    #[test]
+    fn a_route_prefix_is_part_of_the_open_paths() {
+        assert!(is_dashboard_path_under("/", "/d/x/"));
+        assert!(is_dashboard_path_under("/prom", "/prom/d/x/"));
+        assert!(!is_dashboard_path_under("/prom", "/d/x/"));
+        assert!(!is_dashboard_path_under("/prom", "/promd/x/"));
+        assert!(!is_dashboard_path_under("/prom", "/prom/api/v1/query"));
     }
 
     #[test]

@@ -863,6 +863,7 @@ fn issue_19_expand_external_labels_feature() {
             ))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--enable-feature=expand-external-labels")
+            .arg("--web.enable-lifecycle")
             .env("RAYMON_TEST_NODE", "n1")
             .env_remove("RAYMON_TEST_UNSET")
             .stdout(out.try_clone().unwrap())
@@ -882,4 +883,18 @@ fn issue_19_expand_external_labels_feature() {
     assert!(!fed.contains("zone="), "{fed}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(count(&text, "Empty environment variable"), 1, "{text}");
+
+    // A reload replaces the external labels.
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  external_labels:\n    node: n2\n\
+             scrape_configs:\n- job_name: self\n  static_configs: [{{targets: [\"{addr}\"]}}]\n"
+        ),
+    )
+    .unwrap();
+    let r = http("POST", &addr, "/-/reload", Some("")).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let fed = get(&addr, "/federate?match[]=up").unwrap().body;
+    assert!(fed.contains("node=\"n2\""), "{fed}");
 }

@@ -859,3 +859,85 @@ fn issue_20_agent_mode_forwards_every_scrape_and_truncates_its_wal() {
     }
     eprintln!("agent: {checked} samples checked in VictoriaMetrics");
 }
+
+/// Two raymon shards split one simulated cluster with `hashmod`
+/// relabeling and write to one VictoriaMetrics: every target's series are
+/// there, each from exactly one shard, none twice.
+#[test]
+fn issue_20_two_shards_write_each_target_once() {
+    let dir = TempDir::new("rwq-shards");
+    // Random ports: all twelve in one bucket has odds of 1 in 2048.
+    let n_targets = 12;
+    let targets = Targets::start(n_targets, 20);
+    let mut vm = Receiver::new("victoria-metrics", dir.path());
+    vm.start();
+    let mut shards = Vec::new();
+    for i in 0..2 {
+        let cfg = dir.path().join(format!("shard{i}.yml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "global:\n  scrape_interval: 1s\n  external_labels:\n    sender: shard{i}\n\
+                 scrape_configs:\n  - job_name: ray\n    file_sd_configs:\n      - files: ['{}']\n\
+                 \x20   relabel_configs:\n\
+                 \x20     - {{source_labels: [__address__], modulus: 2, target_label: __tmp_shard, action: hashmod}}\n\
+                 \x20     - {{source_labels: [__tmp_shard], regex: '{i}', action: keep}}\n\
+                 remote_write:\n  - url: {}\n    queue_config:\n      batch_send_deadline: 1s\n",
+                targets.sd_file().display(),
+                vm.url()
+            ),
+        )
+        .unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let sdir = dir.path().join(format!("shard{i}"));
+        std::fs::create_dir_all(&sdir).unwrap();
+        let p = start_raymon(
+            &raymon_args(&sdir, &cfg, &addr, &[]),
+            &sdir.join("raymon.log"),
+        );
+        wait_ready(&addr, "shard");
+        shards.push((addr, p));
+    }
+    std::thread::sleep(Duration::from_secs(8));
+    let to = now_ms();
+    let got = vm_export(&vm.addr, "{job=\"ray\"}", to - 60_000, to, "");
+    // instance -> (senders, series)
+    let mut by_instance: BTreeMap<String, (std::collections::BTreeSet<String>, usize)> =
+        BTreeMap::new();
+    for k in got.keys() {
+        let part = |name: &str| {
+            k.split(',')
+                .find_map(|p| p.strip_prefix(&format!("{name}=")))
+                .unwrap_or("")
+                .to_string()
+        };
+        let e = by_instance.entry(part("instance")).or_default();
+        e.0.insert(part("sender"));
+        e.1 += 1;
+    }
+    assert_eq!(
+        by_instance.len(),
+        n_targets,
+        "targets in VictoriaMetrics: {:?}",
+        by_instance.keys()
+    );
+    for (inst, (senders, series)) in &by_instance {
+        assert_eq!(senders.len(), 1, "{inst} came from {senders:?}");
+        assert!(*series > 20, "{inst}: {series} series");
+    }
+    // Each shard scraped some, and what each stored is what it sent.
+    for (i, (addr, _)) in shards.iter().enumerate() {
+        let n = by_instance
+            .values()
+            .filter(|(s, _)| s.contains(&format!("shard{i}")))
+            .count();
+        assert!(n > 0 && n < n_targets, "shard{i} has {n} targets");
+        let local = range_selector(addr, "up", to, 60, "");
+        assert_eq!(
+            local.len(),
+            n,
+            "shard{i} scrapes {} targets locally",
+            local.len()
+        );
+    }
+}

@@ -277,6 +277,35 @@ fn issue_21_auth_opens_the_dashboards_and_never_the_query_api() {
             assert_eq!(get(&s.addr, p).unwrap().status, 401, "{p}");
         }
     }
+    // Under a route prefix, the same paths below it (and nothing outside).
+    {
+        let tmp3 = TempDir::new("ui-auth3");
+        let s = serve(
+            tmp3.path(),
+            &dash,
+            None,
+            &[
+                format!("--web.config.file={}", web.display()),
+                "--web.dashboards.anonymous".into(),
+                "--web.route-prefix=/p".into(),
+            ],
+        );
+        for p in open {
+            assert_eq!(
+                get(&s.addr, &format!("/p{p}")).unwrap().status,
+                200,
+                "/p{p}"
+            );
+            assert_eq!(get(&s.addr, p).unwrap().status, 401, "{p}");
+        }
+        for p in closed {
+            assert_eq!(
+                get(&s.addr, &format!("/p{p}")).unwrap().status,
+                401,
+                "/p{p}"
+            );
+        }
+    }
     // Without the flag, auth covers the pages too.
     let tmp2 = TempDir::new("ui-auth2");
     let s = serve(
@@ -657,4 +686,109 @@ fn issue_21_real_ray_metrics_tab_with_builtin_dashboards() {
         "{}",
         up.stderr()
     );
+}
+
+#[test]
+fn issue_21_graph_and_targets_pages_under_a_route_prefix_in_chromium() {
+    if let Err(why) = browser() {
+        println!("skipped: {why}");
+        return;
+    }
+    let tmp = TempDir::new("ui-prom");
+    let port = support::free_port();
+    let dead = support::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let cfg = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    metrics_path: /prom/metrics\n    static_configs:\n      - targets: ['{addr}']\n  - job_name: gone\n    static_configs:\n      - targets: ['127.0.0.1:{dead}']\n"
+        ),
+    )
+    .unwrap();
+    let _p = support::start_raymon(
+        &[
+            format!("--config.file={}", cfg.display()),
+            format!("--storage.tsdb.path={}", tmp.path().join("data").display()),
+            format!("--web.listen-address={addr}"),
+            // Every page and link must work under a prefix.
+            "--web.route-prefix=/prom".into(),
+        ],
+        &tmp.path().join("raymon.log"),
+    );
+    wait_for(Duration::from_secs(30), "a few scrapes", || {
+        let r = get(&addr, "/prom/api/v1/query?query=count_over_time(up[1m])")
+            .map_err(|e| e.to_string())?;
+        let ok = r.status == 200
+            && r.json()["data"]["result"].as_array().is_some_and(|a| {
+                a.len() == 2 && a.iter().all(|s| s["value"][1].as_str().unwrap() >= "3")
+            });
+        ok.then_some(()).ok_or(r.body)
+    });
+    // `/` goes to the graph page under the external URL's path, as in
+    // Prometheus (here none: only a route prefix was given).
+    let r = get(&addr, "/prom/").unwrap();
+    assert_eq!(r.status, 302);
+    assert!(
+        r.headers.to_ascii_lowercase().contains("location: /graph"),
+        "{}",
+        r.headers
+    );
+
+    let graph = |query: &str, name: &str| {
+        chromium(&serde_json::json!({
+            "url": format!("http://{addr}/prom/graph?{query}"),
+            "read": ".prom-output",
+            "screenshot": screenshot(&format!("graph-{name}.png")),
+        }))
+    };
+    let out = graph("g0.expr=up&g0.tab=0&g0.range_input=5m", "range");
+    assert_eq!(out["errors"], serde_json::json!([]), "{out}");
+    let read = &out["runs"][0]["read"];
+    assert_eq!(read["state"], "ok", "{out}");
+    assert_eq!(read["drawn"]["series"], 2, "{out}");
+    assert!(read["drawn"]["points"].as_u64().unwrap() >= 6, "{out}");
+    // The view is in the URL: opening it again restores it.
+    assert!(out["url"].as_str().unwrap().contains("g0.expr=up"), "{out}");
+    let out = graph("g0.expr=up%7Bjob%3D%22gone%22%7D&g0.tab=1", "table");
+    let read = &out["runs"][0]["read"];
+    assert_eq!(read["state"], "ok", "{out}");
+    assert!(
+        read["text"].as_str().unwrap().contains(&format!(
+            "up{{instance=\"127.0.0.1:{dead}\", job=\"gone\"}}"
+        )),
+        "{out}"
+    );
+    let out = graph("g0.expr=sum(&g0.tab=1", "error");
+    let read = &out["runs"][0]["read"];
+    assert_eq!(read["state"], "error", "{out}");
+    assert!(read["text"].as_str().unwrap().contains("bad_data"), "{out}");
+
+    let out = chromium(&serde_json::json!({
+        "url": format!("http://{addr}/prom/targets"),
+        "read": ".prom-output",
+        "screenshot": screenshot("targets.png"),
+    }));
+    assert_eq!(out["errors"], serde_json::json!([]), "{out}");
+    let text = out["runs"][0]["read"]["text"].as_str().unwrap().to_string();
+    assert!(text.contains("gone (0/1 up)"), "{text}");
+    assert!(text.contains("self (1/1 up)"), "{text}");
+    assert!(
+        text.contains(&format!("http://{addr}/prom/metrics")),
+        "{text}"
+    );
+    assert!(text.contains("DOWN"), "{text}");
+    assert!(
+        text.contains(&format!("http://127.0.0.1:{dead}/metrics")),
+        "{text}"
+    );
+    assert!(text.contains("connection refused"), "{text}");
+    for page in ["service-discovery", "status", "tsdb-status"] {
+        let out = chromium(&serde_json::json!({
+            "url": format!("http://{addr}/prom/{page}"),
+            "read": ".prom-output",
+        }));
+        assert_eq!(out["runs"][0]["read"]["state"], "ok", "{page}: {out}");
+        assert_eq!(out["errors"], serde_json::json!([]), "{page}: {out}");
+    }
 }

@@ -149,6 +149,9 @@ export class Panel {
     const targets = answer.data.targets;
     const errors = targets.filter((t) => t.error).map((t) => `${t.refId}: ${t.error}`);
     const data = align(targets);
+    if (this.model.nullPointMode === 'null as zero') {
+      for (const s of data.series) s.values = s.values.map((v) => v ?? 0);
+    }
     this.element.raymon = { targets, x: data.x, series: data.series.map((s) => ({ name: s.name, values: s.values })) };
     if (errors.length) {
       this.clearPlot();

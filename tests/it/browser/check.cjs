@@ -7,7 +7,8 @@
 // usage: node check.cjs '<json>' where json is
 //   { url, screenshot?, timeoutMs?, viewport?: {width, height}, frames?: bool,
 //     drawn?: [panelId...], repeat?: n, waitFor?: css selector, expandRows?: bool,
-//     minPanels?: n, settleMs?: ms }
+//     minPanels?: n, settleMs?: ms, read?: css selector of an element with data-state,
+//     holdMs?: ms to keep the page open at the end }
 // Console errors and exceptions come with the URL of the frame that raised them.
 
 const { chromium } = require('playwright-core');
@@ -72,6 +73,17 @@ async function main() {
           await closed.click();
         }
       }
+      if (args.read) {
+        // A page other than a dashboard: wait until the element is done.
+        await page.waitForSelector(`${args.read}[data-state="ok"], ${args.read}[data-state="error"]`, { timeout: timeoutMs });
+        const read = await page.$eval(args.read, (e) => ({
+          state: e.dataset.state,
+          text: e.innerText.slice(0, 20000),
+          drawn: e.raymon ? { series: e.raymon.series.length, points: e.raymon.series.reduce((n, s) => n + s.values.filter((v) => v != null).length, 0) } : null,
+        }));
+        out.runs.push({ drawnMs: Date.now() - started, read, url: page.url() });
+        continue;
+      }
       let panels = [];
       let pageErrors = [];
       // Settled means no panel loading and the panel count unchanged for
@@ -107,6 +119,8 @@ async function main() {
       });
       out.runs.push({ drawnMs, timing, panels, pageErrors });
     }
+    // Keeps the page open (its refresh timer running), for CPU measurements.
+    if (args.holdMs) await new Promise((r) => setTimeout(r, args.holdMs));
     if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
     out.url = page.url();
   } finally {

@@ -201,8 +201,8 @@ async fn gzip_when_asked() {
 
 #[tokio::test]
 async fn federate_renders_latest_samples() {
-    let mut st = state_with(series_store(), FakeTargets::default());
-    st.external_labels = Labels::from_pairs([("cluster", "c1")]);
+    let st = state_with(series_store(), FakeTargets::default());
+    *st.external_labels.write().unwrap() = Labels::from_pairs([("cluster", "c1")]);
     let r = get(
         &st,
         "/federate?match[]=ray_tasks&match[]={job=%22ray%22,State=%22RUNNING%22}",
