@@ -20,13 +20,13 @@ use raymon::promql::parser::parse_expr;
 use raymon::storage::Appendable;
 use raymon::tsdb::{Head, HeadOptions};
 
-fn shared() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/ray")
+fn fixtures() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures/ray")
 }
 
 /// The head agent's series that were alive at the end of the golden window.
 fn node_template() -> Vec<(Labels, Vec<f64>)> {
-    let f = std::fs::File::open(shared().join("golden-prom-2.42/raw-samples.json.gz"))
+    let f = std::fs::File::open(fixtures().join("golden-prom-2.42/raw-samples.json.gz"))
         .expect("golden samples");
     let v: serde_json::Value =
         serde_json::from_reader(flate2::read::GzDecoder::new(std::io::BufReader::new(f)))
@@ -145,7 +145,8 @@ fn main() {
         "simulated {nodes} nodes: {series} series, {samples} samples in {:.1?}",
         t0.elapsed()
     );
-    let text = std::fs::read(shared().join("dashboard-queries-substituted.txt")).expect("queries");
+    let text =
+        std::fs::read(fixtures().join("dashboard-queries-substituted.txt")).expect("queries");
     let queries: Vec<String> = text
         .lines()
         .map_while(Result::ok)

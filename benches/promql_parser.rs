@@ -8,7 +8,7 @@ use raymon::promql::parser::parse_expr;
 pub fn parse(c: &mut Criterion) {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/ray/dashboard-queries-substituted.txt"
+        "/tests/data/fixtures/ray/dashboard-queries-substituted.txt"
     );
     let Ok(text) = std::fs::read_to_string(path) else {
         return;

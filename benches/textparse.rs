@@ -8,7 +8,7 @@ use raymon::textparse::{Entry, Format, Parser};
 
 const SCRAPES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/ray/scrapes"
+    "/tests/data/fixtures/ray/scrapes"
 );
 
 /// Parses `body` fully; returns the number of samples so nothing is skipped.

@@ -74,11 +74,9 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
 /// Serve's runtime: one worker thread unless `TOKIO_WORKER_THREADS` says
 /// otherwise. Scrapes, discovery and the HTTP server are mostly waiting;
 /// queries and other heavy requests leave the worker (`block_in_place`,
-/// `spawn_blocking`). A second worker cost 17% more CPU per sample at
-/// 500 targets × 2,000 series (0.51–0.57 against 0.62–0.72 s per million
-/// samples in three runs each): every wakeup of one worker by the other
-/// is a thread switch, and the head's data went cold in the other core's
-/// cache.
+/// `spawn_blocking`). A second worker cost more CPU per sample (measured in
+/// docs/decisions.md): every wakeup of one worker by the other is a thread
+/// switch, and the head's data went cold in the other core's cache.
 pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let mut b = tokio::runtime::Builder::new_multi_thread();
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {

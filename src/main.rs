@@ -1,9 +1,8 @@
 //! The `raymon` binary: hands over to [`raymon::cli::run`].
 
-// jemalloc instead of glibc's malloc: measured at 200 targets x 2,000
-// series, glibc's malloc spent a quarter of the scrape threads' CPU
-// consolidating and splitting free blocks (large body buffers beside many
-// small label strings); CPU per sample fell 22% with jemalloc.
+// jemalloc instead of glibc's malloc: glibc's spent much of the scrape
+// threads' CPU consolidating and splitting free blocks (large body buffers
+// beside many small label strings); the measurement is in docs/decisions.md.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -2,6 +2,18 @@
 //! Prometheus durations and Go's text formats.
 //!
 //! This module does no IO and knows nothing of scraping, storage or HTTP.
+//!
+//! ```
+//! use raymon::model::{Labels, MatchOp, Matcher, is_valid_label_name};
+//!
+//! // Label sets are sorted by name, however they were given.
+//! let l = Labels::from_pairs([("job", "ray"), ("__name__", "up")]);
+//! assert_eq!(l.get("__name__"), Some("up"));
+//! // Regex matchers are fully anchored, as in Prometheus.
+//! let m = Matcher::new(MatchOp::Regex, "job", "ra").unwrap();
+//! assert!(!m.matches(l.get("job").unwrap_or("")));
+//! assert!(is_valid_label_name("node_id") && !is_valid_label_name("1x"));
+//! ```
 
 pub mod duration;
 mod expand;

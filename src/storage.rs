@@ -3,6 +3,22 @@
 //! The scraper writes through [`Appendable`]/[`Appender`]; the query engine
 //! and the HTTP API read through [`Queryable`]/[`Querier`]. Nothing here knows
 //! how samples are kept; `tsdb` implements both sides.
+//!
+//! ```
+//! use raymon::model::{Labels, Matcher};
+//! use raymon::storage::{Appendable, Queryable};
+//!
+//! // Anything that stores samples is used through the two traits alone.
+//! fn store_and_read(store: &(impl Appendable + Queryable)) -> usize {
+//!     let l = Labels::from_pairs([("__name__", "up"), ("job", "ray")]);
+//!     let mut app = store.appender();
+//!     app.append(0, &l, 1_000, 1.0).unwrap();
+//!     app.commit().unwrap(); // Consumes the appender: it cannot be reused.
+//!     let q = store.querier(0, 2_000).unwrap();
+//!     q.select(&[Matcher::equal("job", "ray")]).unwrap().len()
+//! }
+//! assert_eq!(store_and_read(&raymon::tsdb::Head::default()), 1);
+//! ```
 
 use crate::model::{Labels, Matcher, Sample};
 

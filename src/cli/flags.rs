@@ -183,7 +183,7 @@ pub struct ServeArgs {
     /// regardless). Shorter means less WAL to replay after a crash, longer
     /// means less work while running. A checkpoint also comes sooner, after
     /// 30 million samples or 256 MiB of WAL, so that a restart never has
-    /// more than that to replay (about 2 s here).
+    /// more than that to replay.
     #[arg(long = "storage.tsdb.checkpoint-interval", default_value = "5m")]
     pub checkpoint_interval: String,
 

@@ -17,12 +17,15 @@
 //! ```
 
 mod ast;
+mod binary;
+mod calls;
 mod functions;
 mod lexer;
 mod matcher_cache;
 mod parse;
 mod printer;
 mod quote;
+mod selectors;
 
 pub use ast::{
     AggOp, Aggregate, AtModifier, BinOp, Binary, Call, Cardinality, Expr, MatrixSelector, Subquery,

@@ -14,22 +14,21 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rustc_hash::{FxHashMap, FxHashSet};
-use tracing::{error, info, warn};
+use rustc_hash::FxHashSet;
+use tracing::{error, info};
 
 use crate::model::{Labels, Matcher};
 use crate::storage::{self, SeriesRef};
 
 use super::chunkenc::Encoding;
 use super::head::{
-    ChunkSnapshot, CommitLog, DiskChunks, FlushItem, Head, HeadOptions, Restore, SHARD_COUNT,
-    StoredSeries, TimeRange, shard_of,
+    CommitLog, DiskChunks, FlushItem, Head, HeadOptions, SHARD_COUNT, StoredSeries, TimeRange,
 };
 use super::kv::{self, ChunkStore, ColdSeries, FlushSeries};
 
 /// The chunk store's directory inside the data directory.
 const KV_DIR: &str = "chunks";
-use super::wal::{self, CheckpointSeries, Record, ReplayStats, Wal};
+use super::wal::{self, ReplayStats, Wal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -121,26 +120,6 @@ pub struct OpenStats {
 }
 
 struct WalLog(Arc<Wal>);
-
-/// A checkpoint's series decoded and ready for [`Head::restore_prepared`].
-type Prepared = Vec<(SeriesRef, Labels, Restore)>;
-
-fn read_prepared(dir: &Path, n: u32) -> Result<(u64, Prepared), wal::Error> {
-    let mut out = Vec::new();
-    let count = wal::read_checkpoint(dir, n, &mut |s: CheckpointSeries| {
-        let chunks = s
-            .chunks
-            .into_iter()
-            .map(|c| ChunkSnapshot {
-                min_t: c.min_t,
-                max_t: c.max_t,
-                data: c.data,
-            })
-            .collect();
-        out.push((s.r, s.labels, Restore::new(s.last_t, s.last_v, chunks)));
-    })?;
-    Ok((count, out))
-}
 
 /// The head's view of the chunk store.
 struct KvChunks {
@@ -309,7 +288,7 @@ impl std::fmt::Debug for Db {
 }
 
 /// Whether segment `n` may go, as far as WAL followers are concerned.
-fn may_delete(opts: &DbOptions, dir: &Path, n: u32) -> bool {
+pub(super) fn may_delete(opts: &DbOptions, dir: &Path, n: u32) -> bool {
     opts.wal_keep.as_ref().is_none_or(|k| k.may_delete(dir, n))
 }
 
@@ -320,259 +299,6 @@ fn now_ms() -> i64 {
 }
 
 impl Db {
-    /// Opens (or creates) the store in `dir`: loads the newest checkpoint,
-    /// replays the WAL after it, starts a new segment and applies retention.
-    /// Series keep their references across restarts when they can; one that
-    /// cannot (its label hash now picks another shard, after an upgrade) is
-    /// logged again with its new reference, so that later records never
-    /// depend on an older process's references.
-    pub fn open(dir: &Path, opts: DbOptions) -> Result<(Db, OpenStats), Error> {
-        let started = Instant::now();
-        std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let wal_dir = dir.join("wal");
-        let head = Head::new(opts.head.clone());
-        let mut st = OpenStats::default();
-        // The newest checkpoint is read and decoded on another thread while
-        // this one loads the chunk store's series.
-        let checkpoints = wal::list_checkpoints(dir)?;
-        let mut prefetch = checkpoints.last().and_then(|&n| {
-            let d = dir.to_path_buf();
-            std::thread::Builder::new()
-                .name("raymon-open".into())
-                .spawn(move || read_prepared(&d, n))
-                .ok()
-                .map(|h| (n, h))
-        });
-        let kv = Arc::new(ChunkStore::open(&dir.join(KV_DIR))?);
-        st.kv_open = started.elapsed();
-        // Series on disk come first: checkpoints name them by reference only.
-        let mut kv_moved: Vec<(SeriesRef, SeriesRef, Labels)> = Vec::new();
-        let mut restore_err = None;
-        // Cold series stay on disk: queries find them through the chunk
-        // store's postings.
-        let cold = kv.cold_list()?;
-        let cold_refs: FxHashSet<SeriesRef> = cold.iter().map(|e| e.r).collect();
-        st.cold_series = cold.len() as u64;
-        st.stored_series =
-            kv.load(
-                &|r| cold_refs.contains(&r),
-                &mut |old, labels, range| match head.series_ref(labels, old) {
-                    Ok(r) => {
-                        if r != old {
-                            kv_moved.push((old, r, labels.clone()));
-                        }
-                        head.set_disk_range(r, range);
-                    }
-                    Err(e) => restore_err = Some(e),
-                },
-            )?;
-        if let Some(e) = restore_err {
-            warn!(error = %e, "a stored series was skipped");
-        }
-        let kv_map: FxHashMap<SeriesRef, SeriesRef> =
-            kv_moved.iter().map(|(from, to, _)| (*from, *to)).collect();
-        for (from, to, labels) in &kv_moved {
-            kv.rename(*from, *to, labels)?;
-        }
-        st.phases[0] = started.elapsed();
-        let mut map: FxHashMap<SeriesRef, SeriesRef> = FxHashMap::default();
-        // Series that could not keep their reference: the new segment must
-        // say what their new one is.
-        let mut moved: FxHashMap<SeriesRef, Labels> = FxHashMap::default();
-        // The newest checkpoint that reads cleanly wins; a broken one is
-        // reported and skipped (its segments were kept until it was whole).
-        let mut base = None;
-        for &n in checkpoints.iter().rev() {
-            map.clone_from(&kv_map);
-            moved.clear();
-            moved.extend(kv_moved.iter().map(|(_, to, l)| (*to, l.clone())));
-            let prepared = match prefetch.take() {
-                Some((m, h)) if m == n => h.join().unwrap_or_else(|_| read_prepared(dir, n)),
-                _ => read_prepared(dir, n),
-            };
-            let (count, list) = match prepared {
-                Ok(x) => x,
-                Err(e) => {
-                    error!(error = %e, "cannot load checkpoint, trying an older one");
-                    continue;
-                }
-            };
-            let mut skipped = None;
-            for (old, labels, prep) in list {
-                let found = if labels.is_empty() {
-                    // Stored in the chunk store, loaded above.
-                    let r = kv_map.get(&old).copied().unwrap_or(old);
-                    head.has_series(r).then_some(r).ok_or_else(|| {
-                        storage::Error::Other(format!(
-                            "series {old} is in the checkpoint but not in the chunk store"
-                        ))
-                    })
-                } else {
-                    head.series_ref(&labels, old)
-                };
-                match found {
-                    Ok(r) => {
-                        if r != old && !labels.is_empty() {
-                            moved.insert(r, labels);
-                            map.insert(old, r);
-                        }
-                        head.restore_prepared(r, prep);
-                    }
-                    Err(e) => skipped = Some(e),
-                }
-            }
-            if let Some(e) = skipped {
-                warn!(error = %e, "a checkpoint series was skipped");
-            }
-            st.checkpoint_series = count;
-            base = Some(n);
-            break;
-        }
-        st.checkpoint = base;
-        st.phases[1] = started.elapsed() - st.phases[0];
-        let mut dropped = 0u64;
-        // Replay is bound by memory latency (one series, one chunk per
-        // sample, all over the heap): a second thread applies the samples
-        // of half the shards while this one reads, decodes and applies the
-        // rest. Each series belongs to one thread, so its order holds.
-        let (replay, worker_dropped) = std::thread::scope(|scope| {
-            let (tx, rx) = mpsc::sync_channel::<Vec<(SeriesRef, i64, f64)>>(8);
-            let (back_tx, back_rx) = mpsc::channel::<Vec<(SeriesRef, i64, f64)>>();
-            let worker_head = head.clone();
-            let worker = scope.spawn(move || {
-                let mut unknown = 0u64;
-                for mut batch in rx {
-                    unknown += worker_head.replay_samples(&mut batch) as u64;
-                    batch.clear();
-                    let _ = back_tx.send(batch);
-                }
-                unknown
-            });
-            let mut mine = Vec::new();
-            let res = wal::replay(&wal_dir, base, &mut |rec| match rec {
-                Record::Series(list) => {
-                    for (old, labels) in list {
-                        match head.series_ref(labels, *old) {
-                            Ok(r) => {
-                                // A later record for the same reference
-                                // replaces the mapping; most keep theirs.
-                                if r != *old {
-                                    moved.insert(r, labels.clone());
-                                    map.insert(*old, r);
-                                } else {
-                                    map.remove(old);
-                                }
-                            }
-                            Err(_) => dropped += 1,
-                        }
-                    }
-                }
-                Record::Samples(list) => {
-                    let mut theirs = back_rx.try_recv().unwrap_or_default();
-                    mine.clear();
-                    for &(old, t, v) in list {
-                        let r = map.get(&old).copied().unwrap_or(old);
-                        if shard_of(r) < SHARD_COUNT / 2 {
-                            mine.push((r, t, v));
-                        } else {
-                            theirs.push((r, t, v));
-                        }
-                    }
-                    if !theirs.is_empty()
-                        && let Err(mpsc::SendError(mut batch)) = tx.send(theirs)
-                    {
-                        // The worker is gone (it panicked): apply here.
-                        dropped += head.replay_samples(&mut batch) as u64;
-                    }
-                    dropped += head.replay_samples(&mut mine) as u64;
-                }
-            });
-            drop(tx);
-            (res, worker.join().unwrap_or(0))
-        });
-        st.replay = replay?;
-        dropped += worker_dropped;
-        st.phases[2] = started.elapsed() - st.phases[0] - st.phases[1];
-        if dropped > 0 {
-            warn!(
-                dropped,
-                "WAL samples or series without a known series were skipped"
-            );
-        }
-        if let Some(c) = &st.replay.corruption {
-            error!(corruption = %c, "the WAL was corrupt: samples after the damage are lost; serving what was recovered");
-        }
-        // Segments a checkpoint covers may outlive it after a crash.
-        for n in wal::list_segments(&wal_dir)? {
-            if base.is_some_and(|b| n <= b) && may_delete(&opts, &wal_dir, n) {
-                let _ = std::fs::remove_file(wal_dir.join(wal::segment_name(n)));
-            }
-        }
-        let next = wal::list_segments(&wal_dir)?
-            .last()
-            .copied()
-            .max(base)
-            .map_or(1, |n| n + 1);
-        let wal = Arc::new(Wal::create(&wal_dir, next, opts.segment_size)?);
-        for (r, labels) in &moved {
-            wal.log_series(*r, labels);
-        }
-        wal.flush_series()?;
-        wal.sync()?;
-        head.set_commit_log(Arc::new(WalLog(wal.clone())));
-        st.elapsed = started.elapsed();
-        st.phases[3] = st.elapsed - st.phases.iter().take(3).sum::<Duration>();
-        info!(
-            series = head.stats().num_series,
-            checkpoint = ?base,
-            wal_samples = st.replay.samples,
-            elapsed_ms = st.elapsed.as_millis() as u64,
-            "storage opened"
-        );
-        // A cold series that came back before a crash may still be marked
-        // cold (the mark's removal was not synced): the WAL brought it back.
-        let mut cold_max = i64::MIN;
-        for e in &cold {
-            match head.series_labels(e.r) {
-                Some(labels) => {
-                    head.set_disk_range(e.r, Some(e.range));
-                    kv.forget_cold(e.r, e.hash, &labels)?;
-                }
-                None => cold_max = cold_max.max(e.range.1),
-            }
-        }
-        let cold_max = Arc::new(AtomicI64::new(cold_max));
-        head.set_disk(Arc::new(KvChunks {
-            kv: kv.clone(),
-            cold_max: cold_max.clone(),
-        }));
-        let db = Db {
-            dir: dir.to_path_buf(),
-            head,
-            wal,
-            kv,
-            cold_max,
-            persisted_chunks: AtomicU64::new(0),
-            opts,
-            maintenance: Mutex::new(Maintenance {
-                last_checkpoint: Instant::now(),
-                wal_bytes_at_checkpoint: 0,
-                wal_samples_at_checkpoint: 0,
-                checkpoints: 0,
-                checkpoint_failures: 0,
-                retention_removed_chunks: 0,
-                merge: merge::MergeCursor::default(),
-            }),
-            background: Mutex::new(None),
-        };
-        // What expired while the process was down goes now, from disk too.
-        db.apply_retention(now_ms())?;
-        Ok((db, st))
-    }
-
     pub fn head(&self) -> &Head {
         &self.head
     }
@@ -992,5 +718,6 @@ impl Db {
 }
 
 mod merge;
+mod open;
 #[cfg(test)]
 mod tests;

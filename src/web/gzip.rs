@@ -6,8 +6,8 @@
 //! `tower_http`'s compression layer still sits outside and handles every
 //! other case (streamed bodies, unusual `Accept-Encoding` headers); it leaves
 //! answers that already carry a `Content-Encoding` alone. Building a fresh
-//! deflate state costs about 100 µs (hundreds of KiB of tables, page-faulted
-//! in on every request), more than a small query itself.
+//! deflate state (its tables page-faulted in on every request) costs more
+//! than a small query itself (docs/decisions.md).
 //!
 //! Knows HTTP headers and bodies, not routes or endpoints.
 

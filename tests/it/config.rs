@@ -13,9 +13,9 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn shared(rel: &str) -> PathBuf {
+fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared")
+        .join("tests/data")
         .join(rel)
 }
 
@@ -31,7 +31,7 @@ fn err_text(text: &str) -> String {
 
 #[test]
 fn ray_generated_config() {
-    let path = shared("fixtures/ray/session_latest/metrics/prometheus/prometheus.yml");
+    let path = fixture("fixtures/ray/session_latest/metrics/prometheus/prometheus.yml");
     let cfg = config::load_file(&path).unwrap();
     assert_eq!(cfg.global.scrape_interval, secs(10));
     assert_eq!(cfg.global.scrape_timeout, secs(10));
@@ -57,11 +57,12 @@ fn ray_generated_config() {
 
 #[test]
 fn ray_config_marshals_like_prometheus_status_api() {
-    let path = shared("fixtures/ray/session_latest/metrics/prometheus/prometheus.yml");
+    let path = fixture("fixtures/ray/session_latest/metrics/prometheus/prometheus.yml");
     let cfg = config::load_file(&path).unwrap();
-    let sample =
-        std::fs::read_to_string(shared("fixtures/prometheus-api-samples/status-config.json"))
-            .unwrap();
+    let sample = std::fs::read_to_string(fixture(
+        "fixtures/prometheus-api-samples/status-config.json",
+    ))
+    .unwrap();
     let v: serde_json::Value = serde_json::from_str(&sample).unwrap();
     assert_eq!(cfg.to_yaml(), v["data"]["yaml"].as_str().unwrap());
 }
@@ -459,7 +460,7 @@ fn relabel_validation_messages() {
 
 #[test]
 fn check_config_output() {
-    let good = shared("fixtures/ray/session_latest/metrics/prometheus/prometheus.yml");
+    let good = fixture("fixtures/ray/session_latest/metrics/prometheus/prometheus.yml");
     let out = config::check(&[good.as_path()]);
     assert!(out.success);
     assert!(out.stderr.is_empty());

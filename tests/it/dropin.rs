@@ -132,7 +132,7 @@ fn parses(args: &[String]) -> Result<(), String> {
 #[test]
 fn issue_19_every_flag_of_prometheus_help_long_is_accepted() {
     let Some(flags) = prometheus_help_flags() else {
-        println!("skipped: prometheus is not installed, so its --help-long cannot be walked");
+        crate::support::skip("prometheus is not installed, so its --help-long cannot be walked");
         return;
     };
     let mut rejected = Vec::new();
@@ -306,7 +306,7 @@ fn issue_19_starts_with_the_notebook_and_ray_prometheus_command_lines() {
 #[test]
 fn issue_19_starts_with_every_2_42_flag_given_once() {
     let Some(flags) = prometheus_help_flags() else {
-        println!("skipped: prometheus is not installed, so its --help-long cannot be walked");
+        crate::support::skip("prometheus is not installed, so its --help-long cannot be walked");
         return;
     };
     let dir = TempDir::new("all");
@@ -567,7 +567,7 @@ fn issue_19_promtool_behind_external_url_with_route_prefix_slash() {
         Some("/user/x/proxy/9090/graph")
     );
     let Some((ok, out)) = promtool_query(&format!("http://{addr}/"), "up") else {
-        println!("skipped: promtool is not installed");
+        crate::support::skip("promtool is not installed");
         return;
     };
     assert!(ok, "{out}");
@@ -617,7 +617,7 @@ fn issue_19_promtool_and_every_route_under_a_real_prefix() {
     assert_eq!(r.status, 301);
     assert_eq!(header(&r, "location"), Some(format!("{prefix}/")));
     let Some((ok, out)) = promtool_query(&format!("http://{addr}{prefix}"), "up") else {
-        println!("skipped: promtool is not installed");
+        crate::support::skip("promtool is not installed");
         return;
     };
     assert!(ok, "{out}");

@@ -23,7 +23,7 @@ use raymon::web::{self, AppState};
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::support::{enc, shared_dir};
+use crate::support::{enc, fixtures_dir};
 
 const NOW_MS: i64 = 1_795_664_538_123;
 
@@ -62,9 +62,9 @@ fn state() -> AppState {
     };
     let mut ts = TargetState::default();
     for (i, n) in [1, 2, 3].into_iter().enumerate() {
-        let body = std::fs::read(shared_dir().join(format!(
-            "fixtures/ray/scrapes/target-8080-{n}.openmetrics.txt"
-        )))
+        let body = std::fs::read(
+            fixtures_dir().join(format!("ray/scrapes/target-8080-{n}.openmetrics.txt")),
+        )
         .unwrap();
         let t = NOW_MS - 45_000 + i as i64 * 15_000;
         let mut app = head.appender();

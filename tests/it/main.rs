@@ -27,6 +27,7 @@ mod scrape_client;
 mod scrape_targets;
 mod serve;
 mod textparse;
+mod tidy;
 mod tsdb;
 mod tsdb_durable;
 mod tsdb_idle;

@@ -128,7 +128,10 @@ fn om_value(v: f64) -> String {
 /// An OpenMetrics file with awkward values, escaped label values, and both
 /// series-by-series and scrape-by-scrape order, plus what it holds.
 fn generate(series_per_family: usize, points: usize, seed: u64) -> (String, Dump) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded(
+        &format!("generated OpenMetrics, {series_per_family} series per family × {points} points"),
+        seed,
+    );
     let mut text = String::new();
     let mut want: Dump = BTreeMap::new();
     let specials = [

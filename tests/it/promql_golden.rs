@@ -17,7 +17,7 @@ const SCRAPE_INTERVAL_MS: i64 = 10_000;
 const LOOKBACK_MS: i64 = 300_000;
 
 fn golden_dir() -> std::path::PathBuf {
-    crate::support::shared_dir().join("fixtures/ray/golden-prom-2.42")
+    crate::support::fixtures_dir().join("ray/golden-prom-2.42")
 }
 
 fn read_gz(name: &str) -> Box<dyn BufRead> {

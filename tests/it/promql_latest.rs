@@ -272,7 +272,9 @@ fn compare_matrix(got: &Value, expected: &[&String], start: i64, step: i64) -> R
 
 #[test]
 fn issue_4_latest_promql_scripts_report() {
-    let files = test_files("latest");
+    let Some(files) = test_files("latest") else {
+        return;
+    };
     let mut total = Tally::default();
     for f in &files {
         let mut t = Tally::default();
@@ -297,6 +299,11 @@ fn issue_4_latest_promql_scripts_report() {
         total.passed, total.failed, total.skipped
     );
     // A report, not a gate: 3.x semantics differ from 2.42 on purpose. The
-    // runner itself must have run the scripts.
-    assert!(total.passed + total.failed > 500, "{total:?}");
+    // counts are pinned, so that a change in the runner, in the scripts or in
+    // the engine's answers shows up here; update them when one is meant.
+    assert_eq!(
+        (total.passed, total.failed, total.skipped),
+        (448, 424, 1323),
+        "{total:?}"
+    );
 }

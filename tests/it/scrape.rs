@@ -107,8 +107,7 @@ const OM: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 fn golden_series() -> BTreeSet<Labels> {
-    let path =
-        crate::support::shared_dir().join("fixtures/ray/golden-prom-2.42/raw-samples.json.gz");
+    let path = crate::support::fixtures_dir().join("ray/golden-prom-2.42/raw-samples.json.gz");
     let gz = std::fs::File::open(path).unwrap();
     let v: serde_json::Value = serde_json::from_reader(flate2::read::GzDecoder::new(gz)).unwrap();
     v["data"]["result"]
@@ -128,7 +127,7 @@ fn golden_series() -> BTreeSet<Labels> {
 #[test]
 fn issue_2_openmetrics_fixtures_give_the_series_prometheus_stored() {
     let golden = golden_series();
-    let dir = crate::support::shared_dir().join("fixtures/ray/scrapes");
+    let dir = crate::support::fixtures_dir().join("ray/scrapes");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -204,7 +203,7 @@ fn issue_2_openmetrics_fixtures_give_the_series_prometheus_stored() {
 
 #[test]
 fn issue_2_text_and_openmetrics_bodies_both_parse() {
-    let dir = crate::support::shared_dir().join("fixtures/ray/scrapes");
+    let dir = crate::support::fixtures_dir().join("ray/scrapes");
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().to_string();

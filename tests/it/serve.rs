@@ -190,8 +190,7 @@ fn issue_2_check_config_reports_file_line_and_field() {
     assert!(stderr.contains("FAILED"), "{stderr}");
     assert!(stderr.contains("line 5"), "{stderr}");
     assert!(stderr.contains("scrape_intervall"), "{stderr}");
-    let ray =
-        support::shared_dir().join("fixtures/ray/session_latest/metrics/prometheus/prometheus.yml");
+    let ray = support::fixtures_dir().join("ray/session_latest/metrics/prometheus/prometheus.yml");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_raymon"))
         .args(["check", "config"])
         .arg(&ray)

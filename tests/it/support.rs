@@ -18,8 +18,30 @@ pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub fn shared_dir() -> PathBuf {
-    manifest_dir().join("../shared")
+/// The data the tests read: Ray's outputs (scrapes, session files,
+/// dashboards, queries) and answers recorded from Prometheus 2.42's API.
+pub fn fixtures_dir() -> PathBuf {
+    manifest_dir().join("tests/data/fixtures")
+}
+
+/// Prometheus's own PromQL test scripts (never copied into this repo):
+/// `$RAYMON_PROMQL_TESTS`, else `../shared/promql-tests` beside the checkout.
+/// None when neither exists; the caller then calls [`skip`].
+pub fn promql_tests_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("RAYMON_PROMQL_TESTS") {
+        Some(d) => PathBuf::from(d),
+        None => manifest_dir().join("../shared/promql-tests"),
+    };
+    dir.is_dir().then_some(dir)
+}
+
+/// Says why a test did not run, in one `skipped: ...` line that shows even
+/// when the test harness captures output (written to the process's stderr
+/// directly, not through `eprintln!`), so `scripts/test` can count it apart
+/// from the tests that passed.
+pub fn skip(why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "skipped: {why}");
 }
 
 /// A fresh directory under the system temp dir, removed when dropped.

@@ -14,7 +14,7 @@ use raymon::textparse::{Entry, Format, ParseError, Parser};
 
 const SCRAPES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/ray/scrapes"
+    "/tests/data/fixtures/ray/scrapes"
 );
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/textparse");
 
@@ -360,28 +360,10 @@ fn golden_error_stops_the_stream() {
     .assert_eq(&render(body, Format::OpenMetrics));
 }
 
-/// A tiny deterministic PRNG, so failures reproduce.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Bytes that matter to the grammar, so mutations hit interesting paths.
 const SPECIAL: &[u8] = b"\"\\{},= \t\n#:_0123456789.eE+-xpPnN\x00\xff\xc3\xa9";
 
-fn mutate(rng: &mut XorShift, body: &mut Vec<u8>) {
+fn mutate(rng: &mut crate::support::Rng, body: &mut Vec<u8>) {
     for _ in 0..1 + rng.below(4) {
         if body.is_empty() {
             body.push(b'a');
@@ -447,7 +429,7 @@ fn random_mutations_never_panic() {
             Format::OpenMetrics,
         ),
     ];
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut rng = crate::support::Rng::seeded("textparse mutation fuzz", 0x9e37_79b9_7f4a_7c15);
     let mut accepted = 0;
     let mut rejected = 0;
     for i in 0..4000 {

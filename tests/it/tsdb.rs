@@ -547,7 +547,7 @@ fn appends_queries_and_gc_race_without_deadlock_or_loss() {
 fn real_ray_series() -> Vec<(Labels, Vec<(i64, f64)>)> {
     use std::io::Read;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/ray/golden-prom-2.42/raw-samples.json.gz");
+        .join("tests/data/fixtures/ray/golden-prom-2.42/raw-samples.json.gz");
     let mut text = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
         .read_to_string(&mut text)
@@ -699,8 +699,7 @@ fn real_ray_samples_round_trip_and_select_like_brute_force() {
 #[test]
 fn real_ray_chunks_are_stored_smaller_and_bit_exact() {
     use raymon::tsdb::chunkenc::{SampleIter, XorChunk, compact};
-    let path =
-        crate::support::shared_dir().join("fixtures/ray/golden-prom-2.42/raw-samples.json.gz");
+    let path = crate::support::fixtures_dir().join("ray/golden-prom-2.42/raw-samples.json.gz");
     let gz = std::fs::File::open(path).unwrap();
     let raw: serde_json::Value = serde_json::from_reader(flate2::read::GzDecoder::new(gz)).unwrap();
     let (mut xor_bytes, mut stored_bytes, mut samples, mut series) = (0, 0, 0, 0);

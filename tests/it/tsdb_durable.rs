@@ -105,10 +105,14 @@ fn issue_3_kill_9_loses_no_acknowledged_sample() {
     .unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let mut acked = Seen::new();
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
+    let seed = crate::support::Rng::seeded(
+        "kill -9 rounds (ingest time per round)",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64,
+    )
+    .0;
     let rounds = 5;
     for round in 0..rounds {
         let mut child = start(&dir, &cfg, &addr, round);

@@ -404,7 +404,7 @@ fn graph_panels(d: &Value, out: &mut Vec<(i64, bool)>) {
 #[test]
 fn issue_21_every_panel_of_rays_dashboards_draws_what_the_api_answers() {
     if let Err(why) = browser() {
-        println!("skipped: {why}");
+        crate::support::skip(&why);
         return;
     }
     let tmp = TempDir::new("ui-all");
@@ -612,7 +612,7 @@ fn ray_page(dashboard: &str, raymon: &str, page: &str, min_panels: usize) {
 #[test]
 fn issue_21_real_ray_metrics_tab_with_builtin_dashboards() {
     if let Err(why) = browser() {
-        println!("skipped: {why}");
+        crate::support::skip(&why);
         return;
     }
     let _guard = support::RAY_LOCK.lock().unwrap_or_else(|e| e.into_inner());

@@ -359,7 +359,7 @@ fn issue_6_repo_grafana_folder_validates() {
     // Every dashboard Ray generates parses as JSON, and every expr in it
     // parses with raymon's PromQL parser once Grafana has substituted its
     // variables.
-    let dir = support::shared_dir().join("fixtures/ray/session_latest/metrics/grafana/dashboards");
+    let dir = support::fixtures_dir().join("ray/session_latest/metrics/grafana/dashboards");
     let mut exprs = Vec::new();
     for e in std::fs::read_dir(&dir).unwrap() {
         let path = e.unwrap().path();
@@ -608,7 +608,7 @@ pub(crate) fn fake_ray_temp(dir: &Path) -> PathBuf {
     let session = temp.join("session_2026-11-26_00-00-00_000000_1");
     let dashboards = session.join("metrics/grafana/dashboards");
     std::fs::create_dir_all(&dashboards).unwrap();
-    let from = support::shared_dir().join("fixtures/ray/session_latest/metrics/grafana/dashboards");
+    let from = support::fixtures_dir().join("ray/session_latest/metrics/grafana/dashboards");
     for name in [
         "default_grafana_dashboard.json",
         "serve_grafana_dashboard.json",

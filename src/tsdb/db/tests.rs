@@ -1,3 +1,6 @@
+//! The durable store's unit tests: open, restart, checkpoints, retention,
+//! flushes to the chunk store, cold series and merging.
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

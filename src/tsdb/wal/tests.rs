@@ -1,3 +1,6 @@
+//! The WAL's unit tests: records, segments, checkpoints, torn and corrupt
+//! tails, and replay.
+
 use std::path::PathBuf;
 
 use super::*;

@@ -2,8 +2,8 @@
 //! hash table that is never cleared, and one block with the fixed Huffman
 //! codes.
 //!
-//! miniz clears about 300 KiB of tables before every stream, which costs
-//! more than compressing a typical query answer of a few hundred bytes.
+//! miniz clears its tables before every stream, which costs more than
+//! compressing a typical query answer (docs/decisions.md).
 //! Here positions are stored offset by a running base, so entries from
 //! earlier calls read as empty without clearing anything. Dynamic Huffman
 //! tables would compress a little better; for small answers the fixed codes

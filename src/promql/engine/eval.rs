@@ -1,0 +1,517 @@
+//! The evaluator: one pass per node over all steps of a query, selectors
+//! read once and walked with a cursor, subqueries and the `@` modifier, and
+//! the samples held at once counted against `--query.max-samples`.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::model::{Labels, Matcher, Sample, is_stale_nan};
+use crate::promql::parser::{AtModifier, Expr, MatrixSelector, Subquery, VectorSelector};
+use crate::storage::{Queryable, Series};
+
+use super::*;
+
+/// A series of step-aligned points (an instant vector over all steps).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StepSeries {
+    pub labels: Labels,
+    pub points: Vec<Sample>,
+}
+
+impl From<StepSeries> for Series {
+    fn from(s: StepSeries) -> Series {
+        Series {
+            labels: s.labels,
+            samples: s.points,
+        }
+    }
+}
+
+/// What a node evaluates to.
+pub(crate) enum Val {
+    /// One value per step.
+    Scalar(Vec<f64>),
+    /// An instant vector at every step.
+    Vector(Vec<StepSeries>),
+    /// A range vector (raw samples), only at the top of an instant query.
+    Range(Vec<Series>),
+    String(String),
+}
+
+/// Evaluates nodes over the steps `start..=end` by `interval`.
+pub(crate) struct Evaluator<'a> {
+    pub(super) storage: &'a dyn Queryable,
+    pub(super) opts: &'a EngineOptions,
+    pub start: i64,
+    pub end: i64,
+    pub interval: i64,
+    /// The query's own start and end, for `@ start()` / `@ end()`.
+    pub(super) query_start: i64,
+    pub(super) query_end: i64,
+    pub(super) deadline: Instant,
+    pub(super) budget: Option<Instant>,
+    pub(super) cancel: Option<&'a AtomicBool>,
+    /// Work done since the last look at the clock (see [`WORK_PER_CHECK`]).
+    pub(super) work: Cell<u32>,
+    /// Samples currently held, checked against `max_samples`: as in
+    /// Prometheus, the points of every result still alive (a node's inputs
+    /// until it has consumed them, its output, a range query's answer) and
+    /// the samples of the largest window a range function looked at.
+    pub(super) samples: usize,
+}
+
+impl<'a> Evaluator<'a> {
+    /// An evaluator for a whole query over `start..=end`.
+    pub(super) fn new(
+        storage: &'a dyn Queryable,
+        opts: &'a EngineOptions,
+        start: i64,
+        end: i64,
+        interval: i64,
+        deadline: Instant,
+    ) -> Evaluator<'a> {
+        Evaluator {
+            storage,
+            opts,
+            start,
+            end,
+            interval,
+            query_start: start,
+            query_end: end,
+            deadline,
+            budget: None,
+            cancel: None,
+            work: Cell::new(0),
+            samples: 0,
+        }
+    }
+
+    pub fn steps(&self) -> usize {
+        ((self.end - self.start) / self.interval + 1).max(0) as usize
+    }
+
+    pub fn ts(&self, step: usize) -> i64 {
+        self.start + step as i64 * self.interval
+    }
+
+    /// Counts `n` units of work, and every [`WORK_PER_CHECK`] of them looks
+    /// at the deadline, the budget and the cancel flag: the loops over steps
+    /// and series call this, so that no expression (a subquery of billions
+    /// of steps) runs past its deadline.
+    #[inline]
+    pub fn tick(&self, n: u32) -> Result<(), Error> {
+        let w = self.work.get().saturating_add(n);
+        if w < WORK_PER_CHECK {
+            self.work.set(w);
+            return Ok(());
+        }
+        self.work.set(0);
+        self.check_deadline()
+    }
+
+    pub fn check_deadline(&self) -> Result<(), Error> {
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(Error::Canceled("expression evaluation"));
+        }
+        let now = Instant::now();
+        if self.budget.is_some_and(|b| now > b) {
+            return Err(Error::OverBudget);
+        }
+        if now > self.deadline {
+            // Prometheus names the stage "expression evaluation" here.
+            return Err(Error::Timeout("expression evaluation"));
+        }
+        Ok(())
+    }
+
+    /// The number of steps, once it is clear that one value per step fits
+    /// under `max_samples` beside what is held: a node that keeps a value
+    /// per step (a scalar, `absent`) asks this before allocating, so a
+    /// subquery of billions of steps fails instead of exhausting memory.
+    pub fn reserve_steps(&self) -> Result<usize, Error> {
+        let n = self.steps();
+        if self.samples.saturating_add(n) > self.opts.max_samples {
+            return Err(Error::TooManySamples("query execution"));
+        }
+        Ok(n)
+    }
+
+    pub fn add_samples(&mut self, n: usize) -> Result<(), Error> {
+        self.samples += n;
+        if self.samples > self.opts.max_samples {
+            return Err(Error::TooManySamples("query execution"));
+        }
+        Ok(())
+    }
+
+    fn at_time(&self, at: Option<AtModifier>) -> Option<i64> {
+        at.map(|a| match a {
+            AtModifier::Timestamp(t) => t,
+            AtModifier::Start => self.query_start,
+            AtModifier::End => self.query_end,
+        })
+    }
+
+    /// The reference time of a selector at step time `ts`.
+    fn ref_time(&self, ts: i64, at: Option<i64>, offset: i64) -> i64 {
+        at.unwrap_or(ts) - offset
+    }
+
+    /// Evaluates a whole query. A try with a budget starts with nothing
+    /// stashed; a retry without one leaves nothing stashed behind.
+    pub(super) fn eval_whole(&mut self, expr: &Expr) -> Result<Val, Error> {
+        if self.budget.is_some() {
+            selection::clear_stash();
+        }
+        let out = self.eval(expr);
+        if self.budget.is_none() {
+            selection::clear_stash();
+        }
+        out
+    }
+
+    /// Evaluates `expr`. Once it has, what its inputs held is freed and its
+    /// result is what it holds, as Prometheus counts `currentSamples`.
+    pub fn eval(&mut self, expr: &Expr) -> Result<Val, Error> {
+        let before = self.samples;
+        let out = self.eval_node(expr)?;
+        self.samples = before;
+        self.add_samples(held(&out))?;
+        Ok(out)
+    }
+
+    fn eval_node(&mut self, expr: &Expr) -> Result<Val, Error> {
+        self.check_deadline()?;
+        match expr {
+            Expr::NumberLiteral(v) => Ok(Val::Scalar(vec![*v; self.reserve_steps()?])),
+            Expr::StringLiteral(s) => Ok(Val::String(s.clone())),
+            Expr::Paren(e) => self.eval(e),
+            Expr::Unary { neg, expr } => {
+                let v = self.eval(expr)?;
+                if !neg {
+                    return Ok(v);
+                }
+                match v {
+                    Val::Scalar(mut s) => {
+                        s.iter_mut().for_each(|x| *x = -*x);
+                        Ok(Val::Scalar(s))
+                    }
+                    Val::Vector(mut m) => {
+                        for s in &mut m {
+                            s.labels = s.labels.without_name();
+                            s.points.iter_mut().for_each(|p| p.v = -p.v);
+                        }
+                        check_unique_labelsets(&m)?;
+                        Ok(Val::Vector(m))
+                    }
+                    other => Ok(other),
+                }
+            }
+            Expr::VectorSelector(vs) => Ok(Val::Vector(self.vector_selector(vs)?)),
+            Expr::MatrixSelector(ms) => {
+                let r = self.range_input(&RangeArg::Selector(ms))?;
+                let t = self.start;
+                let at = self.at_time(ms.vs.at);
+                let refr = self.ref_time(t, at, ms.vs.offset);
+                let out = r
+                    .series
+                    .into_iter()
+                    .filter_map(|(labels, samples)| {
+                        let w = window(&samples, refr - r.range, refr);
+                        (!w.is_empty()).then(|| Series {
+                            labels,
+                            samples: w.to_vec(),
+                        })
+                    })
+                    .collect();
+                Ok(Val::Range(out))
+            }
+            Expr::Subquery(sq) => {
+                let (series, _) = self.subquery(sq)?;
+                Ok(Val::Range(series))
+            }
+            Expr::Call(c) => functions::call(self, c),
+            Expr::Aggregate(a) => aggregate::eval(self, a),
+            Expr::Binary(b) => binary::eval(self, b),
+        }
+    }
+
+    /// Evaluates a node that must be an instant vector.
+    pub fn eval_vector(&mut self, expr: &Expr) -> Result<Vec<StepSeries>, Error> {
+        match self.eval(expr)? {
+            Val::Vector(m) => Ok(m),
+            _ => Err(Error::Execution(format!(
+                "expected instant vector, got {}",
+                expr.value_type().documented()
+            ))),
+        }
+    }
+
+    /// Evaluates a node that must be a scalar.
+    pub fn eval_scalar(&mut self, expr: &Expr) -> Result<Vec<f64>, Error> {
+        match self.eval(expr)? {
+            Val::Scalar(s) => Ok(s),
+            _ => Err(Error::Execution(format!(
+                "expected scalar, got {}",
+                expr.value_type().documented()
+            ))),
+        }
+    }
+
+    /// Reads the series of `matchers` with samples in `[mint, maxt]`.
+    fn select(&mut self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error> {
+        self.check_deadline()?;
+        let stashed = match self.budget {
+            None => selection::take_stash(matchers, mint, maxt),
+            Some(_) => None,
+        };
+        let series = match stashed {
+            Some(s) => s,
+            None => self.read(matchers, mint, maxt)?,
+        };
+        if self.budget.is_some_and(|b| Instant::now() > b) {
+            selection::stash(matchers, mint, maxt, series);
+            return Err(Error::OverBudget);
+        }
+        // Not counted as held: Prometheus walks storage with iterators and
+        // counts only the points and windows taken from them, which is what
+        // the callers count.
+        Ok(series)
+    }
+
+    /// The storage read behind [`Evaluator::select`].
+    fn read(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error> {
+        let q = self
+            .storage
+            .querier(mint, maxt)
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        let plan = selection::plan(matchers);
+        let mut series = q
+            .select(plan.as_ref().map_or(matchers, |p| &p.index))
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        if let Some(p) = &plan {
+            selection::check(&mut series, &p.later);
+        }
+        Ok(series)
+    }
+
+    /// The time span of reference times over all steps.
+    fn ref_span(&self, at: Option<i64>, offset: i64) -> (i64, i64) {
+        let a = self.ref_time(self.start, at, offset);
+        let b = self.ref_time(self.end, at, offset);
+        (a.min(b), a.max(b))
+    }
+
+    fn vector_selector(&mut self, vs: &VectorSelector) -> Result<Vec<StepSeries>, Error> {
+        self.select_latest(vs, false)
+    }
+
+    /// The latest sample at or before each step, with its own timestamp
+    /// (what `timestamp()` needs), as a step-aligned vector of sample times.
+    pub fn vector_selector_times(&mut self, vs: &VectorSelector) -> Result<Vec<StepSeries>, Error> {
+        self.select_latest(vs, true)
+    }
+
+    /// At every step, each series' latest sample within the lookback window,
+    /// unless it is a staleness marker; its value, or with `times` its
+    /// timestamp in seconds (then without the metric name).
+    fn select_latest(
+        &mut self,
+        vs: &VectorSelector,
+        times: bool,
+    ) -> Result<Vec<StepSeries>, Error> {
+        let at = self.at_time(vs.at);
+        let lookback = self.opts.lookback_delta_ms;
+        let (lo, hi) = self.ref_span(at, vs.offset);
+        let series = self.select(&vs.matchers, lo - lookback, hi)?;
+        let steps = self.steps();
+        let mut out = Vec::with_capacity(series.len());
+        for s in series {
+            let mut points = Vec::new();
+            let mut cursor = 0usize;
+            for step in 0..steps {
+                self.tick(1)?;
+                let ts = self.ts(step);
+                let (refr, oldest) = match (times, at) {
+                    // Prometheus 2.42 evaluates `timestamp(x @ T offset o)`
+                    // with the selector's offset replaced by the distance to
+                    // `T` at every step, so it looks up at `T` itself; the
+                    // offset only moves the window storage is asked for,
+                    // `[T - o - lookback, T - o]`.
+                    (true, Some(t)) => {
+                        let cap = t - vs.offset;
+                        (t.min(cap), t.max(cap) - lookback)
+                    }
+                    _ => {
+                        let refr = self.ref_time(ts, at, vs.offset);
+                        (refr, refr - lookback)
+                    }
+                };
+                if let Some(p) = latest_at(&s.samples, &mut cursor, refr)
+                    && p.t >= oldest
+                    && !is_stale_nan(p.v)
+                {
+                    let v = if times { p.t as f64 / 1000.0 } else { p.v };
+                    points.push(Sample { t: ts, v });
+                    self.add_samples(1)?;
+                }
+            }
+            if !points.is_empty() {
+                let labels = if times {
+                    s.labels.without_name()
+                } else {
+                    s.labels
+                };
+                out.push(StepSeries { labels, points });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loads what a range function iterates over: samples of a matrix
+    /// selector (stale markers dropped) or the points of a subquery.
+    pub fn range_input(&mut self, arg: &RangeArg<'_>) -> Result<RangeInput, Error> {
+        match arg {
+            RangeArg::Selector(ms) => {
+                let at = self.at_time(ms.vs.at);
+                let (lo, hi) = self.ref_span(at, ms.vs.offset);
+                let series = self.select(&ms.vs.matchers, lo - ms.range_ms, hi)?;
+                let series = series
+                    .into_iter()
+                    .map(|mut s| {
+                        s.samples.retain(|p| !is_stale_nan(p.v));
+                        (s.labels, s.samples)
+                    })
+                    .collect();
+                Ok(RangeInput {
+                    series,
+                    range: ms.range_ms,
+                    offset: ms.vs.offset,
+                    at,
+                })
+            }
+            RangeArg::Subquery(sq) => {
+                let (series, at) = self.subquery(sq)?;
+                Ok(RangeInput {
+                    series: series.into_iter().map(|s| (s.labels, s.samples)).collect(),
+                    range: sq.range_ms,
+                    offset: sq.offset,
+                    at,
+                })
+            }
+        }
+    }
+
+    /// Evaluates a subquery's inner expression at its own steps, covering every
+    /// window the outer steps will look at.
+    fn subquery(&mut self, sq: &Subquery) -> Result<(Vec<Series>, Option<i64>), Error> {
+        let at = self.at_time(sq.at);
+        let step = if sq.step_ms > 0 {
+            sq.step_ms
+        } else {
+            self.opts.default_subquery_step_ms
+        };
+        let (lo, hi) = self.ref_span(at, sq.offset);
+        let first = lo - sq.range_ms;
+        // The first multiple of the step at or after the window's start.
+        let mut start = step * (first / step);
+        if start < first {
+            start += step;
+        }
+        let mut inner = Evaluator {
+            storage: self.storage,
+            opts: self.opts,
+            start,
+            end: hi,
+            interval: step,
+            query_start: self.query_start,
+            query_end: self.query_end,
+            deadline: self.deadline,
+            budget: self.budget,
+            cancel: self.cancel,
+            work: Cell::new(self.work.get()),
+            samples: self.samples,
+        };
+        if inner.end < inner.start {
+            return Ok((Vec::new(), at));
+        }
+        let out = match inner.eval(&sq.expr)? {
+            Val::Vector(m) => m.into_iter().map(Into::into).collect(),
+            Val::Scalar(v) => vec![Series {
+                labels: Labels::new(),
+                samples: v
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| Sample {
+                        t: inner.ts(i),
+                        v: *v,
+                    })
+                    .collect(),
+            }],
+            _ => Vec::new(),
+        };
+        self.samples = inner.samples;
+        self.work.set(inner.work.get());
+        Ok((out, at))
+    }
+}
+
+/// The samples a node's result holds.
+pub(super) fn held(v: &Val) -> usize {
+    match v {
+        Val::Vector(m) => m.iter().map(|s| s.points.len()).sum(),
+        Val::Range(m) => m.iter().map(|s| s.samples.len()).sum(),
+        Val::Scalar(v) => v.len(),
+        Val::String(_) => 0,
+    }
+}
+
+/// The range argument of a function: `x[5m]` or `expr[1h:1m]`.
+pub enum RangeArg<'e> {
+    Selector(&'e MatrixSelector),
+    Subquery(&'e Subquery),
+}
+
+/// Loaded samples for a range function.
+pub struct RangeInput {
+    pub series: Vec<(Labels, Vec<Sample>)>,
+    pub range: i64,
+    pub offset: i64,
+    pub at: Option<i64>,
+}
+
+/// The latest sample with `t <= refr`, advancing `cursor` (reference times
+/// never decrease across steps, so the walk is linear overall).
+pub(super) fn latest_at<'s>(
+    samples: &'s [Sample],
+    cursor: &mut usize,
+    refr: i64,
+) -> Option<&'s Sample> {
+    // A constant reference time (`@`) may be behind the cursor: restart.
+    if *cursor > 0 && samples[*cursor - 1].t > refr {
+        *cursor = 0;
+    }
+    while *cursor < samples.len() && samples[*cursor].t <= refr {
+        *cursor += 1;
+    }
+    if *cursor == 0 {
+        None
+    } else {
+        Some(&samples[*cursor - 1])
+    }
+}
+
+/// Samples with `mint <= t <= maxt` (both ends inclusive, as in 2.x).
+pub fn window(samples: &[Sample], mint: i64, maxt: i64) -> &[Sample] {
+    let lo = samples.partition_point(|s| s.t < mint);
+    let hi = samples.partition_point(|s| s.t <= maxt);
+    if lo >= hi { &[] } else { &samples[lo..hi] }
+}
+
+pub(super) fn points_from(ev: &Evaluator<'_>, v: &[f64]) -> Vec<Sample> {
+    v.iter()
+        .enumerate()
+        .map(|(i, v)| Sample { t: ev.ts(i), v: *v })
+        .collect()
+}

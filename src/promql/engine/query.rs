@@ -1,0 +1,298 @@
+//! The engine's entry: [`Engine`] with its options, limits and errors, the
+//! concurrency slots (`--query.max-concurrency`), and instant and range
+//! queries run to a deadline or a budget ([`Handoff`] carries a first try's
+//! storage read to its retry).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::model::Labels;
+use crate::promql::parser::{Expr, ValueType};
+use crate::storage::{Queryable, Series};
+
+use super::*;
+
+/// Engine limits and defaults, as Prometheus's flags set them.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// `--query.lookback-delta`.
+    pub lookback_delta_ms: i64,
+    /// `--query.max-samples`.
+    pub max_samples: usize,
+    /// `--query.timeout`.
+    pub timeout: Duration,
+    /// Step of a subquery written without one (`x[1h:]`): the global
+    /// `evaluation_interval`.
+    pub default_subquery_step_ms: i64,
+    /// `--query.max-concurrency`: queries beyond it wait for a slot.
+    pub max_concurrency: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta_ms: 5 * 60 * 1000,
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            default_subquery_step_ms: 60 * 1000,
+            max_concurrency: 20,
+        }
+    }
+}
+
+/// Why a query failed, with Prometheus's error types.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// The query is well-formed but cannot be evaluated (`errorType: execution`).
+    #[error("{0}")]
+    Execution(String),
+    /// The query is not acceptable for this kind of request (`bad_data`).
+    #[error("{0}")]
+    BadData(String),
+    #[error("query timed out in {0}")]
+    Timeout(&'static str),
+    /// The caller gave up (its client went away); nobody reads the answer.
+    #[error("query was canceled in {0}")]
+    Canceled(&'static str),
+    #[error("query processing would load too many samples into memory in {0}")]
+    TooManySamples(&'static str),
+    #[error("{0}")]
+    Storage(String),
+    /// The query ran past [`Limits::budget`]; it was cut short to be run
+    /// again without a budget, not failed.
+    #[error("query ran over its budget")]
+    OverBudget,
+}
+
+/// When a query stops early.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    /// Fail with a timeout here, if before `--query.timeout` from now.
+    pub deadline: Option<Instant>,
+    /// Stop with [`Error::OverBudget`] here, and do not wait for a query
+    /// slot: for a first try on a thread that should not be held long.
+    pub budget: Option<Instant>,
+    /// Stop with [`Error::Canceled`] once this is set (the client went away).
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// Units of work (a step of one series, a sample) between two looks at the
+/// clock and the cancel flag: about 10-50 µs of evaluation, so a query stops
+/// well within a millisecond of its deadline while the look (~25 ns) costs
+/// nothing measurable.
+pub(super) const WORK_PER_CHECK: u32 = 4096;
+
+/// Runs queries against a store.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    pub(super) opts: EngineOptions,
+    pub(super) slots: Arc<Slots>,
+}
+
+/// A counting semaphore for `max_concurrency`; queries block on it.
+#[derive(Debug, Default)]
+pub(super) struct Slots {
+    pub(super) busy: Mutex<usize>,
+    pub(super) freed: Condvar,
+    /// Queries running or waiting for a slot (`prometheus_engine_queries`).
+    pub(super) active: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a query as active while it lives.
+pub(super) struct Active<'a>(&'a Slots);
+
+impl<'a> Active<'a> {
+    fn new(slots: &'a Slots) -> Active<'a> {
+        slots.active.fetch_add(1, Ordering::Relaxed);
+        Active(slots)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A held query slot, given back on drop.
+pub(super) struct Slot<'a>(&'a Slots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.0.busy.lock().unwrap_or_else(|e| e.into_inner());
+        *busy = busy.saturating_sub(1);
+        self.0.freed.notify_one();
+    }
+}
+
+impl Engine {
+    pub fn new(opts: EngineOptions) -> Engine {
+        Engine {
+            opts,
+            slots: Arc::default(),
+        }
+    }
+
+    /// Waits for a free query slot, at most until `deadline`; with a
+    /// budget, not at all.
+    pub(super) fn slot(
+        &self,
+        deadline: Instant,
+        budget: Option<Instant>,
+    ) -> Result<Slot<'_>, Error> {
+        let max = self.opts.max_concurrency.max(1);
+        let mut busy = self.slots.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy >= max {
+            if budget.is_some() {
+                return Err(Error::OverBudget);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout("query queue"));
+            }
+            busy = self
+                .slots
+                .freed
+                .wait_timeout(busy, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *busy += 1;
+        Ok(Slot(&self.slots))
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Queries running or waiting for a slot now, over every clone of this
+    /// engine (`prometheus_engine_queries`).
+    pub fn active_queries(&self) -> usize {
+        self.slots.active.load(Ordering::Relaxed)
+    }
+
+    /// The query timeout from now, or the given deadline if that comes
+    /// first.
+    fn deadline(&self, limits: &Limits) -> Instant {
+        let own = Instant::now() + self.opts.timeout;
+        limits.deadline.map_or(own, |d| d.min(own))
+    }
+
+    /// Evaluates `expr` at `t` (ms).
+    pub fn instant(&self, storage: &dyn Queryable, expr: &Expr, t: i64) -> Result<Value, Error> {
+        self.instant_until(storage, expr, t, Limits::default())
+    }
+
+    /// [`Engine::instant`] that also stops at `limits`, waiting for a slot
+    /// included.
+    pub fn instant_until(
+        &self,
+        storage: &dyn Queryable,
+        expr: &Expr,
+        t: i64,
+        limits: Limits,
+    ) -> Result<Value, Error> {
+        let _active = Active::new(&self.slots);
+        let deadline = self.deadline(&limits);
+        let _slot = self.slot(deadline, limits.budget)?;
+        let mut ev = Evaluator::new(storage, &self.opts, t, t, 1, deadline);
+        ev.budget = limits.budget;
+        ev.cancel = limits.cancel.as_deref();
+        let out = ev.eval_whole(expr)?;
+        Ok(match out {
+            Val::Scalar(v) => Value::Scalar {
+                t,
+                v: v.first().copied().unwrap_or(f64::NAN),
+            },
+            Val::String(s) => Value::String { t, s },
+            Val::Vector(m) => Value::Vector(
+                m.into_iter()
+                    .filter_map(|s| {
+                        s.points.first().map(|p| VectorSample {
+                            labels: s.labels,
+                            t,
+                            v: p.v,
+                        })
+                    })
+                    .collect(),
+            ),
+            Val::Range(m) => Value::Matrix(m),
+        })
+    }
+
+    /// Evaluates `expr` at every step from `start` to `end` (ms, inclusive).
+    pub fn range(
+        &self,
+        storage: &dyn Queryable,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Value, Error> {
+        self.range_until(storage, expr, start, end, step, Limits::default())
+    }
+
+    /// [`Engine::range`] that also stops at `limits`, waiting for a slot
+    /// included.
+    pub fn range_until(
+        &self,
+        storage: &dyn Queryable,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        limits: Limits,
+    ) -> Result<Value, Error> {
+        let deadline = self.deadline(&limits);
+        match expr.value_type() {
+            ValueType::Scalar | ValueType::Vector => {}
+            other => {
+                return Err(Error::BadData(format!(
+                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                    other.documented()
+                )));
+            }
+        }
+        if step <= 0 {
+            return Err(Error::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        let _active = Active::new(&self.slots);
+        let _slot = self.slot(deadline, limits.budget)?;
+        let mut ev = Evaluator::new(storage, &self.opts, start, end, step, deadline);
+        ev.budget = limits.budget;
+        ev.cancel = limits.cancel.as_deref();
+        let out = ev.eval_whole(expr)?;
+        let mut m = match out {
+            Val::Scalar(v) => vec![Series {
+                labels: Labels::new(),
+                samples: points_from(&ev, &v),
+            }],
+            Val::Vector(m) => m.into_iter().map(Into::into).collect(),
+            Val::String(_) | Val::Range(_) => Vec::new(),
+        };
+        m.retain(|s: &Series| !s.samples.is_empty());
+        m.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(Value::Matrix(m))
+    }
+}
+
+/// The storage read a budgeted first try stopped in, taken from this
+/// thread so that a retry on another thread can start from it.
+pub struct Handoff(Option<selection::Stashed>);
+
+impl Handoff {
+    /// Takes what a first try left on this thread.
+    pub fn take() -> Handoff {
+        Handoff(selection::take_any_stash())
+    }
+
+    /// Leaves it on this thread for the retry.
+    pub fn restore(self) {
+        if let Some(s) = self.0 {
+            selection::put_stash(s);
+        }
+    }
+}

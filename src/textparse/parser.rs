@@ -1,0 +1,291 @@
+//! [`Parser`]: picks the format's line parser (`prom`, `openmetrics`),
+//! checks what spans lines (metric families, label order, repeated series),
+//! and lets callers skip the checks for series text they have seen before.
+
+use rustc_hash::FxHashSet;
+
+use super::number::NumberError;
+
+use super::*;
+
+/// Iterates over the entries of one body. After the first error it yields
+/// that error and then ends.
+#[derive(Debug, Clone)]
+pub struct Parser<'a> {
+    pub(super) buf: &'a [u8],
+    /// The whole body as text when it is valid UTF-8, which it nearly always
+    /// is: slicing it is then free, while each piece would otherwise need its
+    /// own UTF-8 check.
+    pub(super) text: Option<&'a str>,
+    pub(super) pos: usize,
+    pub(super) format: Format,
+    pub(super) done: bool,
+    /// Spans of the current sample's label names, reused across samples to
+    /// find duplicates without allocating.
+    pub(super) names: Vec<(usize, usize)>,
+    /// The current sample's label names once it has more than
+    /// [`HASHED_FROM`] unsorted ones: searching `names` for each would cost
+    /// O(n²), seconds for one series with 100k labels.
+    pub(super) seen: FxHashSet<&'a [u8]>,
+}
+
+/// Unsorted label names a sample may have before duplicates are looked up
+/// in a hash set instead of by searching the earlier names.
+pub(super) const HASHED_FROM: usize = 32;
+
+impl<'a> Parser<'a> {
+    pub fn new(body: &'a [u8], format: Format) -> Parser<'a> {
+        Parser {
+            buf: body,
+            text: std::str::from_utf8(body).ok(),
+            pos: 0,
+            format,
+            done: false,
+            names: Vec::with_capacity(16),
+            seen: FxHashSet::default(),
+        }
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// `buf[a..b]` as text, or `None` if it is not UTF-8 (or out of range).
+    #[inline]
+    pub(super) fn str_at(&self, a: usize, b: usize) -> Option<&'a str> {
+        match self.text {
+            Some(t) => t.get(a..b),
+            None => std::str::from_utf8(self.buf.get(a..b)?).ok(),
+        }
+    }
+
+    /// `buf[a..b]` known to hold ASCII name characters, as text.
+    #[inline]
+    pub(super) fn ascii(&self, a: usize, b: usize) -> Result<&'a str, ParseError> {
+        self.str_at(a, b)
+            .ok_or_else(|| self.error_at(a, "invalid name".to_string()))
+    }
+
+    /// The checked label text between `a` and `b`, as text.
+    #[inline]
+    pub(super) fn labels_text(&self, a: usize, b: usize) -> Result<&'a str, ParseError> {
+        self.str_at(a, b)
+            .ok_or_else(|| self.error_at(a, "invalid UTF-8 in labels".to_string()))
+    }
+
+    #[cold]
+    pub(super) fn number_error(
+        &self,
+        a: usize,
+        b: usize,
+        what: &str,
+        e: NumberError,
+    ) -> ParseError {
+        let raw = String::from_utf8_lossy(&self.buf[a..b]);
+        let msg = match e {
+            NumberError::Invalid => format!("invalid {what} {raw:?}"),
+            NumberError::OutOfRange => format!("{what} {raw:?} out of range"),
+        };
+        self.error_at(a, msg)
+    }
+
+    /// An error at byte `at`, with its line and column worked out here: the
+    /// happy path never counts lines.
+    #[cold]
+    pub(super) fn error_at(&self, at: usize, msg: String) -> ParseError {
+        let at = at.min(self.buf.len());
+        let before = &self.buf[..at];
+        let line = 1 + before.iter().filter(|&&c| c == b'\n').count();
+        let line_start = before
+            .iter()
+            .rposition(|&c| c == b'\n')
+            .map_or(0, |i| i + 1);
+        ParseError {
+            line,
+            column: at - line_start + 1,
+            msg,
+        }
+    }
+
+    /// Reads the label value whose opening quote is at `open`: where it
+    /// closes, or the error both formats report for it. `raw_newlines` is as
+    /// in [`scan::quoted_end`].
+    #[inline]
+    pub(super) fn label_value(
+        &self,
+        b: &[u8],
+        open: usize,
+        raw_newlines: bool,
+    ) -> Result<scan::Quoted, ParseError> {
+        let q = match scan::quoted_end(b, open + 1, raw_newlines) {
+            Ok(q) => q,
+            Err((_, scan::QuoteError::Unterminated)) => {
+                return Err(self.error_at(open, "unterminated label value".to_string()));
+            }
+            Err((at, scan::QuoteError::BadEscape)) => {
+                return Err(self.error_at(at, "invalid escape sequence in label value".to_string()));
+            }
+        };
+        if self.text.is_none() && self.str_at(open + 1, q.end).is_none() {
+            return Err(self.error_at(open + 1, "invalid UTF-8 in label value".to_string()));
+        }
+        Ok(q)
+    }
+
+    /// "`what`, got `<what is at byte at>`".
+    #[cold]
+    pub(super) fn expected(&self, at: usize, what: &str) -> ParseError {
+        let got = self.describe(at);
+        self.error_at(at, format!("{what}, got {got}"))
+    }
+
+    /// A short, quoted description of the input at byte `at`.
+    #[cold]
+    pub(super) fn describe(&self, at: usize) -> String {
+        match self.buf.get(at) {
+            None => "end of input".to_string(),
+            Some(b'\n') => "end of line".to_string(),
+            Some(_) => {
+                let rest = &self.buf[at..];
+                let mut end = rest
+                    .iter()
+                    .position(|&c| matches!(c, b' ' | b'\t' | b'\n'))
+                    .unwrap_or(rest.len())
+                    .clamp(1, 24);
+                // Show at least the whole first character of the token.
+                while end < rest.len() && (rest[end] & 0xc0) == 0x80 && end < 28 {
+                    end += 1;
+                }
+                format!("{:?}", String::from_utf8_lossy(&rest[..end]))
+            }
+        }
+    }
+
+    /// Checks that the name at `span` differs from the sample's earlier label
+    /// names. Exporters usually sort label names, so a name greater than the
+    /// previous one needs no search.
+    #[inline]
+    pub(super) fn check_duplicate(
+        &mut self,
+        span: (usize, usize),
+        sorted: &mut bool,
+    ) -> Result<(), ParseError> {
+        let buf = self.buf;
+        let name = &buf[span.0..span.1];
+        // The metric name is the `__name__` label, so spelling it out again
+        // is a duplicate too.
+        if name == b"__name__" {
+            return Err(self.error_at(span.0, "duplicate label name \"__name__\"".to_string()));
+        }
+        if let Some(&(a, b)) = self.names.last() {
+            if !ascending(&buf[a..b], name) {
+                *sorted = false;
+            }
+            if !*sorted && self.seen_before(name) {
+                let name = String::from_utf8_lossy(name).into_owned();
+                return Err(self.error_at(span.0, format!("duplicate label name {name:?}")));
+            }
+        }
+        self.names.push(span);
+        Ok(())
+    }
+
+    /// Whether `name` is among the current sample's earlier label names:
+    /// a search while they are few, a hash set (filled on first use) after.
+    #[inline]
+    fn seen_before(&mut self, name: &'a [u8]) -> bool {
+        let buf = self.buf;
+        if self.names.len() < HASHED_FROM {
+            return self.names.iter().any(|&(a, b)| &buf[a..b] == name);
+        }
+        if self.seen.is_empty() {
+            self.seen
+                .extend(self.names.iter().map(|&(a, b)| &buf[a..b]));
+        }
+        !self.seen.insert(name)
+    }
+
+    /// Starts the label names of a new sample.
+    #[inline]
+    pub(super) fn clear_names(&mut self) {
+        self.names.clear();
+        if !self.seen.is_empty() {
+            self.seen.clear();
+        }
+    }
+}
+
+/// Whether `a < b` bytewise. Label names are short and usually differ early,
+/// so a plain loop beats a call to `memcmp`.
+#[inline]
+pub(super) fn ascending(a: &[u8], b: &[u8]) -> bool {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x < y;
+        }
+    }
+    a.len() < b.len()
+}
+
+/// Vouches for a sample's series text (`name{...}`, up to its first `}`):
+/// true only for exactly the text of a series that a parser of the same
+/// format accepted before.
+pub type Known<'k> = &'k mut dyn FnMut(&[u8]) -> bool;
+
+impl<'a> Parser<'a> {
+    /// The next entry, like [`Iterator::next`], but the labels of a sample
+    /// whose series text `known` vouches for are not checked again.
+    ///
+    /// Checking labels is most of the parsing, and a scraper already knows
+    /// nearly every series of a body from the previous scrape. Text that was
+    /// accepted once is accepted again: the checks look at nothing but those
+    /// bytes, and the parser would close the labels at the same brace (a
+    /// valid series text ends at its closing brace, so no shorter piece of
+    /// it is a valid series text). What follows the labels is parsed as usual.
+    pub fn next_trusting(&mut self, known: Known<'_>) -> Option<Result<Entry<'a>, ParseError>> {
+        self.advance(Some(known))
+    }
+
+    fn advance(&mut self, known: Option<Known<'_>>) -> Option<Result<Entry<'a>, ParseError>> {
+        if self.done {
+            return None;
+        }
+        let next = match self.format {
+            Format::PromText => self.next_prom(known),
+            Format::OpenMetrics => self.next_openmetrics(known),
+        };
+        match next {
+            Ok(Some(entry)) => Some(Ok(entry)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// The closing brace of labels that open at `open` (the byte after the
+    /// `{`), if `known` vouches for the series text `buf[start..=brace]`.
+    #[inline]
+    pub(super) fn vouched_close(
+        &self,
+        start: usize,
+        open: usize,
+        known: Option<Known<'_>>,
+    ) -> Option<usize> {
+        let known = known?;
+        let close = scan::find_byte(self.buf, open, b'}')?;
+        known(&self.buf[start..=close]).then_some(close)
+    }
+}
+
+impl<'a> Iterator for Parser<'a> {
+    type Item = Result<Entry<'a>, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.advance(None)
+    }
+}

@@ -1,0 +1,370 @@
+//! Opening the durable store, in its steps: the chunk store's series, the
+//! newest checkpoint that reads cleanly (decoded on a second thread
+//! meanwhile), the WAL after it (replayed on two threads), a new segment
+//! that names the series whose references moved, and the cold series
+//! settled. Each step is a function below; [`Db::open`] runs them in order.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use tracing::{error, info, warn};
+
+use crate::model::Labels;
+use crate::storage::{self, SeriesRef};
+use crate::tsdb::head::{ChunkSnapshot, Head, Restore, SHARD_COUNT, shard_of};
+use crate::tsdb::kv::{ChunkStore, ColdEntry};
+use crate::tsdb::wal::{self, CheckpointSeries, Record, Wal};
+
+use super::{
+    Db, DbOptions, Error, KV_DIR, KvChunks, Maintenance, OpenStats, WalLog, may_delete, merge,
+    now_ms,
+};
+
+/// A checkpoint's series decoded and ready for [`Head::restore_prepared`].
+type Prepared = Vec<(SeriesRef, Labels, Restore)>;
+
+/// The checkpoint being decoded on another thread, and its number.
+type Prefetch = Option<(u32, JoinHandle<Result<(u64, Prepared), wal::Error>>)>;
+
+fn read_prepared(dir: &Path, n: u32) -> Result<(u64, Prepared), wal::Error> {
+    let mut out = Vec::new();
+    let count = wal::read_checkpoint(dir, n, &mut |s: CheckpointSeries| {
+        let chunks = s
+            .chunks
+            .into_iter()
+            .map(|c| ChunkSnapshot {
+                min_t: c.min_t,
+                max_t: c.max_t,
+                data: c.data,
+            })
+            .collect();
+        out.push((s.r, s.labels, Restore::new(s.last_t, s.last_v, chunks)));
+    })?;
+    Ok((count, out))
+}
+
+/// Series of the chunk store whose reference changed on load: old, new,
+/// labels.
+type Renamed = Vec<(SeriesRef, SeriesRef, Labels)>;
+
+/// How references in the checkpoint and the WAL map to the head's, and the
+/// series the new segment must name again under their new reference.
+#[derive(Default)]
+struct Remap {
+    map: FxHashMap<SeriesRef, SeriesRef>,
+    moved: FxHashMap<SeriesRef, Labels>,
+}
+
+impl Db {
+    /// Opens (or creates) the store in `dir`: loads the newest checkpoint,
+    /// replays the WAL after it, starts a new segment and applies retention.
+    /// Series keep their references across restarts when they can; one that
+    /// cannot (its label hash now picks another shard, after an upgrade) is
+    /// logged again with its new reference, so that later records never
+    /// depend on an older process's references.
+    pub fn open(dir: &Path, opts: DbOptions) -> Result<(Db, OpenStats), Error> {
+        let started = Instant::now();
+        std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let wal_dir = dir.join("wal");
+        let head = Head::new(opts.head.clone());
+        let mut st = OpenStats::default();
+        // The newest checkpoint is read and decoded on another thread while
+        // this one loads the chunk store's series.
+        let checkpoints = wal::list_checkpoints(dir)?;
+        let prefetch = prefetch_checkpoint(dir, checkpoints.last().copied());
+        let kv = Arc::new(ChunkStore::open(&dir.join(KV_DIR))?);
+        st.kv_open = started.elapsed();
+        let (renamed, cold) = load_stored_series(&head, &kv, &mut st)?;
+        st.phases[0] = started.elapsed();
+        let (base, mut remap) =
+            load_checkpoint(dir, &head, &checkpoints, prefetch, &renamed, &mut st);
+        st.checkpoint = base;
+        st.phases[1] = started.elapsed() - st.phases[0];
+        replay_wal(&wal_dir, base, &head, &mut remap, &mut st)?;
+        st.phases[2] = started.elapsed() - st.phases[0] - st.phases[1];
+        let wal = start_segment(&wal_dir, base, &opts, &remap.moved)?;
+        head.set_commit_log(Arc::new(WalLog(wal.clone())));
+        st.elapsed = started.elapsed();
+        st.phases[3] = st.elapsed - st.phases.iter().take(3).sum::<Duration>();
+        info!(
+            series = head.stats().num_series,
+            checkpoint = ?base,
+            wal_samples = st.replay.samples,
+            elapsed_ms = st.elapsed.as_millis() as u64,
+            "storage opened"
+        );
+        let cold_max = Arc::new(AtomicI64::new(settle_cold(&head, &kv, &cold)?));
+        head.set_disk(Arc::new(KvChunks {
+            kv: kv.clone(),
+            cold_max: cold_max.clone(),
+        }));
+        let db = Db {
+            dir: dir.to_path_buf(),
+            head,
+            wal,
+            kv,
+            cold_max,
+            persisted_chunks: AtomicU64::new(0),
+            opts,
+            maintenance: Mutex::new(Maintenance {
+                last_checkpoint: Instant::now(),
+                wal_bytes_at_checkpoint: 0,
+                wal_samples_at_checkpoint: 0,
+                checkpoints: 0,
+                checkpoint_failures: 0,
+                retention_removed_chunks: 0,
+                merge: merge::MergeCursor::default(),
+            }),
+            background: Mutex::new(None),
+        };
+        // What expired while the process was down goes now, from disk too.
+        db.apply_retention(now_ms())?;
+        Ok((db, st))
+    }
+}
+
+/// Starts decoding checkpoint `n` on a thread of its own.
+fn prefetch_checkpoint(dir: &Path, n: Option<u32>) -> Prefetch {
+    let n = n?;
+    let d = dir.to_path_buf();
+    std::thread::Builder::new()
+        .name("raymon-open".into())
+        .spawn(move || read_prepared(&d, n))
+        .ok()
+        .map(|h| (n, h))
+}
+
+/// Step 1: the chunk store's series into the head, first, since checkpoints
+/// name them by reference only. Cold series stay on disk: queries find them
+/// through the chunk store's postings. Returns the series whose reference
+/// changed (renamed in the chunk store too) and the cold list.
+fn load_stored_series(
+    head: &Head,
+    kv: &ChunkStore,
+    st: &mut OpenStats,
+) -> Result<(Renamed, Vec<ColdEntry>), Error> {
+    let mut renamed: Renamed = Vec::new();
+    let mut restore_err = None;
+    let cold = kv.cold_list()?;
+    let cold_refs: FxHashSet<SeriesRef> = cold.iter().map(|e| e.r).collect();
+    st.cold_series = cold.len() as u64;
+    st.stored_series = kv.load(
+        &|r| cold_refs.contains(&r),
+        &mut |old, labels, range| match head.series_ref(labels, old) {
+            Ok(r) => {
+                if r != old {
+                    renamed.push((old, r, labels.clone()));
+                }
+                head.set_disk_range(r, range);
+            }
+            Err(e) => restore_err = Some(e),
+        },
+    )?;
+    if let Some(e) = restore_err {
+        warn!(error = %e, "a stored series was skipped");
+    }
+    for (from, to, labels) in &renamed {
+        kv.rename(*from, *to, labels)?;
+    }
+    Ok((renamed, cold))
+}
+
+/// Step 2: the newest checkpoint that reads cleanly wins; a broken one is
+/// reported and skipped (its segments were kept until it was whole).
+/// Returns its number and the reference map the WAL replay starts from.
+fn load_checkpoint(
+    dir: &Path,
+    head: &Head,
+    checkpoints: &[u32],
+    mut prefetch: Prefetch,
+    renamed: &Renamed,
+    st: &mut OpenStats,
+) -> (Option<u32>, Remap) {
+    let kv_map: FxHashMap<SeriesRef, SeriesRef> =
+        renamed.iter().map(|(from, to, _)| (*from, *to)).collect();
+    let mut remap = Remap::default();
+    for &n in checkpoints.iter().rev() {
+        remap.map.clone_from(&kv_map);
+        remap.moved.clear();
+        remap
+            .moved
+            .extend(renamed.iter().map(|(_, to, l)| (*to, l.clone())));
+        let prepared = match prefetch.take() {
+            Some((m, h)) if m == n => h.join().unwrap_or_else(|_| read_prepared(dir, n)),
+            _ => read_prepared(dir, n),
+        };
+        let (count, list) = match prepared {
+            Ok(x) => x,
+            Err(e) => {
+                error!(error = %e, "cannot load checkpoint, trying an older one");
+                continue;
+            }
+        };
+        let mut skipped = None;
+        for (old, labels, prep) in list {
+            let found = if labels.is_empty() {
+                // Stored in the chunk store, loaded in step 1.
+                let r = kv_map.get(&old).copied().unwrap_or(old);
+                head.has_series(r).then_some(r).ok_or_else(|| {
+                    storage::Error::Other(format!(
+                        "series {old} is in the checkpoint but not in the chunk store"
+                    ))
+                })
+            } else {
+                head.series_ref(&labels, old)
+            };
+            match found {
+                Ok(r) => {
+                    if r != old && !labels.is_empty() {
+                        remap.moved.insert(r, labels);
+                        remap.map.insert(old, r);
+                    }
+                    head.restore_prepared(r, prep);
+                }
+                Err(e) => skipped = Some(e),
+            }
+        }
+        if let Some(e) = skipped {
+            warn!(error = %e, "a checkpoint series was skipped");
+        }
+        st.checkpoint_series = count;
+        return (Some(n), remap);
+    }
+    (None, remap)
+}
+
+/// Step 3: the WAL after checkpoint `base`. Replay is bound by memory
+/// latency (one series, one chunk per sample, all over the heap): a second
+/// thread applies the samples of half the shards while this one reads,
+/// decodes and applies the rest. Each series belongs to one thread, so its
+/// order holds.
+fn replay_wal(
+    wal_dir: &Path,
+    base: Option<u32>,
+    head: &Head,
+    remap: &mut Remap,
+    st: &mut OpenStats,
+) -> Result<(), Error> {
+    let Remap { map, moved } = remap;
+    let mut dropped = 0u64;
+    let (replay, worker_dropped) = std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<Vec<(SeriesRef, i64, f64)>>(8);
+        let (back_tx, back_rx) = mpsc::channel::<Vec<(SeriesRef, i64, f64)>>();
+        let worker_head = head.clone();
+        let worker = scope.spawn(move || {
+            let mut unknown = 0u64;
+            for mut batch in rx {
+                unknown += worker_head.replay_samples(&mut batch) as u64;
+                batch.clear();
+                let _ = back_tx.send(batch);
+            }
+            unknown
+        });
+        let mut mine = Vec::new();
+        let res = wal::replay(wal_dir, base, &mut |rec| match rec {
+            Record::Series(list) => {
+                for (old, labels) in list {
+                    match head.series_ref(labels, *old) {
+                        Ok(r) => {
+                            // A later record for the same reference
+                            // replaces the mapping; most keep theirs.
+                            if r != *old {
+                                moved.insert(r, labels.clone());
+                                map.insert(*old, r);
+                            } else {
+                                map.remove(old);
+                            }
+                        }
+                        Err(_) => dropped += 1,
+                    }
+                }
+            }
+            Record::Samples(list) => {
+                let mut theirs = back_rx.try_recv().unwrap_or_default();
+                mine.clear();
+                for &(old, t, v) in list {
+                    let r = map.get(&old).copied().unwrap_or(old);
+                    if shard_of(r) < SHARD_COUNT / 2 {
+                        mine.push((r, t, v));
+                    } else {
+                        theirs.push((r, t, v));
+                    }
+                }
+                if !theirs.is_empty()
+                    && let Err(mpsc::SendError(mut batch)) = tx.send(theirs)
+                {
+                    // The worker is gone (it panicked): apply here.
+                    dropped += head.replay_samples(&mut batch) as u64;
+                }
+                dropped += head.replay_samples(&mut mine) as u64;
+            }
+        });
+        drop(tx);
+        (res, worker.join().unwrap_or(0))
+    });
+    st.replay = replay?;
+    dropped += worker_dropped;
+    if dropped > 0 {
+        warn!(
+            dropped,
+            "WAL samples or series without a known series were skipped"
+        );
+    }
+    if let Some(c) = &st.replay.corruption {
+        error!(corruption = %c, "the WAL was corrupt: samples after the damage are lost; serving what was recovered");
+    }
+    Ok(())
+}
+
+/// Step 4: deletes segments the checkpoint covers (they may outlive it
+/// after a crash) and starts a new one that first names every series whose
+/// reference moved, synced before any commit.
+fn start_segment(
+    wal_dir: &Path,
+    base: Option<u32>,
+    opts: &DbOptions,
+    moved: &FxHashMap<SeriesRef, Labels>,
+) -> Result<Arc<Wal>, Error> {
+    for n in wal::list_segments(wal_dir)? {
+        if base.is_some_and(|b| n <= b) && may_delete(opts, wal_dir, n) {
+            let _ = std::fs::remove_file(wal_dir.join(wal::segment_name(n)));
+        }
+    }
+    let next = wal::list_segments(wal_dir)?
+        .last()
+        .copied()
+        .max(base)
+        .map_or(1, |n| n + 1);
+    let wal = Arc::new(Wal::create(wal_dir, next, opts.segment_size)?);
+    for (r, labels) in moved {
+        wal.log_series(*r, labels);
+    }
+    wal.flush_series()?;
+    wal.sync()?;
+    Ok(wal)
+}
+
+/// Step 5: a cold series that came back before a crash may still be marked
+/// cold (the mark's removal was not synced): the WAL brought it back, so
+/// the mark goes. Returns the newest sample of the series still cold.
+fn settle_cold(head: &Head, kv: &ChunkStore, cold: &[ColdEntry]) -> Result<i64, Error> {
+    let mut cold_max = i64::MIN;
+    for e in cold {
+        match head.series_labels(e.r) {
+            Some(labels) => {
+                head.set_disk_range(e.r, Some(e.range));
+                kv.forget_cold(e.r, e.hash, &labels)?;
+            }
+            None => cold_max = cold_max.max(e.range.1),
+        }
+    }
+    Ok(cold_max)
+}

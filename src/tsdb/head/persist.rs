@@ -1,0 +1,436 @@
+//! What the head hands to persistence and takes back: the commit log seam
+//! (the WAL), snapshots of closed chunks for flushes and checkpoints,
+//! restores on start-up, and the chunk store seam (`DiskChunks`) through
+//! which series leave memory and come back. Knows nothing of file layouts.
+
+use std::sync::Arc;
+
+use crate::model::{Labels, Matcher};
+use crate::storage::{Error, SeriesRef};
+
+use crate::tsdb::chunkenc::{Encoding, XorChunk};
+use crate::tsdb::index::{Index, SymLabels};
+
+use super::{append::*, series::*, shards::*};
+
+/// Where committed batches go before they become visible: the WAL.
+pub trait CommitLog: Send + Sync {
+    /// A series was created; called before any batch that names it is
+    /// logged, with the shard of `r` locked.
+    fn log_series(&self, r: SeriesRef, labels: &Labels);
+    /// Logs one batch; an error fails the commit and nothing is applied.
+    fn log_samples(
+        &self,
+        samples: &mut dyn Iterator<Item = (SeriesRef, i64, f64)>,
+    ) -> Result<(), Error>;
+}
+
+/// One closed chunk of a series, shared, as flushes and restores hand it on.
+#[derive(Debug, Clone)]
+pub struct ChunkSnapshot {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub data: Arc<[u8]>,
+}
+
+/// A snapshot's chunks decoded for [`Head::restore_prepared`]: the last one
+/// reopened for appends.
+pub struct Restore {
+    pub(super) last_t: i64,
+    pub(super) last_v: u64,
+    pub(super) closed: Vec<ClosedChunk>,
+    pub(super) open: Option<OpenChunk>,
+}
+
+impl Restore {
+    /// Reopens the last chunk (which reads all of its samples); a chunk that
+    /// does not decode stays closed.
+    pub fn new(last_t: i64, last_v: u64, mut chunks: Vec<ChunkSnapshot>) -> Restore {
+        let open = chunks
+            .pop()
+            .and_then(|c| match XorChunk::from_bytes(c.data.to_vec()) {
+                Ok(chunk) => Some(OpenChunk { chunk }),
+                Err(_) => {
+                    chunks.push(c);
+                    None
+                }
+            });
+        Restore {
+            last_t,
+            last_v,
+            closed: chunks
+                .into_iter()
+                .map(|c| ClosedChunk {
+                    min_t: c.min_t,
+                    max_t: c.max_t,
+                    data: c.data,
+                })
+                .collect(),
+            open,
+        }
+    }
+}
+
+/// A series the chunk store holds: reference, labels, persisted range.
+pub type StoredSeries = (SeriesRef, Labels, TimeRange);
+
+/// A first and last timestamp.
+pub type TimeRange = (i64, i64);
+
+/// Where chunks moved out of memory are read back: the chunk store. It also
+/// keeps the series that left memory ("cold" series) findable.
+pub trait DiskChunks: Send + Sync {
+    /// Cold series that pass every matcher and have chunks in `[mint,
+    /// maxt]`, with their labels and persisted ranges.
+    fn cold_select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<StoredSeries>, Error>;
+    /// Label names of cold series (`name` None) or the values of label
+    /// `name` (of those that pass `matchers`, if any).
+    fn cold_labels(
+        &self,
+        name: Option<&str>,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, Error>;
+    /// Takes back the cold series with exactly `labels`: its reference and
+    /// persisted range; it is no longer cold afterwards.
+    fn revive(&self, hash: u64, labels: &Labels) -> Result<Option<(SeriesRef, TimeRange)>, Error>;
+    /// Takes back cold series `r`: its labels, label hash and persisted
+    /// range.
+    fn revive_ref(&self, r: SeriesRef) -> Result<Option<(Labels, u64, TimeRange)>, Error>;
+
+    /// Appends the chunks of `r` (encoding and bytes) overlapping
+    /// `[mint, maxt]` that end at or before `upto`, in time order.
+    fn read(
+        &self,
+        r: SeriesRef,
+        mint: i64,
+        maxt: i64,
+        upto: i64,
+        out: &mut Vec<(Encoding, Vec<u8>)>,
+    ) -> Result<(), Error>;
+}
+
+/// One series' part of a flush (see [`Head::flush_candidates`]).
+#[derive(Debug, Clone)]
+pub struct FlushItem {
+    pub r: SeriesRef,
+    /// Set when the chunk store does not have the labels yet: encoded as
+    /// [`crate::tsdb::wal::put_labels`] does, straight from the index's symbols.
+    pub labels: Option<Vec<u8>>,
+    /// Closed chunks, in time order.
+    pub chunks: Vec<ChunkSnapshot>,
+    /// The persisted range once these chunks are written.
+    pub range: Option<(i64, i64)>,
+}
+
+impl Head {
+    /// Attaches the log that sees every later series and commit. Only the
+    /// first call counts.
+    pub fn set_commit_log(&self, log: Arc<dyn CommitLog>) {
+        let _ = self.inner.log.set(log);
+    }
+
+    /// Runs `f` while no commit is between logging and applying.
+    pub fn quiesce<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _gate = write(&self.inner.gate);
+        f()
+    }
+
+    /// Appends to `out` a checkpoint record for every series of shard
+    /// `shard` that holds samples in memory, with those chunks (the open one
+    /// last), encoded straight from memory under the shard's lock. Series
+    /// whose labels the chunk store holds are written without them.
+    pub fn checkpoint_shard(&self, shard: usize, out: &mut Vec<u8>) {
+        self.in_pieces(
+            shard,
+            |_| true,
+            |r, s, ix| {
+                if !s.has_last || s.mem_range().is_none() {
+                    return;
+                }
+                let open = s
+                    .open
+                    .as_ref()
+                    .filter(|o| o.chunk.num_samples() > 0)
+                    .map(|o| (o.min_t(), s.last_t, o.chunk.bytes()));
+                let chunks = s
+                    .closed
+                    .iter()
+                    .map(|c| (c.min_t, c.max_t, &*c.data))
+                    .chain(open);
+                crate::tsdb::wal::put_checkpoint_record(
+                    out,
+                    r,
+                    (!s.labels_stored).then(|| (s.labels.len() / 2, ix.strs(&s.labels))),
+                    (s.last_t, s.last_v),
+                    s.closed.len() + usize::from(open.is_some()),
+                    chunks,
+                );
+            },
+        );
+    }
+
+    /// Every series reference with its labels.
+    pub fn all_series(&self) -> Vec<(SeriesRef, Labels)> {
+        let mut out = Vec::new();
+        for shard in &self.inner.shards {
+            let shard = lock(shard);
+            let ix = read(&self.inner.index);
+            out.extend(shard.series.iter().map(|(&r, s)| (r, ix.labels(&s.labels))));
+        }
+        out
+    }
+
+    /// Finds or creates the series with `labels` (replay); a new series
+    /// takes reference `want` when it can, else a fresh one.
+    pub fn series_ref(&self, labels: &Labels, want: SeriesRef) -> Result<SeriesRef, Error> {
+        Ok(self.inner.get_or_create(labels, want)?.0)
+    }
+
+    /// Gives a series created by [`Head::series_ref`] the chunks of a
+    /// snapshot (decoded beforehand by [`Restore::new`], on any thread), if
+    /// it holds no samples in memory yet. The last chunk stays open for
+    /// appends.
+    pub fn restore_prepared(&self, r: SeriesRef, mut prep: Restore) {
+        let opts = &self.inner.opts;
+        let mut shard = lock(&self.inner.shards[shard_of(r)]);
+        let Some(s) = shard.series.get_mut(&r) else {
+            return;
+        };
+        // Chunks that reached disk after this snapshot was taken are read
+        // from there.
+        prep.closed.retain(|c| c.max_t > s.disk_max);
+        if prep.open.is_some() && prep.last_t <= s.disk_max {
+            prep.open = None;
+        }
+        if s.mem_range().is_some() || (prep.closed.is_empty() && prep.open.is_none()) {
+            return;
+        }
+        let lo = prep
+            .closed
+            .first()
+            .map(|c| c.min_t)
+            .or(prep.open.as_ref().map(|o| o.min_t()))
+            .unwrap_or(prep.last_t);
+        s.closed = prep.closed;
+        s.next_at = prep.open.as_ref().map_or(i64::MIN, |o| {
+            range_for_timestamp(o.min_t(), opts.chunk_range)
+        });
+        s.open = prep.open;
+        if !s.has_last || prep.last_t > s.last_t {
+            s.last_t = prep.last_t;
+            s.last_v = prep.last_v;
+        }
+        s.has_last = true;
+        drop(shard);
+        self.inner.note_times(lo, prep.last_t);
+    }
+
+    /// Appends logged samples (replay): no order errors, a sample not after
+    /// its series' last one is dropped. Sorts `batch` by shard to take each
+    /// lock once. Returns how many samples named no series.
+    pub fn replay_samples(&self, batch: &mut [(SeriesRef, i64, f64)]) -> usize {
+        batch.sort_by_key(|&(r, _, _)| shard_of(r));
+        let (mut lo, mut hi, mut unknown) = (i64::MAX, i64::MIN, 0);
+        for group in batch.chunk_by(|a, b| shard_of(a.0) == shard_of(b.0)) {
+            let mut shard = lock(&self.inner.shards[shard_of(group[0].0)]);
+            warm(&shard, group.iter().map(|x| x.0));
+            for &(r, t, v) in group {
+                match shard.series.get_mut(&r) {
+                    Some(s) => {
+                        if s.append(t, v, &self.inner.opts) {
+                            lo = lo.min(t);
+                            hi = hi.max(t);
+                        }
+                    }
+                    None => unknown += 1,
+                }
+            }
+        }
+        self.inner.note_times(lo, hi);
+        unknown
+    }
+
+    /// Attaches the reader of chunks moved to disk. Only the first call
+    /// counts.
+    pub fn set_disk(&self, disk: Arc<dyn DiskChunks>) {
+        let _ = self.inner.disk.set(disk);
+    }
+
+    /// The closed chunks of every series in shard `shard` (of
+    /// [`SHARD_COUNT`]) with the labels the chunk store lacks of their
+    /// series, for a flush; with `all_labels`, also series that have only
+    /// labels to store.
+    pub fn flush_candidates(&self, shard: usize, all_labels: bool, out: &mut Vec<FlushItem>) {
+        let start = out.len();
+        self.in_pieces(
+            shard,
+            |s| !s.closed.is_empty() || (all_labels && !s.labels_stored),
+            |r, s, ix| {
+                let chunks = s.closed_snapshots();
+                let range = match (chunks.first(), chunks.last()) {
+                    (Some(a), Some(b)) => Some((a.min_t.min(s.disk_min), b.max_t)),
+                    _ => s.disk_range(),
+                };
+                out.push(FlushItem {
+                    r,
+                    labels: (!s.labels_stored).then(|| {
+                        let mut buf = Vec::with_capacity(256);
+                        crate::tsdb::wal::put_label_strs(
+                            &mut buf,
+                            s.labels.len() / 2,
+                            ix.strs(&s.labels),
+                        );
+                        buf
+                    }),
+                    chunks,
+                    range,
+                });
+            },
+        );
+        out[start..].sort_unstable_by_key(|s| s.r);
+    }
+
+    /// Calls `f` for every series of shard `shard` that `want` picks, with
+    /// the shard locked for at most [`PIECE`] series at a time: copying the
+    /// labels or chunks of a whole shard (a million series' first flush)
+    /// under one lock would stall every scrape for seconds. A series
+    /// removed in between is skipped.
+    fn in_pieces(
+        &self,
+        shard: usize,
+        want: impl Fn(&MemSeries) -> bool,
+        mut f: impl FnMut(SeriesRef, &MemSeries, &Index),
+    ) {
+        let Some(sh) = self.inner.shards.get(shard) else {
+            return;
+        };
+        let refs: Vec<SeriesRef> = lock(sh)
+            .series
+            .iter()
+            .filter(|(_, s)| want(s))
+            .map(|(&r, _)| r)
+            .collect();
+        for piece in refs.chunks(PIECE) {
+            let guard = lock(sh);
+            let ix = read(&self.inner.index);
+            for &r in piece {
+                if let Some(s) = guard.series.get(&r) {
+                    f(r, s, &ix);
+                }
+            }
+        }
+    }
+
+    /// Closes the open chunks of series with no sample since `before`, so
+    /// that the next flush moves them to the chunk store. Returns how many.
+    pub fn close_idle(&self, before: i64) -> usize {
+        let mut n = 0;
+        for sh in &self.inner.shards {
+            let mut shard = lock(sh);
+            for s in shard.series.values_mut() {
+                if s.has_last && s.last_t < before && s.pending == 0 && s.close_open() {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Series idle since before `before` whose every chunk is in the chunk
+    /// store: they may leave memory ([`Head::drop_cold`]). With their label
+    /// hash, labels and persisted range.
+    pub fn cold_candidates(&self, before: i64) -> Vec<(SeriesRef, u64, Labels, (i64, i64))> {
+        let mut out = Vec::new();
+        for shard in 0..SHARD_COUNT {
+            self.in_pieces(
+                shard,
+                |s| s.can_go_cold(before),
+                |r, s, ix| {
+                    if let Some(range) = s.disk_range() {
+                        out.push((r, s.hash, ix.labels(&s.labels), range));
+                    }
+                },
+            );
+        }
+        out
+    }
+
+    /// Removes from memory the series of `refs` that still may leave it (no
+    /// sample came in the meantime); returns those removed.
+    pub fn drop_cold(&self, refs: &[SeriesRef], before: i64) -> Vec<SeriesRef> {
+        let inner = &*self.inner;
+        let mut out = Vec::new();
+        let mut removed: Vec<(SeriesRef, SymLabels)> = Vec::new();
+        for &r in refs {
+            let mut shard = lock(&inner.shards[shard_of(r)]);
+            if !shard.series.get(&r).is_some_and(|s| s.can_go_cold(before)) {
+                continue;
+            }
+            if let Some(s) = shard.series.remove(&r) {
+                shard.unlink_hash(r, s.hash);
+                removed.push((r, s.labels));
+                out.push(r);
+            }
+        }
+        if !removed.is_empty() {
+            write(&inner.index).remove_series(&removed);
+        }
+        out
+    }
+
+    /// Records that the chunk store now holds `items`: their closed chunks
+    /// leave memory.
+    pub fn mark_flushed(&self, items: &[FlushItem]) {
+        for item in items {
+            let mut shard = lock(&self.inner.shards[shard_of(item.r)]);
+            let Some(s) = shard.series.get_mut(&item.r) else {
+                continue;
+            };
+            s.labels_stored = true;
+            if let Some((a, b)) = item.range {
+                let n = s.closed.partition_point(|c| c.max_t <= b);
+                s.closed.drain(..n);
+                s.disk_min = a;
+                s.disk_max = s.disk_max.max(b);
+            }
+        }
+    }
+
+    /// Sets what the chunk store holds of series `r` (open, retention). A
+    /// series known only from disk takes its last timestamp from there, so
+    /// that older samples are refused.
+    pub fn set_disk_range(&self, r: SeriesRef, range: Option<(i64, i64)>) {
+        let mut shard = lock(&self.inner.shards[shard_of(r)]);
+        let Some(s) = shard.series.get_mut(&r) else {
+            return;
+        };
+        s.set_stored(range);
+        drop(shard);
+        if let Some((a, b)) = range {
+            self.inner.note_times(a, b);
+        }
+    }
+
+    /// Series whose chunks on disk start before `t`.
+    pub fn disk_before(&self, t: i64) -> Vec<SeriesRef> {
+        let mut out = Vec::new();
+        for shard in &self.inner.shards {
+            let shard = lock(shard);
+            out.extend(
+                shard
+                    .series
+                    .iter()
+                    .filter(|(_, s)| s.disk_min < t)
+                    .map(|(&r, _)| r),
+            );
+        }
+        out
+    }
+}

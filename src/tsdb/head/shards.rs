@@ -1,0 +1,521 @@
+//! The head's store: series sharded by reference behind `[Mutex<Shard>; SHARDS]`,
+//! the inverted index behind one `RwLock`, series creation and lookup, time
+//! bounds, garbage collection and statistics. Lock order is always shard,
+//! then index.
+
+use std::hash::Hasher;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{
+    Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
+
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
+
+use crate::model::Labels;
+use crate::storage::{Error, Querier, Queryable, SeriesRef};
+
+use crate::tsdb::index::{Cardinality, Index, SymLabels};
+use crate::tsdb::querier::HeadQuerier;
+use crate::tsdb::refmap::RefMap;
+
+use super::{append::*, persist::*, series::*};
+
+/// Prometheus's default head chunk range: two hours in milliseconds.
+pub const DEFAULT_CHUNK_RANGE: i64 = 2 * 60 * 60 * 1000;
+
+/// Prometheus's target number of samples per chunk.
+pub const DEFAULT_SAMPLES_PER_CHUNK: usize = 120;
+
+pub(super) const SHARD_BITS: u32 = 4;
+/// Series handled per shard lock by the background copies (flush,
+/// checkpoint).
+pub(super) const PIECE: usize = 1024;
+pub(super) const SHARDS: usize = 1 << SHARD_BITS;
+
+#[derive(Debug, Clone)]
+pub struct HeadOptions {
+    /// Chunks never span a multiple of this many milliseconds.
+    pub chunk_range: i64,
+    /// The number of samples a chunk aims for; a chunk is cut at twice this
+    /// at the latest.
+    pub samples_per_chunk: usize,
+}
+
+impl Default for HeadOptions {
+    fn default() -> Self {
+        HeadOptions {
+            chunk_range: DEFAULT_CHUNK_RANGE,
+            samples_per_chunk: DEFAULT_SAMPLES_PER_CHUNK,
+        }
+    }
+}
+
+/// Counts and memory of the head at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadStats {
+    pub num_series: usize,
+    pub num_chunks: usize,
+    pub num_symbols: usize,
+    /// Estimated heap bytes of series, chunks and index, from capacities.
+    pub heap_bytes: usize,
+    /// Of `heap_bytes`, the bytes of encoded samples (chunk buffers).
+    pub chunk_bytes: usize,
+    /// Samples in open chunks.
+    pub open_samples: usize,
+}
+
+/// What one [`Head::gc`] call removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcStats {
+    pub removed_chunks: usize,
+    pub removed_series: usize,
+    /// The references of the removed series, for the chunk store.
+    pub removed_refs: Vec<SeriesRef>,
+}
+
+/// Number of shards, for callers that walk the head shard by shard.
+pub const SHARD_COUNT: usize = SHARDS;
+
+/// The in-memory time-series store. Cloning is cheap and shares the store.
+#[derive(Clone, Default)]
+pub struct Head {
+    pub(super) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Head")
+            .field("opts", &self.inner.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(super) opts: HeadOptions,
+    pub(super) shards: [Mutex<Shard>; SHARDS],
+    pub(super) index: RwLock<Index>,
+    // Bounds of committed samples; `i64::MAX`/`i64::MIN` while empty.
+    pub(super) min_time: AtomicI64,
+    pub(super) max_time: AtomicI64,
+    // Samples before this are out of bounds: they were garbage-collected.
+    pub(super) min_valid_time: AtomicI64,
+    pub(super) log: OnceLock<Arc<dyn CommitLog>>,
+    pub(super) disk: OnceLock<Arc<dyn DiskChunks>>,
+    pub(super) next_seq: AtomicU64,
+    // Commits hold it shared from logging to applying; a checkpoint holds it
+    // exclusively to find a moment when the log and the head agree.
+    pub(super) gate: RwLock<()>,
+    // Emptied appender buffers kept for the next appender: a scrape's batch
+    // would otherwise grow 16 vectors and a map from nothing every time.
+    pub(super) spare: Mutex<Vec<AppendBuffers>>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner::new(HeadOptions::default())
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Shard {
+    pub(super) series: RefMap<Box<MemSeries>>,
+    // Label hash to the series with that hash; later series with the same
+    // hash (a collision) go to `collisions`.
+    pub(super) by_hash: FxHashMap<u64, SeriesRef>,
+    pub(super) collisions: FxHashMap<u64, Vec<SeriesRef>>,
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(super) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(super) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The shard that holds series `r`.
+pub(crate) fn shard_of(r: SeriesRef) -> usize {
+    (r & (SHARDS as u64 - 1)) as usize
+}
+
+pub(super) fn hash_labels(labels: &Labels) -> u64 {
+    let mut h = FxHasher::default();
+    for l in labels {
+        h.write(l.name.as_bytes());
+        h.write_u8(0xff);
+        h.write(l.value.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
+impl Inner {
+    fn new(opts: HeadOptions) -> Inner {
+        Inner {
+            opts,
+            shards: Default::default(),
+            index: RwLock::new(Index::new()),
+            min_time: AtomicI64::new(i64::MAX),
+            max_time: AtomicI64::new(i64::MIN),
+            min_valid_time: AtomicI64::new(i64::MIN),
+            log: OnceLock::new(),
+            disk: OnceLock::new(),
+            next_seq: AtomicU64::new(0),
+            gate: RwLock::new(()),
+            spare: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(super) fn note_times(&self, lo: i64, hi: i64) {
+        if lo <= hi {
+            self.min_time.fetch_min(lo, Ordering::AcqRel);
+            self.max_time.fetch_max(hi, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether series `r` is in memory.
+    pub(crate) fn contains(&self, r: SeriesRef) -> bool {
+        lock(&self.shards[shard_of(r)]).series.contains_key(&r)
+    }
+
+    pub(crate) fn disk(&self) -> Option<&Arc<dyn DiskChunks>> {
+        self.disk.get()
+    }
+
+    pub(crate) fn index(&self) -> RwLockReadGuard<'_, Index> {
+        read(&self.index)
+    }
+
+    /// Bounds of the committed samples, if any.
+    pub(crate) fn time_bounds(&self) -> Option<(i64, i64)> {
+        let (a, b) = (
+            self.min_time.load(Ordering::Acquire),
+            self.max_time.load(Ordering::Acquire),
+        );
+        (a <= b).then_some((a, b))
+    }
+
+    /// Calls `f` once per shard with the series among `refs` (sorted or not)
+    /// that still exist, holding that shard's lock and the index read lock.
+    pub(crate) fn visit(
+        &self,
+        refs: &[SeriesRef],
+        mut f: impl FnMut(&Index, &[(SeriesRef, &MemSeries)]),
+    ) {
+        let mut buckets: [Vec<SeriesRef>; SHARDS] = Default::default();
+        for &r in refs {
+            buckets[shard_of(r)].push(r);
+        }
+        for (i, bucket) in buckets.iter().enumerate() {
+            if bucket.is_empty() {
+                continue;
+            }
+            let shard = lock(&self.shards[i]);
+            let ix = read(&self.index);
+            let batch: Vec<(SeriesRef, &MemSeries)> = bucket
+                .iter()
+                .filter_map(|&r| shard.series.get(&r).map(|s| (r, &**s)))
+                .collect();
+            f(&ix, &batch);
+        }
+    }
+
+    /// Finds the series with exactly `labels`, creating it if needed.
+    /// A new series takes reference `want` if that is free and in the right
+    /// shard (restoring a checkpoint keeps references stable).
+    pub(super) fn get_or_create(
+        &self,
+        labels: &Labels,
+        want: SeriesRef,
+    ) -> Result<(SeriesRef, MutexGuard<'_, Shard>), Error> {
+        self.get_or_create_as(labels, want, false)
+    }
+
+    /// As [`Inner::get_or_create`]; with `revive`, a series that is not in
+    /// memory is first looked for among the cold ones, and comes back with
+    /// its old reference (under the shard's lock, so that two appenders of
+    /// the same labels cannot both miss it).
+    pub(super) fn get_or_create_as(
+        &self,
+        labels: &Labels,
+        mut want: SeriesRef,
+        revive: bool,
+    ) -> Result<(SeriesRef, MutexGuard<'_, Shard>), Error> {
+        if labels.is_empty() {
+            return Err(Error::EmptyLabelset);
+        }
+        let hash = hash_labels(labels);
+        let si = (hash >> (64 - SHARD_BITS)) as usize;
+        let mut shard = lock(&self.shards[si]);
+        {
+            let ix = read(&self.index);
+            let candidates = shard
+                .by_hash
+                .get(&hash)
+                .into_iter()
+                .chain(shard.collisions.get(&hash).into_iter().flatten());
+            for &r in candidates {
+                if shard
+                    .series
+                    .get(&r)
+                    .is_some_and(|s| ix.labels_equal(&s.labels, labels))
+                {
+                    return Ok((r, shard));
+                }
+            }
+        }
+        let mut revived = None;
+        if revive && let Some(disk) = self.disk.get() {
+            revived = disk.revive(hash, labels)?;
+            if let Some((r, _)) = revived {
+                want = r;
+            }
+        }
+        // One counter for all shards: references grow in creation order, so
+        // postings lists take new series at their end (a bulk load from a
+        // checkpoint would otherwise insert into the middle, quadratically).
+        let r = if want != 0 && shard_of(want) == si && !shard.series.contains_key(&want) {
+            self.next_seq
+                .fetch_max(want >> SHARD_BITS, Ordering::Relaxed);
+            want
+        } else {
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed) + 1;
+            seq << SHARD_BITS | si as u64
+        };
+        let range = match revived {
+            Some((old, range)) if old == r => Some(range),
+            Some((old, _)) => {
+                tracing::error!(
+                    series = old,
+                    now = r,
+                    "a cold series came back under another reference"
+                );
+                None
+            }
+            None => None,
+        };
+        self.insert_series(&mut shard, r, labels, hash, range);
+        Ok((r, shard))
+    }
+
+    /// Adds series `r` to the index, the WAL and `shard`; `stored` is its
+    /// persisted range when it comes back from the chunk store.
+    fn insert_series(
+        &self,
+        shard: &mut Shard,
+        r: SeriesRef,
+        labels: &Labels,
+        hash: u64,
+        stored: Option<TimeRange>,
+    ) {
+        let syms = write(&self.index).add_series(r, labels);
+        if let Some(log) = self.log.get() {
+            log.log_series(r, labels);
+        }
+        let mut series = Box::new(MemSeries::new(syms, hash));
+        if let Some((a, b)) = stored {
+            series.set_stored(Some((a, b)));
+            // Queries look at the head only within its time bounds.
+            self.note_times(a, b);
+        }
+        shard.series.insert(r, series);
+        match shard.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                shard.collisions.entry(hash).or_default().push(r);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(r);
+            }
+        }
+    }
+
+    /// Brings cold series `r` back into `shard` (its own, locked); false if
+    /// the chunk store has no such cold series.
+    pub(super) fn revive_ref(&self, shard: &mut Shard, r: SeriesRef) -> bool {
+        let Some(disk) = self.disk.get() else {
+            return false;
+        };
+        match disk.revive_ref(r) {
+            Ok(Some((labels, hash, range))) => {
+                self.insert_series(shard, r, &labels, hash, Some(range));
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::error!(error = %e, series = r, "cannot bring a series back from the chunk store");
+                false
+            }
+        }
+    }
+}
+
+impl Head {
+    pub fn new(opts: HeadOptions) -> Head {
+        Head {
+            inner: Arc::new(Inner::new(opts)),
+        }
+    }
+
+    pub fn options(&self) -> &HeadOptions {
+        &self.inner.opts
+    }
+
+    /// The oldest and newest committed sample times, if any.
+    pub fn time_bounds(&self) -> Option<(i64, i64)> {
+        self.inner.time_bounds()
+    }
+
+    /// Of `refs`, those that hold a sample before `t` in memory (open or
+    /// closed chunks not yet in the chunk store).
+    pub fn in_memory_before(&self, refs: &[SeriesRef], t: i64) -> FxHashSet<SeriesRef> {
+        let mut out = FxHashSet::default();
+        for &r in refs {
+            let shard = lock(&self.inner.shards[shard_of(r)]);
+            let Some(s) = shard.series.get(&r) else {
+                continue;
+            };
+            let first = s
+                .closed
+                .first()
+                .map(|c| c.min_t)
+                .or_else(|| s.open.as_ref().map(OpenChunk::min_t));
+            if first.is_some_and(|m| m < t) {
+                out.insert(r);
+            }
+        }
+        out
+    }
+
+    /// Whether a series with this reference exists.
+    pub fn has_series(&self, r: SeriesRef) -> bool {
+        self.inner.contains(r)
+    }
+
+    /// The labels of a series by reference, if it exists.
+    pub fn series_labels(&self, r: SeriesRef) -> Option<Labels> {
+        let shard = lock(&self.inner.shards[shard_of(r)]);
+        let s = shard.series.get(&r)?;
+        Some(read(&self.inner.index).labels(&s.labels))
+    }
+
+    /// Drops every chunk that ends before `min_time`, then every series left
+    /// without chunks (unless an appender has uncommitted samples for it), and
+    /// removes them from the index. Samples before `min_time` are refused
+    /// afterwards with [`Error::OutOfBounds`].
+    pub fn gc(&self, min_time: i64) -> GcStats {
+        let inner = &*self.inner;
+        inner.min_valid_time.fetch_max(min_time, Ordering::AcqRel);
+        let mut stats = GcStats::default();
+        let mut new_min = i64::MAX;
+        for shard in &inner.shards {
+            let mut removed: Vec<(SeriesRef, SymLabels)> = Vec::new();
+            {
+                let mut shard = lock(shard);
+                let mut dead = Vec::new();
+                for (r, s) in shard.series.iter_mut() {
+                    stats.removed_chunks += s.truncate(min_time);
+                    match s.time_range() {
+                        Some((a, _)) => new_min = new_min.min(a),
+                        None if s.is_empty() && s.pending == 0 => dead.push(*r),
+                        None => {}
+                    }
+                }
+                for r in dead {
+                    let Some(s) = shard.series.remove(&r) else {
+                        continue;
+                    };
+                    shard.unlink_hash(r, s.hash);
+                    stats.removed_refs.push(r);
+                    removed.push((r, s.labels));
+                }
+            }
+            stats.removed_series += removed.len();
+            if !removed.is_empty() {
+                write(&inner.index).remove_series(&removed);
+            }
+        }
+        if new_min == i64::MAX {
+            inner.min_time.store(i64::MAX, Ordering::Release);
+            inner.max_time.store(i64::MIN, Ordering::Release);
+        } else {
+            inner.min_time.store(new_min, Ordering::Release);
+        }
+        stats
+    }
+}
+
+impl Head {
+    /// Cardinality of the series in memory, from the index alone
+    /// (`/api/v1/status/tsdb`), `limit` entries per list.
+    pub fn cardinality(&self, limit: usize) -> Cardinality {
+        read(&self.inner.index).cardinality(crate::model::METRIC_NAME, limit)
+    }
+
+    /// Chunks in memory, open and closed (`prometheus_tsdb_head_chunks`).
+    pub fn num_chunks(&self) -> usize {
+        let mut n = 0;
+        for shard in &self.inner.shards {
+            let shard = lock(shard);
+            n += shard
+                .series
+                .values()
+                .map(|s| s.closed.len() + usize::from(s.open.is_some()))
+                .sum::<usize>();
+        }
+        n
+    }
+
+    /// Counts and estimated memory.
+    pub fn stats(&self) -> HeadStats {
+        let mut st = HeadStats::default();
+        for shard in &self.inner.shards {
+            let shard = lock(shard);
+            st.num_series += shard.series.len();
+            st.heap_bytes += shard.series.capacity() * 17
+                + shard.by_hash.capacity() * 17
+                + shard.collisions.capacity() * 33;
+            for s in shard.series.values() {
+                let (all, chunks) = s.heap_bytes();
+                st.heap_bytes += all;
+                st.chunk_bytes += chunks;
+                st.num_chunks += s.closed.len() + usize::from(s.open.is_some());
+                st.open_samples += s.open.as_ref().map_or(0, |o| o.chunk.num_samples());
+            }
+        }
+        let ix = read(&self.inner.index);
+        st.heap_bytes += ix.heap_bytes();
+        st.num_symbols = ix.symbols().len();
+        st
+    }
+}
+
+impl Shard {
+    pub(super) fn unlink_hash(&mut self, r: SeriesRef, hash: u64) {
+        if self.by_hash.get(&hash) == Some(&r) {
+            self.by_hash.remove(&hash);
+            if let Some(list) = self.collisions.get_mut(&hash) {
+                if let Some(next) = list.pop() {
+                    self.by_hash.insert(hash, next);
+                }
+                if list.is_empty() {
+                    self.collisions.remove(&hash);
+                }
+            }
+        } else if let Some(list) = self.collisions.get_mut(&hash) {
+            list.retain(|x| *x != r);
+            if list.is_empty() {
+                self.collisions.remove(&hash);
+            }
+        }
+    }
+}
+
+impl Queryable for Head {
+    fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier + '_>, Error> {
+        Ok(Box::new(HeadQuerier::new(&self.inner, mint, maxt)))
+    }
+}
