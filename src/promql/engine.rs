@@ -3,7 +3,7 @@
 //! Like Prometheus, every node is evaluated once over all steps of the query:
 //! an instant-vector node yields a step-aligned matrix, a scalar node one value
 //! per step. Selectors read storage once per query through the
-//! [`Queryable`] seam and walk their samples with a cursor as steps advance,
+//! [`Queryable`](crate::storage::Queryable) seam and walk their samples with a cursor as steps advance,
 //! so a range query never re-reads data per step. An instant query is a range
 //! query with one step.
 //!

@@ -33,7 +33,7 @@ impl OpenChunk {
 
 /// Field order is fixed (`repr(C)`) so that everything an append reads or
 /// writes sits in the first 94 bytes: at most two cache lines, both of which
-/// [`warm`] touches before a commit's appends. With the compiler's order the
+/// [`warm`](super::append::warm) touches before a commit's appends. With the compiler's order the
 /// hot fields spread over three lines and the append loop waited on one.
 #[repr(C)]
 pub(crate) struct MemSeries {
