@@ -158,18 +158,14 @@ impl Drop for RayCluster {
 
 /// Targets in `/api/v1/targets` as (scrapeUrl, health, lastError).
 fn targets(addr: &str) -> Result<Vec<(String, String, String)>, String> {
-    let r = support::get(addr, "/api/v1/targets").map_err(|e| e.to_string())?;
-    let v = r.json();
-    let active = v["data"]["activeTargets"]
-        .as_array()
-        .ok_or("no activeTargets")?;
-    Ok(active
+    let at = support::text_at;
+    Ok(support::active_targets(addr)?
         .iter()
         .map(|t| {
             (
-                t["labels"]["instance"].as_str().unwrap_or("").to_string(),
-                t["health"].as_str().unwrap_or("").to_string(),
-                t["lastError"].as_str().unwrap_or("").to_string(),
+                at(t, "/labels/instance"),
+                at(t, "/health"),
+                at(t, "/lastError"),
             )
         })
         .collect())
@@ -332,19 +328,14 @@ fn issue_2_and_5_real_ray_cluster_is_scraped_queried_and_a_leaving_node_goes_sta
 
 /// Targets as (instance, health, `__meta_url`).
 fn sd_targets(addr: &str) -> Result<Vec<(String, String, String)>, String> {
-    let r = support::get(addr, "/api/v1/targets").map_err(|e| e.to_string())?;
-    let v = r.json();
-    let active = v["data"]["activeTargets"]
-        .as_array()
-        .ok_or("no activeTargets")?;
-    Ok(active
+    let at = support::text_at;
+    Ok(support::active_targets(addr)?
         .iter()
         .map(|t| {
-            let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
             (
-                s(&t["labels"]["instance"]),
-                s(&t["health"]),
-                s(&t["discoveredLabels"]["__meta_url"]),
+                at(t, "/labels/instance"),
+                at(t, "/health"),
+                at(t, "/discoveredLabels/__meta_url"),
             )
         })
         .collect())

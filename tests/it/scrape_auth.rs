@@ -180,20 +180,10 @@ fn start_tinyproxy(dir: &Path) -> (String, PathBuf, KillOnDrop) {
 
 /// Active targets as (job, health, lastError).
 fn targets(addr: &str) -> Result<Vec<(String, String, String)>, String> {
-    let r = support::get(addr, "/api/v1/targets").map_err(|e| e.to_string())?;
-    let v = r.json();
-    let active = v["data"]["activeTargets"]
-        .as_array()
-        .ok_or("no activeTargets")?;
-    Ok(active
+    let at = support::text_at;
+    Ok(support::active_targets(addr)?
         .iter()
-        .map(|t| {
-            (
-                t["scrapePool"].as_str().unwrap_or("").to_string(),
-                t["health"].as_str().unwrap_or("").to_string(),
-                t["lastError"].as_str().unwrap_or("").to_string(),
-            )
-        })
+        .map(|t| (at(t, "/scrapePool"), at(t, "/health"), at(t, "/lastError")))
         .collect())
 }
 
@@ -556,17 +546,16 @@ impl SdServer {
 
 /// Discovered targets of `job` as (address, `__meta_url`, group label `g`).
 fn discovered(addr: &str, job: &str) -> Result<Vec<(String, String, String)>, String> {
-    let r = support::get(addr, "/api/v1/targets").map_err(|e| e.to_string())?;
-    let v = r.json();
-    let mut out: Vec<_> = v["data"]["activeTargets"]
-        .as_array()
-        .ok_or("no activeTargets")?
+    let at = support::text_at;
+    let mut out: Vec<_> = support::active_targets(addr)?
         .iter()
         .filter(|t| t["scrapePool"] == job)
         .map(|t| {
-            let d = &t["discoveredLabels"];
-            let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
-            (s("__address__"), s("__meta_url"), s("g"))
+            (
+                at(t, "/discoveredLabels/__address__"),
+                at(t, "/discoveredLabels/__meta_url"),
+                at(t, "/discoveredLabels/g"),
+            )
         })
         .collect();
     out.sort();

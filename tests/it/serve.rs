@@ -56,14 +56,10 @@ fn config(sd: &Path, extra_job: Option<&str>) -> String {
 }
 
 fn instances(addr: &str, job: &str) -> Result<Vec<String>, String> {
-    let r = support::get(addr, "/api/v1/targets").map_err(|e| e.to_string())?;
-    let v = r.json();
-    Ok(v["data"]["activeTargets"]
-        .as_array()
-        .ok_or("no targets")?
+    Ok(support::active_targets(addr)?
         .iter()
         .filter(|t| t["scrapePool"] == job && t["health"] == "up")
-        .map(|t| t["labels"]["instance"].as_str().unwrap_or("").to_string())
+        .map(|t| support::text_at(t, "/labels/instance"))
         .collect())
 }
 

@@ -178,6 +178,23 @@ pub fn get(addr: &str, path: &str) -> std::io::Result<Response> {
     http("GET", addr, path, None)
 }
 
+/// The active targets of `/api/v1/targets`, each as its JSON object.
+pub fn active_targets(addr: &str) -> Result<Vec<serde_json::Value>, String> {
+    let r = get(addr, "/api/v1/targets").map_err(|e| e.to_string())?;
+    match r.json()["data"]["activeTargets"].take() {
+        serde_json::Value::Array(a) => Ok(a),
+        _ => Err(format!("no activeTargets in {}", r.body)),
+    }
+}
+
+/// The string at JSON `pointer` in `v` (`/labels/instance`), `""` when absent.
+pub fn text_at(v: &serde_json::Value, pointer: &str) -> String {
+    v.pointer(pointer)
+        .and_then(|s| s.as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
 /// Polls `f` every 200 ms until it returns `Some`, or panics after `timeout`
 /// with `what` and the last state `f` described.
 pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {

@@ -428,13 +428,9 @@ fn issue_6_up_starts_real_ray_and_raymon_and_down_leaves_no_process() {
 
 /// Targets raymon scrapes, as `instance` labels.
 fn target_instances(addr: &str) -> Result<Vec<String>, String> {
-    let r = support::get(addr, "/api/v1/targets").map_err(|e| e.to_string())?;
-    let v = r.json();
-    Ok(v["data"]["activeTargets"]
-        .as_array()
-        .ok_or("no activeTargets")?
+    Ok(support::active_targets(addr)?
         .iter()
-        .map(|t| t["labels"]["instance"].as_str().unwrap_or("").to_string())
+        .map(|t| support::text_at(t, "/labels/instance"))
         .collect())
 }
 
