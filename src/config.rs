@@ -10,6 +10,7 @@
 
 mod duration;
 mod env_expand;
+pub(crate) mod glob;
 pub mod http_client;
 mod marshal;
 mod raw;
@@ -335,7 +336,7 @@ pub fn check(paths: &[&Path]) -> CheckOutput {
             Ok(cfg) => {
                 for sc in &cfg.scrape_configs {
                     for f in sc.file_sd_configs.iter().flat_map(|f| &f.files) {
-                        if !glob_has_match(f) {
+                        if !glob::has_match(f) {
                             out.stdout.push_str(&format!(
                                 "  WARNING: file {f:?} for file_sd in scrape job {:?} does not exist\n",
                                 sc.job_name
@@ -364,29 +365,6 @@ pub fn check(paths: &[&Path]) -> CheckOutput {
         out.stdout.push('\n');
     }
     out
-}
-
-/// Whether a file_sd path (which may hold one `*` in its last element) names
-/// an existing file.
-fn glob_has_match(pattern: &str) -> bool {
-    let p = Path::new(pattern);
-    let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
-        return p.exists();
-    };
-    let Some((pre, post)) = name.split_once('*') else {
-        return p.exists();
-    };
-    let dir = match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| {
-            e.file_name().to_str().is_some_and(|n| {
-                n.len() >= pre.len() + post.len() && n.starts_with(pre) && n.ends_with(post)
-            })
-        })
-    })
 }
 
 fn dur(field: Option<&str>, default: Duration) -> Result<Duration, String> {

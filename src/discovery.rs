@@ -5,7 +5,6 @@
 //! groups of every job on a `watch` channel, and the scrape manager reacts.
 
 pub mod file_sd;
-mod glob;
 pub mod http_sd;
 mod target_group;
 

@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{Error, TargetGroup, glob};
+use super::{Error, TargetGroup};
+use crate::config::glob;
 use crate::selfmetrics::SdMetrics;
 
 /// How long to wait after a filesystem event for the writer to finish, so the
@@ -41,7 +42,12 @@ impl FileSd {
     pub fn new(patterns: &[String], refresh: Duration) -> Result<FileSd, Error> {
         let patterns = patterns
             .iter()
-            .map(|p| glob::split(p))
+            .map(|p| {
+                glob::split(p).map_err(|msg| Error::Pattern {
+                    pattern: p.clone(),
+                    msg,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(FileSd {
             patterns,

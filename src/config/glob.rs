@@ -1,27 +1,21 @@
-//! The small glob dialect file_sd accepts: `*`, `?` and `[...]` in the last
-//! path element only, as Prometheus's `filepath.Glob` use allows.
+//! The small glob dialect of `file_sd_configs` file names: `*`, `?` and
+//! `[...]` in the last path element only, as Prometheus's `filepath.Glob`
+//! use allows. One matcher for discovery and for `check config`, so the two
+//! never disagree about which files a pattern names.
 
 use std::path::{Path, PathBuf};
 
-use super::Error;
-
 /// Splits a pattern into its directory and the file-name pattern, rejecting
-/// wildcards in directory components.
-pub fn split(pattern: &str) -> Result<(PathBuf, String), Error> {
+/// wildcards in directory components (the error is the reason).
+pub fn split(pattern: &str) -> Result<(PathBuf, String), String> {
     let path = Path::new(pattern);
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::Pattern {
-            pattern: pattern.to_string(),
-            msg: "no file name".to_string(),
-        })?;
+        .ok_or_else(|| "no file name".to_string())?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     if dir.to_string_lossy().contains(['*', '?', '[']) {
-        return Err(Error::Pattern {
-            pattern: pattern.to_string(),
-            msg: "path may contain wildcards only in its last element".to_string(),
-        });
+        return Err("path may contain wildcards only in its last element".to_string());
     }
     let dir = if dir.as_os_str().is_empty() {
         PathBuf::from(".")
@@ -29,6 +23,21 @@ pub fn split(pattern: &str) -> Result<(PathBuf, String), Error> {
         dir
     };
     Ok((dir, name.to_string()))
+}
+
+/// Whether `pattern` names at least one existing file.
+pub fn has_match(pattern: &str) -> bool {
+    let Ok((dir, name)) = split(pattern) else {
+        return false;
+    };
+    if !name.contains(['*', '?', '[']) {
+        return dir.join(&name).exists();
+    }
+    std::fs::read_dir(&dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_str().is_some_and(|n| matches(&name, n)))
+    })
 }
 
 /// Whether `name` matches the file-name pattern `pat`.
@@ -90,5 +99,22 @@ mod tests {
         let (dir, pat) = split("/tmp/ray/*.json").unwrap();
         assert_eq!(dir, PathBuf::from("/tmp/ray"));
         assert_eq!(pat, "*.json");
+    }
+
+    /// `check config` asks the same matcher discovery uses: a `?` or `[...]`
+    /// pattern finds the file discovery would read.
+    #[test]
+    fn has_match_speaks_the_discovery_dialect() {
+        let dir = std::env::temp_dir().join(format!("raymon-glob-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("sd-7.json"), "[]").unwrap();
+        let at = |p: &str| dir.join(p).display().to_string();
+        assert!(has_match(&at("sd-?.json")));
+        assert!(has_match(&at("sd-[0-9].json")));
+        assert!(has_match(&at("*.json")));
+        assert!(has_match(&at("sd-7.json")));
+        assert!(!has_match(&at("sd-[!0-9].json")));
+        assert!(!has_match(&at("other-*.json")));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
