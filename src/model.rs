@@ -15,6 +15,7 @@
 //! assert!(is_valid_label_name("node_id") && !is_valid_label_name("1x"));
 //! ```
 
+pub mod civil;
 pub mod duration;
 mod expand;
 pub mod gofmt;

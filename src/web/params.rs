@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::Shared;
 use super::envelope::text;
+use crate::model::civil::{civil_from_days, days_from_civil};
 use crate::model::duration::parse_duration_ms;
 use crate::model::gofmt::{go_quote, parse_float};
 
@@ -209,38 +210,6 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         Ok(ms) => Ok(ms.saturating_mul(1_000_000)),
         Err(_) => Err(format!("cannot parse {} to a valid duration", go_quote(s))),
     }
-}
-
-/// Days since 1970-01-01 for a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count since 1970-01-01.
-pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
 }
 
 /// Parses Go's `time.RFC3339Nano` layout into Unix milliseconds (truncating

@@ -311,16 +311,7 @@ fn date_function(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
 
 /// Year, month, day of a Unix time in seconds (UTC).
 fn civil(t: i64) -> (i64, i64, i64) {
-    let z = t.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    crate::model::civil::civil_from_days(t.div_euclid(86_400))
 }
 
 fn days_in_month(y: i64, m: i64) -> i64 {
