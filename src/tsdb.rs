@@ -47,6 +47,7 @@ pub mod index;
 pub mod kv;
 mod querier;
 mod refmap;
+mod ticker;
 pub mod tombstones;
 pub mod wal;
 

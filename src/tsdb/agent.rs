@@ -9,14 +9,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 use tracing::{error, info, warn};
 
+use super::ticker::Ticker;
 use super::wal::{self, Keep, Record, Wal};
 use crate::model::Labels;
 use crate::storage::{self, Appendable, Appender, Rejected, SeriesRef};
@@ -48,7 +47,7 @@ pub struct AgentDb {
     inner: Mutex<Inner>,
     next_ref: AtomicU64,
     keep: Option<Arc<Keep>>,
-    background: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    background: Ticker,
     pub truncations: AtomicU64,
 }
 
@@ -104,7 +103,7 @@ impl AgentDb {
             inner: Mutex::new(inner),
             next_ref: AtomicU64::new(max_ref + 1),
             keep,
-            background: Mutex::new(None),
+            background: Ticker::default(),
             truncations: AtomicU64::new(0),
         })
     }
@@ -200,18 +199,12 @@ impl AgentDb {
 
     /// Syncs the WAL every second and truncates every `every`.
     pub fn start_background(self: &Arc<Self>, every: Duration) {
-        let (tx, rx) = mpsc::channel::<()>();
         let db = Arc::downgrade(self);
-        let spawned = std::thread::Builder::new()
-            .name("raymon-agent-wal".to_string())
-            .spawn(move || {
-                let mut last = std::time::Instant::now();
-                loop {
-                    match rx.recv_timeout(Duration::from_secs(1)) {
-                        Err(RecvTimeoutError::Timeout) => {}
-                        _ => return,
-                    }
-                    let Some(db) = db.upgrade() else { return };
+        let mut last = std::time::Instant::now();
+        let started =
+            self.background
+                .start("raymon-agent-wal", Duration::from_secs(1), move || {
+                    let Some(db) = db.upgrade() else { return false };
                     if let Err(e) = db.wal.sync() {
                         error!(error = %e, "cannot sync the agent WAL");
                     }
@@ -221,31 +214,17 @@ impl AgentDb {
                             error!(error = %e, "agent WAL truncation failed; it keeps everything");
                         }
                     }
-                }
-            });
-        match spawned {
-            Ok(h) => {
-                *self
-                    .background
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some((tx, h))
-            }
-            Err(e) => error!(error = %e, "cannot start the agent WAL thread"),
+                    true
+                });
+        if let Err(e) = started {
+            error!(error = %e, "cannot start the agent WAL thread");
         }
     }
 
     /// Stops the background thread and syncs the WAL. Nothing is deleted:
     /// the queues go on from their positions after the next start.
     pub fn close(&self) -> Result<(), Error> {
-        let bg = self
-            .background
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some((tx, h)) = bg {
-            drop(tx);
-            let _ = h.join();
-        }
+        self.background.stop();
         self.wal.flush_series()?;
         self.wal.sync()?;
         Ok(())

@@ -9,9 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustc_hash::FxHashSet;
@@ -25,6 +23,7 @@ use super::head::{
     CommitLog, DiskChunks, FlushItem, Head, HeadOptions, SHARD_COUNT, StoredSeries, TimeRange,
 };
 use super::kv::{self, ChunkStore, ColdSeries, FlushSeries};
+use super::ticker::Ticker;
 
 /// The chunk store's directory inside the data directory.
 const KV_DIR: &str = "chunks";
@@ -268,7 +267,7 @@ pub struct Db {
     opts: DbOptions,
     // Serialises checkpoints and retention.
     maintenance: Mutex<Maintenance>,
-    background: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    background: Ticker,
 }
 
 struct Maintenance {
@@ -668,46 +667,25 @@ impl Db {
 
     /// Starts the background thread (sync, retention, checkpoints).
     pub fn start_background(self: &Arc<Self>) {
-        let (tx, rx) = mpsc::channel::<()>();
         let db = Arc::downgrade(self);
-        let every = self.opts.sync_every;
-        let spawned = std::thread::Builder::new()
-            .name("raymon-tsdb".to_string())
-            .spawn(move || {
-                let mut last_retention = Instant::now();
-                let mut last_flush = Instant::now();
-                loop {
-                    match rx.recv_timeout(every) {
-                        Err(RecvTimeoutError::Timeout) => {}
-                        _ => return,
-                    }
-                    let Some(db) = db.upgrade() else { return };
-                    db.tick(&mut last_retention, &mut last_flush);
-                }
+        let mut last_retention = Instant::now();
+        let mut last_flush = Instant::now();
+        let started = self
+            .background
+            .start("raymon-tsdb", self.opts.sync_every, move || {
+                let Some(db) = db.upgrade() else { return false };
+                db.tick(&mut last_retention, &mut last_flush);
+                true
             });
-        match spawned {
-            Ok(h) => {
-                *self
-                    .background
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some((tx, h));
-            }
-            Err(e) => error!(error = %e, "cannot start the storage background thread"),
+        if let Err(e) = started {
+            error!(error = %e, "cannot start the storage background thread");
         }
     }
 
     /// Stops background work, writes a final checkpoint (so the next start
     /// replays no WAL) and syncs. Call after every appender is done.
     pub fn close(&self) -> Result<(), Error> {
-        let bg = self
-            .background
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some((tx, h)) = bg {
-            drop(tx);
-            let _ = h.join();
-        }
+        self.background.stop();
         self.wal.flush_series()?;
         self.wal.sync()?;
         self.checkpoint()?;

@@ -18,6 +18,7 @@ use crate::model::Labels;
 use crate::storage::{self, SeriesRef};
 use crate::tsdb::head::{ChunkSnapshot, Head, Restore, SHARD_COUNT, shard_of};
 use crate::tsdb::kv::{ChunkStore, ColdEntry};
+use crate::tsdb::ticker::Ticker;
 use crate::tsdb::wal::{self, CheckpointSeries, Record, Wal};
 
 use super::{
@@ -123,7 +124,7 @@ impl Db {
                 retention_removed_chunks: 0,
                 merge: merge::MergeCursor::default(),
             }),
-            background: Mutex::new(None),
+            background: Ticker::default(),
         };
         // What expired while the process was down goes now, from disk too.
         db.apply_retention(now_ms())?;
