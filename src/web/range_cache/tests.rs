@@ -89,7 +89,7 @@ fn value(rng: &mut Rng, l: &Labels) -> f64 {
 
 #[test]
 fn cached_range_queries_equal_uncached_ones_under_late_samples_and_deletes() {
-    let seed = std::env::var("RAYMON_SEED")
+    let seed = std::env::var("RAYMON_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| {
@@ -98,7 +98,7 @@ fn cached_range_queries_equal_uncached_ones_under_late_samples_and_deletes() {
                 .map_or(1, |d| d.as_nanos() as u64)
                 | 1
         });
-    println!("seed: {seed} (RAYMON_SEED={seed} repeats this run)");
+    println!("seed: {seed} (RAYMON_TEST_SEED={seed} repeats this run)");
     let mut rng = Rng(seed);
 
     let head = Arc::new(Head::default());
