@@ -33,7 +33,7 @@ fn body(addr: &str, path: &str) -> String {
 
 #[test]
 fn issue_22_cached_range_queries_equal_uncached_ones_over_http() {
-    let mut rng = Rng::seeded("issue_22_range_cache_http", 0x5eed_22);
+    let mut rng = Rng::seeded("issue_22_range_cache_http", 0x005e_ed22);
     let dir = TempDir::new("range-cache");
     let cfg = dir.path().join("prometheus.yml");
     std::fs::write(&cfg, "global:\n  scrape_interval: 5s\n").unwrap();
@@ -64,7 +64,12 @@ fn issue_22_cached_range_queries_equal_uncached_ones_over_http() {
         "max_over_time(ray_temp[2m:15s])",
         "ray_temp offset -20s",
     ];
-    let base: i64 = 1_700_000_000_000;
+    // Two hours ago: imports refuse samples older than --web.write.max-age.
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let base: i64 = (wall - 7_200_000) / 1000 * 1000;
     let mut now = base + 3_600_000;
     let mut last: std::collections::HashMap<String, i64> = Default::default();
     for round in 0..60 {
@@ -114,8 +119,8 @@ fn issue_22_cached_range_queries_equal_uncached_ones_over_http() {
         if round % 17 == 16 {
             let (start, end) = (now - 1_800_000, now - 1_200_000);
             let path = format!(
-                "/api/v1/admin/tsdb/delete_series?match[]=ray_temp{{node=\"n{}\"}}&start={}&end={}",
-                rng.below(4),
+                "/api/v1/admin/tsdb/delete_series?match[]={}&start={}&end={}",
+                support::enc(&format!("ray_temp{{node=\"n{}\"}}", rng.below(4))),
                 start / 1000,
                 end / 1000
             );
