@@ -44,7 +44,11 @@ fn read_prepared(dir: &Path, n: u32) -> Result<(u64, Prepared), wal::Error> {
                 data: c.data,
             })
             .collect();
-        out.push((s.r, s.labels, Restore::new(s.last_t, s.last_v, chunks)));
+        out.push((
+            s.r,
+            s.labels,
+            Restore::new(s.last_t, s.last_v, chunks, s.open),
+        ));
     })?;
     Ok((count, out))
 }
