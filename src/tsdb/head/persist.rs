@@ -202,6 +202,28 @@ impl Head {
         Ok(self.inner.get_or_create(labels, want)?.0)
     }
 
+    /// A series of the chunk store at start-up: finds or creates it (as
+    /// [`Head::series_ref`], with `hash` from [`hash_labels`]) and records
+    /// that the chunk store holds its labels and, if any, chunks over
+    /// `range`, under one lock.
+    pub fn restore_stored(
+        &self,
+        labels: &Labels,
+        hash: u64,
+        want: SeriesRef,
+        range: Option<TimeRange>,
+    ) -> Result<SeriesRef, Error> {
+        let (r, mut shard) = self.inner.get_or_create_hashed(labels, hash, want, false)?;
+        if let Some(s) = shard.series.get_mut(&r) {
+            s.set_stored(range);
+        }
+        drop(shard);
+        if let Some((a, b)) = range {
+            self.inner.note_times(a, b);
+        }
+        Ok(r)
+    }
+
     /// Gives a series created by [`Head::series_ref`] the chunks of a
     /// snapshot (decoded beforehand by [`Restore::new`], on any thread), if
     /// it holds no samples in memory yet. The last chunk stays open for
