@@ -11,10 +11,14 @@
 //! [`report`]. This module knows the collectors only as processes with a
 //! Prometheus-compatible HTTP API, never as code.
 
+pub mod answers;
 pub mod cluster;
 pub mod exposition;
 pub mod labels;
 pub mod measure;
+pub mod preload;
+pub mod queries;
+pub mod ray_nodes;
 pub mod report;
 pub mod tsdb;
 
@@ -34,6 +38,8 @@ pub const PROMETHEUS_COMMAND: &str = "/usr/bin/prometheus --config.file={config}
 
 /// A few of Ray's dashboard queries, used when `--queries` is not given.
 const BUILTIN_QUERIES: &[&str] = &[
+    // The aggregation Ray's dashboards run most, over every task series.
+    r#"sum(rate(ray_tasks_total[1m])) by (State)"#,
     r#"sum(ray_tasks{SessionName=~".*",State=~"RUNNING"}) by (Name)"#,
     r#"sum(rate(ray_grpc_server_req_finished_total{SessionName=~".*"}[1m])) by (Method)"#,
     r#"sum(ray_actors{SessionName=~".*"}) by (State)"#,
@@ -134,10 +140,12 @@ pub struct BenchArgs {
     /// Measure only the `--vs` collectors.
     #[arg(long)]
     pub no_raymon: bool,
-    /// Ray dashboard queries, one per line (such as Ray's substituted
-    /// dashboard expressions); a built-in handful when not given.
-    #[arg(long)]
-    pub queries: Option<PathBuf>,
+    /// Dashboard queries: a file with one per line, `ray` for Ray's 397
+    /// dashboard queries, or `builtin` for a handful of Ray's heaviest
+    /// (built in). Repeatable; the lists are run in the order given.
+    /// Default: `builtin`, or with --same-data `ray`.
+    #[arg(long, value_name = "FILE|ray|builtin")]
+    pub queries: Vec<PathBuf>,
     /// Run at most this many of the queries, spread evenly over the file so
     /// every collector runs the same ones (0: all).
     #[arg(long, default_value_t = 0)]
@@ -165,6 +173,8 @@ pub struct BenchArgs {
     /// not given, removed at the end.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub same_data: preload::SameDataArgs,
 }
 
 /// Flags of the hidden `bench-targets` command.
@@ -249,14 +259,7 @@ pub async fn run(args: BenchArgs, command_line: String) -> Result<Report, Error>
         },
         ..Default::default()
     };
-    let (work, temporary) = match &args.work_dir {
-        Some(d) => (d.clone(), false),
-        None => {
-            let d = std::env::temp_dir().join(format!("raymon-bench-{}", std::process::id()));
-            (d, true)
-        }
-    };
-    std::fs::create_dir_all(&work).map_err(|e| Error::io("create the work directory", e))?;
+    let (work, temporary) = work_dir(&args)?;
     let queries = load_queries(&args)?;
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -285,17 +288,48 @@ pub async fn run(args: BenchArgs, command_line: String) -> Result<Report, Error>
     Ok(report)
 }
 
-fn load_queries(args: &BenchArgs) -> Result<Vec<String>, Error> {
-    let q: Vec<String> = match &args.queries {
-        Some(p) => std::fs::read_to_string(p)
-            .map_err(|e| Error::io("read the queries file", e))?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect(),
-        None => BUILTIN_QUERIES.iter().map(|s| s.to_string()).collect(),
+/// The work directory, and whether it is a temporary one to remove.
+fn work_dir(args: &BenchArgs) -> Result<(PathBuf, bool), Error> {
+    let (work, temporary) = match &args.work_dir {
+        Some(d) => (d.clone(), false),
+        None => {
+            let d = std::env::temp_dir().join(format!("raymon-bench-{}", std::process::id()));
+            (d, true)
+        }
     };
+    std::fs::create_dir_all(&work).map_err(|e| Error::io("create the work directory", e))?;
+    Ok((work, temporary))
+}
+
+fn load_queries(args: &BenchArgs) -> Result<Vec<String>, Error> {
+    let ray = || {
+        ray_nodes::dashboard_queries()
+            .into_iter()
+            .map(str::to_string)
+    };
+    let builtin = || BUILTIN_QUERIES.iter().map(|s| s.to_string());
+    let mut q: Vec<String> = Vec::new();
+    for p in &args.queries {
+        match p.to_str() {
+            Some("ray") => q.extend(ray()),
+            Some("builtin") => q.extend(builtin()),
+            _ => q.extend(
+                std::fs::read_to_string(p)
+                    .map_err(|e| Error::io("read the queries file", e))?
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string),
+            ),
+        }
+    }
+    if args.queries.is_empty() {
+        if args.same_data.same_data {
+            q.extend(ray());
+        } else {
+            q.extend(builtin());
+        }
+    }
     Ok(spread(q, args.max_queries))
 }
 
@@ -463,7 +497,16 @@ impl Ctx<'_> {
         let queries = if args.agent {
             Queries::default()
         } else {
-            self.run_queries(&spec.name, &base).await
+            let plan = queries::Plan {
+                name: &spec.name,
+                base: &base,
+                pid: coll.pid,
+                window: args.duration,
+                step: interval,
+                timeout: args.query_timeout,
+                budget: args.query_budget,
+            };
+            queries::run(&self.http, &plan, &self.queries).await
         };
         let forwarded = match (f0, f1) {
             (Some(a), Some(b)) if b >= a => Some(b - a),
@@ -679,76 +722,6 @@ impl Ctx<'_> {
         let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
         v.pointer("/data/headStats/numSeries")?.as_u64()
     }
-
-    async fn run_queries(&self, name: &str, base: &str) -> Queries {
-        let mut q = Queries {
-            count: self.queries.len(),
-            ..Default::default()
-        };
-        let end = unix_us() as f64 / 1e6;
-        let window = self.args.duration.as_secs_f64();
-        let step = self.args.cluster.interval.as_secs_f64().max(1.0);
-        let mut times = Vec::new();
-        let mut engine_missing = 0;
-        let started = Instant::now();
-        for (i, expr) in self.queries.iter().enumerate() {
-            if started.elapsed() > self.args.query_budget {
-                q.count = i;
-                q.status_note = Some(format!(
-                    "stopped after {i} queries: --query-budget {:?} used",
-                    self.args.query_budget
-                ));
-                break;
-            }
-            progress(name, &format!("dashboard queries {}/{}", i + 1, q.count));
-            let form = format!(
-                "query={}&start={:.3}&end={end:.3}&step={step}",
-                form_encode(expr),
-                end - window
-            );
-            let t = Instant::now();
-            let r = self
-                .http
-                .post(format!("{base}/api/v1/query_range"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(form)
-                .timeout(self.args.query_timeout)
-                .send()
-                .await;
-            let (status, body) = match r {
-                Ok(r) => {
-                    let s = r.status().as_u16();
-                    (s, r.text().await.unwrap_or_default())
-                }
-                Err(_) => (0, String::new()),
-            };
-            let took = t.elapsed().as_secs_f64();
-            if status == 200 {
-                q.ok += 1;
-                times.push(took);
-            } else {
-                q.failed += 1;
-                if status == 422 && body.contains("not available") {
-                    engine_missing += 1;
-                    // Without an engine every query fails the same way.
-                    if engine_missing >= 3 && q.ok == 0 {
-                        q.status = "n/a: engine not available".into();
-                        return q;
-                    }
-                }
-            }
-        }
-        q.p50_seconds = measure::quantile(&mut times, 0.5);
-        q.p99_seconds = measure::quantile(&mut times, 0.99);
-        q.status = if q.ok > 0 {
-            "ok".into()
-        } else if q.count == 0 {
-            "n/a: no queries".into()
-        } else {
-            "n/a: every query failed".into()
-        };
-        q
-    }
 }
 
 /// Reads the control address the cluster writes once it listens.
@@ -940,28 +913,8 @@ fn scrape_stats(stats: &cluster::Stats, w0: u64, w1: u64, interval: Duration) ->
     }
 }
 
-/// Percent-encodes a form value (`application/x-www-form-urlencoded`).
-fn form_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3 / 2);
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => {
-                const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                out.push('%');
-                out.push(HEX[(b >> 4) as usize] as char);
-                out.push(HEX[(b & 15) as usize] as char);
-            }
-        }
-    }
-    out
-}
-
 /// Writes the report as JSON to `path`.
-pub fn write_json(report: &Report, path: &Path) -> Result<(), Error> {
+pub fn write_json(report: &impl serde::Serialize, path: &Path) -> Result<(), Error> {
     let body = serde_json::to_vec_pretty(report)
         .map_err(|e| Error::Setup(format!("cannot encode the report: {e}")))?;
     std::fs::write(path, body).map_err(|e| Error::io("write the report", e))
@@ -978,11 +931,6 @@ mod tests {
         assert_eq!(spread(v.clone(), 5), [0, 2, 4, 6, 8]);
         assert_eq!(spread(v.clone(), 3).len(), 3);
         assert_eq!(spread(v, 20).len(), 10);
-    }
-
-    #[test]
-    fn form_values_are_percent_encoded() {
-        assert_eq!(form_encode(r#"a{b="c d"}"#), "a%7Bb%3D%22c+d%22%7D");
     }
 
     #[test]
