@@ -19,6 +19,7 @@ pub mod discovery;
 pub mod http_client;
 pub mod launcher;
 pub mod model;
+pub(crate) mod procfs;
 pub mod promdata;
 pub mod promql;
 pub mod remote;

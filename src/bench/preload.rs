@@ -26,12 +26,12 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::answers::{self, Verdict};
+use super::args::{BenchArgs, PROMETHEUS_COMMAND, parse_duration};
+use super::collector::{Running, Spec, collector_argv, free_port, spawn_logged, specs, stop};
 use super::queries::{self, RssWatch};
 use super::report::{Machine, short};
-use super::{
-    BenchArgs, Ctx, Error, PROMETHEUS_COMMAND, Running, Spec, collector_argv, measure,
-    parse_duration, progress, ray_nodes, spawn_logged, stop,
-};
+use super::run::{Ctx, load_queries, progress, unix_us, work_dir};
+use super::{Error, measure, ray_nodes};
 use crate::remote::{Label, Sample, TimeSeries, WriteRequest};
 
 /// Series per remote write request: about 2 MB of protobuf for an hour.
@@ -151,7 +151,7 @@ pub async fn run(args: &BenchArgs, command_line: String) -> Result<SameDataRepor
     let nodes = args.cluster.targets;
     let interval = ray_nodes::SAMPLE_INTERVAL_MS;
     let steps = (sd.window.as_millis() as i64 / interval) as usize + 1;
-    let now_ms = (super::unix_us() / 1000) as i64;
+    let now_ms = (unix_us() / 1000) as i64;
     let end_ms = now_ms - now_ms % interval;
     let start_ms = end_ms - (steps as i64 - 1) * interval;
     let (memory_bytes, cpus) = measure::machine();
@@ -167,7 +167,7 @@ pub async fn run(args: &BenchArgs, command_line: String) -> Result<SameDataRepor
         repeats: sd.repeats,
         ..Default::default()
     };
-    let (work, temporary) = super::work_dir(args)?;
+    let (work, temporary) = work_dir(args)?;
     let http = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -175,7 +175,7 @@ pub async fn run(args: &BenchArgs, command_line: String) -> Result<SameDataRepor
     let ctx = Ctx {
         args,
         http,
-        queries: super::load_queries(args)?,
+        queries: load_queries(args)?,
     };
     let data = Data {
         template: Arc::new(template),
@@ -211,7 +211,7 @@ async fn run_stores(
     report: &mut SameDataReport,
     started: &mut Vec<Started>,
 ) -> Result<(), Error> {
-    for spec in super::specs(ctx.args) {
+    for spec in specs(ctx.args) {
         let s = start(ctx, &spec, &work.join(&spec.name)).await?;
         let name = s.name.clone();
         let command = s.argv.join(" ");
@@ -248,7 +248,7 @@ async fn start(ctx: &Ctx<'_>, spec: &Spec, dir: &Path) -> Result<Started, Error>
     let config = dir.join("prometheus.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 10s\n")
         .map_err(|e| Error::io("write prometheus.yml", e))?;
-    let port = super::free_port()?;
+    let port = free_port()?;
     let mut argv = collector_argv(spec, &config, &dir.join("data"), port, false)?;
     match spec.template.as_deref() {
         None => argv.push("--web.enable-remote-write-receiver".into()),
@@ -763,5 +763,27 @@ impl SameDataReport {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ray_nodes::{dashboard_queries, node_template};
+
+    // Here rather than in `ray_nodes.rs`, which `benches/dashboards.rs`
+    // includes without a test harness.
+    #[test]
+    fn the_template_is_the_head_agents_live_series() {
+        let t = node_template().unwrap();
+        assert_eq!(t.len(), 2407);
+        assert!(
+            t.iter()
+                .all(|s| s.labels.windows(2).all(|w| w[0].0 < w[1].0))
+        );
+        let s = t.iter().find(|s| s.name().ends_with("_total")).unwrap();
+        assert!(s.value(10) >= s.value(0));
+        let l = s.labels_for_node(258);
+        assert!(l.contains(&("instance".into(), "10.0.1.2:8080".into())));
+        assert_eq!(dashboard_queries().len(), 397);
     }
 }

@@ -110,7 +110,7 @@ pub async fn run(http: &reqwest::Client, plan: &Plan<'_>, queries: &[String]) ->
         ..Default::default()
     };
     let watch = RssWatch::start(plan.pid);
-    let end = super::unix_us() as f64 / 1e6;
+    let end = super::run::unix_us() as f64 / 1e6;
     let range = (
         end - plan.window.as_secs_f64(),
         end,
@@ -128,7 +128,7 @@ pub async fn run(http: &reqwest::Client, plan: &Plan<'_>, queries: &[String]) ->
             ));
             break;
         }
-        super::progress(
+        super::run::progress(
             plan.name,
             &format!("dashboard queries {}/{}", i + 1, q.count),
         );

@@ -144,23 +144,3 @@ pub fn node_template() -> Result<Vec<SeriesTemplate>, String> {
     }
     Ok(out)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_template_is_the_head_agents_live_series() {
-        let t = node_template().unwrap();
-        assert_eq!(t.len(), 2407);
-        assert!(
-            t.iter()
-                .all(|s| s.labels.windows(2).all(|w| w[0].0 < w[1].0))
-        );
-        let s = t.iter().find(|s| s.name().ends_with("_total")).unwrap();
-        assert!(s.value(10) >= s.value(0));
-        let l = s.labels_for_node(258);
-        assert!(l.contains(&("instance".into(), "10.0.1.2:8080".into())));
-        assert_eq!(dashboard_queries().len(), 397);
-    }
-}
