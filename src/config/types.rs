@@ -124,7 +124,7 @@ pub struct StaticConfig {
 }
 
 /// A `file_sd_configs` entry. Relative paths are resolved against the
-/// configuration file's directory by [`load_file`].
+/// configuration file's directory by [`load_file`](super::load_file).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileSdConfig {
     pub files: Vec<String>,
