@@ -11,6 +11,7 @@
 //! [`report`]. This module knows the collectors only as processes with a
 //! Prometheus-compatible HTTP API, never as code.
 
+mod answers;
 mod args;
 pub mod cluster;
 mod collector;
@@ -18,6 +19,9 @@ mod error;
 pub mod exposition;
 pub mod labels;
 pub mod measure;
+pub mod preload;
+mod queries;
+mod ray_nodes;
 pub mod report;
 mod run;
 pub mod tsdb;
