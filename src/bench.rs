@@ -13,6 +13,7 @@
 
 pub mod cluster;
 pub mod exposition;
+mod forward;
 pub mod labels;
 pub mod measure;
 pub mod report;
@@ -161,6 +162,11 @@ pub struct BenchArgs {
     /// restart are skipped for every collector.
     #[arg(long)]
     pub agent: bool,
+    /// Let each collector run this long after its first scrapes before the
+    /// measured window (remote write shards settle, a receiver registers
+    /// the new series).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub warmup: Duration,
     /// Where configs, data and logs go; a fresh temporary directory when
     /// not given, removed at the end.
     #[arg(long)]
@@ -243,6 +249,7 @@ pub async fn run(args: BenchArgs, command_line: String) -> Result<Report, Error>
             series_per_target: args.cluster.series_per_target,
             interval_seconds: args.cluster.interval.as_secs_f64(),
             duration_seconds: args.duration.as_secs_f64(),
+            warmup_seconds: args.warmup.as_secs_f64(),
             churn: args.cluster.churn,
             histogram_fraction: args.cluster.histogram_fraction,
             seed: args.cluster.seed,
@@ -369,6 +376,7 @@ impl Ctx<'_> {
         let argv = collector_argv(spec, &config, &data, port, args.agent)?;
         let log = dir.join("collector.log");
 
+        let rows_at_start = self.receiver_rows().await;
         progress(&spec.name, "starting the collector");
         let mut coll = spawn_logged(&argv, &log)?;
         let ready_in = self.wait_ready(&base, &mut coll, false).await?;
@@ -393,6 +401,19 @@ impl Ctx<'_> {
                 )));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        let warm = Instant::now();
+        while warm.elapsed() < args.warmup {
+            tokio::time::sleep(Duration::from_secs(1).min(args.warmup)).await;
+            progress(
+                &spec.name,
+                &format!(
+                    " warm-up {:>4.0}s/{:.0}s",
+                    warm.elapsed().as_secs_f64(),
+                    args.warmup.as_secs_f64()
+                ),
+            );
         }
 
         // The measured window.
@@ -469,6 +490,10 @@ impl Ctx<'_> {
             (Some(a), Some(b)) if b >= a => Some(b - a),
             _ => None,
         };
+        let forward_backlog = match (rows_at_start, f1) {
+            (Some(a), Some(b)) => Some(forward::backlog(forward::expected(&t1), a, b)),
+            _ => None,
+        };
 
         let mut series_after_restart = None;
         let restart_ready_seconds = if args.no_restart || args.agent {
@@ -513,33 +538,14 @@ impl Ctx<'_> {
             cpu_seconds_per_million_forwarded: forwarded
                 .filter(|&n| n > 0)
                 .map(|n| cpu / (n as f64 / 1e6)),
+            forward_backlog_samples: forward_backlog,
         })
     }
 
     /// Rows the remote write receiver has inserted so far.
     async fn receiver_rows(&self) -> Option<u64> {
         let url = self.args.remote_write_url.as_deref()?;
-        let rest = url.strip_prefix("http://")?;
-        let host = rest.split('/').next()?;
-        let body = self
-            .http
-            .get(format!("http://{host}/metrics"))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        let mut sum = 0.0;
-        for line in body.lines() {
-            if let Some(rest) = line.strip_prefix("vm_rows_inserted_total")
-                && let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())
-            {
-                sum += v;
-            }
-        }
-        Some(sum as u64)
+        forward::receiver_rows(&self.http, url).await
     }
 
     async fn start_targets(&self, dir: &Path) -> Result<Child, Error> {
