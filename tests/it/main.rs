@@ -20,6 +20,7 @@ mod promql_parser;
 mod promql_tests;
 mod ray;
 mod remote_write;
+mod remote_write_metadata;
 mod remote_write_queue;
 mod scrape;
 mod scrape_auth;
