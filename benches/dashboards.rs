@@ -130,10 +130,11 @@ fn main() {
     let nodes: usize = arg("--nodes", if full { "1000" } else { "3" })
         .parse()
         .expect("--nodes");
-    let window_ms =
-        raymon::config::parse_duration(&arg("--window", if full { "1h" } else { "10m" }))
-            .expect("--window")
-            .as_millis() as i64;
+    let window_ms = raymon::model::duration::parse_duration_ms(&arg(
+        "--window",
+        if full { "1h" } else { "10m" },
+    ))
+    .expect("--window");
     let repeats: usize = arg("--repeats", if full { "3" } else { "1" })
         .parse()
         .expect("--repeats");
