@@ -11,6 +11,7 @@
 //! [`report`]. This module knows the collectors only as processes with a
 //! Prometheus-compatible HTTP API, never as code.
 
+mod answers;
 mod args;
 pub mod cluster;
 mod collector;
@@ -19,6 +20,9 @@ pub mod exposition;
 mod forward;
 pub mod labels;
 pub mod measure;
+pub mod preload;
+mod queries;
+mod ray_nodes;
 pub mod report;
 mod run;
 pub mod tsdb;

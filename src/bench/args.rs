@@ -11,7 +11,7 @@ use super::exposition::Shape;
 /// The command `--vs prometheus` stands for.
 pub const PROMETHEUS_COMMAND: &str = "/usr/bin/prometheus --config.file={config} --storage.tsdb.path={data} --web.listen-address=127.0.0.1:{port}";
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::config::parse_duration(s).map_err(|e| e.to_string())
 }
 
@@ -83,10 +83,12 @@ pub struct BenchArgs {
     /// Measure only the `--vs` collectors.
     #[arg(long)]
     pub no_raymon: bool,
-    /// Ray dashboard queries, one per line (such as Ray's substituted
-    /// dashboard expressions); a built-in handful when not given.
-    #[arg(long)]
-    pub queries: Option<PathBuf>,
+    /// Dashboard queries: a file with one per line, `ray` for Ray's 397
+    /// dashboard queries, or `builtin` for a handful of Ray's heaviest
+    /// (built in). Repeatable; the lists are run in the order given.
+    /// Default: `builtin`, or with --same-data `ray`.
+    #[arg(long, value_name = "FILE|ray|builtin")]
+    pub queries: Vec<PathBuf>,
     /// Run at most this many of the queries, spread evenly over the file so
     /// every collector runs the same ones (0: all).
     #[arg(long, default_value_t = 0)]
@@ -119,6 +121,8 @@ pub struct BenchArgs {
     /// not given, removed at the end.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub same_data: super::preload::SameDataArgs,
 }
 
 /// Flags of the hidden `bench-targets` command.

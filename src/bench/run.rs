@@ -3,7 +3,7 @@
 //! scrapes, restarted, queried and stopped; the numbers become a [`Report`].
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,10 +14,12 @@ use super::collector::{
     Running, Spec, collector_argv, free_port, spawn_logged, specs, stop, write_config,
 };
 use super::report::{self, Collector, Queries, Report, Scrapes};
-use super::{Error, cluster, measure};
+use super::{Error, cluster, measure, queries, ray_nodes};
 
 /// A few of Ray's dashboard queries, used when `--queries` is not given.
 const BUILTIN_QUERIES: &[&str] = &[
+    // The aggregation Ray's dashboards run most, over every task series.
+    r#"sum(rate(ray_tasks_total[1m])) by (State)"#,
     r#"sum(ray_tasks{SessionName=~".*",State=~"RUNNING"}) by (Name)"#,
     r#"sum(rate(ray_grpc_server_req_finished_total{SessionName=~".*"}[1m])) by (Method)"#,
     r#"sum(ray_actors{SessionName=~".*"}) by (State)"#,
@@ -61,14 +63,7 @@ pub async fn run(args: BenchArgs, command_line: String) -> Result<Report, Error>
         },
         ..Default::default()
     };
-    let (work, temporary) = match &args.work_dir {
-        Some(d) => (d.clone(), false),
-        None => {
-            let d = std::env::temp_dir().join(format!("raymon-bench-{}", std::process::id()));
-            (d, true)
-        }
-    };
-    std::fs::create_dir_all(&work).map_err(|e| Error::io("create the work directory", e))?;
+    let (work, temporary) = work_dir(&args)?;
     let queries = load_queries(&args)?;
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -97,17 +92,48 @@ pub async fn run(args: BenchArgs, command_line: String) -> Result<Report, Error>
     Ok(report)
 }
 
-fn load_queries(args: &BenchArgs) -> Result<Vec<String>, Error> {
-    let q: Vec<String> = match &args.queries {
-        Some(p) => std::fs::read_to_string(p)
-            .map_err(|e| Error::io("read the queries file", e))?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect(),
-        None => BUILTIN_QUERIES.iter().map(|s| s.to_string()).collect(),
+/// The work directory, and whether it is a temporary one to remove.
+pub(super) fn work_dir(args: &BenchArgs) -> Result<(PathBuf, bool), Error> {
+    let (work, temporary) = match &args.work_dir {
+        Some(d) => (d.clone(), false),
+        None => {
+            let d = std::env::temp_dir().join(format!("raymon-bench-{}", std::process::id()));
+            (d, true)
+        }
     };
+    std::fs::create_dir_all(&work).map_err(|e| Error::io("create the work directory", e))?;
+    Ok((work, temporary))
+}
+
+pub(super) fn load_queries(args: &BenchArgs) -> Result<Vec<String>, Error> {
+    let ray = || {
+        ray_nodes::dashboard_queries()
+            .into_iter()
+            .map(str::to_string)
+    };
+    let builtin = || BUILTIN_QUERIES.iter().map(|s| s.to_string());
+    let mut q: Vec<String> = Vec::new();
+    for p in &args.queries {
+        match p.to_str() {
+            Some("ray") => q.extend(ray()),
+            Some("builtin") => q.extend(builtin()),
+            _ => q.extend(
+                std::fs::read_to_string(p)
+                    .map_err(|e| Error::io("read the queries file", e))?
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string),
+            ),
+        }
+    }
+    if args.queries.is_empty() {
+        if args.same_data.same_data {
+            q.extend(ray());
+        } else {
+            q.extend(builtin());
+        }
+    }
     Ok(spread(q, args.max_queries))
 }
 
@@ -124,15 +150,15 @@ fn spread<T>(v: Vec<T>, n: usize) -> Vec<T> {
         .collect()
 }
 
-struct Ctx<'a> {
-    args: &'a BenchArgs,
-    http: reqwest::Client,
-    queries: Vec<String>,
+pub(super) struct Ctx<'a> {
+    pub(super) args: &'a BenchArgs,
+    pub(super) http: reqwest::Client,
+    pub(super) queries: Vec<String>,
 }
 
 /// One progress line on stderr: redrawn in place on a terminal, else
 /// printed for phases and every tenth tick.
-fn progress(name: &str, msg: &str) {
+pub(super) fn progress(name: &str, msg: &str) {
     use std::io::IsTerminal as _;
     use std::sync::atomic::{AtomicU64, Ordering};
     static TICKS: AtomicU64 = AtomicU64::new(0);
@@ -148,7 +174,7 @@ fn progress(name: &str, msg: &str) {
     let _ = e.flush();
 }
 
-fn unix_us() -> u64 {
+pub(super) fn unix_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
@@ -283,7 +309,16 @@ impl Ctx<'_> {
         let queries = if args.agent {
             Queries::default()
         } else {
-            self.run_queries(&spec.name, &base).await
+            let plan = queries::Plan {
+                name: &spec.name,
+                base: &base,
+                pid: coll.pid,
+                window: args.duration,
+                step: interval,
+                timeout: args.query_timeout,
+                budget: args.query_budget,
+            };
+            queries::run(&self.http, &plan, &self.queries).await
         };
         let forwarded = match (f0, f1) {
             (Some(a), Some(b)) if b >= a => Some(b - a),
@@ -387,7 +422,12 @@ impl Ctx<'_> {
     }
 
     /// Waits for `/-/ready`, and with `query`, for a query to answer too.
-    async fn wait_ready(&self, base: &str, coll: &mut Running, query: bool) -> Result<f64, Error> {
+    pub(super) async fn wait_ready(
+        &self,
+        base: &str,
+        coll: &mut Running,
+        query: bool,
+    ) -> Result<f64, Error> {
         let start = Instant::now();
         let deadline = Duration::from_secs(300);
         let mut ready = false;
@@ -486,76 +526,6 @@ impl Ctx<'_> {
         let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
         v.pointer("/data/headStats/numSeries")?.as_u64()
     }
-
-    async fn run_queries(&self, name: &str, base: &str) -> Queries {
-        let mut q = Queries {
-            count: self.queries.len(),
-            ..Default::default()
-        };
-        let end = unix_us() as f64 / 1e6;
-        let window = self.args.duration.as_secs_f64();
-        let step = self.args.cluster.interval.as_secs_f64().max(1.0);
-        let mut times = Vec::new();
-        let mut engine_missing = 0;
-        let started = Instant::now();
-        for (i, expr) in self.queries.iter().enumerate() {
-            if started.elapsed() > self.args.query_budget {
-                q.count = i;
-                q.status_note = Some(format!(
-                    "stopped after {i} queries: --query-budget {:?} used",
-                    self.args.query_budget
-                ));
-                break;
-            }
-            progress(name, &format!("dashboard queries {}/{}", i + 1, q.count));
-            let form = format!(
-                "query={}&start={:.3}&end={end:.3}&step={step}",
-                form_encode(expr),
-                end - window
-            );
-            let t = Instant::now();
-            let r = self
-                .http
-                .post(format!("{base}/api/v1/query_range"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(form)
-                .timeout(self.args.query_timeout)
-                .send()
-                .await;
-            let (status, body) = match r {
-                Ok(r) => {
-                    let s = r.status().as_u16();
-                    (s, r.text().await.unwrap_or_default())
-                }
-                Err(_) => (0, String::new()),
-            };
-            let took = t.elapsed().as_secs_f64();
-            if status == 200 {
-                q.ok += 1;
-                times.push(took);
-            } else {
-                q.failed += 1;
-                if status == 422 && body.contains("not available") {
-                    engine_missing += 1;
-                    // Without an engine every query fails the same way.
-                    if engine_missing >= 3 && q.ok == 0 {
-                        q.status = "n/a: engine not available".into();
-                        return q;
-                    }
-                }
-            }
-        }
-        q.p50_seconds = measure::quantile(&mut times, 0.5);
-        q.p99_seconds = measure::quantile(&mut times, 0.99);
-        q.status = if q.ok > 0 {
-            "ok".into()
-        } else if q.count == 0 {
-            "n/a: no queries".into()
-        } else {
-            "n/a: every query failed".into()
-        };
-        q
-    }
 }
 
 /// Reads the control address the cluster writes once it listens.
@@ -642,28 +612,8 @@ fn scrape_stats(stats: &cluster::Stats, w0: u64, w1: u64, interval: Duration) ->
     }
 }
 
-/// Percent-encodes a form value (`application/x-www-form-urlencoded`).
-fn form_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3 / 2);
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => {
-                const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                out.push('%');
-                out.push(HEX[(b >> 4) as usize] as char);
-                out.push(HEX[(b & 15) as usize] as char);
-            }
-        }
-    }
-    out
-}
-
 /// Writes the report as JSON to `path`.
-pub fn write_json(report: &Report, path: &Path) -> Result<(), Error> {
+pub fn write_json(report: &impl serde::Serialize, path: &Path) -> Result<(), Error> {
     let body = serde_json::to_vec_pretty(report)
         .map_err(|e| Error::Setup(format!("cannot encode the report: {e}")))?;
     std::fs::write(path, body).map_err(|e| Error::io("write the report", e))
@@ -680,11 +630,6 @@ mod tests {
         assert_eq!(spread(v.clone(), 5), [0, 2, 4, 6, 8]);
         assert_eq!(spread(v.clone(), 3).len(), 3);
         assert_eq!(spread(v, 20).len(), 10);
-    }
-
-    #[test]
-    fn form_values_are_percent_encoded() {
-        assert_eq!(form_encode(r#"a{b="c d"}"#), "a%7Bb%3D%22c+d%22%7D");
     }
 
     #[test]
