@@ -17,6 +17,7 @@ pub mod cluster;
 mod collector;
 mod error;
 pub mod exposition;
+mod forward;
 pub mod labels;
 pub mod measure;
 pub mod preload;

@@ -20,6 +20,7 @@
 
 mod client;
 mod encode;
+mod metadata;
 mod metrics;
 mod proto;
 mod queue;

@@ -112,6 +112,11 @@ pub struct BenchArgs {
     /// restart are skipped for every collector.
     #[arg(long)]
     pub agent: bool,
+    /// Let each collector run this long after its first scrapes before the
+    /// measured window (remote write shards settle, a receiver registers
+    /// the new series).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub warmup: Duration,
     /// Where configs, data and logs go; a fresh temporary directory when
     /// not given, removed at the end.
     #[arg(long)]

@@ -30,6 +30,9 @@ pub struct Config {
     pub series_per_target: usize,
     pub interval_seconds: f64,
     pub duration_seconds: f64,
+    /// How long each collector ran before the window (`--warmup`).
+    #[serde(default)]
+    pub warmup_seconds: f64,
     pub churn: f64,
     pub histogram_fraction: f64,
     pub seed: u64,
@@ -77,6 +80,10 @@ pub struct Collector {
     pub samples_forwarded: Option<u64>,
     #[serde(default)]
     pub cpu_seconds_per_million_forwarded: Option<f64>,
+    /// Samples scraped since the collector started and not at the
+    /// receiver when the window closed.
+    #[serde(default)]
+    pub forward_backlog_samples: Option<u64>,
 }
 
 /// Scrape timing as the targets saw it.
@@ -174,6 +181,18 @@ fn figures(c: &Collector) -> Vec<(&'static str, Option<f64>, Unit)> {
         (
             "CPU s per 1M forwarded",
             c.cpu_seconds_per_million_forwarded,
+            Unit::Fixed3,
+        ),
+        (
+            "backlog at end (samples)",
+            c.forward_backlog_samples.map(|n| n as f64),
+            Unit::Plain,
+        ),
+        (
+            "backlog at end (s of scraping)",
+            c.forward_backlog_samples
+                .filter(|_| c.samples_per_second > 0.0)
+                .map(|n| n as f64 / c.samples_per_second),
             Unit::Fixed3,
         ),
         ("peak RSS", mib(c.peak_rss_bytes), Unit::Bytes),

@@ -56,6 +56,7 @@ pub async fn run(args: BenchArgs, command_line: String) -> Result<Report, Error>
             series_per_target: args.cluster.series_per_target,
             interval_seconds: args.cluster.interval.as_secs_f64(),
             duration_seconds: args.duration.as_secs_f64(),
+            warmup_seconds: args.warmup.as_secs_f64(),
             churn: args.cluster.churn,
             histogram_fraction: args.cluster.histogram_fraction,
             seed: args.cluster.seed,
@@ -200,6 +201,7 @@ impl Ctx<'_> {
         let argv = collector_argv(spec, &config, &data, port, args.agent)?;
         let log = dir.join("collector.log");
 
+        let rows_at_start = self.receiver_rows().await;
         progress(&spec.name, "starting the collector");
         let mut coll = spawn_logged(&argv, &log)?;
         let ready_in = self.wait_ready(&base, &mut coll, false).await?;
@@ -224,6 +226,19 @@ impl Ctx<'_> {
                 )));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        let warm = Instant::now();
+        while warm.elapsed() < args.warmup {
+            tokio::time::sleep(Duration::from_secs(1).min(args.warmup)).await;
+            progress(
+                &spec.name,
+                &format!(
+                    " warm-up {:>4.0}s/{:.0}s",
+                    warm.elapsed().as_secs_f64(),
+                    args.warmup.as_secs_f64()
+                ),
+            );
         }
 
         // The measured window.
@@ -309,6 +324,12 @@ impl Ctx<'_> {
             (Some(a), Some(b)) if b >= a => Some(b - a),
             _ => None,
         };
+        let forward_backlog = match (rows_at_start, f1) {
+            (Some(a), Some(b)) => {
+                Some(super::forward::backlog(super::forward::expected(&t1), a, b))
+            }
+            _ => None,
+        };
 
         let mut series_after_restart = None;
         let restart_ready_seconds = if args.no_restart || args.agent {
@@ -353,33 +374,14 @@ impl Ctx<'_> {
             cpu_seconds_per_million_forwarded: forwarded
                 .filter(|&n| n > 0)
                 .map(|n| cpu / (n as f64 / 1e6)),
+            forward_backlog_samples: forward_backlog,
         })
     }
 
     /// Rows the remote write receiver has inserted so far.
     async fn receiver_rows(&self) -> Option<u64> {
         let url = self.args.remote_write_url.as_deref()?;
-        let rest = url.strip_prefix("http://")?;
-        let host = rest.split('/').next()?;
-        let body = self
-            .http
-            .get(format!("http://{host}/metrics"))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        let mut sum = 0.0;
-        for line in body.lines() {
-            if let Some(rest) = line.strip_prefix("vm_rows_inserted_total")
-                && let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())
-            {
-                sum += v;
-            }
-        }
-        Some(sum as u64)
+        super::forward::receiver_rows(&self.http, url).await
     }
 
     async fn start_targets(&self, dir: &Path) -> Result<Child, Error> {

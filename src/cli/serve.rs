@@ -171,6 +171,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     }
     scraper.apply_configs(cfg.scrape_configs.clone());
     let scrape_status = scraper.status();
+    remote.set_metadata_source(Arc::new(scrape_status.clone()));
     let (cmd_tx, cmd_rx) = mpsc::channel(4);
     let scrape_cancel = cancel.child_token();
     let discovered_rx = targets_rx.clone();

@@ -43,6 +43,12 @@ pub struct QueueMetrics {
     pub records_samples: AtomicU64,
     pub current_segment: AtomicU64,
     pub segments_skipped: AtomicU64,
+    /// Metric metadata entries sent, refused for good, retried, and the
+    /// bytes of their requests.
+    pub metadata: AtomicU64,
+    pub metadata_failed: AtomicU64,
+    pub metadata_retried: AtomicU64,
+    pub metadata_bytes: AtomicU64,
     batch: Mutex<Histogram>,
 }
 
@@ -76,6 +82,10 @@ impl QueueMetrics {
             records_samples: AtomicU64::new(0),
             current_segment: AtomicU64::new(0),
             segments_skipped: AtomicU64::new(0),
+            metadata: AtomicU64::new(0),
+            metadata_failed: AtomicU64::new(0),
+            metadata_retried: AtomicU64::new(0),
+            metadata_bytes: AtomicU64::new(0),
             batch: Mutex::new(Histogram::default()),
         }
     }
@@ -128,7 +138,7 @@ pub fn render(
         samples_in as f64,
     );
     type Get = fn(&QueueMetrics) -> f64;
-    let families: [(&str, &str, &str, Get); 16] = [
+    let families: [(&str, &str, &str, Get); 19] = [
         (
             "samples_total",
             "Total number of samples sent to remote storage.",
@@ -217,7 +227,25 @@ pub fn render(
             "metadata_total",
             "Total number of metadata entries sent to remote storage.",
             "counter",
-            |_| 0.0,
+            |m| load(&m.metadata),
+        ),
+        (
+            "metadata_failed_total",
+            "Total number of metadata entries which failed on send to remote storage, non-recoverable errors.",
+            "counter",
+            |m| load(&m.metadata_failed),
+        ),
+        (
+            "metadata_retried_total",
+            "Total number of metadata entries which failed on send to remote storage but were retried because the send error was recoverable.",
+            "counter",
+            |m| load(&m.metadata_retried),
+        ),
+        (
+            "metadata_bytes_total",
+            "The total number of bytes of metadata sent by the queue after compression.",
+            "counter",
+            |m| load(&m.metadata_bytes),
         ),
         (
             "wal_segments_skipped_total",

@@ -72,7 +72,7 @@ pub async fn run(
 ) {
     let max = ctx.max_samples_per_send.max(1);
     let mut pending: Vec<Pending> = Vec::with_capacity(max);
-    let mut buf = Vec::new();
+    let mut buf = Bufs::default();
     let mut deadline = tokio::time::Instant::now() + ctx.batch_send_deadline;
     loop {
         tokio::select! {
@@ -122,7 +122,7 @@ async fn send_some(
     state: &ShardState,
     pending: &mut Vec<Pending>,
     max: usize,
-    buf: &mut Vec<u8>,
+    buf: &mut Bufs,
     hard_stop: &CancellationToken,
 ) -> bool {
     let n = pending.len().min(max);
@@ -149,26 +149,50 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// A shard's encoding buffers and snappy encoder, kept from one batch to
+/// the next: allocating and zeroing them per batch cost as much as the
+/// compression itself.
+struct Bufs {
+    raw: Vec<u8>,
+    compressed: Vec<u8>,
+    snappy: snap::raw::Encoder,
+}
+
+impl Default for Bufs {
+    fn default() -> Bufs {
+        Bufs {
+            raw: Vec::new(),
+            compressed: Vec::new(),
+            snappy: snap::raw::Encoder::new(),
+        }
+    }
+}
+
 /// Encodes `batch` and sends it until it is accepted or refused for good;
 /// false when `hard_stop` came first.
 async fn send_batch(
     ctx: &SendContext,
     batch: &[Pending],
-    buf: &mut Vec<u8>,
+    bufs: &mut Bufs,
     hard_stop: &CancellationToken,
 ) -> bool {
-    buf.clear();
+    bufs.raw.clear();
     let mut highest = i64::MIN;
     for p in batch {
-        put_sample(buf, &p.labels, p.t, p.v);
+        put_sample(&mut bufs.raw, &p.labels, p.t, p.v);
         highest = highest.max(p.t);
     }
-    // Bytes: each attempt sends the same buffer without a copy.
-    let body = hyper::body::Bytes::from(
-        snap::raw::Encoder::new()
-            .compress_vec(buf)
-            .unwrap_or_default(),
-    );
+    let want = snap::raw::max_compress_len(bufs.raw.len());
+    if bufs.compressed.len() < want {
+        bufs.compressed.resize(want, 0);
+    }
+    // Compression fails only for inputs over 4 GiB, which a batch never is.
+    let len = bufs
+        .snappy
+        .compress(&bufs.raw, &mut bufs.compressed)
+        .unwrap_or(0);
+    // Bytes: each attempt sends the same body without a copy.
+    let body = hyper::body::Bytes::copy_from_slice(&bufs.compressed[..len]);
     let n = batch.len() as u64;
     let m = &ctx.metrics;
     let mut backoff = ctx.min_backoff;

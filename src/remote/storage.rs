@@ -3,7 +3,8 @@
 //! whose section is unchanged keeps running, as Prometheus's
 //! `WriteStorage.ApplyConfig`), their shards on a runtime thread of their
 //! own (so that encoding and compressing batches never delays a scrape),
-//! their positions under `<data dir>/remote/`, and their self-metrics.
+//! their positions under `<data dir>/remote/`, their metadata senders, and
+//! their self-metrics.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,8 +12,9 @@ use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::info;
 
+use super::metadata;
 use super::metrics::{self, QueueMetrics};
 use super::queue::{self, Inputs, Queue, QueueSettings};
 use super::{Client, ClientOptions, Error};
@@ -44,12 +46,25 @@ pub struct WriteStorage {
     /// Running queues by configuration hash.
     queues: Mutex<Vec<Running>>,
     access: Mutex<Option<StoreAccess>>,
+    /// The scraper's metadata, once it runs.
+    metadata_source: metadata::Source,
 }
 
 struct Running {
     hash: String,
     external_labels: Labels,
     queue: Queue,
+    /// Stops the queue's metadata sender, when it has one.
+    metadata_stop: Option<tokio_util::sync::CancellationToken>,
+}
+
+impl Running {
+    fn stop(self) {
+        if let Some(t) = &self.metadata_stop {
+            t.cancel();
+        }
+        self.queue.stop();
+    }
 }
 
 impl WriteStorage {
@@ -95,7 +110,14 @@ impl WriteStorage {
             holders: Mutex::new(BTreeMap::new()),
             queues: Mutex::new(Vec::new()),
             access: Mutex::new(None),
+            metadata_source: Default::default(),
         })
+    }
+
+    /// Where queues with `metadata_config.send` read the targets' metadata;
+    /// until it is set they send none. Set once; later calls change nothing.
+    pub fn set_metadata_source(&self, src: Arc<dyn crate::scrape::status::TargetsSource>) {
+        let _ = self.metadata_source.set(src);
     }
 
     fn position_file(&self, rw: &RemoteWriteConfig) -> PathBuf {
@@ -158,14 +180,29 @@ impl WriteStorage {
         // Replaced queues stop first, so that a changed section's new queue
         // goes on from where the old one stopped.
         for r in old {
-            r.queue.stop();
+            r.stop();
         }
         for (rw, hash, client) in fresh {
+            let metadata_stop = rw.metadata_config.send.then(|| {
+                let stop = tokio_util::sync::CancellationToken::new();
+                (client.clone(), stop)
+            });
             let queue = self.start_queue(&rw, &hash, client, &ext, &access)?;
+            let metadata_stop = metadata_stop.map(|(client, stop)| {
+                self.handle.spawn(metadata::run(
+                    metadata::Settings::new(&rw.metadata_config, &rw.queue_config),
+                    client,
+                    queue.metrics.clone(),
+                    self.metadata_source.clone(),
+                    stop.clone(),
+                ));
+                stop
+            });
             kept.push(Running {
                 hash,
                 external_labels: ext.clone(),
                 queue,
+                metadata_stop,
             });
         }
         *queues = kept;
@@ -201,9 +238,6 @@ impl WriteStorage {
             .or_insert_with(|| self.keep.hold(start.segment))
             .clone();
         holder.store(start.segment, std::sync::atomic::Ordering::Release);
-        if rw.metadata_config.send {
-            warn!(remote_name = %name, "metric metadata is not sent to remote storage (metadata_config.send is ignored); samples are");
-        }
         info!(remote_name = %name, url = %rw.url, segment = start.segment, offset = start.offset, "starting remote write queue");
         let metrics = Arc::new(QueueMetrics::new(&name, &rw.url));
         Queue::start(
@@ -264,7 +298,7 @@ impl WriteStorage {
         let queues =
             std::mem::take(&mut *self.queues.lock().unwrap_or_else(PoisonError::into_inner));
         for r in queues {
-            r.queue.stop();
+            r.stop();
         }
         if let Some((tx, t)) = self
             .runtime

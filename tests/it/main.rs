@@ -21,6 +21,7 @@ mod promql_tests;
 mod range_cache;
 mod ray;
 mod remote_write;
+mod remote_write_metadata;
 mod remote_write_queue;
 mod scrape;
 mod scrape_auth;

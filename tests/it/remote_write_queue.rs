@@ -550,11 +550,16 @@ impl Fake {
                                     .map(move |x| (k.clone(), x.timestamp, x.value.to_bits()))
                             })
                             .collect();
-                        sn.lock().unwrap().push(Seen {
-                            at: Instant::now(),
-                            mode,
-                            samples,
-                        });
+                        // Metadata-only requests (`metadata_config`) are
+                        // answered but not kept: only batches of samples are
+                        // retried and compared here.
+                        if !req.timeseries.is_empty() {
+                            sn.lock().unwrap().push(Seen {
+                                at: Instant::now(),
+                                mode,
+                                samples,
+                            });
+                        }
                         let answer: &[u8] = match mode {
                             OK => b"HTTP/1.1 204 No Content\r\n\r\n",
                             E500 => b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nboom\n",

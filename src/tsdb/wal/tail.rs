@@ -183,6 +183,13 @@ impl Tail {
                     };
                     return Ok(Tailed::Record(rec, self.pos));
                 }
+                Next::End if !self.later_segment_exists()? => {
+                    // Caught up with the writer. Nothing of the next record
+                    // was consumed, so the open file is read on from here at
+                    // the next call (reopening it would read its header
+                    // block again every poll).
+                    return Ok(Tailed::Idle);
+                }
                 Next::End | Next::Torn(_) | Next::Corrupt(..) => {
                     self.file = None;
                     // Records of a segment are all written before the next
