@@ -132,9 +132,10 @@ pub(crate) fn metadata_from_raw(r: Option<RawMetadata>) -> Result<MetadataConfig
     };
     let d = MetadataConfig::default();
     Ok(MetadataConfig {
-        // A section that is present but says nothing of `send` means false,
-        // as Go's zero value when the section is unmarshalled.
-        send: r.send.unwrap_or(false),
+        // Prometheus unmarshals into its defaults, so a section that says
+        // nothing of `send` keeps `send: true` (2.42's `/api/v1/status/config`
+        // prints it so).
+        send: r.send.unwrap_or(d.send),
         send_interval: duration(r.send_interval.as_deref(), d.send_interval)?,
         max_samples_per_send: count(
             r.max_samples_per_send,
@@ -196,6 +197,12 @@ mod tests {
         let m = metadata_from_raw(None).unwrap();
         assert!(m.send);
         assert_eq!(m.send_interval, Duration::from_secs(60));
+        let raw: RawMetadata = serde_norway::from_str("send_interval: 2m\n").unwrap();
+        let m = metadata_from_raw(Some(raw)).unwrap();
+        assert!(m.send, "a section without `send` keeps Prometheus's default");
+        assert_eq!(m.send_interval, Duration::from_secs(120));
+        let raw: RawMetadata = serde_norway::from_str("send: false\n").unwrap();
+        assert!(!metadata_from_raw(Some(raw)).unwrap().send);
     }
 
     #[test]
