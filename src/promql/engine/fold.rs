@@ -114,16 +114,8 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
                     }
                     g.mean[k] = mean + (v / count - mean / count);
                 }
-                Min => {
-                    if g.value[k] > v || g.value[k].is_nan() {
-                        g.value[k] = v;
-                    }
-                }
-                Max => {
-                    if g.value[k] < v || g.value[k].is_nan() {
-                        g.value[k] = v;
-                    }
-                }
+                Min if g.value[k] > v || g.value[k].is_nan() => g.value[k] = v,
+                Max if g.value[k] < v || g.value[k].is_nan() => g.value[k] = v,
                 Stddev | Stdvar => {
                     let delta = v - g.mean[k];
                     g.mean[k] += delta / g.count[k];
