@@ -17,7 +17,6 @@
 //! run; without `--bench` (as `cargo test` runs it) a small smoke run.
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,88 +27,26 @@ use raymon::promql::parser::parse_expr;
 use raymon::storage::Appendable;
 use raymon::tsdb::{Head, HeadOptions};
 
-fn fixtures() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures/ray")
-}
-
-/// The head agent's series that were alive at the end of the golden window.
-fn node_template() -> Vec<(Labels, Vec<f64>)> {
-    let f = std::fs::File::open(fixtures().join("golden-prom-2.42/raw-samples.json.gz"))
-        .expect("golden samples");
-    let v: serde_json::Value =
-        serde_json::from_reader(flate2::read::GzDecoder::new(std::io::BufReader::new(f)))
-            .expect("json");
-    let mut out = Vec::new();
-    let end = v["data"]["result"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["values"].as_array()?.last()?[0].as_f64())
-        .fold(0.0f64, f64::max);
-    for s in v["data"]["result"].as_array().into_iter().flatten() {
-        let m = &s["metric"];
-        if m["instance"] != "192.0.2.2:8080" {
-            continue;
-        }
-        let vals: Vec<(f64, f64)> = s["values"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| Some((p[0].as_f64()?, p[1].as_str()?.parse::<f64>().ok()?)))
-            .collect();
-        if vals.last().is_none_or(|(t, _)| end - t > 30.0) {
-            continue;
-        }
-        let labels = Labels::from_pairs(
-            m.as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())),
-        );
-        out.push((labels, vals.into_iter().map(|(_, v)| v).collect()));
-    }
-    out
-}
-
-fn is_counter(name: &str) -> bool {
-    name.ends_with("_total")
-        || name.ends_with("_count")
-        || name.ends_with("_sum")
-        || name.ends_with("_bucket")
-}
+// The generator `raymon bench --same-data` loads into Prometheus beside
+// raymon, included by path because `raymon::bench` is not public.
+#[allow(dead_code)]
+#[path = "../src/bench/ray_nodes.rs"]
+mod ray_nodes;
 
 /// Fills a head with `nodes` copies of the template over `window_ms`.
 fn simulate(nodes: usize, window_ms: i64, end_ms: i64) -> (Head, usize, usize) {
-    let template = node_template();
+    let template = ray_nodes::node_template().expect("Ray capture");
     let head = Head::new(HeadOptions::default());
-    let steps = (window_ms / 10_000) as usize + 1;
+    let steps = (window_ms / ray_nodes::SAMPLE_INTERVAL_MS) as usize + 1;
     let mut samples = 0;
     for n in 0..nodes {
-        let addr = format!("10.{}.{}.{}", n / 65536, (n / 256) % 256, n % 256);
         let mut app = head.appender();
-        for (labels, vals) in &template {
-            let mut b = labels.builder();
-            b.set("instance".into(), format!("{addr}:8080"));
-            if labels.has("NodeAddress") {
-                b.set("NodeAddress".into(), addr.clone());
-            }
-            let labels = b.build();
-            let counter = labels.metric_name().is_some_and(is_counter);
-            let first = vals[0];
-            let per_step = if vals.len() > 1 {
-                (vals[vals.len() - 1] - first).max(0.0) / (vals.len() - 1) as f64
-            } else {
-                0.0
-            };
+        for s in &template {
+            let labels = Labels::from_pairs(s.labels_for_node(n));
             let mut r = 0;
             for i in 0..steps {
-                let t = end_ms - window_ms + i as i64 * 10_000;
-                let v = if counter {
-                    first + per_step * i as f64
-                } else {
-                    vals[i % vals.len()]
-                };
-                r = app.append(r, &labels, t, v).expect("append");
+                let t = end_ms - window_ms + i as i64 * ray_nodes::SAMPLE_INTERVAL_MS;
+                r = app.append(r, &labels, t, s.value(i)).expect("append");
                 samples += 1;
             }
         }
@@ -186,10 +123,11 @@ fn main() {
     let nodes: usize = arg("--nodes", if full { "1000" } else { "3" })
         .parse()
         .expect("--nodes");
-    let window_ms =
-        raymon::config::parse_duration(&arg("--window", if full { "1h" } else { "10m" }))
-            .expect("--window")
-            .as_millis() as i64;
+    let window_ms = raymon::model::duration::parse_duration_ms(&arg(
+        "--window",
+        if full { "1h" } else { "10m" },
+    ))
+    .expect("--window");
     let repeats: usize = arg("--repeats", if full { "3" } else { "1" })
         .parse()
         .expect("--repeats");
@@ -201,12 +139,9 @@ fn main() {
         "simulated {nodes} nodes: {series} series, {samples} samples in {:.1?}",
         t0.elapsed()
     );
-    let text =
-        std::fs::read(fixtures().join("dashboard-queries-substituted.txt")).expect("queries");
-    let queries: Vec<String> = text
-        .lines()
-        .map_while(Result::ok)
-        .filter(|l| !l.is_empty())
+    let queries: Vec<String> = ray_nodes::dashboard_queries()
+        .into_iter()
+        .map(str::to_string)
         .collect();
     let queries = if full {
         queries

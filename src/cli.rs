@@ -96,6 +96,22 @@ fn run_bench(args: crate::bench::BenchArgs) -> anyhow::Result<()> {
     let out = args.out.clone();
     // On Ctrl-C or SIGTERM the run is dropped, which kills its children
     // (the collector and the simulated cluster) instead of orphaning them.
+    if args.same_data.same_data {
+        let report = rt.block_on(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = crate::bench::preload::run(&args, command_line) => Ok(r?),
+                _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                _ = term.recv() => Err(anyhow::anyhow!("terminated")),
+            }
+        })?;
+        print!("{}", report.table());
+        if let Some(out) = out {
+            crate::bench::write_json(&report, &out)?;
+        }
+        return Ok(());
+    }
     let report = rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

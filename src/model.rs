@@ -19,6 +19,7 @@ pub mod civil;
 pub mod duration;
 mod expand;
 pub mod gofmt;
+pub mod goparse;
 mod labels;
 mod matcher;
 mod value;

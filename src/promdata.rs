@@ -27,7 +27,7 @@ mod head_chunks;
 mod import;
 mod wal;
 
-pub use import::{Event, Options, Summary, import};
+pub use import::{Event, Options, import};
 
 /// The lock file a running Prometheus holds (`flock`) in its data dir.
 pub const LOCK_FILE: &str = "lock";

@@ -791,7 +791,145 @@ fn splitmix(mut z: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
+    use crate::textparse::{Entry, Format, MetricType, Parser};
+
+    fn shape_with_churn(series: usize, churn: f64) -> Shape {
+        Shape {
+            series,
+            histogram_fraction: 0.5,
+            churn,
+            seed: 42,
+        }
+    }
+
+    /// Parses a body and returns each sample's raw series text and its labels.
+    fn parse(body: &[u8], format: Format) -> Vec<(String, Vec<(String, String)>)> {
+        let mut out = Vec::new();
+        let mut types = 0;
+        for e in Parser::new(body, format) {
+            match e.unwrap_or_else(|e| panic!("{format:?}: {e}")) {
+                Entry::Sample(s) => out.push((
+                    String::from_utf8(s.series.to_vec()).unwrap(),
+                    s.labels()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                )),
+                Entry::Type { .. } => types += 1,
+                _ => {}
+            }
+        }
+        assert!(types > 0, "no TYPE lines");
+        out
+    }
+
+    #[test]
+    fn bodies_parse_in_both_formats_with_ray_shapes() {
+        let t = TargetExposition::new(shape_with_churn(2000, 0.0), 3);
+        assert_eq!(t.series(), 2000);
+        let mut body = Vec::new();
+        for (bf, f) in [
+            (BodyFormat::Text, Format::PromText),
+            (BodyFormat::OpenMetrics, Format::OpenMetrics),
+        ] {
+            t.render(bf, &mut body);
+            assert_eq!(
+                body.ends_with(b"# EOF\n"),
+                bf == BodyFormat::OpenMetrics,
+                "{bf:?}"
+            );
+            let samples = parse(&body, f);
+            assert_eq!(samples.len(), 2000, "{bf:?}");
+            let distinct: HashSet<&str> = samples.iter().map(|s| s.0.as_str()).collect();
+            assert_eq!(distinct.len(), 2000, "duplicate series in {bf:?}");
+
+            let mut buckets = 0;
+            let mut inf = 0;
+            let mut odd_values = 0;
+            for (series, labels) in &samples {
+                let get = |n: &str| labels.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+                assert!(get("SessionName").is_some(), "{series}");
+                assert_eq!(
+                    get("otel_scope_name"),
+                    Some("ray._private.telemetry.open_telemetry_metric_recorder")
+                );
+                assert_eq!(get("otel_scope_schema_url"), Some(""));
+                assert!((7..=14).contains(&labels.len()), "{series}");
+                if let Some(le) = get("le") {
+                    buckets += 1;
+                    assert!(le == "+Inf" || le.contains('.'), "{le}");
+                    if le == "+Inf" {
+                        inf += 1;
+                    }
+                }
+                if labels.iter().any(|(_, v)| {
+                    v.contains(' ') && v.contains(',') && v.contains('(') && v.contains('\'')
+                }) {
+                    odd_values += 1;
+                }
+            }
+            // Roughly half the series are histogram buckets, sums and counts.
+            assert!(buckets > 600 && buckets < 1000, "{buckets} buckets");
+            assert!(inf > 50, "{inf} histograms");
+            assert!(
+                odd_values > 0,
+                "no label value with spaces, commas, parentheses and quotes"
+            );
+            let labels_per_series =
+                samples.iter().map(|s| s.1.len()).sum::<usize>() as f64 / samples.len() as f64;
+            assert!(
+                (10.0..=14.0).contains(&labels_per_series),
+                "{labels_per_series} labels per series"
+            );
+        }
+    }
+
+    #[test]
+    fn churn_replaces_the_requested_share_and_counters_grow() {
+        let mut t = TargetExposition::new(shape_with_churn(3000, 0.1), 0);
+        let mut body = Vec::new();
+        t.render(BodyFormat::Text, &mut body);
+        let before = parse(&body, Format::PromText);
+        t.advance_to(1);
+        t.render(BodyFormat::Text, &mut body);
+        let after = parse(&body, Format::PromText);
+        assert_eq!(after.len(), 3000);
+        let old: HashSet<&str> = before.iter().map(|s| s.0.as_str()).collect();
+        let new = after.iter().filter(|s| !old.contains(s.0.as_str())).count();
+        let share = new as f64 / 3000.0;
+        assert!((0.06..=0.14).contains(&share), "churned {share}");
+
+        // Without churn, counters never go down and some go up.
+        let mut t = TargetExposition::new(shape_with_churn(500, 0.0), 1);
+        let values = |t: &TargetExposition| {
+            let mut b = Vec::new();
+            t.render(BodyFormat::OpenMetrics, &mut b);
+            // Ray has gauges named `*_total`: go by the family's type.
+            let mut v = Vec::new();
+            let mut kind = MetricType::Gauge;
+            for e in Parser::new(&b, Format::OpenMetrics) {
+                match e.unwrap() {
+                    Entry::Type { kind: k, .. } => kind = k,
+                    Entry::Sample(s)
+                        if kind == MetricType::Counter
+                            || (kind == MetricType::Histogram && !s.name.ends_with("_sum")) =>
+                    {
+                        v.push(s.value)
+                    }
+                    _ => {}
+                }
+            }
+            v
+        };
+        let a = values(&t);
+        t.advance_to(3);
+        let b = values(&t);
+        assert_eq!(a.len(), b.len());
+        assert!(a.iter().zip(&b).all(|(x, y)| y >= x));
+        assert!(a.iter().zip(&b).any(|(x, y)| y > x));
+    }
 
     fn shape(series: usize) -> Shape {
         Shape {

@@ -5,9 +5,7 @@
 
 use std::path::Path;
 
-/// Linux reports `utime` and `stime` in clock ticks of `USER_HZ`, which is
-/// 100 on every architecture Linux supports for user space.
-const TICKS_PER_SECOND: f64 = 100.0;
+use crate::procfs::{Stat, status_kib};
 
 /// One look at a process.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -22,30 +20,13 @@ pub struct ProcSample {
 
 /// Reads `/proc/<pid>`; `None` once the process is gone.
 pub fn sample(pid: u32) -> Option<ProcSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = Stat::of(pid)?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let cpu_seconds = parse_stat_cpu(&stat)?;
     Some(ProcSample {
-        cpu_seconds,
+        cpu_seconds: stat.cpu_seconds(),
         rss_bytes: status_kib(&status, "VmRSS:").unwrap_or(0) * 1024,
         peak_rss_bytes: status_kib(&status, "VmHWM:").unwrap_or(0) * 1024,
     })
-}
-
-/// `utime + stime` from a `/proc/<pid>/stat` line, in seconds. The command
-/// name may hold spaces and parentheses, so fields count from the last `)`.
-pub fn parse_stat_cpu(stat: &str) -> Option<f64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    // After `)`: state is field 3, utime field 14, stime field 15.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / TICKS_PER_SECOND)
-}
-
-fn status_kib(status: &str, key: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    line[key.len()..].split_whitespace().next()?.parse().ok()
 }
 
 /// Bytes the files under `dir` occupy on disk (allocated blocks, as `du`).
@@ -92,12 +73,6 @@ pub fn machine() -> (u64, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_with_odd_command_name() {
-        let stat = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 1 2 3";
-        assert_eq!(parse_stat_cpu(stat), Some(3.0));
-    }
 
     #[test]
     fn own_process_is_sampled() {

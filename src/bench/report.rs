@@ -112,6 +112,36 @@ pub struct Queries {
     pub failed: usize,
     pub p50_seconds: Option<f64>,
     pub p99_seconds: Option<f64>,
+    /// Every query's time, in the order run.
+    #[serde(default)]
+    pub per_query: Vec<QueryTime>,
+    /// Resident memory just before the first query (scraping goes on).
+    #[serde(default)]
+    pub rss_before_bytes: Option<u64>,
+    /// The highest resident memory seen while the queries ran (sampled
+    /// every 100 ms).
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// One query's run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct QueryTime {
+    pub query: String,
+    /// HTTP status; 0 when no answer came in time.
+    pub status: u16,
+    /// `None` when the query failed.
+    pub seconds: Option<f64>,
+}
+
+impl Queries {
+    /// How far the memory rose over its level before the queries, in percent.
+    pub fn rss_rise_percent(&self) -> Option<f64> {
+        match (self.rss_before_bytes, self.peak_rss_bytes) {
+            (Some(a), Some(b)) if a > 0 => Some((b as f64 / a as f64 - 1.0) * 100.0),
+            _ => None,
+        }
+    }
 }
 
 impl Collector {
@@ -191,6 +221,31 @@ fn figures(c: &Collector) -> Vec<(&'static str, Option<f64>, Unit)> {
             "dashboard query p99 (ms)",
             c.queries.p99_seconds.map(|s| s * 1e3),
             Unit::Fixed3,
+        ),
+        (
+            "dashboard query max (ms)",
+            c.queries
+                .per_query
+                .iter()
+                .filter_map(|q| q.seconds)
+                .reduce(f64::max)
+                .map(|s| s * 1e3),
+            Unit::Fixed3,
+        ),
+        (
+            "RSS before queries",
+            c.queries.rss_before_bytes.map(|b| b as f64),
+            Unit::Bytes,
+        ),
+        (
+            "RSS while querying (peak)",
+            c.queries.peak_rss_bytes.map(|b| b as f64),
+            Unit::Bytes,
+        ),
+        (
+            "querying RSS over before",
+            c.queries.rss_rise_percent(),
+            Unit::Percent,
         ),
     ]
 }
@@ -334,8 +389,76 @@ impl Report {
         for n in notes {
             let _ = writeln!(out, "- {n}");
         }
+        out.push_str(&self.per_query_table());
         out
     }
+
+    /// Every query's time on raymon and on each other collector that ran
+    /// the same queries, with the ratio; empty without two such.
+    pub fn per_query_table(&self) -> String {
+        let Some(raymon) = self.collectors.iter().find(|c| c.name == "raymon") else {
+            return String::new();
+        };
+        let others: Vec<&Collector> = self
+            .collectors
+            .iter()
+            .filter(|c| c.name != "raymon" && !c.queries.per_query.is_empty())
+            .collect();
+        if raymon.queries.per_query.is_empty() || others.is_empty() {
+            return String::new();
+        }
+        let ms = |s: Option<f64>| s.map_or("failed".to_string(), |s| format!("{:.1}", s * 1e3));
+        let mut out = String::from("\n| # | raymon ms |");
+        for o in &others {
+            let _ = write!(out, " {} ms | raymon/{} |", o.name, o.name);
+        }
+        out.push_str(" query |\n|---|---|");
+        out.push_str(&"---|---|".repeat(others.len()));
+        out.push_str("---|\n");
+        let mut within = vec![0usize; others.len()];
+        let mut compared = vec![0usize; others.len()];
+        for (i, q) in raymon.queries.per_query.iter().enumerate() {
+            let _ = write!(out, "| {} | {} |", i + 1, ms(q.seconds));
+            for (j, o) in others.iter().enumerate() {
+                let theirs = o.queries.per_query.get(i).filter(|t| t.query == q.query);
+                let t = theirs.and_then(|t| t.seconds);
+                let ratio = match (q.seconds, t) {
+                    (Some(a), Some(b)) if b > 0.0 => {
+                        compared[j] += 1;
+                        if a <= b / 10.0 {
+                            within[j] += 1;
+                        }
+                        format!("{:.2}", a / b)
+                    }
+                    _ => "n/a".to_string(),
+                };
+                let _ = write!(
+                    out,
+                    " {} | {ratio} |",
+                    theirs.map_or("n/a".into(), |_| ms(t))
+                );
+            }
+            let _ = writeln!(out, " `{}` |", short(&q.query, 100));
+        }
+        for (j, o) in others.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "\n- raymon took at most 1/10 of {}'s time on {} of {} queries both answered",
+                o.name, within[j], compared[j]
+            );
+        }
+        out
+    }
+}
+
+/// `s` cut to `n` characters (on a character boundary), `…` when cut; `|`
+/// escaped for Markdown tables.
+pub fn short(s: &str, n: usize) -> String {
+    let mut out: String = s.chars().take(n).collect();
+    if s.chars().count() > n {
+        out.push('…');
+    }
+    out.replace('|', "\\|")
 }
 
 #[cfg(test)]

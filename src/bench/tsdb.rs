@@ -12,6 +12,7 @@ use anyhow::Context;
 use super::exposition::{Shape, TargetExposition};
 use crate::cli::flags::{BenchTsdbArgs, BenchValues};
 use crate::model::Labels;
+use crate::procfs::{self, Stat};
 use crate::storage::{Appendable, Queryable};
 use crate::tsdb::{Db, DbOptions};
 
@@ -111,35 +112,16 @@ impl Values {
 /// CPU seconds the process has used (user + system), from procfs: wall time
 /// on a shared machine says more about the neighbours.
 fn cpu_secs() -> f64 {
-    stat_cpu_secs("/proc/self/stat")
+    Stat::read("/proc/self/stat").map_or(0.0, |s| s.cpu_seconds())
 }
 
 /// CPU seconds of the calling thread: the appends, without fjall's workers.
 fn thread_cpu_secs() -> f64 {
-    stat_cpu_secs("/proc/thread-self/stat")
-}
-
-fn stat_cpu_secs(path: &str) -> f64 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / 100.0)
-        })
-        .unwrap_or(0.0)
+    Stat::read("/proc/thread-self/stat").map_or(0.0, |s| s.cpu_seconds())
 }
 
 fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    procfs::read_status_bytes("/proc/self/status", "VmRSS:").unwrap_or(0)
 }
 
 pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {

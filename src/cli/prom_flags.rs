@@ -379,7 +379,7 @@ fn check_value(kind: Kind) -> impl Fn(&str) -> Result<String, String> + Clone + 
             Kind::Duration => crate::config::parse_duration(s).is_ok(),
             Kind::Bytes => crate::config::parse_size(s).is_ok(),
             Kind::Int => s.parse::<i64>().is_ok(),
-            Kind::Float => s.parse::<f64>().is_ok(),
+            Kind::Float => crate::model::goparse::parse_float(s).is_ok(),
             Kind::Text => true,
         };
         if ok {

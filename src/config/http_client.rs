@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use super::raw::{RawAuthorization, RawBasicAuth, RawTls};
+pub(crate) use super::raw::RawHttp;
+use super::raw::{RawAuthorization, RawTls};
 use crate::model::gofmt::go_quote as q;
 
 /// The HTTP client settings of a scrape job, `http_sd_configs` entry or
@@ -116,22 +117,6 @@ impl TlsVersion {
             TlsVersion::Tls13 => "TLS13",
         }
     }
-}
-
-/// The HTTP client fields as written, shared by every section that embeds
-/// Prometheus's `HTTPClientConfig`.
-#[derive(Debug, Default)]
-pub(crate) struct RawHttp {
-    pub basic_auth: Option<RawBasicAuth>,
-    pub authorization: Option<RawAuthorization>,
-    pub oauth2: Option<super::raw::RawOAuth2>,
-    pub bearer_token: Option<String>,
-    pub bearer_token_file: Option<String>,
-    pub proxy_url: Option<String>,
-    pub proxy_connect_header: Option<BTreeMap<String, Vec<String>>>,
-    pub tls_config: Option<RawTls>,
-    pub follow_redirects: Option<bool>,
-    pub enable_http2: Option<bool>,
 }
 
 /// Prometheus's `HTTPClientConfig.Validate`, in its order, plus the field
@@ -357,6 +342,7 @@ impl TlsConfig {
 
 #[cfg(test)]
 mod tests {
+    use super::super::raw::RawBasicAuth;
     use super::*;
 
     fn raw() -> RawHttp {

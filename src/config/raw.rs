@@ -8,8 +8,76 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
-use super::http_client::RawHttp;
 use super::sections::{RawAlerting, RawRemoteReads, RawStorage, RawTracing, checked};
+
+/// Declares a section that embeds Prometheus's `HTTPClientConfig` inline:
+/// the section's own fields, then the HTTP client's, and `take_http`, which
+/// moves the latter out as a [`RawHttp`]. This is the one list of those
+/// fields: serde's `flatten` would do it, but it cannot be combined with
+/// `deny_unknown_fields`, which gives yaml.v2's unknown-field errors.
+macro_rules! with_http_client {
+    (
+        @struct
+        $(#[$meta:meta])*
+        pub(crate) struct $name:ident {
+            $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        pub(crate) struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            pub basic_auth: Option<RawBasicAuth>,
+            pub authorization: Option<RawAuthorization>,
+            pub oauth2: Option<RawOAuth2>,
+            pub bearer_token: Option<String>,
+            pub bearer_token_file: Option<String>,
+            pub proxy_url: Option<String>,
+            pub proxy_connect_header: Option<BTreeMap<String, Vec<String>>>,
+            pub tls_config: Option<RawTls>,
+            #[serde(default, deserialize_with = "yaml11_bool")]
+            pub follow_redirects: Option<bool>,
+            #[serde(default, deserialize_with = "yaml11_bool")]
+            pub enable_http2: Option<bool>,
+        }
+    };
+    (
+        @take
+        $(#[$meta:meta])*
+        pub(crate) struct $name:ident { $($body:tt)* }
+    ) => {
+        impl $name {
+            /// Moves the HTTP client fields out. Every field of [`RawHttp`]
+            /// must be named, so the compiler keeps this and the list above
+            /// in step.
+            pub fn take_http(&mut self) -> RawHttp {
+                RawHttp {
+                    basic_auth: self.basic_auth.take(),
+                    authorization: self.authorization.take(),
+                    oauth2: self.oauth2.take(),
+                    bearer_token: self.bearer_token.take(),
+                    bearer_token_file: self.bearer_token_file.take(),
+                    proxy_url: self.proxy_url.take(),
+                    proxy_connect_header: self.proxy_connect_header.take(),
+                    tls_config: self.tls_config.take(),
+                    follow_redirects: self.follow_redirects.take(),
+                    enable_http2: self.enable_http2.take(),
+                }
+            }
+        }
+    };
+    ($($section:tt)*) => {
+        with_http_client!(@struct $($section)*);
+        with_http_client!(@take $($section)*);
+    };
+}
+
+with_http_client! {
+@struct
+/// The HTTP client fields as written, moved out of whichever section holds
+/// them.
+#[derive(Debug, Deserialize, Default)]
+pub(crate) struct RawHttp {}
+}
 
 /// A string field where an explicit YAML `null` means "empty", as in Go,
 /// while a missing field stays `None` so the default applies.
@@ -79,6 +147,7 @@ pub(crate) struct RawGlobal {
     pub external_labels: Option<BTreeMap<String, String>>,
 }
 
+with_http_client! {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawScrape {
@@ -98,20 +167,6 @@ pub(crate) struct RawScrape {
     pub label_limit: Option<u64>,
     pub label_name_length_limit: Option<u64>,
     pub label_value_length_limit: Option<u64>,
-
-    pub basic_auth: Option<RawBasicAuth>,
-    pub authorization: Option<RawAuthorization>,
-    pub oauth2: Option<RawOAuth2>,
-    pub bearer_token: Option<String>,
-    pub bearer_token_file: Option<String>,
-    pub proxy_url: Option<String>,
-    pub proxy_connect_header: Option<BTreeMap<String, Vec<String>>>,
-    pub tls_config: Option<RawTls>,
-    #[serde(default, deserialize_with = "yaml11_bool")]
-    pub follow_redirects: Option<bool>,
-    #[serde(default, deserialize_with = "yaml11_bool")]
-    pub enable_http2: Option<bool>,
-
     pub relabel_configs: Option<Vec<Option<RawRelabel>>>,
     pub metric_relabel_configs: Option<Vec<Option<RawRelabel>>>,
 
@@ -119,7 +174,9 @@ pub(crate) struct RawScrape {
     pub file_sd_configs: Option<Vec<Option<RawFileSd>>>,
     pub http_sd_configs: Option<Vec<Option<RawHttpSd>>>,
 }
+}
 
+with_http_client! {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRemoteWrite {
@@ -132,57 +189,10 @@ pub(crate) struct RawRemoteWrite {
     pub send_exemplars: Option<bool>,
     #[serde(default, deserialize_with = "yaml11_bool")]
     pub send_native_histograms: Option<bool>,
-
-    pub basic_auth: Option<RawBasicAuth>,
-    pub authorization: Option<RawAuthorization>,
-    pub oauth2: Option<RawOAuth2>,
     pub sigv4: Option<serde_norway::Value>,
-    pub bearer_token: Option<String>,
-    pub bearer_token_file: Option<String>,
-    pub proxy_url: Option<String>,
-    pub proxy_connect_header: Option<BTreeMap<String, Vec<String>>>,
-    pub tls_config: Option<RawTls>,
-    #[serde(default, deserialize_with = "yaml11_bool")]
-    pub follow_redirects: Option<bool>,
-    #[serde(default, deserialize_with = "yaml11_bool")]
-    pub enable_http2: Option<bool>,
-
     pub queue_config: Option<super::remote_write::RawQueue>,
     pub metadata_config: Option<super::remote_write::RawMetadata>,
 }
-
-impl RawScrape {
-    pub fn take_http(&mut self) -> RawHttp {
-        RawHttp {
-            basic_auth: self.basic_auth.take(),
-            authorization: self.authorization.take(),
-            oauth2: self.oauth2.take(),
-            bearer_token: self.bearer_token.take(),
-            bearer_token_file: self.bearer_token_file.take(),
-            proxy_url: self.proxy_url.take(),
-            proxy_connect_header: self.proxy_connect_header.take(),
-            tls_config: self.tls_config.take(),
-            follow_redirects: self.follow_redirects.take(),
-            enable_http2: self.enable_http2.take(),
-        }
-    }
-}
-
-impl RawRemoteWrite {
-    pub fn take_http(&mut self) -> RawHttp {
-        RawHttp {
-            basic_auth: self.basic_auth.take(),
-            authorization: self.authorization.take(),
-            oauth2: self.oauth2.take(),
-            bearer_token: self.bearer_token.take(),
-            bearer_token_file: self.bearer_token_file.take(),
-            proxy_url: self.proxy_url.take(),
-            proxy_connect_header: self.proxy_connect_header.take(),
-            tls_config: self.tls_config.take(),
-            follow_redirects: self.follow_redirects.take(),
-            enable_http2: self.enable_http2.take(),
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -259,41 +269,13 @@ pub(crate) struct RawFileSd {
     pub refresh_interval: Option<String>,
 }
 
+with_http_client! {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHttpSd {
     pub url: Option<String>,
     pub refresh_interval: Option<String>,
-
-    pub basic_auth: Option<RawBasicAuth>,
-    pub authorization: Option<RawAuthorization>,
-    pub oauth2: Option<RawOAuth2>,
-    pub bearer_token: Option<String>,
-    pub bearer_token_file: Option<String>,
-    pub proxy_url: Option<String>,
-    pub proxy_connect_header: Option<BTreeMap<String, Vec<String>>>,
-    pub tls_config: Option<RawTls>,
-    #[serde(default, deserialize_with = "yaml11_bool")]
-    pub follow_redirects: Option<bool>,
-    #[serde(default, deserialize_with = "yaml11_bool")]
-    pub enable_http2: Option<bool>,
 }
-
-impl RawHttpSd {
-    pub fn take_http(&mut self) -> RawHttp {
-        RawHttp {
-            basic_auth: self.basic_auth.take(),
-            authorization: self.authorization.take(),
-            oauth2: self.oauth2.take(),
-            bearer_token: self.bearer_token.take(),
-            bearer_token_file: self.bearer_token_file.take(),
-            proxy_url: self.proxy_url.take(),
-            proxy_connect_header: self.proxy_connect_header.take(),
-            tls_config: self.tls_config.take(),
-            follow_redirects: self.follow_redirects.take(),
-            enable_http2: self.enable_http2.take(),
-        }
-    }
 }
 
 /// A serde error rendered the way Prometheus's yaml.v2 reports it.

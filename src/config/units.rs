@@ -47,7 +47,7 @@ pub fn parse_size(s: &str) -> Result<u64, SizeError> {
         if num.is_empty() || num == "." || num.matches('.').count() > 1 {
             return Err(invalid());
         }
-        let value: f64 = num.parse().map_err(|_| invalid())?;
+        let value = crate::model::goparse::parse_float(num).map_err(|_| invalid())?;
         rest = &rest[num_len..];
         let unit_len = rest
             .bytes()

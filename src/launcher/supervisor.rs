@@ -19,6 +19,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::procfs::Stat;
+
 /// The state file's name under the data dir.
 pub const STATE_FILE: &str = "raymon-up.json";
 
@@ -56,7 +58,7 @@ pub struct ProcId {
 impl ProcId {
     /// The process `pid` as it is now, if it exists.
     pub fn of(pid: u32) -> Option<ProcId> {
-        stat(pid).map(|s| ProcId {
+        Stat::of(pid).map(|s| ProcId {
             pid,
             start: s.start,
         })
@@ -64,7 +66,7 @@ impl ProcId {
 
     /// Still running (not a zombie) and still the same process.
     pub fn alive(&self) -> bool {
-        stat(self.pid).is_some_and(|s| s.start == self.start && s.state != 'Z')
+        Stat::of(self.pid).is_some_and(|s| s.start == self.start && !s.is_zombie())
     }
 }
 
@@ -417,27 +419,6 @@ pub fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-struct Stat {
-    state: char,
-    ppid: u32,
-    pgrp: u32,
-    start: u64,
-}
-
-fn stat(pid: u32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after
-    // the last ')'.
-    let rest = &text[text.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(Stat {
-        state: f.first()?.chars().next()?,
-        ppid: f.get(1)?.parse().ok()?,
-        pgrp: f.get(2)?.parse().ok()?,
-        start: f.get(19)?.parse().ok()?,
-    })
-}
-
 /// A snapshot of this user's processes.
 struct ProcTable {
     procs: Vec<(ProcId, Stat)>,
@@ -455,7 +436,7 @@ impl ProcTable {
                 if uid.is_some() && e.metadata().map(|m| m.uid()).ok() != uid {
                     continue;
                 }
-                if let Some(s) = stat(pid).filter(|s| s.state != 'Z') {
+                if let Some(s) = Stat::of(pid).filter(|s| !s.is_zombie()) {
                     procs.push((
                         ProcId {
                             pid,

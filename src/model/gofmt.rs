@@ -225,16 +225,6 @@ pub fn format_g(v: f64) -> String {
     }
 }
 
-/// Go's `strconv.ParseFloat(s, 64)` for decimal input: optional sign,
-/// digits with an optional point and exponent, and the case-insensitive
-/// specials `Inf`, `Infinity` and `NaN`, which is also Rust's grammar.
-///
-/// Unlike Go, hex floats are not read, and a literal beyond `f64` is an
-/// infinity rather than an error.
-pub fn parse_float(s: &str) -> Option<f64> {
-    s.parse().ok()
-}
-
 /// Shortest mantissa digits (with a point when needed, and the sign) and
 /// decimal exponent, as Go's 'e' form writes them.
 fn split_exp(v: f64) -> (String, i32) {
@@ -318,18 +308,6 @@ mod tests {
             format_e(f64::from_bits(0x4318_0467_b3a7_ed6d)),
             "1.6900607208313232e+15"
         );
-    }
-
-    #[test]
-    fn parses_go_decimal_floats() {
-        assert_eq!(parse_float("1e3"), Some(1000.0));
-        assert_eq!(parse_float("-.5"), Some(-0.5));
-        assert_eq!(parse_float("+Inf"), Some(f64::INFINITY));
-        assert_eq!(parse_float("-infinity"), Some(f64::NEG_INFINITY));
-        assert!(parse_float("NaN").is_some_and(f64::is_nan));
-        for bad in ["", "1_000", "0x10", "1.2.3", " 1", "inf1"] {
-            assert_eq!(parse_float(bad), None, "{bad}");
-        }
     }
 
     #[test]

@@ -42,7 +42,6 @@ pub enum Event<'a> {
     },
     /// A block's samples are all committed.
     BlockDone {
-        ulid: &'a str,
         samples: u64,
         series: u64,
     },
@@ -175,11 +174,7 @@ pub fn import(
                 w.sum.blocks += 1;
                 let samples = w.sum.samples - before;
                 w.sum.block_samples += samples;
-                (w.report)(Event::BlockDone {
-                    ulid: &ulid,
-                    samples,
-                    series,
-                });
+                (w.report)(Event::BlockDone { samples, series });
             }
             // Validation read every chunk: only the store can fail here.
             Err(e @ (Error::Commit(_) | Error::Storage(_))) => {

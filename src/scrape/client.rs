@@ -1,6 +1,6 @@
 //! The HTTP side of a scrape: one GET with Prometheus 2.42's headers, a
 //! deadline, gzip, and a limit on the decompressed body size, over a pool's
-//! [`HttpClient`] (TLS, authentication, proxy and redirects from the scrape
+//! `HttpClient` (TLS, authentication, proxy and redirects from the scrape
 //! config). It knows nothing of parsing or storage.
 //!
 //! It is hyper-util's client rather than reqwest because only hyper-util lets

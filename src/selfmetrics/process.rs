@@ -3,10 +3,7 @@
 //! cannot be read, the families are left out.
 
 use super::text::Writer;
-
-/// Linux's `USER_HZ`: `/proc` counts CPU time in these ticks, and it is 100
-/// on every architecture Linux supports for userspace.
-const TICKS_PER_SECOND: f64 = 100.0;
+use crate::procfs::{self, Stat, TICKS_PER_SECOND};
 
 #[derive(Debug, Default, PartialEq)]
 struct Process {
@@ -63,7 +60,7 @@ pub(crate) fn write(w: &mut Writer) {
 }
 
 fn read() -> Option<Process> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let stat = Stat::read("/proc/self/stat")?;
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let boot = std::fs::read_to_string("/proc/stat").ok()?;
     let mut p = parse(&stat, &status, &boot)?;
@@ -74,32 +71,20 @@ fn read() -> Option<Process> {
     Some(p)
 }
 
-/// Parses `/proc/self/stat`, `/proc/self/status` and `/proc/stat`.
-fn parse(stat: &str, status: &str, proc_stat: &str) -> Option<Process> {
-    // The command name is in parentheses and may hold spaces: fields are
-    // counted from after the last `)`, where field 3 (state) starts.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| -> Option<f64> { fields.get(n - 3)?.parse::<f64>().ok() };
-    let cpu = (field(14)? + field(15)?) / TICKS_PER_SECOND;
-    let start_ticks = field(22)?;
-    let vsize = field(23)?;
+/// Combines `/proc/self/stat` with `/proc/self/status` and `/proc/stat`.
+fn parse(stat: &Stat, status: &str, proc_stat: &str) -> Option<Process> {
     let btime: f64 = proc_stat
         .lines()
         .find_map(|l| l.strip_prefix("btime "))?
         .trim()
         .parse()
         .ok()?;
-    let rss_kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0);
+    let rss_kib = procfs::status_kib(status, "VmRSS:").unwrap_or(0);
     Some(Process {
-        cpu_seconds: cpu,
-        start_time_seconds: btime + start_ticks / TICKS_PER_SECOND,
-        virtual_bytes: vsize,
-        resident_bytes: rss_kb * 1024.0,
+        cpu_seconds: stat.cpu_seconds(),
+        start_time_seconds: btime + stat.start as f64 / TICKS_PER_SECOND,
+        virtual_bytes: stat.vsize as f64,
+        resident_bytes: rss_kib as f64 * 1024.0,
         open_fds: 0.0,
         max_fds: None,
     })
@@ -130,7 +115,7 @@ mod tests {
         let stat = "1234 (ray mon) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 500 104857600 2000 18446744073709551615";
         let status = "Name:\traymon\nVmRSS:\t    8000 kB\n";
         let proc_stat = "cpu  1 2 3\nbtime 1700000000\n";
-        let p = parse(stat, status, proc_stat).unwrap();
+        let p = parse(&Stat::parse(stat.as_bytes()).unwrap(), status, proc_stat).unwrap();
         assert_eq!(p.cpu_seconds, 3.0);
         assert_eq!(p.start_time_seconds, 1_700_000_005.0);
         assert_eq!(p.virtual_bytes, 104_857_600.0);

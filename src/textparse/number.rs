@@ -2,6 +2,8 @@
 //! Go 1.13 forms (Prometheus rejects any `p`, `P` or `_`, so hex floats and
 //! digit separators are out), and the text format's integer timestamps.
 
+use crate::model::goparse::{self, FloatError};
+
 /// Why a number was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum NumberError {
@@ -10,89 +12,15 @@ pub(super) enum NumberError {
     OutOfRange,
 }
 
-/// Parses a sample value or an OpenMetrics timestamp.
-///
-/// Accepts what Go's `ParseFloat` does for decimal input: an optional sign,
-/// digits with an optional point, an optional exponent, and the
-/// case-insensitive specials `NaN` (unsigned only), `Inf` and `Infinity`.
-/// A finite literal that overflows is an error, as in Go.
+/// Parses a sample value, an exemplar value or an OpenMetrics timestamp
+/// with Prometheus's `textparse.parseFloat` rule
+/// ([`goparse::parse_float_pre_go113`]).
 #[inline]
 pub(super) fn parse_float(s: &[u8]) -> Result<f64, NumberError> {
-    if let Some(v) = fast_decimal(s) {
-        return Ok(v);
-    }
-    let (negative, unsigned) = match s.first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if unsigned.eq_ignore_ascii_case(b"inf") || unsigned.eq_ignore_ascii_case(b"infinity") {
-        return Ok(if negative {
-            f64::NEG_INFINITY
-        } else {
-            f64::INFINITY
-        });
-    }
-    if s.eq_ignore_ascii_case(b"nan") {
-        return Ok(f64::NAN);
-    }
-    // Rust and Go agree on the decimal grammar; only this alphabet reaches
-    // Rust's parser, so its own specials and anything Go lacks stay out.
-    if !s
-        .iter()
-        .all(|&c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'))
-    {
-        return Err(NumberError::Invalid);
-    }
-    let text = std::str::from_utf8(s).map_err(|_| NumberError::Invalid)?;
-    let v: f64 = text.parse().map_err(|_| NumberError::Invalid)?;
-    if v.is_infinite() {
-        return Err(NumberError::OutOfRange);
-    }
-    Ok(v)
-}
-
-/// Plain decimals such as `0.0`, `1516.0` or `-12` with at most 15 significant
-/// digits: the mantissa and the power of ten are both exact in an `f64`, so
-/// one division gives the correctly rounded result.
-#[inline]
-fn fast_decimal(s: &[u8]) -> Option<f64> {
-    const POW10: [f64; 16] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-    ];
-    let (negative, digits) = match s.first() {
-        Some(b'-') => (true, &s[1..]),
-        _ => (false, s),
-    };
-    if digits.is_empty() || digits.len() > 16 {
-        return None;
-    }
-    let mut mantissa: u64 = 0;
-    let mut fraction_digits = 0usize;
-    let mut seen_point = false;
-    let mut seen_digit = false;
-    for &c in digits {
-        match c {
-            b'0'..=b'9' => {
-                mantissa = mantissa * 10 + u64::from(c - b'0');
-                seen_digit = true;
-                if seen_point {
-                    fraction_digits += 1;
-                }
-            }
-            b'.' if !seen_point => seen_point = true,
-            _ => return None,
-        }
-    }
-    if !seen_digit {
-        return None;
-    }
-    // Invariant: at most 16 bytes, so at most 16 digits and 15 after a point.
-    let v = mantissa as f64 / *POW10.get(fraction_digits)?;
-    if mantissa > (1 << 53) {
-        return None;
-    }
-    Some(if negative { -v } else { v })
+    goparse::parse_float_pre_go113(s).map_err(|e| match e {
+        FloatError::Syntax => NumberError::Invalid,
+        FloatError::Range => NumberError::OutOfRange,
+    })
 }
 
 /// Parses the text format's timestamp: ASCII digits only (the lexer has no

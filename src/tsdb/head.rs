@@ -21,6 +21,6 @@ pub use persist::{
 pub(crate) use series::{ChunkData, decode_range};
 pub use shards::{
     DEFAULT_CHUNK_RANGE, DEFAULT_SAMPLES_PER_CHUNK, GcStats, Head, HeadOptions, HeadStats,
-    SHARD_COUNT,
+    SHARD_COUNT, hash_labels,
 };
 pub(crate) use shards::{Inner, shard_of};

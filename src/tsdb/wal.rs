@@ -19,6 +19,7 @@ use tracing::{error, warn};
 
 use crate::model::Labels;
 use crate::storage::SeriesRef;
+use crate::tsdb::chunkenc::XorState;
 
 pub use codec::{CheckpointChunk, CheckpointSeries, get_labels_into, put_label_strs, put_labels};
 pub use tail::{Keep, Position, Tail, Tailed};
@@ -60,6 +61,8 @@ const TYPE_CHECKPOINT_SERIES: u8 = 3;
 const TYPE_SERIES_SNAPPY: u8 = 4;
 /// A samples record with short forms for the common cases.
 const TYPE_SAMPLES_PACKED: u8 = 5;
+/// A checkpoint series with the open chunk's encoder state.
+const TYPE_CHECKPOINT_SERIES_OPEN: u8 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -573,7 +576,7 @@ fn read_record(
     let typ = h[0];
     let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]);
     let crc = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
-    if !(TYPE_SERIES..=TYPE_SAMPLES_PACKED).contains(&typ) {
+    if !(TYPE_SERIES..=TYPE_CHECKPOINT_SERIES_OPEN).contains(&typ) {
         return Ok(Next::Corrupt(offset, format!("unknown record type {typ}")));
     }
     if len > MAX_RECORD_LEN {
@@ -827,11 +830,12 @@ pub fn write_checkpoint(
     Ok(bytes)
 }
 
-/// Appends one framed checkpoint record (type 3) built from its parts:
+/// Appends one framed checkpoint record (type 6) built from its parts:
 /// `labels` as a pair count with the name, value, ... strings (`None` for a
-/// series whose labels the chunk store holds) and `n` chunks as (min t, max
-/// t, XOR bytes). The head encodes each series straight from its chunks,
-/// with no copy in between.
+/// series whose labels the chunk store holds), `n` chunks as (min t, max
+/// t, XOR bytes) and, when the last of them is the open chunk, its encoder
+/// state. The head encodes each series straight from its chunks, with no
+/// copy in between.
 pub fn put_checkpoint_record<'a, 'c>(
     buf: &mut Vec<u8>,
     r: SeriesRef,
@@ -839,10 +843,36 @@ pub fn put_checkpoint_record<'a, 'c>(
     (last_t, last_v): (i64, u64),
     n: usize,
     chunks: impl Iterator<Item = (i64, i64, &'c [u8])>,
+    open: Option<&XorState>,
 ) {
     let start = buf.len();
     buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
-    codec::put_checkpoint_parts(buf, r, labels, last_t, last_v, n, chunks);
+    codec::put_checkpoint_parts(buf, r, labels, last_t, last_v, n, chunks, open);
+    frame(buf, start, TYPE_CHECKPOINT_SERIES_OPEN);
+}
+
+/// A type 3 record (no encoder state), as checkpoints written before type
+/// 6 hold them.
+#[cfg(test)]
+pub fn put_checkpoint_record_v1(buf: &mut Vec<u8>, s: &CheckpointSeries) {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+    let strs = s
+        .labels
+        .iter()
+        .flat_map(|l| [l.name.as_str(), l.value.as_str()]);
+    codec::put_checkpoint_parts(
+        buf,
+        s.r,
+        Some((s.labels.len(), strs)),
+        s.last_t,
+        s.last_v,
+        s.chunks.len(),
+        s.chunks.iter().map(|c| (c.min_t, c.max_t, &*c.data)),
+        None,
+    );
+    // Type 3 has no state byte.
+    buf.pop();
     frame(buf, start, TYPE_CHECKPOINT_SERIES);
 }
 
@@ -860,6 +890,7 @@ pub fn put_checkpoint_series_record(buf: &mut Vec<u8>, s: &CheckpointSeries) {
         (s.last_t, s.last_v),
         s.chunks.len(),
         s.chunks.iter().map(|c| (c.min_t, c.max_t, &*c.data)),
+        s.open.as_ref(),
     );
 }
 
@@ -897,8 +928,19 @@ pub fn read_checkpoint(
                     reason,
                 });
             }
-            Next::Record(_, end) => {
-                let Some(s) = codec::get_checkpoint_series(&payload) else {
+            Next::Record(typ, end) => {
+                let with_state = match typ {
+                    TYPE_CHECKPOINT_SERIES => false,
+                    TYPE_CHECKPOINT_SERIES_OPEN => true,
+                    other => {
+                        return Err(Error::Corrupt {
+                            path,
+                            offset,
+                            reason: format!("record type {other} in a checkpoint"),
+                        });
+                    }
+                };
+                let Some(s) = codec::get_checkpoint_series(&payload, with_state) else {
                     return Err(Error::Corrupt {
                         path,
                         offset,

@@ -26,9 +26,10 @@ use hyper::body::{Body as _, Frame};
 /// `tower_http`'s default threshold: smaller bodies go out as they are.
 const MIN_SIZE: u64 = 32;
 
-/// Bodies up to this size use [`deflate`], larger ones miniz, whose
-/// dynamic Huffman codes pay off there.
-const SMALL: usize = 16 * 1024;
+/// Bodies up to this size use [`deflate`], larger ones miniz: resetting
+/// miniz costs about 7 µs, which our encoder beats only up to a few KiB
+/// (docs/decisions.md, "Small-answer gzip").
+const SMALL: usize = 4 * 1024;
 
 /// The gzip member header: magic, deflate, no flags, no time, no extra
 /// flags, unknown OS.

@@ -16,7 +16,8 @@ use super::Shared;
 use super::envelope::text;
 use crate::model::civil::{civil_from_days, days_from_civil};
 use crate::model::duration::parse_duration_ms;
-use crate::model::gofmt::{go_quote, parse_float};
+use crate::model::gofmt::go_quote;
+use crate::model::goparse::parse_float;
 
 /// `minTime` of the API, in milliseconds: the default `start`.
 pub const MIN_TIME_MS: i64 = -9_223_309_901_257_974_000;
@@ -162,7 +163,7 @@ pub fn bad_request(message: &str) -> Response {
 /// float seconds (rounded to milliseconds), RFC 3339, or the two boundary
 /// strings.
 pub fn parse_time(s: &str) -> Result<i64, String> {
-    if let Some(t) = parse_float(s) {
+    if let Ok(t) = parse_float(s) {
         if t.is_finite() {
             let whole = t.trunc();
             let frac = ((t - whole) * 1000.0).round();
@@ -196,7 +197,7 @@ fn sat_ms(v: f64) -> i64 {
 /// Parses a duration parameter into nanoseconds, as `parseDuration`: float
 /// seconds or a Prometheus duration string.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
-    if let Some(d) = parse_float(s) {
+    if let Ok(d) = parse_float(s) {
         let ns = d * 1e9;
         if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&ns) {
             return Err(format!(
@@ -363,6 +364,10 @@ mod tests {
         assert_eq!(parse_time("1.0016"), Ok(1002));
         assert_eq!(parse_time("-1.0016"), Ok(-1002));
         assert_eq!(parse_time("1e3"), Ok(1_000_000));
+        // Go's ParseFloat forms since 1.13, which Prometheus's parseTime takes.
+        assert_eq!(parse_time("1_795_664_538"), Ok(1_795_664_538_000));
+        assert_eq!(parse_time("0x1p4"), Ok(16_000));
+        assert!(parse_time("1e400").is_err());
         assert_eq!(
             parse_time("2015-07-01T20:10:51.781Z"),
             Ok(1_435_781_451_781)
@@ -392,6 +397,8 @@ mod tests {
         assert_eq!(parse_duration("10ms"), Ok(10_000_000));
         assert_eq!(parse_duration("1m5ms"), Ok(60_005_000_000));
         assert_eq!(parse_duration("0"), Ok(0));
+        assert_eq!(parse_duration("1_0"), Ok(10_000_000_000));
+        assert_eq!(parse_duration("0x1p-1"), Ok(500_000_000));
         assert!(parse_duration("30m1h").is_err());
         assert!(parse_duration("1.5m").is_err());
         assert!(parse_duration("5mm").is_err());

@@ -1,149 +1,11 @@
-//! `raymon bench` (issue 7): the simulated cluster's bodies parse with
-//! raymon's own parser in both formats and have the requested shape, and a
-//! tiny end-to-end run of the built binary produces a plausible report.
+//! `raymon bench` (issue 7): a tiny end-to-end run of the built binary
+//! produces a plausible report. That the simulated cluster's bodies parse in
+//! both formats and have the requested shape is tested in
+//! `src/bench/exposition.rs`.
 
-use std::collections::HashSet;
 use std::process::Command;
 
-use raymon::bench::exposition::{BodyFormat, Shape, TargetExposition};
-use raymon::textparse::{Entry, Format, MetricType, Parser};
-
 use crate::support::TempDir;
-
-fn shape(series: usize, churn: f64) -> Shape {
-    Shape {
-        series,
-        histogram_fraction: 0.5,
-        churn,
-        seed: 42,
-    }
-}
-
-/// Parses a body and returns each sample's raw series text and its labels.
-fn parse(body: &[u8], format: Format) -> Vec<(String, Vec<(String, String)>)> {
-    let mut out = Vec::new();
-    let mut types = 0;
-    for e in Parser::new(body, format) {
-        match e.unwrap_or_else(|e| panic!("{format:?}: {e}")) {
-            Entry::Sample(s) => out.push((
-                String::from_utf8(s.series.to_vec()).unwrap(),
-                s.labels()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            )),
-            Entry::Type { .. } => types += 1,
-            _ => {}
-        }
-    }
-    assert!(types > 0, "no TYPE lines");
-    out
-}
-
-#[test]
-fn bodies_parse_in_both_formats_with_ray_shapes() {
-    let t = TargetExposition::new(shape(2000, 0.0), 3);
-    assert_eq!(t.series(), 2000);
-    let mut body = Vec::new();
-    for (bf, f) in [
-        (BodyFormat::Text, Format::PromText),
-        (BodyFormat::OpenMetrics, Format::OpenMetrics),
-    ] {
-        t.render(bf, &mut body);
-        assert_eq!(
-            body.ends_with(b"# EOF\n"),
-            bf == BodyFormat::OpenMetrics,
-            "{bf:?}"
-        );
-        let samples = parse(&body, f);
-        assert_eq!(samples.len(), 2000, "{bf:?}");
-        let distinct: HashSet<&str> = samples.iter().map(|s| s.0.as_str()).collect();
-        assert_eq!(distinct.len(), 2000, "duplicate series in {bf:?}");
-
-        let mut buckets = 0;
-        let mut inf = 0;
-        let mut odd_values = 0;
-        for (series, labels) in &samples {
-            let get = |n: &str| labels.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-            assert!(get("SessionName").is_some(), "{series}");
-            assert_eq!(
-                get("otel_scope_name"),
-                Some("ray._private.telemetry.open_telemetry_metric_recorder")
-            );
-            assert_eq!(get("otel_scope_schema_url"), Some(""));
-            assert!((7..=14).contains(&labels.len()), "{series}");
-            if let Some(le) = get("le") {
-                buckets += 1;
-                assert!(le == "+Inf" || le.contains('.'), "{le}");
-                if le == "+Inf" {
-                    inf += 1;
-                }
-            }
-            if labels.iter().any(|(_, v)| {
-                v.contains(' ') && v.contains(',') && v.contains('(') && v.contains('\'')
-            }) {
-                odd_values += 1;
-            }
-        }
-        // Roughly half the series are histogram buckets, sums and counts.
-        assert!(buckets > 600 && buckets < 1000, "{buckets} buckets");
-        assert!(inf > 50, "{inf} histograms");
-        assert!(
-            odd_values > 0,
-            "no label value with spaces, commas, parentheses and quotes"
-        );
-        let labels_per_series =
-            samples.iter().map(|s| s.1.len()).sum::<usize>() as f64 / samples.len() as f64;
-        assert!(
-            (10.0..=14.0).contains(&labels_per_series),
-            "{labels_per_series} labels per series"
-        );
-    }
-}
-
-#[test]
-fn churn_replaces_the_requested_share_and_counters_grow() {
-    let mut t = TargetExposition::new(shape(3000, 0.1), 0);
-    let mut body = Vec::new();
-    t.render(BodyFormat::Text, &mut body);
-    let before = parse(&body, Format::PromText);
-    t.advance_to(1);
-    t.render(BodyFormat::Text, &mut body);
-    let after = parse(&body, Format::PromText);
-    assert_eq!(after.len(), 3000);
-    let old: HashSet<&str> = before.iter().map(|s| s.0.as_str()).collect();
-    let new = after.iter().filter(|s| !old.contains(s.0.as_str())).count();
-    let share = new as f64 / 3000.0;
-    assert!((0.06..=0.14).contains(&share), "churned {share}");
-
-    // Without churn, counters never go down and some go up.
-    let mut t = TargetExposition::new(shape(500, 0.0), 1);
-    let values = |t: &TargetExposition| {
-        let mut b = Vec::new();
-        t.render(BodyFormat::OpenMetrics, &mut b);
-        // Ray has gauges named `*_total`: go by the family's type.
-        let mut v = Vec::new();
-        let mut kind = MetricType::Gauge;
-        for e in Parser::new(&b, Format::OpenMetrics) {
-            match e.unwrap() {
-                Entry::Type { kind: k, .. } => kind = k,
-                Entry::Sample(s)
-                    if kind == MetricType::Counter
-                        || (kind == MetricType::Histogram && !s.name.ends_with("_sum")) =>
-                {
-                    v.push(s.value)
-                }
-                _ => {}
-            }
-        }
-        v
-    };
-    let a = values(&t);
-    t.advance_to(3);
-    let b = values(&t);
-    assert_eq!(a.len(), b.len());
-    assert!(a.iter().zip(&b).all(|(x, y)| y >= x));
-    assert!(a.iter().zip(&b).any(|(x, y)| y > x));
-}
 
 #[test]
 fn tiny_end_to_end_run_reports_every_figure() {
@@ -202,4 +64,159 @@ fn tiny_end_to_end_run_reports_every_figure() {
     let qs = c["queries"]["status"].as_str().unwrap();
     assert!(qs == "ok" || qs.starts_with("n/a"), "{qs}");
     assert!(c["queries"]["count"].as_u64().unwrap() > 0);
+}
+
+/// Runs `raymon bench` with `args` and the report written to JSON; returns
+/// the report and the printed table.
+fn bench_vs_prometheus(dir: &TempDir, args: &[&str]) -> (serde_json::Value, String) {
+    assert!(
+        std::path::Path::new("/usr/bin/prometheus").exists(),
+        "prometheus is not installed: run scripts/setup-deps"
+    );
+    let out = dir.path().join("report.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_raymon"))
+        .arg("bench")
+        .args(args)
+        .args(["--vs", "prometheus", "--out"])
+        .arg(&out)
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "bench failed: {stderr}");
+    let r = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    (r, String::from_utf8_lossy(&run.stdout).into_owned())
+}
+
+#[test]
+fn issue_22_same_data_mode_loads_both_stores_and_compares_every_answer() {
+    let dir = TempDir::new("bench-same");
+    let (r, table) = bench_vs_prometheus(
+        &dir,
+        &[
+            "--same-data",
+            "--targets",
+            "2",
+            "--window",
+            "5m",
+            "--repeats",
+            "2",
+            "--max-queries",
+            "40",
+        ],
+    );
+    let names: Vec<&str> = r["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["raymon", "prometheus"]);
+    // 2 nodes of the 2,407-series template, a sample every 10 s over 5 min.
+    assert_eq!(r["series"], 2 * 2407);
+    assert_eq!(r["samples"], 2 * 2407 * 31);
+    // Both stores hold exactly what was sent.
+    let checks = r["checks"].as_array().unwrap();
+    assert!(checks.len() >= 4, "{checks:?}");
+    for c in checks {
+        let want = c["expected"].as_f64().unwrap();
+        assert!(want > 0.0, "{c}");
+        for a in c["answers"].as_array().unwrap() {
+            assert_eq!(a.as_f64(), Some(want), "{c}");
+        }
+    }
+    // Every query ran on both, and both answered the same.
+    let queries = r["queries"].as_array().unwrap();
+    assert_eq!(queries.len(), 40);
+    let mut selected = 0;
+    for q in queries {
+        assert_eq!(q["status"], serde_json::json!([200, 200]), "{q}");
+        assert!(
+            q["seconds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s.as_f64().is_some_and(|s| s > 0.0)),
+            "{q}"
+        );
+        assert_eq!(q["verdicts"], serde_json::json!(["same"]), "{q}");
+        let series = q["series"].as_array().unwrap();
+        assert_eq!(series[0], series[1], "{q}");
+        if series[0].as_u64() > Some(0) {
+            selected += 1;
+        }
+    }
+    assert!(selected >= 5, "only {selected} queries selected data");
+    for s in r["stores"].as_array().unwrap() {
+        assert!(s["rss_after_load_bytes"].as_u64() > Some(1 << 20), "{s}");
+        assert!(s["total_seconds"].as_f64() > Some(0.0), "{s}");
+        assert_eq!(s["failed_queries"], 0, "{s}");
+    }
+    assert!(
+        r["ratios"]["prometheus"]["query p99 (ms)"]
+            .as_f64()
+            .is_some()
+    );
+    assert!(table.contains("40 of 40 queries agree"), "{table}");
+    assert!(table.contains("| raymon/prometheus |"), "{table}");
+}
+
+#[test]
+fn issue_22_vs_prometheus_reports_every_query_and_memory_while_querying() {
+    let dir = TempDir::new("bench-vs");
+    let (r, table) = bench_vs_prometheus(
+        &dir,
+        &[
+            "--targets",
+            "2",
+            "--series-per-target",
+            "100",
+            "--interval",
+            "1s",
+            "--duration",
+            "4s",
+            "--no-restart",
+            "--queries",
+            "ray",
+            "--max-queries",
+            "8",
+        ],
+    );
+    let collectors = r["collectors"].as_array().unwrap();
+    assert_eq!(collectors.len(), 2);
+    let per_query = |c: &serde_json::Value| -> Vec<(String, Option<f64>)> {
+        c["queries"]["per_query"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| {
+                (
+                    q["query"].as_str().unwrap().to_string(),
+                    q["seconds"].as_f64(),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (per_query(&collectors[0]), per_query(&collectors[1]));
+    assert_eq!(a.len(), 8);
+    // The same queries, in the same order, each answered by both.
+    assert_eq!(
+        a.iter().map(|q| &q.0).collect::<Vec<_>>(),
+        b.iter().map(|q| &q.0).collect::<Vec<_>>()
+    );
+    assert!(
+        a.iter().chain(&b).all(|q| q.1.is_some_and(|s| s > 0.0)),
+        "{a:?} {b:?}"
+    );
+    for c in collectors {
+        let q = &c["queries"];
+        assert!(q["rss_before_bytes"].as_u64() > Some(1 << 20), "{q}");
+        assert!(q["peak_rss_bytes"].as_u64() > Some(1 << 20), "{q}");
+    }
+    assert!(
+        table.contains("| # | raymon ms | prometheus ms | raymon/prometheus | query |"),
+        "{table}"
+    );
+    assert!(table.contains("queries both answered"), "{table}");
 }

@@ -33,9 +33,7 @@ pub struct Outcome {
 
 /// Prometheus duration (`5m`, `1h30m`, `0`) to milliseconds.
 pub(crate) fn duration_ms(s: &str) -> Result<i64, String> {
-    raymon::config::parse_duration(s)
-        .map(|d| d.as_millis() as i64)
-        .map_err(|e| e.to_string())
+    raymon::model::duration::parse_duration_ms(s).map_err(|e| e.to_string())
 }
 
 /// Splits `name{labels} rest` into the series part and the rest.

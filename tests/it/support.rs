@@ -279,3 +279,55 @@ impl Rng {
         (self.next() % n.max(1) as u64) as usize
     }
 }
+
+/// A `raymon up` that starts a real Ray head on loopback: free ports for
+/// raymon, Ray's dashboard and Ray's GCS, and the flags and environment
+/// every such test passes.
+pub struct RealRayUp {
+    pub raymon_port: u16,
+    pub dashboard_port: u16,
+    pub gcs_port: u16,
+}
+
+impl RealRayUp {
+    pub fn new() -> RealRayUp {
+        RealRayUp {
+            raymon_port: free_port(),
+            dashboard_port: free_port(),
+            gcs_port: free_port(),
+        }
+    }
+
+    /// `raymon up`'s arguments: `flags` (Grafana's, auth, ...), the data
+    /// and Ray temp directories, the real `ray`, the ports, then Ray's own
+    /// flags after `--` (one CPU, dashboard on loopback, no usage stats).
+    pub fn args(&self, data: &Path, temp: &Path, flags: &[String]) -> Vec<String> {
+        let mut v = flags.to_vec();
+        v.extend([
+            format!("--data-dir={}", data.display()),
+            format!("--ray-temp-dir={}", temp.display()),
+            format!("--ray-bin={}", ray_bin().display()),
+            format!("--web.listen-address=127.0.0.1:{}", self.raymon_port),
+            format!("--dashboard-port={}", self.dashboard_port),
+            "--ready-timeout=240s".into(),
+            "--".into(),
+            format!("--port={}", self.gcs_port),
+            "--num-cpus=1".into(),
+            "--dashboard-host=127.0.0.1".into(),
+            "--disable-usage-stats".into(),
+        ]);
+        v
+    }
+
+    /// Free ports for the metrics exporters Ray would otherwise put on
+    /// fixed ones, usage stats off, then `extra`.
+    pub fn env(&self, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+        let mut v = vec![
+            ("AUTOSCALER_METRIC_PORT", free_port().to_string()),
+            ("DASHBOARD_METRIC_PORT", free_port().to_string()),
+            ("RAY_USAGE_STATS_ENABLED", "0".into()),
+        ];
+        v.extend_from_slice(extra);
+        v
+    }
+}

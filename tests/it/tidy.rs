@@ -2,7 +2,9 @@
 //! every `.rs` file opens with a `//!` doc; the core modules (`model`,
 //! `textparse`, `tsdb`, `promql`) never import `web`, `config`, axum or
 //! hyper; only `tsdb/kv*` uses fjall; no file has more than 1,000 lines of
-//! code (lines that are neither blank nor comments).
+//! code (lines that are neither blank nor comments); tests and benches use
+//! only the library's surface, and the binary's modules are public only
+//! while a listed test still reaches into them.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +16,40 @@ const CORE: &[&str] = &["model", "textparse", "tsdb", "promql"];
 
 /// What a core module must not name in code.
 const FORBIDDEN_IN_CORE: &[&str] = &["crate::web", "crate::config", "axum::", "hyper::"];
+
+/// The library's surface: what tests and benches may import.
+const LIBRARY: &[&str] = &["model", "textparse", "storage", "tsdb", "promql"];
+
+/// Public for the binary's `main`, not for tests.
+const FOR_MAIN: &str = "cli";
+
+/// Test and bench files that still import the binary's own modules. Each
+/// is to go through the binary (HTTP, the CLI) or move into `src` as unit
+/// tests, and then leave this list; no file may join it.
+const STILL_REACHING_IN: &[&str] = &[
+    "benches/tsdb.rs",
+    "tests/it/config.rs",
+    "tests/it/dropin.rs",
+    "tests/it/grafana.rs",
+    "tests/it/isolation.rs",
+    "tests/it/notebook.rs",
+    "tests/it/ops.rs",
+    "tests/it/prom_diff.rs",
+    "tests/it/remote_write.rs",
+    "tests/it/remote_write_queue.rs",
+    "tests/it/scrape.rs",
+    "tests/it/scrape_client.rs",
+    "tests/it/scrape_targets.rs",
+    "tests/it/tsdb.rs",
+    "tests/it/up.rs",
+    "tests/it/up_run.rs",
+    "tests/it/up_shared_node.rs",
+    "tests/it/web/endpoints.rs",
+    "tests/it/web/harness.rs",
+    "tests/it/web/query.rs",
+    "tests/it/web/series.rs",
+    "tests/it/web_server.rs",
+];
 
 /// The crate's name, split so that this file does not name it in code.
 const FJALL: &str = concat!("fj", "all");
@@ -152,6 +188,97 @@ fn no_file_has_more_than_a_thousand_lines_of_code() {
     );
 }
 
+/// The crate's modules named as `raymon::<module>` (or inside
+/// `raymon::{...}`) in the code of `text`, outside [`LIBRARY`].
+fn private_modules(text: &str) -> Vec<String> {
+    let prefix = concat!("ray", "mon::");
+    let code: String = code_lines(text)
+        .map(|(_, l)| l.split(" //").next().unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut names = Vec::new();
+    for (at, _) in code.match_indices(prefix) {
+        let before = code[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let rest = &code[at + prefix.len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            // The first path segment of each top-level item of the group.
+            let (mut depth, mut item_start) = (0, true);
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item_start = true,
+                    c if item_start && !c.is_whitespace() => {
+                        names.push(ident(&group[i..]));
+                        item_start = false;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            names.push(ident(rest));
+        }
+    }
+    let mut found: Vec<String> = Vec::new();
+    for n in names {
+        if !n.is_empty() && n != "self" && !LIBRARY.contains(&n.as_str()) && !found.contains(&n) {
+            found.push(n);
+        }
+    }
+    found
+}
+
+#[test]
+fn tests_and_benches_use_only_the_library_surface() {
+    let mut joined = Vec::new();
+    let mut left = Vec::new();
+    let mut reached = Vec::new();
+    for p in ["tests", "benches"]
+        .iter()
+        .flat_map(|d| rust_files(&root().join(d)))
+    {
+        let file = relative(&p);
+        let modules = private_modules(&std::fs::read_to_string(&p).unwrap());
+        let listed = STILL_REACHING_IN.contains(&file.as_str());
+        if !modules.is_empty() && !listed {
+            joined.push(format!("{file}: {modules:?}"));
+        }
+        if modules.is_empty() && listed {
+            left.push(file);
+        }
+        reached.extend(modules);
+    }
+    assert!(
+        joined.is_empty(),
+        "test through the binary (HTTP, the CLI) or as a unit test in src \
+         instead of importing the binary's modules: {joined:#?}"
+    );
+    assert!(
+        left.is_empty(),
+        "no longer reaching in, so take them off STILL_REACHING_IN: {left:#?}"
+    );
+    // A binary module no listed test reaches into is `pub(crate)`.
+    let lib = std::fs::read_to_string(root().join("src/lib.rs")).unwrap();
+    let needlessly_public: Vec<&str> = code_lines(&lib)
+        .filter_map(|(_, l)| l.strip_prefix("pub mod ")?.strip_suffix(';'))
+        .filter(|m| !LIBRARY.contains(m) && *m != FOR_MAIN && !reached.iter().any(|r| r == m))
+        .collect();
+    assert!(
+        needlessly_public.is_empty(),
+        "make these pub(crate) in src/lib.rs: {needlessly_public:?}"
+    );
+}
+
 /// The rules above must be able to fail: each one trips on a sample.
 #[test]
 fn the_rules_catch_what_they_forbid() {
@@ -162,4 +289,21 @@ fn the_rules_catch_what_they_forbid() {
     assert!(in_module("src/tsdb/head/series.rs", "tsdb"));
     assert!(in_module("src/tsdb.rs", "tsdb"));
     assert!(!in_module("src/tsdbx.rs", "tsdb"));
+    let uses = concat!(
+        "use ray",
+        "mon::model::Labels;\n",
+        "use ray",
+        "mon::{web::router, tsdb};\n",
+        "let x = ray",
+        "mon::scrape::f(); // ray",
+        "mon::launcher\n",
+        "use not_ray",
+        "mon::bench;\n",
+    );
+    assert_eq!(private_modules(uses), ["web", "scrape"]);
+    let grouped = concat!(
+        "use ray",
+        "mon::{\n    model::Labels,\n    cli::{Cli, Command},\n};\n"
+    );
+    assert_eq!(private_modules(grouped), ["cli"]);
 }

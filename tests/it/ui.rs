@@ -623,31 +623,14 @@ fn issue_21_real_ray_metrics_tab_with_builtin_dashboards() {
         data: data.clone(),
         temp: temp.clone(),
     };
-    let (rport, dport, gcs) = (
-        support::free_port(),
-        support::free_port(),
-        support::free_port(),
+    let ray = support::RealRayUp::new();
+    let (rport, dport) = (ray.raymon_port, ray.dashboard_port);
+    let args = ray.args(
+        &data,
+        &temp,
+        &["--grafana=builtin".into(), "--scrape-interval=2s".into()],
     );
-    let args = vec![
-        "--grafana=builtin".to_string(),
-        format!("--data-dir={}", data.display()),
-        format!("--ray-temp-dir={}", temp.display()),
-        format!("--ray-bin={}", support::ray_bin().display()),
-        format!("--web.listen-address=127.0.0.1:{rport}"),
-        format!("--dashboard-port={dport}"),
-        "--scrape-interval=2s".into(),
-        "--ready-timeout=240s".into(),
-        "--".into(),
-        format!("--port={gcs}"),
-        "--num-cpus=1".into(),
-        "--dashboard-host=127.0.0.1".into(),
-        "--disable-usage-stats".into(),
-    ];
-    let env = vec![
-        ("AUTOSCALER_METRIC_PORT", support::free_port().to_string()),
-        ("DASHBOARD_METRIC_PORT", support::free_port().to_string()),
-        ("RAY_USAGE_STATS_ENABLED", "0".into()),
-    ];
+    let env = ray.env(&[]);
     let mut up = crate::up::Up::start(&args, &env, tmp.path());
     let stdout = up.wait_up(Duration::from_secs(300));
     let raymon = format!("127.0.0.1:{rport}");

@@ -273,33 +273,16 @@ fn issue_6_up_starts_real_ray_and_raymon_and_down_leaves_no_process() {
         data: data.clone(),
         temp: temp.clone(),
     };
-    let (rport, dport, gcs) = (
-        support::free_port(),
-        support::free_port(),
-        support::free_port(),
-    );
-    let raymon_addr = format!("127.0.0.1:{rport}");
+    let ray = support::RealRayUp::new();
+    let dport = ray.dashboard_port;
+    let raymon_addr = format!("127.0.0.1:{}", ray.raymon_port);
     let mut up = Up::start(
-        &[
-            "--grafana=none".into(),
-            "--auth=none".into(),
-            format!("--data-dir={}", data.display()),
-            format!("--ray-temp-dir={}", temp.display()),
-            format!("--ray-bin={}", support::ray_bin().display()),
-            format!("--web.listen-address={raymon_addr}"),
-            format!("--dashboard-port={dport}"),
-            "--ready-timeout=240s".into(),
-            "--".into(),
-            format!("--port={gcs}"),
-            "--num-cpus=1".into(),
-            "--dashboard-host=127.0.0.1".into(),
-            "--disable-usage-stats".into(),
-        ],
-        &[
-            ("AUTOSCALER_METRIC_PORT", support::free_port().to_string()),
-            ("DASHBOARD_METRIC_PORT", support::free_port().to_string()),
-            ("RAY_USAGE_STATS_ENABLED", "0".into()),
-        ],
+        &ray.args(
+            &data,
+            &temp,
+            &["--grafana=none".into(), "--auth=none".into()],
+        ),
+        &ray.env(&[]),
         tmp.path(),
     );
     let stdout = up.wait_up(Duration::from_secs(300));
@@ -572,37 +555,21 @@ fn issue_6_real_ray_reports_grafana_at_the_public_url() {
         data: data.clone(),
         temp: temp.clone(),
     };
-    let (rport, dport, gport, gcs) = (
-        support::free_port(),
-        support::free_port(),
-        support::free_port(),
-        support::free_port(),
-    );
+    let ray = support::RealRayUp::new();
+    let (dport, gport) = (ray.dashboard_port, support::free_port());
     let mut up = Up::start(
-        &[
-            format!(
-                "--grafana-bin={}",
-                stand_ins().join("grafana-server").display()
-            ),
-            format!("--grafana-listen-address=127.0.0.1:{gport}"),
-            format!("--data-dir={}", data.display()),
-            format!("--ray-temp-dir={}", temp.display()),
-            format!("--ray-bin={}", support::ray_bin().display()),
-            format!("--web.listen-address=127.0.0.1:{rport}"),
-            format!("--dashboard-port={dport}"),
-            "--ready-timeout=240s".into(),
-            "--".into(),
-            format!("--port={gcs}"),
-            "--num-cpus=1".into(),
-            "--dashboard-host=127.0.0.1".into(),
-            "--disable-usage-stats".into(),
-        ],
-        &[
-            ("AUTOSCALER_METRIC_PORT", support::free_port().to_string()),
-            ("DASHBOARD_METRIC_PORT", support::free_port().to_string()),
-            ("RAY_USAGE_STATS_ENABLED", "0".into()),
-            ("JUPYTERHUB_SERVICE_PREFIX", "/user/bob/shared-node/".into()),
-        ],
+        &ray.args(
+            &data,
+            &temp,
+            &[
+                format!(
+                    "--grafana-bin={}",
+                    stand_ins().join("grafana-server").display()
+                ),
+                format!("--grafana-listen-address=127.0.0.1:{gport}"),
+            ],
+        ),
+        &ray.env(&[("JUPYTERHUB_SERVICE_PREFIX", "/user/bob/shared-node/".into())]),
         tmp.path(),
     );
     let stdout = up.wait_up(Duration::from_secs(300));

@@ -549,44 +549,23 @@ fn real_ray_with_grafana(mode: &str) -> serde_json::Value {
         temp: temp.clone(),
     };
     let record = tmp.path().join("record.json");
-    let (rport, dport, gport, gcs) = (
-        support::free_port(),
-        support::free_port(),
-        support::free_port(),
-        support::free_port(),
-    );
-    let mut args = vec![
+    let ray = support::RealRayUp::new();
+    let (dport, gport) = (ray.dashboard_port, support::free_port());
+    let mut flags = vec![
         format!("--grafana={mode}"),
         format!("--grafana-listen-address=127.0.0.1:{gport}"),
-        format!("--data-dir={}", data.display()),
-        format!("--ray-temp-dir={}", temp.display()),
-        format!("--ray-bin={}", support::ray_bin().display()),
-        format!("--web.listen-address=127.0.0.1:{rport}"),
-        format!("--dashboard-port={dport}"),
-        "--ready-timeout=240s".into(),
     ];
-    let mut env = vec![
-        ("AUTOSCALER_METRIC_PORT", support::free_port().to_string()),
-        ("DASHBOARD_METRIC_PORT", support::free_port().to_string()),
-        ("RAY_USAGE_STATS_ENABLED", "0".into()),
-        ("RAYMON_STANDIN_RECORD", record.display().to_string()),
-    ];
+    let mut env = ray.env(&[("RAYMON_STANDIN_RECORD", record.display().to_string())]);
     if mode == "shifter" {
         env.push(("PATH", shifter_path(tmp.path())));
         env.push(("RAYMON_STANDIN_SHIFTER_IMAGES", pulled(tmp.path())));
     } else {
-        args.push(format!(
+        flags.push(format!(
             "--grafana-bin={}",
             stand_ins().join("grafana").display()
         ));
     }
-    args.extend([
-        "--".into(),
-        format!("--port={gcs}"),
-        "--num-cpus=1".into(),
-        "--dashboard-host=127.0.0.1".into(),
-        "--disable-usage-stats".into(),
-    ]);
+    let args = ray.args(&data, &temp, &flags);
     let mut up = Up::start(&args, &env, tmp.path());
     let stdout = up.wait_up(Duration::from_secs(300));
     assert!(

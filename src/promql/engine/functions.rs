@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::{Collector, Error, Evaluator, StepSeries, StepWalker, Val, intern};
-use crate::model::gofmt::parse_float;
+use crate::model::goparse::parse_float;
 use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample};
 use crate::promql::parser::{Call, Expr};
 
@@ -399,7 +399,7 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
     // name collide in the output (prometheus/prometheus#9910).
     let bounds: Vec<Option<f64>> = m
         .iter()
-        .map(|s| s.labels.get("le").and_then(parse_float))
+        .map(|s| s.labels.get("le").and_then(|le| parse_float(le).ok()))
         .collect();
     let (group_ids, groups) = intern(m.iter().map(|s| s.labels.without(&["le"])));
     let mut out = Collector::new();

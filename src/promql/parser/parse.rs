@@ -16,6 +16,7 @@
 
 use crate::model::duration::parse_duration_ms;
 use crate::model::gofmt::go_quote;
+use crate::model::goparse::parse_float;
 use crate::model::{Matcher, MatcherError};
 
 use super::ast::{AggOp, BinOp, Cardinality, Expr, ValueType};
@@ -238,36 +239,6 @@ pub(super) fn go_parse_int(s: &str) -> Option<i64> {
         return s.parse().ok();
     }
     None
-}
-
-/// Go's `strconv.ParseFloat(s, 64)`, with its error text.
-pub(super) fn go_parse_float(s: &str) -> Result<f64, String> {
-    let syntax = || {
-        format!(
-            "strconv.ParseFloat: parsing {}: invalid syntax",
-            go_quote(s)
-        )
-    };
-    let lower = s.to_ascii_lowercase();
-    let body = lower.trim_start_matches(['+', '-']);
-    if matches!(body, "inf" | "infinity" | "nan") {
-        return s.parse::<f64>().map_err(|_| syntax());
-    }
-    let plain = !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'+' | b'-'));
-    if !plain {
-        return Err(syntax());
-    }
-    match s.parse::<f64>() {
-        Ok(v) if v.is_infinite() => Err(format!(
-            "strconv.ParseFloat: parsing {}: value out of range",
-            go_quote(s)
-        )),
-        Ok(v) => Ok(v),
-        Err(_) => Err(syntax()),
-    }
 }
 
 /// Describes a regex compile error the way Go's `regexp` words the common
@@ -609,7 +580,13 @@ impl<'a> Parser<'a> {
         if let Some(v) = go_parse_int(s) {
             return Ok(v as f64);
         }
-        go_parse_float(s).map_err(|e| perr(t.start, t.end, format!("error parsing number: {e}")))
+        parse_float(s).map_err(|e| {
+            perr(
+                t.start,
+                t.end,
+                format!("error parsing number: {}", e.go_message(s)),
+            )
+        })
     }
 
     pub(super) fn unquote(&self, t: Token) -> PResult<String> {
@@ -658,18 +635,13 @@ mod tests {
         assert_eq!(go_parse_int("0x1F"), Some(31));
         assert_eq!(go_parse_int("0755"), Some(493));
         assert_eq!(go_parse_int("08"), None);
-        assert_eq!(go_parse_float("08"), Ok(8.0));
         assert_eq!(go_parse_int("0"), Some(0));
-        assert!(go_parse_float("Inf").is_ok_and(|v| v.is_infinite()));
-        assert!(go_parse_float("NaN").is_ok_and(f64::is_nan));
-        assert_eq!(
-            go_parse_float("1e400"),
-            Err("strconv.ParseFloat: parsing \"1e400\": value out of range".into())
-        );
-        assert_eq!(
-            go_parse_float("0x1.8"),
-            Err("strconv.ParseFloat: parsing \"0x1.8\": invalid syntax".into())
-        );
+        for (q, msg) in [("1e400", "value out of range"), ("0x1.8", "invalid syntax")] {
+            let e = parse_expr(q).unwrap_err();
+            let want = format!("error parsing number: strconv.ParseFloat: parsing {q:?}: {msg}");
+            assert_eq!(e.msg, want);
+        }
+        assert!(parse_expr("08").is_ok());
     }
 
     #[test]

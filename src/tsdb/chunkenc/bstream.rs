@@ -102,7 +102,6 @@ impl BitWriter {
     }
 
     /// Free bits left in the last byte, for [`BitWriter::from_parts`].
-    #[cfg(test)]
     pub(crate) fn free_bits(&self) -> u8 {
         self.free
     }

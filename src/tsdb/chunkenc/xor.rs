@@ -32,6 +32,19 @@ pub struct XorChunk {
     trailing: u8,
 }
 
+/// The encoder state of a [`XorChunk`] after its last sample: that
+/// sample's time and value bits, the last time delta, the XOR window and the
+/// free bits of the last byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XorState {
+    pub t: i64,
+    pub v: u64,
+    pub t_delta: u64,
+    pub leading: u8,
+    pub trailing: u8,
+    pub free: u8,
+}
+
 impl Default for XorChunk {
     fn default() -> Self {
         XorChunk::new()
@@ -79,6 +92,46 @@ impl XorChunk {
             t_delta,
             leading,
             trailing,
+        })
+    }
+
+    /// What an appender needs besides the bytes to go on writing this
+    /// chunk: kept in checkpoints so that reopening a million open chunks
+    /// does not decode each of them ([`XorChunk::from_state`]).
+    pub fn state(&self) -> XorState {
+        XorState {
+            t: self.t,
+            v: self.v,
+            t_delta: self.t_delta,
+            leading: self.leading,
+            trailing: self.trailing,
+            free: self.w.free_bits(),
+        }
+    }
+
+    /// Reopens an encoded chunk for appending with the state
+    /// [`XorChunk::state`] gave for these bytes, without decoding them.
+    /// Refuses a state that cannot belong to any chunk; one that is
+    /// possible but wrong for these bytes (which checksums rule out) would
+    /// make later samples decode wrongly.
+    pub fn from_state(bytes: Vec<u8>, st: XorState) -> Result<XorChunk, Error> {
+        let num = match bytes.as_slice() {
+            [a, b, rest @ ..] if !rest.is_empty() => u16::from_be_bytes([*a, *b]),
+            _ => return Err(Error::Corrupt),
+        };
+        let window_ok = st.leading == 0xff
+            || (st.leading < 32 && st.trailing < 64 && st.leading + st.trailing < 64);
+        if num == 0 || st.free >= 8 || !window_ok {
+            return Err(Error::Corrupt);
+        }
+        Ok(XorChunk {
+            w: BitWriter::from_parts(bytes, st.free),
+            num,
+            t: st.t,
+            v: st.v,
+            t_delta: st.t_delta,
+            leading: st.leading,
+            trailing: st.trailing,
         })
     }
 
@@ -433,6 +486,14 @@ mod tests {
         // Reopening the bytes must give an encoder that continues identically.
         let mut reopened = XorChunk::from_bytes(c.bytes().to_vec()).unwrap();
         assert_eq!(reopened.bytes(), c.bytes());
+        // So must the saved state, which equals the decoded one.
+        let mut restored = if samples.is_empty() {
+            assert!(XorChunk::from_state(c.bytes().to_vec(), c.state()).is_err());
+            None
+        } else {
+            assert_eq!(reopened.state(), c.state());
+            Some(XorChunk::from_state(c.bytes().to_vec(), c.state()).unwrap())
+        };
         if let Some(&(t, _)) = samples.last().filter(|s| s.0 < i64::MAX / 2) {
             let mut cont = c.clone();
             for (i, v) in [42.0, 42.0, -1.0, f64::from_bits(STALE_NAN_BITS)]
@@ -441,8 +502,14 @@ mod tests {
             {
                 cont.append(t + 1 + i as i64 * 7, *v).unwrap();
                 reopened.append(t + 1 + i as i64 * 7, *v).unwrap();
+                if let Some(r) = restored.as_mut() {
+                    r.append(t + 1 + i as i64 * 7, *v).unwrap();
+                }
             }
             assert_eq!(reopened.bytes(), cont.bytes());
+            if let Some(r) = restored {
+                assert_eq!(r.bytes(), cont.bytes());
+            }
         }
         c
     }
@@ -482,6 +549,34 @@ mod tests {
             }
         }
         round_trip(&samples);
+    }
+
+    #[test]
+    fn impossible_states_are_refused() {
+        let mut c = XorChunk::new();
+        c.append(1_000, 1.0).unwrap();
+        c.append(2_000, 3.5).unwrap();
+        let good = c.state();
+        assert!(XorChunk::from_state(c.bytes().to_vec(), good).is_ok());
+        for bad in [
+            XorState { free: 8, ..good },
+            XorState {
+                leading: 32,
+                ..good
+            },
+            XorState {
+                leading: 20,
+                trailing: 44,
+                ..good
+            },
+        ] {
+            assert!(
+                XorChunk::from_state(c.bytes().to_vec(), bad).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(XorChunk::from_state(vec![0, 1], good).is_err());
+        assert!(XorChunk::from_state(vec![0, 0, 0], good).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::model::{Labels, Matcher};
 use crate::storage::{Error, SeriesRef};
 
-use crate::tsdb::chunkenc::{Encoding, XorChunk};
+use crate::tsdb::chunkenc::{Encoding, XorChunk, XorState};
 use crate::tsdb::index::{Index, SymLabels};
 
 use super::{append::*, series::*, shards::*};
@@ -43,18 +43,26 @@ pub struct Restore {
 }
 
 impl Restore {
-    /// Reopens the last chunk (which reads all of its samples); a chunk that
-    /// does not decode stays closed.
-    pub fn new(last_t: i64, last_v: u64, mut chunks: Vec<ChunkSnapshot>) -> Restore {
-        let open = chunks
-            .pop()
-            .and_then(|c| match XorChunk::from_bytes(c.data.to_vec()) {
-                Ok(chunk) => Some(OpenChunk { chunk }),
-                Err(_) => {
-                    chunks.push(c);
-                    None
-                }
-            });
+    /// Reopens the last chunk: with `state`, its saved encoder state, else
+    /// by decoding all of its samples; a chunk that does not decode (or
+    /// whose state is impossible) stays closed.
+    pub fn new(
+        last_t: i64,
+        last_v: u64,
+        mut chunks: Vec<ChunkSnapshot>,
+        state: Option<XorState>,
+    ) -> Restore {
+        let reopen = |bytes: Vec<u8>| match state {
+            Some(st) => XorChunk::from_state(bytes, st),
+            None => XorChunk::from_bytes(bytes),
+        };
+        let open = chunks.pop().and_then(|c| match reopen(c.data.to_vec()) {
+            Ok(chunk) => Some(OpenChunk { chunk }),
+            Err(_) => {
+                chunks.push(c);
+                None
+            }
+        });
         Restore {
             last_t,
             last_v,
@@ -154,11 +162,11 @@ impl Head {
                 if !s.has_last || s.mem_range().is_none() {
                     return;
                 }
-                let open = s
-                    .open
-                    .as_ref()
-                    .filter(|o| o.chunk.num_samples() > 0)
-                    .map(|o| (o.min_t(), s.last_t, o.chunk.bytes()));
+                let open_chunk = s.open.as_ref().filter(|o| o.chunk.num_samples() > 0);
+                let open = open_chunk.map(|o| (o.min_t(), s.last_t, o.chunk.bytes()));
+                // Loading takes the encoder state as saved instead of
+                // decoding every open chunk.
+                let state = open_chunk.map(|o| o.chunk.state());
                 let chunks = s
                     .closed
                     .iter()
@@ -171,6 +179,7 @@ impl Head {
                     (s.last_t, s.last_v),
                     s.closed.len() + usize::from(open.is_some()),
                     chunks,
+                    state.as_ref(),
                 );
             },
         );
@@ -191,6 +200,28 @@ impl Head {
     /// takes reference `want` when it can, else a fresh one.
     pub fn series_ref(&self, labels: &Labels, want: SeriesRef) -> Result<SeriesRef, Error> {
         Ok(self.inner.get_or_create(labels, want)?.0)
+    }
+
+    /// A series of the chunk store at start-up: finds or creates it (as
+    /// [`Head::series_ref`], with `hash` from [`hash_labels`]) and records
+    /// that the chunk store holds its labels and, if any, chunks over
+    /// `range`, under one lock.
+    pub fn restore_stored(
+        &self,
+        labels: &Labels,
+        hash: u64,
+        want: SeriesRef,
+        range: Option<TimeRange>,
+    ) -> Result<SeriesRef, Error> {
+        let (r, mut shard) = self.inner.get_or_create_hashed(labels, hash, want, false)?;
+        if let Some(s) = shard.series.get_mut(&r) {
+            s.set_stored(range);
+        }
+        drop(shard);
+        if let Some((a, b)) = range {
+            self.inner.note_times(a, b);
+        }
+        Ok(r)
     }
 
     /// Gives a series created by [`Head::series_ref`] the chunks of a

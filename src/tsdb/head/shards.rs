@@ -142,7 +142,7 @@ pub(crate) fn shard_of(r: SeriesRef) -> usize {
     (r & (SHARDS as u64 - 1)) as usize
 }
 
-pub(super) fn hash_labels(labels: &Labels) -> u64 {
+pub fn hash_labels(labels: &Labels) -> u64 {
     let mut h = FxHasher::default();
     for l in labels {
         h.write(l.name.as_bytes());
@@ -242,13 +242,25 @@ impl Inner {
     pub(super) fn get_or_create_as(
         &self,
         labels: &Labels,
+        want: SeriesRef,
+        revive: bool,
+    ) -> Result<(SeriesRef, MutexGuard<'_, Shard>), Error> {
+        self.get_or_create_hashed(labels, hash_labels(labels), want, revive)
+    }
+
+    /// As [`Inner::get_or_create_as`], with `hash` the [`hash_labels`] of
+    /// `labels`, computed by the caller (start-up hashes on another thread).
+    pub(super) fn get_or_create_hashed(
+        &self,
+        labels: &Labels,
+        hash: u64,
         mut want: SeriesRef,
         revive: bool,
     ) -> Result<(SeriesRef, MutexGuard<'_, Shard>), Error> {
         if labels.is_empty() {
             return Err(Error::EmptyLabelset);
         }
-        let hash = hash_labels(labels);
+        debug_assert_eq!(hash, hash_labels(labels));
         let si = (hash >> (64 - SHARD_BITS)) as usize;
         let mut shard = lock(&self.shards[si]);
         {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::model::{Label, Labels};
 use crate::storage::SeriesRef;
+use crate::tsdb::chunkenc::XorState;
 
 /// One chunk of a series in a checkpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +25,10 @@ pub struct CheckpointSeries {
     pub last_t: i64,
     pub last_v: u64,
     pub chunks: Vec<CheckpointChunk>,
+    /// The encoder state of the last chunk, which is the open one (record
+    /// type 6); `None` when the record holds none (type 3, or no open
+    /// chunk), and the last chunk is then reopened by decoding it.
+    pub open: Option<XorState>,
 }
 
 const XOR: u8 = 1;
@@ -357,6 +362,7 @@ pub fn put_checkpoint_parts<'a, 'c>(
     last_v: u64,
     n: usize,
     chunks: impl Iterator<Item = (i64, i64, &'c [u8])>,
+    open: Option<&XorState>,
 ) {
     buf.extend_from_slice(&r.to_be_bytes());
     match labels {
@@ -373,9 +379,23 @@ pub fn put_checkpoint_parts<'a, 'c>(
         put_uvarint(buf, data.len() as u64);
         buf.extend_from_slice(data);
     }
+    // The open chunk's encoder state (type 6): mostly 7 bytes, as its last
+    // sample is the series' last one.
+    match open {
+        None => buf.push(0),
+        Some(st) => {
+            buf.push(1);
+            put_varint(buf, st.t.wrapping_sub(last_t));
+            put_uvarint(buf, st.v ^ last_v);
+            put_uvarint(buf, st.t_delta);
+            buf.extend_from_slice(&[st.leading, st.trailing, st.free]);
+        }
+    }
 }
 
-pub fn get_checkpoint_series(payload: &[u8]) -> Option<CheckpointSeries> {
+/// Decodes a checkpoint series record: type 3 (`with_state` false) or
+/// type 6, which ends with the open chunk's encoder state.
+pub fn get_checkpoint_series(payload: &[u8], with_state: bool) -> Option<CheckpointSeries> {
     let mut d = Dec { b: payload };
     let r = d.u64()?;
     let labels = d.labels()?;
@@ -399,12 +419,26 @@ pub fn get_checkpoint_series(payload: &[u8]) -> Option<CheckpointSeries> {
             data: Arc::from(d.bytes(len)?),
         });
     }
+    let open = match (with_state, with_state.then(|| d.u8()).flatten()) {
+        (false, _) => None,
+        (true, Some(0)) => None,
+        (true, Some(1)) if !chunks.is_empty() => Some(XorState {
+            t: d.varint()?.wrapping_add(last_t),
+            v: d.uvarint()? ^ last_v,
+            t_delta: d.uvarint()?,
+            leading: d.u8()?,
+            trailing: d.u8()?,
+            free: d.u8()?,
+        }),
+        _ => return None,
+    };
     d.b.is_empty().then_some(CheckpointSeries {
         r,
         labels,
         last_t,
         last_v,
         chunks,
+        open,
     })
 }
 

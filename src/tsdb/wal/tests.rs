@@ -151,6 +151,14 @@ fn checkpoints_round_trip_and_reject_damage() {
             max_t: 50,
             data: std::sync::Arc::from(&[0u8, 2, 3, 4][..]),
         }],
+        open: Some(crate::tsdb::chunkenc::XorState {
+            t: 50,
+            v: 7,
+            t_delta: 15_000,
+            leading: 3,
+            trailing: 12,
+            free: 5,
+        }),
     };
     let mut left = 3;
     write_checkpoint(&dir, 7, &mut |out| {
@@ -172,6 +180,34 @@ fn checkpoints_round_trip_and_reject_damage() {
         read_checkpoint(&dir, 7, &mut |_| {}),
         Err(Error::Corrupt { .. })
     ));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn checkpoints_without_encoder_state_still_load() {
+    // Type 3 records, as checkpoints held before type 6: the last chunk is
+    // then reopened by decoding it.
+    let dir = tmp("ckpt-v1");
+    let s = CheckpointSeries {
+        r: 17,
+        labels: Labels::from_pairs([("__name__", "y")]),
+        last_t: 9,
+        last_v: 1.5f64.to_bits(),
+        chunks: vec![CheckpointChunk {
+            min_t: 9,
+            max_t: 9,
+            data: std::sync::Arc::from(&[0u8, 1, 18, 63, 248, 0, 0, 0, 0, 0, 0][..]),
+        }],
+        open: None,
+    };
+    write_checkpoint(&dir, 3, &mut |out| {
+        put_checkpoint_record_v1(out, &s);
+        false
+    })
+    .unwrap();
+    let mut got = Vec::new();
+    assert_eq!(read_checkpoint(&dir, 3, &mut |x| got.push(x)).unwrap(), 1);
+    assert_eq!(got, vec![s]);
     fs::remove_dir_all(&dir).unwrap();
 }
 
