@@ -26,6 +26,7 @@
 //! - `head`: series in 16 shards, chunk cutting, the appender, gc.
 //! - `refmap`: the shards' map from reference to series, hashed for locality.
 //! - `querier`: reads over a time range.
+//! - `changes`: which time ranges changed since a reader looked.
 //!
 //! - `wal`: segment files and checkpoints (`docs/format/wal.md`).
 //! - `kv`: closed chunks and series labels in fjall (`docs/format/kv.md`).
@@ -40,6 +41,7 @@
 //! they mean nothing, and replay maps them.
 
 pub mod agent;
+pub mod changes;
 pub mod chunkenc;
 pub mod db;
 pub mod head;

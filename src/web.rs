@@ -27,6 +27,7 @@ pub mod offload;
 pub mod params;
 pub mod prefix;
 pub mod promql_engine;
+pub mod range_cache;
 mod remote_write;
 pub mod selector;
 pub mod server;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::model::{Labels, MatchOp, Matcher};
 use crate::storage::Queryable;
+use crate::tsdb::changes::Changes;
 use crate::tsdb::tombstones::Tombstones;
 use crate::tsdb::{Db, DbOptions};
 use crate::web::admin::Admin;
@@ -28,6 +29,8 @@ pub(crate) struct StoreAdmin {
     /// What queries see: `raw` without deleted samples.
     pub visible: Arc<dyn Queryable>,
     pub stones: Arc<Tombstones>,
+    /// Told of each deletion, for the range-query cache.
+    pub changes: Arc<Changes>,
     pub data_dir: PathBuf,
     /// `--storage.tsdb.retention.time` in milliseconds; 0 for none.
     pub retention_ms: i64,
@@ -36,6 +39,7 @@ pub(crate) struct StoreAdmin {
 
 impl Admin for StoreAdmin {
     fn delete_series(&self, sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<(), String> {
+        let _changed = self.changes.begin(mint, maxt);
         let n = self
             .stones
             .delete(self.raw.as_ref(), sets, mint, maxt)

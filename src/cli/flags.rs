@@ -353,6 +353,12 @@ pub struct ServeArgs {
     #[arg(long = "query.max-concurrency", default_value_t = 20)]
     pub query_max_concurrency: usize,
 
+    /// Memory for range-query answers kept so that a dashboard's refresh
+    /// evaluates only its new steps (e.g. 64MB); 0 turns the cache off.
+    /// Answers stay exact: steps whose data changed are evaluated again.
+    #[arg(long = "query.range-cache-size", default_value = "64MB")]
+    pub query_range_cache_size: String,
+
     /// Snap a scrape's timestamp to the previous one plus the interval when
     /// it starts within `--scrape.timestamp-tolerance` of it (as Prometheus
     /// 2.43+): timer jitter otherwise costs bytes in every chunk.
@@ -443,6 +449,10 @@ impl ServeArgs {
             ("query.lookback-delta", self.lookback_delta.clone()),
             ("query.timeout", self.query_timeout.clone()),
             ("query.max-samples", self.query_max_samples.to_string()),
+            (
+                "query.range-cache-size",
+                self.query_range_cache_size.clone(),
+            ),
             (
                 "query.max-concurrency",
                 self.query_max_concurrency.to_string(),

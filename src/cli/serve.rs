@@ -20,9 +20,11 @@ use crate::scrape;
 use crate::selfmetrics::{self, Gathered, HeadGauges, StorageGauges, counting::CountingAppendable};
 use crate::storage::{Appendable, Queryable};
 use crate::tsdb::agent::AgentDb;
+use crate::tsdb::changes::{Changes, Tracked};
 use crate::tsdb::tombstones::{Tombstoned, Tombstones};
 use crate::tsdb::{Db, DbOptions, Head};
 use crate::web;
+use crate::web::range_cache::{RangeCache, Windows};
 
 /// Runs until SIGINT/SIGTERM or `POST /-/quit`.
 pub async fn serve_until_signal(args: ServeArgs) -> anyhow::Result<()> {
@@ -116,6 +118,7 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     metrics
         .config_unimplemented_sections
         .store(cfg.unimplemented.len() as u64, Ordering::Relaxed);
+    let changes = Arc::new(Changes::new());
     let (db, agent_db, head, inner_store, store_access) = if agent {
         if cfg.remote_write.is_empty() {
             warn!("agent mode without remote_write: samples are kept in the WAL and sent nowhere");
@@ -134,11 +137,13 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         let store: Arc<dyn Appendable> = Arc::new(a.clone());
         (None, Some(a), head, store, access)
     } else {
-        let db = Arc::new(open_storage(&args, wal_keep)?);
+        let db = Arc::new(open_storage(&args, wal_keep, changes.clone())?);
         db.start_background();
         let head = Arc::new(db.head().clone());
         let access = store_access(&db, &metrics);
-        let store: Arc<dyn Appendable> = head.clone();
+        // Every write announces the time range it changed, for the
+        // range-query cache.
+        let store: Arc<dyn Appendable> = Arc::new(Tracked::new(head.clone(), changes.clone()));
         (Some(db), None, head, store, access)
     };
     // Deletions (`/api/v1/admin/tsdb/delete_series`) hide samples from every read.
@@ -201,15 +206,18 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
         max_concurrency: args.query_max_concurrency,
     });
     let queries = engine.clone();
-    state.engine = Some(Arc::new(web::promql_engine::PromqlEngine::new(
-        engine,
-        visible.clone(),
-    )));
+    let range_cache = range_cache(&args, &engine, &changes)?;
+    let mut promql = web::promql_engine::PromqlEngine::new(engine, visible.clone());
+    if let Some(c) = &range_cache {
+        promql = promql.with_cache(c.clone());
+    }
+    state.engine = Some(Arc::new(promql));
     if args.prom.enable_admin_api {
         state.admin = Some(Arc::new(super::admin::StoreAdmin {
             raw: head.clone(),
             visible: visible.clone(),
             stones,
+            changes: changes.clone(),
             data_dir: args.storage_path.clone(),
             retention_ms: config::parse_duration(&args.retention_time())
                 .map(|d| d.as_millis().min(i64::MAX as u128) as i64)
@@ -253,6 +261,9 @@ pub async fn serve(args: ServeArgs, cancel: CancellationToken) -> anyhow::Result
     state.self_metrics = Some(Arc::new(move || {
         let mut text = local_metrics();
         text.push_str(&remote_metrics.metrics_text());
+        if let Some(c) = &range_cache {
+            text.push_str(&c.metrics_text());
+        }
         if let Some(a) = &agent_metrics {
             text.push_str(&format!(
                 "# HELP prometheus_agent_active_series Number of active series being tracked by the WAL storage\n\
@@ -402,8 +413,40 @@ fn lock_data_dir(args: &ServeArgs) -> anyhow::Result<Option<std::fs::File>> {
     }
 }
 
+/// The range-query cache `--query.range-cache-size` asks for, if any.
+fn range_cache(
+    args: &ServeArgs,
+    engine: &Engine,
+    changes: &Arc<Changes>,
+) -> anyhow::Result<Option<Arc<RangeCache>>> {
+    let size = args.query_range_cache_size.trim();
+    let bytes = if size == "0" {
+        0
+    } else {
+        config::parse_size(size).context("invalid --query.range-cache-size")?
+    };
+    if bytes == 0 {
+        return Ok(None);
+    }
+    let o = engine.options();
+    let windows = Windows {
+        lookback_ms: o.lookback_delta_ms,
+        default_subquery_step_ms: o.default_subquery_step_ms,
+    };
+    Ok(Some(Arc::new(RangeCache::new(
+        changes.clone(),
+        windows,
+        usize::try_from(bytes).unwrap_or(usize::MAX),
+        o.max_samples,
+    ))))
+}
+
 /// Opens the durable store at `--storage.tsdb.path` with the retention flags.
-fn open_storage(args: &ServeArgs, wal_keep: Arc<crate::tsdb::wal::Keep>) -> anyhow::Result<Db> {
+fn open_storage(
+    args: &ServeArgs,
+    wal_keep: Arc<crate::tsdb::wal::Keep>,
+    changes: Arc<Changes>,
+) -> anyhow::Result<Db> {
     let retention = config::parse_duration(&args.retention_time())
         .context("invalid --storage.tsdb.retention.time")?;
     let size = args.retention_size.trim();
@@ -425,6 +468,7 @@ fn open_storage(args: &ServeArgs, wal_keep: Arc<crate::tsdb::wal::Keep>) -> anyh
     };
     opts.head.samples_per_chunk = args.samples_per_chunk.max(4);
     opts.wal_keep = Some(wal_keep);
+    opts.changes = Some(changes);
     let (db, _) = Db::open(&args.storage_path, opts)
         .with_context(|| format!("cannot open storage at {}", args.storage_path.display()))?;
     Ok(db)

@@ -18,6 +18,7 @@ use tracing::{error, info};
 use crate::model::{Labels, Matcher};
 use crate::storage::{self, SeriesRef};
 
+use super::changes;
 use super::chunkenc::Encoding;
 use super::head::{
     CommitLog, DiskChunks, FlushItem, Head, HeadOptions, SHARD_COUNT, StoredSeries, TimeRange,
@@ -77,6 +78,9 @@ pub struct DbOptions {
     /// Segments that WAL followers (remote write) still need; checkpoints
     /// keep them within its age bound.
     pub wal_keep: Option<Arc<wal::Keep>>,
+    /// Told of what retention deletes (`changes.rs`), for readers that
+    /// keep derived answers.
+    pub changes: Option<Arc<changes::Changes>>,
 }
 
 impl Default for DbOptions {
@@ -96,6 +100,7 @@ impl Default for DbOptions {
             series_idle_ms: 2 * 3600 * 1000,
             merge_series_per_tick: merge::SERIES_PER_STEP,
             wal_keep: None,
+            changes: None,
         }
     }
 }
@@ -542,6 +547,11 @@ impl Db {
     /// Deletes expired chunks from the chunk store and series left with
     /// nothing from memory, disk and the index.
     fn expire(&self, cutoff: i64) -> Result<usize, Error> {
+        let _changed = self
+            .opts
+            .changes
+            .as_ref()
+            .map(|c| c.begin(i64::MIN, cutoff));
         let mut removed = 0;
         for r in self.head.disk_before(cutoff) {
             let left = self.kv.delete_before(r, cutoff)?;

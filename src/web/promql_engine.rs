@@ -1,23 +1,44 @@
 //! Plugs the PromQL engine into the API's [`QueryEngine`] seam: parses the
-//! query, runs it against the store, and maps results and errors to the
+//! query, runs it against the store (range queries through the
+//! [`RangeCache`] when there is one), and maps results and errors to the
 //! API's types.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
+use super::range_cache::RangeCache;
 use super::{QueryEngine, QueryError, QueryValue, Until};
 use crate::promql::engine::{Engine, Error, Handoff, Limits, Value};
-use crate::promql::parser::parse_expr;
+use crate::promql::parser::{Expr, parse_expr};
 use crate::storage::Queryable;
 
 pub struct PromqlEngine {
     engine: Engine,
     storage: Arc<dyn Queryable>,
+    cache: Option<Arc<RangeCache>>,
 }
 
 impl PromqlEngine {
     pub fn new(engine: Engine, storage: Arc<dyn Queryable>) -> PromqlEngine {
-        PromqlEngine { engine, storage }
+        PromqlEngine {
+            engine,
+            storage,
+            cache: None,
+        }
     }
+
+    /// Range queries go through `cache`.
+    pub fn with_cache(mut self, cache: Arc<RangeCache>) -> PromqlEngine {
+        self.cache = Some(cache);
+        self
+    }
+}
+
+thread_local! {
+    /// The cache generation a budgeted first try took before its storage
+    /// read; its retry evaluates that same read ([`Handoff`]), so what it
+    /// stores must be dated no later.
+    static FIRST_TRY_GENERATION: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
 fn convert(v: Value) -> QueryValue {
@@ -74,7 +95,11 @@ impl QueryEngine for PromqlEngine {
 
     fn handoff(&self) -> Box<dyn FnOnce() + Send> {
         let h = Handoff::take();
-        Box::new(move || h.restore())
+        let generation = FIRST_TRY_GENERATION.take();
+        Box::new(move || {
+            h.restore();
+            FIRST_TRY_GENERATION.set(generation);
+        })
     }
 
     fn instant_until(
@@ -143,9 +168,53 @@ impl PromqlEngine {
             Ok(e) => e,
             Err(e) => return Some(Err(QueryError::BadData(e.to_string()))),
         };
+        let floor = FIRST_TRY_GENERATION.take();
+        if let Some(cache) = &self.cache
+            && let Some(plan) = cache.plan(query, &expr, start_ms, end_ms, step_ms, floor)
+        {
+            let fresh = if plan.eval_from() > plan.last() {
+                Ok(Value::Matrix(Vec::new()))
+            } else {
+                self.engine.range_until(
+                    self.storage.as_ref(),
+                    &expr,
+                    plan.eval_from(),
+                    end_ms,
+                    step_ms,
+                    limits.clone(),
+                )
+            };
+            match fresh {
+                Ok(Value::Matrix(m)) => {
+                    if let Some(whole) = cache.finish(plan, m) {
+                        return Some(Ok(convert(Value::Matrix(whole))));
+                    }
+                }
+                Err(Error::OverBudget) => {
+                    FIRST_TRY_GENERATION.set(Some(plan.generation()));
+                    return None;
+                }
+                // The steps' errors are the whole query's when no step came
+                // from the cache; else a whole evaluation says which.
+                Err(e @ (Error::Timeout(_) | Error::Canceled(_))) => return Some(Err(error(e))),
+                Err(e) if !plan.reuses() => return Some(Err(error(e))),
+                Err(_) | Ok(_) => {}
+            }
+        }
+        self.range_whole(&expr, start_ms, end_ms, step_ms, limits)
+    }
+
+    fn range_whole(
+        &self,
+        expr: &Expr,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        limits: Limits,
+    ) -> Option<Result<QueryValue, QueryError>> {
         answer(self.engine.range_until(
             self.storage.as_ref(),
-            &expr,
+            expr,
             start_ms,
             end_ms,
             step_ms,

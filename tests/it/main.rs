@@ -18,6 +18,7 @@ mod promql_golden;
 mod promql_latest;
 mod promql_parser;
 mod promql_tests;
+mod range_cache;
 mod ray;
 mod remote_write;
 mod remote_write_queue;

@@ -1,0 +1,301 @@
+//! The cache's exactness, tried at random: late samples, deletions and
+//! scrapes interleaved with dashboard-style sliding range queries, every
+//! cached answer compared byte for byte with an uncached evaluation.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::model::{Labels, Matcher, STALE_NAN};
+use crate::promql::engine::{Engine, EngineOptions};
+use crate::promql::parser::parse_expr;
+use crate::storage::{Appendable, Queryable};
+use crate::tsdb::Head;
+use crate::tsdb::changes::Tracked;
+use crate::tsdb::tombstones::{Tombstoned, Tombstones};
+use crate::web::api::v1::encode_query_value;
+use crate::web::promql_engine::PromqlEngine;
+use crate::web::{QueryEngine, Until};
+
+/// xorshift64*: the test's only source of randomness, from a printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below((hi - lo + 1).max(1) as u64) as i64
+    }
+}
+
+const QUERIES: &[&str] = &[
+    "up",
+    "sum(rate(req_total[1m])) by (job)",
+    "rate(req_total[30s])",
+    "avg_over_time(temp[2m])",
+    "max by (node) (temp)",
+    "sum(increase(req_total[5m]))",
+    "temp offset 1m",
+    "temp offset -30s",
+    "rate(req_total[1m] offset 2m)",
+    "max_over_time(rate(req_total[1m])[5m:20s])",
+    "sum_over_time(temp[1m:15s] offset 30s)",
+    "topk(2, temp)",
+    "count(temp > 50)",
+    "temp * on(node) group_left up",
+    "absent(nothing)",
+    "time() - timestamp(temp)",
+    "histogram_quantile(0.9, sum by (le) (rate(lat_bucket[1m])))",
+    "changes(temp[3m]) + resets(req_total[3m])",
+    "temp @ 1000",
+    "scalar(sum(up))",
+    "label_replace(temp, \"n\", \"$1\", \"node\", \"n(.*)\")",
+];
+
+fn series(rng: &mut Rng) -> Labels {
+    let node = format!("n{}", rng.below(6));
+    match rng.below(4) {
+        0 => Labels::from_pairs([("__name__", "up"), ("job", "ray"), ("node", &node)]),
+        1 => Labels::from_pairs([
+            ("__name__", "req_total"),
+            ("job", if rng.below(2) == 0 { "a" } else { "b" }),
+            ("node", &node),
+        ]),
+        2 => Labels::from_pairs([
+            ("__name__", "lat_bucket"),
+            ("le", ["0.1", "1", "+Inf"][rng.below(3) as usize]),
+            ("node", &node),
+        ]),
+        _ => Labels::from_pairs([("__name__", "temp"), ("node", &node)]),
+    }
+}
+
+fn value(rng: &mut Rng, l: &Labels) -> f64 {
+    if rng.below(40) == 0 {
+        return STALE_NAN;
+    }
+    match l.metric_name() {
+        Some("temp") => rng.below(1000) as f64 / 10.0,
+        Some("up") => rng.below(2) as f64,
+        _ => rng.below(100_000) as f64,
+    }
+}
+
+#[test]
+fn cached_range_queries_equal_uncached_ones_under_late_samples_and_deletes() {
+    let seed = std::env::var("RAYMON_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+    println!("seed: {seed} (RAYMON_TEST_SEED={seed} repeats this run)");
+    let mut rng = Rng(seed);
+
+    let head = Arc::new(Head::default());
+    let changes = Arc::new(Changes::new());
+    let store = Tracked::new(head.clone(), changes.clone());
+    let stones = Arc::new(Tombstones::in_memory());
+    let visible: Arc<dyn Queryable> = Arc::new(Tombstoned::new(head.clone(), stones.clone()));
+    let opts = EngineOptions::default();
+    let windows = Windows {
+        lookback_ms: opts.lookback_delta_ms,
+        default_subquery_step_ms: opts.default_subquery_step_ms,
+    };
+    let engine = Engine::new(opts);
+    let cache = Arc::new(RangeCache::new(
+        changes.clone(),
+        windows,
+        8 << 20,
+        50_000_000,
+    ));
+    let cached = PromqlEngine::new(engine.clone(), visible.clone()).with_cache(cache.clone());
+    let plain = PromqlEngine::new(engine, visible.clone());
+
+    let mut now: i64 = 3_600_000;
+    let mut compared = 0;
+    for round in 0..1500 {
+        now += rng.range(1_000, 12_000);
+        match rng.below(10) {
+            // A scrape: many series at `now`.
+            0..=3 => {
+                let mut app = store.appender();
+                for _ in 0..rng.range(1, 20) {
+                    let l = series(&mut rng);
+                    let v = value(&mut rng, &l);
+                    let _ = app.append(0, &l, now - rng.range(0, 3_000), v);
+                }
+                app.commit().unwrap();
+            }
+            // Late samples: anywhere in the last 70 minutes; what the head
+            // refuses as out of order is simply not there.
+            4..=6 => {
+                let mut app = store.appender();
+                for _ in 0..rng.range(1, 6) {
+                    let l = series(&mut rng);
+                    let v = value(&mut rng, &l);
+                    let _ = app.append(0, &l, now - rng.range(0, 4_200_000), v);
+                }
+                app.commit().unwrap();
+            }
+            // A deletion, as the admin API does it.
+            7 => {
+                let mint = now - rng.range(0, 4_000_000);
+                let maxt = mint + rng.range(0, 600_000);
+                let node = format!("n{}", rng.below(6));
+                let _changed = changes.begin(mint, maxt);
+                stones
+                    .delete(
+                        head.as_ref(),
+                        &[vec![Matcher::equal("node", &node)]],
+                        mint,
+                        maxt,
+                    )
+                    .unwrap();
+            }
+            _ => {}
+        }
+        // Two dashboards refreshing: a few queries each round.
+        for _ in 0..3 {
+            let q = QUERIES[rng.below(QUERIES.len() as u64) as usize];
+            let step = [5_000, 15_000, 60_000][rng.below(3) as usize];
+            let end = now - rng.range(0, 2) * step;
+            let start = (end - 3_600_000).div_euclid(step) * step;
+            let want = plain.range(q, start, end, step);
+            let got = if rng.below(4) == 0 {
+                // A first try within a budget it overruns, then its retry
+                // on another thread with what the first try read.
+                let until = Until {
+                    deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
+                    budget: Some(std::time::Instant::now()),
+                    cancel: None,
+                };
+                match cached.range_until(q, start, end, step, until.clone()) {
+                    Some(r) => r,
+                    None => {
+                        let handoff = cached.handoff();
+                        let cached = &cached;
+                        std::thread::scope(|s| {
+                            s.spawn(move || {
+                                handoff();
+                                cached
+                                    .range_until(
+                                        q,
+                                        start,
+                                        end,
+                                        step,
+                                        Until {
+                                            budget: None,
+                                            ..until
+                                        },
+                                    )
+                                    .unwrap()
+                            })
+                            .join()
+                            .unwrap()
+                        })
+                    }
+                }
+            } else {
+                cached.range(q, start, end, step)
+            };
+            match (want, got) {
+                (Ok(w), Ok(g)) => {
+                    let (w, g) = (encode_query_value(&w), encode_query_value(&g));
+                    if w != g {
+                        let at = w.iter().zip(&g).take_while(|(a, b)| a == b).count();
+                        let around = |b: &[u8]| {
+                            String::from_utf8_lossy(
+                                &b[at.saturating_sub(120)..(at + 80).min(b.len())],
+                            )
+                            .into_owned()
+                        };
+                        panic!(
+                            "seed {seed}, round {round}: {q} over {start}..{end} step {step} \
+                             differs at byte {at}:\n uncached ...{}\n cached   ...{}",
+                            around(&w),
+                            around(&g)
+                        );
+                    }
+                }
+                (w, g) => assert_eq!(
+                    format!("{:?}", g.err()),
+                    format!("{:?}", w.err()),
+                    "seed {seed}, round {round}: {q}"
+                ),
+            }
+            compared += 1;
+        }
+    }
+    let text = cache.metrics_text();
+    println!("{compared} answers compared\n{text}");
+    let count = |name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    // The comparison means something only if the cache answered.
+    assert!(count("raymon_query_range_cache_requests_total{result=\"partial\"}") > 100);
+    assert!(count("raymon_query_range_cache_steps_total{source=\"cache\"}") > 10_000);
+    assert!(count("raymon_query_range_cache_requests_total{result=\"uncacheable\"}") > 0);
+}
+
+#[test]
+fn reach_bounds_windows_and_refuses_at() {
+    let w = Windows {
+        lookback_ms: 300_000,
+        default_subquery_step_ms: 60_000,
+    };
+    let r = |q: &str| reach(&parse_expr(q).unwrap(), w);
+    assert_eq!(r("up"), Some((300_000, 0)));
+    assert_eq!(r("rate(x[1m] offset 2m)"), Some((180_000, 0)));
+    assert_eq!(r("x offset -1m"), Some((240_000, 60_000)));
+    assert_eq!(r("max_over_time(x[5m:30s])"), Some((630_000, 0)));
+    assert_eq!(r("max_over_time(x[5m:])"), Some((660_000, 0)));
+    assert_eq!(r("x @ 100"), None);
+    assert_eq!(r("sum(rate(x[1m] @ end()))"), None);
+    assert_eq!(r("vector(time())"), Some((0, 0)));
+}
+
+#[test]
+fn the_cache_stays_within_its_bytes() {
+    let head = Arc::new(Head::default());
+    let changes = Arc::new(Changes::new());
+    let store = Tracked::new(head.clone(), changes.clone());
+    let mut app = store.appender();
+    for i in 0..50 {
+        let l = Labels::from_pairs([("__name__", "x"), ("i", &i.to_string())]);
+        for t in 0..200 {
+            app.append(0, &l, t * 5_000, t as f64).unwrap();
+        }
+    }
+    app.commit().unwrap();
+    let windows = Windows {
+        lookback_ms: 300_000,
+        default_subquery_step_ms: 60_000,
+    };
+    let limit = 1_000_000;
+    let cache = Arc::new(RangeCache::new(changes, windows, limit, 50_000_000));
+    let e = PromqlEngine::new(Engine::default(), head).with_cache(cache.clone());
+    for k in 0..20 {
+        let q = format!("x + {k}");
+        e.range(&q, 0, 1_000_000, 5_000).unwrap();
+        let (entries, bytes) = {
+            let s = cache.lock();
+            (s.entries.len(), s.bytes)
+        };
+        assert!(bytes <= limit, "{bytes} > {limit}");
+        assert!(entries >= 1);
+    }
+}
