@@ -6,11 +6,19 @@
 //! the window: counters grow at the rate they grew on the real node, gauges
 //! cycle through their real values. Each query runs as a range query over
 //! the window at a 15 s step, and the table gives p50/p99 per query and totals.
+//! The resident set size is sampled while the queries run: its peak above
+//! the size before the first query is what answering costs, bounded by
+//! `--query.max-samples` (the engine counts the samples it holds at once).
+//! Last, a heavy aggregation (`--heavy`; by default a rate summed over the
+//! largest counter family of the simulated cluster, 343 bucket series a
+//! node) is timed with its own RSS peak.
 //!
 //! `cargo bench --bench dashboards -- --nodes 1000 --window 1h` for the full
 //! run; without `--bench` (as `cargo test` runs it) a small smoke run.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use raymon::model::Labels;
@@ -54,6 +62,54 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The resident set size now, in bytes (Linux's `/proc/self/statm`).
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Samples the RSS every 5 ms on a thread and keeps the peak.
+struct RssPeak {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RssPeak {
+    fn start() -> RssPeak {
+        let peak = Arc::new(AtomicU64::new(rss()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(rss(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        RssPeak { peak, stop }
+    }
+
+    /// Starts a new peak from the RSS now.
+    fn reset(&self) {
+        self.peak.store(rss(), Ordering::Relaxed);
+    }
+
+    fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed).max(rss())
+    }
+}
+
+impl Drop for RssPeak {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn mb(b: u64) -> f64 {
+    b as f64 / 1e6
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let full = args.iter().any(|a| a == "--bench");
@@ -92,10 +148,16 @@ fn main() {
     } else {
         queries.into_iter().take(25).collect()
     };
+    let max_samples: usize = arg("--query.max-samples", "50000000")
+        .parse()
+        .expect("--query.max-samples");
     let engine = Engine::new(EngineOptions {
         default_subquery_step_ms: 10_000,
+        max_samples,
         ..EngineOptions::default()
     });
+    let steady = rss();
+    let sampler = RssPeak::start();
     let mut per_query: Vec<(Duration, Duration, usize, String)> = Vec::new();
     let mut all: Vec<Duration> = Vec::new();
     let total = Instant::now();
@@ -124,6 +186,7 @@ fn main() {
         ));
     }
     let wall = total.elapsed();
+    let peak = sampler.peak();
     all.sort();
     per_query.sort_by_key(|q| std::cmp::Reverse(q.0));
     println!("slowest queries (p50, p99, series, query):");
@@ -150,6 +213,35 @@ fn main() {
         percentile(&all, 0.99),
         sum_p50,
         wall
+    );
+    println!(
+        "RSS before the queries {:.0} MB, peak while they ran {:.0} MB (+{:.0} MB), --query.max-samples {max_samples}",
+        mb(steady),
+        mb(peak),
+        mb(peak.saturating_sub(steady))
+    );
+    let heavy_q = arg(
+        "--heavy",
+        "sum by (le) (rate(ray_grpc_server_req_process_time_ms_bucket[1m]))",
+    );
+    let heavy = parse_expr(&heavy_q).expect("--heavy parses");
+    let before = rss();
+    sampler.reset();
+    let t = Instant::now();
+    let v = engine
+        .range(&head, &heavy, end_ms - window_ms, end_ms, 15_000)
+        .expect("heavy aggregation");
+    let took = t.elapsed();
+    let n = match v {
+        Value::Matrix(m) => m.len(),
+        _ => 0,
+    };
+    let peak = sampler.peak();
+    println!(
+        "heavy aggregation {heavy_q} over the window: {took:.1?}, {n} series; RSS {:.0} MB -> peak {:.0} MB (+{:.1}%)",
+        mb(before),
+        mb(peak),
+        100.0 * peak.saturating_sub(before) as f64 / before.max(1) as f64
     );
     // The Ray data page's subquery.
     let session = "session_2026-11-26_03-35-11_178048_5703";

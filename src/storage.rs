@@ -20,6 +20,8 @@
 //! assert_eq!(store_and_read(&raymon::tsdb::Head::default()), 1);
 //! ```
 
+use std::ops::ControlFlow;
+
 use crate::model::{Labels, Matcher, Sample};
 
 /// A handle that the store hands out to refer to a series cheaply.
@@ -121,6 +123,23 @@ pub trait Querier: Send {
     /// Series whose labels satisfy every matcher and that have samples in the
     /// range, sorted by labels. Stale markers are included as samples.
     fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, Error>;
+    /// The series [`Querier::select`] returns, in its order, handed to `f`
+    /// one at a time as they are read, until `f` breaks: a caller that
+    /// consumes each series before the next holds one series' samples
+    /// instead of all of them. A store that decodes lazily should override
+    /// this; the default reads everything first.
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        f: &mut dyn FnMut(Series) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        for s in self.select(matchers)? {
+            if f(s).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
     /// The label sets of the series that match and hold data in the range,
     /// sorted, without their samples (`/api/v1/series`). A store may answer
     /// as Prometheus does for that endpoint: by chunk time ranges, without

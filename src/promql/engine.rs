@@ -3,9 +3,10 @@
 //! Like Prometheus, every node is evaluated once over all steps of the query:
 //! an instant-vector node yields a step-aligned matrix, a scalar node one value
 //! per step. Selectors read storage once per query through the
-//! [`Queryable`](crate::storage::Queryable) seam and walk their samples with a cursor as steps advance,
-//! so a range query never re-reads data per step. An instant query is a range
-//! query with one step.
+//! [`Queryable`](crate::storage::Queryable) seam, one series at a time, and
+//! walk its samples with a cursor as steps advance, so a range query never
+//! re-reads data per step nor holds every sample of every selected series.
+//! An instant query is a range query with one step.
 //!
 //! This module never touches HTTP or the storage layout.
 
@@ -13,15 +14,19 @@
 //! - `query`: [`Engine`], its options and limits, concurrency slots.
 //! - `eval`: the evaluator's walk over the expression tree and selectors
 //!   (`selection` reads storage).
-//! - `aggregate`, `binary`, `functions`: operators and the 70 functions.
+//! - `aggregate`, `binary`, `functions`: operators and the 70 functions;
+//!   `range`: range-vector functions, one series at a time; `fold`:
+//!   aggregations folding each input series into its group as it is made.
 //! - `collect`, `value`: step-aligned results and what a query returns.
 
 mod aggregate;
 mod binary;
 mod collect;
 mod eval;
+mod fold;
 mod functions;
 mod query;
+mod range;
 mod selection;
 #[cfg(test)]
 mod tests;

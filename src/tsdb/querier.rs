@@ -4,6 +4,8 @@
 //! This file knows the head's locking only through `Inner::visit`, and
 //! nothing of PromQL or HTTP.
 
+use std::ops::ControlFlow;
+
 use rustc_hash::FxHashSet;
 
 use crate::model::{Labels, Matcher, Sample};
@@ -16,12 +18,19 @@ use super::index::{Sym, union};
 /// What a select takes of one series under the locks.
 struct Taken {
     r: SeriesRef,
-    labels: Labels,
     chunks: Vec<ChunkData>,
     // Whether the chunks on disk overlap the range; samples up to
     // `disk_max` come from there (`i64::MIN` when there are none).
     read_disk: bool,
     disk_max: i64,
+}
+
+/// Where a selected series' samples are read from.
+enum Source {
+    /// In memory (with what it has on disk).
+    Head(Taken),
+    /// Left memory: on disk alone, up to `last`.
+    Cold { r: SeriesRef, last: i64 },
 }
 
 pub(crate) struct HeadQuerier<'a> {
@@ -61,12 +70,11 @@ impl<'a> HeadQuerier<'a> {
 }
 
 impl HeadQuerier<'_> {
-    /// The series in memory (with what they have on disk).
-    fn select_head(&self, matchers: &[Matcher], out: &mut Vec<Series>) -> Result<(), Error> {
+    /// The series in memory that match, with what they hold in the range.
+    /// Chunk bytes are taken under the locks and decoded after releasing
+    /// them, so that appenders do not wait on decoding or disk reads.
+    fn take_head(&self, matchers: &[Matcher], out: &mut Vec<(Labels, Source)>) {
         let refs = self.head.index().postings_for_matchers(matchers);
-        // Take chunk bytes under the locks, decode after releasing them so
-        // that appenders do not wait on decoding or disk reads.
-        let mut taken: Vec<Taken> = Vec::new();
         self.head.visit(&refs, |ix, batch| {
             for &(r, s) in batch {
                 let mut chunks = Vec::new();
@@ -74,33 +82,60 @@ impl HeadQuerier<'_> {
                 let disk = s.disk_range();
                 let read_disk = disk.is_some_and(|(a, b)| a <= self.maxt && b >= self.mint);
                 if !chunks.is_empty() || read_disk {
-                    taken.push(Taken {
+                    let taken = Taken {
                         r,
-                        labels: ix.labels(&s.labels),
                         chunks,
                         read_disk,
                         disk_max: disk.map_or(i64::MIN, |(_, b)| b),
-                    });
+                    };
+                    out.push((ix.labels(&s.labels), Source::Head(taken)));
                 }
             }
         });
-        out.reserve(taken.len());
-        let mut stored = Vec::new();
-        for t in taken {
-            let mut samples: Vec<Sample> = Vec::new();
-            if t.read_disk
-                && let Some(disk) = self.head.disk()
-            {
-                self.read_disk(disk.as_ref(), t.r, t.disk_max, &mut stored, &mut samples)?;
+    }
+
+    /// The series that left memory and match, read from the chunk store.
+    fn take_cold(
+        &self,
+        matchers: &[Matcher],
+        out: &mut Vec<(Labels, Source)>,
+    ) -> Result<(), Error> {
+        let Some(disk) = self.head.disk() else {
+            return Ok(());
+        };
+        for (r, labels, (_, last)) in disk.cold_select(matchers, self.mint, self.maxt)? {
+            // Came back between the two looks: the head has answered for it.
+            if !self.head.contains(r) {
+                out.push((labels, Source::Cold { r, last }));
             }
-            // Memory holds what came after the disk's last sample.
-            let from = self.mint.max(t.disk_max.saturating_add(1));
-            decode_range(&t.chunks, from, self.maxt, &mut samples);
-            if !samples.is_empty() {
-                out.push(Series {
-                    labels: t.labels,
-                    samples,
-                });
+        }
+        Ok(())
+    }
+
+    /// Decodes the samples in range of one selected series into `samples`;
+    /// `stored` is a reused buffer.
+    fn decode(
+        &self,
+        src: &Source,
+        stored: &mut Vec<(Encoding, Vec<u8>)>,
+        samples: &mut Vec<Sample>,
+    ) -> Result<(), Error> {
+        let disk = self.head.disk();
+        match src {
+            Source::Head(t) => {
+                if t.read_disk
+                    && let Some(disk) = &disk
+                {
+                    self.read_disk(disk.as_ref(), t.r, t.disk_max, stored, samples)?;
+                }
+                // Memory holds what came after the disk's last sample.
+                let from = self.mint.max(t.disk_max.saturating_add(1));
+                decode_range(&t.chunks, from, self.maxt, samples);
+            }
+            Source::Cold { r, last } => {
+                if let Some(disk) = &disk {
+                    self.read_disk(disk.as_ref(), *r, *last, stored, samples)?;
+                }
             }
         }
         Ok(())
@@ -125,40 +160,45 @@ impl HeadQuerier<'_> {
         decode_range(&chunks, self.mint, self.maxt, samples);
         Ok(())
     }
-
-    /// The series that left memory, read from the chunk store alone.
-    fn select_cold(&self, matchers: &[Matcher], out: &mut Vec<Series>) -> Result<(), Error> {
-        let Some(disk) = self.head.disk() else {
-            return Ok(());
-        };
-        let mut stored = Vec::new();
-        for (r, labels, (_, last)) in disk.cold_select(matchers, self.mint, self.maxt)? {
-            // Came back between the two looks: the head has answered for it.
-            if self.head.contains(r) {
-                continue;
-            }
-            let mut samples = Vec::new();
-            self.read_disk(disk.as_ref(), r, last, &mut stored, &mut samples)?;
-            if !samples.is_empty() {
-                out.push(Series { labels, samples });
-            }
-        }
-        Ok(())
-    }
 }
 
 impl Querier for HeadQuerier<'_> {
     fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, Error> {
-        if matchers.is_empty() || self.mint > self.maxt {
-            return Ok(Vec::new());
-        }
         let mut out = Vec::new();
-        if self.overlaps_head() {
-            self.select_head(matchers, &mut out)?;
-        }
-        self.select_cold(matchers, &mut out)?;
-        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        self.select_each(matchers, &mut |s| {
+            out.push(s);
+            ControlFlow::Continue(())
+        })?;
         Ok(out)
+    }
+
+    /// Finds and sorts the selected series by their labels and chunk
+    /// handles, then decodes one series at a time: the caller holds the
+    /// samples of the series it is looking at, not of all of them.
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        f: &mut dyn FnMut(Series) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        if matchers.is_empty() || self.mint > self.maxt {
+            return Ok(());
+        }
+        let mut found = Vec::new();
+        if self.overlaps_head() {
+            self.take_head(matchers, &mut found);
+        }
+        self.take_cold(matchers, &mut found)?;
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut stored = Vec::new();
+        for (labels, src) in found {
+            let mut samples = Vec::new();
+            self.decode(&src, &mut stored, &mut samples)?;
+            drop(src);
+            if !samples.is_empty() && f(Series { labels, samples }).is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn series(&self, matchers: &[Matcher]) -> Result<Vec<Labels>, Error> {

@@ -31,6 +31,9 @@ struct Group {
 }
 
 pub(super) fn eval(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Val, Error> {
+    if let Some(v) = super::fold::try_fold(ev, a)? {
+        return Ok(v);
+    }
     let param = match (&a.param, a.op) {
         (Some(p), AggOp::CountValues) => match ev.eval(p)? {
             Val::String(s) => {

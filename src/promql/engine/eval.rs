@@ -3,6 +3,7 @@
 //! the samples held at once counted against `--query.max-samples`.
 
 use std::cell::Cell;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -145,7 +146,7 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
-    fn at_time(&self, at: Option<AtModifier>) -> Option<i64> {
+    pub(super) fn at_time(&self, at: Option<AtModifier>) -> Option<i64> {
         at.map(|a| match a {
             AtModifier::Timestamp(t) => t,
             AtModifier::Start => self.query_start,
@@ -296,8 +297,53 @@ impl<'a> Evaluator<'a> {
         Ok(series)
     }
 
+    /// Walks the series of `matchers` with samples in `[mint, maxt]` one at
+    /// a time, in the order [`Evaluator::select`] gives them, and drops each
+    /// once `f` has looked at it. `f` counts what it holds.
+    ///
+    /// A budgeted try stops within its budget as the walk goes, so that
+    /// running over wastes the budget and nothing is stashed; a retry takes
+    /// a read that a materialising node stashed for the same selection.
+    pub(super) fn each_series(
+        &mut self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        mut f: impl FnMut(&mut Self, Series) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.check_deadline()?;
+        if self.budget.is_none()
+            && let Some(series) = selection::take_stash(matchers, mint, maxt)
+        {
+            return series.into_iter().try_for_each(|s| f(self, s));
+        }
+        let storage = self.storage;
+        let q = storage
+            .querier(mint, maxt)
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        self.check_deadline()?;
+        let plan = selection::plan(matchers);
+        let index = plan.as_ref().map_or(matchers, |p| &p.index);
+        let later: &[&Matcher] = plan.as_ref().map_or(&[], |p| &p.later);
+        let mut failed = None;
+        q.select_each(index, &mut |s| {
+            if !later.iter().all(|m| m.matches_labels(&s.labels)) {
+                return ControlFlow::Continue(());
+            }
+            match f(self, s) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    failed = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        })
+        .map_err(|e| Error::Storage(e.to_string()))?;
+        failed.map_or(Ok(()), Err)
+    }
+
     /// The time span of reference times over all steps.
-    fn ref_span(&self, at: Option<i64>, offset: i64) -> (i64, i64) {
+    pub(super) fn ref_span(&self, at: Option<i64>, offset: i64) -> (i64, i64) {
         let a = self.ref_time(self.start, at, offset);
         let b = self.ref_time(self.end, at, offset);
         (a.min(b), a.max(b))
@@ -321,18 +367,35 @@ impl<'a> Evaluator<'a> {
         vs: &VectorSelector,
         times: bool,
     ) -> Result<Vec<StepSeries>, Error> {
+        let mut out = Vec::new();
+        self.latest_each(vs, times, |_, s| {
+            out.push(s);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Evaluator::select_latest`] handing each series to `f` as it is
+    /// made, holding one series' samples at a time.
+    pub(super) fn latest_each(
+        &mut self,
+        vs: &VectorSelector,
+        times: bool,
+        mut f: impl FnMut(&mut Self, StepSeries) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let at = self.at_time(vs.at);
         let lookback = self.opts.lookback_delta_ms;
         let (lo, hi) = self.ref_span(at, vs.offset);
-        let series = self.select(&vs.matchers, lo - lookback, hi)?;
         let steps = self.steps();
-        let mut out = Vec::with_capacity(series.len());
-        for s in series {
+        self.each_series(&vs.matchers, lo - lookback, hi, |ev, s| {
+            // The decoded samples are held while the points are made.
+            let raw = s.samples.len();
+            ev.add_samples(raw)?;
             let mut points = Vec::new();
             let mut cursor = 0usize;
             for step in 0..steps {
-                self.tick(1)?;
-                let ts = self.ts(step);
+                ev.tick(1)?;
+                let ts = ev.ts(step);
                 let (refr, oldest) = match (times, at) {
                     // Prometheus 2.42 evaluates `timestamp(x @ T offset o)`
                     // with the selector's offset replaced by the distance to
@@ -344,7 +407,7 @@ impl<'a> Evaluator<'a> {
                         (t.min(cap), t.max(cap) - lookback)
                     }
                     _ => {
-                        let refr = self.ref_time(ts, at, vs.offset);
+                        let refr = ev.ref_time(ts, at, vs.offset);
                         (refr, refr - lookback)
                     }
                 };
@@ -354,19 +417,20 @@ impl<'a> Evaluator<'a> {
                 {
                     let v = if times { p.t as f64 / 1000.0 } else { p.v };
                     points.push(Sample { t: ts, v });
-                    self.add_samples(1)?;
                 }
             }
-            if !points.is_empty() {
-                let labels = if times {
-                    s.labels.without_name()
-                } else {
-                    s.labels
-                };
-                out.push(StepSeries { labels, points });
+            ev.samples -= raw;
+            if points.is_empty() {
+                return Ok(());
             }
-        }
-        Ok(out)
+            ev.add_samples(points.len())?;
+            let labels = if times {
+                s.labels.without_name()
+            } else {
+                s.labels
+            };
+            f(ev, StepSeries { labels, points })
+        })
     }
 
     /// Loads what a range function iterates over: samples of a matrix

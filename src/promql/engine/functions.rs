@@ -4,13 +4,12 @@
 
 use std::collections::HashMap;
 
-use super::aggregate::quantile;
-use super::{Collector, Error, Evaluator, RangeArg, StepSeries, StepWalker, Val, intern};
+use super::{Collector, Error, Evaluator, StepSeries, StepWalker, Val, intern};
 use crate::model::goparse::parse_float;
 use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample};
 use crate::promql::parser::{Call, Expr};
 
-fn unwrap_parens(mut e: &Expr) -> &Expr {
+pub(super) fn unwrap_parens(mut e: &Expr) -> &Expr {
     while let Expr::Paren(inner) = e {
         e = inner;
     }
@@ -26,7 +25,7 @@ pub(super) fn call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val, Error> {
             Expr::MatrixSelector(_) | Expr::Subquery(_)
         )
     }) {
-        return range_function(ev, c, idx);
+        return super::range::range_function(ev, c, idx);
     }
     match name {
         "time" => Ok(Val::Scalar(
@@ -493,7 +492,7 @@ fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
 
 /// `absent` and `absent_over_time`: 1 at every step where the input had
 /// nothing.
-fn absent_result(ev: &Evaluator<'_>, present: &[bool], labels: Labels) -> Val {
+pub(super) fn absent_result(ev: &Evaluator<'_>, present: &[bool], labels: Labels) -> Val {
     let points: Vec<Sample> = present
         .iter()
         .enumerate()
@@ -511,7 +510,7 @@ fn absent_result(ev: &Evaluator<'_>, present: &[bool], labels: Labels) -> Val {
 }
 
 /// Labels `absent()` gives its result: the selector's equality matchers.
-fn absent_labels(e: &Expr) -> Labels {
+pub(super) fn absent_labels(e: &Expr) -> Labels {
     let matchers: &[Matcher] = match e {
         Expr::VectorSelector(vs) => &vs.matchers,
         Expr::MatrixSelector(ms) => &ms.vs.matchers,
@@ -537,157 +536,8 @@ fn absent_labels(e: &Expr) -> Labels {
     b.build()
 }
 
-fn range_function(ev: &mut Evaluator<'_>, c: &Call, idx: usize) -> Result<Val, Error> {
-    let name = c.func.name;
-    let mut scalars: Vec<Vec<f64>> = Vec::new();
-    for (i, a) in c.args.iter().enumerate() {
-        if i != idx {
-            scalars.push(ev.eval_scalar(a)?);
-        }
-    }
-    let arg = match unwrap_parens(&c.args[idx]) {
-        Expr::MatrixSelector(ms) => RangeArg::Selector(ms),
-        Expr::Subquery(sq) => RangeArg::Subquery(sq),
-        _ => {
-            return Err(Error::Execution(format!(
-                "expected range vector in call to {name}"
-            )));
-        }
-    };
-    let input = ev.range_input(&arg)?;
-    let steps = ev.steps();
-    let keep_name = name == "last_over_time";
-    let mut out: Vec<StepSeries> = Vec::new();
-    // Only `absent_over_time` needs to know the steps that had a value.
-    let mut present = if name == "absent_over_time" {
-        vec![false; ev.reserve_steps()?]
-    } else {
-        Vec::new()
-    };
-    let mut loaded = 0usize;
-    for (labels, samples) in input.series.iter() {
-        let mut points = Vec::new();
-        let mut win = SlidingWindow::default();
-        for step in 0..steps {
-            ev.tick(1)?;
-            let ts = ev.ts(step);
-            let refr = input.at.unwrap_or(ts) - input.offset;
-            let w = win.slide(samples, refr - input.range, refr);
-            if w.is_empty() {
-                continue;
-            }
-            loaded = loaded.max(w.len());
-            if let Some(p) = present.get_mut(step) {
-                *p = true;
-            }
-            let arg = |i: usize| scalars.get(i).map_or(f64::NAN, |s| s[step]);
-            let v = match name {
-                "rate" => extrapolated_rate(w, refr - input.range, refr, true, true, input.range),
-                "increase" => {
-                    extrapolated_rate(w, refr - input.range, refr, true, false, input.range)
-                }
-                "delta" => {
-                    extrapolated_rate(w, refr - input.range, refr, false, false, input.range)
-                }
-                "irate" => instant_value(w, true),
-                "idelta" => instant_value(w, false),
-                "changes" => Some(changes(w)),
-                "resets" => Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
-                "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
-                "predict_linear" => (w.len() >= 2).then(|| {
-                    let (slope, intercept) = linear_regression(w, ts);
-                    slope * arg(0) + intercept
-                }),
-                "holt_winters" => holt_winters(w, arg(0), arg(1))?,
-                "avg_over_time" => Some(avg_over_time(w)),
-                "count_over_time" => Some(w.len() as f64),
-                "last_over_time" => w.last().map(|p| p.v),
-                "present_over_time" | "absent_over_time" => Some(1.0),
-                "max_over_time" => Some(
-                    w.iter()
-                        .fold(w[0].v, |m, p| if p.v > m || m.is_nan() { p.v } else { m }),
-                ),
-                "min_over_time" => Some(
-                    w.iter()
-                        .fold(w[0].v, |m, p| if p.v < m || m.is_nan() { p.v } else { m }),
-                ),
-                "sum_over_time" => Some(w.iter().map(|p| p.v).sum()),
-                "quantile_over_time" => {
-                    let mut vals: Vec<f64> = w.iter().map(|p| p.v).collect();
-                    Some(quantile(arg(0), &mut vals))
-                }
-                "stddev_over_time" => Some(variance(w).sqrt()),
-                "stdvar_over_time" => Some(variance(w)),
-                other => {
-                    return Err(Error::Execution(format!(
-                        "function {other} is not implemented"
-                    )));
-                }
-            };
-            if let Some(v) = v {
-                points.push(Sample { t: ts, v });
-                ev.add_samples(1)?;
-            }
-        }
-        if !points.is_empty() {
-            let labels = if keep_name {
-                labels.clone()
-            } else {
-                labels.without_name()
-            };
-            out.push(StepSeries { labels, points });
-        }
-    }
-    ev.add_samples(loaded)?;
-    if name == "absent_over_time" {
-        let labels = match &arg {
-            RangeArg::Selector(ms) => absent_labels(&Expr::MatrixSelector((*ms).clone())),
-            RangeArg::Subquery(_) => Labels::new(),
-        };
-        return Ok(absent_result(ev, &present, labels));
-    }
-    let mut seen = std::collections::HashSet::with_capacity(out.len());
-    for s in &out {
-        if !seen.insert(&s.labels) {
-            return Err(Error::Execution(
-                "vector cannot contain metrics with the same labelset".into(),
-            ));
-        }
-    }
-    Ok(Val::Vector(out))
-}
-
-/// `[mint, maxt]` windows over ascending samples for ascending bounds: the
-/// ends only move forward, so a whole range query walks each series once.
-#[derive(Default)]
-struct SlidingWindow {
-    lo: usize,
-    hi: usize,
-}
-
-impl SlidingWindow {
-    fn slide<'s>(&mut self, samples: &'s [Sample], mint: i64, maxt: i64) -> &'s [Sample] {
-        // Bounds that move back (a constant `@` time) restart the walk.
-        if (self.lo > 0 && samples[self.lo - 1].t >= mint)
-            || (self.hi > 0 && samples[self.hi - 1].t > maxt)
-        {
-            *self = SlidingWindow::default();
-        }
-        while self.lo < samples.len() && samples[self.lo].t < mint {
-            self.lo += 1;
-        }
-        if self.hi < self.lo {
-            self.hi = self.lo;
-        }
-        while self.hi < samples.len() && samples[self.hi].t <= maxt {
-            self.hi += 1;
-        }
-        &samples[self.lo..self.hi]
-    }
-}
-
 /// `rate`, `increase` and `delta` with Prometheus 2.x's extrapolation.
-fn extrapolated_rate(
+pub(super) fn extrapolated_rate(
     w: &[Sample],
     range_start: i64,
     range_end: i64,
@@ -740,7 +590,7 @@ fn extrapolated_rate(
 }
 
 /// `irate` and `idelta`: the last two samples.
-fn instant_value(w: &[Sample], rate: bool) -> Option<f64> {
+pub(super) fn instant_value(w: &[Sample], rate: bool) -> Option<f64> {
     if w.len() < 2 {
         return None;
     }
@@ -761,7 +611,7 @@ fn instant_value(w: &[Sample], rate: bool) -> Option<f64> {
     Some(v)
 }
 
-fn changes(w: &[Sample]) -> f64 {
+pub(super) fn changes(w: &[Sample]) -> f64 {
     let mut n = 0.0;
     let mut prev = w[0].v;
     for p in &w[1..] {
@@ -774,7 +624,7 @@ fn changes(w: &[Sample]) -> f64 {
 }
 
 /// Least squares with x in seconds relative to `intercept_time`.
-fn linear_regression(w: &[Sample], intercept_time: i64) -> (f64, f64) {
+pub(super) fn linear_regression(w: &[Sample], intercept_time: i64) -> (f64, f64) {
     let (mut n, mut sum_x, mut sum_y, mut sum_xy, mut sum_x2) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let init_y = w[0].v;
     let mut const_y = true;
@@ -802,7 +652,7 @@ fn linear_regression(w: &[Sample], intercept_time: i64) -> (f64, f64) {
     (slope, intercept)
 }
 
-fn holt_winters(w: &[Sample], sf: f64, tf: f64) -> Result<Option<f64>, Error> {
+pub(super) fn holt_winters(w: &[Sample], sf: f64, tf: f64) -> Result<Option<f64>, Error> {
     if sf <= 0.0 || sf >= 1.0 {
         return Err(Error::Execution(format!(
             "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
@@ -830,7 +680,7 @@ fn holt_winters(w: &[Sample], sf: f64, tf: f64) -> Result<Option<f64>, Error> {
     Ok(Some(s1))
 }
 
-fn avg_over_time(w: &[Sample]) -> f64 {
+pub(super) fn avg_over_time(w: &[Sample]) -> f64 {
     let (mut mean, mut count) = (0.0f64, 0.0);
     for p in w {
         count += 1.0;
@@ -847,7 +697,7 @@ fn avg_over_time(w: &[Sample]) -> f64 {
     mean
 }
 
-fn variance(w: &[Sample]) -> f64 {
+pub(super) fn variance(w: &[Sample]) -> f64 {
     let (mut count, mut mean, mut aux) = (0.0, 0.0, 0.0);
     for p in w {
         count += 1.0;

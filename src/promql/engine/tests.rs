@@ -219,29 +219,38 @@ fn a_retry_takes_the_read_that_ran_over_the_budget() {
     let c = Counting(&h, Default::default());
     let reads = || c.1.load(std::sync::atomic::Ordering::Relaxed);
     let e = Engine::default();
-    let expr = parse_expr("sum(m)").unwrap();
-    let want = e.range(&h, &expr, 0, 60_000, 15_000);
+    // A range vector is read whole before it is answered.
+    let expr = parse_expr("m[1m]").unwrap();
+    let want = e.instant(&h, &expr, 60_000);
     // The budget passes during the read (it is already past when the
     // read returns), so the read is stashed and the try stops.
-    let soon = Limits {
+    let soon = || Limits {
         deadline: None,
         budget: Some(Instant::now() + Duration::from_millis(20)),
         cancel: None,
     };
     let slow = Slow(&c);
     assert_eq!(
-        e.range_until(&slow, &expr, 0, 60_000, 15_000, soon),
+        e.instant_until(&slow, &expr, 60_000, soon()),
         Err(Error::OverBudget)
     );
     assert_eq!(reads(), 1);
-    assert_eq!(
-        e.range_until(&c, &expr, 0, 60_000, 15_000, Limits::default()),
-        want
-    );
+    assert_eq!(e.instant_until(&c, &expr, 60_000, Limits::default()), want);
     assert_eq!(reads(), 1, "the retry read nothing");
     // Nothing is left behind: the next query reads again.
-    assert_eq!(e.range(&c, &expr, 0, 60_000, 15_000), want);
+    assert_eq!(e.instant(&c, &expr, 60_000), want);
     assert_eq!(reads(), 2);
+    // A streamed selection stops within its budget and keeps nothing:
+    // the retry reads again, and answers the same.
+    let summed = parse_expr("sum(m)").unwrap();
+    let want = e.range(&h, &summed, 0, 60_000, 15_000);
+    assert_eq!(
+        e.range_until(&slow, &summed, 0, 60_000, 15_000, soon()),
+        Err(Error::OverBudget)
+    );
+    assert_eq!(reads(), 3);
+    assert_eq!(e.range(&c, &summed, 0, 60_000, 15_000), want);
+    assert_eq!(reads(), 4);
 }
 
 /// A store whose reads take 30 ms.

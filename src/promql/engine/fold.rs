@@ -1,0 +1,310 @@
+//! Aggregations folded one input series at a time: `sum`, `avg`, `count`,
+//! `min`, `max`, `group`, `stddev` and `stdvar` over a vector selector or a
+//! range function of a matrix selector (`sum by (State) (rate(x[1m]))`,
+//! most of Ray's dashboards). The input vector is never held whole: each
+//! series, as it is made, is added into its group's running value at every
+//! step and dropped, so such a query holds its groups and one series.
+//!
+//! Per step, a group receives its series in input order, as the per-step
+//! loop in `aggregate` adds them, so the floating-point results are the
+//! same bit for bit; groups come out in the order that loop creates them
+//! (first step with a value, then first series at that step).
+
+use std::collections::{HashMap, HashSet};
+
+use super::functions::unwrap_parens;
+use super::{Error, Evaluator, StepSeries, Val, range};
+use crate::model::{Labels, METRIC_NAME, Sample};
+use crate::promql::parser::{AggOp, Aggregate, Expr};
+
+/// One group's running values, one slot per step.
+struct Running {
+    labels: Labels,
+    /// (step, input series) that created the group's first value: the
+    /// order in which the per-step loop would have output it.
+    first: (usize, usize),
+    /// The sum, minimum, maximum, or for `stddev` the running squares.
+    value: Vec<f64>,
+    /// The running mean (`avg`, `stddev`, `stdvar` only).
+    mean: Vec<f64>,
+    /// Values added at each step; 0 where the group has none.
+    count: Vec<f64>,
+}
+
+/// The aggregation `a` folded over its input series as they are made, or
+/// `None` when its operator or input is not one that folds.
+pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<Val>, Error> {
+    use AggOp::*;
+    if a.param.is_some()
+        || !matches!(
+            a.op,
+            Sum | Avg | Count | Min | Max | Group | Stddev | Stdvar
+        )
+    {
+        return Ok(None);
+    }
+    let grouping: Vec<&str> = a.grouping.iter().map(String::as_str).collect();
+    let group_of = |labels: &Labels| -> Labels {
+        if a.without {
+            let mut names = grouping.clone();
+            names.push(METRIC_NAME);
+            labels.without(&names)
+        } else {
+            labels.keep_only(&grouping)
+        }
+    };
+    let steps = ev.steps();
+    let with_mean = matches!(a.op, Avg | Stddev | Stdvar);
+    let mut groups: Vec<Running> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut next = 0usize;
+    let mut add = |ev: &mut Evaluator<'_>, s: StepSeries| -> Result<(), Error> {
+        let i = next;
+        next += 1;
+        let key = group_of(&s.labels);
+        let gi = match index.get(&key) {
+            Some(&g) => g,
+            None => {
+                // A group holds a value per step until the answer is made.
+                ev.add_samples(steps)?;
+                index.insert(key.clone(), groups.len());
+                groups.push(Running {
+                    labels: key,
+                    first: (usize::MAX, usize::MAX),
+                    value: vec![0.0; steps],
+                    mean: if with_mean {
+                        vec![0.0; steps]
+                    } else {
+                        Vec::new()
+                    },
+                    count: vec![0.0; steps],
+                });
+                groups.len() - 1
+            }
+        };
+        let g = &mut groups[gi];
+        for p in &s.points {
+            let k = ((p.t - ev.start) / ev.interval) as usize;
+            let v = p.v;
+            if g.count[k] == 0.0 {
+                g.count[k] = 1.0;
+                g.value[k] = if matches!(a.op, Stddev | Stdvar) {
+                    0.0
+                } else {
+                    v
+                };
+                if with_mean {
+                    g.mean[k] = v;
+                }
+                g.first = g.first.min((k, i));
+                continue;
+            }
+            g.count[k] += 1.0;
+            match a.op {
+                Sum => g.value[k] += v,
+                Avg => {
+                    let (mean, count) = (g.mean[k], g.count[k]);
+                    if mean.is_infinite() {
+                        if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
+                            continue;
+                        }
+                        if !v.is_infinite() && !v.is_nan() {
+                            continue;
+                        }
+                    }
+                    g.mean[k] = mean + (v / count - mean / count);
+                }
+                Min if g.value[k] > v || g.value[k].is_nan() => g.value[k] = v,
+                Max if g.value[k] < v || g.value[k].is_nan() => g.value[k] = v,
+                Stddev | Stdvar => {
+                    let delta = v - g.mean[k];
+                    g.mean[k] += delta / g.count[k];
+                    g.value[k] += delta * (v - g.mean[k]);
+                }
+                _ => {}
+            }
+        }
+        // Folded in: the series' points are dropped now.
+        ev.samples -= s.points.len();
+        Ok(())
+    };
+    match unwrap_parens(&a.expr) {
+        Expr::VectorSelector(vs) => ev.latest_each(vs, false, |ev, s| add(ev, s))?,
+        Expr::Call(c) => {
+            let Some(idx) = c
+                .args
+                .iter()
+                .position(|e| matches!(unwrap_parens(e), Expr::MatrixSelector(_)))
+            else {
+                return Ok(None);
+            };
+            if c.func.name == "absent_over_time" {
+                return Ok(None);
+            }
+            // Results that drop the metric name may collide; the check the
+            // whole result would get is made as they come.
+            let mut seen: Option<HashSet<Labels>> = range::may_collide(c, idx).then(HashSet::new);
+            range::each(ev, c, idx, &mut [], |ev, s| {
+                if let Some(seen) = &mut seen
+                    && !seen.insert(s.labels.clone())
+                {
+                    return Err(range::duplicate());
+                }
+                add(ev, s)
+            })?;
+        }
+        _ => return Ok(None),
+    }
+    groups.sort_by_key(|g| g.first);
+    let mut out = Vec::with_capacity(groups.len());
+    for g in groups {
+        let points: Vec<Sample> = (0..steps)
+            .filter(|&k| g.count[k] > 0.0)
+            .map(|k| {
+                let v = match a.op {
+                    Avg => g.mean[k],
+                    Count => g.count[k],
+                    Group => 1.0,
+                    Stddev => (g.value[k] / g.count[k]).sqrt(),
+                    Stdvar => g.value[k] / g.count[k],
+                    _ => g.value[k],
+                };
+                Sample { t: ev.ts(k), v }
+            })
+            .collect();
+        out.push(StepSeries {
+            labels: g.labels,
+            points,
+        });
+    }
+    Ok(Some(Val::Vector(out)))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::Labels;
+    use crate::promql::engine::{Engine, Value};
+    use crate::promql::parser::parse_expr;
+    use crate::storage::Appendable;
+    use crate::tsdb::{Head, HeadOptions};
+
+    /// Series `f{g, i}` and `h{g, i}` with values that include NaN, ±Inf,
+    /// resets and gaps, at uneven times.
+    fn head(seed: u64) -> Head {
+        let mut x = seed;
+        let mut rnd = move || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            x >> 33
+        };
+        let h = Head::new(HeadOptions::default());
+        let mut app = h.appender();
+        for name in ["f", "h"] {
+            for i in 0..40 {
+                let g = (i % 4).to_string();
+                let l = Labels::from_pairs([("__name__", name), ("g", &g), ("i", &i.to_string())]);
+                let mut t = (rnd() % 20_000) as i64;
+                let mut v = 0.0;
+                while t < 600_000 {
+                    v = match rnd() % 50 {
+                        0 => f64::NAN,
+                        1 => f64::INFINITY,
+                        2 => f64::NEG_INFINITY,
+                        3 => 0.0,
+                        _ => v + (rnd() % 1000) as f64 / 7.0,
+                    };
+                    app.append(0, &l, t, v).unwrap();
+                    // Gaps longer than the lookback now and then.
+                    t += if rnd() % 40 == 0 {
+                        400_000
+                    } else {
+                        5_000 + (rnd() % 20_000) as i64
+                    };
+                }
+            }
+        }
+        app.commit().unwrap();
+        h
+    }
+
+    /// A value's bits, every NaN as one: its sign and payload depend on
+    /// the order the compiler gives an addition's operands, and the API
+    /// writes every NaN as `NaN`.
+    fn canon(v: f64) -> u64 {
+        if v.is_nan() {
+            f64::NAN.to_bits()
+        } else {
+            v.to_bits()
+        }
+    }
+
+    /// A result as labels and value bits, in its order.
+    fn bits(v: Value) -> Vec<(String, Vec<(i64, u64)>)> {
+        match v {
+            Value::Matrix(m) => m
+                .into_iter()
+                .map(|s| {
+                    let p = s.samples.iter().map(|p| (p.t, canon(p.v))).collect();
+                    (s.labels.to_string(), p)
+                })
+                .collect(),
+            Value::Vector(v) => v
+                .into_iter()
+                .map(|s| (s.labels.to_string(), vec![(s.t, canon(s.v))]))
+                .collect(),
+            other => vec![(format!("{other:?}"), Vec::new())],
+        }
+    }
+
+    #[test]
+    fn folded_aggregations_equal_the_per_step_loop_bit_for_bit() {
+        let seed = 22;
+        println!("seed {seed}");
+        let h = head(seed);
+        let e = Engine::default();
+        let ops = [
+            "sum", "avg", "count", "min", "max", "group", "stddev", "stdvar",
+        ];
+        let inputs = [
+            "{__name__=~\"f|h\"}",
+            "f",
+            "rate(f[1m])",
+            "max_over_time(f[2m])",
+            "last_over_time({__name__=~\"f|h\"}[1m])",
+            "increase(f[5m] offset 1m)",
+        ];
+        let groupings = ["", " by (g)", " without (i)", " by (i)", " by (__name__)"];
+        for op in ops {
+            for input in inputs {
+                for grouping in groupings {
+                    let folded = format!("{op}{grouping} ({input})");
+                    // A label_replace that changes nothing stops the fold.
+                    let looped = format!(
+                        "{op}{grouping} (label_replace({input}, \"z\", \"\", \"z\", \"\"))"
+                    );
+                    let (f, l) = (parse_expr(&folded).unwrap(), parse_expr(&looped).unwrap());
+                    let a = e.range(&h, &f, 30_000, 600_000, 15_000).map(bits);
+                    let b = e.range(&h, &l, 30_000, 600_000, 15_000).map(bits);
+                    assert_eq!(a, b, "{folded}");
+                    for t in [0, 100_000, 333_000, 700_000] {
+                        let a = e.instant(&h, &f, t).map(bits);
+                        let b = e.instant(&h, &l, t).map(bits);
+                        assert_eq!(a, b, "{folded} at {t}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_folded_range_function_still_refuses_colliding_labelsets() {
+        let h = head(7);
+        let e = Engine::default();
+        let expr = parse_expr("sum(rate({__name__=~\"f|h\"}[1m]))").unwrap();
+        assert_eq!(
+            e.instant(&h, &expr, 300_000).unwrap_err().to_string(),
+            "vector cannot contain metrics with the same labelset"
+        );
+    }
+}
