@@ -199,7 +199,10 @@ mod tests {
         assert_eq!(m.send_interval, Duration::from_secs(60));
         let raw: RawMetadata = serde_norway::from_str("send_interval: 2m\n").unwrap();
         let m = metadata_from_raw(Some(raw)).unwrap();
-        assert!(m.send, "a section without `send` keeps Prometheus's default");
+        assert!(
+            m.send,
+            "a section without `send` keeps Prometheus's default"
+        );
         assert_eq!(m.send_interval, Duration::from_secs(120));
         let raw: RawMetadata = serde_norway::from_str("send: false\n").unwrap();
         assert!(!metadata_from_raw(Some(raw)).unwrap().send);
