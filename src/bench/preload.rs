@@ -1,5 +1,5 @@
 //! `raymon bench --same-data`: the same data and the same queries on every
-//! collector. One simulated window of Ray's real series ([`ray_nodes`], a
+//! collector. One simulated window of Ray's real series (`bench/ray_nodes.rs`, a
 //! sample every 10 s on every node) is sent by remote write to raymon and
 //! to each `--vs` collector, each series' samples in time order in one
 //! `TimeSeries` (no sample is out of order, and the oldest is no more than
@@ -9,7 +9,7 @@
 //! dashboard queries run as range queries over the window, query by query
 //! on each collector in turn (who goes first alternates), `--repeats`
 //! times; a query's time is the median of its runs. The first run's answers
-//! are compared with raymon's ([`answers`]).
+//! are compared with raymon's (`bench/answers.rs`).
 //!
 //! The collectors are processes with a Prometheus HTTP API; the data is
 //! generated afresh (deterministically) for each, so its generation is
