@@ -6,14 +6,16 @@
 //! the requests with the `prompb` field numbers itself.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
 
-use crate::remote_write_queue::{Targets, metric, raymon_args, raymon_config, wait_ready};
+use crate::remote_write_queue::{
+    Targets, metric, raymon_args, raymon_config, read_request, wait_ready,
+};
 use crate::support::{self, TempDir, free_port, start_raymon};
 
 /// `prometheus.WriteRequest` with only what this test reads.
@@ -45,34 +47,6 @@ struct Got {
     entries: Vec<MetricMetadata>,
 }
 
-fn read_body(s: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 8192];
-    let head_end = loop {
-        let n = s.read(&mut tmp).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())?;
-    while buf.len() < head_end + len {
-        let n = s.read(&mut tmp).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    }
-    Some(buf[head_end..head_end + len].to_vec())
-}
-
 /// Accepts every request with 204 and keeps what each carried.
 fn receiver() -> (String, Arc<Mutex<Vec<Got>>>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -84,7 +58,7 @@ fn receiver() -> (String, Arc<Mutex<Vec<Got>>>) {
             let Ok(mut s) = conn else { continue };
             let g = g.clone();
             std::thread::spawn(move || {
-                while let Some(body) = read_body(&mut s) {
+                while let Some(body) = read_request(&mut s) {
                     let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
                     let req = WriteRequest::decode(raw.as_slice()).unwrap();
                     g.lock().unwrap().push(Got {

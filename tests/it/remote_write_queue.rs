@@ -489,7 +489,9 @@ struct Fake {
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
-fn read_request(s: &mut TcpStream) -> Option<Vec<u8>> {
+/// One HTTP/1.1 request's body from a keep-alive connection (by its
+/// `Content-Length`), or `None` once the client closes it.
+pub(crate) fn read_request(s: &mut TcpStream) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 8192];
     let head_end = loop {
