@@ -29,7 +29,7 @@ use super::answers::{self, Verdict};
 use super::args::{BenchArgs, PROMETHEUS_COMMAND, parse_duration};
 use super::collector::{Running, Spec, collector_argv, free_port, spawn_logged, specs, stop};
 use super::queries::{self, RssWatch};
-use super::report::{Machine, short};
+use super::report::{Machine, ratios_to_raymon, short};
 use super::run::{Ctx, load_queries, progress, unix_us, work_dir};
 use super::{Error, measure, ray_nodes};
 use crate::remote::{Label, Sample, TimeSeries, WriteRequest};
@@ -610,22 +610,7 @@ fn show(v: Option<f64>, unit: &str) -> String {
 impl SameDataReport {
     /// Fills `ratios`: raymon's figure over each other store's.
     pub fn compute_ratios(&mut self) {
-        self.ratios.clear();
-        let Some(raymon) = self.stores.iter().find(|s| s.name == "raymon") else {
-            return;
-        };
-        let ours = figures(raymon);
-        for other in self.stores.iter().filter(|s| s.name != "raymon") {
-            let mut m = BTreeMap::new();
-            for ((name, a, _), (_, b, _)) in ours.iter().zip(figures(other)) {
-                if let (Some(a), Some(b)) = (a, b)
-                    && b != 0.0
-                {
-                    m.insert((*name).to_string(), a / b);
-                }
-            }
-            self.ratios.insert(other.name.clone(), m);
-        }
+        self.ratios = ratios_to_raymon(&self.stores, |s| &s.name, figures);
     }
 
     /// The summary, the checks, the disagreements and every query's time,

@@ -162,6 +162,33 @@ impl Collector {
     }
 }
 
+/// raymon's figures over each other run's, figure by figure, keyed by the
+/// other's name (a ratio only where both have the figure and the other's is
+/// not zero); empty when raymon did not run.
+pub(super) fn ratios_to_raymon<T, U>(
+    runs: &[T],
+    name: impl Fn(&T) -> &str,
+    figures: impl Fn(&T) -> Vec<(&'static str, Option<f64>, U)>,
+) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    let Some(raymon) = runs.iter().find(|r| name(r) == "raymon") else {
+        return out;
+    };
+    let ours = figures(raymon);
+    for other in runs.iter().filter(|r| name(r) != "raymon") {
+        let mut m = BTreeMap::new();
+        for ((figure, a, _), (_, b, _)) in ours.iter().zip(figures(other)) {
+            if let (Some(a), Some(b)) = (a, b)
+                && b != 0.0
+            {
+                m.insert((*figure).to_string(), a / b);
+            }
+        }
+        out.insert(name(other).to_string(), m);
+    }
+    out
+}
+
 /// Every figure in the table, by name, with how to print it.
 fn figures(c: &Collector) -> Vec<(&'static str, Option<f64>, Unit)> {
     let mib = |b: u64| Some(b as f64);
@@ -300,22 +327,7 @@ fn show(v: Option<f64>, unit: Unit) -> String {
 impl Report {
     /// Fills `ratios`: raymon's figure over each other collector's.
     pub fn compute_ratios(&mut self) {
-        self.ratios.clear();
-        let Some(raymon) = self.collectors.iter().find(|c| c.name == "raymon") else {
-            return;
-        };
-        let ours = figures(raymon);
-        for other in self.collectors.iter().filter(|c| c.name != "raymon") {
-            let mut m = BTreeMap::new();
-            for ((name, a, _), (_, b, _)) in ours.iter().zip(figures(other)) {
-                if let (Some(a), Some(b)) = (a, b)
-                    && b != 0.0
-                {
-                    m.insert((*name).to_string(), a / b);
-                }
-            }
-            self.ratios.insert(other.name.clone(), m);
-        }
+        self.ratios = ratios_to_raymon(&self.collectors, |c| &c.name, figures);
     }
 
     /// The table printed at the end of a run, as Markdown.
