@@ -56,15 +56,7 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Val, Error> 
     if let (Param::Label(name), false) = (&param, a.without) {
         grouping.push(name);
     }
-    let group_of = |labels: &Labels| -> Labels {
-        if a.without {
-            let mut names = grouping.clone();
-            names.push(METRIC_NAME);
-            labels.without(&names)
-        } else {
-            labels.keep_only(&grouping)
-        }
-    };
+    let group_of = |labels: &Labels| group_labels(labels, &grouping, a.without);
     // The group of a series never changes across steps, except for
     // count_values, whose group depends on the value: ids are resolved once.
     let (group_ids, group_labels) = match &param {
@@ -263,6 +255,18 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Val, Error> 
 }
 
 /// `vectorByValueHeap` (topk) or `vectorByReverseValueHeap` (bottomk) `Less`.
+/// The labels of the group a series falls into: `by` keeps the grouping
+/// labels, `without` drops them and the metric name.
+pub(super) fn group_labels(labels: &Labels, grouping: &[&str], without: bool) -> Labels {
+    if without {
+        let mut names = grouping.to_vec();
+        names.push(METRIC_NAME);
+        labels.without(&names)
+    } else {
+        labels.keep_only(grouping)
+    }
+}
+
 fn heap_less(a: f64, b: f64, top: bool) -> bool {
     if a.is_nan() {
         return true;

@@ -12,9 +12,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::aggregate::group_labels;
 use super::functions::unwrap_parens;
 use super::{Error, Evaluator, StepSeries, Val, range};
-use crate::model::{Labels, METRIC_NAME, Sample};
+use crate::model::{Labels, Sample};
 use crate::promql::parser::{AggOp, Aggregate, Expr};
 
 /// One group's running values, one slot per step.
@@ -44,15 +45,7 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
         return Ok(None);
     }
     let grouping: Vec<&str> = a.grouping.iter().map(String::as_str).collect();
-    let group_of = |labels: &Labels| -> Labels {
-        if a.without {
-            let mut names = grouping.clone();
-            names.push(METRIC_NAME);
-            labels.without(&names)
-        } else {
-            labels.keep_only(&grouping)
-        }
-    };
+    let group_of = |labels: &Labels| group_labels(labels, &grouping, a.without);
     let steps = ev.steps();
     let with_mean = matches!(a.op, Avg | Stddev | Stdvar);
     let mut groups: Vec<Running> = Vec::new();
