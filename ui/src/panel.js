@@ -88,13 +88,32 @@ function compareText(a, b) {
   return x.length - y.length;
 }
 
-export function compareLabels(a, b) {
+function compareLabels(a, b) {
   const x = Object.entries(a || {}), y = Object.entries(b || {});
   for (let i = 0; i < Math.min(x.length, y.length); i++) {
     const c = compareText(x[i][0], y[i][0]) || compareText(x[i][1], y[i][1]);
     if (c) return c;
   }
   return x.length - y.length;
+}
+
+// The answer's targets with every step: a target that kept steps
+// (`keep: [from, to]`, seconds) carries only the steps after them, joined
+// here to the held series' points in that span. Null when a target kept
+// steps that are not held.
+function whole(targets, held) {
+  const out = [];
+  for (const t of targets) {
+    if (!t.keep) {
+      out.push(t);
+      continue;
+    }
+    const before = held?.targets.get(t.refId);
+    if (!before) return null;
+    const { keep, ...rest } = t;
+    out.push({ ...rest, series: joinSeries(before.series || [], t.series || [], keep[0], keep[1]) });
+  }
+  return out;
 }
 
 // The held series' points within [from, to] followed by the fresh ones
@@ -171,12 +190,14 @@ export class Panel {
       return;
     }
     const width = Math.max(100, Math.round(this.body.clientWidth || 600));
-    let answer = await this.fetchData(width, this.held?.token);
-    let targets = answer.status === 'success' && this.whole(answer.data.targets);
+    // What this answer's token refers to, should another load replace it.
+    const held = this.held;
+    let answer = await this.fetchData(width, held?.token);
+    let targets = answer.status === 'success' && whole(answer.data.targets, held);
     if (answer.status === 'success' && !targets) {
-      // Steps were kept that this page no longer holds: ask for all.
+      // Steps were kept that this panel does not hold: ask for all.
       answer = await this.fetchData(width, null);
-      targets = answer.status === 'success' && this.whole(answer.data.targets);
+      targets = answer.status === 'success' && whole(answer.data.targets, null);
     }
     if (answer.status !== 'success' || !targets) {
       this.held = null;
@@ -192,7 +213,8 @@ export class Panel {
     if (this.model.nullPointMode === 'null as zero') {
       for (const s of data.series) s.values = s.values.map((v) => v ?? 0);
     }
-    this.element.raymon = { targets, x: data.x, series: data.series.map((s) => ({ name: s.name, values: s.values })) };
+    if (answer.data.targets.some((t) => t.keep)) this.kept = (this.kept ?? 0) + 1;
+    this.element.raymon = { targets, x: data.x, series: data.series.map((s) => ({ name: s.name, values: s.values })), kept: this.kept ?? 0 };
     if (errors.length) {
       this.clearPlot();
       this.setState('error', errors.join('\n'));
@@ -220,25 +242,6 @@ export class Panel {
     } catch (e) {
       return { status: 'error', error: String(e) };
     }
-  }
-
-  // The answer's targets with every step: a target that kept steps
-  // (`keep: [from, to]`, seconds) carries only the steps after them, joined
-  // here to the held series' points in that span. Null when a target kept
-  // steps this panel does not hold.
-  whole(targets) {
-    const out = [];
-    for (const t of targets) {
-      if (!t.keep) {
-        out.push(t);
-        continue;
-      }
-      const before = this.held?.targets.get(t.refId);
-      if (!before) return null;
-      const { keep, ...rest } = t;
-      out.push({ ...rest, series: joinSeries(before.series || [], t.series || [], keep[0], keep[1]) });
-    }
-    return out;
   }
 
   clearPlot() {
