@@ -21,7 +21,7 @@
 pub(crate) mod backfill;
 pub mod cli;
 pub mod config;
-pub mod discovery;
+pub(crate) mod discovery;
 pub(crate) mod http_client;
 pub mod launcher;
 pub mod model;
@@ -35,5 +35,8 @@ pub mod storage;
 pub mod textparse;
 pub mod tsdb;
 pub mod web;
+
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub mod bench;
