@@ -39,4 +39,4 @@ pub mod web;
 #[cfg(test)]
 pub(crate) mod testing;
 
-pub mod bench;
+pub(crate) mod bench;
