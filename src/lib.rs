@@ -28,7 +28,7 @@ pub mod model;
 pub(crate) mod procfs;
 pub(crate) mod promdata;
 pub mod promql;
-pub mod remote;
+pub(crate) mod remote;
 pub mod scrape;
 pub(crate) mod selfmetrics;
 pub mod storage;

@@ -33,9 +33,6 @@ const STILL_REACHING_IN: &[&str] = &[
     "tests/it/isolation.rs",
     "tests/it/notebook.rs",
     "tests/it/ops.rs",
-    "tests/it/prom_diff.rs",
-    "tests/it/remote_write.rs",
-    "tests/it/remote_write_queue.rs",
     "tests/it/scrape_client.rs",
     "tests/it/tsdb.rs",
     "tests/it/up.rs",
@@ -45,7 +42,6 @@ const STILL_REACHING_IN: &[&str] = &[
     "tests/it/web/harness.rs",
     "tests/it/web/query.rs",
     "tests/it/web/series.rs",
-    "tests/it/web_server.rs",
 ];
 
 /// The crate's name, split so that this file does not name it in code.
