@@ -23,7 +23,7 @@ pub mod cli;
 pub mod config;
 pub(crate) mod discovery;
 pub(crate) mod http_client;
-pub mod launcher;
+pub(crate) mod launcher;
 pub mod model;
 pub(crate) mod procfs;
 pub(crate) mod promdata;
