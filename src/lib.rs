@@ -20,7 +20,7 @@
 
 pub(crate) mod backfill;
 pub mod cli;
-pub mod config;
+pub(crate) mod config;
 pub(crate) mod discovery;
 pub(crate) mod http_client;
 pub(crate) mod launcher;

@@ -6,7 +6,6 @@
 mod support;
 
 mod bench;
-mod config;
 mod dropin;
 mod grafana;
 mod isolation;
@@ -24,7 +23,6 @@ mod ray;
 mod remote_write_metadata;
 mod remote_write_queue;
 mod scrape_auth;
-mod scrape_client;
 mod serve;
 mod textparse;
 mod tidy;
