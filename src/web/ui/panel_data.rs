@@ -360,10 +360,11 @@ impl Target {
     fn new(target: &Value, vars: &[Variable], builtins: &[(&'static str, String)]) -> Target {
         let text = |k: &str| target.get(k).and_then(Value::as_str).unwrap_or("");
         Target {
-            ref_id: match text("refId") {
-                "" => "A".to_string(),
-                r => r.to_string(),
-            },
+            ref_id: target
+                .get("refId")
+                .and_then(Value::as_str)
+                .unwrap_or("A")
+                .to_string(),
             legend: text("legendFormat").to_string(),
             instant: target.get("instant").and_then(Value::as_bool) == Some(true)
                 && target.get("range").and_then(Value::as_bool) != Some(true),
