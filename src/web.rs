@@ -6,15 +6,8 @@
 //! not know how samples are stored or how PromQL is evaluated: storage comes in
 //! through [`crate::storage::Queryable`], targets through
 //! [`crate::scrape::status::TargetsSource`], and queries through the
-//! [`QueryEngine`] trait defined here.
-//!
-//! ```no_run
-//! # async fn demo(state: raymon::web::AppState) -> std::io::Result<()> {
-//! let app = raymon::web::router(state);
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9090").await?;
-//! axum::serve(listener, app).await
-//! # }
-//! ```
+//! [`QueryEngine`] trait defined here. `serve` (`cli/serve.rs`) hands
+//! [`router`]`(state)` to the server in [`server`].
 
 pub mod admin;
 mod api;
