@@ -14,7 +14,7 @@ use super::collector::{
     Running, Spec, collector_argv, free_port, spawn_logged, specs, stop, write_config,
 };
 use super::report::{self, Collector, Queries, Report, Scrapes};
-use super::{Error, cluster, measure, queries, ray_nodes};
+use super::{Error, cluster, fetch, measure, queries, ray_nodes};
 
 /// A few of Ray's dashboard queries, used when `--queries` is not given.
 const BUILTIN_QUERIES: &[&str] = &[
@@ -406,18 +406,8 @@ impl Ctx<'_> {
 
     async fn target_stats(&self, control: &str) -> Result<cluster::Stats, Error> {
         let url = format!("http://{control}/stats");
-        let r = self
-            .http
-            .get(&url)
-            .timeout(Duration::from_secs(30))
-            .send()
+        fetch::json(self.http.get(&url), Duration::from_secs(30))
             .await
-            .map_err(|e| Error::Setup(format!("cannot read target stats: {e}")))?;
-        let body = r
-            .bytes()
-            .await
-            .map_err(|e| Error::Setup(format!("cannot read target stats: {e}")))?;
-        serde_json::from_slice(&body)
             .map_err(|e| Error::Setup(format!("cannot read target stats: {e}")))
     }
 
@@ -480,16 +470,12 @@ impl Ctx<'_> {
             "prometheus_tsdb_head_samples_appended_total",
             "raymon_tsdb_head_samples_appended_total",
         ];
-        let body = self
-            .http
-            .get(format!("{base}/metrics"))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let body = fetch::text(
+            self.http.get(format!("{base}/metrics")),
+            Duration::from_secs(10),
+        )
+        .await
+        .ok()?;
         for name in NAMES {
             let mut sum = 0.0;
             let mut found = false;
@@ -513,17 +499,10 @@ impl Ctx<'_> {
     }
 
     async fn head_series(&self, base: &str) -> Option<u64> {
-        let body = self
-            .http
-            .get(format!("{base}/api/v1/status/tsdb"))
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .ok()?
-            .bytes()
+        let url = format!("{base}/api/v1/status/tsdb");
+        let v: serde_json::Value = fetch::json(self.http.get(url), Duration::from_secs(60))
             .await
             .ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
         v.pointer("/data/headStats/numSeries")?.as_u64()
     }
 }
