@@ -6,9 +6,7 @@
 mod support;
 
 mod bench;
-mod config;
 mod dropin;
-mod grafana;
 mod isolation;
 mod notebook;
 mod ops;
@@ -24,7 +22,6 @@ mod ray;
 mod remote_write_metadata;
 mod remote_write_queue;
 mod scrape_auth;
-mod scrape_client;
 mod serve;
 mod textparse;
 mod tidy;
@@ -35,5 +32,4 @@ mod ui;
 mod up;
 mod up_run;
 mod up_shared_node;
-mod web;
 mod web_server;
