@@ -154,6 +154,42 @@ pub trait QueryEngine: Send + Sync {
         }
         Some(self.range(query, start_ms, end_ms, step_ms))
     }
+
+    /// For answers given in parts (a dashboard page keeps the steps it
+    /// holds and asks for the rest): where the store's changes stand, taken
+    /// before the answer's reads; `None` when this engine cannot tell what
+    /// changed since.
+    fn mark(&self) -> Option<range_cache::Mark> {
+        None
+    }
+
+    /// Of the steps `start + k·step` up to `held_last` of `query`'s range
+    /// answer read after `mark`, the last that no change since can have
+    /// altered; `None` when none.
+    fn unchanged_upto(
+        &self,
+        _query: &str,
+        _mark: range_cache::Mark,
+        _start_ms: i64,
+        _step_ms: i64,
+        _held_last_ms: i64,
+    ) -> Option<i64> {
+        None
+    }
+
+    /// [`QueryEngine::range_until`] for the newest steps of an answer
+    /// whose earlier steps the asker holds: not through the range cache,
+    /// which keeps whole answers for whole asks.
+    fn range_tail_until(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        until: Until,
+    ) -> Option<Result<QueryValue, QueryError>> {
+        self.range_until(query, start_ms, end_ms, step_ms, until)
+    }
 }
 
 /// When a query given to [`QueryEngine`] stops.
