@@ -15,7 +15,7 @@ use raymon::tsdb::index::Index;
 
 /// Ray-like labels over 64 nodes.
 fn ray_labels(i: usize) -> Labels {
-    raymon::bench::labels::ray_like_labels(i, 64, 16)
+    raymon::model::synthetic::ray_like_labels(i, 64, 16)
 }
 
 /// Gauge- and counter-like samples at a jittered 15 s interval.

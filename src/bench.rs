@@ -18,7 +18,6 @@ mod collector;
 mod error;
 pub mod exposition;
 mod forward;
-pub mod labels;
 pub mod measure;
 pub mod preload;
 mod queries;
@@ -27,6 +26,6 @@ pub mod report;
 mod run;
 pub mod tsdb;
 
-pub use args::{BenchArgs, ClusterArgs, PROMETHEUS_COMMAND, TargetsArgs};
+pub use args::{BenchArgs, TargetsArgs};
 pub use error::Error;
 pub use run::{run, serve_targets, write_json};

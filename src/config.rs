@@ -23,16 +23,16 @@ pub mod unimplemented;
 mod units;
 mod validate;
 
-pub use duration::{DurationError, format_duration, parse_duration};
-pub use env_expand::os_expand;
-pub use http_client::{
-    Authorization, BasicAuth, HttpClientConfig, OAuth2, TlsConfig, TlsVersion, UNSUPPORTED_OAUTH2,
-};
+pub use duration::{format_duration, parse_duration};
+pub use http_client::{HttpClientConfig, TlsConfig, TlsVersion, UNSUPPORTED_OAUTH2};
 pub(crate) use load::io_reason;
-pub use load::{CheckOutput, Error, check, load_file, parse};
+/// A config from text, for the tests (the binary reads files: [`load_file`]).
+#[cfg(test)]
+pub use load::{Error, parse};
+pub use load::{check, load_file};
 pub use relabel::{
     Action, DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR, Regexp, RelabelConfig,
-    RelabelError, hashmod, is_valid_label_name, process, process_builder, process_cow,
+    RelabelError, is_valid_label_name, process, process_cow,
 };
 pub use remote_write::{MetadataConfig, QueueConfig};
 pub use types::{
@@ -40,4 +40,7 @@ pub use types::{
     DEFAULT_REMOTE_TIMEOUT, DEFAULT_SCRAPE_INTERVAL, DEFAULT_SCRAPE_TIMEOUT, FileSdConfig,
     GlobalConfig, HttpSdConfig, RemoteWriteConfig, ScrapeConfig, StaticConfig,
 };
-pub use units::{SizeError, format_size, parse_size};
+pub use units::{format_size, parse_size};
+
+#[cfg(test)]
+mod tests;

@@ -13,3 +13,11 @@ pub mod status;
 pub mod supervisor;
 pub mod up;
 pub mod urls;
+
+#[cfg(test)]
+mod tests;
+
+// Tests that run `sh`, `python3` and the stand-ins, and bind ports;
+// `scripts/test --quick` skips them.
+#[cfg(test)]
+mod process_tests;

@@ -20,15 +20,15 @@
 
 pub(crate) mod backfill;
 pub mod cli;
-pub mod config;
-pub mod discovery;
+pub(crate) mod config;
+pub(crate) mod discovery;
 pub(crate) mod http_client;
-pub mod launcher;
+pub(crate) mod launcher;
 pub mod model;
 pub(crate) mod procfs;
 pub(crate) mod promdata;
 pub mod promql;
-pub mod remote;
+pub(crate) mod remote;
 pub mod scrape;
 pub(crate) mod selfmetrics;
 pub mod storage;
@@ -36,4 +36,7 @@ pub mod textparse;
 pub mod tsdb;
 pub mod web;
 
-pub mod bench;
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub(crate) mod bench;

@@ -1,5 +1,6 @@
 //! The data model shared by every stage: label sets, matchers, samples,
-//! Prometheus durations and Go's text formats.
+//! Prometheus durations, Go's text formats, and synthetic Ray-like label
+//! sets for benchmarks.
 //!
 //! This module does no IO and knows nothing of scraping, storage or HTTP.
 //!
@@ -22,6 +23,7 @@ pub mod gofmt;
 pub mod goparse;
 mod labels;
 mod matcher;
+pub mod synthetic;
 mod value;
 
 pub use expand::expand;

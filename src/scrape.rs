@@ -15,3 +15,10 @@ pub mod status;
 pub mod target;
 
 pub use manager::{Command, Manager, ScrapeStatus};
+
+#[cfg(test)]
+mod tests;
+
+// Tests that open loopback sockets; `scripts/test --quick` skips them.
+#[cfg(test)]
+mod loopback_tests;

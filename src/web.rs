@@ -28,7 +28,7 @@ pub mod params;
 pub mod prefix;
 pub mod promql_engine;
 pub mod range_cache;
-mod remote_write;
+pub(crate) mod remote_write;
 pub mod selector;
 pub mod server;
 mod targets;

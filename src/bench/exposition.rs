@@ -517,11 +517,6 @@ impl TargetExposition {
         self.series
     }
 
-    /// The period the values are at.
-    pub fn period(&self) -> u64 {
-        self.period
-    }
-
     /// Moves values (and churn) forward to `period`; earlier periods are
     /// ignored, as values never go back.
     pub fn advance_to(&mut self, period: u64) {

@@ -18,7 +18,7 @@ use crate::tsdb::{Db, DbOptions};
 
 /// Ray-like labels over 1,000 nodes.
 fn ray_labels(i: usize) -> Labels {
-    crate::bench::labels::ray_like_labels(i, 1000, 250)
+    crate::model::synthetic::ray_like_labels(i, 1000, 250)
 }
 
 struct Rng(u64);

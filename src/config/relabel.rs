@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::model::{Label, Labels, LabelsBuilder, expand};
+use crate::model::{Label, Labels, expand};
 
 /// Why a relabel rule is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -404,14 +404,6 @@ pub fn process_cow<'a>(labels: &'a Labels, cfgs: &[RelabelConfig]) -> Option<Cow
     })
 }
 
-/// Applies `cfgs` to a builder in place, for callers that already hold one
-/// (Prometheus's `ProcessBuilder`); false means the label set was dropped,
-/// and the builder is then left part-way.
-pub fn process_builder(builder: &mut LabelsBuilder, cfgs: &[RelabelConfig]) -> bool {
-    let mut work = InPlace(builder);
-    cfgs.iter().all(|cfg| apply(&mut work, cfg))
-}
-
 /// The label set a rule reads and edits.
 trait Work {
     /// The value of `name`, empty when absent.
@@ -492,30 +484,6 @@ impl Work for CopyOnWrite<'_> {
 
     fn retain(&mut self, keep: &dyn Fn(&Label) -> bool) {
         self.owned().retain(|l| keep(l));
-    }
-}
-
-struct InPlace<'a>(&'a mut LabelsBuilder);
-
-impl Work for InPlace<'_> {
-    fn get(&self, name: &str) -> &str {
-        self.0.get(name).unwrap_or("")
-    }
-
-    fn labels(&self) -> std::slice::Iter<'_, Label> {
-        self.0.iter()
-    }
-
-    fn put(&mut self, name: &str, value: &str) {
-        self.0.set(name.to_string(), value.to_string());
-    }
-
-    fn remove(&mut self, name: &str) {
-        self.0.del(name);
-    }
-
-    fn retain(&mut self, keep: &dyn Fn(&Label) -> bool) {
-        self.0.retain(|l| keep(l));
     }
 }
 

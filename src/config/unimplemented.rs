@@ -17,8 +17,6 @@ pub enum When {
     Present,
     /// The value written this way (`scheme: https`, `follow_redirects: true`).
     Is(&'static str),
-    /// A number other than 0 (0 means "no limit" for the limits).
-    NonZero,
 }
 
 /// One row: a field path and why raymon does not act on it.
@@ -155,7 +153,6 @@ fn applies(when: When, v: &Value) -> bool {
             Value::Bool(b) => b.to_string() == want,
             _ => false,
         },
-        When::NonZero => v.as_u64().is_some_and(|n| n != 0) || v.as_i64().is_some_and(|n| n != 0),
     }
 }
 

@@ -39,7 +39,6 @@ pub enum Error {
 /// What `ray start` gets.
 #[derive(Debug, Clone)]
 pub struct StartSpec {
-    pub ray_bin: PathBuf,
     pub temp_dir: PathBuf,
     pub dashboard_port: u16,
     pub metrics_export_port: Option<u16>,
@@ -320,7 +319,6 @@ mod tests {
     #[test]
     fn owned_flags_are_refused() {
         let spec = StartSpec {
-            ray_bin: "ray".into(),
             temp_dir: "/tmp/ray".into(),
             dashboard_port: 8265,
             metrics_export_port: None,

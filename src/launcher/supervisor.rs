@@ -309,16 +309,6 @@ impl Supervisor {
         }
         let _ = std::fs::remove_file(self.data_dir.join(STATE_FILE));
     }
-
-    /// Stops the child called `name` (and everything it owns).
-    pub async fn stop(&mut self, name: &str, grace: Duration) {
-        let _ = self.refresh();
-        if let Some(i) = self.children.iter().position(|m| m.name == name) {
-            let mut m = self.children.remove(i);
-            stop_one(&mut m, grace).await;
-            let _ = self.write_state();
-        }
-    }
 }
 
 impl Drop for Supervisor {

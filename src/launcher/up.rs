@@ -284,7 +284,6 @@ pub async fn up(mut args: UpArgs, cancel: CancellationToken) -> anyhow::Result<(
         Some(claim_temp_dir(&temp_dir)?)
     };
     let ray_spec = ray::StartSpec {
-        ray_bin: args.ray_bin.clone(),
         temp_dir: temp_dir.clone(),
         dashboard_port: args.stack.dashboard_port,
         metrics_export_port: args.metrics_export_port,

@@ -13,7 +13,7 @@ use hyper::header::{
     CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT,
 };
 
-use super::{Error, VERSION_HEADER_VALUE, WriteRequest, encode};
+use super::{Error, VERSION_HEADER_VALUE};
 use crate::config::HttpClientConfig;
 use crate::http_client::{self, HttpClient};
 
@@ -84,13 +84,11 @@ impl Client {
         })
     }
 
-    pub fn url(&self) -> &str {
-        &self.opts.url
-    }
-
-    /// Encodes and sends `req`; `Ok` when the receiver answered 2xx.
-    pub async fn send(&self, req: &WriteRequest) -> Result<(), Error> {
-        self.send_encoded(encode(req)).await
+    /// Encodes and sends `req`; `Ok` when the receiver answered 2xx. The
+    /// queues send bodies they encoded once (`send_encoded`).
+    #[cfg(test)]
+    pub async fn send(&self, req: &super::WriteRequest) -> Result<(), Error> {
+        self.send_encoded(super::encode(req)).await
     }
 
     /// Sends a body that is already protobuf + snappy, within the timeout

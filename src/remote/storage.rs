@@ -284,14 +284,6 @@ impl WriteStorage {
         w.finish()
     }
 
-    /// Whether any queue is configured.
-    pub fn is_empty(&self) -> bool {
-        self.queues
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
-    }
-
     /// Stops every queue (each sends what it can within the flush deadline
     /// and saves its position) and the runtime. Blocks.
     pub fn stop(&self) {

@@ -330,3 +330,7 @@ mod tests {
         );
     }
 }
+
+// The client against loopback servers; `scripts/test --quick` skips them.
+#[cfg(test)]
+mod loopback_tests;

@@ -193,3 +193,6 @@ pub fn write(app: &dyn Appendable, req: WriteRequest, checks: &Checks) -> Result
     }
     a.commit().map(|_| ()).map_err(Error::from)
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

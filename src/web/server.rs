@@ -288,3 +288,7 @@ mod tests {
         assert_eq!(base64_decode("YQ==YQ=="), None);
     }
 }
+
+// The server on loopback sockets; `scripts/test --quick` skips them.
+#[cfg(test)]
+mod loopback_tests;

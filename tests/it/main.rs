@@ -6,7 +6,6 @@
 mod support;
 
 mod bench;
-mod config;
 mod dropin;
 mod grafana;
 mod isolation;
@@ -14,19 +13,16 @@ mod notebook;
 mod ops;
 mod prom_diff;
 mod prom_import;
+mod prompb;
 mod promql_golden;
 mod promql_latest;
 mod promql_parser;
 mod promql_tests;
 mod range_cache;
 mod ray;
-mod remote_write;
 mod remote_write_metadata;
 mod remote_write_queue;
-mod scrape;
 mod scrape_auth;
-mod scrape_client;
-mod scrape_targets;
 mod serve;
 mod textparse;
 mod tidy;

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::support::{self, KillOnDrop, TempDir};
-use crate::up::{Leftovers, down, host_port, stand_ins, status_json};
+use crate::up::{Leftovers, authorization, credentials, down, host_port, stand_ins, status_json};
 
 /// The ```python blocks of README.md's notebook section, in order.
 fn readme_cells() -> Vec<String> {
@@ -170,8 +170,7 @@ fn get_with(addr: &str, path: &str, authorization: &str) -> (u16, String) {
 /// Waits until raymon (as `status` names it, with the data dir's
 /// credentials) holds samples of Ray's own metrics from `session`.
 fn wait_scraped(status: &serde_json::Value, data: &Path, session: &str) {
-    let creds = raymon::launcher::auth::load(data).unwrap().unwrap();
-    let authorization = raymon::launcher::auth::authorization(&creds.raymon);
+    let authorization = authorization(&credentials(data), "raymon");
     let raymon = host_port(&status["raymon_url"]);
     let query = support::enc(&format!(
         "count({{__name__=~\"ray_.+\",SessionName=\"{session}\"}})"

@@ -11,10 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use raymon::model::STALE_NAN;
-use raymon::remote::{Client, ClientOptions, TimeSeries, WriteRequest};
 use serde_json::Value;
 
-use crate::remote_write::series;
+use crate::prompb::{TimeSeries, WriteRequest, now_ms, push, series};
 use crate::support::{self, KillOnDrop, TempDir, enc, free_port, start_raymon, wait_for};
 
 const STEP_MS: i64 = 15_000;
@@ -213,18 +212,8 @@ fn dataset(end: i64) -> Vec<TimeSeries> {
 }
 
 fn write_all(servers: &[&Server], req: &WriteRequest) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     for s in servers {
-        let client = Client::new(ClientOptions::new(format!(
-            "http://{}/api/v1/write",
-            s.addr
-        )))
-        .unwrap();
-        rt.block_on(client.send(req))
-            .unwrap_or_else(|e| panic!("remote write to {} failed: {e}", s.name));
+        push(&s.addr, req).unwrap_or_else(|e| panic!("remote write to {} failed: {e:?}", s.name));
     }
 }
 
@@ -240,10 +229,9 @@ fn pair() -> Pair {
     let dir = TempDir::new("diff");
     let prom = start_prometheus(dir.path());
     let raymon = start_raymon_server(dir.path());
-    let end = raymon::web::system_now_ms() / 60_000 * 60_000;
+    let end = now_ms() / 60_000 * 60_000;
     let req = WriteRequest {
         timeseries: dataset(end),
-        metadata: Vec::new(),
     };
     write_all(&[&prom, &raymon], &req);
     Pair {
@@ -599,36 +587,20 @@ fn out_of_order_remote_write_is_rejected_like_prometheus() {
     let dir = TempDir::new("diffooo");
     let prom = start_prometheus(dir.path());
     let raymon = start_raymon_server(dir.path());
-    let t = raymon::web::system_now_ms() / 1000 * 1000;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let t = now_ms() / 1000 * 1000;
     for s in [&prom, &raymon] {
-        let client = Client::new(ClientOptions::new(format!(
-            "http://{}/api/v1/write",
-            s.addr
-        )))
-        .unwrap();
         let first = WriteRequest {
             timeseries: vec![series(&[("__name__", "ooo")], &[(t, 1.0)])],
-            metadata: Vec::new(),
         };
-        rt.block_on(client.send(&first)).unwrap();
+        push(&s.addr, &first).unwrap();
         let second = WriteRequest {
             timeseries: vec![
                 series(&[("__name__", "fresh")], &[(t, 1.0)]),
                 series(&[("__name__", "ooo")], &[(t - 60_000, 2.0)]),
             ],
-            metadata: Vec::new(),
         };
-        let err = rt.block_on(client.send(&second)).unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            matches!(&err, raymon::remote::Error::Status { status: 400, body, .. } if body == "out of order sample"),
-            "{}: {msg}",
-            s.name
-        );
+        let err = push(&s.addr, &second).unwrap_err();
+        assert_eq!(err, (400, "out of order sample".to_string()), "{}", s.name);
         let r = ask(s, "GET", "/api/v1/series?match[]=fresh", None);
         assert_eq!(
             r.body["data"],

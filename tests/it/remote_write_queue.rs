@@ -13,9 +13,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prost::Message as _;
-use raymon::remote::WriteRequest;
-
+use crate::prompb::now_ms;
 use crate::support::{self, KillOnDrop, TempDir, enc, free_port, start_raymon, wait_for};
 
 /// Samples by series (sorted `name=value` pairs, comma-joined): time in ms
@@ -338,10 +336,6 @@ impl Receiver {
     }
 }
 
-fn now_ms() -> i64 {
-    raymon::web::system_now_ms()
-}
-
 /// Waits until every receiver holds exactly what the raymon at `addr`
 /// stored in the window, or fails with the differences.
 fn assert_receivers_match(
@@ -533,8 +527,7 @@ impl Fake {
                 std::thread::spawn(move || {
                     while let Some(body) = read_request(&mut s) {
                         let mode = m.load(Ordering::SeqCst);
-                        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
-                        let req = WriteRequest::decode(raw.as_slice()).unwrap();
+                        let req = crate::prompb::decode(&body);
                         let samples = req
                             .timeseries
                             .iter()

@@ -447,7 +447,7 @@ fn gc_drops_old_chunks_series_and_postings() {
 
 /// Ray-like labels over 64 nodes.
 fn ray_labels(i: usize) -> Labels {
-    raymon::bench::labels::ray_like_labels(i, 64, 16)
+    raymon::model::synthetic::ray_like_labels(i, 64, 16)
 }
 
 #[test]

@@ -293,15 +293,8 @@ fn issue_6_up_starts_real_ray_and_raymon_and_down_leaves_no_process() {
     assert!(!stdout.contains("Grafana:"), "{stdout}");
 
     // Ray's processes are known to `up`, and got the environment.
-    let state: raymon::launcher::supervisor::State =
-        serde_json::from_str(&std::fs::read_to_string(data.join("raymon-up.json")).unwrap())
-            .unwrap();
-    let ray_start = state
-        .children
-        .iter()
-        .find(|(n, _)| n == "ray")
-        .map(|(_, p)| p.pid)
-        .unwrap();
+    let state = up_state(&data).unwrap();
+    let ray_start = child_pid(&state, "ray").unwrap();
     let environ =
         String::from_utf8_lossy(&std::fs::read(format!("/proc/{ray_start}/environ")).unwrap())
             .replace('\0', "\n");
@@ -356,12 +349,10 @@ fn issue_6_up_starts_real_ray_and_raymon_and_down_leaves_no_process() {
     });
 
     // Everything `up` started, Ray's workers included, ends with `down`.
-    let state: raymon::launcher::supervisor::State =
-        serde_json::from_str(&std::fs::read_to_string(data.join("raymon-up.json")).unwrap())
-            .unwrap();
+    let state = up_state(&data).unwrap();
     assert!(
-        state.pids.len() >= 5,
-        "Ray's processes not tracked: {state:?}"
+        recorded_pids(&state).len() >= 5,
+        "Ray's processes not tracked: {state}"
     );
     let stopping = std::time::Instant::now();
     // A user's `tail -f` of a Ray log names the session dir but is not Ray's.
@@ -394,7 +385,10 @@ fn issue_6_up_starts_real_ray_and_raymon_and_down_leaves_no_process() {
         stopping.elapsed(),
         up.stderr()
     );
-    let left: Vec<_> = state.pids.iter().filter(|p| p.alive()).collect();
+    let left: Vec<_> = recorded_pids(&state)
+        .into_iter()
+        .filter(still_running)
+        .collect();
     assert!(left.is_empty(), "still running after down: {left:?}");
     assert!(alive(bystander.pid()), "raymon down stopped a bystander");
     let group = format!("-{}", bystander.pid());

@@ -1,28 +1,24 @@
 //! Remote write 1.0: raymon's receiver (`POST /api/v1/write`, through
-//! `web::router(state).oneshot`) read back through the querier, and raymon's
-//! sender checked against a real VictoriaMetrics and against raymon's own
-//! server on a loopback socket.
+//! `web::router(state).oneshot`) read back through the querier, and the
+//! write guards of issue 16.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use raymon::model::{Labels, Matcher, STALE_NAN, Sample as ModelSample};
-use raymon::remote::{self, Client, ClientOptions, Label, Sample, TimeSeries, WriteRequest};
-use raymon::scrape::status::{ActiveTarget, DroppedTarget, MetricMetadata, TargetsSource};
-use raymon::storage::Queryable;
-use raymon::tsdb::{Head, HeadOptions};
-use raymon::web::{self, AppState};
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::support::{KillOnDrop, TempDir, free_port};
+use crate::model::{Labels, Matcher, STALE_NAN, Sample as ModelSample};
+use crate::remote::{self, Label, Sample, TimeSeries, WriteRequest};
+use crate::scrape::status::{ActiveTarget, DroppedTarget, MetricMetadata, TargetsSource};
+use crate::storage::Queryable;
+use crate::tsdb::{Head, HeadOptions};
+use crate::web::{self, AppState};
 
 /// A targets source with no targets, for states without a scraper.
-pub struct NoTargets;
+pub(crate) struct NoTargets;
 
 impl TargetsSource for NoTargets {
     fn active_targets(&self) -> Vec<ActiveTarget> {
@@ -37,7 +33,7 @@ impl TargetsSource for NoTargets {
 }
 
 /// A ready state over `head` that accepts remote writes into it.
-pub fn receiving_state(head: &Arc<Head>) -> AppState {
+pub(crate) fn receiving_state(head: &Arc<Head>) -> AppState {
     let mut st = AppState::new(head.clone(), Arc::new(NoTargets));
     st.remote_write = Some(head.clone());
     // These tests write samples from 1970.
@@ -46,7 +42,7 @@ pub fn receiving_state(head: &Arc<Head>) -> AppState {
     st
 }
 
-pub fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+pub(crate) fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
     TimeSeries {
         labels: labels.iter().map(|(n, v)| Label::new(*n, *v)).collect(),
         samples: samples
@@ -70,7 +66,7 @@ async fn post_write(st: &AppState, body: Vec<u8>) -> (StatusCode, String) {
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn read_back(head: &Head, name: &str) -> Vec<(Labels, Vec<ModelSample>)> {
+pub(crate) fn read_back(head: &Head, name: &str) -> Vec<(Labels, Vec<ModelSample>)> {
     let q = head.querier(i64::MIN, i64::MAX).unwrap();
     q.select(&[Matcher::equal("__name__", name)])
         .unwrap()
@@ -151,7 +147,7 @@ async fn receiver_errors_match_prometheus() {
     // A snappy header claiming more than the decode limit is refused
     // before anything is allocated for it.
     let mut bomb = Vec::new();
-    let mut n = (raymon::web::MAX_DECODED_BYTES + 1) as u64;
+    let mut n = (crate::web::MAX_DECODED_BYTES + 1) as u64;
     while n >= 0x80 {
         bomb.push((n as u8) | 0x80);
         n >>= 7;
@@ -233,167 +229,6 @@ async fn out_of_order_samples_reject_the_request() {
         post_write(&st, remote::encode(&first)).await.0,
         StatusCode::NO_CONTENT
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_sends_to_raymon_over_a_socket() {
-    let head = Arc::new(Head::new(HeadOptions::default()));
-    let st = receiving_state(&head);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(web::server::serve(
-        listener,
-        web::router(st),
-        web::server::ServerOptions::default(),
-        stop.clone(),
-    ));
-    let client = Client::new(ClientOptions::new(format!("http://{addr}/api/v1/write"))).unwrap();
-    let req = WriteRequest {
-        timeseries: vec![series(
-            &[("__name__", "via_socket"), ("instance", "a")],
-            &[(1000, 1.0), (2000, STALE_NAN)],
-        )],
-        metadata: Vec::new(),
-    };
-    client.send(&req).await.unwrap();
-    let got = read_back(&head, "via_socket");
-    assert_eq!(got[0].1.len(), 2);
-    assert_eq!(got[0].1[1].v.to_bits(), STALE_NAN.to_bits());
-
-    // An error answer comes back with its status and text, not retried.
-    let bad = Client::new(ClientOptions::new(format!("http://{addr}/api/v1/nowrite"))).unwrap();
-    let err = bad.send(&req).await.unwrap_err();
-    assert!(
-        matches!(&err, remote::Error::Status { status: 404, body, .. } if body == "404 page not found"),
-        "{err}"
-    );
-    assert!(!err.is_recoverable());
-    stop.cancel();
-    server.await.unwrap().unwrap();
-}
-
-/// VictoriaMetrics 1.79 on a free loopback port, killed when dropped.
-pub struct Victoria {
-    pub addr: String,
-    _proc: KillOnDrop,
-    _dir: TempDir,
-}
-
-impl Victoria {
-    pub fn start() -> Victoria {
-        let dir = TempDir::new("vm");
-        let addr = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(dir.path().join("vm.log")).unwrap();
-        let child = std::process::Command::new("victoria-metrics")
-            .arg(format!(
-                "-storageDataPath={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("-httpListenAddr={addr}"))
-            .arg("-retentionPeriod=100y")
-            .arg("-search.latencyOffset=0s")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("victoria-metrics is not installed: run scripts/setup-deps");
-        let vm = Victoria {
-            addr,
-            _proc: KillOnDrop(child),
-            _dir: dir,
-        };
-        crate::support::wait_for(Duration::from_secs(30), "VictoriaMetrics health", || {
-            match crate::support::get(&vm.addr, "/health") {
-                Ok(r) if r.status == 200 => Ok(()),
-                Ok(r) => Err(format!("status {}", r.status)),
-                Err(e) => Err(e.to_string()),
-            }
-        });
-        vm
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn victoria_metrics_receives_what_the_client_sends() {
-    let vm = tokio::task::spawn_blocking(Victoria::start).await.unwrap();
-    let now = raymon::web::system_now_ms() / 1000 * 1000;
-    let t0 = now - 10 * 60_000;
-    let samples: Vec<(i64, f64)> = (0..10).map(|i| (t0 + i * 60_000, i as f64 * 1.5)).collect();
-    let req = WriteRequest {
-        timeseries: vec![
-            series(
-                &[
-                    ("__name__", "raymon_rw_test"),
-                    ("job", "ray"),
-                    ("q", "a \"b\", c"),
-                ],
-                &samples,
-            ),
-            series(
-                &[("__name__", "raymon_rw_other"), ("job", "ray")],
-                &[(t0, 7.0)],
-            ),
-        ],
-        metadata: Vec::new(),
-    };
-    let client = Client::new(ClientOptions::new(format!(
-        "http://{}/api/v1/write",
-        vm.addr
-    )))
-    .unwrap();
-    client.send(&req).await.unwrap();
-
-    let addr = vm.addr.clone();
-    let lines = tokio::task::spawn_blocking(move || {
-        crate::support::wait_for(
-            Duration::from_secs(30),
-            "samples in VictoriaMetrics",
-            || {
-                let _ = crate::support::get(&addr, "/internal/force_flush");
-                let path = format!(
-                    "/api/v1/export?match[]={}",
-                    crate::support::enc("{job=\"ray\"}")
-                );
-                let r = crate::support::get(&addr, &path).map_err(|e| e.to_string())?;
-                let lines: Vec<serde_json::Value> = r
-                    .body
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(|l| serde_json::from_str(l).unwrap())
-                    .collect();
-                let total: usize = lines
-                    .iter()
-                    .map(|l| l["values"].as_array().unwrap().len())
-                    .sum();
-                if total == 11 {
-                    Ok(lines)
-                } else {
-                    Err(format!("{total} samples so far: {}", r.body))
-                }
-            },
-        )
-    })
-    .await
-    .unwrap();
-    let main = lines
-        .iter()
-        .find(|l| l["metric"]["__name__"] == "raymon_rw_test")
-        .unwrap();
-    assert_eq!(main["metric"]["q"], "a \"b\", c");
-    let ts: Vec<i64> = main["timestamps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_i64().unwrap())
-        .collect();
-    let vs: Vec<f64> = main["values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    assert_eq!(ts, samples.iter().map(|s| s.0).collect::<Vec<_>>());
-    assert_eq!(vs, samples.iter().map(|s| s.1).collect::<Vec<_>>());
 }
 
 // ------------------------------------------------------ issue 16: write guards
@@ -554,7 +389,7 @@ async fn issue_16_federate_output_parses_whatever_was_written() {
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     // Names the format cannot carry, as a store written before pushed
     // names were checked may hold: left out, not written out.
-    let mut app = raymon::storage::Appendable::appender(&*head);
+    let mut app = crate::storage::Appendable::appender(&*head);
     for bad in [
         Labels::from_pairs([("__name__", "odd"), ("i", "x"), ("a-b", "1")]),
         Labels::from_pairs([("__name__", "odd{i=\"y\"} 1\nodd"), ("i", "z")]),
@@ -566,7 +401,7 @@ async fn issue_16_federate_output_parses_whatever_was_written() {
         .oneshot(
             Request::get(format!(
                 "/federate?match[]={}",
-                crate::support::enc("{__name__=~\"odd.*\"}")
+                crate::testing::enc("{__name__=~\"odd.*\"}")
             ))
             .body(Body::empty())
             .unwrap(),
@@ -576,9 +411,9 @@ async fn issue_16_federate_output_parses_whatever_was_written() {
     assert_eq!(resp.status(), StatusCode::OK);
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let mut got = Vec::new();
-    for e in raymon::textparse::Parser::new(&bytes, raymon::textparse::Format::PromText) {
+    for e in crate::textparse::Parser::new(&bytes, crate::textparse::Format::PromText) {
         let e = e.unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&bytes)));
-        if let raymon::textparse::Entry::Sample(s) = e {
+        if let crate::textparse::Entry::Sample(s) = e {
             let i: usize = s
                 .labels()
                 .find(|(n, _)| *n == "i")

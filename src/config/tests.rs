@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use raymon::config::{self, Action, Regexp, RelabelConfig};
-use raymon::model::Labels;
+use crate::config::{self, Action, Regexp, RelabelConfig};
+use crate::model::Labels;
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -638,7 +638,7 @@ fn relabel_hashmod() {
         config::process(&abc(), &cfgs),
         Some(with(&abc(), &[("d", &want.to_string())]))
     );
-    assert_eq!(config::hashmod("baz", 1000), 976);
+    assert_eq!(config::relabel::hashmod("baz", 1000), 976);
 }
 
 #[test]
@@ -741,22 +741,6 @@ fn yaml_1_1_booleans() {
     );
 }
 
-#[test]
-fn relabel_in_place_on_a_builder() {
-    let cfgs = rule(
-        "  - source_labels: [a]\n    regex: 'f(.*)'\n    target_label: d\n    replacement: 'x$1'\n  - action: labeldrop\n    regex: b\n",
-    );
-    let mut b = abc().builder();
-    assert!(config::process_builder(&mut b, &cfgs));
-    assert_eq!(
-        b.build(),
-        Labels::from_pairs([("a", "foo"), ("c", "baz"), ("d", "xoo")])
-    );
-    let drop = rule("  - source_labels: [c]\n    regex: baz\n    action: drop\n");
-    let mut b = abc().builder();
-    assert!(!config::process_builder(&mut b, &drop));
-}
-
 /// What `promtool check config` (2.42) says of `path`: `Ok` or the text
 /// after `FAILED: `.
 fn promtool_verdict(path: &Path) -> Result<(), String> {
@@ -775,7 +759,7 @@ fn promtool_verdict(path: &Path) -> Result<(), String> {
 
 #[test]
 fn issue_19_http_client_settings_are_judged_as_promtool_judges_them() {
-    let dir = crate::support::TempDir::new("http-client-config");
+    let dir = crate::testing::TempDir::new("http-client-config");
     let cases = [
         "  bearer_token: a\n  bearer_token_file: b",
         "  basic_auth: {username: u}\n  bearer_token: a",
@@ -820,4 +804,37 @@ fn issue_19_http_client_settings_are_judged_as_promtool_judges_them() {
         compared += 1;
     }
     eprintln!("{compared} configs judged as promtool 2.42 judges them");
+}
+
+#[test]
+fn issue_19_a_typo_inside_a_section_is_an_error() {
+    for (yaml, field) in [
+        ("storage:\n  tdsb: {}\n", "tdsb"),
+        ("tracing:\n  endpoints: x\n", "endpoints"),
+        (
+            "remote_read:\n- url: http://h/\n  read_recnt: true\n",
+            "read_recnt",
+        ),
+        ("alerting:\n  alertmanager: []\n", "alertmanager"),
+    ] {
+        let err = crate::config::parse(yaml, "p.yml").unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("field {field} not found")),
+            "{yaml}: {err}"
+        );
+    }
+}
+
+/// The config `tests/it/dropin.rs` starts raymon with holds every row of the
+/// not-implemented table once, so its warnings are the whole table.
+#[test]
+fn issue_19_the_fixture_has_every_unimplemented_row() {
+    let text = std::fs::read_to_string(data("every-unimplemented.yml")).unwrap();
+    let cfg = config::parse(&text, "every-unimplemented.yml").unwrap();
+    let found: Vec<&str> = cfg.unimplemented.iter().map(|u| u.section).collect();
+    let table: Vec<&str> = crate::config::unimplemented::NOT_IMPLEMENTED
+        .iter()
+        .map(|e| e.path)
+        .collect();
+    assert_eq!(found, table);
 }

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use raymon::config::HttpClientConfig;
-use raymon::scrape::client::{ACCEPT_HEADER, Client, Error};
+use crate::config::HttpClientConfig;
+use crate::scrape::client::{ACCEPT_HEADER, Client, Error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use raymon::discovery::{self, JobDiscovery};
-use raymon::model::is_stale_nan;
-use raymon::scrape::status::{Health, TargetsSource};
+use crate::discovery::{self, JobDiscovery};
+use crate::model::is_stale_nan;
+use crate::scrape::status::{Health, TargetsSource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::scrape::Recorder;
+use super::tests::Recorder;
 
 /// Serves `/ok`, `/hang`, `/huge` (100 MB), `/bad` (malformed) and `/fail` (500).
 async fn misbehaving_server(listener: TcpListener, cancel: CancellationToken) {
@@ -77,11 +77,11 @@ fn issue_2_bad_targets_fail_clearly_and_the_good_one_keeps_scraping() {
                 "- job_name: {job}\n  metrics_path: /{job}\n  body_size_limit: 10MB\n  static_configs:\n  - targets: ['{addr}']\n"
             ));
         }
-        let cfg = raymon::config::parse(&yaml, "test.yml").unwrap();
+        let cfg = crate::config::parse(&yaml, "test.yml").unwrap();
         let rec = Recorder::default();
         let (mut disc, targets_rx) = discovery::Manager::new();
-        disc.apply(raymon::cli::jobs_from_config(&cfg).unwrap());
-        let mut mgr = raymon::scrape::Manager::new(Arc::new(rec.clone()), 1).unwrap();
+        disc.apply(crate::cli::jobs_from_config(&cfg).unwrap());
+        let mut mgr = crate::scrape::Manager::new(Arc::new(rec.clone()), 1).unwrap();
         mgr.apply_configs(cfg.scrape_configs.clone());
         let status = mgr.status();
         let (_tx, rx) = tokio::sync::mpsc::channel(1);

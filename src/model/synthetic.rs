@@ -1,5 +1,14 @@
 //! Synthetic label sets shaped like Ray's, for benchmarks and tests that
 //! need many series without serving exposition text.
+//!
+//! ```
+//! use raymon::model::synthetic::ray_like_labels;
+//! let a = ray_like_labels(0, 64, 16);
+//! assert_eq!(a.len(), 12);
+//! assert_eq!(a.get("instance"), Some("10.0.0.0:8080"));
+//! // Series 64 lives on the same node as series 0.
+//! assert_eq!(ray_like_labels(64, 64, 16).get("instance"), a.get("instance"));
+//! ```
 
 use crate::model::Labels;
 

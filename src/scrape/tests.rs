@@ -4,15 +4,15 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use raymon::model::{Labels, is_stale_nan};
-use raymon::scrape::append::{Settings, TargetState};
-use raymon::storage::{Appendable, Appender, Error, Rejected, SeriesRef};
+use crate::model::{Labels, is_stale_nan};
+use crate::scrape::append::{Settings, TargetState};
+use crate::storage::{Appendable, Appender, Error, Rejected, SeriesRef};
 
 /// Records every committed append, and like a real store hands out a
 /// reference per label set and resolves appends made by reference alone.
 #[derive(Clone, Default)]
-pub struct Recorder {
-    pub committed: Arc<Mutex<Vec<(Labels, i64, f64)>>>,
+pub(crate) struct Recorder {
+    pub(crate) committed: Arc<Mutex<Vec<(Labels, i64, f64)>>>,
     refs: Arc<Mutex<Vec<Labels>>>,
 }
 
@@ -31,7 +31,7 @@ impl Appendable for Recorder {
 }
 
 impl Recorder {
-    pub fn take(&self) -> Vec<(Labels, i64, f64)> {
+    pub(crate) fn take(&self) -> Vec<(Labels, i64, f64)> {
         std::mem::take(&mut *self.committed.lock().unwrap())
     }
 }
@@ -107,7 +107,7 @@ const OM: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 fn golden_series() -> BTreeSet<Labels> {
-    let path = crate::support::fixtures_dir().join("ray/golden-prom-2.42/raw-samples.json.gz");
+    let path = crate::testing::fixtures_dir().join("ray/golden-prom-2.42/raw-samples.json.gz");
     let gz = std::fs::File::open(path).unwrap();
     let v: serde_json::Value = serde_json::from_reader(flate2::read::GzDecoder::new(gz)).unwrap();
     v["data"]["result"]
@@ -127,7 +127,7 @@ fn golden_series() -> BTreeSet<Labels> {
 #[test]
 fn issue_2_openmetrics_fixtures_give_the_series_prometheus_stored() {
     let golden = golden_series();
-    let dir = crate::support::fixtures_dir().join("ray/scrapes");
+    let dir = crate::testing::fixtures_dir().join("ray/scrapes");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -203,7 +203,7 @@ fn issue_2_openmetrics_fixtures_give_the_series_prometheus_stored() {
 
 #[test]
 fn issue_2_text_and_openmetrics_bodies_both_parse() {
-    let dir = crate::support::fixtures_dir().join("ray/scrapes");
+    let dir = crate::testing::fixtures_dir().join("ray/scrapes");
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().to_string();
@@ -369,7 +369,7 @@ fn issue_16_sample_limit_reports_the_samples_scraped() {
             &s,
         )
         .unwrap_err();
-    let raymon::scrape::append::Error::SampleLimit(stats) = err else {
+    let crate::scrape::append::Error::SampleLimit(stats) = err else {
         panic!("{err}");
     };
     assert_eq!((stats.scraped, stats.post_relabel), (5, 5));
