@@ -431,6 +431,7 @@ impl Ctx<'_> {
         let start = Instant::now();
         let deadline = Duration::from_secs(300);
         let mut ready = false;
+        let port = base.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
         loop {
             if start.elapsed() > deadline {
                 return Err(Error::Setup(format!("collector not ready at {base}")));
@@ -441,7 +442,12 @@ impl Ctx<'_> {
                 )));
             }
             if !ready {
-                ready = self.status(&format!("{base}/-/ready")).await == Some(200);
+                // Only the child's own answer counts: its port was free when
+                // chosen, and a restart leaves it free while the store opens,
+                // so another process on the machine may have taken it (a
+                // restart once measured such a process in 0.03 s).
+                ready = self.status(&format!("{base}/-/ready")).await == Some(200)
+                    && port.is_none_or(|p| crate::procfs::listens_on(coll.pid, p));
             }
             if ready && (!query || self.query_answers(base).await) {
                 return Ok(start.elapsed().as_secs_f64());

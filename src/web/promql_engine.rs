@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
-use super::range_cache::RangeCache;
+use super::range_cache::{Mark, RangeCache};
 use super::{QueryEngine, QueryError, QueryValue, Until};
 use crate::promql::engine::{Engine, Error, Handoff, Limits, Value};
 use crate::promql::parser::{Expr, parse_expr};
@@ -120,6 +120,38 @@ impl QueryEngine for PromqlEngine {
         until: Until,
     ) -> Option<Result<QueryValue, QueryError>> {
         self.run_range(query, start_ms, end_ms, step_ms, limits(until))
+    }
+
+    fn mark(&self) -> Option<Mark> {
+        self.cache.as_ref().map(|c| c.mark())
+    }
+
+    fn unchanged_upto(
+        &self,
+        query: &str,
+        mark: Mark,
+        start_ms: i64,
+        step_ms: i64,
+        held_last_ms: i64,
+    ) -> Option<i64> {
+        let cache = self.cache.as_ref()?;
+        let expr = parse_expr(query).ok()?;
+        cache.unchanged_upto(&expr, mark, start_ms, step_ms, held_last_ms)
+    }
+
+    fn range_tail_until(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        until: Until,
+    ) -> Option<Result<QueryValue, QueryError>> {
+        let expr = match parse_expr(query) {
+            Ok(e) => e,
+            Err(e) => return Some(Err(QueryError::BadData(e.to_string()))),
+        };
+        self.range_whole(&expr, start_ms, end_ms, step_ms, limits(until))
     }
 }
 

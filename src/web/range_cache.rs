@@ -169,9 +169,20 @@ struct Counters {
     steps_evaluated: AtomicU64,
 }
 
+/// Where the store's changes stood when an answer was read: the process
+/// (its `epoch`, random at start) and the change generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    pub epoch: u64,
+    pub generation: u64,
+}
+
 /// The cache; one per engine, shared by every request.
 #[derive(Debug)]
 pub struct RangeCache {
+    /// Random per process: a mark from before a restart names generations
+    /// of another store's change signal.
+    epoch: u64,
     changes: Arc<Changes>,
     windows: Windows,
     max_bytes: usize,
@@ -191,6 +202,10 @@ impl RangeCache {
         max_samples: usize,
     ) -> RangeCache {
         RangeCache {
+            epoch: std::hash::BuildHasher::hash_one(
+                &std::collections::hash_map::RandomState::new(),
+                std::process::id(),
+            ),
             changes,
             windows,
             max_bytes,
@@ -248,25 +263,7 @@ impl RangeCache {
             if e.first > start || e.last < start {
                 return None;
             }
-            let mut upto = e.last.min(last);
-            match self.changes.since(e.generation) {
-                Since::Unknown => return None,
-                Since::Spans(spans) => {
-                    for sp in spans {
-                        // Steps whose window may hold a changed sample.
-                        let dirty_lo = sp.lo.saturating_sub(fwd);
-                        let dirty_hi = sp.hi.saturating_add(back);
-                        if dirty_hi < start || dirty_lo > upto {
-                            continue;
-                        }
-                        if dirty_lo <= start {
-                            return None;
-                        }
-                        upto = upto.min(dirty_lo - 1);
-                    }
-                }
-            }
-            let upto = start + (upto - start) / step * step;
+            let upto = self.clean_upto(e.generation, (back, fwd), start, e.last.min(last), step)?;
             Some((e, upto))
         });
         let c = &self.counters;
@@ -283,6 +280,70 @@ impl RangeCache {
             step,
             reuse,
         })
+    }
+
+    /// The last step of the grid `start + k·step` within `start..=upto`
+    /// whose value no change since `generation` can have altered, for an
+    /// expression of [`reach`] `(back, fwd)`; `None` when that is no step.
+    fn clean_upto(
+        &self,
+        generation: u64,
+        (back, fwd): (i64, i64),
+        start: i64,
+        mut upto: i64,
+        step: i64,
+    ) -> Option<i64> {
+        if upto < start {
+            return None;
+        }
+        match self.changes.since(generation) {
+            Since::Unknown => return None,
+            Since::Spans(spans) => {
+                for sp in spans {
+                    // Steps whose window may hold a changed sample.
+                    let dirty_lo = sp.lo.saturating_sub(fwd);
+                    let dirty_hi = sp.hi.saturating_add(back);
+                    if dirty_hi < start || dirty_lo > upto {
+                        continue;
+                    }
+                    if dirty_lo <= start {
+                        return None;
+                    }
+                    upto = upto.min(dirty_lo - 1);
+                }
+            }
+        }
+        Some(start + (upto - start) / step * step)
+    }
+
+    /// Where the store's changes stand now, for an asker that keeps the
+    /// steps of an answer it is about to get ([`RangeCache::unchanged_upto`]).
+    /// Taken before the answer's reads.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            epoch: self.epoch,
+            generation: self.changes.generation(),
+        }
+    }
+
+    /// For an asker holding the steps `start + k·step` up to `held_last` of
+    /// `expr`'s answer, read after `mark`: the last of them that still hold
+    /// (no change since can have altered them); `None` when none does, the
+    /// mark is from another process, or the expression's steps do not
+    /// depend on their own time alone (`@`).
+    pub fn unchanged_upto(
+        &self,
+        expr: &Expr,
+        mark: Mark,
+        start: i64,
+        step: i64,
+        held_last: i64,
+    ) -> Option<i64> {
+        if mark.epoch != self.epoch || step <= 0 {
+            return None;
+        }
+        let reach = reach(expr, self.windows)?;
+        self.clean_upto(mark.generation, reach, start, held_last, step)
     }
 
     /// The whole answer: the plan's cached steps merged with `fresh` (the

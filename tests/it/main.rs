@@ -7,7 +7,6 @@ mod support;
 
 mod bench;
 mod dropin;
-mod grafana;
 mod isolation;
 mod notebook;
 mod ops;
@@ -33,5 +32,4 @@ mod ui;
 mod up;
 mod up_run;
 mod up_shared_node;
-mod web;
 mod web_server;

@@ -748,47 +748,6 @@ fn real_ray_chunks_are_stored_smaller_and_bit_exact() {
 }
 
 #[test]
-fn cardinality_from_the_index_matches_a_walk_over_every_series() {
-    let data = real_ray_series();
-    let head = Head::default();
-    let mut app = head.appender();
-    for (labels, vs) in &data {
-        let &(t, v) = vs.last().unwrap();
-        app.append(0, labels, t, v).unwrap();
-    }
-    app.commit().unwrap();
-    let walked = raymon::web::tsdb_status(&all(&head, &[m(MatchOp::Regex, "__name__", ".+")]));
-    let c = head.cardinality(10);
-    let pairs = |v: &[raymon::web::Stat]| -> Vec<(String, u64)> {
-        v.iter().map(|s| (s.name.clone(), s.value)).collect()
-    };
-    assert_eq!(c.num_series, walked.head_stats.num_series);
-    assert_eq!(c.num_label_pairs, walked.head_stats.num_label_pairs);
-    assert_eq!(
-        c.series_by_metric_name,
-        pairs(&walked.series_count_by_metric_name)
-    );
-    assert_eq!(
-        c.values_by_label_name,
-        pairs(&walked.label_value_count_by_label_name)
-    );
-    assert_eq!(
-        c.bytes_by_label_name,
-        pairs(&walked.memory_in_bytes_by_label_name)
-    );
-    assert_eq!(
-        c.series_by_label_pair,
-        pairs(&walked.series_count_by_label_value_pair)
-    );
-    assert_eq!(
-        c.series_by_label_pair[0].1,
-        data.len() as u64,
-        "job=ray is on every series"
-    );
-    assert_eq!(head.num_chunks(), data.len());
-}
-
-#[test]
 fn series_labels_without_samples_agree_with_select() {
     let data = real_ray_series();
     let head = Head::default();

@@ -216,12 +216,47 @@ class Dashboard {
     }
     await this.loadAll();
     const every = seconds(params.get('refresh'));
-    if (every > 0) setInterval(() => this.loadAll(), Math.max(1, every) * 1000);
+    if (every > 0) setInterval(() => this.refresh(), Math.max(1, every) * 1000);
     window.addEventListener('resize', () => this.panels.forEach((p) => p.resize?.()));
+  }
+
+  // Which panels are on screen: a refresh reloads those, as Grafana does;
+  // one that was off screen at a refresh reloads when it comes into view.
+  watch(panel) {
+    if (!this.observer) {
+      this.visible = new Set();
+      this.stale = new Set();
+      this.observer = new IntersectionObserver((entries) => {
+        for (const e of entries) {
+          const p = this.panels.find((x) => x.element === e.target);
+          if (!p) continue;
+          if (!e.isIntersecting) {
+            this.visible.delete(p);
+            continue;
+          }
+          this.visible.add(p);
+          if (this.stale.delete(p)) p.load();
+        }
+      });
+    }
+    this.observer.observe(panel.element);
+  }
+
+  refresh() {
+    if (!this.observer) return this.loadAll();
+    const shown = [];
+    for (const p of this.panels) {
+      if (this.visible.has(p)) shown.push(p);
+      else this.stale.add(p);
+    }
+    return this.loadAll(shown);
   }
 
   place() {
     this.grid.replaceChildren();
+    this.observer?.disconnect();
+    this.visible?.clear();
+    this.stale?.clear();
     this.panels = [];
     let rows = 0;
     for (const it of layout(this.model.panels || [], this.open)) {
@@ -241,6 +276,7 @@ class Dashboard {
       } else {
         const p = new Panel(it.panel, this.ctx);
         this.panels.push(p);
+        this.watch(p);
         node = p.element;
       }
       node.style.gridColumn = `${it.x + 1} / span ${it.w}`;
@@ -253,8 +289,8 @@ class Dashboard {
   }
 
   // Loads panels a few at a time, as a browser's connection limit would.
-  async loadAll() {
-    const queue = [...this.panels];
+  async loadAll(panels = this.panels) {
+    const queue = [...panels];
     const worker = async () => {
       while (queue.length) await queue.shift().load();
     };

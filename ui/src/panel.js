@@ -77,6 +77,63 @@ export function align(targets) {
   return { x, series };
 }
 
+// Label names and values compare as the server sorts them: by code point
+// (the order of their UTF-8 bytes), pair by pair.
+function compareText(a, b) {
+  if (a === b) return 0;
+  const x = [...a], y = [...b];
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    if (x[i] !== y[i]) return x[i].codePointAt(0) - y[i].codePointAt(0);
+  }
+  return x.length - y.length;
+}
+
+function compareLabels(a, b) {
+  const x = Object.entries(a || {}), y = Object.entries(b || {});
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const c = compareText(x[i][0], y[i][0]) || compareText(x[i][1], y[i][1]);
+    if (c) return c;
+  }
+  return x.length - y.length;
+}
+
+// The answer's targets with every step: a target that kept steps
+// (`keep: [from, to]`, seconds) carries only the steps after them, joined
+// here to the held series' points in that span. Null when a target kept
+// steps that are not held.
+function whole(targets, held) {
+  const out = [];
+  for (const t of targets) {
+    if (!t.keep) {
+      out.push(t);
+      continue;
+    }
+    const before = held?.targets.get(t.refId);
+    if (!before) return null;
+    const { keep, ...rest } = t;
+    out.push({ ...rest, series: joinSeries(before.series || [], t.series || [], keep[0], keep[1]) });
+  }
+  return out;
+}
+
+// The held series' points within [from, to] followed by the fresh ones
+// (all later), in the server's order; a series left without points is
+// dropped, as the server drops it.
+export function joinSeries(held, fresh, from, to) {
+  const byKey = new Map();
+  for (const s of held) {
+    const values = s.values.filter((p) => p[0] >= from && p[0] <= to);
+    if (values.length) byKey.set(JSON.stringify(s.labels), { ...s, values });
+  }
+  for (const s of fresh) {
+    const key = JSON.stringify(s.labels);
+    const have = byKey.get(key);
+    if (have) have.values = have.values.concat(s.values);
+    else byKey.set(key, s);
+  }
+  return [...byKey.values()].sort((a, b) => compareLabels(a.labels, b.labels));
+}
+
 function stats(values) {
   let n = 0, sum = 0, min = Infinity, max = -Infinity, current = null, total = 0;
   for (const v of values) {
@@ -133,26 +190,31 @@ export class Panel {
       return;
     }
     const width = Math.max(100, Math.round(this.body.clientWidth || 600));
-    let answer;
-    try {
-      const r = await fetch(this.ctx.panelUrl(this.model.id, width), { headers: { Accept: 'application/json' } });
-      answer = await r.json().catch(() => ({ status: 'error', error: `HTTP ${r.status}` }));
-      if (!r.ok && answer.status !== 'error') answer = { status: 'error', error: `HTTP ${r.status}` };
-    } catch (e) {
-      answer = { status: 'error', error: String(e) };
+    // What this answer's token refers to, should another load replace it.
+    const held = this.held;
+    let answer = await this.fetchData(width, held?.token);
+    let targets = answer.status === 'success' && whole(answer.data.targets, held);
+    if (answer.status === 'success' && !targets) {
+      // Steps were kept that this panel does not hold: ask for all.
+      answer = await this.fetchData(width, null);
+      targets = answer.status === 'success' && whole(answer.data.targets, null);
     }
-    if (answer.status !== 'success') {
+    if (answer.status !== 'success' || !targets) {
+      this.held = null;
       this.clearPlot();
       this.setState('error', answer.error || 'query failed');
       return;
     }
-    const targets = answer.data.targets;
     const errors = targets.filter((t) => t.error).map((t) => `${t.refId}: ${t.error}`);
+    // The steps held for the next refresh, which then asks only for what
+    // is newer or changed (the answer's token says what this page holds).
+    this.held = errors.length || !answer.data.token ? null : { token: answer.data.token, targets: new Map(targets.map((t) => [t.refId, t])) };
     const data = align(targets);
     if (this.model.nullPointMode === 'null as zero') {
       for (const s of data.series) s.values = s.values.map((v) => v ?? 0);
     }
-    this.element.raymon = { targets, x: data.x, series: data.series.map((s) => ({ name: s.name, values: s.values })) };
+    if (answer.data.targets.some((t) => t.keep)) this.kept = (this.kept ?? 0) + 1;
+    this.element.raymon = { targets, x: data.x, series: data.series.map((s) => ({ name: s.name, values: s.values })), kept: this.kept ?? 0 };
     if (errors.length) {
       this.clearPlot();
       this.setState('error', errors.join('\n'));
@@ -167,6 +229,19 @@ export class Panel {
     if (VALUES.has(type)) this.drawValues(data);
     else this.drawGraph(data, answer.data);
     this.setState('ok');
+  }
+
+  async fetchData(width, token) {
+    let url = this.ctx.panelUrl(this.model.id, width);
+    if (token) url += `&since=${encodeURIComponent(token)}`;
+    try {
+      const r = await fetch(url, { headers: { Accept: 'application/json' } });
+      const answer = await r.json().catch(() => ({ status: 'error', error: `HTTP ${r.status}` }));
+      if (!r.ok && answer.status !== 'error') return { status: 'error', error: `HTTP ${r.status}` };
+      return answer;
+    } catch (e) {
+      return { status: 'error', error: String(e) };
+    }
   }
 
   clearPlot() {

@@ -299,3 +299,34 @@ fn the_cache_stays_within_its_bytes() {
         assert!(entries >= 1);
     }
 }
+
+#[test]
+fn held_steps_hold_until_a_change_reaches_their_windows() {
+    let changes = Arc::new(Changes::new());
+    let windows = Windows {
+        lookback_ms: 300_000,
+        default_subquery_step_ms: 60_000,
+    };
+    let cache = RangeCache::new(changes.clone(), windows, 1 << 20, 50_000_000);
+    let held = |q: &str, mark: Mark| {
+        cache.unchanged_upto(&parse_expr(q).unwrap(), mark, 0, 15_000, 600_000)
+    };
+    let mark = cache.mark();
+    assert_eq!(held("rate(x[1m])", mark), Some(600_000));
+    // A sample at 500 s changes `rate(x[1m])` from the step at 500 s on,
+    // and `x offset -1m` from 440 s on; steps on the grid before stay.
+    drop(changes.begin(500_000, 500_000));
+    assert_eq!(held("rate(x[1m])", mark), Some(495_000));
+    assert_eq!(held("x offset -1m", mark), Some(435_000));
+    // One before the first step leaves nothing, as does `@` or a mark
+    // from another process.
+    drop(changes.begin(-10_000, -10_000));
+    assert_eq!(held("x", mark), None);
+    assert_eq!(held("x @ 100", cache.mark()), None);
+    let other = Mark {
+        epoch: mark.epoch ^ 1,
+        ..cache.mark()
+    };
+    assert_eq!(held("x", other), None);
+    assert_eq!(held("x", cache.mark()), Some(600_000));
+}

@@ -20,6 +20,7 @@ use super::timerange::{self, QueryTiming};
 use crate::model::Labels;
 use crate::web::api::v1::{evaluate, with_querier};
 use crate::web::params::Form;
+use crate::web::range_cache::Mark;
 use crate::web::{AppState, QueryError, QueryValue, Shared};
 
 /// The most points a panel asks for (Prometheus's own limit per series).
@@ -300,18 +301,40 @@ pub async fn panel_query(
     let timing =
         timerange::query_timing(r.from_ms, r.to_ms, points, st.dashboard_scrape_ms, offset);
     let builtins = builtins(&timing);
-    let targets = panel
+    let targets: Vec<Target> = panel
         .get("targets")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+        .into_iter()
+        .flatten()
+        .filter(|t| t.get("hide").and_then(Value::as_bool) != Some(true))
+        .map(|t| Target::new(t, &vars, &builtins))
+        .collect();
+    let grid = Grid::of(&timing);
+    // Taken before any of this answer's reads, for the token.
+    let mark = st.engine.as_ref().and_then(|e| e.mark());
+    let asked = grid.fingerprint(&targets);
+    let held = match form.value("since") {
+        "" => None,
+        v => Some(Held::parse(v).ok_or_else(|| {
+            Error::BadRequest(format!(
+                "since {v:?} is not a token from an earlier answer of this panel"
+            ))
+        })?),
+    }
+    .filter(|h| h.fingerprint == asked && h.step_ms == grid.step_ms);
     let mut out = Vec::with_capacity(targets.len());
     for t in &targets {
-        if t.get("hide").and_then(Value::as_bool) == Some(true) {
-            continue;
-        }
-        out.push(run_target(&st, t, &vars, &builtins, &timing).await);
+        out.push(run_target(&st, t, &grid, &timing, held.as_ref()).await);
     }
+    let token = mark.map(|m| {
+        Held {
+            mark: m,
+            last_ms: grid.end_ms,
+            step_ms: grid.step_ms,
+            fingerprint: asked,
+        }
+        .to_string()
+    });
     Ok(axum::Json(json!({
         "status": "success",
         "data": {
@@ -319,42 +342,129 @@ pub async fn panel_query(
             "from": r.from_ms,
             "to": r.to_ms,
             "targets": out,
+            "token": token,
         }
     }))
     .into_response())
 }
 
+/// A panel target as it will run: its expression with variables filled in.
+struct Target {
+    ref_id: String,
+    legend: String,
+    instant: bool,
+    expr: Result<String, String>,
+}
+
+impl Target {
+    fn new(target: &Value, vars: &[Variable], builtins: &[(&'static str, String)]) -> Target {
+        let text = |k: &str| target.get(k).and_then(Value::as_str).unwrap_or("");
+        Target {
+            ref_id: match text("refId") {
+                "" => "A".to_string(),
+                r => r.to_string(),
+            },
+            legend: text("legendFormat").to_string(),
+            instant: target.get("instant").and_then(Value::as_bool) == Some(true)
+                && target.get("range").and_then(Value::as_bool) != Some(true),
+            expr: templating::interpolate(text("expr"), vars, builtins).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// The steps of a panel's range queries (ms).
+#[derive(Clone, Copy)]
+struct Grid {
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+}
+
+impl Grid {
+    fn of(timing: &QueryTiming) -> Grid {
+        Grid {
+            start_ms: (timing.start_s * 1000.0) as i64,
+            end_ms: (timing.end_s * 1000.0) as i64,
+            step_ms: ((timing.step_s * 1000.0) as i64).max(1),
+        }
+    }
+
+    /// What an earlier answer must have asked for its steps to be reused:
+    /// the same targets, expressions and legends, on the same grid.
+    fn fingerprint(&self, targets: &[Target]) -> u64 {
+        use std::hash::{Hash, Hasher};
+        // SipHash with fixed keys: the same within one binary, which is
+        // all a token needs (a restart changes the mark's epoch anyway).
+        let mut h = std::hash::DefaultHasher::new();
+        self.step_ms.hash(&mut h);
+        self.start_ms.rem_euclid(self.step_ms).hash(&mut h);
+        for t in targets {
+            (&t.ref_id, &t.legend, t.instant, &t.expr).hash(&mut h);
+        }
+        h.finish()
+    }
+}
+
+/// What a page holds of a panel's earlier answer, as the answer's `token`
+/// told it: read after `mark`, every step up to `last_ms`.
+#[derive(Debug, PartialEq)]
+struct Held {
+    mark: Mark,
+    last_ms: i64,
+    step_ms: i64,
+    fingerprint: u64,
+}
+
+impl Held {
+    fn parse(s: &str) -> Option<Held> {
+        let mut it = s.split('.');
+        let mut next = || it.next();
+        let held = Held {
+            mark: Mark {
+                epoch: u64::from_str_radix(next()?, 16).ok()?,
+                generation: next()?.parse().ok()?,
+            },
+            last_ms: next()?.parse().ok()?,
+            step_ms: next()?.parse().ok()?,
+            fingerprint: u64::from_str_radix(next()?, 16).ok()?,
+        };
+        next().is_none().then_some(held)
+    }
+}
+
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:x}.{}.{}.{}.{:x}",
+            self.mark.epoch, self.mark.generation, self.last_ms, self.step_ms, self.fingerprint
+        )
+    }
+}
+
 async fn run_target(
     st: &AppState,
-    target: &Value,
-    vars: &[Variable],
-    builtins: &[(&'static str, String)],
+    target: &Target,
+    grid: &Grid,
     timing: &QueryTiming,
+    held: Option<&Held>,
 ) -> Value {
-    let ref_id = target.get("refId").and_then(Value::as_str).unwrap_or("A");
-    let raw = target.get("expr").and_then(Value::as_str).unwrap_or("");
-    let legend = target
-        .get("legendFormat")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let instant = target.get("instant").and_then(Value::as_bool) == Some(true)
-        && target.get("range").and_then(Value::as_bool) != Some(true);
-    let (start_ms, end_ms) = (
-        (timing.start_s * 1000.0) as i64,
-        (timing.end_s * 1000.0) as i64,
-    );
-    let step_ms = ((timing.step_s * 1000.0) as i64).max(1);
+    let Grid {
+        start_ms,
+        end_ms,
+        step_ms,
+    } = *grid;
     let mut answer = json!({
-        "refId": ref_id,
+        "refId": target.ref_id,
         "start": timing.start_s,
         "end": timing.end_s,
         "step": timing.step_s,
-        "instant": instant,
+        "instant": target.instant,
     });
-    let expr = match templating::interpolate(raw, vars, builtins) {
-        Ok(e) => e,
+    let expr = match &target.expr {
+        Ok(e) => e.clone(),
         Err(e) => {
-            answer["error"] = json!(e.to_string());
+            answer["error"] = json!(e);
             return answer;
         }
     };
@@ -367,21 +477,47 @@ async fn run_target(
         answer["error"] = json!("query engine not available");
         return answer;
     };
+    // The page holds this target's steps up to `keep` that no change has
+    // altered since it read them: only the steps after go out.
+    let keep = held
+        .filter(|h| !target.instant && (h.last_ms - start_ms).rem_euclid(step_ms) == 0)
+        .and_then(|h| {
+            engine.unchanged_upto(&expr, h.mark, start_ms, step_ms, h.last_ms.min(end_ms))
+        });
     let q = expr.clone();
-    let result = if instant {
-        evaluate(st, engine, st.query_timeout, move |e, until| {
-            e.instant_until(&q, end_ms, until)
-        })
-        .await
-    } else {
-        evaluate(st, engine, st.query_timeout, move |e, until| {
-            e.range_until(&q, start_ms, end_ms, step_ms, until)
-        })
-        .await
+    let result = match keep {
+        _ if target.instant => {
+            evaluate(st, engine, st.query_timeout, move |e, until| {
+                e.instant_until(&q, end_ms, until)
+            })
+            .await
+        }
+        Some(keep) => {
+            answer["keep"] = json!([start_ms as f64 / 1000.0, keep as f64 / 1000.0]);
+            if keep + step_ms > end_ms {
+                Ok(QueryValue::Matrix(Vec::new()))
+            } else {
+                evaluate(st, engine, st.query_timeout, move |e, until| {
+                    e.range_tail_until(&q, keep + step_ms, end_ms, step_ms, until)
+                })
+                .await
+            }
+        }
+        None => {
+            evaluate(st, engine, st.query_timeout, move |e, until| {
+                e.range_until(&q, start_ms, end_ms, step_ms, until)
+            })
+            .await
+        }
     };
     match result {
-        Ok(v) => answer["series"] = Value::Array(series_of(v, legend)),
-        Err(e) => answer["error"] = json!(query_error(&e)),
+        Ok(v) => answer["series"] = Value::Array(series_of(v, &target.legend)),
+        Err(e) => {
+            if let Some(a) = answer.as_object_mut() {
+                a.remove("keep");
+            }
+            answer["error"] = json!(query_error(&e));
+        }
     }
     answer
 }
@@ -467,6 +603,30 @@ pub fn legend_name(format: &str, l: &Labels) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_read_back_what_they_wrote_and_nothing_else() {
+        let h = Held {
+            mark: Mark {
+                epoch: 0xdead_beef_0123,
+                generation: 42,
+            },
+            last_ms: 1_700_000_015_000,
+            step_ms: 15_000,
+            fingerprint: u64::MAX,
+        };
+        assert_eq!(Held::parse(&h.to_string()), Some(h));
+        for bad in [
+            "",
+            "1.2.3.4",
+            "1.2.3.4.5.6",
+            "x.2.3.4.5",
+            "1.-2.3.4.5",
+            "1.2.3.4.g",
+        ] {
+            assert_eq!(Held::parse(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn legends() {

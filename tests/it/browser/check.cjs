@@ -8,7 +8,8 @@
 //   { url, screenshot?, timeoutMs?, viewport?: {width, height}, frames?: bool,
 //     drawn?: [panelId...], repeat?: n, waitFor?: css selector, expandRows?: bool,
 //     minPanels?: n, settleMs?: ms, read?: css selector of an element with data-state,
-//     holdMs?: ms to keep the page open at the end }
+//     holdMs?: ms to keep the page open at the end, afterHold?: bool to read the
+//     panels again after it (as `out.afterHold`) }
 // Console errors and exceptions come with the URL of the frame that raised them.
 
 const { chromium } = require('playwright-core');
@@ -35,6 +36,7 @@ function panelsIn(frame, drawn) {
           targets: e.raymon.targets,
           x: e.raymon.x.map(String),
           plotted: (e.raymon.plotted ?? []).map((a) => a.map((v) => (v == null ? null : String(v)))),
+          kept: e.raymon.kept ?? 0,
         }
         : undefined,
     }));
@@ -121,6 +123,10 @@ async function main() {
     }
     // Keeps the page open (its refresh timer running), for CPU measurements.
     if (args.holdMs) await new Promise((r) => setTimeout(r, args.holdMs));
+    if (args.afterHold) {
+      out.afterHold = [];
+      for (const f of page.frames()) out.afterHold.push(...(await panelsIn(f, args.drawn ?? [])));
+    }
     if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
     out.url = page.url();
   } finally {
