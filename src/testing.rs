@@ -5,6 +5,8 @@
 //! They mirror `tests/it/support.rs`, which the integration tests use and
 //! which the library cannot import.
 
+pub(crate) mod wire;
+
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod support;
+#[path = "../../src/testing/wire.rs"]
+mod wire;
 
 mod bench;
 mod dropin;
