@@ -5,6 +5,7 @@
 //! They mirror `tests/it/support.rs`, which the integration tests use and
 //! which the library cannot import.
 
+pub(crate) mod golden;
 pub(crate) mod wire;
 
 use std::io::{Read as _, Write as _};

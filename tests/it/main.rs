@@ -3,6 +3,8 @@
 // Test helpers panic on failure by design.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../src/testing/golden.rs"]
+mod golden;
 mod support;
 #[path = "../../src/testing/wire.rs"]
 mod wire;

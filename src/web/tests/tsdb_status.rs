@@ -18,43 +18,9 @@ fn all(head: &Head, ms: &[Matcher]) -> Vec<Series> {
 
 /// Every raw sample Prometheus 2.42 stored from a real Ray cluster.
 fn real_ray_series() -> Vec<(Labels, Vec<(i64, f64)>)> {
-    use std::io::Read;
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/fixtures/ray/golden-prom-2.42/raw-samples.json.gz");
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
-        .read_to_string(&mut text)
-        .unwrap();
-    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-    doc["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let labels = Labels::from_pairs(
-                s["metric"]
-                    .as_object()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())),
-            );
-            let values = s["values"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| {
-                    let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
-                    let v = match p[1].as_str().unwrap() {
-                        "+Inf" => f64::INFINITY,
-                        "-Inf" => f64::NEG_INFINITY,
-                        "NaN" => f64::NAN,
-                        x => x.parse().unwrap(),
-                    };
-                    (t, v)
-                })
-                .collect();
-            (labels, values)
-        })
+    crate::testing::golden::real_ray_samples()
+        .into_iter()
+        .map(|(pairs, values)| (Labels::from_pairs(pairs), values))
         .collect()
 }
 
