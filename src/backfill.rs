@@ -11,17 +11,6 @@
 //! line the samples before it are committed and the error names that line:
 //! an import is not all-or-nothing, and the progress callback tells how far
 //! it got. Knows nothing of HTTP or files.
-//!
-//! ```
-//! use raymon::backfill::{Options, import_openmetrics};
-//! use raymon::tsdb::{Head, HeadOptions};
-//!
-//! let head = Head::new(HeadOptions::default());
-//! let text = b"# TYPE up gauge\nup{job=\"a\"} 1 1700000000\nup{job=\"a\"} 0 1700000015.5\n# EOF\n";
-//! let stats = import_openmetrics(&head, &text[..], &Options::default(), &mut |_| {}).unwrap();
-//! assert_eq!(stats.samples, 2);
-//! assert_eq!((stats.min_time, stats.max_time), (Some(1_700_000_000_000), Some(1_700_000_015_500)));
-//! ```
 
 use std::io::BufRead;
 
@@ -449,6 +438,20 @@ fn line_of(body: &[u8], part: &[u8]) -> usize {
 mod tests {
     use super::*;
     use crate::tsdb::{Head, HeadOptions};
+
+    /// What the module does, in one import.
+    #[test]
+    fn two_samples_of_one_series_are_imported() {
+        let head = Head::new(HeadOptions::default());
+        let text =
+            b"# TYPE up gauge\nup{job=\"a\"} 1 1700000000\nup{job=\"a\"} 0 1700000015.5\n# EOF\n";
+        let stats = import_openmetrics(&head, &text[..], &Options::default(), &mut |_| {}).unwrap();
+        assert_eq!(stats.samples, 2);
+        assert_eq!(
+            (stats.min_time, stats.max_time),
+            (Some(1_700_000_000_000), Some(1_700_000_015_500))
+        );
+    }
 
     fn run(text: &str, opts: &Options) -> (Head, Result<ImportStats, Error>, Vec<ImportStats>) {
         let head = Head::new(HeadOptions::default());

@@ -17,6 +17,7 @@ pub mod cluster;
 mod collector;
 mod error;
 pub mod exposition;
+mod fetch;
 mod forward;
 pub mod measure;
 pub mod preload;

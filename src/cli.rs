@@ -1,8 +1,8 @@
 //! The command layer: flags ([`flags`]), and each command's wiring: `serve`
 //! (storage, discovery, scraping and the HTTP server in one process),
 //! `import` (a client of a running server), `check config`, the benchmarks
-//! ([`crate::bench`]) and the stack commands, which hand over to
-//! [`crate::launcher`]. The only module besides `launcher` that uses `anyhow`.
+//! (`crate::bench`) and the stack commands, which hand over to
+//! `crate::launcher`. The only module besides `launcher` that uses `anyhow`.
 
 mod admin;
 mod check;

@@ -1,5 +1,6 @@
-//! Linux's `/proc`, read in one place: a process's `stat` line and the
-//! `kB` figures of its `status` file. The self-metrics, the stack
+//! Linux's `/proc`, read in one place: a process's `stat` line, the
+//! `kB` figures of its `status` file and whether it holds a listening TCP
+//! socket. The self-metrics, the stack
 //! supervisor (is this PID still the child we started?) and the benchmarks
 //! all read processes through here. Knows the file formats (proc(5)), not
 //! what the numbers are used for; `None` wherever a file is missing or
@@ -102,9 +103,86 @@ pub(crate) fn read_status_bytes(path: impl AsRef<Path>, key: &str) -> Option<u64
     Some(status_kib(&status, key)? * 1024)
 }
 
+/// Whether process `pid` holds a TCP socket that listens on `port` (any
+/// address, IPv4 or IPv6): the socket's inode in its `net/tcp` tables is
+/// among its open files. Tells a child that serves a port apart from
+/// another process that took the port while the child was starting.
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        if let Ok(t) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) {
+            inodes.extend(listening_inodes(&t, port));
+        }
+    }
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .ok()
+            .and_then(|l| socket_inode(l.to_str()?))
+            .is_some_and(|i| inodes.contains(&i))
+    })
+}
+
+/// The inodes of the sockets of a `net/tcp` table that listen (state `0A`)
+/// on `port`.
+fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_ascii_whitespace().collect();
+            let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?);
+            let p = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
+            if p != port || *state != "0A" {
+                return None;
+            }
+            inode.parse().ok()
+        })
+        .collect()
+}
+
+/// The inode of an open file's link text `socket:[N]`.
+fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listening_sockets_are_found_by_port_and_state() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:8CA3 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:8CA3 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0000000000000000 20 4 30 10 -1
+   2: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4444 1 0000000000000000 100 0 0 10 0";
+        assert_eq!(listening_inodes(table, 0x8ca3), vec![4242]);
+        assert_eq!(listening_inodes(table, 80), vec![4444]);
+        assert!(listening_inodes(table, 81).is_empty());
+        assert!(listening_inodes("header only", 80).is_empty());
+        assert_eq!(socket_inode("socket:[4242]"), Some(4242));
+        assert_eq!(socket_inode("pipe:[4242]"), None);
+    }
+
+    #[test]
+    fn this_process_listens_only_while_it_holds_the_socket() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let me = std::process::id();
+        assert!(listens_on(me, port));
+        // The parent sees the same table but does not hold the socket.
+        assert!(!listens_on(std::os::unix::process::parent_id(), port));
+        drop(l);
+        assert!(!listens_on(me, port));
+    }
 
     const LINE: &str = "1234 (ray mon) S 1 1234 1235 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 500 104857600 2000 18446744073709551615";
 

@@ -3,20 +3,6 @@
 //!
 //! The receiving side lives in `web` (`POST /api/v1/write`); this module owns
 //! only the wire format and the sender. It knows nothing of storage.
-//!
-//! ```
-//! use raymon::remote::{self, Label, Sample, TimeSeries, WriteRequest};
-//! let req = WriteRequest {
-//!     timeseries: vec![TimeSeries {
-//!         labels: vec![Label::new("__name__", "up")],
-//!         samples: vec![Sample { value: 1.0, timestamp: 1_700_000_000_000 }],
-//!         ..Default::default()
-//!     }],
-//!     ..Default::default()
-//! };
-//! let body = remote::encode(&req);
-//! assert_eq!(remote::decode(&body, 1 << 20).unwrap(), req);
-//! ```
 
 mod client;
 mod encode;
@@ -106,3 +92,26 @@ pub fn decode(body: &[u8], limit: usize) -> Result<WriteRequest, Error> {
 // The sender over loopback sockets; `scripts/test --quick` skips them.
 #[cfg(test)]
 mod loopback_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request survives the wire format: protobuf in a snappy block.
+    #[test]
+    fn encode_then_decode_gives_the_request_back() {
+        let req = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![Label::new("__name__", "up")],
+                samples: vec![Sample {
+                    value: 1.0,
+                    timestamp: 1_700_000_000_000,
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let body = encode(&req);
+        assert_eq!(decode(&body, 1 << 20).unwrap(), req);
+    }
+}

@@ -8,14 +8,6 @@
 //! pool, readiness, the last reload) are read only when `/metrics` is
 //! rendered, through [`Gathered`], which the launcher fills in. This module
 //! knows nothing of HTTP, of the web state, or of how the head is built.
-//!
-//! ```
-//! use raymon::selfmetrics::{Gathered, Metrics};
-//! let m = Metrics::new();
-//! m.tsdb.samples_appended.add(3);
-//! let text = m.render(&Gathered::default());
-//! assert!(text.contains("prometheus_tsdb_head_samples_appended_total{type=\"float\"} 3\n"));
-//! ```
 
 pub mod counting;
 mod process;
@@ -624,6 +616,15 @@ fn render_storage(w: &mut Writer, st: &StorageGauges) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One counter bumped shows in the rendered text.
+    #[test]
+    fn a_bumped_counter_is_rendered() {
+        let m = Metrics::new();
+        m.tsdb.samples_appended.add(3);
+        let text = m.render(&Gathered::default());
+        assert!(text.contains("prometheus_tsdb_head_samples_appended_total{type=\"float\"} 3\n"));
+    }
 
     #[test]
     fn go_duration_matches_go() {

@@ -1,9 +1,12 @@
 //! Helpers for the unit tests inside `src` (compiled only for `cargo test`):
 //! the repo's fixtures, a scratch directory, a child process killed on
-//! drop, a plain HTTP client, polling and percent-encoding for query
-//! strings.
+//! drop, a plain HTTP client, polling, percent-encoding for query strings
+//! and a seeded RNG.
 //! They mirror `tests/it/support.rs`, which the integration tests use and
 //! which the library cannot import.
+
+pub(crate) mod golden;
+pub(crate) mod wire;
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -121,4 +124,32 @@ pub(crate) fn enc(s: &str) -> String {
         }
     }
     out
+}
+
+/// xorshift64*: deterministic test data without a dependency. Randomised
+/// tests take their seed from [`Rng::seeded`], which prints it.
+pub(crate) struct Rng(pub(crate) u64);
+
+impl Rng {
+    /// `RAYMON_TEST_SEED` if set, else `default`; printed either way so a
+    /// failure can be replayed.
+    pub(crate) fn seeded(test: &str, default: u64) -> Rng {
+        let seed = std::env::var("RAYMON_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default);
+        println!("{test}: seed {seed} (set RAYMON_TEST_SEED to replay another)");
+        Rng(seed.max(1))
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
 }

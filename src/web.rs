@@ -6,15 +6,8 @@
 //! not know how samples are stored or how PromQL is evaluated: storage comes in
 //! through [`crate::storage::Queryable`], targets through
 //! [`crate::scrape::status::TargetsSource`], and queries through the
-//! [`QueryEngine`] trait defined here.
-//!
-//! ```no_run
-//! # async fn demo(state: raymon::web::AppState) -> std::io::Result<()> {
-//! let app = raymon::web::router(state);
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9090").await?;
-//! axum::serve(listener, app).await
-//! # }
-//! ```
+//! [`QueryEngine`] trait defined here. `serve` (`cli/serve.rs`) hands
+//! [`router`]`(state)` to the server in [`server`].
 
 pub mod admin;
 mod api;
@@ -49,12 +42,6 @@ use crate::scrape::status::TargetsSource;
 use crate::storage::{Appendable, Queryable};
 
 pub use api::router;
-pub use api::v1::{encode_query_value, tsdb_status};
-pub use envelope::{ApiError, ErrorType};
-pub use remote_write::{
-    Checks as RemoteWriteChecks, Error as RemoteWriteError, MAX_DECODED_BYTES,
-    write as remote_write_append,
-};
 
 /// The result of evaluating a PromQL expression, as the API encodes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,7 +84,9 @@ pub enum QueryError {
     /// The query ran out of time (503).
     #[error("{0}")]
     Timeout(String),
-    /// The query was canceled (503).
+    /// The query was canceled (503). The engine's cancellations reach the
+    /// API as timeouts today; the variant keeps Prometheus's error type.
+    #[allow(dead_code)]
     #[error("{0}")]
     Canceled(String),
     /// Storage or another internal failure (500).
@@ -316,7 +305,8 @@ impl Default for WriteLimits {
 }
 
 impl WriteLimits {
-    /// No bounds at all.
+    /// No bounds at all (tests write samples from 1970).
+    #[cfg(test)]
     pub fn none() -> WriteLimits {
         WriteLimits {
             labels: LabelLimits::default(),
@@ -477,3 +467,6 @@ pub fn system_now_ms() -> i64 {
         Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
     }
 }
+
+#[cfg(test)]
+mod tests;

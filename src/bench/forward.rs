@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use super::cluster::Stats;
+use super::fetch;
 
 /// Series every scrape adds besides the target's own.
 const REPORT_SERIES: u64 = 5;
@@ -21,15 +22,12 @@ const REPORT_SERIES: u64 = 5;
 pub async fn receiver_rows(http: &reqwest::Client, write_url: &str) -> Option<u64> {
     let rest = write_url.strip_prefix("http://")?;
     let host = rest.split('/').next()?;
-    let body = http
-        .get(format!("http://{host}/metrics"))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let body = fetch::text(
+        http.get(format!("http://{host}/metrics")),
+        Duration::from_secs(10),
+    )
+    .await
+    .ok()?;
     Some(rows_inserted(&body))
 }
 

@@ -31,7 +31,7 @@ use super::collector::{Running, Spec, collector_argv, free_port, spawn_logged, s
 use super::queries::{self, RssWatch};
 use super::report::{Machine, ratios_to_raymon, short};
 use super::run::{Ctx, load_queries, progress, unix_us, work_dir};
-use super::{Error, measure, ray_nodes};
+use super::{Error, fetch, measure, ray_nodes};
 use crate::remote::{Label, Sample, TimeSeries, WriteRequest};
 
 /// Series per remote write request: about 2 MB of protobuf for an hour.
@@ -417,22 +417,15 @@ async fn load(ctx: &Ctx<'_>, name: &str, base: &str, data: &Data) -> Result<(), 
 
 /// The single value of an instant query's answer.
 async fn instant(ctx: &Ctx<'_>, base: &str, expr: &str, time: f64) -> Option<f64> {
-    let body = ctx
+    let req = ctx
         .http
         .post(format!("{base}/api/v1/query"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
             "query={}&time={time:.3}",
             queries::form_encode(expr)
-        ))
-        .timeout(ctx.args.query_timeout)
-        .send()
-        .await
-        .ok()?
-        .bytes()
-        .await
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        ));
+    let v: serde_json::Value = fetch::json(req, ctx.args.query_timeout).await.ok()?;
     v.pointer("/data/result/0/value/1")?.as_str()?.parse().ok()
 }
 

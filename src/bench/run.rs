@@ -14,7 +14,7 @@ use super::collector::{
     Running, Spec, collector_argv, free_port, spawn_logged, specs, stop, write_config,
 };
 use super::report::{self, Collector, Queries, Report, Scrapes};
-use super::{Error, cluster, measure, queries, ray_nodes};
+use super::{Error, cluster, fetch, measure, queries, ray_nodes};
 
 /// A few of Ray's dashboard queries, used when `--queries` is not given.
 const BUILTIN_QUERIES: &[&str] = &[
@@ -406,18 +406,8 @@ impl Ctx<'_> {
 
     async fn target_stats(&self, control: &str) -> Result<cluster::Stats, Error> {
         let url = format!("http://{control}/stats");
-        let r = self
-            .http
-            .get(&url)
-            .timeout(Duration::from_secs(30))
-            .send()
+        fetch::json(self.http.get(&url), Duration::from_secs(30))
             .await
-            .map_err(|e| Error::Setup(format!("cannot read target stats: {e}")))?;
-        let body = r
-            .bytes()
-            .await
-            .map_err(|e| Error::Setup(format!("cannot read target stats: {e}")))?;
-        serde_json::from_slice(&body)
             .map_err(|e| Error::Setup(format!("cannot read target stats: {e}")))
     }
 
@@ -431,6 +421,7 @@ impl Ctx<'_> {
         let start = Instant::now();
         let deadline = Duration::from_secs(300);
         let mut ready = false;
+        let port = base.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
         loop {
             if start.elapsed() > deadline {
                 return Err(Error::Setup(format!("collector not ready at {base}")));
@@ -441,7 +432,12 @@ impl Ctx<'_> {
                 )));
             }
             if !ready {
-                ready = self.status(&format!("{base}/-/ready")).await == Some(200);
+                // Only the child's own answer counts: its port was free when
+                // chosen, and a restart leaves it free while the store opens,
+                // so another process on the machine may have taken it (a
+                // restart once measured such a process in 0.03 s).
+                ready = self.status(&format!("{base}/-/ready")).await == Some(200)
+                    && port.is_none_or(|p| crate::procfs::listens_on(coll.pid, p));
             }
             if ready && (!query || self.query_answers(base).await) {
                 return Ok(start.elapsed().as_secs_f64());
@@ -480,16 +476,12 @@ impl Ctx<'_> {
             "prometheus_tsdb_head_samples_appended_total",
             "raymon_tsdb_head_samples_appended_total",
         ];
-        let body = self
-            .http
-            .get(format!("{base}/metrics"))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let body = fetch::text(
+            self.http.get(format!("{base}/metrics")),
+            Duration::from_secs(10),
+        )
+        .await
+        .ok()?;
         for name in NAMES {
             let mut sum = 0.0;
             let mut found = false;
@@ -513,17 +505,10 @@ impl Ctx<'_> {
     }
 
     async fn head_series(&self, base: &str) -> Option<u64> {
-        let body = self
-            .http
-            .get(format!("{base}/api/v1/status/tsdb"))
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .ok()?
-            .bytes()
+        let url = format!("{base}/api/v1/status/tsdb");
+        let v: serde_json::Value = fetch::json(self.http.get(url), Duration::from_secs(60))
             .await
             .ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
         v.pointer("/data/headStats/numSeries")?.as_u64()
     }
 }

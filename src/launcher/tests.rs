@@ -13,6 +13,7 @@ use crate::launcher::grafana::{self, Layout, Settings};
 use crate::launcher::up;
 use crate::launcher::urls::{UrlInputs, UrlSource, Urls, jupyterhub_proxy};
 use crate::testing::TempDir;
+use crate::testing::wire::ini_value;
 
 fn url_inputs<'a>(public: Option<&'a str>, hub: &'a str, prefix: Option<&'a str>) -> UrlInputs<'a> {
     UrlInputs {
@@ -353,24 +354,6 @@ pub(crate) fn up_args(extra: &[&str]) -> UpArgs {
         Some(RaymonCommand::Up(a)) => *a,
         other => panic!("not up: {other:?}"),
     }
-}
-
-pub(crate) fn ini_value(ini: &str, section: &str, key: &str) -> Option<String> {
-    let mut cur = String::new();
-    for line in ini.lines().map(str::trim) {
-        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
-            continue;
-        }
-        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            cur = s.to_string();
-        } else if let Some((k, v)) = line.split_once('=')
-            && cur == section
-            && k.trim() == key
-        {
-            return Some(v.trim().to_string());
-        }
-    }
-    None
 }
 
 /// raymon's own check of a shifter volume map (issue 17), on the maps the

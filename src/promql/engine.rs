@@ -16,7 +16,8 @@
 //!   (`selection` reads storage).
 //! - `aggregate`, `binary`, `functions`: operators and the 70 functions;
 //!   `range`: range-vector functions, one series at a time; `fold`:
-//!   aggregations folding each input series into its group as it is made.
+//!   aggregations folding each input series into its group as it is made;
+//!   `sliding`: windows sliding across steps and running extremes.
 //! - `collect`, `value`: step-aligned results and what a query returns.
 
 mod aggregate;
@@ -28,6 +29,7 @@ mod functions;
 mod query;
 mod range;
 mod selection;
+mod sliding;
 #[cfg(test)]
 mod tests;
 mod value;

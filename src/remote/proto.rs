@@ -24,6 +24,8 @@ pub struct TimeSeries {
     pub exemplars: Vec<Exemplar>,
 }
 
+/// Only the tests build requests from the model's types.
+#[cfg(test)]
 impl TimeSeries {
     /// One series from the model's types, labels in their (sorted) order.
     pub fn from_model(

@@ -293,10 +293,6 @@ impl Cache {
     pub fn len(&self) -> usize {
         self.entries.len() - self.dead
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]

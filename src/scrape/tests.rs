@@ -107,20 +107,9 @@ const OM: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 fn golden_series() -> BTreeSet<Labels> {
-    let path = crate::testing::fixtures_dir().join("ray/golden-prom-2.42/raw-samples.json.gz");
-    let gz = std::fs::File::open(path).unwrap();
-    let v: serde_json::Value = serde_json::from_reader(flate2::read::GzDecoder::new(gz)).unwrap();
-    v["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let m = s["metric"].as_object().unwrap();
-            Labels::from_pairs(
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())),
-            )
-        })
+    crate::testing::golden::real_ray_samples()
+        .into_iter()
+        .map(|(pairs, _)| Labels::from_pairs(pairs))
         .collect()
 }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use fjall::config::{BlockSizePolicy, CompressionPolicy};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use crate::model::{Label, Labels};
+use crate::model::Labels;
 use crate::storage::SeriesRef;
 
 use super::chunkenc::{self, Encoding};
@@ -105,6 +105,11 @@ pub struct FlushSeries<'a> {
     /// The persisted range after this flush (earlier chunks included).
     pub range: Option<(i64, i64)>,
 }
+
+/// What [`ChunkStore::load`] calls for each series: its reference, its
+/// labels as [`wal::put_labels`] encoded them, its persisted range; false
+/// when the labels do not decode.
+pub type LoadFn<'a> = dyn FnMut(SeriesRef, &[u8], Option<TimeRange>) -> bool + 'a;
 
 /// The persisted part of the store.
 pub struct ChunkStore {
@@ -454,11 +459,13 @@ impl ChunkStore {
     }
 
     /// Calls `f` with every stored series but the cold ones (`is_cold`) in
-    /// reference order, with its persisted range.
+    /// reference order: its labels as [`wal::put_labels`] encoded them, for
+    /// `f` to decode where it keeps them (false if they do not decode), and
+    /// its persisted range.
     pub fn load(
         &self,
         is_cold: &dyn Fn(SeriesRef) -> bool,
-        f: &mut dyn FnMut(SeriesRef, &Labels, Option<TimeRange>),
+        f: &mut LoadFn<'_>,
     ) -> Result<u64, Error> {
         let mut ranges: Vec<(SeriesRef, (i64, i64))> = Vec::new();
         for kv in self.ranges.iter() {
@@ -470,23 +477,19 @@ impl ChunkStore {
         // Both keyspaces sort by reference: walk them side by side.
         let mut next = 0;
         let mut n = 0;
-        let mut buf: Vec<Label> = Vec::new();
         for kv in self.series.iter() {
             let (k, v) = kv.into_inner().map_err(|e| self.err(e))?;
             let Some(r) = ref_from(&k) else { continue };
             if is_cold(r) {
                 continue;
             }
-            if !wal::get_labels_into(&v, &mut buf) {
-                return Err(self.corrupt("labels", r));
-            }
             while ranges.get(next).is_some_and(|x| x.0 < r) {
                 next += 1;
             }
             let range = ranges.get(next).filter(|x| x.0 == r).map(|x| x.1);
-            let labels = Labels::from_sorted(std::mem::take(&mut buf));
-            f(r, &labels, range);
-            buf = labels.into_vec();
+            if !f(r, &v, range) {
+                return Err(self.corrupt("labels", r));
+            }
             n += 1;
         }
         Ok(n)

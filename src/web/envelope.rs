@@ -21,7 +21,6 @@ pub enum ErrorType {
     Canceled,
     Internal,
     Unavailable,
-    NotFound,
 }
 
 impl ErrorType {
@@ -33,7 +32,6 @@ impl ErrorType {
             ErrorType::Canceled => "canceled",
             ErrorType::Internal => "internal",
             ErrorType::Unavailable => "unavailable",
-            ErrorType::NotFound => "not_found",
         }
     }
 
@@ -43,7 +41,6 @@ impl ErrorType {
             ErrorType::BadData => StatusCode::BAD_REQUEST,
             ErrorType::Execution => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorType::Timeout | ErrorType::Canceled => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorType::NotFound => StatusCode::NOT_FOUND,
             ErrorType::Internal | ErrorType::Unavailable => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

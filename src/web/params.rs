@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::Shared;
 use super::envelope::text;
@@ -63,6 +63,7 @@ impl Form {
     }
 
     /// Builds a form from a raw query string alone.
+    #[cfg(test)]
     pub fn from_query(raw: &str) -> Form {
         let mut f = Form::default();
         f.parse(raw.as_bytes());
@@ -152,11 +153,6 @@ impl FromRequest<Shared> for Form {
         }
         Ok(form)
     }
-}
-
-/// Rejects with a plain 400, for handlers that cannot use the envelope.
-pub fn bad_request(message: &str) -> Response {
-    text(StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
 }
 
 /// Parses a timestamp parameter into Unix milliseconds, as `parseTime`:

@@ -3,11 +3,14 @@
 // Test helpers panic on failure by design.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../src/testing/golden.rs"]
+mod golden;
 mod support;
+#[path = "../../src/testing/wire.rs"]
+mod wire;
 
 mod bench;
 mod dropin;
-mod grafana;
 mod isolation;
 mod notebook;
 mod ops;
@@ -33,5 +36,4 @@ mod ui;
 mod up;
 mod up_run;
 mod up_shared_node;
-mod web;
 mod web_server;

@@ -3,8 +3,7 @@
 //! `textparse`, `tsdb`, `promql`) never import `web`, `config`, axum or
 //! hyper; only `tsdb/kv*` uses fjall; no file has more than 1,000 lines of
 //! code (lines that are neither blank nor comments); tests and benches use
-//! only the library's surface, and the binary's modules are public only
-//! while a listed test still reaches into them.
+//! only the library's surface, and only the library's modules are public.
 
 use std::path::{Path, PathBuf};
 
@@ -22,20 +21,6 @@ const LIBRARY: &[&str] = &["model", "textparse", "storage", "tsdb", "promql"];
 
 /// Public for the binary's `main`, not for tests.
 const FOR_MAIN: &str = "cli";
-
-/// Test and bench files that still import the binary's own modules. Each
-/// is to go through the binary (HTTP, the CLI) or move into `src` as unit
-/// tests, and then leave this list; no file may join it.
-const STILL_REACHING_IN: &[&str] = &[
-    "tests/it/grafana.rs",
-    "tests/it/isolation.rs",
-    "tests/it/ops.rs",
-    "tests/it/tsdb.rs",
-    "tests/it/web/endpoints.rs",
-    "tests/it/web/harness.rs",
-    "tests/it/web/query.rs",
-    "tests/it/web/series.rs",
-];
 
 /// The crate's name, split so that this file does not name it in code.
 const FJALL: &str = concat!("fj", "all");
@@ -226,42 +211,28 @@ fn private_modules(text: &str) -> Vec<String> {
 
 #[test]
 fn tests_and_benches_use_only_the_library_surface() {
-    let mut joined = Vec::new();
-    let mut left = Vec::new();
-    let mut reached = Vec::new();
-    for p in ["tests", "benches"]
+    let reaching_in: Vec<String> = ["tests", "benches"]
         .iter()
         .flat_map(|d| rust_files(&root().join(d)))
-    {
-        let file = relative(&p);
-        let modules = private_modules(&std::fs::read_to_string(&p).unwrap());
-        let listed = STILL_REACHING_IN.contains(&file.as_str());
-        if !modules.is_empty() && !listed {
-            joined.push(format!("{file}: {modules:?}"));
-        }
-        if modules.is_empty() && listed {
-            left.push(file);
-        }
-        reached.extend(modules);
-    }
-    assert!(
-        joined.is_empty(),
-        "test through the binary (HTTP, the CLI) or as a unit test in src \
-         instead of importing the binary's modules: {joined:#?}"
-    );
-    assert!(
-        left.is_empty(),
-        "no longer reaching in, so take them off STILL_REACHING_IN: {left:#?}"
-    );
-    // A binary module no listed test reaches into is `pub(crate)`.
-    let lib = std::fs::read_to_string(root().join("src/lib.rs")).unwrap();
-    let needlessly_public: Vec<&str> = code_lines(&lib)
-        .filter_map(|(_, l)| l.strip_prefix("pub mod ")?.strip_suffix(';'))
-        .filter(|m| !LIBRARY.contains(m) && *m != FOR_MAIN && !reached.iter().any(|r| r == m))
+        .filter_map(|p| {
+            let modules = private_modules(&std::fs::read_to_string(&p).unwrap());
+            (!modules.is_empty()).then(|| format!("{}: {modules:?}", relative(&p)))
+        })
         .collect();
     assert!(
-        needlessly_public.is_empty(),
-        "make these pub(crate) in src/lib.rs: {needlessly_public:?}"
+        reaching_in.is_empty(),
+        "test through the binary (HTTP, the CLI) or as a unit test in src \
+         instead of importing the binary's modules: {reaching_in:#?}"
+    );
+    // Only the library's modules (and `cli`, for `main`) are public.
+    let lib = std::fs::read_to_string(root().join("src/lib.rs")).unwrap();
+    let public: Vec<&str> = code_lines(&lib)
+        .filter_map(|(_, l)| l.strip_prefix("pub mod ")?.strip_suffix(';'))
+        .filter(|m| !LIBRARY.contains(m) && *m != FOR_MAIN)
+        .collect();
+    assert!(
+        public.is_empty(),
+        "make these pub(crate) in src/lib.rs: {public:?}"
     );
 }
 

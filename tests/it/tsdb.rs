@@ -545,43 +545,9 @@ fn appends_queries_and_gc_race_without_deadlock_or_loss() {
 
 /// Every raw sample Prometheus 2.42 stored from a real Ray cluster.
 fn real_ray_series() -> Vec<(Labels, Vec<(i64, f64)>)> {
-    use std::io::Read;
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/fixtures/ray/golden-prom-2.42/raw-samples.json.gz");
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
-        .read_to_string(&mut text)
-        .unwrap();
-    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-    doc["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let labels = Labels::from_pairs(
-                s["metric"]
-                    .as_object()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())),
-            );
-            let values = s["values"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| {
-                    let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
-                    let v = match p[1].as_str().unwrap() {
-                        "+Inf" => f64::INFINITY,
-                        "-Inf" => f64::NEG_INFINITY,
-                        "NaN" => f64::NAN,
-                        x => x.parse().unwrap(),
-                    };
-                    (t, v)
-                })
-                .collect();
-            (labels, values)
-        })
+    crate::golden::real_ray_samples()
+        .into_iter()
+        .map(|(pairs, values)| (Labels::from_pairs(pairs), values))
         .collect()
 }
 
@@ -745,47 +711,6 @@ fn real_ray_chunks_are_stored_smaller_and_bit_exact() {
         stored_bytes * 10 < xor_bytes * 8,
         "stored {stored_bytes} bytes against XOR's {xor_bytes}"
     );
-}
-
-#[test]
-fn cardinality_from_the_index_matches_a_walk_over_every_series() {
-    let data = real_ray_series();
-    let head = Head::default();
-    let mut app = head.appender();
-    for (labels, vs) in &data {
-        let &(t, v) = vs.last().unwrap();
-        app.append(0, labels, t, v).unwrap();
-    }
-    app.commit().unwrap();
-    let walked = raymon::web::tsdb_status(&all(&head, &[m(MatchOp::Regex, "__name__", ".+")]));
-    let c = head.cardinality(10);
-    let pairs = |v: &[raymon::web::Stat]| -> Vec<(String, u64)> {
-        v.iter().map(|s| (s.name.clone(), s.value)).collect()
-    };
-    assert_eq!(c.num_series, walked.head_stats.num_series);
-    assert_eq!(c.num_label_pairs, walked.head_stats.num_label_pairs);
-    assert_eq!(
-        c.series_by_metric_name,
-        pairs(&walked.series_count_by_metric_name)
-    );
-    assert_eq!(
-        c.values_by_label_name,
-        pairs(&walked.label_value_count_by_label_name)
-    );
-    assert_eq!(
-        c.bytes_by_label_name,
-        pairs(&walked.memory_in_bytes_by_label_name)
-    );
-    assert_eq!(
-        c.series_by_label_pair,
-        pairs(&walked.series_count_by_label_value_pair)
-    );
-    assert_eq!(
-        c.series_by_label_pair[0].1,
-        data.len() as u64,
-        "job=ray is on every series"
-    );
-    assert_eq!(head.num_chunks(), data.len());
 }
 
 #[test]

@@ -10,25 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::{self, KillOnDrop};
-
-/// The value of `key` in `[section]` of an INI file (Grafana's).
-pub(crate) fn ini_value(ini: &str, section: &str, key: &str) -> Option<String> {
-    let mut cur = String::new();
-    for line in ini.lines().map(str::trim) {
-        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
-            continue;
-        }
-        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            cur = s.to_string();
-        } else if let Some((k, v)) = line.split_once('=')
-            && cur == section
-            && k.trim() == key
-        {
-            return Some(v.trim().to_string());
-        }
-    }
-    None
-}
+pub(crate) use crate::wire::{basic_auth, ini_value};
 
 pub(crate) fn stand_ins() -> PathBuf {
     support::manifest_dir().join("tests/data/stand-ins")
@@ -351,23 +333,4 @@ pub(crate) fn login(creds: &serde_json::Value, who: &str) -> (String, String) {
 pub(crate) fn authorization(creds: &serde_json::Value, who: &str) -> String {
     let (user, password) = login(creds, who);
     basic_auth(&user, &password)
-}
-
-/// The `Authorization` header for basic auth as `user:password`.
-pub(crate) fn basic_auth(user: &str, password: &str) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::from("Basic ");
-    for c in format!("{user}:{password}").as_bytes().chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }

@@ -11,6 +11,7 @@ use super::functions::{
     absent_labels, absent_result, avg_over_time, changes, extrapolated_rate, holt_winters,
     instant_value, linear_regression, unwrap_parens, variance,
 };
+use super::sliding::{Extreme, SlidingWindow, fold_extreme};
 use super::{Error, Evaluator, RangeArg, StepSeries, Val};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Sample, is_stale_nan};
 use crate::promql::parser::{Call, Expr};
@@ -91,7 +92,15 @@ pub(super) fn each(
         }
     }
     let keep_name = name == "last_over_time";
-    let labels_of = |l: Labels| if keep_name { l } else { l.without_name() };
+    // The series' own labels, without the name: nothing is copied.
+    let labels_of = |l: Labels| {
+        if keep_name {
+            return l;
+        }
+        let mut pairs = l.into_vec();
+        pairs.retain(|p| p.name != METRIC_NAME);
+        Labels::from_sorted(pairs)
+    };
     match unwrap_parens(&c.args[idx]) {
         Expr::MatrixSelector(ms) => {
             let at = ev.at_time(ms.vs.at);
@@ -166,11 +175,19 @@ fn points(
     let mut points = Vec::new();
     let mut loaded = 0usize;
     let mut win = SlidingWindow::default();
+    // Windows that overlap keep a running extreme across steps.
+    let overlap = ev.steps() > 1 && input.range > ev.interval;
+    let mut extreme = match name {
+        "max_over_time" if overlap => Some(Extreme::new(true)),
+        "min_over_time" if overlap => Some(Extreme::new(false)),
+        _ => None,
+    };
     for step in 0..ev.steps() {
         ev.tick(1)?;
         let ts = ev.ts(step);
         let refr = input.at.unwrap_or(ts) - input.offset;
-        let w = win.slide(samples, refr - input.range, refr);
+        let span = win.slide(samples, refr - input.range, refr);
+        let w = &samples[span.clone()];
         if w.is_empty() {
             continue;
         }
@@ -197,14 +214,10 @@ fn points(
             "count_over_time" => Some(w.len() as f64),
             "last_over_time" => w.last().map(|p| p.v),
             "present_over_time" | "absent_over_time" => Some(1.0),
-            "max_over_time" => Some(
-                w.iter()
-                    .fold(w[0].v, |m, p| if p.v > m || m.is_nan() { p.v } else { m }),
-            ),
-            "min_over_time" => Some(
-                w.iter()
-                    .fold(w[0].v, |m, p| if p.v < m || m.is_nan() { p.v } else { m }),
-            ),
+            "max_over_time" | "min_over_time" => Some(match extreme.as_mut() {
+                Some(e) => e.value(samples, span),
+                None => fold_extreme(w, name == "max_over_time"),
+            }),
             "sum_over_time" => Some(w.iter().map(|p| p.v).sum()),
             "quantile_over_time" => {
                 let mut vals: Vec<f64> = w.iter().map(|p| p.v).collect();
@@ -223,33 +236,4 @@ fn points(
         }
     }
     Ok((points, loaded))
-}
-
-/// `[mint, maxt]` windows over ascending samples for ascending bounds: the
-/// ends only move forward, so a whole range query walks each series once.
-#[derive(Default)]
-struct SlidingWindow {
-    lo: usize,
-    hi: usize,
-}
-
-impl SlidingWindow {
-    fn slide<'s>(&mut self, samples: &'s [Sample], mint: i64, maxt: i64) -> &'s [Sample] {
-        // Bounds that move back (a constant `@` time) restart the walk.
-        if (self.lo > 0 && samples[self.lo - 1].t >= mint)
-            || (self.hi > 0 && samples[self.hi - 1].t > maxt)
-        {
-            *self = SlidingWindow::default();
-        }
-        while self.lo < samples.len() && samples[self.lo].t < mint {
-            self.lo += 1;
-        }
-        if self.hi < self.lo {
-            self.hi = self.lo;
-        }
-        while self.hi < samples.len() && samples[self.hi].t <= maxt {
-            self.hi += 1;
-        }
-        &samples[self.lo..self.hi]
-    }
 }

@@ -188,14 +188,21 @@ fn load_stored_series(
             .spawn_scoped(scope, move || {
                 let mut batch: Vec<Stored> = Vec::with_capacity(STORED_BATCH);
                 let mut len = 0;
-                let res = kv.load(&|r| cold_refs.contains(&r), &mut |r, labels, range| {
+                let res = kv.load(&|r| cold_refs.contains(&r), &mut |r, payload, range| {
                     if len == batch.len() {
                         batch.push((0, Labels::default(), 0, None));
                     }
                     let slot = &mut batch[len];
-                    copy_labels(&mut slot.1, labels);
+                    // Decoded straight into the slot, reusing its strings.
+                    let mut labels = std::mem::take(&mut slot.1).into_vec();
+                    if !wal::get_labels_into(payload, &mut labels) {
+                        labels.clear();
+                        slot.1 = Labels::from_sorted(labels);
+                        return false;
+                    }
+                    slot.1 = Labels::from_sorted(labels);
                     slot.0 = r;
-                    slot.2 = hash_labels(labels);
+                    slot.2 = hash_labels(&slot.1);
                     slot.3 = range;
                     len += 1;
                     if len == STORED_BATCH {
@@ -208,6 +215,7 @@ fn load_stored_series(
                         let _ = tx.send((full, len));
                         len = 0;
                     }
+                    true
                 });
                 if len > 0 {
                     let _ = tx.send((batch, len));
@@ -251,24 +259,6 @@ fn load_stored_series(
         kv.rename(*from, *to, labels)?;
     }
     Ok((renamed, cold))
-}
-
-/// Makes `dst` a copy of `src`, reusing the strings `dst` holds.
-fn copy_labels(dst: &mut Labels, src: &Labels) {
-    let mut v = std::mem::take(dst).into_vec();
-    v.truncate(src.len());
-    for (i, l) in src.iter().enumerate() {
-        match v.get_mut(i) {
-            Some(d) => {
-                d.name.clear();
-                d.name.push_str(&l.name);
-                d.value.clear();
-                d.value.push_str(&l.value);
-            }
-            None => v.push(l.clone()),
-        }
-    }
-    *dst = Labels::from_sorted(v);
 }
 
 /// Step 2: the newest checkpoint that reads cleanly wins; a broken one is

@@ -317,8 +317,11 @@ fn a_crash_between_flush_and_checkpoint_counts_every_sample_once() {
 fn retention_deletes_persisted_chunks_and_forgets_dead_series() {
     let dir = tmp("kvret");
     let (db, _) = Db::open(&dir, opts()).unwrap();
-    // Series 0..4 run for the last 4000 s; series 4 stops after 1000 s.
-    let base = now_ms() / 1000 * 1000 - 4_000_000;
+    // Series 0..4 run for 4000 s; series 4 stops after 1000 s. The data
+    // ends ten minutes ahead of the clock: `Db::open` applies retention
+    // with the real time, and on a slow machine that cut must stay behind
+    // the one this test makes at `base + 4_000_000`.
+    let base = now_ms() / 1000 * 1000 - 4_000_000 + 600_000;
     let mut refs = [0; 5];
     for k in 0..4000i64 {
         let mut app = db.head().appender();

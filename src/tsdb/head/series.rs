@@ -315,6 +315,14 @@ pub(crate) enum ChunkData {
 }
 
 impl ChunkData {
+    /// The samples the chunk holds (every encoding starts with the count).
+    fn num_samples(&self) -> usize {
+        match self {
+            ChunkData::Shared(b) => crate::tsdb::chunkenc::num_samples(b),
+            ChunkData::Copied(b) | ChunkData::Stored(_, b) => crate::tsdb::chunkenc::num_samples(b),
+        }
+    }
+
     fn iter(&self) -> SampleIter<'_> {
         match self {
             ChunkData::Shared(b) => SampleIter::Xor(XorIter::new(b)),
@@ -326,6 +334,9 @@ impl ChunkData {
 
 /// Appends the samples of `chunks` (in time order) with `mint <= t <= maxt`.
 pub(crate) fn decode_range(chunks: &[ChunkData], mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+    // At most every sample of the chunks: one allocation instead of the
+    // doublings a long window's series would take sample by sample.
+    out.reserve(chunks.iter().map(ChunkData::num_samples).sum());
     for c in chunks {
         let mut it = c.iter();
         if let Some((t, v)) = it.seek(mint)

@@ -147,7 +147,7 @@ async fn receiver_errors_match_prometheus() {
     // A snappy header claiming more than the decode limit is refused
     // before anything is allocated for it.
     let mut bomb = Vec::new();
-    let mut n = (crate::web::MAX_DECODED_BYTES + 1) as u64;
+    let mut n = (super::MAX_DECODED_BYTES + 1) as u64;
     while n >= 0x80 {
         bomb.push((n as u8) | 0x80);
         n >>= 7;

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::testing::TempDir;
+use crate::testing::wire::exchange;
 use crate::tsdb::{Head, HeadOptions};
 use crate::web::remote_write::tests::receiving_state;
 use crate::web::server::{ServerOptions, serve};
@@ -42,56 +43,6 @@ async fn run(opts: ServerOptions) -> Running {
         stop.clone(),
     ));
     Running { addr, stop }
-}
-
-/// A raw HTTP/1.0 exchange over any stream; returns (status, head, body).
-async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
-    mut s: S,
-    path: &str,
-    auth: Option<(&str, &str)>,
-) -> std::io::Result<(u16, String, String)> {
-    let mut req = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n");
-    if let Some((u, p)) = auth {
-        req.push_str(&format!(
-            "Authorization: Basic {}\r\n",
-            b64(&format!("{u}:{p}"))
-        ));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut raw = Vec::new();
-    // A peer that closes without TLS close_notify still sent a full answer.
-    if let Err(e) = s.read_to_end(&mut raw).await
-        && raw.is_empty()
-    {
-        return Err(e);
-    }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, head.to_string(), body.to_string()))
-}
-
-fn b64(s: &str) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in s.as_bytes().chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 async fn tls_get(

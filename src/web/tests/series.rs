@@ -3,12 +3,12 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::model::{Labels, STALE_NAN, Sample};
+use crate::scrape::status::{ActiveTarget, DroppedTarget, Health, MetricMetadata};
+use crate::storage::Series;
+use crate::web::{self};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use raymon::model::{Labels, STALE_NAN, Sample};
-use raymon::scrape::status::{ActiveTarget, DroppedTarget, Health, MetricMetadata};
-use raymon::storage::Series;
-use raymon::web::{self};
 use serde_json::Value;
 
 use super::*;

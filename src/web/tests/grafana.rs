@@ -9,21 +9,21 @@ use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::model::Labels;
+use crate::promql::engine::{Engine, EngineOptions};
+use crate::scrape::append::{Settings, TargetState};
+use crate::scrape::status::{ActiveTarget, DroppedTarget, MetricMetadata, TargetsSource};
+use crate::storage::Appendable;
+use crate::tsdb::{Head, HeadOptions};
+use crate::web::promql_engine::PromqlEngine;
+use crate::web::{self, AppState};
 use axum::body::Body;
 use axum::http::{Request, header};
 use http_body_util::BodyExt;
-use raymon::model::Labels;
-use raymon::promql::engine::{Engine, EngineOptions};
-use raymon::scrape::append::{Settings, TargetState};
-use raymon::scrape::status::{ActiveTarget, DroppedTarget, MetricMetadata, TargetsSource};
-use raymon::storage::Appendable;
-use raymon::tsdb::{Head, HeadOptions};
-use raymon::web::promql_engine::PromqlEngine;
-use raymon::web::{self, AppState};
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::support::{enc, fixtures_dir};
+use crate::testing::{enc, fixtures_dir};
 
 const NOW_MS: i64 = 1_795_664_538_123;
 
@@ -83,7 +83,7 @@ fn state() -> AppState {
     let mut st = AppState::new(head.clone(), Arc::new(Scraped { target, metadata }));
     let engine = Engine::new(EngineOptions::default());
     st.engine = Some(Arc::new(PromqlEngine::new(engine, head)));
-    st.formatter = Some(Arc::new(raymon::web::promql_engine::format_query));
+    st.formatter = Some(Arc::new(crate::web::promql_engine::format_query));
     st.ready.store(true, Ordering::Release);
     st.now_ms = now;
     st

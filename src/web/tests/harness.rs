@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use crate::model::{Labels, Matcher, Sample};
+use crate::scrape::status::{ActiveTarget, DroppedTarget, MetricMetadata, TargetsSource};
+use crate::storage::{self, Querier, Queryable, Series};
+use crate::web::{self, AppState, QueryEngine, QueryError, QueryValue};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use raymon::model::{Labels, Matcher, Sample};
-use raymon::scrape::status::{ActiveTarget, DroppedTarget, MetricMetadata, TargetsSource};
-use raymon::storage::{self, Querier, Queryable, Series};
-use raymon::web::{self, AppState, QueryEngine, QueryError, QueryValue};
 use serde_json::Value;
 use tower::ServiceExt;
 

@@ -8,11 +8,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::model::Labels;
+use crate::web::{self, AppState, QueryValue};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use raymon::model::Labels;
-use raymon::web::{self, AppState, QueryValue};
 use serde_json::Value;
 use tower::ServiceExt;
 

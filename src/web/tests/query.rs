@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::model::Labels;
+use crate::web::{QueryEngine, QueryError, QueryValue};
 use axum::http::StatusCode;
-use raymon::model::Labels;
-use raymon::web::{QueryEngine, QueryError, QueryValue};
 
 use super::*;
 
