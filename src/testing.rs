@@ -6,6 +6,7 @@
 //! which the library cannot import.
 
 pub(crate) mod golden;
+pub(crate) mod tls;
 pub(crate) mod wire;
 
 use std::io::{Read as _, Write as _};

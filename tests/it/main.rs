@@ -6,6 +6,8 @@
 #[path = "../../src/testing/golden.rs"]
 mod golden;
 mod support;
+#[path = "../../src/testing/tls.rs"]
+mod tls;
 #[path = "../../src/testing/wire.rs"]
 mod wire;
 

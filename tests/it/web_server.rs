@@ -4,55 +4,10 @@
 //! certificates, reloads, slow clients, size bounds) is tested in process in
 //! `src/web/server/loopback_tests.rs`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::net::TcpStream;
-
 use crate::support::{self, TempDir, free_port, start_raymon, wait_for};
-use crate::wire::exchange;
-
-/// `GET` over TLS trusting only `ca`; returns (status, head, body).
-async fn tls_get(
-    addr: std::net::SocketAddr,
-    ca: &CertificateDer<'static>,
-    path: &str,
-    auth: Option<(&str, &str)>,
-) -> std::io::Result<(u16, String, String)> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = TcpStream::connect(addr).await?;
-    let s = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await?;
-    exchange(s, path, auth).await
-}
-
-/// paths relative to the config file) plus one bcrypt user.
-fn tls_and_auth_config(dir: &std::path::Path) -> (std::path::PathBuf, CertificateDer<'static>) {
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap();
-    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
-    let hash = bcrypt::hash_with_salt("s3cret pass", 4, [9; 16])
-        .unwrap()
-        .to_string();
-    let yaml = format!(
-        "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  grafana: {hash}\n"
-    );
-    let path = dir.join("web.yml");
-    std::fs::write(&path, yaml).unwrap();
-    (path, ck.cert.der().clone())
-}
+use crate::tls::{tls_and_auth_config, tls_get};
 
 #[test]
 fn serve_process_uses_the_web_config_file() {
