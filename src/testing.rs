@@ -143,6 +143,15 @@ impl Rng {
         Rng(seed.max(1))
     }
 
+    /// [`Rng::seeded`] with the clock as the default, for tests that try
+    /// new data on every run.
+    pub(crate) fn seeded_by_clock(test: &str) -> Rng {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        Rng::seeded(test, now)
+    }
+
     pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;

@@ -184,13 +184,8 @@ mod tests {
     /// Series `f{g, i}` and `h{g, i}` with values that include NaN, ±Inf,
     /// resets and gaps, at uneven times.
     fn head(seed: u64) -> Head {
-        let mut x = seed;
-        let mut rnd = move || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            x >> 33
-        };
+        let mut rng = crate::testing::Rng(seed.max(1));
+        let mut rnd = move || rng.next();
         let h = Head::new(HeadOptions::default());
         let mut app = h.appender();
         for name in ["f", "h"] {

@@ -164,17 +164,11 @@ mod tests {
 
     #[test]
     fn running_extremes_equal_the_fold_per_window_bit_for_bit() {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(22, |d| d.as_nanos() as u64);
-        println!("seed {seed}");
-        let mut x = seed;
-        let mut rnd = move || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            x >> 33
-        };
+        let mut rng = crate::testing::Rng::seeded_by_clock(
+            "running_extremes_equal_the_fold_per_window_bit_for_bit",
+        );
+        let seed = rng.0;
+        let mut rnd = move || rng.next();
         let mut windows = 0usize;
         for _ in 0..300 {
             let samples = series(&mut rnd);
@@ -224,17 +218,11 @@ mod tests {
         use crate::storage::Appendable;
         use crate::tsdb::{Head, HeadOptions};
 
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(7, |d| d.as_nanos() as u64);
-        println!("seed {seed}");
-        let mut x = seed;
-        let mut rnd = move || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            x >> 33
-        };
+        let mut rng = crate::testing::Rng::seeded_by_clock(
+            "range_queries_equal_instant_queries_at_every_step",
+        );
+        let seed = rng.0;
+        let mut rnd = move || rng.next();
         let head = Head::new(HeadOptions::default());
         let mut app = head.appender();
         for i in 0..12 {
