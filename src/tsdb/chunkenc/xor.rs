@@ -307,19 +307,12 @@ impl<'a> XorIter<'a> {
 
     #[inline]
     fn read_dod(&mut self) -> Option<i64> {
-        let mut prefix = 0u8;
-        for _ in 0..4 {
-            prefix <<= 1;
-            if !self.r.read_bit()? {
-                break;
-            }
-            prefix |= 1;
-        }
-        let size: u8 = match prefix {
-            0b0 => return Some(0),
-            0b10 => 14,
-            0b110 => 17,
-            0b1110 => 20,
+        // The prefix `0`, `10`, `110`, `1110` or `1111` as its count of ones.
+        let size: u8 = match self.r.read_ones(4)? {
+            0 => return Some(0),
+            1 => 14,
+            2 => 17,
+            3 => 20,
             _ => 64,
         };
         let mut bits = self.r.read_bits(size)?;
@@ -412,10 +405,12 @@ pub(super) fn read_xor_value(
     leading: &mut u8,
     trailing: &mut u8,
 ) -> Option<()> {
-    if !r.read_bit()? {
+    // `0`: the same value; `10`: the last window; `11`: a new window.
+    let ones = r.read_ones(2)?;
+    if ones == 0 {
         return Some(());
     }
-    if r.read_bit()? {
+    if ones == 2 {
         *leading = r.read_bits(5)? as u8;
         let mut sig = r.read_bits(6)? as u8;
         if sig == 0 {
