@@ -8,6 +8,7 @@
 //! samples, time or locking (the head wraps it in one `RwLock`).
 
 mod cardinality;
+mod image;
 mod postings;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::model::{Labels, MatchOp, Matcher};
 use crate::storage::SeriesRef;
 
 pub use cardinality::Cardinality;
+pub use image::{PairId, Pairs};
 pub use postings::{intersect, subtract, union};
 
 /// A symbol id: the index of an interned string.

@@ -824,3 +824,34 @@ fn series_labels_without_samples_agree_with_select() {
         }
     }
 }
+
+#[test]
+fn order_errors_within_one_batch_of_samples_by_reference() {
+    // A scrape appends the series it knows by reference alone (no labels):
+    // a series exposed twice in one body meets the batch's earlier sample.
+    let head = Head::default();
+    let s = lbls(&[("__name__", "y")]);
+    let mut app = head.appender();
+    let r = app.append(0, &s, 100, 1.0).unwrap();
+    app.commit().unwrap();
+
+    let none = Labels::default();
+    let mut app = head.appender();
+    assert_eq!(app.append(r, &none, 200, 2.0).unwrap(), r);
+    assert!(matches!(
+        app.append(r, &none, 200, 3.0),
+        Err(Error::DuplicateSampleForTimestamp)
+    ));
+    assert!(matches!(
+        app.append(r, &none, 150, 3.0),
+        Err(Error::OutOfOrderSample)
+    ));
+    // The identical sample is accepted and kept once; a later one follows.
+    assert_eq!(app.append(r, &none, 200, 2.0).unwrap(), r);
+    assert_eq!(app.append(r, &none, 300, 4.0).unwrap(), r);
+    app.commit().unwrap();
+    assert_eq!(
+        all(&head, &[eq("__name__", "y")])[0].samples,
+        samples(&[(100, 1.0), (200, 2.0), (300, 4.0)])
+    );
+}
