@@ -459,8 +459,14 @@ impl Db {
 
     fn write_checkpoint(&self, m: &mut Maintenance) -> Result<u64, Error> {
         // After the rotation every batch in the closed segments is in the
-        // head, so a snapshot taken from now on covers them.
-        let closed = self.head.quiesce(|| self.wal.rotate())?;
+        // head, so a snapshot taken from now on covers them. Commits wait
+        // only for the switch to a new segment: the closed ones are synced
+        // after, still before the checkpoint that replaces them is written.
+        // Syncing them with commits held off (an fdatasync, tens to
+        // hundreds of milliseconds on a busy disk, see `Wal::sync`) stopped
+        // the scrape thread, and with it every scrape, for as long.
+        let closed = self.head.quiesce(|| self.wal.start_segment())?;
+        self.wal.sync()?;
         let now = now_ms();
         self.flush_chunks(now)?;
         self.go_cold(now)?;
