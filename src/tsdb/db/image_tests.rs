@@ -258,3 +258,53 @@ fn an_image_of_a_head_with_cold_series_keeps_them_cold() {
     drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Edits the image's body and writes its checksum anew, as a writer with a
+/// bug would: only the image's own consistency checks can catch it.
+fn edit_resealed(dir: &Path, f: impl Fn(&mut Vec<u8>)) {
+    edit(dir, |b| {
+        f(b);
+        let end = b.len() - 4;
+        let crc = crc32c::crc32c(&b[..end]);
+        b[end..].copy_from_slice(&crc.to_le_bytes());
+    });
+}
+
+/// The image in `dir` passes its checksum and stamp but does not add up.
+fn assert_inconsistent(dir: &Path) {
+    let saved = std::fs::read(dir.join(IMAGE_FILE)).unwrap();
+    let newest = wal::list_checkpoints(dir).unwrap().last().copied();
+    let im = crate::tsdb::image::take(dir, newest, &dir.join("wal"))
+        .unwrap()
+        .unwrap();
+    let head = Head::default();
+    let got = head.load_image(im.body());
+    assert!(
+        matches!(got, Err(crate::tsdb::image::ImageError::Invalid(_))),
+        "{got:?}"
+    );
+    assert_eq!(
+        head.stats().num_series,
+        0,
+        "a refused image changed the head"
+    );
+    std::fs::write(dir.join(IMAGE_FILE), saved).unwrap();
+}
+
+#[test]
+fn an_image_that_does_not_add_up_is_refused_despite_its_checksum() {
+    // The first symbol's reference count (just after the body's index
+    // length and the symbol count) one too high.
+    refused("img-refs", |d| {
+        edit_resealed(d, |b| b[56] = b[56].wrapping_add(1));
+        assert_inconsistent(d);
+    });
+    // The last series' last label names a pair that does not exist.
+    refused("img-pair", |d| {
+        edit_resealed(d, |b| {
+            let at = b.len() - 8;
+            b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        });
+        assert_inconsistent(d);
+    });
+}
