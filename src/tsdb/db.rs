@@ -29,6 +29,8 @@ use super::ticker::Ticker;
 
 /// The chunk store's directory inside the data directory.
 const KV_DIR: &str = "chunks";
+/// Series whose expired chunks go to the chunk store in one write batch.
+const EXPIRE_BATCH: usize = 4096;
 use super::wal::{self, ReplayStats, Wal};
 
 #[derive(Debug, thiserror::Error)]
@@ -563,17 +565,20 @@ impl Db {
             .as_ref()
             .map(|c| c.begin(i64::MIN, cutoff));
         let mut removed = 0;
-        for r in self.head.disk_before(cutoff) {
-            let left = self.kv.delete_before(r, cutoff)?;
-            // A chunk that straddles the cutoff stays; its older samples
-            // count as gone, so the series is not looked at again.
-            self.head
-                .set_disk_range(r, left.map(|(a, b)| (a.max(cutoff), b)));
-            removed += 1;
+        // Many series to a write batch (see `ChunkStore::delete_before_each`).
+        for refs in self.head.disk_before(cutoff).chunks(EXPIRE_BATCH) {
+            let lefts = self.kv.delete_before_each(refs, cutoff)?;
+            for (&r, left) in refs.iter().zip(lefts) {
+                // A chunk that straddles the cutoff stays; its older samples
+                // count as gone, so the series is not looked at again.
+                self.head
+                    .set_disk_range(r, left.map(|(a, b)| (a.max(cutoff), b)));
+                removed += 1;
+            }
         }
         let g = self.head.gc(cutoff);
-        for &r in &g.removed_refs {
-            self.kv.delete_series(r)?;
+        for refs in g.removed_refs.chunks(EXPIRE_BATCH) {
+            self.kv.delete_series_each(refs)?;
         }
         for e in self.kv.cold_list()? {
             if e.range.1 < cutoff {

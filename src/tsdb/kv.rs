@@ -396,39 +396,66 @@ impl ChunkStore {
     /// Deletes the chunks of `r` that end before `t`; returns the persisted
     /// range left, if any.
     pub fn delete_before(&self, r: SeriesRef, t: i64) -> Result<Option<(i64, i64)>, Error> {
-        let lo = chunk_key(r, i64::MIN);
-        let hi = chunk_key(r, i64::MAX);
+        Ok(self.delete_before_each(&[r], t)?.pop().flatten())
+    }
+
+    /// [`ChunkStore::delete_before`] for every series of `refs` in one write
+    /// batch: the ranges left, in the order of `refs`. One batch for many
+    /// series, because fjall asks its one worker for a memtable rotation on
+    /// every write while the memtable is over its size, and a flood of those
+    /// requests fills the worker's bounded queue until the worker blocks on
+    /// it (fjall-rs/fjall#323): retention over a million series once stopped
+    /// an open that way.
+    pub fn delete_before_each(
+        &self,
+        refs: &[SeriesRef],
+        t: i64,
+    ) -> Result<Vec<Option<(i64, i64)>>, Error> {
         let mut batch = self.db.batch();
-        let mut left: Option<(i64, i64)> = None;
-        for kv in self.chunks.range(lo..=hi) {
-            let (k, v) = kv.into_inner().map_err(|e| self.err(e))?;
-            let c = chunk_from(&k, &v).ok_or_else(|| self.corrupt("chunk", r))?;
-            if c.max_t < t {
-                batch.remove(&self.chunks, k);
-            } else {
-                left = Some(left.map_or((c.min_t, c.max_t), |(a, b)| (a, b.max(c.max_t))));
+        let mut out = Vec::with_capacity(refs.len());
+        for &r in refs {
+            let lo = chunk_key(r, i64::MIN);
+            let hi = chunk_key(r, i64::MAX);
+            let mut left: Option<(i64, i64)> = None;
+            for kv in self.chunks.range(lo..=hi) {
+                let (k, v) = kv.into_inner().map_err(|e| self.err(e))?;
+                let c = chunk_from(&k, &v).ok_or_else(|| self.corrupt("chunk", r))?;
+                if c.max_t < t {
+                    batch.remove(&self.chunks, k);
+                } else {
+                    left = Some(left.map_or((c.min_t, c.max_t), |(a, b)| (a, b.max(c.max_t))));
+                }
             }
-        }
-        match left {
-            Some(range) => batch.insert(&self.ranges, series_key(r), range_value(range)),
-            None => batch.remove(&self.ranges, series_key(r)),
+            match left {
+                Some(range) => batch.insert(&self.ranges, series_key(r), range_value(range)),
+                None => batch.remove(&self.ranges, series_key(r)),
+            }
+            out.push(left);
         }
         batch.commit().map_err(|e| self.err(e))?;
-        Ok(left)
+        Ok(out)
     }
 
     /// Deletes a series with every chunk it has.
     pub fn delete_series(&self, r: SeriesRef) -> Result<(), Error> {
+        self.delete_series_each(&[r])
+    }
+
+    /// Deletes every series of `refs` with every chunk it has, in one write
+    /// batch (why one: [`ChunkStore::delete_before_each`]).
+    pub fn delete_series_each(&self, refs: &[SeriesRef]) -> Result<(), Error> {
         let mut batch = self.db.batch();
-        for kv in self
-            .chunks
-            .range(chunk_key(r, i64::MIN)..=chunk_key(r, i64::MAX))
-        {
-            let k = kv.key().map_err(|e| self.err(e))?;
-            batch.remove(&self.chunks, k);
+        for &r in refs {
+            for kv in self
+                .chunks
+                .range(chunk_key(r, i64::MIN)..=chunk_key(r, i64::MAX))
+            {
+                let k = kv.key().map_err(|e| self.err(e))?;
+                batch.remove(&self.chunks, k);
+            }
+            batch.remove(&self.ranges, series_key(r));
+            batch.remove(&self.series, series_key(r));
         }
-        batch.remove(&self.ranges, series_key(r));
-        batch.remove(&self.series, series_key(r));
         batch.commit().map_err(|e| self.err(e))
     }
 
