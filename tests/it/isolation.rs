@@ -350,3 +350,125 @@ fn issue_16_a_cardinality_burst_does_not_stall_other_targets() {
     stop.store(true, Ordering::Relaxed);
     drop(stack.raymon);
 }
+
+#[test]
+fn issue_22_query_workers_run_at_query_priority_while_scraping_keeps_time() {
+    let _ray = crate::support::RAY_LOCK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let series: usize = std::env::var("RAYMON_WIDE_SERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports = steady_targets(&stop);
+    let wide = serve_target(
+        Arc::new(RwLock::new(exposition("wide", series))),
+        stop.clone(),
+    );
+    let stack = start(
+        &[
+            ("steady", "1s", "1s", ports),
+            ("wide", "5s", "5s", vec![wide]),
+        ],
+        &[],
+    );
+    let query = enc("scrape_samples_scraped{job=\"wide\"}");
+    wait_for(Duration::from_secs(120), "the wide target scraped", || {
+        let r =
+            get(&stack.addr, &format!("/api/v1/query?query={query}")).map_err(|e| e.to_string())?;
+        let v = r.json();
+        let n = v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        (n >= series as f64)
+            .then_some(())
+            .ok_or(format!("{n} samples"))
+    });
+    let started = Instant::now();
+    // Range queries over every wide series keep two query threads busy,
+    // each handing its evaluation to a worker thread.
+    let workers = heavy_queries(&stack, "sum(rate(wide[1m]))", Duration::from_secs(10));
+    println!("query worker threads seen (id, nice): {workers:?}");
+    assert!(!workers.is_empty(), "no query worker thread was seen");
+    assert!(
+        workers.iter().all(|w| w.1 >= 10),
+        "a query worker thread runs above nice 10: {workers:?}"
+    );
+    let window = started.elapsed().as_secs() + 2;
+    assert_on_time(&stack, "steady", 10, window, 1.5);
+    stop.store(true, Ordering::Relaxed);
+    drop(stack.raymon);
+}
+
+/// Runs `expr` as a range query over the last minute at a 1 s step on two
+/// client threads for `span`, every answer a success and none from the
+/// range-query cache; returns the query
+/// worker threads seen meanwhile in `/proc` (thread id, nice value).
+fn heavy_queries(stack: &Stack, expr: &str, span: Duration) -> Vec<(u32, i64)> {
+    let end = Instant::now() + span;
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let addr = stack.addr.clone();
+            let expr = expr.to_string();
+            std::thread::spawn(move || {
+                let mut answered = 0;
+                while Instant::now() < end {
+                    // A new expression each time: no cached answer.
+                    let expr = enc(&format!("{expr} + {answered} * 0"));
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs();
+                    let q = format!(
+                        "/api/v1/query_range?query={expr}&start={}&end={now}&step=1",
+                        now - 60
+                    );
+                    let r = get(&addr, &q).unwrap();
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    let pid = stack.raymon.pid();
+    let mut seen: Vec<(u32, i64)> = Vec::new();
+    while Instant::now() < end {
+        for (tid, nice) in worker_threads(pid) {
+            if !seen.iter().any(|w| w.0 == tid) {
+                seen.push((tid, nice));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for c in clients {
+        let answered = c.join().unwrap();
+        println!("range queries answered by one client: {answered}");
+        assert!(answered >= 1);
+    }
+    seen
+}
+
+/// The threads of `pid` named as the engine's query workers, with their
+/// nice values (`/proc/PID/task/TID/stat`, field 19).
+fn worker_threads(pid: u32) -> Vec<(u32, i64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            if !comm.trim().starts_with("raymon-query-ev") {
+                return None;
+            }
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            let rest = stat.rsplit_once(')')?.1;
+            let nice = rest.split_whitespace().nth(16)?.parse().ok()?;
+            let tid = t.file_name().to_str()?.parse().ok()?;
+            Some((tid, nice))
+        })
+        .collect()
+}
