@@ -29,6 +29,8 @@
 //! - `changes`: which time ranges changed since a reader looked.
 //!
 //! - `wal`: segment files and checkpoints (`docs/format/wal.md`).
+//! - `image`: the head's index and series written at a clean close, for a
+//!   fast next open (`docs/format/head-image.md`).
 //! - `kv`: closed chunks and series labels in fjall (`docs/format/kv.md`).
 //! - `db`: the durable store: open from the chunk store, checkpoint and WAL,
 //!   the WAL attached to the head's commits, background sync, retention, and
@@ -45,6 +47,7 @@ pub mod changes;
 pub mod chunkenc;
 pub mod db;
 pub mod head;
+pub mod image;
 pub mod index;
 pub mod kv;
 mod querier;

@@ -136,10 +136,15 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
         let (t0, c0) = (Instant::now(), cpu_secs());
         let (db, st) = Db::open(&args.dir, opts).context("cannot open")?;
         println!(
-            "open: {:.2} s wall, {:.2} s CPU, {} series from the chunk store, {} from the checkpoint, {} WAL samples (chunk store open {:?}, phases {:?})",
+            "open: {:.2} s wall, {:.2} s CPU, {} series from the {}, {} from the checkpoint, {} WAL samples (chunk store open {:?}, phases {:?})",
             t0.elapsed().as_secs_f64(),
             cpu_secs() - c0,
             st.stored_series,
+            if st.from_image {
+                "head image"
+            } else {
+                "chunk store"
+            },
             st.checkpoint_series,
             st.replay.samples,
             st.kv_open,
@@ -258,6 +263,16 @@ pub fn run(args: &BenchTsdbArgs) -> anyhow::Result<()> {
             .map(|s| (s * 100.0).round() / 100.0)
             .collect::<Vec<_>>()
     );
+    if args.close_only {
+        let (t0, c0) = (Instant::now(), cpu_secs());
+        db.close().context("cannot close")?;
+        println!(
+            "clean close: {:.2} s wall, {:.2} s CPU",
+            t0.elapsed().as_secs_f64(),
+            cpu_secs() - c0
+        );
+        return Ok(());
+    }
     if args.crash_only {
         // As kill -9 would: no close, no checkpoint, buffers dropped.
         db.wal().sync().context("sync")?;

@@ -90,6 +90,9 @@ pub struct BenchTsdbArgs {
     /// Stop right after ingesting, without closing (for `--open-only`).
     #[arg(long)]
     pub crash_only: bool,
+    /// Stop right after ingesting, with a clean close (for `--open-only`).
+    #[arg(long, conflicts_with = "crash_only")]
+    pub close_only: bool,
     /// Data directory; it is emptied first.
     #[arg(long)]
     pub dir: PathBuf,

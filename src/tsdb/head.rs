@@ -11,10 +11,12 @@
 //! and back in.
 
 mod append;
+mod image;
 mod persist;
 mod series;
 mod shards;
 
+pub use image::ImageLoad;
 pub use persist::{
     ChunkSnapshot, CommitLog, DiskChunks, FlushItem, Restore, StoredSeries, TimeRange,
 };

@@ -8,6 +8,7 @@
 //! samples, time or locking (the head wraps it in one `RwLock`).
 
 mod cardinality;
+mod image;
 mod postings;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::model::{Labels, MatchOp, Matcher};
 use crate::storage::SeriesRef;
 
 pub use cardinality::Cardinality;
+pub use image::{PairId, Pairs};
 pub use postings::{intersect, subtract, union};
 
 /// A symbol id: the index of an interned string.
@@ -107,6 +109,14 @@ impl Symbols {
 
     pub fn get(&self, id: Sym) -> &str {
         self.strings.get(id as usize).map_or("", |s| s)
+    }
+
+    /// The interned string of `id`, shared: a reader keeps it past the
+    /// index's lock for a reference count instead of a copy.
+    pub fn get_shared(&self, id: Sym) -> Arc<str> {
+        self.strings
+            .get(id as usize)
+            .map_or_else(|| self.empty.clone(), Arc::clone)
     }
 
     /// Live symbols.

@@ -4,11 +4,13 @@
 //! This file knows the head's locking only through `Inner::visit`, and
 //! nothing of PromQL or HTTP.
 
+use std::cmp::Ordering;
 use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustc_hash::FxHashSet;
 
-use crate::model::{Labels, Matcher, Sample};
+use crate::model::{Label, Labels, Matcher, Sample};
 use crate::storage::{Error, Querier, Series, SeriesRef};
 
 use super::chunkenc::Encoding;
@@ -23,6 +25,69 @@ struct Taken {
     // `disk_max` come from there (`i64::MIN` when there are none).
     read_disk: bool,
     disk_max: i64,
+}
+
+/// A selected series' labels until it is handed out. The head's are its
+/// interned strings, shared (`[name0, value0, name1, value1, ..]`): taking
+/// them under the locks costs a reference count a string instead of a
+/// copy, and the copies the caller gets are made by the decoding thread.
+enum Key {
+    Head(Box<[Arc<str>]>),
+    Cold(Labels),
+}
+
+impl Key {
+    /// The names and values in order; comparing these compares as
+    /// [`Labels`] do (pair by pair, name before value, shorter first).
+    fn strs(&self) -> impl Iterator<Item = &str> {
+        let (head, cold) = match self {
+            Key::Head(s) => (Some(s.iter().map(|s| &**s)), None),
+            Key::Cold(l) => (
+                None,
+                Some(l.iter().flat_map(|l| [l.name.as_str(), l.value.as_str()])),
+            ),
+        };
+        head.into_iter().flatten().chain(cold.into_iter().flatten())
+    }
+
+    fn cmp(&self, other: &Key) -> Ordering {
+        match (self, other) {
+            (Key::Head(a), Key::Head(b)) => cmp_shared(a, b),
+            (Key::Cold(a), Key::Cold(b)) => a.cmp(b),
+            _ => self.strs().cmp(other.strs()),
+        }
+    }
+
+    fn into_labels(self) -> Labels {
+        match self {
+            Key::Head(s) => Labels::from_sorted(
+                s.chunks_exact(2)
+                    .map(|p| Label {
+                        name: p[0].to_string(),
+                        value: p[1].to_string(),
+                    })
+                    .collect(),
+            ),
+            Key::Cold(l) => l,
+        }
+    }
+}
+
+/// `a.cmp(b)`, taking strings that are one interned string as equal
+/// without comparing their bytes: the series of one selection share most
+/// of their labels, and comparing those equal strings byte by byte was
+/// most of sorting them.
+fn cmp_shared(a: &[Arc<str>], b: &[Arc<str>]) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
+        if Arc::ptr_eq(x, y) {
+            continue;
+        }
+        match x.cmp(y) {
+            Ordering::Equal => {}
+            o => return o,
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// Where a selected series' samples are read from.
@@ -73,7 +138,7 @@ impl HeadQuerier<'_> {
     /// The series in memory that match, with what they hold in the range.
     /// Chunk bytes are taken under the locks and decoded after releasing
     /// them, so that appenders do not wait on decoding or disk reads.
-    fn take_head(&self, matchers: &[Matcher], out: &mut Vec<(Labels, Source)>) {
+    fn take_head(&self, matchers: &[Matcher], out: &mut Vec<(Key, Source)>) {
         let refs = self.head.index().postings_for_matchers(matchers);
         self.head.visit(&refs, |ix, batch| {
             for &(r, s) in batch {
@@ -88,25 +153,22 @@ impl HeadQuerier<'_> {
                         read_disk,
                         disk_max: disk.map_or(i64::MIN, |(_, b)| b),
                     };
-                    out.push((ix.labels(&s.labels), Source::Head(taken)));
+                    let key = s.labels.iter().map(|&y| ix.symbols().get_shared(y));
+                    out.push((Key::Head(key.collect()), Source::Head(taken)));
                 }
             }
         });
     }
 
     /// The series that left memory and match, read from the chunk store.
-    fn take_cold(
-        &self,
-        matchers: &[Matcher],
-        out: &mut Vec<(Labels, Source)>,
-    ) -> Result<(), Error> {
+    fn take_cold(&self, matchers: &[Matcher], out: &mut Vec<(Key, Source)>) -> Result<(), Error> {
         let Some(disk) = self.head.disk() else {
             return Ok(());
         };
         for (r, labels, (_, last)) in disk.cold_select(matchers, self.mint, self.maxt)? {
             // Came back between the two looks: the head has answered for it.
             if !self.head.contains(r) {
-                out.push((labels, Source::Cold { r, last }));
+                out.push((Key::Cold(labels), Source::Cold { r, last }));
             }
         }
         Ok(())
@@ -162,6 +224,117 @@ impl HeadQuerier<'_> {
     }
 }
 
+/// Selections of at least this many series are decoded on a thread of
+/// their own while the caller works through the series already decoded.
+const PIPELINE_MIN_SERIES: usize = 256;
+
+/// Series the decoding thread hands over at a time, and batches it may be
+/// ahead by: what it holds beyond the caller's series is bounded by
+/// `(PIPELINE_AHEAD + 2) * PIPELINE_BATCH` series.
+const PIPELINE_BATCH: usize = 16;
+const PIPELINE_AHEAD: usize = 2;
+
+/// Whether a second core may take the decoding: looked up once, as the
+/// answer comes from the scheduler and the cgroup's files.
+fn spare_core() -> bool {
+    static SPARE: OnceLock<bool> = OnceLock::new();
+    *SPARE.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
+impl HeadQuerier<'_> {
+    /// Decodes the sorted selection one series at a time, handing each to
+    /// `f` until it breaks.
+    fn decode_each(
+        &self,
+        found: Vec<(Key, Source)>,
+        f: &mut dyn FnMut(Series) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let mut stored = Vec::new();
+        for (key, src) in found {
+            let mut samples = Vec::new();
+            self.decode(&src, &mut stored, &mut samples)?;
+            drop(src);
+            if !samples.is_empty()
+                && f(Series {
+                    labels: key.into_labels(),
+                    samples,
+                })
+                .is_break()
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`HeadQuerier::decode_each`] with decoding (and the copying of
+    /// labels) on a thread beside the caller: on a dashboard's large
+    /// selections the caller's work per series (windows, grouping) and the
+    /// decoding took each a good part, and one waited on the other. The
+    /// order, the series and an error are as the one-thread loop gives
+    /// them; if no thread can be started, that loop runs.
+    fn decode_beside(
+        &self,
+        found: Vec<(Key, Source)>,
+        f: &mut dyn FnMut(Series) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        // Taken back from here if the thread does not start.
+        let todo = Mutex::new(Some(found));
+        std::thread::scope(|scope| {
+            let (tx, rx) =
+                std::sync::mpsc::sync_channel::<Result<Vec<Series>, Error>>(PIPELINE_AHEAD);
+            let todo = &todo;
+            let started = std::thread::Builder::new()
+                .name("select-decode".into())
+                .spawn_scoped(scope, move || {
+                    let found = todo.lock().ok().and_then(|mut t| t.take());
+                    let mut stored = Vec::new();
+                    let mut batch = Vec::with_capacity(PIPELINE_BATCH);
+                    for (key, src) in found.into_iter().flatten() {
+                        let mut samples = Vec::new();
+                        if let Err(e) = self.decode(&src, &mut stored, &mut samples) {
+                            // What came before the error, then the error.
+                            let _ = tx.send(Ok(batch)).and_then(|()| tx.send(Err(e)));
+                            return;
+                        }
+                        drop(src);
+                        if samples.is_empty() {
+                            continue;
+                        }
+                        batch.push(Series {
+                            labels: key.into_labels(),
+                            samples,
+                        });
+                        if batch.len() == PIPELINE_BATCH {
+                            let full =
+                                std::mem::replace(&mut batch, Vec::with_capacity(PIPELINE_BATCH));
+                            // An error means the caller stopped: nothing more to do.
+                            if tx.send(Ok(full)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    if !batch.is_empty() {
+                        let _ = tx.send(Ok(batch));
+                    }
+                });
+            if started.is_err() {
+                let found = todo.lock().ok().and_then(|mut t| t.take());
+                return self.decode_each(found.unwrap_or_default(), f);
+            }
+            // Leaving drops the receiver, which stops the thread at its next send.
+            for batch in rx {
+                for s in batch? {
+                    if f(s).is_break() {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
 impl Querier for HeadQuerier<'_> {
     fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, Error> {
         let mut out = Vec::new();
@@ -174,7 +347,9 @@ impl Querier for HeadQuerier<'_> {
 
     /// Finds and sorts the selected series by their labels and chunk
     /// handles, then decodes one series at a time: the caller holds the
-    /// samples of the series it is looking at, not of all of them.
+    /// samples of the series it is looking at (and a large selection's
+    /// decoding thread at most `(PIPELINE_AHEAD + 2) * PIPELINE_BATCH`
+    /// series ahead), not of all of them.
     fn select_each(
         &self,
         matchers: &[Matcher],
@@ -189,16 +364,11 @@ impl Querier for HeadQuerier<'_> {
         }
         self.take_cold(matchers, &mut found)?;
         found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut stored = Vec::new();
-        for (labels, src) in found {
-            let mut samples = Vec::new();
-            self.decode(&src, &mut stored, &mut samples)?;
-            drop(src);
-            if !samples.is_empty() && f(Series { labels, samples }).is_break() {
-                break;
-            }
+        if found.len() >= PIPELINE_MIN_SERIES && spare_core() {
+            self.decode_beside(found, f)
+        } else {
+            self.decode_each(found, f)
         }
-        Ok(())
     }
 
     fn series(&self, matchers: &[Matcher]) -> Result<Vec<Labels>, Error> {

@@ -464,9 +464,16 @@ impl Wal {
     /// Closes the current segment and starts the next; returns the number
     /// of the closed one.
     pub fn rotate(&self) -> Result<u32, Error> {
-        let n = self.rotate_locked(&mut lock(&self.w))?;
+        let n = self.start_segment()?;
         self.sync()?;
         Ok(n)
+    }
+
+    /// [`Wal::rotate`] without the sync: the closed segment is synced by the
+    /// next [`Wal::sync`]. For callers that hold other writers off while the
+    /// segment changes and should not hold them for the sync too.
+    pub fn start_segment(&self) -> Result<u32, Error> {
+        self.rotate_locked(&mut lock(&self.w))
     }
 
     /// `fdatasync`s the current segment if anything was written since the

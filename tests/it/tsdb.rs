@@ -325,6 +325,64 @@ fn results_are_sorted_by_labels() {
     assert_eq!(got[0].labels.metric_name(), Some("a"));
 }
 
+/// Large selections are decoded beside the caller: the series still come
+/// in label order, a series whose chunk spans the range without a sample in
+/// it is left out, and a caller that stops gets nothing after that.
+#[test]
+fn large_selections_stream_in_order_and_stop_when_asked() {
+    let head = Head::default();
+    let n = 1500;
+    let mut want = Vec::new();
+    let mut app = head.appender();
+    // Appended in an order unlike the labels' so that sorting matters.
+    for i in (0..n).map(|i| (i * 7919) % n) {
+        let l = lbls(&[("__name__", "big"), ("i", &format!("{i:05}"))]);
+        let ts: Vec<i64> = match i % 3 {
+            // Before and after the range, in one chunk that overlaps it.
+            0 => vec![1_000, 50_000],
+            1 => (0..40).map(|k| k * 1_000 + i as i64 % 7).collect(),
+            _ => vec![20_000 + i as i64],
+        };
+        for &t in &ts {
+            app.append(0, &l, t, t as f64 * 0.5 + i as f64).unwrap();
+        }
+        let kept: Vec<(i64, f64)> = ts
+            .iter()
+            .filter(|&&t| (10_000..=30_000).contains(&t))
+            .map(|&t| (t, t as f64 * 0.5 + i as f64))
+            .collect();
+        if !kept.is_empty() {
+            want.push((l, samples(&kept)));
+        }
+    }
+    app.commit().unwrap();
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(want.len(), 1000);
+    let q = head.querier(10_000, 30_000).unwrap();
+    let ms = [eq("__name__", "big")];
+    let got: Vec<(Labels, Vec<Sample>)> = q
+        .select(&ms)
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.labels, s.samples))
+        .collect();
+    assert_eq!(got, want);
+    for stop in [1, 16, 17, 333, 999, 1000] {
+        let mut seen = Vec::new();
+        q.select_each(&ms, &mut |s| {
+            seen.push(s.labels);
+            if seen.len() == stop {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+        let first: Vec<Labels> = want[..stop].iter().map(|w| w.0.clone()).collect();
+        assert_eq!(seen, first, "stopping after {stop}");
+    }
+}
+
 #[test]
 fn time_range_restricts_samples_series_and_labels() {
     let head = Head::default();
@@ -765,4 +823,35 @@ fn series_labels_without_samples_agree_with_select() {
             }
         }
     }
+}
+
+#[test]
+fn order_errors_within_one_batch_of_samples_by_reference() {
+    // A scrape appends the series it knows by reference alone (no labels):
+    // a series exposed twice in one body meets the batch's earlier sample.
+    let head = Head::default();
+    let s = lbls(&[("__name__", "y")]);
+    let mut app = head.appender();
+    let r = app.append(0, &s, 100, 1.0).unwrap();
+    app.commit().unwrap();
+
+    let none = Labels::default();
+    let mut app = head.appender();
+    assert_eq!(app.append(r, &none, 200, 2.0).unwrap(), r);
+    assert!(matches!(
+        app.append(r, &none, 200, 3.0),
+        Err(Error::DuplicateSampleForTimestamp)
+    ));
+    assert!(matches!(
+        app.append(r, &none, 150, 3.0),
+        Err(Error::OutOfOrderSample)
+    ));
+    // The identical sample is accepted and kept once; a later one follows.
+    assert_eq!(app.append(r, &none, 200, 2.0).unwrap(), r);
+    assert_eq!(app.append(r, &none, 300, 4.0).unwrap(), r);
+    app.commit().unwrap();
+    assert_eq!(
+        all(&head, &[eq("__name__", "y")])[0].samples,
+        samples(&[(100, 1.0), (200, 2.0), (300, 4.0)])
+    );
 }

@@ -320,3 +320,117 @@ fn issue_3_a_full_disk_refuses_commits_and_ingestion_resumes() {
     );
     eprintln!("full disk test: real tmpfs = {mounted}, {refused} commits refused");
 }
+
+/// Scrapes for `ms` milliseconds and returns what a query saw last.
+fn ingest_for(addr: &str, ms: u64) -> Seen {
+    let until = Instant::now() + Duration::from_millis(ms);
+    let mut last = Seen::new();
+    while Instant::now() < until {
+        if let Ok(s) = samples(addr) {
+            last = s;
+        }
+    }
+    last
+}
+
+/// `text` without its terminal colour codes (`ESC [ ... m`).
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut it = text.chars();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' {
+            for d in it.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Waits until `acked` is back, every sample bit-exact.
+fn all_back(addr: &str, acked: &Seen, what: &str) {
+    let back = wait_for(Duration::from_secs(30), "raymon to answer", || {
+        samples(addr).and_then(|s| {
+            if s.is_empty() {
+                Err("empty".into())
+            } else {
+                Ok(s)
+            }
+        })
+    });
+    let lost = acked
+        .iter()
+        .filter(|(k, v)| back.get(*k) != Some(*v))
+        .count();
+    assert_eq!(lost, 0, "{what}: {lost} of {} samples lost", acked.len());
+}
+
+#[test]
+fn issue_22_a_clean_stop_restarts_from_the_head_image_and_a_damaged_one_is_refused() {
+    let dir = TempDir::new("image");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (target_port, target) = serve_target(stop.clone());
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 100ms\n  scrape_timeout: 100ms\nscrape_configs:\n  - job_name: image\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+        ),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let image = dir.path().join("data").join("head.image");
+    let log = |round: usize| {
+        plain(&std::fs::read_to_string(dir.path().join(format!("raymon-{round}.log"))).unwrap())
+    };
+    let mut acked = Seen::new();
+
+    // A first life scrapes (past a checkpoint) and stops cleanly: it
+    // leaves an image.
+    let mut child = start(&dir, &cfg, &addr, 0);
+    acked.extend(ingest_for(&addr, 2500));
+    assert!(!acked.is_empty(), "nothing was scraped");
+    child.terminate(Duration::from_secs(20));
+    assert!(log(0).contains("storage flushed and closed"), "{}", log(0));
+    assert!(image.exists(), "a clean stop leaves no head image");
+
+    // The second life starts from it, removes it, has every sample.
+    let mut child = start(&dir, &cfg, &addr, 1);
+    all_back(&addr, &acked, "restart from the image");
+    assert!(log(1).contains("from_image=true"), "{}", log(1));
+    assert!(!image.exists(), "the image outlived the open that read it");
+    acked.extend(ingest_for(&addr, 1500));
+    child.terminate(Duration::from_secs(20));
+    assert!(image.exists());
+
+    // A damaged image: the third life says so, reads the chunk store and
+    // loses nothing.
+    let mut bytes = std::fs::read(&image).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&image, bytes).unwrap();
+    let mut child = start(&dir, &cfg, &addr, 2);
+    all_back(&addr, &acked, "restart past a damaged image");
+    let l = log(2);
+    assert!(l.contains("not using the head image"), "{l}");
+    assert!(l.contains("from_image=false"), "{l}");
+    acked.extend(ingest_for(&addr, 1000));
+
+    // A kill -9 leaves no image.
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    assert!(!image.exists(), "kill -9 left an image");
+    let _child = start(&dir, &cfg, &addr, 3);
+    all_back(&addr, &acked, "restart after kill -9");
+    assert!(log(3).contains("from_image=false"), "{}", log(3));
+    eprintln!(
+        "image test: {} samples back after a clean stop, a damaged image and a kill -9",
+        acked.len()
+    );
+    stop.store(true, Ordering::Relaxed);
+    target.join().unwrap();
+}

@@ -468,10 +468,7 @@ impl<'a> DecimalIter<'a> {
     }
 
     fn read_dod(&mut self) -> Option<i64> {
-        let mut ones = 0usize;
-        while ones < DOD_BITS.len() + 1 && self.r.read_bit()? {
-            ones += 1;
-        }
+        let ones = self.r.read_ones(DOD_BITS.len() as u32 + 1)? as usize;
         if ones == 0 {
             return Some(0);
         }
@@ -487,10 +484,7 @@ impl<'a> DecimalIter<'a> {
             return Some(());
         }
         let moves = self.r.read_bit()?;
-        let mut ones = 0usize;
-        while ones < RESIDUAL_BITS.len() && self.r.read_bit()? {
-            ones += 1;
-        }
+        let ones = self.r.read_ones(RESIDUAL_BITS.len() as u32)? as usize;
         let size = RESIDUAL_BITS.get(ones).copied().unwrap_or(64);
         let zz = self.r.read_bits(size)?.wrapping_add(1);
         self.t = expected.wrapping_add(unzigzag(zz));
@@ -509,10 +503,7 @@ impl<'a> DecimalIter<'a> {
         }
         let widths = &self.widths[..self.n_widths];
         let raw = widths.len() + 2;
-        let mut ones = 0usize;
-        while ones < raw && self.r.read_bit()? {
-            ones += 1;
-        }
+        let ones = self.r.read_ones(raw as u32)? as usize;
         if ones == 0 {
             return Some(());
         }

@@ -295,7 +295,7 @@ impl<'a> XorIter<'a> {
         None
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_value(&mut self) -> Option<()> {
         read_xor_value(
             &mut self.r,
@@ -305,21 +305,14 @@ impl<'a> XorIter<'a> {
         )
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_dod(&mut self) -> Option<i64> {
-        let mut prefix = 0u8;
-        for _ in 0..4 {
-            prefix <<= 1;
-            if !self.r.read_bit()? {
-                break;
-            }
-            prefix |= 1;
-        }
-        let size: u8 = match prefix {
-            0b0 => return Some(0),
-            0b10 => 14,
-            0b110 => 17,
-            0b1110 => 20,
+        // The prefix `0`, `10`, `110`, `1110` or `1111` as its count of ones.
+        let size: u8 = match self.r.read_ones(4)? {
+            0 => return Some(0),
+            1 => 14,
+            2 => 17,
+            3 => 20,
             _ => 64,
         };
         let mut bits = self.r.read_bits(size)?;
@@ -330,31 +323,49 @@ impl<'a> XorIter<'a> {
     }
 }
 
+impl XorIter<'_> {
+    /// [`Iterator::next`] for the first sample (varint time, raw value)
+    /// and the second (varint delta, XOR value).
+    #[inline(never)]
+    fn next_whole(&mut self) -> Option<(i64, f64)> {
+        let ok = if self.read == 0 {
+            self.r.read_uvarint().and_then(|ux| {
+                self.t = unzigzag(ux);
+                self.v = self.r.read_bits(64)?;
+                Some(())
+            })
+        } else {
+            self.r.read_uvarint().and_then(|d| {
+                self.t_delta = d;
+                self.t = self.t.wrapping_add(d as i64);
+                self.read_value()
+            })
+        };
+        if ok.is_none() {
+            return self.fail();
+        }
+        self.read += 1;
+        Some((self.t, f64::from_bits(self.v)))
+    }
+}
+
 impl Iterator for XorIter<'_> {
     type Item = (i64, f64);
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<(i64, f64)> {
         if self.read >= self.total {
             return None;
         }
-        let ok = match self.read {
-            0 => self.r.read_uvarint().and_then(|ux| {
-                self.t = unzigzag(ux);
-                self.v = self.r.read_bits(64)?;
-                Some(())
-            }),
-            1 => self.r.read_uvarint().and_then(|d| {
-                self.t_delta = d;
-                self.t = self.t.wrapping_add(d as i64);
-                self.read_value()
-            }),
-            _ => self.read_dod().and_then(|dod| {
-                self.t_delta = (self.t_delta as i64).wrapping_add(dod) as u64;
-                self.t = self.t.wrapping_add(self.t_delta as i64);
-                self.read_value()
-            }),
-        };
+        // The first two samples, written whole, out of the loop's way.
+        if self.read < 2 {
+            return self.next_whole();
+        }
+        let ok = self.read_dod().and_then(|dod| {
+            self.t_delta = (self.t_delta as i64).wrapping_add(dod) as u64;
+            self.t = self.t.wrapping_add(self.t_delta as i64);
+            self.read_value()
+        });
         if ok.is_none() {
             return self.fail();
         }
@@ -405,17 +416,19 @@ pub(super) fn write_xor_value(
 
 /// Reads a value written by [`write_xor_value`] into `v`, which holds the
 /// previous one.
-#[inline]
+#[inline(always)]
 pub(super) fn read_xor_value(
     r: &mut BitReader<'_>,
     v: &mut u64,
     leading: &mut u8,
     trailing: &mut u8,
 ) -> Option<()> {
-    if !r.read_bit()? {
+    // `0`: the same value; `10`: the last window; `11`: a new window.
+    let ones = r.read_ones(2)?;
+    if ones == 0 {
         return Some(());
     }
-    if r.read_bit()? {
+    if ones == 2 {
         *leading = r.read_bits(5)? as u8;
         let mut sig = r.read_bits(6)? as u8;
         if sig == 0 {

@@ -1,15 +1,16 @@
-//! Opening the durable store, in its steps: the chunk store's series (read
-//! and hashed on a second thread while this one fills the head), the
-//! newest checkpoint that reads cleanly (decoded on a second thread
-//! meanwhile), the WAL after it (replayed on two threads), a new segment
-//! that names the series whose references moved, and the cold series
-//! settled. Each step is a function below; [`Db::open`] runs them in order.
+//! Opening the durable store, in its steps: the series, from the head image
+//! a clean close left (`docs/format/head-image.md`) or else from the chunk
+//! store (read and hashed on a second thread while this one fills the
+//! head); the newest checkpoint that reads cleanly (decoded on a second
+//! thread from the start, its batches applied as they come); the WAL after
+//! it (replayed on two threads); a new segment that names the series whose
+//! references moved; and the cold series settled. Each step is a function
+//! below; [`Db::open`] runs them in order.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -18,8 +19,9 @@ use tracing::{error, info, warn};
 use crate::model::Labels;
 use crate::storage::{self, SeriesRef};
 use crate::tsdb::head::{
-    ChunkSnapshot, Head, Restore, SHARD_COUNT, TimeRange, hash_labels, shard_of,
+    ChunkSnapshot, Head, ImageLoad, Restore, SHARD_COUNT, TimeRange, hash_labels, shard_of,
 };
+use crate::tsdb::image;
 use crate::tsdb::kv::{ChunkStore, ColdEntry};
 use crate::tsdb::ticker::Ticker;
 use crate::tsdb::wal::{self, CheckpointSeries, Record, Wal};
@@ -32,12 +34,24 @@ use super::{
 /// A checkpoint's series decoded and ready for [`Head::restore_prepared`].
 type Prepared = Vec<(SeriesRef, Labels, Restore)>;
 
-/// The checkpoint being decoded on another thread, and its number.
-type Prefetch = Option<(u32, JoinHandle<Result<(u64, Prepared), wal::Error>>)>;
+/// What the thread decoding a checkpoint hands over: batches of series,
+/// then how the whole read ended (the number of series, or why it broke).
+enum Decoded {
+    Batch(Prepared),
+    Done(Result<u64, wal::Error>),
+}
 
-fn read_prepared(dir: &Path, n: u32) -> Result<(u64, Prepared), wal::Error> {
-    let mut out = Vec::new();
-    let count = wal::read_checkpoint(dir, n, &mut |s: CheckpointSeries| {
+/// The checkpoint being decoded on another thread, and its number.
+type Prefetch = Option<(u32, mpsc::Receiver<Decoded>)>;
+
+/// Series per batch from the decoding thread.
+const CHECKPOINT_BATCH: usize = 4096;
+
+/// Decodes checkpoint `n` into `tx` in batches; the channel is unbounded,
+/// so decoding runs ahead while the series are still being loaded.
+fn decode_checkpoint(dir: &Path, n: u32, tx: &mpsc::Sender<Decoded>) {
+    let mut batch = Vec::with_capacity(CHECKPOINT_BATCH);
+    let res = wal::read_checkpoint(dir, n, &mut |s: CheckpointSeries| {
         let chunks = s
             .chunks
             .into_iter()
@@ -47,13 +61,20 @@ fn read_prepared(dir: &Path, n: u32) -> Result<(u64, Prepared), wal::Error> {
                 data: c.data,
             })
             .collect();
-        out.push((
+        batch.push((
             s.r,
             s.labels,
             Restore::new(s.last_t, s.last_v, chunks, s.open),
         ));
-    })?;
-    Ok((count, out))
+        if batch.len() == CHECKPOINT_BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(CHECKPOINT_BATCH));
+            let _ = tx.send(Decoded::Batch(full));
+        }
+    });
+    if !batch.is_empty() {
+        let _ = tx.send(Decoded::Batch(batch));
+    }
+    let _ = tx.send(Decoded::Done(res));
 }
 
 /// Series of the chunk store whose reference changed on load: old, new,
@@ -88,9 +109,35 @@ impl Db {
         // this one loads the chunk store's series.
         let checkpoints = wal::list_checkpoints(dir)?;
         let prefetch = prefetch_checkpoint(dir, checkpoints.last().copied());
-        let kv = Arc::new(ChunkStore::open(&dir.join(KV_DIR))?);
+        // fjall opens (and reads its journal) on another thread while this
+        // one reads the head image, if there is one.
+        let (kv, loaded) = std::thread::scope(|scope| {
+            let kv_dir = dir.join(KV_DIR);
+            let kv = std::thread::Builder::new()
+                .name("raymon-open-kv".into())
+                .spawn_scoped(scope, move || ChunkStore::open(&kv_dir));
+            let image = take_image(dir, checkpoints.last().copied(), &wal_dir);
+            let loaded = image.and_then(|im| load_image(&head, im.body()));
+            let kv = match kv {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| ChunkStore::open(&dir.join(KV_DIR))),
+                Err(_) => ChunkStore::open(&dir.join(KV_DIR)),
+            };
+            (kv, loaded)
+        });
+        let kv = Arc::new(kv?);
         st.kv_open = started.elapsed();
-        let (renamed, cold) = load_stored_series(&head, &kv, &mut st)?;
+        let (renamed, cold) = match loaded {
+            Some(loaded) => {
+                st.from_image = true;
+                st.stored_series = loaded.stored;
+                let cold = kv.cold_list()?;
+                st.cold_series = cold.len() as u64;
+                (Renamed::new(), cold)
+            }
+            None => load_stored_series(&head, &kv, &mut st)?,
+        };
         st.phases[0] = started.elapsed();
         let (base, mut remap) =
             load_checkpoint(dir, &head, &checkpoints, prefetch, &renamed, &mut st);
@@ -105,6 +152,7 @@ impl Db {
         info!(
             series = head.stats().num_series,
             checkpoint = ?base,
+            from_image = st.from_image,
             wal_samples = st.replay.samples,
             elapsed_ms = st.elapsed.as_millis() as u64,
             "storage opened"
@@ -139,15 +187,41 @@ impl Db {
     }
 }
 
+/// The head image of the last clean close, if there is one that may be
+/// trusted (it is removed either way: see [`image::take`]).
+fn take_image(dir: &Path, newest: Option<u32>, wal_dir: &Path) -> Option<image::Image> {
+    match image::take(dir, newest, wal_dir) {
+        Ok(x) => x,
+        Err(e) => {
+            warn!(error = %e, "not using the head image: reading the series from the chunk store");
+            None
+        }
+    }
+}
+
+/// Step 1 from the head image: the index and series as the last clean
+/// close left them. `None` (the head untouched) when the image does not
+/// read; the chunk store is read instead.
+fn load_image(head: &Head, body: &[u8]) -> Option<ImageLoad> {
+    match head.load_image(body) {
+        Ok(loaded) => Some(loaded),
+        Err(e) => {
+            warn!(error = %e, "not using the head image: reading the series from the chunk store");
+            None
+        }
+    }
+}
+
 /// Starts decoding checkpoint `n` on a thread of its own.
 fn prefetch_checkpoint(dir: &Path, n: Option<u32>) -> Prefetch {
     let n = n?;
     let d = dir.to_path_buf();
+    let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("raymon-open".into())
-        .spawn(move || read_prepared(&d, n))
+        .spawn(move || decode_checkpoint(&d, n, &tx))
         .ok()
-        .map(|h| (n, h))
+        .map(|_| (n, rx))
 }
 
 /// A series of the chunk store as the reading thread hands it over:
@@ -281,41 +355,41 @@ fn load_checkpoint(
         remap
             .moved
             .extend(renamed.iter().map(|(_, to, l)| (*to, l.clone())));
-        let prepared = match prefetch.take() {
-            Some((m, h)) if m == n => h.join().unwrap_or_else(|_| read_prepared(dir, n)),
-            _ => read_prepared(dir, n),
+        let rx = match prefetch.take() {
+            Some((m, rx)) if m == n => rx,
+            _ => {
+                let (tx, rx) = mpsc::channel();
+                decode_checkpoint(dir, n, &tx);
+                rx
+            }
         };
-        let (count, list) = match prepared {
-            Ok(x) => x,
-            Err(e) => {
+        // Batches are applied as they come. If the checkpoint breaks part
+        // way, the series restored from it keep that newer state: replaying
+        // the WAL from an older checkpoint drops the samples they already
+        // hold, as it does for any series.
+        let mut skipped = None;
+        let mut ended = None;
+        for msg in rx {
+            let list = match msg {
+                Decoded::Batch(list) => list,
+                Decoded::Done(res) => {
+                    ended = Some(res);
+                    break;
+                }
+            };
+            restore_batch(head, list, &kv_map, &mut remap, &mut skipped);
+        }
+        let count = match ended {
+            Some(Ok(count)) => count,
+            Some(Err(e)) => {
                 error!(error = %e, "cannot load checkpoint, trying an older one");
                 continue;
             }
-        };
-        let mut skipped = None;
-        for (old, labels, prep) in list {
-            let found = if labels.is_empty() {
-                // Stored in the chunk store, loaded in step 1.
-                let r = kv_map.get(&old).copied().unwrap_or(old);
-                head.has_series(r).then_some(r).ok_or_else(|| {
-                    storage::Error::Other(format!(
-                        "series {old} is in the checkpoint but not in the chunk store"
-                    ))
-                })
-            } else {
-                head.series_ref(&labels, old)
-            };
-            match found {
-                Ok(r) => {
-                    if r != old && !labels.is_empty() {
-                        remap.moved.insert(r, labels);
-                        remap.map.insert(old, r);
-                    }
-                    head.restore_prepared(r, prep);
-                }
-                Err(e) => skipped = Some(e),
+            None => {
+                error!("the thread reading checkpoint {n} stopped; trying an older one");
+                continue;
             }
-        }
+        };
         if let Some(e) = skipped {
             warn!(error = %e, "a checkpoint series was skipped");
         }
@@ -323,6 +397,39 @@ fn load_checkpoint(
         return (Some(n), remap);
     }
     (None, remap)
+}
+
+/// Puts one batch of a checkpoint's series into the head.
+fn restore_batch(
+    head: &Head,
+    list: Prepared,
+    kv_map: &FxHashMap<SeriesRef, SeriesRef>,
+    remap: &mut Remap,
+    skipped: &mut Option<storage::Error>,
+) {
+    for (old, labels, prep) in list {
+        let found = if labels.is_empty() {
+            // Stored in the chunk store, loaded in step 1.
+            let r = kv_map.get(&old).copied().unwrap_or(old);
+            head.has_series(r).then_some(r).ok_or_else(|| {
+                storage::Error::Other(format!(
+                    "series {old} is in the checkpoint but not in the chunk store"
+                ))
+            })
+        } else {
+            head.series_ref(&labels, old)
+        };
+        match found {
+            Ok(r) => {
+                if r != old && !labels.is_empty() {
+                    remap.moved.insert(r, labels);
+                    remap.map.insert(old, r);
+                }
+                head.restore_prepared(r, prep);
+            }
+            Err(e) => *skipped = Some(e),
+        }
+    }
 }
 
 /// Step 3: the WAL after checkpoint `base`. Replay is bound by memory

@@ -8,13 +8,13 @@ use super::*;
 use crate::model::{Matcher, STALE_NAN_BITS};
 use crate::storage::{Appendable, Queryable};
 
-fn tmp(tag: &str) -> PathBuf {
+pub(super) fn tmp(tag: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!("rm-db-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&p);
     p
 }
 
-fn opts() -> DbOptions {
+pub(super) fn opts() -> DbOptions {
     DbOptions {
         retention_ms: 0,
         segment_size: 64 << 10,
@@ -24,7 +24,7 @@ fn opts() -> DbOptions {
     }
 }
 
-fn series(i: usize) -> Labels {
+pub(super) fn series(i: usize) -> Labels {
     Labels::from_pairs([
         ("__name__", "ray_node_cpu"),
         ("instance", format!("n{i}").as_str()),
@@ -39,7 +39,7 @@ fn value(i: usize, k: i64) -> f64 {
 }
 
 /// Appends `scrapes` batches of `n` series, one commit each.
-fn ingest(head: &Head, n: usize, from: i64, scrapes: i64) {
+pub(super) fn ingest(head: &Head, n: usize, from: i64, scrapes: i64) {
     let mut refs = vec![0; n];
     for k in from..from + scrapes {
         let mut app = head.appender();
@@ -50,7 +50,7 @@ fn ingest(head: &Head, n: usize, from: i64, scrapes: i64) {
     }
 }
 
-fn dump(head: &Head) -> Vec<(Labels, Vec<(i64, u64)>)> {
+pub(super) fn dump(head: &Head) -> Vec<(Labels, Vec<(i64, u64)>)> {
     select_all(head, Matcher::equal("__name__", "ray_node_cpu"))
 }
 
@@ -72,7 +72,7 @@ fn n7_expected(ks: std::ops::RangeInclusive<i64>) -> Vec<(i64, u64)> {
     ks.map(|k| (k * 1000, value(7, k).to_bits())).collect()
 }
 
-fn expected(n: usize, scrapes: i64) -> Vec<(Labels, Vec<(i64, u64)>)> {
+pub(super) fn expected(n: usize, scrapes: i64) -> Vec<(Labels, Vec<(i64, u64)>)> {
     let mut out: Vec<_> = (0..n)
         .map(|i| {
             (

@@ -2,6 +2,7 @@
 //! against its series, and on commit logs the batch (the WAL) and applies
 //! it under each shard's lock, at most `LOCKED_SAMPLES` at a time.
 
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -248,21 +249,31 @@ impl Appender for HeadAppender {
         let mut r = hint;
         let mut known = None;
         if r != 0 {
-            if let Some(&last) = self.last.get(&r) {
-                return self.append_buffered(r, last, t, v);
-            }
             if labels.is_empty() {
                 // A scrape's known series: checked at commit with the rest
                 // of its shard in one pass, where the cache misses of many
                 // series overlap, instead of one lookup per sample here.
+                // One probe of `last` finds a sample this batch holds for
+                // the series or takes the slot for this one.
+                match self.last.entry(r) {
+                    Entry::Occupied(o) => {
+                        let last = *o.get();
+                        return self.append_buffered(r, last, t, v);
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert((t, vb));
+                    }
+                }
                 self.pending[shard_of(r)].push(Pending {
                     r,
                     t,
                     v,
                     state: Check::Unchecked,
                 });
-                self.last.insert(r, (t, vb));
                 return Ok(r);
+            }
+            if let Some(&last) = self.last.get(&r) {
+                return self.append_buffered(r, last, t, v);
             }
             let mut shard = lock(&self.head.shards[shard_of(r)]);
             known = Self::check_committed(&mut shard, r, t, vb);

@@ -323,12 +323,53 @@ impl ChunkData {
         }
     }
 
-    fn iter(&self) -> SampleIter<'_> {
+    /// The samples of the chunk with `mint <= t <= maxt`, appended to `out`.
+    /// In-memory chunks are XOR: decoded by a loop of their own rather than
+    /// through the iterator that dispatches on the encoding per sample.
+    fn decode_into(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
         match self {
-            ChunkData::Shared(b) => SampleIter::Xor(XorIter::new(b)),
-            ChunkData::Copied(b) => SampleIter::Xor(XorIter::new(b)),
-            ChunkData::Stored(encoding, b) => SampleIter::new(*encoding, b),
+            ChunkData::Shared(b) => push_range(XorIter::new(b), mint, maxt, out),
+            ChunkData::Copied(b) => push_range(XorIter::new(b), mint, maxt, out),
+            ChunkData::Stored(encoding, b) => {
+                push_range(SampleIter::new(*encoding, b), mint, maxt, out)
+            }
         }
+    }
+}
+
+/// A chunk's iterator that can skip to a time.
+trait Seek: Iterator<Item = (i64, f64)> {
+    fn seek_to(&mut self, t: i64) -> Option<(i64, f64)>;
+}
+
+impl Seek for XorIter<'_> {
+    #[inline]
+    fn seek_to(&mut self, t: i64) -> Option<(i64, f64)> {
+        self.seek(t)
+    }
+}
+
+impl Seek for SampleIter<'_> {
+    #[inline]
+    fn seek_to(&mut self, t: i64) -> Option<(i64, f64)> {
+        self.seek(t)
+    }
+}
+
+#[inline]
+fn push_range(mut it: impl Seek, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+    let Some((t, v)) = it.seek_to(mint) else {
+        return;
+    };
+    if t > maxt {
+        return;
+    }
+    out.push(Sample { t, v });
+    for (t, v) in it {
+        if t > maxt {
+            break;
+        }
+        out.push(Sample { t, v });
     }
 }
 
@@ -338,16 +379,7 @@ pub(crate) fn decode_range(chunks: &[ChunkData], mint: i64, maxt: i64, out: &mut
     // doublings a long window's series would take sample by sample.
     out.reserve(chunks.iter().map(ChunkData::num_samples).sum());
     for c in chunks {
-        let mut it = c.iter();
-        if let Some((t, v)) = it.seek(mint)
-            && t <= maxt
-        {
-            out.push(Sample { t, v });
-            out.extend(
-                it.take_while(|&(t, _)| t <= maxt)
-                    .map(|(t, v)| Sample { t, v }),
-            );
-        }
+        c.decode_into(mint, maxt, out);
     }
 }
 

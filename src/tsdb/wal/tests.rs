@@ -308,3 +308,27 @@ fn record_checksum_is_crc32c() {
     // A record's: the type byte, then the payload.
     assert_eq!(record_crc(b'1', b"23456789"), 0xe306_9283);
 }
+
+#[test]
+fn a_started_segment_leaves_the_closed_one_to_the_next_sync() {
+    let dir = tmp("start");
+    let wal = write_some(&dir, 3);
+    let closed = wal.current_segment();
+    assert_eq!(wal.start_segment().unwrap(), closed);
+    assert_eq!(wal.current_segment(), closed + 1);
+    // Not synced yet: the checkpoint syncs it after letting commits go.
+    let pending: Vec<u32> = lock(&wal.w).unsynced.iter().map(|(n, _)| *n).collect();
+    assert_eq!(pending, [closed]);
+    let mut it = [(17, 9_000, 1.5)].into_iter();
+    wal.log_samples(&mut it).unwrap();
+    wal.sync().unwrap();
+    assert!(lock(&wal.w).unsynced.is_empty());
+    assert!(!lock(&wal.w).dirty);
+    drop(wal);
+    // Both segments replay, in order.
+    let (st, _, samples) = collect(&dir);
+    assert!(st.corruption.is_none());
+    assert_eq!(samples.len(), 7);
+    assert_eq!(samples[6], (17, 9_000, 1.5f64.to_bits()));
+    fs::remove_dir_all(&dir).unwrap();
+}

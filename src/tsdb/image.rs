@@ -1,0 +1,251 @@
+//! The head image: the head's index and series identities written at a
+//! clean close, so that the next open takes them in one read of fixed-size
+//! records instead of decoding, hashing and interning every series' labels
+//! from the chunk store (`docs/format/head-image.md`).
+//!
+//! This file owns the file: its header, checksum, the write (temporary
+//! file, fsync, rename) and the checks that decide whether an image may be
+//! trusted. The index and the head encode their own parts
+//! (`index/image.rs`, `head/image.rs`). An image is trusted only if its
+//! checksum holds, it names the newest checkpoint, and the WAL ends exactly
+//! where it ended at the close; it is removed as soon as it is read, so a
+//! process that opens the store and then changes it never leaves a stale
+//! one behind.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::tsdb::wal::{self, Position};
+
+/// The image's file name in the data directory.
+pub const IMAGE_FILE: &str = "head.image";
+const TMP_FILE: &str = "head.image.tmp";
+const MAGIC: &[u8; 8] = b"RMNHIMG\0";
+/// Bump on any change of layout; older or newer images are not read.
+pub const VERSION: u32 = 1;
+const HEADER_LEN: usize = 40;
+const NO_CHECKPOINT: u32 = u32::MAX;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("cannot write the head image {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the head image {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the head image is not one (bad magic or too short)")]
+    Magic,
+    #[error("the head image has version {0}, this build reads {VERSION}")]
+    Version(u32),
+    #[error("the head image's checksum does not match: it is damaged")]
+    Checksum,
+    #[error("the head image is stale: {0}")]
+    Stale(String),
+    #[error("the head image is inconsistent: {0}")]
+    Invalid(&'static str),
+    #[error(transparent)]
+    Wal(#[from] wal::Error),
+}
+
+/// What the image was taken after: the newest checkpoint and the end of the
+/// WAL at that moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub checkpoint: Option<u32>,
+    pub wal_end: Position,
+}
+
+/// An image read whole, its checks passed.
+pub struct Image {
+    buf: Vec<u8>,
+    body: std::ops::Range<usize>,
+}
+
+impl Image {
+    /// What follows the header: the index's and the head's parts.
+    pub fn body(&self) -> &[u8] {
+        &self.buf[self.body.clone()]
+    }
+}
+
+/// Writes `body` as the image of `dir` (replacing any), durable before it
+/// gets its name: a crash mid-write leaves only the temporary file, which
+/// nothing reads.
+pub fn write(dir: &Path, stamp: Stamp, body: &[u8]) -> Result<(), ImageError> {
+    let tmp = dir.join(TMP_FILE);
+    let err = |source| ImageError::Write {
+        path: tmp.clone(),
+        source,
+    };
+    let mut head = Vec::with_capacity(HEADER_LEN);
+    head.extend_from_slice(MAGIC);
+    put_u32(&mut head, VERSION);
+    put_u32(&mut head, stamp.checkpoint.unwrap_or(NO_CHECKPOINT));
+    put_u32(&mut head, stamp.wal_end.segment);
+    put_u32(&mut head, 0);
+    put_u64(&mut head, stamp.wal_end.offset);
+    put_u64(&mut head, body.len() as u64);
+    let mut crc = crc32c::crc32c(&head);
+    crc = crc32c::crc32c_append(crc, body);
+    let mut f = fs::File::create(&tmp).map_err(err)?;
+    f.write_all(&head).map_err(err)?;
+    f.write_all(body).map_err(err)?;
+    f.write_all(&crc.to_le_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    drop(f);
+    let path = dir.join(IMAGE_FILE);
+    fs::rename(&tmp, &path).map_err(|source| ImageError::Write { path, source })?;
+    // The rename itself reaches the disk with the directory.
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Removes any image of `dir` (and a temporary one left by a crash).
+pub fn remove(dir: &Path) {
+    for name in [IMAGE_FILE, TMP_FILE] {
+        let _ = fs::remove_file(dir.join(name));
+    }
+}
+
+/// Reads the image of `dir` and removes it. `Ok(None)` when there is none;
+/// an error when there is one that must not be trusted: damaged, of another
+/// version, or not taken at the state the store is in (`checkpoint` is the
+/// newest checkpoint, the WAL is in `wal_dir`).
+pub fn take(
+    dir: &Path,
+    checkpoint: Option<u32>,
+    wal_dir: &Path,
+) -> Result<Option<Image>, ImageError> {
+    let path = dir.join(IMAGE_FILE);
+    let buf = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let _ = fs::remove_file(dir.join(TMP_FILE));
+            return Ok(None);
+        }
+        Err(source) => return Err(ImageError::Read { path, source }),
+    };
+    // Whatever it holds, it describes the store only until this process
+    // changes it.
+    remove(dir);
+    let body = check(&buf)?;
+    let mut rd = Reader::new(&buf[8..HEADER_LEN]);
+    let _version = rd.u32()?;
+    let cp = match rd.u32()? {
+        NO_CHECKPOINT => None,
+        n => Some(n),
+    };
+    let segment = rd.u32()?;
+    let _reserved = rd.u32()?;
+    let offset = rd.u64()?;
+    if cp != checkpoint {
+        return Err(ImageError::Stale(format!(
+            "taken after checkpoint {cp:?}, the newest is {checkpoint:?}"
+        )));
+    }
+    let last = wal::list_segments(wal_dir)?.last().copied();
+    let len = fs::metadata(wal_dir.join(wal::segment_name(segment)))
+        .map(|m| m.len())
+        .ok();
+    if last != Some(segment) || len != Some(offset) {
+        return Err(ImageError::Stale(format!(
+            "taken when the WAL ended at segment {segment} byte {offset}; it ends at segment {last:?} byte {len:?}"
+        )));
+    }
+    Ok(Some(Image { buf, body }))
+}
+
+/// Checks magic, version, length and checksum; returns the body's range.
+fn check(buf: &[u8]) -> Result<std::ops::Range<usize>, ImageError> {
+    if buf.len() < HEADER_LEN + 4 || &buf[..8] != MAGIC {
+        return Err(ImageError::Magic);
+    }
+    let mut rd = Reader::new(&buf[8..HEADER_LEN]);
+    let version = rd.u32()?;
+    if version != VERSION {
+        return Err(ImageError::Version(version));
+    }
+    let body_len = u64::from_le_bytes(le8(&buf[32..40]));
+    if body_len != (buf.len() - HEADER_LEN - 4) as u64 {
+        return Err(ImageError::Checksum);
+    }
+    let end = buf.len() - 4;
+    let mut stored = [0u8; 4];
+    stored.copy_from_slice(&buf[end..]);
+    if crc32c::crc32c(&buf[..end]) != u32::from_le_bytes(stored) {
+        return Err(ImageError::Checksum);
+    }
+    Ok(HEADER_LEN..end)
+}
+
+fn le8(b: &[u8]) -> [u8; 8] {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    a
+}
+
+pub(crate) fn put_u32(out: &mut Vec<u8>, x: u32) {
+    out.extend_from_slice(&x.to_le_bytes());
+}
+
+pub(crate) fn put_u64(out: &mut Vec<u8>, x: u64) {
+    out.extend_from_slice(&x.to_le_bytes());
+}
+
+/// A cursor over an image's bytes that refuses to read past the end.
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader { buf, at: 0 }
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], ImageError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or(ImageError::Invalid("a section runs past the end"))?;
+        let s = &self.buf[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, ImageError> {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(a))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, ImageError> {
+        Ok(u64::from_le_bytes(le8(self.take(8)?)))
+    }
+
+    /// A count of records of `size` bytes each, checked against what is
+    /// left, so that a bad count cannot make the reader allocate wildly.
+    pub(crate) fn count(&mut self, size: usize) -> Result<usize, ImageError> {
+        let n = usize::try_from(self.u64()?).unwrap_or(usize::MAX);
+        if n.saturating_mul(size) > self.buf.len() - self.at {
+            return Err(ImageError::Invalid("a count runs past the end"));
+        }
+        Ok(n)
+    }
+
+    /// Whether everything was read.
+    pub(crate) fn is_done(&self) -> bool {
+        self.at == self.buf.len()
+    }
+}

@@ -1,0 +1,193 @@
+//! The index's part of the head image (`docs/format/head-image.md`):
+//! symbols with their reference counts and the table of label pairs, in
+//! fixed-size little-endian records. Series name their labels by pair id,
+//! so loading fills each postings list by position (no hashing per label)
+//! and allocates once per symbol and once per list.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use super::{Index, Sym, Symbols};
+use crate::storage::SeriesRef;
+use crate::tsdb::image::{ImageError, Reader, put_u32, put_u64};
+
+/// A label pair's id in an image: its position in the pair table.
+pub type PairId = u32;
+
+/// The pair table of an image: `(name, value)` symbol ids by pair id.
+pub type Pairs = Vec<[Sym; 2]>;
+
+impl Index {
+    /// Appends the symbols (ids kept, freed ones as empty strings with no
+    /// reference) and the pair table; returns each pair's id, for the
+    /// series that follow.
+    pub(crate) fn put_image(&self, out: &mut Vec<u8>) -> FxHashMap<(Sym, Sym), PairId> {
+        let syms = &self.symbols;
+        put_u64(out, syms.strings.len() as u64);
+        for (s, &refs) in syms.strings.iter().zip(&syms.refs) {
+            put_u32(out, refs);
+            put_u32(out, s.len() as u32);
+        }
+        for s in &syms.strings {
+            out.extend_from_slice(s.as_bytes());
+        }
+        let pairs: usize = self.postings.values().map(|v| v.len()).sum();
+        let mut ids = FxHashMap::default();
+        ids.reserve(pairs);
+        put_u64(out, pairs as u64);
+        for (&n, values) in &self.postings {
+            for (&v, list) in values {
+                put_u32(out, n);
+                put_u32(out, v);
+                put_u64(out, list.len() as u64);
+                ids.insert((n, v), ids.len() as PairId);
+            }
+        }
+        ids
+    }
+
+    /// Reads the pair table that [`Index::put_image`] wrote after the
+    /// symbols, skipping them.
+    pub(crate) fn image_pairs(rd: &mut Reader<'_>) -> Result<Pairs, ImageError> {
+        let n = rd.count(8)?;
+        let heads = rd.take(n * 8)?;
+        let total: usize = heads.chunks_exact(8).map(|c| le32(&c[4..]) as usize).sum();
+        rd.take(total)?;
+        let m = rd.count(16)?;
+        Ok(rd
+            .take(m * 16)?
+            .chunks_exact(16)
+            .map(|r| [le32(&r[..4]), le32(&r[4..8])])
+            .collect())
+    }
+
+    /// Reads what [`Index::put_image`] wrote, with `series` (every series'
+    /// reference, ascending, and its pair ids) filling the postings lists.
+    /// Symbol ids, pair ids, reference counts and list lengths are checked
+    /// against each other, so that an image that does not add up is refused
+    /// instead of breaking queries.
+    pub(crate) fn from_image<P: Iterator<Item = PairId>>(
+        rd: &mut Reader<'_>,
+        series: impl Iterator<Item = (SeriesRef, P)>,
+    ) -> Result<Index, ImageError> {
+        let n = rd.count(8)?;
+        let heads = rd.take(n * 8)?;
+        let lens: Vec<(u32, usize)> = heads
+            .chunks_exact(8)
+            .map(|c| (le32(&c[..4]), le32(&c[4..]) as usize))
+            .collect();
+        let total: usize = lens.iter().map(|&(_, l)| l).sum();
+        let text = std::str::from_utf8(rd.take(total)?)
+            .map_err(|_| ImageError::Invalid("a symbol is not UTF-8"))?;
+        let mut symbols = Symbols {
+            strings: Vec::with_capacity(n),
+            refs: Vec::with_capacity(n),
+            ids: FxHashMap::default(),
+            free: Vec::new(),
+            empty: Arc::from(""),
+        };
+        symbols.ids.reserve(n);
+        let mut at = 0;
+        for (id, &(refs, len)) in lens.iter().enumerate() {
+            let s = text
+                .get(at..at + len)
+                .ok_or(ImageError::Invalid("a symbol splits a character"))?;
+            at += len;
+            let id = id as Sym;
+            if refs == 0 {
+                symbols.strings.push(symbols.empty.clone());
+                symbols.free.push(id);
+            } else {
+                let arc: Arc<str> = Arc::from(s);
+                if symbols.ids.insert(arc.clone(), id).is_some() {
+                    return Err(ImageError::Invalid("a symbol is there twice"));
+                }
+                symbols.strings.push(arc);
+            }
+            symbols.refs.push(refs);
+        }
+        let m = rd.count(16)?;
+        let recs = rd.take(m * 16)?;
+        let mut pairs: Vec<([Sym; 2], usize)> = Vec::with_capacity(m);
+        // What the pairs' lengths say each symbol's count must be.
+        let mut uses = vec![0u64; n];
+        for rec in recs.chunks_exact(16) {
+            let (name, value) = (le32(&rec[..4]), le32(&rec[4..8]));
+            let len = le64(&rec[8..]);
+            for s in [name, value] {
+                match uses.get_mut(s as usize) {
+                    Some(u) => *u += len,
+                    None => return Err(ImageError::Invalid("a pair names no symbol")),
+                }
+            }
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            pairs.push(([name, value], len));
+        }
+        if uses
+            .iter()
+            .zip(&symbols.refs)
+            .any(|(&u, &r)| u != u64::from(r))
+        {
+            return Err(ImageError::Invalid(
+                "symbol counts and pair lengths disagree",
+            ));
+        }
+        let mut lists: Vec<Vec<SeriesRef>> = Vec::with_capacity(m);
+        for &(_, len) in &pairs {
+            if len == 0 {
+                return Err(ImageError::Invalid("a pair has no series"));
+            }
+            lists.push(Vec::new());
+        }
+        let mut all = Vec::new();
+        for (r, ids) in series {
+            if all.last().is_some_and(|&l| l >= r) {
+                return Err(ImageError::Invalid("series are not in reference order"));
+            }
+            all.push(r);
+            for p in ids {
+                let (list, &(_, want)) = lists
+                    .get_mut(p as usize)
+                    .zip(pairs.get(p as usize))
+                    .ok_or(ImageError::Invalid("a series names no pair"))?;
+                if list.is_empty() {
+                    list.reserve_exact(want);
+                }
+                list.push(r);
+            }
+        }
+        let mut postings: FxHashMap<Sym, FxHashMap<Sym, Vec<SeriesRef>>> = FxHashMap::default();
+        for (([name, value], want), list) in pairs.into_iter().zip(lists) {
+            if list.len() != want {
+                return Err(ImageError::Invalid("a pair's length is not its series'"));
+            }
+            if postings
+                .entry(name)
+                .or_default()
+                .insert(value, list)
+                .is_some()
+            {
+                return Err(ImageError::Invalid("a label pair is there twice"));
+            }
+        }
+        Ok(Index {
+            symbols,
+            postings,
+            all,
+            prev: Vec::new(),
+        })
+    }
+}
+
+fn le32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(a)
+}
+
+fn le64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
