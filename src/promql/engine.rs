@@ -13,8 +13,7 @@
 //!
 //! - `query`: [`Engine`], its options and limits, concurrency slots.
 //! - `eval`: the evaluator's walk over the expression tree and selectors
-//!   (`selection` reads storage; `readahead` reads a walked selection on a
-//!   second thread while the query thread evaluates it).
+//!   (`selection` reads storage).
 //! - `aggregate`, `binary`, `functions`: operators and the 70 functions;
 //!   `range`: range-vector functions, one series at a time; `fold`:
 //!   aggregations folding each input series into its group as it is made;
@@ -29,7 +28,6 @@ mod fold;
 mod functions;
 mod query;
 mod range;
-mod readahead;
 mod selection;
 mod sliding;
 #[cfg(test)]

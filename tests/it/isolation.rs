@@ -352,7 +352,7 @@ fn issue_16_a_cardinality_burst_does_not_stall_other_targets() {
 }
 
 #[test]
-fn issue_22_query_workers_run_at_query_priority_while_scraping_keeps_time() {
+fn issue_22_a_query_decoding_on_a_second_thread_runs_at_query_priority_while_scraping_keeps_time() {
     let _ray = crate::support::RAY_LOCK
         .lock()
         .unwrap_or_else(|e| e.into_inner());
@@ -388,13 +388,13 @@ fn issue_22_query_workers_run_at_query_priority_while_scraping_keeps_time() {
     });
     let started = Instant::now();
     // Range queries over every wide series keep two query threads busy,
-    // each handing its evaluation to a worker thread.
+    // each decoding its selection on a second thread.
     let workers = heavy_queries(&stack, "sum(rate(wide[1m]))", Duration::from_secs(10));
-    println!("query worker threads seen (id, nice): {workers:?}");
-    assert!(!workers.is_empty(), "no query worker thread was seen");
+    println!("decoding threads seen (id, nice): {workers:?}");
+    assert!(!workers.is_empty(), "no decoding thread was seen");
     assert!(
         workers.iter().all(|w| w.1 >= 10),
-        "a query worker thread runs above nice 10: {workers:?}"
+        "a query's decoding thread runs above nice 10: {workers:?}"
     );
     let window = started.elapsed().as_secs() + 2;
     assert_on_time(&stack, "steady", 10, window, 1.5);
@@ -404,8 +404,8 @@ fn issue_22_query_workers_run_at_query_priority_while_scraping_keeps_time() {
 
 /// Runs `expr` as a range query over the last minute at a 1 s step on two
 /// client threads for `span`, every answer a success and none from the
-/// range-query cache; returns the query
-/// worker threads seen meanwhile in `/proc` (thread id, nice value).
+/// range-query cache; returns the threads decoding a selection beside a
+/// query thread seen meanwhile in `/proc` (thread id, nice value).
 fn heavy_queries(stack: &Stack, expr: &str, span: Duration) -> Vec<(u32, i64)> {
     let end = Instant::now() + span;
     let clients: Vec<_> = (0..2)
@@ -451,8 +451,8 @@ fn heavy_queries(stack: &Stack, expr: &str, span: Duration) -> Vec<(u32, i64)> {
     seen
 }
 
-/// The threads of `pid` named as the engine's query workers, with their
-/// nice values (`/proc/PID/task/TID/stat`, field 19).
+/// The threads of `pid` named as a selection's decoding thread, with
+/// their nice values (`/proc/PID/task/TID/stat`, field 19).
 fn worker_threads(pid: u32) -> Vec<(u32, i64)> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
@@ -461,7 +461,7 @@ fn worker_threads(pid: u32) -> Vec<(u32, i64)> {
         .flatten()
         .filter_map(|t| {
             let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
-            if !comm.trim().starts_with("raymon-query-ev") {
+            if comm.trim() != "select-decode" {
                 return None;
             }
             let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;

@@ -3,6 +3,7 @@
 //! the samples held at once counted against `--query.max-samples`.
 
 use std::cell::Cell;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -308,7 +309,7 @@ impl<'a> Evaluator<'a> {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        mut f: impl FnMut(&mut Self, Series) -> Result<(), Error> + Send,
+        mut f: impl FnMut(&mut Self, Series) -> Result<(), Error>,
     ) -> Result<(), Error> {
         self.check_deadline()?;
         if self.budget.is_none()
@@ -316,10 +317,29 @@ impl<'a> Evaluator<'a> {
         {
             return series.into_iter().try_for_each(|s| f(self, s));
         }
+        let storage = self.storage;
+        let q = storage
+            .querier(mint, maxt)
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        self.check_deadline()?;
         let plan = selection::plan(matchers);
         let index = plan.as_ref().map_or(matchers, |p| &p.index);
         let later: &[&Matcher] = plan.as_ref().map_or(&[], |p| &p.later);
-        readahead::each_series(self, index, later, mint, maxt, f)
+        let mut failed = None;
+        q.select_each(index, &mut |s| {
+            if !later.iter().all(|m| m.matches_labels(&s.labels)) {
+                return ControlFlow::Continue(());
+            }
+            match f(self, s) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    failed = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        })
+        .map_err(|e| Error::Storage(e.to_string()))?;
+        failed.map_or(Ok(()), Err)
     }
 
     /// The time span of reference times over all steps.
@@ -361,7 +381,7 @@ impl<'a> Evaluator<'a> {
         &mut self,
         vs: &VectorSelector,
         times: bool,
-        mut f: impl FnMut(&mut Self, StepSeries) -> Result<(), Error> + Send,
+        mut f: impl FnMut(&mut Self, StepSeries) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let at = self.at_time(vs.at);
         let lookback = self.opts.lookback_delta_ms;

@@ -88,7 +88,7 @@ pub(super) fn each(
     c: &Call,
     idx: usize,
     present: &mut [bool],
-    mut f: impl FnMut(&mut Evaluator<'_>, Labels, &[Sample]) -> Result<(), Error> + Send,
+    mut f: impl FnMut(&mut Evaluator<'_>, Labels, &[Sample]) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let name = c.func.name;
     let func = RangeFn::of(name)?;
