@@ -100,7 +100,8 @@ pub struct BenchArgs {
     /// many ran.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub query_budget: Duration,
-    /// Skip the restart measurement.
+    /// Skip the restart measurements: after a clean stop (SIGTERM), then
+    /// after `kill -9` of the restarted collector.
     #[arg(long)]
     pub no_restart: bool,
     /// Add a `remote_write` section sending here to every collector's

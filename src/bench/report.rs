@@ -72,6 +72,13 @@ pub struct Collector {
     pub restart_ready_seconds: Option<f64>,
     /// Head series right after the restart: what survived it.
     pub series_after_restart: Option<u64>,
+    /// As `restart_ready_seconds`, after a `kill -9` of the restarted
+    /// collector instead of a clean stop.
+    #[serde(default)]
+    pub kill_restart_ready_seconds: Option<f64>,
+    /// Head series right after that restart.
+    #[serde(default)]
+    pub series_after_kill_restart: Option<u64>,
     pub queries: Queries,
     /// With `--remote-write-url`: samples the receiver took in the window
     /// (its `vm_rows_inserted_total`), and the collector's CPU per million
@@ -259,6 +266,11 @@ fn figures(c: &Collector) -> Vec<(&'static str, Option<f64>, Unit)> {
             Unit::Fixed3,
         ),
         (
+            "ready after kill -9 (s)",
+            c.kill_restart_ready_seconds,
+            Unit::Fixed3,
+        ),
+        (
             "dashboard query p50 (ms)",
             c.queries.p50_seconds.map(|s| s * 1e3),
             Unit::Fixed3,
@@ -382,6 +394,12 @@ impl Report {
             if let Some(n) = c.series_after_restart {
                 notes.push(format!(
                     "{}: {n} head series right after the restart (of {})",
+                    c.name, c.active_series
+                ));
+            }
+            if let Some(n) = c.series_after_kill_restart {
+                notes.push(format!(
+                    "{}: {n} head series right after the restart that followed kill -9 (of {})",
                     c.name, c.active_series
                 ));
             }

@@ -332,6 +332,8 @@ impl Ctx<'_> {
         };
 
         let mut series_after_restart = None;
+        let mut series_after_kill_restart = None;
+        let mut kill_restart_ready_seconds = None;
         let restart_ready_seconds = if args.no_restart || args.agent {
             None
         } else {
@@ -340,6 +342,12 @@ impl Ctx<'_> {
             coll = spawn_logged(&argv, &log)?;
             let ready = self.wait_ready(&base, &mut coll, true).await?;
             series_after_restart = self.head_series(&base).await;
+            // Then a crash: no clean stop, so the store replays its log.
+            progress(&spec.name, "kill -9, restarting");
+            let _ = coll.child.kill().await;
+            coll = spawn_logged(&argv, &log)?;
+            kill_restart_ready_seconds = Some(self.wait_ready(&base, &mut coll, true).await?);
+            series_after_kill_restart = self.head_series(&base).await;
             Some(ready)
         };
         stop(&mut coll).await;
@@ -369,6 +377,8 @@ impl Ctx<'_> {
             scrapes,
             restart_ready_seconds,
             series_after_restart,
+            kill_restart_ready_seconds,
+            series_after_kill_restart,
             queries,
             samples_forwarded: forwarded,
             cpu_seconds_per_million_forwarded: forwarded

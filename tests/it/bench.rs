@@ -50,6 +50,7 @@ fn tiny_end_to_end_run_reports_every_figure() {
     assert!(f("/active_series") >= 150.0);
     assert!(f("/rss_bytes_per_series") > 0.0);
     assert!(f("/restart_ready_seconds") > 0.0);
+    assert!(f("/kill_restart_ready_seconds") > 0.0);
     // Every scrape is recorded by the targets, about once a second each.
     let count = f("/scrapes/count");
     let expected = f("/scrapes/expected");
