@@ -241,6 +241,21 @@ fn spare_core() -> bool {
     *SPARE.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
 }
 
+/// The nice value of a decoding thread: that of the web server's query
+/// threads (`web::offload::QUERY_NICE`). A select may come from a query's
+/// first try on the server's own thread, which also scrapes: its decoding
+/// thread must not compete with scraping at that thread's priority.
+const DECODE_NICE: i32 = 10;
+
+/// Lowers this thread's CPU priority to [`DECODE_NICE`] unless it is lower
+/// already; a failure only costs isolation.
+fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    if rustix::process::getpriority_process(Some(tid)).is_ok_and(|n| n < DECODE_NICE) {
+        let _ = rustix::process::setpriority_process(Some(tid), DECODE_NICE);
+    }
+}
+
 impl HeadQuerier<'_> {
     /// Decodes the sorted selection one series at a time, handing each to
     /// `f` until it breaks.
@@ -287,6 +302,7 @@ impl HeadQuerier<'_> {
             let started = std::thread::Builder::new()
                 .name("select-decode".into())
                 .spawn_scoped(scope, move || {
+                    lower_priority();
                     let found = todo.lock().ok().and_then(|mut t| t.take());
                     let mut stored = Vec::new();
                     let mut batch = Vec::with_capacity(PIPELINE_BATCH);

@@ -350,3 +350,134 @@ fn issue_16_a_cardinality_burst_does_not_stall_other_targets() {
     stop.store(true, Ordering::Relaxed);
     drop(stack.raymon);
 }
+
+#[test]
+fn issue_22_a_query_decoding_on_a_second_thread_runs_at_query_priority_while_scraping_keeps_time() {
+    let _ray = crate::support::RAY_LOCK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let series: usize = std::env::var("RAYMON_WIDE_SERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports = steady_targets(&stop);
+    let wide = serve_target(
+        Arc::new(RwLock::new(exposition("wide", series))),
+        stop.clone(),
+    );
+    let stack = start(
+        &[
+            ("steady", "1s", "1s", ports),
+            ("wide", "5s", "5s", vec![wide]),
+        ],
+        &[],
+    );
+    let query = enc("scrape_samples_scraped{job=\"wide\"}");
+    wait_for(Duration::from_secs(120), "the wide target scraped", || {
+        let r =
+            get(&stack.addr, &format!("/api/v1/query?query={query}")).map_err(|e| e.to_string())?;
+        let v = r.json();
+        let n = v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        (n >= series as f64)
+            .then_some(())
+            .ok_or(format!("{n} samples"))
+    });
+    let started = Instant::now();
+    // Range queries over every wide series keep two query threads busy,
+    // each decoding its selection on a second thread.
+    let workers = heavy_queries(&stack, "sum(rate(wide[1m]))", Duration::from_secs(10));
+    println!("decoding threads seen (id, nice): {workers:?}");
+    assert!(!workers.is_empty(), "no decoding thread was seen");
+    assert!(
+        workers.iter().all(|w| w.1 >= 10),
+        "a query's decoding thread runs above nice 10: {workers:?}"
+    );
+    let window = started.elapsed().as_secs() + 2;
+    assert_on_time(&stack, "steady", 10, window, 1.5);
+    stop.store(true, Ordering::Relaxed);
+    drop(stack.raymon);
+}
+
+/// Runs `expr` as a range query over the last minute at a 1 s step on two
+/// client threads for `span`, every answer a success and none from the
+/// range-query cache; returns the threads decoding a selection beside a
+/// query thread seen meanwhile in `/proc`, at least twice (thread id,
+/// latest nice value).
+fn heavy_queries(stack: &Stack, expr: &str, span: Duration) -> Vec<(u32, i64)> {
+    let end = Instant::now() + span;
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let addr = stack.addr.clone();
+            let expr = expr.to_string();
+            std::thread::spawn(move || {
+                let mut answered = 0;
+                while Instant::now() < end {
+                    // A new expression each time: no cached answer.
+                    let expr = enc(&format!("{expr} + {answered} * 0"));
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs();
+                    let q = format!(
+                        "/api/v1/query_range?query={expr}&start={}&end={now}&step=1",
+                        now - 60
+                    );
+                    let r = get(&addr, &q).unwrap();
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    let pid = stack.raymon.pid();
+    // Each thread's latest nice value and how often it was seen: a thread
+    // started by one at nice 0 is at 0 until its first instruction, so
+    // only threads seen twice, 2 ms apart, are judged (a first try's
+    // selection lives a millisecond or two).
+    let mut seen: Vec<(u32, i64, usize)> = Vec::new();
+    while Instant::now() < end {
+        for (tid, nice) in worker_threads(pid) {
+            match seen.iter_mut().find(|w| w.0 == tid) {
+                Some(w) => *w = (tid, nice, w.2 + 1),
+                None => seen.push((tid, nice, 1)),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for c in clients {
+        let answered = c.join().unwrap();
+        println!("range queries answered by one client: {answered}");
+        assert!(answered >= 1);
+    }
+    seen.into_iter()
+        .filter(|w| w.2 >= 2)
+        .map(|w| (w.0, w.1))
+        .collect()
+}
+
+/// The threads of `pid` named as a selection's decoding thread, with
+/// their nice values (`/proc/PID/task/TID/stat`, field 19).
+fn worker_threads(pid: u32) -> Vec<(u32, i64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            if comm.trim() != "select-decode" {
+                return None;
+            }
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            let rest = stat.rsplit_once(')')?.1;
+            let nice = rest.split_whitespace().nth(16)?.parse().ok()?;
+            let tid = t.file_name().to_str()?.parse().ok()?;
+            Some((tid, nice))
+        })
+        .collect()
+}

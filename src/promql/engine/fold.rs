@@ -10,12 +10,15 @@
 //! same bit for bit; groups come out in the order that loop creates them
 //! (first step with a value, then first series at that step).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+
+use rustc_hash::{FxHashMap, FxHasher};
 
 use super::aggregate::group_labels;
 use super::functions::unwrap_parens;
 use super::{Error, Evaluator, StepSeries, Val, range};
-use crate::model::{Labels, Sample};
+use crate::model::{Labels, METRIC_NAME, Sample};
 use crate::promql::parser::{AggOp, Aggregate, Expr};
 
 /// One group's running values, one slot per step.
@@ -45,84 +48,108 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
         return Ok(None);
     }
     let grouping: Vec<&str> = a.grouping.iter().map(String::as_str).collect();
-    let group_of = |labels: &Labels| group_labels(labels, &grouping, a.without);
+    // Whether a series' label belongs to its group's labels, as
+    // `group_labels` decides.
+    let kept = |name: &str| {
+        if a.without {
+            name != METRIC_NAME && !grouping.contains(&name)
+        } else {
+            grouping.contains(&name)
+        }
+    };
     let steps = ev.steps();
     let with_mean = matches!(a.op, Avg | Stddev | Stdvar);
     let mut groups: Vec<Running> = Vec::new();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    // Groups by a hash of their labels, found without building the labels
+    // of each series' group: most series join a group that exists.
+    let mut index: FxHashMap<u64, Vec<usize>> = FxHashMap::default();
     let mut next = 0usize;
-    let mut add = |ev: &mut Evaluator<'_>, s: StepSeries| -> Result<(), Error> {
-        let i = next;
-        next += 1;
-        let key = group_of(&s.labels);
-        let gi = match index.get(&key) {
-            Some(&g) => g,
-            None => {
-                // A group holds a value per step until the answer is made.
-                ev.add_samples(steps)?;
-                index.insert(key.clone(), groups.len());
-                groups.push(Running {
-                    labels: key,
-                    first: (usize::MAX, usize::MAX),
-                    value: vec![0.0; steps],
-                    mean: if with_mean {
-                        vec![0.0; steps]
+    let mut add =
+        |ev: &mut Evaluator<'_>, labels: &Labels, points: &[Sample]| -> Result<(), Error> {
+            let i = next;
+            next += 1;
+            let mut h = FxHasher::default();
+            for l in labels.iter().filter(|l| kept(&l.name)) {
+                l.hash(&mut h);
+            }
+            let same = index.entry(h.finish()).or_default();
+            let found = same.iter().copied().find(|&g| {
+                groups[g]
+                    .labels
+                    .iter()
+                    .eq(labels.iter().filter(|l| kept(&l.name)))
+            });
+            let gi = match found {
+                Some(g) => g,
+                None => {
+                    // A group holds a value per step until the answer is made.
+                    ev.add_samples(steps)?;
+                    let key = group_labels(labels, &grouping, a.without);
+                    same.push(groups.len());
+                    groups.push(Running {
+                        labels: key,
+                        first: (usize::MAX, usize::MAX),
+                        value: vec![0.0; steps],
+                        mean: if with_mean {
+                            vec![0.0; steps]
+                        } else {
+                            Vec::new()
+                        },
+                        count: vec![0.0; steps],
+                    });
+                    groups.len() - 1
+                }
+            };
+            let g = &mut groups[gi];
+            for p in points {
+                let k = ((p.t - ev.start) / ev.interval) as usize;
+                let v = p.v;
+                if g.count[k] == 0.0 {
+                    g.count[k] = 1.0;
+                    g.value[k] = if matches!(a.op, Stddev | Stdvar) {
+                        0.0
                     } else {
-                        Vec::new()
-                    },
-                    count: vec![0.0; steps],
-                });
-                groups.len() - 1
-            }
-        };
-        let g = &mut groups[gi];
-        for p in &s.points {
-            let k = ((p.t - ev.start) / ev.interval) as usize;
-            let v = p.v;
-            if g.count[k] == 0.0 {
-                g.count[k] = 1.0;
-                g.value[k] = if matches!(a.op, Stddev | Stdvar) {
-                    0.0
-                } else {
-                    v
-                };
-                if with_mean {
-                    g.mean[k] = v;
-                }
-                g.first = g.first.min((k, i));
-                continue;
-            }
-            g.count[k] += 1.0;
-            match a.op {
-                Sum => g.value[k] += v,
-                Avg => {
-                    let (mean, count) = (g.mean[k], g.count[k]);
-                    if mean.is_infinite() {
-                        if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
-                            continue;
-                        }
-                        if !v.is_infinite() && !v.is_nan() {
-                            continue;
-                        }
+                        v
+                    };
+                    if with_mean {
+                        g.mean[k] = v;
                     }
-                    g.mean[k] = mean + (v / count - mean / count);
+                    g.first = g.first.min((k, i));
+                    continue;
                 }
-                Min if g.value[k] > v || g.value[k].is_nan() => g.value[k] = v,
-                Max if g.value[k] < v || g.value[k].is_nan() => g.value[k] = v,
-                Stddev | Stdvar => {
-                    let delta = v - g.mean[k];
-                    g.mean[k] += delta / g.count[k];
-                    g.value[k] += delta * (v - g.mean[k]);
+                g.count[k] += 1.0;
+                match a.op {
+                    Sum => g.value[k] += v,
+                    Avg => {
+                        let (mean, count) = (g.mean[k], g.count[k]);
+                        if mean.is_infinite() {
+                            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
+                                continue;
+                            }
+                            if !v.is_infinite() && !v.is_nan() {
+                                continue;
+                            }
+                        }
+                        g.mean[k] = mean + (v / count - mean / count);
+                    }
+                    Min if g.value[k] > v || g.value[k].is_nan() => g.value[k] = v,
+                    Max if g.value[k] < v || g.value[k].is_nan() => g.value[k] = v,
+                    Stddev | Stdvar => {
+                        let delta = v - g.mean[k];
+                        g.mean[k] += delta / g.count[k];
+                        g.value[k] += delta * (v - g.mean[k]);
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
-        }
-        // Folded in: the series' points are dropped now.
-        ev.samples -= s.points.len();
-        Ok(())
-    };
+            // Folded in: the series' points are dropped now.
+            ev.samples -= points.len();
+            Ok(())
+        };
     match unwrap_parens(&a.expr) {
-        Expr::VectorSelector(vs) => ev.latest_each(vs, false, |ev, s| add(ev, s))?,
+        Expr::VectorSelector(vs) => {
+            ev.latest_each(vs, false, |ev, s| add(ev, &s.labels, &s.points))?
+        }
         Expr::Call(c) => {
             let Some(idx) = c
                 .args
@@ -137,13 +164,16 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
             // Results that drop the metric name may collide; the check the
             // whole result would get is made as they come.
             let mut seen: Option<HashSet<Labels>> = range::may_collide(c, idx).then(HashSet::new);
-            range::each(ev, c, idx, &mut [], |ev, s| {
-                if let Some(seen) = &mut seen
-                    && !seen.insert(s.labels.clone())
-                {
+            range::each(ev, c, idx, &mut [], |ev, labels, points| {
+                let Some(seen) = &mut seen else {
+                    return add(ev, &labels, points);
+                };
+                if seen.contains(&labels) {
                     return Err(range::duplicate());
                 }
-                add(ev, s)
+                add(ev, &labels, points)?;
+                seen.insert(labels);
+                Ok(())
             })?;
         }
         _ => return Ok(None),

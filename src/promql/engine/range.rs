@@ -33,8 +33,11 @@ pub(super) fn range_function(ev: &mut Evaluator<'_>, c: &Call, idx: usize) -> Re
         Vec::new()
     };
     let mut out: Vec<StepSeries> = Vec::new();
-    each(ev, c, idx, &mut present, |_, s| {
-        out.push(s);
+    each(ev, c, idx, &mut present, |_, labels, points| {
+        out.push(StepSeries {
+            labels,
+            points: points.to_vec(),
+        });
         Ok(())
     })?;
     if name == "absent_over_time" {
@@ -77,14 +80,19 @@ pub(super) fn may_collide(c: &Call, idx: usize) -> bool {
 /// Hands `f` each result series of the range function `c` (range argument
 /// `args[idx]`) as it is made, in the order of the input series; marks in
 /// `present` the steps that had a window with samples.
+///
+/// The points are lent: one buffer serves every series, so an aggregation
+/// that folds them in allocates nothing per series for them.
 pub(super) fn each(
     ev: &mut Evaluator<'_>,
     c: &Call,
     idx: usize,
     present: &mut [bool],
-    mut f: impl FnMut(&mut Evaluator<'_>, StepSeries) -> Result<(), Error>,
+    mut f: impl FnMut(&mut Evaluator<'_>, Labels, &[Sample]) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let name = c.func.name;
+    let func = RangeFn::of(name)?;
+    let mut points = Vec::with_capacity(ev.steps());
     let mut scalars: Vec<Vec<f64>> = Vec::new();
     for (i, a) in c.args.iter().enumerate() {
         if i != idx {
@@ -115,19 +123,13 @@ pub(super) fn each(
                 // The decoded samples are held while the points are made.
                 let raw = s.samples.len();
                 ev.add_samples(raw)?;
-                let (points, _) = points(ev, name, &scalars, &w, &s.samples, present)?;
+                eval_points(ev, func, &scalars, &w, &s.samples, present, &mut points)?;
                 ev.samples -= raw;
                 if points.is_empty() {
                     return Ok(());
                 }
                 ev.add_samples(points.len())?;
-                f(
-                    ev,
-                    StepSeries {
-                        labels: labels_of(s.labels),
-                        points,
-                    },
-                )
+                f(ev, labels_of(s.labels), &points)
             })
         }
         Expr::Subquery(sq) => {
@@ -139,19 +141,13 @@ pub(super) fn each(
             };
             let mut loaded = 0usize;
             for (labels, samples) in input.series {
-                let (points, most) = points(ev, name, &scalars, &w, &samples, present)?;
+                let most = eval_points(ev, func, &scalars, &w, &samples, present, &mut points)?;
                 loaded = loaded.max(most);
                 if points.is_empty() {
                     continue;
                 }
                 ev.add_samples(points.len())?;
-                f(
-                    ev,
-                    StepSeries {
-                        labels: labels_of(labels),
-                        points,
-                    },
-                )?;
+                f(ev, labels_of(labels), &points)?;
             }
             // The largest window looked at, as Prometheus counts it.
             ev.add_samples(loaded)
@@ -162,24 +158,86 @@ pub(super) fn each(
     }
 }
 
-/// The points of `name` over one series' samples at every step, and the
-/// most samples one window held.
-fn points(
+/// A range function, resolved from its name once per call rather than
+/// once per step.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RangeFn {
+    Rate,
+    Increase,
+    Delta,
+    Irate,
+    Idelta,
+    Changes,
+    Resets,
+    Deriv,
+    PredictLinear,
+    HoltWinters,
+    Avg,
+    Count,
+    Last,
+    /// `present_over_time` and `absent_over_time`: 1 where a window has samples.
+    Present,
+    Max,
+    Min,
+    Sum,
+    Quantile,
+    Stddev,
+    Stdvar,
+}
+
+impl RangeFn {
+    fn of(name: &str) -> Result<RangeFn, Error> {
+        use RangeFn::*;
+        Ok(match name {
+            "rate" => Rate,
+            "increase" => Increase,
+            "delta" => Delta,
+            "irate" => Irate,
+            "idelta" => Idelta,
+            "changes" => Changes,
+            "resets" => Resets,
+            "deriv" => Deriv,
+            "predict_linear" => PredictLinear,
+            "holt_winters" => HoltWinters,
+            "avg_over_time" => Avg,
+            "count_over_time" => Count,
+            "last_over_time" => Last,
+            "present_over_time" | "absent_over_time" => Present,
+            "max_over_time" => Max,
+            "min_over_time" => Min,
+            "sum_over_time" => Sum,
+            "quantile_over_time" => Quantile,
+            "stddev_over_time" => Stddev,
+            "stdvar_over_time" => Stdvar,
+            other => {
+                return Err(Error::Execution(format!(
+                    "function {other} is not implemented"
+                )));
+            }
+        })
+    }
+}
+
+/// The points of `func` over one series' samples at every step, into
+/// `points` (cleared first); returns the most samples one window held.
+fn eval_points(
     ev: &mut Evaluator<'_>,
-    name: &str,
+    func: RangeFn,
     scalars: &[Vec<f64>],
     input: &Windows,
     samples: &[Sample],
     present: &mut [bool],
-) -> Result<(Vec<Sample>, usize), Error> {
-    let mut points = Vec::new();
+    points: &mut Vec<Sample>,
+) -> Result<usize, Error> {
+    use RangeFn::*;
+    points.clear();
     let mut loaded = 0usize;
     let mut win = SlidingWindow::default();
     // Windows that overlap keep a running extreme across steps.
     let overlap = ev.steps() > 1 && input.range > ev.interval;
-    let mut extreme = match name {
-        "max_over_time" if overlap => Some(Extreme::new(true)),
-        "min_over_time" if overlap => Some(Extreme::new(false)),
+    let mut extreme = match func {
+        Max if overlap => Some(Extreme::new(true)),
+        Min if overlap => Some(Extreme::new(false)),
         _ => None,
     };
     for step in 0..ev.steps() {
@@ -196,44 +254,39 @@ fn points(
             *p = true;
         }
         let arg = |i: usize| scalars.get(i).map_or(f64::NAN, |s| s[step]);
-        let v = match name {
-            "rate" => extrapolated_rate(w, refr - input.range, refr, true, true, input.range),
-            "increase" => extrapolated_rate(w, refr - input.range, refr, true, false, input.range),
-            "delta" => extrapolated_rate(w, refr - input.range, refr, false, false, input.range),
-            "irate" => instant_value(w, true),
-            "idelta" => instant_value(w, false),
-            "changes" => Some(changes(w)),
-            "resets" => Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
-            "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
-            "predict_linear" => (w.len() >= 2).then(|| {
+        let v = match func {
+            Rate => extrapolated_rate(w, refr - input.range, refr, true, true, input.range),
+            Increase => extrapolated_rate(w, refr - input.range, refr, true, false, input.range),
+            Delta => extrapolated_rate(w, refr - input.range, refr, false, false, input.range),
+            Irate => instant_value(w, true),
+            Idelta => instant_value(w, false),
+            Changes => Some(changes(w)),
+            Resets => Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
+            Deriv => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
+            PredictLinear => (w.len() >= 2).then(|| {
                 let (slope, intercept) = linear_regression(w, ts);
                 slope * arg(0) + intercept
             }),
-            "holt_winters" => holt_winters(w, arg(0), arg(1))?,
-            "avg_over_time" => Some(avg_over_time(w)),
-            "count_over_time" => Some(w.len() as f64),
-            "last_over_time" => w.last().map(|p| p.v),
-            "present_over_time" | "absent_over_time" => Some(1.0),
-            "max_over_time" | "min_over_time" => Some(match extreme.as_mut() {
+            HoltWinters => holt_winters(w, arg(0), arg(1))?,
+            Avg => Some(avg_over_time(w)),
+            Count => Some(w.len() as f64),
+            Last => w.last().map(|p| p.v),
+            Present => Some(1.0),
+            Max | Min => Some(match extreme.as_mut() {
                 Some(e) => e.value(samples, span),
-                None => fold_extreme(w, name == "max_over_time"),
+                None => fold_extreme(w, func == Max),
             }),
-            "sum_over_time" => Some(w.iter().map(|p| p.v).sum()),
-            "quantile_over_time" => {
+            Sum => Some(w.iter().map(|p| p.v).sum()),
+            Quantile => {
                 let mut vals: Vec<f64> = w.iter().map(|p| p.v).collect();
                 Some(quantile(arg(0), &mut vals))
             }
-            "stddev_over_time" => Some(variance(w).sqrt()),
-            "stdvar_over_time" => Some(variance(w)),
-            other => {
-                return Err(Error::Execution(format!(
-                    "function {other} is not implemented"
-                )));
-            }
+            Stddev => Some(variance(w).sqrt()),
+            Stdvar => Some(variance(w)),
         };
         if let Some(v) = v {
             points.push(Sample { t: ts, v });
         }
     }
-    Ok((points, loaded))
+    Ok(loaded)
 }
