@@ -202,6 +202,21 @@ pub(crate) fn put_u64(out: &mut Vec<u8>, x: u64) {
     out.extend_from_slice(&x.to_le_bytes());
 }
 
+/// The little-endian `u32` at the start of `b`, which the caller has
+/// already bounded (fixed-size records).
+pub(crate) fn le32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(a)
+}
+
+/// The little-endian `u64` at the start of `b` (see [`le32`]).
+pub(crate) fn le64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
 /// A cursor over an image's bytes that refuses to read past the end.
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],

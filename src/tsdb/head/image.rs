@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use super::series::MemSeries;
 use super::shards::{Head, SHARD_BITS, SHARDS, Shard, lock, read, shard_of, write};
 use crate::storage::SeriesRef;
-use crate::tsdb::image::{ImageError, Reader, put_u32, put_u64};
+use crate::tsdb::image::{ImageError, Reader, le32, le64, put_u32, put_u64};
 use crate::tsdb::index::{Index, PairId, Pairs, Sym};
 
 /// Bytes of one series record.
@@ -226,16 +226,4 @@ fn build_shards(section: &SeriesSection<'_>, pairs: &Pairs) -> Result<Built, Ima
         load,
         times: (lo, hi),
     })
-}
-
-fn le32(b: &[u8]) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[..4]);
-    u32::from_le_bytes(a)
-}
-
-fn le64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_le_bytes(a)
 }

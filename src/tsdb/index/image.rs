@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 
 use super::{Index, Sym, Symbols};
 use crate::storage::SeriesRef;
-use crate::tsdb::image::{ImageError, Reader, put_u32, put_u64};
+use crate::tsdb::image::{ImageError, Reader, le32, le64, put_u32, put_u64};
 
 /// A label pair's id in an image: its position in the pair table.
 pub type PairId = u32;
@@ -178,16 +178,4 @@ impl Index {
             prev: Vec::new(),
         })
     }
-}
-
-fn le32(b: &[u8]) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[..4]);
-    u32::from_le_bytes(a)
-}
-
-fn le64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_le_bytes(a)
 }
