@@ -51,6 +51,10 @@ pub mod image;
 pub mod index;
 pub mod kv;
 mod querier;
+
+#[cfg(test)]
+pub(crate) use querier::QUERY_NICE;
+pub(crate) use querier::lower_priority;
 mod refmap;
 mod ticker;
 pub mod tombstones;

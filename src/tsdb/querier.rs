@@ -241,19 +241,24 @@ fn spare_core() -> bool {
     *SPARE.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
 }
 
-/// The nice value of a decoding thread: that of the web server's query
-/// threads (`web::offload::QUERY_NICE`). A select may come from a query's
-/// first try on the server's own thread, which also scrapes: its decoding
-/// thread must not compete with scraping at that thread's priority.
-const DECODE_NICE: i32 = 10;
+/// The nice value of query work: the web server's query threads and a
+/// select's decoding thread. With 10, a busy query thread weighs about a
+/// tenth of a normal thread in Linux's scheduler (110 against 1024): twenty
+/// of them together still leave a scrape thread more than half of a core
+/// when it needs it. A select may come from a query's first try on the
+/// server's own thread, which also scrapes: its decoding thread must not
+/// compete with scraping at that thread's priority.
+pub(crate) const QUERY_NICE: i32 = 10;
 
-/// Lowers this thread's CPU priority to [`DECODE_NICE`] unless it is lower
-/// already; a failure only costs isolation.
-fn lower_priority() {
+/// Lowers this thread's CPU priority to [`QUERY_NICE`] unless it is lower
+/// already; an error only costs isolation (the caller decides whether to
+/// say so).
+pub(crate) fn lower_priority() -> rustix::io::Result<()> {
     let tid = rustix::thread::gettid();
-    if rustix::process::getpriority_process(Some(tid)).is_ok_and(|n| n < DECODE_NICE) {
-        let _ = rustix::process::setpriority_process(Some(tid), DECODE_NICE);
+    if rustix::process::getpriority_process(Some(tid))? < QUERY_NICE {
+        rustix::process::setpriority_process(Some(tid), QUERY_NICE)?;
     }
+    Ok(())
 }
 
 impl HeadQuerier<'_> {
@@ -302,7 +307,8 @@ impl HeadQuerier<'_> {
             let started = std::thread::Builder::new()
                 .name("select-decode".into())
                 .spawn_scoped(scope, move || {
-                    lower_priority();
+                    // Decoding goes on either way.
+                    let _ = lower_priority();
                     let found = todo.lock().ok().and_then(|mut t| t.take());
                     let mut stored = Vec::new();
                     let mut batch = Vec::with_capacity(PIPELINE_BATCH);

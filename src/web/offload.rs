@@ -6,9 +6,10 @@
 //! that runs on a blocking thread of the same priority still takes its
 //! share of two cores, and twenty of them leave scraping a twenty-first.
 //! So each query that outlives its first short try gets a thread of its
-//! own at a lower CPU priority (nice [`QUERY_NICE`]): when the cores are
-//! busy, the scheduler gives scraping its time first, and queries take
-//! what is left. Their number is bounded by `--query.max-concurrency`
+//! own at a lower CPU priority (nice 10, `QUERY_NICE` in the store's
+//! querier, whose decoding threads take it too): when the cores are busy,
+//! the scheduler gives scraping its time first, and queries take what is
+//! left. Their number is bounded by `--query.max-concurrency`
 //! (the engine's slots) and, for other reads, by the connection limit.
 //!
 //! A thread lowers only its own priority (Linux keeps a nice value per
@@ -20,12 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::oneshot;
-
-/// The nice value of query threads. With 10, a busy query thread weighs
-/// about a tenth of a normal thread in Linux's scheduler (110 against
-/// 1024): twenty of them together still leave a scrape thread more than
-/// half of a core when it needs it.
-pub const QUERY_NICE: i32 = 10;
 
 /// The query thread went away without an answer (it could not be started,
 /// or it panicked).
@@ -50,8 +45,7 @@ pub async fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> R
 /// Lowers this thread's CPU priority; a failure only costs isolation, so
 /// it is logged once and not fatal.
 fn lower_priority() {
-    let tid = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), QUERY_NICE) {
+    if let Err(e) = crate::tsdb::lower_priority() {
         static WARNED: AtomicBool = AtomicBool::new(false);
         if !WARNED.swap(true, Ordering::Relaxed) {
             tracing::warn!(error = %e, "cannot lower the CPU priority of query threads");
@@ -73,6 +67,7 @@ impl Drop for CancelOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tsdb::QUERY_NICE;
 
     #[tokio::test]
     async fn runs_at_a_lower_priority_and_answers() {
