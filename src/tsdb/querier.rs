@@ -269,22 +269,34 @@ impl HeadQuerier<'_> {
         found: Vec<(Key, Source)>,
         f: &mut dyn FnMut(Series) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        let mut stored = Vec::new();
-        for (key, src) in found {
-            let mut samples = Vec::new();
-            self.decode(&src, &mut stored, &mut samples)?;
-            drop(src);
-            if !samples.is_empty()
-                && f(Series {
-                    labels: key.into_labels(),
-                    samples,
-                })
-                .is_break()
-            {
+        for s in self.decoded(found) {
+            if f(s?).is_break() {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// The sorted selection decoded one series at a time, leaving out those
+    /// with no samples in the range; the caller stops at the first error.
+    fn decoded<'s>(
+        &'s self,
+        found: Vec<(Key, Source)>,
+    ) -> impl Iterator<Item = Result<Series, Error>> + 's {
+        let mut stored = Vec::new();
+        found.into_iter().filter_map(move |(key, src)| {
+            let mut samples = Vec::new();
+            if let Err(e) = self.decode(&src, &mut stored, &mut samples) {
+                return Some(Err(e));
+            }
+            drop(src);
+            (!samples.is_empty()).then(|| {
+                Ok(Series {
+                    labels: key.into_labels(),
+                    samples,
+                })
+            })
+        })
     }
 
     /// [`HeadQuerier::decode_each`] with decoding (and the copying of
@@ -310,23 +322,16 @@ impl HeadQuerier<'_> {
                     // Decoding goes on either way.
                     let _ = lower_priority();
                     let found = todo.lock().ok().and_then(|mut t| t.take());
-                    let mut stored = Vec::new();
                     let mut batch = Vec::with_capacity(PIPELINE_BATCH);
-                    for (key, src) in found.into_iter().flatten() {
-                        let mut samples = Vec::new();
-                        if let Err(e) = self.decode(&src, &mut stored, &mut samples) {
-                            // What came before the error, then the error.
-                            let _ = tx.send(Ok(batch)).and_then(|()| tx.send(Err(e)));
-                            return;
+                    for s in self.decoded(found.unwrap_or_default()) {
+                        match s {
+                            Ok(s) => batch.push(s),
+                            Err(e) => {
+                                // What came before the error, then the error.
+                                let _ = tx.send(Ok(batch)).and_then(|()| tx.send(Err(e)));
+                                return;
+                            }
                         }
-                        drop(src);
-                        if samples.is_empty() {
-                            continue;
-                        }
-                        batch.push(Series {
-                            labels: key.into_labels(),
-                            samples,
-                        });
                         if batch.len() == PIPELINE_BATCH {
                             let full =
                                 std::mem::replace(&mut batch, Vec::with_capacity(PIPELINE_BATCH));
