@@ -117,7 +117,7 @@ impl Db {
                 .name("raymon-open-kv".into())
                 .spawn_scoped(scope, move || ChunkStore::open(&kv_dir));
             let image = take_image(dir, checkpoints.last().copied(), &wal_dir);
-            let loaded = image.and_then(|im| load_image(&head, im.body()));
+            let loaded = image.and_then(|im| Some((load_image(&head, im.body())?, im.kind())));
             let kv = match kv {
                 Ok(h) => h
                     .join()
@@ -129,12 +129,16 @@ impl Db {
         let kv = Arc::new(kv?);
         st.kv_open = started.elapsed();
         let (renamed, cold) = match loaded {
-            Some(loaded) => {
+            Some((loaded, kind)) => {
                 st.from_image = true;
                 st.stored_series = loaded.stored;
                 let cold = kv.cold_list()?;
                 st.cold_series = cold.len() as u64;
-                (Renamed::new(), cold)
+                let renamed = match kind {
+                    image::Kind::Close => Renamed::new(),
+                    image::Kind::Checkpoint => catch_up_stored(&head, &kv, &cold, &mut st)?,
+                };
+                (renamed, cold)
             }
             None => load_stored_series(&head, &kv, &mut st)?,
         };
@@ -210,6 +214,43 @@ fn load_image(head: &Head, body: &[u8]) -> Option<ImageLoad> {
             None
         }
     }
+}
+
+/// Step 1 after a checkpoint's image: what moved to the chunk store since
+/// it was taken (chunks every 30 seconds, with the labels of their series
+/// when new) is read back from there, as an open without an image would
+/// have read it: each series' persisted range from the `ranges` keyspace,
+/// and the labels of series the image does not have. Returns the series
+/// whose reference changed, as [`load_stored_series`] does.
+fn catch_up_stored(
+    head: &Head,
+    kv: &ChunkStore,
+    cold: &[ColdEntry],
+    st: &mut OpenStats,
+) -> Result<Renamed, Error> {
+    let cold_refs: FxHashSet<SeriesRef> = cold.iter().map(|e| e.r).collect();
+    let mut ranges = kv.ranges()?;
+    ranges.retain(|x| !cold_refs.contains(&x.0));
+    let missing = head.catch_up_stored(&ranges);
+    let mut renamed = Renamed::new();
+    for (old, range) in missing {
+        let Some(labels) = kv.labels_of(old)? else {
+            warn!(
+                series = old,
+                "the chunk store has chunks but no labels for a series; skipped"
+            );
+            continue;
+        };
+        let r = head.restore_stored(&labels, hash_labels(&labels), old, Some(range))?;
+        st.stored_series += 1;
+        if r != old {
+            renamed.push((old, r, labels));
+        }
+    }
+    for (from, to, labels) in &renamed {
+        kv.rename(*from, *to, labels)?;
+    }
+    Ok(renamed)
 }
 
 /// Starts decoding checkpoint `n` on a thread of its own.
