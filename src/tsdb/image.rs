@@ -29,6 +29,8 @@ const MAGIC: &[u8; 8] = b"RMNHIMG\0";
 /// Bump on any change of layout; older or newer images are not read.
 pub const VERSION: u32 = 2;
 const HEADER_LEN: usize = 40;
+/// Where the header holds the kind.
+const KIND_AT: usize = 20;
 const NO_CHECKPOINT: u32 = u32::MAX;
 
 #[derive(Debug, thiserror::Error)]
@@ -190,11 +192,58 @@ pub fn remove(dir: &Path) {
     }
 }
 
-/// Reads the image of `dir` and removes it. `Ok(None)` when there is none;
-/// an error when there is one that must not be trusted: damaged, of another
-/// version, or not taken at the state the store is in (`checkpoint` is the
-/// newest checkpoint, the WAL is in `wal_dir`).
+/// Reads the image of `dir`. `Ok(None)` when there is none; an error (and
+/// the image removed) when there is one that must not be trusted: damaged,
+/// of another version, or not taken at the state the store is in
+/// (`checkpoint` is the newest checkpoint, the WAL is in `wal_dir`).
+///
+/// A trusted image stays, as a checkpoint's (kind 1): this process only
+/// appends to the WAL and moves chunks to the chunk store until its next
+/// checkpoint (or a change that removes the image first), which is what an
+/// open after a crash adds to a checkpoint's image. A clean close's image is
+/// rewritten so (its kind and checksum); the caller removes it with
+/// [`remove`] if it does not use it after all.
 pub fn take(
+    dir: &Path,
+    checkpoint: Option<u32>,
+    wal_dir: &Path,
+) -> Result<Option<Image>, ImageError> {
+    let got = read_checked(dir, checkpoint, wal_dir);
+    match &got {
+        Ok(Some(im)) if im.kind == Kind::Close => {
+            if let Err(e) = mark_checkpoint(&dir.join(IMAGE_FILE), &im.buf) {
+                remove(dir);
+                return Err(e);
+            }
+        }
+        Ok(_) => {}
+        Err(_) => remove(dir),
+    }
+    got
+}
+
+/// Rewrites a clean close's image in `path` (whose bytes are `buf`) as a
+/// checkpoint's: the kind, then the checksum. A crash in between leaves a
+/// checksum that does not match, so the image is refused, never misread.
+fn mark_checkpoint(path: &Path, buf: &[u8]) -> Result<(), ImageError> {
+    use std::os::unix::fs::FileExt;
+    let err = |source| ImageError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let end = buf.len() - 4;
+    let kind = Kind::Checkpoint.code().to_le_bytes();
+    let mut crc = crc32c::crc32c(&buf[..KIND_AT]);
+    crc = crc32c::crc32c_append(crc, &kind);
+    crc = crc32c::crc32c_append(crc, &buf[KIND_AT + 4..end]);
+    let f = fs::OpenOptions::new().write(true).open(path).map_err(err)?;
+    f.write_all_at(&kind, KIND_AT as u64).map_err(err)?;
+    f.write_all_at(&crc.to_le_bytes(), end as u64)
+        .map_err(err)?;
+    Ok(())
+}
+
+fn read_checked(
     dir: &Path,
     checkpoint: Option<u32>,
     wal_dir: &Path,
@@ -208,9 +257,6 @@ pub fn take(
         }
         Err(source) => return Err(ImageError::Read { path, source }),
     };
-    // Whatever it holds, it describes the store only until this process
-    // changes it.
-    remove(dir);
     let body = check(&buf)?;
     let mut rd = Reader::new(&buf[8..HEADER_LEN]);
     let _version = rd.u32()?;

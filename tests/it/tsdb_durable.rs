@@ -443,13 +443,17 @@ fn issue_22_a_clean_stop_restarts_from_the_head_image_and_a_damaged_one_is_refus
     let _ = child.0.wait();
 
     // After a kill -9 the next life starts from the image of the last
-    // checkpoint and the WAL after it. Checkpoints 4 s apart here, so that
+    // checkpoint and the WAL after it. Checkpoints 6 s apart here, so that
     // the kill lands after one image is written and before the next
     // checkpoint removes it; scrapes go on in between, into the WAL only.
-    let mut child = start_checkpointing(&dir, &cfg, &addr, 3, "4s");
+    let mut child = start_checkpointing(&dir, &cfg, &addr, 3, "6s");
     all_back(&addr, &acked, "restart after kill -9");
+    // A fresh image: the kill then comes well before the next checkpoint,
+    // which removes the image while it runs.
+    let written = || log(3).matches("head image written").count();
+    let before = written();
     wait_for(Duration::from_secs(30), "a checkpoint's image", || {
-        if log(3).contains("head image written") {
+        if written() > before {
             Ok(())
         } else {
             Err("not yet".to_string())
@@ -458,7 +462,11 @@ fn issue_22_a_clean_stop_restarts_from_the_head_image_and_a_damaged_one_is_refus
     acked.extend(ingest_for(&addr, 1000));
     let _ = child.0.kill();
     let _ = child.0.wait();
-    assert!(image.exists(), "kill -9 after a checkpoint left no image");
+    assert!(
+        image.exists(),
+        "kill -9 after a checkpoint left no image: {}",
+        log(3)
+    );
     let _child = start(&dir, &cfg, &addr, 4);
     all_back(
         &addr,

@@ -23,6 +23,12 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The kind in the header of the image in `dir`, if there is one.
+fn kind_on_disk(dir: &Path) -> Option<u32> {
+    let b = std::fs::read(dir.join(IMAGE_FILE)).ok()?;
+    Some(u32::from_le_bytes(b.get(20..24)?.try_into().ok()?))
+}
+
 /// Everything a reader can see of the head, and its counts.
 type View = (
     Vec<(Labels, Vec<(i64, u64)>)>,
@@ -80,7 +86,11 @@ fn the_image_gives_the_head_the_chunk_store_gives() {
     let (a, sa) = Db::open(&dir, opts()).unwrap();
     let (b, sb) = Db::open(&plain, opts()).unwrap();
     assert!(sa.from_image && !sb.from_image, "{sa:?} {sb:?}");
-    assert!(!dir.join(IMAGE_FILE).exists(), "an open removes the image");
+    assert_eq!(
+        kind_on_disk(&dir),
+        Some(1),
+        "an open keeps a clean close's image as a checkpoint's"
+    );
     assert_eq!(sa.stored_series, sb.stored_series);
     assert_eq!(view(&a), view(&b));
     assert_eq!(view(&a).0, {
@@ -107,7 +117,7 @@ fn the_image_gives_the_head_the_chunk_store_gives() {
     drop((a, b));
     let (a, sa) = Db::open(&dir, opts()).unwrap();
     let (b, _) = Db::open(&plain, opts()).unwrap();
-    assert!(!sa.from_image, "a crash leaves no image");
+    assert!(sa.from_image, "a crash after it opens from the image kept");
     assert_eq!(view(&a), view(&b));
     drop((a, b));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -347,7 +357,7 @@ fn a_crash_after_a_checkpoint_opens_from_its_image_and_the_wal_after_it() {
     let (a, sa) = Db::open(&dir, opts()).unwrap();
     let (b, sb) = Db::open(&plain, opts()).unwrap();
     assert!(sa.from_image && !sb.from_image, "{sa:?} {sb:?}");
-    assert!(!dir.join(IMAGE_FILE).exists(), "an open removes the image");
+    assert_eq!(kind_on_disk(&dir), Some(1), "an open keeps the image");
     // Every acknowledged sample is back, once.
     let mut want = samples_of(0, 40, 0..430);
     want.extend(samples_of(40, 60, 200..430));
