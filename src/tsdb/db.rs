@@ -31,6 +31,10 @@ use super::ticker::Ticker;
 const KV_DIR: &str = "chunks";
 /// Series whose expired chunks go to the chunk store in one write batch.
 const EXPIRE_BATCH: usize = 4096;
+/// Series whose closed chunks (and new labels) go to the chunk store in one
+/// write batch: as many as a shard held of a million series, when each
+/// shard was one batch.
+const FLUSH_BATCH: usize = 1 << 16;
 use super::wal::{self, ReplayStats, Wal};
 
 #[derive(Debug, thiserror::Error)]
@@ -544,10 +548,13 @@ impl Db {
     /// checkpoint has synced the chunk store.
     fn move_closed_chunks(&self, all_labels: bool, now_ms: i64) -> Result<(), Error> {
         self.close_idle(now_ms);
+        let refs = self.head.flush_refs(all_labels);
         let mut items: Vec<FlushItem> = Vec::new();
-        for shard in 0..SHARD_COUNT {
+        // In the chunk store's key order (see `Head::flush_refs`), one
+        // write batch per piece.
+        for piece in refs.chunks(FLUSH_BATCH) {
             items.clear();
-            self.head.flush_candidates(shard, all_labels, &mut items);
+            self.head.flush_items(piece, &mut items);
             if items.is_empty() {
                 continue;
             }

@@ -263,12 +263,13 @@ impl ChunkStore {
         let mut batch = self.db.batch();
         let mut buf = Vec::new();
         let mut chunk = Vec::new();
+        let mut samples = Vec::new();
         for s in items {
             if let Some(labels) = s.labels {
                 batch.insert(&self.series, series_key(s.r), labels);
             }
             for &(min_t, max_t, data) in s.chunks {
-                let encoding = chunkenc::compact(data, &mut chunk);
+                let encoding = chunkenc::compact_with(data, &mut chunk, &mut samples);
                 chunk_value(&mut buf, encoding, max_t, &chunk);
                 batch.insert(&self.chunks, chunk_key(s.r, min_t), buf.as_slice());
             }
