@@ -454,17 +454,13 @@ fn restore_batch(
     remap: &mut Remap,
     skipped: &mut Option<storage::Error>,
 ) {
+    let mut stored = Vec::with_capacity(list.len());
     for (old, labels, prep) in list {
         if labels.is_empty() {
-            // Stored in the chunk store, loaded in step 1. One lookup of
-            // the series, not a check and then the restore: a million of
-            // them are on the open's path.
-            let r = kv_map.get(&old).copied().unwrap_or(old);
-            if !head.restore_prepared(r, prep) {
-                *skipped = Some(storage::Error::Other(format!(
-                    "series {old} is in the checkpoint but not in the chunk store"
-                )));
-            }
+            // Stored in the chunk store, loaded in step 1: restored
+            // together below, a shard's run under one lock with their
+            // lookups overlapped (a million of them are on the open's path).
+            stored.push((kv_map.get(&old).copied().unwrap_or(old), prep));
             continue;
         }
         match head.series_ref(&labels, old) {
@@ -477,6 +473,11 @@ fn restore_batch(
             }
             Err(e) => *skipped = Some(e),
         }
+    }
+    if let Some(r) = head.restore_prepared_many(&mut stored).first() {
+        *skipped = Some(storage::Error::Other(format!(
+            "series {r} is in the checkpoint but not in the chunk store"
+        )));
     }
 }
 
