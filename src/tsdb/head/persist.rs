@@ -581,3 +581,52 @@ fn restore_into(s: &mut MemSeries, mut prep: Restore, chunk_range: i64) -> Optio
     s.has_last = true;
     Some((lo, prep.last_t))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tsdb::head::HeadOptions;
+
+    fn chunk(t0: i64, n: i64) -> (ChunkSnapshot, XorState) {
+        let mut c = XorChunk::new();
+        for i in 0..n {
+            c.append(t0 + i * 1000, i as f64).unwrap();
+        }
+        let st = c.state();
+        let snap = ChunkSnapshot {
+            min_t: t0,
+            max_t: t0 + (n - 1) * 1000,
+            data: c.into_bytes().into(),
+        };
+        (snap, st)
+    }
+
+    /// The batched restore gives every series what one restore each
+    /// gives, across shards and runs longer than a group, and names the
+    /// references the head lacks.
+    #[test]
+    fn restoring_many_equals_restoring_one_by_one() {
+        let (one, many) = (
+            Head::new(HeadOptions::default()),
+            Head::new(HeadOptions::default()),
+        );
+        let mut items = Vec::new();
+        for i in 0..2000i64 {
+            let labels = Labels::from_pairs([("__name__", "m"), ("i", i.to_string().as_str())]);
+            let r = one.series_ref(&labels, 0).unwrap();
+            assert_eq!(many.series_ref(&labels, r).unwrap(), r);
+            let (c, st) = chunk(i * 10, 5 + i % 7);
+            let prep = || Restore::new(c.max_t, 0, vec![c.clone()], Some(st));
+            assert!(one.restore_prepared(r, prep()));
+            items.push((r, prep()));
+        }
+        // Runs of one shard longer than a group, then the rest.
+        items.sort_by_key(|x| shard_of(x.0));
+        items.push((SeriesRef::MAX, Restore::new(0, 0, Vec::new(), None)));
+        assert_eq!(many.restore_prepared_many(&mut items), vec![SeriesRef::MAX]);
+        assert!(items.is_empty());
+        assert_eq!(many.time_bounds(), one.time_bounds());
+        assert_eq!(many.num_chunks(), one.num_chunks());
+        assert_eq!(many.stats().num_series, 2000);
+    }
+}
