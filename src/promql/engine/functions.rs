@@ -537,21 +537,24 @@ pub(super) fn absent_labels(e: &Expr) -> Labels {
 }
 
 /// `rate`, `increase` and `delta` with Prometheus 2.x's extrapolation.
+/// `counter` is `None` for `delta`, else whether the window may hold a
+/// counter reset (a value below the one before it) to look for.
 pub(super) fn extrapolated_rate(
     w: &[Sample],
     range_start: i64,
     range_end: i64,
-    counter: bool,
+    counter: Option<bool>,
     rate: bool,
     range: i64,
 ) -> Option<f64> {
     if w.len() < 2 {
         return None;
     }
+    let (resets, counter) = (counter == Some(true), counter.is_some());
     let first = w[0];
     let last = w[w.len() - 1];
     let mut result = last.v - first.v;
-    if counter {
+    if resets {
         let mut prev = first.v;
         for p in &w[1..] {
             if p.v < prev {
