@@ -11,8 +11,8 @@ use std::sync::{Mutex, PoisonError};
 use super::aggregate::quantile;
 use super::eval::Clock;
 use super::functions::{
-    absent_labels, absent_result, avg_over_time, changes, extrapolated_rate, holt_winters,
-    instant_value, linear_regression, unwrap_parens, variance,
+    RateShape, absent_labels, absent_result, avg_over_time, changes, extrapolated_rate,
+    holt_winters, instant_value, linear_regression, unwrap_parens, variance,
 };
 use super::sliding::{Extreme, SlidingWindow, fold_extreme};
 use super::{Error, Evaluator, RangeArg, StepSeries, Val, WORK_PER_CHECK};
@@ -324,6 +324,7 @@ fn eval_points(
     // A series whose values never fall has no counter reset in any of its
     // windows: `rate` and `increase` need not look for one in each.
     let resets = matches!(func, Rate | Increase) && samples.windows(2).any(|p| p[1].v < p[0].v);
+    let mut shapes = [RateShape::default(); 2];
     for step in 0..job.steps {
         if step % WORK_PER_CHECK as usize == WORK_PER_CHECK as usize - 1 {
             job.clock.check()?;
@@ -341,16 +342,15 @@ fn eval_points(
         }
         let arg = |i: usize| scalars.get(i).map_or(f64::NAN, |s| s[step]);
         let v = match func {
-            Rate => extrapolated_rate(w, refr - input.range, refr, Some(resets), true, input.range),
-            Increase => extrapolated_rate(
+            Rate | Increase | Delta => extrapolated_rate(
                 w,
                 refr - input.range,
                 refr,
-                Some(resets),
-                false,
+                (func != Delta).then_some(resets),
+                func == Rate,
                 input.range,
+                &mut shapes,
             ),
-            Delta => extrapolated_rate(w, refr - input.range, refr, None, false, input.range),
             Irate => instant_value(w, true),
             Idelta => instant_value(w, false),
             Changes => Some(changes(w)),
