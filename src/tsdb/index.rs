@@ -19,6 +19,7 @@ use crate::model::{Labels, MatchOp, Matcher};
 use crate::storage::SeriesRef;
 
 pub use cardinality::Cardinality;
+pub(crate) use image::IndexPart;
 pub use image::{PairId, Pairs};
 pub use postings::{intersect, subtract, union};
 
