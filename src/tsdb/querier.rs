@@ -6,12 +6,12 @@
 
 use std::cmp::Ordering;
 use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use rustc_hash::FxHashSet;
 
 use crate::model::{Label, Labels, Matcher, Sample};
-use crate::storage::{Error, Querier, Series, SeriesRef};
+use crate::storage::{Error, Prepare, Querier, Series, SeriesRef};
 
 use super::chunkenc::Encoding;
 use super::head::{ChunkData, DiskChunks, Inner, decode_range};
@@ -224,15 +224,16 @@ impl HeadQuerier<'_> {
     }
 }
 
-/// Selections of at least this many series are decoded on a thread of
-/// their own while the caller works through the series already decoded.
+/// Selections of at least this many series are prepared on a thread
+/// beside the caller as well as on the caller's.
 const PIPELINE_MIN_SERIES: usize = 256;
 
-/// Series the decoding thread hands over at a time, and batches it may be
-/// ahead by: what it holds beyond the caller's series is bounded by
-/// `(PIPELINE_AHEAD + 2) * PIPELINE_BATCH` series.
+/// Series taken at a time, and batches that may be finished or under way
+/// past the one the caller hands out next: what both threads hold beyond
+/// the caller's series is bounded by `(PIPELINE_AHEAD + 2) * PIPELINE_BATCH`
+/// series.
 const PIPELINE_BATCH: usize = 16;
-const PIPELINE_AHEAD: usize = 2;
+const PIPELINE_AHEAD: usize = 3;
 
 /// Whether a second core may take the decoding: looked up once, as the
 /// answer comes from the scheduler and the cgroup's files.
@@ -261,16 +262,65 @@ pub(crate) fn lower_priority() -> rustix::io::Result<()> {
     Ok(())
 }
 
+/// One batch of prepared series, each with what `prep` returned, and the
+/// error that ended it.
+type Prepared = (Vec<(Series, usize)>, Option<Error>);
+
+/// Which batches of a selection are taken, finished and handed out; both
+/// threads of [`HeadQuerier::prepare_beside`] share it under one lock.
+struct Board {
+    /// The first batch nobody has taken.
+    next: usize,
+    /// Batches the caller has taken back (all before it).
+    consumed: usize,
+    /// Finished batches not yet handed out.
+    done: Vec<(usize, Prepared)>,
+    /// The caller has stopped: take nothing more.
+    stop: bool,
+}
+
+struct Shared {
+    board: Mutex<Board>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Board> {
+        // A thread that panicked left the board consistent: every change
+        // is one assignment or push.
+        self.board.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wait<'g>(&self, g: MutexGuard<'g, Board>) -> MutexGuard<'g, Board> {
+        self.changed.wait(g).unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Tells the helper thread to stop when the caller leaves, however it
+/// leaves (done, broken off, an error, a panic in `f`): the scope that
+/// joins the helper would otherwise wait on it forever.
+struct StopOnDrop<'a>(&'a Shared);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.lock().stop = true;
+        self.0.changed.notify_all();
+    }
+}
+
 impl HeadQuerier<'_> {
-    /// Decodes the sorted selection one series at a time, handing each to
-    /// `f` until it breaks.
-    fn decode_each(
+    /// Decodes and prepares the sorted selection one series at a time,
+    /// handing each to `f` until it breaks.
+    fn prepare_each(
         &self,
         found: Vec<(Key, Source)>,
-        f: &mut dyn FnMut(Series) -> ControlFlow<()>,
+        prep: Prepare<'_>,
+        f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
     ) -> Result<(), Error> {
         for s in self.decoded(found) {
-            if f(s?).is_break() {
+            let mut s = s?;
+            let n = prep(&mut s);
+            if f(s, n).is_break() {
                 break;
             }
         }
@@ -299,62 +349,118 @@ impl HeadQuerier<'_> {
         })
     }
 
-    /// [`HeadQuerier::decode_each`] with decoding (and the copying of
-    /// labels) on a thread beside the caller: on a dashboard's large
-    /// selections the caller's work per series (windows, grouping) and the
-    /// decoding took each a good part, and one waited on the other. The
-    /// order, the series and an error are as the one-thread loop gives
-    /// them; if no thread can be started, that loop runs.
-    fn decode_beside(
+    /// One batch decoded and prepared, up to its first error.
+    fn prepare_batch(&self, batch: &Mutex<Vec<(Key, Source)>>, prep: Prepare<'_>) -> Prepared {
+        let items = std::mem::take(&mut *batch.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut out = Vec::with_capacity(items.len());
+        for s in self.decoded(items) {
+            match s {
+                Ok(mut s) => {
+                    let n = prep(&mut s);
+                    out.push((s, n));
+                }
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        (out, None)
+    }
+
+    /// [`HeadQuerier::prepare_each`] on two threads: the selection is cut
+    /// into batches that a thread beside the caller and the caller itself
+    /// take in turn, decode (labels copied out) and prepare, and the caller
+    /// hands them to `f` in order. On a dashboard's large selections the
+    /// decoding and the caller's work per series (a range function over
+    /// every step, then folding) each took a good part; with either thread
+    /// taking whichever batch comes next, neither waits for the other
+    /// while work is left, whichever part is the larger. The order, the
+    /// series and an error are as the one-thread loop gives them; if no
+    /// thread can be started, the caller takes every batch.
+    fn prepare_beside(
         &self,
         found: Vec<(Key, Source)>,
-        f: &mut dyn FnMut(Series) -> ControlFlow<()>,
+        prep: Prepare<'_>,
+        f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        // Taken back from here if the thread does not start.
-        let todo = Mutex::new(Some(found));
+        let mut found = found.into_iter();
+        let mut batches = Vec::new();
+        loop {
+            let batch: Vec<_> = found.by_ref().take(PIPELINE_BATCH).collect();
+            if batch.is_empty() {
+                break;
+            }
+            batches.push(Mutex::new(batch));
+        }
+        let n = batches.len();
+        let shared = Shared {
+            board: Mutex::new(Board {
+                next: 0,
+                consumed: 0,
+                done: Vec::new(),
+                stop: false,
+            }),
+            changed: Condvar::new(),
+        };
         std::thread::scope(|scope| {
-            let (tx, rx) =
-                std::sync::mpsc::sync_channel::<Result<Vec<Series>, Error>>(PIPELINE_AHEAD);
-            let todo = &todo;
-            let started = std::thread::Builder::new()
+            let (shared, batches) = (&shared, &batches);
+            // Without the helper the caller takes every batch itself.
+            let _ = std::thread::Builder::new()
                 .name("select-decode".into())
                 .spawn_scoped(scope, move || {
-                    // Decoding goes on either way.
+                    // Preparing goes on either way.
                     let _ = lower_priority();
-                    let found = todo.lock().ok().and_then(|mut t| t.take());
-                    let mut batch = Vec::with_capacity(PIPELINE_BATCH);
-                    for s in self.decoded(found.unwrap_or_default()) {
-                        match s {
-                            Ok(s) => batch.push(s),
-                            Err(e) => {
-                                // What came before the error, then the error.
-                                let _ = tx.send(Ok(batch)).and_then(|()| tx.send(Err(e)));
-                                return;
+                    loop {
+                        let b = {
+                            let mut g = shared.lock();
+                            loop {
+                                if g.stop || g.next >= n {
+                                    return;
+                                }
+                                if g.next < g.consumed + PIPELINE_AHEAD {
+                                    break;
+                                }
+                                g = shared.wait(g);
                             }
-                        }
-                        if batch.len() == PIPELINE_BATCH {
-                            let full =
-                                std::mem::replace(&mut batch, Vec::with_capacity(PIPELINE_BATCH));
-                            // An error means the caller stopped: nothing more to do.
-                            if tx.send(Ok(full)).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    if !batch.is_empty() {
-                        let _ = tx.send(Ok(batch));
+                            g.next += 1;
+                            g.next - 1
+                        };
+                        let out = self.prepare_batch(&batches[b], prep);
+                        shared.lock().done.push((b, out));
+                        shared.changed.notify_all();
                     }
                 });
-            if started.is_err() {
-                let found = todo.lock().ok().and_then(|mut t| t.take());
-                return self.decode_each(found.unwrap_or_default(), f);
-            }
-            // Leaving drops the receiver, which stops the thread at its next send.
-            for batch in rx {
-                for s in batch? {
-                    if f(s).is_break() {
+            let _stop = StopOnDrop(shared);
+            for b in 0..n {
+                let (series, error) = loop {
+                    let mut g = shared.lock();
+                    if let Some(i) = g.done.iter().position(|d| d.0 == b) {
+                        break g.done.swap_remove(i).1;
+                    }
+                    if g.next == b {
+                        g.next += 1;
+                        drop(g);
+                        break self.prepare_batch(&batches[b], prep);
+                    }
+                    // The helper has `b` under way: take a later batch
+                    // meanwhile, if that stays within the bound.
+                    if g.next < n && g.next <= b + PIPELINE_AHEAD {
+                        let c = g.next;
+                        g.next += 1;
+                        drop(g);
+                        let out = self.prepare_batch(&batches[c], prep);
+                        shared.lock().done.push((c, out));
+                        continue;
+                    }
+                    drop(shared.wait(g));
+                };
+                shared.lock().consumed = b + 1;
+                shared.changed.notify_all();
+                for (s, k) in series {
+                    if f(s, k).is_break() {
                         return Ok(());
                     }
+                }
+                if let Some(e) = error {
+                    return Err(e);
                 }
             }
             Ok(())
@@ -372,15 +478,26 @@ impl Querier for HeadQuerier<'_> {
         Ok(out)
     }
 
-    /// Finds and sorts the selected series by their labels and chunk
-    /// handles, then decodes one series at a time: the caller holds the
-    /// samples of the series it is looking at (and a large selection's
-    /// decoding thread at most `(PIPELINE_AHEAD + 2) * PIPELINE_BATCH`
-    /// series ahead), not of all of them.
+    /// [`Querier::select_prepared`] with nothing to prepare.
     fn select_each(
         &self,
         matchers: &[Matcher],
         f: &mut dyn FnMut(Series) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        self.select_prepared(matchers, &|_| 0, &mut |s, _| f(s))
+    }
+
+    /// Finds and sorts the selected series by their labels and chunk
+    /// handles, then decodes and prepares one series at a time (a large
+    /// selection on two threads, see [`HeadQuerier::prepare_beside`]): the
+    /// caller holds the samples of the series it is looking at (and both
+    /// threads at most `(PIPELINE_AHEAD + 2) * PIPELINE_BATCH` series
+    /// ahead), not of all of them.
+    fn select_prepared(
+        &self,
+        matchers: &[Matcher],
+        prep: Prepare<'_>,
+        f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
     ) -> Result<(), Error> {
         if matchers.is_empty() || self.mint > self.maxt {
             return Ok(());
@@ -392,9 +509,9 @@ impl Querier for HeadQuerier<'_> {
         self.take_cold(matchers, &mut found)?;
         found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         if found.len() >= PIPELINE_MIN_SERIES && spare_core() {
-            self.decode_beside(found, f)
+            self.prepare_beside(found, prep, f)
         } else {
-            self.decode_each(found, f)
+            self.prepare_each(found, prep, f)
         }
     }
 

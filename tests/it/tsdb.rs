@@ -383,6 +383,57 @@ fn large_selections_stream_in_order_and_stop_when_asked() {
     }
 }
 
+/// A large selection is decoded and prepared on two threads: every series
+/// is prepared once, with what its preparation returned beside it, in label
+/// order, as a small selection of the same series gives them; a caller that
+/// stops gets nothing after that.
+#[test]
+fn large_selections_are_prepared_in_order_on_either_thread() {
+    let head = Head::default();
+    let n = 2000;
+    let mut app = head.appender();
+    for i in (0..n).map(|i| (i * 7919) % n) {
+        let l = lbls(&[("__name__", "prep"), ("i", &format!("{i:05}"))]);
+        for k in 0..(1 + i % 50) {
+            app.append(0, &l, k as i64 * 1_000, (i * k) as f64 * 0.25)
+                .unwrap();
+        }
+    }
+    app.commit().unwrap();
+    let q = head.querier(0, 60_000).unwrap();
+    let ms = [eq("__name__", "prep")];
+    let want = q.select(&ms).unwrap();
+    assert_eq!(want.len(), n);
+    // The samples' sum and times' sum, so that no sample is missed,
+    // and their count handed over beside it.
+    let prep = |s: &mut Series| {
+        let n = s.samples.len();
+        let v = s.samples.iter().map(|p| p.v).sum();
+        let t = s.samples.iter().map(|p| p.t).sum();
+        s.samples = vec![Sample { t, v }];
+        n
+    };
+    for stop in [1, 15, 16, 17, 100, 1999, 2000, usize::MAX] {
+        let mut got = Vec::new();
+        q.select_prepared(&ms, &prep, &mut |s, k| {
+            got.push((s, k));
+            if got.len() == stop {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+        assert_eq!(got.len(), stop.min(n), "stopping after {stop}");
+        for ((s, k), w) in got.iter().zip(&want) {
+            let mut w = w.clone();
+            assert_eq!(*k, w.samples.len(), "{}", w.labels);
+            prep(&mut w);
+            assert_eq!(s, &w);
+        }
+    }
+}
+
 #[test]
 fn time_range_restricts_samples_series_and_labels() {
     let head = Head::default();
