@@ -277,6 +277,8 @@ struct Board {
     done: Vec<(usize, Prepared)>,
     /// The caller has stopped: take nothing more.
     stop: bool,
+    /// The helper thread has ended by a panic, maybe holding a batch.
+    helper_lost: bool,
 }
 
 struct Shared {
@@ -305,6 +307,19 @@ impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         self.0.lock().stop = true;
         self.0.changed.notify_all();
+    }
+}
+
+/// Tells the caller when the helper thread panics, so that it does not
+/// wait for a batch that thread held; the scope then passes the panic on.
+struct LostOnPanic<'a>(&'a Shared);
+
+impl Drop for LostOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().helper_lost = true;
+            self.0.changed.notify_all();
+        }
     }
 }
 
@@ -397,6 +412,7 @@ impl HeadQuerier<'_> {
                 consumed: 0,
                 done: Vec::new(),
                 stop: false,
+                helper_lost: false,
             }),
             changed: Condvar::new(),
         };
@@ -408,6 +424,7 @@ impl HeadQuerier<'_> {
                 .spawn_scoped(scope, move || {
                     // Preparing goes on either way.
                     let _ = lower_priority();
+                    let _lost = LostOnPanic(shared);
                     loop {
                         let b = {
                             let mut g = shared.lock();
@@ -449,6 +466,11 @@ impl HeadQuerier<'_> {
                         let out = self.prepare_batch(&batches[c], prep);
                         shared.lock().done.push((c, out));
                         continue;
+                    }
+                    if g.helper_lost {
+                        return Err(Error::Other(
+                            "the selection's decoding thread failed".into(),
+                        ));
                     }
                     drop(shared.wait(g));
                 };

@@ -434,6 +434,35 @@ fn large_selections_are_prepared_in_order_on_either_thread() {
     }
 }
 
+/// A preparation that panics ends a large select with that panic, on
+/// whichever of the two threads it ran, instead of leaving the caller
+/// waiting for a batch that will not come.
+#[test]
+fn a_panicking_preparation_ends_a_large_select() {
+    let head = Head::default();
+    let mut app = head.appender();
+    for i in 0..2000 {
+        let l = lbls(&[("__name__", "boom"), ("i", &format!("{i:05}"))]);
+        app.append(0, &l, 1_000, i as f64).unwrap();
+    }
+    app.commit().unwrap();
+    let q = head.querier(0, 60_000).unwrap();
+    for bad in [0, 17, 900, 1999] {
+        let name = format!("{bad:05}");
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            q.select_prepared(
+                &[eq("__name__", "boom")],
+                &|s| {
+                    assert_ne!(s.labels.get("i"), Some(name.as_str()), "the bad series");
+                    0
+                },
+                &mut |_, _| std::ops::ControlFlow::Continue(()),
+            )
+        }));
+        assert!(r.is_err(), "series {bad}: {r:?}");
+    }
+}
+
 #[test]
 fn time_range_restricts_samples_series_and_labels() {
     let head = Head::default();
