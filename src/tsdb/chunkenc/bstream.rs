@@ -3,8 +3,6 @@
 //! This file knows nothing of timestamps or values; `xor.rs` gives the bits
 //! their meaning (see `docs/format/chunk.md`).
 
-use crate::sizeclass::grown_capacity;
-
 /// Appends bits to a byte buffer. The first `header` bytes are left alone so
 /// that the chunk can keep its sample count there.
 #[derive(Debug, Clone, Default)]
@@ -43,31 +41,9 @@ impl BitWriter {
         self.buf.capacity()
     }
 
-    /// Makes room for `n` more bytes.
-    #[inline]
-    fn room(&mut self, n: usize) {
-        if self.buf.capacity() - self.buf.len() < n {
-            self.grow(n);
-        }
-    }
-
-    /// Grows the buffer by about a quarter, to the end of an allocator size
-    /// class, instead of doubling it. A million open chunks are most of the
-    /// head's memory: with doubling a chunk's buffer was on average about a
-    /// third empty (a 130-byte chunk in a 256-byte buffer), with quarter steps
-    /// it is about a tenth. The extra copies are a few per chunk of 120
-    /// samples.
-    #[cold]
-    fn grow(&mut self, n: usize) {
-        let (len, cap) = (self.buf.len(), self.buf.capacity());
-        let want = grown_capacity(len, cap, n, 4, 16, 1);
-        self.buf.reserve_exact(want - len);
-    }
-
     #[inline]
     pub(crate) fn write_bit(&mut self, bit: bool) {
         if self.free == 0 {
-            self.room(1);
             self.buf.push(0);
             self.free = 8;
         }
@@ -79,7 +55,6 @@ impl BitWriter {
 
     #[inline]
     pub(crate) fn write_byte(&mut self, byte: u8) {
-        self.room(1);
         if self.free == 0 {
             self.buf.push(byte);
             return;
@@ -122,7 +97,6 @@ impl BitWriter {
         // Bits used past the old last byte, in whole bytes.
         let spill = n - free;
         let new_bytes = spill.div_ceil(8) as usize;
-        self.room(new_bytes);
         self.buf.extend_from_slice(&bytes[from..from + new_bytes]);
         self.free = ((8 - spill % 8) % 8) as u8;
     }
@@ -418,25 +392,5 @@ mod tests {
         w.write_bit(true);
         assert_eq!(w.bytes(), &[0b1011_1111, 0xff, 0b1000_0000]);
         assert_eq!(w.free_bits(), 7);
-    }
-
-    #[test]
-    fn buffers_grow_by_quarters_to_size_classes() {
-        let mut w = BitWriter::with_header(2, 32);
-        let mut caps = vec![w.capacity()];
-        for i in 0..4000u64 {
-            w.write_bits(i, 13);
-            if w.capacity() != *caps.last().unwrap() {
-                caps.push(w.capacity());
-            }
-        }
-        assert!(w.capacity() >= w.bytes().len());
-        for pair in caps.windows(2) {
-            let (a, b) = (pair[0], pair[1]);
-            assert_eq!(crate::sizeclass::size_class(b), b, "{caps:?}");
-            // Never a doubling: about a quarter more (at most a half
-            // where a class boundary rounds the step up).
-            assert!(b > a && b <= a + a / 2 + 16, "{caps:?}");
-        }
     }
 }
