@@ -1,8 +1,13 @@
 //! The allocator's size classes, for buffers that grow in steps smaller
 //! than doubling: a buffer grown to the end of a class uses its whole
-//! allocation. The head's open chunks, its postings lists and the scrape
-//! caches grow this way, since together they are most of raymon's memory
-//! and doubling left each on average about a quarter to a third empty.
+//! allocation. The head's postings lists and the scrape caches grow this
+//! way: they hold a reference or a slot per series, and doubling left them
+//! on average a quarter to a half empty.
+//!
+//! Open chunks do not: in quarter steps a chunk's buffer passes through
+//! twice as many small size classes, and when a million chunks close
+//! together the few still in each class keep its pages resident (measured
+//! in `docs/performance.md`, "Memory per series").
 
 /// The smallest size of jemalloc's classes (and of most allocators') that
 /// holds `n` bytes: multiples of 16 up to 128, then four sizes between one
