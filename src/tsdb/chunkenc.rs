@@ -40,14 +40,24 @@ impl Encoding {
 /// re-encoded as a grid chunk (`decimal.rs`, second version). Returns the
 /// form written.
 pub fn compact(xor: &[u8], out: &mut Vec<u8>) -> Encoding {
+    compact_with(xor, out, &mut Vec::new())
+}
+
+/// [`compact`] with the decoded samples in `samples`, a buffer the caller
+/// keeps for the next chunk: a flush compacts a million chunks, and
+/// collecting each one's samples into a new vector grew it from nothing
+/// seven times a chunk (a fifth of the compaction's time).
+pub fn compact_with(xor: &[u8], out: &mut Vec<u8>, samples: &mut Vec<(i64, u64)>) -> Encoding {
+    samples.clear();
+    samples.reserve(num_samples(xor));
     let mut it = XorIter::new(xor);
-    let samples: Vec<(i64, u64)> = it.by_ref().map(|(t, v)| (t, v.to_bits())).collect();
+    samples.extend(it.by_ref().map(|(t, v)| (t, v.to_bits())));
     if it.is_corrupt() {
         out.clear();
         out.extend_from_slice(xor);
         return Encoding::Xor;
     }
-    smaller_form(&samples, xor, out)
+    smaller_form(samples, xor, out)
 }
 
 /// Most samples [`merge`] puts in one chunk. Reading a sample decodes its

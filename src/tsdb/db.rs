@@ -31,6 +31,10 @@ use super::ticker::Ticker;
 const KV_DIR: &str = "chunks";
 /// Series whose expired chunks go to the chunk store in one write batch.
 const EXPIRE_BATCH: usize = 4096;
+/// Series whose closed chunks (and new labels) go to the chunk store in one
+/// write batch: as many as a shard held of a million series, when each
+/// shard was one batch.
+const FLUSH_BATCH: usize = 1 << 16;
 use super::wal::{self, ReplayStats, Wal};
 
 #[derive(Debug, thiserror::Error)]
@@ -375,6 +379,8 @@ impl Db {
         if found.is_empty() {
             return Ok(0);
         }
+        // An image that still holds these series would bring them back.
+        image::remove(&self.dir);
         let items: Vec<ColdSeries<'_>> = found
             .iter()
             .map(|(r, hash, labels, range)| ColdSeries {
@@ -418,12 +424,15 @@ impl Db {
 
     /// Writes a checkpoint of the whole head and deletes the segments and
     /// checkpoints it replaces. Returns the checkpoint's size in bytes.
+    /// Then writes the head image beside it (`docs/format/head-image.md`),
+    /// so that an open after a crash reads it instead of every series'
+    /// labels from the chunk store.
     pub fn checkpoint(&self) -> Result<u64, Error> {
         let mut m = self
             .maintenance
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        self.checkpoint_locked(&mut m)
+        self.checkpoint_locked(&mut m, true)
     }
 
     fn lock_maintenance(&self) -> MutexGuard<'_, Maintenance> {
@@ -450,16 +459,34 @@ impl Db {
         }
     }
 
-    fn checkpoint_locked(&self, m: &mut Maintenance) -> Result<u64, Error> {
+    /// A checkpoint, and with `image` the head image after it.
+    fn checkpoint_locked(&self, m: &mut Maintenance, image: bool) -> Result<u64, Error> {
         let res = self.write_checkpoint(m);
         match &res {
             Ok(_) => m.checkpoints += 1,
             Err(_) => m.checkpoint_failures += 1,
         }
+        if res.is_ok() && image {
+            let started = Instant::now();
+            match self.write_image(image::Kind::Checkpoint) {
+                Ok(()) => info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "head image written"
+                ),
+                Err(e) => {
+                    error!(error = %e, "cannot write the head image; an open after a crash will be slower");
+                    image::remove(&self.dir);
+                }
+            }
+        }
         res
     }
 
     fn write_checkpoint(&self, m: &mut Maintenance) -> Result<u64, Error> {
+        // The image of the last checkpoint describes the store only until
+        // what follows moves series out of memory or changes the chunk
+        // store beyond adding chunks and labels.
+        image::remove(&self.dir);
         // After the rotation every batch in the closed segments is in the
         // head, so a snapshot taken from now on covers them. Commits wait
         // only for the switch to a new segment: the closed ones are synced
@@ -521,10 +548,13 @@ impl Db {
     /// checkpoint has synced the chunk store.
     fn move_closed_chunks(&self, all_labels: bool, now_ms: i64) -> Result<(), Error> {
         self.close_idle(now_ms);
+        let refs = self.head.flush_refs(all_labels);
         let mut items: Vec<FlushItem> = Vec::new();
-        for shard in 0..SHARD_COUNT {
+        // In the chunk store's key order (see `Head::flush_refs`), one
+        // write batch per piece.
+        for piece in refs.chunks(FLUSH_BATCH) {
             items.clear();
-            self.head.flush_candidates(shard, all_labels, &mut items);
+            self.head.flush_items(piece, &mut items);
             if items.is_empty() {
                 continue;
             }
@@ -559,6 +589,8 @@ impl Db {
     /// Deletes expired chunks from the chunk store and series left with
     /// nothing from memory, disk and the index.
     fn expire(&self, cutoff: i64) -> Result<usize, Error> {
+        // An image still naming what goes would bring it back after a crash.
+        image::remove(&self.dir);
         let _changed = self
             .opts
             .changes
@@ -617,7 +649,7 @@ impl Db {
             m.retention_removed_chunks += n as u64;
         }
         if removed > 0 {
-            self.checkpoint_locked(&mut m)?;
+            self.checkpoint_locked(&mut m, true)?;
         }
         if self.opts.retention_bytes > 0 {
             // Each round drops the oldest quarter of the time span held.
@@ -632,7 +664,7 @@ impl Db {
                 let n = self.expire(cut)?;
                 m.retention_removed_chunks += n as u64;
                 info!(cut, chunks = n, "size retention deleted old samples");
-                self.checkpoint_locked(&mut m)?;
+                self.checkpoint_locked(&mut m, true)?;
                 // Deleted keys hold their space until compacted away.
                 self.kv.compact()?;
             }
@@ -713,12 +745,16 @@ impl Db {
         self.background.stop();
         self.wal.flush_series()?;
         self.wal.sync()?;
-        self.checkpoint()?;
+        {
+            let mut m = self.lock_maintenance();
+            // Its image would be replaced at once by the close's.
+            self.checkpoint_locked(&mut m, false)?;
+        }
         self.wal.sync()?;
         self.kv.rotate_and_wait()?;
         // Only a speed-up for the next open: without it, that open reads
         // the chunk store's series.
-        if let Err(e) = self.write_image() {
+        if let Err(e) = self.write_image(image::Kind::Close) {
             tracing::warn!(error = %e, "cannot write the head image; the next start will be slower");
             image::remove(&self.dir);
         }
@@ -726,15 +762,17 @@ impl Db {
     }
 
     /// Writes the head image (`docs/format/head-image.md`), stamped with
-    /// the newest checkpoint and the WAL's end.
-    fn write_image(&self) -> Result<(), image::ImageError> {
+    /// the newest checkpoint and the WAL's end. Called with the
+    /// maintenance lock held (or from `close`, after the background thread
+    /// stopped), so no series leaves the head while it is copied.
+    fn write_image(&self, kind: image::Kind) -> Result<(), image::ImageError> {
         let stamp = image::Stamp {
             checkpoint: wal::list_checkpoints(&self.dir)?.last().copied(),
             wal_end: self.wal.end(),
+            kind,
         };
-        let mut body = Vec::new();
-        self.head.put_image(&mut body);
-        image::write(&self.dir, stamp, &body)
+        let copy = self.head.image_copy();
+        image::write(&self.dir, stamp, copy.len(), |w| copy.write(w))
     }
 }
 

@@ -16,7 +16,7 @@ mod persist;
 mod series;
 mod shards;
 
-pub use image::ImageLoad;
+pub use image::{ImageCopy, ImageLoad};
 pub use persist::{
     ChunkSnapshot, CommitLog, DiskChunks, FlushItem, Restore, StoredSeries, TimeRange,
 };

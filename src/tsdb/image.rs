@@ -1,19 +1,23 @@
-//! The head image: the head's index and series identities written at a
-//! clean close, so that the next open takes them in one read of fixed-size
-//! records instead of decoding, hashing and interning every series' labels
-//! from the chunk store (`docs/format/head-image.md`).
+//! The head image: the head's index and series identities, written at a
+//! clean close and after every checkpoint, so that the next open takes them
+//! in one read of fixed-size records instead of decoding, hashing and
+//! interning every series' labels from the chunk store
+//! (`docs/format/head-image.md`).
 //!
 //! This file owns the file: its header, checksum, the write (temporary
 //! file, fsync, rename) and the checks that decide whether an image may be
 //! trusted. The index and the head encode their own parts
 //! (`index/image.rs`, `head/image.rs`). An image is trusted only if its
-//! checksum holds, it names the newest checkpoint, and the WAL ends exactly
-//! where it ended at the close; it is removed as soon as it is read, so a
-//! process that opens the store and then changes it never leaves a stale
+//! checksum holds and it names the newest checkpoint; a clean close's image
+//! also needs the WAL to end exactly where it ended at the close, and a
+//! checkpoint's the WAL it was taken beside to be still there (what came
+//! after it is replayed from the WAL, and what moved to the chunk store
+//! since is read back from there). It is removed as soon as it is read, so
+//! a process that opens the store and then changes it never leaves a stale
 //! one behind.
 
 use std::fs;
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::tsdb::wal::{self, Position};
@@ -23,8 +27,10 @@ pub const IMAGE_FILE: &str = "head.image";
 const TMP_FILE: &str = "head.image.tmp";
 const MAGIC: &[u8; 8] = b"RMNHIMG\0";
 /// Bump on any change of layout; older or newer images are not read.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 const HEADER_LEN: usize = 40;
+/// Where the header holds the kind.
+const KIND_AT: usize = 20;
 const NO_CHECKPOINT: u32 = u32::MAX;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,18 +61,41 @@ pub enum ImageError {
     Wal(#[from] wal::Error),
 }
 
+/// When an image was taken, which decides what the open must add to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// At a clean close, after the last checkpoint: nothing changed after
+    /// it, so the WAL must end where it ended then.
+    Close,
+    /// Right after a checkpoint, while the store kept going: the WAL after
+    /// that checkpoint is replayed over it, and the chunks and labels moved
+    /// to the chunk store since are read back from there.
+    Checkpoint,
+}
+
+impl Kind {
+    fn code(self) -> u32 {
+        match self {
+            Kind::Close => 0,
+            Kind::Checkpoint => 1,
+        }
+    }
+}
+
 /// What the image was taken after: the newest checkpoint and the end of the
 /// WAL at that moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
     pub checkpoint: Option<u32>,
     pub wal_end: Position,
+    pub kind: Kind,
 }
 
 /// An image read whole, its checks passed.
 pub struct Image {
     buf: Vec<u8>,
     body: std::ops::Range<usize>,
+    kind: Kind,
 }
 
 impl Image {
@@ -74,12 +103,44 @@ impl Image {
     pub fn body(&self) -> &[u8] {
         &self.buf[self.body.clone()]
     }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
 }
 
-/// Writes `body` as the image of `dir` (replacing any), durable before it
-/// gets its name: a crash mid-write leaves only the temporary file, which
-/// nothing reads.
-pub fn write(dir: &Path, stamp: Stamp, body: &[u8]) -> Result<(), ImageError> {
+/// A writer that keeps the CRC-32C and the count of what passes through.
+/// It sits under the buffer, so it sees large writes only.
+struct Summed<W> {
+    inner: W,
+    crc: u32,
+    n: u64,
+}
+
+impl<W: Write> Write for Summed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let k = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..k]);
+        self.n += k as u64;
+        Ok(k)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes the image of `dir` (replacing any): the header, then the
+/// `body_len` bytes `body` writes, then the checksum; durable before it
+/// gets its name, so a crash mid-write leaves only the temporary file,
+/// which nothing reads. The body streams to the file: a million series'
+/// image is some 90 MB, which would otherwise sit in memory whole.
+pub fn write(
+    dir: &Path,
+    stamp: Stamp,
+    body_len: u64,
+    body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), ImageError> {
     let tmp = dir.join(TMP_FILE);
     let err = |source| ImageError::Write {
         path: tmp.clone(),
@@ -90,17 +151,31 @@ pub fn write(dir: &Path, stamp: Stamp, body: &[u8]) -> Result<(), ImageError> {
     put_u32(&mut head, VERSION);
     put_u32(&mut head, stamp.checkpoint.unwrap_or(NO_CHECKPOINT));
     put_u32(&mut head, stamp.wal_end.segment);
-    put_u32(&mut head, 0);
+    put_u32(&mut head, stamp.kind.code());
     put_u64(&mut head, stamp.wal_end.offset);
-    put_u64(&mut head, body.len() as u64);
-    let mut crc = crc32c::crc32c(&head);
-    crc = crc32c::crc32c_append(crc, body);
-    let mut f = fs::File::create(&tmp).map_err(err)?;
-    f.write_all(&head).map_err(err)?;
-    f.write_all(body).map_err(err)?;
-    f.write_all(&crc.to_le_bytes()).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    drop(f);
+    put_u64(&mut head, body_len);
+    let f = fs::File::create(&tmp).map_err(err)?;
+    let mut w = BufWriter::with_capacity(
+        1 << 20,
+        Summed {
+            inner: f,
+            crc: 0,
+            n: 0,
+        },
+    );
+    w.write_all(&head).map_err(err)?;
+    body(&mut w).map_err(err)?;
+    let mut summed = w.into_inner().map_err(|e| err(e.into_error()))?;
+    if summed.n != HEADER_LEN as u64 + body_len {
+        return Err(err(std::io::Error::other(format!(
+            "the body took {} bytes, not the {body_len} announced",
+            summed.n - HEADER_LEN as u64
+        ))));
+    }
+    let crc = summed.crc;
+    summed.inner.write_all(&crc.to_le_bytes()).map_err(err)?;
+    summed.inner.sync_all().map_err(err)?;
+    drop(summed);
     let path = dir.join(IMAGE_FILE);
     fs::rename(&tmp, &path).map_err(|source| ImageError::Write { path, source })?;
     // The rename itself reaches the disk with the directory.
@@ -117,11 +192,58 @@ pub fn remove(dir: &Path) {
     }
 }
 
-/// Reads the image of `dir` and removes it. `Ok(None)` when there is none;
-/// an error when there is one that must not be trusted: damaged, of another
-/// version, or not taken at the state the store is in (`checkpoint` is the
-/// newest checkpoint, the WAL is in `wal_dir`).
+/// Reads the image of `dir`. `Ok(None)` when there is none; an error (and
+/// the image removed) when there is one that must not be trusted: damaged,
+/// of another version, or not taken at the state the store is in
+/// (`checkpoint` is the newest checkpoint, the WAL is in `wal_dir`).
+///
+/// A trusted image stays, as a checkpoint's (kind 1): this process only
+/// appends to the WAL and moves chunks to the chunk store until its next
+/// checkpoint (or a change that removes the image first), which is what an
+/// open after a crash adds to a checkpoint's image. A clean close's image is
+/// rewritten so (its kind and checksum); the caller removes it with
+/// [`remove`] if it does not use it after all.
 pub fn take(
+    dir: &Path,
+    checkpoint: Option<u32>,
+    wal_dir: &Path,
+) -> Result<Option<Image>, ImageError> {
+    let got = read_checked(dir, checkpoint, wal_dir);
+    match &got {
+        Ok(Some(im)) if im.kind == Kind::Close => {
+            if let Err(e) = mark_checkpoint(&dir.join(IMAGE_FILE), &im.buf) {
+                remove(dir);
+                return Err(e);
+            }
+        }
+        Ok(_) => {}
+        Err(_) => remove(dir),
+    }
+    got
+}
+
+/// Rewrites a clean close's image in `path` (whose bytes are `buf`) as a
+/// checkpoint's: the kind, then the checksum. A crash in between leaves a
+/// checksum that does not match, so the image is refused, never misread.
+fn mark_checkpoint(path: &Path, buf: &[u8]) -> Result<(), ImageError> {
+    use std::os::unix::fs::FileExt;
+    let err = |source| ImageError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let end = buf.len() - 4;
+    let kind = Kind::Checkpoint.code().to_le_bytes();
+    let mut crc = crc32c::crc32c(&buf[..KIND_AT]);
+    crc = crc32c::crc32c_append(crc, &kind);
+    crc = crc32c::crc32c_append(crc, &buf[KIND_AT + 4..end]);
+    let f = fs::OpenOptions::new().write(true).open(path).map_err(err)?;
+    f.write_all_at(&kind, KIND_AT as u64).map_err(err)?;
+    f.write_all_at(&crc.to_le_bytes(), end as u64)
+        .map_err(err)?;
+    Ok(())
+}
+
+fn read_checked(
     dir: &Path,
     checkpoint: Option<u32>,
     wal_dir: &Path,
@@ -135,9 +257,6 @@ pub fn take(
         }
         Err(source) => return Err(ImageError::Read { path, source }),
     };
-    // Whatever it holds, it describes the store only until this process
-    // changes it.
-    remove(dir);
     let body = check(&buf)?;
     let mut rd = Reader::new(&buf[8..HEADER_LEN]);
     let _version = rd.u32()?;
@@ -146,7 +265,11 @@ pub fn take(
         n => Some(n),
     };
     let segment = rd.u32()?;
-    let _reserved = rd.u32()?;
+    let kind = match rd.u32()? {
+        0 => Kind::Close,
+        1 => Kind::Checkpoint,
+        _ => return Err(ImageError::Invalid("an unknown kind of image")),
+    };
     let offset = rd.u64()?;
     if cp != checkpoint {
         return Err(ImageError::Stale(format!(
@@ -157,12 +280,17 @@ pub fn take(
     let len = fs::metadata(wal_dir.join(wal::segment_name(segment)))
         .map(|m| m.len())
         .ok();
-    if last != Some(segment) || len != Some(offset) {
+    let fits = match kind {
+        Kind::Close => last == Some(segment) && len == Some(offset),
+        // The WAL only grew after it: replaying it brings what came later.
+        Kind::Checkpoint => len.is_some_and(|l| l >= offset),
+    };
+    if !fits {
         return Err(ImageError::Stale(format!(
-            "taken when the WAL ended at segment {segment} byte {offset}; it ends at segment {last:?} byte {len:?}"
+            "taken when the WAL ended at segment {segment} byte {offset}; it ends at segment {last:?}, that segment's length is {len:?}"
         )));
     }
-    Ok(Some(Image { buf, body }))
+    Ok(Some(Image { buf, body, kind }))
 }
 
 /// Checks magic, version, length and checksum; returns the body's range.

@@ -20,6 +20,7 @@ use crate::sizeclass::grown_capacity;
 use crate::storage::SeriesRef;
 
 pub use cardinality::Cardinality;
+pub(crate) use image::IndexPart;
 pub use image::{PairId, Pairs};
 pub use postings::{intersect, subtract, union};
 

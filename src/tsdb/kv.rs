@@ -263,12 +263,13 @@ impl ChunkStore {
         let mut batch = self.db.batch();
         let mut buf = Vec::new();
         let mut chunk = Vec::new();
+        let mut samples = Vec::new();
         for s in items {
             if let Some(labels) = s.labels {
                 batch.insert(&self.series, series_key(s.r), labels);
             }
             for &(min_t, max_t, data) in s.chunks {
-                let encoding = chunkenc::compact(data, &mut chunk);
+                let encoding = chunkenc::compact_with(data, &mut chunk, &mut samples);
                 chunk_value(&mut buf, encoding, max_t, &chunk);
                 batch.insert(&self.chunks, chunk_key(s.r, min_t), buf.as_slice());
             }
@@ -485,6 +486,19 @@ impl ChunkStore {
         batch.commit().map_err(|e| self.err(e))
     }
 
+    /// Every series with chunks here and their range, by reference (the
+    /// `ranges` keyspace whole: 24 bytes a series).
+    pub fn ranges(&self) -> Result<Vec<(SeriesRef, TimeRange)>, Error> {
+        let mut out = Vec::new();
+        for kv in self.ranges.iter() {
+            let (k, v) = kv.into_inner().map_err(|e| self.err(e))?;
+            if let (Some(r), Some(range)) = (ref_from(&k), range_from(&v)) {
+                out.push((r, range));
+            }
+        }
+        Ok(out)
+    }
+
     /// Calls `f` with every stored series but the cold ones (`is_cold`) in
     /// reference order: its labels as [`wal::put_labels`] encoded them, for
     /// `f` to decode where it keeps them (false if they do not decode), and
@@ -494,13 +508,7 @@ impl ChunkStore {
         is_cold: &dyn Fn(SeriesRef) -> bool,
         f: &mut LoadFn<'_>,
     ) -> Result<u64, Error> {
-        let mut ranges: Vec<(SeriesRef, (i64, i64))> = Vec::new();
-        for kv in self.ranges.iter() {
-            let (k, v) = kv.into_inner().map_err(|e| self.err(e))?;
-            if let (Some(r), Some(range)) = (ref_from(&k), range_from(&v)) {
-                ranges.push((r, range));
-            }
-        }
+        let ranges = self.ranges()?;
         // Both keyspaces sort by reference: walk them side by side.
         let mut next = 0;
         let mut n = 0;

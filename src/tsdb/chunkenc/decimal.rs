@@ -249,12 +249,14 @@ fn base_width(codes: &[ValueCode]) -> u8 {
             by_len[(64 - zz.leading_zeros()) as usize] += 1;
         }
     }
-    let lens: Vec<(usize, usize)> = by_len
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| **n > 0)
-        .map(|(len, n)| (len, *n))
-        .collect();
+    // On the stack: this runs for every chunk a flush moves.
+    let mut found = [(0usize, 0usize); 65];
+    let mut n_found = 0;
+    for (len, &n) in by_len.iter().enumerate().filter(|(_, n)| **n > 0) {
+        found[n_found] = (len, n);
+        n_found += 1;
+    }
+    let lens = &found[..n_found];
     let cost = |k: u8| -> usize {
         lens.iter()
             .map(|&(len, n)| {

@@ -23,6 +23,12 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The kind in the header of the image in `dir`, if there is one.
+fn kind_on_disk(dir: &Path) -> Option<u32> {
+    let b = std::fs::read(dir.join(IMAGE_FILE)).ok()?;
+    Some(u32::from_le_bytes(b.get(20..24)?.try_into().ok()?))
+}
+
 /// Everything a reader can see of the head, and its counts.
 type View = (
     Vec<(Labels, Vec<(i64, u64)>)>,
@@ -80,7 +86,11 @@ fn the_image_gives_the_head_the_chunk_store_gives() {
     let (a, sa) = Db::open(&dir, opts()).unwrap();
     let (b, sb) = Db::open(&plain, opts()).unwrap();
     assert!(sa.from_image && !sb.from_image, "{sa:?} {sb:?}");
-    assert!(!dir.join(IMAGE_FILE).exists(), "an open removes the image");
+    assert_eq!(
+        kind_on_disk(&dir),
+        Some(1),
+        "an open keeps a clean close's image as a checkpoint's"
+    );
     assert_eq!(sa.stored_series, sb.stored_series);
     assert_eq!(view(&a), view(&b));
     assert_eq!(view(&a).0, {
@@ -107,7 +117,7 @@ fn the_image_gives_the_head_the_chunk_store_gives() {
     drop((a, b));
     let (a, sa) = Db::open(&dir, opts()).unwrap();
     let (b, _) = Db::open(&plain, opts()).unwrap();
-    assert!(!sa.from_image, "a crash leaves no image");
+    assert!(sa.from_image, "a crash after it opens from the image kept");
     assert_eq!(view(&a), view(&b));
     drop((a, b));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -307,4 +317,140 @@ fn an_image_that_does_not_add_up_is_refused_despite_its_checksum() {
         });
         assert_inconsistent(d);
     });
+}
+
+/// The samples of series `from..to` for scrapes `ks`, as [`dump`] gives them.
+fn samples_of(from: usize, to: usize, ks: std::ops::Range<i64>) -> Vec<(Labels, Vec<(i64, u64)>)> {
+    expected(to, ks.end)
+        .into_iter()
+        .filter(|(l, _)| (from..to).any(|i| *l == series(i)))
+        .map(|(l, s)| {
+            (
+                l,
+                s.into_iter().filter(|x| x.0 >= ks.start * 1000).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_crash_after_a_checkpoint_opens_from_its_image_and_the_wal_after_it() {
+    let dir = tmp("img-ckpt-crash");
+    let (db, _) = Db::open(&dir, opts()).unwrap();
+    ingest(db.head(), 40, 0, 200);
+    db.checkpoint().unwrap();
+    assert!(
+        dir.join(IMAGE_FILE).exists(),
+        "a checkpoint writes the image"
+    );
+    // After the image: 20 new series, closed chunks moved to the chunk
+    // store with the new series' labels (as every 30 s), then 10 more new
+    // series and samples that only the WAL has.
+    ingest(db.head(), 60, 200, 200);
+    db.flush_closed_chunks().unwrap();
+    ingest(db.head(), 70, 400, 30);
+    // No close: the process dies here.
+    drop(db);
+    let plain = tmp("img-ckpt-crash-plain");
+    copy_dir(&dir, &plain);
+    std::fs::remove_file(plain.join(IMAGE_FILE)).unwrap();
+    let (a, sa) = Db::open(&dir, opts()).unwrap();
+    let (b, sb) = Db::open(&plain, opts()).unwrap();
+    assert!(sa.from_image && !sb.from_image, "{sa:?} {sb:?}");
+    assert_eq!(kind_on_disk(&dir), Some(1), "an open keeps the image");
+    // Every acknowledged sample is back, once.
+    let mut want = samples_of(0, 40, 0..430);
+    want.extend(samples_of(40, 60, 200..430));
+    want.extend(samples_of(60, 70, 400..430));
+    want.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(view(&a).0, want);
+    assert_eq!(view(&a), view(&b));
+    assert_eq!(sa.stored_series, sb.stored_series);
+    assert_eq!(sa.replay.samples, sb.replay.samples);
+    // Both go on alike, through a checkpoint (a new image) and a crash.
+    for db in [&a, &b] {
+        ingest(db.head(), 80, 430, 150);
+        db.checkpoint().unwrap();
+        ingest(db.head(), 80, 580, 20);
+    }
+    assert_eq!(view(&a), view(&b));
+    drop((a, b));
+    let (a, sa) = Db::open(&dir, opts()).unwrap();
+    let (b, sb) = Db::open(&plain, opts()).unwrap();
+    assert!(sa.from_image && sb.from_image, "{sa:?} {sb:?}");
+    assert_eq!(view(&a), view(&b));
+    let mut want = samples_of(0, 40, 0..600);
+    want.extend(samples_of(40, 60, 200..600));
+    want.extend(samples_of(60, 70, 400..600));
+    want.extend(samples_of(70, 80, 430..600));
+    want.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(view(&a).0, want);
+    drop((a, b));
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&plain).unwrap();
+}
+
+#[test]
+fn a_checkpoint_image_is_refused_once_a_later_checkpoint_exists() {
+    let dir = tmp("img-ckpt-stale");
+    let (db, _) = Db::open(&dir, opts()).unwrap();
+    ingest(db.head(), 30, 0, 150);
+    db.checkpoint().unwrap();
+    let saved = std::fs::read(dir.join(IMAGE_FILE)).unwrap();
+    ingest(db.head(), 40, 150, 150);
+    db.checkpoint().unwrap();
+    ingest(db.head(), 40, 300, 10);
+    drop(db);
+    std::fs::write(dir.join(IMAGE_FILE), &saved).unwrap();
+    assert_stale(&dir, &saved);
+    let (db, st) = Db::open(&dir, opts()).unwrap();
+    assert!(!st.from_image);
+    let mut want = samples_of(0, 30, 0..310);
+    want.extend(samples_of(30, 40, 150..310));
+    want.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(dump(db.head()), want);
+    drop(db);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn series_leaving_memory_take_the_checkpoint_image_with_them() {
+    let dir = tmp("img-ckpt-cold");
+    let o = DbOptions {
+        series_idle_ms: 60_000,
+        ..opts()
+    };
+    let (db, _) = Db::open(&dir, o.clone()).unwrap();
+    let now = now_ms() / 1000 * 1000;
+    let base = now - 600_000;
+    let mut refs = [0; 4];
+    for k in 0..600i64 {
+        let mut app = db.head().appender();
+        for (i, r) in refs.iter_mut().enumerate() {
+            if i < 2 && k >= 300 {
+                continue;
+            }
+            *r = app
+                .append(*r, &series(i), base + k * 1000, k as f64)
+                .unwrap();
+        }
+        app.commit().unwrap();
+    }
+    db.flush_closed_chunks().unwrap();
+    // Not through `checkpoint`: that sends the idle series cold first.
+    db.write_image(image::Kind::Checkpoint).unwrap();
+    assert!(dir.join(IMAGE_FILE).exists());
+    assert_eq!(db.age_out(now).unwrap(), 2);
+    assert!(
+        !dir.join(IMAGE_FILE).exists(),
+        "an image naming series that left memory is removed"
+    );
+    let before = dump(db.head());
+    drop(db);
+    let (db, st) = Db::open(&dir, o).unwrap();
+    assert!(!st.from_image);
+    assert_eq!(st.cold_series, 2);
+    assert_eq!(dump(db.head()), before);
+    drop(db);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

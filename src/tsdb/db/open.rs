@@ -1,5 +1,5 @@
 //! Opening the durable store, in its steps: the series, from the head image
-//! a clean close left (`docs/format/head-image.md`) or else from the chunk
+//! a clean close or checkpoint left (`docs/format/head-image.md`) or else from the chunk
 //! store (read and hashed on a second thread while this one fills the
 //! head); the newest checkpoint that reads cleanly (decoded on a second
 //! thread from the start, its batches applied as they come); the WAL after
@@ -117,7 +117,7 @@ impl Db {
                 .name("raymon-open-kv".into())
                 .spawn_scoped(scope, move || ChunkStore::open(&kv_dir));
             let image = take_image(dir, checkpoints.last().copied(), &wal_dir);
-            let loaded = image.and_then(|im| load_image(&head, im.body()));
+            let loaded = image.and_then(|im| Some((load_image(dir, &head, im.body())?, im.kind())));
             let kv = match kv {
                 Ok(h) => h
                     .join()
@@ -129,12 +129,16 @@ impl Db {
         let kv = Arc::new(kv?);
         st.kv_open = started.elapsed();
         let (renamed, cold) = match loaded {
-            Some(loaded) => {
+            Some((loaded, kind)) => {
                 st.from_image = true;
                 st.stored_series = loaded.stored;
                 let cold = kv.cold_list()?;
                 st.cold_series = cold.len() as u64;
-                (Renamed::new(), cold)
+                let renamed = match kind {
+                    image::Kind::Close => Renamed::new(),
+                    image::Kind::Checkpoint => catch_up_stored(&head, &kv, &cold, &mut st)?,
+                };
+                (renamed, cold)
             }
             None => load_stored_series(&head, &kv, &mut st)?,
         };
@@ -142,6 +146,11 @@ impl Db {
         let (base, mut remap) =
             load_checkpoint(dir, &head, &checkpoints, prefetch, &renamed, &mut st);
         st.checkpoint = base;
+        if st.from_image && base != checkpoints.last().copied() {
+            // The image's checkpoint did not read: what the WAL replays
+            // from an older one is more than the image could be told.
+            image::remove(dir);
+        }
         st.phases[1] = started.elapsed() - st.phases[0];
         replay_wal(&wal_dir, base, &head, &mut remap, &mut st)?;
         st.phases[2] = started.elapsed() - st.phases[0] - st.phases[1];
@@ -187,8 +196,8 @@ impl Db {
     }
 }
 
-/// The head image of the last clean close, if there is one that may be
-/// trusted (it is removed either way: see [`image::take`]).
+/// The head image of the last clean close or checkpoint, if there is one
+/// that may be trusted (else it is removed; see [`image::take`]).
 fn take_image(dir: &Path, newest: Option<u32>, wal_dir: &Path) -> Option<image::Image> {
     match image::take(dir, newest, wal_dir) {
         Ok(x) => x,
@@ -200,16 +209,54 @@ fn take_image(dir: &Path, newest: Option<u32>, wal_dir: &Path) -> Option<image::
 }
 
 /// Step 1 from the head image: the index and series as the last clean
-/// close left them. `None` (the head untouched) when the image does not
-/// read; the chunk store is read instead.
-fn load_image(head: &Head, body: &[u8]) -> Option<ImageLoad> {
+/// close or checkpoint left them. `None` (the head untouched, the image
+/// removed) when the image does not read; the chunk store is read instead.
+fn load_image(dir: &Path, head: &Head, body: &[u8]) -> Option<ImageLoad> {
     match head.load_image(body) {
         Ok(loaded) => Some(loaded),
         Err(e) => {
             warn!(error = %e, "not using the head image: reading the series from the chunk store");
+            image::remove(dir);
             None
         }
     }
+}
+
+/// Step 1 after a checkpoint's image: what moved to the chunk store since
+/// it was taken (chunks every 30 seconds, with the labels of their series
+/// when new) is read back from there, as an open without an image would
+/// have read it: each series' persisted range from the `ranges` keyspace,
+/// and the labels of series the image does not have. Returns the series
+/// whose reference changed, as [`load_stored_series`] does.
+fn catch_up_stored(
+    head: &Head,
+    kv: &ChunkStore,
+    cold: &[ColdEntry],
+    st: &mut OpenStats,
+) -> Result<Renamed, Error> {
+    let cold_refs: FxHashSet<SeriesRef> = cold.iter().map(|e| e.r).collect();
+    let mut ranges = kv.ranges()?;
+    ranges.retain(|x| !cold_refs.contains(&x.0));
+    let missing = head.catch_up_stored(&ranges);
+    let mut renamed = Renamed::new();
+    for (old, range) in missing {
+        let Some(labels) = kv.labels_of(old)? else {
+            warn!(
+                series = old,
+                "the chunk store has chunks but no labels for a series; skipped"
+            );
+            continue;
+        };
+        let r = head.restore_stored(&labels, hash_labels(&labels), old, Some(range))?;
+        st.stored_series += 1;
+        if r != old {
+            renamed.push((old, r, labels));
+        }
+    }
+    for (from, to, labels) in &renamed {
+        kv.rename(*from, *to, labels)?;
+    }
+    Ok(renamed)
 }
 
 /// Starts decoding checkpoint `n` on a thread of its own.

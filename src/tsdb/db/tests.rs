@@ -285,6 +285,51 @@ fn closed_chunks_move_to_disk_and_read_back() {
 }
 
 #[test]
+fn a_flush_hands_series_to_the_chunk_store_in_key_order() {
+    let dir = tmp("kvorder");
+    let (db, _) = Db::open(&dir, opts()).unwrap();
+    ingest(db.head(), 100, 0, 300);
+    let head = db.head();
+    // Every series has labels to store and closed chunks; references
+    // interleave the shards, so shard by shard would not be key order.
+    let refs = head.flush_refs(true);
+    assert_eq!(refs.len(), 100);
+    assert!(refs.windows(2).all(|w| w[0] < w[1]), "{refs:?}");
+    let shards: FxHashSet<usize> = refs
+        .iter()
+        .map(|&r| crate::tsdb::head::shard_of(r))
+        .collect();
+    assert!(shards.len() > 1, "{shards:?}");
+    let mut items = Vec::new();
+    head.flush_items(&refs, &mut items);
+    let got: Vec<SeriesRef> = items.iter().map(|it| it.r).collect();
+    assert_eq!(got, refs);
+    assert!(
+        items
+            .iter()
+            .all(|it| it.labels.is_some() && !it.chunks.is_empty())
+    );
+    // Series that only lack their labels count only for a checkpoint.
+    ingest(head, 110, 300, 1);
+    assert_eq!(head.flush_refs(false).len(), 100);
+    db.flush_closed_chunks().unwrap();
+    let left = head.flush_refs(true);
+    assert_eq!(left.len(), 10, "{left:?}");
+    assert!(head.flush_refs(false).is_empty());
+    db.checkpoint().unwrap();
+    assert!(head.flush_refs(true).is_empty());
+    drop(db);
+    let (db, st) = Db::open(&dir, opts()).unwrap();
+    assert_eq!(st.stored_series, 110);
+    let mut want = expected(100, 301);
+    want.extend((100..110).map(|i| (series(i), vec![(300_000, value(i, 300).to_bits())])));
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(dump(db.head()), want);
+    drop(db);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_crash_between_flush_and_checkpoint_counts_every_sample_once() {
     let dir = tmp("kvcrash");
     let (db, _) = Db::open(&dir, opts()).unwrap();

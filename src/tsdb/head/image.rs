@@ -4,13 +4,16 @@
 //! builds the index on a second thread while this one fills the shards;
 //! nothing hashes labels.
 
+use std::io::Write;
 use std::sync::atomic::Ordering;
 
+use rustc_hash::FxHashMap;
+
 use super::series::MemSeries;
-use super::shards::{Head, SHARD_BITS, SHARDS, Shard, lock, read, shard_of, write};
+use super::shards::{Head, PIECE, SHARD_BITS, SHARDS, Shard, lock, read, shard_of, write};
 use crate::storage::SeriesRef;
 use crate::tsdb::image::{ImageError, Reader, le32, le64, put_u32, put_u64};
-use crate::tsdb::index::{Index, PairId, Pairs, Sym};
+use crate::tsdb::index::{Index, IndexPart, PairId, Pairs, Sym};
 
 /// Bytes of one series record.
 const SERIES_RECORD: usize = 40;
@@ -25,39 +28,203 @@ pub struct ImageLoad {
     pub stored: u64,
 }
 
-impl Head {
-    /// Appends the image of the index and of every series' identity (not
-    /// their samples: the checkpoint has those), taken under every shard
-    /// lock so that index and series agree.
-    pub fn put_image(&self, out: &mut Vec<u8>) {
-        let shards: Vec<_> = self.inner.shards.iter().map(lock).collect();
-        let ix = read(&self.inner.index);
-        let mut index = Vec::new();
-        let ids = ix.put_image(&mut index);
-        put_u64(out, index.len() as u64);
-        out.extend_from_slice(&index);
-        drop(index);
-        let mut all: Vec<(SeriesRef, &MemSeries)> = shards
-            .iter()
-            .flat_map(|s| s.series.iter().map(|(&r, s)| (r, &**s)))
-            .collect();
-        all.sort_unstable_by_key(|x| x.0);
-        put_u64(out, self.inner.next_seq.load(Ordering::Relaxed));
-        put_u64(out, all.len() as u64);
-        for &(r, s) in &all {
-            put_u64(out, r);
-            put_u64(out, s.hash);
-            put_u64(out, s.disk_min as u64);
-            put_u64(out, s.disk_max as u64);
-            put_u32(out, (s.labels.len() / 2) as u32);
-            put_u32(out, if s.labels_stored { LABELS_STORED } else { 0 });
+/// One series as an image copy holds it, until written.
+struct Copied {
+    r: SeriesRef,
+    hash: u64,
+    disk_min: i64,
+    disk_max: i64,
+    flags: u32,
+    /// Its pair ids: `ids[at..at + k]` of the copy.
+    k: u32,
+    at: usize,
+}
+
+/// What an image holds, copied from the head shard by shard, a piece of
+/// series per lock, so that commits wait only as long as a flush makes them
+/// (see `PIECE`): the series, their labels as pair ids, and the index part
+/// counted from those same series.
+pub struct ImageCopy {
+    index: IndexPart,
+    next_seq: u64,
+    series: Vec<Copied>,
+    ids: Vec<PairId>,
+}
+
+impl ImageCopy {
+    /// Bytes of the body [`ImageCopy::write`] writes.
+    pub fn len(&self) -> u64 {
+        8 + self.index.len() + 16 + (self.series.len() * SERIES_RECORD + self.ids.len() * 4) as u64
+    }
+
+    /// Whether it holds no series.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// Writes the body: the index part, then the series section. Records
+    /// gather in a buffer of their own, so the writer sees few large writes.
+    pub fn write(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(WRITE_BUF + SERIES_RECORD);
+        put_u64(&mut buf, self.index.len());
+        w.write_all(&buf)?;
+        self.index.write(w)?;
+        buf.clear();
+        put_u64(&mut buf, self.next_seq);
+        put_u64(&mut buf, self.series.len() as u64);
+        for s in &self.series {
+            put_u64(&mut buf, s.r);
+            put_u64(&mut buf, s.hash);
+            put_u64(&mut buf, s.disk_min as u64);
+            put_u64(&mut buf, s.disk_max as u64);
+            put_u32(&mut buf, s.k);
+            put_u32(&mut buf, s.flags);
+            spill(w, &mut buf)?;
         }
-        for (_, s) in all {
-            for p in s.labels.chunks_exact(2) {
-                // Every pair of a series is in the index.
-                put_u32(out, ids.get(&(p[0], p[1])).copied().unwrap_or(PairId::MAX));
+        for s in &self.series {
+            for &p in &self.ids[s.at..s.at + s.k as usize] {
+                put_u32(&mut buf, p);
+            }
+            spill(w, &mut buf)?;
+        }
+        w.write_all(&buf)
+    }
+}
+
+/// Bytes gathered before a write.
+const WRITE_BUF: usize = 64 << 10;
+
+/// Writes `buf` out once it holds [`WRITE_BUF`] bytes.
+fn spill(w: &mut dyn Write, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    if buf.len() >= WRITE_BUF {
+        w.write_all(buf)?;
+        buf.clear();
+    }
+    Ok(())
+}
+
+impl Head {
+    /// Copies what the head image holds (not the samples: the checkpoint
+    /// has those) without stopping commits for more than a piece of series
+    /// at a time. Series created meanwhile may be left out: the WAL after
+    /// the checkpoint the image is taken beside names them. The caller
+    /// keeps series from being removed while it runs (the store's
+    /// maintenance lock, under which alone series leave the head), so that
+    /// the symbol ids copied stay those of the same strings.
+    pub fn image_copy(&self) -> ImageCopy {
+        let mut pair_of: FxHashMap<u64, PairId> = FxHashMap::default();
+        let mut pairs: Vec<([Sym; 2], u64)> = Vec::new();
+        let mut refs: Vec<u32> = Vec::new();
+        let mut series: Vec<Copied> = Vec::new();
+        let mut ids: Vec<PairId> = Vec::new();
+        let mut syms: Vec<Sym> = Vec::new();
+        // The pairs of the series copied last, by position, with their ids.
+        let mut prev: Vec<(Sym, Sym, PairId)> = Vec::new();
+        for sh in &self.inner.shards {
+            let mut list: Vec<SeriesRef> = lock(sh).series.keys().copied().collect();
+            list.sort_unstable();
+            for piece in list.chunks(PIECE) {
+                syms.clear();
+                let start = series.len();
+                {
+                    let g = lock(sh);
+                    for &r in piece {
+                        let Some(s) = g.series.get(&r) else { continue };
+                        series.push(Copied {
+                            r,
+                            hash: s.hash,
+                            disk_min: s.disk_min,
+                            disk_max: s.disk_max,
+                            flags: if s.labels_stored { LABELS_STORED } else { 0 },
+                            k: (s.labels.len() / 2) as u32,
+                            at: 0,
+                        });
+                        syms.extend_from_slice(&s.labels);
+                    }
+                }
+                // Pair ids are found outside the lock. Series in reference
+                // order come in runs that share most labels (a target's), so
+                // a pair is usually the one at the same position of the
+                // series before, found by one comparison instead of hashing.
+                let mut at = 0;
+                for c in &mut series[start..] {
+                    c.at = ids.len();
+                    let k = c.k as usize;
+                    for (i, p) in syms[at..at + 2 * k].chunks_exact(2).enumerate() {
+                        let (n, v) = (p[0], p[1]);
+                        let top = n.max(v) as usize;
+                        if refs.len() <= top {
+                            refs.resize(top + 1, 0);
+                        }
+                        refs[n as usize] += 1;
+                        refs[v as usize] += 1;
+                        let id = match prev.get(i) {
+                            Some(&(pn, pv, id)) if pn == n && pv == v => id,
+                            _ => {
+                                let next = pairs.len() as PairId;
+                                let id = *pair_of
+                                    .entry(u64::from(n) << 32 | u64::from(v))
+                                    .or_insert(next);
+                                if id == next {
+                                    pairs.push(([n, v], 0));
+                                }
+                                if let Some(slot) = prev.get_mut(i) {
+                                    *slot = (n, v, id);
+                                } else {
+                                    prev.push((n, v, id));
+                                }
+                                id
+                            }
+                        };
+                        pairs[id as usize].1 += 1;
+                        ids.push(id);
+                    }
+                    at += 2 * k;
+                }
             }
         }
+        drop(pair_of);
+        // Read after the series: it only grows, and must not be behind any.
+        let next_seq = self.inner.next_seq.load(Ordering::Relaxed);
+        series.sort_unstable_by_key(|c| c.r);
+        let index = read(&self.inner.index).image_part(refs, pairs);
+        ImageCopy {
+            index,
+            next_seq,
+            series,
+            ids,
+        }
+    }
+
+    /// Brings the series of a checkpoint's image up to what the chunk
+    /// store holds (`ranges`: every series with chunks there, by
+    /// reference): chunks moved since the image extend a series' persisted
+    /// range, and a series they moved has its labels there too. Returns the
+    /// entries of series the head does not have (created or brought back
+    /// after the image), for the caller to load from the chunk store.
+    pub fn catch_up_stored(
+        &self,
+        ranges: &[(SeriesRef, (i64, i64))],
+    ) -> Vec<(SeriesRef, (i64, i64))> {
+        let mut missing = Vec::new();
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        for (i, sh) in self.inner.shards.iter().enumerate() {
+            let mut g = lock(sh);
+            for &(r, range) in ranges.iter().filter(|x| shard_of(x.0) == i) {
+                match g.series.get_mut(&r) {
+                    Some(s) => {
+                        if !s.labels_stored || s.disk_range() != Some(range) {
+                            s.set_stored(Some(range));
+                        }
+                        lo = lo.min(range.0);
+                        hi = hi.max(range.1);
+                    }
+                    None => missing.push((r, range)),
+                }
+            }
+        }
+        self.inner.note_times(lo, hi);
+        missing
     }
 
     /// Fills this head, which must be empty, from an image body written by

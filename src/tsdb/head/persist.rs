@@ -294,37 +294,73 @@ impl Head {
         let _ = self.inner.disk.set(disk);
     }
 
-    /// The closed chunks of every series in shard `shard` (of
-    /// [`SHARD_COUNT`]) with the labels the chunk store lacks of their
-    /// series, for a flush; with `all_labels`, also series that have only
-    /// labels to store.
-    pub fn flush_candidates(&self, shard: usize, all_labels: bool, out: &mut Vec<FlushItem>) {
+    /// The references, in increasing order, of every series with closed
+    /// chunks to move and, with `all_labels`, of every series whose labels
+    /// the chunk store lacks: what a flush writes, in the chunk store's key
+    /// order. Refs interleave the shards (`shard_of` takes the low bits), so
+    /// a flush shard by shard wrote keys from the whole range in every
+    /// batch: each of fjall's tables then overlapped every other, and its
+    /// compactions merged and rewrote all of them. Written in key order,
+    /// the tables of one flush do not overlap, and fjall moves them down a
+    /// level without reading them again.
+    pub fn flush_refs(&self, all_labels: bool) -> Vec<SeriesRef> {
+        let mut refs = Vec::new();
+        for sh in &self.inner.shards {
+            let shard = lock(sh);
+            refs.extend(
+                shard
+                    .series
+                    .iter()
+                    .filter(|(_, s)| !s.closed.is_empty() || (all_labels && !s.labels_stored))
+                    .map(|(&r, _)| r),
+            );
+        }
+        refs.sort_unstable();
+        refs
+    }
+
+    /// Appends to `out` what the chunk store lacks of each series of `refs`
+    /// (increasing, from [`Head::flush_refs`]): closed chunks and, if not
+    /// stored yet, labels (encoded as [`crate::tsdb::wal::put_labels`] does,
+    /// straight from the index's symbols), in the order of `refs`. Each
+    /// shard is locked once per [`PIECE`] of its series. A series removed
+    /// in between is skipped.
+    pub fn flush_items(&self, refs: &[SeriesRef], out: &mut Vec<FlushItem>) {
         let start = out.len();
-        self.in_pieces(
-            shard,
-            |s| !s.closed.is_empty() || (all_labels && !s.labels_stored),
-            |r, s, ix| {
-                let chunks = s.closed_snapshots();
-                let range = match (chunks.first(), chunks.last()) {
-                    (Some(a), Some(b)) => Some((a.min_t.min(s.disk_min), b.max_t)),
-                    _ => s.disk_range(),
-                };
-                out.push(FlushItem {
-                    r,
-                    labels: (!s.labels_stored).then(|| {
-                        let mut buf = Vec::with_capacity(256);
-                        crate::tsdb::wal::put_label_strs(
-                            &mut buf,
-                            s.labels.len() / 2,
-                            ix.strs(&s.labels),
-                        );
-                        buf
-                    }),
-                    chunks,
-                    range,
-                });
-            },
-        );
+        let mut by_shard: [Vec<SeriesRef>; SHARDS] = Default::default();
+        for &r in refs {
+            by_shard[shard_of(r)].push(r);
+        }
+        for (sh, mine) in self.inner.shards.iter().zip(&by_shard) {
+            for piece in mine.chunks(PIECE) {
+                let guard = lock(sh);
+                let ix = read(&self.inner.index);
+                for &r in piece {
+                    let Some(s) = guard.series.get(&r) else {
+                        continue;
+                    };
+                    let chunks = s.closed_snapshots();
+                    let range = match (chunks.first(), chunks.last()) {
+                        (Some(a), Some(b)) => Some((a.min_t.min(s.disk_min), b.max_t)),
+                        _ => s.disk_range(),
+                    };
+                    out.push(FlushItem {
+                        r,
+                        labels: (!s.labels_stored).then(|| {
+                            let mut buf = Vec::with_capacity(256);
+                            crate::tsdb::wal::put_label_strs(
+                                &mut buf,
+                                s.labels.len() / 2,
+                                ix.strs(&s.labels),
+                            );
+                            buf
+                        }),
+                        chunks,
+                        range,
+                    });
+                }
+            }
+        }
         out[start..].sort_unstable_by_key(|s| s.r);
     }
 
@@ -417,19 +453,27 @@ impl Head {
     }
 
     /// Records that the chunk store now holds `items`: their closed chunks
-    /// leave memory.
+    /// leave memory. Each shard is locked once per [`PIECE`] of its items.
     pub fn mark_flushed(&self, items: &[FlushItem]) {
+        let mut by_shard: [Vec<&FlushItem>; SHARDS] = Default::default();
         for item in items {
-            let mut shard = lock(&self.inner.shards[shard_of(item.r)]);
-            let Some(s) = shard.series.get_mut(&item.r) else {
-                continue;
-            };
-            s.labels_stored = true;
-            if let Some((a, b)) = item.range {
-                let n = s.closed.partition_point(|c| c.max_t <= b);
-                s.closed.drain(..n);
-                s.disk_min = a;
-                s.disk_max = s.disk_max.max(b);
+            by_shard[shard_of(item.r)].push(item);
+        }
+        for (sh, mine) in self.inner.shards.iter().zip(&by_shard) {
+            for piece in mine.chunks(PIECE) {
+                let mut shard = lock(sh);
+                for item in piece {
+                    let Some(s) = shard.series.get_mut(&item.r) else {
+                        continue;
+                    };
+                    s.labels_stored = true;
+                    if let Some((a, b)) = item.range {
+                        let n = s.closed.partition_point(|c| c.max_t <= b);
+                        s.closed.drain(..n);
+                        s.disk_min = a;
+                        s.disk_max = s.disk_max.max(b);
+                    }
+                }
             }
         }
     }

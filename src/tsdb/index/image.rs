@@ -4,6 +4,7 @@
 //! so loading fills each postings list by position (no hashing per label)
 //! and allocates once per symbol and once per list.
 
+use std::io::Write;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -18,33 +19,76 @@ pub type PairId = u32;
 /// The pair table of an image: `(name, value)` symbol ids by pair id.
 pub type Pairs = Vec<[Sym; 2]>;
 
+/// The index's part of an image, made from a copy of the series taken
+/// shard by shard (`head/image.rs`) rather than from the live index, which
+/// may already hold series the copy has not: every count in it is the
+/// copy's own, so the two agree.
+pub(crate) struct IndexPart {
+    /// By symbol id: how many label positions of the copied series use it
+    /// (0: none, written as a freed id), and its string's length.
+    refs: Vec<u32>,
+    lens: Vec<u32>,
+    text: Vec<u8>,
+    /// By pair id: name and value symbols, and the series that carry it.
+    pairs: Vec<([Sym; 2], u64)>,
+}
+
+impl IndexPart {
+    /// Bytes [`IndexPart::write`] writes.
+    pub(crate) fn len(&self) -> u64 {
+        (16 + self.refs.len() * 8 + self.text.len() + self.pairs.len() * 16) as u64
+    }
+
+    pub(crate) fn write(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(16);
+        put_u64(&mut buf, self.refs.len() as u64);
+        w.write_all(&buf)?;
+        for (&refs, &len) in self.refs.iter().zip(&self.lens) {
+            buf.clear();
+            put_u32(&mut buf, refs);
+            put_u32(&mut buf, len);
+            w.write_all(&buf)?;
+        }
+        w.write_all(&self.text)?;
+        buf.clear();
+        put_u64(&mut buf, self.pairs.len() as u64);
+        w.write_all(&buf)?;
+        for &([n, v], count) in &self.pairs {
+            buf.clear();
+            put_u32(&mut buf, n);
+            put_u32(&mut buf, v);
+            put_u64(&mut buf, count);
+            w.write_all(&buf)?;
+        }
+        Ok(())
+    }
+}
+
 impl Index {
-    /// Appends the symbols (ids kept, freed ones as empty strings with no
-    /// reference) and the pair table; returns each pair's id, for the
-    /// series that follow.
-    pub(crate) fn put_image(&self, out: &mut Vec<u8>) -> FxHashMap<(Sym, Sym), PairId> {
-        let syms = &self.symbols;
-        put_u64(out, syms.strings.len() as u64);
-        for (s, &refs) in syms.strings.iter().zip(&syms.refs) {
-            put_u32(out, refs);
-            put_u32(out, s.len() as u32);
+    /// The index part for a copy of the series whose label positions use
+    /// each symbol `refs[id]` times and whose pairs are `pairs`: the
+    /// strings of those symbols are copied here, under the caller's read
+    /// lock (a memory copy, no hashing). Symbol ids stay valid meanwhile:
+    /// only removing series frees one, and the caller keeps that from
+    /// happening while it copies.
+    pub(crate) fn image_part(&self, refs: Vec<u32>, pairs: Vec<([Sym; 2], u64)>) -> IndexPart {
+        let mut lens = Vec::with_capacity(refs.len());
+        let mut text = Vec::new();
+        for (id, &n) in refs.iter().enumerate() {
+            let s = if n > 0 {
+                self.symbols.get(id as Sym)
+            } else {
+                ""
+            };
+            lens.push(s.len() as u32);
+            text.extend_from_slice(s.as_bytes());
         }
-        for s in &syms.strings {
-            out.extend_from_slice(s.as_bytes());
+        IndexPart {
+            refs,
+            lens,
+            text,
+            pairs,
         }
-        let pairs: usize = self.postings.values().map(|v| v.len()).sum();
-        let mut ids = FxHashMap::default();
-        ids.reserve(pairs);
-        put_u64(out, pairs as u64);
-        for (&n, values) in &self.postings {
-            for (&v, list) in values {
-                put_u32(out, n);
-                put_u32(out, v);
-                put_u64(out, list.len() as u64);
-                ids.insert((n, v), ids.len() as PairId);
-            }
-        }
-        ids
     }
 
     /// Reads the pair table that [`Index::put_image`] wrote after the
