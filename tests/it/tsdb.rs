@@ -325,6 +325,48 @@ fn results_are_sorted_by_labels() {
     assert_eq!(got[0].labels.metric_name(), Some("a"));
 }
 
+/// A selection's labels are held as ranks in a table of its distinct
+/// strings until they are handed out: series of random label sets (names
+/// and values that are prefixes of each other, multi-byte and NUL
+/// characters, different label counts, spread over every shard) come out
+/// in the order and with the labels that sorting their `Labels` gives.
+#[test]
+fn issue_22_selection_ranks_order_as_labels() {
+    let mut rng =
+        crate::support::Rng::seeded("issue_22_selection_ranks_order_as_labels", 0x22_5e1e);
+    let words = [
+        "a", "ab", "abc", "b", "ba", "z", "\u{e9}", "a\u{0}", "10", "9",
+    ];
+    for round in 0..6 {
+        let head = Head::default();
+        let mut want = BTreeSet::new();
+        let mut app = head.appender();
+        for _ in 0..600 {
+            let mut pairs = vec![("__name__".to_string(), "m".to_string())];
+            for name in ["a", "ab", "b", "job", "z"] {
+                if rng.below(3) > 0 {
+                    let v = format!(
+                        "{}{}",
+                        words[rng.below(words.len())],
+                        words[rng.below(words.len())]
+                    );
+                    pairs.push((name.to_string(), v));
+                }
+            }
+            let l = Labels::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            app.append(0, &l, 1_000 + round, 1.0).unwrap();
+            want.insert(l);
+        }
+        app.commit().unwrap();
+        let want: Vec<Labels> = want.into_iter().collect();
+        let got: Vec<Labels> = all(&head, &[eq("__name__", "m")])
+            .into_iter()
+            .map(|s| s.labels)
+            .collect();
+        assert_eq!(got, want, "round {round}");
+    }
+}
+
 /// Large selections are decoded beside the caller: the series still come
 /// in label order, a series whose chunk spans the range without a sample in
 /// it is left out, and a caller that stops gets nothing after that.
