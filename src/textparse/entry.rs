@@ -96,15 +96,15 @@ impl<'a> SampleEntry<'a> {
     /// The label pairs in the order they appear, without `__name__`. Values
     /// are borrowed from the body unless they contain an escape.
     pub fn labels(&self) -> LabelIter<'a> {
+        LabelIter::new(self.raw_labels())
+    }
+
+    /// The raw text between the braces (empty without braces).
+    pub fn raw_labels(&self) -> &'a str {
         // The parser checked these bytes (each label value as it was read,
         // the names and separators being ASCII) or was told they are a
         // series text it accepted before, so this check cannot fail.
-        LabelIter::new(std::str::from_utf8(self.labels).unwrap_or_default())
-    }
-
-    /// The raw bytes between the braces (empty without braces).
-    pub fn raw_labels(&self) -> &'a [u8] {
-        self.labels
+        std::str::from_utf8(self.labels).unwrap_or_default()
     }
 }
 
