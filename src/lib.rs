@@ -32,6 +32,7 @@ pub mod promql;
 pub(crate) mod remote;
 pub(crate) mod scrape;
 pub(crate) mod selfmetrics;
+pub(crate) mod sizeclass;
 pub mod storage;
 pub mod textparse;
 pub mod tsdb;

@@ -112,6 +112,11 @@ pub struct Series {
     pub samples: Vec<Sample>,
 }
 
+/// What [`Querier::select_prepared`] does to each selected series before
+/// handing it over; it may run on another thread than the caller's, and
+/// returns a count that is handed over with the series.
+pub type Prepare<'a> = &'a (dyn Fn(&mut Series) -> usize + Sync);
+
 /// Something that can be read from.
 pub trait Queryable: Send + Sync {
     /// A reader for samples with `mint <= t <= maxt` (milliseconds).
@@ -139,6 +144,23 @@ pub trait Querier: Send {
             }
         }
         Ok(())
+    }
+    /// [`Querier::select_each`] with `prep` applied to each series before
+    /// `f` gets it, together with what `prep` returned. A store that
+    /// decodes on a thread beside the caller may run `prep` there too, so
+    /// that the caller's work on one series that needs nothing but that
+    /// series (a range function's value at every step) shares the cores;
+    /// `f` still gets the series one at a time and in order.
+    fn select_prepared(
+        &self,
+        matchers: &[Matcher],
+        prep: Prepare<'_>,
+        f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        self.select_each(matchers, &mut |mut s| {
+            let n = prep(&mut s);
+            f(s, n)
+        })
     }
     /// The label sets of the series that match and hold data in the range,
     /// sorted, without their samples (`/api/v1/series`). A store may answer

@@ -12,6 +12,7 @@
 
 use hashbrown::HashTable;
 
+use crate::sizeclass::grown_capacity;
 use crate::storage::SeriesRef;
 use crate::textparse::Format;
 
@@ -237,8 +238,23 @@ impl Cache {
             *slot = e;
             return;
         }
+        if self.entries.len() == self.entries.capacity() {
+            self.grow();
+        }
         self.entries.push(e);
         self.index_slot(self.entries.len() - 1);
+    }
+
+    /// Grows the full slot list by an eighth instead of doubling it. A
+    /// target's series come once and churn adds a few a scrape, so the list
+    /// is filled up to about its first size and then grows slowly: doubling
+    /// left half of it empty (a Ray node's 2,000 series in room for 4,096,
+    /// 80 KiB a target), and there is one per target.
+    #[cold]
+    fn grow(&mut self) {
+        let (len, cap) = (self.entries.len(), self.entries.capacity());
+        let want = grown_capacity(len, cap, 1, 8, 16, size_of::<Entry>());
+        self.entries.reserve_exact(want - len);
     }
 
     /// Ends a committed scrape: series it saw become current, series the
@@ -274,11 +290,14 @@ impl Cache {
         // grows. Once over 1/32 of the scrape, the slots take this scrape's
         // order again (unseen ones after it, as they were).
         let reorder = self.moved as usize * 32 > self.len();
-        // Dead slots cost a step of every walk; drop them once they are a
-        // quarter of the cache, keeping the order of the rest.
-        if reorder || (self.dead > 0 && self.dead * 4 >= self.entries.len()) {
+        // Dead slots cost a step of every walk and memory; drop them once
+        // they are an eighth of the cache, keeping the order of the rest.
+        if reorder || (self.dead > 0 && self.dead * 8 >= self.entries.len()) {
             self.entries.retain(|e| !e.dead);
             self.dead = 0;
+            let len = self.entries.len();
+            self.entries
+                .shrink_to(grown_capacity(len, len, 0, 8, 16, size_of::<Entry>()));
             if reorder {
                 self.entries.sort_by_key(|e| {
                     if e.seen_iter == iter {

@@ -6,16 +6,16 @@
 
 use std::cmp::Ordering;
 use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::{Label, Labels, Matcher, Sample};
-use crate::storage::{Error, Querier, Series, SeriesRef};
+use crate::storage::{Error, Prepare, Querier, Series, SeriesRef};
 
 use super::chunkenc::Encoding;
 use super::head::{ChunkData, DiskChunks, Inner, decode_range};
-use super::index::{Sym, union};
+use super::index::{Index, Sym, union};
 
 /// What a select takes of one series under the locks.
 struct Taken {
@@ -27,12 +27,14 @@ struct Taken {
     disk_max: i64,
 }
 
-/// A selected series' labels until it is handed out. The head's are its
-/// interned strings, shared (`[name0, value0, name1, value1, ..]`): taking
-/// them under the locks costs a reference count a string instead of a
-/// copy, and the copies the caller gets are made by the decoding thread.
+/// A selected series' labels until it is handed out. A head series' are
+/// ranks into the selection's table of distinct label strings (interned
+/// strings, shared; in string order, so that comparing ranks compares the
+/// strings): 4 bytes a name or value where a shared string took 16, which
+/// for a selection of a million series is most of what a query holds
+/// beyond the store. The caller's copies are made by the decoding thread.
 enum Key {
-    Head(Box<[Arc<str>]>),
+    Head(Box<[u32]>, Arc<[Arc<str>]>),
     Cold(Labels),
 }
 
@@ -41,7 +43,14 @@ impl Key {
     /// [`Labels`] do (pair by pair, name before value, shorter first).
     fn strs(&self) -> impl Iterator<Item = &str> {
         let (head, cold) = match self {
-            Key::Head(s) => (Some(s.iter().map(|s| &**s)), None),
+            Key::Head(ranks, table) => (
+                Some(
+                    ranks
+                        .iter()
+                        .map(|&r| table.get(r as usize).map_or("", |s| &**s)),
+                ),
+                None,
+            ),
             Key::Cold(l) => (
                 None,
                 Some(l.iter().flat_map(|l| [l.name.as_str(), l.value.as_str()])),
@@ -52,7 +61,8 @@ impl Key {
 
     fn cmp(&self, other: &Key) -> Ordering {
         match (self, other) {
-            (Key::Head(a), Key::Head(b)) => cmp_shared(a, b),
+            // Ranks in one table compare as their strings do.
+            (Key::Head(a, ta), Key::Head(b, tb)) if Arc::ptr_eq(ta, tb) => a.cmp(b),
             (Key::Cold(a), Key::Cold(b)) => a.cmp(b),
             _ => self.strs().cmp(other.strs()),
         }
@@ -60,34 +70,95 @@ impl Key {
 
     fn into_labels(self) -> Labels {
         match self {
-            Key::Head(s) => Labels::from_sorted(
-                s.chunks_exact(2)
-                    .map(|p| Label {
-                        name: p[0].to_string(),
-                        value: p[1].to_string(),
-                    })
-                    .collect(),
-            ),
+            Key::Head(..) => {
+                let strs: Vec<&str> = self.strs().collect();
+                Labels::from_sorted(
+                    strs.chunks_exact(2)
+                        .map(|p| Label {
+                            name: p[0].to_string(),
+                            value: p[1].to_string(),
+                        })
+                        .collect(),
+                )
+            }
             Key::Cold(l) => l,
         }
     }
 }
 
-/// `a.cmp(b)`, taking strings that are one interned string as equal
-/// without comparing their bytes: the series of one selection share most
-/// of their labels, and comparing those equal strings byte by byte was
-/// most of sorting them.
-fn cmp_shared(a: &[Arc<str>], b: &[Arc<str>]) -> Ordering {
-    for (x, y) in a.iter().zip(b) {
-        if Arc::ptr_eq(x, y) {
-            continue;
-        }
-        match x.cmp(y) {
-            Ordering::Equal => {}
-            o => return o,
-        }
+/// The distinct label strings of a selection's head series, collected
+/// under the locks. A symbol id names a string only while the index's lock
+/// is held (a freed id is reused), so each lock hold maps ids afresh, and
+/// strings are told apart by their shared allocation, which the table
+/// keeps alive.
+#[derive(Default)]
+struct Strings {
+    distinct: Vec<Arc<str>>,
+    by_ptr: FxHashMap<usize, u32>,
+    // Valid for one lock hold.
+    by_sym: FxHashMap<Sym, u32>,
+    // The previous series' symbols and their numbers: a selection's series
+    // share most labels with the one before, so most take no lookup.
+    prev: Vec<(Sym, u32)>,
+}
+
+impl Strings {
+    /// Starts a lock hold.
+    fn begin(&mut self) {
+        self.by_sym.clear();
+        self.prev.clear();
     }
-    a.len().cmp(&b.len())
+
+    /// Numbers `syms` (the labels of one series, under the lock) by their
+    /// strings.
+    fn number(&mut self, ix: &Index, syms: &[Sym]) -> Box<[u32]> {
+        let mut out = Vec::with_capacity(syms.len());
+        for (i, &y) in syms.iter().enumerate() {
+            if let Some(&(py, n)) = self.prev.get(i)
+                && py == y
+            {
+                out.push(n);
+                continue;
+            }
+            let n = match self.by_sym.get(&y) {
+                Some(&n) => n,
+                None => {
+                    let s = ix.symbols().get_shared(y);
+                    let next = self.distinct.len() as u32;
+                    let n = *self.by_ptr.entry(s.as_ptr() as usize).or_insert(next);
+                    if n == next {
+                        self.distinct.push(s);
+                    }
+                    self.by_sym.insert(y, n);
+                    n
+                }
+            };
+            match self.prev.get_mut(i) {
+                Some(p) => *p = (y, n),
+                None => self.prev.push((y, n)),
+            }
+            out.push(n);
+        }
+        out.into_boxed_slice()
+    }
+
+    /// The table of distinct strings in order, and each number's rank in
+    /// it (equal strings interned twice between lock holds share one).
+    fn ranked(self) -> (Arc<[Arc<str>]>, Vec<u32>) {
+        let d = &self.distinct;
+        let mut order: Vec<u32> = (0..d.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| d[a as usize].cmp(&d[b as usize]));
+        let mut rank = vec![0u32; d.len()];
+        let mut table: Vec<Arc<str>> = Vec::with_capacity(order.len());
+        for &n in &order {
+            let s = &d[n as usize];
+            if table.last() != Some(s) {
+                table.push(s.clone());
+            }
+            rank[n as usize] = (table.len() - 1) as u32;
+        }
+        (table.into(), rank)
+    }
 }
 
 /// Where a selected series' samples are read from.
@@ -140,7 +211,11 @@ impl HeadQuerier<'_> {
     /// them, so that appenders do not wait on decoding or disk reads.
     fn take_head(&self, matchers: &[Matcher], out: &mut Vec<(Key, Source)>) {
         let refs = self.head.index().postings_for_matchers(matchers);
+        let start = out.len();
+        let mut strings = Strings::default();
+        let unranked: Arc<[Arc<str>]> = Arc::from(Vec::new());
         self.head.visit(&refs, |ix, batch| {
+            strings.begin();
             for &(r, s) in batch {
                 let mut chunks = Vec::new();
                 s.chunks_in(self.mint, self.maxt, &mut chunks);
@@ -153,11 +228,21 @@ impl HeadQuerier<'_> {
                         read_disk,
                         disk_max: disk.map_or(i64::MIN, |(_, b)| b),
                     };
-                    let key = s.labels.iter().map(|&y| ix.symbols().get_shared(y));
-                    out.push((Key::Head(key.collect()), Source::Head(taken)));
+                    let key = Key::Head(strings.number(ix, &s.labels), unranked.clone());
+                    out.push((key, Source::Head(taken)));
                 }
             }
         });
+        // After the locks: numbers become ranks in the sorted table.
+        let (table, rank) = strings.ranked();
+        for (key, _) in out.iter_mut().skip(start) {
+            if let Key::Head(ns, t) = key {
+                for n in ns.iter_mut() {
+                    *n = rank.get(*n as usize).copied().unwrap_or_default();
+                }
+                *t = table.clone();
+            }
+        }
     }
 
     /// The series that left memory and match, read from the chunk store.
@@ -224,15 +309,16 @@ impl HeadQuerier<'_> {
     }
 }
 
-/// Selections of at least this many series are decoded on a thread of
-/// their own while the caller works through the series already decoded.
+/// Selections of at least this many series are prepared on a thread
+/// beside the caller as well as on the caller's.
 const PIPELINE_MIN_SERIES: usize = 256;
 
-/// Series the decoding thread hands over at a time, and batches it may be
-/// ahead by: what it holds beyond the caller's series is bounded by
-/// `(PIPELINE_AHEAD + 2) * PIPELINE_BATCH` series.
+/// Series taken at a time, and batches that may be finished or under way
+/// past the one the caller hands out next: what both threads hold beyond
+/// the caller's series is bounded by `(PIPELINE_AHEAD + 2) * PIPELINE_BATCH`
+/// series.
 const PIPELINE_BATCH: usize = 16;
-const PIPELINE_AHEAD: usize = 2;
+const PIPELINE_AHEAD: usize = 3;
 
 /// Whether a second core may take the decoding: looked up once, as the
 /// answer comes from the scheduler and the cgroup's files.
@@ -261,16 +347,80 @@ pub(crate) fn lower_priority() -> rustix::io::Result<()> {
     Ok(())
 }
 
+/// One batch of prepared series, each with what `prep` returned, and the
+/// error that ended it.
+type Prepared = (Vec<(Series, usize)>, Option<Error>);
+
+/// Which batches of a selection are taken, finished and handed out; both
+/// threads of [`HeadQuerier::prepare_beside`] share it under one lock.
+struct Board {
+    /// The first batch nobody has taken.
+    next: usize,
+    /// Batches the caller has taken back (all before it).
+    consumed: usize,
+    /// Finished batches not yet handed out.
+    done: Vec<(usize, Prepared)>,
+    /// The caller has stopped: take nothing more.
+    stop: bool,
+    /// The helper thread has ended by a panic, maybe holding a batch.
+    helper_lost: bool,
+}
+
+struct Shared {
+    board: Mutex<Board>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Board> {
+        // A thread that panicked left the board consistent: every change
+        // is one assignment or push.
+        self.board.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wait<'g>(&self, g: MutexGuard<'g, Board>) -> MutexGuard<'g, Board> {
+        self.changed.wait(g).unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Tells the helper thread to stop when the caller leaves, however it
+/// leaves (done, broken off, an error, a panic in `f`): the scope that
+/// joins the helper would otherwise wait on it forever.
+struct StopOnDrop<'a>(&'a Shared);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.lock().stop = true;
+        self.0.changed.notify_all();
+    }
+}
+
+/// Tells the caller when the helper thread panics, so that it does not
+/// wait for a batch that thread held; the scope then passes the panic on.
+struct LostOnPanic<'a>(&'a Shared);
+
+impl Drop for LostOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().helper_lost = true;
+            self.0.changed.notify_all();
+        }
+    }
+}
+
 impl HeadQuerier<'_> {
-    /// Decodes the sorted selection one series at a time, handing each to
-    /// `f` until it breaks.
-    fn decode_each(
+    /// Decodes and prepares the sorted selection one series at a time,
+    /// handing each to `f` until it breaks.
+    fn prepare_each(
         &self,
         found: Vec<(Key, Source)>,
-        f: &mut dyn FnMut(Series) -> ControlFlow<()>,
+        prep: Prepare<'_>,
+        f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
     ) -> Result<(), Error> {
         for s in self.decoded(found) {
-            if f(s?).is_break() {
+            let mut s = s?;
+            let n = prep(&mut s);
+            if f(s, n).is_break() {
                 break;
             }
         }
@@ -299,62 +449,125 @@ impl HeadQuerier<'_> {
         })
     }
 
-    /// [`HeadQuerier::decode_each`] with decoding (and the copying of
-    /// labels) on a thread beside the caller: on a dashboard's large
-    /// selections the caller's work per series (windows, grouping) and the
-    /// decoding took each a good part, and one waited on the other. The
-    /// order, the series and an error are as the one-thread loop gives
-    /// them; if no thread can be started, that loop runs.
-    fn decode_beside(
+    /// One batch decoded and prepared, up to its first error.
+    fn prepare_batch(&self, batch: &Mutex<Vec<(Key, Source)>>, prep: Prepare<'_>) -> Prepared {
+        let items = std::mem::take(&mut *batch.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut out = Vec::with_capacity(items.len());
+        for s in self.decoded(items) {
+            match s {
+                Ok(mut s) => {
+                    let n = prep(&mut s);
+                    out.push((s, n));
+                }
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        (out, None)
+    }
+
+    /// [`HeadQuerier::prepare_each`] on two threads: the selection is cut
+    /// into batches that a thread beside the caller and the caller itself
+    /// take in turn, decode (labels copied out) and prepare, and the caller
+    /// hands them to `f` in order. On a dashboard's large selections the
+    /// decoding and the caller's work per series (a range function over
+    /// every step, then folding) each took a good part; with either thread
+    /// taking whichever batch comes next, neither waits for the other
+    /// while work is left, whichever part is the larger. The order, the
+    /// series and an error are as the one-thread loop gives them; if no
+    /// thread can be started, the caller takes every batch.
+    fn prepare_beside(
         &self,
         found: Vec<(Key, Source)>,
-        f: &mut dyn FnMut(Series) -> ControlFlow<()>,
+        prep: Prepare<'_>,
+        f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        // Taken back from here if the thread does not start.
-        let todo = Mutex::new(Some(found));
+        let mut found = found.into_iter();
+        let mut batches = Vec::new();
+        loop {
+            let batch: Vec<_> = found.by_ref().take(PIPELINE_BATCH).collect();
+            if batch.is_empty() {
+                break;
+            }
+            batches.push(Mutex::new(batch));
+        }
+        let n = batches.len();
+        let shared = Shared {
+            board: Mutex::new(Board {
+                next: 0,
+                consumed: 0,
+                done: Vec::new(),
+                stop: false,
+                helper_lost: false,
+            }),
+            changed: Condvar::new(),
+        };
         std::thread::scope(|scope| {
-            let (tx, rx) =
-                std::sync::mpsc::sync_channel::<Result<Vec<Series>, Error>>(PIPELINE_AHEAD);
-            let todo = &todo;
-            let started = std::thread::Builder::new()
+            let (shared, batches) = (&shared, &batches);
+            // Without the helper the caller takes every batch itself.
+            let _ = std::thread::Builder::new()
                 .name("select-decode".into())
                 .spawn_scoped(scope, move || {
-                    // Decoding goes on either way.
+                    // Preparing goes on either way.
                     let _ = lower_priority();
-                    let found = todo.lock().ok().and_then(|mut t| t.take());
-                    let mut batch = Vec::with_capacity(PIPELINE_BATCH);
-                    for s in self.decoded(found.unwrap_or_default()) {
-                        match s {
-                            Ok(s) => batch.push(s),
-                            Err(e) => {
-                                // What came before the error, then the error.
-                                let _ = tx.send(Ok(batch)).and_then(|()| tx.send(Err(e)));
-                                return;
+                    let _lost = LostOnPanic(shared);
+                    loop {
+                        let b = {
+                            let mut g = shared.lock();
+                            loop {
+                                if g.stop || g.next >= n {
+                                    return;
+                                }
+                                if g.next < g.consumed + PIPELINE_AHEAD {
+                                    break;
+                                }
+                                g = shared.wait(g);
                             }
-                        }
-                        if batch.len() == PIPELINE_BATCH {
-                            let full =
-                                std::mem::replace(&mut batch, Vec::with_capacity(PIPELINE_BATCH));
-                            // An error means the caller stopped: nothing more to do.
-                            if tx.send(Ok(full)).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    if !batch.is_empty() {
-                        let _ = tx.send(Ok(batch));
+                            g.next += 1;
+                            g.next - 1
+                        };
+                        let out = self.prepare_batch(&batches[b], prep);
+                        shared.lock().done.push((b, out));
+                        shared.changed.notify_all();
                     }
                 });
-            if started.is_err() {
-                let found = todo.lock().ok().and_then(|mut t| t.take());
-                return self.decode_each(found.unwrap_or_default(), f);
-            }
-            // Leaving drops the receiver, which stops the thread at its next send.
-            for batch in rx {
-                for s in batch? {
-                    if f(s).is_break() {
+            let _stop = StopOnDrop(shared);
+            for b in 0..n {
+                let (series, error) = loop {
+                    let mut g = shared.lock();
+                    if let Some(i) = g.done.iter().position(|d| d.0 == b) {
+                        break g.done.swap_remove(i).1;
+                    }
+                    if g.next == b {
+                        g.next += 1;
+                        drop(g);
+                        break self.prepare_batch(&batches[b], prep);
+                    }
+                    // The helper has `b` under way: take a later batch
+                    // meanwhile, if that stays within the bound.
+                    if g.next < n && g.next <= b + PIPELINE_AHEAD {
+                        let c = g.next;
+                        g.next += 1;
+                        drop(g);
+                        let out = self.prepare_batch(&batches[c], prep);
+                        shared.lock().done.push((c, out));
+                        continue;
+                    }
+                    if g.helper_lost {
+                        return Err(Error::Other(
+                            "the selection's decoding thread failed".into(),
+                        ));
+                    }
+                    drop(shared.wait(g));
+                };
+                shared.lock().consumed = b + 1;
+                shared.changed.notify_all();
+                for (s, k) in series {
+                    if f(s, k).is_break() {
                         return Ok(());
                     }
+                }
+                if let Some(e) = error {
+                    return Err(e);
                 }
             }
             Ok(())
@@ -372,15 +585,26 @@ impl Querier for HeadQuerier<'_> {
         Ok(out)
     }
 
-    /// Finds and sorts the selected series by their labels and chunk
-    /// handles, then decodes one series at a time: the caller holds the
-    /// samples of the series it is looking at (and a large selection's
-    /// decoding thread at most `(PIPELINE_AHEAD + 2) * PIPELINE_BATCH`
-    /// series ahead), not of all of them.
+    /// [`Querier::select_prepared`] with nothing to prepare.
     fn select_each(
         &self,
         matchers: &[Matcher],
         f: &mut dyn FnMut(Series) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        self.select_prepared(matchers, &|_| 0, &mut |s, _| f(s))
+    }
+
+    /// Finds and sorts the selected series by their labels and chunk
+    /// handles, then decodes and prepares one series at a time (a large
+    /// selection on two threads, see [`HeadQuerier::prepare_beside`]): the
+    /// caller holds the samples of the series it is looking at (and both
+    /// threads at most `(PIPELINE_AHEAD + 2) * PIPELINE_BATCH` series
+    /// ahead), not of all of them.
+    fn select_prepared(
+        &self,
+        matchers: &[Matcher],
+        prep: Prepare<'_>,
+        f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
     ) -> Result<(), Error> {
         if matchers.is_empty() || self.mint > self.maxt {
             return Ok(());
@@ -392,9 +616,9 @@ impl Querier for HeadQuerier<'_> {
         self.take_cold(matchers, &mut found)?;
         found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         if found.len() >= PIPELINE_MIN_SERIES && spare_core() {
-            self.decode_beside(found, f)
+            self.prepare_beside(found, prep, f)
         } else {
-            self.decode_each(found, f)
+            self.prepare_each(found, prep, f)
         }
     }
 

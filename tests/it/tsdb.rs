@@ -325,6 +325,48 @@ fn results_are_sorted_by_labels() {
     assert_eq!(got[0].labels.metric_name(), Some("a"));
 }
 
+/// A selection's labels are held as ranks in a table of its distinct
+/// strings until they are handed out: series of random label sets (names
+/// and values that are prefixes of each other, multi-byte and NUL
+/// characters, different label counts, spread over every shard) come out
+/// in the order and with the labels that sorting their `Labels` gives.
+#[test]
+fn issue_22_selection_ranks_order_as_labels() {
+    let mut rng =
+        crate::support::Rng::seeded("issue_22_selection_ranks_order_as_labels", 0x22_5e1e);
+    let words = [
+        "a", "ab", "abc", "b", "ba", "z", "\u{e9}", "a\u{0}", "10", "9",
+    ];
+    for round in 0..6 {
+        let head = Head::default();
+        let mut want = BTreeSet::new();
+        let mut app = head.appender();
+        for _ in 0..600 {
+            let mut pairs = vec![("__name__".to_string(), "m".to_string())];
+            for name in ["a", "ab", "b", "job", "z"] {
+                if rng.below(3) > 0 {
+                    let v = format!(
+                        "{}{}",
+                        words[rng.below(words.len())],
+                        words[rng.below(words.len())]
+                    );
+                    pairs.push((name.to_string(), v));
+                }
+            }
+            let l = Labels::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            app.append(0, &l, 1_000 + round, 1.0).unwrap();
+            want.insert(l);
+        }
+        app.commit().unwrap();
+        let want: Vec<Labels> = want.into_iter().collect();
+        let got: Vec<Labels> = all(&head, &[eq("__name__", "m")])
+            .into_iter()
+            .map(|s| s.labels)
+            .collect();
+        assert_eq!(got, want, "round {round}");
+    }
+}
+
 /// Large selections are decoded beside the caller: the series still come
 /// in label order, a series whose chunk spans the range without a sample in
 /// it is left out, and a caller that stops gets nothing after that.
@@ -380,6 +422,86 @@ fn large_selections_stream_in_order_and_stop_when_asked() {
         .unwrap();
         let first: Vec<Labels> = want[..stop].iter().map(|w| w.0.clone()).collect();
         assert_eq!(seen, first, "stopping after {stop}");
+    }
+}
+
+/// A large selection is decoded and prepared on two threads: every series
+/// is prepared once, with what its preparation returned beside it, in label
+/// order, as a small selection of the same series gives them; a caller that
+/// stops gets nothing after that.
+#[test]
+fn large_selections_are_prepared_in_order_on_either_thread() {
+    let head = Head::default();
+    let n = 2000;
+    let mut app = head.appender();
+    for i in (0..n).map(|i| (i * 7919) % n) {
+        let l = lbls(&[("__name__", "prep"), ("i", &format!("{i:05}"))]);
+        for k in 0..(1 + i % 50) {
+            app.append(0, &l, k as i64 * 1_000, (i * k) as f64 * 0.25)
+                .unwrap();
+        }
+    }
+    app.commit().unwrap();
+    let q = head.querier(0, 60_000).unwrap();
+    let ms = [eq("__name__", "prep")];
+    let want = q.select(&ms).unwrap();
+    assert_eq!(want.len(), n);
+    // The samples' sum and times' sum, so that no sample is missed,
+    // and their count handed over beside it.
+    let prep = |s: &mut Series| {
+        let n = s.samples.len();
+        let v = s.samples.iter().map(|p| p.v).sum();
+        let t = s.samples.iter().map(|p| p.t).sum();
+        s.samples = vec![Sample { t, v }];
+        n
+    };
+    for stop in [1, 15, 16, 17, 100, 1999, 2000, usize::MAX] {
+        let mut got = Vec::new();
+        q.select_prepared(&ms, &prep, &mut |s, k| {
+            got.push((s, k));
+            if got.len() == stop {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+        assert_eq!(got.len(), stop.min(n), "stopping after {stop}");
+        for ((s, k), w) in got.iter().zip(&want) {
+            let mut w = w.clone();
+            assert_eq!(*k, w.samples.len(), "{}", w.labels);
+            prep(&mut w);
+            assert_eq!(s, &w);
+        }
+    }
+}
+
+/// A preparation that panics ends a large select with that panic, on
+/// whichever of the two threads it ran, instead of leaving the caller
+/// waiting for a batch that will not come.
+#[test]
+fn a_panicking_preparation_ends_a_large_select() {
+    let head = Head::default();
+    let mut app = head.appender();
+    for i in 0..2000 {
+        let l = lbls(&[("__name__", "boom"), ("i", &format!("{i:05}"))]);
+        app.append(0, &l, 1_000, i as f64).unwrap();
+    }
+    app.commit().unwrap();
+    let q = head.querier(0, 60_000).unwrap();
+    for bad in [0, 17, 900, 1999] {
+        let name = format!("{bad:05}");
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            q.select_prepared(
+                &[eq("__name__", "boom")],
+                &|s| {
+                    assert_ne!(s.labels.get("i"), Some(name.as_str()), "the bad series");
+                    0
+                },
+                &mut |_, _| std::ops::ControlFlow::Continue(()),
+            )
+        }));
+        assert!(r.is_err(), "series {bad}: {r:?}");
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::model::{Labels, Matcher, Sample, is_stale_nan};
 use crate::promql::parser::{AtModifier, Expr, MatrixSelector, Subquery, VectorSelector};
-use crate::storage::{Queryable, Series};
+use crate::storage::{Prepare, Queryable, Series};
 
 use super::*;
 
@@ -38,6 +38,32 @@ pub(crate) enum Val {
     /// A range vector (raw samples), only at the top of an instant query.
     Range(Vec<Series>),
     String(String),
+}
+
+/// When a query's work must stop; copied to any thread that does some of
+/// it.
+#[derive(Clone, Copy)]
+pub(super) struct Clock<'a> {
+    deadline: Instant,
+    budget: Option<Instant>,
+    cancel: Option<&'a AtomicBool>,
+}
+
+impl Clock<'_> {
+    pub fn check(&self) -> Result<(), Error> {
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(Error::Canceled("expression evaluation"));
+        }
+        let now = Instant::now();
+        if self.budget.is_some_and(|b| now > b) {
+            return Err(Error::OverBudget);
+        }
+        if now > self.deadline {
+            // Prometheus names the stage "expression evaluation" here.
+            return Err(Error::Timeout("expression evaluation"));
+        }
+        Ok(())
+    }
 }
 
 /// Evaluates nodes over the steps `start..=end` by `interval`.
@@ -112,18 +138,17 @@ impl<'a> Evaluator<'a> {
     }
 
     pub fn check_deadline(&self) -> Result<(), Error> {
-        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Err(Error::Canceled("expression evaluation"));
+        self.clock().check()
+    }
+
+    /// The query's deadline, budget and cancel flag, for work that runs
+    /// where the evaluator is not (storage's decoding thread).
+    pub(super) fn clock(&self) -> Clock<'a> {
+        Clock {
+            deadline: self.deadline,
+            budget: self.budget,
+            cancel: self.cancel,
         }
-        let now = Instant::now();
-        if self.budget.is_some_and(|b| now > b) {
-            return Err(Error::OverBudget);
-        }
-        if now > self.deadline {
-            // Prometheus names the stage "expression evaluation" here.
-            return Err(Error::Timeout("expression evaluation"));
-        }
-        Ok(())
     }
 
     /// The number of steps, once it is clear that one value per step fits
@@ -311,11 +336,28 @@ impl<'a> Evaluator<'a> {
         maxt: i64,
         mut f: impl FnMut(&mut Self, Series) -> Result<(), Error>,
     ) -> Result<(), Error> {
+        self.each_prepared(matchers, mint, maxt, &|_| 0, |ev, s, _| f(ev, s))
+    }
+
+    /// [`Evaluator::each_series`] with `prep` applied to each series
+    /// before `f` gets it with what `prep` returned; storage may run `prep`
+    /// on its decoding thread (see [`crate::storage::Querier::select_prepared`]).
+    pub(super) fn each_prepared(
+        &mut self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        prep: Prepare<'_>,
+        mut f: impl FnMut(&mut Self, Series, usize) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         self.check_deadline()?;
         if self.budget.is_none()
             && let Some(series) = selection::take_stash(matchers, mint, maxt)
         {
-            return series.into_iter().try_for_each(|s| f(self, s));
+            return series.into_iter().try_for_each(|mut s| {
+                let n = prep(&mut s);
+                f(self, s, n)
+            });
         }
         let storage = self.storage;
         let q = storage
@@ -326,11 +368,11 @@ impl<'a> Evaluator<'a> {
         let index = plan.as_ref().map_or(matchers, |p| &p.index);
         let later: &[&Matcher] = plan.as_ref().map_or(&[], |p| &p.later);
         let mut failed = None;
-        q.select_each(index, &mut |s| {
+        q.select_prepared(index, prep, &mut |s, n| {
             if !later.iter().all(|m| m.matches_labels(&s.labels)) {
                 return ControlFlow::Continue(());
             }
-            match f(self, s) {
+            match f(self, s, n) {
                 Ok(()) => ControlFlow::Continue(()),
                 Err(e) => {
                     failed = Some(e);

@@ -101,8 +101,16 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
                 }
             };
             let g = &mut groups[gi];
+            // Points are at step times, ascending: most are at the step
+            // after the last one, which a multiplication confirms.
+            let mut next = 0usize;
             for p in points {
-                let k = ((p.t - ev.start) / ev.interval) as usize;
+                let k = if ev.ts(next) == p.t {
+                    next
+                } else {
+                    ((p.t - ev.start) / ev.interval) as usize
+                };
+                next = k + 1;
                 let v = p.v;
                 if g.count[k] == 0.0 {
                     g.count[k] = 1.0;

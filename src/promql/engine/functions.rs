@@ -536,22 +536,45 @@ pub(super) fn absent_labels(e: &Expr) -> Labels {
     b.build()
 }
 
+/// The part of an extrapolation that depends on a window's times alone,
+/// kept for the next windows of the same shape: a series scraped on a grid
+/// and a query's steps make the same few shapes over and over, and the
+/// divisions behind a factor were most of `rate`'s cost. Kept for one
+/// function and one range only.
+#[derive(Clone, Copy, Default)]
+pub(super) struct RateShape {
+    /// The first sample's distance to the window's start, the last one's
+    /// to its end (ms) and the samples' count; a count of 0 is no shape.
+    key: (i64, i64, usize),
+    duration_to_start: f64,
+    sampled: f64,
+    /// The factor when the extrapolation to zero does not shorten the
+    /// start.
+    factor: f64,
+}
+
 /// `rate`, `increase` and `delta` with Prometheus 2.x's extrapolation.
+/// `counter` is `None` for `delta`, else whether the window may hold a
+/// counter reset (a value below the one before it) to look for. `shapes`
+/// keeps the last windows' shapes; the result is the same bit for bit with
+/// or without them, as every value comes from the same operations.
 pub(super) fn extrapolated_rate(
     w: &[Sample],
     range_start: i64,
     range_end: i64,
-    counter: bool,
+    counter: Option<bool>,
     rate: bool,
     range: i64,
+    shapes: &mut [RateShape; 2],
 ) -> Option<f64> {
     if w.len() < 2 {
         return None;
     }
+    let (resets, counter) = (counter == Some(true), counter.is_some());
     let first = w[0];
     let last = w[w.len() - 1];
     let mut result = last.v - first.v;
-    if counter {
+    if resets {
         let mut prev = first.v;
         for p in &w[1..] {
             if p.v < prev {
@@ -560,15 +583,46 @@ pub(super) fn extrapolated_rate(
             prev = p.v;
         }
     }
+    let key = (first.t - range_start, range_end - last.t, w.len());
+    let shape = match shapes.iter().position(|s| s.key == key) {
+        Some(i) => shapes[i],
+        None => {
+            let s = rate_shape(w, range_start, range_end, rate, range, None);
+            // The older of the two makes room.
+            shapes[1] = shapes[0];
+            shapes[0] = s;
+            s
+        }
+    };
+    if counter && result > 0.0 && first.v >= 0.0 {
+        let to_zero = shape.sampled * (first.v / result);
+        if to_zero < shape.duration_to_start {
+            let s = rate_shape(w, range_start, range_end, rate, range, Some(to_zero));
+            return Some(result * s.factor);
+        }
+    }
+    Some(result * shape.factor)
+}
+
+/// The times-only part of [`extrapolated_rate`], with the start shortened
+/// to `to_zero` where the counter would reach zero before it.
+fn rate_shape(
+    w: &[Sample],
+    range_start: i64,
+    range_end: i64,
+    rate: bool,
+    range: i64,
+    to_zero: Option<f64>,
+) -> RateShape {
+    let first = w[0];
+    let last = w[w.len() - 1];
     let mut duration_to_start = (first.t - range_start) as f64 / 1000.0;
     let duration_to_end = (range_end - last.t) as f64 / 1000.0;
     let sampled = (last.t - first.t) as f64 / 1000.0;
     let avg_between = sampled / (w.len() - 1) as f64;
-    if counter && result > 0.0 && first.v >= 0.0 {
-        let to_zero = sampled * (first.v / result);
-        if to_zero < duration_to_start {
-            duration_to_start = to_zero;
-        }
+    let unshortened = duration_to_start;
+    if let Some(z) = to_zero {
+        duration_to_start = z;
     }
     let threshold = avg_between * 1.1;
     let mut interval = sampled;
@@ -586,7 +640,12 @@ pub(super) fn extrapolated_rate(
     if rate {
         factor /= range as f64 / 1000.0;
     }
-    Some(result * factor)
+    RateShape {
+        key: (first.t - range_start, range_end - last.t, w.len()),
+        duration_to_start: unshortened,
+        sampled,
+        factor,
+    }
 }
 
 /// `irate` and `idelta`: the last two samples.

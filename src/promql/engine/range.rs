@@ -4,23 +4,52 @@
 //! function over a hundred thousand series holds one series' samples and
 //! its results, never every sample of every series.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
 
 use super::aggregate::quantile;
+use super::eval::Clock;
 use super::functions::{
-    absent_labels, absent_result, avg_over_time, changes, extrapolated_rate, holt_winters,
-    instant_value, linear_regression, unwrap_parens, variance,
+    RateShape, absent_labels, absent_result, avg_over_time, changes, extrapolated_rate,
+    holt_winters, instant_value, linear_regression, unwrap_parens, variance,
 };
 use super::sliding::{Extreme, SlidingWindow, fold_extreme};
-use super::{Error, Evaluator, RangeArg, StepSeries, Val};
+use super::{Error, Evaluator, RangeArg, StepSeries, Val, WORK_PER_CHECK};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Sample, is_stale_nan};
 use crate::promql::parser::{Call, Expr};
+use crate::storage::Series;
 
 /// Where a range function's windows sit relative to the steps.
+#[derive(Clone, Copy)]
 struct Windows {
     range: i64,
     offset: i64,
     at: Option<i64>,
+}
+
+/// What making one series' points takes: nothing of the evaluator but
+/// copies, so that storage's decoding thread can make them too.
+struct Job<'a> {
+    func: RangeFn,
+    scalars: &'a [Vec<f64>],
+    windows: Windows,
+    start: i64,
+    interval: i64,
+    steps: usize,
+    clock: Clock<'a>,
+}
+
+impl Job<'_> {
+    fn ts(&self, step: usize) -> i64 {
+        self.start + step as i64 * self.interval
+    }
+}
+
+thread_local! {
+    /// The points of the series a thread is preparing, before they replace
+    /// its samples: one buffer a thread instead of one a series.
+    static POINTS: RefCell<Vec<Sample>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Evaluates the range function `c` whose range argument is `args[idx]`.
@@ -99,6 +128,18 @@ pub(super) fn each(
             scalars.push(ev.eval_scalar(a)?);
         }
     }
+    let (start, interval, steps, clock) = (ev.start, ev.interval, ev.steps(), ev.clock());
+    let job = |windows: Windows, scalars| Job {
+        func,
+        scalars,
+        windows,
+        start,
+        interval,
+        steps,
+        clock,
+    };
+    // A step of a series is a unit of work for the deadline's checks.
+    let work = u32::try_from(ev.steps()).unwrap_or(u32::MAX);
     let keep_name = name == "last_over_time";
     // The series' own labels, without the name: nothing is copied.
     let labels_of = |l: Labels| {
@@ -118,18 +159,57 @@ pub(super) fn each(
                 offset: ms.vs.offset,
                 at,
             };
-            ev.each_series(&ms.vs.matchers, lo - ms.range_ms, hi, |ev, mut s| {
+            let job = job(w, &scalars);
+            let (mint, matchers) = (lo - ms.range_ms, &ms.vs.matchers);
+            if !present.is_empty() {
+                // `absent_over_time` marks steps as it goes: made here.
+                return ev.each_series(matchers, mint, hi, |ev, mut s| {
+                    ev.tick(work)?;
+                    s.samples.retain(|p| !is_stale_nan(p.v));
+                    // The decoded samples are held while the points are made.
+                    let raw = s.samples.len();
+                    ev.add_samples(raw)?;
+                    eval_points(&job, &s.samples, present, &mut points)?;
+                    ev.samples -= raw;
+                    if points.is_empty() {
+                        return Ok(());
+                    }
+                    ev.add_samples(points.len())?;
+                    f(ev, labels_of(s.labels), &points)
+                });
+            }
+            // The points replace each series' samples where it is decoded;
+            // an error there is handed over here.
+            let failed: Mutex<Option<Error>> = Mutex::new(None);
+            let prep = |s: &mut Series| -> usize {
                 s.samples.retain(|p| !is_stale_nan(p.v));
-                // The decoded samples are held while the points are made.
                 let raw = s.samples.len();
+                POINTS.with_borrow_mut(|points| {
+                    if let Err(e) = eval_points(&job, &s.samples, &mut [], points) {
+                        points.clear();
+                        failed
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get_or_insert(e);
+                    }
+                    s.samples.clear();
+                    s.samples.extend_from_slice(points);
+                });
+                raw
+            };
+            ev.each_prepared(matchers, mint, hi, &prep, |ev, s, raw| {
+                if let Some(e) = failed.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                    return Err(e);
+                }
+                ev.tick(work)?;
+                // The decoded samples were held while the points were made.
                 ev.add_samples(raw)?;
-                eval_points(ev, func, &scalars, &w, &s.samples, present, &mut points)?;
                 ev.samples -= raw;
-                if points.is_empty() {
+                if s.samples.is_empty() {
                     return Ok(());
                 }
-                ev.add_samples(points.len())?;
-                f(ev, labels_of(s.labels), &points)
+                ev.add_samples(s.samples.len())?;
+                f(ev, labels_of(s.labels), &s.samples)
             })
         }
         Expr::Subquery(sq) => {
@@ -139,9 +219,11 @@ pub(super) fn each(
                 offset: input.offset,
                 at: input.at,
             };
+            let job = job(w, &scalars);
             let mut loaded = 0usize;
             for (labels, samples) in input.series {
-                let most = eval_points(ev, func, &scalars, &w, &samples, present, &mut points)?;
+                ev.tick(work)?;
+                let most = eval_points(&job, &samples, present, &mut points)?;
                 loaded = loaded.max(most);
                 if points.is_empty() {
                     continue;
@@ -218,31 +300,36 @@ impl RangeFn {
     }
 }
 
-/// The points of `func` over one series' samples at every step, into
-/// `points` (cleared first); returns the most samples one window held.
+/// The points of the job's function over one series' samples at every
+/// step, into `points` (cleared first); returns the most samples one
+/// window held.
 fn eval_points(
-    ev: &mut Evaluator<'_>,
-    func: RangeFn,
-    scalars: &[Vec<f64>],
-    input: &Windows,
+    job: &Job<'_>,
     samples: &[Sample],
     present: &mut [bool],
     points: &mut Vec<Sample>,
 ) -> Result<usize, Error> {
     use RangeFn::*;
+    let (func, scalars, input) = (job.func, job.scalars, &job.windows);
     points.clear();
     let mut loaded = 0usize;
     let mut win = SlidingWindow::default();
     // Windows that overlap keep a running extreme across steps.
-    let overlap = ev.steps() > 1 && input.range > ev.interval;
+    let overlap = job.steps > 1 && input.range > job.interval;
     let mut extreme = match func {
         Max if overlap => Some(Extreme::new(true)),
         Min if overlap => Some(Extreme::new(false)),
         _ => None,
     };
-    for step in 0..ev.steps() {
-        ev.tick(1)?;
-        let ts = ev.ts(step);
+    // A series whose values never fall has no counter reset in any of its
+    // windows: `rate` and `increase` need not look for one in each.
+    let resets = matches!(func, Rate | Increase) && samples.windows(2).any(|p| p[1].v < p[0].v);
+    let mut shapes = [RateShape::default(); 2];
+    for step in 0..job.steps {
+        if step % WORK_PER_CHECK as usize == WORK_PER_CHECK as usize - 1 {
+            job.clock.check()?;
+        }
+        let ts = job.ts(step);
         let refr = input.at.unwrap_or(ts) - input.offset;
         let span = win.slide(samples, refr - input.range, refr);
         let w = &samples[span.clone()];
@@ -255,9 +342,15 @@ fn eval_points(
         }
         let arg = |i: usize| scalars.get(i).map_or(f64::NAN, |s| s[step]);
         let v = match func {
-            Rate => extrapolated_rate(w, refr - input.range, refr, true, true, input.range),
-            Increase => extrapolated_rate(w, refr - input.range, refr, true, false, input.range),
-            Delta => extrapolated_rate(w, refr - input.range, refr, false, false, input.range),
+            Rate | Increase | Delta => extrapolated_rate(
+                w,
+                refr - input.range,
+                refr,
+                (func != Delta).then_some(resets),
+                func == Rate,
+                input.range,
+                &mut shapes,
+            ),
             Irate => instant_value(w, true),
             Idelta => instant_value(w, false),
             Changes => Some(changes(w)),

@@ -472,3 +472,152 @@ fn timestamp_of_a_pinned_selector_is_the_sample_time() {
         series(l, &[(600_000, 600.0)])
     );
 }
+
+/// A range function over a selection large enough for storage to prepare
+/// it on two threads gives each series the points that selecting that
+/// series alone (prepared on the caller's thread) gives, bit for bit, with
+/// counter resets, NaN, stale markers and gaps; an error made on either
+/// thread fails the query as it does on one.
+#[test]
+fn range_functions_over_large_selections_equal_one_series_at_a_time() {
+    use crate::model::STALE_NAN;
+    let mut rng = crate::testing::Rng::seeded_by_clock(
+        "range_functions_over_large_selections_equal_one_series_at_a_time",
+    );
+    let seed = rng.0;
+    let h = Head::new(HeadOptions::default());
+    let mut app = h.appender();
+    let n = 600;
+    for i in 0..n {
+        let l = Labels::from_pairs([("__name__", "big"), ("i", &format!("{i:03}"))]);
+        let mut v = 0.0;
+        let mut t = (rng.next() % 20_000) as i64;
+        while t < 900_000 {
+            v = match rng.next() % 60 {
+                // Counter resets in some series only.
+                0 if i % 3 == 0 => 0.0,
+                1 => f64::NAN,
+                2 => STALE_NAN,
+                _ => v + (rng.next() % 100) as f64 / 8.0,
+            };
+            app.append(0, &l, t, v).unwrap();
+            t += if rng.next().is_multiple_of(50) {
+                300_000
+            } else {
+                1_000 + (rng.next() % 15_000) as i64
+            };
+        }
+    }
+    app.commit().unwrap();
+    let e = Engine::default();
+    let bits = |v: Value| -> Vec<(String, Vec<(i64, u64)>)> {
+        let Value::Matrix(m) = v else {
+            panic!("not a matrix: {v:?}");
+        };
+        m.into_iter()
+            .map(|s| {
+                let p = s.samples.iter().map(|p| (p.t, p.v.to_bits())).collect();
+                (s.labels.to_string(), p)
+            })
+            .collect()
+    };
+    let mut compared = 0;
+    for f in [
+        "rate(big[1m])",
+        "increase(big[2m])",
+        "delta(big[1m])",
+        "max_over_time(big[3m])",
+        "avg_over_time(big[1m] offset 30s)",
+        "holt_winters(big[2m], 0.5, 0.5)",
+        "quantile_over_time(0.9, big[1m])",
+    ] {
+        let whole = bits(
+            e.range(&h, &parse_expr(f).unwrap(), 0, 900_000, 15_000)
+                .unwrap(),
+        );
+        let mut alone = Vec::new();
+        for i in 0..n {
+            let one = f.replace("big[", &format!("big{{i=\"{i:03}\"}}["));
+            let v = e.range(&h, &parse_expr(&one).unwrap(), 0, 900_000, 15_000);
+            alone.extend(bits(v.unwrap()));
+        }
+        alone.sort();
+        compared += alone.len();
+        assert_eq!(whole, alone, "seed {seed}: {f}");
+    }
+    assert!(compared > n * 5, "only {compared} series compared");
+    let err = e.range(
+        &h,
+        &parse_expr("sum(holt_winters(big[2m], 2, 0.5))").unwrap(),
+        0,
+        900_000,
+        15_000,
+    );
+    assert_eq!(
+        err.unwrap_err().to_string(),
+        "invalid smoothing factor. Expected: 0 < sf < 1, got: 2.000000"
+    );
+}
+
+/// `rate`, `increase` and `delta` with the window shapes kept across steps
+/// give the bits of a computation from scratch for every window, on
+/// grid-aligned and jittered times, counters near zero and resets.
+#[test]
+fn kept_window_shapes_change_no_rate_bit() {
+    use super::functions::{RateShape, extrapolated_rate};
+    use crate::model::Sample;
+    let mut rng = crate::testing::Rng::seeded_by_clock("kept_window_shapes_change_no_rate_bit");
+    let seed = rng.0;
+    let mut compared = 0;
+    for _ in 0..200 {
+        let jitter = rng.next().is_multiple_of(2);
+        let mut samples = Vec::new();
+        let (mut t, mut v) = (0i64, (rng.next() % 3) as f64);
+        for _ in 0..300 {
+            samples.push(Sample { t, v });
+            t += 10_000 + if jitter { (rng.next() % 7) as i64 } else { 0 };
+            v = match rng.next() % 40 {
+                0 => 0.0,
+                1 => v - 1.0,
+                _ => v + (rng.next() % 9) as f64 * 0.5,
+            };
+        }
+        let range = [30_000, 60_000, 120_000][(rng.next() % 3) as usize];
+        for counter in [None, Some(true), Some(false)] {
+            // Kept per function, as a range function's call keeps them.
+            let mut kept = [[RateShape::default(); 2]; 2];
+            let mut end = range;
+            while end < t {
+                let w: Vec<Sample> = samples
+                    .iter()
+                    .copied()
+                    .filter(|p| p.t >= end - range && p.t <= end)
+                    .collect();
+                let resets = w.windows(2).any(|p| p[1].v < p[0].v);
+                let counter = counter.map(|c| c || resets);
+                for rate in [true, false] {
+                    let a = extrapolated_rate(
+                        &w,
+                        end - range,
+                        end,
+                        counter,
+                        rate,
+                        range,
+                        &mut kept[usize::from(rate)],
+                    );
+                    let mut fresh = [RateShape::default(); 2];
+                    let b =
+                        extrapolated_rate(&w, end - range, end, counter, rate, range, &mut fresh);
+                    assert_eq!(
+                        a.map(f64::to_bits),
+                        b.map(f64::to_bits),
+                        "seed {seed} at {end}"
+                    );
+                    compared += 1;
+                }
+                end += 15_000;
+            }
+        }
+    }
+    assert!(compared > 10_000, "only {compared} windows compared");
+}

@@ -227,12 +227,12 @@ impl Head {
     /// Gives a series created by [`Head::series_ref`] the chunks of a
     /// snapshot (decoded beforehand by [`Restore::new`], on any thread), if
     /// it holds no samples in memory yet. The last chunk stays open for
-    /// appends.
-    pub fn restore_prepared(&self, r: SeriesRef, mut prep: Restore) {
+    /// appends. Returns whether the head has series `r`.
+    pub fn restore_prepared(&self, r: SeriesRef, mut prep: Restore) -> bool {
         let opts = &self.inner.opts;
         let mut shard = lock(&self.inner.shards[shard_of(r)]);
         let Some(s) = shard.series.get_mut(&r) else {
-            return;
+            return false;
         };
         // Chunks that reached disk after this snapshot was taken are read
         // from there.
@@ -241,7 +241,7 @@ impl Head {
             prep.open = None;
         }
         if s.mem_range().is_some() || (prep.closed.is_empty() && prep.open.is_none()) {
-            return;
+            return true;
         }
         let lo = prep
             .closed
@@ -261,6 +261,7 @@ impl Head {
         s.has_last = true;
         drop(shard);
         self.inner.note_times(lo, prep.last_t);
+        true
     }
 
     /// Appends logged samples (replay): no order errors, a sample not after
