@@ -429,3 +429,37 @@ fn known_series_skip_label_checks_only_in_the_format_that_accepted_them() {
     let again = scrape(&mut st, &rec, om, OM, 5_000, &tl).unwrap();
     assert_eq!(find(&again, "b")[0].2, 3.0);
 }
+
+#[test]
+fn issue_22_a_new_series_with_invalid_utf8_fails_the_scrape_after_known_ones() {
+    let rec = Recorder::default();
+    let mut st = TargetState::default();
+    let tl = target("h:1");
+    let good = "a{v=\"é\"} 1\n# HELP b bee\nb 2\n";
+    scrape(&mut st, &rec, good, TEXT, 1_000, &tl).unwrap();
+    let mut app = rec.appender();
+    let mut body = good.as_bytes().to_vec();
+    body.extend_from_slice(b"c{v=\"\xff\"} 3\n");
+    let err = st
+        .append_body(app.as_mut(), &body, TEXT, 2_000, &tl, &settings())
+        .unwrap_err();
+    app.rollback();
+    assert!(
+        err.to_string()
+            .contains("line 4, column 6: invalid UTF-8 in label value"),
+        "{err}"
+    );
+    let mut app = rec.appender();
+    let body = b"a{v=\"\xc3\xa9\"} 1\n# HELP b b\xffe\nb 2\n";
+    let err = st
+        .append_body(app.as_mut(), body, TEXT, 3_000, &tl, &settings())
+        .unwrap_err();
+    app.rollback();
+    assert!(
+        err.to_string().contains("HELP text is not valid UTF-8"),
+        "{err}"
+    );
+    // The known series still parse and append after the failures.
+    let ok = scrape(&mut st, &rec, good, TEXT, 4_000, &tl).unwrap();
+    assert_eq!(find(&ok, "a")[0].0.get("v"), Some("é"));
+}

@@ -81,8 +81,11 @@ pub struct SampleEntry<'a> {
     pub series: &'a [u8],
     /// The metric name.
     pub name: &'a str,
-    /// The text between the braces, already checked by the parser.
-    pub(super) labels: &'a str,
+    /// The text between the braces, already checked by the parser (or
+    /// vouched for as text it accepted before), so valid UTF-8. It is kept
+    /// as bytes so that a sample whose series the caller knows costs no
+    /// UTF-8 check: only [`Self::labels`] reads it as text.
+    pub(super) labels: &'a [u8],
     /// The value. A NaN is `f64::NAN`, never the staleness marker.
     pub value: f64,
     /// Milliseconds since the epoch; OpenMetrics' float seconds are converted.
@@ -93,12 +96,15 @@ impl<'a> SampleEntry<'a> {
     /// The label pairs in the order they appear, without `__name__`. Values
     /// are borrowed from the body unless they contain an escape.
     pub fn labels(&self) -> LabelIter<'a> {
-        LabelIter::new(self.labels)
+        LabelIter::new(self.raw_labels())
     }
 
     /// The raw text between the braces (empty without braces).
     pub fn raw_labels(&self) -> &'a str {
-        self.labels
+        // The parser checked these bytes (each label value as it was read,
+        // the names and separators being ASCII) or was told they are a
+        // series text it accepted before, so this check cannot fail.
+        std::str::from_utf8(self.labels).unwrap_or_default()
     }
 }
 

@@ -12,11 +12,13 @@ use super::*;
 /// that error and then ends.
 #[derive(Debug, Clone)]
 pub struct Parser<'a> {
+    /// The body. It is never checked as a whole for UTF-8: a scraper already
+    /// knows nearly every series text of it, and those bytes were checked
+    /// when the series was new. Text is checked where it is read instead
+    /// (names, label values of series not vouched for, HELP and TYPE text),
+    /// while it is still in cache: a separate pass over a cold body cost
+    /// more than a tenth of parsing it.
     pub(super) buf: &'a [u8],
-    /// The whole body as text when it is valid UTF-8, which it nearly always
-    /// is: slicing it is then free, while each piece would otherwise need its
-    /// own UTF-8 check.
-    pub(super) text: Option<&'a str>,
     pub(super) pos: usize,
     pub(super) format: Format,
     pub(super) done: bool,
@@ -37,7 +39,6 @@ impl<'a> Parser<'a> {
     pub fn new(body: &'a [u8], format: Format) -> Parser<'a> {
         Parser {
             buf: body,
-            text: std::str::from_utf8(body).ok(),
             pos: 0,
             format,
             done: false,
@@ -53,10 +54,7 @@ impl<'a> Parser<'a> {
     /// `buf[a..b]` as text, or `None` if it is not UTF-8 (or out of range).
     #[inline]
     pub(super) fn str_at(&self, a: usize, b: usize) -> Option<&'a str> {
-        match self.text {
-            Some(t) => t.get(a..b),
-            None => std::str::from_utf8(self.buf.get(a..b)?).ok(),
-        }
+        std::str::from_utf8(self.buf.get(a..b)?).ok()
     }
 
     /// `buf[a..b]` known to hold ASCII name characters, as text.
@@ -64,13 +62,6 @@ impl<'a> Parser<'a> {
     pub(super) fn ascii(&self, a: usize, b: usize) -> Result<&'a str, ParseError> {
         self.str_at(a, b)
             .ok_or_else(|| self.error_at(a, "invalid name".to_string()))
-    }
-
-    /// The checked label text between `a` and `b`, as text.
-    #[inline]
-    pub(super) fn labels_text(&self, a: usize, b: usize) -> Result<&'a str, ParseError> {
-        self.str_at(a, b)
-            .ok_or_else(|| self.error_at(a, "invalid UTF-8 in labels".to_string()))
     }
 
     #[cold]
@@ -126,7 +117,7 @@ impl<'a> Parser<'a> {
                 return Err(self.error_at(at, "invalid escape sequence in label value".to_string()));
             }
         };
-        if self.text.is_none() && self.str_at(open + 1, q.end).is_none() {
+        if self.str_at(open + 1, q.end).is_none() {
             return Err(self.error_at(open + 1, "invalid UTF-8 in label value".to_string()));
         }
         Ok(q)

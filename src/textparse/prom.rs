@@ -116,13 +116,13 @@ impl<'a> Parser<'a> {
         let name = self.ascii(start, name_end)?;
         let mut i = skip_blanks(b, name_end);
         let mut series_end = name_end;
-        let mut labels = "";
+        let mut labels: &[u8] = b"";
         if b.get(i) == Some(&b'{') {
             let close = match self.vouched_close(start, i + 1, known) {
                 Some(close) => close,
                 None => self.prom_labels(i + 1)?,
             };
-            labels = self.labels_text(i + 1, close)?;
+            labels = &b[i + 1..close];
             series_end = close + 1;
             i = skip_blanks(b, series_end);
         }

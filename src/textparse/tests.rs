@@ -581,3 +581,56 @@ fn error_position_counts_lines_and_columns_from_one() {
     assert_eq!(p.describe(3), "end of line");
     assert_eq!(p.describe(4), "\"bc\"");
 }
+
+/// The body is not checked for UTF-8 as a whole: text is checked where it
+/// is read, so series text vouched for costs no check, while new series
+/// text and HELP text fail as they did when the whole body was checked.
+#[test]
+fn issue_22_utf8_is_checked_where_new_text_is_read() {
+    let known = b"ok{a=\"\xc3\xa9\"}";
+    let mut body = known.to_vec();
+    body.extend_from_slice(b" 1\nnew{a=\"x\xff\"} 2\n");
+    for format in [T, OM] {
+        let mut body = body.clone();
+        if format == OM {
+            body.extend_from_slice(b"# EOF\n");
+        }
+        let mut vouch = |raw: &[u8]| raw == known;
+        let mut p = Parser::new(&body, format);
+        let Some(Ok(Entry::Sample(ok))) = p.next_trusting(&mut vouch) else {
+            panic!("the known series parses")
+        };
+        assert_eq!(ok.labels().next().unwrap().1, "é");
+        let err = p.next_trusting(&mut vouch).unwrap().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 2, column 8: invalid UTF-8 in label value"
+        );
+        assert!(p.next_trusting(&mut vouch).is_none());
+        // Without a voucher the new series fails the same way.
+        let err = Parser::new(&body, format).find_map(|r| r.err()).unwrap();
+        assert_eq!(
+            err.to_string(),
+            "line 2, column 8: invalid UTF-8 in label value"
+        );
+    }
+    let err = Parser::new(b"# HELP m a\xffb\nm 1\n", T)
+        .find_map(|r| r.err())
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "line 1, column 10: HELP text is not valid UTF-8"
+    );
+    let err = Parser::new(b"# HELP m a\xffb\nm 1\n# EOF\n", OM)
+        .find_map(|r| r.err())
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "line 1, column 10: HELP text is not valid UTF-8"
+    );
+    // Invalid bytes after a valid value (an exemplar's label) fail too.
+    let err = Parser::new(b"c_total 1 # {t=\"\xfe\"} 1\n# EOF\n", OM)
+        .find_map(|r| r.err())
+        .unwrap();
+    assert!(err.to_string().contains("invalid UTF-8"), "{err}");
+}
