@@ -228,7 +228,7 @@ impl Head {
     }
 
     /// Fills this head, which must be empty, from an image body written by
-    /// [`Head::put_image`]. Nothing is changed unless the whole image
+    /// [`ImageCopy::write`]. Nothing is changed unless the whole image
     /// reads and agrees with itself.
     pub fn load_image(&self, body: &[u8]) -> Result<ImageLoad, ImageError> {
         let mut rd = Reader::new(body);

@@ -124,7 +124,7 @@ pub trait DiskChunks: Send + Sync {
     ) -> Result<(), Error>;
 }
 
-/// One series' part of a flush (see [`Head::flush_candidates`]).
+/// One series' part of a flush (see [`Head::flush_items`]).
 #[derive(Debug, Clone)]
 pub struct FlushItem {
     pub r: SeriesRef,
@@ -244,7 +244,7 @@ impl Head {
 
     /// [`Head::restore_prepared`] for many series, emptying `items`:
     /// each run of one shard's series is applied under one lock, and the
-    /// series are looked up [`RESTORE_GROUP`] at a time before any is
+    /// series are looked up `RESTORE_GROUP` (32) at a time before any is
     /// written, so that their cache misses (one per series, a million on
     /// the open's path) overlap instead of coming one after another.
     /// Returns the references the head does not have.
@@ -348,7 +348,7 @@ impl Head {
     /// (increasing, from [`Head::flush_refs`]): closed chunks and, if not
     /// stored yet, labels (encoded as [`crate::tsdb::wal::put_labels`] does,
     /// straight from the index's symbols), in the order of `refs`. Each
-    /// shard is locked once per [`PIECE`] of its series. A series removed
+    /// shard is locked once per `PIECE` (1,024) of its series. A series removed
     /// in between is skipped.
     pub fn flush_items(&self, refs: &[SeriesRef], out: &mut Vec<FlushItem>) {
         let start = out.len();
@@ -478,7 +478,7 @@ impl Head {
     }
 
     /// Records that the chunk store now holds `items`: their closed chunks
-    /// leave memory. Each shard is locked once per [`PIECE`] of its items.
+    /// leave memory. Each shard is locked once per `PIECE` (1,024) of its items.
     pub fn mark_flushed(&self, items: &[FlushItem]) {
         let mut by_shard: [Vec<&FlushItem>; SHARDS] = Default::default();
         for item in items {

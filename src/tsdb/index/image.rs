@@ -91,7 +91,7 @@ impl Index {
         }
     }
 
-    /// Reads the pair table that [`Index::put_image`] wrote after the
+    /// Reads the pair table that [`IndexPart::write`] wrote after the
     /// symbols, skipping them.
     pub(crate) fn image_pairs(rd: &mut Reader<'_>) -> Result<Pairs, ImageError> {
         let n = rd.count(8)?;
@@ -106,7 +106,7 @@ impl Index {
             .collect())
     }
 
-    /// Reads what [`Index::put_image`] wrote, with `series` (every series'
+    /// Reads what [`IndexPart::write`] wrote, with `series` (every series'
     /// reference, ascending, and its pair ids) filling the postings lists.
     /// Symbol ids, pair ids, reference counts and list lengths are checked
     /// against each other, so that an image that does not add up is refused
