@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use super::tests::{dump, expected, ingest, opts, series, tmp};
+use super::tests::{
+    IdleStore, dump, expected, ingest, opts, series, store_with_two_idle_series, tmp,
+};
 use super::*;
 use crate::model::{MatchOp, Matcher};
 use crate::storage::{Appendable, Queryable};
@@ -231,27 +233,13 @@ fn edit_tmp(dir: &Path) {
 
 #[test]
 fn an_image_of_a_head_with_cold_series_keeps_them_cold() {
-    let dir = tmp("img-cold");
-    let o = DbOptions {
-        series_idle_ms: 60_000,
-        ..opts()
-    };
-    let (db, _) = Db::open(&dir, o.clone()).unwrap();
-    let now = now_ms() / 1000 * 1000;
-    let base = now - 600_000;
-    let mut refs = [0; 4];
-    for k in 0..600i64 {
-        let mut app = db.head().appender();
-        for (i, r) in refs.iter_mut().enumerate() {
-            if i < 2 && k >= 300 {
-                continue;
-            }
-            *r = app
-                .append(*r, &series(i), base + k * 1000, k as f64)
-                .unwrap();
-        }
-        app.commit().unwrap();
-    }
+    let IdleStore {
+        dir,
+        db,
+        opts: o,
+        now,
+        refs,
+    } = store_with_two_idle_series("img-cold", 4, |_, k| k as f64);
     assert_eq!(db.age_out(now).unwrap(), 2);
     let before = dump(db.head());
     db.close().unwrap();
@@ -415,27 +403,13 @@ fn a_checkpoint_image_is_refused_once_a_later_checkpoint_exists() {
 
 #[test]
 fn series_leaving_memory_take_the_checkpoint_image_with_them() {
-    let dir = tmp("img-ckpt-cold");
-    let o = DbOptions {
-        series_idle_ms: 60_000,
-        ..opts()
-    };
-    let (db, _) = Db::open(&dir, o.clone()).unwrap();
-    let now = now_ms() / 1000 * 1000;
-    let base = now - 600_000;
-    let mut refs = [0; 4];
-    for k in 0..600i64 {
-        let mut app = db.head().appender();
-        for (i, r) in refs.iter_mut().enumerate() {
-            if i < 2 && k >= 300 {
-                continue;
-            }
-            *r = app
-                .append(*r, &series(i), base + k * 1000, k as f64)
-                .unwrap();
-        }
-        app.commit().unwrap();
-    }
+    let IdleStore {
+        dir,
+        db,
+        opts: o,
+        now,
+        ..
+    } = store_with_two_idle_series("img-ckpt-cold", 4, |_, k| k as f64);
     db.flush_closed_chunks().unwrap();
     // Not through `checkpoint`: that sends the idle series cold first.
     db.write_image(image::Kind::Checkpoint).unwrap();

@@ -87,6 +87,52 @@ pub(super) fn expected(n: usize, scrapes: i64) -> Vec<(Labels, Vec<(i64, u64)>)>
     out
 }
 
+/// A store whose series `0..n` took a sample a second over the ten minutes
+/// before `now`, series 0 and 1 stopping five minutes before it: idle for
+/// the 60 s `series_idle_ms` of `opts`, so `age_out(now)` sends them cold.
+pub(super) struct IdleStore {
+    pub(super) dir: PathBuf,
+    pub(super) db: Db,
+    pub(super) opts: DbOptions,
+    pub(super) now: i64,
+    pub(super) refs: Vec<crate::storage::SeriesRef>,
+}
+
+pub(super) fn store_with_two_idle_series(
+    tag: &str,
+    n: usize,
+    value: impl Fn(usize, i64) -> f64,
+) -> IdleStore {
+    let dir = tmp(tag);
+    let opts = DbOptions {
+        series_idle_ms: 60_000,
+        ..opts()
+    };
+    let (db, _) = Db::open(&dir, opts.clone()).unwrap();
+    let now = now_ms() / 1000 * 1000;
+    let base = now - 600_000;
+    let mut refs = vec![0; n];
+    for k in 0..600i64 {
+        let mut app = db.head().appender();
+        for (i, r) in refs.iter_mut().enumerate() {
+            if i < 2 && k >= 300 {
+                continue;
+            }
+            *r = app
+                .append(*r, &series(i), base + k * 1000, value(i, k))
+                .unwrap();
+        }
+        app.commit().unwrap();
+    }
+    IdleStore {
+        dir,
+        db,
+        opts,
+        now,
+        refs,
+    }
+}
+
 #[test]
 fn a_crash_loses_no_committed_sample() {
     let dir = tmp("crash");
@@ -427,28 +473,15 @@ fn select_all(head: &Head, m: Matcher) -> Vec<(Labels, Vec<(i64, u64)>)> {
 
 #[test]
 fn idle_series_leave_memory_and_come_back_with_their_reference() {
-    let dir = tmp("cold");
-    let o = DbOptions {
-        series_idle_ms: 60_000,
-        ..opts()
-    };
-    let (db, _) = Db::open(&dir, o.clone()).unwrap();
     // Series 0 and 1 stop 5 minutes before now; series 2 goes on.
-    let now = now_ms() / 1000 * 1000;
+    let IdleStore {
+        dir,
+        db,
+        opts: o,
+        now,
+        refs,
+    } = store_with_two_idle_series("cold", 3, value);
     let base = now - 600_000;
-    let mut refs = [0; 3];
-    for k in 0..600i64 {
-        let mut app = db.head().appender();
-        for (i, r) in refs.iter_mut().enumerate() {
-            if i < 2 && k >= 300 {
-                continue;
-            }
-            *r = app
-                .append(*r, &series(i), base + k * 1000, value(i, k))
-                .unwrap();
-        }
-        app.commit().unwrap();
-    }
     let all = Matcher::equal("__name__", "ray_node_cpu");
     let before = dump(db.head());
     assert_eq!(before.len(), 3);
