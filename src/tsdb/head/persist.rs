@@ -356,35 +356,28 @@ impl Head {
         for &r in refs {
             by_shard[shard_of(r)].push(r);
         }
-        for (sh, mine) in self.inner.shards.iter().zip(&by_shard) {
-            for piece in mine.chunks(PIECE) {
-                let guard = lock(sh);
-                let ix = read(&self.inner.index);
-                for &r in piece {
-                    let Some(s) = guard.series.get(&r) else {
-                        continue;
-                    };
-                    let chunks = s.closed_snapshots();
-                    let range = match (chunks.first(), chunks.last()) {
-                        (Some(a), Some(b)) => Some((a.min_t.min(s.disk_min), b.max_t)),
-                        _ => s.disk_range(),
-                    };
-                    out.push(FlushItem {
-                        r,
-                        labels: (!s.labels_stored).then(|| {
-                            let mut buf = Vec::with_capacity(256);
-                            crate::tsdb::wal::put_label_strs(
-                                &mut buf,
-                                s.labels.len() / 2,
-                                ix.strs(&s.labels),
-                            );
-                            buf
-                        }),
-                        chunks,
-                        range,
-                    });
-                }
-            }
+        for (shard, mine) in by_shard.iter().enumerate() {
+            self.each_in_pieces(shard, mine, |r, s, ix| {
+                let chunks = s.closed_snapshots();
+                let range = match (chunks.first(), chunks.last()) {
+                    (Some(a), Some(b)) => Some((a.min_t.min(s.disk_min), b.max_t)),
+                    _ => s.disk_range(),
+                };
+                out.push(FlushItem {
+                    r,
+                    labels: (!s.labels_stored).then(|| {
+                        let mut buf = Vec::with_capacity(256);
+                        crate::tsdb::wal::put_label_strs(
+                            &mut buf,
+                            s.labels.len() / 2,
+                            ix.strs(&s.labels),
+                        );
+                        buf
+                    }),
+                    chunks,
+                    range,
+                });
+            });
         }
         out[start..].sort_unstable_by_key(|s| s.r);
     }
@@ -398,7 +391,7 @@ impl Head {
         &self,
         shard: usize,
         want: impl Fn(&MemSeries) -> bool,
-        mut f: impl FnMut(SeriesRef, &MemSeries, &Index),
+        f: impl FnMut(SeriesRef, &MemSeries, &Index),
     ) {
         let Some(sh) = self.inner.shards.get(shard) else {
             return;
@@ -409,6 +402,21 @@ impl Head {
             .filter(|(_, s)| want(s))
             .map(|(&r, _)| r)
             .collect();
+        self.each_in_pieces(shard, &refs, f);
+    }
+
+    /// Calls `f` for each series of `refs`, all of shard `shard`, in that
+    /// order, locking the shard (and reading the index) once per [`PIECE`]
+    /// of them. A series removed in between is skipped.
+    fn each_in_pieces(
+        &self,
+        shard: usize,
+        refs: &[SeriesRef],
+        mut f: impl FnMut(SeriesRef, &MemSeries, &Index),
+    ) {
+        let Some(sh) = self.inner.shards.get(shard) else {
+            return;
+        };
         for piece in refs.chunks(PIECE) {
             let guard = lock(sh);
             let ix = read(&self.inner.index);
