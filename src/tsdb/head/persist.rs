@@ -501,8 +501,7 @@ impl Head {
                     };
                     s.labels_stored = true;
                     if let Some((a, b)) = item.range {
-                        let n = s.closed.partition_point(|c| c.max_t <= b);
-                        s.closed.drain(..n);
+                        s.drop_closed_until(b);
                         s.disk_min = a;
                         s.disk_max = s.disk_max.max(b);
                     }

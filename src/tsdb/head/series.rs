@@ -155,7 +155,7 @@ impl MemSeries {
         if let Some(o) = self.open.take()
             && o.chunk.num_samples() > 0
         {
-            self.closed.push(ClosedChunk {
+            self.push_closed(ClosedChunk {
                 min_t: o.min_t(),
                 max_t: self.last_t,
                 data: Arc::from(o.chunk.into_bytes()),
@@ -165,6 +165,27 @@ impl MemSeries {
             chunk: XorChunk::with_capacity(32),
         });
         self.next_at = range_for_timestamp(t, opts.chunk_range);
+    }
+
+    /// Adds a closed chunk. The list holds one chunk for the half minute
+    /// until the next flush and is empty the rest of the time: room for
+    /// exactly one (a 32-byte allocation) rather than the four a `Vec`
+    /// gives its first push (128 bytes).
+    fn push_closed(&mut self, c: ClosedChunk) {
+        self.closed.reserve_exact(1);
+        self.closed.push(c);
+    }
+
+    /// Drops the closed chunks that end at or before `t` (the chunk store
+    /// holds them now). An emptied list gives its buffer back: a million
+    /// series each keeping the room of its last closed chunk held 128 MB
+    /// that nothing used until the next cut.
+    pub(super) fn drop_closed_until(&mut self, t: i64) {
+        let n = self.closed.partition_point(|c| c.max_t <= t);
+        self.closed.drain(..n);
+        if self.closed.is_empty() {
+            self.closed = Vec::new();
+        }
     }
 
     /// Records what the chunk store holds of the series (its labels, and
@@ -194,7 +215,7 @@ impl MemSeries {
     pub(super) fn close_open(&mut self) -> bool {
         match self.open.take() {
             Some(o) if o.chunk.num_samples() > 0 => {
-                self.closed.push(ClosedChunk {
+                self.push_closed(ClosedChunk {
                     min_t: o.min_t(),
                     max_t: self.last_t,
                     data: Arc::from(o.chunk.into_bytes()),
@@ -284,6 +305,9 @@ impl MemSeries {
     pub(super) fn truncate(&mut self, min_time: i64) -> usize {
         let keep_from = self.closed.partition_point(|c| c.max_t < min_time);
         self.closed.drain(..keep_from);
+        if self.closed.is_empty() {
+            self.closed = Vec::new();
+        }
         let mut removed = keep_from;
         if self.has_last && self.last_t < min_time && self.open.take().is_some() {
             removed += 1;
@@ -419,6 +443,29 @@ mod tests {
             range_for_timestamp(-1, DEFAULT_CHUNK_RANGE),
             DEFAULT_CHUNK_RANGE
         );
+    }
+
+    #[test]
+    fn flushed_chunks_give_their_list_back() {
+        let opts = HeadOptions::default();
+        let mut s = MemSeries::new(Box::new([]), 0);
+        // 15 s scrapes: the first chunk closes after 120 samples.
+        for i in 0..130 {
+            assert!(s.append(i * 15_000, i as f64, &opts));
+        }
+        assert_eq!(s.closed.len(), 1);
+        assert_eq!(s.closed.capacity(), 1);
+        let end = s.closed[0].max_t;
+        s.drop_closed_until(end - 1);
+        assert_eq!(s.closed.len(), 1, "a chunk ending later stays");
+        s.drop_closed_until(end);
+        assert!(s.closed.is_empty());
+        assert_eq!(s.closed.capacity(), 0);
+        // Retention empties the list the same way.
+        s.close_open();
+        assert_eq!(s.closed.capacity(), 1);
+        assert_eq!(s.truncate(i64::MAX), 1);
+        assert_eq!(s.closed.capacity(), 0);
     }
 
     #[test]
