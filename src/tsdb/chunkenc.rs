@@ -10,7 +10,7 @@ mod decimal;
 mod xor;
 
 pub use decimal::DecimalIter;
-pub use xor::{XorChunk, XorIter, XorState};
+pub use xor::{XorAppender, XorChunk, XorIter, XorState};
 
 /// The encoding byte that precedes a chunk in its persisted form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
