@@ -305,7 +305,7 @@ impl Run<'_, '_> {
             // once keeps this linear-logarithmic in the number of labels.
             let mut pairs = vec![Label {
                 name: METRIC_NAME.to_string(),
-                value: s.name.to_string(),
+                value: s.name().to_string(),
             }];
             pairs.extend(s.labels().map(|(name, value)| Label {
                 name: name.to_string(),

@@ -29,7 +29,7 @@
 //! for entry in Parser::new(body, Format::PromText) {
 //!     if let Entry::Sample(s) = entry.unwrap() {
 //!         let labels: Vec<_> = s.labels().collect();
-//!         values.push((s.name, labels[0].1.to_string(), s.value));
+//!         values.push((s.name(), labels[0].1.to_string(), s.value));
 //!     }
 //! }
 //! assert_eq!(values, [("up", "ray".to_string(), 1.0)]);

@@ -909,7 +909,7 @@ mod tests {
                     Entry::Type { kind: k, .. } => kind = k,
                     Entry::Sample(s)
                         if kind == MetricType::Counter
-                            || (kind == MetricType::Histogram && !s.name.ends_with("_sum")) =>
+                            || (kind == MetricType::Histogram && !s.name().ends_with("_sum")) =>
                     {
                         v.push(s.value)
                     }

@@ -149,7 +149,7 @@ impl TargetState {
             // `add`, not `set`: no search per label, so a sample with many
             // labels costs one sort in `build`, which also keeps the last of
             // a repeated name as `set` would.
-            builder.add(METRIC_NAME.to_string(), sample.name.to_string());
+            builder.add(METRIC_NAME.to_string(), sample.name().to_string());
             for (name, value) in sample.labels() {
                 builder.add(name.to_string(), value.into_owned());
             }

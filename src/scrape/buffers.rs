@@ -28,7 +28,11 @@ impl BodyBuffers {
             .pop()
             .unwrap_or_default();
         b.clear();
-        b.reserve(want);
+        if b.capacity() < want {
+            // A new allocation, not `reserve`: growing would have the
+            // allocator copy the old, stale bytes along.
+            b = Vec::with_capacity(want);
+        }
         b
     }
 

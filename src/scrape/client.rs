@@ -33,6 +33,11 @@ const USER_AGENT: &str = concat!("raymon/", env!("CARGO_PKG_VERSION"));
 /// for its whole life; bodies stream through it in pieces.
 const READ_BUF_BYTES: usize = 32 << 10;
 
+/// The most a response's Content-Length reserves ahead of its bytes: the
+/// size of the largest body buffer kept between scrapes (`buffers`), many
+/// times a Ray node's body.
+const RESERVE_AT_MOST: u64 = 16 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Get \"{url}\": context deadline exceeded")]
@@ -134,6 +139,20 @@ impl Client {
         if gzip {
             read_gzip(&mut incoming, limit, body, url).await?;
         } else {
+            // Room for the whole body at once when the server says its size,
+            // so that it is not copied again as the buffer grows (a target's
+            // first scrape, or one that grew). A Content-Length is only a
+            // claim: beyond the limit and [`RESERVE_AT_MOST`] the buffer
+            // grows as bytes really arrive.
+            let announced = head
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+                .min(limit.saturating_sub(1))
+                .min(RESERVE_AT_MOST);
+            body.reserve(usize::try_from(announced).unwrap_or(0));
             while let Some(chunk) = next_chunk(&mut incoming).await {
                 let chunk = chunk.map_err(|e| req_err(describe(&e)))?;
                 if (body.len() + chunk.len()) as u64 >= limit {

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::tests::Recorder;
 
-/// Serves `/ok`, `/hang`, `/huge` (100 MB), `/bad` (malformed) and `/fail` (500).
+/// Serves `/ok`, `/hang`, `/huge` (100 MB), `/bad` (malformed), `/liar` (a
+/// Content-Length of 1 TiB before a short body) and `/fail` (500).
 async fn misbehaving_server(listener: TcpListener, cancel: CancellationToken) {
     loop {
         let (mut sock, _) = tokio::select! {
@@ -48,6 +49,12 @@ async fn misbehaving_server(listener: TcpListener, cancel: CancellationToken) {
                         }
                     }
                 }
+                "/liar" => {
+                    let body = "good 1\n";
+                    let _ = sock
+                        .write_all(format!("{}{body}", head(1 << 40)).as_bytes())
+                        .await;
+                }
                 "/bad" => {
                     let body = "good 1\nbad{a=\"1\" 2\n";
                     let _ = sock
@@ -72,9 +79,13 @@ fn issue_2_bad_targets_fail_clearly_and_the_good_one_keeps_scraping() {
         tokio::spawn(misbehaving_server(listener, cancel.clone()));
 
         let mut yaml = String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 500ms\nscrape_configs:\n");
-        for job in ["ok", "hang", "huge", "bad", "fail"] {
+        for job in ["ok", "hang", "huge", "bad", "fail", "liar"] {
+            // The liar's job has no body size limit: only the client's own
+            // bound on what a Content-Length reserves keeps it from asking
+            // the allocator for a terabyte.
+            let limit = if job == "liar" { "" } else { "  body_size_limit: 10MB\n" };
             yaml.push_str(&format!(
-                "- job_name: {job}\n  metrics_path: /{job}\n  body_size_limit: 10MB\n  static_configs:\n  - targets: ['{addr}']\n"
+                "- job_name: {job}\n  metrics_path: /{job}\n{limit}  static_configs:\n  - targets: ['{addr}']\n"
             ));
         }
         let cfg = crate::config::parse(&yaml, "test.yml").unwrap();
@@ -89,7 +100,7 @@ fn issue_2_bad_targets_fail_clearly_and_the_good_one_keeps_scraping() {
 
         tokio::time::sleep(Duration::from_millis(3500)).await;
         let targets = status.active_targets();
-        assert_eq!(targets.len(), 5, "{targets:?}");
+        assert_eq!(targets.len(), 6, "{targets:?}");
         for t in &targets {
             let err = &t.last_error;
             match t.scrape_pool.as_str() {
@@ -98,6 +109,7 @@ fn issue_2_bad_targets_fail_clearly_and_the_good_one_keeps_scraping() {
                 "huge" => assert_eq!(err, "body size limit exceeded"),
                 "bad" => assert!(err.contains("line 2") && err.contains("column"), "{err}"),
                 "fail" => assert_eq!(err, "server returned HTTP status 500 Internal Server Error"),
+                "liar" => assert!(err.starts_with("Get \""), "{err}"),
                 other => panic!("unexpected pool {other}"),
             }
             if t.scrape_pool != "ok" {

@@ -116,24 +116,25 @@ impl<'a> Parser<'a> {
     fn om_sample(
         &mut self,
         start: usize,
-        known: Option<Known<'_>>,
+        mut known: Option<Known<'_>>,
     ) -> Result<Entry<'a>, ParseError> {
         let b = self.buf;
-        let name_end = metric_name_end(b, start);
-        let name = self.ascii(start, name_end)?;
-        let mut i = name_end;
-        let mut series_end = name_end;
-        let mut labels: &[u8] = b"";
-        if b.get(i) == Some(&b'{') {
-            let close = match self.vouched_close(start, i + 1, known) {
-                Some(close) => close,
-                None => self.om_labels(i + 1, true)?,
-            };
-            labels = &b[i + 1..close];
-            series_end = close + 1;
-            i = series_end;
-        }
-        let (value, mut i) = self.om_number(i, "value")?;
+        let (name, labels, series_end) = match self.vouched_series(start, &mut known) {
+            Some((brace, close)) => (&b[start..brace], &b[brace + 1..close], close + 1),
+            None => {
+                let name_end = metric_name_end(b, start);
+                if b.get(name_end) == Some(&b'{') {
+                    let close = match self.vouched_close(start, name_end + 1, known) {
+                        Some(close) => close,
+                        None => self.om_labels(name_end + 1, true)?,
+                    };
+                    (&b[start..name_end], &b[name_end + 1..close], close + 1)
+                } else {
+                    (&b[start..name_end], &b""[..], name_end)
+                }
+            }
+        };
+        let (value, mut i) = self.om_number(series_end, "value")?;
         let mut timestamp_ms = None;
         if b.get(i) == Some(&b' ') && !b[i + 1..].starts_with(b"# {") {
             let (ts, end) = self.om_number(i, "timestamp")?;
@@ -150,10 +151,13 @@ impl<'a> Parser<'a> {
                 return Err(self.expected(i + 1, "expected \"# {\" (an exemplar) after space"));
             }
             // Prometheus 2.42 takes exemplars on counters and buckets only.
-            if !(name.ends_with("_total") || name.ends_with("_bucket")) {
+            if !(name.ends_with(b"_total") || name.ends_with(b"_bucket")) {
                 return Err(self.error_at(
                     i + 1,
-                    format!("metric name {name:?} does not support exemplars"),
+                    format!(
+                        "metric name {:?} does not support exemplars",
+                        String::from_utf8_lossy(name)
+                    ),
                 ));
             }
             let close = self.om_labels(i + 4, false)?;

@@ -258,6 +258,32 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// For a sample line at `start` whose series text `known` vouches for:
+    /// the `{` that ends its name and the `}` that closes its labels.
+    ///
+    /// A vouched text is one a parser of this format accepted before, so
+    /// its name ends at its first `{` unless a blank comes first (the text
+    /// format allows blanks before the brace): the name needs no scan by
+    /// character class. `known` is taken once it is asked, so that a text
+    /// it refused is not asked about again; it stays for the usual path
+    /// when a blank (or a line without labels) comes before any `{`.
+    #[inline]
+    pub(super) fn vouched_series(
+        &self,
+        start: usize,
+        known: &mut Option<Known<'_>>,
+    ) -> Option<(usize, usize)> {
+        known.as_ref()?;
+        let rest = self.buf.get(start..)?;
+        let brace = start + memchr::memchr3(b'{', b' ', b'\t', rest)?;
+        if self.buf.get(brace) != Some(&b'{') {
+            return None;
+        }
+        let known = known.take()?;
+        let close = scan::find_byte(self.buf, brace + 1, b'}')?;
+        known(&self.buf[start..=close]).then_some((brace, close))
+    }
+
     /// The closing brace of labels that open at `open` (the byte after the
     /// `{`), if `known` vouches for the series text `buf[start..=brace]`.
     #[inline]

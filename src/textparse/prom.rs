@@ -109,23 +109,26 @@ impl<'a> Parser<'a> {
     fn prom_sample(
         &mut self,
         start: usize,
-        known: Option<Known<'_>>,
+        mut known: Option<Known<'_>>,
     ) -> Result<Entry<'a>, ParseError> {
         let b = self.buf;
-        let name_end = metric_name_end(b, start);
-        let name = self.ascii(start, name_end)?;
-        let mut i = skip_blanks(b, name_end);
-        let mut series_end = name_end;
-        let mut labels: &[u8] = b"";
-        if b.get(i) == Some(&b'{') {
-            let close = match self.vouched_close(start, i + 1, known) {
-                Some(close) => close,
-                None => self.prom_labels(i + 1)?,
-            };
-            labels = &b[i + 1..close];
-            series_end = close + 1;
-            i = skip_blanks(b, series_end);
-        }
+        let (name, labels, series_end) = match self.vouched_series(start, &mut known) {
+            Some((brace, close)) => (&b[start..brace], &b[brace + 1..close], close + 1),
+            None => {
+                let name_end = metric_name_end(b, start);
+                let i = skip_blanks(b, name_end);
+                if b.get(i) == Some(&b'{') {
+                    let close = match self.vouched_close(start, i + 1, known) {
+                        Some(close) => close,
+                        None => self.prom_labels(i + 1)?,
+                    };
+                    (&b[start..name_end], &b[i + 1..close], close + 1)
+                } else {
+                    (&b[start..name_end], &b""[..], name_end)
+                }
+            }
+        };
+        let mut i = skip_blanks(b, series_end);
         let value_end = token_end(b, i, b" \t\n{");
         if value_end == i {
             return Err(self.expected(i, "expected value after metric"));

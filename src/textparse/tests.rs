@@ -37,6 +37,48 @@ const T: Format = Format::PromText;
 const OM: Format = Format::OpenMetrics;
 
 #[test]
+fn vouched_series_names_end_at_their_brace() {
+    for (format, body) in [
+        (T, "a_b:c{x=\"1\"} 1\nd\t{y=\"2\"} 2\ne 3\nf {} 4\n"),
+        (OM, "a_b:c{x=\"1\"} 1\ne 3\nf{} 4\n# EOF\n"),
+    ] {
+        let mut asked = Vec::new();
+        let mut known = |raw: &[u8]| {
+            asked.push(String::from_utf8(raw.to_vec()).unwrap());
+            true
+        };
+        let mut p = Parser::new(body.as_bytes(), format);
+        let mut got = Vec::new();
+        while let Some(e) = p.next_trusting(&mut known) {
+            if let Entry::Sample(s) = e.unwrap() {
+                let series = String::from_utf8(s.series.to_vec()).unwrap();
+                got.push((s.name(), series, s.raw_labels(), s.value));
+            }
+        }
+        // The same entries as without a voucher, each text asked about once.
+        let plain: Vec<_> = samples(body, format)
+            .into_iter()
+            .map(|s| {
+                let series = String::from_utf8(s.series.to_vec()).unwrap();
+                (s.name(), series, s.raw_labels(), s.value)
+            })
+            .collect();
+        assert_eq!(got, plain);
+        assert_eq!(got[0].0, "a_b:c");
+        let with_braces: Vec<_> = got
+            .iter()
+            .filter(|g| g.1.contains('{'))
+            .map(|g| g.1.clone())
+            .collect();
+        assert_eq!(asked, with_braces);
+        if format == T {
+            // A blank before the brace: the name stops before it.
+            assert_eq!((got[1].0, got[1].1.as_str()), ("d", "d\t{y=\"2\"}"));
+        }
+    }
+}
+
+#[test]
 fn vouched_series_skip_label_checks_and_others_do_not() {
     for (format, body) in [
         (T, "a {x=\"1\"} 1\nb{y=\"}\"} 2\nc{z=\"1\",z=\"2\"} 3\n"),
@@ -426,13 +468,13 @@ fn text_format_whitespace_is_lenient() {
         panic!()
     };
     assert_eq!(
-        (bar.name, bar.series, bar.value),
+        (bar.name(), bar.series, bar.value),
         ("bar", &b"bar{}"[..], 1.0)
     );
     let Entry::Sample(baz) = &got[2] else {
         panic!()
     };
-    assert_eq!((baz.name, baz.value), ("baz", f64::INFINITY));
+    assert_eq!((baz.name(), baz.value), ("baz", f64::INFINITY));
     assert_eq!(
         got[3],
         Entry::Help {
@@ -473,7 +515,7 @@ fn blank_only_help_text_is_empty() {
 fn text_format_allows_raw_newlines_in_label_values() {
     let got = samples("foo{a=\"x\ny\"} 1\nbar 2\n", T);
     assert_eq!(got[0].labels().next().unwrap().1, "x\ny");
-    assert_eq!(got[1].name, "bar");
+    assert_eq!(got[1].name(), "bar");
 }
 
 #[test]
@@ -506,7 +548,7 @@ fn openmetrics_features() {
     let s: Vec<_> = got
         .iter()
         .filter_map(|e| match e {
-            Entry::Sample(s) => Some((s.name, s.value, s.timestamp_ms)),
+            Entry::Sample(s) => Some((s.name(), s.value, s.timestamp_ms)),
             _ => None,
         })
         .collect();
@@ -526,7 +568,7 @@ fn openmetrics_features() {
 fn text_format_ends_without_newline_and_ignores_eof_comment() {
     let got = samples("foo 1\n# EOF\nbar 2", T);
     assert_eq!(
-        got.iter().map(|s| s.name).collect::<Vec<_>>(),
+        got.iter().map(|s| s.name()).collect::<Vec<_>>(),
         ["foo", "bar"]
     );
 }

@@ -10,7 +10,8 @@ mod decimal;
 mod xor;
 
 pub use decimal::DecimalIter;
-pub use xor::{XorChunk, XorIter, XorState};
+pub(crate) use decimal::nearest_int;
+pub use xor::{XorAppender, XorChunk, XorIter, XorState};
 
 /// The encoding byte that precedes a chunk in its persisted form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

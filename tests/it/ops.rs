@@ -86,19 +86,19 @@ fn parse_exposition(body: &str) -> Exposition {
             Entry::Sample(s) => {
                 let family = ["_sum", "_count"]
                     .iter()
-                    .find_map(|suf| s.name.strip_suffix(suf).filter(|f| types.contains(*f)))
-                    .unwrap_or(s.name);
+                    .find_map(|suf| s.name().strip_suffix(suf).filter(|f| types.contains(*f)))
+                    .unwrap_or(s.name());
                 assert!(
                     helps.contains(family) && types.contains(family),
                     "{}",
-                    s.name
+                    s.name()
                 );
                 let labels = s
                     .labels()
                     .map(|(n, v)| (n.to_string(), v.into_owned()))
                     .collect();
                 samples
-                    .entry(s.name.to_string())
+                    .entry(s.name().to_string())
                     .or_default()
                     .push((labels, s.value));
             }

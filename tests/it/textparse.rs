@@ -68,7 +68,7 @@ fn every_ray_fixture_parses() {
             match entry {
                 Ok(Entry::Sample(s)) => {
                     samples += 1;
-                    assert!(s.series.starts_with(s.name.as_bytes()));
+                    assert!(s.series.starts_with(s.name().as_bytes()));
                     assert_eq!(s.labels().count(), s.raw_labels().matches("=\"").count());
                 }
                 Ok(_) => {}
@@ -112,7 +112,7 @@ fn counts(body: &[u8], format: Format) -> Counts {
             }
             Entry::Sample(s) => {
                 c.sample_lines += 1;
-                names.insert(s.name.to_string());
+                names.insert(s.name().to_string());
                 let mut labels: Vec<(String, String)> = s
                     .labels()
                     .map(|(n, v)| (n.to_string(), v.into_owned()))
@@ -122,7 +122,7 @@ fn counts(body: &[u8], format: Format) -> Counts {
                     c.empty_label_values += u64::from(v.is_empty());
                 }
                 labels.sort();
-                series.insert((s.name.to_string(), labels));
+                series.insert((s.name().to_string(), labels));
                 c.nan += u64::from(s.value.is_nan());
                 c.inf += u64::from(s.value.is_infinite());
                 c.with_timestamp += u64::from(s.timestamp_ms.is_some());
@@ -208,7 +208,7 @@ fn ray_serve_namespace_label_round_trips_exactly() {
         let mut found = 0;
         for entry in parse_all(&body, format) {
             let Entry::Sample(s) = entry else { continue };
-            if s.name != "ray_serve_long_poll_latency_ms_bucket" {
+            if s.name() != "ray_serve_long_poll_latency_ms_bucket" {
                 continue;
             }
             let labels: Vec<_> = s.labels().collect();
@@ -257,7 +257,7 @@ fn render(body: &str, format: Format) -> String {
                 writeln!(
                     out,
                     "SAMPLE {} {{{}}} {:?} ts={:?} series={:?}",
-                    s.name,
+                    s.name(),
                     labels.join(", "),
                     s.value,
                     s.timestamp_ms,
@@ -399,7 +399,7 @@ fn check_invariants(body: &[u8], format: Format) {
     for entry in parser.by_ref() {
         match entry {
             Ok(Entry::Sample(s)) => {
-                assert!(s.series.starts_with(s.name.as_bytes()));
+                assert!(s.series.starts_with(s.name().as_bytes()));
                 for (name, value) in s.labels() {
                     assert!(!name.is_empty());
                     std::hint::black_box(value);
@@ -507,7 +507,7 @@ fn agrees_with_prometheus_2_42_on_edge_cases() {
             match entry {
                 Entry::Sample(s) => {
                     let mut labels = BTreeMap::new();
-                    labels.insert("__name__".to_string(), s.name.to_string());
+                    labels.insert("__name__".to_string(), s.name().to_string());
                     for (n, v) in s.labels() {
                         if !v.is_empty() {
                             labels.insert(n.to_string(), v.into_owned());
