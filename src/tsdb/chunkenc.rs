@@ -11,7 +11,7 @@ mod xor;
 
 pub use decimal::DecimalIter;
 pub(crate) use decimal::nearest_int;
-pub use xor::{XorChunk, XorIter, XorState};
+pub use xor::{XorAppender, XorChunk, XorIter, XorState};
 
 /// The encoding byte that precedes a chunk in its persisted form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

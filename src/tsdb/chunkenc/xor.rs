@@ -22,11 +22,21 @@ fn bit_range(x: i64, nbits: u8) -> bool {
 /// payload (the staleness marker in particular) survives bit for bit.
 #[derive(Debug, Clone)]
 pub struct XorChunk {
-    w: BitWriter,
-    num: u16,
+    a: XorAppender,
+    // The last sample's time and value bits.
     t: i64,
     v: u64,
+}
+
+/// A [`XorChunk`]'s encoder without the last sample's time and value, for a
+/// holder that keeps those anyway and passes them to every append: the
+/// head's series do (they check each sample's order against them), and
+/// storing them twice made a series too large for a 128-byte allocation.
+#[derive(Debug, Clone)]
+pub struct XorAppender {
+    w: BitWriter,
     t_delta: u64,
+    num: u16,
     // The current XOR window; `leading == 0xff` means there is none yet.
     leading: u8,
     trailing: u8,
@@ -59,13 +69,9 @@ impl XorChunk {
     /// A chunk whose buffer starts with room for `bytes` bytes.
     pub fn with_capacity(bytes: usize) -> XorChunk {
         XorChunk {
-            w: BitWriter::with_header(HEADER, bytes),
-            num: 0,
+            a: XorAppender::with_capacity(bytes),
             t: 0,
             v: 0,
-            t_delta: 0,
-            leading: 0xff,
-            trailing: 0,
         }
     }
 
@@ -85,13 +91,15 @@ impl XorChunk {
         let mut bytes = bytes;
         bytes.truncate(HEADER + stream_len);
         Ok(XorChunk {
-            w: BitWriter::from_parts(bytes, free),
-            num,
+            a: XorAppender {
+                w: BitWriter::from_parts(bytes, free),
+                num,
+                t_delta,
+                leading,
+                trailing,
+            },
             t,
             v,
-            t_delta,
-            leading,
-            trailing,
         })
     }
 
@@ -99,14 +107,7 @@ impl XorChunk {
     /// chunk: kept in checkpoints so that reopening a million open chunks
     /// does not decode each of them ([`XorChunk::from_state`]).
     pub fn state(&self) -> XorState {
-        XorState {
-            t: self.t,
-            v: self.v,
-            t_delta: self.t_delta,
-            leading: self.leading,
-            trailing: self.trailing,
-            free: self.w.free_bits(),
-        }
+        self.a.state(self.t, self.v)
     }
 
     /// Reopens an encoded chunk for appending with the state
@@ -125,23 +126,93 @@ impl XorChunk {
             return Err(Error::Corrupt);
         }
         Ok(XorChunk {
-            w: BitWriter::from_parts(bytes, st.free),
-            num,
+            a: XorAppender {
+                w: BitWriter::from_parts(bytes, st.free),
+                num,
+                t_delta: st.t_delta,
+                leading: st.leading,
+                trailing: st.trailing,
+            },
             t: st.t,
             v: st.v,
-            t_delta: st.t_delta,
-            leading: st.leading,
-            trailing: st.trailing,
         })
+    }
+
+    /// The encoder without the last sample's time and value bits, and
+    /// those two, for a holder that keeps them itself.
+    pub fn into_parts(self) -> (XorAppender, i64, u64) {
+        (self.a, self.t, self.v)
+    }
+
+    pub fn num_samples(&self) -> usize {
+        self.a.num_samples()
+    }
+
+    /// The first sample's timestamp, read back from the encoding (it is a
+    /// whole-byte varint right after the header), so that holders of an
+    /// open chunk need not keep a copy.
+    pub fn first_t(&self) -> Option<i64> {
+        self.a.first_t()
+    }
+
+    /// The encoded chunk, including its sample count header.
+    pub fn bytes(&self) -> &[u8] {
+        self.a.bytes()
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.a.into_bytes()
+    }
+
+    /// Heap bytes held by the chunk's buffer.
+    pub fn capacity(&self) -> usize {
+        self.a.capacity()
+    }
+
+    /// Appends a sample. The caller keeps timestamps increasing; the format
+    /// itself would accept anything.
+    pub fn append(&mut self, t: i64, v: f64) -> Result<(), Error> {
+        self.a.append(self.t, self.v, t, v)?;
+        self.t = t;
+        self.v = v.to_bits();
+        Ok(())
+    }
+
+    pub fn iter(&self) -> XorIter<'_> {
+        XorIter::new(self.bytes())
+    }
+}
+
+impl XorAppender {
+    /// An empty chunk's encoder whose buffer starts with room for `bytes`
+    /// bytes.
+    pub fn with_capacity(bytes: usize) -> XorAppender {
+        XorAppender {
+            w: BitWriter::with_header(HEADER, bytes),
+            t_delta: 0,
+            num: 0,
+            leading: 0xff,
+            trailing: 0,
+        }
+    }
+
+    /// [`XorChunk::state`], given the last sample's time and value bits.
+    pub fn state(&self, t: i64, v: u64) -> XorState {
+        XorState {
+            t,
+            v,
+            t_delta: self.t_delta,
+            leading: self.leading,
+            trailing: self.trailing,
+            free: self.w.free_bits(),
+        }
     }
 
     pub fn num_samples(&self) -> usize {
         usize::from(self.num)
     }
 
-    /// The first sample's timestamp, read back from the encoding (it is a
-    /// whole-byte varint right after the header), so that holders of an
-    /// open chunk need not keep a copy.
+    /// The first sample's timestamp (see [`XorChunk::first_t`]).
     pub fn first_t(&self) -> Option<i64> {
         if self.num == 0 {
             return None;
@@ -171,9 +242,9 @@ impl XorChunk {
         self.w.capacity()
     }
 
-    /// Appends a sample. The caller keeps timestamps increasing; the format
-    /// itself would accept anything.
-    pub fn append(&mut self, t: i64, v: f64) -> Result<(), Error> {
+    /// Appends a sample after the one at `last_t` with value bits
+    /// `last_v` (the chunk's last; ignored while the chunk is empty).
+    pub fn append(&mut self, last_t: i64, last_v: u64, t: i64, v: f64) -> Result<(), Error> {
         let vb = v.to_bits();
         match self.num {
             0 => {
@@ -185,18 +256,24 @@ impl XorChunk {
                 self.w.write_bits(vb, 64);
             }
             1 => {
-                let t_delta = t.wrapping_sub(self.t) as u64;
+                let t_delta = t.wrapping_sub(last_t) as u64;
                 let mut buf = [0u8; 10];
                 let n = put_uvarint(&mut buf, t_delta);
                 for &b in &buf[..n] {
                     self.w.write_byte(b);
                 }
-                self.write_value(vb);
+                write_xor_value(
+                    &mut self.w,
+                    last_v,
+                    vb,
+                    &mut self.leading,
+                    &mut self.trailing,
+                );
                 self.t_delta = t_delta;
             }
             u16::MAX => return Err(Error::Full),
             _ => {
-                let t_delta = t.wrapping_sub(self.t) as u64;
+                let t_delta = t.wrapping_sub(last_t) as u64;
                 let dod = t_delta.wrapping_sub(self.t_delta) as i64;
                 if dod == 0 {
                     self.w.write_bit(false);
@@ -213,31 +290,20 @@ impl XorChunk {
                     self.w.write_bits(0b1111, 4);
                     self.w.write_bits(dod as u64, 64);
                 }
-                self.write_value(vb);
+                write_xor_value(
+                    &mut self.w,
+                    last_v,
+                    vb,
+                    &mut self.leading,
+                    &mut self.trailing,
+                );
                 self.t_delta = t_delta;
             }
         }
-        self.t = t;
-        self.v = vb;
         self.num += 1;
         let header = self.num.to_be_bytes();
         self.w.bytes_mut()[..HEADER].copy_from_slice(&header);
         Ok(())
-    }
-
-    #[inline]
-    fn write_value(&mut self, vb: u64) {
-        write_xor_value(
-            &mut self.w,
-            self.v,
-            vb,
-            &mut self.leading,
-            &mut self.trailing,
-        );
-    }
-
-    pub fn iter(&self) -> XorIter<'_> {
-        XorIter::new(self.bytes())
     }
 }
 

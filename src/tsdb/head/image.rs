@@ -337,7 +337,7 @@ fn build_shards(section: &SeriesSection<'_>, pairs: &Pairs) -> Result<Built, Ima
     }
     for (s, &k) in shards.iter_mut().zip(&per_shard) {
         s.series.reserve(k);
-        s.by_hash.reserve(k);
+        s.reserve_hashes(k);
     }
     let mut load = ImageLoad::default();
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
@@ -375,11 +375,7 @@ fn build_shards(section: &SeriesSection<'_>, pairs: &Pairs) -> Result<Built, Ima
         if shard.series.insert(r, Box::new(s)).is_some() {
             return Err(ImageError::Invalid("a series is there twice"));
         }
-        if let Some(prev) = shard.by_hash.insert(hash, r) {
-            // A collision: the first series keeps the main slot.
-            shard.by_hash.insert(hash, prev);
-            shard.collisions.entry(hash).or_default().push(r);
-        }
+        shard.link_hash(r, hash);
         max_seq = max_seq.max(r >> SHARD_BITS);
         load.series += 1;
     }

@@ -56,8 +56,16 @@ impl Restore {
             Some(st) => XorChunk::from_state(bytes, st),
             None => XorChunk::from_bytes(bytes),
         };
+        // The reopened chunk's last sample must be the series' last one,
+        // which its next appends start from; otherwise it stays closed.
         let open = chunks.pop().and_then(|c| match reopen(c.data.to_vec()) {
-            Ok(chunk) => Some(OpenChunk { chunk }),
+            Ok(chunk) => match chunk.into_parts() {
+                (chunk, t, v) if (t, v) == (last_t, last_v) => Some(OpenChunk { chunk }),
+                _ => {
+                    chunks.push(c);
+                    None
+                }
+            },
             Err(_) => {
                 chunks.push(c);
                 None
@@ -167,7 +175,7 @@ impl Head {
                 let open = open_chunk.map(|o| (o.min_t(), s.last_t, o.chunk.bytes()));
                 // Loading takes the encoder state as saved instead of
                 // decoding every open chunk.
-                let state = open_chunk.map(|o| o.chunk.state());
+                let state = open_chunk.map(|o| o.chunk.state(s.last_t, s.last_v));
                 let chunks = s
                     .closed
                     .iter()
@@ -506,8 +514,7 @@ impl Head {
                     };
                     s.labels_stored = true;
                     if let Some((a, b)) = item.range {
-                        let n = s.closed.partition_point(|c| c.max_t <= b);
-                        s.closed.drain(..n);
+                        s.drop_closed_until(b);
                         s.disk_min = a;
                         s.disk_max = s.disk_max.max(b);
                     }
@@ -575,19 +582,29 @@ fn restore_into(s: &mut MemSeries, mut prep: Restore, chunk_range: i64) -> Optio
     if s.mem_range().is_some() || (prep.closed.is_empty() && prep.open.is_none()) {
         return None;
     }
+    let take_last = !s.has_last || prep.last_t > s.last_t;
+    if !take_last && let Some(o) = prep.open.take() {
+        // Its encoding goes on from `prep.last_t`, which the series does
+        // not take: the chunk stays closed.
+        prep.closed.push(ClosedChunk {
+            min_t: o.min_t(),
+            max_t: prep.last_t,
+            data: Arc::from(o.chunk.into_bytes()),
+        });
+    }
     let lo = prep
         .closed
         .first()
         .map(|c| c.min_t)
         .or(prep.open.as_ref().map(|o| o.min_t()))
         .unwrap_or(prep.last_t);
-    s.closed = prep.closed;
+    s.closed = prep.closed.into();
     s.next_at = prep
         .open
         .as_ref()
         .map_or(i64::MIN, |o| range_for_timestamp(o.min_t(), chunk_range));
     s.open = prep.open;
-    if !s.has_last || prep.last_t > s.last_t {
+    if take_last {
         s.last_t = prep.last_t;
         s.last_v = prep.last_v;
     }
@@ -676,6 +693,21 @@ mod tests {
         (snap, st)
     }
 
+    /// A chunk is reopened for appends only when its last sample is the
+    /// one the series records as its last: appends encode against that.
+    #[test]
+    fn a_reopened_chunk_ends_at_the_series_last_sample() {
+        let (c, st) = chunk(0, 5);
+        let r = Restore::new(st.t, st.v, vec![c.clone()], Some(st));
+        assert!(r.open.is_some() && r.closed.is_empty());
+        let r = Restore::new(st.t, 0, vec![c.clone()], Some(st));
+        assert!(r.open.is_none());
+        assert_eq!(r.closed.len(), 1);
+        let r = Restore::new(st.t + 1, st.v, vec![c], None);
+        assert!(r.open.is_none());
+        assert_eq!(r.closed.len(), 1);
+    }
+
     /// The batched restore gives every series what one restore each
     /// gives, across shards and runs longer than a group, and names the
     /// references the head lacks.
@@ -691,7 +723,7 @@ mod tests {
             let r = one.series_ref(&labels, 0).unwrap();
             assert_eq!(many.series_ref(&labels, r).unwrap(), r);
             let (c, st) = chunk(i * 10, 5 + i % 7);
-            let prep = || Restore::new(c.max_t, 0, vec![c.clone()], Some(st));
+            let prep = || Restore::new(st.t, st.v, vec![c.clone()], Some(st));
             assert!(one.restore_prepared(r, prep()));
             items.push((r, prep()));
         }

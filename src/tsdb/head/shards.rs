@@ -9,7 +9,8 @@ use std::sync::{
     Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
 
-use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
+use hashbrown::HashTable;
+use rustc_hash::{FxHashSet, FxHasher};
 
 use crate::model::Labels;
 use crate::storage::{Error, Querier, Queryable, SeriesRef};
@@ -119,10 +120,18 @@ impl Default for Inner {
 #[derive(Default)]
 pub(super) struct Shard {
     pub(super) series: RefMap<Box<MemSeries>>,
-    // Label hash to the series with that hash; later series with the same
-    // hash (a collision) go to `collisions`.
-    pub(super) by_hash: FxHashMap<u64, SeriesRef>,
-    pub(super) collisions: FxHashMap<u64, Vec<SeriesRef>>,
+    // The series by label hash: only references are stored (8 bytes a
+    // bucket, where a map from hash to reference took 16), the hash is the
+    // series' own. Series whose labels share a hash (a collision) are all
+    // there; a lookup compares their labels.
+    pub(super) by_hash: HashTable<SeriesRef>,
+}
+
+/// The table position of a label hash: the top bits are the shard's, the
+/// same for every series of a shard, so they are moved down, out of the
+/// bits the table takes its probe tags from.
+fn table_hash(hash: u64) -> u64 {
+    hash.rotate_left(SHARD_BITS + 7)
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -265,19 +274,14 @@ impl Inner {
         let mut shard = lock(&self.shards[si]);
         {
             let ix = read(&self.index);
-            let candidates = shard
-                .by_hash
-                .get(&hash)
-                .into_iter()
-                .chain(shard.collisions.get(&hash).into_iter().flatten());
-            for &r in candidates {
-                if shard
+            let found = shard.by_hash.iter_hash(table_hash(hash)).find(|&&r| {
+                shard
                     .series
                     .get(&r)
-                    .is_some_and(|s| ix.labels_equal(&s.labels, labels))
-                {
-                    return Ok((r, shard));
-                }
+                    .is_some_and(|s| s.hash == hash && ix.labels_equal(&s.labels, labels))
+            });
+            if let Some(&r) = found {
+                return Ok((r, shard));
             }
         }
         let mut revived = None;
@@ -335,14 +339,7 @@ impl Inner {
             self.note_times(a, b);
         }
         shard.series.insert(r, series);
-        match shard.by_hash.entry(hash) {
-            std::collections::hash_map::Entry::Occupied(_) => {
-                shard.collisions.entry(hash).or_default().push(r);
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(r);
-            }
-        }
+        shard.link_hash(r, hash);
     }
 
     /// Brings cold series `r` back into `shard` (its own, locked); false if
@@ -487,9 +484,7 @@ impl Head {
         for shard in &self.inner.shards {
             let shard = lock(shard);
             st.num_series += shard.series.len();
-            st.heap_bytes += shard.series.capacity() * 17
-                + shard.by_hash.capacity() * 17
-                + shard.collisions.capacity() * 33;
+            st.heap_bytes += shard.series.capacity() * 17 + shard.by_hash.capacity() * 9;
             for s in shard.series.values() {
                 let (all, chunks) = s.heap_bytes();
                 st.heap_bytes += all;
@@ -506,28 +501,79 @@ impl Head {
 }
 
 impl Shard {
+    /// Adds series `r`, already in `series`, to the table by label hash.
+    pub(super) fn link_hash(&mut self, r: SeriesRef, hash: u64) {
+        let series = &self.series;
+        self.by_hash
+            .insert_unique(table_hash(hash), r, |r| series_hash(series, *r));
+    }
+
+    /// Makes room for `n` more series in the table by label hash.
+    pub(super) fn reserve_hashes(&mut self, n: usize) {
+        let series = &self.series;
+        self.by_hash.reserve(n, |r| series_hash(series, *r));
+    }
+
     pub(super) fn unlink_hash(&mut self, r: SeriesRef, hash: u64) {
-        if self.by_hash.get(&hash) == Some(&r) {
-            self.by_hash.remove(&hash);
-            if let Some(list) = self.collisions.get_mut(&hash) {
-                if let Some(next) = list.pop() {
-                    self.by_hash.insert(hash, next);
-                }
-                if list.is_empty() {
-                    self.collisions.remove(&hash);
-                }
-            }
-        } else if let Some(list) = self.collisions.get_mut(&hash) {
-            list.retain(|x| *x != r);
-            if list.is_empty() {
-                self.collisions.remove(&hash);
-            }
+        if let Ok(e) = self.by_hash.find_entry(table_hash(hash), |&x| x == r) {
+            e.remove();
         }
     }
+}
+
+/// The table position of series `r`, which the table holds only while
+/// `series` does (a resize of the table asks for every member's).
+fn series_hash(series: &RefMap<Box<MemSeries>>, r: SeriesRef) -> u64 {
+    series.get(&r).map_or(0, |s| table_hash(s.hash))
 }
 
 impl Queryable for Head {
     fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier + '_>, Error> {
         Ok(Box::new(HeadQuerier::new(&self.inner, mint, maxt)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_hash(shard: &Shard, hash: u64) -> Vec<SeriesRef> {
+        let mut v: Vec<SeriesRef> = shard
+            .by_hash
+            .iter_hash(table_hash(hash))
+            .copied()
+            .filter(|r| shard.series.get(r).is_some_and(|s| s.hash == hash))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Series whose labels share a hash are all found, the table keeps
+    /// finding every series across its resizes, and a removed one is gone.
+    #[test]
+    fn series_sharing_a_label_hash_are_all_found() {
+        let mut shard = Shard::default();
+        let add = |shard: &mut Shard, r: SeriesRef, hash: u64| {
+            shard
+                .series
+                .insert(r, Box::new(MemSeries::new(Box::new([]), hash)));
+            shard.link_hash(r, hash);
+        };
+        let other = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        for r in [1 << 4, 2 << 4] {
+            add(&mut shard, r, 42);
+        }
+        for i in 3..5000u64 {
+            add(&mut shard, i << 4, other(i));
+        }
+        add(&mut shard, 5000 << 4, 42);
+        assert_eq!(with_hash(&shard, 42), [1 << 4, 2 << 4, 5000 << 4]);
+        for i in 3..5000u64 {
+            assert_eq!(with_hash(&shard, other(i)), [i << 4]);
+        }
+        shard.series.remove(&(2 << 4));
+        shard.unlink_hash(2 << 4, 42);
+        assert_eq!(with_hash(&shard, 42), [1 << 4, 5000 << 4]);
+        assert_eq!(shard.by_hash.len(), 4999);
     }
 }
