@@ -10,6 +10,7 @@ mod decimal;
 mod xor;
 
 pub use decimal::DecimalIter;
+pub(crate) use decimal::nearest_int;
 pub use xor::{XorAppender, XorChunk, XorIter, XorState};
 
 /// The encoding byte that precedes a chunk in its persisted form.

@@ -73,12 +73,40 @@ pub(crate) const XOR_VALUES: u8 = 0xff;
 #[inline]
 fn mantissa(v: f64, scale: u8) -> Option<i64> {
     let p = POW10[scale as usize];
-    let m = (v * p).round();
-    if m.is_nan() || m.abs() > MAX_MANTISSA {
+    let x = v * p;
+    if x.is_nan() || x.abs() > MAX_MANTISSA {
         return None;
     }
-    let m = m as i64;
+    let m = nearest_int(x)?;
     ((m as f64 / p).to_bits() == v.to_bits()).then_some(m)
+}
+
+/// `x` rounded to a nearest integer (a tie may go either way), or `None`
+/// for NaN and beyond ±2^63, where `x as i64` would saturate.
+///
+/// `f64::round` is a call into libm on x86-64's baseline (no SSE4.1), and
+/// a flush rounds every value of every chunk it moves at up to 16 scales,
+/// a commit every logged value once: this is a conversion and a subtraction.
+/// Every caller keeps the result only if dividing it back gives the same
+/// bits, and an exact decimal is never within a rounding error of a tie, so
+/// the ties' direction changes nothing.
+#[inline]
+pub(crate) fn nearest_int(x: f64) -> Option<i64> {
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63
+    if x.is_nan() || x.abs() > LIMIT {
+        return None;
+    }
+    // Truncation; exact below 2^52, and above it every float is an integer
+    // (`f` is 0). At 2^63 it saturates to `i64::MAX`, as `as` did before.
+    let i = x as i64;
+    let f = x - i as f64;
+    Some(if f >= 0.5 {
+        i + 1
+    } else if f <= -0.5 {
+        i - 1
+    } else {
+        i
+    })
 }
 
 /// The smallest scale at which `v` is a decimal.
@@ -469,6 +497,16 @@ impl<'a> DecimalIter<'a> {
         self.find(|&(st, _)| st >= t)
     }
 
+    /// Marks the chunk corrupt and ends it.
+    #[cold]
+    #[inline(never)]
+    fn fail(&mut self) -> Option<(i64, f64)> {
+        self.corrupt = true;
+        self.read = self.total;
+        None
+    }
+
+    #[inline(always)]
     fn read_dod(&mut self) -> Option<i64> {
         let ones = self.r.read_ones(DOD_BITS.len() as u32 + 1)? as usize;
         if ones == 0 {
@@ -478,6 +516,7 @@ impl<'a> DecimalIter<'a> {
         Some(unzigzag(self.r.read_bits(size)?))
     }
 
+    #[inline(always)]
     fn read_grid_time(&mut self) -> Option<()> {
         let expected = self.grid.wrapping_add(self.step);
         if !self.r.read_bit()? {
@@ -494,6 +533,7 @@ impl<'a> DecimalIter<'a> {
         Some(())
     }
 
+    #[inline(always)]
     fn read_value(&mut self) -> Option<()> {
         if self.xor_values {
             return read_xor_value(
@@ -520,14 +560,14 @@ impl<'a> DecimalIter<'a> {
     }
 }
 
-impl Iterator for DecimalIter<'_> {
-    type Item = (i64, f64);
-
-    fn next(&mut self) -> Option<(i64, f64)> {
-        if self.read >= self.total {
-            return None;
-        }
-        let ok = match (self.read, self.times) {
+impl DecimalIter<'_> {
+    /// The time of the first sample (and, for grid timestamps, the grid's
+    /// interval) or of the second with delta-of-deltas: whole varints, out
+    /// of the per-sample loop's way.
+    #[cold]
+    #[inline(never)]
+    fn read_first_time(&mut self) -> Option<()> {
+        match (self.read, self.times) {
             (0, Times::Grid) => self.r.read_uvarint().and_then(|ux| {
                 self.t = unzigzag(ux);
                 self.grid = self.t;
@@ -538,23 +578,45 @@ impl Iterator for DecimalIter<'_> {
             }),
             (_, Times::Grid) => self.read_grid_time(),
             (0, Times::Dod) => self.r.read_uvarint().map(|ux| self.t = unzigzag(ux)),
-            (1, Times::Dod) => self.r.read_uvarint().map(|d| {
+            (_, Times::Dod) => self.r.read_uvarint().map(|d| {
                 self.t_delta = d;
                 self.t = self.t.wrapping_add(d as i64);
             }),
-            (_, Times::Dod) => self.read_dod().map(|dod| {
-                self.t_delta = (self.t_delta as i64).wrapping_add(dod) as u64;
-                self.t = self.t.wrapping_add(self.t_delta as i64);
-            }),
         }
-        .and_then(|()| self.read_value());
-        if ok.is_none() {
-            self.corrupt = true;
-            self.read = self.total;
+    }
+}
+
+impl Iterator for DecimalIter<'_> {
+    type Item = (i64, f64);
+
+    /// Inlined into the caller's loop (a chunk's samples are read in one
+    /// loop), with the rare cases out of line.
+    #[inline(always)]
+    fn next(&mut self) -> Option<(i64, f64)> {
+        if self.read >= self.total {
             return None;
+        }
+        let time = if self.read < 2 {
+            self.read_first_time()
+        } else {
+            match self.times {
+                Times::Grid => self.read_grid_time(),
+                Times::Dod => self.read_dod().map(|dod| {
+                    self.t_delta = (self.t_delta as i64).wrapping_add(dod) as u64;
+                    self.t = self.t.wrapping_add(self.t_delta as i64);
+                }),
+            }
+        };
+        if time.and_then(|()| self.read_value()).is_none() {
+            return self.fail();
         }
         self.read += 1;
         Some((self.t, f64::from_bits(self.v)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = usize::from(self.total - self.read.min(self.total));
+        (0, Some(left))
     }
 }
 
@@ -690,6 +752,73 @@ mod tests {
                 samples.push((t, v));
             }
             round_trip(&samples);
+        }
+    }
+
+    /// `mantissa` as it was written with `f64::round`, which
+    /// `nearest_int` replaces.
+    fn mantissa_by_round(v: f64, scale: u8) -> Option<i64> {
+        let p = POW10[scale as usize];
+        let m = (v * p).round();
+        if m.is_nan() || m.abs() > MAX_MANTISSA {
+            return None;
+        }
+        let m = m as i64;
+        ((m as f64 / p).to_bits() == v.to_bits()).then_some(m)
+    }
+
+    #[test]
+    fn nearest_int_finds_every_mantissa_that_round_finds() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut decimals = 0;
+        for i in 0..400_000u64 {
+            let r = next();
+            let scale = (i % 16) as u8;
+            let v = match i % 6 {
+                // Exact decimals at this scale, and at every other.
+                0 => (r % 2_000_000_000) as f64 / POW10[scale as usize],
+                1 => -((r % 10_000_000) as f64) / POW10[(r % 16) as usize],
+                // Ties and near-ties of the product.
+                2 => ((r % 100_000) as f64 + 0.5) / POW10[scale as usize],
+                3 => f64::from_bits(r),
+                // Near 2^53 and 2^63, where the integers thin out.
+                4 => (1u64 << 53) as f64 + ((r % 64) as f64 - 32.0),
+                _ => 9.2e18 + (r % 1000) as f64 * 1e3,
+            };
+            let want = mantissa_by_round(v, scale);
+            decimals += usize::from(want.is_some());
+            assert_eq!(
+                mantissa(v, scale),
+                want,
+                "v {v:e} ({:#x}) scale {scale}",
+                v.to_bits()
+            );
+        }
+        assert!(decimals > 100_000, "only {decimals} decimals tried");
+        for x in [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            2.5,
+            -2.5,
+            4_503_599_627_370_497.0,
+        ] {
+            let n = nearest_int(x).expect("in range");
+            assert!((n as f64 - x).abs() <= 0.5, "{x}: {n}");
+        }
+        let top = 9_223_372_036_854_775_808.0;
+        assert_eq!(nearest_int(top), Some(i64::MAX));
+        assert_eq!(nearest_int(-top), Some(i64::MIN));
+        for x in [f64::NAN, f64::INFINITY, -f64::INFINITY, 1e19, -1e300] {
+            assert_eq!(nearest_int(x), None, "{x}");
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::model::{Label, Labels};
 use crate::storage::SeriesRef;
-use crate::tsdb::chunkenc::XorState;
+use crate::tsdb::chunkenc::{XorState, nearest_int};
 
 /// One chunk of a series in a checkpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -288,13 +288,14 @@ pub fn put_packed_samples(
         // Saturating casts: a NaN, an infinity or a huge value gives an
         // integer that does not decode to the same bits, and goes raw.
         let k = v as i64;
-        let k10 = (v * 10.0).round() as i64;
         head |= if bits == 0 {
             VALUE_ZERO
         } else if (k as f64).to_bits() == bits {
             put_varint(buf, k);
             VALUE_INTEGER
-        } else if (k10 as f64 / 10.0).to_bits() == bits {
+        } else if let Some(k10) = nearest_int(v * 10.0)
+            && (k10 as f64 / 10.0).to_bits() == bits
+        {
             put_varint(buf, k10);
             VALUE_TENTHS
         } else {
