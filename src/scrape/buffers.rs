@@ -63,6 +63,10 @@ mod tests {
         assert!(b.is_empty());
         assert_eq!(b.as_ptr(), ptr);
         pool.give(b);
+        // One too small for what is wanted is replaced, empty and big enough.
+        let big = pool.take(1 << 20);
+        assert!(big.is_empty() && big.capacity() >= 1 << 20);
+        pool.give(big);
         pool.give(Vec::with_capacity(KEEP_BYTES + 1));
         for _ in 0..20 {
             pool.give(Vec::with_capacity(16));
