@@ -20,7 +20,7 @@ pub use image::{ImageCopy, ImageLoad};
 pub use persist::{
     ChunkSnapshot, CommitLog, DiskChunks, FlushItem, Restore, StoredSeries, TimeRange,
 };
-pub(crate) use series::{ChunkData, decode_range};
+pub(crate) use series::{ChunkData, MemSeries, decode_range, samples_in};
 pub use shards::{
     DEFAULT_CHUNK_RANGE, DEFAULT_SAMPLES_PER_CHUNK, GcStats, Head, HeadOptions, HeadStats,
     SHARD_COUNT, hash_labels,

@@ -14,7 +14,7 @@ use crate::model::{Label, Labels, Matcher, Sample};
 use crate::storage::{Error, Prepare, Querier, Series, SeriesRef};
 
 use super::chunkenc::Encoding;
-use super::head::{ChunkData, DiskChunks, Inner, decode_range};
+use super::head::{ChunkData, DiskChunks, Inner, MemSeries, decode_range, samples_in};
 use super::index::{Index, Sym, union};
 
 /// What a select takes of one series under the locks.
@@ -165,6 +165,11 @@ impl Strings {
 enum Source {
     /// In memory (with what it has on disk).
     Head(Taken),
+    /// In memory when selected; its chunks are taken when its batch is
+    /// decoded ([`HeadQuerier::take_batch`]). A large selection holds no
+    /// copy of every series' open chunk until its turn comes: those copies
+    /// were most of what a query over many series added to the process.
+    Later(SeriesRef),
     /// Left memory: on disk alone, up to `last`.
     Cold { r: SeriesRef, last: i64 },
 }
@@ -211,25 +216,24 @@ impl HeadQuerier<'_> {
     /// them, so that appenders do not wait on decoding or disk reads.
     fn take_head(&self, matchers: &[Matcher], out: &mut Vec<(Key, Source)>) {
         let refs = self.head.index().postings_for_matchers(matchers);
+        // A selection that will be decoded in batches takes its chunks
+        // batch by batch.
+        let later = refs.len() >= PIPELINE_MIN_SERIES;
         let start = out.len();
         let mut strings = Strings::default();
         let unranked: Arc<[Arc<str>]> = Arc::from(Vec::new());
         self.head.visit(&refs, |ix, batch| {
             strings.begin();
             for &(r, s) in batch {
-                let mut chunks = Vec::new();
-                s.chunks_in(self.mint, self.maxt, &mut chunks);
-                let disk = s.disk_range();
-                let read_disk = disk.is_some_and(|(a, b)| a <= self.maxt && b >= self.mint);
-                if !chunks.is_empty() || read_disk {
-                    let taken = Taken {
-                        r,
-                        chunks,
-                        read_disk,
-                        disk_max: disk.map_or(i64::MIN, |(_, b)| b),
-                    };
+                let src = if later {
+                    // What a batch finds empty is left out then.
+                    s.overlaps(self.mint, self.maxt).then_some(Source::Later(r))
+                } else {
+                    self.take(r, s).map(Source::Head)
+                };
+                if let Some(src) = src {
                     let key = Key::Head(strings.number(ix, &s.labels), unranked.clone());
-                    out.push((key, Source::Head(taken)));
+                    out.push((key, src));
                 }
             }
         });
@@ -245,14 +249,74 @@ impl HeadQuerier<'_> {
         }
     }
 
+    /// The chunks of series `r` (`s`, under its shard's lock) in the range,
+    /// if it has any there in memory or on disk.
+    fn take(&self, r: SeriesRef, s: &MemSeries) -> Option<Taken> {
+        let mut chunks = Vec::new();
+        s.chunks_in(self.mint, self.maxt, &mut chunks);
+        let disk = s.disk_range();
+        let read_disk = disk.is_some_and(|(a, b)| a <= self.maxt && b >= self.mint);
+        (!chunks.is_empty() || read_disk).then_some(Taken {
+            r,
+            chunks,
+            read_disk,
+            disk_max: disk.map_or(i64::MIN, |(_, b)| b),
+        })
+    }
+
+    /// Takes the chunks of the batch's series selected for later, under
+    /// their shards' locks. A series that has left memory since it was
+    /// selected is read from the chunk store, which it went to first.
+    fn take_batch(&self, items: &mut [(Key, Source)]) {
+        let refs: Vec<SeriesRef> = items
+            .iter()
+            .filter_map(|(_, src)| match src {
+                Source::Later(r) => Some(*r),
+                _ => None,
+            })
+            .collect();
+        if refs.is_empty() {
+            return;
+        }
+        let mut taken: FxHashMap<SeriesRef, Option<Taken>> = FxHashMap::default();
+        self.head.visit(&refs, |_, batch| {
+            for &(r, s) in batch {
+                taken.insert(r, self.take(r, s));
+            }
+        });
+        for (_, src) in items.iter_mut() {
+            if let Source::Later(r) = *src {
+                *src = match taken.remove(&r) {
+                    Some(Some(t)) => Source::Head(t),
+                    // In memory, with nothing in the range any more.
+                    Some(None) => Source::Cold { r, last: i64::MIN },
+                    None => Source::Cold { r, last: i64::MAX },
+                };
+            }
+        }
+    }
+
     /// The series that left memory and match, read from the chunk store.
     fn take_cold(&self, matchers: &[Matcher], out: &mut Vec<(Key, Source)>) -> Result<(), Error> {
         let Some(disk) = self.head.disk() else {
             return Ok(());
         };
-        for (r, labels, (_, last)) in disk.cold_select(matchers, self.mint, self.maxt)? {
+        let cold = disk.cold_select(matchers, self.mint, self.maxt)?;
+        if cold.is_empty() {
+            return Ok(());
+        }
+        // Went cold between the two looks: the head's look has it already.
+        let taken: FxHashSet<SeriesRef> = out
+            .iter()
+            .filter_map(|(_, src)| match src {
+                Source::Head(t) => Some(t.r),
+                Source::Later(r) => Some(*r),
+                Source::Cold { .. } => None,
+            })
+            .collect();
+        for (r, labels, (_, last)) in cold {
             // Came back between the two looks: the head has answered for it.
-            if !self.head.contains(r) {
+            if !self.head.contains(r) && !taken.contains(&r) {
                 out.push((Key::Cold(labels), Source::Cold { r, last }));
             }
         }
@@ -273,28 +337,38 @@ impl HeadQuerier<'_> {
                 if t.read_disk
                     && let Some(disk) = &disk
                 {
-                    self.read_disk(disk.as_ref(), t.r, t.disk_max, stored, samples)?;
+                    // Room for the memory's samples too: one allocation.
+                    let more = samples_in(&t.chunks);
+                    self.read_disk(disk.as_ref(), t.r, t.disk_max, more, stored, samples)?;
                 }
                 // Memory holds what came after the disk's last sample.
                 let from = self.mint.max(t.disk_max.saturating_add(1));
                 decode_range(&t.chunks, from, self.maxt, samples);
             }
             Source::Cold { r, last } => {
-                if let Some(disk) = &disk {
-                    self.read_disk(disk.as_ref(), *r, *last, stored, samples)?;
+                if *last > i64::MIN
+                    && let Some(disk) = &disk
+                {
+                    self.read_disk(disk.as_ref(), *r, *last, 0, stored, samples)?;
                 }
+            }
+            // Every batch is taken before it is decoded.
+            Source::Later(_) => {
+                return Err(Error::Other("a selected series was not taken".into()));
             }
         }
         Ok(())
     }
 
     /// Appends the samples in range of the chunks of `r` on disk that end at
-    /// or before `upto`; `stored` is a reused buffer.
+    /// or before `upto`, with room for `more` samples after them; `stored`
+    /// is a reused buffer.
     fn read_disk(
         &self,
         disk: &dyn DiskChunks,
         r: SeriesRef,
         upto: i64,
+        more: usize,
         stored: &mut Vec<(Encoding, Vec<u8>)>,
         samples: &mut Vec<Sample>,
     ) -> Result<(), Error> {
@@ -304,6 +378,7 @@ impl HeadQuerier<'_> {
             .drain(..)
             .map(|(encoding, data)| ChunkData::Stored(encoding, data))
             .collect();
+        samples.reserve(samples_in(&chunks) + more);
         decode_range(&chunks, self.mint, self.maxt, samples);
         Ok(())
     }
@@ -417,14 +492,21 @@ impl HeadQuerier<'_> {
         prep: Prepare<'_>,
         f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        for s in self.decoded(found) {
-            let mut s = s?;
-            let n = prep(&mut s);
-            if f(s, n).is_break() {
-                break;
+        let mut found = found.into_iter();
+        loop {
+            let mut batch: Vec<_> = found.by_ref().take(PIPELINE_BATCH).collect();
+            if batch.is_empty() {
+                return Ok(());
+            }
+            self.take_batch(&mut batch);
+            for s in self.decoded(batch) {
+                let mut s = s?;
+                let n = prep(&mut s);
+                if f(s, n).is_break() {
+                    return Ok(());
+                }
             }
         }
-        Ok(())
     }
 
     /// The sorted selection decoded one series at a time, leaving out those
@@ -451,7 +533,8 @@ impl HeadQuerier<'_> {
 
     /// One batch decoded and prepared, up to its first error.
     fn prepare_batch(&self, batch: &Mutex<Vec<(Key, Source)>>, prep: Prepare<'_>) -> Prepared {
-        let items = std::mem::take(&mut *batch.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut items = std::mem::take(&mut *batch.lock().unwrap_or_else(PoisonError::into_inner));
+        self.take_batch(&mut items);
         let mut out = Vec::with_capacity(items.len());
         for s in self.decoded(items) {
             match s {

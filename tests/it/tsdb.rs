@@ -476,6 +476,59 @@ fn large_selections_are_prepared_in_order_on_either_thread() {
     }
 }
 
+/// A large selection takes each series' chunks when its batch is decoded,
+/// not all at once: samples appended while the caller works through the
+/// first series, and chunks that close meanwhile, lose nothing that was
+/// there when the select began, and every series still comes once, in
+/// label order.
+#[test]
+fn issue_22_large_selections_take_chunks_batch_by_batch() {
+    let head = Head::default();
+    let n = 600;
+    let name = |i: usize| lbls(&[("__name__", "late"), ("i", &format!("{i:05}"))]);
+    let mut app = head.appender();
+    for i in 0..n {
+        for k in 0..100 {
+            app.append(0, &name(i), k * 1_000, (i * 1000 + k as usize) as f64)
+                .unwrap();
+        }
+    }
+    app.commit().unwrap();
+    let q = head.querier(0, 1_000_000).unwrap();
+    let ms = [eq("__name__", "late")];
+    let mut got: Vec<Series> = Vec::new();
+    q.select_each(&ms, &mut |s| {
+        if got.is_empty() {
+            // 100 more samples a series: every open chunk (120 samples at
+            // most) closes and a new one opens, before most batches are taken.
+            let mut app = head.appender();
+            for i in 0..n {
+                for k in 100..200 {
+                    app.append(0, &name(i), k * 1_000, (i * 1000 + k as usize) as f64)
+                        .unwrap();
+                }
+            }
+            app.commit().unwrap();
+        }
+        got.push(s);
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(got.len(), n);
+    for (i, s) in got.iter().enumerate() {
+        assert_eq!(s.labels, name(i));
+        // The first 100 samples, then whichever later ones the series'
+        // batch found, without a gap.
+        assert!(s.samples.len() >= 100, "{}: {}", s.labels, s.samples.len());
+        for (k, p) in s.samples.iter().enumerate() {
+            assert_eq!(p.t, k as i64 * 1_000, "{}", s.labels);
+            assert_eq!(p.v, (i * 1000 + k) as f64, "{}", s.labels);
+        }
+    }
+    // The batches after the first few found the new samples.
+    assert_eq!(got[n - 1].samples.len(), 200);
+}
+
 /// A preparation that panics ends a large select with that panic, on
 /// whichever of the two threads it ran, instead of leaving the caller
 /// waiting for a batch that will not come.

@@ -497,6 +497,16 @@ impl<'a> DecimalIter<'a> {
         self.find(|&(st, _)| st >= t)
     }
 
+    /// Marks the chunk corrupt and ends it.
+    #[cold]
+    #[inline(never)]
+    fn fail(&mut self) -> Option<(i64, f64)> {
+        self.corrupt = true;
+        self.read = self.total;
+        None
+    }
+
+    #[inline(always)]
     fn read_dod(&mut self) -> Option<i64> {
         let ones = self.r.read_ones(DOD_BITS.len() as u32 + 1)? as usize;
         if ones == 0 {
@@ -506,6 +516,7 @@ impl<'a> DecimalIter<'a> {
         Some(unzigzag(self.r.read_bits(size)?))
     }
 
+    #[inline(always)]
     fn read_grid_time(&mut self) -> Option<()> {
         let expected = self.grid.wrapping_add(self.step);
         if !self.r.read_bit()? {
@@ -522,6 +533,7 @@ impl<'a> DecimalIter<'a> {
         Some(())
     }
 
+    #[inline(always)]
     fn read_value(&mut self) -> Option<()> {
         if self.xor_values {
             return read_xor_value(
@@ -548,14 +560,14 @@ impl<'a> DecimalIter<'a> {
     }
 }
 
-impl Iterator for DecimalIter<'_> {
-    type Item = (i64, f64);
-
-    fn next(&mut self) -> Option<(i64, f64)> {
-        if self.read >= self.total {
-            return None;
-        }
-        let ok = match (self.read, self.times) {
+impl DecimalIter<'_> {
+    /// The time of the first sample (and, for grid timestamps, the grid's
+    /// interval) or of the second with delta-of-deltas: whole varints, out
+    /// of the per-sample loop's way.
+    #[cold]
+    #[inline(never)]
+    fn read_first_time(&mut self) -> Option<()> {
+        match (self.read, self.times) {
             (0, Times::Grid) => self.r.read_uvarint().and_then(|ux| {
                 self.t = unzigzag(ux);
                 self.grid = self.t;
@@ -566,23 +578,45 @@ impl Iterator for DecimalIter<'_> {
             }),
             (_, Times::Grid) => self.read_grid_time(),
             (0, Times::Dod) => self.r.read_uvarint().map(|ux| self.t = unzigzag(ux)),
-            (1, Times::Dod) => self.r.read_uvarint().map(|d| {
+            (_, Times::Dod) => self.r.read_uvarint().map(|d| {
                 self.t_delta = d;
                 self.t = self.t.wrapping_add(d as i64);
             }),
-            (_, Times::Dod) => self.read_dod().map(|dod| {
-                self.t_delta = (self.t_delta as i64).wrapping_add(dod) as u64;
-                self.t = self.t.wrapping_add(self.t_delta as i64);
-            }),
         }
-        .and_then(|()| self.read_value());
-        if ok.is_none() {
-            self.corrupt = true;
-            self.read = self.total;
+    }
+}
+
+impl Iterator for DecimalIter<'_> {
+    type Item = (i64, f64);
+
+    /// Inlined into the caller's loop (a chunk's samples are read in one
+    /// loop), with the rare cases out of line.
+    #[inline(always)]
+    fn next(&mut self) -> Option<(i64, f64)> {
+        if self.read >= self.total {
             return None;
+        }
+        let time = if self.read < 2 {
+            self.read_first_time()
+        } else {
+            match self.times {
+                Times::Grid => self.read_grid_time(),
+                Times::Dod => self.read_dod().map(|dod| {
+                    self.t_delta = (self.t_delta as i64).wrapping_add(dod) as u64;
+                    self.t = self.t.wrapping_add(self.t_delta as i64);
+                }),
+            }
+        };
+        if time.and_then(|()| self.read_value()).is_none() {
+            return self.fail();
         }
         self.read += 1;
         Some((self.t, f64::from_bits(self.v)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = usize::from(self.total - self.read.min(self.total));
+        (0, Some(left))
     }
 }
 

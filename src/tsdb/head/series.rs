@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::model::Sample;
 use crate::storage::Error;
 
-use crate::tsdb::chunkenc::{Encoding, SampleIter, XorAppender, XorIter};
+use crate::tsdb::chunkenc::{DecimalIter, Encoding, XorAppender, XorIter};
 use crate::tsdb::index::SymLabels;
 
 use super::{persist::*, shards::*};
@@ -391,14 +391,18 @@ impl ChunkData {
     }
 
     /// The samples of the chunk with `mint <= t <= maxt`, appended to `out`.
-    /// In-memory chunks are XOR: decoded by a loop of their own rather than
-    /// through the iterator that dispatches on the encoding per sample.
+    /// Each encoding is decoded by a loop of its own rather than through
+    /// the iterator that dispatches on the encoding per sample.
     fn decode_into(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
         match self {
             ChunkData::Shared(b) => push_range(XorIter::new(b), mint, maxt, out),
             ChunkData::Copied(b) => push_range(XorIter::new(b), mint, maxt, out),
-            ChunkData::Stored(encoding, b) => {
-                push_range(SampleIter::new(*encoding, b), mint, maxt, out)
+            ChunkData::Stored(Encoding::Xor, b) => push_range(XorIter::new(b), mint, maxt, out),
+            ChunkData::Stored(Encoding::Decimal, b) => {
+                push_range(DecimalIter::new(b), mint, maxt, out)
+            }
+            ChunkData::Stored(Encoding::Grid, b) => {
+                push_range(DecimalIter::grid(b), mint, maxt, out)
             }
         }
     }
@@ -416,7 +420,7 @@ impl Seek for XorIter<'_> {
     }
 }
 
-impl Seek for SampleIter<'_> {
+impl Seek for DecimalIter<'_> {
     #[inline]
     fn seek_to(&mut self, t: i64) -> Option<(i64, f64)> {
         self.seek(t)
@@ -440,11 +444,16 @@ fn push_range(mut it: impl Seek, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
     }
 }
 
+/// How many samples `chunks` hold, in range or not.
+pub(crate) fn samples_in(chunks: &[ChunkData]) -> usize {
+    chunks.iter().map(ChunkData::num_samples).sum()
+}
+
 /// Appends the samples of `chunks` (in time order) with `mint <= t <= maxt`.
 pub(crate) fn decode_range(chunks: &[ChunkData], mint: i64, maxt: i64, out: &mut Vec<Sample>) {
     // At most every sample of the chunks: one allocation instead of the
     // doublings a long window's series would take sample by sample.
-    out.reserve(chunks.iter().map(ChunkData::num_samples).sum());
+    out.reserve(samples_in(chunks));
     for c in chunks {
         c.decode_into(mint, maxt, out);
     }
