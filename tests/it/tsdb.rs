@@ -486,14 +486,18 @@ fn issue_22_large_selections_take_chunks_batch_by_batch() {
     let head = Head::default();
     let n = 600;
     let name = |i: usize| lbls(&[("__name__", "late"), ("i", &format!("{i:05}"))]);
-    let mut app = head.appender();
-    for i in 0..n {
-        for k in 0..100 {
-            app.append(0, &name(i), k * 1_000, (i * 1000 + k as usize) as f64)
-                .unwrap();
+    // Samples `ks` of every series, value `i * 1000 + k`, in one commit.
+    let append = |ks: std::ops::Range<i64>| {
+        let mut app = head.appender();
+        for i in 0..n {
+            for k in ks.clone() {
+                app.append(0, &name(i), k * 1_000, (i * 1000 + k as usize) as f64)
+                    .unwrap();
+            }
         }
-    }
-    app.commit().unwrap();
+        app.commit().unwrap();
+    };
+    append(0..100);
     let q = head.querier(0, 1_000_000).unwrap();
     let ms = [eq("__name__", "late")];
     let mut got: Vec<Series> = Vec::new();
@@ -501,14 +505,7 @@ fn issue_22_large_selections_take_chunks_batch_by_batch() {
         if got.is_empty() {
             // 100 more samples a series: every open chunk (120 samples at
             // most) closes and a new one opens, before most batches are taken.
-            let mut app = head.appender();
-            for i in 0..n {
-                for k in 100..200 {
-                    app.append(0, &name(i), k * 1_000, (i * 1000 + k as usize) as f64)
-                        .unwrap();
-                }
-            }
-            app.commit().unwrap();
+            append(100..200);
         }
         got.push(s);
         std::ops::ControlFlow::Continue(())

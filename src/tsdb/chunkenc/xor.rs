@@ -246,34 +246,25 @@ impl XorAppender {
     /// `last_v` (the chunk's last; ignored while the chunk is empty).
     pub fn append(&mut self, last_t: i64, last_v: u64, t: i64, v: f64) -> Result<(), Error> {
         let vb = v.to_bits();
-        match self.num {
-            0 => {
-                let mut buf = [0u8; 10];
-                let n = put_varint(&mut buf, t);
-                for &b in &buf[..n] {
-                    self.w.write_byte(b);
-                }
-                self.w.write_bits(vb, 64);
+        if self.num == u16::MAX {
+            return Err(Error::Full);
+        }
+        if self.num == 0 {
+            let mut buf = [0u8; 10];
+            let n = put_varint(&mut buf, t);
+            for &b in &buf[..n] {
+                self.w.write_byte(b);
             }
-            1 => {
-                let t_delta = t.wrapping_sub(last_t) as u64;
+            self.w.write_bits(vb, 64);
+        } else {
+            let t_delta = t.wrapping_sub(last_t) as u64;
+            if self.num == 1 {
                 let mut buf = [0u8; 10];
                 let n = put_uvarint(&mut buf, t_delta);
                 for &b in &buf[..n] {
                     self.w.write_byte(b);
                 }
-                write_xor_value(
-                    &mut self.w,
-                    last_v,
-                    vb,
-                    &mut self.leading,
-                    &mut self.trailing,
-                );
-                self.t_delta = t_delta;
-            }
-            u16::MAX => return Err(Error::Full),
-            _ => {
-                let t_delta = t.wrapping_sub(last_t) as u64;
+            } else {
                 let dod = t_delta.wrapping_sub(self.t_delta) as i64;
                 if dod == 0 {
                     self.w.write_bit(false);
@@ -290,15 +281,15 @@ impl XorAppender {
                     self.w.write_bits(0b1111, 4);
                     self.w.write_bits(dod as u64, 64);
                 }
-                write_xor_value(
-                    &mut self.w,
-                    last_v,
-                    vb,
-                    &mut self.leading,
-                    &mut self.trailing,
-                );
-                self.t_delta = t_delta;
             }
+            write_xor_value(
+                &mut self.w,
+                last_v,
+                vb,
+                &mut self.leading,
+                &mut self.trailing,
+            );
+            self.t_delta = t_delta;
         }
         self.num += 1;
         let header = self.num.to_be_bytes();
