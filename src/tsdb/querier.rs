@@ -266,8 +266,9 @@ impl HeadQuerier<'_> {
 
     /// Takes the chunks of the batch's series selected for later, under
     /// their shards' locks. A series that has left memory since it was
-    /// selected is read from the chunk store, which it went to first.
-    fn take_batch(&self, items: &mut [(Key, Source)]) {
+    /// selected is read from the chunk store, which it went to first; one
+    /// still in memory with nothing left in the range leaves the batch.
+    fn take_batch(&self, items: &mut Vec<(Key, Source)>) {
         let refs: Vec<SeriesRef> = items
             .iter()
             .filter_map(|(_, src)| match src {
@@ -284,16 +285,16 @@ impl HeadQuerier<'_> {
                 taken.insert(r, self.take(r, s));
             }
         });
-        for (_, src) in items.iter_mut() {
+        items.retain_mut(|(_, src)| {
             if let Source::Later(r) = *src {
                 *src = match taken.remove(&r) {
                     Some(Some(t)) => Source::Head(t),
-                    // In memory, with nothing in the range any more.
-                    Some(None) => Source::Cold { r, last: i64::MIN },
+                    Some(None) => return false,
                     None => Source::Cold { r, last: i64::MAX },
                 };
             }
-        }
+            true
+        });
     }
 
     /// The series that left memory and match, read from the chunk store.
@@ -346,9 +347,7 @@ impl HeadQuerier<'_> {
                 decode_range(&t.chunks, from, self.maxt, samples);
             }
             Source::Cold { r, last } => {
-                if *last > i64::MIN
-                    && let Some(disk) = &disk
-                {
+                if let Some(disk) = &disk {
                     self.read_disk(disk.as_ref(), *r, *last, 0, stored, samples)?;
                 }
             }
