@@ -610,9 +610,12 @@ mod tests {
     use super::*;
     use crate::tsdb::chunkenc::{SampleIter, XorChunk};
 
+    /// Samples as timestamps and value bits.
+    type Bits = Vec<(i64, u64)>;
+
     /// An XOR chunk of `n` samples from `t0`, 15 s apart, of Ray-like
     /// values (one-decimal gauges), and its samples as bits.
-    fn xor_chunk(t0: i64, n: i64) -> (Vec<u8>, Vec<(i64, u64)>) {
+    fn xor_chunk(t0: i64, n: i64) -> (Vec<u8>, Bits) {
         let mut c = XorChunk::new();
         let mut want = Vec::new();
         for i in 0..n {
@@ -623,7 +626,7 @@ mod tests {
         (c.into_bytes(), want)
     }
 
-    fn stored(store: &ChunkStore, r: SeriesRef) -> (Vec<Encoding>, Vec<(i64, u64)>) {
+    fn stored(store: &ChunkStore, r: SeriesRef) -> (Vec<Encoding>, Bits) {
         let mut out = Vec::new();
         store
             .read(r, i64::MIN, i64::MAX, i64::MAX, &mut out)
@@ -642,7 +645,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let store = ChunkStore::open(&dir).unwrap();
         // Series 1: four chunks in the window; series 2: one.
-        let chunks: Vec<(Vec<u8>, Vec<(i64, u64)>)> =
+        let chunks: Vec<(Vec<u8>, Bits)> =
             (0..4).map(|k| xor_chunk(k * 120 * 15_000, 120)).collect();
         let parts: Vec<(i64, i64, &[u8])> = chunks
             .iter()
