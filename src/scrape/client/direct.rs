@@ -166,7 +166,9 @@ impl Direct {
         if conn.write_all(&self.request).await.is_err() {
             return Step::Stale;
         }
-        let mut head = [0u8; HEAD_BYTES];
+        // On the heap: an array here would make every target's loop task
+        // that much larger for its whole life.
+        let mut head = vec![0u8; HEAD_BYTES];
         let mut filled = 0;
         let (head_len, framing) = loop {
             match conn.read(&mut head[filled..]).await {
