@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::{Label, Labels, Matcher, Sample};
-use crate::storage::{Error, Prepare, Querier, Series, SeriesRef};
+use crate::storage::{Error, Keep, Prepare, Querier, Series, SeriesRef};
 
 use super::chunkenc::Encoding;
 use super::head::{ChunkData, DiskChunks, Inner, MemSeries, decode_range, samples_in};
@@ -68,20 +68,28 @@ impl Key {
         }
     }
 
-    fn into_labels(self) -> Labels {
+    /// The labels as the caller's own strings: those whose names `keep`
+    /// accepts, or all.
+    fn into_labels(self, keep: Option<Keep<'_>>) -> Labels {
         match self {
-            Key::Head(..) => {
-                let strs: Vec<&str> = self.strs().collect();
-                Labels::from_sorted(
-                    strs.chunks_exact(2)
-                        .map(|p| Label {
-                            name: p[0].to_string(),
-                            value: p[1].to_string(),
-                        })
-                        .collect(),
-                )
+            Key::Head(ref ranks, ref table) => {
+                let str_of = |r: u32| table.get(r as usize).map_or("", |s| &**s);
+                let mut out = Vec::with_capacity(ranks.len() / 2);
+                for p in ranks.chunks_exact(2) {
+                    let name = str_of(p[0]);
+                    if keep.is_none_or(|k| k(name)) {
+                        out.push(Label {
+                            name: name.to_string(),
+                            value: str_of(p[1]).to_string(),
+                        });
+                    }
+                }
+                Labels::from_sorted(out)
             }
-            Key::Cold(l) => l,
+            Key::Cold(l) => match keep {
+                Some(k) => crate::storage::keep_labels(l, k),
+                None => l,
+            },
         }
     }
 }
@@ -488,6 +496,7 @@ impl HeadQuerier<'_> {
     fn prepare_each(
         &self,
         found: Vec<(Key, Source)>,
+        keep: Option<Keep<'_>>,
         prep: Prepare<'_>,
         f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
     ) -> Result<(), Error> {
@@ -498,7 +507,7 @@ impl HeadQuerier<'_> {
                 return Ok(());
             }
             self.take_batch(&mut batch);
-            for s in self.decoded(batch) {
+            for s in self.decoded(batch, keep) {
                 let mut s = s?;
                 let n = prep(&mut s);
                 if f(s, n).is_break() {
@@ -513,6 +522,7 @@ impl HeadQuerier<'_> {
     fn decoded<'s>(
         &'s self,
         found: Vec<(Key, Source)>,
+        keep: Option<Keep<'s>>,
     ) -> impl Iterator<Item = Result<Series, Error>> + 's {
         let mut stored = Vec::new();
         found.into_iter().filter_map(move |(key, src)| {
@@ -523,7 +533,7 @@ impl HeadQuerier<'_> {
             drop(src);
             (!samples.is_empty()).then(|| {
                 Ok(Series {
-                    labels: key.into_labels(),
+                    labels: key.into_labels(keep),
                     samples,
                 })
             })
@@ -531,11 +541,16 @@ impl HeadQuerier<'_> {
     }
 
     /// One batch decoded and prepared, up to its first error.
-    fn prepare_batch(&self, batch: &Mutex<Vec<(Key, Source)>>, prep: Prepare<'_>) -> Prepared {
+    fn prepare_batch(
+        &self,
+        batch: &Mutex<Vec<(Key, Source)>>,
+        keep: Option<Keep<'_>>,
+        prep: Prepare<'_>,
+    ) -> Prepared {
         let mut items = std::mem::take(&mut *batch.lock().unwrap_or_else(PoisonError::into_inner));
         self.take_batch(&mut items);
         let mut out = Vec::with_capacity(items.len());
-        for s in self.decoded(items) {
+        for s in self.decoded(items, keep) {
             match s {
                 Ok(mut s) => {
                     let n = prep(&mut s);
@@ -560,6 +575,7 @@ impl HeadQuerier<'_> {
     fn prepare_beside(
         &self,
         found: Vec<(Key, Source)>,
+        keep: Option<Keep<'_>>,
         prep: Prepare<'_>,
         f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
     ) -> Result<(), Error> {
@@ -607,7 +623,7 @@ impl HeadQuerier<'_> {
                             g.next += 1;
                             g.next - 1
                         };
-                        let out = self.prepare_batch(&batches[b], prep);
+                        let out = self.prepare_batch(&batches[b], keep, prep);
                         shared.lock().done.push((b, out));
                         shared.changed.notify_all();
                     }
@@ -622,7 +638,7 @@ impl HeadQuerier<'_> {
                     if g.next == b {
                         g.next += 1;
                         drop(g);
-                        break self.prepare_batch(&batches[b], prep);
+                        break self.prepare_batch(&batches[b], keep, prep);
                     }
                     // The helper has `b` under way: take a later batch
                     // meanwhile, if that stays within the bound.
@@ -630,7 +646,7 @@ impl HeadQuerier<'_> {
                         let c = g.next;
                         g.next += 1;
                         drop(g);
-                        let out = self.prepare_batch(&batches[c], prep);
+                        let out = self.prepare_batch(&batches[c], keep, prep);
                         shared.lock().done.push((c, out));
                         continue;
                     }
@@ -688,20 +704,18 @@ impl Querier for HeadQuerier<'_> {
         prep: Prepare<'_>,
         f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        if matchers.is_empty() || self.mint > self.maxt {
-            return Ok(());
-        }
-        let mut found = Vec::new();
-        if self.overlaps_head() {
-            self.take_head(matchers, &mut found);
-        }
-        self.take_cold(matchers, &mut found)?;
-        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        if found.len() >= PIPELINE_MIN_SERIES && spare_core() {
-            self.prepare_beside(found, prep, f)
-        } else {
-            self.prepare_each(found, prep, f)
-        }
+        self.select_projected(matchers, None, prep, f)
+    }
+
+    /// Copies only the kept labels' strings, on whichever thread decodes.
+    fn select_prepared_keeping(
+        &self,
+        matchers: &[Matcher],
+        keep: Keep<'_>,
+        prep: Prepare<'_>,
+        f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        self.select_projected(matchers, Some(keep), prep, f)
     }
 
     fn series(&self, matchers: &[Matcher]) -> Result<Vec<Labels>, Error> {
@@ -750,6 +764,31 @@ impl Querier for HeadQuerier<'_> {
 }
 
 impl HeadQuerier<'_> {
+    /// [`Querier::select_prepared_keeping`], keeping every label when
+    /// `keep` is `None`.
+    fn select_projected(
+        &self,
+        matchers: &[Matcher],
+        keep: Option<Keep<'_>>,
+        prep: Prepare<'_>,
+        f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        if matchers.is_empty() || self.mint > self.maxt {
+            return Ok(());
+        }
+        let mut found = Vec::new();
+        if self.overlaps_head() {
+            self.take_head(matchers, &mut found);
+        }
+        self.take_cold(matchers, &mut found)?;
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if found.len() >= PIPELINE_MIN_SERIES && spare_core() {
+            self.prepare_beside(found, keep, prep, f)
+        } else {
+            self.prepare_each(found, keep, prep, f)
+        }
+    }
+
     /// Adds to the sorted label names (`name` None) or values of `name`
     /// that the head found those of cold series, sorted and unique.
     fn with_cold(

@@ -20,6 +20,7 @@ use super::functions::unwrap_parens;
 use super::{Error, Evaluator, StepSeries, Val, range};
 use crate::model::{Labels, METRIC_NAME, Sample};
 use crate::promql::parser::{AggOp, Aggregate, Expr};
+use crate::storage::Keep;
 
 /// One group's running values, one slot per step.
 struct Running {
@@ -154,9 +155,13 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
             ev.samples -= points.len();
             Ok(())
         };
+    // Grouping by a few labels needs no copy of the others.
+    let by = |name: &str| grouping.contains(&name);
+    let by: Option<Keep<'_>> = (!a.without).then_some(&by);
     match unwrap_parens(&a.expr) {
         Expr::VectorSelector(vs) => {
-            ev.latest_each(vs, false, |ev, s| add(ev, &s.labels, &s.points))?
+            // A selector's series keep their names: no two collide.
+            ev.latest_each(vs, false, by, |ev, s| add(ev, &s.labels, &s.points))?
         }
         Expr::Call(c) => {
             let Some(idx) = c
@@ -172,7 +177,9 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
             // Results that drop the metric name may collide; the check the
             // whole result would get is made as they come.
             let mut seen: Option<HashSet<Labels>> = range::may_collide(c, idx).then(HashSet::new);
-            range::each(ev, c, idx, &mut [], |ev, labels, points| {
+            // Unless whole label sets are checked for collisions.
+            let keep = by.filter(|_| seen.is_none());
+            range::each(ev, c, idx, &mut [], keep, |ev, labels, points| {
                 let Some(seen) = &mut seen else {
                     return add(ev, &labels, points);
                 };
@@ -299,6 +306,9 @@ mod tests {
             "max_over_time(f[2m])",
             "last_over_time({__name__=~\"f|h\"}[1m])",
             "increase(f[5m] offset 1m)",
+            // A match-all matcher checked on the selected series, whose
+            // label the grouping may not keep.
+            "rate(f{i=~\".*\"}[1m])",
         ];
         let groupings = ["", " by (g)", " without (i)", " by (i)", " by (__name__)"];
         for op in ops {
