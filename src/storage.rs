@@ -117,10 +117,6 @@ pub struct Series {
 /// returns a count that is handed over with the series.
 pub type Prepare<'a> = &'a (dyn Fn(&mut Series) -> usize + Sync);
 
-/// Which of a selected series' labels a caller of
-/// [`Querier::select_prepared_keeping`] wants, by name.
-pub type Keep<'a> = &'a (dyn Fn(&str) -> bool + Sync);
-
 /// Something that can be read from.
 pub trait Queryable: Send + Sync {
     /// A reader for samples with `mint <= t <= maxt` (milliseconds).
@@ -166,25 +162,6 @@ pub trait Querier: Send {
             f(s, n)
         })
     }
-    /// [`Querier::select_prepared`] handing out of each series' labels only
-    /// those whose names `keep` accepts: a caller that looks at a few of
-    /// them (an aggregation's grouping) then need not have every label
-    /// copied for it. The selection and its order are
-    /// [`Querier::select_prepared`]'s, by whole label sets; `prep` may see
-    /// the series with every label or with the kept ones (the default drops
-    /// the others after it).
-    fn select_prepared_keeping(
-        &self,
-        matchers: &[Matcher],
-        keep: Keep<'_>,
-        prep: Prepare<'_>,
-        f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
-    ) -> Result<(), Error> {
-        self.select_prepared(matchers, prep, &mut |mut s, n| {
-            s.labels = keep_labels(s.labels, keep);
-            f(s, n)
-        })
-    }
     /// The label sets of the series that match and hold data in the range,
     /// sorted, without their samples (`/api/v1/series`). A store may answer
     /// as Prometheus does for that endpoint: by chunk time ranges, without
@@ -200,11 +177,4 @@ pub trait Querier: Send {
     fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>, Error>;
     /// Sorted values of `name` among series that match.
     fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, Error>;
-}
-
-/// The labels of `labels` whose names `keep` accepts.
-pub fn keep_labels(labels: Labels, keep: Keep<'_>) -> Labels {
-    let mut pairs = labels.into_vec();
-    pairs.retain(|l| keep(&l.name));
-    Labels::from_sorted(pairs)
 }

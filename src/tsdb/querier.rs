@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::{Label, Labels, Matcher, Sample};
-use crate::storage::{Error, Keep, Prepare, Querier, Series, SeriesRef};
+use crate::storage::{Error, Prepare, Querier, Series, SeriesRef};
 
 use super::chunkenc::Encoding;
 use super::head::{ChunkData, DiskChunks, Inner, MemSeries, decode_range, samples_in};
@@ -68,28 +68,20 @@ impl Key {
         }
     }
 
-    /// The labels as the caller's own strings: those whose names `keep`
-    /// accepts, or all.
-    fn into_labels(self, keep: Option<Keep<'_>>) -> Labels {
+    fn into_labels(self) -> Labels {
         match self {
-            Key::Head(ref ranks, ref table) => {
-                let str_of = |r: u32| table.get(r as usize).map_or("", |s| &**s);
-                let mut out = Vec::with_capacity(ranks.len() / 2);
-                for p in ranks.chunks_exact(2) {
-                    let name = str_of(p[0]);
-                    if keep.is_none_or(|k| k(name)) {
-                        out.push(Label {
-                            name: name.to_string(),
-                            value: str_of(p[1]).to_string(),
-                        });
-                    }
-                }
-                Labels::from_sorted(out)
+            Key::Head(..) => {
+                let strs: Vec<&str> = self.strs().collect();
+                Labels::from_sorted(
+                    strs.chunks_exact(2)
+                        .map(|p| Label {
+                            name: p[0].to_string(),
+                            value: p[1].to_string(),
+                        })
+                        .collect(),
+                )
             }
-            Key::Cold(l) => match keep {
-                Some(k) => crate::storage::keep_labels(l, k),
-                None => l,
-            },
+            Key::Cold(l) => l,
         }
     }
 }
@@ -563,7 +555,6 @@ impl HeadQuerier<'_> {
     fn prepare_each(
         &self,
         found: Vec<(Key, Source)>,
-        keep: Option<Keep<'_>>,
         prep: Prepare<'_>,
         f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
     ) -> Result<(), Error> {
@@ -574,7 +565,7 @@ impl HeadQuerier<'_> {
                 return Ok(());
             }
             self.take_batch(&mut batch);
-            for s in self.decoded(batch, keep) {
+            for s in self.decoded(batch) {
                 let mut s = s?;
                 let n = prep(&mut s);
                 if f(s, n).is_break() {
@@ -589,7 +580,6 @@ impl HeadQuerier<'_> {
     fn decoded<'s>(
         &'s self,
         found: Vec<(Key, Source)>,
-        keep: Option<Keep<'s>>,
     ) -> impl Iterator<Item = Result<Series, Error>> + 's {
         let mut stored = Vec::new();
         let mut ahead = self.read_ahead(&found);
@@ -601,7 +591,7 @@ impl HeadQuerier<'_> {
             drop(src);
             (!samples.is_empty()).then(|| {
                 Ok(Series {
-                    labels: key.into_labels(keep),
+                    labels: key.into_labels(),
                     samples,
                 })
             })
@@ -609,16 +599,11 @@ impl HeadQuerier<'_> {
     }
 
     /// One batch decoded and prepared, up to its first error.
-    fn prepare_batch(
-        &self,
-        batch: &Mutex<Vec<(Key, Source)>>,
-        keep: Option<Keep<'_>>,
-        prep: Prepare<'_>,
-    ) -> Prepared {
+    fn prepare_batch(&self, batch: &Mutex<Vec<(Key, Source)>>, prep: Prepare<'_>) -> Prepared {
         let mut items = std::mem::take(&mut *batch.lock().unwrap_or_else(PoisonError::into_inner));
         self.take_batch(&mut items);
         let mut out = Vec::with_capacity(items.len());
-        for s in self.decoded(items, keep) {
+        for s in self.decoded(items) {
             match s {
                 Ok(mut s) => {
                     let n = prep(&mut s);
@@ -643,7 +628,6 @@ impl HeadQuerier<'_> {
     fn prepare_beside(
         &self,
         found: Vec<(Key, Source)>,
-        keep: Option<Keep<'_>>,
         prep: Prepare<'_>,
         f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
     ) -> Result<(), Error> {
@@ -691,7 +675,7 @@ impl HeadQuerier<'_> {
                             g.next += 1;
                             g.next - 1
                         };
-                        let out = self.prepare_batch(&batches[b], keep, prep);
+                        let out = self.prepare_batch(&batches[b], prep);
                         shared.lock().done.push((b, out));
                         shared.changed.notify_all();
                     }
@@ -706,7 +690,7 @@ impl HeadQuerier<'_> {
                     if g.next == b {
                         g.next += 1;
                         drop(g);
-                        break self.prepare_batch(&batches[b], keep, prep);
+                        break self.prepare_batch(&batches[b], prep);
                     }
                     // The helper has `b` under way: take a later batch
                     // meanwhile, if that stays within the bound.
@@ -714,7 +698,7 @@ impl HeadQuerier<'_> {
                         let c = g.next;
                         g.next += 1;
                         drop(g);
-                        let out = self.prepare_batch(&batches[c], keep, prep);
+                        let out = self.prepare_batch(&batches[c], prep);
                         shared.lock().done.push((c, out));
                         continue;
                     }
@@ -772,18 +756,20 @@ impl Querier for HeadQuerier<'_> {
         prep: Prepare<'_>,
         f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        self.select_projected(matchers, None, prep, f)
-    }
-
-    /// Copies only the kept labels' strings, on whichever thread decodes.
-    fn select_prepared_keeping(
-        &self,
-        matchers: &[Matcher],
-        keep: Keep<'_>,
-        prep: Prepare<'_>,
-        f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
-    ) -> Result<(), Error> {
-        self.select_projected(matchers, Some(keep), prep, f)
+        if matchers.is_empty() || self.mint > self.maxt {
+            return Ok(());
+        }
+        let mut found = Vec::new();
+        if self.overlaps_head() {
+            self.take_head(matchers, &mut found);
+        }
+        self.take_cold(matchers, &mut found)?;
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if found.len() >= PIPELINE_MIN_SERIES && spare_core() {
+            self.prepare_beside(found, prep, f)
+        } else {
+            self.prepare_each(found, prep, f)
+        }
     }
 
     fn series(&self, matchers: &[Matcher]) -> Result<Vec<Labels>, Error> {
@@ -832,31 +818,6 @@ impl Querier for HeadQuerier<'_> {
 }
 
 impl HeadQuerier<'_> {
-    /// [`Querier::select_prepared_keeping`], keeping every label when
-    /// `keep` is `None`.
-    fn select_projected(
-        &self,
-        matchers: &[Matcher],
-        keep: Option<Keep<'_>>,
-        prep: Prepare<'_>,
-        f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
-    ) -> Result<(), Error> {
-        if matchers.is_empty() || self.mint > self.maxt {
-            return Ok(());
-        }
-        let mut found = Vec::new();
-        if self.overlaps_head() {
-            self.take_head(matchers, &mut found);
-        }
-        self.take_cold(matchers, &mut found)?;
-        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        if found.len() >= PIPELINE_MIN_SERIES && spare_core() {
-            self.prepare_beside(found, keep, prep, f)
-        } else {
-            self.prepare_each(found, keep, prep, f)
-        }
-    }
-
     /// Adds to the sorted label names (`name` None) or values of `name`
     /// that the head found those of cold series, sorted and unique.
     fn with_cold(

@@ -476,54 +476,6 @@ fn large_selections_are_prepared_in_order_on_either_thread() {
     }
 }
 
-/// A select that keeps some labels hands out the series, samples and
-/// order of a whole select, each with only the labels asked for, for small
-/// and large (two-thread) selections alike.
-#[test]
-fn issue_22_selections_keeping_labels_hand_out_only_those() {
-    let head = Head::default();
-    let mut app = head.appender();
-    for i in (0..1000).map(|i| (i * 7919) % 1000) {
-        let l = lbls(&[
-            ("__name__", "keep"),
-            ("g", &(i % 7).to_string()),
-            ("i", &format!("{i:05}")),
-            ("le", &(i % 3).to_string()),
-            ("z", "zz"),
-        ]);
-        for k in 0..(1 + i % 20) {
-            app.append(0, &l, k as i64 * 1_000, (i * k) as f64).unwrap();
-        }
-    }
-    app.commit().unwrap();
-    let q = head.querier(0, 60_000).unwrap();
-    for ms in [
-        vec![eq("__name__", "keep")],
-        vec![eq("__name__", "keep"), eq("i", "00017")],
-        vec![eq("__name__", "keep"), eq("g", "3")],
-    ] {
-        let want = q.select(&ms).unwrap();
-        assert!(!want.is_empty());
-        let keep = |name: &str| name == "le" || name == "g";
-        let mut got: Vec<(Series, usize)> = Vec::new();
-        q.select_prepared_keeping(&ms, &keep, &|s| s.samples.len(), &mut |s, n| {
-            got.push((s, n));
-            std::ops::ControlFlow::Continue(())
-        })
-        .unwrap();
-        assert_eq!(got.len(), want.len(), "{ms:?}");
-        for ((s, n), w) in got.iter().zip(&want) {
-            let kept = lbls(&[
-                ("g", w.labels.get("g").unwrap()),
-                ("le", w.labels.get("le").unwrap()),
-            ]);
-            assert_eq!(s.labels, kept, "{}", w.labels);
-            assert_eq!(s.samples, w.samples, "{}", w.labels);
-            assert_eq!(*n, w.samples.len());
-        }
-    }
-}
-
 /// A large selection takes each series' chunks when its batch is decoded,
 /// not all at once: samples appended while the caller works through the
 /// first series, and chunks that close meanwhile, lose nothing that was

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::model::{Labels, Matcher, Sample, is_stale_nan};
 use crate::promql::parser::{AtModifier, Expr, MatrixSelector, Subquery, VectorSelector};
-use crate::storage::{Keep, Prepare, Queryable, Series};
+use crate::storage::{Prepare, Queryable, Series};
 
 use super::*;
 
@@ -336,21 +336,17 @@ impl<'a> Evaluator<'a> {
         maxt: i64,
         mut f: impl FnMut(&mut Self, Series) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        self.each_prepared(matchers, mint, maxt, None, &|_| 0, |ev, s, _| f(ev, s))
+        self.each_prepared(matchers, mint, maxt, &|_| 0, |ev, s, _| f(ev, s))
     }
 
     /// [`Evaluator::each_series`] with `prep` applied to each series
     /// before `f` gets it with what `prep` returned; storage may run `prep`
     /// on its decoding thread (see [`crate::storage::Querier::select_prepared`]).
-    /// With `keep`, `prep` and `f` may get only the labels it accepts
-    /// (always all of them, or those): what `f` makes of them must not
-    /// depend on the others.
     pub(super) fn each_prepared(
         &mut self,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        keep: Option<Keep<'_>>,
         prep: Prepare<'_>,
         mut f: impl FnMut(&mut Self, Series, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
@@ -372,7 +368,7 @@ impl<'a> Evaluator<'a> {
         let index = plan.as_ref().map_or(matchers, |p| &p.index);
         let later: &[&Matcher] = plan.as_ref().map_or(&[], |p| &p.later);
         let mut failed = None;
-        let mut each = |s: Series, n| {
+        q.select_prepared(index, prep, &mut |s, n| {
             if !later.iter().all(|m| m.matches_labels(&s.labels)) {
                 return ControlFlow::Continue(());
             }
@@ -383,15 +379,7 @@ impl<'a> Evaluator<'a> {
                     ControlFlow::Break(())
                 }
             }
-        };
-        match keep {
-            // The matchers checked here need their labels too.
-            Some(keep) => {
-                let keep = |name: &str| keep(name) || later.iter().any(|m| m.name == name);
-                q.select_prepared_keeping(index, &keep, prep, &mut each)
-            }
-            None => q.select_prepared(index, prep, &mut each),
-        }
+        })
         .map_err(|e| Error::Storage(e.to_string()))?;
         failed.map_or(Ok(()), Err)
     }
@@ -422,7 +410,7 @@ impl<'a> Evaluator<'a> {
         times: bool,
     ) -> Result<Vec<StepSeries>, Error> {
         let mut out = Vec::new();
-        self.latest_each(vs, times, None, |_, s| {
+        self.latest_each(vs, times, |_, s| {
             out.push(s);
             Ok(())
         })?;
@@ -430,20 +418,18 @@ impl<'a> Evaluator<'a> {
     }
 
     /// [`Evaluator::select_latest`] handing each series to `f` as it is
-    /// made, holding one series' samples at a time; with `keep`, maybe with
-    /// only the labels it accepts (see [`Evaluator::each_prepared`]).
+    /// made, holding one series' samples at a time.
     pub(super) fn latest_each(
         &mut self,
         vs: &VectorSelector,
         times: bool,
-        keep: Option<Keep<'_>>,
         mut f: impl FnMut(&mut Self, StepSeries) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let at = self.at_time(vs.at);
         let lookback = self.opts.lookback_delta_ms;
         let (lo, hi) = self.ref_span(at, vs.offset);
         let steps = self.steps();
-        self.each_prepared(&vs.matchers, lo - lookback, hi, keep, &|_| 0, |ev, s, _| {
+        self.each_series(&vs.matchers, lo - lookback, hi, |ev, s| {
             // The decoded samples are held while the points are made.
             let raw = s.samples.len();
             ev.add_samples(raw)?;

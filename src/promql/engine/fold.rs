@@ -20,7 +20,6 @@ use super::functions::unwrap_parens;
 use super::{Error, Evaluator, StepSeries, Val, range};
 use crate::model::{Labels, METRIC_NAME, Sample};
 use crate::promql::parser::{AggOp, Aggregate, Expr};
-use crate::storage::Keep;
 
 /// One group's running values, one slot per step.
 struct Running {
@@ -155,13 +154,9 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
             ev.samples -= points.len();
             Ok(())
         };
-    // Grouping by a few labels needs no copy of the others.
-    let by = |name: &str| grouping.contains(&name);
-    let by: Option<Keep<'_>> = (!a.without).then_some(&by);
     match unwrap_parens(&a.expr) {
         Expr::VectorSelector(vs) => {
-            // A selector's series keep their names: no two collide.
-            ev.latest_each(vs, false, by, |ev, s| add(ev, &s.labels, &s.points))?
+            ev.latest_each(vs, false, |ev, s| add(ev, &s.labels, &s.points))?
         }
         Expr::Call(c) => {
             let Some(idx) = c
@@ -177,9 +172,7 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
             // Results that drop the metric name may collide; the check the
             // whole result would get is made as they come.
             let mut seen: Option<HashSet<Labels>> = range::may_collide(c, idx).then(HashSet::new);
-            // Unless whole label sets are checked for collisions.
-            let keep = by.filter(|_| seen.is_none());
-            range::each(ev, c, idx, &mut [], keep, |ev, labels, points| {
+            range::each(ev, c, idx, &mut [], |ev, labels, points| {
                 let Some(seen) = &mut seen else {
                     return add(ev, &labels, points);
                 };

@@ -18,7 +18,7 @@ use super::sliding::{Extreme, SlidingWindow, fold_extreme};
 use super::{Error, Evaluator, RangeArg, StepSeries, Val, WORK_PER_CHECK};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Sample, is_stale_nan};
 use crate::promql::parser::{Call, Expr};
-use crate::storage::{Keep, Series};
+use crate::storage::Series;
 
 /// Where a range function's windows sit relative to the steps.
 #[derive(Clone, Copy)]
@@ -62,7 +62,7 @@ pub(super) fn range_function(ev: &mut Evaluator<'_>, c: &Call, idx: usize) -> Re
         Vec::new()
     };
     let mut out: Vec<StepSeries> = Vec::new();
-    each(ev, c, idx, &mut present, None, |_, labels, points| {
+    each(ev, c, idx, &mut present, |_, labels, points| {
         out.push(StepSeries {
             labels,
             points: points.to_vec(),
@@ -111,15 +111,12 @@ pub(super) fn may_collide(c: &Call, idx: usize) -> bool {
 /// `present` the steps that had a window with samples.
 ///
 /// The points are lent: one buffer serves every series, so an aggregation
-/// that folds them in allocates nothing per series for them. With `keep`,
-/// the labels handed to `f` may be only those it accepts (see
-/// [`Evaluator::each_prepared`]).
+/// that folds them in allocates nothing per series for them.
 pub(super) fn each(
     ev: &mut Evaluator<'_>,
     c: &Call,
     idx: usize,
     present: &mut [bool],
-    keep: Option<Keep<'_>>,
     mut f: impl FnMut(&mut Evaluator<'_>, Labels, &[Sample]) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let name = c.func.name;
@@ -200,7 +197,7 @@ pub(super) fn each(
                 });
                 raw
             };
-            ev.each_prepared(matchers, mint, hi, keep, &prep, |ev, s, raw| {
+            ev.each_prepared(matchers, mint, hi, &prep, |ev, s, raw| {
                 if let Some(e) = failed.lock().unwrap_or_else(PoisonError::into_inner).take() {
                     return Err(e);
                 }
