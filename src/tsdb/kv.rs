@@ -27,6 +27,10 @@ pub use cold::{ColdEntry, ColdSeries};
 
 /// The layout version, the first byte of every key.
 const VERSION: u8 = 1;
+/// References at most this far apart are read in one range by
+/// [`ChunkStore::read_many`]: passing over the chunks of a few series in
+/// between costs less than finding the next series' first key.
+const READ_GAP: SeriesRef = 8;
 /// fjall's block cache; chunks are read once per query, so a small cache.
 const CACHE_BYTES: u64 = 16 << 20;
 /// Blocks of the `series` keyspace: LZ4 finds a label set's repeats in the
@@ -298,6 +302,56 @@ impl ChunkStore {
             if c.max_t >= mint && c.max_t <= upto {
                 out.push((c.encoding, c.data));
             }
+        }
+        Ok(())
+    }
+
+    /// [`ChunkStore::read`] for the series of `wanted` (reference and
+    /// `upto`, ascending by reference), into `out` with each chunk's
+    /// series. Series whose references lie close together are read in one
+    /// range, as most of a read's cost is finding its first key: a
+    /// selection's series of one metric were mostly created one after the
+    /// other. The chunks of references in between are passed over.
+    pub fn read_many(
+        &self,
+        wanted: &[(SeriesRef, i64)],
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<(SeriesRef, Encoding, Vec<u8>)>,
+    ) -> Result<(), Error> {
+        let mut i = 0;
+        while i < wanted.len() {
+            // One range over references at most `READ_GAP` apart.
+            let mut j = i + 1;
+            while j < wanted.len() && wanted[j].0 - wanted[j - 1].0 <= READ_GAP {
+                j += 1;
+            }
+            let span = &wanted[i..j];
+            let (first, last) = (span[0].0, span[span.len() - 1].0);
+            let mut k = 0;
+            for kv in self
+                .chunks
+                .range(chunk_key(first, i64::MIN)..=chunk_key(last, maxt))
+            {
+                let (key, v) = kv.into_inner().map_err(|e| self.err(e))?;
+                let Some(r) = ref_from(&key) else {
+                    return Err(self.corrupt("chunk key", first));
+                };
+                while k < span.len() && span[k].0 < r {
+                    k += 1;
+                }
+                let Some(&(want, upto)) = span.get(k) else {
+                    break;
+                };
+                if want != r {
+                    continue;
+                }
+                let c = chunk_from(&key, &v).ok_or_else(|| self.corrupt("chunk", r))?;
+                if c.min_t <= maxt && c.max_t >= mint && c.max_t <= upto {
+                    out.push((r, c.encoding, c.data));
+                }
+            }
+            i = j;
         }
         Ok(())
     }
@@ -680,6 +734,77 @@ mod tests {
             stored(&store, 2),
             (vec![Encoding::Grid], chunks[1].1.clone())
         );
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Reading several series at once gives each the chunks its own read
+    /// gives, whatever lies between their references and whatever the range.
+    #[test]
+    fn issue_22_reading_many_series_equals_reading_each() {
+        let dir = std::env::temp_dir().join(format!("rm-kv-many-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = ChunkStore::open(&dir).unwrap();
+        // Series 1..=40, each with chunks of 10 samples every 100 s from a
+        // start that moves with the reference.
+        let mut chunks: Vec<(SeriesRef, i64, i64, Vec<u8>)> = Vec::new();
+        for r in 1..=40u64 {
+            let start = r as i64 * 7_000;
+            for c in 0..(1 + r % 4) as i64 {
+                let mut x = XorChunk::new();
+                let t0 = start + c * 100_000;
+                for k in 0..10 {
+                    x.append(t0 + k * 10_000, (r * 100 + k as u64) as f64)
+                        .unwrap();
+                }
+                chunks.push((r, t0, t0 + 90_000, x.bytes().to_vec()));
+            }
+        }
+        let parts: Vec<Vec<(i64, i64, &[u8])>> = (1..=40u64)
+            .map(|r| {
+                chunks
+                    .iter()
+                    .filter(|c| c.0 == r)
+                    .map(|c| (c.1, c.2, c.3.as_slice()))
+                    .collect()
+            })
+            .collect();
+        let items: Vec<FlushSeries<'_>> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| FlushSeries {
+                r: i as u64 + 1,
+                labels: None,
+                chunks: p,
+                range: None,
+            })
+            .collect();
+        store.flush(&items).unwrap();
+        let wanted_sets: [Vec<(SeriesRef, i64)>; 4] = [
+            (1..=40).map(|r| (r, i64::MAX)).collect(),
+            vec![
+                (2, i64::MAX),
+                (3, 150_000),
+                (9, i64::MAX),
+                (30, 300_000),
+                (40, 0),
+            ],
+            vec![(5, i64::MAX), (6, i64::MAX), (7, i64::MAX), (41, i64::MAX)],
+            vec![(17, i64::MAX)],
+        ];
+        for wanted in &wanted_sets {
+            for (mint, maxt) in [(0, i64::MAX), (150_000, 260_000), (400_000, 401_000)] {
+                let mut many = Vec::new();
+                store.read_many(wanted, mint, maxt, &mut many).unwrap();
+                let mut each = Vec::new();
+                for &(r, upto) in wanted {
+                    let mut one = Vec::new();
+                    store.read(r, mint, maxt, upto, &mut one).unwrap();
+                    each.extend(one.into_iter().map(|(e, d)| (r, e, d)));
+                }
+                assert_eq!(many, each, "{wanted:?} over [{mint}, {maxt}]");
+            }
+        }
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
