@@ -4,6 +4,7 @@
 //!
 //! Knows the routes and their plumbing, not the endpoint logic.
 
+pub mod answer;
 pub mod v1;
 
 use std::sync::atomic::Ordering;

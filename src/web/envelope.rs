@@ -110,11 +110,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The opening of a successful answer, up to its `data` member's value.
+pub const OPENING: &[u8] = br#"{"status":"success","data":"#;
+
 /// A successful answer: the `data` member, already encoded, and warnings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiResponse {
     pub data: Vec<u8>,
     pub warnings: Vec<String>,
+    /// Whether `data` already begins with [`OPENING`], so that a large
+    /// answer is sent from the buffer it was encoded into, not copied.
+    opened: bool,
 }
 
 impl ApiResponse {
@@ -123,6 +129,17 @@ impl ApiResponse {
         ApiResponse {
             data,
             warnings: Vec::new(),
+            opened: false,
+        }
+    }
+
+    /// Wraps `body`: [`OPENING`] followed by one encoded JSON value.
+    pub fn opened(body: Vec<u8>) -> ApiResponse {
+        debug_assert!(body.starts_with(OPENING));
+        ApiResponse {
+            data: body,
+            warnings: Vec::new(),
+            opened: true,
         }
     }
 
@@ -136,9 +153,14 @@ impl ApiResponse {
 
 impl IntoResponse for ApiResponse {
     fn into_response(self) -> Response {
-        let mut body = Vec::with_capacity(32 + self.data.len());
-        body.extend_from_slice(br#"{"status":"success","data":"#);
-        body.extend_from_slice(&self.data);
+        let mut body = if self.opened {
+            self.data
+        } else {
+            let mut body = Vec::with_capacity(32 + self.data.len());
+            body.extend_from_slice(OPENING);
+            body.extend_from_slice(&self.data);
+            body
+        };
         if !self.warnings.is_empty() {
             body.extend_from_slice(br#","warnings":["#);
             for (i, w) in self.warnings.iter().enumerate() {

@@ -66,7 +66,7 @@ pub(crate) async fn buffered(req: Request, next: Next) -> Response {
 
 /// True when every `Accept-Encoding` element is a bare coding (no q-values,
 /// no `*`) and one is gzip: then `tower_http` would pick gzip too.
-fn plain_gzip(headers: &HeaderMap) -> bool {
+pub(crate) fn plain_gzip(headers: &HeaderMap) -> bool {
     let mut gzip = false;
     for v in headers.get_all(header::ACCEPT_ENCODING) {
         let Ok(v) = v.to_str() else {

@@ -42,6 +42,20 @@ pub async fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> R
         .map_err(|_| Failed("it stopped without an answer".to_string()))
 }
 
+/// Starts `f` on a new thread named `name` at the query threads' lower
+/// priority, without waiting for it (an answer's encoding, which sends
+/// what it makes on its own).
+pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), Failed> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            lower_priority();
+            f();
+        })
+        .map(drop)
+        .map_err(|e| Failed(e.to_string()))
+}
+
 /// Lowers this thread's CPU priority; a failure only costs isolation, so
 /// it is logged once and not fatal.
 fn lower_priority() {

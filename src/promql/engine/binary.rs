@@ -5,11 +5,14 @@
 use std::collections::HashMap;
 
 use super::{Collector, Error, Evaluator, StepSeries, StepWalker, Val, intern};
-use crate::model::{Labels, METRIC_NAME};
-use crate::promql::parser::{BinOp, Binary, Cardinality, VectorMatching};
+use crate::model::{Labels, METRIC_NAME, MatchOp};
+use crate::promql::parser::{AggOp, BinOp, Binary, Cardinality, Expr, VectorMatching};
 
 pub(super) fn eval(ev: &mut Evaluator<'_>, b: &Binary) -> Result<Val, Error> {
     let lhs = ev.eval(&b.lhs)?;
+    if skips_rhs(b, &lhs) {
+        return Ok(Val::Vector(Vec::new()));
+    }
     let rhs = ev.eval(&b.rhs)?;
     match (lhs, rhs) {
         (Val::Scalar(l), Val::Scalar(r)) => {
@@ -49,6 +52,74 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, b: &Binary) -> Result<Val, Error> {
         _ => Err(Error::Execution(
             "invalid operand types for binary expression".into(),
         )),
+    }
+}
+
+/// Whether the right-hand side need not be evaluated: a vector-to-vector
+/// operator other than `or` whose left-hand side is empty at every step
+/// is empty at every step (Prometheus 2.42's `VectorBinop` and `VectorAnd`
+/// return nothing for an empty side, before any matching check), so only
+/// an error of the right-hand side could tell; skipped only where it cannot
+/// raise one (resource limits aside). Ray's vLLM panels join an empty
+/// vLLM side to `max by (...) (x * 0 + 1)` over every Serve replica.
+fn skips_rhs(b: &Binary, lhs: &Val) -> bool {
+    b.matching.is_some()
+        && b.op != BinOp::Or
+        && matches!(lhs, Val::Vector(l) if l.is_empty())
+        && cannot_fail(&b.rhs)
+}
+
+/// Whether evaluating `e` can fail only by a resource limit (deadline,
+/// samples, cancellation) or storage: literals, selectors, aggregations
+/// without a parameter, and vector-scalar operators whose result cannot
+/// hold the same label set twice. Conservative: anything else may fail.
+fn cannot_fail(e: &Expr) -> bool {
+    match e {
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::VectorSelector(_) => true,
+        Expr::Paren(e) => cannot_fail(e),
+        Expr::Unary { neg, expr } => cannot_fail(expr) && (!neg || unique_without_name(expr)),
+        Expr::Aggregate(a) => {
+            use AggOp::*;
+            a.param.is_none()
+                && matches!(
+                    a.op,
+                    Sum | Avg | Count | Min | Max | Group | Stddev | Stdvar
+                )
+                && cannot_fail(&a.expr)
+        }
+        Expr::Binary(b) if b.matching.is_none() => {
+            let vector = match (&*b.lhs, &*b.rhs) {
+                (Expr::NumberLiteral(_), v) | (v, Expr::NumberLiteral(_)) => v,
+                _ => return false,
+            };
+            if matches!(vector, Expr::NumberLiteral(_)) {
+                return true;
+            }
+            cannot_fail(vector)
+                && (!(drops_name(b.op) || b.return_bool) || unique_without_name(vector))
+        }
+        _ => false,
+    }
+}
+
+/// Whether the series `e` gives stay distinct without their metric name
+/// (so that an operator dropping it raises no duplicate label set): one
+/// metric's selector, a parameterless aggregation that keeps no name, or
+/// an operator that already dropped it without failing.
+fn unique_without_name(e: &Expr) -> bool {
+    match e {
+        Expr::Paren(e) => unique_without_name(e),
+        Expr::VectorSelector(vs) => vs
+            .matchers
+            .iter()
+            .any(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal),
+        Expr::Aggregate(a) => {
+            cannot_fail(e) && (a.without || !a.grouping.iter().any(|g| g == METRIC_NAME))
+        }
+        Expr::Binary(b) if b.matching.is_none() => {
+            cannot_fail(e) && (drops_name(b.op) || b.return_bool)
+        }
+        _ => false,
     }
 }
 
@@ -228,6 +299,11 @@ fn vector_vector(
         mw.at(&many, ts, &mut mnow);
         ow.at(&one, ts, &mut onow);
         ev.tick(work(mnow.len() + onow.len()))?;
+        // As 2.42's `VectorBinop`: nothing matches where a side is empty,
+        // and the "one" side's duplicates are not looked for there.
+        if mnow.is_empty() || onow.is_empty() {
+            continue;
+        }
         for (i, v) in &onow {
             let slot = &mut one_at[osig[*i]];
             if slot.0 == step {

@@ -621,3 +621,80 @@ fn kept_window_shapes_change_no_rate_bit() {
     }
     assert!(compared > 10_000, "only {compared} windows compared");
 }
+
+/// Result series as labels and `(t, v)` points.
+type Points = Vec<(String, Vec<(i64, f64)>)>;
+
+fn run(e: &Engine, h: &Head, q: &str) -> Result<Points, Error> {
+    e.range(h, &parse_expr(q).unwrap(), 0, 60_000, 15_000)
+        .map(points)
+}
+
+#[test]
+fn issue_22_an_empty_side_matches_nothing_before_duplicates_are_looked_for() {
+    let h = head();
+    let e = Engine::default();
+    // 2.42's `VectorBinop` returns nothing for an empty side before it
+    // looks for duplicates on the "one" side.
+    assert_eq!(run(&e, &h, "nothing * on() group_left m"), Ok(Vec::new()));
+    assert_eq!(run(&e, &h, "m * on() group_left nothing"), Ok(Vec::new()));
+    let both = run(&e, &h, "m * on() group_left m").unwrap_err();
+    assert!(
+        both.to_string()
+            .contains("found duplicate series for the match group"),
+        "{both}"
+    );
+}
+
+#[test]
+fn issue_22_an_empty_left_side_skips_a_right_side_that_cannot_fail() {
+    let h = head();
+    {
+        // `n{i="0"}` is `m{i="0"}` without the metric name.
+        let mut app = h.appender();
+        let l = Labels::from_pairs([("__name__", "n"), ("i", "0")]);
+        app.append(0, &l, 0, 1.0).unwrap();
+        app.commit().unwrap();
+    }
+    // The right-hand sides below hold 100 series x 5 steps: evaluated,
+    // they would run over this limit.
+    let small = Engine::new(EngineOptions {
+        max_samples: 200,
+        ..EngineOptions::default()
+    });
+    let too_many = Err(Error::TooManySamples("query execution"));
+    for q in [
+        "nothing * on(i) group_left max by (i) (m * 0 + 1)",
+        "nothing / on(i) (-(sum by (i) (m)))",
+        "nothing and m > 1",
+        "nothing unless (m == bool 1)",
+    ] {
+        assert_eq!(run(&small, &h, q), Ok(Vec::new()), "{q}");
+        assert_eq!(run(&small, &h, &q.replace("nothing", "m")), too_many, "{q}");
+    }
+    // `or` answers with its right-hand side.
+    assert_eq!(run(&small, &h, "nothing or m"), too_many);
+    // A right-hand side that may fail is evaluated, and its error stands.
+    let e = Engine::default();
+    for (q, error) in [
+        (
+            "nothing * on(i) (m * on() group_left m)",
+            "found duplicate series for the match group",
+        ),
+        (
+            r#"nothing * on(i) ({__name__=~"m|n"} * 2)"#,
+            "vector cannot contain metrics with the same labelset",
+        ),
+        (
+            r#"nothing * on(i) (-{__name__=~"m|n"})"#,
+            "vector cannot contain metrics with the same labelset",
+        ),
+        (
+            "nothing * on(i) topk(scalar(nothing), m)",
+            "Scalar value NaN overflows int64",
+        ),
+    ] {
+        let err = run(&e, &h, q).unwrap_err();
+        assert!(err.to_string().contains(error), "{q}: {err}");
+    }
+}

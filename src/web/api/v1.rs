@@ -10,11 +10,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::middleware;
+use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Serialize;
 
-use crate::model::gofmt::format_f;
+use super::answer;
 use crate::model::{Labels, Matcher};
 use crate::storage::{Queryable, Series};
 use crate::web::envelope::{ApiError, ApiResponse, ApiResult};
@@ -24,8 +26,8 @@ use crate::web::params::{
 };
 use crate::web::selector::parse_match_params;
 use crate::web::{
-    AppState, HeadStats, QueryEngine, QueryError, QueryValue, Shared, Stat, TsdbStatus, Until,
-    json, offload, targets,
+    AppState, HeadStats, QueryEngine, QueryError, Shared, Stat, TsdbStatus, Until, json, offload,
+    targets,
 };
 
 /// Routes under `/api/v1`; all but `status/walreplay` wait for readiness.
@@ -114,12 +116,12 @@ const DEADLINE_GRACE: Duration = Duration::from_secs(1);
 /// if it ran over, run again on a query thread ([`offload`]) with what the
 /// first try read. Should this request be dropped (its client went away),
 /// the query is told to stop. Any other engine runs as [`blocking`] work.
-pub(crate) async fn evaluate(
+pub(crate) async fn evaluate<T: Send + 'static>(
     st: &AppState,
     engine: Arc<dyn QueryEngine>,
     timeout: Duration,
-    run: impl Fn(&dyn QueryEngine, Until) -> Option<Result<QueryValue, QueryError>> + Send + 'static,
-) -> Result<QueryValue, QueryError> {
+    run: impl Fn(&dyn QueryEngine, Until) -> Option<Result<T, QueryError>> + Send + 'static,
+) -> Result<T, QueryError> {
     let deadline = Instant::now() + timeout;
     let cancel = Arc::new(AtomicBool::new(false));
     let until = Until {
@@ -127,7 +129,7 @@ pub(crate) async fn evaluate(
         budget: None,
         cancel: Some(cancel.clone()),
     };
-    let unbudgeted = |r: Option<Result<QueryValue, QueryError>>| {
+    let unbudgeted = |r: Option<Result<T, QueryError>>| {
         r.unwrap_or_else(|| {
             Err(QueryError::Internal(
                 "query stopped for a budget it was not given".to_string(),
@@ -159,7 +161,11 @@ pub(crate) async fn evaluate(
     }
 }
 
-async fn query(State(st): State<Shared>, form: Form) -> ApiResult {
+async fn query(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    form: Form,
+) -> Result<Response, ApiError> {
     let now = (st.now_ms)();
     let ts =
         parse_time_param(&form, "time", now).map_err(|e| ApiError::invalid_param("time", e))?;
@@ -171,13 +177,17 @@ async fn query(State(st): State<Shared>, form: Form) -> ApiResult {
     })
     .await
     {
-        Ok(v) => Ok(ApiResponse::raw(encode_query_value(&v))),
+        Ok(v) => Ok(answer::respond(v, crate::web::gzip::plain_gzip(&headers))),
         Err(QueryError::BadData(m)) => Err(ApiError::invalid_param("query", m)),
         Err(e) => Err(e.into()),
     }
 }
 
-async fn query_range(State(st): State<Shared>, form: Form) -> ApiResult {
+async fn query_range(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    form: Form,
+) -> Result<Response, ApiError> {
     let start = parse_time(form.value("start")).map_err(|e| ApiError::invalid_param("start", e))?;
     let end = parse_time(form.value("end")).map_err(|e| ApiError::invalid_param("end", e))?;
     if end < start {
@@ -208,74 +218,9 @@ async fn query_range(State(st): State<Shared>, form: Form) -> ApiResult {
     let step_ms = (step_ns / 1_000_000).max(1);
     let run = move |e: &dyn QueryEngine, until| e.range_until(&q, start, end, step_ms, until);
     match evaluate(&st, engine, deadline, run).await {
-        Ok(v) => Ok(ApiResponse::raw(encode_query_value(&v))),
+        Ok(v) => Ok(answer::respond(v, crate::web::gzip::plain_gzip(&headers))),
         Err(e) => Err(e.into()),
     }
-}
-
-/// `{"resultType":…,"result":…}` exactly as Prometheus writes it.
-pub fn encode_query_value(v: &QueryValue) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(br#"{"resultType":"#);
-    json::push_str(&mut out, v.result_type());
-    out.extend_from_slice(br#","result":"#);
-    match v {
-        QueryValue::Scalar(t, v) => {
-            out.push(b'[');
-            json::push_scalar_time(&mut out, *t);
-            out.push(b',');
-            json::push_str(&mut out, &format_f(*v));
-            out.push(b']');
-        }
-        QueryValue::String(t, s) => {
-            out.push(b'[');
-            json::push_scalar_time(&mut out, *t);
-            out.push(b',');
-            json::push_str(&mut out, s);
-            out.push(b']');
-        }
-        QueryValue::Vector(samples) => {
-            out.push(b'[');
-            for (i, (labels, t, v)) in samples.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(br#"{"metric":"#);
-                json::push_labels(&mut out, labels);
-                out.extend_from_slice(br#","value":["#);
-                json::push_timestamp(&mut out, *t);
-                out.push(b',');
-                json::push_value(&mut out, *v);
-                out.extend_from_slice(b"]}");
-            }
-            out.push(b']');
-        }
-        QueryValue::Matrix(series) => {
-            out.push(b'[');
-            for (i, (labels, samples)) in series.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(br#"{"metric":"#);
-                json::push_labels(&mut out, labels);
-                out.extend_from_slice(br#","values":["#);
-                for (j, s) in samples.iter().enumerate() {
-                    if j > 0 {
-                        out.push(b',');
-                    }
-                    out.push(b'[');
-                    json::push_timestamp(&mut out, s.t);
-                    out.push(b',');
-                    json::push_value(&mut out, s.v);
-                    out.push(b']');
-                }
-                out.extend_from_slice(b"]}");
-            }
-            out.push(b']');
-        }
-    }
-    out.push(b'}');
-    out
 }
 
 async fn query_exemplars(State(st): State<Shared>, form: Form) -> ApiResult {

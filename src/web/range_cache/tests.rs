@@ -12,7 +12,7 @@ use crate::storage::{Appendable, Queryable};
 use crate::tsdb::Head;
 use crate::tsdb::changes::Tracked;
 use crate::tsdb::tombstones::{Tombstoned, Tombstones};
-use crate::web::api::v1::encode_query_value;
+use crate::web::api::answer::encode_query_value;
 use crate::web::promql_engine::PromqlEngine;
 use crate::web::{QueryEngine, Until};
 

@@ -1,0 +1,295 @@
+//! The answer of `/api/v1/query` and `/api/v1/query_range`: the envelope
+//! and `{"resultType":…,"result":…}` exactly as Prometheus writes them.
+//!
+//! A small answer is encoded at once. A large one (Ray's
+//! `sum by (deployment, replica) (rate(…))` gives 83 k series of 61 points
+//! at 500 nodes, 130 MB of JSON) is encoded on a thread of its own in
+//! chunks that go out as they are made, each series dropped once written:
+//! the process then holds the values and a few chunks, not the values, the
+//! whole text and its gzip besides (the memory bar of issue 22), and the
+//! server's thread, which scrapes share, does not spend a second encoding.
+//!
+//! Knows the engine's answer and JSON, not routes.
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use tokio::sync::mpsc;
+
+use crate::model::Labels;
+use crate::model::gofmt::format_f;
+use crate::web::envelope::{ApiResponse, OPENING};
+use crate::web::{QueryValue, json, offload};
+
+/// Answers estimated larger than this are streamed.
+const STREAM_OVER: usize = 1 << 20;
+
+/// The size of a streamed chunk.
+const CHUNK: usize = 256 * 1024;
+
+/// Chunks encoded ahead of the client.
+const CHUNKS_AHEAD: usize = 4;
+
+/// The response for `v`: whole when small, streamed when large, then
+/// gzipped here (at the level the whole answers get) when `gzip` (the
+/// client plainly accepts it, [`crate::web::gzip::plain_gzip`]).
+pub fn respond(v: QueryValue, gzip: bool) -> Response {
+    let estimate = estimated_len(&v);
+    if estimate <= STREAM_OVER {
+        let mut out = Vec::with_capacity(OPENING.len() + 2 + estimate);
+        out.extend_from_slice(OPENING);
+        write_value(&mut out, v, &mut |_| true);
+        return ApiResponse::opened(out).into_response();
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_AHEAD);
+    let started = offload::spawn("raymon-answer", move || {
+        let mut out = Vec::with_capacity(CHUNK + 4096);
+        out.extend_from_slice(OPENING);
+        let mut zip = gzip.then(|| GzEncoder::new(Vec::with_capacity(CHUNK), Compression::fast()));
+        // Sends what is encoded (gzipped when asked, and once there is a
+        // chunk of it, or at the end); false once the client has gone.
+        let mut send = |out: &mut Vec<u8>, last: bool| {
+            let full = match &mut zip {
+                None => std::mem::replace(out, Vec::with_capacity(CHUNK + 4096)),
+                Some(z) => {
+                    if z.write_all(out).is_err() || (last && z.try_finish().is_err()) {
+                        return false;
+                    }
+                    out.clear();
+                    if !last && z.get_ref().len() < CHUNK {
+                        return true;
+                    }
+                    std::mem::replace(z.get_mut(), Vec::with_capacity(CHUNK))
+                }
+            };
+            tx.blocking_send(Bytes::from(full)).is_ok()
+        };
+        if write_value(&mut out, v, &mut |out| {
+            out.len() < CHUNK || send(out, false)
+        }) {
+            out.push(b'}');
+            send(&mut out, true);
+        }
+    });
+    if let Err(e) = started {
+        return crate::web::envelope::ApiError::internal(e.to_string()).into_response();
+    }
+    let mut r = Body::from_stream(Chunks(rx)).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if gzip {
+        r.headers_mut()
+            .append(header::VARY, HeaderValue::from_static("accept-encoding"));
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    *r.status_mut() = StatusCode::OK;
+    r
+}
+
+/// `{"resultType":…,"result":…}` exactly as Prometheus writes it.
+#[cfg(test)]
+pub fn encode_query_value(v: &QueryValue) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_value(&mut out, v.clone(), &mut |_| true);
+    out
+}
+
+/// About the bytes `v` encodes to, rather over than under: pages reserved
+/// and never written are not resident.
+fn estimated_len(v: &QueryValue) -> usize {
+    let labels = |l: &Labels| {
+        l.iter()
+            .map(|l| l.name.len() + l.value.len() + 6)
+            .sum::<usize>()
+    };
+    64 + match v {
+        QueryValue::Scalar(..) => 64,
+        QueryValue::String(_, s) => 2 * s.len() + 32,
+        QueryValue::Vector(samples) => samples.iter().map(|(l, ..)| labels(l) + 72).sum(),
+        QueryValue::Matrix(series) => series
+            .iter()
+            .map(|(l, s)| labels(l) + 32 + 36 * s.len())
+            .sum(),
+    }
+}
+
+/// Appends `v` to `out`, dropping each series once written and handing
+/// `out` to `flush` after it; stops, returning false, when `flush` does.
+fn write_value(
+    out: &mut Vec<u8>,
+    v: QueryValue,
+    flush: &mut dyn FnMut(&mut Vec<u8>) -> bool,
+) -> bool {
+    out.extend_from_slice(br#"{"resultType":"#);
+    json::push_str(out, v.result_type());
+    out.extend_from_slice(br#","result":"#);
+    match v {
+        QueryValue::Scalar(t, v) => {
+            out.push(b'[');
+            json::push_scalar_time(out, t);
+            out.push(b',');
+            json::push_str(out, &format_f(v));
+            out.push(b']');
+        }
+        QueryValue::String(t, s) => {
+            out.push(b'[');
+            json::push_scalar_time(out, t);
+            out.push(b',');
+            json::push_str(out, &s);
+            out.push(b']');
+        }
+        QueryValue::Vector(samples) => {
+            out.push(b'[');
+            for (i, (labels, t, v)) in samples.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(br#"{"metric":"#);
+                json::push_labels(out, &labels);
+                out.extend_from_slice(br#","value":["#);
+                json::push_timestamp(out, t);
+                out.push(b',');
+                json::push_value(out, v);
+                out.extend_from_slice(b"]}");
+                if !flush(out) {
+                    return false;
+                }
+            }
+            out.push(b']');
+        }
+        QueryValue::Matrix(series) => {
+            out.push(b'[');
+            for (i, (labels, samples)) in series.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(br#"{"metric":"#);
+                json::push_labels(out, &labels);
+                out.extend_from_slice(br#","values":["#);
+                for (j, s) in samples.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    out.push(b'[');
+                    json::push_timestamp(out, s.t);
+                    out.push(b',');
+                    json::push_value(out, s.v);
+                    out.push(b']');
+                }
+                out.extend_from_slice(b"]}");
+                drop((labels, samples));
+                if !flush(out) {
+                    return false;
+                }
+            }
+            out.push(b']');
+        }
+    }
+    out.push(b'}');
+    true
+}
+
+/// A streamed answer's body: chunks from its encoding thread as they are
+/// ready.
+struct Chunks(mpsc::Receiver<Bytes>);
+
+impl futures_core::Stream for Chunks {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|c| c.map(Ok))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Sample;
+
+    fn matrix(series: usize, points: usize) -> QueryValue {
+        QueryValue::Matrix(
+            (0..series)
+                .map(|i| {
+                    let l = Labels::from_pairs([("a", i.to_string().as_str()), ("b", "x\"y")]);
+                    let s = (0..points)
+                        .map(|k| Sample {
+                            t: 1_700_000_000_000 + k as i64 * 5_000,
+                            v: (i * k) as f64 / 7.0,
+                        })
+                        .collect();
+                    (l, s)
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn chunks_join_to_the_whole_answer_and_a_gone_client_stops_the_encoding() {
+        let v = matrix(3_000, 61);
+        let whole = encode_query_value(&v);
+        assert!(estimated_len(&v) >= whole.len());
+        let mut chunks: Vec<Vec<u8>> = Vec::new();
+        let mut out = Vec::new();
+        assert!(write_value(&mut out, v.clone(), &mut |o| {
+            if o.len() >= 4096 {
+                chunks.push(std::mem::take(o));
+            }
+            true
+        }));
+        chunks.push(out);
+        assert!(chunks.len() > 10);
+        assert_eq!(chunks.concat(), whole);
+        let mut calls = 0;
+        assert!(!write_value(&mut Vec::new(), v, &mut |_| {
+            calls += 1;
+            calls < 5
+        }));
+        assert_eq!(calls, 5);
+    }
+
+    #[tokio::test]
+    async fn a_large_answer_streams_the_same_bytes_as_a_small_one_is_sent() {
+        for (series, streamed) in [(10, false), (20_000, true)] {
+            let v = matrix(series, 61);
+            assert_eq!(estimated_len(&v) > STREAM_OVER, streamed);
+            let mut want = OPENING.to_vec();
+            want.extend_from_slice(&encode_query_value(&v));
+            want.push(b'}');
+            for gzip in [false, true] {
+                let r = respond(v.clone(), gzip);
+                assert_eq!(r.status(), StatusCode::OK);
+                assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+                let exact = hyper::body::Body::size_hint(r.body()).exact();
+                assert_eq!(exact.is_none(), streamed);
+                // Small answers are left to the server's gzip layer.
+                let zipped = r.headers().contains_key(header::CONTENT_ENCODING);
+                assert_eq!(zipped, gzip && streamed);
+                let got = axum::body::to_bytes(r.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                let got = if zipped {
+                    let mut plain = Vec::new();
+                    std::io::Read::read_to_end(
+                        &mut flate2::read::GzDecoder::new(&got[..]),
+                        &mut plain,
+                    )
+                    .unwrap();
+                    plain
+                } else {
+                    got.to_vec()
+                };
+                assert!(got == want, "{series} series, gzip {gzip}");
+            }
+        }
+    }
+}
