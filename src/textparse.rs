@@ -47,4 +47,4 @@ mod tests;
 
 pub use entry::{Entry, Format, MetricType, ParseError, SampleEntry};
 pub use labels::LabelIter;
-pub use parser::{Known, Parser};
+pub use parser::{Known, Parser, Vouch};

@@ -14,7 +14,7 @@ use hashbrown::HashTable;
 
 use crate::sizeclass::grown_capacity;
 use crate::storage::SeriesRef;
-use crate::textparse::Format;
+use crate::textparse::{Format, Vouch};
 
 /// A 128-bit hash of a series' raw text: XXH3-128, a non-cryptographic
 /// hash with full 128-bit output that passes SMHasher; accidental collisions
@@ -40,15 +40,26 @@ pub struct Entry {
     seen_iter: u32,
     /// Its place among the series of that scrape.
     seen_pos: u32,
-    /// Samples with explicit timestamps are not tracked for staleness.
-    pub track_staleness: bool,
-    /// Metric relabeling dropped the series: it is not relabeled again.
-    dropped: bool,
-    /// Evicted; the slot waits for the next compaction.
-    dead: bool,
+    /// The length of the series' text, or 0 past `u16::MAX`: the parser
+    /// asks about that many bytes first instead of searching for the
+    /// labels' closing brace (see [`Cache::expected_len`]).
+    len: u16,
+    /// [`TRACK`], [`DROPPED`] and [`DEAD`]: one byte, so that `len` fits in
+    /// what three booleans took and an entry stays 40 bytes.
+    flags: u8,
     /// The format whose parser last accepted this series' text.
     checked: Option<Format>,
 }
+
+/// Samples with explicit timestamps are not tracked for staleness.
+const TRACK: u8 = 1;
+/// Metric relabeling dropped the series: it is not relabeled again.
+const DROPPED: u8 = 2;
+/// Evicted; the slot waits for the next compaction.
+const DEAD: u8 = 4;
+
+// A slot per series and target: the text's length must not make it bigger.
+const _: () = assert!(size_of::<Entry>() == 40);
 
 /// Series kept in the order they were first seen, which is the order a
 /// target exposes them in: a scrape then walks `entries` front to back, and
@@ -103,15 +114,34 @@ pub enum Lookup<'c> {
     Unknown(Slot),
 }
 
-/// A series the cache does not know yet, as [`Cache::lookup`] hashed it.
+/// A series the cache does not know yet, as [`Cache::lookup`] hashed it,
+/// with the length of its text.
 #[derive(Clone, Copy)]
-pub struct Slot(Key);
+pub struct Slot(Key, u16);
 
 impl Entry {
     /// Where to insert this series again, when the store forgot its reference.
     pub fn slot(&self) -> Slot {
-        Slot(self.key)
+        Slot(self.key, self.len)
     }
+
+    /// Whether staleness markers are written for this series.
+    pub fn track_staleness(&self) -> bool {
+        self.flags & TRACK != 0
+    }
+
+    fn dropped(&self) -> bool {
+        self.flags & DROPPED != 0
+    }
+
+    fn dead(&self) -> bool {
+        self.flags & DEAD != 0
+    }
+}
+
+/// The length kept in an [`Entry`]: 0 (none) past `u16::MAX`.
+fn text_len(raw: &[u8]) -> u16 {
+    u16::try_from(raw.len()).unwrap_or(0)
 }
 
 impl Cache {
@@ -131,27 +161,11 @@ impl Cache {
         self.format = Some(format);
     }
 
-    /// Whether `raw` is the text of a cached series that a parser of the
-    /// current format accepted (so its labels need no checking again). The
-    /// lookup of the same text that follows reuses this one's work.
-    pub fn vouch(&mut self, raw: &[u8]) -> bool {
-        let k = key(raw);
-        let pos = self.find(k);
-        self.memo = Some(Memo {
-            addr: raw.as_ptr() as usize,
-            len: raw.len(),
-            key: k,
-            pos,
-        });
-        let checked = pos.and_then(|p| self.entries.get(p)).map(|e| e.checked);
-        self.format.is_some() && checked == Some(self.format)
-    }
-
     /// The live slot of `k`: first the one after the previous hit.
     #[inline]
     fn find(&self, k: Key) -> Option<usize> {
         match self.entries.get(self.cursor) {
-            Some(e) if e.key == k && !e.dead => Some(self.cursor),
+            Some(e) if e.key == k && !e.dead() => Some(self.cursor),
             _ => self.slot_of(k),
         }
     }
@@ -186,7 +200,7 @@ impl Cache {
             }
         };
         let Some(pos) = pos else {
-            return Lookup::Unknown(Slot(k));
+            return Lookup::Unknown(Slot(k, text_len(raw)));
         };
         if pos != self.cursor {
             self.moved += 1;
@@ -199,34 +213,34 @@ impl Cache {
                 e.seen_iter = iter;
                 e.seen_pos = seq;
                 e.checked = format;
-                if e.dropped {
+                if e.dropped() {
                     Lookup::Dropped
                 } else {
                     Lookup::Known(e)
                 }
             }
-            None => Lookup::Unknown(Slot(k)),
+            None => Lookup::Unknown(Slot(k, text_len(raw))),
         }
     }
 
     pub fn insert(&mut self, slot: Slot, series_ref: SeriesRef, track_staleness: bool) {
-        self.put(slot.0, series_ref, track_staleness, false);
+        let flags = if track_staleness { TRACK } else { 0 };
+        self.put(slot, series_ref, flags);
     }
 
     pub fn insert_dropped(&mut self, slot: Slot) {
-        self.put(slot.0, 0, false, true);
+        self.put(slot, 0, DROPPED);
     }
 
-    fn put(&mut self, k: Key, series_ref: SeriesRef, track_staleness: bool, dropped: bool) {
+    fn put(&mut self, Slot(k, len): Slot, series_ref: SeriesRef, flags: u8) {
         let e = Entry {
             key: k,
             series_ref,
             last_iter: 0,
             seen_iter: self.iter,
             seen_pos: self.seq,
-            track_staleness,
-            dropped,
-            dead: false,
+            len,
+            flags,
             checked: self.format,
         };
         self.seq += 1;
@@ -262,21 +276,21 @@ impl Cache {
     pub fn commit(&mut self, mut stale: impl FnMut(&mut Entry)) {
         let (iter, prev) = (self.iter, self.prev_iter);
         for (i, e) in self.entries.iter_mut().enumerate() {
-            if e.dead {
+            if e.dead() {
                 continue;
             }
-            let last = if e.dropped {
+            let last = if e.dropped() {
                 e.seen_iter
             } else {
                 if e.seen_iter == iter {
                     e.last_iter = iter;
-                } else if e.last_iter == prev && prev != 0 && e.track_staleness {
+                } else if e.last_iter == prev && prev != 0 && e.track_staleness() {
                     stale(e);
                 }
                 e.last_iter
             };
             if last + EVICT_AFTER < iter {
-                e.dead = true;
+                e.flags |= DEAD;
                 // The index holds each live key once, with its own slot.
                 if let Ok(found) = self.index.find_entry(e.key.0, |&p| p as usize == i) {
                     found.remove();
@@ -293,7 +307,7 @@ impl Cache {
         // Dead slots cost a step of every walk and memory; drop them once
         // they are an eighth of the cache, keeping the order of the rest.
         if reorder || (self.dead > 0 && self.dead * 8 >= self.entries.len()) {
-            self.entries.retain(|e| !e.dead);
+            self.entries.retain(|e| !e.dead());
             self.dead = 0;
             let len = self.entries.len();
             self.entries
@@ -318,7 +332,8 @@ impl Cache {
     pub fn fail(&mut self, mut stale: impl FnMut(&mut Entry)) {
         let prev = self.prev_iter;
         for e in &mut self.entries {
-            if !e.dead && !e.dropped && e.last_iter == prev && prev != 0 && e.track_staleness {
+            if !e.dead() && !e.dropped() && e.last_iter == prev && prev != 0 && e.track_staleness()
+            {
                 stale(e);
             }
         }
@@ -329,7 +344,7 @@ impl Cache {
     pub fn current(&mut self, mut f: impl FnMut(&mut Entry)) {
         let iter = self.iter;
         for e in &mut self.entries {
-            if !e.dead && !e.dropped && e.last_iter == iter && e.track_staleness {
+            if !e.dead() && !e.dropped() && e.last_iter == iter && e.track_staleness() {
                 f(e);
             }
         }
@@ -338,6 +353,36 @@ impl Cache {
     /// Cached series, dropped ones included.
     pub fn len(&self) -> usize {
         self.entries.len() - self.dead
+    }
+}
+
+impl Vouch for Cache {
+    /// Whether `raw` is the text of a cached series that a parser of the
+    /// current format accepted (so its labels need no checking again). The
+    /// lookup of the same text that follows reuses this one's work.
+    fn vouch(&mut self, raw: &[u8]) -> bool {
+        let k = key(raw);
+        let pos = self.find(k);
+        self.memo = Some(Memo {
+            addr: raw.as_ptr() as usize,
+            len: raw.len(),
+            key: k,
+            pos,
+        });
+        let checked = pos.and_then(|p| self.entries.get(p)).map(|e| e.checked);
+        self.format.is_some() && checked == Some(self.format)
+    }
+
+    /// The length of the series text the scrape in progress is expected to
+    /// list next: the one after the previous hit, as a target lists its
+    /// series in the same order every time. The parser asks [`Cache::vouch`]
+    /// about that many bytes first, which spares it the search for the
+    /// labels' closing brace: equal keys mean equal texts, so a text the
+    /// cache vouches for ends where it ended when it was parsed.
+    fn expected_len(&mut self) -> Option<usize> {
+        let e = self.entries.get(self.cursor)?;
+        (e.len != 0 && !e.dead() && e.checked == self.format && self.format.is_some())
+            .then_some(usize::from(e.len))
     }
 }
 
@@ -455,6 +500,29 @@ mod tests {
         assert_eq!(c.len(), 2);
         c.begin();
         assert!(matches!(c.lookup(b"keep"), Lookup::Known(e) if e.series_ref == 9));
+    }
+
+    #[test]
+    fn the_length_of_the_series_expected_next_follows_the_cursor() {
+        let mut c = Cache::default();
+        let long = format!("m{{v=\"{}\"}}", "x".repeat(usize::from(u16::MAX)));
+        let texts = ["a{x=\"1\"}", "bb{}", long.as_str(), "c"];
+        c.set_format(Format::PromText);
+        scrape(&mut c, &texts);
+        c.begin();
+        let mut expected = Vec::new();
+        for t in texts {
+            expected.push(c.expected_len());
+            assert!(matches!(c.lookup(t.as_bytes()), Lookup::Known(_)));
+        }
+        expected.push(c.expected_len());
+        // Too long a text has no length kept: the parser searches for its end.
+        assert_eq!(expected, [Some(8), Some(4), None, Some(1), None]);
+        c.commit(|_| {});
+        // Texts accepted in another format are not expected in this one.
+        c.begin();
+        c.set_format(Format::OpenMetrics);
+        assert_eq!(c.expected_len(), None);
     }
 
     #[test]

@@ -22,6 +22,9 @@ use tracing::debug;
 
 use crate::config::HttpClientConfig;
 use crate::http_client::{self, HttpClient};
+use direct::Direct;
+
+mod direct;
 
 /// The `Accept` header of Prometheus 2.42: OpenMetrics first, so Ray answers
 /// in OpenMetrics (with `_created` series) exactly as it did for Prometheus.
@@ -58,6 +61,10 @@ pub enum Error {
 #[derive(Clone)]
 pub struct Client {
     http: HttpClient,
+    /// Whether `http` targets are scraped on their own connection
+    /// ([`direct`]): only when no proxy or credentials are configured.
+    direct: bool,
+    follow_redirects: bool,
 }
 
 impl Client {
@@ -70,17 +77,31 @@ impl Client {
             ..http_client::Options::default()
         };
         let http = HttpClient::new(cfg, opts).map_err(|e| Error::Create(e.to_string()))?;
-        Ok(Client { http })
+        let direct = cfg.proxy_url.is_none()
+            && cfg.oauth2.is_none()
+            && cfg.authorization.is_none()
+            && cfg.basic_auth.is_none();
+        Ok(Client {
+            http,
+            direct,
+            follow_redirects: cfg.follow_redirects,
+        })
     }
 
     /// Builds the request for scraping `url` with `timeout`, once for all
     /// of a target's scrapes: parsing the URL and building the headers
     /// every time cost more than the rest of sending it.
     pub fn prepare(&self, url: &str, timeout: Duration) -> Prepared {
+        let request = request_parts(url, timeout);
+        let direct = match &request {
+            Ok((uri, headers)) if self.direct => Direct::new(uri, headers),
+            _ => None,
+        };
         Prepared {
             url: url.to_string(),
             timeout,
-            request: request_parts(url, timeout),
+            request,
+            direct,
         }
     }
 
@@ -94,7 +115,15 @@ impl Client {
         body: &mut Vec<u8>,
     ) -> Result<String, Error> {
         body.clear();
-        match tokio::time::timeout(req.timeout, self.fetch(req, limit, body)).await {
+        let fetch = async {
+            if let Some(d) = &req.direct
+                && let Some(r) = d.fetch(limit, body, &req.url, self.follow_redirects).await
+            {
+                return r;
+            }
+            self.fetch(req, limit, body).await
+        };
+        match tokio::time::timeout(req.timeout, fetch).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout {
                 url: req.url.clone(),
@@ -172,6 +201,8 @@ pub struct Prepared {
     timeout: Duration,
     /// The parsed URL and the headers, or why the URL cannot be scraped.
     request: Result<(Uri, HeaderMap), String>,
+    /// The plain-HTTP path and its connection, for an `http` URL.
+    direct: Option<Direct>,
 }
 
 fn request_parts(url: &str, timeout: Duration) -> Result<(Uri, HeaderMap), String> {

@@ -430,6 +430,44 @@ fn known_series_skip_label_checks_only_in_the_format_that_accepted_them() {
     assert_eq!(find(&again, "b")[0].2, 3.0);
 }
 
+/// Scrapes whose series change in place (the same length, another text),
+/// hold a brace in a value, or give a line whose byte at the expected length
+/// is a brace: the samples are those of a first scrape of each body.
+#[test]
+fn issue_22_known_series_read_at_the_expected_length_match_a_fresh_parse() {
+    let tl = target("h:1");
+    let bodies = [
+        "a{s=\"RUNNING\"} 1\nb{v=\"}{\",w=\"2\"} 2\nc{x=\"1\"} 3\n",
+        "a{s=\"RUNNING\"} 4\nb{v=\"}{\",w=\"2\"} 5\nc{x=\"1\"} 6\n",
+        "a{s=\"PENDING\"} 7\nb{v=\"}{\",w=\"2\"} 8\nc{x=\"1\"} 9\n",
+        "a{s=\"PENDING\"} 1\nb{v=\"}\"} 2\nc{} 3\nc{x=\"1\"} 4\n",
+        "a{s=\"PENDING\"} 5\nb{v=\"}{\",w=\"2\"} 6\nc{x=\"1\"} 7\n",
+    ];
+    for ct in [TEXT, OM] {
+        let rec = Recorder::default();
+        let mut st = TargetState::default();
+        for (i, body) in bodies.iter().enumerate() {
+            let body = if ct == OM {
+                format!("{body}# EOF\n")
+            } else {
+                body.to_string()
+            };
+            let t = 1_000 * (i as i64 + 1);
+            let got = scrape(&mut st, &rec, &body, ct, t, &tl).unwrap();
+            let fresh_rec = Recorder::default();
+            let want = scrape(&mut TargetState::default(), &fresh_rec, &body, ct, t, &tl).unwrap();
+            let live = |s: Vec<(Labels, i64, f64)>| {
+                s.into_iter()
+                    .filter(|x| {
+                        !is_stale_nan(x.2) && !x.0.get("__name__").unwrap().starts_with("scrape_")
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(live(got), live(want), "scrape {i} in {ct}");
+        }
+    }
+}
+
 #[test]
 fn issue_22_a_new_series_with_invalid_utf8_fails_the_scrape_after_known_ones() {
     let rec = Recorder::default();

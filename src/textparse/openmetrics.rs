@@ -5,7 +5,7 @@
 //! (a suffix of the metric name), and a final `# EOF` with nothing after.
 
 use super::labels::unescape_cow;
-use super::number::parse_float;
+use super::number::{parse_float, plain_decimal};
 use super::scan::{
     is_label_start, is_metric_start, label_name_end, line_end, metric_name_end, token_end,
 };
@@ -186,6 +186,11 @@ impl<'a> Parser<'a> {
         let b = self.buf;
         if b.get(i) != Some(&b' ') {
             return Err(self.expected(i, &format!("expected \" \" and {what}")));
+        }
+        if let Some((v, end)) = plain_decimal(b, i + 1)
+            && matches!(b.get(end), None | Some(b' ' | b'\n'))
+        {
+            return Ok((v, end));
         }
         let end = token_end(b, i + 1, b" \n");
         if end == i + 1 {

@@ -218,10 +218,32 @@ pub(super) fn ascending(a: &[u8], b: &[u8]) -> bool {
     a.len() < b.len()
 }
 
-/// Vouches for a sample's series text (`name{...}`, up to its first `}`):
-/// true only for exactly the text of a series that a parser of the same
-/// format accepted before.
-pub type Known<'k> = &'k mut dyn FnMut(&[u8]) -> bool;
+/// Vouches for a sample's series text (`name{...}`, up to the brace that
+/// closes its labels): true only for exactly the text of a series that a
+/// parser of the same format accepted before. Any `FnMut(&[u8]) -> bool`
+/// is one.
+pub trait Vouch {
+    /// Whether `raw` is exactly such a text.
+    fn vouch(&mut self, raw: &[u8]) -> bool;
+
+    /// The length of the series text the caller expects next, if it
+    /// expects one (a scrape cache knows the order its target lists series
+    /// in). The parser then asks about that many bytes first, when they end
+    /// in a brace, instead of searching for the first `}`: a text vouched
+    /// for is one the parser accepted, so its labels close at its end.
+    fn expected_len(&mut self) -> Option<usize> {
+        None
+    }
+}
+
+impl<F: FnMut(&[u8]) -> bool> Vouch for F {
+    fn vouch(&mut self, raw: &[u8]) -> bool {
+        self(raw)
+    }
+}
+
+/// What [`Parser::next_trusting`] asks about series texts.
+pub type Known<'k> = &'k mut dyn Vouch;
 
 impl<'a> Parser<'a> {
     /// The next entry, like [`Iterator::next`], but the labels of a sample
@@ -264,24 +286,45 @@ impl<'a> Parser<'a> {
     /// A vouched text is one a parser of this format accepted before, so
     /// its name ends at its first `{` unless a blank comes first (the text
     /// format allows blanks before the brace): the name needs no scan by
-    /// character class. `known` is taken once it is asked, so that a text
-    /// it refused is not asked about again; it stays for the usual path
-    /// when a blank (or a line without labels) comes before any `{`.
+    /// character class. Its labels close at its end, so when `known`
+    /// expects a length and vouches for that many bytes, that is the `}`;
+    /// otherwise it is the first `}` (a brace inside a label value is then
+    /// left to the usual path). `known` is taken once it is asked, so that
+    /// a text it refused is not asked about again; it stays for the usual
+    /// path when a blank (or a line without labels) comes before any `{`.
     #[inline]
     pub(super) fn vouched_series(
         &self,
         start: usize,
         known: &mut Option<Known<'_>>,
     ) -> Option<(usize, usize)> {
-        known.as_ref()?;
+        let vouch = known.as_mut()?;
         let rest = self.buf.get(start..)?;
-        let brace = start + memchr::memchr3(b'{', b' ', b'\t', rest)?;
-        if self.buf.get(brace) != Some(&b'{') {
+        let name_len = memchr::memchr3(b'{', b' ', b'\t', rest)?;
+        if rest.get(name_len) != Some(&b'{') {
             return None;
+        }
+        let brace = start + name_len;
+        // The text expected next, when it could be this one: asked first,
+        // it needs no search for its closing brace.
+        let expected = vouch
+            .expected_len()
+            .filter(|&n| n > name_len + 1 && rest.get(n - 1) == Some(&b'}'));
+        if let Some(n) = expected
+            && vouch.vouch(&rest[..n])
+        {
+            known.take();
+            return Some((brace, start + n - 1));
         }
         let known = known.take()?;
         let close = scan::find_byte(self.buf, brace + 1, b'}')?;
-        known(&self.buf[start..=close]).then_some((brace, close))
+        // A text refused at the expected length is not asked about again.
+        if expected == Some(close + 1 - start) {
+            return None;
+        }
+        known
+            .vouch(&self.buf[start..=close])
+            .then_some((brace, close))
     }
 
     /// The closing brace of labels that open at `open` (the byte after the
@@ -295,7 +338,7 @@ impl<'a> Parser<'a> {
     ) -> Option<usize> {
         let known = known?;
         let close = scan::find_byte(self.buf, open, b'}')?;
-        known(&self.buf[start..=close]).then_some(close)
+        known.vouch(&self.buf[start..=close]).then_some(close)
     }
 }
 

@@ -7,7 +7,7 @@
 //! label name) this parser fails at once.
 
 use super::labels::unescape_cow;
-use super::number::{parse_float, parse_timestamp_ms};
+use super::number::{parse_float, parse_timestamp_ms, plain_decimal};
 use super::scan::{
     is_label_start, is_metric_start, label_name_end, line_end, metric_name_end, skip_blanks,
     token_end,
@@ -129,13 +129,20 @@ impl<'a> Parser<'a> {
             }
         };
         let mut i = skip_blanks(b, series_end);
-        let value_end = token_end(b, i, b" \t\n{");
-        if value_end == i {
-            return Err(self.expected(i, "expected value after metric"));
-        }
-        let value = match parse_float(&b[i..value_end]) {
-            Ok(v) => v,
-            Err(e) => return Err(self.number_error(i, value_end, "value", e)),
+        let (value, value_end) = match plain_decimal(b, i) {
+            Some((v, end)) if matches!(b.get(end), None | Some(b' ' | b'\t' | b'\n' | b'{')) => {
+                (v, end)
+            }
+            _ => {
+                let value_end = token_end(b, i, b" \t\n{");
+                if value_end == i {
+                    return Err(self.expected(i, "expected value after metric"));
+                }
+                match parse_float(&b[i..value_end]) {
+                    Ok(v) => (v, value_end),
+                    Err(e) => return Err(self.number_error(i, value_end, "value", e)),
+                }
+            }
         };
         i = skip_blanks(b, value_end);
         let mut timestamp_ms = None;

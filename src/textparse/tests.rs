@@ -120,6 +120,83 @@ fn vouched_series_skip_label_checks_and_others_do_not() {
     }
 }
 
+/// A voucher as a scrape cache is one: it knows series texts and the order
+/// they came in, and records what it was asked.
+struct Expecting<'t> {
+    known: &'t [&'t str],
+    /// The lengths it expects, one a sample line, in order.
+    expect: Vec<Option<usize>>,
+    asked: Vec<String>,
+}
+
+impl Vouch for Expecting<'_> {
+    fn vouch(&mut self, raw: &[u8]) -> bool {
+        let raw = String::from_utf8_lossy(raw).into_owned();
+        let yes = self.known.contains(&raw.as_str());
+        self.asked.push(raw);
+        yes
+    }
+
+    fn expected_len(&mut self) -> Option<usize> {
+        (!self.expect.is_empty())
+            .then(|| self.expect.remove(0))
+            .flatten()
+    }
+}
+
+#[test]
+fn issue_22_a_vouched_series_is_read_at_the_expected_length() {
+    // A brace inside a value, a text followed by another line whose byte at
+    // the expected length is a brace, and a blank before the brace.
+    let body = "b{y=\"}\",z=\"1\"} 1\nm{a=\"1\"} 7\nnn{} 2\nq {r=\"}\"} 3\n";
+    let known = ["b{y=\"}\",z=\"1\"}", "m{a=\"1\"}", "nn{}", "q {r=\"}\"}"];
+    let plain: Vec<_> = samples(body, T)
+        .into_iter()
+        .map(|s| (s.series.to_vec(), s.raw_labels(), s.value))
+        .collect();
+    let run = |expect: Vec<Option<usize>>, known: &[&str]| {
+        let mut v = Expecting {
+            known,
+            expect,
+            asked: Vec::new(),
+        };
+        let mut p = Parser::new(body.as_bytes(), T);
+        let mut got = Vec::new();
+        while let Some(e) = p.next_trusting(&mut v) {
+            if let Entry::Sample(s) = e.unwrap() {
+                got.push((s.series.to_vec(), s.raw_labels(), s.value));
+            }
+        }
+        (got, v.asked)
+    };
+    // Every length right: each text is asked about once, at its full
+    // length, the brace inside a value included. The blank before `q`'s
+    // brace leaves it to the first `}`, which is inside its value, so it
+    // is parsed as usual.
+    let lens = known.iter().map(|k| Some(k.len())).collect();
+    let (got, asked) = run(lens, &known);
+    assert_eq!(got, plain);
+    assert_eq!(
+        asked,
+        ["b{y=\"}\",z=\"1\"}", "m{a=\"1\"}", "nn{}", "q {r=\"}"]
+    );
+    // The second line expected 15 bytes long: they end in a brace (on the
+    // next line) and are refused, then the first `}` is asked about.
+    let (got, asked) = run(vec![None, Some(15), None, None], &known);
+    assert_eq!(got, plain);
+    assert_eq!(asked[1..3], ["m{a=\"1\"} 7\nnn{}", "m{a=\"1\"}"]);
+    // A text refused at the expected length is not asked about again at
+    // the first `}` when that is the same text; without a voucher the
+    // brace in the value closes `b`'s labels at the right place anyway.
+    let (got, asked) = run(vec![Some(6), Some(7)], &["m{a=\"1\"}"]);
+    assert_eq!(got, plain);
+    assert_eq!(asked, ["b{y=\"}", "m{a=\"1\"}", "nn{}", "q {r=\"}"]);
+    // A length that ends in no brace is not asked about.
+    let (got, asked) = run(vec![Some(3)], &known);
+    assert_eq!(got, plain);
+    assert_eq!(asked[0], "b{y=\"}");
+}
+
 #[test]
 fn malformed_missing_value() {
     assert_eq!(

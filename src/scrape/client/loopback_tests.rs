@@ -20,6 +20,8 @@ enum Answer {
     Endless(usize),
     /// Sends a head, then nothing.
     Stall,
+    /// Writes these bytes and closes the connection.
+    Close(Vec<u8>),
 }
 
 type Answers = Arc<dyn Fn(&str) -> Answer + Send + Sync>;
@@ -79,6 +81,10 @@ async fn connection(mut sock: TcpStream, answers: Answers, heads: Arc<Mutex<Vec<
                 let _ = sock.write_all(head.as_bytes()).await;
                 let line = [b"#".repeat(1023), b"\n".to_vec()].concat();
                 while sock.write_all(&line).await.is_ok() {}
+                return;
+            }
+            Answer::Close(b) => {
+                let _ = sock.write_all(&b).await;
                 return;
             }
             Answer::Stall => {
@@ -175,9 +181,12 @@ async fn chunked_bodies_are_read_whole() {
     .concat();
     let srv = server(move |_| Answer::Bytes(resp.clone())).await;
     let client = Client::new(&HttpClientConfig::default()).unwrap();
-    let url = format!("{}/metrics", srv.url);
+    // One request for all scrapes, as a target's loop keeps it: the
+    // connection is kept with it.
+    let req = client.prepare(&format!("{}/metrics", srv.url), Duration::from_secs(5));
+    let mut got = Vec::new();
     for _ in 0..2 {
-        let (r, got) = scrape(&client, &url, Duration::from_secs(5), 0).await;
+        let r = client.scrape(&req, 0, &mut got).await;
         assert_eq!(r.unwrap(), "text/plain");
         assert_eq!(got, body);
     }
@@ -334,4 +343,161 @@ async fn bad_urls_fail_clearly() {
     let (r, _) = scrape(&client, "http://[::1/metrics", t, 0).await;
     let msg = r.unwrap_err().to_string();
     assert!(msg.contains("invalid URL"), "{msg}");
+}
+
+/// A client that scrapes through hyper: credentials keep it off the
+/// plain-HTTP path.
+fn hyper_client() -> Client {
+    let cfg = HttpClientConfig {
+        basic_auth: Some(crate::config::http_client::BasicAuth {
+            username: "u".to_string(),
+            password: "p".to_string(),
+            password_file: String::new(),
+        }),
+        ..HttpClientConfig::default()
+    };
+    Client::new(&cfg).unwrap()
+}
+
+fn chunked(body: &[u8], step: usize, trailer: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, part) in body.chunks(step).enumerate() {
+        let ext = if i % 2 == 1 { ";a=b" } else { "" };
+        out.extend_from_slice(format!("{:X}{ext}\r\n", part.len()).as_bytes());
+        out.extend_from_slice(part);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("0\r\n{trailer}\r\n").as_bytes());
+    out
+}
+
+/// The plain-HTTP path and hyper give the same content type, body and
+/// error text for the same answers: lengths, chunks with extensions and
+/// trailers, gzip either way, close-delimited and HTTP/1.0 bodies,
+/// statuses with their reasons, a redirect, the size limit.
+#[tokio::test]
+async fn issue_22_the_plain_http_path_reads_what_hyper_reads() {
+    let plain: Vec<u8> = (0..30_000)
+        .flat_map(|i| format!("ray_m{{worker=\"{}\"}} {i}\n", i % 11).into_bytes())
+        .collect();
+    let packed = gzip(&plain);
+    let p = plain.clone();
+    let srv = server(move |path| {
+        let head = |extra: &str| format!("HTTP/1.1 200 OK\r\nContent-Type: {TEXT}\r\n{extra}\r\n");
+        let with = |head: String, body: &[u8]| [head.into_bytes(), body.to_vec()].concat();
+        match path {
+            "/length" => ok(TEXT, "", &p),
+            "/chunked" => Answer::Bytes(with(
+                head("Transfer-Encoding: chunked\r\n"),
+                &chunked(&p, 7_777, "x-t: 1\r\n"),
+            )),
+            "/gzip" => ok(TEXT, "Content-Encoding: gzip\r\n", &packed),
+            "/gzip-chunked" => Answer::Bytes(with(
+                head("Content-Encoding: GZIP\r\nTransfer-Encoding: chunked\r\n"),
+                &chunked(&packed, 5_000, ""),
+            )),
+            "/close" => Answer::Close(with(head(""), &p)),
+            "/http10" => Answer::Close(
+                [
+                    b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec(),
+                    p.clone(),
+                ]
+                .concat(),
+            ),
+            "/connection-close" => Answer::Close(with(
+                head(&format!(
+                    "Connection: close\r\nContent-Length: {}\r\n",
+                    p.len()
+                )),
+                &p,
+            )),
+            "/empty" => ok("", "", b""),
+            "/404" => Answer::Bytes(b"HTTP/1.1 404 Nope\r\nContent-Length: 0\r\n\r\n".to_vec()),
+            "/503" => Answer::Bytes(b"HTTP/1.1 503 \r\nContent-Length: 0\r\n\r\n".to_vec()),
+            "/redirect" => Answer::Bytes(
+                b"HTTP/1.1 302 Found\r\nLocation: /length\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            ),
+            "/short" => Answer::Close(with(head("Content-Length: 100\r\n"), b"abc")),
+            _ => Answer::Bytes(
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            ),
+        }
+    })
+    .await;
+    let direct = Client::new(&HttpClientConfig::default()).unwrap();
+    let hyper = hyper_client();
+    let t = Duration::from_secs(10);
+    let n = plain.len() as u64;
+    for path in [
+        "/length",
+        "/chunked",
+        "/gzip",
+        "/gzip-chunked",
+        "/close",
+        "/http10",
+        "/connection-close",
+        "/empty",
+        "/404",
+        "/503",
+        "/redirect",
+        "/short",
+        "/500",
+    ] {
+        let url = format!("{}{path}", srv.url);
+        for limit in [0, n, n + 1, 1000] {
+            let (a, body_a) = scrape(&direct, &url, t, limit).await;
+            let (b, body_b) = scrape(&hyper, &url, t, limit).await;
+            let what = format!("{path} with limit {limit}");
+            match (a, b) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a, b, "{what}");
+                    assert_eq!(body_a, body_b, "{what}");
+                }
+                // A body cut short: both fail, each in its own words.
+                (Err(Error::Request { .. }), Err(Error::Request { .. })) if path == "/short" => {}
+                (a, b) => assert_eq!(
+                    a.map_err(|e| e.to_string()),
+                    b.map_err(|e| e.to_string()),
+                    "{what}"
+                ),
+            }
+        }
+    }
+    // The plain-HTTP path wrote one request a scrape (its Host header
+    // first, where hyper adds it last), and a redirect went to hyper.
+    let heads = srv.heads.lock().unwrap().clone();
+    let direct_heads = heads
+        .iter()
+        .filter(|h| {
+            h.split("\r\n")
+                .nth(1)
+                .is_some_and(|l| l.starts_with("host: "))
+        })
+        .count();
+    assert_eq!(direct_heads, 13 * 4, "{heads:?}");
+}
+
+/// A kept connection that the server closed between scrapes is replaced
+/// without failing the scrape; one the server asked to close is not kept.
+#[tokio::test]
+async fn issue_22_a_closed_kept_connection_is_replaced() {
+    let srv = server(|path| match path {
+        "/gone" => Answer::Close(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\na 1\n".to_vec()),
+        _ => Answer::Close(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 4\r\n\r\na 1\n".to_vec(),
+        ),
+    })
+    .await;
+    let client = Client::new(&HttpClientConfig::default()).unwrap();
+    for (i, path) in ["/gone", "/asked"].into_iter().enumerate() {
+        let req = client.prepare(&format!("{}{path}", srv.url), Duration::from_secs(5));
+        let mut body = Vec::new();
+        for _ in 0..3 {
+            client.scrape(&req, 0, &mut body).await.unwrap();
+            assert_eq!(body, b"a 1\n");
+            // Let the server's close arrive before the next scrape.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(srv.accepts.load(Ordering::SeqCst), 3 * (i + 1), "{path}");
+    }
 }
