@@ -60,6 +60,14 @@ pub struct SameDataArgs {
     /// Runs of every query on every collector; a query's time is the median.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// Before the queries, wait up to this long until every store is quiet
+    /// (under 5% of a core for 3 s in a row): the work a store leaves
+    /// behind a fast load (raymon's chunk moves) then no longer runs beside
+    /// the queries. Each store's CPU from the end of its load to the first
+    /// query is reported either way. Without it the queries start right
+    /// after the data checks.
+    #[arg(long, value_parser = parse_duration)]
+    pub settle: Option<Duration>,
 }
 
 /// The outcome of a `--same-data` run.
@@ -90,6 +98,16 @@ pub struct Store {
     pub load_seconds: f64,
     pub load_samples_per_second: f64,
     pub rss_after_load_bytes: u64,
+    /// CPU from the end of the store's load to the first query (the data
+    /// checks, the work the load left behind, and any --settle wait).
+    #[serde(default)]
+    pub cpu_after_load_seconds: f64,
+    /// How long --settle waited for the stores to be quiet (`None`: it was
+    /// not asked for), and whether this store was quiet by then.
+    #[serde(default)]
+    pub settle_seconds: Option<f64>,
+    #[serde(default)]
+    pub settled: Option<bool>,
     pub peak_rss_during_queries_bytes: u64,
     /// CPU of the collector over all the query runs.
     pub query_cpu_seconds: f64,
@@ -221,12 +239,15 @@ async fn run_stores(
         let t = Instant::now();
         load(ctx, &name, &base, data).await?;
         let load_seconds = t.elapsed().as_secs_f64();
+        let after = measure::sample(pid);
         report.stores.push(Store {
             name,
             command,
             load_seconds,
             load_samples_per_second: report.samples as f64 / load_seconds,
-            rss_after_load_bytes: measure::sample(pid).map_or(0, |s| s.rss_bytes),
+            rss_after_load_bytes: after.map_or(0, |s| s.rss_bytes),
+            // The CPU at the end of the load until the queries take it.
+            cpu_after_load_seconds: after.map_or(0.0, |s| s.cpu_seconds),
             ..Default::default()
         });
     }
@@ -236,8 +257,59 @@ async fn run_stores(
         "checking series and sample counts on every store",
     );
     report.checks = checks(ctx, data, started, end).await;
+    if let Some(max) = ctx.args.same_data.settle {
+        settle(started, report, max).await;
+    }
+    for (s, store) in started.iter().zip(report.stores.iter_mut()) {
+        let now = measure::sample(s.proc.pid).map_or(0.0, |p| p.cpu_seconds);
+        store.cpu_after_load_seconds = now - store.cpu_after_load_seconds;
+    }
     run_queries(ctx, started, report, end).await;
     Ok(())
+}
+
+/// A store is quiet when it used less than this share of a core...
+const QUIET_SHARE: f64 = 0.05;
+/// ...over this long.
+const QUIET_FOR: Duration = Duration::from_secs(3);
+
+/// Waits up to `max` until every store has been quiet at once, looking
+/// every half second; records the wait and which stores got there.
+async fn settle(started: &[Started], report: &mut SameDataReport, max: Duration) {
+    progress(
+        "same-data",
+        &format!("waiting up to {max:?} for every store to be quiet"),
+    );
+    let t = Instant::now();
+    let every = Duration::from_millis(500);
+    let looks = (QUIET_FOR.as_millis() / every.as_millis()) as usize;
+    // Each store's CPU at every look, newest last.
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); started.len()];
+    let quiet = |c: &Vec<f64>| is_quiet(c, looks, QUIET_SHARE * QUIET_FOR.as_secs_f64());
+    loop {
+        for (s, c) in started.iter().zip(cpu.iter_mut()) {
+            // A store that is gone is as quiet as it gets; its queries fail.
+            let now = measure::sample(s.proc.pid)
+                .map_or(c.last().copied().unwrap_or(0.0), |p| p.cpu_seconds);
+            c.push(now);
+        }
+        if cpu.iter().all(quiet) || t.elapsed() >= max {
+            break;
+        }
+        tokio::time::sleep(every).await;
+    }
+    let waited = t.elapsed().as_secs_f64();
+    for (store, c) in report.stores.iter_mut().zip(&cpu) {
+        store.settle_seconds = Some(waited);
+        store.settled = Some(quiet(c));
+    }
+    progress("same-data", &format!("waited {waited:.1}s"));
+}
+
+/// Whether the CPU seconds `cpu` (one look each, newest last) rose by less
+/// than `most` over the last `looks` intervals.
+fn is_quiet(cpu: &[f64], looks: usize, most: f64) -> bool {
+    cpu.len() > looks && cpu[cpu.len() - 1] - cpu[cpu.len() - 1 - looks] < most
 }
 
 /// Starts a store with an empty scrape config and remote write on.
@@ -578,6 +650,17 @@ fn figures(s: &Store) -> Vec<(&'static str, Option<f64>, &'static str)> {
         ("load samples/s", Some(s.load_samples_per_second), ""),
         ("RSS after load", Some(s.rss_after_load_bytes as f64), "B"),
         (
+            "CPU s after load, before queries",
+            Some(s.cpu_after_load_seconds),
+            "",
+        ),
+        ("settle wait (s)", s.settle_seconds, ""),
+        (
+            "quiet before queries",
+            s.settled.map(|q| if q { 1.0 } else { 0.0 }),
+            "",
+        ),
+        (
             "RSS peak during queries",
             Some(s.peak_rss_during_queries_bytes as f64),
             "B",
@@ -746,7 +829,18 @@ impl SameDataReport {
 
 #[cfg(test)]
 mod tests {
+    use super::is_quiet;
     use super::ray_nodes::{dashboard_queries, node_template};
+
+    #[test]
+    fn a_store_is_quiet_after_enough_looks_of_little_cpu() {
+        // Too few looks yet to tell.
+        assert!(!is_quiet(&[1.0, 1.0], 2, 0.15));
+        // Busy until the third look, then idle over the last two intervals.
+        assert!(is_quiet(&[0.0, 0.9, 1.8, 1.85, 1.9], 2, 0.15));
+        // Busy within the last two intervals.
+        assert!(!is_quiet(&[0.0, 0.9, 1.8, 1.85, 2.5], 2, 0.15));
+    }
 
     // Here rather than in `ray_nodes.rs`, which `benches/dashboards.rs`
     // includes without a test harness.

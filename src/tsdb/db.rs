@@ -223,6 +223,16 @@ impl DiskChunks for KvChunks {
     ) -> Result<(), storage::Error> {
         self.kv.read(r, mint, maxt, upto, out).map_err(other)
     }
+
+    fn read_many(
+        &self,
+        wanted: &[(SeriesRef, i64)],
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<(SeriesRef, Encoding, Vec<u8>)>,
+    ) -> Result<(), storage::Error> {
+        self.kv.read_many(wanted, mint, maxt, out).map_err(other)
+    }
 }
 
 impl CommitLog for WalLog {

@@ -27,6 +27,10 @@ pub use cold::{ColdEntry, ColdSeries};
 
 /// The layout version, the first byte of every key.
 const VERSION: u8 = 1;
+/// References at most this far apart are read in one range by
+/// [`ChunkStore::read_many`]: passing over the chunks of a few series in
+/// between costs less than finding the next series' first key.
+const READ_GAP: SeriesRef = 8;
 /// fjall's block cache; chunks are read once per query, so a small cache.
 const CACHE_BYTES: u64 = 16 << 20;
 /// Blocks of the `series` keyspace: LZ4 finds a label set's repeats in the
@@ -257,20 +261,20 @@ impl ChunkStore {
         }
     }
 
-    /// Writes the chunks (XOR chunks, each stored in its smaller form), ranges
-    /// and new labels of a flush in one batch.
+    /// Writes the chunks (XOR chunks, as they are), ranges and new labels of
+    /// a flush in one batch. The merge of their window
+    /// ([`ChunkStore::merge_chunks`]) writes them in their smaller form:
+    /// compacting each chunk here too encoded every sample twice, and was
+    /// most of what a flush cost.
     pub fn flush(&self, items: &[FlushSeries<'_>]) -> Result<(), Error> {
         let mut batch = self.db.batch();
         let mut buf = Vec::new();
-        let mut chunk = Vec::new();
-        let mut samples = Vec::new();
         for s in items {
             if let Some(labels) = s.labels {
                 batch.insert(&self.series, series_key(s.r), labels);
             }
             for &(min_t, max_t, data) in s.chunks {
-                let encoding = chunkenc::compact_with(data, &mut chunk, &mut samples);
-                chunk_value(&mut buf, encoding, max_t, &chunk);
+                chunk_value(&mut buf, Encoding::Xor, max_t, data);
                 batch.insert(&self.chunks, chunk_key(s.r, min_t), buf.as_slice());
             }
             if let Some(range) = s.range {
@@ -302,6 +306,56 @@ impl ChunkStore {
         Ok(())
     }
 
+    /// [`ChunkStore::read`] for the series of `wanted` (reference and
+    /// `upto`, ascending by reference), into `out` with each chunk's
+    /// series. Series whose references lie close together are read in one
+    /// range, as most of a read's cost is finding its first key: a
+    /// selection's series of one metric were mostly created one after the
+    /// other. The chunks of references in between are passed over.
+    pub fn read_many(
+        &self,
+        wanted: &[(SeriesRef, i64)],
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<(SeriesRef, Encoding, Vec<u8>)>,
+    ) -> Result<(), Error> {
+        let mut i = 0;
+        while i < wanted.len() {
+            // One range over references at most `READ_GAP` apart.
+            let mut j = i + 1;
+            while j < wanted.len() && wanted[j].0 - wanted[j - 1].0 <= READ_GAP {
+                j += 1;
+            }
+            let span = &wanted[i..j];
+            let (first, last) = (span[0].0, span[span.len() - 1].0);
+            let mut k = 0;
+            for kv in self
+                .chunks
+                .range(chunk_key(first, i64::MIN)..=chunk_key(last, maxt))
+            {
+                let (key, v) = kv.into_inner().map_err(|e| self.err(e))?;
+                let Some(r) = ref_from(&key) else {
+                    return Err(self.corrupt("chunk key", first));
+                };
+                while k < span.len() && span[k].0 < r {
+                    k += 1;
+                }
+                let Some(&(want, upto)) = span.get(k) else {
+                    break;
+                };
+                if want != r {
+                    continue;
+                }
+                let c = chunk_from(&key, &v).ok_or_else(|| self.corrupt("chunk", r))?;
+                if c.min_t <= maxt && c.max_t >= mint && c.max_t <= upto {
+                    out.push((r, c.encoding, c.data));
+                }
+            }
+            i = j;
+        }
+        Ok(())
+    }
+
     /// Up to `limit` series with persisted chunks, in reference order after
     /// `after` (from the first when `None`), with their persisted ranges.
     pub fn ranges_after(
@@ -326,10 +380,11 @@ impl ChunkStore {
 
     /// Rewrites the chunks of each series in `refs` that start in `[start,
     /// end)` as as few chunks as [`chunkenc::MERGED_MAX_SAMPLES`] allows
-    /// (`kv.md`, "Merging a window"), all in one batch. A merged chunk takes
-    /// the key of its first part, so readers and ranges see the same times.
-    /// A series whose chunks cannot be merged (corrupt, overlapping) keeps
-    /// them as they are. Returns the chunks read and the chunks left.
+    /// (`kv.md`, "Merging a window"), each in its smaller form (a lone XOR
+    /// chunk too, as flushes store them), all in one batch. A merged chunk
+    /// takes the key of its first part, so readers and ranges see the same
+    /// times. A series whose chunks cannot be merged (corrupt, overlapping)
+    /// keeps them as they are. Returns the chunks read and the chunks left.
     pub fn merge_chunks(
         &self,
         refs: &[SeriesRef],
@@ -341,6 +396,7 @@ impl ChunkStore {
         let mut found: Vec<(fjall::Slice, StoredChunk)> = Vec::new();
         let mut merged = Vec::new();
         let mut value = Vec::new();
+        let mut samples = Vec::new();
         for &r in refs {
             found.clear();
             for kv in self.chunks.range(chunk_key(r, start)..chunk_key(r, end)) {
@@ -366,7 +422,15 @@ impl ChunkStore {
                 let group = &found[i..j];
                 i = j;
                 st.chunks_left += 1;
-                if group.len() < 2 {
+                if let [(key, c)] = group {
+                    // Alone in its group: only a flushed XOR chunk changes.
+                    if c.encoding == Encoding::Xor {
+                        let encoding = chunkenc::compact_with(&c.data, &mut merged, &mut samples);
+                        if encoding != Encoding::Xor {
+                            chunk_value(&mut value, encoding, c.max_t, &merged);
+                            batch.insert(&self.chunks, key.clone(), value.as_slice());
+                        }
+                    }
                     continue;
                 }
                 let parts: Vec<(Encoding, &[u8])> = group
@@ -592,5 +656,156 @@ impl ChunkStore {
             .iter()
             .map(|k| (k.name().to_string(), k.disk_space()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tsdb::chunkenc::{SampleIter, XorChunk};
+
+    /// Samples as timestamps and value bits.
+    type Bits = Vec<(i64, u64)>;
+
+    /// An XOR chunk of `n` samples from `t0`, 15 s apart, of Ray-like
+    /// values (one-decimal gauges), and its samples as bits.
+    fn xor_chunk(t0: i64, n: i64) -> (Vec<u8>, Bits) {
+        let mut c = XorChunk::new();
+        let mut want = Vec::new();
+        for i in 0..n {
+            let (t, v) = (t0 + i * 15_000, ((i * 37) % 1000) as f64 / 10.0);
+            c.append(t, v).unwrap();
+            want.push((t, v.to_bits()));
+        }
+        (c.into_bytes(), want)
+    }
+
+    fn stored(store: &ChunkStore, r: SeriesRef) -> (Vec<Encoding>, Bits) {
+        let mut out = Vec::new();
+        store
+            .read(r, i64::MIN, i64::MAX, i64::MAX, &mut out)
+            .unwrap();
+        let encodings = out.iter().map(|c| c.0).collect();
+        let samples = out
+            .iter()
+            .flat_map(|(e, b)| SampleIter::new(*e, b).map(|(t, v)| (t, v.to_bits())))
+            .collect();
+        (encodings, samples)
+    }
+
+    #[test]
+    fn a_flush_stores_xor_and_the_window_merge_the_smaller_form() {
+        let dir = std::env::temp_dir().join(format!("rm-kv-flush-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = ChunkStore::open(&dir).unwrap();
+        // Series 1: four chunks in the window; series 2: one.
+        let chunks: Vec<(Vec<u8>, Bits)> =
+            (0..4).map(|k| xor_chunk(k * 120 * 15_000, 120)).collect();
+        let parts: Vec<(i64, i64, &[u8])> = chunks
+            .iter()
+            .map(|(b, s)| (s[0].0, s[s.len() - 1].0, b.as_slice()))
+            .collect();
+        let lone = [parts[1]];
+        let items = [
+            FlushSeries {
+                r: 1,
+                labels: None,
+                chunks: &parts,
+                range: Some((parts[0].0, parts[3].1)),
+            },
+            FlushSeries {
+                r: 2,
+                labels: None,
+                chunks: &lone,
+                range: Some((lone[0].0, lone[0].1)),
+            },
+        ];
+        store.flush(&items).unwrap();
+        let all: Vec<(i64, u64)> = chunks.iter().flat_map(|c| c.1.clone()).collect();
+        assert_eq!(stored(&store, 1), (vec![Encoding::Xor; 4], all.clone()));
+        assert_eq!(
+            stored(&store, 2),
+            (vec![Encoding::Xor], chunks[1].1.clone())
+        );
+        let st = store.merge_chunks(&[1, 2], 0, 4 * 120 * 15_000).unwrap();
+        assert_eq!((st.chunks_read, st.chunks_left, st.refused), (5, 2, 0));
+        assert_eq!(stored(&store, 1), (vec![Encoding::Grid], all));
+        assert_eq!(
+            stored(&store, 2),
+            (vec![Encoding::Grid], chunks[1].1.clone())
+        );
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Reading several series at once gives each the chunks its own read
+    /// gives, whatever lies between their references and whatever the range.
+    #[test]
+    fn issue_22_reading_many_series_equals_reading_each() {
+        let dir = std::env::temp_dir().join(format!("rm-kv-many-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = ChunkStore::open(&dir).unwrap();
+        // Series 1..=40, each with chunks of 10 samples every 100 s from a
+        // start that moves with the reference.
+        let mut chunks: Vec<(SeriesRef, i64, i64, Vec<u8>)> = Vec::new();
+        for r in 1..=40u64 {
+            let start = r as i64 * 7_000;
+            for c in 0..(1 + r % 4) as i64 {
+                let mut x = XorChunk::new();
+                let t0 = start + c * 100_000;
+                for k in 0..10 {
+                    x.append(t0 + k * 10_000, (r * 100 + k as u64) as f64)
+                        .unwrap();
+                }
+                chunks.push((r, t0, t0 + 90_000, x.bytes().to_vec()));
+            }
+        }
+        let parts: Vec<Vec<(i64, i64, &[u8])>> = (1..=40u64)
+            .map(|r| {
+                chunks
+                    .iter()
+                    .filter(|c| c.0 == r)
+                    .map(|c| (c.1, c.2, c.3.as_slice()))
+                    .collect()
+            })
+            .collect();
+        let items: Vec<FlushSeries<'_>> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| FlushSeries {
+                r: i as u64 + 1,
+                labels: None,
+                chunks: p,
+                range: None,
+            })
+            .collect();
+        store.flush(&items).unwrap();
+        let wanted_sets: [Vec<(SeriesRef, i64)>; 4] = [
+            (1..=40).map(|r| (r, i64::MAX)).collect(),
+            vec![
+                (2, i64::MAX),
+                (3, 150_000),
+                (9, i64::MAX),
+                (30, 300_000),
+                (40, 0),
+            ],
+            vec![(5, i64::MAX), (6, i64::MAX), (7, i64::MAX), (41, i64::MAX)],
+            vec![(17, i64::MAX)],
+        ];
+        for wanted in &wanted_sets {
+            for (mint, maxt) in [(0, i64::MAX), (150_000, 260_000), (400_000, 401_000)] {
+                let mut many = Vec::new();
+                store.read_many(wanted, mint, maxt, &mut many).unwrap();
+                let mut each = Vec::new();
+                for &(r, upto) in wanted {
+                    let mut one = Vec::new();
+                    store.read(r, mint, maxt, upto, &mut one).unwrap();
+                    each.extend(one.into_iter().map(|(e, d)| (r, e, d)));
+                }
+                assert_eq!(many, each, "{wanted:?} over [{mint}, {maxt}]");
+            }
+        }
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -324,11 +324,51 @@ impl HeadQuerier<'_> {
         Ok(())
     }
 
+    /// The chunks on disk of a batch's series, read in as few passes as
+    /// their references allow ([`DiskChunks::read_many`]); empty when there
+    /// is little to gain or the read fails (then each series' own read
+    /// reports it).
+    fn read_ahead(&self, items: &[(Key, Source)]) -> ReadAhead {
+        let mut out = ReadAhead::default();
+        let Some(disk) = self.head.disk() else {
+            return out;
+        };
+        let mut wanted: Vec<(SeriesRef, i64)> = items
+            .iter()
+            .filter_map(|(_, src)| match src {
+                Source::Head(t) if t.read_disk => Some((t.r, t.disk_max)),
+                Source::Cold { r, last } => Some((*r, *last)),
+                _ => None,
+            })
+            .collect();
+        wanted.sort_unstable();
+        if wanted.len() < 2 || wanted.windows(2).any(|w| w[0].0 == w[1].0) {
+            return out;
+        }
+        let mut chunks = Vec::new();
+        if disk
+            .read_many(&wanted, self.mint, self.maxt, &mut chunks)
+            .is_err()
+        {
+            return out;
+        }
+        for &(r, _) in &wanted {
+            out.insert(r, Vec::new());
+        }
+        for (r, encoding, data) in chunks {
+            if let Some(v) = out.get_mut(&r) {
+                v.push((encoding, data));
+            }
+        }
+        out
+    }
+
     /// Decodes the samples in range of one selected series into `samples`;
-    /// `stored` is a reused buffer.
+    /// `stored` is a reused buffer, `ahead` what was read ahead.
     fn decode(
         &self,
         src: &Source,
+        ahead: &mut ReadAhead,
         stored: &mut Vec<(Encoding, Vec<u8>)>,
         samples: &mut Vec<Sample>,
     ) -> Result<(), Error> {
@@ -340,6 +380,7 @@ impl HeadQuerier<'_> {
                 {
                     // Room for the memory's samples too: one allocation.
                     let more = samples_in(&t.chunks);
+                    let stored = ahead_or(ahead, t.r, stored);
                     self.read_disk(disk.as_ref(), t.r, t.disk_max, more, stored, samples)?;
                 }
                 // Memory holds what came after the disk's last sample.
@@ -348,6 +389,7 @@ impl HeadQuerier<'_> {
             }
             Source::Cold { r, last } => {
                 if let Some(disk) = &disk {
+                    let stored = ahead_or(ahead, *r, stored);
                     self.read_disk(disk.as_ref(), *r, *last, 0, stored, samples)?;
                 }
             }
@@ -361,25 +403,50 @@ impl HeadQuerier<'_> {
 
     /// Appends the samples in range of the chunks of `r` on disk that end at
     /// or before `upto`, with room for `more` samples after them; `stored`
-    /// is a reused buffer.
+    /// is a reused buffer, or the chunks read ahead.
     fn read_disk(
         &self,
         disk: &dyn DiskChunks,
         r: SeriesRef,
         upto: i64,
         more: usize,
-        stored: &mut Vec<(Encoding, Vec<u8>)>,
+        stored_in: Stored<'_>,
         samples: &mut Vec<Sample>,
     ) -> Result<(), Error> {
-        stored.clear();
-        disk.read(r, self.mint, self.maxt, upto, stored)?;
-        let chunks: Vec<ChunkData> = stored
-            .drain(..)
-            .map(|(encoding, data)| ChunkData::Stored(encoding, data))
-            .collect();
+        let stored = |(encoding, data)| ChunkData::Stored(encoding, data);
+        let chunks: Vec<ChunkData> = match stored_in {
+            Stored::Ahead(chunks) => chunks.into_iter().map(stored).collect(),
+            Stored::Read(buf) => {
+                buf.clear();
+                disk.read(r, self.mint, self.maxt, upto, buf)?;
+                buf.drain(..).map(stored).collect()
+            }
+        };
         samples.reserve(samples_in(&chunks) + more);
         decode_range(&chunks, self.mint, self.maxt, samples);
         Ok(())
+    }
+}
+
+/// A batch's chunks read ahead from disk, by series.
+type ReadAhead = FxHashMap<SeriesRef, Vec<(Encoding, Vec<u8>)>>;
+
+/// Where a series' chunks on disk come from.
+enum Stored<'a> {
+    Ahead(Vec<(Encoding, Vec<u8>)>),
+    /// Read now into this buffer.
+    Read(&'a mut Vec<(Encoding, Vec<u8>)>),
+}
+
+/// The chunks of `r` read ahead, or the buffer to read them into.
+fn ahead_or<'a>(
+    ahead: &mut ReadAhead,
+    r: SeriesRef,
+    buf: &'a mut Vec<(Encoding, Vec<u8>)>,
+) -> Stored<'a> {
+    match ahead.remove(&r) {
+        Some(chunks) => Stored::Ahead(chunks),
+        None => Stored::Read(buf),
     }
 }
 
@@ -515,9 +582,10 @@ impl HeadQuerier<'_> {
         found: Vec<(Key, Source)>,
     ) -> impl Iterator<Item = Result<Series, Error>> + 's {
         let mut stored = Vec::new();
+        let mut ahead = self.read_ahead(&found);
         found.into_iter().filter_map(move |(key, src)| {
             let mut samples = Vec::new();
-            if let Err(e) = self.decode(&src, &mut stored, &mut samples) {
+            if let Err(e) = self.decode(&src, &mut ahead, &mut stored, &mut samples) {
                 return Some(Err(e));
             }
             drop(src);

@@ -299,6 +299,9 @@ mod tests {
             "max_over_time(f[2m])",
             "last_over_time({__name__=~\"f|h\"}[1m])",
             "increase(f[5m] offset 1m)",
+            // A match-all matcher checked on the selected series, whose
+            // label the grouping may not keep.
+            "rate(f{i=~\".*\"}[1m])",
         ];
         let groupings = ["", " by (g)", " without (i)", " by (i)", " by (__name__)"];
         for op in ops {

@@ -130,6 +130,27 @@ pub trait DiskChunks: Send + Sync {
         upto: i64,
         out: &mut Vec<(Encoding, Vec<u8>)>,
     ) -> Result<(), Error>;
+
+    /// [`DiskChunks::read`] for several series at once: `wanted` holds each
+    /// series and its `upto`, ascending by reference; `out` gets every
+    /// chunk with its series, in that order and time order. A store whose
+    /// reads cost most in finding a series' first chunk reads neighbours in
+    /// one pass.
+    fn read_many(
+        &self,
+        wanted: &[(SeriesRef, i64)],
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<(SeriesRef, Encoding, Vec<u8>)>,
+    ) -> Result<(), Error> {
+        let mut one = Vec::new();
+        for &(r, upto) in wanted {
+            one.clear();
+            self.read(r, mint, maxt, upto, &mut one)?;
+            out.extend(one.drain(..).map(|(e, d)| (r, e, d)));
+        }
+        Ok(())
+    }
 }
 
 /// One series' part of a flush (see [`Head::flush_items`]).

@@ -5,7 +5,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::model::Sample;
+use crate::model::{STALE_NAN_BITS, Sample};
 use crate::storage::Error;
 
 use crate::tsdb::chunkenc::{DecimalIter, Encoding, XorAppender, XorIter};
@@ -122,16 +122,34 @@ pub(super) fn range_for_timestamp(t: i64, width: i64) -> i64 {
     ((t / width) as i128 * width as i128 + width as i128).min(i64::MAX as i128) as i64
 }
 
-/// Where to cut a chunk so that the rest of the chunk range is split into
-/// chunks of equal size, assuming samples keep coming at the rate seen from
-/// `start` to `cur` (Prometheus `computeChunkEndTime`, for a chunk 1/4 full).
-pub(super) fn compute_chunk_end_time(start: i64, cur: i64, max: i64) -> i64 {
-    let span = max as i128 - start as i128;
-    let n = span / ((cur as i128 - start as i128 + 1) * 4);
+/// Where to cut a chunk: at the first of `n` equal steps of its chunk range
+/// (ending at `max`) after `cur`, where `n` is how many chunks of ~120
+/// samples the range holds at the rate seen from `start` to `cur` (the
+/// chunk is a quarter full at `cur`). Prometheus's `computeChunkEndTime`
+/// takes the same estimate but splits the rest of the range from the
+/// chunk's own start, so series that started at different times (a
+/// target's new series, churn) cut at different times; here every series
+/// scraped at one interval cuts within the same interval. When a million
+/// chunks close and are flushed together, the allocator's pages that held
+/// them empty out and go back to the system; cut at other times, the
+/// chunks still open kept most of those pages resident, a few per page
+/// (`docs/performance.md`, "Memory per series"). A chunk holds 30 to about
+/// 150 samples (240 at most, as before); queries do not see the cut.
+pub(super) fn compute_chunk_end_time(start: i64, cur: i64, max: i64, range: i64) -> i64 {
+    let width = (cur as i128 - start as i128 + 1) * 4;
+    let n = i128::from(range.max(1)) / width.max(1);
     if n <= 1 {
         return max;
     }
-    (start as i128 + span / n) as i64
+    let step = i128::from(range.max(1)) / n;
+    let range_start = max as i128 - i128::from(range.max(1));
+    // The first step boundary after `cur`; the last step ends at `max`
+    // (steps are rounded down, so `n` of them may stop a few ms short).
+    let k = (cur as i128 - range_start).div_euclid(step) + 1;
+    if k >= n {
+        return max;
+    }
+    (range_start + k * step) as i64
 }
 
 // The hot part must stay within two cache lines wherever the allocation
@@ -187,7 +205,12 @@ impl MemSeries {
             Some(o) => {
                 let n = o.chunk.num_samples();
                 if n == per_chunk / 4 {
-                    self.next_at = compute_chunk_end_time(o.min_t(), self.last_t, self.next_at);
+                    self.next_at = compute_chunk_end_time(
+                        o.min_t(),
+                        self.last_t,
+                        self.next_at,
+                        opts.chunk_range,
+                    );
                 }
                 t >= self.next_at || n >= per_chunk * 2
             }
@@ -204,6 +227,14 @@ impl MemSeries {
         self.last_t = t;
         self.last_v = v.to_bits();
         self.has_last = true;
+        if self.last_v == STALE_NAN_BITS {
+            // The series has ended (its target dropped it or went away):
+            // its chunk goes to the chunk store with the next flush instead
+            // of holding its buffer until the series has been idle for
+            // `--storage.tsdb.series-idle`. If it comes back, the next
+            // sample opens a new chunk.
+            self.close_open();
+        }
         true
     }
 
@@ -469,19 +500,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunk_end_time_matches_prometheus() {
-        // 15 s scrapes: the 30th sample sits at 29 * 15 s, so the 2 h range
-        // splits into 4 chunks of 120 samples.
-        let start = 0;
+    fn chunk_end_time_steps_through_the_range() {
+        let r = DEFAULT_CHUNK_RANGE;
+        // 15 s scrapes from the range's start: the 30th sample sits at
+        // 29 * 15 s, so the 2 h range splits into 4 chunks of 120 samples,
+        // as Prometheus splits it.
+        assert_eq!(compute_chunk_end_time(0, 29 * 15_000, r, r), 1_800_000);
+        // A chunk that starts later at the same rate ends at the first step
+        // boundary after its 30th sample (Prometheus would split the rest
+        // of the range into 3 and end it at 3,066,666).
+        let start = 1_000_000;
         assert_eq!(
-            compute_chunk_end_time(start, 29 * 15_000, DEFAULT_CHUNK_RANGE),
+            compute_chunk_end_time(start, start + 29 * 15_000, r, r),
             1_800_000
         );
-        // Sparse samples: never later than the range end.
+        // Past the last inner boundary the chunk runs to the range's end.
+        let start = 5_500_000;
+        assert_eq!(compute_chunk_end_time(start, start + 29 * 15_000, r, r), r);
+        // 1 s scrapes: 62 steps of 116,129 ms (rounded down); the last one
+        // ends at the range's end, not 2 ms before it.
+        assert_eq!(compute_chunk_end_time(0, 29_000, r, r), 116_129);
+        let start = 7_100_000;
+        assert_eq!(compute_chunk_end_time(start, start + 29_000, r, r), r);
+        // A later range, and one before time 0 (ranges end at multiples of
+        // the range, as `range_for_timestamp` gives them).
         assert_eq!(
-            compute_chunk_end_time(0, 3_000_000, DEFAULT_CHUNK_RANGE),
-            DEFAULT_CHUNK_RANGE
+            compute_chunk_end_time(r + 10_000, r + 10_000 + 29 * 15_000, 2 * r, r),
+            r + 1_800_000
         );
+        assert_eq!(
+            compute_chunk_end_time(-r + 10_000, -r + 10_000 + 29 * 15_000, 0, r),
+            -r + 1_800_000
+        );
+        // Sparse samples: never later than the range end.
+        assert_eq!(compute_chunk_end_time(0, 3_000_000, r, r), r);
         assert_eq!(
             range_for_timestamp(7_199_999, DEFAULT_CHUNK_RANGE),
             DEFAULT_CHUNK_RANGE
@@ -495,6 +547,62 @@ mod tests {
             range_for_timestamp(-1, DEFAULT_CHUNK_RANGE),
             DEFAULT_CHUNK_RANGE
         );
+    }
+
+    #[test]
+    fn series_started_apart_cut_together() {
+        // Series of one target created at different times (churn), scraped
+        // at 5 s with a few milliseconds of jitter: after their first
+        // chunk, each cuts at the first scrape after the same 600 s steps.
+        let opts = HeadOptions::default();
+        let mut cuts: Vec<Vec<i64>> = Vec::new();
+        for first in [0, 37, 101, 150] {
+            let mut s = MemSeries::new(Box::new([]), 0);
+            for i in first..1000 {
+                let t = 7 * DEFAULT_CHUNK_RANGE + i * 5_000 + (i * 7919) % 5;
+                assert!(s.append(t, (i % 13) as f64, &opts));
+            }
+            cuts.push(s.closed.iter().map(|c| c.max_t / 5_000).collect());
+            // No chunk holds fewer than 30 samples or more than 150.
+            for c in s.closed.iter() {
+                let n = XorIter::new(&c.data).count();
+                assert!((30..=150).contains(&n), "{n} samples in a chunk");
+            }
+        }
+        let step = 600_000 / 5_000;
+        let base = 7 * DEFAULT_CHUNK_RANGE / 5_000;
+        // The chunks' last samples sit just before a step boundary.
+        for c in &cuts {
+            assert!(c.iter().all(|&t| (t - base + 1) % step == 0), "{cuts:?}");
+        }
+        // All cut at the same times: a series whose 30th sample comes
+        // after the first boundary skips it.
+        assert_eq!(cuts[0].len(), 8, "{cuts:?}");
+        assert_eq!(cuts[1], cuts[0]);
+        assert_eq!(cuts[2], cuts[0][1..]);
+        assert_eq!(cuts[3], cuts[0][1..]);
+    }
+
+    #[test]
+    fn a_stale_marker_closes_the_chunk() {
+        let opts = HeadOptions::default();
+        let mut s = MemSeries::new(Box::new([]), 0);
+        for i in 0..10 {
+            assert!(s.append(i * 15_000, i as f64, &opts));
+        }
+        assert!(s.append(150_000, crate::model::STALE_NAN, &opts));
+        assert!(s.open.is_none());
+        assert_eq!(s.closed.len(), 1);
+        // Back again: a new chunk, after the marker.
+        assert!(!s.append(150_000, 1.0, &opts));
+        assert!(s.append(165_000, 7.0, &opts));
+        assert_eq!(s.closed.len(), 1);
+        assert_eq!(s.open.as_ref().map(|o| o.chunk.num_samples()), Some(1));
+        let mut out = Vec::new();
+        s.samples(i64::MIN, i64::MAX, &mut out);
+        assert_eq!(out.len(), 12);
+        assert!(crate::model::is_stale_nan(out[10].v));
+        assert_eq!((out[11].t, out[11].v), (165_000, 7.0));
     }
 
     #[test]
