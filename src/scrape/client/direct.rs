@@ -19,6 +19,7 @@
 
 use std::io::{self, Write};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use flate2::write::MultiGzDecoder;
 use hyper::StatusCode;
@@ -51,6 +52,10 @@ pub struct Direct {
     /// read to its end puts it back, so a scrape cut short (a timeout, an
     /// error) never leaves a half-read connection behind.
     conn: Mutex<Option<TcpStream>>,
+    /// Set once an answer had to go to hyper: a target that redirects or
+    /// answers in a form read only there would otherwise get every request
+    /// twice, once here and once through hyper.
+    hyper_only: AtomicBool,
 }
 
 /// What a response asked of the caller.
@@ -105,6 +110,7 @@ impl Direct {
             port: port.unwrap_or(80),
             request,
             conn: Mutex::new(None),
+            hyper_only: AtomicBool::new(false),
         })
     }
 
@@ -116,6 +122,9 @@ impl Direct {
         url: &str,
         follow_redirects: bool,
     ) -> Option<Result<String, Error>> {
+        if self.hyper_only.load(Ordering::Relaxed) {
+            return None;
+        }
         let kept = self.conn.lock().unwrap_or_else(|e| e.into_inner()).take();
         let (mut conn, mut reused) = match kept {
             Some(c) => (c, true),
@@ -137,8 +146,13 @@ impl Direct {
                     conn = self.connect().await?;
                     reused = false;
                 }
-                Step::Stale | Step::Hyper => {
+                Step::Stale => {
                     body.clear();
+                    return None;
+                }
+                Step::Hyper => {
+                    body.clear();
+                    self.hyper_only.store(true, Ordering::Relaxed);
                     return None;
                 }
             }

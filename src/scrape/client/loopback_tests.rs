@@ -501,3 +501,32 @@ async fn issue_22_a_closed_kept_connection_is_replaced() {
         assert_eq!(srv.accepts.load(Ordering::SeqCst), 3 * (i + 1), "{path}");
     }
 }
+
+/// A target whose answer had to go to hyper (here a redirect to follow)
+/// is asked once a scrape from then on, by hyper alone, not once on the
+/// plain-HTTP path and again through hyper.
+#[tokio::test]
+async fn issue_22_a_target_read_by_hyper_is_asked_once_a_scrape() {
+    let srv = server(|path| match path {
+        "/moved" => Answer::Bytes(
+            b"HTTP/1.1 302 Found\r\nLocation: /here\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        ),
+        _ => ok(TEXT, "", b"a 1\n"),
+    })
+    .await;
+    let client = Client::new(&HttpClientConfig::default()).unwrap();
+    let req = client.prepare(&format!("{}/moved", srv.url), Duration::from_secs(5));
+    let mut body = Vec::new();
+    for _ in 0..3 {
+        client.scrape(&req, 0, &mut body).await.unwrap();
+        assert_eq!(body, b"a 1\n");
+    }
+    let heads = srv.heads.lock().unwrap().clone();
+    let asked = heads
+        .iter()
+        .filter(|h| h.starts_with("GET /moved "))
+        .count();
+    // The first scrape tried the plain-HTTP path before hyper; the other
+    // two went to hyper only.
+    assert_eq!(asked, 4, "{heads:?}");
+}
