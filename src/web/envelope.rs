@@ -1,12 +1,19 @@
 //! The `{"status": …}` envelope around every `/api/v1` answer, and
 //! [`ApiError`], which becomes the Prometheus error envelope with the status
-//! code of its `errorType`.
+//! code of its `errorType`; and [`ChunkStream`], the body of an answer
+//! sent in chunks as they are encoded (an export, a large query answer).
 //!
 //! Knows nothing of which endpoint produced the data.
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 use super::QueryError;
 use super::json;
@@ -196,4 +203,17 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// A response body streamed from its encoding thread or task: each chunk
+/// goes out as it arrives on the channel, so the whole answer is never held
+/// at once.
+pub(super) struct ChunkStream(pub(super) mpsc::Receiver<Bytes>);
+
+impl futures_core::Stream for ChunkStream {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|c| c.map(Ok))
+    }
 }

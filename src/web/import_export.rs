@@ -18,11 +18,8 @@
 //! Knows the wire formats; parsing and appending are [`crate::backfill`]'s.
 
 use std::collections::BTreeSet;
-use std::convert::Infallible;
 use std::io::Write as _;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State};
@@ -35,7 +32,7 @@ use crate::backfill::{self, ImportStats};
 use crate::model::{METRIC_NAME, Matcher, is_stale_nan};
 use crate::storage::{Appendable, Queryable, Series};
 use crate::web::api::refuse_simple_request;
-use crate::web::envelope::{ApiError, ApiResponse, ApiResult, text};
+use crate::web::envelope::{ApiError, ApiResponse, ApiResult, ChunkStream, text};
 use crate::web::json;
 use crate::web::params::{Form, MAX_TIME_MS, MIN_TIME_MS, parse_time_param};
 use crate::web::selector::parse_match_params;
@@ -284,17 +281,6 @@ fn push_export_value(out: &mut Vec<u8>, v: f64) {
         out.extend_from_slice(b"-0.0");
     } else {
         out.extend_from_slice(json::go_json_float(v).as_bytes());
-    }
-}
-
-/// The export body: chunks from the encoding task as they are ready.
-struct ChunkStream(mpsc::Receiver<Bytes>);
-
-impl futures_core::Stream for ChunkStream {
-    type Item = Result<Bytes, Infallible>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|c| c.map(Ok))
     }
 }
 

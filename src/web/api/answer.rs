@@ -11,10 +11,7 @@
 //!
 //! Knows the engine's answer and JSON, not routes.
 
-use std::convert::Infallible;
 use std::io::Write;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -25,7 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::model::Labels;
 use crate::model::gofmt::format_f;
-use crate::web::envelope::{ApiResponse, OPENING};
+use crate::web::envelope::{ApiResponse, ChunkStream, OPENING};
 use crate::web::{QueryValue, json, offload};
 
 /// Answers estimated larger than this are streamed.
@@ -81,7 +78,7 @@ pub fn respond(v: QueryValue, gzip: bool) -> Response {
     if let Err(e) = started {
         return crate::web::envelope::ApiError::internal(e.to_string()).into_response();
     }
-    let mut r = Body::from_stream(Chunks(rx)).into_response();
+    let mut r = Body::from_stream(ChunkStream(rx)).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -197,18 +194,6 @@ fn write_value(
     }
     out.push(b'}');
     true
-}
-
-/// A streamed answer's body: chunks from its encoding thread as they are
-/// ready.
-struct Chunks(mpsc::Receiver<Bytes>);
-
-impl futures_core::Stream for Chunks {
-    type Item = Result<Bytes, Infallible>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|c| c.map(Ok))
-    }
 }
 
 #[cfg(test)]
