@@ -136,13 +136,11 @@ mod tests {
     /// fast path reads gives [`parse_float`]'s value, sign of zero included.
     #[test]
     fn plain_decimals_read_as_parse_float_reads_them() {
-        let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut rng = crate::testing::Rng::seeded(
+            "plain_decimals_read_as_parse_float_reads_them",
+            0x9E37_79B9_7F4A_7C15,
+        );
+        let mut next = || rng.next();
         let alphabet = b"0123456789.-+e";
         let mut fast = 0;
         for n in 0..200_000 {
