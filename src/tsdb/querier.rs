@@ -15,7 +15,7 @@ use crate::storage::{Error, Prepare, Querier, Series, SeriesRef};
 
 use super::chunkenc::Encoding;
 use super::head::{ChunkData, DiskChunks, Inner, MemSeries, decode_range, samples_in};
-use super::index::{Index, Sym, union};
+use super::index::{Index, Sym, SymLabels, union};
 
 /// What a select takes of one series under the locks.
 struct Taken {
@@ -111,9 +111,9 @@ impl Strings {
 
     /// Numbers `syms` (the labels of one series, under the lock) by their
     /// strings.
-    fn number(&mut self, ix: &Index, syms: &[Sym]) -> Box<[u32]> {
+    fn number(&mut self, ix: &Index, syms: &SymLabels) -> Box<[u32]> {
         let mut out = Vec::with_capacity(syms.len());
-        for (i, &y) in syms.iter().enumerate() {
+        for (i, y) in syms.iter().enumerate() {
             if let Some(&(py, n)) = self.prev.get(i)
                 && py == y
             {
@@ -850,7 +850,7 @@ impl HeadQuerier<'_> {
                     .iter()
                     .filter(|(_, s)| s.overlaps(self.mint, self.maxt))
                 {
-                    syms.extend(s.labels.chunks_exact(2).map(|p| p[0]));
+                    syms.extend(s.labels.pairs().map(|(n, _)| n));
                 }
                 // Symbols are resolved under the lock that keeps them alive.
                 for sym in syms.drain() {
@@ -897,8 +897,8 @@ impl HeadQuerier<'_> {
                 .iter()
                 .filter(|(_, s)| s.overlaps(self.mint, self.maxt))
             {
-                if let Some(p) = s.labels.chunks_exact(2).find(|p| p[0] == name_sym) {
-                    syms.insert(p[1]);
+                if let Some((_, v)) = s.labels.pairs().find(|&(n, _)| n == name_sym) {
+                    syms.insert(v);
                 }
             }
             for sym in syms.drain() {

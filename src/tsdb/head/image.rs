@@ -13,7 +13,7 @@ use super::series::MemSeries;
 use super::shards::{Head, PIECE, SHARD_BITS, SHARDS, Shard, lock, read, shard_of, write};
 use crate::storage::SeriesRef;
 use crate::tsdb::image::{ImageError, Reader, le32, le64, put_u32, put_u64};
-use crate::tsdb::index::{Index, IndexPart, PairId, Pairs, Sym};
+use crate::tsdb::index::{Index, IndexPart, PairId, Pairs, Sym, SymLabels};
 
 /// Bytes of one series record.
 const SERIES_RECORD: usize = 40;
@@ -136,10 +136,10 @@ impl Head {
                             disk_min: s.disk_min,
                             disk_max: s.disk_max,
                             flags: if s.labels_stored { LABELS_STORED } else { 0 },
-                            k: (s.labels.len() / 2) as u32,
+                            k: s.labels.num_pairs() as u32,
                             at: 0,
                         });
-                        syms.extend_from_slice(&s.labels);
+                        syms.extend(s.labels.iter());
                     }
                 }
                 // Pair ids are found outside the lock. Series in reference
@@ -342,6 +342,8 @@ fn build_shards(section: &SeriesSection<'_>, pairs: &Pairs) -> Result<Built, Ima
     let mut load = ImageLoad::default();
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
     let mut max_seq = 0;
+    // One buffer for every series: the packed ids are their own allocation.
+    let mut labels: Vec<Sym> = Vec::new();
     for ((r, ids), rec) in section
         .iter()
         .zip(section.records.chunks_exact(SERIES_RECORD))
@@ -353,7 +355,7 @@ fn build_shards(section: &SeriesSection<'_>, pairs: &Pairs) -> Result<Built, Ima
         if r == 0 || (hash >> (64 - SHARD_BITS)) as usize != si || ids.len() == 0 {
             return Err(ImageError::Invalid("a series record is malformed"));
         }
-        let mut labels: Vec<Sym> = Vec::with_capacity(ids.len() * 2);
+        labels.clear();
         for p in ids {
             let [n, v] = *pairs
                 .get(p as usize)
@@ -361,7 +363,7 @@ fn build_shards(section: &SeriesSection<'_>, pairs: &Pairs) -> Result<Built, Ima
             labels.push(n);
             labels.push(v);
         }
-        let mut s = MemSeries::new(labels.into_boxed_slice(), hash);
+        let mut s = MemSeries::new(SymLabels::new(&labels), hash);
         if flags & LABELS_STORED != 0 {
             let range = (disk_min <= disk_max).then_some((disk_min, disk_max));
             s.set_stored(range);

@@ -205,7 +205,7 @@ impl Head {
                 crate::tsdb::wal::put_checkpoint_record(
                     out,
                     r,
-                    (!s.labels_stored).then(|| (s.labels.len() / 2, ix.strs(&s.labels))),
+                    (!s.labels_stored).then(|| (s.labels.num_pairs(), ix.strs(&s.labels))),
                     (s.last_t, s.last_v),
                     s.closed.len() + usize::from(open.is_some()),
                     chunks,
@@ -400,7 +400,7 @@ impl Head {
                         let mut buf = Vec::with_capacity(256);
                         crate::tsdb::wal::put_label_strs(
                             &mut buf,
-                            s.labels.len() / 2,
+                            s.labels.num_pairs(),
                             ix.strs(&s.labels),
                         );
                         buf
@@ -692,7 +692,7 @@ fn closed_line(s: &MemSeries) -> u64 {
 
 /// For [`each_warmed`]: the first line of the labels' symbols.
 fn labels_line(s: &MemSeries) -> u64 {
-    u64::from(s.labels.first().copied().unwrap_or(0))
+    u64::from(s.labels.first_byte())
 }
 
 #[cfg(test)]

@@ -399,7 +399,7 @@ impl MemSeries {
         let mut chunks = self.closed.iter().map(|c| c.data.len() + 16).sum::<usize>();
         chunks += self.open.as_ref().map_or(0, |o| o.chunk.capacity());
         let other =
-            std::mem::size_of::<MemSeries>() + self.labels.len() * 4 + self.closed.heap_bytes();
+            std::mem::size_of::<MemSeries>() + self.labels.heap_bytes() + self.closed.heap_bytes();
         (other + chunks, chunks)
     }
 }
@@ -557,7 +557,7 @@ mod tests {
         let opts = HeadOptions::default();
         let mut cuts: Vec<Vec<i64>> = Vec::new();
         for first in [0, 37, 101, 150] {
-            let mut s = MemSeries::new(Box::new([]), 0);
+            let mut s = MemSeries::new(SymLabels::default(), 0);
             for i in first..1000 {
                 let t = 7 * DEFAULT_CHUNK_RANGE + i * 5_000 + (i * 7919) % 5;
                 assert!(s.append(t, (i % 13) as f64, &opts));
@@ -586,7 +586,7 @@ mod tests {
     #[test]
     fn a_stale_marker_closes_the_chunk() {
         let opts = HeadOptions::default();
-        let mut s = MemSeries::new(Box::new([]), 0);
+        let mut s = MemSeries::new(SymLabels::default(), 0);
         for i in 0..10 {
             assert!(s.append(i * 15_000, i as f64, &opts));
         }
@@ -608,7 +608,7 @@ mod tests {
     #[test]
     fn flushed_chunks_give_their_list_back() {
         let opts = HeadOptions::default();
-        let mut s = MemSeries::new(Box::new([]), 0);
+        let mut s = MemSeries::new(SymLabels::default(), 0);
         // 15 s scrapes: the first chunk closes after 120 samples.
         for i in 0..130 {
             assert!(s.append(i * 15_000, i as f64, &opts));
@@ -632,7 +632,7 @@ mod tests {
     #[test]
     fn a_later_stored_range_closes_the_open_chunk() {
         let opts = HeadOptions::default();
-        let mut s = MemSeries::new(Box::new([]), 0);
+        let mut s = MemSeries::new(SymLabels::default(), 0);
         for i in 0..10 {
             assert!(s.append(i * 15_000, i as f64, &opts));
         }
@@ -656,7 +656,7 @@ mod tests {
     #[test]
     fn chunks_are_cut_like_prometheus() {
         let opts = HeadOptions::default();
-        let mut s = MemSeries::new(Box::new([]), 0);
+        let mut s = MemSeries::new(SymLabels::default(), 0);
         // Six hours at 15 s from an aligned start: 4 chunks of 120 per 2 h.
         for i in 0..(6 * 240) {
             assert!(s.append(i * 15_000, i as f64, &opts));
@@ -674,7 +674,7 @@ mod tests {
         }
 
         // A 1 s interval would give 1800 samples per quarter range: cut at 240.
-        let mut s = MemSeries::new(Box::new([]), 0);
+        let mut s = MemSeries::new(SymLabels::default(), 0);
         for i in 0..1000 {
             assert!(s.append(i * 1000, 1.0, &opts));
         }

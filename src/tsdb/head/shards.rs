@@ -556,7 +556,7 @@ mod tests {
         let add = |shard: &mut Shard, r: SeriesRef, hash: u64| {
             shard
                 .series
-                .insert(r, Box::new(MemSeries::new(Box::new([]), hash)));
+                .insert(r, Box::new(MemSeries::new(SymLabels::default(), hash)));
             shard.link_hash(r, hash);
         };
         let other = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
