@@ -596,6 +596,20 @@ impl Iterator for DecimalIter<'_> {
         if self.read >= self.total {
             return None;
         }
+        // After the first two samples, `0` (on time) then `0` (same
+        // value), in either time code and either value code: a regular
+        // series that did not change.
+        if self.read >= 2 && self.r.take_zeros(2) {
+            match self.times {
+                Times::Grid => {
+                    self.grid = self.grid.wrapping_add(self.step);
+                    self.t = self.grid;
+                }
+                Times::Dod => self.t = self.t.wrapping_add(self.t_delta as i64),
+            }
+            self.read += 1;
+            return Some((self.t, f64::from_bits(self.v)));
+        }
         let time = if self.read < 2 {
             self.read_first_time()
         } else {

@@ -418,6 +418,13 @@ impl Iterator for XorIter<'_> {
         if self.read < 2 {
             return self.next_whole();
         }
+        // `0` (delta-of-delta 0) then `0` (same value): a regular series
+        // that did not change, as most samples of histogram buckets are.
+        if self.r.take_zeros(2) {
+            self.t = self.t.wrapping_add(self.t_delta as i64);
+            self.read += 1;
+            return Some((self.t, f64::from_bits(self.v)));
+        }
         let ok = self.read_dod().and_then(|dod| {
             self.t_delta = (self.t_delta as i64).wrapping_add(dod) as u64;
             self.t = self.t.wrapping_add(self.t_delta as i64);

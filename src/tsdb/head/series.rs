@@ -321,7 +321,9 @@ impl MemSeries {
             .closed
             .first()
             .map(|c| c.min_t)
-            .or(self.open.as_ref().and_then(|o| o.chunk.first_t()))?;
+            // Lazily: the open chunk's first time is decoded from its
+            // bytes, a cache miss on every series a selection looks at.
+            .or_else(|| self.open.as_ref().and_then(|o| o.chunk.first_t()))?;
         Some((min, self.last_t))
     }
 
