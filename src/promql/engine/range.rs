@@ -21,7 +21,7 @@ use crate::promql::parser::{Call, Expr};
 use crate::storage::Series;
 
 /// Where a range function's windows sit relative to the steps.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 struct Windows {
     range: i64,
     offset: i64,
@@ -343,7 +343,7 @@ thread_local! {
 struct Plan {
     /// What the windows were found for: the job's function, windows and
     /// steps, and the samples' times.
-    made_for: Option<(RangeFn, i64, i64, Option<i64>, i64, i64, usize)>,
+    made_for: Option<PlanKey>,
     times: Vec<i64>,
     /// The samples `lo..hi` in each step's window.
     bounds: Vec<(usize, usize)>,
@@ -352,20 +352,28 @@ struct Plan {
     shapes: Vec<RateShape>,
 }
 
+/// What a [`Plan`]'s windows depend on besides the sample times.
+#[derive(Clone, Copy, PartialEq)]
+struct PlanKey {
+    func: RangeFn,
+    windows: Windows,
+    start: i64,
+    interval: i64,
+    steps: usize,
+}
+
 impl Plan {
     /// Finds the windows of `samples`' times, unless the last series' times
     /// were the same.
     fn prepare(&mut self, job: &Job<'_>, samples: &[Sample]) -> Result<(), Error> {
         let w = &job.windows;
-        let key = (
-            job.func,
-            w.range,
-            w.offset,
-            w.at,
-            job.start,
-            job.interval,
-            job.steps,
-        );
+        let key = PlanKey {
+            func: job.func,
+            windows: *w,
+            start: job.start,
+            interval: job.interval,
+            steps: job.steps,
+        };
         if self.made_for == Some(key)
             && self.times.len() == samples.len()
             && samples.iter().zip(&self.times).all(|(p, &t)| p.t == t)
