@@ -536,16 +536,12 @@ pub(super) fn absent_labels(e: &Expr) -> Labels {
     b.build()
 }
 
-/// The part of an extrapolation that depends on a window's times alone,
-/// kept for the next windows of the same shape: a series scraped on a grid
-/// and a query's steps make the same few shapes over and over, and the
-/// divisions behind a factor were most of `rate`'s cost. Kept for one
-/// function and one range only.
+/// The part of an extrapolation that depends on a window's times alone:
+/// every series sampled at the same times (all of one scrape target's)
+/// shares it, and the divisions behind a factor were most of `rate`'s
+/// cost. Made for one function and one range only.
 #[derive(Clone, Copy, Default)]
 pub(super) struct RateShape {
-    /// The first sample's distance to the window's start, the last one's
-    /// to its end (ms) and the samples' count; a count of 0 is no shape.
-    key: (i64, i64, usize),
     duration_to_start: f64,
     sampled: f64,
     /// The factor when the extrapolation to zero does not shorten the
@@ -553,11 +549,12 @@ pub(super) struct RateShape {
     factor: f64,
 }
 
-/// `rate`, `increase` and `delta` with Prometheus 2.x's extrapolation.
+/// `rate`, `increase` and `delta` of one window from scratch, with
+/// Prometheus 2.x's extrapolation: what the range functions' planned
+/// windows ([`window_shape`], [`rate_of_shape`]) are tested against.
 /// `counter` is `None` for `delta`, else whether the window may hold a
-/// counter reset (a value below the one before it) to look for. `shapes`
-/// keeps the last windows' shapes; the result is the same bit for bit with
-/// or without them, as every value comes from the same operations.
+/// counter reset to look for.
+#[cfg(test)]
 pub(super) fn extrapolated_rate(
     w: &[Sample],
     range_start: i64,
@@ -565,11 +562,50 @@ pub(super) fn extrapolated_rate(
     counter: Option<bool>,
     rate: bool,
     range: i64,
-    shapes: &mut [RateShape; 2],
 ) -> Option<f64> {
     if w.len() < 2 {
         return None;
     }
+    let shape = window_shape(w, range_start, range_end, rate, range);
+    Some(rate_of_shape(
+        w,
+        range_start,
+        range_end,
+        counter,
+        rate,
+        range,
+        &shape,
+    ))
+}
+
+/// The times-only part of `rate`, `increase` and `delta` over the window
+/// `w` (at least two samples): every series sampled at the same times
+/// shares it.
+pub(super) fn window_shape(
+    w: &[Sample],
+    range_start: i64,
+    range_end: i64,
+    rate: bool,
+    range: i64,
+) -> RateShape {
+    rate_shape(w, range_start, range_end, rate, range, None)
+}
+
+/// `rate`, `increase` or `delta` of the window `w` (at least two samples)
+/// whose [`window_shape`] is `shape`, with Prometheus 2.x's extrapolation.
+/// `counter` is `None` for `delta`, else whether the window may hold a
+/// counter reset (a value below the one before it) to look for.
+#[inline]
+pub(super) fn rate_of_shape(
+    w: &[Sample],
+    range_start: i64,
+    range_end: i64,
+    counter: Option<bool>,
+    rate: bool,
+    range: i64,
+    shape: &RateShape,
+) -> f64 {
+    debug_assert!(w.len() >= 2);
     let (resets, counter) = (counter == Some(true), counter.is_some());
     let first = w[0];
     let last = w[w.len() - 1];
@@ -583,28 +619,17 @@ pub(super) fn extrapolated_rate(
             prev = p.v;
         }
     }
-    let key = (first.t - range_start, range_end - last.t, w.len());
-    let shape = match shapes.iter().position(|s| s.key == key) {
-        Some(i) => shapes[i],
-        None => {
-            let s = rate_shape(w, range_start, range_end, rate, range, None);
-            // The older of the two makes room.
-            shapes[1] = shapes[0];
-            shapes[0] = s;
-            s
-        }
-    };
     if counter && result > 0.0 && first.v >= 0.0 {
         let to_zero = shape.sampled * (first.v / result);
         if to_zero < shape.duration_to_start {
             let s = rate_shape(w, range_start, range_end, rate, range, Some(to_zero));
-            return Some(result * s.factor);
+            return result * s.factor;
         }
     }
-    Some(result * shape.factor)
+    result * shape.factor
 }
 
-/// The times-only part of [`extrapolated_rate`], with the start shortened
+/// The times-only part of [`rate_of_shape`], with the start shortened
 /// to `to_zero` where the counter would reach zero before it.
 fn rate_shape(
     w: &[Sample],
@@ -641,7 +666,6 @@ fn rate_shape(
         factor /= range as f64 / 1000.0;
     }
     RateShape {
-        key: (first.t - range_start, range_end - last.t, w.len()),
         duration_to_start: unshortened,
         sampled,
         factor,

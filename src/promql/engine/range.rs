@@ -11,17 +11,17 @@ use std::sync::{Mutex, PoisonError};
 use super::aggregate::quantile;
 use super::eval::Clock;
 use super::functions::{
-    RateShape, absent_labels, absent_result, avg_over_time, changes, extrapolated_rate,
-    holt_winters, instant_value, linear_regression, unwrap_parens, variance,
+    RateShape, absent_labels, absent_result, avg_over_time, changes, holt_winters, instant_value,
+    linear_regression, rate_of_shape, unwrap_parens, variance, window_shape,
 };
-use super::sliding::{Extreme, SlidingWindow, fold_extreme};
+use super::sliding::{Extreme, Runs, SlidingWindow, fold_extreme};
 use super::{Error, Evaluator, RangeArg, StepSeries, Val, WORK_PER_CHECK};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Sample, is_stale_nan};
 use crate::promql::parser::{Call, Expr};
 use crate::storage::Series;
 
 /// Where a range function's windows sit relative to the steps.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 struct Windows {
     range: i64,
     offset: i64,
@@ -309,11 +309,129 @@ fn eval_points(
     present: &mut [bool],
     points: &mut Vec<Sample>,
 ) -> Result<usize, Error> {
+    SCRATCH.with_borrow_mut(|(plan, runs)| {
+        plan.prepare(job, samples)?;
+        let loaded = eval_points_with(job, samples, present, points, plan, runs);
+        // A thread keeps what a dashboard's series take, not the largest
+        // series it ever saw.
+        if plan.times.capacity().max(plan.bounds.capacity()) > KEPT {
+            *plan = Plan::default();
+        }
+        if runs.capacity() > KEPT {
+            *runs = Runs::default();
+        }
+        loaded
+    })
+}
+
+/// The most samples or steps a thread's [`Plan`] and [`Runs`] keep between
+/// series.
+const KEPT: usize = 1 << 16;
+
+thread_local! {
+    /// The windows of the last sample times a thread evaluated, and the
+    /// breaks of the series it is evaluating.
+    static SCRATCH: RefCell<(Plan, Runs)> = RefCell::new((Plan::default(), Runs::default()));
+}
+
+/// Every step's window over one series' sample times, and for `rate`,
+/// `increase` and `delta` the windows' shapes. Series sampled at the same
+/// times (every series of one scrape target) share them: a run of such
+/// series finds the windows once, and each of its steps then reads two
+/// positions instead of sliding the window and dividing.
+#[derive(Default)]
+struct Plan {
+    /// What the windows were found for: the job's function, windows and
+    /// steps, and the samples' times.
+    made_for: Option<PlanKey>,
+    times: Vec<i64>,
+    /// The samples `lo..hi` in each step's window.
+    bounds: Vec<(usize, usize)>,
+    /// Each step's window shape where it holds two samples or more (rate
+    /// functions only).
+    shapes: Vec<RateShape>,
+}
+
+/// What a [`Plan`]'s windows depend on besides the sample times.
+#[derive(Clone, Copy, PartialEq)]
+struct PlanKey {
+    func: RangeFn,
+    windows: Windows,
+    start: i64,
+    interval: i64,
+    steps: usize,
+}
+
+impl Plan {
+    /// Finds the windows of `samples`' times, unless the last series' times
+    /// were the same.
+    fn prepare(&mut self, job: &Job<'_>, samples: &[Sample]) -> Result<(), Error> {
+        let w = &job.windows;
+        let key = PlanKey {
+            func: job.func,
+            windows: *w,
+            start: job.start,
+            interval: job.interval,
+            steps: job.steps,
+        };
+        if self.made_for == Some(key)
+            && self.times.len() == samples.len()
+            && samples.iter().zip(&self.times).all(|(p, &t)| p.t == t)
+        {
+            return Ok(());
+        }
+        self.made_for = None;
+        self.times.clear();
+        self.times.extend(samples.iter().map(|p| p.t));
+        self.bounds.clear();
+        self.shapes.clear();
+        let shaped = matches!(job.func, RangeFn::Rate | RangeFn::Increase | RangeFn::Delta);
+        let mut win = SlidingWindow::default();
+        for step in 0..job.steps {
+            if step % WORK_PER_CHECK as usize == WORK_PER_CHECK as usize - 1 {
+                job.clock.check()?;
+            }
+            let refr = w.at.unwrap_or(job.ts(step)) - w.offset;
+            // Without `@` the windows only move forward.
+            let span = if w.at.is_none() {
+                win.advance(samples, refr - w.range, refr)
+            } else {
+                win.slide(samples, refr - w.range, refr)
+            };
+            if shaped {
+                self.shapes.push(if span.len() >= 2 {
+                    window_shape(
+                        &samples[span.clone()],
+                        refr - w.range,
+                        refr,
+                        job.func == RangeFn::Rate,
+                        w.range,
+                    )
+                } else {
+                    RateShape::default()
+                });
+            }
+            self.bounds.push((span.start, span.end));
+        }
+        self.made_for = Some(key);
+        Ok(())
+    }
+}
+
+/// [`eval_points`] over the windows of `plan`, made for these samples'
+/// times.
+fn eval_points_with(
+    job: &Job<'_>,
+    samples: &[Sample],
+    present: &mut [bool],
+    points: &mut Vec<Sample>,
+    plan: &Plan,
+    runs: &mut Runs,
+) -> Result<usize, Error> {
     use RangeFn::*;
     let (func, scalars, input) = (job.func, job.scalars, &job.windows);
     points.clear();
     let mut loaded = 0usize;
-    let mut win = SlidingWindow::default();
     // Windows that overlap keep a running extreme across steps.
     let overlap = job.steps > 1 && input.range > job.interval;
     let mut extreme = match func {
@@ -321,36 +439,50 @@ fn eval_points(
         Min if overlap => Some(Extreme::new(false)),
         _ => None,
     };
-    // A series whose values never fall has no counter reset in any of its
-    // windows: `rate` and `increase` need not look for one in each.
-    let resets = matches!(func, Rate | Increase) && samples.windows(2).any(|p| p[1].v < p[0].v);
-    let mut shapes = [RateShape::default(); 2];
-    for step in 0..job.steps {
+    // Counter resets, or the rises and falls of the values, counted once
+    // per series: a step then tells from two reads whether its window has a
+    // reset to add in (most have none), or whether its extreme is simply
+    // its first or last value (a counter's window always rises).
+    let mut resets = false;
+    match func {
+        Rate | Increase => {
+            // Kind 1 is no run of values: always broken, so that a series
+            // with resets has them counted for each window.
+            runs.count(samples, |a, b| [b < a, true]);
+            resets = !runs.none(0);
+        }
+        Max | Min => runs.count(samples, super::sliding::extreme_breaks),
+        _ => {}
+    }
+    debug_assert_eq!(plan.bounds.len(), job.steps);
+    for (step, &(lo, hi)) in plan.bounds.iter().enumerate() {
         if step % WORK_PER_CHECK as usize == WORK_PER_CHECK as usize - 1 {
             job.clock.check()?;
         }
-        let ts = job.ts(step);
-        let refr = input.at.unwrap_or(ts) - input.offset;
-        let span = win.slide(samples, refr - input.range, refr);
-        let w = &samples[span.clone()];
-        if w.is_empty() {
+        if lo >= hi {
             continue;
         }
+        let ts = job.ts(step);
+        let refr = input.at.unwrap_or(ts) - input.offset;
+        let span = lo..hi;
+        let w = &samples[lo..hi];
         loaded = loaded.max(w.len());
         if let Some(p) = present.get_mut(step) {
             *p = true;
         }
         let arg = |i: usize| scalars.get(i).map_or(f64::NAN, |s| s[step]);
         let v = match func {
-            Rate | Increase | Delta => extrapolated_rate(
-                w,
-                refr - input.range,
-                refr,
-                (func != Delta).then_some(resets),
-                func == Rate,
-                input.range,
-                &mut shapes,
-            ),
+            Rate | Increase | Delta => (w.len() >= 2).then(|| {
+                rate_of_shape(
+                    w,
+                    refr - input.range,
+                    refr,
+                    (func != Delta).then(|| resets && !runs.unbroken(&span, 0)),
+                    func == Rate,
+                    input.range,
+                    &plan.shapes[step],
+                )
+            }),
             Irate => instant_value(w, true),
             Idelta => instant_value(w, false),
             Changes => Some(changes(w)),
@@ -365,9 +497,25 @@ fn eval_points(
             Count => Some(w.len() as f64),
             Last => w.last().map(|p| p.v),
             Present => Some(1.0),
-            Max | Min => Some(match extreme.as_mut() {
-                Some(e) => e.value(samples, span),
-                None => fold_extreme(w, func == Max),
+            Max | Min => Some(if runs.unbroken(&span, 0) {
+                // A rise: the fold's maximum is the last value, its minimum
+                // the first.
+                if func == Max {
+                    w[w.len() - 1].v
+                } else {
+                    w[0].v
+                }
+            } else if runs.unbroken(&span, 1) {
+                if func == Max {
+                    w[0].v
+                } else {
+                    w[w.len() - 1].v
+                }
+            } else {
+                match extreme.as_mut() {
+                    Some(e) => e.value(samples, span),
+                    None => fold_extreme(w, func == Max),
+                }
             }),
             Sum => Some(w.iter().map(|p| p.v).sum()),
             Quantile => {
@@ -382,4 +530,122 @@ fn eval_points(
         }
     }
     Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::engine::functions::extrapolated_rate;
+    use crate::promql::engine::window;
+
+    /// Random samples: counters that mostly rise (by whole and fractional
+    /// steps, with resets, flat runs, `0` against `-0`), gauges, NaN runs
+    /// and ±Inf, on grid-aligned and jittered times with gaps.
+    fn series(rnd: &mut impl FnMut() -> u64) -> Vec<Sample> {
+        let mut out = Vec::new();
+        let (mut t, mut v) = ((rnd() % 30_000) as i64, (rnd() % 3) as f64);
+        let gauge = rnd().is_multiple_of(4);
+        let jitter = rnd().is_multiple_of(2);
+        for _ in 0..(rnd() % 600) {
+            out.push(Sample { t, v });
+            t += match rnd() % 40 {
+                0 => 300_000,
+                1 => 1,
+                _ => 10_000 + if jitter { (rnd() % 3_000) as i64 } else { 0 },
+            };
+            v = match rnd() % 60 {
+                0 => 0.0,
+                1 => -0.0,
+                2 => f64::NAN,
+                3 => f64::INFINITY,
+                4 => f64::NEG_INFINITY,
+                5 => v - 1.0,
+                6..=20 => v,
+                _ if gauge => (rnd() % 1_000) as f64 / 7.0 - 50.0,
+                _ => v + (rnd() % 9) as f64 * 0.1,
+            };
+            if v.is_nan() && rnd().is_multiple_of(2) {
+                // Runs of NaN alone, so windows of nothing else occur.
+                for _ in 0..(rnd() % 20) {
+                    out.push(Sample { t, v });
+                    t += 10_000;
+                }
+            }
+        }
+        out
+    }
+
+    /// Each step's value from scratch: the window found by bisection, the
+    /// extreme folded over all of it, and `rate` with the reset loop run
+    /// over every window, as Prometheus does.
+    fn from_scratch(func: RangeFn, samples: &[Sample], range: i64, refr: i64) -> Option<f64> {
+        let w = window(samples, refr - range, refr);
+        if w.is_empty() {
+            return None;
+        }
+        match func {
+            RangeFn::Max | RangeFn::Min => Some(fold_extreme(w, func == RangeFn::Max)),
+            RangeFn::Rate | RangeFn::Increase => extrapolated_rate(
+                w,
+                refr - range,
+                refr,
+                Some(true),
+                func == RangeFn::Rate,
+                range,
+            ),
+            _ => unreachable!(),
+        }
+    }
+
+    /// The per-series shortcuts (windows without a reset, extremes of
+    /// windows that only rise or only fall, windows that only move forward)
+    /// give the bits of the computation from scratch at every step: resets
+    /// and NaN at a window's edges, one sample in a window, gaps longer
+    /// than the range, offsets and `@`.
+    #[test]
+    fn shortcuts_over_the_steps_change_no_bit() {
+        let mut rng =
+            crate::testing::Rng::seeded_by_clock("shortcuts_over_the_steps_change_no_bit");
+        let seed = rng.0;
+        let mut rnd = move || rng.next();
+        let clock = Clock::unbounded();
+        let mut compared = 0usize;
+        let mut points = Vec::new();
+        for _ in 0..300 {
+            let samples = series(&mut rnd);
+            let range = [15_000, 30_000, 60_000, 120_000, 3_600_000][(rnd() % 5) as usize];
+            let interval = [1_000, 15_000, 60_000][(rnd() % 3) as usize];
+            let offset = [0, 0, 45_000][(rnd() % 3) as usize];
+            let at = rnd().is_multiple_of(6).then(|| (rnd() % 3_000_000) as i64);
+            let start = (rnd() % 60_000) as i64;
+            let steps = 1 + (rnd() % 300) as usize;
+            for func in [RangeFn::Max, RangeFn::Min, RangeFn::Rate, RangeFn::Increase] {
+                let job = Job {
+                    func,
+                    scalars: &[],
+                    windows: Windows { range, offset, at },
+                    start,
+                    interval,
+                    steps,
+                    clock,
+                };
+                eval_points(&job, &samples, &mut [], &mut points).unwrap();
+                let mut got = points.iter().peekable();
+                for step in 0..steps {
+                    let ts = job.ts(step);
+                    let refr = at.unwrap_or(ts) - offset;
+                    let want = from_scratch(func, &samples, range, refr);
+                    let have = got.next_if(|p| p.t == ts).map(|p| p.v);
+                    assert_eq!(
+                        have.map(f64::to_bits),
+                        want.map(f64::to_bits),
+                        "seed {seed}: step {step} at {ts}, range {range}, @ {at:?}: {have:?} != {want:?}"
+                    );
+                    compared += 1;
+                }
+                assert!(got.next().is_none(), "seed {seed}: points past the steps");
+            }
+        }
+        assert!(compared > 50_000, "only {compared} steps compared");
+    }
 }

@@ -15,6 +15,10 @@
 //! earliest wins. The deque keeps the earliest of equal values in front
 //! and never holds a NaN.
 //!
+//! Most windows need neither: [`Runs`] counts once per series where its
+//! values stop rising (or falling), and a window that only rises has the
+//! fold's maximum at its end and its minimum at its start, bit for bit.
+//!
 //! Sums, means and variances are not kept this way: adding the newest
 //! value and subtracting the oldest rounds differently from Prometheus's
 //! front-to-back sum, so those stay folded per window.
@@ -52,6 +56,103 @@ impl SlidingWindow {
         }
         self.lo..self.hi
     }
+
+    /// [`SlidingWindow::slide`] for bounds that never move back (no `@`
+    /// time): the checks for a restart are left out of the step loop.
+    pub fn advance(&mut self, samples: &[Sample], mint: i64, maxt: i64) -> Range<usize> {
+        debug_assert!(self.lo == 0 || samples[self.lo - 1].t < mint);
+        debug_assert!(self.hi == 0 || samples[self.hi - 1].t <= maxt);
+        while self.lo < samples.len() && samples[self.lo].t < mint {
+            self.lo += 1;
+        }
+        self.hi = self.hi.max(self.lo);
+        while self.hi < samples.len() && samples[self.hi].t <= maxt {
+            self.hi += 1;
+        }
+        self.lo..self.hi
+    }
+}
+
+/// Where runs of one series' values break, counted from the front so that
+/// a window can tell in two reads whether it holds a break.
+///
+/// `marks[i][k]` is the number of neighbours `(j - 1, j)` with `j <= i`
+/// that break a run of kind `k`; the window `lo..hi` holds such a break
+/// iff `marks[hi - 1][k] != marks[lo][k]`. For `max_over_time` and
+/// `min_over_time` kind 0 is a rise (each value greater than the one
+/// before, or the same bits) and kind 1 a fall; for `rate` and `increase`
+/// kind 0 is a counter reset (a value below the one before).
+#[derive(Default)]
+pub(super) struct Runs {
+    /// Whether the whole series holds no break of each kind.
+    clean: [bool; 2],
+    /// The counts, made only when both kinds break somewhere: a kind
+    /// that never breaks answers every window, and the other is then
+    /// never asked (as a counter's windows only rise).
+    marks: Vec<[u32; 2]>,
+}
+
+impl Runs {
+    /// Counts the breaks that `breaks(before, after)` finds in `samples`.
+    pub fn count(&mut self, samples: &[Sample], breaks: impl Fn(f64, f64) -> [bool; 2]) {
+        self.marks.clear();
+        let mut any = [false; 2];
+        for p in samples.windows(2) {
+            let b = breaks(p[0].v, p[1].v);
+            any[0] |= b[0];
+            any[1] |= b[1];
+        }
+        self.clean = [!any[0], !any[1]];
+        if self.clean[0] || self.clean[1] {
+            return;
+        }
+        self.marks.reserve(samples.len());
+        let mut n = [0u32; 2];
+        let mut prev = samples.first().map_or(0.0, |p| p.v);
+        for p in samples {
+            let b = breaks(prev, p.v);
+            n[0] += u32::from(b[0]);
+            n[1] += u32::from(b[1]);
+            self.marks.push(n);
+            prev = p.v;
+        }
+    }
+
+    /// How many samples the counts have room for.
+    pub fn capacity(&self) -> usize {
+        self.marks.capacity()
+    }
+
+    /// Whether the samples hold no break of kind `k` at all.
+    pub fn none(&self, k: usize) -> bool {
+        self.clean[k]
+    }
+
+    /// Whether the window `w` (not empty) holds no break of kind `k`. Of
+    /// two kinds asked in turn, the first that never breaks answers.
+    #[inline]
+    pub fn unbroken(&self, w: &Range<usize>, k: usize) -> bool {
+        if self.clean[k] {
+            return true;
+        }
+        match (self.marks.get(w.end - 1), self.marks.get(w.start)) {
+            (Some(b), Some(a)) => a[k] == b[k],
+            // No counts: the other kind never breaks.
+            _ => false,
+        }
+    }
+}
+
+/// The breaks of a rise (kind 0) and of a fall (kind 1) between `a` and
+/// the value after it, `b`. Within a rise, Prometheus's fold for the
+/// maximum ends on the last value and the one for the minimum keeps the
+/// first; within a fall the other way round. Equal values count only when
+/// their bits are the same (`0` and `-0` differ, and the fold keeps the
+/// earliest of them); NaN breaks both unless it repeats a NaN's bits, so a
+/// window without breaks holds no NaN or nothing else.
+pub(super) fn extreme_breaks(a: f64, b: f64) -> [bool; 2] {
+    let same = a.to_bits() == b.to_bits();
+    [!(a < b || same), !(b < a || same)]
 }
 
 /// The running maximum (or minimum) of a window sliding forward.

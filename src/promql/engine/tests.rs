@@ -559,69 +559,6 @@ fn range_functions_over_large_selections_equal_one_series_at_a_time() {
     );
 }
 
-/// `rate`, `increase` and `delta` with the window shapes kept across steps
-/// give the bits of a computation from scratch for every window, on
-/// grid-aligned and jittered times, counters near zero and resets.
-#[test]
-fn kept_window_shapes_change_no_rate_bit() {
-    use super::functions::{RateShape, extrapolated_rate};
-    use crate::model::Sample;
-    let mut rng = crate::testing::Rng::seeded_by_clock("kept_window_shapes_change_no_rate_bit");
-    let seed = rng.0;
-    let mut compared = 0;
-    for _ in 0..200 {
-        let jitter = rng.next().is_multiple_of(2);
-        let mut samples = Vec::new();
-        let (mut t, mut v) = (0i64, (rng.next() % 3) as f64);
-        for _ in 0..300 {
-            samples.push(Sample { t, v });
-            t += 10_000 + if jitter { (rng.next() % 7) as i64 } else { 0 };
-            v = match rng.next() % 40 {
-                0 => 0.0,
-                1 => v - 1.0,
-                _ => v + (rng.next() % 9) as f64 * 0.5,
-            };
-        }
-        let range = [30_000, 60_000, 120_000][(rng.next() % 3) as usize];
-        for counter in [None, Some(true), Some(false)] {
-            // Kept per function, as a range function's call keeps them.
-            let mut kept = [[RateShape::default(); 2]; 2];
-            let mut end = range;
-            while end < t {
-                let w: Vec<Sample> = samples
-                    .iter()
-                    .copied()
-                    .filter(|p| p.t >= end - range && p.t <= end)
-                    .collect();
-                let resets = w.windows(2).any(|p| p[1].v < p[0].v);
-                let counter = counter.map(|c| c || resets);
-                for rate in [true, false] {
-                    let a = extrapolated_rate(
-                        &w,
-                        end - range,
-                        end,
-                        counter,
-                        rate,
-                        range,
-                        &mut kept[usize::from(rate)],
-                    );
-                    let mut fresh = [RateShape::default(); 2];
-                    let b =
-                        extrapolated_rate(&w, end - range, end, counter, rate, range, &mut fresh);
-                    assert_eq!(
-                        a.map(f64::to_bits),
-                        b.map(f64::to_bits),
-                        "seed {seed} at {end}"
-                    );
-                    compared += 1;
-                }
-                end += 15_000;
-            }
-        }
-    }
-    assert!(compared > 10_000, "only {compared} windows compared");
-}
-
 /// Result series as labels and `(t, v)` points.
 type Points = Vec<(String, Vec<(i64, f64)>)>;
 
