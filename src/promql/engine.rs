@@ -19,6 +19,8 @@
 //!   aggregations folding each input series into its group as it is made;
 //!   `sliding`: windows sliding across steps and running extremes.
 //! - `collect`, `value`: step-aligned results and what a query returns.
+//! - `share`: the seam through which range queries share inner
+//!   aggregations' answers.
 
 mod aggregate;
 mod binary;
@@ -29,13 +31,16 @@ mod functions;
 mod query;
 mod range;
 mod selection;
+mod share;
 mod sliding;
 #[cfg(test)]
 mod tests;
 mod value;
 
+pub(crate) use eval::StepSeries;
 pub use eval::{RangeArg, RangeInput, window};
 pub use query::{Engine, EngineOptions, Error, Handoff, Limits};
+pub(crate) use share::{Claim, Lookup, Share, Wait};
 pub use value::{Value, VectorSample};
 
 use collect::*;

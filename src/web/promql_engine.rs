@@ -27,8 +27,10 @@ impl PromqlEngine {
         }
     }
 
-    /// Range queries go through `cache`.
+    /// Range queries go through `cache`, and share their inner
+    /// aggregations' answers through it.
     pub fn with_cache(mut self, cache: Arc<RangeCache>) -> PromqlEngine {
+        self.engine = self.engine.with_share(cache.clone());
         self.cache = Some(cache);
         self
     }

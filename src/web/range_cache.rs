@@ -10,12 +10,20 @@
 //! the store tells what changed since a generation
 //! ([`crate::tsdb::changes`]), so a cached step whose window may hold a
 //! changed sample is evaluated again. Knows the engine's values, not HTTP.
+//!
+//! The same store keeps the answers of aggregations inside range queries
+//! for other queries over the same steps ([`Share`]): the P50, P90 and P99
+//! panels of a histogram aggregate its buckets the same way, and a query
+//! that finds such an aggregation being evaluated by another waits for its
+//! answer instead of evaluating it too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use crate::model::Sample;
+use crate::model::{Labels, Sample};
+use crate::promql::engine::{Claim, Error, Lookup, Share, StepSeries, Wait};
 use crate::promql::parser::Expr;
 use crate::storage::Series;
 use crate::tsdb::changes::{Changes, Since};
@@ -99,6 +107,9 @@ struct Key {
     step: i64,
     /// `start` modulo `step`: only answers on the same grid share steps.
     phase: i64,
+    /// An inner aggregation's answer ([`Share`]), `query` its syntax tree
+    /// printed with `{:?}`; else a whole query's, `query` as asked.
+    inner: bool,
 }
 
 /// One cached answer: every step from `first` to `last` (both on the
@@ -110,6 +121,9 @@ struct Entry {
     generation: u64,
     series: Vec<Series>,
     bytes: usize,
+    /// For an inner aggregation, the most samples its evaluation held at
+    /// once beyond what was held before it.
+    peak: usize,
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +132,8 @@ struct State {
     entries: HashMap<Key, (Arc<Entry>, u64)>,
     bytes: usize,
     tick: u64,
+    /// Inner aggregations some query is evaluating now.
+    flying: HashSet<Key>,
 }
 
 /// What a query's lookup decided: which steps come from the cache and
@@ -167,6 +183,9 @@ struct Counters {
     uncacheable: AtomicU64,
     steps_cached: AtomicU64,
     steps_evaluated: AtomicU64,
+    inner_hit: AtomicU64,
+    inner_evaluated: AtomicU64,
+    inner_waited: AtomicU64,
 }
 
 /// Where the store's changes stood when an answer was read: the process
@@ -188,6 +207,8 @@ pub struct RangeCache {
     max_bytes: usize,
     max_samples: usize,
     state: Mutex<State>,
+    /// Told whenever an inner aggregation stops being evaluated.
+    landed: Condvar,
     counters: Counters,
 }
 
@@ -211,6 +232,7 @@ impl RangeCache {
             max_bytes,
             max_samples,
             state: Mutex::default(),
+            landed: Condvar::new(),
             counters: Counters::default(),
         }
     }
@@ -249,6 +271,7 @@ impl RangeCache {
             query: query.to_string(),
             step,
             phase: start.rem_euclid(step),
+            inner: false,
         };
         let entry = {
             let mut s = self.lock();
@@ -381,6 +404,7 @@ impl RangeCache {
                     generation: plan.generation,
                     series: merged.clone(),
                     bytes,
+                    peak: 0,
                 },
             );
         }
@@ -437,7 +461,14 @@ impl RangeCache {
              # HELP raymon_query_range_cache_steps_total Steps of range-query answers, by where they came from.\n\
              # TYPE raymon_query_range_cache_steps_total counter\n\
              raymon_query_range_cache_steps_total{{source=\"cache\"}} {}\n\
-             raymon_query_range_cache_steps_total{{source=\"evaluated\"}} {}\n",
+             raymon_query_range_cache_steps_total{{source=\"evaluated\"}} {}\n\
+             # HELP raymon_query_shared_aggregations_total Aggregations inside range queries, by whether their answer was taken from another query.\n\
+             # TYPE raymon_query_shared_aggregations_total counter\n\
+             raymon_query_shared_aggregations_total{{result=\"hit\"}} {}\n\
+             raymon_query_shared_aggregations_total{{result=\"evaluated\"}} {}\n\
+             # HELP raymon_query_shared_aggregations_waits_total Aggregations inside range queries that waited for another query evaluating the same.\n\
+             # TYPE raymon_query_shared_aggregations_waits_total counter\n\
+             raymon_query_shared_aggregations_waits_total {}\n",
             self.max_bytes,
             get(&c.hit),
             get(&c.partial),
@@ -445,17 +476,162 @@ impl RangeCache {
             get(&c.uncacheable),
             get(&c.steps_cached),
             get(&c.steps_evaluated),
+            get(&c.inner_hit),
+            get(&c.inner_evaluated),
+            get(&c.inner_waited),
         )
     }
 }
 
 fn size(s: &Series) -> usize {
+    size_of_parts(&s.labels, s.samples.len())
+}
+
+fn size_of_parts(labels: &Labels, samples: usize) -> usize {
     SERIES_OVERHEAD
-        + s.samples.len() * std::mem::size_of::<Sample>()
-        + s.labels
+        + samples * std::mem::size_of::<Sample>()
+        + labels
             .iter()
             .map(|l| l.name.len() + l.value.len() + LABEL_OVERHEAD)
             .sum::<usize>()
+}
+
+/// The longest a query waiting for an inner aggregation sleeps before it
+/// looks at its deadline, budget and cancel flag again.
+const WAIT_SLICE: Duration = Duration::from_millis(10);
+
+impl Share for RangeCache {
+    /// A stored answer for exactly these steps that no change since its
+    /// read can have altered; else, unless another query is evaluating
+    /// the same (then this waits for it and looks again), a claim to
+    /// evaluate it.
+    fn lookup(
+        &self,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        wait: &Wait<'_>,
+    ) -> Result<Lookup<'_>, Error> {
+        if step <= 0 || end < start {
+            return Ok(Lookup::Skip);
+        }
+        let Some(reach) = reach(expr, self.windows) else {
+            return Ok(Lookup::Skip);
+        };
+        let last = start + (end - start) / step * step;
+        let key = Key {
+            query: format!("{expr:?}"),
+            step,
+            phase: start.rem_euclid(step),
+            inner: true,
+        };
+        let mut waited = false;
+        loop {
+            // Taken before this query reads anything, as in `plan`.
+            let generation = self.changes.generation();
+            let entry = {
+                let mut s = self.lock();
+                s.tick += 1;
+                let tick = s.tick;
+                s.entries.get_mut(&key).map(|(e, used)| {
+                    *used = tick;
+                    e.clone()
+                })
+            };
+            if let Some(e) = entry
+                && e.first == start
+                && e.last == last
+                && self.clean_upto(e.generation, reach, start, last, step) == Some(last)
+            {
+                self.counters.inner_hit.fetch_add(1, Ordering::Relaxed);
+                let m = e
+                    .series
+                    .iter()
+                    .map(|s| StepSeries {
+                        labels: s.labels.clone(),
+                        points: s.samples.clone(),
+                    })
+                    .collect();
+                return Ok(Lookup::Hit(m, e.peak));
+            }
+            let mut s = self.lock();
+            if s.flying.insert(key.clone()) {
+                drop(s);
+                self.counters
+                    .inner_evaluated
+                    .fetch_add(1, Ordering::Relaxed);
+                return Ok(Lookup::Evaluate(Box::new(InnerClaim {
+                    cache: self,
+                    key,
+                    generation,
+                    first: start,
+                    last,
+                })));
+            }
+            if !waited {
+                waited = true;
+                self.counters.inner_waited.fetch_add(1, Ordering::Relaxed);
+            }
+            let left = wait.until.saturating_duration_since(Instant::now());
+            s = self
+                .landed
+                .wait_timeout(s, left.clamp(Duration::from_millis(1), WAIT_SLICE))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            drop(s);
+            (wait.check)()?;
+        }
+    }
+}
+
+/// A query's claim to evaluate an inner aggregation: it keeps the answer,
+/// and its end, answered or not, wakes the queries waiting for it.
+struct InnerClaim<'a> {
+    cache: &'a RangeCache,
+    key: Key,
+    generation: u64,
+    first: i64,
+    last: i64,
+}
+
+impl Claim for InnerClaim<'_> {
+    fn keep(self: Box<Self>, answer: &[StepSeries], peak: usize) {
+        let bytes = self.key.query.len()
+            + SERIES_OVERHEAD
+            + answer
+                .iter()
+                .map(|s| size_of_parts(&s.labels, s.points.len()))
+                .sum::<usize>();
+        if bytes > self.cache.max_bytes / 4 {
+            return;
+        }
+        let series = answer
+            .iter()
+            .map(|s| Series {
+                labels: s.labels.clone(),
+                samples: s.points.clone(),
+            })
+            .collect();
+        self.cache.store(
+            self.key.clone(),
+            Entry {
+                first: self.first,
+                last: self.last,
+                generation: self.generation,
+                series,
+                bytes,
+                peak,
+            },
+        );
+    }
+}
+
+impl Drop for InnerClaim<'_> {
+    fn drop(&mut self) {
+        self.cache.lock().flying.remove(&self.key);
+        self.cache.landed.notify_all();
+    }
 }
 
 /// The cached series' samples in `start..=upto` joined with `fresh` (all

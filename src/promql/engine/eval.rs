@@ -96,6 +96,16 @@ pub(crate) struct Evaluator<'a> {
     /// until it has consumed them, its output, a range query's answer) and
     /// the samples of the largest window a range function looked at.
     pub(super) samples: usize,
+    /// The most samples held at once so far (what `max_samples` was
+    /// checked against), so that a node's answer taken from [`Share`]
+    /// fails where its evaluation would have.
+    pub(super) peak: Cell<usize>,
+    /// Where inner aggregations' answers are shared; only a range query's
+    /// own steps, not a subquery's, and never the root, whose answer is
+    /// the query's (the range-query cache keeps those).
+    pub(super) share: Option<&'a dyn Share>,
+    /// Nodes being evaluated, the root included.
+    pub(super) depth: u32,
 }
 
 impl<'a> Evaluator<'a> {
@@ -121,6 +131,9 @@ impl<'a> Evaluator<'a> {
             cancel: None,
             work: Cell::new(0),
             samples: 0,
+            peak: Cell::new(0),
+            share: None,
+            depth: 0,
         }
     }
 
@@ -167,6 +180,8 @@ impl<'a> Evaluator<'a> {
     /// subquery of billions of steps fails instead of exhausting memory.
     pub fn reserve_steps(&self) -> Result<usize, Error> {
         let n = self.steps();
+        self.peak
+            .set(self.peak.get().max(self.samples.saturating_add(n)));
         if self.samples.saturating_add(n) > self.opts.max_samples {
             return Err(Error::TooManySamples("query execution"));
         }
@@ -175,6 +190,7 @@ impl<'a> Evaluator<'a> {
 
     pub fn add_samples(&mut self, n: usize) -> Result<(), Error> {
         self.samples += n;
+        self.peak.set(self.peak.get().max(self.samples));
         if self.samples > self.opts.max_samples {
             return Err(Error::TooManySamples("query execution"));
         }
@@ -199,6 +215,11 @@ impl<'a> Evaluator<'a> {
     pub(super) fn eval_whole(&mut self, expr: &Expr) -> Result<Val, Error> {
         if self.budget.is_some() {
             selection::clear_stash();
+        } else if selection::has_stash() {
+            // A retry evaluates what its first try read, perhaps before
+            // a change the store would date before this try: what it
+            // evaluates is not kept.
+            self.share = None;
         }
         let out = self.eval(expr);
         if self.budget.is_none() {
@@ -211,10 +232,54 @@ impl<'a> Evaluator<'a> {
     /// result is what it holds, as Prometheus counts `currentSamples`.
     pub fn eval(&mut self, expr: &Expr) -> Result<Val, Error> {
         let before = self.samples;
-        let out = self.eval_node(expr)?;
+        // Parentheses around the root are still the root.
+        let counted = u32::from(!matches!(expr, Expr::Paren(_)));
+        self.depth += counted;
+        let out = match self.share {
+            Some(share) if self.depth > 1 && matches!(expr, Expr::Aggregate(_)) => {
+                self.eval_shared(share, expr)
+            }
+            _ => self.eval_node(expr),
+        };
+        self.depth -= counted;
+        let out = out?;
         self.samples = before;
         self.add_samples(held(&out))?;
         Ok(out)
+    }
+
+    /// [`Evaluator::eval_node`] of an aggregation whose answer other
+    /// queries over the same steps may have, or may want.
+    fn eval_shared(&mut self, share: &'a dyn Share, expr: &Expr) -> Result<Val, Error> {
+        let before = self.samples;
+        let clock = self.clock();
+        let check = move || clock.check();
+        let wait = Wait {
+            until: self.budget.map_or(self.deadline, |b| b.min(self.deadline)),
+            check: &check,
+        };
+        let claim = match share.lookup(expr, self.start, self.end, self.interval, &wait)? {
+            Lookup::Hit(m, peak) => {
+                // Fails as the evaluation would: it held `peak` beyond
+                // what was held before it.
+                let top = before.saturating_add(peak);
+                self.peak.set(self.peak.get().max(top));
+                if top > self.opts.max_samples {
+                    return Err(Error::TooManySamples("query execution"));
+                }
+                return Ok(Val::Vector(m));
+            }
+            Lookup::Skip => return self.eval_node(expr),
+            Lookup::Evaluate(claim) => claim,
+        };
+        let outer_peak = self.peak.replace(before);
+        let out = self.eval_node(expr);
+        let peak = self.peak.get();
+        self.peak.set(outer_peak.max(peak));
+        if let Ok(Val::Vector(m)) = &out {
+            claim.keep(m, peak.saturating_sub(before));
+        }
+        out
     }
 
     fn eval_node(&mut self, expr: &Expr) -> Result<Val, Error> {
@@ -548,6 +613,9 @@ impl<'a> Evaluator<'a> {
             cancel: self.cancel,
             work: Cell::new(self.work.get()),
             samples: self.samples,
+            peak: Cell::new(self.peak.get()),
+            share: None,
+            depth: self.depth,
         };
         if inner.end < inner.start {
             return Ok((Vec::new(), at));
@@ -568,6 +636,7 @@ impl<'a> Evaluator<'a> {
             _ => Vec::new(),
         };
         self.samples = inner.samples;
+        self.peak.set(inner.peak.get());
         self.work.set(inner.work.get());
         Ok((out, at))
     }

@@ -88,6 +88,8 @@ pub(super) const WORK_PER_CHECK: u32 = 4096;
 pub struct Engine {
     pub(super) opts: EngineOptions,
     pub(super) slots: Arc<Slots>,
+    /// Where range queries share inner aggregations' answers.
+    pub(super) share: Option<Arc<dyn Share>>,
 }
 
 /// A counting semaphore for `max_concurrency`; queries block on it.
@@ -131,7 +133,15 @@ impl Engine {
         Engine {
             opts,
             slots: Arc::default(),
+            share: None,
         }
+    }
+
+    /// Range queries look their inner aggregations up in `share`, and
+    /// keep what they evaluate there.
+    pub(crate) fn with_share(mut self, share: Arc<dyn Share>) -> Engine {
+        self.share = Some(share);
+        self
     }
 
     /// Waits for a free query slot, at most until `deadline`; with a
@@ -264,6 +274,7 @@ impl Engine {
         let mut ev = Evaluator::new(storage, &self.opts, start, end, step, deadline);
         ev.budget = limits.budget;
         ev.cancel = limits.cancel.as_deref();
+        ev.share = self.share.as_deref();
         let out = ev.eval_whole(expr)?;
         let mut m = match out {
             Val::Scalar(v) => vec![Series {

@@ -74,6 +74,11 @@ pub(crate) fn put_stash(stashed: Stashed) {
     STASH.with(|s| *s.borrow_mut() = Some(stashed));
 }
 
+/// Whether a read is stashed on this thread.
+pub(crate) fn has_stash() -> bool {
+    STASH.with(|s| s.borrow().is_some())
+}
+
 /// Drops whatever is stashed.
 pub(crate) fn clear_stash() {
     STASH.with(|s| s.borrow_mut().take());

@@ -330,3 +330,139 @@ fn held_steps_hold_until_a_change_reaches_their_windows() {
     assert_eq!(held("x", other), None);
     assert_eq!(held("x", cache.mark()), Some(600_000));
 }
+
+/// A store of histogram buckets for `n` nodes, every 15 s over an hour,
+/// with the cache and the engines that use it and not.
+fn buckets(n: usize, max_samples: usize) -> (Tracked, Arc<RangeCache>, PromqlEngine, PromqlEngine) {
+    let head = Arc::new(Head::default());
+    let changes = Arc::new(Changes::new());
+    let store = Tracked::new(head.clone(), changes.clone());
+    let mut app = store.appender();
+    for node in 0..n {
+        for (i, le) in ["0.1", "1", "+Inf"].iter().enumerate() {
+            let l = Labels::from_pairs([
+                ("__name__", "lat_bucket"),
+                ("le", le),
+                ("node", &format!("n{node}")),
+            ]);
+            for t in 0..240 {
+                let v = (t * (i + 1) * (node + 1)) as f64;
+                app.append(0, &l, t as i64 * 15_000, v).unwrap();
+            }
+        }
+    }
+    app.commit().unwrap();
+    let opts = EngineOptions {
+        max_samples,
+        ..EngineOptions::default()
+    };
+    let windows = Windows {
+        lookback_ms: opts.lookback_delta_ms,
+        default_subquery_step_ms: opts.default_subquery_step_ms,
+    };
+    let cache = Arc::new(RangeCache::new(changes, windows, 8 << 20, max_samples));
+    let engine = Engine::new(opts);
+    let cached = PromqlEngine::new(engine.clone(), head.clone()).with_cache(cache.clone());
+    let plain = PromqlEngine::new(engine, head);
+    (store, cache, cached, plain)
+}
+
+fn counter(cache: &RangeCache, name: &str) -> u64 {
+    cache
+        .metrics_text()
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+const HIT: &str = "raymon_query_shared_aggregations_total{result=\"hit\"}";
+const EVALUATED: &str = "raymon_query_shared_aggregations_total{result=\"evaluated\"}";
+
+fn same(plain: &PromqlEngine, cached: &PromqlEngine, q: &str, start: i64, end: i64) {
+    let want = plain.range(q, start, end, 15_000);
+    let got = cached.range(q, start, end, 15_000);
+    match (want, got) {
+        (Ok(w), Ok(g)) => assert_eq!(
+            String::from_utf8(encode_query_value(&g)).unwrap(),
+            String::from_utf8(encode_query_value(&w)).unwrap(),
+            "{q}"
+        ),
+        (w, g) => assert_eq!(format!("{:?}", g.err()), format!("{:?}", w.err()), "{q}"),
+    }
+}
+
+#[test]
+fn quantile_panels_share_their_aggregation_until_a_late_sample_reaches_it() {
+    let (store, cache, cached, plain) = buckets(4, 50_000_000);
+    let panel = |q: f64| format!("histogram_quantile({q}, sum by (le) (rate(lat_bucket[1m])))");
+    let (start, end) = (600_000, 3_585_000);
+    for q in [0.5, 0.9, 0.99] {
+        same(&plain, &cached, &panel(q), start, end);
+    }
+    assert_eq!(counter(&cache, EVALUATED), 1);
+    assert_eq!(counter(&cache, HIT), 2);
+    // A late sample inside the window: the shared answer no longer holds,
+    // and serving it would differ from the uncached engine.
+    let mut app = store.appender();
+    let l = Labels::from_pairs([("__name__", "lat_bucket"), ("le", "1"), ("node", "n9")]);
+    app.append(0, &l, 2_000_000, 1e6).unwrap();
+    app.append(0, &l, 2_010_000, 3e6).unwrap();
+    app.commit().unwrap();
+    // Panels not asked before find the aggregation's answer stale.
+    for q in [0.75, 0.8] {
+        same(&plain, &cached, &panel(q), start, end);
+    }
+    assert_eq!(counter(&cache, EVALUATED), 2);
+    assert_eq!(counter(&cache, HIT), 3);
+    // Another span is another answer.
+    same(&plain, &cached, &panel(0.6), start + 15_000, end);
+    assert_eq!(counter(&cache, EVALUATED), 3);
+}
+
+#[test]
+fn concurrent_panels_evaluate_a_shared_aggregation_once() {
+    let (_store, cache, cached, plain) = buckets(40, 50_000_000);
+    let q = |i: usize| {
+        format!(
+            "histogram_quantile(0.{}, sum by (le) (rate(lat_bucket[2m])))",
+            i + 1
+        )
+    };
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let cached = &cached;
+                let q = q(i);
+                s.spawn(move || cached.range(&q, 0, 3_585_000, 15_000).unwrap())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, got) in answers.iter().enumerate() {
+        let want = plain.range(&q(i), 0, 3_585_000, 15_000).unwrap();
+        assert_eq!(encode_query_value(got), encode_query_value(&want));
+    }
+    assert_eq!(counter(&cache, EVALUATED), 1);
+    assert_eq!(counter(&cache, HIT), 5);
+}
+
+#[test]
+fn a_shared_aggregation_fails_max_samples_where_its_evaluation_would() {
+    // `a + on(le) a`: the right side is taken from the left's answer while
+    // the left's points are held, which an evaluation counts too.
+    let a = "sum by (le) (rate(lat_bucket[1m]))";
+    let queries = [
+        format!("histogram_quantile(0.5, {a})"),
+        format!("{a} + on(le) {a}"),
+        format!("histogram_quantile(0.9, {a}) * on() group_left count({a})"),
+    ];
+    for max in (200..4_000).step_by(97) {
+        let (_store, _cache, cached, plain) = buckets(2, max);
+        for q in &queries {
+            same(&plain, &cached, q, 0, 3_585_000);
+            same(&plain, &cached, q, 600_000, 1_785_000);
+        }
+    }
+}
