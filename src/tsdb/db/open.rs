@@ -416,15 +416,40 @@ fn load_checkpoint(
         // hold, as it does for any series.
         let mut skipped = None;
         let mut ended = None;
-        for msg in rx {
-            let list = match msg {
-                Decoded::Batch(list) => list,
-                Decoded::Done(res) => {
-                    ended = Some(res);
-                    break;
-                }
-            };
-            restore_batch(head, list, &kv_map, &mut remap, &mut skipped);
+        // The series of the upper half of the shards are restored on a
+        // second thread. The decoding thread runs ahead while the head's
+        // series load, so by the time they are in, most of the checkpoint
+        // waits here and this step is bound by one core's cache misses;
+        // shards are locked one at a time, so the halves never meet.
+        let missing = std::thread::scope(|scope| {
+            let (tx, rx_hi) = mpsc::sync_channel::<Vec<(SeriesRef, Restore)>>(4);
+            let worker = std::thread::Builder::new()
+                .name("raymon-open-restore".into())
+                .spawn_scoped(scope, move || {
+                    let mut missing = Vec::new();
+                    for mut list in rx_hi {
+                        missing.extend(head.restore_prepared_many(&mut list));
+                    }
+                    missing
+                })
+                .ok()
+                .map(|h| (h, tx));
+            let (worker, tx) = worker.unzip();
+            for msg in rx {
+                let list = match msg {
+                    Decoded::Batch(list) => list,
+                    Decoded::Done(res) => {
+                        ended = Some(res);
+                        break;
+                    }
+                };
+                restore_batch(head, list, &kv_map, &mut remap, &mut skipped, tx.as_ref());
+            }
+            drop(tx);
+            worker.map_or_else(Vec::new, |h| h.join().unwrap_or_default())
+        });
+        if let Some(r) = missing.first() {
+            skipped = Some(missing_series(*r));
         }
         let count = match ended {
             Some(Ok(count)) => count,
@@ -446,21 +471,30 @@ fn load_checkpoint(
     (None, remap)
 }
 
-/// Puts one batch of a checkpoint's series into the head.
+/// Puts one batch of a checkpoint's series into the head; with `upper`,
+/// those of the chunk store in the upper half of the shards go there
+/// instead, for another thread to restore.
 fn restore_batch(
     head: &Head,
     list: Prepared,
     kv_map: &FxHashMap<SeriesRef, SeriesRef>,
     remap: &mut Remap,
     skipped: &mut Option<storage::Error>,
+    upper: Option<&mpsc::SyncSender<Vec<(SeriesRef, Restore)>>>,
 ) {
     let mut stored = Vec::with_capacity(list.len());
+    let mut theirs = Vec::with_capacity(if upper.is_some() { list.len() } else { 0 });
     for (old, labels, prep) in list {
         if labels.is_empty() {
             // Stored in the chunk store, loaded in step 1: restored
             // together below, a shard's run under one lock with their
             // lookups overlapped (a million of them are on the open's path).
-            stored.push((kv_map.get(&old).copied().unwrap_or(old), prep));
+            let r = kv_map.get(&old).copied().unwrap_or(old);
+            if upper.is_some() && shard_of(r) >= SHARD_COUNT / 2 {
+                theirs.push((r, prep));
+            } else {
+                stored.push((r, prep));
+            }
             continue;
         }
         match head.series_ref(&labels, old) {
@@ -474,11 +508,23 @@ fn restore_batch(
             Err(e) => *skipped = Some(e),
         }
     }
-    if let Some(r) = head.restore_prepared_many(&mut stored).first() {
-        *skipped = Some(storage::Error::Other(format!(
-            "series {r} is in the checkpoint but not in the chunk store"
-        )));
+    if let Some(tx) = upper
+        && !theirs.is_empty()
+        && let Err(mpsc::SendError(mut back)) = tx.send(theirs)
+    {
+        // The other thread is gone (it panicked): restore them here.
+        stored.append(&mut back);
     }
+    if let Some(r) = head.restore_prepared_many(&mut stored).first() {
+        *skipped = Some(missing_series(*r));
+    }
+}
+
+/// Why series `r` of a checkpoint was skipped.
+fn missing_series(r: SeriesRef) -> storage::Error {
+    storage::Error::Other(format!(
+        "series {r} is in the checkpoint but not in the chunk store"
+    ))
 }
 
 /// Step 3: the WAL after checkpoint `base`. Replay is bound by memory
