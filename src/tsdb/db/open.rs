@@ -52,19 +52,28 @@ const CHECKPOINT_BATCH: usize = 4096;
 fn decode_checkpoint(dir: &Path, n: u32, tx: &mpsc::Sender<Decoded>) {
     let mut batch = Vec::with_capacity(CHECKPOINT_BATCH);
     let res = wal::read_checkpoint(dir, n, &mut |s: CheckpointSeries| {
-        let chunks = s
-            .chunks
-            .into_iter()
-            .map(|c| ChunkSnapshot {
-                min_t: c.min_t,
-                max_t: c.max_t,
-                data: c.data,
-            })
-            .collect();
+        let mut chunks = s.chunks;
+        // The last chunk, usually the only one, is reopened with its bytes
+        // as decoded; the closed ones before it are shared.
+        let last = chunks.pop().map(|c| (c.min_t, c.max_t, c.data));
+        // Not collected from the emptied list, whose allocation would
+        // otherwise travel with the series and be freed on another thread.
+        let closed = if chunks.is_empty() {
+            Vec::new()
+        } else {
+            chunks
+                .into_iter()
+                .map(|c| ChunkSnapshot {
+                    min_t: c.min_t,
+                    max_t: c.max_t,
+                    data: Arc::from(c.data),
+                })
+                .collect()
+        };
         batch.push((
             s.r,
             s.labels,
-            Restore::new(s.last_t, s.last_v, chunks, s.open),
+            Restore::with_last(s.last_t, s.last_v, closed, last, s.open),
         ));
         if batch.len() == CHECKPOINT_BATCH {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(CHECKPOINT_BATCH));
