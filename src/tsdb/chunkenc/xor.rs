@@ -110,21 +110,28 @@ impl XorChunk {
         self.a.state(self.t, self.v)
     }
 
+    /// Whether [`XorChunk::from_state`] takes `st` for `bytes`: asked
+    /// first by a caller that keeps the bytes when it would not.
+    pub fn state_fits(bytes: &[u8], st: XorState) -> bool {
+        let num = match bytes {
+            [a, b, rest @ ..] if !rest.is_empty() => u16::from_be_bytes([*a, *b]),
+            _ => return false,
+        };
+        let window_ok = st.leading == 0xff
+            || (st.leading < 32 && st.trailing < 64 && st.leading + st.trailing < 64);
+        num != 0 && st.free < 8 && window_ok
+    }
+
     /// Reopens an encoded chunk for appending with the state
     /// [`XorChunk::state`] gave for these bytes, without decoding them.
     /// Refuses a state that cannot belong to any chunk; one that is
     /// possible but wrong for these bytes (which checksums rule out) would
     /// make later samples decode wrongly.
     pub fn from_state(bytes: Vec<u8>, st: XorState) -> Result<XorChunk, Error> {
-        let num = match bytes.as_slice() {
-            [a, b, rest @ ..] if !rest.is_empty() => u16::from_be_bytes([*a, *b]),
-            _ => return Err(Error::Corrupt),
-        };
-        let window_ok = st.leading == 0xff
-            || (st.leading < 32 && st.trailing < 64 && st.leading + st.trailing < 64);
-        if num == 0 || st.free >= 8 || !window_ok {
+        if !Self::state_fits(&bytes, st) {
             return Err(Error::Corrupt);
         }
+        let num = u16::from_be_bytes([bytes[0], bytes[1]]);
         Ok(XorChunk {
             a: XorAppender {
                 w: BitWriter::from_parts(bytes, st.free),

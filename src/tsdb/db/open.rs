@@ -52,19 +52,28 @@ const CHECKPOINT_BATCH: usize = 4096;
 fn decode_checkpoint(dir: &Path, n: u32, tx: &mpsc::Sender<Decoded>) {
     let mut batch = Vec::with_capacity(CHECKPOINT_BATCH);
     let res = wal::read_checkpoint(dir, n, &mut |s: CheckpointSeries| {
-        let chunks = s
-            .chunks
-            .into_iter()
-            .map(|c| ChunkSnapshot {
-                min_t: c.min_t,
-                max_t: c.max_t,
-                data: c.data,
-            })
-            .collect();
+        let mut chunks = s.chunks;
+        // The last chunk, usually the only one, is reopened with its bytes
+        // as decoded; the closed ones before it are shared.
+        let last = chunks.pop().map(|c| (c.min_t, c.max_t, c.data));
+        // Not collected from the emptied list, whose allocation would
+        // otherwise travel with the series and be freed on another thread.
+        let closed = if chunks.is_empty() {
+            Vec::new()
+        } else {
+            chunks
+                .into_iter()
+                .map(|c| ChunkSnapshot {
+                    min_t: c.min_t,
+                    max_t: c.max_t,
+                    data: Arc::from(c.data),
+                })
+                .collect()
+        };
         batch.push((
             s.r,
             s.labels,
-            Restore::new(s.last_t, s.last_v, chunks, s.open),
+            Restore::with_last(s.last_t, s.last_v, closed, last, s.open),
         ));
         if batch.len() == CHECKPOINT_BATCH {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(CHECKPOINT_BATCH));
@@ -416,15 +425,40 @@ fn load_checkpoint(
         // hold, as it does for any series.
         let mut skipped = None;
         let mut ended = None;
-        for msg in rx {
-            let list = match msg {
-                Decoded::Batch(list) => list,
-                Decoded::Done(res) => {
-                    ended = Some(res);
-                    break;
-                }
-            };
-            restore_batch(head, list, &kv_map, &mut remap, &mut skipped);
+        // The series of the upper half of the shards are restored on a
+        // second thread. The decoding thread runs ahead while the head's
+        // series load, so by the time they are in, most of the checkpoint
+        // waits here and this step is bound by one core's cache misses;
+        // shards are locked one at a time, so the halves never meet.
+        let missing = std::thread::scope(|scope| {
+            let (tx, rx_hi) = mpsc::sync_channel::<Vec<(SeriesRef, Restore)>>(4);
+            let worker = std::thread::Builder::new()
+                .name("raymon-open-restore".into())
+                .spawn_scoped(scope, move || {
+                    let mut missing = Vec::new();
+                    for mut list in rx_hi {
+                        missing.extend(head.restore_prepared_many(&mut list));
+                    }
+                    missing
+                })
+                .ok()
+                .map(|h| (h, tx));
+            let (worker, tx) = worker.unzip();
+            for msg in rx {
+                let list = match msg {
+                    Decoded::Batch(list) => list,
+                    Decoded::Done(res) => {
+                        ended = Some(res);
+                        break;
+                    }
+                };
+                restore_batch(head, list, &kv_map, &mut remap, &mut skipped, tx.as_ref());
+            }
+            drop(tx);
+            worker.map_or_else(Vec::new, |h| h.join().unwrap_or_default())
+        });
+        if let Some(r) = missing.first() {
+            skipped = Some(missing_series(*r));
         }
         let count = match ended {
             Some(Ok(count)) => count,
@@ -446,21 +480,30 @@ fn load_checkpoint(
     (None, remap)
 }
 
-/// Puts one batch of a checkpoint's series into the head.
+/// Puts one batch of a checkpoint's series into the head; with `upper`,
+/// those of the chunk store in the upper half of the shards go there
+/// instead, for another thread to restore.
 fn restore_batch(
     head: &Head,
     list: Prepared,
     kv_map: &FxHashMap<SeriesRef, SeriesRef>,
     remap: &mut Remap,
     skipped: &mut Option<storage::Error>,
+    upper: Option<&mpsc::SyncSender<Vec<(SeriesRef, Restore)>>>,
 ) {
     let mut stored = Vec::with_capacity(list.len());
+    let mut theirs = Vec::with_capacity(if upper.is_some() { list.len() } else { 0 });
     for (old, labels, prep) in list {
         if labels.is_empty() {
             // Stored in the chunk store, loaded in step 1: restored
             // together below, a shard's run under one lock with their
             // lookups overlapped (a million of them are on the open's path).
-            stored.push((kv_map.get(&old).copied().unwrap_or(old), prep));
+            let r = kv_map.get(&old).copied().unwrap_or(old);
+            if upper.is_some() && shard_of(r) >= SHARD_COUNT / 2 {
+                theirs.push((r, prep));
+            } else {
+                stored.push((r, prep));
+            }
             continue;
         }
         match head.series_ref(&labels, old) {
@@ -474,11 +517,23 @@ fn restore_batch(
             Err(e) => *skipped = Some(e),
         }
     }
-    if let Some(r) = head.restore_prepared_many(&mut stored).first() {
-        *skipped = Some(storage::Error::Other(format!(
-            "series {r} is in the checkpoint but not in the chunk store"
-        )));
+    if let Some(tx) = upper
+        && !theirs.is_empty()
+        && let Err(mpsc::SendError(mut back)) = tx.send(theirs)
+    {
+        // The other thread is gone (it panicked): restore them here.
+        stored.append(&mut back);
     }
+    if let Some(r) = head.restore_prepared_many(&mut stored).first() {
+        *skipped = Some(missing_series(*r));
+    }
+}
+
+/// Why series `r` of a checkpoint was skipped.
+fn missing_series(r: SeriesRef) -> storage::Error {
+    storage::Error::Other(format!(
+        "series {r} is in the checkpoint but not in the chunk store"
+    ))
 }
 
 /// Step 3: the WAL after checkpoint `base`. Replay is bound by memory

@@ -52,29 +52,52 @@ impl Restore {
         mut chunks: Vec<ChunkSnapshot>,
         state: Option<XorState>,
     ) -> Restore {
-        let reopen = |bytes: Vec<u8>| match state {
-            Some(st) => XorChunk::from_state(bytes, st),
-            None => XorChunk::from_bytes(bytes),
-        };
-        // The reopened chunk's last sample must be the series' last one,
-        // which its next appends start from; otherwise it stays closed.
-        let open = chunks.pop().and_then(|c| match reopen(c.data.to_vec()) {
-            Ok(chunk) => match chunk.into_parts() {
-                (chunk, t, v) if (t, v) == (last_t, last_v) => Some(OpenChunk { chunk }),
-                _ => {
-                    chunks.push(c);
-                    None
+        let last = chunks.pop().map(|c| (c.min_t, c.max_t, c.data.to_vec()));
+        Restore::with_last(last_t, last_v, chunks, last, state)
+    }
+
+    /// As [`Restore::new`], with the last chunk (first and last timestamp,
+    /// bytes) apart from the `closed` ones before it and owned, so that
+    /// reopening it keeps its bytes instead of copying them: a checkpoint
+    /// of a million series is a million open chunks to reopen.
+    pub fn with_last(
+        last_t: i64,
+        last_v: u64,
+        mut closed: Vec<ChunkSnapshot>,
+        last: Option<(i64, i64, Vec<u8>)>,
+        state: Option<XorState>,
+    ) -> Restore {
+        let mut open = None;
+        if let Some((min_t, max_t, bytes)) = last {
+            // The bytes a chunk that stays closed keeps, as they were given.
+            let (reopened, kept) = match state {
+                Some(st) if XorChunk::state_fits(&bytes, st) => {
+                    (XorChunk::from_state(bytes, st).ok(), None)
                 }
-            },
-            Err(_) => {
-                chunks.push(c);
-                None
+                Some(_) => (None, Some(bytes)),
+                None => (XorChunk::from_bytes(bytes.clone()).ok(), Some(bytes)),
+            };
+            let snapshot = |data: Vec<u8>| ChunkSnapshot {
+                min_t,
+                max_t,
+                data: Arc::from(data),
+            };
+            // The reopened chunk's last sample must be the series' last one,
+            // which its next appends start from; otherwise it stays closed.
+            match (reopened.map(XorChunk::into_parts), kept) {
+                (Some((chunk, t, v)), _) if (t, v) == (last_t, last_v) => {
+                    open = Some(OpenChunk { chunk });
+                }
+                (_, Some(bytes)) => closed.push(snapshot(bytes)),
+                (Some((chunk, _, _)), None) => closed.push(snapshot(chunk.into_bytes())),
+                // `state_fits` is the whole of `from_state`'s check.
+                (None, None) => {}
             }
-        });
+        }
         Restore {
             last_t,
             last_v,
-            closed: chunks
+            closed: closed
                 .into_iter()
                 .map(|c| ClosedChunk {
                     min_t: c.min_t,
@@ -727,6 +750,27 @@ mod tests {
         let r = Restore::new(st.t + 1, st.v, vec![c], None);
         assert!(r.open.is_none());
         assert_eq!(r.closed.len(), 1);
+    }
+
+    /// A last chunk handed over owned keeps its bytes as given when it
+    /// stays closed: its saved state is impossible, or it does not end at
+    /// the series' last sample.
+    #[test]
+    fn a_chunk_that_stays_closed_keeps_its_bytes() {
+        let (c, st) = chunk(0, 5);
+        let last = || Some((c.min_t, c.max_t, c.data.to_vec()));
+        let bad = XorState { free: 8, ..st };
+        for r in [
+            Restore::with_last(st.t, st.v, Vec::new(), last(), Some(bad)),
+            Restore::with_last(st.t, 0, Vec::new(), last(), Some(st)),
+        ] {
+            assert!(r.open.is_none());
+            assert_eq!(r.closed.len(), 1);
+            assert_eq!(&r.closed[0].data[..], &c.data[..]);
+            assert_eq!((r.closed[0].min_t, r.closed[0].max_t), (c.min_t, c.max_t));
+        }
+        let r = Restore::with_last(st.t, st.v, Vec::new(), last(), Some(st));
+        assert!(r.open.is_some() && r.closed.is_empty());
     }
 
     /// The batched restore gives every series what one restore each

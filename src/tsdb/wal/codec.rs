@@ -3,8 +3,6 @@
 //! Pure byte work: no files, no locks. Decoders return false/None on bytes
 //! that do not parse, never panic.
 
-use std::sync::Arc;
-
 use crate::model::{Label, Labels};
 use crate::storage::SeriesRef;
 use crate::tsdb::chunkenc::{XorState, nearest_int};
@@ -14,7 +12,9 @@ use crate::tsdb::chunkenc::{XorState, nearest_int};
 pub struct CheckpointChunk {
     pub min_t: i64,
     pub max_t: i64,
-    pub data: Arc<[u8]>,
+    /// Owned, so that the open chunk's bytes become the head's without
+    /// another copy.
+    pub data: Vec<u8>,
 }
 
 /// One series with all its chunks, as a checkpoint holds it.
@@ -417,7 +417,7 @@ pub fn get_checkpoint_series(payload: &[u8], with_state: bool) -> Option<Checkpo
         chunks.push(CheckpointChunk {
             min_t,
             max_t,
-            data: Arc::from(d.bytes(len)?),
+            data: d.bytes(len)?.to_vec(),
         });
     }
     let open = match (with_state, with_state.then(|| d.u8()).flatten()) {

@@ -149,7 +149,7 @@ fn checkpoints_round_trip_and_reject_damage() {
         chunks: vec![CheckpointChunk {
             min_t: 1,
             max_t: 50,
-            data: std::sync::Arc::from(&[0u8, 2, 3, 4][..]),
+            data: vec![0u8, 2, 3, 4],
         }],
         open: Some(crate::tsdb::chunkenc::XorState {
             t: 50,
@@ -196,7 +196,7 @@ fn checkpoints_without_encoder_state_still_load() {
         chunks: vec![CheckpointChunk {
             min_t: 9,
             max_t: 9,
-            data: std::sync::Arc::from(&[0u8, 1, 18, 63, 248, 0, 0, 0, 0, 0, 0][..]),
+            data: vec![0u8, 1, 18, 63, 248, 0, 0, 0, 0, 0, 0],
         }],
         open: None,
     };
