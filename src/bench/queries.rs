@@ -99,7 +99,14 @@ pub struct Plan<'a> {
     pub timeout: Duration,
     /// Stop after this long in all.
     pub budget: Duration,
+    /// The highest RSS over the scrape-only window's last
+    /// [`SCRAPE_HIGH_WINDOW`].
+    pub scrape_high_rss_bytes: Option<u64>,
 }
+
+/// How much of the scrape-only window before the queries
+/// [`Plan::scrape_high_rss_bytes`] covers.
+pub const SCRAPE_HIGH_WINDOW: Duration = Duration::from_secs(60);
 
 /// Runs `queries` one after another and records each one's time, and the
 /// collector's memory just before and while they run.
@@ -107,6 +114,7 @@ pub async fn run(http: &reqwest::Client, plan: &Plan<'_>, queries: &[String]) ->
     let mut q = Queries {
         count: queries.len(),
         rss_before_bytes: measure::sample(plan.pid).map(|s| s.rss_bytes),
+        scrape_high_rss_bytes: plan.scrape_high_rss_bytes.filter(|&b| b > 0),
         ..Default::default()
     };
     let watch = RssWatch::start(plan.pid);

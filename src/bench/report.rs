@@ -136,6 +136,10 @@ pub struct Queries {
     /// every 100 ms).
     #[serde(default)]
     pub peak_rss_bytes: Option<u64>,
+    /// The highest resident memory over the last minute of scraping alone
+    /// before the queries, sampled as often.
+    #[serde(default)]
+    pub scrape_high_rss_bytes: Option<u64>,
 }
 
 /// One query's run.
@@ -151,10 +155,20 @@ pub struct QueryTime {
 impl Queries {
     /// How far the memory rose over its level before the queries, in percent.
     pub fn rss_rise_percent(&self) -> Option<f64> {
-        match (self.rss_before_bytes, self.peak_rss_bytes) {
-            (Some(a), Some(b)) if a > 0 => Some((b as f64 / a as f64 - 1.0) * 100.0),
-            _ => None,
-        }
+        rise(self.rss_before_bytes, self.peak_rss_bytes)
+    }
+
+    /// How far the memory's peak while querying rose over its highest point
+    /// while only scraping, in percent.
+    pub fn rss_rise_over_scrape_high_percent(&self) -> Option<f64> {
+        rise(self.scrape_high_rss_bytes, self.peak_rss_bytes)
+    }
+}
+
+fn rise(from: Option<u64>, to: Option<u64>) -> Option<f64> {
+    match (from, to) {
+        (Some(a), Some(b)) if a > 0 => Some((b as f64 / a as f64 - 1.0) * 100.0),
+        _ => None,
     }
 }
 
@@ -303,6 +317,16 @@ fn figures(c: &Collector) -> Vec<(&'static str, Option<f64>, Unit)> {
         (
             "querying RSS over before",
             c.queries.rss_rise_percent(),
+            Unit::Percent,
+        ),
+        (
+            "RSS scraping alone (high, last minute)",
+            c.queries.scrape_high_rss_bytes.map(|b| b as f64),
+            Unit::Bytes,
+        ),
+        (
+            "querying RSS over scraping's high",
+            c.queries.rss_rise_over_scrape_high_percent(),
             Unit::Percent,
         ),
     ]
@@ -538,5 +562,22 @@ mod tests {
         assert_eq!(r.ratios["prometheus"]["peak RSS"], 0.5);
         assert!(!r.ratios["prometheus"].contains_key("ready after restart (s)"));
         assert!(r.table().contains("| raymon/prometheus |"));
+    }
+
+    #[test]
+    fn querying_rss_rises_over_both_references() {
+        let q = Queries {
+            rss_before_bytes: Some(800),
+            scrape_high_rss_bytes: Some(1000),
+            peak_rss_bytes: Some(1100),
+            ..Default::default()
+        };
+        assert!((q.rss_rise_percent().unwrap() - 37.5).abs() < 1e-9);
+        assert!((q.rss_rise_over_scrape_high_percent().unwrap() - 10.0).abs() < 1e-9);
+        let none = Queries {
+            peak_rss_bytes: Some(1100),
+            ..Default::default()
+        };
+        assert_eq!(none.rss_rise_over_scrape_high_percent(), None);
     }
 }

@@ -251,7 +251,17 @@ impl Ctx<'_> {
         let start = Instant::now();
         let mut peak = s0.peak_rss_bytes;
         let mut last = s0;
+        // Scraping alone moves RSS by a fifth at 500 × 2,000 (chunks fill,
+        // scrape bodies come and go): the queries' rise is also compared
+        // with its highest point over the window's last minute, sampled as
+        // often as during the queries.
+        let mut scrape_high: Option<queries::RssWatch> = None;
         while start.elapsed() < args.duration {
+            if scrape_high.is_none()
+                && start.elapsed() + queries::SCRAPE_HIGH_WINDOW >= args.duration
+            {
+                scrape_high = Some(queries::RssWatch::start(coll.pid));
+            }
             tokio::time::sleep(Duration::from_secs(1).min(args.duration)).await;
             if let Some(s) = measure::sample(coll.pid) {
                 peak = peak.max(s.peak_rss_bytes);
@@ -275,6 +285,7 @@ impl Ctx<'_> {
             );
         }
         let window = start.elapsed().as_secs_f64();
+        let scrape_high_rss = scrape_high.map(|w| w.peak());
         let w1 = unix_us();
         let f1 = self.receiver_rows().await;
         let c1 = self.samples_counter(&base).await;
@@ -317,6 +328,7 @@ impl Ctx<'_> {
                 step: interval,
                 timeout: args.query_timeout,
                 budget: args.query_budget,
+                scrape_high_rss_bytes: scrape_high_rss,
             };
             queries::run(&self.http, &plan, &self.queries).await
         };
