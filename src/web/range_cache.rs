@@ -241,6 +241,17 @@ impl RangeCache {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The entry under `key`, marked as the most recently used.
+    fn touch(&self, key: &Key) -> Option<Arc<Entry>> {
+        let mut s = self.lock();
+        s.tick += 1;
+        let tick = s.tick;
+        s.entries.get_mut(key).map(|(e, used)| {
+            *used = tick;
+            e.clone()
+        })
+    }
+
     /// Looks `query` up; `None` when its answer may not be cached.
     /// `generation_floor` is the generation a first try of the same
     /// request took, when this is its retry on the first try's read.
@@ -273,15 +284,7 @@ impl RangeCache {
             phase: start.rem_euclid(step),
             inner: false,
         };
-        let entry = {
-            let mut s = self.lock();
-            s.tick += 1;
-            let tick = s.tick;
-            s.entries.get_mut(&key).map(|(e, used)| {
-                *used = tick;
-                e.clone()
-            })
-        };
+        let entry = self.touch(&key);
         let reuse = entry.and_then(|e| {
             if e.first > start || e.last < start {
                 return None;
@@ -530,15 +533,7 @@ impl Share for RangeCache {
         loop {
             // Taken before this query reads anything, as in `plan`.
             let generation = self.changes.generation();
-            let entry = {
-                let mut s = self.lock();
-                s.tick += 1;
-                let tick = s.tick;
-                s.entries.get_mut(&key).map(|(e, used)| {
-                    *used = tick;
-                    e.clone()
-                })
-            };
+            let entry = self.touch(&key);
             if let Some(e) = entry
                 && e.first == start
                 && e.last == last
