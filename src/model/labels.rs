@@ -163,13 +163,28 @@ impl Labels {
     /// and scrape offsets.
     pub fn stable_hash(&self) -> u64 {
         let mut h = Fnv64::default();
-        for l in &self.0 {
-            h.write(l.name.as_bytes());
-            h.write(&[0xff]);
-            h.write(l.value.as_bytes());
-            h.write(&[0xff]);
-        }
+        self.write_separated(|b| h.write(b));
         h.finish()
+    }
+
+    /// A 128-bit XXH3 hash of the same bytes as [`Labels::stable_hash`],
+    /// written into `buf` (reused) first: where a collision must be
+    /// far rarer than 64 bits give.
+    pub fn hash128(&self, buf: &mut Vec<u8>) -> u128 {
+        buf.clear();
+        self.write_separated(|b| buf.extend_from_slice(b));
+        xxhash_rust::xxh3::xxh3_128(buf)
+    }
+
+    /// Each name and value followed by 0xff, a byte no UTF-8 text holds,
+    /// so two different label sets never give the same bytes.
+    fn write_separated(&self, mut w: impl FnMut(&[u8])) {
+        for l in &self.0 {
+            w(l.name.as_bytes());
+            w(&[0xff]);
+            w(l.value.as_bytes());
+            w(&[0xff]);
+        }
     }
 }
 

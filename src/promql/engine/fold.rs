@@ -188,7 +188,7 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
                 let Some((seen, buf)) = &mut seen else {
                     return add(ev, &labels, points);
                 };
-                if !seen.insert(labels_hash(&labels, buf)) {
+                if !seen.insert(labels.hash128(buf)) {
                     return Err(range::duplicate());
                 }
                 add(ev, &labels, points)
@@ -252,20 +252,6 @@ fn sum_into(g: &mut Running, i: usize, points: &[Sample], start: i64, interval: 
             *v += p.v;
         }
     }
-}
-
-/// A 128-bit hash of `labels`, written into `buf` (reused) first. Each
-/// name and value ends with 0xff, a byte no UTF-8 text holds, so two
-/// different label sets never write the same bytes.
-fn labels_hash(labels: &Labels, buf: &mut Vec<u8>) -> u128 {
-    buf.clear();
-    for l in labels.iter() {
-        buf.extend_from_slice(l.name.as_bytes());
-        buf.push(0xff);
-        buf.extend_from_slice(l.value.as_bytes());
-        buf.push(0xff);
-    }
-    xxhash_rust::xxh3::xxh3_128(buf)
 }
 
 #[cfg(test)]
