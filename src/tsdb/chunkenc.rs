@@ -13,6 +13,44 @@ pub use decimal::DecimalIter;
 pub(crate) use decimal::nearest_int;
 pub use xor::{XorAppender, XorChunk, XorIter, XorState};
 
+/// Samples taken at once that each repeat the one read before them, time
+/// step and value alike: `len` samples at `first`, `first + step`, … (see
+/// [`XorIter::take_repeats`]). A histogram bucket that did not change, as
+/// most do not at any one scrape, is a long run of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeats {
+    pub first: i64,
+    pub step: i64,
+    pub len: u32,
+}
+
+impl Repeats {
+    pub(crate) const NONE: Repeats = Repeats {
+        first: 0,
+        step: 0,
+        len: 0,
+    };
+}
+
+/// How many of the times `base + step`, `base + 2 * step`, … (at most
+/// `left` of them) are at most `maxt`; none for a step that does not
+/// advance.
+#[inline]
+pub(crate) fn repeats_until(base: i64, step: i64, maxt: i64, left: u16) -> u32 {
+    if step <= 0 {
+        return 0;
+    }
+    let Some(room) = maxt.checked_sub(base) else {
+        return 0;
+    };
+    let left = i64::from(left);
+    // Most chunks end inside the range: no division for them.
+    if step.checked_mul(left).is_some_and(|span| span <= room) {
+        return left as u32;
+    }
+    (room.max(0) / step).min(left) as u32
+}
+
 /// The encoding byte that precedes a chunk in its persisted form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -223,6 +261,166 @@ mod tests {
         SampleIter::new(encoding, bytes)
             .map(|(t, v)| (t, v.to_bits()))
             .collect()
+    }
+
+    /// An iterator whose runs of repeats can be taken at once.
+    trait Runs {
+        fn runs(&mut self, maxt: i64) -> Repeats;
+        fn changed(&mut self) -> Option<(i64, f64)>;
+    }
+    impl Runs for XorIter<'_> {
+        fn runs(&mut self, maxt: i64) -> Repeats {
+            self.take_repeats(maxt)
+        }
+        fn changed(&mut self) -> Option<(i64, f64)> {
+            self.next_changed()
+        }
+    }
+    impl Runs for DecimalIter<'_> {
+        fn runs(&mut self, maxt: i64) -> Repeats {
+            self.take_repeats(maxt)
+        }
+        fn changed(&mut self) -> Option<(i64, f64)> {
+            self.next_changed()
+        }
+    }
+
+    /// The samples with `mint <= t <= maxt`, read with runs taken at once
+    /// after every sample (before `mint` as well as in range), as the head's
+    /// `push_range` reads them.
+    fn by_runs(mut it: impl Runs, mint: i64, maxt: i64) -> Vec<(i64, u64)> {
+        let mut out = Vec::new();
+        while let Some((t, v)) = it.changed() {
+            if t > maxt {
+                break;
+            }
+            if t >= mint {
+                out.push((t, v.to_bits()));
+            }
+            let limit = if t < mint { mint - 1 } else { maxt };
+            let run = it.runs(limit);
+            for k in 0..i64::from(run.len) {
+                let rt = run.first + k * run.step;
+                assert!(rt <= limit, "{rt} past {limit}");
+                if mint <= rt && rt <= maxt {
+                    out.push((rt, v.to_bits()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Samples with long runs of repeats between changes of every kind:
+    /// NaN and staleness markers, ±0, decimals, raw bits, timestamps on an
+    /// interval with jitter, gaps, and steps of every delta-of-delta size.
+    fn runs_of_samples(x: &mut u64, n: usize) -> Vec<(i64, f64)> {
+        let mut next = || {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            *x
+        };
+        let mut t = (next() % 2_000_000_000_000) as i64 - 1_000_000_000_000;
+        let mut step = [15_000, 10_000, 1, 60_000][(next() % 4) as usize];
+        let mut v = 0.0;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let r = next();
+            // A run of repeats, then one change of time, value or both.
+            for _ in 0..(r % 40) {
+                if out.len() == n {
+                    break;
+                }
+                t += step;
+                out.push((t, v));
+            }
+            match next() % 8 {
+                0 if step > 10 => t += (next() % 11) as i64 - 5,
+                1 => step += (next() % 20_000) as i64,
+                2 => t += 1 << (next() % 41),
+                3 => step = (step / 2).max(1),
+                _ => {}
+            }
+            v = match next() % 10 {
+                0 => f64::NAN,
+                1 => f64::from_bits(crate::model::STALE_NAN_BITS),
+                2 => 0.0,
+                3 => -0.0,
+                4 => f64::from_bits(next()),
+                5 => (next() % 1000) as f64 / 100.0,
+                6 => -1e300,
+                _ => v + (next() % 5) as f64,
+            };
+            t += step;
+            out.push((t, v));
+        }
+        out.truncate(n);
+        out
+    }
+
+    /// Taking runs of repeats at once reads the same samples, bit for
+    /// bit, as decoding one by one, in every encoding and for any range.
+    #[test]
+    fn runs_of_repeats_read_like_single_samples() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for round in 0..300 {
+            let n = [0, 1, 2, 3, 130, 600][round % 6];
+            let samples = runs_of_samples(&mut x, n);
+            let bits: Vec<(i64, u64)> = samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+            let xor = xor_of(&samples);
+            let scale = decimal::choose_scale(&bits).unwrap_or(0);
+            let forms = [
+                (Encoding::Xor, xor.bytes().to_vec()),
+                (
+                    Encoding::Decimal,
+                    decimal::encode(&bits, scale, usize::MAX, decimal::Times::Dod).expect("fits"),
+                ),
+                (
+                    Encoding::Grid,
+                    decimal::encode(&bits, scale, usize::MAX, decimal::Times::Grid).expect("fits"),
+                ),
+                (
+                    Encoding::Grid,
+                    decimal::encode(&bits, decimal::XOR_VALUES, usize::MAX, decimal::Times::Grid)
+                        .expect("fits"),
+                ),
+            ];
+            let (lo, hi) = (
+                bits.first().map_or(0, |s| s.0),
+                bits.last().map_or(0, |s| s.0),
+            );
+            let mut ranges = vec![(i64::MIN, i64::MAX), (hi, lo), (lo, lo), (hi, hi)];
+            for _ in 0..6 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let span = (hi - lo).max(1) as u64 + 20;
+                let a = lo - 10 + (x % span) as i64;
+                let b = lo - 10 + ((x >> 32) % span) as i64;
+                ranges.push((a.min(b), a.max(b)));
+                if let Some(&(t, _)) = bits.get((x % 97) as usize % bits.len().max(1)) {
+                    ranges.push((t, t + (x % 3) as i64 * 15_000));
+                    ranges.push((t + 1, i64::MAX));
+                }
+            }
+            for (encoding, bytes) in &forms {
+                let all = read_back(*encoding, bytes);
+                assert_eq!(all, bits, "{encoding:?}");
+                for &(mint, maxt) in &ranges {
+                    let want: Vec<(i64, u64)> = all
+                        .iter()
+                        .copied()
+                        .filter(|&(t, _)| mint <= t && t <= maxt)
+                        .collect();
+                    let got = match encoding {
+                        Encoding::Xor => by_runs(XorIter::new(bytes), mint, maxt),
+                        Encoding::Decimal => by_runs(DecimalIter::new(bytes), mint, maxt),
+                        Encoding::Grid => by_runs(DecimalIter::grid(bytes), mint, maxt),
+                    };
+                    assert_eq!(got, want, "{encoding:?} [{mint}, {maxt}], round {round}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -201,6 +201,48 @@ impl<'a> BitReader<'a> {
         true
     }
 
+    /// Whether the next two bits are zeros (false when fewer are left);
+    /// takes nothing.
+    #[inline(always)]
+    pub(crate) fn peek_zero_pair(&mut self) -> bool {
+        if self.valid < 2 {
+            self.refill();
+            if self.valid < 2 {
+                return false;
+            }
+        }
+        self.window >> 62 == 0
+    }
+
+    /// Takes up to `max` pairs of zero bits in a row and returns how many
+    /// it took: a run of samples that each repeat the step before (see
+    /// [`BitReader::take_zeros`]), counted from the window's leading zeros
+    /// instead of one test a sample. Zeros past the end of the data are
+    /// never taken; an odd zero before a one is left in place.
+    #[inline]
+    pub(crate) fn take_zero_pairs(&mut self, max: u32) -> u32 {
+        let mut taken = 0;
+        while taken < max {
+            if self.valid < 56 {
+                self.refill();
+            }
+            let valid = self.valid;
+            // Bits past `valid` are zero: count only the loaded ones.
+            let zeros = self.window.leading_zeros().min(valid);
+            let pairs = (zeros / 2).min(max - taken);
+            let bits = 2 * pairs;
+            // A shift by 64 is out of range; the bits shifted out are zero.
+            self.window = self.window.checked_shl(bits).unwrap_or(0);
+            self.valid -= bits;
+            taken += pairs;
+            // A one ended the run inside the window, or nothing was left.
+            if zeros < valid || pairs == 0 {
+                break;
+            }
+        }
+        taken
+    }
+
     /// Reads up to `max` (at most 56) one bits and the zero that ends them
     /// if fewer than `max` came, and returns how many ones: the unary
     /// prefixes of the XOR encoding, read at once instead of bit by bit.
@@ -402,6 +444,48 @@ mod tests {
                     assert_eq!(got, want, "len {len}");
                 }
                 assert_eq!(fast.bits_consumed(), slow.bits_consumed());
+            }
+        }
+    }
+
+    /// `take_zero_pairs` takes what as many `take_zeros(2)` would, up to
+    /// its limit, across refills and up to the end of the data.
+    #[test]
+    fn zero_pairs_are_taken_like_one_pair_at_a_time() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..48 {
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    // Mostly zeros, so that runs cross refills.
+                    if x.is_multiple_of(4) {
+                        x as u8 & 0x91
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let (mut fast, mut slow) = (BitReader::new(&data), BitReader::new(&data));
+            loop {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let max = (x % 300) as u32;
+                let mut want = 0;
+                while want < max && slow.take_zeros(2) {
+                    want += 1;
+                }
+                assert_eq!(fast.take_zero_pairs(max), want, "len {len}");
+                assert_eq!(fast.peek_zero_pair(), slow.clone().take_zeros(2));
+                assert_eq!(fast.bits_consumed(), slow.bits_consumed());
+                // Step past what ended the run, a bit at a time.
+                let (a, b) = (fast.read_bit(), slow.read_bit());
+                assert_eq!(a, b);
+                if a.is_none() {
+                    break;
+                }
             }
         }
     }

@@ -19,6 +19,7 @@
 
 use super::bstream::{BitReader, BitWriter};
 use super::xor::{put_uvarint, put_varint, read_xor_value, unzigzag, write_xor_value};
+use super::{Repeats, repeats_until};
 
 /// Bytes before the bit stream: the big-endian sample count and the scale;
 /// the second version adds the base width of its value codes.
@@ -497,6 +498,37 @@ impl<'a> DecimalIter<'a> {
         self.find(|&(st, _)| st >= t)
     }
 
+    /// [`super::XorIter::take_repeats`] for a decimal chunk: in either
+    /// time code and either value code a repeat is two zero bits, on the
+    /// grid (or the same delta) and the same value.
+    #[inline(always)]
+    pub fn take_repeats(&mut self, maxt: i64) -> Repeats {
+        if self.read < 2 || !self.r.peek_zero_pair() {
+            return Repeats::NONE;
+        }
+        let (base, step) = match self.times {
+            Times::Grid => (self.grid, self.step),
+            Times::Dod => (self.t, self.t_delta as i64),
+        };
+        let max = repeats_until(base, step, maxt, self.total - self.read);
+        let len = self.r.take_zero_pairs(max);
+        if len == 0 {
+            return Repeats::NONE;
+        }
+        // Invariant: `read + len <= total` and the last time is at most
+        // `maxt` (`repeats_until`), so neither overflows.
+        self.read += len as u16;
+        self.t = base.wrapping_add(step.wrapping_mul(i64::from(len)));
+        if self.times == Times::Grid {
+            self.grid = self.t;
+        }
+        Repeats {
+            first: base.wrapping_add(step),
+            step,
+            len,
+        }
+    }
+
     /// Marks the chunk corrupt and ends it.
     #[cold]
     #[inline(never)]
@@ -610,6 +642,29 @@ impl Iterator for DecimalIter<'_> {
             self.read += 1;
             return Some((self.t, f64::from_bits(self.v)));
         }
+        self.next_coded()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = usize::from(self.total - self.read.min(self.total));
+        (0, Some(left))
+    }
+}
+
+impl DecimalIter<'_> {
+    /// [`Iterator::next`] without its test for a repeat
+    /// ([`super::XorIter::next_changed`]).
+    #[inline(always)]
+    pub fn next_changed(&mut self) -> Option<(i64, f64)> {
+        if self.read >= self.total {
+            return None;
+        }
+        self.next_coded()
+    }
+
+    /// A sample's time code and value code, whatever they are.
+    #[inline(always)]
+    fn next_coded(&mut self) -> Option<(i64, f64)> {
         let time = if self.read < 2 {
             self.read_first_time()
         } else {
@@ -626,11 +681,6 @@ impl Iterator for DecimalIter<'_> {
         }
         self.read += 1;
         Some((self.t, f64::from_bits(self.v)))
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = usize::from(self.total - self.read.min(self.total));
-        (0, Some(left))
     }
 }
 

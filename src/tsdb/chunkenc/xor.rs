@@ -5,8 +5,8 @@
 //! Prometheus's `XORChunk` bit for bit. This file knows nothing of series,
 //! locks or time ranges beyond a single chunk.
 
-use super::Error;
 use super::bstream::{BitReader, BitWriter};
+use super::{Error, Repeats, repeats_until};
 
 /// Bytes before the bit stream: the big-endian sample count.
 const HEADER: usize = 2;
@@ -353,6 +353,27 @@ impl<'a> XorIter<'a> {
         self.find(|&(st, _)| st >= t)
     }
 
+    /// After a sample [`Iterator::next`] returned, takes the samples
+    /// right after it that repeat it (the same time step, the same value)
+    /// with times at most `maxt`: what `next` would return one by one,
+    /// found from the count of zero bits that follow. Its value is the
+    /// last one returned.
+    #[inline(always)]
+    pub fn take_repeats(&mut self, maxt: i64) -> Repeats {
+        if self.read < 2 || !self.r.peek_zero_pair() {
+            return Repeats::NONE;
+        }
+        let step = self.t_delta as i64;
+        let max = repeats_until(self.t, step, maxt, self.total - self.read);
+        let len = self.r.take_zero_pairs(max);
+        let first = self.t.wrapping_add(step);
+        // Invariant: `read + len <= total` and the last time is at most
+        // `maxt` (`repeats_until`), so neither overflows.
+        self.read += len as u16;
+        self.t = self.t.wrapping_add(step.wrapping_mul(i64::from(len)));
+        Repeats { first, step, len }
+    }
+
     fn fail(&mut self) -> Option<(i64, f64)> {
         self.corrupt = true;
         self.read = self.total;
@@ -432,6 +453,34 @@ impl Iterator for XorIter<'_> {
             self.read += 1;
             return Some((self.t, f64::from_bits(self.v)));
         }
+        self.next_coded()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = usize::from(self.total - self.read.min(self.total));
+        (0, Some(left))
+    }
+}
+
+impl XorIter<'_> {
+    /// [`Iterator::next`] without its test for a repeat, for a caller
+    /// that has just taken the repeats ([`XorIter::take_repeats`]): the
+    /// next sample then most likely changes, and were it a repeat after
+    /// all, its two zero bits decode the same way as a code.
+    #[inline(always)]
+    pub fn next_changed(&mut self) -> Option<(i64, f64)> {
+        if self.read >= self.total {
+            return None;
+        }
+        if self.read < 2 {
+            return self.next_whole();
+        }
+        self.next_coded()
+    }
+
+    /// The third sample on: its delta-of-delta code and value code.
+    #[inline(always)]
+    fn next_coded(&mut self) -> Option<(i64, f64)> {
         let ok = self.read_dod().and_then(|dod| {
             self.t_delta = (self.t_delta as i64).wrapping_add(dod) as u64;
             self.t = self.t.wrapping_add(self.t_delta as i64);
@@ -442,11 +491,6 @@ impl Iterator for XorIter<'_> {
         }
         self.read += 1;
         Some((self.t, f64::from_bits(self.v)))
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = usize::from(self.total - self.read.min(self.total));
-        (0, Some(left))
     }
 }
 
