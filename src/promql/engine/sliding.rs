@@ -4,9 +4,12 @@
 //!
 //! A window as long as the query (`max_over_time(x[14d])` on an hour's
 //! dashboard) holds every sample of the series at every step; folding it
-//! again at each of 241 steps walks each sample 241 times. A monotonic
-//! deque hands out the same value in amortised constant time per step:
-//! every sample enters and leaves it once.
+//! again at each of 241 steps walks each sample 241 times. Such a window
+//! keeps its start from step to step, so the range functions continue the
+//! last step's fold over the samples it gained ([`fold_extreme_from`]);
+//! for windows whose start moves, a monotonic deque hands out the same
+//! value in amortised constant time per step: every sample enters and
+//! leaves it once.
 //!
 //! The value is Prometheus 2.42's bit for bit: its fold keeps the first
 //! value unless a later one is greater (`>`), or the kept one is NaN. So
@@ -222,7 +225,13 @@ impl Extreme {
 /// one window, which must not be empty: cheaper than the deque where
 /// windows do not overlap (one step, or a range shorter than the step).
 pub(super) fn fold_extreme(w: &[Sample], max: bool) -> f64 {
-    w.iter().fold(w[0].v, |m, p| {
+    fold_extreme_from(w[0].v, w, max)
+}
+
+/// Prometheus's fold of [`fold_extreme`] from `m` on over `w`: with `m` the
+/// fold of the samples before `w`, the fold of them and `w` together.
+pub(super) fn fold_extreme_from(m: f64, w: &[Sample], max: bool) -> f64 {
+    w.iter().fold(m, |m, p| {
         let beats = if max { p.v > m } else { p.v < m };
         if beats || m.is_nan() { p.v } else { m }
     })
