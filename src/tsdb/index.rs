@@ -9,19 +9,21 @@
 
 mod cardinality;
 mod image;
+mod list;
 mod postings;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::{Labels, MatchOp, Matcher};
-use crate::sizeclass::grown_capacity;
 use crate::storage::SeriesRef;
 
 pub use cardinality::Cardinality;
 pub(crate) use image::IndexPart;
 pub use image::{PairId, Pairs};
+pub use list::List;
 pub use postings::{intersect, subtract, union};
 
 /// A symbol id: the index of an interned string.
@@ -258,8 +260,8 @@ impl Iterator for SymIter<'_> {
 pub struct Index {
     symbols: Symbols,
     // Invariant: every list is sorted, deduplicated and non-empty.
-    postings: FxHashMap<Sym, FxHashMap<Sym, Vec<SeriesRef>>>,
-    all: Vec<SeriesRef>,
+    postings: FxHashMap<Sym, FxHashMap<Sym, List>>,
+    all: List,
     // The symbols of the series added last. Series come in runs that share
     // most labels (a target's, in creation and so reference order), so a
     // label is usually found here by one comparison instead of hashing it
@@ -297,10 +299,15 @@ impl Index {
             // slots are reused for this series' ids.
             set_or_push(&mut syms, 2 * i, n);
             set_or_push(&mut syms, 2 * i + 1, v);
-            insert_sorted(self.postings.entry(n).or_default().entry(v).or_default(), r);
+            self.postings
+                .entry(n)
+                .or_default()
+                .entry(v)
+                .or_default()
+                .insert(r);
         }
         syms.truncate(labels.len() * 2);
-        insert_sorted(&mut self.all, r);
+        self.all.insert(r);
         let packed = SymLabels::new(&syms);
         self.prev = syms;
         packed
@@ -322,14 +329,14 @@ impl Index {
             }
         }
         refs.sort_unstable();
-        self.all = subtract(&self.all, &refs);
+        self.all.remove_sorted(&refs);
         for ((n, v), mut rs) in by_pair {
             rs.sort_unstable();
             let Some(values) = self.postings.get_mut(&n) else {
                 continue;
             };
             if let Some(list) = values.get_mut(&v) {
-                *list = subtract(list, &rs);
+                list.remove_sorted(&rs);
                 if list.is_empty() {
                     values.remove(&v);
                 }
@@ -373,34 +380,32 @@ impl Index {
     }
 
     /// All series references, sorted.
-    pub fn all_postings(&self) -> &[SeriesRef] {
-        &self.all
+    pub fn all_postings(&self) -> Cow<'_, [SeriesRef]> {
+        self.all.refs()
     }
 
     /// Series that have `name="value"`.
-    pub fn postings(&self, name: &str, value: &str) -> &[SeriesRef] {
-        self.lookup_pair(name, value).unwrap_or(&[])
+    pub fn postings(&self, name: &str, value: &str) -> Cow<'_, [SeriesRef]> {
+        self.lookup_pair(name, value)
+            .map_or(Cow::Borrowed(&[]), List::refs)
     }
 
-    fn lookup_pair(&self, name: &str, value: &str) -> Option<&[SeriesRef]> {
+    fn lookup_pair(&self, name: &str, value: &str) -> Option<&List> {
         let n = self.symbols.lookup(name)?;
         let v = self.symbols.lookup(value)?;
-        self.postings.get(&n)?.get(&v).map(Vec::as_slice)
+        self.postings.get(&n)?.get(&v)
     }
 
     /// Label names present on at least one series, with the postings of each
     /// of their values. Unsorted.
-    pub fn label_names(&self) -> impl Iterator<Item = (&str, Vec<&[SeriesRef]>)> {
-        self.postings.iter().map(|(n, values)| {
-            (
-                self.symbols.get(*n),
-                values.values().map(Vec::as_slice).collect(),
-            )
-        })
+    pub fn label_names(&self) -> impl Iterator<Item = (&str, Vec<&List>)> {
+        self.postings
+            .iter()
+            .map(|(n, values)| (self.symbols.get(*n), values.values().collect()))
     }
 
     /// The values of `name` with their postings. Unsorted.
-    pub fn label_values(&self, name: &str) -> Vec<(&str, &[SeriesRef])> {
+    pub fn label_values(&self, name: &str) -> Vec<(&str, &List)> {
         let Some(values) = self
             .symbols
             .lookup(name)
@@ -410,7 +415,7 @@ impl Index {
         };
         values
             .iter()
-            .map(|(v, list)| (self.symbols.get(*v), list.as_slice()))
+            .map(|(v, list)| (self.symbols.get(*v), list))
             .collect()
     }
 
@@ -424,8 +429,8 @@ impl Index {
             .filter(|m| !m.matches_empty())
             .map(|m| m.name.as_str())
             .collect();
-        let mut its: Vec<Vec<&[SeriesRef]>> = Vec::new();
-        let mut nots: Vec<Vec<&[SeriesRef]>> = Vec::new();
+        let mut its: Vec<Vec<&List>> = Vec::new();
+        let mut nots: Vec<Vec<&List>> = Vec::new();
         for m in matchers {
             let positive = matches!(m.op, MatchOp::Equal | MatchOp::Regex);
             if !m.matches_empty() || (positive && must_be_set.contains(m.name.as_str())) {
@@ -453,28 +458,29 @@ impl Index {
         }
         its.sort_by_key(|g| g.iter().map(|l| l.len()).sum::<usize>());
         let mut groups = its.into_iter();
-        let mut result = match groups.next() {
-            Some(g) => union(&g),
+        let mut result = match groups.next().as_deref() {
+            Some([l]) => l.refs().into_owned(),
+            Some(g) => union(&views(&wide(g))),
             None => return Vec::new(),
         };
         for g in groups {
             if result.is_empty() {
                 return result;
             }
-            result = postings::intersect_union(&result, &g);
+            result = postings::intersect_union(&result, &views(&wide(&g)));
         }
         for g in nots {
             if result.is_empty() {
                 break;
             }
-            result = postings::subtract_union(&result, &g);
+            result = postings::subtract_union(&result, &views(&wide(&g)));
         }
         result
     }
 
     /// Postings of the values of `m.name` that `m` accepts (or, with
     /// `negate`, rejects).
-    fn values_where(&self, m: &Matcher, negate: bool) -> Vec<&[SeriesRef]> {
+    fn values_where(&self, m: &Matcher, negate: bool) -> Vec<&List> {
         let Some(values) = self
             .symbols
             .lookup(&m.name)
@@ -482,12 +488,7 @@ impl Index {
         else {
             return Vec::new();
         };
-        let lookup = |v: &str| {
-            self.symbols
-                .lookup(v)
-                .and_then(|s| values.get(&s))
-                .map(Vec::as_slice)
-        };
+        let lookup = |v: &str| self.symbols.lookup(v).and_then(|s| values.get(&s));
         match (m.op, negate) {
             (MatchOp::Equal, false) | (MatchOp::NotEqual, true) => {
                 return lookup(&m.value).into_iter().collect();
@@ -516,17 +517,17 @@ impl Index {
                 };
                 accepted != negate
             })
-            .map(|(_, l)| l.as_slice())
+            .map(|(_, l)| l)
             .collect()
     }
 
     /// Approximate heap bytes held by the index, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        let mut b = self.symbols.heap_bytes() + self.all.capacity() * 8;
+        let mut b = self.symbols.heap_bytes() + self.all.heap_bytes();
         b += self.postings.capacity() * 45;
         for values in self.postings.values() {
-            b += values.capacity() * 29;
-            b += values.values().map(|l| l.capacity() * 8).sum::<usize>();
+            b += values.capacity() * 37;
+            b += values.values().map(List::heap_bytes).sum::<usize>();
         }
         b
     }
@@ -551,33 +552,13 @@ fn set_or_push(v: &mut Vec<Sym>, i: usize, s: Sym) {
     }
 }
 
-fn insert_sorted(list: &mut Vec<SeriesRef>, r: SeriesRef) {
-    if list.len() == list.capacity() {
-        grow(list);
-    }
-    match list.last() {
-        None => list.push(r),
-        Some(&last) if last < r => list.push(r),
-        _ => {
-            if let Err(i) = list.binary_search(&r) {
-                list.insert(i, r);
-            }
-        }
-    }
+/// The lists of a group as `u64` references (copies of the narrow ones).
+fn wide<'a>(group: &[&'a List]) -> Vec<Cow<'a, [SeriesRef]>> {
+    group.iter().map(|l| l.refs()).collect()
 }
 
-/// Grows a full postings list by an eighth (at least four references), to
-/// the end of an allocator size class, instead of doubling it. The lists of
-/// label pairs that every series of a cluster carries (`SessionName`, the
-/// `otel_scope_*` labels) hold a reference per series: with doubling they
-/// were on average a quarter empty, about 30 bytes a series in all. The
-/// extra copies are paid when series are created, a few hundred a second
-/// once a cluster runs.
-#[cold]
-fn grow(list: &mut Vec<SeriesRef>) {
-    let (len, cap) = (list.len(), list.capacity());
-    let want = grown_capacity(len, cap, 1, 8, 4, std::mem::size_of::<SeriesRef>());
-    list.reserve_exact(want - len);
+fn views<'a>(lists: &'a [Cow<'_, [SeriesRef]>]) -> Vec<&'a [SeriesRef]> {
+    lists.iter().map(|l| &**l).collect()
 }
 
 #[cfg(test)]
@@ -598,8 +579,8 @@ mod tests {
         assert_eq!(ix.symbols().len(), 5);
         ix.remove_series(&[(1, a)]);
         assert_eq!(ix.symbols().len(), 4);
-        assert_eq!(ix.postings("job", "ray"), &[2]);
-        assert_eq!(ix.postings("i", "1"), &[] as &[u64]);
+        assert_eq!(*ix.postings("job", "ray"), [2]);
+        assert_eq!(*ix.postings("i", "1"), [] as [u64; 0]);
         ix.remove_series(&[(2, b)]);
         assert!(ix.symbols().is_empty());
         assert!(ix.all_postings().is_empty());
@@ -631,7 +612,7 @@ mod tests {
         assert_eq!(ix.symbols().len(), 4);
         let four = ix.add_series(4, &pairs("x", "y"));
         assert_eq!(ix.labels(&four), pairs("x", "y"));
-        assert_eq!(ix.postings("b", "y"), &[4]);
+        assert_eq!(*ix.postings("b", "y"), [4]);
         ix.remove_series(&[(3, three), (4, four)]);
         assert!(ix.symbols().is_empty());
     }

@@ -203,7 +203,7 @@ impl<'a> HeadQuerier<'a> {
     fn candidates(&self, matchers: &[Matcher]) -> Vec<SeriesRef> {
         let ix = self.head.index();
         if matchers.is_empty() {
-            ix.all_postings().to_vec()
+            ix.all_postings().into_owned()
         } else {
             ix.postings_for_matchers(matchers)
         }
@@ -878,8 +878,8 @@ impl HeadQuerier<'_> {
                 out.sort_unstable();
                 return Ok(out);
             }
-            let lists: Vec<&[SeriesRef]> = values.iter().map(|(_, l)| *l).collect();
-            let with_name = union(&lists);
+            let lists: Vec<_> = values.iter().map(|(_, l)| l.refs()).collect();
+            let with_name = union(&lists.iter().map(|l| &**l).collect::<Vec<_>>());
             if matchers.is_empty() {
                 with_name
             } else {

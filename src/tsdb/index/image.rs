@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use super::{Index, Sym, Symbols};
+use super::{Index, List, Sym, Symbols};
 use crate::storage::SeriesRef;
 use crate::tsdb::image::{ImageError, Reader, le32, le64, put_u32, put_u64};
 
@@ -177,31 +177,28 @@ impl Index {
                 "symbol counts and pair lengths disagree",
             ));
         }
-        let mut lists: Vec<Vec<SeriesRef>> = Vec::with_capacity(m);
+        let mut lists: Vec<List> = Vec::with_capacity(m);
         for &(_, len) in &pairs {
             if len == 0 {
                 return Err(ImageError::Invalid("a pair has no series"));
             }
-            lists.push(Vec::new());
+            lists.push(List::default());
         }
-        let mut all = Vec::new();
+        let mut all = List::default();
         for (r, ids) in series {
-            if all.last().is_some_and(|&l| l >= r) {
+            if all.last().is_some_and(|l| l >= r) {
                 return Err(ImageError::Invalid("series are not in reference order"));
             }
-            all.push(r);
+            all.push_last(r, 0);
             for p in ids {
                 let (list, &(_, want)) = lists
                     .get_mut(p as usize)
                     .zip(pairs.get(p as usize))
                     .ok_or(ImageError::Invalid("a series names no pair"))?;
-                if list.is_empty() {
-                    list.reserve_exact(want);
-                }
-                list.push(r);
+                list.push_last(r, want);
             }
         }
-        let mut postings: FxHashMap<Sym, FxHashMap<Sym, Vec<SeriesRef>>> = FxHashMap::default();
+        let mut postings: FxHashMap<Sym, FxHashMap<Sym, List>> = FxHashMap::default();
         for (([name, value], want), list) in pairs.into_iter().zip(lists) {
             if list.len() != want {
                 return Err(ImageError::Invalid("a pair's length is not its series'"));
