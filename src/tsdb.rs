@@ -56,7 +56,6 @@ mod querier;
 pub(crate) use querier::QUERY_NICE;
 pub(crate) use querier::lower_priority;
 mod refmap;
-mod selcache;
 mod ticker;
 pub mod tombstones;
 pub mod wal;

@@ -16,7 +16,6 @@ use crate::storage::{Error, Prepare, Querier, Series, SeriesRef};
 use super::chunkenc::Encoding;
 use super::head::{ChunkData, DiskChunks, Inner, MemSeries, decode_range, samples_in};
 use super::index::{Index, Sym, SymLabels, union};
-use super::selcache::{self, Selection};
 
 /// What a select takes of one series under the locks.
 struct Taken {
@@ -34,10 +33,8 @@ struct Taken {
 /// strings): 4 bytes a name or value where a shared string took 16, which
 /// for a selection of a million series is most of what a query holds
 /// beyond the store. The caller's copies are made by the decoding thread.
-/// A series from the selection cache is its place in a cached selection.
 enum Key {
     Head(Box<[u32]>, Arc<[Arc<str>]>),
-    Cached(Arc<Selection>, u32),
     Cold(Labels),
 }
 
@@ -54,21 +51,18 @@ impl Key {
                 ),
                 None,
             ),
-            Key::Cached(sel, i) => (None, sel.series().get(*i as usize).map(|(_, l)| &**l)),
-            Key::Cold(l) => (None, Some(l)),
+            Key::Cold(l) => (
+                None,
+                Some(l.iter().flat_map(|l| [l.name.as_str(), l.value.as_str()])),
+            ),
         };
-        let cold = cold
-            .into_iter()
-            .flat_map(|l| l.iter().flat_map(|l| [l.name.as_str(), l.value.as_str()]));
-        head.into_iter().flatten().chain(cold)
+        head.into_iter().flatten().chain(cold.into_iter().flatten())
     }
 
     fn cmp(&self, other: &Key) -> Ordering {
         match (self, other) {
             // Ranks in one table compare as their strings do.
             (Key::Head(a, ta), Key::Head(b, tb)) if Arc::ptr_eq(ta, tb) => a.cmp(b),
-            // A selection is in label order.
-            (Key::Cached(a, i), Key::Cached(b, j)) if Arc::ptr_eq(a, b) => i.cmp(j),
             (Key::Cold(a), Key::Cold(b)) => a.cmp(b),
             _ => self.strs().cmp(other.strs()),
         }
@@ -87,11 +81,6 @@ impl Key {
                         .collect(),
                 )
             }
-            Key::Cached(sel, i) => sel
-                .series()
-                .get(i as usize)
-                .map(|(_, l)| Labels::clone(l))
-                .unwrap_or_default(),
             Key::Cold(l) => l,
         }
     }
@@ -230,11 +219,6 @@ impl HeadQuerier<'_> {
         // A selection that will be decoded in batches takes its chunks
         // batch by batch.
         let later = refs.len() >= PIPELINE_MIN_SERIES;
-        if refs.len() <= selcache::MAX_SERIES {
-            let sel = self.selection(matchers, &refs);
-            self.take_selected(&sel, later, out);
-            return;
-        }
         let start = out.len();
         let mut strings = Strings::default();
         let unranked: Arc<[Arc<str>]> = Arc::from(Vec::new());
@@ -261,60 +245,6 @@ impl HeadQuerier<'_> {
                     *n = rank.get(*n as usize).copied().unwrap_or_default();
                 }
                 *t = table.clone();
-            }
-        }
-    }
-
-    /// The series in memory among `refs` (the postings of `matchers`) in
-    /// label order, from the selection cache: only references it does not
-    /// hold yet have their labels looked up.
-    fn selection(&self, matchers: &[Matcher], refs: &[SeriesRef]) -> Arc<Selection> {
-        let cache = &self.head.selections;
-        let old = cache.get(matchers);
-        let new = Selection::update(old.as_deref(), refs, |added| {
-            let mut found = Vec::with_capacity(added.len());
-            self.head.visit(added, |ix, batch| {
-                found.extend(batch.iter().map(|&(r, s)| (r, ix.labels(&s.labels))));
-            });
-            found
-        });
-        match (new, old) {
-            (Some(new), _) => {
-                let new = Arc::new(new);
-                cache.put(matchers, new.clone());
-                new
-            }
-            (None, Some(old)) => old,
-            // `update` answers None only for a selection it was given.
-            (None, None) => Arc::new(Selection::default()),
-        }
-    }
-
-    /// Adds the series of `sel` in its order, with their chunks in the
-    /// range (or, `later`, to be taken batch by batch; those with nothing
-    /// in the range leave the batch then).
-    fn take_selected(&self, sel: &Arc<Selection>, later: bool, out: &mut Vec<(Key, Source)>) {
-        let series = sel.series();
-        if later {
-            out.extend(
-                series
-                    .iter()
-                    .zip(0u32..)
-                    .map(|(&(r, _), i)| (Key::Cached(sel.clone(), i), Source::Later(r))),
-            );
-            return;
-        }
-        let mut taken: FxHashMap<SeriesRef, Taken> = FxHashMap::default();
-        self.head.visit(sel.refs(), |_, batch| {
-            taken.extend(
-                batch
-                    .iter()
-                    .filter_map(|&(r, s)| Some((r, self.take(r, s)?))),
-            );
-        });
-        for (&(r, _), i) in series.iter().zip(0u32..) {
-            if let Some(t) = taken.remove(&r) {
-                out.push((Key::Cached(sel.clone(), i), Source::Head(t)));
             }
         }
     }

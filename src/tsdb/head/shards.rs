@@ -18,7 +18,6 @@ use crate::storage::{Error, Querier, Queryable, SeriesRef};
 use crate::tsdb::index::{Cardinality, Index, SymLabels};
 use crate::tsdb::querier::HeadQuerier;
 use crate::tsdb::refmap::RefMap;
-use crate::tsdb::selcache::SelCache;
 
 use super::{append::*, persist::*, series::*};
 
@@ -110,8 +109,6 @@ pub(crate) struct Inner {
     // Emptied appender buffers kept for the next appender: a scrape's batch
     // would otherwise grow 16 vectors and a map from nothing every time.
     pub(super) spare: Mutex<Vec<AppendBuffers>>,
-    // Selections by their matchers, for queries that repeat.
-    pub(crate) selections: SelCache,
 }
 
 impl Default for Inner {
@@ -179,7 +176,6 @@ impl Inner {
             next_seq: AtomicU64::new(0),
             gate: RwLock::new(()),
             spare: Mutex::new(Vec::new()),
-            selections: SelCache::default(),
         }
     }
 
@@ -579,60 +575,5 @@ mod tests {
         shard.unlink_hash(2 << 4, 42);
         assert_eq!(with_hash(&shard, 42), [1 << 4, 5000 << 4]);
         assert_eq!(shard.by_hash.len(), 4999);
-    }
-
-    /// Issue 22: two identical selections with series created and
-    /// dropped between them (the second is answered from the selection
-    /// cache) give what a fresh head would, in label order, both for a small
-    /// selection and one decoded in batches.
-    #[test]
-    fn issue_22_new_and_dropped_series_show_in_a_repeated_selection() {
-        use crate::model::Matcher;
-        use crate::storage::Appendable;
-        for n in [5, 300] {
-            let head = Head::new(HeadOptions::default());
-            let labels = |i: usize| {
-                Labels::from_pairs([("__name__", "m".to_string()), ("i", format!("n{i}"))])
-            };
-            let append = |ids: &[usize], t: i64| {
-                let mut app = head.appender();
-                for &i in ids {
-                    app.append(0, &labels(i), t, i as f64).unwrap();
-                }
-                app.commit().unwrap();
-            };
-            let select = |mint: i64, maxt: i64| -> Vec<Labels> {
-                let q = head.querier(mint, maxt).unwrap();
-                let got = q.select(&[Matcher::equal("__name__", "m")]).unwrap();
-                got.into_iter().map(|s| s.labels).collect()
-            };
-            let sorted = |ids: &[usize]| {
-                let mut v: Vec<Labels> = ids.iter().map(|&i| labels(i)).collect();
-                v.sort();
-                v
-            };
-            // References in creation order, labels not ("n10" < "n9").
-            let first: Vec<usize> = (0..n).collect();
-            append(&first, 1_000);
-            assert_eq!(select(0, 200_000), sorted(&first));
-            assert_eq!(select(0, 200_000), sorted(&first), "the same again");
-            // Even series go on; odd ones stop and are dropped; new ones come.
-            let later: Vec<usize> = (0..n + 20).filter(|i| i % 2 == 0 || *i >= n).collect();
-            append(&later, 100_000);
-            assert_eq!(select(0, 200_000), sorted(&(0..n + 20).collect::<Vec<_>>()));
-            assert_eq!(
-                select(50_000, 200_000),
-                sorted(&later),
-                "stale ones left out"
-            );
-            assert!(head.gc(50_000).removed_series > 0);
-            assert_eq!(select(0, 200_000), sorted(&later), "dropped ones gone");
-            // A series created again gets a new reference and shows again.
-            append(&[1], 150_000);
-            let mut back = later.clone();
-            back.push(1);
-            assert_eq!(select(0, 200_000), sorted(&back));
-            assert_eq!(select(120_000, 200_000), sorted(&[1]));
-        }
     }
 }
