@@ -363,6 +363,14 @@ impl<'a> BitReader<'a> {
 mod tests {
     use super::*;
 
+    /// One xorshift64 step: the tests' reproducible stream of bits.
+    fn next(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
     #[test]
     fn bits_round_trip_across_byte_boundaries() {
         let mut w = BitWriter::with_header(2, 0);
@@ -397,9 +405,7 @@ mod tests {
         let mut x = 0x2545_f491_4f6c_dd1du64;
         let (mut fast, mut slow) = (BitWriter::with_header(2, 0), BitWriter::with_header(2, 0));
         for _ in 0..5000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            next(&mut x);
             // Small widths often, so that many land inside the last byte;
             // the value's bits above the width must be ignored.
             let n = if x.is_multiple_of(3) {
@@ -425,9 +431,7 @@ mod tests {
         for len in 0..40 {
             let data: Vec<u8> = (0..len)
                 .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    next(&mut x);
                     // Mostly ones or zeros, so that prefixes run long.
                     match x % 3 {
                         0 => 0xff,
@@ -438,9 +442,7 @@ mod tests {
                 .collect();
             let (mut fast, mut slow) = (BitReader::new(&data), BitReader::new(&data));
             loop {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                next(&mut x);
                 if x.is_multiple_of(2) {
                     let max = (x >> 8) as u32 % 6 + 1;
                     let mut ones = 0;
@@ -484,9 +486,7 @@ mod tests {
         for len in 0..48 {
             let data: Vec<u8> = (0..len)
                 .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    next(&mut x);
                     // Mostly zeros, so that runs cross refills.
                     if x.is_multiple_of(4) {
                         x as u8 & 0x91
@@ -497,9 +497,7 @@ mod tests {
                 .collect();
             let (mut fast, mut slow) = (BitReader::new(&data), BitReader::new(&data));
             loop {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                next(&mut x);
                 let max = (x % 300) as u32;
                 let mut want = 0;
                 while want < max && slow.take_zeros(2) {
@@ -527,9 +525,7 @@ mod tests {
         for len in 0..24 {
             let data: Vec<u8> = (0..len)
                 .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    next(&mut x);
                     // Many `010` prefixes.
                     if x.is_multiple_of(2) {
                         0b0100_1001
@@ -540,9 +536,7 @@ mod tests {
                 .collect();
             let mut r = BitReader::new(&data);
             loop {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                next(&mut x);
                 let n = (x % 60) as u32;
                 let mut slow = r.clone();
                 let want = match (slow.read_bits(3), slow.read_bits(n as u8)) {
