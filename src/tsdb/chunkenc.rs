@@ -248,6 +248,7 @@ pub enum Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Rng;
 
     fn xor_of(samples: &[(i64, f64)]) -> XorChunk {
         let mut c = XorChunk::new();
@@ -313,13 +314,8 @@ mod tests {
     /// Samples with long runs of repeats between changes of every kind:
     /// NaN and staleness markers, ±0, decimals, raw bits, timestamps on an
     /// interval with jitter, gaps, and steps of every delta-of-delta size.
-    fn runs_of_samples(x: &mut u64, n: usize) -> Vec<(i64, f64)> {
-        let mut next = || {
-            *x ^= *x << 13;
-            *x ^= *x >> 7;
-            *x ^= *x << 17;
-            *x
-        };
+    fn runs_of_samples(rng: &mut Rng, n: usize) -> Vec<(i64, f64)> {
+        let mut next = || rng.next();
         let mut t = (next() % 2_000_000_000_000) as i64 - 1_000_000_000_000;
         let mut step = [15_000, 10_000, 1, 60_000][(next() % 4) as usize];
         let mut v = 0.0;
@@ -362,10 +358,13 @@ mod tests {
     /// bit, as decoding one by one, in every encoding and for any range.
     #[test]
     fn runs_of_repeats_read_like_single_samples() {
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut rng = Rng::seeded(
+            "runs_of_repeats_read_like_single_samples",
+            0x2545_F491_4F6C_DD1D,
+        );
         for round in 0..300 {
             let n = [0, 1, 2, 3, 130, 600][round % 6];
-            let samples = runs_of_samples(&mut x, n);
+            let samples = runs_of_samples(&mut rng, n);
             let bits: Vec<(i64, u64)> = samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
             let xor = xor_of(&samples);
             let scale = decimal::choose_scale(&bits).unwrap_or(0);
@@ -391,9 +390,7 @@ mod tests {
             );
             let mut ranges = vec![(i64::MIN, i64::MAX), (hi, lo), (lo, lo), (hi, hi)];
             for _ in 0..6 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x = rng.next();
                 let span = (hi - lo).max(1) as u64 + 20;
                 let a = lo - 10 + (x % span) as i64;
                 let b = lo - 10 + ((x >> 32) % span) as i64;

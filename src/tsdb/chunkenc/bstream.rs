@@ -363,13 +363,7 @@ impl<'a> BitReader<'a> {
 mod tests {
     use super::*;
 
-    /// One xorshift64 step: the tests' reproducible stream of bits.
-    fn next(x: &mut u64) -> u64 {
-        *x ^= *x << 13;
-        *x ^= *x >> 7;
-        *x ^= *x << 17;
-        *x
-    }
+    use crate::testing::Rng;
 
     #[test]
     fn bits_round_trip_across_byte_boundaries() {
@@ -402,10 +396,13 @@ mod tests {
 
     #[test]
     fn write_bits_equals_writing_bit_by_bit() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = Rng::seeded(
+            "write_bits_equals_writing_bit_by_bit",
+            0x2545_f491_4f6c_dd1d,
+        );
         let (mut fast, mut slow) = (BitWriter::with_header(2, 0), BitWriter::with_header(2, 0));
         for _ in 0..5000 {
-            next(&mut x);
+            let x = rng.next();
             // Small widths often, so that many land inside the last byte;
             // the value's bits above the width must be ignored.
             let n = if x.is_multiple_of(3) {
@@ -427,11 +424,14 @@ mod tests {
     /// with reading bit by bit, up to the end of the data and past it.
     #[test]
     fn prefixes_and_fields_read_like_single_bits() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = Rng::seeded(
+            "prefixes_and_fields_read_like_single_bits",
+            0x9e37_79b9_7f4a_7c15,
+        );
         for len in 0..40 {
             let data: Vec<u8> = (0..len)
                 .map(|_| {
-                    next(&mut x);
+                    let x = rng.next();
                     // Mostly ones or zeros, so that prefixes run long.
                     match x % 3 {
                         0 => 0xff,
@@ -442,7 +442,7 @@ mod tests {
                 .collect();
             let (mut fast, mut slow) = (BitReader::new(&data), BitReader::new(&data));
             loop {
-                next(&mut x);
+                let x = rng.next();
                 if x.is_multiple_of(2) {
                     let max = (x >> 8) as u32 % 6 + 1;
                     let mut ones = 0;
@@ -482,11 +482,14 @@ mod tests {
     /// its limit, across refills and up to the end of the data.
     #[test]
     fn zero_pairs_are_taken_like_one_pair_at_a_time() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = Rng::seeded(
+            "zero_pairs_are_taken_like_one_pair_at_a_time",
+            0x2545_f491_4f6c_dd1d,
+        );
         for len in 0..48 {
             let data: Vec<u8> = (0..len)
                 .map(|_| {
-                    next(&mut x);
+                    let x = rng.next();
                     // Mostly zeros, so that runs cross refills.
                     if x.is_multiple_of(4) {
                         x as u8 & 0x91
@@ -497,7 +500,7 @@ mod tests {
                 .collect();
             let (mut fast, mut slow) = (BitReader::new(&data), BitReader::new(&data));
             loop {
-                next(&mut x);
+                let x = rng.next();
                 let max = (x % 300) as u32;
                 let mut want = 0;
                 while want < max && slow.take_zeros(2) {
@@ -521,11 +524,14 @@ mod tests {
     /// otherwise.
     #[test]
     fn a_prefix_and_field_are_taken_only_together() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = Rng::seeded(
+            "a_prefix_and_field_are_taken_only_together",
+            0x9e37_79b9_7f4a_7c15,
+        );
         for len in 0..24 {
             let data: Vec<u8> = (0..len)
                 .map(|_| {
-                    next(&mut x);
+                    let x = rng.next();
                     // Many `010` prefixes.
                     if x.is_multiple_of(2) {
                         0b0100_1001
@@ -536,7 +542,7 @@ mod tests {
                 .collect();
             let mut r = BitReader::new(&data);
             loop {
-                next(&mut x);
+                let x = rng.next();
                 let n = (x % 60) as u32;
                 let mut slow = r.clone();
                 let want = match (slow.read_bits(3), slow.read_bits(n as u8)) {

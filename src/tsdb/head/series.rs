@@ -621,13 +621,11 @@ mod tests {
     /// disk in either form and for ranges that start and end inside runs.
     #[test]
     fn decode_range_equals_filtering_every_sample() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::testing::Rng::seeded(
+            "decode_range_equals_filtering_every_sample",
+            0x9E37_79B9_7F4A_7C15,
+        );
+        let mut next = move || rng.next();
         let mut chunks = Vec::new();
         let mut all = Vec::new();
         let mut t = 1_700_000_000_000i64;
