@@ -512,7 +512,7 @@ impl<'a> Evaluator<'a> {
             // The decoded samples are held while the points are made.
             let raw = s.samples.len();
             ev.add_samples(raw)?;
-            if at.is_none() {
+            let points = if at.is_none() {
                 buf.clear();
                 let (start, interval) = (ev.start, ev.interval);
                 if steps <= LATEST_PLAN_MAX_STEPS && s.samples.len() < NO_SAMPLE as usize {
@@ -540,52 +540,39 @@ impl<'a> Evaluator<'a> {
                         step = end;
                     }
                 }
-                ev.samples -= raw;
-                if buf.is_empty() {
-                    return Ok(());
-                }
-                ev.add_samples(buf.len())?;
-                let labels = if times {
-                    s.labels.without_name()
-                } else {
-                    s.labels
-                };
-                return f(
-                    ev,
-                    StepSeries {
-                        labels,
-                        points: buf.as_slice().to_vec(),
-                    },
-                );
-            }
-            let mut points = Vec::new();
-            let mut cursor = 0usize;
-            for step in 0..steps {
-                ev.tick(1)?;
-                let ts = ev.ts(step);
-                let (refr, oldest) = match (times, at) {
-                    // Prometheus 2.42 evaluates `timestamp(x @ T offset o)`
-                    // with the selector's offset replaced by the distance to
-                    // `T` at every step, so it looks up at `T` itself; the
-                    // offset only moves the window storage is asked for,
-                    // `[T - o - lookback, T - o]`.
-                    (true, Some(t)) => {
-                        let cap = t - vs.offset;
-                        (t.min(cap), t.max(cap) - lookback)
+                // Copied out at its length (an empty one allocates nothing).
+                buf.as_slice().to_vec()
+            } else {
+                let mut points = Vec::new();
+                let mut cursor = 0usize;
+                for step in 0..steps {
+                    ev.tick(1)?;
+                    let ts = ev.ts(step);
+                    let (refr, oldest) = match (times, at) {
+                        // Prometheus 2.42 evaluates `timestamp(x @ T offset o)`
+                        // with the selector's offset replaced by the distance to
+                        // `T` at every step, so it looks up at `T` itself; the
+                        // offset only moves the window storage is asked for,
+                        // `[T - o - lookback, T - o]`.
+                        (true, Some(t)) => {
+                            let cap = t - vs.offset;
+                            (t.min(cap), t.max(cap) - lookback)
+                        }
+                        _ => {
+                            let refr = ev.ref_time(ts, at, vs.offset);
+                            (refr, refr - lookback)
+                        }
+                    };
+                    if let Some(p) = latest_at(&s.samples, &mut cursor, refr)
+                        && p.t >= oldest
+                        && !is_stale_nan(p.v)
+                    {
+                        let v = if times { p.t as f64 / 1000.0 } else { p.v };
+                        points.push(Sample { t: ts, v });
                     }
-                    _ => {
-                        let refr = ev.ref_time(ts, at, vs.offset);
-                        (refr, refr - lookback)
-                    }
-                };
-                if let Some(p) = latest_at(&s.samples, &mut cursor, refr)
-                    && p.t >= oldest
-                    && !is_stale_nan(p.v)
-                {
-                    let v = if times { p.t as f64 / 1000.0 } else { p.v };
-                    points.push(Sample { t: ts, v });
                 }
-            }
+                points
+            };
             ev.samples -= raw;
             if points.is_empty() {
                 return Ok(());
