@@ -121,6 +121,13 @@ pub type Prepare<'a> = &'a (dyn Fn(&mut Series) -> usize + Sync);
 pub trait Queryable: Send + Sync {
     /// A reader for samples with `mint <= t <= maxt` (milliseconds).
     fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier + '_>, Error>;
+    /// Whether a reader may have to wait long for the store now (a writer
+    /// is growing its index for a burst of new series): a caller on a
+    /// thread that must not stall (the one that scrapes) should read from
+    /// another thread.
+    fn may_block_readers(&self) -> bool {
+        false
+    }
 }
 
 /// A consistent read view over a time range.

@@ -242,6 +242,10 @@ impl Queryable for Tombstoned {
             stones: &self.stones,
         }))
     }
+
+    fn may_block_readers(&self) -> bool {
+        self.inner.may_block_readers()
+    }
 }
 
 struct TombstonedQuerier<'a> {

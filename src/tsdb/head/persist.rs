@@ -242,8 +242,7 @@ impl Head {
     pub fn all_series(&self) -> Vec<(SeriesRef, Labels)> {
         let mut out = Vec::new();
         for shard in &self.inner.shards {
-            let shard = lock(shard);
-            let ix = read(&self.inner.index);
+            let (shard, ix) = lock_with_index(shard, &self.inner.index);
             out.extend(shard.series.iter().map(|(&r, s)| (r, ix.labels(&s.labels))));
         }
         out
@@ -475,8 +474,7 @@ impl Head {
             return;
         };
         for piece in refs.chunks(PIECE) {
-            let guard = lock(sh);
-            let ix = read(&self.inner.index);
+            let (guard, ix) = lock_with_index(sh, &self.inner.index);
             let found = piece
                 .iter()
                 .filter_map(|&r| guard.series.get(&r).map(|s| (r, &**s)));

@@ -7,6 +7,7 @@ use std::hash::Hasher;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{
     Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    TryLockError,
 };
 
 use hashbrown::HashTable;
@@ -109,7 +110,29 @@ pub(crate) struct Inner {
     // Emptied appender buffers kept for the next appender: a scrape's batch
     // would otherwise grow 16 vectors and a map from nothing every time.
     pub(super) spare: Mutex<Vec<AppendBuffers>>,
+    // When the index's tables last grew for a new series, in milliseconds
+    // of `growth_clock`; 0 before they ever did.
+    pub(super) grown_at: AtomicU64,
 }
+
+/// A monotonic clock for [`Inner::grown_at`], in milliseconds from its
+/// first use plus one (so that 0 can mean never).
+fn growth_clock() -> u64 {
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+        + 1
+}
+
+/// How long after the index's tables grew a burst of new series is taken
+/// to go on: growths come every few seconds at most while it does.
+const GROWTH_QUIET_MS: u64 = 2_000;
+
+/// Growths of an index smaller than this are noted nowhere: they take
+/// well under a millisecond.
+const GROWTH_NOTED_SERIES: usize = 1 << 16;
 
 impl Default for Inner {
     fn default() -> Self {
@@ -146,6 +169,44 @@ pub(super) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Locks `shard`, then takes `index` for reading, without ever waiting for
+/// the index with the shard held. Every scrape of a series in the shard
+/// needs the shard's lock, and the index may be written for a long time
+/// (its tables growing while a target bursts into new series): a reader
+/// that waited there with the shard locked would stop those scrapes for as
+/// long. Lock order stays shard, then index.
+pub(super) fn lock_with_index<'a>(
+    shard: &'a Mutex<Shard>,
+    index: &'a RwLock<Index>,
+) -> (MutexGuard<'a, Shard>, RwLockReadGuard<'a, Index>) {
+    loop {
+        let guard = lock(shard);
+        match index.try_read() {
+            Ok(ix) => return (guard, ix),
+            Err(TryLockError::Poisoned(e)) => return (guard, e.into_inner()),
+            Err(TryLockError::WouldBlock) => {
+                drop(guard);
+                // Waits for the writer with nothing else held.
+                drop(read(index));
+            }
+        }
+    }
+}
+
+/// The series of `shard` with exactly `labels` (whose hash is `hash`).
+fn find(shard: &Shard, ix: &Index, labels: &Labels, hash: u64) -> Option<SeriesRef> {
+    shard
+        .by_hash
+        .iter_hash(table_hash(hash))
+        .find(|&&r| {
+            shard
+                .series
+                .get(&r)
+                .is_some_and(|s| s.hash == hash && ix.labels_equal(&s.labels, labels))
+        })
+        .copied()
+}
+
 /// The shard that holds series `r`.
 pub(crate) fn shard_of(r: SeriesRef) -> usize {
     (r & (SHARDS as u64 - 1)) as usize
@@ -176,7 +237,20 @@ impl Inner {
             next_seq: AtomicU64::new(0),
             gate: RwLock::new(()),
             spare: Mutex::new(Vec::new()),
+            grown_at: AtomicU64::new(0),
         }
+    }
+
+    fn note_growth(&self) {
+        self.grown_at.store(growth_clock(), Ordering::Relaxed);
+    }
+
+    /// Whether the index's tables grew for new series in the last
+    /// [`GROWTH_QUIET_MS`]: a burst of new series may be writing the index
+    /// for long stretches, and a reader can wait that long for it.
+    pub(crate) fn index_growing(&self) -> bool {
+        let at = self.grown_at.load(Ordering::Relaxed);
+        at != 0 && growth_clock().saturating_sub(at) < GROWTH_QUIET_MS
     }
 
     pub(super) fn note_times(&self, lo: i64, hi: i64) {
@@ -223,8 +297,7 @@ impl Inner {
             if bucket.is_empty() {
                 continue;
             }
-            let shard = lock(&self.shards[i]);
-            let ix = read(&self.index);
+            let (shard, ix) = lock_with_index(&self.shards[i], &self.index);
             let batch: Vec<(SeriesRef, &MemSeries)> = bucket
                 .iter()
                 .filter_map(|&r| shard.series.get(&r).map(|s| (r, &**s)))
@@ -271,18 +344,30 @@ impl Inner {
         }
         debug_assert_eq!(hash, hash_labels(labels));
         let si = (hash >> (64 - SHARD_BITS)) as usize;
-        let mut shard = lock(&self.shards[si]);
-        {
-            let ix = read(&self.index);
-            let found = shard.by_hash.iter_hash(table_hash(hash)).find(|&&r| {
-                shard
-                    .series
-                    .get(&r)
-                    .is_some_and(|s| s.hash == hash && ix.labels_equal(&s.labels, labels))
-            });
-            if let Some(&r) = found {
+        let (mut shard, ix) = lock_with_index(&self.shards[si], &self.index);
+        if let Some(r) = find(&shard, &ix, labels, hash) {
+            return Ok((r, shard));
+        }
+        // A new series. Should it grow one of the index's large tables (a
+        // rehash of millions of entries when a target bursts into new
+        // series), that happens first, without the shard's lock, which
+        // every scrape of a series in this shard needs. Restoring at open
+        // (`want`) has no scrape to hold up.
+        if want == 0 && ix.needs_room(labels) {
+            drop((shard, ix));
+            let mut w = write(&self.index);
+            w.make_room(labels);
+            if w.num_series() >= GROWTH_NOTED_SERIES {
+                self.note_growth();
+            }
+            drop(w);
+            let (again, ix) = lock_with_index(&self.shards[si], &self.index);
+            shard = again;
+            if let Some(r) = find(&shard, &ix, labels, hash) {
                 return Ok((r, shard));
             }
+        } else {
+            drop(ix);
         }
         let mut revived = None;
         if revive && let Some(disk) = self.disk.get() {
@@ -531,6 +616,10 @@ impl Queryable for Head {
     fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier + '_>, Error> {
         Ok(Box::new(HeadQuerier::new(&self.inner, mint, maxt)))
     }
+
+    fn may_block_readers(&self) -> bool {
+        self.inner.index_growing()
+    }
 }
 
 #[cfg(test)]
@@ -546,6 +635,53 @@ mod tests {
             .collect();
         v.sort_unstable();
         v
+    }
+
+    /// A reader of a shard and the index never waits for the index with
+    /// the shard locked: a writer holding the index (growing its tables)
+    /// would keep every scrape of that shard waiting as long.
+    #[test]
+    fn waiting_for_the_index_leaves_the_shard_unlocked() {
+        let inner = Arc::new(Inner::new(HeadOptions::default()));
+        let writing = write(&inner.index);
+        let reader = {
+            let inner = inner.clone();
+            std::thread::spawn(move || {
+                let (_shard, ix) = lock_with_index(&inner.shards[0], &inner.index);
+                ix.num_series()
+            })
+        };
+        // The reader has had time to take the shard and find the index
+        // taken; the shard must be free again each time we look.
+        for _ in 0..20 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            assert!(
+                inner.shards[0].try_lock().is_ok(),
+                "shard held while waiting for the index"
+            );
+        }
+        drop(writing);
+        assert_eq!(reader.join().unwrap(), 0);
+    }
+
+    /// Creating series notes the index's growth only once it is large, and
+    /// readers are then told they may wait.
+    #[test]
+    fn a_large_index_growing_tells_readers() {
+        let head = Head::new(HeadOptions::default());
+        let create = |i: usize| {
+            let labels =
+                Labels::from_pairs([("__name__", "burst".to_string()), ("series", i.to_string())]);
+            drop(head.inner.get_or_create(&labels, 0).unwrap());
+        };
+        for i in 0..1000 {
+            create(i);
+        }
+        assert!(!head.may_block_readers(), "a small index's growth is noted");
+        for i in 1000..(GROWTH_NOTED_SERIES * 2 + 10) {
+            create(i);
+        }
+        assert!(head.may_block_readers());
     }
 
     /// Series whose labels share a hash are all found, the table keeps

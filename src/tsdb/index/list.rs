@@ -57,6 +57,23 @@ impl List {
         }
     }
 
+    /// References the list holds before its buffer must grow.
+    pub fn capacity(&self) -> usize {
+        match self {
+            List::Narrow(v) => v.capacity(),
+            List::Wide(v) => v.capacity(),
+        }
+    }
+
+    /// Grows a full list now, so that the next insert does not.
+    pub fn reserve_one(&mut self) {
+        match self {
+            List::Narrow(v) if v.len() == v.capacity() => grow(v),
+            List::Wide(v) if v.len() == v.capacity() => grow(v),
+            _ => {}
+        }
+    }
+
     /// Adds `r` in its place (nothing if it is there).
     pub fn insert(&mut self, r: SeriesRef) {
         match self {

@@ -139,12 +139,17 @@ pub(crate) async fn evaluate<T: Send + 'static>(
     if !engine.keeps_deadlines() {
         return blocking(timeout, move || unbudgeted(run(engine.as_ref(), until))).await;
     }
-    let first = Until {
-        budget: Some(Instant::now() + st.inline_budget),
-        ..until.clone()
-    };
-    if let Some(r) = run(engine.as_ref(), first) {
-        return r;
+    // While the store may keep a reader waiting (its index growing for a
+    // burst of new series), a first try here could wait with it, and every
+    // scrape with it: the query goes straight to a query thread.
+    if !st.storage.may_block_readers() {
+        let first = Until {
+            budget: Some(Instant::now() + st.inline_budget),
+            ..until.clone()
+        };
+        if let Some(r) = run(engine.as_ref(), first) {
+            return r;
+        }
     }
     let handoff = engine.handoff();
     let _cancel = offload::CancelOnDrop(cancel);
