@@ -516,20 +516,20 @@ impl Index {
         let mut groups = its.into_iter();
         let mut result = match groups.next().as_deref() {
             Some([l]) => l.refs().into_owned(),
-            Some(g) => union(&views(&wide(g))),
+            Some(g) => as_slices(g, union),
             None => return Vec::new(),
         };
         for g in groups {
             if result.is_empty() {
                 return result;
             }
-            result = postings::intersect_union(&result, &views(&wide(&g)));
+            result = as_slices(&g, |lists| postings::intersect_union(&result, lists));
         }
         for g in nots {
             if result.is_empty() {
                 break;
             }
-            result = postings::subtract_union(&result, &views(&wide(&g)));
+            result = as_slices(&g, |lists| postings::subtract_union(&result, lists));
         }
         result
     }
@@ -609,12 +609,12 @@ fn set_or_push(v: &mut Vec<Sym>, i: usize, s: Sym) {
 }
 
 /// The lists of a group as `u64` references (copies of the narrow ones).
-fn wide<'a>(group: &[&'a List]) -> Vec<Cow<'a, [SeriesRef]>> {
-    group.iter().map(|l| l.refs()).collect()
-}
-
-fn views<'a>(lists: &'a [Cow<'_, [SeriesRef]>]) -> Vec<&'a [SeriesRef]> {
-    lists.iter().map(|l| &**l).collect()
+/// Calls `f` with the references of each list of `group` as `u64` slices
+/// (narrow lists widened into copies that live for the call).
+fn as_slices<R>(group: &[&List], f: impl FnOnce(&[&[SeriesRef]]) -> R) -> R {
+    let wide: Vec<Cow<'_, [SeriesRef]>> = group.iter().map(|l| l.refs()).collect();
+    let slices: Vec<&[SeriesRef]> = wide.iter().map(|l| &**l).collect();
+    f(&slices)
 }
 
 #[cfg(test)]
