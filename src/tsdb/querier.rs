@@ -70,13 +70,16 @@ impl Key {
 
     fn into_labels(self) -> Labels {
         match self {
-            Key::Head(..) => {
-                let strs: Vec<&str> = self.strs().collect();
+            Key::Head(ranks, table) => {
+                // Straight from the ranks: no list of the strings first, an
+                // allocation per series of every large selection.
+                let str_of = |r: u32| table.get(r as usize).map_or("", |s| &**s).to_string();
                 Labels::from_sorted(
-                    strs.chunks_exact(2)
+                    ranks
+                        .chunks_exact(2)
                         .map(|p| Label {
-                            name: p[0].to_string(),
-                            value: p[1].to_string(),
+                            name: str_of(p[0]),
+                            value: str_of(p[1]),
                         })
                         .collect(),
                 )

@@ -219,6 +219,13 @@ impl XorAppender {
         usize::from(self.num)
     }
 
+    /// The time between the last two samples, if there are two: the
+    /// holder's last time less this is the one before it, known without
+    /// reading the bytes.
+    pub fn last_delta(&self) -> Option<u64> {
+        (self.num >= 2).then_some(self.t_delta)
+    }
+
     /// The first sample's timestamp (see [`XorChunk::first_t`]).
     pub fn first_t(&self) -> Option<i64> {
         if self.num == 0 {

@@ -340,9 +340,43 @@ impl MemSeries {
         }
     }
 
+    /// Whether the samples held span part of `[mint, maxt]`: as
+    /// [`MemSeries::time_range`] says, but mostly without reading where
+    /// the samples start. That is a closed chunk behind two pointers or the
+    /// open chunk's bytes, a cache miss on each series of a selection; a
+    /// dashboard's refresh asks this of every series it selects for only
+    /// its last few steps.
     pub(crate) fn overlaps(&self, mint: i64, maxt: i64) -> bool {
-        self.time_range()
-            .is_some_and(|(a, b)| a <= maxt && b >= mint)
+        let held_in_memory = !self.closed.is_empty()
+            || self
+                .open
+                .as_ref()
+                .is_some_and(|o| o.chunk.num_samples() > 0);
+        let disk = self.disk_range();
+        let last = match (held_in_memory, disk) {
+            (true, Some((_, b))) => self.last_t.max(b),
+            (true, None) => self.last_t,
+            (false, Some((_, b))) => b,
+            (false, None) => return false,
+        };
+        if last < mint {
+            return false;
+        }
+        // The first sample is no later than any sample known here: the
+        // last, the first on disk, and the open chunk's one before its last.
+        let before_last = self
+            .open
+            .as_ref()
+            .and_then(|o| o.chunk.last_delta())
+            .map(|d| self.last_t.wrapping_sub(d as i64));
+        let known_upto = |t: i64| t <= maxt;
+        if known_upto(last)
+            || disk.is_some_and(|(a, _)| known_upto(a))
+            || before_last.is_some_and(known_upto)
+        {
+            return true;
+        }
+        self.time_range().is_some_and(|(a, _)| a <= maxt)
     }
 
     /// Appends the samples with `mint <= t <= maxt` to `out`.
@@ -730,6 +764,43 @@ mod tests {
         assert_eq!(s.closed.len(), 1);
         assert_eq!(s.truncate(i64::MAX), 1);
         assert_eq!(s.closed.heap_bytes(), 0);
+    }
+
+    #[test]
+    fn overlaps_answers_as_the_time_range_does() {
+        let opts = HeadOptions::default();
+        // The range's ends around every sample time and the series' states
+        // on the way: empty, one sample, an open chunk, a closed one, chunks
+        // on disk, the memory's flushed.
+        let check = |s: &MemSeries, what: &str| {
+            for mint in (-20_000..=260_000).step_by(5_000) {
+                for maxt in (mint - 5_000..=270_000).step_by(5_000) {
+                    let want = s.time_range().is_some_and(|(a, b)| a <= maxt && b >= mint);
+                    assert_eq!(s.overlaps(mint, maxt), want, "{what}: [{mint}, {maxt}]");
+                }
+            }
+        };
+        let mut s = MemSeries::new(SymLabels::default(), 0);
+        check(&s, "empty");
+        assert!(s.append(15_000, 1.0, &opts));
+        check(&s, "one sample");
+        for i in 2..10 {
+            assert!(s.append(i * 15_000, i as f64, &opts));
+            check(&s, "open chunk");
+        }
+        s.close_open();
+        check(&s, "closed chunk");
+        assert!(s.append(150_000, 1.0, &opts));
+        check(&s, "closed and open, one sample");
+        assert!(s.append(165_000, 1.0, &opts));
+        check(&s, "closed and open");
+        s.set_stored(Some((15_000, 135_000)));
+        s.drop_closed_until(135_000);
+        check(&s, "disk and open");
+        s.set_stored(Some((15_000, 200_000)));
+        check(&s, "disk after the memory");
+        s.drop_closed_until(i64::MAX);
+        check(&s, "disk alone");
     }
 
     #[test]
