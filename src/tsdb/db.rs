@@ -523,7 +523,16 @@ impl Db {
         // Syncing them with commits held off (an fdatasync, tens to
         // hundreds of milliseconds on a busy disk, see `Wal::sync`) stopped
         // the scrape thread, and with it every scrape, for as long.
-        let closed = self.head.quiesce(|| self.wal.start_segment())?;
+        // What the WAL had logged when commits were held off is what this
+        // checkpoint covers; what comes while it is written counts towards
+        // the next (and keeps it from being left out as unchanged).
+        let st = &self.wal.stats;
+        let (mut bytes_at, mut samples_at) = (0, 0);
+        let closed = self.head.quiesce(|| {
+            bytes_at = st.bytes_written.load(Ordering::Relaxed);
+            samples_at = st.samples_written.load(Ordering::Relaxed);
+            self.wal.start_segment()
+        })?;
         self.wal.sync()?;
         let synced = started.elapsed();
         let now = now_ms();
@@ -557,8 +566,8 @@ impl Db {
             }
         }
         m.last_checkpoint = Instant::now();
-        m.wal_bytes_at_checkpoint = self.wal.stats.bytes_written.load(Ordering::Relaxed);
-        m.wal_samples_at_checkpoint = self.wal.stats.samples_written.load(Ordering::Relaxed);
+        m.wal_bytes_at_checkpoint = bytes_at;
+        m.wal_samples_at_checkpoint = samples_at;
         m.replayed = false;
         // Where the time went, so that a slow checkpoint can be told apart
         // by phase (CPU under the shards' locks against disk writes and
