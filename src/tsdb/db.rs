@@ -789,9 +789,10 @@ impl Db {
     }
 
     /// Whether a checkpoint of a head unchanged since the last one, written
-    /// `since` ago (nothing logged after it), may be left out. It would write the same head again
-    /// (170 MB and a head image at 300 nodes, about a second of CPU and
-    /// three of disk beside the queries), and the last checkpoint, the WAL
+    /// `since` ago (nothing logged after it), may be left out. It would
+    /// write the same head again (about 200 MB and a head image at 300
+    /// nodes: 1.3 CPU s and 3 s of disk beside the queries, see
+    /// `docs/performance.md`), and the last checkpoint, the WAL
     /// and the image already describe that head: a crash in between
     /// recovers what it recovered just before the checkpoint. Only series
     /// going idle still need one (it moves them out of memory), so one is
