@@ -192,6 +192,7 @@ impl Db {
                 last_checkpoint: Instant::now(),
                 wal_bytes_at_checkpoint: 0,
                 wal_samples_at_checkpoint: 0,
+                replayed: st.replay.samples > 0 || st.replay.series_records > 0,
                 checkpoints: 0,
                 checkpoint_failures: 0,
                 retention_removed_chunks: 0,

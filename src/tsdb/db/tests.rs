@@ -674,6 +674,60 @@ fn a_checkpoint_comes_after_enough_logged_samples() {
 }
 
 #[test]
+fn a_due_checkpoint_of_an_unchanged_head_is_left_out_until_something_is_logged() {
+    let dir = tmp("unchanged");
+    let o = DbOptions {
+        checkpoint_every: Duration::ZERO,
+        ..opts()
+    };
+    let (db, _) = Db::open(&dir, o.clone()).unwrap();
+    let (mut last_retention, mut last_flush) = (Instant::now(), Instant::now());
+    // Nothing in the store, nothing logged: nothing to write.
+    db.tick(&mut last_retention, &mut last_flush);
+    assert_eq!(db.stats().checkpoints, 0);
+    ingest(db.head(), 40, 0, 10);
+    db.tick(&mut last_retention, &mut last_flush);
+    assert_eq!(db.stats().checkpoints, 1);
+    db.tick(&mut last_retention, &mut last_flush);
+    db.tick(&mut last_retention, &mut last_flush);
+    assert_eq!(db.stats().checkpoints, 1, "the head did not change");
+    ingest(db.head(), 40, 10, 10);
+    db.tick(&mut last_retention, &mut last_flush);
+    assert_eq!(db.stats().checkpoints, 2);
+    // Dropped without `close`, as after a kill: the samples after the last
+    // checkpoint come back from the WAL, and the first due checkpoint after
+    // the open writes them.
+    ingest(db.head(), 40, 20, 10);
+    drop(db);
+    let (db, st) = Db::open(&dir, o.clone()).unwrap();
+    assert_eq!(st.replay.samples, 40 * 10);
+    db.tick(&mut last_retention, &mut last_flush);
+    assert_eq!(db.stats().checkpoints, 1, "what the WAL replayed");
+    db.tick(&mut last_retention, &mut last_flush);
+    assert_eq!(db.stats().checkpoints, 1);
+    drop(db);
+    let (db, st) = Db::open(&dir, o.clone()).unwrap();
+    assert_eq!(st.replay.samples, 0);
+    assert_eq!(dump(db.head()), expected(40, 30));
+    drop(db);
+    // Series going idle still get a checkpoint to leave memory by: one at
+    // least every `series_idle_ms`.
+    let (db, _) = Db::open(
+        &dir,
+        DbOptions {
+            series_idle_ms: 1,
+            ..o.clone()
+        },
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    db.tick(&mut last_retention, &mut last_flush);
+    assert_eq!(db.stats().checkpoints, 1);
+    drop(db);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn past_windows_merge_into_one_chunk_each_and_read_back_exactly() {
     let dir = tmp("merge");
     let o = DbOptions {
