@@ -93,18 +93,23 @@ impl Symbols {
     /// same label of the series added before) by taking another reference
     /// on it, without hashing `s`; otherwise as [`Symbols::intern`].
     fn intern_hinted(&mut self, s: &str, hint: Option<Sym>) -> Sym {
-        if let Some(id) = hint
-            && let (Some(r), Some(have)) = (
-                self.refs.get_mut(id as usize),
-                self.strings.get(id as usize),
-            )
-            && *r > 0
-            && same_str(have, s)
-        {
-            *r += 1;
+        if let Some(id) = self.hinted(s, hint) {
+            self.refs[id as usize] += 1;
             return id;
         }
         self.intern(s)
+    }
+
+    /// `hint` if it is a live id of `s`, found without hashing `s`.
+    fn hinted(&self, s: &str, hint: Option<Sym>) -> Option<Sym> {
+        let id = hint?;
+        let live = self.refs.get(id as usize).is_some_and(|&r| r > 0);
+        (live
+            && self
+                .strings
+                .get(id as usize)
+                .is_some_and(|have| same_str(have, s)))
+        .then_some(id)
     }
 
     pub fn lookup(&self, s: &str) -> Option<Sym> {
@@ -305,17 +310,9 @@ impl Index {
         }
         labels.iter().enumerate().any(|(i, l)| {
             let hint = self.prev.get(2 * i).copied();
-            let name = match hint {
-                Some(id)
-                    if symbols
-                        .strings
-                        .get(id as usize)
-                        .is_some_and(|s| same_str(s, &l.name)) =>
-                {
-                    Some(id)
-                }
-                _ => symbols.lookup(&l.name),
-            };
+            let name = symbols
+                .hinted(&l.name, hint)
+                .or_else(|| symbols.lookup(&l.name));
             name.and_then(|n| self.postings.get(&n))
                 .is_some_and(|values| values.len() == values.capacity())
         })
@@ -608,7 +605,6 @@ fn set_or_push(v: &mut Vec<Sym>, i: usize, s: Sym) {
     }
 }
 
-/// The lists of a group as `u64` references (copies of the narrow ones).
 /// Calls `f` with the references of each list of `group` as `u64` slices
 /// (narrow lists widened into copies that live for the call).
 fn as_slices<R>(group: &[&List], f: impl FnOnce(&[&[SeriesRef]]) -> R) -> R {

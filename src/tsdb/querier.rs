@@ -38,19 +38,17 @@ enum Key {
     Cold(Labels),
 }
 
+/// The string of rank `r` in a selection's `table`.
+fn rank_str(table: &[Arc<str>], r: u32) -> &str {
+    table.get(r as usize).map_or("", |s| s)
+}
+
 impl Key {
     /// The names and values in order; comparing these compares as
     /// [`Labels`] do (pair by pair, name before value, shorter first).
     fn strs(&self) -> impl Iterator<Item = &str> {
         let (head, cold) = match self {
-            Key::Head(ranks, table) => (
-                Some(
-                    ranks
-                        .iter()
-                        .map(|&r| table.get(r as usize).map_or("", |s| &**s)),
-                ),
-                None,
-            ),
+            Key::Head(ranks, table) => (Some(ranks.iter().map(|&r| rank_str(table, r))), None),
             Key::Cold(l) => (
                 None,
                 Some(l.iter().flat_map(|l| [l.name.as_str(), l.value.as_str()])),
@@ -73,7 +71,7 @@ impl Key {
             Key::Head(ranks, table) => {
                 // Straight from the ranks: no list of the strings first, an
                 // allocation per series of every large selection.
-                let str_of = |r: u32| table.get(r as usize).map_or("", |s| &**s).to_string();
+                let str_of = |r: u32| rank_str(&table, r).to_string();
                 Labels::from_sorted(
                     ranks
                         .chunks_exact(2)
