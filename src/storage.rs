@@ -117,6 +117,19 @@ pub struct Series {
 /// returns a count that is handed over with the series.
 pub type Prepare<'a> = &'a (dyn Fn(&mut Series) -> usize + Sync);
 
+/// What a caller of [`Querier::select_prepared`] needs of the range, beyond
+/// `[mint, maxt]` itself (Prometheus `storage.SelectHints`). A store may
+/// use it to read less and hand over fewer samples; it must not change
+/// what a caller that honours it computes. The default asks for everything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SelectHints {
+    /// Of the samples at or before this time only the latest is needed, and
+    /// every one after it: a latest-value selection's first reference time
+    /// (its first step less its offset). A store may leave out a series'
+    /// earlier samples when it knows a later one at or before this time.
+    pub latest_from: Option<i64>,
+}
+
 /// Something that can be read from.
 pub trait Queryable: Send + Sync {
     /// A reader for samples with `mint <= t <= maxt` (milliseconds).
@@ -157,13 +170,16 @@ pub trait Querier: Send {
     /// decodes on a thread beside the caller may run `prep` there too, so
     /// that the caller's work on one series that needs nothing but that
     /// series (a range function's value at every step) shares the cores;
-    /// `f` still gets the series one at a time and in order.
+    /// `f` still gets the series one at a time and in order. `hints` say
+    /// what the caller needs; the default reads everything in the range.
     fn select_prepared(
         &self,
         matchers: &[Matcher],
+        hints: &SelectHints,
         prep: Prepare<'_>,
         f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
     ) -> Result<(), Error> {
+        let _ = hints;
         self.select_each(matchers, &mut |mut s| {
             let n = prep(&mut s);
             f(s, n)

@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::{Label, Labels, Matcher, Sample};
-use crate::storage::{Error, Prepare, Querier, Series, SeriesRef};
+use crate::storage::{Error, Prepare, Querier, SelectHints, Series, SeriesRef};
 
 use super::chunkenc::Encoding;
 use super::head::{ChunkData, DiskChunks, Inner, MemSeries, decode_range, samples_in};
@@ -742,7 +742,7 @@ impl Querier for HeadQuerier<'_> {
         matchers: &[Matcher],
         f: &mut dyn FnMut(Series) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        self.select_prepared(matchers, &|_| 0, &mut |s, _| f(s))
+        self.select_prepared(matchers, &SelectHints::default(), &|_| 0, &mut |s, _| f(s))
     }
 
     /// Finds and sorts the selected series by their labels and chunk
@@ -754,6 +754,7 @@ impl Querier for HeadQuerier<'_> {
     fn select_prepared(
         &self,
         matchers: &[Matcher],
+        _hints: &SelectHints,
         prep: Prepare<'_>,
         f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
     ) -> Result<(), Error> {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use raymon::model::{Labels, MatchOp, Matcher, STALE_NAN_BITS, Sample};
-use raymon::storage::{Appendable, Error, Queryable, Series};
+use raymon::storage::{Appendable, Error, Queryable, SelectHints, Series};
 use raymon::tsdb::{Head, HeadOptions};
 
 fn m(op: MatchOp, n: &str, v: &str) -> Matcher {
@@ -457,7 +457,7 @@ fn large_selections_are_prepared_in_order_on_either_thread() {
     };
     for stop in [1, 15, 16, 17, 100, 1999, 2000, usize::MAX] {
         let mut got = Vec::new();
-        q.select_prepared(&ms, &prep, &mut |s, k| {
+        q.select_prepared(&ms, &SelectHints::default(), &prep, &mut |s, k| {
             got.push((s, k));
             if got.len() == stop {
                 std::ops::ControlFlow::Break(())
@@ -544,6 +544,7 @@ fn a_panicking_preparation_ends_a_large_select() {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             q.select_prepared(
                 &[eq("__name__", "boom")],
+                &SelectHints::default(),
                 &|s| {
                     assert_ne!(s.labels.get("i"), Some(name.as_str()), "the bad series");
                     0

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::model::{Labels, Matcher, Sample, is_stale_nan};
 use crate::promql::parser::{AtModifier, Expr, MatrixSelector, Subquery, VectorSelector};
-use crate::storage::{Prepare, Queryable, Series};
+use crate::storage::{Prepare, Queryable, SelectHints, Series};
 
 use super::*;
 
@@ -443,7 +443,7 @@ impl<'a> Evaluator<'a> {
         let index = plan.as_ref().map_or(matchers, |p| &p.index);
         let later: &[&Matcher] = plan.as_ref().map_or(&[], |p| &p.later);
         let mut failed = None;
-        q.select_prepared(index, prep, &mut |s, n| {
+        q.select_prepared(index, &SelectHints::default(), prep, &mut |s, n| {
             if !later.iter().all(|m| m.matches_labels(&s.labels)) {
                 return ControlFlow::Continue(());
             }
