@@ -21,8 +21,9 @@ use super::index::{Index, Sym, SymLabels, union};
 struct Taken {
     r: SeriesRef,
     chunks: Vec<ChunkData>,
-    // Whether the chunks on disk overlap the range; samples up to
-    // `disk_max` come from there (`i64::MIN` when there are none).
+    // Whether the chunks on disk are read (they overlap the range and the
+    // select needs them); samples up to `disk_max` come from there
+    // (`i64::MIN` when there are none).
     read_disk: bool,
     disk_max: i64,
 }
@@ -175,15 +176,24 @@ enum Source {
     Cold { r: SeriesRef, last: i64 },
 }
 
+#[derive(Clone, Copy)]
 pub(crate) struct HeadQuerier<'a> {
     head: &'a Inner,
     mint: i64,
     maxt: i64,
+    // A select's [`SelectHints::latest_from`]: of a series' samples at or
+    // before it, only the latest is needed.
+    latest_from: Option<i64>,
 }
 
 impl<'a> HeadQuerier<'a> {
     pub(crate) fn new(head: &'a Inner, mint: i64, maxt: i64) -> HeadQuerier<'a> {
-        HeadQuerier { head, mint, maxt }
+        HeadQuerier {
+            head,
+            mint,
+            maxt,
+            latest_from: None,
+        }
     }
 
     /// Whether the range covers every committed sample, so that every series
@@ -252,11 +262,24 @@ impl HeadQuerier<'_> {
 
     /// The chunks of series `r` (`s`, under its shard's lock) in the range,
     /// if it has any there in memory or on disk.
+    ///
+    /// A latest-value selection (`latest_from`) takes nothing older than
+    /// the memory's latest chunk start at or before its first reference
+    /// time: every step finds its latest sample at or after that start.
+    /// When the newest samples are in memory, as for a dashboard refresh
+    /// whose lookback reaches back past a chunk cut, the chunk store is not
+    /// read at all (it holds only samples older than memory's).
     fn take(&self, r: SeriesRef, s: &MemSeries) -> Option<Taken> {
+        let from = self.latest_from.and_then(|t| s.mem_start_at_or_before(t));
         let mut chunks = Vec::new();
-        s.chunks_in(self.mint, self.maxt, &mut chunks);
+        s.chunks_in(
+            from.map_or(self.mint, |m| m.max(self.mint)),
+            self.maxt,
+            &mut chunks,
+        );
         let disk = s.disk_range();
-        let read_disk = disk.is_some_and(|(a, b)| a <= self.maxt && b >= self.mint);
+        let read_disk =
+            from.is_none() && disk.is_some_and(|(a, b)| a <= self.maxt && b >= self.mint);
         (!chunks.is_empty() || read_disk).then_some(Taken {
             r,
             chunks,
@@ -754,23 +777,28 @@ impl Querier for HeadQuerier<'_> {
     fn select_prepared(
         &self,
         matchers: &[Matcher],
-        _hints: &SelectHints,
+        hints: &SelectHints,
         prep: Prepare<'_>,
         f: &mut dyn FnMut(Series, usize) -> ControlFlow<()>,
     ) -> Result<(), Error> {
         if matchers.is_empty() || self.mint > self.maxt {
             return Ok(());
         }
+        // This view with the caller's hints, for every series it takes.
+        let q = HeadQuerier {
+            latest_from: hints.latest_from,
+            ..*self
+        };
         let mut found = Vec::new();
-        if self.overlaps_head() {
-            self.take_head(matchers, &mut found);
+        if q.overlaps_head() {
+            q.take_head(matchers, &mut found);
         }
-        self.take_cold(matchers, &mut found)?;
+        q.take_cold(matchers, &mut found)?;
         found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         if found.len() >= PIPELINE_MIN_SERIES && spare_core() {
-            self.prepare_beside(found, prep, f)
+            q.prepare_beside(found, prep, f)
         } else {
-            self.prepare_each(found, prep, f)
+            q.prepare_each(found, prep, f)
         }
     }
 

@@ -303,6 +303,47 @@ impl Querier for TombstonedQuerier<'_> {
 mod tests {
     use super::*;
 
+    /// A deletion over the memory's latest samples makes older ones the
+    /// latest: a latest-value select through the tombstones must hand them
+    /// over, whatever the store would leave out for its hint.
+    #[test]
+    fn a_latest_value_select_sees_past_deleted_samples() {
+        use crate::storage::{Appendable, SelectHints};
+        let head = Arc::new(crate::tsdb::Head::default());
+        let l = Labels::from_pairs([("__name__", "x")]);
+        let mut app = head.appender();
+        // Many chunks' worth, all in memory.
+        for k in 0..600 {
+            app.append(0, &l, k * 1000, k as f64).unwrap();
+        }
+        app.commit().unwrap();
+        let stones = Arc::new(Tombstones::in_memory());
+        let visible = Tombstoned::new(head.clone(), stones.clone());
+        let sets = [vec![Matcher::equal("__name__", "x")]];
+        stones.delete(&visible, &sets, 400_000, 600_000).unwrap();
+        let hints = SelectHints {
+            latest_from: Some(599_000),
+        };
+        let first_and_last = |q: Box<dyn Querier + '_>| {
+            let mut got = None;
+            q.select_prepared(&sets[0], &hints, &|_| 0, &mut |s, _| {
+                got = s
+                    .samples
+                    .first()
+                    .zip(s.samples.last())
+                    .map(|(a, b)| (a.t, b.t));
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+            got
+        };
+        // The head alone leaves out the samples before its last chunk.
+        let alone = first_and_last(head.querier(100_000, 599_000).unwrap());
+        assert!(alone.is_some_and(|(a, _)| a > 399_000), "{alone:?}");
+        let seen = first_and_last(visible.querier(100_000, 599_000).unwrap());
+        assert_eq!(seen.map(|(_, b)| b), Some(399_000));
+    }
+
     #[test]
     fn ranges_merge() {
         let mut l = vec![(10, 20), (0, 5), (21, 30), (40, 50), (45, 46)];

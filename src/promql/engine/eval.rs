@@ -411,7 +411,8 @@ impl<'a> Evaluator<'a> {
         maxt: i64,
         mut f: impl FnMut(&mut Self, Series) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        self.each_prepared(matchers, mint, maxt, &|_| 0, |ev, s, _| f(ev, s))
+        let all = SelectHints::default();
+        self.each_prepared(matchers, mint, maxt, &all, &|_| 0, |ev, s, _| f(ev, s))
     }
 
     /// [`Evaluator::each_series`] with `prep` applied to each series
@@ -422,6 +423,7 @@ impl<'a> Evaluator<'a> {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
+        hints: &SelectHints,
         prep: Prepare<'_>,
         mut f: impl FnMut(&mut Self, Series, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
@@ -443,7 +445,7 @@ impl<'a> Evaluator<'a> {
         let index = plan.as_ref().map_or(matchers, |p| &p.index);
         let later: &[&Matcher] = plan.as_ref().map_or(&[], |p| &p.later);
         let mut failed = None;
-        q.select_prepared(index, &SelectHints::default(), prep, &mut |s, n| {
+        q.select_prepared(index, hints, prep, &mut |s, n| {
             if !later.iter().all(|m| m.matches_labels(&s.labels)) {
                 return ControlFlow::Continue(());
             }
@@ -508,7 +510,14 @@ impl<'a> Evaluator<'a> {
         // a series' own vector grew by doubling, eight times at 241 steps.
         let mut buf: Vec<Sample> = Vec::new();
         let mut plan = LatestPlan::default();
-        self.each_series(&vs.matchers, lo - lookback, hi, |ev, s| {
+        // Every step looks up the latest sample at or before its reference
+        // time, the first of which is `lo` without `@` (with it, `timestamp`
+        // looks up at a time that may come before `lo`).
+        let hints = SelectHints {
+            latest_from: at.is_none().then_some(lo),
+        };
+        let prep: Prepare<'_> = &|_| 0;
+        self.each_prepared(&vs.matchers, lo - lookback, hi, &hints, prep, |ev, s, _| {
             // The decoded samples are held while the points are made.
             let raw = s.samples.len();
             ev.add_samples(raw)?;

@@ -18,7 +18,7 @@ use super::sliding::{Extreme, Runs, SlidingWindow, fold_extreme, fold_extreme_fr
 use super::{Error, Evaluator, RangeArg, StepSeries, Val, WORK_PER_CHECK};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Sample, is_stale_nan};
 use crate::promql::parser::{Call, Expr};
-use crate::storage::Series;
+use crate::storage::{SelectHints, Series};
 
 /// Where a range function's windows sit relative to the steps.
 #[derive(Clone, Copy, PartialEq)]
@@ -197,7 +197,8 @@ pub(super) fn each(
                 });
                 raw
             };
-            ev.each_prepared(matchers, mint, hi, &prep, |ev, s, raw| {
+            let all = SelectHints::default();
+            ev.each_prepared(matchers, mint, hi, &all, &prep, |ev, s, raw| {
                 if let Some(e) = failed.lock().unwrap_or_else(PoisonError::into_inner).take() {
                     return Err(e);
                 }

@@ -635,3 +635,107 @@ fn issue_22_an_empty_left_side_skips_a_right_side_that_cannot_fail() {
         assert!(err.to_string().contains(error), "{q}: {err}");
     }
 }
+
+/// A store that reads every sample in the range whatever a select's hints
+/// say (the trait's default), to compare hinted selects against.
+struct Unhinted<'a>(&'a Head);
+
+struct UnhintedQuerier<'a>(Box<dyn crate::storage::Querier + 'a>);
+
+impl Queryable for Unhinted<'_> {
+    fn querier(
+        &self,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Box<dyn crate::storage::Querier + '_>, crate::storage::Error> {
+        Ok(Box::new(UnhintedQuerier(self.0.querier(mint, maxt)?)))
+    }
+}
+
+impl crate::storage::Querier for UnhintedQuerier<'_> {
+    fn select(
+        &self,
+        matchers: &[crate::model::Matcher],
+    ) -> Result<Vec<crate::storage::Series>, crate::storage::Error> {
+        self.0.select(matchers)
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[crate::model::Matcher],
+    ) -> Result<Vec<String>, crate::storage::Error> {
+        self.0.label_names(matchers)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[crate::model::Matcher],
+    ) -> Result<Vec<String>, crate::storage::Error> {
+        self.0.label_values(name, matchers)
+    }
+}
+
+/// Latest-value selections hint the store that only the latest sample at
+/// or before their first step is needed of the earlier ones; with the
+/// head leaving out its older chunks, every answer stays what reading
+/// everything gives: offsets either way, `@`, `timestamp`, subqueries,
+/// gaps longer than the lookback and stale markers.
+#[test]
+fn issue_22_hinted_latest_selections_answer_as_reading_everything() {
+    let h = Head::new(HeadOptions::default());
+    let mut app = h.appender();
+    for i in 0..3 {
+        let l = Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())]);
+        let mut t = 0;
+        for k in 0..1500i64 {
+            // Irregular: mostly 1 to 8 s apart, now and then 6 minutes.
+            t += if (k * 7 + i) % 97 == 0 {
+                360_000
+            } else {
+                1_000 + (k * 13 + i * 5) % 7_000
+            };
+            let v = if (k + i) % 211 == 0 {
+                f64::from_bits(crate::model::STALE_NAN_BITS)
+            } else {
+                (k * (i + 1)) as f64
+            };
+            app.append(0, &l, t, v).unwrap();
+        }
+    }
+    app.commit().unwrap();
+    let plain = Unhinted(&h);
+    let queries = [
+        "m",
+        "sum(m)",
+        "m offset 2m",
+        "m offset -3m",
+        "timestamp(m)",
+        "m @ AT",
+        "timestamp(m @ AT offset -4m)",
+        "timestamp(m @ AT offset -9m)",
+        "max_over_time(m[10m:45s])",
+        "m - m offset 1m",
+    ];
+    for lookback_ms in [5 * 60_000, 30_000] {
+        let e = Engine::new(EngineOptions {
+            lookback_delta_ms: lookback_ms,
+            ..EngineOptions::default()
+        });
+        for q in queries {
+            for start in (0..12_000_000).step_by(137_000) {
+                // `@` a little after the range's start, in seconds.
+                let expr = parse_expr(&q.replace("AT", &(start / 1000 + 200).to_string())).unwrap();
+                let (end, step) = (start + 600_000, 15_000);
+                let want = e.range(&plain, &expr, start, end, step);
+                assert_eq!(
+                    e.range(&h, &expr, start, end, step),
+                    want,
+                    "{q} from {start}"
+                );
+                let want = e.instant(&plain, &expr, start);
+                assert_eq!(e.instant(&h, &expr, start), want, "{q} at {start}");
+            }
+        }
+    }
+}

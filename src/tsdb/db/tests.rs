@@ -330,6 +330,73 @@ fn closed_chunks_move_to_disk_and_read_back() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Each series' samples (time, value bits) that a select over
+/// `[mint, maxt]` with `hints` hands over.
+fn select_hinted(
+    head: &Head,
+    mint: i64,
+    maxt: i64,
+    hints: &crate::storage::SelectHints,
+) -> Vec<(Labels, Vec<(i64, u64)>)> {
+    let q = head.querier(mint, maxt).unwrap();
+    let mut out = Vec::new();
+    q.select_prepared(
+        &[Matcher::equal("__name__", "ray_node_cpu")],
+        hints,
+        &|_| 0,
+        &mut |s, _| {
+            let samples = s.samples.iter().map(|p| (p.t, p.v.to_bits())).collect();
+            out.push((s.labels, samples));
+            std::ops::ControlFlow::Continue(())
+        },
+    )
+    .unwrap();
+    out
+}
+
+#[test]
+fn a_latest_value_select_leaves_out_what_memory_makes_older_than_needed() {
+    use crate::storage::SelectHints;
+    let dir = tmp("hints");
+    let (db, _) = Db::open(&dir, opts()).unwrap();
+    ingest(db.head(), 40, 0, 600);
+    db.checkpoint().unwrap();
+    ingest(db.head(), 40, 600, 300);
+    let (mint, maxt) = (300_000, 899_000);
+    let all = select_hinted(db.head(), mint, maxt, &SelectHints::default());
+    assert_eq!(all.len(), 40);
+    let mut trimmed = 0;
+    for from in [
+        mint - 1_000,
+        450_000,
+        599_000,
+        600_000,
+        700_000,
+        850_000,
+        maxt,
+    ] {
+        let hints = SelectHints {
+            latest_from: Some(from),
+        };
+        let got = select_hinted(db.head(), mint, maxt, &hints);
+        assert_eq!(got.len(), all.len(), "from {from}");
+        for ((la, a), (lg, g)) in all.iter().zip(&got) {
+            assert_eq!(la, lg);
+            // A tail of every sample, with the same latest one at or before
+            // `from` (when there is one): what every step from `from` on
+            // looks up is there.
+            assert!(a.ends_with(g), "from {from}: {g:?}");
+            let latest = |v: &[(i64, u64)]| v.iter().rev().find(|p| p.0 <= from).copied();
+            assert_eq!(latest(a), latest(g), "from {from}");
+            trimmed += a.len() - g.len();
+        }
+    }
+    // The chunks on disk hold what came before memory's: left out.
+    assert!(trimmed > 0);
+    drop(db);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_flush_hands_series_to_the_chunk_store_in_key_order() {
     let dir = tmp("kvorder");

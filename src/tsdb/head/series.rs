@@ -327,6 +327,25 @@ impl MemSeries {
         Some((min, self.last_t))
     }
 
+    /// The first time of the latest chunk in memory that starts after
+    /// every sample on disk and at or before `t`: a sample at or before `t`
+    /// that is later than any on disk, if memory holds one. What came
+    /// before it cannot be the latest sample at or before `t` or later.
+    pub(crate) fn mem_start_at_or_before(&self, t: i64) -> Option<i64> {
+        let usable = |m: i64| m > self.disk_max && m <= t;
+        // The open chunk starts after every closed one: looked at first.
+        if let Some(m) = self.open.as_ref().map(OpenChunk::min_t)
+            && usable(m)
+        {
+            return Some(m);
+        }
+        self.closed
+            .iter()
+            .rev()
+            .map(|c| c.min_t)
+            .find(|&m| usable(m))
+    }
+
     /// The range of the chunks on disk, if any.
     pub(crate) fn disk_range(&self) -> Option<(i64, i64)> {
         (self.disk_min <= self.disk_max).then_some((self.disk_min, self.disk_max))
