@@ -103,6 +103,19 @@ fn render_f(v: f64, put: &mut dyn FnMut(&str)) {
     } else if v == f64::NEG_INFINITY {
         return put("-Inf");
     }
+    // Ryū writes plain decimals (no exponent) for most values, with the
+    // digits `Digits` would take from it; they differ from Go's only by a
+    // trailing `.0` on whole numbers. Large answers format millions.
+    let mut ryu_buf = ryu::Buffer::new();
+    let text = ryu_buf.format_finite(v);
+    if !text.contains('e') {
+        return put(text.strip_suffix(".0").unwrap_or(text));
+    }
+    render_digits(v, put);
+}
+
+/// [`render_f`] for finite `v` through [`Digits`], whatever form Ryū chose.
+fn render_digits(v: f64, put: &mut dyn FnMut(&str)) {
     const ZEROS: &str = "0000000000000000000000000000000000000000";
     let zeros = |mut n: usize, put: &mut dyn FnMut(&str)| {
         while n > 0 {
@@ -308,6 +321,36 @@ mod tests {
             format_e(f64::from_bits(0x4318_0467_b3a7_ed6d)),
             "1.6900607208313232e+15"
         );
+    }
+
+    /// Ryū's plain decimals, taken as they are, give what the digits path
+    /// gives for values of every magnitude and for whole numbers.
+    #[test]
+    fn plain_decimals_match_the_digits_path() {
+        let via_digits = |v: f64| {
+            let mut s = String::new();
+            render_digits(v, &mut |p| s.push_str(p));
+            s
+        };
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut values = vec![
+            0.0, -0.0, 1.0, -1.0, 100.0, 1e15, 1e16, 1e-5, 1e-7, 0.1, 5e-324,
+        ];
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = f64::from_bits(x);
+            if v.is_finite() {
+                values.push(v);
+            }
+            // Magnitudes a query answers with, whole and fractional.
+            let small = (x >> 11) as f64 / (1u64 << 53) as f64 * 10f64.powi((x % 40) as i32 - 20);
+            values.extend([small, small.round(), -small]);
+        }
+        for v in values {
+            assert_eq!(format_f(v), via_digits(v), "{v:e}");
+        }
     }
 
     #[test]
