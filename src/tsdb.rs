@@ -50,7 +50,6 @@ pub mod head;
 pub mod image;
 pub mod index;
 pub mod kv;
-mod lowprio;
 mod querier;
 
 #[cfg(test)]

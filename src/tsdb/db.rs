@@ -846,9 +846,6 @@ impl Db {
     /// the newest checkpoint and the WAL's end. Called with the
     /// maintenance lock held (or from `close`, after the background thread
     /// stopped), so no series leaves the head while it is copied.
-    /// The copy takes the head's locks on this thread; the file's bytes are
-    /// made, summed, written and synced at the queries' priority
-    /// ([`super::lowprio`]), as they hold none.
     fn write_image(&self, kind: image::Kind) -> Result<(), image::ImageError> {
         let stamp = image::Stamp {
             checkpoint: wal::list_checkpoints(&self.dir)?.last().copied(),
@@ -856,13 +853,7 @@ impl Db {
             kind,
         };
         let copy = self.head.image_copy();
-        super::lowprio::run(|| image::write(&self.dir, stamp, copy.len(), |w| copy.write(w)))
-            .unwrap_or_else(|source| {
-                Err(image::ImageError::Write {
-                    path: self.dir.clone(),
-                    source,
-                })
-            })
+        image::write(&self.dir, stamp, copy.len(), |w| copy.write(w))
     }
 }
 

@@ -798,11 +798,6 @@ fn truncate(path: &Path, at: u64) {
 /// false.
 /// The file is written under a temporary name, synced and renamed, so a
 /// crash leaves either the old state or the new one.
-///
-/// `next` runs on the calling thread (it encodes under the head's locks,
-/// which must not wait for a core behind the queries); the buffers it fills
-/// are written and synced on a thread at the queries' priority
-/// (`tsdb/lowprio.rs`), one buffer behind, holding no lock.
 pub fn write_checkpoint(
     dir: &Path,
     n: u32,
@@ -815,45 +810,26 @@ pub fn write_checkpoint(
         source,
     };
     let mut f = File::create(&tmp).map_err(werr)?;
-    // Filled buffers go to the writer; written ones come back to be filled
-    // again. One may wait while the next is filled: the encoding never runs
-    // more than a buffer ahead of the disk.
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
-    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let res = std::thread::scope(|s| -> Result<u64, std::io::Error> {
-        let writer = super::lowprio::spawn_scoped(s, move || -> Result<u64, std::io::Error> {
-            f.write_all(&header(CHECKPOINT_MAGIC))?;
-            let mut bytes = HEADER_LEN;
-            for buf in full_rx {
-                f.write_all(&buf)?;
-                bytes += buf.len() as u64;
-                // The encoder may be gone already (after its last buffer).
-                let _ = empty_tx.send(buf);
-            }
-            f.sync_all()?;
-            Ok(bytes)
-        })?;
+    let mut bytes = HEADER_LEN;
+    let res = (|| -> Result<(), std::io::Error> {
+        f.write_all(&header(CHECKPOINT_MAGIC))?;
+        let mut buf = Vec::new();
         loop {
-            let mut buf = empty_rx.try_recv().unwrap_or_default();
             buf.clear();
             let more = next(&mut buf);
-            // A closed channel means the writer failed: its error says why.
-            if full_tx.send(buf).is_err() || !more {
+            f.write_all(&buf)?;
+            bytes += buf.len() as u64;
+            if !more {
                 break;
             }
         }
-        drop(full_tx);
-        writer
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the checkpoint writer panicked")))
-    });
-    let bytes = match res {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            return Err(werr(e));
-        }
-    };
+        f.sync_all()?;
+        Ok(())
+    })();
+    if let Err(e) = res {
+        let _ = fs::remove_file(&tmp);
+        return Err(werr(e));
+    }
     fs::rename(&tmp, &path).map_err(werr)?;
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
