@@ -330,26 +330,22 @@ fn closed_chunks_move_to_disk_and_read_back() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Each series' samples (time, value bits) that a select over
+/// Each series' samples (time, value bits) that a select of `m` over
 /// `[mint, maxt]` with `hints` hands over.
 fn select_hinted(
     head: &Head,
+    m: Matcher,
     mint: i64,
     maxt: i64,
     hints: &crate::storage::SelectHints,
 ) -> Vec<(Labels, Vec<(i64, u64)>)> {
     let q = head.querier(mint, maxt).unwrap();
     let mut out = Vec::new();
-    q.select_prepared(
-        &[Matcher::equal("__name__", "ray_node_cpu")],
-        hints,
-        &|_| 0,
-        &mut |s, _| {
-            let samples = s.samples.iter().map(|p| (p.t, p.v.to_bits())).collect();
-            out.push((s.labels, samples));
-            std::ops::ControlFlow::Continue(())
-        },
-    )
+    q.select_prepared(&[m], hints, &|_| 0, &mut |s, _| {
+        let samples = s.samples.iter().map(|p| (p.t, p.v.to_bits())).collect();
+        out.push((s.labels, samples));
+        std::ops::ControlFlow::Continue(())
+    })
     .unwrap();
     out
 }
@@ -363,7 +359,8 @@ fn a_latest_value_select_leaves_out_what_memory_makes_older_than_needed() {
     db.checkpoint().unwrap();
     ingest(db.head(), 40, 600, 300);
     let (mint, maxt) = (300_000, 899_000);
-    let all = select_hinted(db.head(), mint, maxt, &SelectHints::default());
+    let cpu = || Matcher::equal("__name__", "ray_node_cpu");
+    let all = select_hinted(db.head(), cpu(), mint, maxt, &SelectHints::default());
     assert_eq!(all.len(), 40);
     let mut trimmed = 0;
     for from in [
@@ -378,7 +375,7 @@ fn a_latest_value_select_leaves_out_what_memory_makes_older_than_needed() {
         let hints = SelectHints {
             latest_from: Some(from),
         };
-        let got = select_hinted(db.head(), mint, maxt, &hints);
+        let got = select_hinted(db.head(), cpu(), mint, maxt, &hints);
         assert_eq!(got.len(), all.len(), "from {from}");
         for ((la, a), (lg, g)) in all.iter().zip(&got) {
             assert_eq!(la, lg);
@@ -534,17 +531,13 @@ fn retention_deletes_persisted_chunks_and_forgets_dead_series() {
 }
 
 fn select_all(head: &Head, m: Matcher) -> Vec<(Labels, Vec<(i64, u64)>)> {
-    let q = head.querier(i64::MIN, i64::MAX).unwrap();
-    q.select(&[m])
-        .unwrap()
-        .into_iter()
-        .map(|s| {
-            (
-                s.labels,
-                s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
-            )
-        })
-        .collect()
+    select_hinted(
+        head,
+        m,
+        i64::MIN,
+        i64::MAX,
+        &crate::storage::SelectHints::default(),
+    )
 }
 
 #[test]
