@@ -8,7 +8,8 @@
 //! `count_over_time` on every collector against what was sent, and the
 //! dashboard queries run as range queries over the window, query by query
 //! on each collector in turn (who goes first alternates), `--repeats`
-//! times; a query's time is the median of its runs. The first run's answers
+//! times, the other collectors stopped while one answers; a query's time is
+//! the median of its runs. The first run's answers
 //! are compared with raymon's (`bench/answers.rs`).
 //!
 //! The collectors are processes with a Prometheus HTTP API; the data is
@@ -23,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use rustix::process::{Pid, Signal, kill_process};
 use serde::{Deserialize, Serialize};
 
 use super::answers::{self, Verdict};
@@ -68,6 +70,14 @@ pub struct SameDataArgs {
     /// after the data checks.
     #[arg(long, value_parser = parse_duration)]
     pub settle: Option<Duration>,
+    /// Leave the other stores running while one answers a query. By default
+    /// they are stopped (SIGSTOP) for the query and continued after it, so
+    /// that one store's background work (Go's garbage collection after a
+    /// large query, compactions, checkpoints) does not take the cores from
+    /// another's query on a small machine: each store's times are then its
+    /// own work, as if it ran alone.
+    #[arg(long)]
+    pub no_pause_others: bool,
 }
 
 /// The outcome of a `--same-data` run.
@@ -588,6 +598,15 @@ async fn run_queries(ctx: &Ctx<'_>, started: &[Started], report: &mut SameDataRe
             let mut bodies = vec![String::new(); n];
             let mut status = vec![0u16; n];
             for s in order {
+                let _paused = (!ctx.args.same_data.no_pause_others).then(|| {
+                    Paused::new(
+                        started
+                            .iter()
+                            .enumerate()
+                            .filter(|&(o, _)| o != s)
+                            .map(|(_, o)| o.proc.pid),
+                    )
+                });
                 let a = queries::query_range(&ctx.http, &started[s].base, q, range, timeout).await;
                 if a.status == 200 {
                     runs[i][s].push(a.seconds);
@@ -640,6 +659,34 @@ async fn run_queries(ctx: &Ctx<'_>, started: &[Started], report: &mut SameDataRe
     }
     report.queries = rows;
     progress("same-data", "done\n");
+}
+
+/// Processes stopped (SIGSTOP) until this is dropped, which continues them
+/// (SIGCONT), on every path out of a query, an error or a panic included.
+struct Paused(Vec<u32>);
+
+impl Paused {
+    fn new(pids: impl Iterator<Item = u32>) -> Self {
+        let pids: Vec<u32> = pids.filter(|&p| signal(p, Signal::STOP)).collect();
+        Paused(pids)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            signal(p, Signal::CONT);
+        }
+    }
+}
+
+/// Sends `sig` to process `pid`; whether it was delivered (a store that
+/// has exited is neither stopped nor continued).
+fn signal(pid: u32, sig: Signal) -> bool {
+    i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .is_some_and(|p| kill_process(p, sig).is_ok())
 }
 
 /// Every figure of a store, by name, with its unit (`ms`, `B`, or none).
@@ -829,8 +876,43 @@ impl SameDataReport {
 
 #[cfg(test)]
 mod tests {
-    use super::is_quiet;
     use super::ray_nodes::{dashboard_queries, node_template};
+    use super::{Paused, is_quiet};
+
+    /// Whether process `pid` is stopped (`T` in `/proc/<pid>/stat`) within
+    /// a second, waiting for `want` as the signal takes effect.
+    fn stopped(pid: u32, want: bool) -> bool {
+        let state = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+            let after = stat.rsplit_once(") ").expect("comm").1.to_string();
+            after.starts_with('T')
+        };
+        for _ in 0..100 {
+            if state() == want {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        state()
+    }
+
+    #[test]
+    fn the_other_stores_are_stopped_for_a_query_and_continued_after_it() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        {
+            // A pid that is gone is skipped, not an error.
+            let paused = Paused::new([pid, u32::MAX].into_iter());
+            assert_eq!(paused.0, vec![pid]);
+            assert!(stopped(pid, true));
+        }
+        assert!(!stopped(pid, false));
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+    }
 
     #[test]
     fn a_store_is_quiet_after_enough_looks_of_little_cpu() {
