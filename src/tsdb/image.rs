@@ -96,6 +96,35 @@ pub struct Image {
     buf: Vec<u8>,
     body: std::ops::Range<usize>,
     kind: Kind,
+    sums: Sums,
+}
+
+/// The CRC-32C of the bytes before the kind and of those between it and
+/// the checksum, kept from the check so that rewriting the kind (a clean
+/// close's image kept as a checkpoint's) combines them instead of reading
+/// the whole image again, on the opening thread, before the index's thread
+/// can start.
+#[derive(Debug, Clone, Copy)]
+struct Sums {
+    before: u32,
+    after: u32,
+    after_len: usize,
+}
+
+impl Sums {
+    fn of(buf: &[u8], end: usize) -> Sums {
+        Sums {
+            before: crc32c::crc32c(&buf[..KIND_AT]),
+            after: crc32c::crc32c(&buf[KIND_AT + 4..end]),
+            after_len: end - KIND_AT - 4,
+        }
+    }
+
+    /// The checksum of the image with `kind` in the kind's place.
+    fn with_kind(self, kind: [u8; 4]) -> u32 {
+        let crc = crc32c::crc32c_append(self.before, &kind);
+        crc32c::crc32c_combine(crc, self.after, self.after_len)
+    }
 }
 
 impl Image {
@@ -211,7 +240,7 @@ pub fn take(
     let got = read_checked(dir, checkpoint, wal_dir);
     match &got {
         Ok(Some(im)) if im.kind == Kind::Close => {
-            if let Err(e) = mark_checkpoint(&dir.join(IMAGE_FILE), &im.buf) {
+            if let Err(e) = mark_checkpoint(&dir.join(IMAGE_FILE), &im.buf, im.sums) {
                 remove(dir);
                 return Err(e);
             }
@@ -225,7 +254,7 @@ pub fn take(
 /// Rewrites a clean close's image in `path` (whose bytes are `buf`) as a
 /// checkpoint's: the kind, then the checksum. A crash in between leaves a
 /// checksum that does not match, so the image is refused, never misread.
-fn mark_checkpoint(path: &Path, buf: &[u8]) -> Result<(), ImageError> {
+fn mark_checkpoint(path: &Path, buf: &[u8], sums: Sums) -> Result<(), ImageError> {
     use std::os::unix::fs::FileExt;
     let err = |source| ImageError::Write {
         path: path.to_path_buf(),
@@ -233,9 +262,7 @@ fn mark_checkpoint(path: &Path, buf: &[u8]) -> Result<(), ImageError> {
     };
     let end = buf.len() - 4;
     let kind = Kind::Checkpoint.code().to_le_bytes();
-    let mut crc = crc32c::crc32c(&buf[..KIND_AT]);
-    crc = crc32c::crc32c_append(crc, &kind);
-    crc = crc32c::crc32c_append(crc, &buf[KIND_AT + 4..end]);
+    let crc = sums.with_kind(kind);
     let f = fs::OpenOptions::new().write(true).open(path).map_err(err)?;
     f.write_all_at(&kind, KIND_AT as u64).map_err(err)?;
     f.write_all_at(&crc.to_le_bytes(), end as u64)
@@ -257,7 +284,7 @@ fn read_checked(
         }
         Err(source) => return Err(ImageError::Read { path, source }),
     };
-    let body = check(&buf)?;
+    let (body, sums) = check(&buf)?;
     let mut rd = Reader::new(&buf[8..HEADER_LEN]);
     let _version = rd.u32()?;
     let cp = match rd.u32()? {
@@ -290,11 +317,17 @@ fn read_checked(
             "taken when the WAL ended at segment {segment} byte {offset}; it ends at segment {last:?}, that segment's length is {len:?}"
         )));
     }
-    Ok(Some(Image { buf, body, kind }))
+    Ok(Some(Image {
+        buf,
+        body,
+        kind,
+        sums,
+    }))
 }
 
-/// Checks magic, version, length and checksum; returns the body's range.
-fn check(buf: &[u8]) -> Result<std::ops::Range<usize>, ImageError> {
+/// Checks magic, version, length and checksum; returns the body's range
+/// and the checksum's parts.
+fn check(buf: &[u8]) -> Result<(std::ops::Range<usize>, Sums), ImageError> {
     if buf.len() < HEADER_LEN + 4 || &buf[..8] != MAGIC {
         return Err(ImageError::Magic);
     }
@@ -310,10 +343,13 @@ fn check(buf: &[u8]) -> Result<std::ops::Range<usize>, ImageError> {
     let end = buf.len() - 4;
     let mut stored = [0u8; 4];
     stored.copy_from_slice(&buf[end..]);
-    if crc32c::crc32c(&buf[..end]) != u32::from_le_bytes(stored) {
+    let sums = Sums::of(buf, end);
+    let mut kind = [0u8; 4];
+    kind.copy_from_slice(&buf[KIND_AT..KIND_AT + 4]);
+    if sums.with_kind(kind) != u32::from_le_bytes(stored) {
         return Err(ImageError::Checksum);
     }
-    Ok(HEADER_LEN..end)
+    Ok((HEADER_LEN..end, sums))
 }
 
 fn le8(b: &[u8]) -> [u8; 8] {
@@ -390,5 +426,22 @@ impl<'a> Reader<'a> {
     /// Whether everything was read.
     pub(crate) fn is_done(&self) -> bool {
         self.at == self.buf.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_parts_give_the_whole_checksum_with_either_kind() {
+        let mut buf: Vec<u8> = (0..1000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        let end = buf.len() - 4;
+        let sums = Sums::of(&buf, end);
+        for kind in [Kind::Close, Kind::Checkpoint] {
+            let k = kind.code().to_le_bytes();
+            buf[KIND_AT..KIND_AT + 4].copy_from_slice(&k);
+            assert_eq!(sums.with_kind(k), crc32c::crc32c(&buf[..end]));
+        }
     }
 }
