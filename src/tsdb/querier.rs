@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::model::{Label, Labels, Matcher, Sample};
+use crate::model::{Label, Labels, Matcher, Sample, str_prefix_key};
 use crate::storage::{Error, Prepare, Querier, SelectHints, Series, SeriesRef};
 
 use super::chunkenc::Encoding;
@@ -102,6 +102,8 @@ struct Strings {
     // The previous series' symbols and their numbers: a selection's series
     // share most labels with the one before, so most take no lookup.
     prev: Vec<(Sym, u32)>,
+    // The numbers of the series being numbered.
+    scratch: Vec<u32>,
 }
 
 impl Strings {
@@ -114,7 +116,11 @@ impl Strings {
     /// Numbers `syms` (the labels of one series, under the lock) by their
     /// strings.
     fn number(&mut self, ix: &Index, syms: &SymLabels) -> Box<[u32]> {
-        let mut out = Vec::with_capacity(syms.len());
+        // Gathered in a buffer kept across series, then copied into one
+        // allocation of the exact length: sizing it first took a pass over
+        // the packed ids.
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
         for (i, y) in syms.iter().enumerate() {
             if let Some(&(py, n)) = self.prev.get(i)
                 && py == y
@@ -125,11 +131,13 @@ impl Strings {
             let n = match self.by_sym.get(&y) {
                 Some(&n) => n,
                 None => {
-                    let s = ix.symbols().get_shared(y);
+                    // A string already numbered in an earlier lock hold is
+                    // found by its address, without taking a reference.
+                    let s = ix.symbols().get_arc(y);
                     let next = self.distinct.len() as u32;
                     let n = *self.by_ptr.entry(s.as_ptr() as usize).or_insert(next);
                     if n == next {
-                        self.distinct.push(s);
+                        self.distinct.push(Arc::clone(s));
                     }
                     self.by_sym.insert(y, n);
                     n
@@ -141,18 +149,30 @@ impl Strings {
             }
             out.push(n);
         }
-        out.into_boxed_slice()
+        let numbers = Box::from(out.as_slice());
+        self.scratch = out;
+        numbers
     }
 
     /// The table of distinct strings in order, and each number's rank in
     /// it (equal strings interned twice between lock holds share one).
     fn ranked(self) -> (Arc<[Arc<str>]>, Vec<u32>) {
         let d = &self.distinct;
-        let mut order: Vec<u32> = (0..d.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| d[a as usize].cmp(&d[b as usize]));
+        // By each string's first 8 bytes as a number first: most pairs
+        // differ there (worker and replica ids), where comparing the
+        // strings took most of this sort.
+        let mut order: Vec<(u64, u32)> = d
+            .iter()
+            .enumerate()
+            .map(|(n, s)| (str_prefix_key(s), n as u32))
+            .collect();
+        order.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| d[a.1 as usize].cmp(&d[b.1 as usize]))
+        });
         let mut rank = vec![0u32; d.len()];
         let mut table: Vec<Arc<str>> = Vec::with_capacity(order.len());
-        for &n in &order {
+        for &(_, n) in &order {
             let s = &d[n as usize];
             if table.last() != Some(s) {
                 table.push(s.clone());
@@ -941,5 +961,45 @@ impl HeadQuerier<'_> {
         let mut out: Vec<String> = found.into_iter().collect();
         out.sort_unstable();
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_order_as_the_strings_do() {
+        let mut words: Vec<&str> = vec![
+            "",
+            "\0",
+            "a",
+            "a\0",
+            "ab",
+            "abcdefgh",
+            "abcdefgh\0",
+            "abcdefg",
+            "abcdefgé",
+            "zz",
+        ];
+        let hex: Vec<String> = (0..100u32)
+            .map(|i| format!("{:08x}{i}", i.wrapping_mul(2_654_435_761) % 7))
+            .collect();
+        words.extend(hex.iter().map(String::as_str));
+        // The same string twice, as two lock holds may intern it.
+        words.push("ab");
+        let strings = Strings {
+            distinct: words.iter().map(|&w| Arc::from(w)).collect(),
+            ..Strings::default()
+        };
+        let (table, rank) = strings.ranked();
+        let mut want: Vec<&str> = words.clone();
+        want.sort_unstable();
+        want.dedup();
+        let got: Vec<&str> = table.iter().map(|s| &**s).collect();
+        assert_eq!(got, want);
+        for (n, w) in words.iter().enumerate() {
+            assert_eq!(&*table[rank[n] as usize], *w);
+        }
     }
 }
