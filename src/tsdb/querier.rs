@@ -67,7 +67,8 @@ impl Key {
         }
     }
 
-    fn into_labels(self) -> Labels {
+    /// The labels, or those that `keep` names alone.
+    fn into_labels(self, keep: Option<&Kept>) -> Labels {
         match self {
             Key::Head(ranks, table) => {
                 // Straight from the ranks: no list of the strings first, an
@@ -76,6 +77,7 @@ impl Key {
                 Labels::from_sorted(
                     ranks
                         .chunks_exact(2)
+                        .filter(|p| keep.is_none_or(|k| k.keeps(&table, p[0])))
                         .map(|p| Label {
                             name: str_of(p[0]),
                             value: str_of(p[1]),
@@ -83,7 +85,56 @@ impl Key {
                         .collect(),
                 )
             }
-            Key::Cold(l) => l,
+            Key::Cold(l) => match keep {
+                None => l,
+                Some(k) => {
+                    let mut pairs = l.into_vec();
+                    pairs.retain(|l| k.names.contains(&l.name));
+                    Labels::from_sorted(pairs)
+                }
+            },
+        }
+    }
+}
+
+/// The names of the labels a select hands over ([`SelectHints::labels`]),
+/// and their ranks in the table of the selection's head keys: a name is
+/// told by its rank, not by comparing strings.
+struct Kept<'a> {
+    names: &'a [String],
+    table: Option<Arc<[Arc<str>]>>,
+    ranks: Vec<u32>,
+}
+
+impl<'a> Kept<'a> {
+    /// `names` in the table of the head keys among `found`.
+    fn new(names: &'a [String], found: &[(Key, Source)]) -> Kept<'a> {
+        let table = found.iter().find_map(|(k, _)| match k {
+            Key::Head(_, t) => Some(t),
+            Key::Cold(_) => None,
+        });
+        let ranks = table.map_or_else(Vec::new, |t| {
+            names
+                .iter()
+                .filter_map(|n| t.binary_search_by(|s| (**s).cmp(n.as_str())).ok())
+                .map(|r| r as u32)
+                .collect()
+        });
+        Kept {
+            names,
+            table: table.cloned(),
+            ranks,
+        }
+    }
+
+    /// Whether the label named by rank `name` in `table` is kept.
+    fn keeps(&self, table: &Arc<[Arc<str>]>, name: u32) -> bool {
+        match &self.table {
+            Some(t) if Arc::ptr_eq(t, table) => self.ranks.contains(&name),
+            _ => {
+                let name = rank_str(table, name);
+                self.names.iter().any(|n| n == name)
+            }
         }
     }
 }
@@ -204,6 +255,9 @@ pub(crate) struct HeadQuerier<'a> {
     // A select's [`SelectHints::latest_from`]: of a series' samples at or
     // before it, only the latest is needed.
     latest_from: Option<i64>,
+    // A select's [`SelectHints::labels`]: the names of the labels handed
+    // over, or all.
+    keep: Option<&'a [String]>,
 }
 
 impl<'a> HeadQuerier<'a> {
@@ -213,6 +267,7 @@ impl<'a> HeadQuerier<'a> {
             mint,
             maxt,
             latest_from: None,
+            keep: None,
         }
     }
 
@@ -627,6 +682,8 @@ impl HeadQuerier<'_> {
     ) -> impl Iterator<Item = Result<Series, Error>> + 's {
         let mut stored = Vec::new();
         let mut ahead = self.read_ahead(&found);
+        // One table serves every head key of a select.
+        let keep = self.keep.map(|names| Kept::new(names, &found));
         found.into_iter().filter_map(move |(key, src)| {
             let mut samples = Vec::new();
             if let Err(e) = self.decode(&src, &mut ahead, &mut stored, &mut samples) {
@@ -635,7 +692,7 @@ impl HeadQuerier<'_> {
             drop(src);
             (!samples.is_empty()).then(|| {
                 Ok(Series {
-                    labels: key.into_labels(),
+                    labels: key.into_labels(keep.as_ref()),
                     samples,
                 })
             })
@@ -807,6 +864,7 @@ impl Querier for HeadQuerier<'_> {
         // This view with the caller's hints, for every series it takes.
         let q = HeadQuerier {
             latest_from: hints.latest_from,
+            keep: hints.labels.as_deref(),
             ..*self
         };
         let mut found = Vec::new();
