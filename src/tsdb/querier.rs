@@ -141,15 +141,15 @@ impl<'a> Kept<'a> {
 
 /// The distinct label strings of a selection's head series, collected
 /// under the locks. A symbol id names a string only while the index's lock
-/// is held (a freed id is reused), so each lock hold maps ids afresh, and
-/// strings are told apart by their shared allocation, which the table
-/// keeps alive.
+/// is held (a freed id is reused), so strings are told apart by their
+/// shared allocation, which the table keeps alive; an id is looked up in
+/// the index each time. (A map from ids, valid for one lock hold, cost
+/// two more hash-map inserts for each string seen first, and most of a
+/// large selection's strings are its series' own ids.)
 #[derive(Default)]
 struct Strings {
     distinct: Vec<Arc<str>>,
     by_ptr: FxHashMap<usize, u32>,
-    // Valid for one lock hold.
-    by_sym: FxHashMap<Sym, u32>,
     // The previous series' symbols and their numbers: a selection's series
     // share most labels with the one before, so most take no lookup.
     prev: Vec<(Sym, u32)>,
@@ -160,7 +160,6 @@ struct Strings {
 impl Strings {
     /// Starts a lock hold.
     fn begin(&mut self) {
-        self.by_sym.clear();
         self.prev.clear();
     }
 
@@ -179,21 +178,14 @@ impl Strings {
                 out.push(n);
                 continue;
             }
-            let n = match self.by_sym.get(&y) {
-                Some(&n) => n,
-                None => {
-                    // A string already numbered in an earlier lock hold is
-                    // found by its address, without taking a reference.
-                    let s = ix.symbols().get_arc(y);
-                    let next = self.distinct.len() as u32;
-                    let n = *self.by_ptr.entry(s.as_ptr() as usize).or_insert(next);
-                    if n == next {
-                        self.distinct.push(Arc::clone(s));
-                    }
-                    self.by_sym.insert(y, n);
-                    n
-                }
-            };
+            // A string already numbered is found by its address, without
+            // taking a reference.
+            let s = ix.symbols().get_arc(y);
+            let next = self.distinct.len() as u32;
+            let n = *self.by_ptr.entry(s.as_ptr() as usize).or_insert(next);
+            if n == next {
+                self.distinct.push(Arc::clone(s));
+            }
             match self.prev.get_mut(i) {
                 Some(p) => *p = (y, n),
                 None => self.prev.push((y, n)),
