@@ -297,7 +297,7 @@ impl Engine {
 /// their order: comparing a series' numbers costs a fraction of comparing
 /// its strings, which for 83 k series of 3 labels was a tenth of the
 /// evaluation (docs/performance.md).
-fn sort_by_labels(m: &mut Vec<Series>) {
+fn sort_by_labels(m: &mut [Series]) {
     if m.len() < 1024 {
         m.sort_by(|a, b| a.labels.cmp(&b.labels));
         return;
@@ -345,8 +345,23 @@ fn sort_by_labels(m: &mut Vec<Series>) {
     let key = |i: u32| &keys[ends[i as usize]..ends[i as usize + 1]];
     let mut perm: Vec<u32> = (0..m.len() as u32).collect();
     perm.sort_by(|&a, &b| key(a).cmp(key(b)));
-    let mut slots: Vec<Option<Series>> = std::mem::take(m).into_iter().map(Some).collect();
-    m.extend(perm.iter().filter_map(|&i| slots[i as usize].take()));
+    drop((keys, ends));
+    // `perm[k]` is where the series for position `k` is: each cycle of
+    // the permutation is walked by swaps, in place, as a second list of
+    // the series would hold the answer's series twice over.
+    const DONE: u32 = u32::MAX;
+    for start in 0..perm.len() {
+        let mut k = start;
+        while perm[k] != DONE {
+            let src = perm[k] as usize;
+            perm[k] = DONE;
+            if src == start {
+                break;
+            }
+            m.swap(k, src);
+            k = src;
+        }
+    }
 }
 
 /// The storage read a budgeted first try stopped in, taken from this
