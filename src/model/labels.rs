@@ -297,6 +297,19 @@ impl LabelsBuilder {
 }
 
 /// `[a-zA-Z_][a-zA-Z0-9_]*`, Prometheus's `LabelName.IsValid`.
+/// The first 8 bytes of `s` as a big-endian number, zeros past its end.
+/// Where two strings' keys differ, the strings order as their keys do (a
+/// string that ends within its first 8 bytes is padded with zeros, which
+/// sort first as its end does); equal keys leave the order to the strings.
+/// Sorting many distinct strings by key first compares numbers where it
+/// compared bytes, as most differ early (ids, hashes).
+pub fn str_prefix_key(s: &str) -> u64 {
+    let mut b = [0u8; 8];
+    let n = s.len().min(8);
+    b[..n].copy_from_slice(&s.as_bytes()[..n]);
+    u64::from_be_bytes(b)
+}
+
 pub fn is_valid_label_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     match bytes.next() {
@@ -430,6 +443,53 @@ impl Fnv64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Strings that share their first 8 bytes, end within them, or hold
+    /// zero bytes and bytes above 0x7f.
+    fn tricky_strings() -> Vec<String> {
+        let mut out: Vec<String> = [
+            "",
+            "\0",
+            "\0\0",
+            "a",
+            "a\0",
+            "a\0b",
+            "ab",
+            "abcdefgh",
+            "abcdefgh\0",
+            "abcdefgha",
+            "abcdefghb",
+            "abcdefg",
+            "abcdefg\u{7f}",
+            "abcdefgé",
+            "é",
+            "zz",
+            "Z",
+            "~",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for i in 0..200u32 {
+            out.push(format!("{:08x}", i.wrapping_mul(2_654_435_761)));
+            out.push(format!("worker-{i}"));
+        }
+        out
+    }
+
+    #[test]
+    fn prefix_keys_order_as_the_strings_do() {
+        let strs = tricky_strings();
+        let mut by_str = strs.clone();
+        by_str.sort();
+        let mut by_key = strs;
+        by_key.sort_by(|a, b| {
+            str_prefix_key(a)
+                .cmp(&str_prefix_key(b))
+                .then_with(|| a.cmp(b))
+        });
+        assert_eq!(by_key, by_str);
+    }
 
     #[test]
     fn builder_sorts_and_empty_value_deletes() {

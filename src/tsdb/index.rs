@@ -120,6 +120,12 @@ impl Symbols {
         self.strings.get(id as usize).map_or("", |s| s)
     }
 
+    /// The interned string of `id` as it is shared, for a reader that
+    /// clones it only when it has not seen it yet.
+    pub fn get_arc(&self, id: Sym) -> &Arc<str> {
+        self.strings.get(id as usize).unwrap_or(&self.empty)
+    }
+
     /// The interned string of `id`, shared: a reader keeps it past the
     /// index's lock for a reference count instead of a copy.
     pub fn get_shared(&self, id: Sym) -> Arc<str> {

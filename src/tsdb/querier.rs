@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::model::{Label, Labels, Matcher, Sample};
+use crate::model::{Label, Labels, Matcher, Sample, str_prefix_key};
 use crate::storage::{Error, Prepare, Querier, SelectHints, Series, SeriesRef};
 
 use super::chunkenc::Encoding;
@@ -67,7 +67,8 @@ impl Key {
         }
     }
 
-    fn into_labels(self) -> Labels {
+    /// The labels, or those that `keep` names alone.
+    fn into_labels(self, keep: Option<&Kept>) -> Labels {
         match self {
             Key::Head(ranks, table) => {
                 // Straight from the ranks: no list of the strings first, an
@@ -76,6 +77,7 @@ impl Key {
                 Labels::from_sorted(
                     ranks
                         .chunks_exact(2)
+                        .filter(|p| keep.is_none_or(|k| k.keeps(&table, p[0])))
                         .map(|p| Label {
                             name: str_of(p[0]),
                             value: str_of(p[1]),
@@ -83,38 +85,92 @@ impl Key {
                         .collect(),
                 )
             }
-            Key::Cold(l) => l,
+            Key::Cold(l) => match keep {
+                None => l,
+                Some(k) => {
+                    let mut pairs = l.into_vec();
+                    pairs.retain(|l| k.names.contains(&l.name));
+                    Labels::from_sorted(pairs)
+                }
+            },
+        }
+    }
+}
+
+/// The names of the labels a select hands over ([`SelectHints::labels`]),
+/// and their ranks in the table of the selection's head keys: a name is
+/// told by its rank, not by comparing strings.
+struct Kept<'a> {
+    names: &'a [String],
+    table: Option<Arc<[Arc<str>]>>,
+    ranks: Vec<u32>,
+}
+
+impl<'a> Kept<'a> {
+    /// `names` in the table of the head keys among `found`.
+    fn new(names: &'a [String], found: &[(Key, Source)]) -> Kept<'a> {
+        let table = found.iter().find_map(|(k, _)| match k {
+            Key::Head(_, t) => Some(t),
+            Key::Cold(_) => None,
+        });
+        let ranks = table.map_or_else(Vec::new, |t| {
+            names
+                .iter()
+                .filter_map(|n| t.binary_search_by(|s| (**s).cmp(n.as_str())).ok())
+                .map(|r| r as u32)
+                .collect()
+        });
+        Kept {
+            names,
+            table: table.cloned(),
+            ranks,
+        }
+    }
+
+    /// Whether the label named by rank `name` in `table` is kept.
+    fn keeps(&self, table: &Arc<[Arc<str>]>, name: u32) -> bool {
+        match &self.table {
+            Some(t) if Arc::ptr_eq(t, table) => self.ranks.contains(&name),
+            _ => {
+                let name = rank_str(table, name);
+                self.names.iter().any(|n| n == name)
+            }
         }
     }
 }
 
 /// The distinct label strings of a selection's head series, collected
 /// under the locks. A symbol id names a string only while the index's lock
-/// is held (a freed id is reused), so each lock hold maps ids afresh, and
-/// strings are told apart by their shared allocation, which the table
-/// keeps alive.
+/// is held (a freed id is reused), so strings are told apart by their
+/// shared allocation, which the table keeps alive; an id is looked up in
+/// the index each time. (A map from ids, valid for one lock hold, cost
+/// two more hash-map inserts for each string seen first, and most of a
+/// large selection's strings are its series' own ids.)
 #[derive(Default)]
 struct Strings {
     distinct: Vec<Arc<str>>,
     by_ptr: FxHashMap<usize, u32>,
-    // Valid for one lock hold.
-    by_sym: FxHashMap<Sym, u32>,
     // The previous series' symbols and their numbers: a selection's series
     // share most labels with the one before, so most take no lookup.
     prev: Vec<(Sym, u32)>,
+    // The numbers of the series being numbered.
+    scratch: Vec<u32>,
 }
 
 impl Strings {
     /// Starts a lock hold.
     fn begin(&mut self) {
-        self.by_sym.clear();
         self.prev.clear();
     }
 
     /// Numbers `syms` (the labels of one series, under the lock) by their
     /// strings.
     fn number(&mut self, ix: &Index, syms: &SymLabels) -> Box<[u32]> {
-        let mut out = Vec::with_capacity(syms.len());
+        // Gathered in a buffer kept across series, then copied into one
+        // allocation of the exact length: sizing it first took a pass over
+        // the packed ids.
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
         for (i, y) in syms.iter().enumerate() {
             if let Some(&(py, n)) = self.prev.get(i)
                 && py == y
@@ -122,37 +178,44 @@ impl Strings {
                 out.push(n);
                 continue;
             }
-            let n = match self.by_sym.get(&y) {
-                Some(&n) => n,
-                None => {
-                    let s = ix.symbols().get_shared(y);
-                    let next = self.distinct.len() as u32;
-                    let n = *self.by_ptr.entry(s.as_ptr() as usize).or_insert(next);
-                    if n == next {
-                        self.distinct.push(s);
-                    }
-                    self.by_sym.insert(y, n);
-                    n
-                }
-            };
+            // A string already numbered is found by its address, without
+            // taking a reference.
+            let s = ix.symbols().get_arc(y);
+            let next = self.distinct.len() as u32;
+            let n = *self.by_ptr.entry(s.as_ptr() as usize).or_insert(next);
+            if n == next {
+                self.distinct.push(Arc::clone(s));
+            }
             match self.prev.get_mut(i) {
                 Some(p) => *p = (y, n),
                 None => self.prev.push((y, n)),
             }
             out.push(n);
         }
-        out.into_boxed_slice()
+        let numbers = Box::from(out.as_slice());
+        self.scratch = out;
+        numbers
     }
 
     /// The table of distinct strings in order, and each number's rank in
     /// it (equal strings interned twice between lock holds share one).
     fn ranked(self) -> (Arc<[Arc<str>]>, Vec<u32>) {
         let d = &self.distinct;
-        let mut order: Vec<u32> = (0..d.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| d[a as usize].cmp(&d[b as usize]));
+        // By each string's first 8 bytes as a number first: most pairs
+        // differ there (worker and replica ids), where comparing the
+        // strings took most of this sort.
+        let mut order: Vec<(u64, u32)> = d
+            .iter()
+            .enumerate()
+            .map(|(n, s)| (str_prefix_key(s), n as u32))
+            .collect();
+        order.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| d[a.1 as usize].cmp(&d[b.1 as usize]))
+        });
         let mut rank = vec![0u32; d.len()];
         let mut table: Vec<Arc<str>> = Vec::with_capacity(order.len());
-        for &n in &order {
+        for &(_, n) in &order {
             let s = &d[n as usize];
             if table.last() != Some(s) {
                 table.push(s.clone());
@@ -184,6 +247,9 @@ pub(crate) struct HeadQuerier<'a> {
     // A select's [`SelectHints::latest_from`]: of a series' samples at or
     // before it, only the latest is needed.
     latest_from: Option<i64>,
+    // A select's [`SelectHints::labels`]: the names of the labels handed
+    // over, or all.
+    keep: Option<&'a [String]>,
 }
 
 impl<'a> HeadQuerier<'a> {
@@ -193,6 +259,7 @@ impl<'a> HeadQuerier<'a> {
             mint,
             maxt,
             latest_from: None,
+            keep: None,
         }
     }
 
@@ -607,6 +674,8 @@ impl HeadQuerier<'_> {
     ) -> impl Iterator<Item = Result<Series, Error>> + 's {
         let mut stored = Vec::new();
         let mut ahead = self.read_ahead(&found);
+        // One table serves every head key of a select.
+        let keep = self.keep.map(|names| Kept::new(names, &found));
         found.into_iter().filter_map(move |(key, src)| {
             let mut samples = Vec::new();
             if let Err(e) = self.decode(&src, &mut ahead, &mut stored, &mut samples) {
@@ -615,7 +684,7 @@ impl HeadQuerier<'_> {
             drop(src);
             (!samples.is_empty()).then(|| {
                 Ok(Series {
-                    labels: key.into_labels(),
+                    labels: key.into_labels(keep.as_ref()),
                     samples,
                 })
             })
@@ -787,6 +856,7 @@ impl Querier for HeadQuerier<'_> {
         // This view with the caller's hints, for every series it takes.
         let q = HeadQuerier {
             latest_from: hints.latest_from,
+            keep: hints.labels.as_deref(),
             ..*self
         };
         let mut found = Vec::new();
@@ -941,5 +1011,45 @@ impl HeadQuerier<'_> {
         let mut out: Vec<String> = found.into_iter().collect();
         out.sort_unstable();
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_order_as_the_strings_do() {
+        let mut words: Vec<&str> = vec![
+            "",
+            "\0",
+            "a",
+            "a\0",
+            "ab",
+            "abcdefgh",
+            "abcdefgh\0",
+            "abcdefg",
+            "abcdefgé",
+            "zz",
+        ];
+        let hex: Vec<String> = (0..100u32)
+            .map(|i| format!("{:08x}{i}", i.wrapping_mul(2_654_435_761) % 7))
+            .collect();
+        words.extend(hex.iter().map(String::as_str));
+        // The same string twice, as two lock holds may intern it.
+        words.push("ab");
+        let strings = Strings {
+            distinct: words.iter().map(|&w| Arc::from(w)).collect(),
+            ..Strings::default()
+        };
+        let (table, rank) = strings.ranked();
+        let mut want: Vec<&str> = words.clone();
+        want.sort_unstable();
+        want.dedup();
+        let got: Vec<&str> = table.iter().map(|s| &**s).collect();
+        assert_eq!(got, want);
+        for (n, w) in words.iter().enumerate() {
+            assert_eq!(&*table[rank[n] as usize], *w);
+        }
     }
 }

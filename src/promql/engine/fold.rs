@@ -11,6 +11,7 @@
 //! (first step with a value, then first series at that step).
 
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
@@ -20,17 +21,26 @@ use super::{Error, Evaluator, StepSeries, Val, range};
 use crate::model::{Labels, METRIC_NAME, Sample};
 use crate::promql::parser::{AggOp, Aggregate, Expr};
 
+/// A step slot that holds no value yet: no step is at this time.
+const ABSENT: i64 = i64::MIN;
+
 /// One group's running values, one slot per step.
+///
+/// The slots are the group's answer in the making: a slot's time is its
+/// step's once the group has a value there ([`ABSENT`] before), and the
+/// slots without one are dropped in place at the end, so the answer is
+/// not copied out of the running values into an allocation of its own.
 struct Running {
     labels: Labels,
     /// (step, input series) that created the group's first value: the
     /// order in which the per-step loop would have output it.
     first: (usize, usize),
-    /// The sum, minimum, maximum, or for `stddev` the running squares.
-    value: Vec<f64>,
-    /// The running mean (`avg`, `stddev`, `stdvar` only).
+    /// Per step: the sum, minimum, maximum or count; the running mean
+    /// (`avg`); the running squares (`stddev`, `stdvar`).
+    points: Vec<Sample>,
+    /// The running mean (`stddev`, `stdvar` only).
     mean: Vec<f64>,
-    /// Values added at each step; 0 where the group has none.
+    /// Values added at each step (`avg`, `stddev`, `stdvar` only).
     count: Vec<f64>,
 }
 
@@ -57,7 +67,8 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
         }
     };
     let steps = ev.steps();
-    let with_mean = matches!(a.op, Avg | Stddev | Stdvar);
+    let with_mean = matches!(a.op, Stddev | Stdvar);
+    let with_count = matches!(a.op, Avg | Stddev | Stdvar);
     let mut groups: Vec<Running> = Vec::new();
     // Groups by a hash of their labels, found without building the labels
     // of each series' group: most series join a group that exists.
@@ -88,13 +99,17 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
                     groups.push(Running {
                         labels: key,
                         first: (usize::MAX, usize::MAX),
-                        value: vec![0.0; steps],
+                        points: vec![Sample { t: ABSENT, v: 0.0 }; steps],
                         mean: if with_mean {
                             vec![0.0; steps]
                         } else {
                             Vec::new()
                         },
-                        count: vec![0.0; steps],
+                        count: if with_count {
+                            vec![0.0; steps]
+                        } else {
+                            Vec::new()
+                        },
                     });
                     groups.len() - 1
                 }
@@ -116,24 +131,31 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
                 };
                 next = k + 1;
                 let v = p.v;
-                if g.count[k] == 0.0 {
-                    g.count[k] = 1.0;
-                    g.value[k] = if matches!(a.op, Stddev | Stdvar) {
-                        0.0
-                    } else {
-                        v
+                let slot = &mut g.points[k];
+                if slot.t == ABSENT {
+                    slot.t = ev.ts(k);
+                    slot.v = match a.op {
+                        Stddev | Stdvar => 0.0,
+                        Count => 1.0,
+                        _ => v,
                     };
+                    if with_count {
+                        g.count[k] = 1.0;
+                    }
                     if with_mean {
                         g.mean[k] = v;
                     }
                     g.first = g.first.min((k, i));
                     continue;
                 }
-                g.count[k] += 1.0;
+                if with_count {
+                    g.count[k] += 1.0;
+                }
                 match a.op {
-                    Sum => g.value[k] += v,
+                    Sum => slot.v += v,
+                    Count => slot.v += 1.0,
                     Avg => {
-                        let (mean, count) = (g.mean[k], g.count[k]);
+                        let (mean, count) = (slot.v, g.count[k]);
                         if mean.is_infinite() {
                             if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
                                 continue;
@@ -142,14 +164,14 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
                                 continue;
                             }
                         }
-                        g.mean[k] = mean + (v / count - mean / count);
+                        slot.v = mean + (v / count - mean / count);
                     }
-                    Min if g.value[k] > v || g.value[k].is_nan() => g.value[k] = v,
-                    Max if g.value[k] < v || g.value[k].is_nan() => g.value[k] = v,
+                    Min if slot.v > v || slot.v.is_nan() => slot.v = v,
+                    Max if slot.v < v || slot.v.is_nan() => slot.v = v,
                     Stddev | Stdvar => {
                         let delta = v - g.mean[k];
                         g.mean[k] += delta / g.count[k];
-                        g.value[k] += delta * (v - g.mean[k]);
+                        slot.v += delta * (v - g.mean[k]);
                     }
                     _ => {}
                 }
@@ -184,7 +206,24 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
             // (`Matrix.ContainsSameLabelset`, docs/decisions.md).
             let mut seen: Option<(FxHashSet<u128>, Vec<u8>)> =
                 range::may_collide(c, idx).then(|| (FxHashSet::default(), Vec::new()));
-            range::each(ev, c, idx, &mut [], |ev, labels, points| {
+            // Grouping by labels looks at those of each series and at the
+            // ones its selector's matchers check on the selected series
+            // (`selection::plan`): storage copies out just these, 3 or 4
+            // of Ray's 12 a series, where copying them all was a tenth of
+            // a large aggregation (docs/performance.md). `without` keeps
+            // the labels not named, and the check for colliding label
+            // sets looks at all of them.
+            let keep: Option<Arc<[String]>> = match unwrap_parens(&c.args[idx]) {
+                Expr::MatrixSelector(ms) if !a.without && seen.is_none() => Some(
+                    a.grouping
+                        .iter()
+                        .chain(ms.vs.matchers.iter().map(|m| &m.name))
+                        .cloned()
+                        .collect(),
+                ),
+                _ => None,
+            };
+            range::each(ev, c, idx, &mut [], keep, |ev, labels, points| {
                 let Some((seen, buf)) = &mut seen else {
                     return add(ev, &labels, points);
                 };
@@ -199,24 +238,28 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
     groups.sort_by_key(|g| g.first);
     let mut out = Vec::with_capacity(groups.len());
     for g in groups {
-        let points: Vec<Sample> = (0..steps)
-            .filter(|&k| g.count[k] > 0.0)
-            .map(|k| {
-                let v = match a.op {
-                    Avg => g.mean[k],
-                    Count => g.count[k],
+        let Running {
+            labels,
+            mut points,
+            mean,
+            count,
+            ..
+        } = g;
+        if matches!(a.op, Group | Stddev | Stdvar) {
+            for (k, p) in points.iter_mut().enumerate() {
+                if p.t == ABSENT {
+                    continue;
+                }
+                p.v = match a.op {
                     Group => 1.0,
-                    Stddev => (g.value[k] / g.count[k]).sqrt(),
-                    Stdvar => g.value[k] / g.count[k],
-                    _ => g.value[k],
+                    Stddev => (p.v / count[k]).sqrt(),
+                    _ => p.v / count[k],
                 };
-                Sample { t: ev.ts(k), v }
-            })
-            .collect();
-        out.push(StepSeries {
-            labels: g.labels,
-            points,
-        });
+            }
+        }
+        drop((mean, count));
+        points.retain(|p| p.t != ABSENT);
+        out.push(StepSeries { labels, points });
     }
     Ok(Some(Val::Vector(out)))
 }
@@ -227,29 +270,28 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
 fn sum_into(g: &mut Running, i: usize, points: &[Sample], start: i64, interval: i64) {
     let Running {
         first,
-        value,
-        count,
+        points: slots,
         ..
     } = g;
     // Points are at step times, ascending: most are at the step after the
     // last one, which a multiplication confirms.
     let mut next = 0usize;
     for p in points {
-        let k = if start + next as i64 * interval == p.t {
+        let t = start + next as i64 * interval;
+        let k = if t == p.t {
             next
         } else {
             ((p.t - start) / interval) as usize
         };
         next = k + 1;
-        let (c, v) = (&mut count[k], &mut value[k]);
-        if *c == 0.0 {
+        let slot = &mut slots[k];
+        if slot.t == ABSENT {
             // The first value is taken as it is: `0 + -0` would be `0`.
-            *c = 1.0;
-            *v = p.v;
+            slot.t = start + k as i64 * interval;
+            slot.v = p.v;
             *first = (*first).min((k, i));
         } else {
-            *c += 1.0;
-            *v += p.v;
+            slot.v += p.v;
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::aggregate::quantile;
 use super::eval::Clock;
@@ -62,7 +62,7 @@ pub(super) fn range_function(ev: &mut Evaluator<'_>, c: &Call, idx: usize) -> Re
         Vec::new()
     };
     let mut out: Vec<StepSeries> = Vec::new();
-    each(ev, c, idx, &mut present, |_, labels, points| {
+    each(ev, c, idx, &mut present, None, |_, labels, points| {
         out.push(StepSeries {
             labels,
             points: points.to_vec(),
@@ -111,12 +111,15 @@ pub(super) fn may_collide(c: &Call, idx: usize) -> bool {
 /// `present` the steps that had a window with samples.
 ///
 /// The points are lent: one buffer serves every series, so an aggregation
-/// that folds them in allocates nothing per series for them.
+/// that folds them in allocates nothing per series for them. With
+/// `labels`, a series selected by a matrix selector may come with only
+/// the labels so named ([`SelectHints::labels`]).
 pub(super) fn each(
     ev: &mut Evaluator<'_>,
     c: &Call,
     idx: usize,
     present: &mut [bool],
+    labels: Option<Arc<[String]>>,
     mut f: impl FnMut(&mut Evaluator<'_>, Labels, &[Sample]) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let name = c.func.name;
@@ -197,8 +200,11 @@ pub(super) fn each(
                 });
                 raw
             };
-            let all = SelectHints::default();
-            ev.each_prepared(matchers, mint, hi, &all, &prep, |ev, s, raw| {
+            let hints = SelectHints {
+                labels,
+                ..SelectHints::default()
+            };
+            ev.each_prepared(matchers, mint, hi, &hints, &prep, |ev, s, raw| {
                 if let Some(e) = failed.lock().unwrap_or_else(PoisonError::into_inner).take() {
                     return Err(e);
                 }

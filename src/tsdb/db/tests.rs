@@ -374,6 +374,7 @@ fn a_latest_value_select_leaves_out_what_memory_makes_older_than_needed() {
     ] {
         let hints = SelectHints {
             latest_from: Some(from),
+            ..SelectHints::default()
         };
         let got = select_hinted(db.head(), cpu(), mint, maxt, &hints);
         assert_eq!(got.len(), all.len(), "from {from}");
@@ -905,4 +906,38 @@ fn issue_16_a_wal_segment_damaged_mid_way_keeps_what_came_before() {
             *x ^= 0x5a;
         }
     });
+}
+
+#[test]
+fn a_select_for_some_labels_hands_over_those_in_the_whole_sets_order() {
+    use crate::storage::SelectHints;
+    let IdleStore { dir, db, now, .. } = store_with_two_idle_series("keep", 5, value);
+    // Series 0 and 1 on disk alone, the others in memory.
+    assert_eq!(db.age_out(now).unwrap(), 2);
+    let cpu = || Matcher::equal("__name__", "ray_node_cpu");
+    let all = select_hinted(db.head(), cpu(), 0, now, &SelectHints::default());
+    assert_eq!(all.len(), 5);
+    for names in [
+        vec!["instance"],
+        vec!["instance", "nope"],
+        vec![],
+        vec!["__name__"],
+    ] {
+        let hints = SelectHints {
+            labels: Some(names.iter().map(|n| n.to_string()).collect()),
+            ..SelectHints::default()
+        };
+        let got = select_hinted(db.head(), cpu(), 0, now, &hints);
+        let want: Vec<_> = all
+            .iter()
+            .map(|(l, s)| {
+                let kept = l.iter().filter(|l| names.contains(&l.name.as_str()));
+                let kept = Labels::from_pairs(kept.map(|l| (l.name.as_str(), l.value.as_str())));
+                (kept, s.clone())
+            })
+            .collect();
+        assert_eq!(got, want, "{names:?}");
+    }
+    drop(db);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
