@@ -126,14 +126,6 @@ impl Symbols {
         self.strings.get(id as usize).unwrap_or(&self.empty)
     }
 
-    /// The interned string of `id`, shared: a reader keeps it past the
-    /// index's lock for a reference count instead of a copy.
-    pub fn get_shared(&self, id: Sym) -> Arc<str> {
-        self.strings
-            .get(id as usize)
-            .map_or_else(|| self.empty.clone(), Arc::clone)
-    }
-
     /// Live symbols.
     pub fn len(&self) -> usize {
         self.ids.len()
