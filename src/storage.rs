@@ -21,6 +21,7 @@
 //! ```
 
 use std::ops::ControlFlow;
+use std::time::Instant;
 
 use crate::model::{Labels, Matcher, Sample};
 
@@ -46,6 +47,10 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("storage error: {0}")]
     Other(String),
+    /// A selection given up because it could not be finished before
+    /// [`SelectHints::budget`].
+    #[error("selection over its budget")]
+    OverBudget,
 }
 
 impl Error {
@@ -128,6 +133,11 @@ pub struct SelectHints {
     /// (its first step less its offset). A store may leave out a series'
     /// earlier samples when it knows a later one at or before this time.
     pub latest_from: Option<i64>,
+    /// When the caller will give up: a query's first try on a thread that
+    /// must not be held long. A store may then answer
+    /// [`Error::OverBudget`] for a selection it cannot finish by this time,
+    /// before doing the work the caller would throw away.
+    pub budget: Option<Instant>,
 }
 
 /// Something that can be read from.

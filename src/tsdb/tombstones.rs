@@ -323,6 +323,7 @@ mod tests {
         stones.delete(&visible, &sets, 400_000, 600_000).unwrap();
         let hints = SelectHints {
             latest_from: Some(599_000),
+            ..SelectHints::default()
         };
         let first_and_last = |q: Box<dyn Querier + '_>| {
             let mut got = None;

@@ -515,6 +515,7 @@ impl<'a> Evaluator<'a> {
         // looks up at a time that may come before `lo`).
         let hints = SelectHints {
             latest_from: at.is_none().then_some(lo),
+            ..SelectHints::default()
         };
         let prep: Prepare<'_> = &|_| 0;
         self.each_prepared(&vs.matchers, lo - lookback, hi, &hints, prep, |ev, s, _| {

@@ -374,6 +374,7 @@ fn a_latest_value_select_leaves_out_what_memory_makes_older_than_needed() {
     ] {
         let hints = SelectHints {
             latest_from: Some(from),
+            ..SelectHints::default()
         };
         let got = select_hinted(db.head(), cpu(), mint, maxt, &hints);
         assert_eq!(got.len(), all.len(), "from {from}");
