@@ -22,6 +22,7 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::model::{Labels, Matcher, Sample};
 
@@ -47,6 +48,10 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("storage error: {0}")]
     Other(String),
+    /// A selection given up because it could not be finished before
+    /// [`SelectHints::budget`].
+    #[error("selection over its budget")]
+    OverBudget,
 }
 
 impl Error {
@@ -136,6 +141,11 @@ pub struct SelectHints {
     /// series needs 3 or 4 of their 12 (Prometheus `SelectHints.By` and
     /// `Grouping`).
     pub labels: Option<Arc<[String]>>,
+    /// When the caller will give up: a query's first try on a thread that
+    /// must not be held long. A store may then answer
+    /// [`Error::OverBudget`] for a selection it cannot finish by this time,
+    /// before doing the work the caller would throw away.
+    pub budget: Option<Instant>,
 }
 
 /// Something that can be read from.

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::model::{Labels, Matcher, Sample, is_stale_nan};
 use crate::promql::parser::{AtModifier, Expr, MatrixSelector, Subquery, VectorSelector};
-use crate::storage::{Prepare, Queryable, SelectHints, Series};
+use crate::storage::{Error as StorageError, Prepare, Queryable, SelectHints, Series};
 
 use super::*;
 
@@ -445,7 +445,13 @@ impl<'a> Evaluator<'a> {
         let index = plan.as_ref().map_or(matchers, |p| &p.index);
         let later: &[&Matcher] = plan.as_ref().map_or(&[], |p| &p.later);
         let mut failed = None;
-        q.select_prepared(index, hints, prep, &mut |s, n| {
+        // A budgeted try lets storage give up a selection too large for
+        // the budget before taking it, rather than this walk after.
+        let hints = SelectHints {
+            budget: self.budget,
+            ..hints.clone()
+        };
+        q.select_prepared(index, &hints, prep, &mut |s, n| {
             if !later.iter().all(|m| m.matches_labels(&s.labels)) {
                 return ControlFlow::Continue(());
             }
@@ -457,7 +463,10 @@ impl<'a> Evaluator<'a> {
                 }
             }
         })
-        .map_err(|e| Error::Storage(e.to_string()))?;
+        .map_err(|e| match e {
+            StorageError::OverBudget => Error::OverBudget,
+            e => Error::Storage(e.to_string()),
+        })?;
         failed.map_or(Ok(()), Err)
     }
 

@@ -195,8 +195,13 @@ pub(super) fn each(
                             .unwrap_or_else(PoisonError::into_inner)
                             .get_or_insert(e);
                     }
+                    // The points become the series' samples by a swap, not a
+                    // copy; the decoded buffer serves the next series' points.
                     s.samples.clear();
-                    s.samples.extend_from_slice(points);
+                    std::mem::swap(&mut s.samples, points);
+                    if points.capacity() > KEPT {
+                        *points = Vec::new();
+                    }
                 });
                 raw
             };
@@ -469,6 +474,26 @@ fn eval_points_with(
         // instructions a step for it).
         let monotonic = runs.none(0) || runs.none(1);
         let last = (func == Max) == runs.none(0);
+        if monotonic {
+            // In a loop of its own, without the last window that the fold
+            // below keeps for the windows that keep their start.
+            points.reserve(plan.bounds.len());
+            for (step, &(lo, hi)) in plan.bounds.iter().enumerate() {
+                if step % WORK_PER_CHECK as usize == WORK_PER_CHECK as usize - 1 {
+                    job.clock.check()?;
+                }
+                if lo >= hi {
+                    continue;
+                }
+                loaded = loaded.max(hi - lo);
+                let i = if last { hi - 1 } else { lo };
+                points.push(Sample {
+                    t: job.ts(step),
+                    v: samples[i].v,
+                });
+            }
+            return Ok(loaded);
+        }
         // The last window's bounds and value.
         let mut kept: Option<(usize, usize, f64)> = None;
         for (step, &(lo, hi)) in plan.bounds.iter().enumerate() {
@@ -480,7 +505,6 @@ fn eval_points_with(
             }
             loaded = loaded.max(hi - lo);
             let v = match kept {
-                _ if monotonic => samples[if last { hi - 1 } else { lo }].v,
                 // The window kept its start (one as long as the query's
                 // data, `max_over_time(x[14d])` on an hour): the fold goes
                 // on from the last step's value over the samples added

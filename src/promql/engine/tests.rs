@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::model::Labels;
+use crate::model::{Labels, Matcher};
 use crate::promql::parser::parse_expr;
 use crate::storage::Appendable;
-use crate::storage::Queryable;
+use crate::storage::{Queryable, SelectHints};
 use crate::tsdb::{Head, HeadOptions};
 
 fn head() -> Head {
@@ -106,6 +106,68 @@ fn issue_16_a_subquery_of_billions_of_steps_stops_at_its_deadline() {
         Err(Error::OverBudget)
     );
     assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(e.active_queries(), 0);
+}
+
+/// A budgeted first try whose selection is too large for what is left of
+/// its budget is told so by storage before the series are taken (the
+/// dashboards' large selections took tens of milliseconds on a first try
+/// that then started again on a query thread), and answers as over budget,
+/// not as a storage error; without a budget the same query answers.
+#[test]
+fn issue_22_a_budgeted_try_gives_up_a_large_selection_before_taking_it() {
+    let h = Head::new(HeadOptions::default());
+    let mut app = h.appender();
+    for i in 0..3_000 {
+        let l = Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())]);
+        for t in 0..10 {
+            app.append(0, &l, t * 15_000, t as f64).unwrap();
+        }
+    }
+    app.commit().unwrap();
+    let e = Engine::default();
+    // A range function (one series at a time) and a vector selector (the
+    // latest value at each step) both select through storage's walk.
+    for q in ["sum(rate(m[1m]))", "sum(m)", "sum(m{i=~\"1.*\"})"] {
+        let expr = parse_expr(q).unwrap();
+        let limits = Limits {
+            budget: Some(Instant::now() + Duration::from_millis(1)),
+            ..Limits::default()
+        };
+        assert_eq!(
+            e.range_until(&h, &expr, 60_000, 135_000, 15_000, limits),
+            Err(Error::OverBudget),
+            "{q}"
+        );
+        let Value::Matrix(m) = e
+            .range_until(&h, &expr, 60_000, 135_000, 15_000, Limits::default())
+            .unwrap()
+        else {
+            panic!("{q}: not a matrix");
+        };
+        assert_eq!(m.len(), 1, "{q}");
+    }
+    // Storage gives the selection up before handing over a series; one
+    // that fits in what is left is taken as before.
+    let q = h.querier(0, 200_000).unwrap();
+    let mut handed = 0;
+    let mut select = |m: Matcher, left: Duration| {
+        let hints = SelectHints {
+            budget: Some(Instant::now() + left),
+            ..SelectHints::default()
+        };
+        q.select_prepared(&[m], &hints, &|_| 0, &mut |_, _| {
+            handed += 1;
+            std::ops::ControlFlow::Continue(())
+        })
+    };
+    let all = Matcher::equal("__name__", "m");
+    assert!(matches!(
+        select(all, Duration::from_millis(1)),
+        Err(crate::storage::Error::OverBudget)
+    ));
+    assert!(select(Matcher::equal("i", "7"), Duration::from_secs(60)).is_ok());
+    assert_eq!(handed, 1);
     assert_eq!(e.active_queries(), 0);
 }
 
