@@ -296,7 +296,6 @@ impl LabelsBuilder {
     }
 }
 
-/// `[a-zA-Z_][a-zA-Z0-9_]*`, Prometheus's `LabelName.IsValid`.
 /// The first 8 bytes of `s` as a big-endian number, zeros past its end.
 /// Where two strings' keys differ, the strings order as their keys do (a
 /// string that ends within its first 8 bytes is padded with zeros, which
@@ -310,6 +309,22 @@ pub fn str_prefix_key(s: &str) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// The positions of `strs` in the order of their strings, sorted by
+/// [`str_prefix_key`] first.
+pub fn string_order<S: AsRef<str>>(strs: &[S]) -> Vec<u32> {
+    let mut order: Vec<(u64, u32)> = strs
+        .iter()
+        .enumerate()
+        .map(|(n, s)| (str_prefix_key(s.as_ref()), n as u32))
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| strs[a.1 as usize].as_ref().cmp(strs[b.1 as usize].as_ref()))
+    });
+    order.into_iter().map(|(_, n)| n).collect()
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, Prometheus's `LabelName.IsValid`.
 pub fn is_valid_label_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     match bytes.next() {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::model::{Label, Labels, Matcher, Sample, str_prefix_key};
+use crate::model::{Label, Labels, Matcher, Sample, string_order};
 use crate::storage::{Error, Prepare, Querier, SelectHints, Series, SeriesRef};
 
 use super::chunkenc::Encoding;
@@ -205,18 +205,10 @@ impl Strings {
         // By each string's first 8 bytes as a number first: most pairs
         // differ there (worker and replica ids), where comparing the
         // strings took most of this sort.
-        let mut order: Vec<(u64, u32)> = d
-            .iter()
-            .enumerate()
-            .map(|(n, s)| (str_prefix_key(s), n as u32))
-            .collect();
-        order.sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then_with(|| d[a.1 as usize].cmp(&d[b.1 as usize]))
-        });
+        let order = string_order(d);
         let mut rank = vec![0u32; d.len()];
         let mut table: Vec<Arc<str>> = Vec::with_capacity(order.len());
-        for &(_, n) in &order {
+        for &n in &order {
             let s = &d[n as usize];
             if table.last() != Some(s) {
                 table.push(s.clone());

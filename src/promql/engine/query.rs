@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
-use crate::model::{Labels, str_prefix_key};
+use crate::model::{Labels, string_order};
 use crate::promql::parser::{Expr, ValueType};
 use crate::storage::{Queryable, Series};
 
@@ -323,19 +323,10 @@ fn sort_by_labels(m: &mut [Series]) {
             }
             ends.push(keys.len());
         }
-        let mut order: Vec<(u64, u32)> = strs
-            .iter()
-            .enumerate()
-            .map(|(n, s)| (str_prefix_key(s), n as u32))
-            .collect();
-        order.sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then_with(|| strs[a.1 as usize].cmp(strs[b.1 as usize]))
-        });
-        // The strings are distinct, so ranks in this order compare as
+        // The strings are distinct, so ranks in their order compare as
         // the strings do.
         let mut rank = vec![0u32; strs.len()];
-        for (r, &(_, n)) in order.iter().enumerate() {
+        for (r, n) in string_order(&strs).into_iter().enumerate() {
             rank[n as usize] = r as u32;
         }
         for k in &mut keys {
