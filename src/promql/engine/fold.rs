@@ -24,6 +24,9 @@ use crate::promql::parser::{AggOp, Aggregate, Expr};
 /// A step slot that holds no value yet: no step is at this time.
 const ABSENT: i64 = i64::MIN;
 
+/// The end of a chain of groups with one hash.
+const NO_GROUP: u32 = u32::MAX;
+
 /// One group's running values, one slot per step.
 ///
 /// The slots are the group's answer in the making: a slot's time is its
@@ -38,10 +41,14 @@ struct Running {
     /// Per step: the sum, minimum, maximum or count; the running mean
     /// (`avg`); the running squares (`stddev`, `stdvar`).
     points: Vec<Sample>,
-    /// The running mean (`stddev`, `stdvar` only).
-    mean: Vec<f64>,
-    /// Values added at each step (`avg`, `stddev`, `stdvar` only).
-    count: Vec<f64>,
+    /// The next group whose labels hash as this one's, `NO_GROUP` at the
+    /// end of the chain.
+    same: u32,
+    /// Values added at each step (`avg`, `stddev`, `stdvar` only), then
+    /// the running mean at each step (`stddev`, `stdvar` only): one
+    /// allocation rather than two keeps a group 24 bytes smaller, 83 k
+    /// groups times the doubling of their list.
+    extra: Vec<f64>,
 }
 
 /// The aggregation `a` folded over its input series as they are made, or
@@ -69,10 +76,13 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
     let steps = ev.steps();
     let with_mean = matches!(a.op, Stddev | Stdvar);
     let with_count = matches!(a.op, Avg | Stddev | Stdvar);
+    let extra = steps * (usize::from(with_count) + usize::from(with_mean));
     let mut groups: Vec<Running> = Vec::new();
     // Groups by a hash of their labels, found without building the labels
-    // of each series' group: most series join a group that exists.
-    let mut index: FxHashMap<u64, Vec<usize>> = FxHashMap::default();
+    // of each series' group: most series join a group that exists. The map
+    // holds the first group of a hash and the groups chain the rest: a
+    // list per hash was an allocation per group, 2.5 MiB at 83 k groups.
+    let mut index: FxHashMap<u64, u32> = FxHashMap::default();
     let mut next = 0usize;
     let mut add =
         |ev: &mut Evaluator<'_>, labels: &Labels, points: &[Sample]| -> Result<(), Error> {
@@ -82,34 +92,33 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
             for l in labels.iter().filter(|l| kept(&l.name)) {
                 l.hash(&mut h);
             }
-            let same = index.entry(h.finish()).or_default();
-            let found = same.iter().copied().find(|&g| {
-                groups[g]
-                    .labels
-                    .iter()
-                    .eq(labels.iter().filter(|l| kept(&l.name)))
-            });
+            let head = index.entry(h.finish()).or_insert(NO_GROUP);
+            let mut found = None;
+            let mut g = *head;
+            while g != NO_GROUP {
+                let r = &groups[g as usize];
+                if r.labels.iter().eq(labels.iter().filter(|l| kept(&l.name))) {
+                    found = Some(g as usize);
+                    break;
+                }
+                g = r.same;
+            }
             let gi = match found {
                 Some(g) => g,
                 None => {
                     // A group holds a value per step until the answer is made.
                     ev.add_samples(steps)?;
                     let key = group_labels(labels, &grouping, a.without);
-                    same.push(groups.len());
+                    let Ok(new) = u32::try_from(groups.len()) else {
+                        return Err(Error::TooManySamples("query execution"));
+                    };
+                    let same = std::mem::replace(head, new);
                     groups.push(Running {
                         labels: key,
                         first: (usize::MAX, usize::MAX),
+                        same,
                         points: vec![Sample { t: ABSENT, v: 0.0 }; steps],
-                        mean: if with_mean {
-                            vec![0.0; steps]
-                        } else {
-                            Vec::new()
-                        },
-                        count: if with_count {
-                            vec![0.0; steps]
-                        } else {
-                            Vec::new()
-                        },
+                        extra: vec![0.0; extra],
                     });
                     groups.len() - 1
                 }
@@ -140,22 +149,22 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
                         _ => v,
                     };
                     if with_count {
-                        g.count[k] = 1.0;
+                        g.extra[k] = 1.0;
                     }
                     if with_mean {
-                        g.mean[k] = v;
+                        g.extra[steps + k] = v;
                     }
                     g.first = g.first.min((k, i));
                     continue;
                 }
                 if with_count {
-                    g.count[k] += 1.0;
+                    g.extra[k] += 1.0;
                 }
                 match a.op {
                     Sum => slot.v += v,
                     Count => slot.v += 1.0,
                     Avg => {
-                        let (mean, count) = (slot.v, g.count[k]);
+                        let (mean, count) = (slot.v, g.extra[k]);
                         if mean.is_infinite() {
                             if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
                                 continue;
@@ -169,9 +178,9 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
                     Min if slot.v > v || slot.v.is_nan() => slot.v = v,
                     Max if slot.v < v || slot.v.is_nan() => slot.v = v,
                     Stddev | Stdvar => {
-                        let delta = v - g.mean[k];
-                        g.mean[k] += delta / g.count[k];
-                        slot.v += delta * (v - g.mean[k]);
+                        let delta = v - g.extra[steps + k];
+                        g.extra[steps + k] += delta / g.extra[k];
+                        slot.v += delta * (v - g.extra[steps + k]);
                     }
                     _ => {}
                 }
@@ -235,16 +244,17 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
         }
         _ => return Ok(None),
     }
-    groups.sort_by_key(|g| g.first);
+    drop(index);
+    // The groups in the order the per-step loop makes them, by a sorted
+    // list of their places: a stable sort of the groups themselves took a
+    // scratch copy of up to 8 MiB of them at the query's peak.
+    let mut order: Vec<u32> = (0..groups.len() as u32).collect();
+    order.sort_by_key(|&g| groups[g as usize].first);
     let mut out = Vec::with_capacity(groups.len());
-    for g in groups {
-        let Running {
-            labels,
-            mut points,
-            mean,
-            count,
-            ..
-        } = g;
+    for g in order {
+        let g = &mut groups[g as usize];
+        let (labels, mut points) = (std::mem::take(&mut g.labels), std::mem::take(&mut g.points));
+        let count = std::mem::take(&mut g.extra);
         if matches!(a.op, Group | Stddev | Stdvar) {
             for (k, p) in points.iter_mut().enumerate() {
                 if p.t == ABSENT {
@@ -257,7 +267,7 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
                 };
             }
         }
-        drop((mean, count));
+        drop(count);
         points.retain(|p| p.t != ABSENT);
         out.push(StepSeries { labels, points });
     }
