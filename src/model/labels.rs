@@ -309,8 +309,8 @@ pub fn str_prefix_key(s: &str) -> u64 {
     u64::from_be_bytes(b)
 }
 
-/// The positions of `strs` in the order of their strings, sorted by
-/// [`str_prefix_key`] first.
+/// The positions of `strs` in the order of their strings, sorted by each
+/// string's first 8 bytes as a number first (`str_prefix_key`).
 pub fn string_order<S: AsRef<str>>(strs: &[S]) -> Vec<u32> {
     let mut order: Vec<(u64, u32)> = strs
         .iter()
