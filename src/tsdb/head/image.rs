@@ -241,7 +241,7 @@ impl Head {
         let pairs = Index::image_pairs(&mut Reader::new(index_bytes))?;
         let build_index = || {
             let mut ir = Reader::new(index_bytes);
-            let ix = Index::from_image(&mut ir, section.iter())?;
+            let ix = Index::from_image(&mut ir, section.iter(), section.pairs.len() / 4)?;
             if !ir.is_done() {
                 return Err(ImageError::Invalid("bytes after the index"));
             }
@@ -343,7 +343,7 @@ fn build_shards(section: &SeriesSection<'_>, pairs: &Pairs) -> Result<Built, Ima
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
     let mut max_seq = 0;
     // One buffer for every series: the packed ids are their own allocation.
-    let mut labels: Vec<Sym> = Vec::new();
+    let mut labels: Vec<u8> = Vec::new();
     for ((r, ids), rec) in section
         .iter()
         .zip(section.records.chunks_exact(SERIES_RECORD))
@@ -357,13 +357,14 @@ fn build_shards(section: &SeriesSection<'_>, pairs: &Pairs) -> Result<Built, Ima
         }
         labels.clear();
         for p in ids {
-            let [n, v] = *pairs
-                .get(p as usize)
-                .ok_or(ImageError::Invalid("a series names no pair"))?;
-            labels.push(n);
-            labels.push(v);
+            // Not `ok_or`: its error would be made, and dropped, for every
+            // pair of every series.
+            match pairs.get(p as usize) {
+                Some(pair) => pair.append_to(&mut labels),
+                None => return Err(ImageError::Invalid("a series names no pair")),
+            }
         }
-        let mut s = MemSeries::new(SymLabels::new(&labels), hash);
+        let mut s = MemSeries::new(SymLabels::from_packed(&labels), hash);
         if flags & LABELS_STORED != 0 {
             let range = (disk_min <= disk_max).then_some((disk_min, disk_max));
             s.set_stored(range);

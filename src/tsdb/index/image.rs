@@ -9,15 +9,16 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use super::{Index, List, Sym, Symbols};
+use super::{Index, List, PackedPair, Sym, Symbols};
 use crate::storage::SeriesRef;
 use crate::tsdb::image::{ImageError, Reader, le32, le64, put_u32, put_u64};
 
 /// A label pair's id in an image: its position in the pair table.
 pub type PairId = u32;
 
-/// The pair table of an image: `(name, value)` symbol ids by pair id.
-pub type Pairs = Vec<[Sym; 2]>;
+/// The pair table of an image: each pair's name and value ids, packed,
+/// by pair id.
+pub type Pairs = Vec<PackedPair>;
 
 /// The index's part of an image, made from a copy of the series taken
 /// shard by shard (`head/image.rs`) rather than from the live index, which
@@ -102,18 +103,19 @@ impl Index {
         Ok(rd
             .take(m * 16)?
             .chunks_exact(16)
-            .map(|r| [le32(&r[..4]), le32(&r[4..8])])
+            .map(|r| PackedPair::new(le32(&r[..4]), le32(&r[4..8])))
             .collect())
     }
 
     /// Reads what [`IndexPart::write`] wrote, with `series` (every series'
-    /// reference, ascending, and its pair ids) filling the postings lists.
-    /// Symbol ids, pair ids, reference counts and list lengths are checked
-    /// against each other, so that an image that does not add up is refused
-    /// instead of breaking queries.
+    /// reference, ascending, and its pair ids, `pair_ids` of them in all)
+    /// filling the postings lists. Symbol ids, pair ids, reference counts
+    /// and list lengths are checked against each other, so that an image
+    /// that does not add up is refused instead of breaking queries.
     pub(crate) fn from_image<P: Iterator<Item = PairId>>(
         rd: &mut Reader<'_>,
         series: impl Iterator<Item = (SeriesRef, P)>,
+        pair_ids: usize,
     ) -> Result<Index, ImageError> {
         let n = rd.count(8)?;
         let heads = rd.take(n * 8)?;
@@ -134,9 +136,11 @@ impl Index {
         symbols.ids.reserve(n);
         let mut at = 0;
         for (id, &(refs, len)) in lens.iter().enumerate() {
-            let s = text
-                .get(at..at + len)
-                .ok_or(ImageError::Invalid("a symbol splits a character"))?;
+            // Not `ok_or`: its error would be made, and dropped, for every
+            // symbol.
+            let Some(s) = text.get(at..at + len) else {
+                return Err(ImageError::Invalid("a symbol splits a character"));
+            };
             at += len;
             let id = id as Sym;
             if refs == 0 {
@@ -177,25 +181,40 @@ impl Index {
                 "symbol counts and pair lengths disagree",
             ));
         }
+        // The lengths must add up to the series' pair ids, which bounds
+        // what the lists below reserve by the image's size.
+        let total = pairs
+            .iter()
+            .try_fold(0usize, |t, &(_, len)| t.checked_add(len));
+        if total != Some(pair_ids) {
+            return Err(ImageError::Invalid("pair lengths and series disagree"));
+        }
+        // Every list is made at its final length before the series are
+        // read, so that the loop over every series' pair ids (13 M at a
+        // million Ray series, each to a list of its own, far apart) only
+        // appends. That loop took a third of this thread's instructions
+        // while it looked each pair's length up again and reserved on the
+        // first append.
         let mut lists: Vec<List> = Vec::with_capacity(m);
         for &(_, len) in &pairs {
             if len == 0 {
                 return Err(ImageError::Invalid("a pair has no series"));
             }
-            lists.push(List::default());
+            lists.push(List::with_capacity(len));
         }
-        let mut all = List::default();
+        let mut all = List::with_capacity(series.size_hint().0);
         for (r, ids) in series {
             if all.last().is_some_and(|l| l >= r) {
                 return Err(ImageError::Invalid("series are not in reference order"));
             }
-            all.push_last(r, 0);
+            all.push_last(r);
             for p in ids {
-                let (list, &(_, want)) = lists
-                    .get_mut(p as usize)
-                    .zip(pairs.get(p as usize))
-                    .ok_or(ImageError::Invalid("a series names no pair"))?;
-                list.push_last(r, want);
+                // Not `ok_or`: its error would be made, and dropped, at
+                // every one of those appends.
+                match lists.get_mut(p as usize) {
+                    Some(list) => list.push_last(r),
+                    None => return Err(ImageError::Invalid("a series names no pair")),
+                }
             }
         }
         // Each name's map of values is made at its final size. Grown from

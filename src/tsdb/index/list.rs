@@ -30,6 +30,11 @@ impl Default for List {
 }
 
 impl List {
+    /// An empty list with room for `n` references below 2^32.
+    pub fn with_capacity(n: usize) -> List {
+        List::Narrow(Vec::with_capacity(n))
+    }
+
     pub fn len(&self) -> usize {
         match self {
             List::Narrow(v) => v.len(),
@@ -89,32 +94,32 @@ impl List {
         }
     }
 
-    /// Appends `r`, which is larger than every reference in the list,
-    /// reserving room for `want` references in all on the first push (a
-    /// list built from an image knows its length).
-    pub fn push_last(&mut self, r: SeriesRef, want: usize) {
+    /// Appends `r`, which is larger than every reference in the list. A
+    /// list built from an image is made at its final length
+    /// ([`List::with_capacity`]), so this only grows one that was not: it
+    /// runs for every label of every series at an open, a few moves each.
+    #[inline]
+    pub fn push_last(&mut self, r: SeriesRef) {
         debug_assert!(self.last().is_none_or(|l| l < r));
         match self {
             List::Narrow(v) => match u32::try_from(r) {
-                Ok(r) => {
-                    if v.is_empty() {
-                        v.reserve_exact(want);
-                    }
-                    v.push(r);
-                }
-                Err(_) => {
-                    let mut w = widen(v);
-                    w.reserve_exact(want.saturating_sub(w.len()));
-                    w.push(r);
-                    *self = List::Wide(w);
-                }
+                Ok(r) => v.push(r),
+                Err(_) => self.push_wide(r),
             },
-            List::Wide(v) => {
-                if v.is_empty() {
-                    v.reserve_exact(want);
-                }
-                v.push(r);
-            }
+            List::Wide(v) => v.push(r),
+        }
+    }
+
+    /// Turns a narrow list wide, keeping the room it had, and appends `r`.
+    #[cold]
+    fn push_wide(&mut self, r: SeriesRef) {
+        if let List::Narrow(v) = self {
+            let mut w = widen(v);
+            w.reserve_exact(v.capacity() - v.len());
+            *self = List::Wide(w);
+        }
+        if let List::Wide(w) = self {
+            w.push(r);
         }
     }
 
@@ -213,13 +218,13 @@ mod tests {
     }
 
     #[test]
-    fn pushes_reserve_once_and_widen_past_32_bits() {
-        let mut l = List::default();
-        l.push_last(1, 3);
-        l.push_last(u64::from(u32::MAX), 3);
+    fn pushes_keep_the_room_made_and_widen_past_32_bits() {
+        let mut l = List::with_capacity(3);
+        l.push_last(1);
+        l.push_last(u64::from(u32::MAX));
         assert!(matches!(&l, List::Narrow(v) if v.capacity() >= 3));
-        l.push_last(u64::from(u32::MAX) + 1, 3);
-        assert!(matches!(l, List::Wide(_)));
+        l.push_last(u64::from(u32::MAX) + 1);
+        assert!(matches!(&l, List::Wide(v) if v.capacity() >= 3));
         assert_eq!(refs(&l), [1, u64::from(u32::MAX), u64::from(u32::MAX) + 1]);
         l.remove_sorted(&[0, 1, 2]);
         assert_eq!(l.len(), 2);
