@@ -562,20 +562,28 @@ impl Index {
         let mut groups = its.into_iter();
         let mut result = match groups.next().as_deref() {
             Some([l]) => l.refs().into_owned(),
-            Some(g) => as_slices(g, union),
+            Some(g) => as_slices(g, union, union),
             None => return Vec::new(),
         };
         for g in groups {
             if result.is_empty() {
                 return result;
             }
-            result = as_slices(&g, |lists| postings::intersect_union(&result, lists));
+            result = as_slices(
+                &g,
+                |lists| postings::intersect_union(&result, lists),
+                |lists| postings::intersect_union(&result, lists),
+            );
         }
         for g in nots {
             if result.is_empty() {
                 break;
             }
-            result = as_slices(&g, |lists| postings::subtract_union(&result, lists));
+            result = as_slices(
+                &g,
+                |lists| postings::subtract_union(&result, lists),
+                |lists| postings::subtract_union(&result, lists),
+            );
         }
         result
     }
@@ -654,12 +662,30 @@ fn set_or_push(v: &mut Vec<Sym>, i: usize, s: Sym) {
     }
 }
 
-/// Calls `f` with the references of each list of `group` as `u64` slices
-/// (narrow lists widened into copies that live for the call).
-fn as_slices<R>(group: &[&List], f: impl FnOnce(&[&[SeriesRef]]) -> R) -> R {
-    let wide: Vec<Cow<'_, [SeriesRef]>> = group.iter().map(|l| l.refs()).collect();
-    let slices: Vec<&[SeriesRef]> = wide.iter().map(|l| &**l).collect();
-    f(&slices)
+/// Calls `narrow` with the references of each list of `group` when all of
+/// them are narrow, as they are: a select's intersection gallops over a few
+/// of a long list's references (every series of a Ray session), where
+/// widening the list first copied all of them for every query. Otherwise
+/// calls `wide`, with narrow lists widened into copies that live for the
+/// call.
+fn as_slices<R>(
+    group: &[&List],
+    narrow: impl FnOnce(&[&[u32]]) -> R,
+    wide: impl FnOnce(&[&[SeriesRef]]) -> R,
+) -> R {
+    let narrows: Option<Vec<&[u32]>> = group
+        .iter()
+        .map(|l| match l {
+            List::Narrow(v) => Some(v.as_slice()),
+            List::Wide(_) => None,
+        })
+        .collect();
+    if let Some(slices) = narrows {
+        return narrow(&slices);
+    }
+    let widened: Vec<Cow<'_, [SeriesRef]>> = group.iter().map(|l| l.refs()).collect();
+    let slices: Vec<&[SeriesRef]> = widened.iter().map(|l| &**l).collect();
+    wide(&slices)
 }
 
 #[cfg(test)]

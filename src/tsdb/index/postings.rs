@@ -3,28 +3,38 @@
 //! Inputs are sorted and deduplicated; so are outputs. A "group" is a union
 //! of lists (the values one matcher accepts), which is intersected with or
 //! subtracted from a candidate list without always building the union first.
+//! A list's references may be 32-bit ones (a narrow [`super::List`]): they
+//! are read as they are, so that a long list of which a select reads a few
+//! references is not first widened into a copy.
 
 use crate::storage::SeriesRef;
 
+/// An element of a sorted list: a series reference, or a narrow list's
+/// 32-bit one.
+pub trait Ref: Copy + Into<SeriesRef> {}
+
+impl Ref for u32 {}
+impl Ref for SeriesRef {}
+
 /// The sorted union of `lists`.
-pub fn union(lists: &[&[SeriesRef]]) -> Vec<SeriesRef> {
+pub fn union<T: Ref>(lists: &[&[T]]) -> Vec<SeriesRef> {
     match lists {
         [] => Vec::new(),
-        [a] => a.to_vec(),
+        [a] => a.iter().map(|&r| r.into()).collect(),
         [a, b] => merge(a, b),
         _ => {
             let total: usize = lists.iter().map(|l| l.len()).sum();
             let max = lists
                 .iter()
                 .filter_map(|l| l.last())
+                .map(|&r| r.into())
                 .max()
-                .copied()
                 .unwrap_or(0);
             let words = (max / 64 + 1) as usize;
             if total < 1024 || words > total.saturating_mul(4) {
                 let mut out = Vec::with_capacity(total);
                 for l in lists {
-                    out.extend_from_slice(l);
+                    out.extend(l.iter().map(|&r| r.into()));
                 }
                 out.sort_unstable();
                 out.dedup();
@@ -34,6 +44,7 @@ pub fn union(lists: &[&[SeriesRef]]) -> Vec<SeriesRef> {
             let mut bits = vec![0u64; words];
             for l in lists {
                 for &r in *l {
+                    let r: SeriesRef = r.into();
                     bits[(r / 64) as usize] |= 1 << (r % 64);
                 }
             }
@@ -50,33 +61,34 @@ pub fn union(lists: &[&[SeriesRef]]) -> Vec<SeriesRef> {
     }
 }
 
-fn merge(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
+fn merge<T: Ref>(a: &[T], b: &[T]) -> Vec<SeriesRef> {
     let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
+        let (x, y): (SeriesRef, SeriesRef) = (a[i].into(), b[j].into());
+        match x.cmp(&y) {
             std::cmp::Ordering::Less => {
-                out.push(a[i]);
+                out.push(x);
                 i += 1;
             }
             std::cmp::Ordering::Greater => {
-                out.push(b[j]);
+                out.push(y);
                 j += 1;
             }
             std::cmp::Ordering::Equal => {
-                out.push(a[i]);
+                out.push(x);
                 i += 1;
                 j += 1;
             }
         }
     }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
+    out.extend(a[i..].iter().map(|&r| r.into()));
+    out.extend(b[j..].iter().map(|&r| r.into()));
     out
 }
 
 /// Calls `hit(i)` for every index `i` of `a` whose element is also in `b`.
-fn for_each_common(a: &[SeriesRef], b: &[SeriesRef], mut hit: impl FnMut(usize)) {
+fn for_each_common<A: Ref, B: Ref>(a: &[A], b: &[B], mut hit: impl FnMut(usize)) {
     if a.is_empty() || b.is_empty() {
         return;
     }
@@ -84,12 +96,13 @@ fn for_each_common(a: &[SeriesRef], b: &[SeriesRef], mut hit: impl FnMut(usize))
         // Few candidates in a long list: gallop forward from the last hit,
         // which stays in nearby cache lines when candidates are spread evenly.
         let mut lo = 0;
-        for (i, x) in a.iter().enumerate() {
-            lo += gallop(&b[lo..], *x);
+        for (i, &x) in a.iter().enumerate() {
+            let x: SeriesRef = x.into();
+            lo += gallop(&b[lo..], x);
             if lo >= b.len() {
                 return;
             }
-            if b[lo] == *x {
+            if b[lo].into() == x {
                 hit(i);
                 lo += 1;
             }
@@ -98,7 +111,8 @@ fn for_each_common(a: &[SeriesRef], b: &[SeriesRef], mut hit: impl FnMut(usize))
     }
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
+        let (x, y): (SeriesRef, SeriesRef) = (a[i].into(), b[j].into());
+        match x.cmp(&y) {
             std::cmp::Ordering::Less => i += 1,
             std::cmp::Ordering::Greater => j += 1,
             std::cmp::Ordering::Equal => {
@@ -112,27 +126,33 @@ fn for_each_common(a: &[SeriesRef], b: &[SeriesRef], mut hit: impl FnMut(usize))
 
 /// The index of the first element of `b` that is `>= x` (or `b.len()`).
 #[inline]
-fn gallop(b: &[SeriesRef], x: SeriesRef) -> usize {
+fn gallop<T: Ref>(b: &[T], x: SeriesRef) -> usize {
+    let below = |y: T| y.into() < x;
     let mut step = 1;
     let mut prev = 0;
-    while step < b.len() && b[step] < x {
+    while step < b.len() && below(b[step]) {
         prev = step;
         step *= 2;
     }
     let end = (step + 1).min(b.len());
-    prev + b[prev..end].partition_point(|&y| y < x)
+    prev + b[prev..end].partition_point(|&y| below(y))
 }
 
 /// Elements of `a` that are also in `b`.
-pub fn intersect(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
-    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
-    let mut out = Vec::with_capacity(small.len());
-    for_each_common(small, large, |i| out.push(small[i]));
-    out
+pub fn intersect<A: Ref, B: Ref>(a: &[A], b: &[B]) -> Vec<SeriesRef> {
+    if a.len() <= b.len() {
+        let mut out = Vec::with_capacity(a.len());
+        for_each_common(a, b, |i| out.push(a[i].into()));
+        out
+    } else {
+        let mut out = Vec::with_capacity(b.len());
+        for_each_common(b, a, |i| out.push(b[i].into()));
+        out
+    }
 }
 
 /// Elements of `a` that are not in `b`.
-pub fn subtract(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
+pub fn subtract<T: Ref>(a: &[SeriesRef], b: &[T]) -> Vec<SeriesRef> {
     let mut drop = vec![false; a.len()];
     for_each_common(a, b, |i| drop[i] = true);
     a.iter()
@@ -144,7 +164,7 @@ pub fn subtract(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
 
 /// Whether testing each candidate against every list of the group costs less
 /// than building the group's union.
-fn filter_is_cheaper(c: &[SeriesRef], group: &[&[SeriesRef]]) -> bool {
+fn filter_is_cheaper<T>(c: &[SeriesRef], group: &[&[T]]) -> bool {
     let n = c.len();
     let mut filter = 0usize;
     let mut total = 0usize;
@@ -159,7 +179,7 @@ fn filter_is_cheaper(c: &[SeriesRef], group: &[&[SeriesRef]]) -> bool {
 }
 
 /// Marks the candidates that appear in any list of the group.
-fn mark(c: &[SeriesRef], group: &[&[SeriesRef]]) -> Vec<bool> {
+fn mark<T: Ref>(c: &[SeriesRef], group: &[&[T]]) -> Vec<bool> {
     let mut marks = vec![false; c.len()];
     for l in group {
         for_each_common(c, l, |i| marks[i] = true);
@@ -168,7 +188,7 @@ fn mark(c: &[SeriesRef], group: &[&[SeriesRef]]) -> Vec<bool> {
 }
 
 /// `c ∩ (∪ group)`.
-pub fn intersect_union(c: &[SeriesRef], group: &[&[SeriesRef]]) -> Vec<SeriesRef> {
+pub fn intersect_union<T: Ref>(c: &[SeriesRef], group: &[&[T]]) -> Vec<SeriesRef> {
     match group {
         [] => Vec::new(),
         [l] => intersect(c, l),
@@ -183,7 +203,7 @@ pub fn intersect_union(c: &[SeriesRef], group: &[&[SeriesRef]]) -> Vec<SeriesRef
 }
 
 /// `c ∖ (∪ group)`.
-pub fn subtract_union(c: &[SeriesRef], group: &[&[SeriesRef]]) -> Vec<SeriesRef> {
+pub fn subtract_union<T: Ref>(c: &[SeriesRef], group: &[&[T]]) -> Vec<SeriesRef> {
     match group {
         [] => c.to_vec(),
         [l] => subtract(c, l),
@@ -254,6 +274,18 @@ mod tests {
                 assert_eq!(subtract_union(c, &refs), want_s);
                 assert_eq!(intersect(c, &u), want_i);
                 assert_eq!(subtract(c, &u), want_s);
+                // The same lists as 32-bit references, read without widening.
+                if stride <= 1 << 32 {
+                    let narrow: Vec<Vec<u32>> = ls
+                        .iter()
+                        .map(|l| l.iter().map(|&r| r as u32).collect())
+                        .collect();
+                    let nrefs: Vec<&[u32]> = narrow.iter().map(Vec::as_slice).collect();
+                    assert_eq!(union(&nrefs), u);
+                    assert_eq!(intersect_union(c, &nrefs), want_i);
+                    assert_eq!(subtract_union(c, &nrefs), want_s);
+                    assert_eq!(intersect(&narrow[0], c), intersect(&ls[0], c));
+                }
             }
         }
     }
