@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -496,7 +497,7 @@ impl<'a> Evaluator<'a> {
         times: bool,
     ) -> Result<Vec<StepSeries>, Error> {
         let mut out = Vec::new();
-        self.latest_each(vs, times, |_, s| {
+        self.latest_each(vs, times, None, |_, s| {
             out.push(s);
             Ok(())
         })?;
@@ -504,11 +505,14 @@ impl<'a> Evaluator<'a> {
     }
 
     /// [`Evaluator::select_latest`] handing each series to `f` as it is
-    /// made, holding one series' samples at a time.
+    /// made, holding one series' samples at a time; with `labels`, a
+    /// series may come with only the labels so named
+    /// ([`SelectHints::labels`]).
     pub(super) fn latest_each(
         &mut self,
         vs: &VectorSelector,
         times: bool,
+        labels: Option<Arc<[String]>>,
         mut f: impl FnMut(&mut Self, StepSeries) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let at = self.at_time(vs.at);
@@ -524,6 +528,7 @@ impl<'a> Evaluator<'a> {
         // looks up at a time that may come before `lo`).
         let hints = SelectHints {
             latest_from: at.is_none().then_some(lo),
+            labels,
             ..SelectHints::default()
         };
         let prep: Prepare<'_> = &|_| 0;

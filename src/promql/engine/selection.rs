@@ -116,6 +116,15 @@ fn rank(m: &Matcher) -> (bool, bool) {
     (m.matches_empty(), m.op != MatchOp::Equal)
 }
 
+/// The names of the labels that the matchers [`plan`] leaves for later
+/// look at on the selected series: the labels a caller that asks storage
+/// for only some ([`crate::storage::SelectHints::labels`]) must ask for
+/// beside its own.
+pub(crate) fn checked_after(matchers: &[Matcher]) -> impl Iterator<Item = &String> {
+    let later = plan(matchers).map(|p| p.later).unwrap_or_default();
+    later.into_iter().map(|m| &m.name)
+}
+
 /// Keeps the series whose labels `later` all accept (a missing label as
 /// the empty value).
 pub(crate) fn check(series: &mut Vec<Series>, later: &[&Matcher]) {
