@@ -219,6 +219,57 @@ impl Strings {
     }
 }
 
+/// Sorts a selection by its keys ([`Key::cmp`]). When every key is a head
+/// key of one table (no series left memory), a list of each key's first
+/// four ranks after the prefix that all keys share, packed into one number,
+/// is sorted instead, and the selection is then put in its order: sorting
+/// the selection itself compared keys behind two pointers, each from its
+/// first rank (a metric's series share their name, session and the like),
+/// and moved its large entries at every step.
+fn sort_found(found: &mut Vec<(Key, Source)>) {
+    let table = match found.first() {
+        Some((Key::Head(_, t), _)) => t.clone(),
+        _ => return found.sort_unstable_by(|a, b| a.0.cmp(&b.0)),
+    };
+    let heads: Option<Vec<&[u32]>> = found
+        .iter()
+        .map(|(k, _)| match k {
+            Key::Head(r, t) if Arc::ptr_eq(t, &table) => Some(&**r),
+            _ => None,
+        })
+        .collect();
+    // Ranks below `u32::MAX` leave room for "no rank here" below them all.
+    let fits = table.len() < u32::MAX as usize && u32::try_from(found.len()).is_ok();
+    let (Some(heads), true) = (heads, fits) else {
+        return found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    };
+    let first = heads.first().copied().unwrap_or_default();
+    let common = heads.iter().fold(first.len(), |n, r| {
+        first[..n]
+            .iter()
+            .zip(r.iter())
+            .take_while(|(a, b)| a == b)
+            .count()
+    });
+    // A key that ends first sorts first, as a shorter label set does.
+    let at = |r: &[u32], i: usize| r.get(common + i).map_or(0, |&x| u128::from(x) + 1);
+    let mut order: Vec<(u128, u32)> = heads
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let packed = (at(r, 0) << 96) | (at(r, 1) << 64) | (at(r, 2) << 32) | at(r, 3);
+            (packed, i as u32)
+        })
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| heads[a.1 as usize][common..].cmp(&heads[b.1 as usize][common..]))
+    });
+    let mut items: Vec<Option<(Key, Source)>> =
+        std::mem::take(found).into_iter().map(Some).collect();
+    found.extend(order.iter().filter_map(|&(_, i)| items[i as usize].take()));
+}
+
 /// Where a selected series' samples are read from.
 enum Source {
     /// In memory (with what it has on disk).
@@ -886,7 +937,7 @@ impl Querier for HeadQuerier<'_> {
             q.take_head(matchers, &mut found)?;
         }
         q.take_cold(matchers, &mut found)?;
-        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        sort_found(&mut found);
         if found.len() >= PIPELINE_MIN_SERIES && spare_core() {
             q.prepare_beside(found, prep, f)
         } else {
@@ -1039,6 +1090,56 @@ impl HeadQuerier<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_selection_sorts_as_its_keys_compare() {
+        let table: Arc<[Arc<str>]> = (0..50)
+            .map(|i| Arc::from(format!("{i:03}")))
+            .collect::<Vec<_>>()
+            .into();
+        let mut x = 7u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..20u64 {
+            // A prefix every key shares, then keys of every length up to 8
+            // ranks more, many equal in their first ranks after it.
+            let mut found = Vec::new();
+            let mut keys = Vec::new();
+            for r in 0..300u64 {
+                let len = 4 + (next() % 9) as usize;
+                let key: Vec<u32> = (0..len)
+                    .map(|i| {
+                        if i < 4 {
+                            1
+                        } else {
+                            (next() % (2 + round % 5)) as u32
+                        }
+                    })
+                    .collect();
+                keys.push(key.clone());
+                found.push((Key::Head(key.into(), table.clone()), Source::Later(r)));
+            }
+            sort_found(&mut found);
+            let mut want = keys.clone();
+            want.sort_unstable();
+            let got: Vec<Vec<u32>> = found
+                .iter()
+                .map(|(k, src)| {
+                    let (Key::Head(k, _), Source::Later(r)) = (k, src) else {
+                        panic!("a key or source changed kind");
+                    };
+                    // Each key stays with its own series.
+                    assert_eq!(**k, *keys[*r as usize]);
+                    k.to_vec()
+                })
+                .collect();
+            assert_eq!(got, want);
+        }
+    }
 
     #[test]
     fn ranks_order_as_the_strings_do() {
