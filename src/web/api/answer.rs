@@ -232,20 +232,43 @@ fn write_value(
     true
 }
 
-/// The encodings of the timestamps of the series written last, by their
-/// position in it: a range query's series share its steps, so most of a
-/// large answer's timestamps are copied, not formatted again.
+/// The encodings of the timestamps written so far, in time order, so that
+/// most of a large answer's timestamps are copied, not formatted again: a
+/// range query's series share its steps, though not where they start (a
+/// rate has no point before its window holds two samples, so series begin
+/// at different steps; keyed by position in the series, a third of the
+/// Serve panel's series missed).
 #[derive(Default)]
-struct Stamps(Vec<(i64, u8, [u8; STAMP_MAX])>);
+struct Stamps {
+    /// Timestamps and their encodings, ascending by time.
+    held: Vec<(i64, u8, [u8; STAMP_MAX])>,
+    /// Where in `held` the series being written would find its first
+    /// timestamp: its `j`th is looked for at `base + j` first.
+    base: usize,
+}
 
 /// The longest timestamp [`json::push_timestamp`] writes: a sign, 16 digits
 /// of seconds, a point and 3 digits.
 const STAMP_MAX: usize = 21;
 
+/// At most this many encodings are held (a range query's steps, up to
+/// Prometheus's 11,000 points a series, fit).
+const STAMPS_HELD: usize = 16 * 1024;
+
 impl Stamps {
     /// Appends `t`, the `j`th timestamp of its series, to `out`.
     fn push(&mut self, out: &mut Vec<u8>, j: usize, t: i64) {
-        if let Some((held, len, enc)) = self.0.get(j)
+        if let Some((held, len, enc)) = self.held.get(self.base.wrapping_add(j))
+            && *held == t
+        {
+            out.extend_from_slice(&enc[..usize::from(*len)]);
+            return;
+        }
+        let k = self.held.partition_point(|e| e.0 < t);
+        // Where the series would start if its points so far were held
+        // one after another; the next point is looked for after `k`.
+        self.base = k.wrapping_sub(j);
+        if let Some((held, len, enc)) = self.held.get(k)
             && *held == t
         {
             out.extend_from_slice(&enc[..usize::from(*len)]);
@@ -253,16 +276,15 @@ impl Stamps {
         }
         let at = out.len();
         json::push_timestamp(out, t);
+        if self.held.len() >= STAMPS_HELD {
+            return;
+        }
         let written = &out[at..];
         // Invariant: at most STAMP_MAX bytes, so the length fits a u8.
         debug_assert!(written.len() <= STAMP_MAX);
         let mut enc = [0; STAMP_MAX];
         enc[..written.len()].copy_from_slice(written);
-        let entry = (t, written.len() as u8, enc);
-        match self.0.get_mut(j) {
-            Some(e) => *e = entry,
-            None => self.0.push(entry),
-        }
+        self.held.insert(k, (t, written.len() as u8, enc));
     }
 }
 
@@ -313,10 +335,10 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_copied_from_the_series_before_are_the_ones_formatted() {
+    fn timestamps_copied_from_those_written_before_are_the_ones_formatted() {
         // Series with gaps, shifted steps and irregular times, so that the
         // timestamps at one position differ from the series before.
-        let series: Vec<(Labels, Vec<Sample>)> = (0..50_i64)
+        let irregular: Vec<(Labels, Vec<Sample>)> = (0..50_i64)
             .map(|i| {
                 let l = Labels::from_pairs([("a", i.to_string().as_str())]);
                 let s = (0..20_i64)
@@ -329,6 +351,36 @@ mod tests {
                 (l, s)
             })
             .collect();
+        // Series on one step grid starting and ending at different steps,
+        // and one with more distinct timestamps than are held.
+        let mut grid: Vec<(Labels, Vec<Sample>)> = (0..40_i64)
+            .map(|i| {
+                let l = Labels::from_pairs([("a", i.to_string().as_str())]);
+                let s = ((i * 7) % 13..61 - i % 5)
+                    .map(|k| Sample {
+                        t: 1_796_626_045_000 + k * 5_000,
+                        v: k as f64,
+                    })
+                    .collect();
+                (l, s)
+            })
+            .collect();
+        grid.push((
+            Labels::from_pairs([("a", "many")]),
+            (0..STAMPS_HELD as i64 + 100)
+                .map(|k| Sample {
+                    t: 1_796_626_045_000 + k * 1_001,
+                    v: 1.0,
+                })
+                .collect(),
+        ));
+        grid.extend_from_within(..3);
+        for series in [irregular, grid] {
+            timestamps_as_formatted(series);
+        }
+    }
+
+    fn timestamps_as_formatted(series: Vec<(Labels, Vec<Sample>)>) {
         let mut want = br#"{"resultType":"matrix","result":["#.to_vec();
         for (i, (l, samples)) in series.iter().enumerate() {
             if i > 0 {
