@@ -316,6 +316,12 @@ impl ChunkStore {
     /// range, as most of a read's cost is finding its first key: a
     /// selection's series of one metric were mostly created one after the
     /// other. The chunks of references in between are passed over.
+    ///
+    /// A range has no upper bound: it ends at the first key past its last
+    /// series, which saves fjall a second search of the table's index and
+    /// of the data block, for the upper bound (a fifth of the 14-day
+    /// panel's reads in a profile: its series lie thousands of references
+    /// apart, and most get a range each).
     pub fn read_many(
         &self,
         wanted: &[(SeriesRef, i64)],
@@ -332,12 +338,13 @@ impl ChunkStore {
             }
             let span = &wanted[i..j];
             let (first, last) = (span[0].0, span[span.len() - 1].0);
+            let hi = chunk_key(last, maxt);
             let mut k = 0;
-            for kv in self
-                .chunks
-                .range(chunk_key(first, i64::MIN)..=chunk_key(last, maxt))
-            {
+            for kv in self.chunks.range(chunk_key(first, i64::MIN)..) {
                 let (key, v) = kv.into_inner().map_err(|e| self.err(e))?;
+                if key[..] > hi[..] {
+                    break;
+                }
                 let Some(r) = ref_from(&key) else {
                     return Err(self.corrupt("chunk key", first));
                 };
@@ -784,7 +791,25 @@ mod tests {
             })
             .collect();
         store.flush(&items).unwrap();
-        let wanted_sets: [Vec<(SeriesRef, i64)>; 4] = [
+        // Far references, with and without chunks between them.
+        let far: Vec<(i64, i64, Vec<u8>)> = chunks
+            .iter()
+            .filter(|c| c.0 <= 3)
+            .map(|c| (c.1, c.2, c.3.clone()))
+            .collect();
+        let far_parts: Vec<(i64, i64, &[u8])> =
+            far.iter().map(|c| (c.0, c.1, c.2.as_slice())).collect();
+        let far_items: Vec<FlushSeries<'_>> = [1_000, 2_000, 5_000]
+            .iter()
+            .map(|&r| FlushSeries {
+                r,
+                labels: None,
+                chunks: &far_parts,
+                range: None,
+            })
+            .collect();
+        store.flush(&far_items).unwrap();
+        let wanted_sets: [Vec<(SeriesRef, i64)>; 7] = [
             (1..=40).map(|r| (r, i64::MAX)).collect(),
             vec![
                 (2, i64::MAX),
@@ -795,6 +820,14 @@ mod tests {
             ],
             vec![(5, i64::MAX), (6, i64::MAX), (7, i64::MAX), (41, i64::MAX)],
             vec![(17, i64::MAX)],
+            vec![
+                (40, i64::MAX),
+                (1_000, i64::MAX),
+                (2_000, 150_000),
+                (5_000, i64::MAX),
+            ],
+            vec![(1_000, i64::MAX), (3_000, i64::MAX), (5_000, 0)],
+            vec![(39, i64::MAX), (2_000, i64::MAX), (6_000, i64::MAX)],
         ];
         for wanted in &wanted_sets {
             for (mint, maxt) in [(0, i64::MAX), (150_000, 260_000), (400_000, 401_000)] {
