@@ -29,7 +29,7 @@ mod value;
 pub use expand::expand;
 pub use labels::{
     Label, LabelLimits, Labels, LabelsBuilder, LabelsError, METRIC_NAME, is_valid_label_name,
-    is_valid_metric_name, string_order,
+    is_valid_metric_name, put_in_order, string_order,
 };
 pub use matcher::{MatchOp, Matcher, MatcherError, anchored};
 pub use value::{STALE_NAN, STALE_NAN_BITS, Sample, is_stale_nan};

@@ -324,6 +324,27 @@ pub fn string_order<S: AsRef<str>>(strs: &[S]) -> Vec<u32> {
     order.into_iter().map(|(_, n)| n).collect()
 }
 
+/// Puts `items` in the order `order` gives: `order[k]` is the position of
+/// the item that goes to position `k` (a sorted list of positions, as
+/// [`string_order`] makes). Each cycle of the permutation is walked by
+/// swaps, in place, so that a large list is never held twice over.
+pub fn put_in_order<T>(items: &mut [T], mut order: Vec<u32>) {
+    debug_assert_eq!(items.len(), order.len());
+    const DONE: u32 = u32::MAX;
+    for start in 0..order.len() {
+        let mut k = start;
+        while order[k] != DONE {
+            let src = order[k] as usize;
+            order[k] = DONE;
+            if src == start {
+                break;
+            }
+            items.swap(k, src);
+            k = src;
+        }
+    }
+}
+
 /// `[a-zA-Z_][a-zA-Z0-9_]*`, Prometheus's `LabelName.IsValid`.
 pub fn is_valid_label_name(name: &str) -> bool {
     let mut bytes = name.bytes();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::model::{Label, Labels, Matcher, Sample, string_order};
+use crate::model::{Label, Labels, Matcher, Sample, put_in_order, string_order};
 use crate::storage::{Error, Prepare, Querier, SelectHints, Series, SeriesRef};
 
 use super::chunkenc::Encoding;
@@ -226,7 +226,7 @@ impl Strings {
 /// the selection itself compared keys behind two pointers, each from its
 /// first rank (a metric's series share their name, session and the like),
 /// and moved its large entries at every step.
-fn sort_found(found: &mut Vec<(Key, Source)>) {
+fn sort_found(found: &mut [(Key, Source)]) {
     let table = match found.first() {
         Some((Key::Head(_, t), _)) => t.clone(),
         _ => return found.sort_unstable_by(|a, b| a.0.cmp(&b.0)),
@@ -265,9 +265,7 @@ fn sort_found(found: &mut Vec<(Key, Source)>) {
         a.0.cmp(&b.0)
             .then_with(|| heads[a.1 as usize][common..].cmp(&heads[b.1 as usize][common..]))
     });
-    let mut items: Vec<Option<(Key, Source)>> =
-        std::mem::take(found).into_iter().map(Some).collect();
-    found.extend(order.iter().filter_map(|&(_, i)| items[i as usize].take()));
+    put_in_order(found, order.into_iter().map(|(_, i)| i).collect());
 }
 
 /// Where a selected series' samples are read from.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
-use crate::model::{Labels, string_order};
+use crate::model::{Labels, put_in_order, string_order};
 use crate::promql::parser::{Expr, ValueType};
 use crate::storage::{Queryable, Series};
 
@@ -337,22 +337,9 @@ fn sort_by_labels(m: &mut [Series]) {
     let mut perm: Vec<u32> = (0..m.len() as u32).collect();
     perm.sort_by(|&a, &b| key(a).cmp(key(b)));
     drop((keys, ends));
-    // `perm[k]` is where the series for position `k` is: each cycle of
-    // the permutation is walked by swaps, in place, as a second list of
-    // the series would hold the answer's series twice over.
-    const DONE: u32 = u32::MAX;
-    for start in 0..perm.len() {
-        let mut k = start;
-        while perm[k] != DONE {
-            let src = perm[k] as usize;
-            perm[k] = DONE;
-            if src == start {
-                break;
-            }
-            m.swap(k, src);
-            k = src;
-        }
-    }
+    // In place: a second list of the series would hold the answer's
+    // series twice over.
+    put_in_order(m, perm);
 }
 
 /// The storage read a budgeted first try stopped in, taken from this
