@@ -255,6 +255,10 @@ const STAMP_MAX: usize = 21;
 /// Prometheus's 11,000 points a series, fit).
 const STAMPS_HELD: usize = 16 * 1024;
 
+/// At most this many encodings are moved to hold a new one (16 KiB): a
+/// step grid's series that start before every held step still add theirs.
+const STAMPS_MOVED: usize = 512;
+
 impl Stamps {
     /// Appends `t`, the `j`th timestamp of its series, to `out`.
     fn push(&mut self, out: &mut Vec<u8>, j: usize, t: i64) {
@@ -276,7 +280,11 @@ impl Stamps {
         }
         let at = out.len();
         json::push_timestamp(out, t);
-        if self.held.len() >= STAMPS_HELD {
+        // An insert moves every encoding after `k`: times that share no
+        // grid (raw samples of many targets, each scraped at its own
+        // offset) would move most of the list for each new one, which
+        // costs far more than formatting it.
+        if self.held.len() >= STAMPS_HELD || self.held.len() - k > STAMPS_MOVED {
             return;
         }
         let written = &out[at..];
