@@ -367,9 +367,39 @@ impl HeadQuerier<'_> {
         // batch by batch.
         let later = refs.len() >= PIPELINE_MIN_SERIES;
         let start = out.len();
-        let mut strings = Strings::default();
+        let strings = if refs.len() >= SPLIT_MIN_SERIES && spare_core() {
+            self.number_beside(&refs, later, out)?
+        } else {
+            let mut strings = Strings::default();
+            self.number_part(&refs, (0, 1), later, &mut strings, out);
+            strings
+        };
+        // After the locks: numbers become ranks in the sorted table.
+        let (table, rank) = strings.ranked();
+        for (key, _) in out.iter_mut().skip(start) {
+            if let Key::Head(ns, t) = key {
+                for n in ns.iter_mut() {
+                    *n = rank.get(*n as usize).copied().unwrap_or_default();
+                }
+                *t = table.clone();
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the series among `refs` in the shards of `part` (of
+    /// `parts`, [`Inner::visit_part`]) to `out`, their labels numbered in
+    /// `strings`; with `later`, their chunks are taken batch by batch.
+    fn number_part(
+        &self,
+        refs: &[SeriesRef],
+        (part, parts): (usize, usize),
+        later: bool,
+        strings: &mut Strings,
+        out: &mut Vec<(Key, Source)>,
+    ) {
         let unranked: Arc<[Arc<str>]> = Arc::from(Vec::new());
-        self.head.visit(&refs, |ix, batch| {
+        self.head.visit_part(refs, part, parts, |ix, batch| {
             strings.begin();
             for &(r, s) in batch {
                 let src = if later {
@@ -384,17 +414,59 @@ impl HeadQuerier<'_> {
                 }
             }
         });
-        // After the locks: numbers become ranks in the sorted table.
-        let (table, rank) = strings.ranked();
-        for (key, _) in out.iter_mut().skip(start) {
-            if let Key::Head(ns, t) = key {
+    }
+
+    /// [`HeadQuerier::number_part`] of all of `refs` on two threads, the
+    /// caller's and one beside it, each over half of the shards: numbering
+    /// a large selection's label strings under the locks was most of what
+    /// its query did before decoding could start, with the second core
+    /// idle. The second half is appended after the first, its numbers
+    /// moved past the first half's strings; a string both halves hold is
+    /// numbered twice and becomes one rank in [`Strings::ranked`]. If no
+    /// thread can be started, the caller numbers both halves.
+    fn number_beside(
+        &self,
+        refs: &[SeriesRef],
+        later: bool,
+        out: &mut Vec<(Key, Source)>,
+    ) -> Result<Strings, Error> {
+        let half = |part: usize| {
+            let mut strings = Strings::default();
+            let mut found = Vec::new();
+            self.number_part(refs, (part, 2), later, &mut strings, &mut found);
+            (strings, found)
+        };
+        let (mut strings, (theirs, mut found)) = std::thread::scope(|scope| {
+            let helper = std::thread::Builder::new()
+                .name("select-number".into())
+                .spawn_scoped(scope, move || {
+                    // Numbering goes on either way.
+                    let _ = lower_priority();
+                    half(1)
+                });
+            let mut strings = Strings::default();
+            self.number_part(refs, (0, 2), later, &mut strings, out);
+            let theirs = match helper {
+                Ok(h) => h
+                    .join()
+                    .map_err(|_| Error::Other("the selection's numbering thread failed".into()))?,
+                Err(_) => half(1),
+            };
+            Ok::<_, Error>((strings, theirs))
+        })?;
+        let Ok(moved) = u32::try_from(strings.distinct.len()) else {
+            return Err(Error::Other("too many label strings in a selection".into()));
+        };
+        for (key, _) in &mut found {
+            if let Key::Head(ns, _) = key {
                 for n in ns.iter_mut() {
-                    *n = rank.get(*n as usize).copied().unwrap_or_default();
+                    *n += moved;
                 }
-                *t = table.clone();
             }
         }
-        Ok(())
+        strings.distinct.extend(theirs.distinct);
+        out.append(&mut found);
+        Ok(strings)
     }
 
     /// The chunks of series `r` (`s`, under its shard's lock) in the range,
@@ -614,6 +686,11 @@ fn ahead_or<'a>(
 /// Selections of at least this many series are prepared on a thread
 /// beside the caller as well as on the caller's.
 const PIPELINE_MIN_SERIES: usize = 256;
+
+/// Selections of at least this many head series have their labels
+/// numbered on two threads ([`HeadQuerier::number_beside`]): below it, a
+/// thread's start is a good part of the time it would save.
+const SPLIT_MIN_SERIES: usize = 4096;
 
 /// Series taken at a time, and batches that may be finished or under way
 /// past the one the caller hands out next: what both threads hold beyond
@@ -1137,6 +1214,36 @@ mod tests {
                 .collect();
             assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn a_selection_numbered_on_two_threads_hands_out_the_labels_in_order() {
+        use crate::storage::{Appendable, Queryable};
+        use crate::tsdb::{Head, HeadOptions};
+        let h = Head::new(HeadOptions::default());
+        let mut app = h.appender();
+        let n = SPLIT_MIN_SERIES + 1000;
+        let mut want = Vec::new();
+        for i in 0..n {
+            // Strings every shard holds (the name, `g`), strings some
+            // shards hold (`g`'s values) and one per series (`id`).
+            let id = format!("{:x}", (i as u64).wrapping_mul(2_654_435_761) % 1_000_003);
+            let g = (i % 7).to_string();
+            let l = Labels::from_pairs([("__name__", "m"), ("g", g.as_str()), ("id", id.as_str())]);
+            app.append(0, &l, 1_000, i as f64).unwrap();
+            want.push(l);
+        }
+        app.commit().unwrap();
+        want.sort();
+        let q = h.querier(0, 2_000).unwrap();
+        let got: Vec<Labels> = q
+            .select(&[Matcher::equal("__name__", "m")])
+            .unwrap()
+            .into_iter()
+            .map(|s| s.labels)
+            .collect();
+        assert_eq!(got.len(), n);
+        assert!(got == want);
     }
 
     #[test]

@@ -287,11 +287,28 @@ impl Inner {
     pub(crate) fn visit(
         &self,
         refs: &[SeriesRef],
+        f: impl FnMut(&Index, &[(SeriesRef, &MemSeries)]),
+    ) {
+        self.visit_part(refs, 0, 1, f);
+    }
+
+    /// [`Inner::visit`] of the shards whose number is `part` modulo
+    /// `parts` alone: `parts` threads, one part each, visit all of `refs`
+    /// without waiting for each other's shard locks.
+    pub(crate) fn visit_part(
+        &self,
+        refs: &[SeriesRef],
+        part: usize,
+        parts: usize,
         mut f: impl FnMut(&Index, &[(SeriesRef, &MemSeries)]),
     ) {
+        let parts = parts.max(1);
         let mut buckets: [Vec<SeriesRef>; SHARDS] = Default::default();
         for &r in refs {
-            buckets[shard_of(r)].push(r);
+            let i = shard_of(r);
+            if i % parts == part {
+                buckets[i].push(r);
+            }
         }
         for (i, bucket) in buckets.iter().enumerate() {
             if bucket.is_empty() {
