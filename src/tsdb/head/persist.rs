@@ -666,7 +666,7 @@ const WARM_GROUP: usize = 32;
 /// them, as the appender did before [`warm`]. (A walk that only iterates a
 /// shard's map, such as [`Head::flush_refs`], gains nothing: the CPU runs
 /// ahead through the map by itself, and the extra reads cost more.)
-fn each_warmed<'a>(
+pub(super) fn each_warmed<'a>(
     mut series: impl Iterator<Item = (SeriesRef, &'a MemSeries)>,
     deep: impl Fn(&MemSeries) -> u64,
     mut f: impl FnMut(SeriesRef, &'a MemSeries),
@@ -712,7 +712,7 @@ fn closed_line(s: &MemSeries) -> u64 {
 }
 
 /// For [`each_warmed`]: the first line of the labels' symbols.
-fn labels_line(s: &MemSeries) -> u64 {
+pub(super) fn labels_line(s: &MemSeries) -> u64 {
     u64::from(s.labels.first_byte())
 }
 
