@@ -385,11 +385,9 @@ impl Db {
         self.go_cold(now_ms)
     }
 
-    fn close_idle(&self, now_ms: i64) {
-        if self.opts.series_idle_ms > 0 {
-            self.head
-                .close_idle(now_ms.saturating_sub(self.opts.series_idle_ms));
-        }
+    /// Before when a series' last sample makes it idle, if series go idle.
+    fn idle_before(&self, now_ms: i64) -> Option<i64> {
+        (self.opts.series_idle_ms > 0).then(|| now_ms.saturating_sub(self.opts.series_idle_ms))
     }
 
     /// Series idle long enough whose every chunk is synced in the chunk
@@ -611,8 +609,9 @@ impl Db {
     /// checkpoints only chunks move. Not synced: the WAL keeps them until a
     /// checkpoint has synced the chunk store.
     fn move_closed_chunks(&self, all_labels: bool, now_ms: i64) -> Result<(), Error> {
-        self.close_idle(now_ms);
-        let refs = self.head.flush_refs(all_labels);
+        let refs = self
+            .head
+            .close_idle_and_flush_refs(self.idle_before(now_ms), all_labels);
         let mut items: Vec<FlushItem> = Vec::new();
         // In the chunk store's key order (see `Head::flush_refs`), one
         // write batch per piece.

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 
 use rustc_hash::FxHashMap;
 
+use super::persist::{each_warmed, labels_line};
 use super::series::MemSeries;
 use super::shards::{Head, PIECE, SHARD_BITS, SHARDS, Shard, lock, read, shard_of, write};
 use crate::storage::SeriesRef;
@@ -127,9 +128,15 @@ impl Head {
                 syms.clear();
                 let start = series.len();
                 {
+                    // In reference order the series lie anywhere in memory:
+                    // read 32 of them and their labels' first line before
+                    // using any, so that those misses overlap (half of this
+                    // walk waited on each series' labels pointer in turn).
                     let g = lock(sh);
-                    for &r in piece {
-                        let Some(s) = g.series.get(&r) else { continue };
+                    let found = piece
+                        .iter()
+                        .filter_map(|&r| g.series.get(&r).map(|s| (r, &**s)));
+                    each_warmed(found, labels_line, |r, s| {
                         series.push(Copied {
                             r,
                             hash: s.hash,
@@ -140,7 +147,7 @@ impl Head {
                             at: 0,
                         });
                         syms.extend(s.labels.iter());
-                    }
+                    });
                 }
                 // Pair ids are found outside the lock. Series in reference
                 // order come in runs that share most labels (a target's), so

@@ -381,16 +381,29 @@ impl Head {
     /// the tables of one flush do not overlap, and fjall moves them down a
     /// level without reading them again.
     pub fn flush_refs(&self, all_labels: bool) -> Vec<SeriesRef> {
+        self.close_idle_and_flush_refs(None, all_labels)
+    }
+
+    /// [`Head::flush_refs`], having first closed the open chunks of series
+    /// with no sample since `close_before`, so that this flush moves them:
+    /// in one walk over the series, where a closing walk of its own missed
+    /// the cache on every series again, at every flush.
+    pub fn close_idle_and_flush_refs(
+        &self,
+        close_before: Option<i64>,
+        all_labels: bool,
+    ) -> Vec<SeriesRef> {
         let mut refs = Vec::new();
         for sh in &self.inner.shards {
-            let shard = lock(sh);
-            refs.extend(
-                shard
-                    .series
-                    .iter()
-                    .filter(|(_, s)| !s.closed.is_empty() || (all_labels && !s.labels_stored))
-                    .map(|(&r, _)| r),
-            );
+            let mut shard = lock(sh);
+            for (&r, s) in shard.series.iter_mut() {
+                if let Some(before) = close_before {
+                    close_if_idle(s, before);
+                }
+                if !s.closed.is_empty() || (all_labels && !s.labels_stored) {
+                    refs.push(r);
+                }
+            }
         }
         refs.sort_unstable();
         refs
@@ -480,21 +493,6 @@ impl Head {
                 .filter_map(|&r| guard.series.get(&r).map(|s| (r, &**s)));
             each_warmed(found, &deep, |r, s| f(r, s, &ix));
         }
-    }
-
-    /// Closes the open chunks of series with no sample since `before`, so
-    /// that the next flush moves them to the chunk store. Returns how many.
-    pub fn close_idle(&self, before: i64) -> usize {
-        let mut n = 0;
-        for sh in &self.inner.shards {
-            let mut shard = lock(sh);
-            for s in shard.series.values_mut() {
-                if s.has_last && s.last_t < before && s.pending == 0 && s.close_open() {
-                    n += 1;
-                }
-            }
-        }
-        n
     }
 
     /// Series idle since before `before` whose every chunk is in the chunk
@@ -597,6 +595,12 @@ impl Head {
     }
 }
 
+/// Closes the open chunk of `s` if no sample came since `before`;
+/// returns whether it did.
+fn close_if_idle(s: &mut MemSeries, before: i64) -> bool {
+    s.has_last && s.last_t < before && s.pending == 0 && s.close_open()
+}
+
 /// Series looked up together by [`Head::restore_prepared_many`].
 const RESTORE_GROUP: usize = 32;
 
@@ -666,7 +670,7 @@ const WARM_GROUP: usize = 32;
 /// them, as the appender did before [`warm`]. (A walk that only iterates a
 /// shard's map, such as [`Head::flush_refs`], gains nothing: the CPU runs
 /// ahead through the map by itself, and the extra reads cost more.)
-fn each_warmed<'a>(
+pub(super) fn each_warmed<'a>(
     mut series: impl Iterator<Item = (SeriesRef, &'a MemSeries)>,
     deep: impl Fn(&MemSeries) -> u64,
     mut f: impl FnMut(SeriesRef, &'a MemSeries),
@@ -712,7 +716,7 @@ fn closed_line(s: &MemSeries) -> u64 {
 }
 
 /// For [`each_warmed`]: the first line of the labels' symbols.
-fn labels_line(s: &MemSeries) -> u64 {
+pub(super) fn labels_line(s: &MemSeries) -> u64 {
     u64::from(s.labels.first_byte())
 }
 
