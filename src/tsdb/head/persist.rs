@@ -595,10 +595,11 @@ impl Head {
     }
 }
 
-/// Closes the open chunk of `s` if no sample came since `before`;
-/// returns whether it did.
-fn close_if_idle(s: &mut MemSeries, before: i64) -> bool {
-    s.has_last && s.last_t < before && s.pending == 0 && s.close_open()
+/// Closes the open chunk of `s` if no sample came since `before`.
+fn close_if_idle(s: &mut MemSeries, before: i64) {
+    if s.has_last && s.last_t < before && s.pending == 0 {
+        s.close_open();
+    }
 }
 
 /// Series looked up together by [`Head::restore_prepared_many`].
