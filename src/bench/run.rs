@@ -18,8 +18,11 @@ use super::{Error, cluster, fetch, measure, queries, ray_nodes};
 
 /// A few of Ray's dashboard queries, used when `--queries` is not given.
 const BUILTIN_QUERIES: &[&str] = &[
-    // The aggregation Ray's dashboards run most, over every task series.
-    r#"sum(rate(ray_tasks_total[1m])) by (State)"#,
+    // The aggregation Ray's dashboards run most, over every task series: a
+    // range function summed by state, as Ray's "All Tasks by State" panel does
+    // (over 14 days there). Ray's task family is the gauge `ray_tasks`; there
+    // is no `ray_tasks_total` to take a rate of.
+    r#"sum(max_over_time(ray_tasks[1m])) by (State)"#,
     r#"sum(ray_tasks{SessionName=~".*",State=~"RUNNING"}) by (Name)"#,
     r#"sum(rate(ray_grpc_server_req_finished_total{SessionName=~".*"}[1m])) by (Method)"#,
     r#"sum(ray_actors{SessionName=~".*"}) by (State)"#,
@@ -629,6 +632,10 @@ pub fn write_json(report: &impl serde::Serialize, path: &Path) -> Result<(), Err
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::exposition;
+    use crate::model::Labels;
+    use crate::promql::parser::{Expr, VectorSelector, parse_expr};
+    use crate::textparse::{Entry, Format, Parser};
 
     #[test]
     fn spread_keeps_evenly_spaced_items() {
@@ -674,5 +681,61 @@ mod tests {
         };
         let s = scrape_stats(&stats, 500_000, 2_500_000, Duration::from_secs(1));
         assert_eq!((s.count, s.duplicates, s.distinct_samples), (4, 2, 20));
+    }
+
+    /// Collects the selectors of `e` into `out`.
+    fn selectors<'e>(e: &'e Expr, out: &mut Vec<&'e VectorSelector>) {
+        match e {
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {}
+            Expr::VectorSelector(vs) => out.push(vs),
+            Expr::MatrixSelector(m) => out.push(&m.vs),
+            Expr::Subquery(q) => selectors(&q.expr, out),
+            Expr::Call(c) => c.args.iter().for_each(|a| selectors(a, out)),
+            Expr::Aggregate(a) => selectors(&a.expr, out),
+            Expr::Binary(b) => {
+                selectors(&b.lhs, out);
+                selectors(&b.rhs, out);
+            }
+            Expr::Unary { expr, .. } | Expr::Paren(expr) => selectors(expr, out),
+        }
+    }
+
+    /// A built-in query that selects nothing on the simulated cluster would
+    /// time an HTTP round trip, not a query: every selector of every one must
+    /// match series a simulated node serves.
+    #[test]
+    fn builtin_queries_select_the_simulated_clusters_series() {
+        let shape = exposition::Shape {
+            series: 2000,
+            histogram_fraction: 0.5,
+            churn: 0.0,
+            seed: 1,
+        };
+        let mut body = Vec::new();
+        exposition::TargetExposition::new(shape, 0).render(exposition::BodyFormat::Text, &mut body);
+        let mut series = Vec::new();
+        for e in Parser::new(&body, Format::PromText) {
+            if let Entry::Sample(s) = e.unwrap() {
+                let mut pairs: Vec<(String, String)> = s
+                    .labels()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                pairs.push(("__name__".into(), s.name().into()));
+                series.push(Labels::from_pairs(pairs));
+            }
+        }
+        for q in BUILTIN_QUERIES {
+            let e = parse_expr(q).unwrap_or_else(|e| panic!("{q}: {}", e.msg));
+            let mut vs = Vec::new();
+            selectors(&e, &mut vs);
+            assert!(!vs.is_empty(), "{q}");
+            for v in vs {
+                let n = series
+                    .iter()
+                    .filter(|l| v.matchers.iter().all(|m| m.matches_labels(l)))
+                    .count();
+                assert!(n > 0, "{q}: {v} selects nothing on a simulated node");
+            }
+        }
     }
 }

@@ -15,6 +15,7 @@ mod image;
 mod persist;
 mod series;
 mod shards;
+mod walk;
 
 pub use image::{ImageCopy, ImageLoad};
 pub use persist::{
@@ -26,3 +27,4 @@ pub use shards::{
     SHARD_COUNT, hash_labels,
 };
 pub(crate) use shards::{Inner, shard_of};
+pub(crate) use walk::{each_warmed, labels_line, open_line};

@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 
 use rustc_hash::FxHashMap;
 
-use super::persist::{each_warmed, labels_line};
 use super::series::MemSeries;
 use super::shards::{Head, PIECE, SHARD_BITS, SHARDS, Shard, lock, read, shard_of, write};
+use super::walk::{each_warmed, labels_line};
 use crate::storage::SeriesRef;
 use crate::tsdb::image::{ImageError, Reader, le32, le64, put_u32, put_u64};
 use crate::tsdb::index::{Index, IndexPart, PairId, Pairs, Sym, SymLabels};

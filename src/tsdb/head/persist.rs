@@ -11,6 +11,7 @@ use crate::storage::{Error, SeriesRef};
 use crate::tsdb::chunkenc::{Encoding, XorChunk, XorState};
 use crate::tsdb::index::{Index, SymLabels};
 
+use super::walk::{closed_line, each_warmed, labels_line, open_line};
 use super::{append::*, series::*, shards::*};
 
 /// Where committed batches go before they become visible: the WAL.
@@ -657,68 +658,6 @@ fn restore_into(s: &mut MemSeries, mut prep: Restore, chunk_range: i64) -> Optio
     }
     s.has_last = true;
     Some((lo, prep.last_t))
-}
-
-/// Series a walk visits before it reads them, at most this many at a time.
-const WARM_GROUP: usize = 32;
-
-/// Calls `f` with each series of `series`, having first read every cache
-/// line of the series, and then what `deep` reads of what they point to
-/// (the open chunk, the labels: what `f` will read), for [`WARM_GROUP`] of
-/// them: those loads do not depend on each other, so the CPU overlaps
-/// their misses, where `f` alone waits for each series in turn: a
-/// checkpoint of a million series spent three quarters of its walk on
-/// them, as the appender did before [`warm`]. (A walk that only iterates a
-/// shard's map, such as [`Head::flush_refs`], gains nothing: the CPU runs
-/// ahead through the map by itself, and the extra reads cost more.)
-pub(super) fn each_warmed<'a>(
-    mut series: impl Iterator<Item = (SeriesRef, &'a MemSeries)>,
-    deep: impl Fn(&MemSeries) -> u64,
-    mut f: impl FnMut(SeriesRef, &'a MemSeries),
-) {
-    loop {
-        let mut group: [Option<(SeriesRef, &'a MemSeries)>; WARM_GROUP] = [None; WARM_GROUP];
-        let mut n = 0;
-        for (slot, x) in group.iter_mut().zip(series.by_ref()) {
-            *slot = Some(x);
-            n += 1;
-        }
-        let mut acc = 0u64;
-        // The series' own lines (its first field, the middle one and the
-        // last), then what they point to.
-        for (_, s) in group.iter().flatten() {
-            acc ^= u64::from(s.has_last) ^ s.hash ^ s.closed.len() as u64;
-        }
-        for (_, s) in group.iter().flatten() {
-            acc ^= deep(s);
-        }
-        std::hint::black_box(acc);
-        for (r, s) in group.into_iter().flatten() {
-            f(r, s);
-        }
-        if n < WARM_GROUP {
-            return;
-        }
-    }
-}
-
-/// For [`each_warmed`]: the first line of the open chunk's bytes.
-fn open_line(s: &MemSeries) -> u64 {
-    s.open.as_ref().map_or(0, |o| {
-        u64::from(o.chunk.bytes().first().copied().unwrap_or(0))
-    })
-}
-
-/// For [`each_warmed`]: the closed chunks' list and the first one's bytes.
-fn closed_line(s: &MemSeries) -> u64 {
-    s.closed
-        .first()
-        .map_or(0, |c| u64::from(c.data.first().copied().unwrap_or(0)))
-}
-
-/// For [`each_warmed`]: the first line of the labels' symbols.
-pub(super) fn labels_line(s: &MemSeries) -> u64 {
-    u64::from(s.labels.first_byte())
 }
 
 #[cfg(test)]
