@@ -4,9 +4,11 @@
 //! This file knows the head's locking only through `Inner::visit`, and
 //! nothing of PromQL or HTTP.
 
+mod board;
+
 use std::cmp::Ordering;
 use std::ops::ControlFlow;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -20,6 +22,7 @@ use super::head::{
     samples_in,
 };
 use super::index::{Index, Sym, SymLabels, union};
+use board::{LostOnPanic, Shared, StopOnDrop};
 
 /// What a select takes of one series under the locks.
 struct Taken {
@@ -741,63 +744,6 @@ pub(crate) fn lower_priority() -> rustix::io::Result<()> {
 /// error that ended it.
 type Prepared = (Vec<(Series, usize)>, Option<Error>);
 
-/// Which batches of a selection are taken, finished and handed out; both
-/// threads of [`HeadQuerier::prepare_beside`] share it under one lock.
-struct Board {
-    /// The first batch nobody has taken.
-    next: usize,
-    /// Batches the caller has taken back (all before it).
-    consumed: usize,
-    /// Finished batches not yet handed out.
-    done: Vec<(usize, Prepared)>,
-    /// The caller has stopped: take nothing more.
-    stop: bool,
-    /// The helper thread has ended by a panic, maybe holding a batch.
-    helper_lost: bool,
-}
-
-struct Shared {
-    board: Mutex<Board>,
-    changed: Condvar,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Board> {
-        // A thread that panicked left the board consistent: every change
-        // is one assignment or push.
-        self.board.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn wait<'g>(&self, g: MutexGuard<'g, Board>) -> MutexGuard<'g, Board> {
-        self.changed.wait(g).unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Tells the helper thread to stop when the caller leaves, however it
-/// leaves (done, broken off, an error, a panic in `f`): the scope that
-/// joins the helper would otherwise wait on it forever.
-struct StopOnDrop<'a>(&'a Shared);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.lock().stop = true;
-        self.0.changed.notify_all();
-    }
-}
-
-/// Tells the caller when the helper thread panics, so that it does not
-/// wait for a batch that thread held; the scope then passes the panic on.
-struct LostOnPanic<'a>(&'a Shared);
-
-impl Drop for LostOnPanic<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.lock().helper_lost = true;
-            self.0.changed.notify_all();
-        }
-    }
-}
-
 impl HeadQuerier<'_> {
     /// Decodes and prepares the sorted selection one series at a time,
     /// handing each to `f` until it breaks.
@@ -892,16 +838,7 @@ impl HeadQuerier<'_> {
             batches.push(Mutex::new(batch));
         }
         let n = batches.len();
-        let shared = Shared {
-            board: Mutex::new(Board {
-                next: 0,
-                consumed: 0,
-                done: Vec::new(),
-                stop: false,
-                helper_lost: false,
-            }),
-            changed: Condvar::new(),
-        };
+        let shared = Shared::new();
         std::thread::scope(|scope| {
             let (shared, batches) = (&shared, &batches);
             // Without the helper the caller takes every batch itself.
