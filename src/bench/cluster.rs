@@ -109,6 +109,13 @@ pub async fn serve(opts: Options, cancel: CancellationToken) -> Result<(), Error
         interval: opts.interval.max(Duration::from_millis(1)),
     });
 
+    // Made if missing, as Prometheus makes its storage path.
+    std::fs::create_dir_all(&opts.dir).map_err(|e| {
+        Error::Setup(format!(
+            "cannot create directory {}: {e}",
+            opts.dir.display()
+        ))
+    })?;
     write_sd_file(&opts.dir, &addrs)?;
     write_atomic(
         &opts.dir.join(CONTROL_FILE),
@@ -155,8 +162,15 @@ pub fn write_sd_file(dir: &Path, addrs: &[String]) -> Result<(), Error> {
 
 fn write_atomic(path: &Path, body: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, body).map_err(|source| Error::io("write a work file", source))?;
-    std::fs::rename(&tmp, path).map_err(|source| Error::io("rename a work file", source))
+    std::fs::write(&tmp, body)
+        .map_err(|e| Error::Setup(format!("cannot write {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        Error::Setup(format!(
+            "cannot rename {} to {}: {e}",
+            tmp.display(),
+            path.display()
+        ))
+    })
 }
 
 /// Reads one request head; returns the `Accept` value and the path, or

@@ -13,6 +13,7 @@ mod list;
 mod postings;
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -309,6 +310,21 @@ impl Iterator for SymIter<'_> {
     }
 }
 
+/// Counts one value of label `name` with a newline less.
+fn forget_newline_value(counts: &mut FxHashMap<Sym, u32>, name: Sym) {
+    if let Entry::Occupied(mut e) = counts.entry(name) {
+        *e.get_mut() -= 1;
+        if *e.get() == 0 {
+            e.remove();
+        }
+    }
+}
+
+/// Whether `m` is `=~".*"`, which accepts every value without a newline.
+fn matches_all_but_newlines(m: &Matcher) -> bool {
+    m.op == MatchOp::Regex && m.value == ".*"
+}
+
 /// The inverted index over all series of the head.
 #[derive(Debug, Default)]
 pub struct Index {
@@ -323,6 +339,12 @@ pub struct Index {
     // rebuilds the index at start-up. Cleared when series are removed, so
     // that it names only live symbols.
     prev: Vec<Sym>,
+    // How many values with a newline each label name has (names with none
+    // are left out). `.` matches no newline, so where a name has none,
+    // `=~".*"` accepts every series: Ray's dashboards put such a matcher
+    // on most selectors, and walking every value of the label (thousands of
+    // worker ids) to find none was the lookup's cost.
+    newline_values: FxHashMap<Sym, u32>,
 }
 
 impl Index {
@@ -401,12 +423,16 @@ impl Index {
             // slots are reused for this series' ids.
             set_or_push(&mut syms, 2 * i, n);
             set_or_push(&mut syms, 2 * i + 1, v);
-            self.postings
-                .entry(n)
-                .or_default()
-                .entry(v)
-                .or_default()
-                .insert(r);
+            let list = match self.postings.entry(n).or_default().entry(v) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    if l.value.contains('\n') {
+                        *self.newline_values.entry(n).or_default() += 1;
+                    }
+                    e.insert(List::default())
+                }
+            };
+            list.insert(r);
         }
         syms.truncate(labels.len() * 2);
         self.all.insert(r);
@@ -441,6 +467,9 @@ impl Index {
                 list.remove_sorted(&rs);
                 if list.is_empty() {
                     values.remove(&v);
+                    if self.symbols.get(v).contains('\n') {
+                        forget_newline_value(&mut self.newline_values, n);
+                    }
                 }
             }
             if values.is_empty() {
@@ -533,9 +562,17 @@ impl Index {
             .collect();
         let mut its: Vec<Vec<&List>> = Vec::new();
         let mut nots: Vec<Vec<&List>> = Vec::new();
+        // Whether a matcher that accepts a missing label was seen.
+        let mut had_nots = false;
         for m in matchers {
             let positive = matches!(m.op, MatchOp::Equal | MatchOp::Regex);
-            if !m.matches_empty() || (positive && must_be_set.contains(m.name.as_str())) {
+            let required = positive && must_be_set.contains(m.name.as_str());
+            if !required && matches_all_but_newlines(m) && !self.has_newline_values(&m.name) {
+                // Accepts every series: nothing to look up or subtract.
+                had_nots = true;
+                continue;
+            }
+            if !m.matches_empty() || required {
                 // Series with a value the matcher accepts.
                 let group = self.values_where(m, false);
                 if group.is_empty() {
@@ -545,6 +582,7 @@ impl Index {
             } else {
                 // The matcher accepts a missing label, so take every series
                 // and subtract those whose value it rejects.
+                had_nots = true;
                 nots.push(self.values_where(m, true));
             }
         }
@@ -553,7 +591,7 @@ impl Index {
         let had_its = !its.is_empty();
         its.retain(|g| g.iter().map(|l| l.len()).sum::<usize>() != self.all.len());
         if its.is_empty() {
-            if !had_its && nots.is_empty() {
+            if !had_its && !had_nots {
                 return Vec::new();
             }
             its.push(vec![&self.all]);
@@ -586,6 +624,13 @@ impl Index {
             );
         }
         result
+    }
+
+    /// Whether some value of label `name` has a newline.
+    fn has_newline_values(&self, name: &str) -> bool {
+        self.symbols
+            .lookup(name)
+            .is_some_and(|n| self.newline_values.contains_key(&n))
     }
 
     /// Postings of the values of `m.name` that `m` accepts (or, with
@@ -870,6 +915,55 @@ mod tests {
             ]),
             (1..=100).filter(|x| x % 2 == 1).collect::<Vec<u64>>()
         );
+    }
+
+    /// `=~".*"` accepts every series but those whose label has a newline,
+    /// while the index walks no values for it: as values with a newline come
+    /// and go, the answer stays the one of checking each series.
+    #[test]
+    fn match_all_regex_rejects_newlines_as_they_come_and_go() {
+        let mut ix = Index::new();
+        let labels =
+            |i: u64, w: &str| Labels::from_pairs([("job", "ray"), ("w", w), ("i", &i.to_string())]);
+        let mut added = Vec::new();
+        for i in 1..=6u64 {
+            let w = if i == 3 || i == 5 { "a\nb" } else { "x" };
+            let l = labels(i, w);
+            added.push((i, ix.add_series(i, &l)));
+        }
+        // A series without the label matches: its value is the empty one.
+        let bare = Labels::from_pairs([("job", "ray")]);
+        added.push((7, ix.add_series(7, &bare)));
+        let all_w = m(MatchOp::Regex, "w", ".*");
+        let job = Matcher::equal("job", "ray");
+        let sel = |ix: &Index| ix.postings_for_matchers(&[job.clone(), all_w.clone()]);
+        assert_eq!(sel(&ix), [1, 2, 4, 6, 7]);
+        assert!(ix.has_newline_values("w") && !ix.has_newline_values("job"));
+        // One of the two series with the newline value goes: the value stays.
+        let third = added.iter().find(|(r, _)| *r == 3).unwrap().clone();
+        ix.remove_series(&[third]);
+        assert_eq!(sel(&ix), [1, 2, 4, 6, 7]);
+        assert!(ix.has_newline_values("w"));
+        // The last one goes: every series with the label is accepted again.
+        let fifth = added.iter().find(|(r, _)| *r == 5).unwrap().clone();
+        ix.remove_series(&[fifth]);
+        assert!(!ix.has_newline_values("w"));
+        assert_eq!(sel(&ix), [1, 2, 4, 6, 7]);
+        ix.add_series(8, &labels(8, "c\nd"));
+        assert_eq!(sel(&ix), [1, 2, 4, 6, 7]);
+        ix.add_series(9, &labels(9, "y"));
+        assert_eq!(sel(&ix), [1, 2, 4, 6, 7, 9]);
+        // Alone, a match-all regex still selects (an empty selection is for
+        // no matchers only), and with a name that no series has as well.
+        assert_eq!(
+            ix.postings_for_matchers(std::slice::from_ref(&all_w)),
+            [1, 2, 4, 6, 7, 9]
+        );
+        let none = m(MatchOp::Regex, "nope", ".*");
+        assert_eq!(ix.postings_for_matchers(&[none]), [1, 2, 4, 6, 7, 8, 9]);
+        // `!~".*"` selects the newline values alone.
+        let not_all = m(MatchOp::NotRegex, "w", ".*");
+        assert_eq!(ix.postings_for_matchers(&[not_all]), [8]);
     }
 
     #[test]

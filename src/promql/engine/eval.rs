@@ -389,13 +389,8 @@ impl<'a> Evaluator<'a> {
             .querier(mint, maxt)
             .map_err(|e| Error::Storage(e.to_string()))?;
         let plan = selection::plan(matchers);
-        let mut series = q
-            .select(plan.as_ref().map_or(matchers, |p| &p.index))
-            .map_err(|e| Error::Storage(e.to_string()))?;
-        if let Some(p) = &plan {
-            selection::check(&mut series, &p.later);
-        }
-        Ok(series)
+        q.select(plan.as_deref().unwrap_or(matchers))
+            .map_err(|e| Error::Storage(e.to_string()))
     }
 
     /// Walks the series of `matchers` with samples in `[mint, maxt]` one at
@@ -443,8 +438,7 @@ impl<'a> Evaluator<'a> {
             .map_err(|e| Error::Storage(e.to_string()))?;
         self.check_deadline()?;
         let plan = selection::plan(matchers);
-        let index = plan.as_ref().map_or(matchers, |p| &p.index);
-        let later: &[&Matcher] = plan.as_ref().map_or(&[], |p| &p.later);
+        let index = plan.as_deref().unwrap_or(matchers);
         let mut failed = None;
         // A budgeted try lets storage give up a selection too large for
         // the budget before taking it, rather than this walk after.
@@ -452,16 +446,11 @@ impl<'a> Evaluator<'a> {
             budget: self.budget,
             ..hints.clone()
         };
-        q.select_prepared(index, &hints, prep, &mut |s, n| {
-            if !later.iter().all(|m| m.matches_labels(&s.labels)) {
-                return ControlFlow::Continue(());
-            }
-            match f(self, s, n) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => {
-                    failed = Some(e);
-                    ControlFlow::Break(())
-                }
+        q.select_prepared(index, &hints, prep, &mut |s, n| match f(self, s, n) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
             }
         })
         .map_err(|e| match e {

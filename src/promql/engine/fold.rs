@@ -17,8 +17,8 @@ use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 use super::aggregate::group_labels;
 use super::functions::unwrap_parens;
-use super::{Error, Evaluator, StepSeries, Val, range, selection};
-use crate::model::{Labels, METRIC_NAME, Matcher, Sample};
+use super::{Error, Evaluator, StepSeries, Val, range};
+use crate::model::{Labels, METRIC_NAME, Sample};
 use crate::promql::parser::{AggOp, Aggregate, Expr};
 
 /// A step slot that holds no value yet: no step is at this time.
@@ -189,21 +189,15 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
             ev.samples -= points.len();
             Ok(())
         };
-    // Grouping by labels looks at those of each series and at the ones
-    // its selector's matchers check on the selected series
-    // (`selection::plan`): storage copies out just these, 1 to 3 of Ray's
-    // 12 a series, where copying them all was a tenth of a large
-    // aggregation (docs/performance.md). `without` keeps the labels not
-    // named.
-    let keep = |matchers: &[Matcher]| -> Option<Arc<[String]>> {
-        (!a.without).then(|| {
-            let checked = selection::checked_after(matchers);
-            a.grouping.iter().chain(checked).cloned().collect()
-        })
-    };
+    // Grouping by labels looks at those of each series alone: storage
+    // copies out just these, 1 or 2 of Ray's 12 a series, where copying
+    // them all was a tenth of a large aggregation (docs/performance.md).
+    // `without` keeps the labels not named.
+    let keep =
+        || -> Option<Arc<[String]>> { (!a.without).then(|| a.grouping.iter().cloned().collect()) };
     match unwrap_parens(&a.expr) {
         Expr::VectorSelector(vs) => {
-            let keep = keep(&vs.matchers);
+            let keep = keep();
             ev.latest_each(vs, false, keep, |ev, s| add(ev, &s.labels, &s.points))?
         }
         Expr::Call(c) => {
@@ -231,7 +225,7 @@ pub(super) fn try_fold(ev: &mut Evaluator<'_>, a: &Aggregate) -> Result<Option<V
             // Only the labels `keep` names are copied out of storage; the
             // check for colliding label sets looks at all of them.
             let keep: Option<Arc<[String]>> = match unwrap_parens(&c.args[idx]) {
-                Expr::MatrixSelector(ms) if seen.is_none() => keep(&ms.vs.matchers),
+                Expr::MatrixSelector(_) if seen.is_none() => keep(),
                 _ => None,
             };
             range::each(ev, c, idx, &mut [], keep, |ev, labels, points| {

@@ -1,15 +1,11 @@
 //! How a selector's matchers are handed to storage: equalities and other
 //! matchers that need a label to be set first, so an unknown metric name
-//! ends the index lookup before any other matcher is looked at, and
-//! `=~".*"` checked on the selected series instead of over every value of
-//! its label.
+//! ends the index lookup before any other matcher is looked at.
 //!
 //! The parser puts the metric name last, and Ray's dashboards add
-//! `WorkerId=~".*"` and the like to most selectors. In the index such a
-//! matcher walks every value of the label (about 15,000 worker ids on a
-//! 50-node cluster) to find the few it rejects (values with a newline); on
-//! the handful of selected series it costs one look each. The selected set
-//! is the same either way.
+//! `WorkerId=~".*"` and the like to most selectors; the index accepts such
+//! a matcher without a look at the label's values when none of them has a
+//! newline (`crate::tsdb::index`), so it is handed over like any other.
 //!
 //! Also keeps the read that took a budgeted first try over its budget, for
 //! the retry.
@@ -84,29 +80,15 @@ pub(crate) fn clear_stash() {
     STASH.with(|s| s.borrow_mut().take());
 }
 
-/// Matchers for storage, and those to check on what it returns.
-pub(crate) struct Plan<'a> {
-    pub index: Vec<Matcher>,
-    pub later: Vec<&'a Matcher>,
-}
-
-/// A plan for `matchers`, or `None` when they are best passed as they are.
-pub(crate) fn plan(matchers: &[Matcher]) -> Option<Plan<'_>> {
-    let deferred = |m: &Matcher| m.op == MatchOp::Regex && m.value == ".*";
-    let later: Vec<&Matcher> = matchers.iter().filter(|m| deferred(m)).collect();
-    // Storage selects nothing for no matchers, so one must stay.
-    let later = if later.len() == matchers.len() {
-        Vec::new()
-    } else {
-        later
-    };
-    let kept = || matchers.iter().filter(|m| later.is_empty() || !deferred(m));
-    if later.is_empty() && kept().map(rank).is_sorted() {
+/// `matchers` in the order storage should look them up, or `None` when
+/// they are in that order already.
+pub(crate) fn plan(matchers: &[Matcher]) -> Option<Vec<Matcher>> {
+    if matchers.iter().map(rank).is_sorted() {
         return None;
     }
-    let mut index: Vec<Matcher> = kept().cloned().collect();
+    let mut index = matchers.to_vec();
     index.sort_by_key(rank);
-    Some(Plan { index, later })
+    Some(index)
 }
 
 /// Storage looks matchers up in this order: equalities first (one lookup,
@@ -114,24 +96,6 @@ pub(crate) fn plan(matchers: &[Matcher]) -> Option<Plan<'_>> {
 /// the label set, then those that accept a missing label.
 fn rank(m: &Matcher) -> (bool, bool) {
     (m.matches_empty(), m.op != MatchOp::Equal)
-}
-
-/// The names of the labels that the matchers [`plan`] leaves for later
-/// look at on the selected series: the labels a caller that asks storage
-/// for only some ([`crate::storage::SelectHints::labels`]) must ask for
-/// beside its own.
-pub(crate) fn checked_after(matchers: &[Matcher]) -> impl Iterator<Item = &String> {
-    let later = plan(matchers).map(|p| p.later).unwrap_or_default();
-    later.into_iter().map(|m| &m.name)
-}
-
-/// Keeps the series whose labels `later` all accept (a missing label as
-/// the empty value).
-pub(crate) fn check(series: &mut Vec<Series>, later: &[&Matcher]) {
-    if later.is_empty() {
-        return;
-    }
-    series.retain(|s| later.iter().all(|m| m.matches_labels(&s.labels)));
 }
 
 #[cfg(test)]
@@ -143,21 +107,23 @@ mod tests {
     }
 
     #[test]
-    fn equalities_first_and_match_all_regexes_later() {
+    fn equalities_first_then_matchers_of_set_labels() {
         let ms = [
             m(MatchOp::Regex, "WorkerId", ".*"),
             m(MatchOp::NotEqual, "x", "1"),
             m(MatchOp::Regex, "instance", ".+"),
             m(MatchOp::Equal, "__name__", "up"),
         ];
-        let p = plan(&ms).unwrap();
-        let index: Vec<String> = p.index.iter().map(ToString::to_string).collect();
+        let index: Vec<String> = plan(&ms).unwrap().iter().map(ToString::to_string).collect();
         assert_eq!(
             index,
-            [r#"__name__="up""#, r#"instance=~".+""#, r#"x!="1""#]
+            [
+                r#"__name__="up""#,
+                r#"instance=~".+""#,
+                r#"WorkerId=~".*""#,
+                r#"x!="1""#
+            ]
         );
-        let later: Vec<String> = p.later.iter().map(ToString::to_string).collect();
-        assert_eq!(later, [r#"WorkerId=~".*""#]);
     }
 
     #[test]
@@ -170,23 +136,7 @@ mod tests {
             ])
             .is_none()
         );
-        // A selector of match-all regexes alone keeps them for storage.
         let all = [m(MatchOp::Regex, "a", ".*"), m(MatchOp::Regex, "b", ".*")];
         assert!(plan(&all).is_none());
-    }
-
-    #[test]
-    fn later_matchers_reject_newlines_and_accept_missing_labels() {
-        use crate::model::Labels;
-        let s = |pairs: &[(&str, &str)]| Series {
-            labels: Labels::from_pairs(pairs.iter().copied()),
-            samples: Vec::new(),
-        };
-        let mut series = vec![s(&[("a", "x")]), s(&[("a", "x\ny")]), s(&[("b", "1")])];
-        let all = m(MatchOp::Regex, "a", ".*");
-        check(&mut series, &[&all]);
-        assert_eq!(series.len(), 2);
-        assert_eq!(series[0].labels.get("a"), Some("x"));
-        assert_eq!(series[1].labels.get("b"), Some("1"));
     }
 }

@@ -428,3 +428,33 @@ fn series_leaving_memory_take_the_checkpoint_image_with_them() {
     drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The index loaded from an image knows which label values have a newline,
+/// as the one built series by series does: `=~".*"` rejects them.
+#[test]
+fn an_image_keeps_which_values_have_a_newline() {
+    let dir = tmp("img-newline");
+    let (db, _) = Db::open(&dir, opts()).unwrap();
+    let mut app = db.head().appender();
+    for (i, w) in ["x", "a\nb", "y"].into_iter().enumerate() {
+        let l = Labels::from_pairs([("__name__", "m"), ("i", &i.to_string()), ("w", w)]);
+        app.append(0, &l, 1_000, 1.0).unwrap();
+    }
+    app.commit().unwrap();
+    db.close().unwrap();
+    drop(db);
+    let (db, st) = Db::open(&dir, opts()).unwrap();
+    assert!(st.from_image, "{st:?}");
+    let q = db.head().querier(i64::MIN, i64::MAX).unwrap();
+    let all_w = Matcher::new(MatchOp::Regex, "w", ".*").unwrap();
+    let got: Vec<String> = q
+        .series(&[Matcher::equal("__name__", "m"), all_w])
+        .unwrap()
+        .iter()
+        .map(|l| l.get("w").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(got, ["x", "y"]);
+    drop(q);
+    drop(db);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

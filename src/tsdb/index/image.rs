@@ -233,9 +233,13 @@ impl Index {
                 FxHashMap::with_capacity_and_hasher(k, Default::default()),
             );
         }
+        let mut newline_values: FxHashMap<Sym, u32> = FxHashMap::default();
         for (([name, value], want), list) in pairs.into_iter().zip(lists) {
             if list.len() != want {
                 return Err(ImageError::Invalid("a pair's length is not its series'"));
+            }
+            if symbols.get(value).contains('\n') {
+                *newline_values.entry(name).or_default() += 1;
             }
             if postings
                 .entry(name)
@@ -251,6 +255,7 @@ impl Index {
             postings,
             all,
             prev: Vec::new(),
+            newline_values,
         })
     }
 }
