@@ -169,6 +169,26 @@ pub fn benches(c: &mut Criterion) {
     });
     g.finish();
 
+    // New series by labels into a fresh head, as a cluster's first scrapes
+    // (or churn) create them: each is looked up by its label hash first.
+    let mut g = c.benchmark_group("tsdb_head_create");
+    g.sample_size(10);
+    let k = 200_000;
+    let fresh: Vec<Labels> = (0..k).map(ray_labels).collect();
+    g.throughput(Throughput::Elements(k as u64));
+    g.bench_function(BenchmarkId::new("create_by_labels", "series200k"), |b| {
+        b.iter_with_large_drop(|| {
+            let head = Head::default();
+            let mut app = head.appender();
+            for l in &fresh {
+                app.append(0, l, 0, 0.0).unwrap();
+            }
+            app.commit().unwrap();
+            head
+        })
+    });
+    g.finish();
+
     // Memory: a fresh head with 100k Ray-like series and 120 samples each.
     let before = rss_bytes();
     let mem_head = Head::default();
