@@ -70,9 +70,52 @@ pub fn machine() -> (u64, usize) {
     (mem, cpus)
 }
 
+/// Nanoseconds a dependent load takes from memory, by a pointer chase
+/// through 64 MiB (past any cache of this class of machine). Much of the
+/// store's per-sample work waits for such loads, and on a shared VM the
+/// same build's CPU per sample moved by 3x from one hour to the next with
+/// nothing else running: the report keeps what the machine was like.
+pub fn memory_load_ns() -> f64 {
+    const SLOTS: usize = 1 << 24;
+    const LOADS: u32 = 2_000_000;
+    // A full-period step over a power of two (odd increment, multiplier
+    // 1 mod 4): one cycle through every slot, jumping far each time, built
+    // in one sequential pass instead of a shuffle's random writes.
+    let next: Vec<u32> = (0..SLOTS as u32)
+        .map(|i| chase_next(i, SLOTS as u32 - 1))
+        .collect();
+    let mut p = 0u32;
+    let t = std::time::Instant::now();
+    for _ in 0..LOADS {
+        p = next[p as usize];
+    }
+    std::hint::black_box(p);
+    t.elapsed().as_nanos() as f64 / f64::from(LOADS)
+}
+
+/// The slot after `i` in a chase over `mask + 1` slots (a power of two).
+fn chase_next(i: u32, mask: u32) -> u32 {
+    i.wrapping_mul(0x0019_660D).wrapping_add(0x3C6E_F35F) & mask
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The chase visits every slot once per cycle: a shorter cycle would
+    /// stay in cache and read low.
+    #[test]
+    fn the_chase_is_one_cycle_through_every_slot() {
+        let slots = 1u32 << 16;
+        let mut seen = vec![false; slots as usize];
+        let mut p = 0u32;
+        for _ in 0..slots {
+            assert!(!seen[p as usize], "slot {p} visited twice");
+            seen[p as usize] = true;
+            p = chase_next(p, slots - 1);
+        }
+        assert_eq!(p, 0);
+    }
 
     #[test]
     fn own_process_is_sampled() {

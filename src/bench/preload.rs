@@ -185,7 +185,11 @@ pub async fn run(args: &BenchArgs, command_line: String) -> Result<SameDataRepor
     let (memory_bytes, cpus) = measure::machine();
     let mut report = SameDataReport {
         command: command_line,
-        machine: Machine { cpus, memory_bytes },
+        machine: Machine {
+            cpus,
+            memory_bytes,
+            memory_load_ns: Some(measure::memory_load_ns()),
+        },
         nodes,
         series: (template.len() * nodes) as u64,
         samples: (template.len() * nodes * steps) as u64,
@@ -806,6 +810,12 @@ impl SameDataReport {
             self.checks.len() - bad,
             self.checks.len()
         );
+        if let Some(ns) = self.machine.memory_load_ns {
+            let _ = writeln!(
+                out,
+                "- machine: a load from memory took {ns:.0} ns before the run"
+            );
+        }
         let _ = writeln!(
             out,
             "- answers: {agree} of {} queries agree with raymon's",

@@ -22,6 +22,10 @@ pub struct Report {
 pub struct Machine {
     pub cpus: usize,
     pub memory_bytes: u64,
+    /// Nanoseconds a dependent load from memory took before the run
+    /// ([`super::measure::memory_load_ns`]).
+    #[serde(default)]
+    pub memory_load_ns: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -392,6 +396,11 @@ impl Report {
             rows.push(row);
         }
         let mut notes = Vec::new();
+        if let Some(ns) = self.machine.memory_load_ns {
+            notes.push(format!(
+                "machine: a load from memory took {ns:.0} ns before the run"
+            ));
+        }
         for c in &self.collectors {
             if c.queries.status != "ok" {
                 notes.push(format!(

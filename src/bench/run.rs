@@ -51,9 +51,18 @@ pub async fn serve_targets(
 /// cluster. Progress goes to stderr.
 pub async fn run(args: BenchArgs, command_line: String) -> Result<Report, Error> {
     let (memory_bytes, cpus) = measure::machine();
+    let load_ns = measure::memory_load_ns();
+    progress(
+        "raymon",
+        &format!("a load from memory takes {load_ns:.0} ns on this machine now"),
+    );
     let mut report = Report {
         command: command_line,
-        machine: report::Machine { cpus, memory_bytes },
+        machine: report::Machine {
+            cpus,
+            memory_bytes,
+            memory_load_ns: Some(load_ns),
+        },
         config: report::Config {
             targets: args.cluster.targets,
             series_per_target: args.cluster.series_per_target,
