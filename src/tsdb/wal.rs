@@ -13,8 +13,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use parking_lot::{Mutex, MutexGuard};
 use tracing::{error, warn};
 
 use crate::model::Labels;
@@ -129,8 +129,12 @@ impl Error {
     }
 }
 
+/// Locks the writer. parking_lot's lock hands itself to a thread that has
+/// waited half a millisecond: a target bursting into new series queues each
+/// one here, and with std's lock took it back between series while a small
+/// commit waited to write its samples.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    m.lock()
 }
 
 /// The file name of segment `n`.

@@ -6,6 +6,7 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use parking_lot::MutexGuard;
 use rustc_hash::FxHashMap;
 
 use crate::model::Labels;
@@ -24,9 +25,10 @@ pub(super) struct AppendBuffers {
 pub(super) const SPARE_BUFFERS: usize = 16;
 pub(super) const SPARE_MAX_SAMPLES: usize = 1 << 16;
 
-/// A commit locks a shard for at most this many of its samples at a time:
-/// a scrape of millions of series would otherwise hold each shard for
-/// long enough to stall every other target's commit. Appends to different
+/// A commit locks a shard for at most this many of its samples at a time,
+/// and hands the lock to any commit waiting for it between parts: a scrape
+/// of millions of series would otherwise hold each shard for long enough to
+/// stall every other target's commit. Appends to different
 /// series need no atomicity among themselves (queries may see a commit
 /// half applied, as in Prometheus); a few thousand keep the lock's cost
 /// per sample nil.
@@ -166,6 +168,7 @@ impl HeadAppender {
                 let mut shard = lock(&inner.shards[i]);
                 warm(&shard, part.iter().map(|p| p.r));
                 Self::check_part(inner, &mut shard, part, &mut rejected);
+                MutexGuard::unlock_fair(shard);
             }
         }
         rejected
@@ -226,6 +229,9 @@ impl HeadAppender {
                         hi = hi.max(p.t);
                     }
                 }
+                // A commit waiting for this shard goes next, not after the
+                // rest of this one's parts.
+                MutexGuard::unlock_fair(shard);
             }
             pending.clear();
         }
@@ -348,5 +354,72 @@ impl Drop for HeadAppender {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tsdb::head::{Head, HeadOptions};
+
+    /// `n` label sets whose series all go to shard 0.
+    fn in_shard_zero(n: usize) -> Vec<Labels> {
+        (0..)
+            .map(|i| Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())]))
+            .filter(|l| (hash_labels(l) >> (64 - SHARD_BITS)) == 0)
+            .take(n)
+            .collect()
+    }
+
+    /// A small commit that waits for a shard while a large one applies its
+    /// parts there goes in between them: with a lock the large commit could
+    /// take back at each part, the small one waited for all of them (a
+    /// target bursting into millions of series stopped every other
+    /// target's commits for as long).
+    #[test]
+    fn a_waiting_commit_goes_between_a_large_commits_parts() {
+        let head = Head::new(HeadOptions::default());
+        let parts = 16;
+        let mut big = in_shard_zero(parts * LOCKED_SAMPLES + 1);
+        let small = big.pop().unwrap();
+        let mut app = head.appender();
+        let refs: Vec<SeriesRef> = big
+            .iter()
+            .map(|l| app.append(0, l, 1, 1.0).unwrap())
+            .collect();
+        let small_ref = app.append(0, &small, 1, 1.0).unwrap();
+        app.commit().unwrap();
+        assert!(refs.iter().chain([&small_ref]).all(|&r| shard_of(r) == 0));
+
+        let mut large = head.appender();
+        for &r in &refs {
+            large.append(r, &Labels::default(), 2, 2.0).unwrap();
+        }
+        let inner = head.inner.clone();
+        let large = std::thread::spawn(move || large.commit().unwrap());
+        // The small commit starts once the large one holds the shard.
+        while inner.shards[0].try_lock().is_some() {
+            std::thread::yield_now();
+        }
+        let small_head = head.clone();
+        let small = std::thread::spawn(move || {
+            let mut app = small_head.appender();
+            app.append(small_ref, &Labels::default(), 2, 2.0).unwrap();
+            app.commit().unwrap();
+            let shard = lock(&small_head.inner.shards[0]);
+            refs.iter()
+                .filter(|r| shard.series.get(r).is_some_and(|s| s.last_t == 2))
+                .count()
+        });
+        let applied = small.join().unwrap();
+        large.join().unwrap();
+        println!(
+            "the large commit had applied {applied} of its {} samples",
+            parts * LOCKED_SAMPLES
+        );
+        assert!(
+            applied <= parts * LOCKED_SAMPLES / 2,
+            "the small commit waited for {applied} of the large one's samples"
+        );
     }
 }
