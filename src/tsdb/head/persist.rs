@@ -3,7 +3,8 @@
 //! restores on start-up, and the chunk store seam (`DiskChunks`) through
 //! which series leave memory and come back. Knows nothing of file layouts.
 
-use std::sync::Arc;
+use std::sync::{Arc, TryLockError};
+use std::time::{Duration, Instant};
 
 use crate::model::{Labels, Matcher};
 use crate::storage::{Error, SeriesRef};
@@ -177,6 +178,11 @@ pub trait DiskChunks: Send + Sync {
     }
 }
 
+/// How often [`Head::quiesce`] tries the gate, and how long it tries
+/// before waiting in the lock's queue.
+const QUIESCE_POLL: Duration = Duration::from_millis(1);
+const QUIESCE_PATIENCE: Duration = Duration::from_secs(60);
+
 /// One series' part of a flush (see [`Head::flush_items`]).
 #[derive(Debug, Clone)]
 pub struct FlushItem {
@@ -198,8 +204,28 @@ impl Head {
     }
 
     /// Runs `f` while no commit is between logging and applying.
+    ///
+    /// Waits by trying, not in the lock's queue: a waiting writer of the
+    /// gate (std's lock and parking_lot's alike) keeps every later commit
+    /// out until it has had its turn, and a commit of millions of samples
+    /// (a target bursting into new series) holds the gate for seconds,
+    /// through which every other target's commit, and the scrape thread
+    /// with it, would wait. Commits of ordinary scrapes take milliseconds,
+    /// so a free moment comes soon; past `QUIESCE_PATIENCE` the wait joins
+    /// the queue so that a checkpoint cannot be put off for ever.
     pub fn quiesce<R>(&self, f: impl FnOnce() -> R) -> R {
-        let _gate = write(&self.inner.gate);
+        let gate = &self.inner.gate;
+        let started = Instant::now();
+        let _gate = loop {
+            match gate.try_write() {
+                Ok(g) => break g,
+                Err(TryLockError::Poisoned(e)) => break e.into_inner(),
+                Err(TryLockError::WouldBlock) if started.elapsed() >= QUIESCE_PATIENCE => {
+                    break write(gate);
+                }
+                Err(TryLockError::WouldBlock) => std::thread::sleep(QUIESCE_POLL),
+            }
+        };
         f()
     }
 
@@ -663,7 +689,44 @@ fn restore_into(s: &mut MemSeries, mut prep: Restore, chunk_range: i64) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::Appendable;
     use crate::tsdb::head::HeadOptions;
+
+    /// A quiesce waiting for a long commit lets other commits through: a
+    /// checkpoint starting while a target's burst of millions of samples
+    /// was being committed stopped every other commit until the burst's
+    /// was done.
+    #[test]
+    fn a_quiesce_waiting_for_a_long_commit_lets_other_commits_through() {
+        let head = Head::new(HeadOptions::default());
+        // A commit in flight, between logging and applying.
+        let long = read(&head.inner.gate);
+        let quiesced = {
+            let head = head.clone();
+            std::thread::spawn(move || head.quiesce(|| true))
+        };
+        // Time for the quiesce to start waiting (not a bound on anything).
+        std::thread::sleep(Duration::from_millis(50));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let other = {
+            let head = head.clone();
+            std::thread::spawn(move || {
+                let mut app = head.appender();
+                let labels = Labels::from_pairs([("__name__", "up")]);
+                app.append(0, &labels, 1, 1.0).unwrap();
+                app.commit().unwrap();
+                tx.send(()).unwrap();
+            })
+        };
+        let passed = rx.recv_timeout(Duration::from_secs(10));
+        drop(long);
+        assert!(quiesced.join().unwrap());
+        other.join().unwrap();
+        assert!(
+            passed.is_ok(),
+            "a commit waited behind a quiesce that waited for another commit"
+        );
+    }
 
     fn chunk(t0: i64, n: i64) -> (ChunkSnapshot, XorState) {
         let mut c = XorChunk::new();
