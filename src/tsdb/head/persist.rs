@@ -519,6 +519,9 @@ impl Head {
                 .iter()
                 .filter_map(|&r| guard.series.get(&r).map(|s| (r, &**s)));
             each_warmed(found, &deep, |r, s| f(r, s, &ix));
+            drop(ix);
+            // A commit waiting for the shard goes before the next piece.
+            parking_lot::MutexGuard::unlock_fair(guard);
         }
     }
 
