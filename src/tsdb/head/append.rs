@@ -399,6 +399,10 @@ mod tests {
         let large = std::thread::spawn(move || large.commit().unwrap());
         // The small commit starts once the large one holds the shard.
         while inner.shards[0].try_lock().is_some() {
+            assert!(
+                !large.is_finished(),
+                "the large commit ended before it was seen holding the shard"
+            );
             std::thread::yield_now();
         }
         let small_head = head.clone();
