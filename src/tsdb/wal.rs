@@ -14,7 +14,7 @@ use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::Mutex;
 use tracing::{error, warn};
 
 use crate::model::Labels;
@@ -127,14 +127,6 @@ impl Error {
             _ => None,
         }
     }
-}
-
-/// Locks the writer. parking_lot's lock hands itself to a thread that has
-/// waited half a millisecond: a target bursting into new series queues each
-/// one here, and with std's lock took it back between series while a small
-/// commit waited to write its samples.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock()
 }
 
 /// The file name of segment `n`.
@@ -277,6 +269,10 @@ struct Writer {
 pub struct Wal {
     dir: PathBuf,
     segment_size: u64,
+    /// parking_lot's lock, which hands itself to a thread that has waited
+    /// half a millisecond: a target bursting into new series queues each one
+    /// here, and with std's lock took it back between series while a small
+    /// commit waited to write its samples.
     w: Mutex<Writer>,
     fail_writes: AtomicBool,
     pub stats: WalStats,
@@ -334,12 +330,12 @@ impl Wal {
 
     /// The number of the segment being written.
     pub fn current_segment(&self) -> u32 {
-        lock(&self.w).n
+        self.w.lock().n
     }
 
     /// Where the next record will be written.
     pub fn end(&self) -> Position {
-        let w = lock(&self.w);
+        let w = self.w.lock();
         Position {
             segment: w.n,
             offset: w.size,
@@ -354,7 +350,7 @@ impl Wal {
     /// Queues a series entry; it is written with the next batch, or at
     /// once a megabyte of entries is queued (see `SERIES_QUEUE_BYTES`).
     pub fn log_series(&self, r: SeriesRef, labels: &Labels) {
-        let mut w = lock(&self.w);
+        let mut w = self.w.lock();
         codec::put_series(&mut w.series, r, labels);
         if w.series.len() >= SERIES_QUEUE_BYTES {
             // On failure the entries stay queued and the next batch, which
@@ -393,7 +389,7 @@ impl Wal {
 
     /// Writes the queued series and then `record` (framed, or empty).
     fn write_with_series(&self, record: &[u8]) -> Result<(), Error> {
-        let mut w = lock(&self.w);
+        let mut w = self.w.lock();
         let w = &mut *w;
         w.buf.clear();
         if !w.series.is_empty() {
@@ -410,7 +406,7 @@ impl Wal {
 
     /// Writes every queued series entry.
     pub fn flush_series(&self) -> Result<(), Error> {
-        self.flush_series_locked(&mut lock(&self.w))
+        self.flush_series_locked(&mut self.w.lock())
     }
 
     fn flush_series_locked(&self, w: &mut Writer) -> Result<(), Error> {
@@ -477,7 +473,7 @@ impl Wal {
     /// next [`Wal::sync`]. For callers that hold other writers off while the
     /// segment changes and should not hold them for the sync too.
     pub fn start_segment(&self) -> Result<u32, Error> {
-        self.rotate_locked(&mut lock(&self.w))
+        self.rotate_locked(&mut self.w.lock())
     }
 
     /// `fdatasync`s the current segment if anything was written since the
@@ -489,7 +485,7 @@ impl Wal {
         // and with them the scrape threads. Everything written before the
         // lock was released is covered by the sync.
         let (n, file, closed) = {
-            let mut w = lock(&self.w);
+            let mut w = self.w.lock();
             let closed = std::mem::take(&mut w.unsynced);
             if !w.dirty && closed.is_empty() {
                 return Ok(());
@@ -507,7 +503,7 @@ impl Wal {
             if let Err(source) = f.sync_data() {
                 // Tried again by the next call, the current segment too:
                 // its flag was cleared above and it was not synced.
-                let mut w = lock(&self.w);
+                let mut w = self.w.lock();
                 w.unsynced.push((c, f));
                 w.unsynced.extend(closed);
                 if w.n == n {
@@ -517,7 +513,7 @@ impl Wal {
             }
         }
         if let Err(source) = file.sync_data() {
-            let mut w = lock(&self.w);
+            let mut w = self.w.lock();
             if w.n == n {
                 w.dirty = true;
             }

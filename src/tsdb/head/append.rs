@@ -101,7 +101,7 @@ pub(super) struct HeadAppender {
 
 impl Appendable for Head {
     fn appender(&self) -> Box<dyn Appender> {
-        let AppendBuffers { pending, last } = lock(&self.inner.spare).pop().unwrap_or_default();
+        let AppendBuffers { pending, last } = self.inner.spare.lock().pop().unwrap_or_default();
         Box::new(HeadAppender {
             head: self.inner.clone(),
             pending,
@@ -165,7 +165,7 @@ impl HeadAppender {
                 continue;
             }
             for part in pending.chunks_mut(LOCKED_SAMPLES) {
-                let mut shard = lock(&inner.shards[i]);
+                let mut shard = inner.shards[i].lock();
                 warm(&shard, part.iter().map(|p| p.r));
                 Self::check_part(inner, &mut shard, part, &mut rejected);
                 MutexGuard::unlock_fair(shard);
@@ -211,7 +211,7 @@ impl HeadAppender {
                 continue;
             }
             for part in pending.chunks(LOCKED_SAMPLES) {
-                let mut shard = lock(&inner.shards[i]);
+                let mut shard = inner.shards[i].lock();
                 warm(&shard, part.iter().map(|p| p.r));
                 for p in part {
                     let Some(s) = shard.series.get_mut(&p.r) else {
@@ -281,7 +281,7 @@ impl Appender for HeadAppender {
             if let Some(&last) = self.last.get(&r) {
                 return self.append_buffered(r, last, t, v);
             }
-            let mut shard = lock(&self.head.shards[shard_of(r)]);
+            let mut shard = self.head.shards[shard_of(r)].lock();
             known = Self::check_committed(&mut shard, r, t, vb);
         }
         let res = match known {
@@ -346,7 +346,7 @@ impl Drop for HeadAppender {
         // Invariant: `finish` left the buffers empty.
         debug_assert!(self.pending.iter().all(Vec::is_empty) && self.last.is_empty());
         if self.last.capacity() <= SPARE_MAX_SAMPLES {
-            let mut spare = lock(&self.head.spare);
+            let mut spare = self.head.spare.lock();
             if spare.len() < SPARE_BUFFERS {
                 spare.push(AppendBuffers {
                     pending: std::mem::take(&mut self.pending),
@@ -410,7 +410,7 @@ mod tests {
             let mut app = small_head.appender();
             app.append(small_ref, &Labels::default(), 2, 2.0).unwrap();
             app.commit().unwrap();
-            let shard = lock(&small_head.inner.shards[0]);
+            let shard = small_head.inner.shards[0].lock();
             refs.iter()
                 .filter(|r| shard.series.get(r).is_some_and(|s| s.last_t == 2))
                 .count()

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use rustc_hash::FxHashMap;
 
 use super::series::MemSeries;
-use super::shards::{Head, PIECE, SHARD_BITS, SHARDS, Shard, lock, read, shard_of, write};
+use super::shards::{Head, PIECE, SHARD_BITS, SHARDS, Shard, read, shard_of, write};
 use super::walk::{each_warmed, labels_line};
 use crate::storage::SeriesRef;
 use crate::tsdb::image::{ImageError, Reader, le32, le64, put_u32, put_u64};
@@ -122,7 +122,7 @@ impl Head {
         // The pairs of the series copied last, by position, with their ids.
         let mut prev: Vec<(Sym, Sym, PairId)> = Vec::new();
         for sh in &self.inner.shards {
-            let mut list: Vec<SeriesRef> = lock(sh).series.keys().copied().collect();
+            let mut list: Vec<SeriesRef> = sh.lock().series.keys().copied().collect();
             list.sort_unstable();
             for piece in list.chunks(PIECE) {
                 syms.clear();
@@ -132,7 +132,7 @@ impl Head {
                     // read 32 of them and their labels' first line before
                     // using any, so that those misses overlap (half of this
                     // walk waited on each series' labels pointer in turn).
-                    let g = lock(sh);
+                    let g = sh.lock();
                     let found = piece
                         .iter()
                         .filter_map(|&r| g.series.get(&r).map(|s| (r, &**s)));
@@ -216,7 +216,7 @@ impl Head {
         let mut missing = Vec::new();
         let (mut lo, mut hi) = (i64::MAX, i64::MIN);
         for (i, sh) in self.inner.shards.iter().enumerate() {
-            let mut g = lock(sh);
+            let mut g = sh.lock();
             for &(r, range) in ranges.iter().filter(|x| shard_of(x.0) == i) {
                 match g.series.get_mut(&r) {
                     Some(s) => {
@@ -270,7 +270,7 @@ impl Head {
         });
         let index = index?;
         let built = built?;
-        let mut guards: Vec<_> = self.inner.shards.iter().map(lock).collect();
+        let mut guards: Vec<_> = self.inner.shards.iter().map(|s| s.lock()).collect();
         let mut ix = write(&self.inner.index);
         if ix.num_series() > 0 || guards.iter().any(|g| !g.series.is_empty()) {
             return Err(ImageError::Invalid("the head is not empty"));

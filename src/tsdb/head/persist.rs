@@ -309,7 +309,7 @@ impl Head {
     /// appends. Returns whether the head has series `r`.
     pub fn restore_prepared(&self, r: SeriesRef, prep: Restore) -> bool {
         let opts = &self.inner.opts;
-        let mut shard = lock(&self.inner.shards[shard_of(r)]);
+        let mut shard = self.inner.shards[shard_of(r)].lock();
         let Some(s) = shard.series.get_mut(&r) else {
             return false;
         };
@@ -334,7 +334,7 @@ impl Head {
         let mut rest = items.drain(..).peekable();
         while let Some(first) = rest.next() {
             let si = shard_of(first.0);
-            let mut shard = lock(&self.inner.shards[si]);
+            let mut shard = self.inner.shards[si].lock();
             let mut group: Vec<(SeriesRef, Restore)> = Vec::with_capacity(RESTORE_GROUP);
             group.push(first);
             loop {
@@ -374,7 +374,7 @@ impl Head {
         batch.sort_by_key(|&(r, _, _)| shard_of(r));
         let (mut lo, mut hi, mut unknown) = (i64::MAX, i64::MIN, 0);
         for group in batch.chunk_by(|a, b| shard_of(a.0) == shard_of(b.0)) {
-            let mut shard = lock(&self.inner.shards[shard_of(group[0].0)]);
+            let mut shard = self.inner.shards[shard_of(group[0].0)].lock();
             warm(&shard, group.iter().map(|x| x.0));
             for &(r, t, v) in group {
                 match shard.series.get_mut(&r) {
@@ -422,7 +422,7 @@ impl Head {
     ) -> Vec<SeriesRef> {
         let mut refs = Vec::new();
         for sh in &self.inner.shards {
-            let mut shard = lock(sh);
+            let mut shard = sh.lock();
             for (&r, s) in shard.series.iter_mut() {
                 if let Some(before) = close_before {
                     close_if_idle(s, before);
@@ -490,7 +490,8 @@ impl Head {
         let Some(sh) = self.inner.shards.get(shard) else {
             return;
         };
-        let refs: Vec<SeriesRef> = lock(sh)
+        let refs: Vec<SeriesRef> = sh
+            .lock()
             .series
             .iter()
             .filter(|(_, s)| want(s))
@@ -552,7 +553,7 @@ impl Head {
         let mut out = Vec::new();
         let mut removed: Vec<(SeriesRef, SymLabels)> = Vec::new();
         for &r in refs {
-            let mut shard = lock(&inner.shards[shard_of(r)]);
+            let mut shard = inner.shards[shard_of(r)].lock();
             if !shard.series.get(&r).is_some_and(|s| s.can_go_cold(before)) {
                 continue;
             }
@@ -577,7 +578,7 @@ impl Head {
         }
         for (sh, mine) in self.inner.shards.iter().zip(&by_shard) {
             for piece in mine.chunks(PIECE) {
-                let mut shard = lock(sh);
+                let mut shard = sh.lock();
                 for item in piece {
                     let Some(s) = shard.series.get_mut(&item.r) else {
                         continue;
@@ -597,7 +598,7 @@ impl Head {
     /// series known only from disk takes its last timestamp from there, so
     /// that older samples are refused.
     pub fn set_disk_range(&self, r: SeriesRef, range: Option<(i64, i64)>) {
-        let mut shard = lock(&self.inner.shards[shard_of(r)]);
+        let mut shard = self.inner.shards[shard_of(r)].lock();
         let Some(s) = shard.series.get_mut(&r) else {
             return;
         };
@@ -612,7 +613,7 @@ impl Head {
     pub fn disk_before(&self, t: i64) -> Vec<SeriesRef> {
         let mut out = Vec::new();
         for shard in &self.inner.shards {
-            let shard = lock(shard);
+            let shard = shard.lock();
             out.extend(
                 shard
                     .series

@@ -94,6 +94,12 @@ impl std::fmt::Debug for Head {
 
 pub(crate) struct Inner {
     pub(super) opts: HeadOptions,
+    // parking_lot's lock, which hands itself to a thread that has waited
+    // half a millisecond instead of letting the thread that released it take
+    // it back at once: with std's, a commit of a million samples, which
+    // releases its shard between parts of `LOCKED_SAMPLES`, took it back
+    // every time and kept a small commit to the same shard waiting for the
+    // whole burst.
     pub(super) shards: [Mutex<Shard>; SHARDS],
     pub(super) index: RwLock<Index>,
     // Bounds of committed samples; `i64::MAX`/`i64::MIN` while empty.
@@ -163,16 +169,6 @@ fn table_hash(hash: u64) -> u64 {
     hash.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// Locks a shard (or the spare buffers). The shards' lock is parking_lot's,
-/// which hands itself to a thread that has waited half a millisecond
-/// instead of letting the thread that released it take it back at once:
-/// with std's, a commit of a million samples, which releases its shard
-/// between parts of `LOCKED_SAMPLES`, took it back every time and kept a
-/// small commit to the same shard waiting for the whole burst.
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock()
-}
-
 pub(super) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(PoisonError::into_inner)
 }
@@ -192,7 +188,7 @@ pub(super) fn lock_with_index<'a>(
     index: &'a RwLock<Index>,
 ) -> (MutexGuard<'a, Shard>, RwLockReadGuard<'a, Index>) {
     loop {
-        let guard = lock(shard);
+        let guard = shard.lock();
         match index.try_read() {
             Ok(ix) => return (guard, ix),
             Err(TryLockError::Poisoned(e)) => return (guard, e.into_inner()),
@@ -274,7 +270,7 @@ impl Inner {
 
     /// Whether series `r` is in memory.
     pub(crate) fn contains(&self, r: SeriesRef) -> bool {
-        lock(&self.shards[shard_of(r)]).series.contains_key(&r)
+        self.shards[shard_of(r)].lock().series.contains_key(&r)
     }
 
     pub(crate) fn disk(&self) -> Option<&Arc<dyn DiskChunks>> {
@@ -497,7 +493,7 @@ impl Head {
     pub fn in_memory_before(&self, refs: &[SeriesRef], t: i64) -> FxHashSet<SeriesRef> {
         let mut out = FxHashSet::default();
         for &r in refs {
-            let shard = lock(&self.inner.shards[shard_of(r)]);
+            let shard = self.inner.shards[shard_of(r)].lock();
             let Some(s) = shard.series.get(&r) else {
                 continue;
             };
@@ -520,7 +516,7 @@ impl Head {
 
     /// The labels of a series by reference, if it exists.
     pub fn series_labels(&self, r: SeriesRef) -> Option<Labels> {
-        let shard = lock(&self.inner.shards[shard_of(r)]);
+        let shard = self.inner.shards[shard_of(r)].lock();
         let s = shard.series.get(&r)?;
         Some(read(&self.inner.index).labels(&s.labels))
     }
@@ -537,7 +533,7 @@ impl Head {
         for shard in &inner.shards {
             let mut removed: Vec<(SeriesRef, SymLabels)> = Vec::new();
             {
-                let mut shard = lock(shard);
+                let mut shard = shard.lock();
                 let mut dead = Vec::new();
                 for (r, s) in shard.series.iter_mut() {
                     stats.removed_chunks += s.truncate(min_time);
@@ -582,7 +578,7 @@ impl Head {
     pub fn num_chunks(&self) -> usize {
         let mut n = 0;
         for shard in &self.inner.shards {
-            let shard = lock(shard);
+            let shard = shard.lock();
             n += shard
                 .series
                 .values()
@@ -596,7 +592,7 @@ impl Head {
     pub fn stats(&self) -> HeadStats {
         let mut st = HeadStats::default();
         for shard in &self.inner.shards {
-            let shard = lock(shard);
+            let shard = shard.lock();
             st.num_series += shard.series.len();
             st.heap_bytes += shard.series.capacity() * 17 + shard.by_hash.capacity() * 9;
             for s in shard.series.values() {

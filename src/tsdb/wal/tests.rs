@@ -317,13 +317,13 @@ fn a_started_segment_leaves_the_closed_one_to_the_next_sync() {
     assert_eq!(wal.start_segment().unwrap(), closed);
     assert_eq!(wal.current_segment(), closed + 1);
     // Not synced yet: the checkpoint syncs it after letting commits go.
-    let pending: Vec<u32> = lock(&wal.w).unsynced.iter().map(|(n, _)| *n).collect();
+    let pending: Vec<u32> = wal.w.lock().unsynced.iter().map(|(n, _)| *n).collect();
     assert_eq!(pending, [closed]);
     let mut it = [(17, 9_000, 1.5)].into_iter();
     wal.log_samples(&mut it).unwrap();
     wal.sync().unwrap();
-    assert!(lock(&wal.w).unsynced.is_empty());
-    assert!(!lock(&wal.w).dirty);
+    assert!(wal.w.lock().unsynced.is_empty());
+    assert!(!wal.w.lock().dirty);
     drop(wal);
     // Both segments replay, in order.
     let (st, _, samples) = collect(&dir);
