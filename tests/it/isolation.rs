@@ -1,8 +1,9 @@
 //! Issue 16: no query, request or target may delay another target's
 //! scrape. A live raymon scrapes ten loopback targets every second while
 //! hostile queries run, a client walks away from one, and a target bursts
-//! into millions of series; every other target's raw `up` samples must stay
-//! within 1.5 intervals of each other.
+//! into millions of series while the others create a few of their own;
+//! every other target's raw `up` samples must stay within 1.5 intervals of
+//! each other.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -68,6 +69,41 @@ fn steady_targets(stop: &Arc<AtomicBool>) -> Vec<u16> {
             serve_target(body, stop.clone())
         })
         .collect()
+}
+
+/// Ten targets of 50 series each, one of which is replaced by a new series
+/// every half second until `stop`, as Ray's nodes replace a few of theirs
+/// at every scrape: each of their scrapes creates a series (the index's
+/// write lock), not only appends to known ones. Their ports.
+fn churning_targets(stop: &Arc<AtomicBool>) -> Vec<u16> {
+    let bodies: Vec<Body> = (0..10)
+        .map(|i| Arc::new(RwLock::new(churned(i, 0))))
+        .collect();
+    let ports = bodies
+        .iter()
+        .map(|b| serve_target(b.clone(), stop.clone()))
+        .collect();
+    let stop = stop.clone();
+    std::thread::spawn(move || {
+        let mut round = 0;
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(500));
+            round += 1;
+            for (i, b) in bodies.iter().enumerate() {
+                *b.write().unwrap() = churned(i, round);
+            }
+        }
+    });
+    ports
+}
+
+/// Target `i`'s body at `round` of [`churning_targets`]: 49 lasting series
+/// and one named for the round.
+fn churned(i: usize, round: usize) -> Arc<Vec<u8>> {
+    let name = format!("m{i}");
+    let mut s = String::from_utf8(exposition(&name, 49).to_vec()).unwrap();
+    s.push_str(&format!("{name}{{series=\"round-{round}\"}} {round}\n"));
+    Arc::new(s.into_bytes())
 }
 
 /// A small exposition of `n` series.
@@ -303,7 +339,9 @@ fn issue_16_a_cardinality_burst_does_not_stall_other_targets() {
         );
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let ports = steady_targets(&stop);
+    // The other targets create series of their own while the burst's are
+    // written into the index.
+    let ports = churning_targets(&stop);
     let burst_body = Arc::new(RwLock::new(exposition("burst", 10)));
     let burst_port = serve_target(burst_body.clone(), stop.clone());
     let stack = start(
@@ -347,6 +385,20 @@ fn issue_16_a_cardinality_burst_does_not_stall_other_targets() {
         started.elapsed()
     );
     assert_on_time(&stack, "steady", 10, window, 1.5);
+    // The steady targets did create series all along: about one a scrape.
+    let made = enc(&format!(
+        "count(last_over_time({{job=\"steady\",series=~\"round-.*\"}}[{window}s]))"
+    ));
+    let r = get(&stack.addr, &format!("/api/v1/query?query={made}")).unwrap();
+    let made: f64 = r.json()["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
+    println!("series the steady targets created meanwhile: {made}");
+    assert!(
+        made >= 5.0 * window as f64,
+        "{made} new series in {window}s"
+    );
     stop.store(true, Ordering::Relaxed);
     drop(stack.raymon);
 }
