@@ -103,6 +103,15 @@ fn render_f(v: f64, put: &mut dyn FnMut(&str)) {
     } else if v == f64::NEG_INFINITY {
         return put("-Inf");
     }
+    // A whole number below 2^53 is its own shortest decimal (its
+    // neighbours are at most 1 apart, so no shorter digits round to it):
+    // written as an integer, without Ryū's search. Most of Ray's values
+    // are whole (bytes, counts, histogram buckets). Zero keeps Ryū's path
+    // for its sign.
+    if v != 0.0 && v.fract() == 0.0 && v.abs() < WHOLE_LIMIT {
+        let mut buf = [0u8; 20];
+        return put(whole(v, &mut buf));
+    }
     // Ryū writes plain decimals (no exponent) for most values, with the
     // digits `Digits` would take from it; they differ from Go's only by a
     // trailing `.0` on whole numbers. Large answers format millions.
@@ -112,6 +121,41 @@ fn render_f(v: f64, put: &mut dyn FnMut(&str)) {
         return put(text.strip_suffix(".0").unwrap_or(text));
     }
     render_digits(v, put);
+}
+
+/// 2^53: every whole number of smaller magnitude is an `f64` exactly.
+const WHOLE_LIMIT: f64 = 9_007_199_254_740_992.0;
+
+/// The decimal digits of whole `v` (`|v| <` [`WHOLE_LIMIT`]), two at a
+/// time, written into the end of `buf`.
+fn whole(v: f64, buf: &mut [u8; 20]) -> &str {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+    // Whole and below 2^53: the cast is exact.
+    let mut n = v.abs() as u64;
+    let mut i = buf.len();
+    while n >= 100 {
+        let k = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[k..k + 2]);
+    }
+    if n >= 10 {
+        let k = n as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[k..k + 2]);
+    } else {
+        i -= 1;
+        buf[i] = b'0' + n as u8;
+    }
+    if v < 0.0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or_default()
 }
 
 /// [`render_f`] for finite `v` through [`Digits`], whatever form Ryū chose.
@@ -336,6 +380,13 @@ mod tests {
         let mut values = vec![
             0.0, -0.0, 1.0, -1.0, 100.0, 1e15, 1e16, 1e-5, 1e-7, 0.1, 5e-324,
         ];
+        // The integer path's digit pairs, and a byte count.
+        values.extend([9.0, 10.0, 99.0, 101.0, -1_000.0, 12_479_713_569.0]);
+        // Whole numbers about 2^53, where the integer path ends.
+        for d in 0..4 {
+            let w = WHOLE_LIMIT - 2.0 + f64::from(d);
+            values.extend([w, -w, w + 0.5, (w / 2.0) + 0.5]);
+        }
         for _ in 0..200_000 {
             x ^= x << 13;
             x ^= x >> 7;

@@ -209,6 +209,10 @@ fn write_value(
                 out.extend_from_slice(br#"{"metric":"#);
                 json::push_labels(out, &labels);
                 out.extend_from_slice(br#","values":["#);
+                // The last value's bits and where its text is in `out`:
+                // a gauge or a bucket often holds its value from step to
+                // step, and a copy costs less than formatting it again.
+                let mut last: Option<(u64, std::ops::Range<usize>)> = None;
                 for (j, s) in samples.iter().enumerate() {
                     if j > 0 {
                         out.push(b',');
@@ -216,7 +220,15 @@ fn write_value(
                     out.push(b'[');
                     stamps.push(out, j, s.t);
                     out.push(b',');
-                    json::push_value(out, s.v);
+                    let bits = s.v.to_bits();
+                    match &last {
+                        Some((b, text)) if *b == bits => out.extend_from_within(text.clone()),
+                        _ => {
+                            let from = out.len();
+                            json::push_value(out, s.v);
+                            last = Some((bits, from..out.len()));
+                        }
+                    }
                     out.push(b']');
                 }
                 out.extend_from_slice(b"]}");
@@ -343,7 +355,21 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_copied_from_those_written_before_are_the_ones_formatted() {
+    fn timestamps_and_values_copied_from_those_written_before_are_the_ones_formatted() {
+        // Values held for two points at a time, so that some repeat the
+        // one before, among them those whose bits matter (signed zeros,
+        // NaN, infinities).
+        let values = [
+            0.0,
+            -0.0,
+            f64::NAN,
+            1.5,
+            f64::NEG_INFINITY,
+            1e-7,
+            12_479_713_569.0,
+            -3.0,
+            f64::INFINITY,
+        ];
         // Series with gaps, shifted steps and irregular times, so that the
         // timestamps at one position differ from the series before.
         let irregular: Vec<(Labels, Vec<Sample>)> = (0..50_i64)
@@ -353,7 +379,7 @@ mod tests {
                     .filter(|k| (k + i) % 7 != 0)
                     .map(|k| Sample {
                         t: -3_000 + (i % 3) * 1_001 + k * 5_000 + (k * i) % 2,
-                        v: k as f64,
+                        v: values[(k / 2 + i) as usize % values.len()],
                     })
                     .collect();
                 (l, s)
