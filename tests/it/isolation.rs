@@ -101,9 +101,9 @@ fn churning_targets(stop: &Arc<AtomicBool>) -> Vec<u16> {
 /// and one named for the round.
 fn churned(i: usize, round: usize) -> Arc<Vec<u8>> {
     let name = format!("m{i}");
-    let mut s = String::from_utf8(exposition(&name, 49).to_vec()).unwrap();
-    s.push_str(&format!("{name}{{series=\"round-{round}\"}} {round}\n"));
-    Arc::new(s.into_bytes())
+    let mut body = exposition(&name, 49).to_vec();
+    body.extend_from_slice(format!("{name}{{series=\"round-{round}\"}} {round}\n").as_bytes());
+    Arc::new(body)
 }
 
 /// A small exposition of `n` series.
